@@ -1,0 +1,90 @@
+// NumPy array -> typed view (pointer, shape, strides in elements) for the bindings. The Python ops
+// layer has already normalised dtypes and produced clear errors; these checks are the last line that
+// keeps a wrong call from reaching a kernel with a bad pointer: they raise, never crash.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace nnx {
+namespace py = pybind11;
+
+template <class T>
+struct View {
+  T* data = nullptr;
+  int ndim = 0;
+  int64_t shape[8] = {0};
+  int64_t strides[8] = {0};  // in elements
+  int64_t size() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; ++i) n *= shape[i];
+    return n;
+  }
+  bool contiguous() const {
+    if (size() == 0) return true;
+    int64_t expect = 1;
+    for (int i = ndim - 1; i >= 0; --i) {
+      if (shape[i] != 1 && strides[i] != expect) return false;
+      expect *= shape[i];
+    }
+    return true;
+  }
+};
+
+template <class T>
+inline const char* dtype_name() {
+  return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+template <class T, class P>
+View<P> make_view(const py::array& a, const char* name, int ndim, P* data) {
+  if (!py::isinstance<py::array_t<T>>(a) || a.dtype().kind() != 'f' || a.itemsize() != sizeof(T))
+    throw py::type_error(std::string(name) + ": expected a " + dtype_name<T>() + " array, got " +
+                         std::string(py::str(a.dtype())));
+  if (ndim >= 0 && a.ndim() != ndim)
+    throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) +
+                          " dimensions, got " + std::to_string(a.ndim()));
+  if (a.ndim() > 8) throw py::value_error(std::string(name) + ": at most 8 dimensions are supported");
+  View<P> v;
+  v.data = data;
+  v.ndim = static_cast<int>(a.ndim());
+  for (int i = 0; i < v.ndim; ++i) {
+    v.shape[i] = a.shape(i);
+    if (a.strides(i) % static_cast<py::ssize_t>(sizeof(T)) != 0)
+      throw py::value_error(std::string(name) + ": strides must be multiples of the item size");
+    v.strides[i] = a.strides(i) / static_cast<py::ssize_t>(sizeof(T));
+  }
+  return v;
+}
+
+template <class T>
+View<const T> view_in(const py::array& a, const char* name, int ndim = -1) {
+  return make_view<T, const T>(a, name, ndim, static_cast<const T*>(a.data()));
+}
+
+template <class T>
+View<T> view_out(py::array& a, const char* name, int ndim = -1) {
+  if (!a.writeable()) throw py::value_error(std::string(name) + ": output array is read-only");
+  View<T> v = make_view<T, T>(a, name, ndim, static_cast<T*>(a.mutable_data()));
+  if (!v.contiguous()) throw py::value_error(std::string(name) + ": output array must be C-contiguous");
+  return v;
+}
+
+// Optional array argument: None -> empty view with data == nullptr.
+template <class T>
+View<const T> view_opt(const py::object& o, const char* name, int ndim = -1) {
+  if (o.is_none()) return View<const T>();
+  return view_in<T>(py::cast<py::array>(o), name, ndim);
+}
+
+inline void require(bool ok, const std::string& msg) {
+  if (!ok) throw py::value_error(msg);
+}
+
+// True for a float32 array (the bindings are registered per dtype and dispatch on this).
+inline bool is_f32(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize() == 4; }
+
+}  // namespace nnx

@@ -1,0 +1,50 @@
+#include <pybind11/numpy.h>
+
+#include "bindings/array_view.h"
+#include "bindings/bindings.h"
+#include "common/threads.h"
+#include "gemm/gemm.h"
+
+namespace nnx {
+namespace {
+
+template <class T>
+void gemm_py(const py::array& a, const py::array& b, py::array& c, double alpha, double beta,
+             const py::object& bias, bool bias_per_row, int act, double slope) {
+  auto A = view_in<T>(a, "a", 2);
+  auto B = view_in<T>(b, "b", 2);
+  auto C = view_out<T>(c, "out", 2);
+  require(A.shape[1] == B.shape[0], "gemm: inner dimensions differ");
+  require(C.shape[0] == A.shape[0] && C.shape[1] == B.shape[1], "gemm: output shape mismatch");
+  Epilogue<T> ep;
+  auto bias_v = view_opt<T>(bias, "bias", 1);
+  if (bias_v.data) {
+    require(bias_v.shape[0] == (bias_per_row ? C.shape[0] : C.shape[1]), "gemm: bias length mismatch");
+    require(bias_v.strides[0] == 1 || bias_v.shape[0] <= 1, "gemm: bias must be contiguous");
+    ep.bias = bias_v.data;
+    ep.bias_per_row = bias_per_row;
+  }
+  require(act >= 0 && act <= 4, "gemm: unknown activation code");
+  ep.act = static_cast<Act>(act);
+  ep.slope = static_cast<T>(slope);
+  py::gil_scoped_release release;
+  gemm<T>(A.shape[0], B.shape[1], A.shape[1], static_cast<T>(alpha), A.data, A.strides[0], A.strides[1],
+          B.data, B.strides[0], B.strides[1], static_cast<T>(beta), C.data, C.strides[0], C.strides[1],
+          num_threads(), ep);
+}
+
+}  // namespace
+
+void bind_gemm(py::module_& m) {
+  m.def("gemm", [](const py::array& a, const py::array& b, py::array& c, double alpha, double beta,
+                   const py::object& bias, bool bias_per_row, int act, double slope) {
+          if (is_f32(a)) gemm_py<float>(a, b, c, alpha, beta, bias, bias_per_row, act, slope);
+          else gemm_py<double>(a, b, c, alpha, beta, bias, bias_per_row, act, slope);
+        },
+        py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha") = 1.0, py::arg("beta") = 0.0,
+        py::arg("bias") = py::none(), py::arg("bias_per_row") = false, py::arg("act") = 0,
+        py::arg("slope") = 0.01,
+        "out = act(alpha * a @ b + beta * out + bias). a, b any strides; out C-contiguous.");
+}
+
+}  // namespace nnx

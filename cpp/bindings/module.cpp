@@ -1,0 +1,45 @@
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bindings/bindings.h"
+#include "common/cpu.h"
+#include "common/threads.h"
+#include "gemm/gemm.h"
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "nnx kernels (C++, OpenMP, SIMD)";
+
+  m.def("cpu_info", [] {
+    py::dict d;
+    d["detected_isa"] = nnx::isa_name(nnx::detected_isa());
+    d["active_isa"] = nnx::isa_name(nnx::active_isa());
+    d["openmp"] = nnx::openmp_enabled();
+    d["num_threads"] = nnx::num_threads();
+    d["sgemm_ukernel"] = nnx::gemm_ukernel_name<float>();
+    d["dgemm_ukernel"] = nnx::gemm_ukernel_name<double>();
+    return d;
+  });
+  m.def("set_isa", [](const std::string& name) {
+    nnx::Isa isa;
+    if (!nnx::parse_isa(name, &isa))
+      throw py::value_error("isa: expected one of 'portable', 'avx2', 'avx512', 'neon', got '" + name + "'");
+    if (!nnx::isa_supported(isa))
+      throw py::value_error("isa: '" + name + "' is not supported on this CPU (best: " +
+                            nnx::isa_name(nnx::detected_isa()) + ")");
+    return std::string(nnx::isa_name(nnx::set_active_isa(isa)));
+  });
+  m.def("get_num_threads", &nnx::num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("n: expected a thread count >= 1, got " + std::to_string(n));
+    nnx::set_num_threads(n);
+  });
+
+  nnx::bind_gemm(m);
+  nnx::bind_act(m);
+  nnx::bind_loss(m);
+  nnx::bind_conv(m);
+  nnx::bind_pool(m);
+  nnx::bind_optim(m);
+}

@@ -1,0 +1,84 @@
+#include "common/cpu.h"
+
+#include <atomic>
+#include <cstdlib>
+
+namespace nnx {
+namespace {
+
+Isa detect() {
+#if defined(NNX_X86) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  // AVX-512 kernels use F, DQ, BW and VL; AVX2 kernels use AVX2 and FMA.
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("fma"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+  return Isa::portable;
+#elif defined(NNX_ARM64)
+  return Isa::neon;  // NEON (AdvSIMD) is part of the aarch64 baseline.
+#else
+  return Isa::portable;
+#endif
+}
+
+Isa initial_active() {
+  Isa best = detected_isa();
+  if (const char* env = std::getenv("NNX_ISA")) {
+    Isa wanted;
+    if (parse_isa(env, &wanted) && isa_supported(wanted)) return wanted;
+  }
+  return best;
+}
+
+std::atomic<int>& active_slot() {
+  static std::atomic<int> slot{static_cast<int>(initial_active())};
+  return slot;
+}
+
+}  // namespace
+
+Isa detected_isa() {
+  static const Isa isa = detect();
+  return isa;
+}
+
+bool isa_supported(Isa isa) {
+  Isa best = detected_isa();
+  switch (isa) {
+    case Isa::portable: return true;
+    case Isa::avx2: return best == Isa::avx2 || best == Isa::avx512;
+    case Isa::avx512: return best == Isa::avx512;
+    case Isa::neon: return best == Isa::neon;
+  }
+  return false;
+}
+
+Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }
+
+Isa set_active_isa(Isa isa) {
+  if (!isa_supported(isa)) isa = detected_isa();
+  active_slot().store(static_cast<int>(isa));
+  return isa;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::portable: return "portable";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::neon: return "neon";
+  }
+  return "unknown";
+}
+
+bool parse_isa(const std::string& name, Isa* out) {
+  if (name == "portable") { *out = Isa::portable; return true; }
+  if (name == "avx2") { *out = Isa::avx2; return true; }
+  if (name == "avx512") { *out = Isa::avx512; return true; }
+  if (name == "neon") { *out = Isa::neon; return true; }
+  return false;
+}
+
+}  // namespace nnx

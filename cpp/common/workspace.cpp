@@ -1,0 +1,34 @@
+#include "common/workspace.h"
+
+#include <cstdlib>
+#include <new>
+
+namespace nnx {
+namespace {
+
+struct Buffer {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  ~Buffer() { std::free(ptr); }
+};
+
+}  // namespace
+
+void* workspace(int slot, size_t bytes) {
+  thread_local Buffer buffers[kWsSlots];
+  Buffer& b = buffers[slot];
+  if (bytes == 0) bytes = 64;
+  if (b.bytes < bytes) {
+    // Round up to 64 bytes as aligned_alloc requires, and grow by 1.5x to avoid repeated reallocation.
+    size_t want = bytes + bytes / 2;
+    want = (want + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, want);
+    if (!p) throw std::bad_alloc();
+    std::free(b.ptr);
+    b.ptr = p;
+    b.bytes = want;
+  }
+  return b.ptr;
+}
+
+}  // namespace nnx

@@ -1,0 +1,31 @@
+// Reusable, 64-byte aligned scratch memory owned by the operator layer. Kernels never allocate: an
+// operator asks for a buffer of the size the kernel documents and passes the pointer down. Buffers are
+// per thread and per slot and only grow, so steady-state training does no allocation in hot loops.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace nnx {
+
+// Returns at least `bytes` bytes of 64-byte aligned memory, valid until the next call with the same
+// slot on the same thread. Throws std::bad_alloc when the memory is not available.
+void* workspace(int slot, size_t bytes);
+
+template <class T>
+T* workspace_as(int slot, size_t count) {
+  return static_cast<T*>(workspace(slot, count * sizeof(T)));
+}
+
+// Slots in use; each family takes its own so nested use (conv calling gemm) never aliases.
+enum WorkspaceSlot : int {
+  kWsGemmA = 0,
+  kWsGemmB = 1,
+  kWsConvCol = 2,
+  kWsConvAux = 3,
+  kWsConvAux2 = 4,
+  kWsPool = 5,
+  kWsMisc = 6,
+  kWsSlots = 8
+};
+
+}  // namespace nnx

@@ -1,0 +1,36 @@
+// GEMM: C = alpha * A * B + beta * C, the engine under linear layers and convolutions.
+//
+// Layout: every matrix is given by a pointer and a row and column stride in elements, as in BLIS, so
+// transposes and non-contiguous views are absorbed by the packing and never copied separately:
+//   A(i, k) = a[i * rs_a + k * cs_a]   (M x K)
+//   B(k, j) = b[k * rs_b + j * cs_b]   (K x N)
+//   C(i, j) = c[i * rs_c + j * cs_c]   (M x N)
+// Strides may be zero (broadcast) or negative for A and B. C must not overlap A or B.
+//
+// Rules:
+// - beta == 0 never reads C (C may hold NaN or garbage), as in BLIS.
+// - K == 0 gives C = beta * C (and applies the epilogue).
+// - The epilogue (bias, activation) is applied to each tile of C after alpha/beta.
+// - Threads split the M and N loops, never K: every element of C is summed in the same order for any
+//   thread count, so results are bitwise identical for any `nthreads`.
+// - `nthreads` is an upper bound; 1 runs on the calling thread (for callers that are already parallel).
+// - The driver takes its packing buffers from nnx::workspace (slots kWsGemmA / kWsGemmB).
+#pragma once
+#include <cstdint>
+
+#include "common/epilogue.h"
+
+namespace nnx {
+
+template <class T>
+void gemm(int64_t M, int64_t N, int64_t K, T alpha,
+          const T* a, int64_t rs_a, int64_t cs_a,
+          const T* b, int64_t rs_b, int64_t cs_b,
+          T beta, T* c, int64_t rs_c, int64_t cs_c,
+          int nthreads, const Epilogue<T>& epilogue = Epilogue<T>());
+
+// Name of the micro-kernel the active ISA uses for this type, e.g. "sgemm_ukernel_avx2_6x16".
+template <class T>
+const char* gemm_ukernel_name();
+
+}  // namespace nnx

@@ -1,0 +1,15 @@
+"""nnx: neural-network training on CPUs.
+
+C++ kernels (OpenMP threads + SIMD) under a thin, PyTorch-shaped Python API, every kernel checked
+against the pure-NumPy implementation in nnx.reference.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._backend import cpu_info, get_num_threads, set_isa, set_num_threads  # noqa: F401
+from . import ops, reference  # noqa: F401
+from .gradcheck import GradcheckError, gradcheck  # noqa: F401
+
+__all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "reference", "gradcheck",
+           "GradcheckError", "__version__"]

@@ -1,0 +1,150 @@
+"""Matrix products: gemm and the linear (fully connected) layer, on the packed C++ GEMM."""
+from __future__ import annotations
+
+import numpy as np
+
+from .._backend import _C
+from ._fused import activation_backward_from_output
+from ._checks import check_ndim, float_array, kernel_ready, same_dtype
+
+# Activation codes understood by the C++ epilogue (cpp/common/epilogue.h).
+ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+
+
+def activation_code(activation) -> int:
+    try:
+        return ACTIVATIONS[activation]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"activation: expected one of None, 'relu', 'leaky_relu', 'sigmoid', 'tanh', got {activation!r}"
+        ) from None
+
+
+def _op(x: np.ndarray, trans: bool) -> np.ndarray:
+    return x.T if trans else x
+
+
+def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """alpha * op(a) @ op(b) + beta * c, where op transposes when trans_a / trans_b is set.
+
+    a and b may have any strides (transposed views cost nothing); c, when given, must broadcast to the
+    result's shape. Returns a new C-contiguous array.
+    """
+    a = float_array(a, "a")
+    b = float_array(b, "b")
+    c = None if c is None else float_array(c, "c")
+    dtype = same_dtype(a=a, b=b, c=c)
+    check_ndim(a, "a", 2)
+    check_ndim(b, "b", 2)
+    opa, opb = _op(a, trans_a), _op(b, trans_b)
+    m, k = opa.shape
+    if opb.shape[0] != k:
+        raise ValueError(
+            f"b: expected op(b) with {k} rows to match op(a) of shape {opa.shape}, got op(b) of shape {opb.shape}"
+        )
+    n = opb.shape[1]
+    out = np.empty((m, n), dtype=dtype)
+    use_c = c is not None and beta != 0.0
+    if use_c:
+        try:
+            out[...] = np.broadcast_to(c, (m, n))
+        except ValueError:
+            raise ValueError(f"c: expected a shape that broadcasts to ({m}, {n}), got {c.shape}") from None
+    _C.gemm(kernel_ready(opa), kernel_ready(opb), out, float(alpha), float(beta) if use_c else 0.0)
+    return out
+
+
+def gemm_backward(dy, a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """Gradients (da, db, dc) of gemm; dc is None when c is None (and summed over broadcast axes)."""
+    dy = float_array(dy, "dy")
+    a = float_array(a, "a")
+    b = float_array(b, "b")
+    same_dtype(dy=dy, a=a, b=b)
+    opa, opb = _op(a, trans_a), _op(b, trans_b)
+    if dy.shape != (opa.shape[0], opb.shape[1]):
+        raise ValueError(f"dy: expected shape {(opa.shape[0], opb.shape[1])}, got {dy.shape}")
+    # d op(a) = alpha dy op(b)^T ; d op(b) = alpha op(a)^T dy; transposing op back is a free view.
+    d_opa = gemm(dy, opb, trans_b=True, alpha=alpha)
+    d_opb = gemm(opa, dy, trans_a=True, alpha=alpha)
+    da = np.ascontiguousarray(d_opa.T) if trans_a else d_opa
+    db = np.ascontiguousarray(d_opb.T) if trans_b else d_opb
+    dc = None
+    if c is not None:
+        c = float_array(c, "c")
+        g = beta * dy
+        # Undo broadcasting: sum over the axes c was stretched along.
+        if c.ndim < 2:
+            g = g.sum(axis=tuple(range(2 - c.ndim)))
+        for ax, size in enumerate(c.shape):
+            if size == 1 and g.shape[ax] != 1:
+                g = g.sum(axis=ax, keepdims=True)
+        dc = np.ascontiguousarray(g, dtype=dy.dtype)
+    return da, db, dc
+
+
+def _check_linear(x, w, b):
+    x = float_array(x, "x")
+    w = float_array(w, "w")
+    b = None if b is None else float_array(b, "b")
+    same_dtype(x=x, w=w, b=b)
+    check_ndim(x, "x", 2, "batch x in_features")
+    check_ndim(w, "w", 2, "out_features x in_features")
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"w: expected shape (out_features, {x.shape[1]}) to match x of shape {x.shape}, got {w.shape}"
+        )
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"b: expected shape ({w.shape[0]},) (one bias per output), got {b.shape}")
+    return x, w, b
+
+
+def linear(x, w, b=None, *, activation=None, negative_slope=0.01):
+    """y = act(x @ w.T + b) with w shaped (out_features, in_features), as torch.nn.functional.linear.
+
+    The bias and the optional activation ('relu', 'leaky_relu', 'sigmoid', 'tanh') are applied by the
+    GEMM's epilogue while each output tile is still in cache.
+    """
+    x, w, b = _check_linear(x, w, b)
+    act = activation_code(activation)
+    out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    bias = None if b is None else np.ascontiguousarray(b)
+    _C.gemm(kernel_ready(x), kernel_ready(w).T, out, 1.0, 0.0, bias, False, act, float(negative_slope))
+    return out
+
+
+def linear_backward(dy, x, w, b=None, *, activation=None, negative_slope=0.01, y=None,
+                    needs=(True, True, True)):
+    """(dx, dw, db) of linear. With an activation, `y` must be the forward output (the activation's
+    gradient is taken from it); `needs` skips gradients nobody uses (db is None when b is None)."""
+    x, w, b = _check_linear(x, w, b)
+    dy = float_array(dy, "dy")
+    same_dtype(dy=dy, x=x)
+    if dy.shape != (x.shape[0], w.shape[0]):
+        raise ValueError(f"dy: expected shape {(x.shape[0], w.shape[0])}, got {dy.shape}")
+    act = activation_code(activation)
+    if act:
+        if y is None:
+            raise ValueError("y: linear_backward with an activation needs the forward output y")
+        y = float_array(y, "y")
+        if y.shape != dy.shape:
+            raise ValueError(f"y: expected shape {dy.shape}, got {y.shape}")
+        dy = activation_backward_from_output(dy, y, activation, negative_slope)
+    dy = kernel_ready(dy)
+    dx = dw = db = None
+    if needs[0]:
+        dx = np.empty_like(x, order="C")
+        _C.gemm(dy, kernel_ready(w), dx, 1.0, 0.0)
+    if needs[1]:
+        dw = np.empty(w.shape, dtype=x.dtype)
+        _C.gemm(dy.T, kernel_ready(x), dw, 1.0, 0.0)
+    if b is not None and len(needs) > 2 and needs[2]:
+        db = _column_sum(dy)
+    return dx, dw, db
+
+
+def _column_sum(dy: np.ndarray) -> np.ndarray:
+    """Sum over the batch with the same order for any thread count: a GEMM of ones^T . dy."""
+    ones = np.ones((1, dy.shape[0]), dtype=dy.dtype)
+    out = np.empty((1, dy.shape[1]), dtype=dy.dtype)
+    _C.gemm(ones, dy, out, 1.0, 0.0)
+    return out[0]

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import nnx
+from nnx import ops, reference as ref
+from optest import assert_close, check_op, random
+
+SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 9), (6, 16, 8), (7, 17, 13), (13, 31, 257), (64, 120, 400),
+          (120, 400, 64), (97, 101, 103), (0, 5, 3), (4, 0, 3), (4, 5, 0), (300, 70, 520)]
+
+
+@pytest.mark.parametrize("m,n,k", SHAPES)
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_gemm_matches_reference(isa, dtype, rng, m, n, k, ta, tb):
+    a = random(rng, (k, m) if ta else (m, k), dtype)
+    b = random(rng, (n, k) if tb else (k, n), dtype)
+    c = random(rng, (m, n), dtype)
+    check_op(ops.gemm, ref.gemm, (a, b), dict(trans_a=ta, trans_b=tb), dtype, k=k)
+    check_op(ops.gemm, ref.gemm, (a, b, c), dict(trans_a=ta, trans_b=tb, alpha=-0.5, beta=2.0), dtype, k=k)
+
+
+def test_gemm_beta_zero_never_reads_c(isa, dtype, rng):
+    a, b = random(rng, (9, 5), dtype), random(rng, (5, 11), dtype)
+    c = np.full((9, 11), np.nan, dtype)
+    assert_close(ops.gemm(a, b, c, beta=0.0), ref.gemm(a, b), dtype, k=5)
+
+
+def test_gemm_noncontiguous_and_readonly(isa, dtype, rng):
+    big = random(rng, (40, 70), dtype)
+    a = big[::3, 1::2][:, :30]  # strided rows and columns: (14, 30)
+    b = random(rng, (60, 25), dtype)[::-2]  # negative row stride: (30, 25)
+    a.setflags(write=False)
+    check_op(ops.gemm, ref.gemm, (a, b), {}, dtype, k=30)
+    bcast = np.broadcast_to(random(rng, (1, 7), dtype), (30, 7))  # zero row stride
+    check_op(ops.gemm, ref.gemm, (a, bcast), {}, dtype, k=30)
+
+
+def test_gemm_errors():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="b: expected op\\(b\\) with 4 rows"):
+        ops.gemm(a, np.ones((5, 2), np.float32))
+    with pytest.raises(TypeError, match="a is float32 but b is float64"):
+        ops.gemm(a, np.ones((4, 2), np.float64))
+    with pytest.raises(TypeError, match="a: expected a float32 or float64 array"):
+        ops.gemm(np.ones((3, 4), np.int32), np.ones((4, 2), np.float32))
+    with pytest.raises(ValueError, match="a: expected a 2-D array"):
+        ops.gemm(np.ones(3, np.float32), np.ones((3, 2), np.float32))
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh"])
+def test_linear_forward_backward(isa, dtype, rng, activation):
+    x, w, b = random(rng, (33, 17), dtype), random(rng, (10, 17), dtype), random(rng, (10,), dtype)
+    y = check_op(ops.linear, ref.linear, (x, w, b), dict(activation=activation), dtype, k=17)
+    dy = random(rng, y.shape, dtype)
+    check_op(ops.linear_backward, ref.linear_backward, (dy, x, w, b), dict(activation=activation, y=y),
+             dtype, k=33)
+
+
+def test_linear_skips_unneeded_gradients(rng):
+    x, w = random(rng, (4, 3), np.float64), random(rng, (2, 3), np.float64)
+    dx, dw, db = ops.linear_backward(np.ones((4, 2)), x, w, None, needs=(False, True, True))
+    assert dx is None and db is None
+    assert_close(dw, np.ones((4, 2)).T @ x)
+
+
+def test_reference_gemm_and_linear_gradcheck(rng):
+    a, b, c = rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), rng.standard_normal((1, 5))
+    kw = dict(trans_b=True, alpha=0.7, beta=1.3)
+    nnx.gradcheck(lambda a, b, c: ref.gemm(a, b, c, **kw), (a, b, c),
+                  lambda dy, a, b, c: ref.gemm_backward(dy, a, b, c, **kw))
+    x, w, bias = rng.standard_normal((4, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2)
+    for act in [None, "tanh", "sigmoid"]:
+        nnx.gradcheck(lambda x, w, b: ref.linear(x, w, b, activation=act), (x, w, bias),
+                      lambda dy, x, w, b: ref.linear_backward(dy, x, w, b, activation=act,
+                                                              y=ref.linear(x, w, b, activation=act)))
+
+
+def test_ops_gemm_backward_matches_reference(isa, dtype, rng):
+    a, b, c = random(rng, (6, 4), dtype), random(rng, (4, 9), dtype), random(rng, (6, 1), dtype)
+    dy = random(rng, (6, 9), dtype)
+    check_op(ops.gemm_backward, ref.gemm_backward, (dy, a, b, c), dict(alpha=2.0, beta=0.5), dtype, k=9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(0, 70), n=st.integers(0, 70), k=st.integers(0, 300), ta=st.booleans(),
+       tb=st.booleans(), f64=st.booleans(), seed=st.integers(0, 2**31))
+def test_gemm_random_shapes(m, n, k, ta, tb, f64, seed):
+    dtype = np.float64 if f64 else np.float32
+    r = np.random.default_rng(seed)
+    a = random(r, (k, m) if ta else (m, k), dtype)
+    b = random(r, (n, k) if tb else (k, n), dtype)
+    assert_close(ops.gemm(a, b, trans_a=ta, trans_b=tb), ref.gemm(a, b, trans_a=ta, trans_b=tb), dtype, k=k)

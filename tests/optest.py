@@ -1,0 +1,67 @@
+"""Shared checker for op tests (in the spirit of XNNPACK's testers): one line per case in the tests.
+
+Tolerances: float64 agrees to 1e-9 relative, float32 to 1e-4 relative, each widened by sqrt(k) / 8 for sums
+of length k (rounding error of a length-k sum grows like sqrt(k) on random data). The comparison scale of
+each element is |want| plus 1% of max|want| so that values produced by cancellation near zero are judged
+against the size of the terms that produced them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BASE_RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-9}
+
+
+def rtol_for(dtype, k: int = 1) -> float:
+    return BASE_RTOL[np.dtype(dtype)] * max(1.0, math.sqrt(max(k, 1)) / 8)
+
+
+def assert_close(got, want, dtype=None, k: int = 1, name: str = "result", rtol: float | None = None):
+    got = np.asarray(got)
+    want = np.asarray(want)
+    dtype = np.dtype(dtype or want.dtype)
+    assert got.shape == want.shape, f"{name}: shape {got.shape}, expected {want.shape}"
+    if dtype.kind == "f":
+        assert got.dtype == dtype, f"{name}: dtype {got.dtype}, expected {dtype}"
+    if got.size == 0:
+        return
+    tol = rtol if rtol is not None else rtol_for(dtype, k)
+    w = want.astype(np.float64)
+    g = got.astype(np.float64)
+    finite = np.isfinite(w)
+    same_nonfinite = (~finite) & ((g == w) | (np.isnan(g) & np.isnan(w)))
+    scale = np.abs(w) + 0.01 * (np.abs(w[finite]).max() if finite.any() else 0.0) + np.finfo(dtype).tiny
+    err = np.where(finite, np.abs(g - w) / scale, 0.0)
+    bad = (finite & ~(err <= tol)) | (~finite & ~same_nonfinite)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{name}: {int(bad.sum())} of {bad.size} elements differ (shape {want.shape}, {dtype}, k={k}, "
+            f"rtol={tol:.2e}); first at index {idx}: got {g[idx]!r}, expected {w[idx]!r}"
+        )
+
+
+def random(rng, shape, dtype, low=-1.0, high=1.0):
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def check_op(op, ref, args, kwargs=None, dtype=None, k: int = 1, name: str | None = None):
+    """Runs nnx.ops.<op> and nnx.reference.<op> on the same arguments and compares every output."""
+    kwargs = kwargs or {}
+    got = op(*args, **kwargs)
+    want = ref(*args, **kwargs)
+    label = name or getattr(op, "__name__", "op")
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want), f"{label}: expected {len(want)} outputs"
+        for i, (g, w) in enumerate(zip(got, want)):
+            if w is None:
+                assert g is None, f"{label}: output {i} should be None"
+                continue
+            assert_close(g, w, dtype, k, f"{label} output {i}")
+            assert g.flags.c_contiguous, f"{label} output {i} is not C-contiguous"
+    else:
+        assert_close(got, want, dtype, k, label)
+        assert np.asarray(got).flags.c_contiguous, f"{label}: result is not C-contiguous"
+    return got
