@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from ._backend import cpu_info, get_num_threads, set_isa, set_num_threads  # noqa: F401
 from . import ops, reference  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
+from .random import manual_seed  # noqa: F401
 
 __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "reference", "gradcheck",
-           "GradcheckError", "__version__"]
+           "GradcheckError", "manual_seed", "__version__"]
