@@ -39,7 +39,7 @@ def run_torch(name, kw, p0, grads):
     return p.detach().numpy()
 
 
-def test_sgd_by_hand():
+def test_sgd_by_hand(isa):
     p = Parameter(np.array([1.0, -2.0]))
     opt = optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.5)
     g1, g2 = np.array([0.5, 1.0]), np.array([-1.0, 2.0])
@@ -55,7 +55,7 @@ def test_sgd_by_hand():
     np.testing.assert_allclose(opt.state[p]["momentum_buffer"], b2, rtol=1e-15)
 
 
-def test_adam_by_hand_first_steps():
+def test_adam_by_hand_first_steps(isa):
     p0 = np.array([0.5, -1.5, 2.0])
     g = np.array([0.1, -0.2, 0.3])
     p, _ = run_nnx(optim.Adam, dict(lr=0.01), p0, [g, g])
@@ -64,7 +64,7 @@ def test_adam_by_hand_first_steps():
     np.testing.assert_allclose(p, expect, rtol=1e-12)
 
 
-def test_rmsprop_by_hand_first_step():
+def test_rmsprop_by_hand_first_step(isa):
     p0, g = np.array([1.0, 2.0]), np.array([0.3, -0.4])
     p, _ = run_nnx(optim.RMSprop, dict(lr=0.01, alpha=0.9), p0, [g])
     s = 0.1 * g * g
@@ -90,7 +90,7 @@ CASES = [
 @needs_torch
 @pytest.mark.parametrize("name, cls, kw", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_against_torch(name, cls, kw, dtype):
+def test_against_torch(name, cls, kw, dtype, isa):
     shape = (7, 13)  # not a multiple of any SIMD width
     p0 = np.random.default_rng(1).standard_normal(shape).astype(dtype)
     grads = _grads(shape, 6, dtype=dtype)
@@ -207,7 +207,7 @@ def test_kernels_reject_bad_arrays_directly():
 
 @pytest.mark.parametrize("cls, kw", [(optim.SGD, dict(lr=0.1, momentum=0.9)), (optim.Adam, {}),
                                      (optim.RMSprop, dict(centered=True, momentum=0.5))])
-def test_bitwise_identical_for_any_thread_count(cls, kw):
+def test_bitwise_identical_for_any_thread_count(cls, kw, isa):
     n = 200_003  # several threading blocks, odd size
     p0 = np.random.default_rng(4).standard_normal(n).astype(np.float32)
     grads = _grads(n, 2, seed=5, dtype=np.float32)
