@@ -132,7 +132,8 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None):
 
 def lp_pool2d_backward(dy, x, norm_type, kernel_size, stride=None):
     """d/dx (sum x**p) ** (1/p) = x**(p-1) * out**(1-p); where the window's sum is 0 the gradient is 0
-    (PyTorch sets it so instead of 0 * inf)."""
+    (PyTorch sets it so instead of 0 * inf). An element outside every window gets 0 (PyTorch's autograd
+    gives NaN there when p is fractional and the element negative: 0 * NaN)."""
     x = np.asarray(x)
     p = norm_type
     if p == np.inf:  # d|x|/dx = sign(x)
