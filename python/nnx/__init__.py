@@ -11,6 +11,8 @@ from ._backend import cpu_info, get_num_threads, set_isa, set_num_threads  # noq
 from . import ops, reference  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .random import manual_seed  # noqa: F401
+from . import data  # noqa: F401
+from .io import load, save  # noqa: F401
 
 __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "reference", "gradcheck",
-           "GradcheckError", "manual_seed", "__version__"]
+           "GradcheckError", "manual_seed", "__version__", "data", "save", "load"]
