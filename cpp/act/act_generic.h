@@ -203,9 +203,10 @@ typename V::T row_dot(const typename V::T* a, const typename V::T* b, int64_t n)
 }
 
 template <class V>
-typename V::T logsumexp_row(const typename V::T* x, int64_t n) {
+typename V::T log_sum_exp_shifted(const typename V::T* x, int64_t n, typename V::T* max_out) {
   typename V::T m = row_max<V>(x, n);
-  return m + std::log(exp_shift_sum<V, false>(x, m, nullptr, n));
+  *max_out = m;
+  return std::log(exp_shift_sum<V, false>(x, m, nullptr, n));
 }
 
 template <class V>
@@ -356,7 +357,7 @@ ActUkernels<typename V::T> make_table(const char* name) {
   t.softmax_rows_backward = &softmax_rows_backward<V>;
   t.softmax_cols = &softmax_cols<V>;
   t.softmax_cols_backward = &softmax_cols_backward<V>;
-  t.logsumexp_row = &logsumexp_row<V>;
+  t.log_sum_exp_shifted = &log_sum_exp_shifted<V>;
   return t;
 }
 
