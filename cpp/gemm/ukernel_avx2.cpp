@@ -1,0 +1,66 @@
+// AVX2 + FMA micro-kernels (sgemm 6x16, dgemm 6x8) and packing compiled for AVX2. Only reached when
+// the CPU has AVX2 and FMA (nnx::isa_supported(Isa::avx2)).
+#include <immintrin.h>
+
+#include "gemm/pack.h"
+#include "gemm/ukernel.h"
+#include "gemm/ukernel_simd.h"
+
+namespace nnx {
+namespace {
+
+struct Avx2Float {
+  using T = float;
+  using vec = __m256;
+  static constexpr int W = 8;
+  static vec zero() { return _mm256_setzero_ps(); }
+  static vec load(const T* p) { return _mm256_load_ps(p); }
+  static vec loadu(const T* p) { return _mm256_loadu_ps(p); }
+  static void storeu(T* p, vec v) { _mm256_storeu_ps(p, v); }
+  static vec set1(T x) { return _mm256_set1_ps(x); }
+  static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+};
+
+struct Avx2Double {
+  using T = double;
+  using vec = __m256d;
+  static constexpr int W = 4;
+  static vec zero() { return _mm256_setzero_pd(); }
+  static vec load(const T* p) { return _mm256_load_pd(p); }
+  static vec loadu(const T* p) { return _mm256_loadu_pd(p); }
+  static void storeu(T* p, vec v) { _mm256_storeu_pd(p, v); }
+  static vec set1(T x) { return _mm256_set1_pd(x); }
+  static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_pd(a, b, c); }
+  static vec mul(vec a, vec b) { return _mm256_mul_pd(a, b); }
+};
+
+constexpr GemmBlocking kS = kSgemmBlockingAvx2;
+constexpr GemmBlocking kD = kDgemmBlockingAvx2;
+static_assert(kS.mr == 6 && kS.nr == 16 && kD.mr == 6 && kD.nr == 8, "tile names below");
+
+}  // namespace
+
+void sgemm_ukernel_avx2_6x16(int64_t k, const float* a, const float* b, float* c, int64_t rs_c,
+                             int64_t cs_c, int64_t m, int64_t n, float alpha, float beta) {
+  ukernel_simd<Avx2Float, 6, 2>(k, a, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+void dgemm_ukernel_avx2_6x8(int64_t k, const double* a, const double* b, double* c, int64_t rs_c,
+                            int64_t cs_c, int64_t m, int64_t n, double alpha, double beta) {
+  ukernel_simd<Avx2Double, 6, 2>(k, a, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+const GemmKernels<float>& sgemm_kernels_avx2() {
+  static const GemmKernels<float> k{kS, sgemm_ukernel_avx2_6x16, pack_a_panels<kS.mr, float>,
+                                    pack_b_panels<kS.nr, float>, "sgemm_ukernel_avx2_6x16"};
+  return k;
+}
+
+const GemmKernels<double>& dgemm_kernels_avx2() {
+  static const GemmKernels<double> k{kD, dgemm_ukernel_avx2_6x8, pack_a_panels<kD.mr, double>,
+                                     pack_b_panels<kD.nr, double>, "dgemm_ukernel_avx2_6x8"};
+  return k;
+}
+
+}  // namespace nnx

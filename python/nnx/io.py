@@ -1,0 +1,241 @@
+"""Checkpoints: nested dicts of arrays and plain values in a .npz file, without pickle, written atomically.
+
+File layout: one .npy member per array, named by its dotted path ("model.0.weight",
+"optimizer.state.0.momentum_buffer"), plus a member "__nnx_manifest__": UTF-8 JSON (as uint8) that
+records the tree: dicts (their keys may be str or int, and may themselves contain dots), lists,
+tuples, and the non-array leaves (numbers, strings, booleans, None) in place, arrays by member name.
+Any NumPy can read the arrays back with np.load(path); nothing in the file is ever unpickled.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+
+MANIFEST = "__nnx_manifest__"
+FORMAT = "nnx-checkpoint"
+VERSION = 1
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = _current_umask()
+
+
+def _as_array(value):
+    """ndarray (or something exposing __array__, like a Tensor) -> ndarray, else None."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    if hasattr(value, "__array__") and not isinstance(value, (list, tuple, str, bytes, Mapping)):
+        return np.asarray(value)
+    if hasattr(value, "numpy") and callable(value.numpy):
+        return np.asarray(value.numpy())
+    return None
+
+
+class _Encoder:
+    def __init__(self):
+        self.arrays = {}
+
+    def _name(self, path: str) -> str:
+        name = path or "array"
+        if name == MANIFEST or name in self.arrays:
+            i = 1
+            while f"{name}#{i}" in self.arrays:
+                i += 1
+            name = f"{name}#{i}"
+        return name
+
+    def encode(self, value, path: str):
+        where = path or "<root>"
+        if isinstance(value, Mapping):
+            items = []
+            for key, item in value.items():
+                if isinstance(key, bool) or not isinstance(key, (str, int)):
+                    raise TypeError(f"obj[{where}]: expected dict keys of type str or int, got {key!r}")
+                items.append([key, self.encode(item, f"{path}.{key}" if path else str(key))])
+            return {"$dict": items}
+        if isinstance(value, (list, tuple)):
+            tag = "$list" if isinstance(value, list) else "$tuple"
+            return {tag: [self.encode(v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value)]}
+        if isinstance(value, np.generic):
+            pass  # NumPy scalars keep their dtype: stored as 0-d arrays below
+        elif value is None or isinstance(value, (bool, str)):
+            return value
+        elif isinstance(value, int):
+            return value
+        elif isinstance(value, float):
+            # JSON has no NaN/Infinity; keep them exact as tagged strings.
+            return value if math.isfinite(value) else {"$float": repr(value)}
+        array = _as_array(value)
+        if array is None:
+            raise TypeError(f"obj[{where}]: cannot save a value of type {type(value).__name__}; expected an "
+                            f"ndarray, a number, a string, a bool, None, or a dict/list/tuple of those")
+        if array.dtype.hasobject:
+            raise TypeError(f"obj[{where}]: object arrays would need pickle, which nnx checkpoints never use")
+        name = self._name(path)
+        self.arrays[name] = array
+        node = {"$array": name}
+        if isinstance(value, np.generic):
+            node["scalar"] = True
+        return node
+
+
+def save(obj, path) -> None:
+    """Writes `obj` (a state dict name -> ndarray, or a nested dict of state dicts, numbers, strings,
+    lists...) to `path` as .npz, atomically: the data goes to a temporary file in the same directory,
+    is flushed and fsync'ed, then renamed over `path` (os.replace), and the directory is fsync'ed. A
+    crash or error mid-write leaves any previous file at `path` untouched. The path is used as given
+    (no ".npz" is appended)."""
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"obj: expected a dict (e.g. model.state_dict()), got {type(obj).__name__}")
+    enc = _Encoder()
+    tree = enc.encode(obj, "")
+    manifest = json.dumps({"format": FORMAT, "version": VERSION, "tree": tree}, allow_nan=False)
+    members = dict(enc.arrays)
+    members[MANIFEST] = np.frombuffer(manifest.encode("utf-8"), dtype=np.uint8)
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **members)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: str) -> None:
+    """Makes the rename durable. Not possible on every platform (Windows), where it is skipped."""
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+class _Decoder:
+    def __init__(self, arrays, path):
+        self.arrays = arrays
+        self.path = path
+        self.used = set()
+
+    def bad(self, what):
+        return ValueError(f"{self.path}: corrupt nnx checkpoint: {what}")
+
+    def decode(self, node):
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if not isinstance(node, dict) or len(node) == 0:
+            raise self.bad(f"unexpected manifest entry {node!r}")
+        if "$dict" in node:
+            items = node["$dict"]
+            if not isinstance(items, list):
+                raise self.bad("a dict entry is not a list of [key, value] pairs")
+            out = {}
+            for pair in items:
+                if (not isinstance(pair, list) or len(pair) != 2 or isinstance(pair[0], bool)
+                        or not isinstance(pair[0], (str, int))):
+                    raise self.bad(f"bad dict item {pair!r}")
+                out[pair[0]] = self.decode(pair[1])
+            return out
+        if "$list" in node or "$tuple" in node:
+            seq = node.get("$list", node.get("$tuple"))
+            if not isinstance(seq, list):
+                raise self.bad("a list entry is not a list")
+            values = [self.decode(v) for v in seq]
+            return values if "$list" in node else tuple(values)
+        if "$float" in node:
+            if node["$float"] not in ("nan", "inf", "-inf"):
+                raise self.bad(f"bad float {node['$float']!r}")
+            return float(node["$float"])
+        if "$array" in node:
+            name = node["$array"]
+            if name not in self.arrays:
+                raise self.bad(f"array {name!r} named in the manifest is missing")
+            self.used.add(name)
+            array = self.arrays[name]
+            return array[()] if node.get("scalar") else array
+        raise self.bad(f"unexpected manifest entry {node!r}")
+
+
+def load(path):
+    """Reads a file written by nnx.save and returns the same nested structure (arrays as ndarrays).
+
+    Never unpickles: object arrays and pickled members are refused. A missing file raises
+    FileNotFoundError; a truncated, corrupt or foreign file raises ValueError naming the file. A plain
+    .npz written by np.savez (no manifest) loads as a flat dict name -> ndarray.
+    """
+    path = os.fspath(path)
+    arrays = {}
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:2] != b"PK":
+            raise ValueError("not a .npz (zip) archive")
+        with np.load(path, allow_pickle=False) as z:
+            for name in z.files:
+                member = z[name]
+                if not isinstance(member, np.ndarray):
+                    raise ValueError(f"member {name!r} is not a .npy array")
+                arrays[name] = member
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        msg = str(exc)
+        if "pickle" in msg.lower():
+            raise ValueError(f"{path}: refused to load: the file contains pickled (object) data and nnx "
+                             f"never unpickles ({msg})") from None
+        raise ValueError(f"{path}: not a valid nnx checkpoint: {msg}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError, RuntimeError) as exc:
+        raise ValueError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {exc})") from None
+
+    if MANIFEST not in arrays:
+        return arrays
+    raw = arrays.pop(MANIFEST)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"{path}: corrupt nnx checkpoint: manifest is {raw.dtype} {raw.shape}, not uint8 bytes")
+    try:
+        manifest = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: corrupt nnx checkpoint: manifest is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "tree" not in manifest:
+        raise ValueError(f"{path}: corrupt nnx checkpoint: manifest lacks the format header")
+    if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
+        raise ValueError(f"{path}: checkpoint format version {manifest.get('version')!r} is newer than this "
+                         f"nnx reads ({VERSION}); upgrade nnx")
+    dec = _Decoder(arrays, path)
+    tree = dec.decode(manifest["tree"])
+    extra = set(arrays) - dec.used
+    if extra:
+        raise dec.bad(f"arrays not named in the manifest: {sorted(extra)[:5]}")
+    if not isinstance(tree, dict):
+        raise dec.bad("the top level is not a dict")
+    return tree
