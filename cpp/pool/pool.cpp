@@ -125,21 +125,34 @@ void for_planes(int64_t planes, int64_t work_per_plane, int nthreads, F body) {
   for (int64_t p = 0; p < planes; ++p) body(p);
 }
 
+// Valid output ranges of the kernel columns j, computed once per call (divisions are slow enough to
+// dominate a row of a few dozen outputs).
+struct TapColumns {
+  static constexpr int64_t kCached = 64;
+  int64_t lo[kCached], hi[kCached];
+  explicit TapColumns(const Pool2dShape& s) {
+    for (int64_t j = 0; j < std::min(s.kw, kCached); ++j) valid_outputs(j * s.dw - s.pw, s.sw, s.W, s.OW, &lo[j], &hi[j]);
+  }
+  void get(const Pool2dShape& s, int64_t j, int64_t* l, int64_t* h) const {
+    if (j < kCached) *l = lo[j], *h = hi[j];
+    else valid_outputs(j * s.dw - s.pw, s.sw, s.W, s.OW, l, h);
+  }
+};
+
 // Walks the taps of output row oh over outputs [o0, o1) in row-major window order, calling
 // tap(x_row_offset_of_first_output, first_output_index_in_chunk, count) for each in-range tap.
 template <class F>
-inline void for_taps(const Pool2dShape& s, int64_t oh, int64_t o0, int64_t o1, F tap) {
+inline void for_taps(const Pool2dShape& s, const TapColumns& cols, int64_t oh, int64_t o0, int64_t o1, F tap) {
   for (int64_t i = 0; i < s.kh; ++i) {
     int64_t ih = oh * s.sh - s.ph + i * s.dh;
     if (ih < 0 || ih >= s.H) continue;
     for (int64_t j = 0; j < s.kw; ++j) {
-      int64_t c = j * s.dw - s.pw;
       int64_t lo, hi;
-      valid_outputs(c, s.sw, s.W, s.OW, &lo, &hi);
+      cols.get(s, j, &lo, &hi);
       lo = std::max(lo, o0);
       hi = std::min(hi, o1);
       if (lo >= hi) continue;
-      tap(ih * s.W + lo * s.sw + c, lo - o0, hi - lo);
+      tap(ih * s.W + lo * s.sw + j * s.dw - s.pw, lo - o0, hi - lo);
     }
   }
 }
@@ -184,24 +197,27 @@ const char* pool_kernels_name() {
 
 template <class T>
 void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
   for_planes(s.planes, in_plane + out_plane, nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
+    alignas(64) T acc[kChunk + kPoolRowPad];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       T* yr = yp + oh * s.OW;
       if (fast) {
         K.max_2x2s2(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, yr, s.OW);
         continue;
       }
-      std::fill(yr, yr + s.OW, -std::numeric_limits<T>::infinity());
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
-          K.max_tap(yr + o0 + a, xp + xoff, n, s.sw);
+        std::fill(acc, acc + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          K.max_tap(acc + a, xp + xoff, n, s.sw);
         });
+        std::copy(acc, acc + (o1 - o0), yr + o0);
       }
     }
   });
@@ -209,6 +225,7 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
 
 template <class T>
 void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, int nthreads) {
+  const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
@@ -224,15 +241,15 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
       return;
     }
     std::memset(dxp, 0, sizeof(T) * in_plane);
-    alignas(64) T best[kChunk];
-    alignas(64) int32_t idx[kChunk];
+    alignas(64) T best[kChunk + kPoolRowPad];
+    alignas(64) int32_t idx[kChunk + kPoolRowPad];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       const T* dyr = dyp + oh * s.OW;
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        std::fill(best, best + (o1 - o0), -std::numeric_limits<T>::infinity());
-        std::fill(idx, idx + (o1 - o0), -1);
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+        std::fill(best, best + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
+        std::fill(idx, idx + (o1 - o0) + kPoolRowPad, -1);
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
           K.max_tap_idx(best + a, idx + a, xp + xoff, n, s.sw, static_cast<int32_t>(xoff));
         });
         // Every window holds a real element (padding <= half the kernel), so idx >= 0; the windows
@@ -248,6 +265,7 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
 
 template <class T>
 void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
@@ -255,26 +273,28 @@ void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   for_planes(s.planes, in_plane + out_plane, nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
+    alignas(64) T acc[kChunk + kPoolRowPad];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       T* yr = yp + oh * s.OW;
       if (fast) {
         K.avg_2x2s2(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, yr, s.OW);
         continue;
       }
-      std::fill(yr, yr + s.OW, T(0));
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
-          K.sum_tap(yr + o0 + a, xp + xoff, n, s.sw);
+        std::fill(acc, acc + (o1 - o0) + kPoolRowPad, T(0));
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          K.sum_tap(acc + a, xp + xoff, n, s.sw);
         });
+        for (int64_t o = 0; o < o1 - o0; ++o) yr[o0 + o] = acc[o] / count;
       }
-      for (int64_t o = 0; o < s.OW; ++o) yr[o] /= count;
     }
   });
 }
 
 template <class T>
 void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads) {
+  const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
@@ -289,14 +309,15 @@ void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads)
       return;
     }
     std::memset(dxp, 0, sizeof(T) * in_plane);
-    alignas(64) T g[kChunk];
+    alignas(64) T g[kChunk + kPoolRowPad];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       const T* dyr = dyp + oh * s.OW;
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
         for (int64_t o = o0; o < o1; ++o) g[o - o0] = dyr[o] / count;
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
-          K.scatter_add_tap(dxp + xoff, g + a, n, s.sw);
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          if (xoff + pool_scatter_reach(n, s.sw) <= in_plane) K.scatter_add_tap(dxp + xoff, g + a, n, s.sw);
+          else pool_kernels_portable<T>().scatter_add_tap(dxp + xoff, g + a, n, s.sw);
         });
       }
     }
@@ -325,9 +346,9 @@ inline T lp_root(T sum, T p) {
 
 // Window sums of x^p for outputs [o0, o1) of row oh into acc (zeroed first).
 template <class T>
-void lp_row_sums(const Pool2dShape& s, T p, const T* xp, int64_t oh, int64_t o0, int64_t o1, T* acc) {
+void lp_row_sums(const Pool2dShape& s, const TapColumns& cols, T p, const T* xp, int64_t oh, int64_t o0, int64_t o1, T* acc) {
   std::fill(acc, acc + (o1 - o0), T(0));
-  for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+  for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
     const T* xr = xp + xoff;
     for (int64_t o = 0; o < n; ++o) acc[a + o] += lp_pow(xr[o * s.sw], p);
   });
@@ -337,6 +358,7 @@ void lp_row_sums(const Pool2dShape& s, T p, const T* xp, int64_t oh, int64_t o0,
 
 template <class T>
 void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   for_planes(s.planes, 4 * (in_plane + out_plane), nthreads, [&](int64_t p_) {
     const T* xp = x + p_ * in_plane;
@@ -345,7 +367,7 @@ void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
         T* yr = yp + oh * s.OW + o0;
-        lp_row_sums(s, p, xp, oh, o0, o1, yr);
+        lp_row_sums(s, cols, p, xp, oh, o0, o1, yr);
         for (int64_t o = 0; o < o1 - o0; ++o) yr[o] = lp_root(yr[o], p);
       }
     }
@@ -354,6 +376,7 @@ void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads
 
 template <class T>
 void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* dx, int nthreads) {
+  const TapColumns cols(s);
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   for_planes(s.planes, 4 * (2 * in_plane + out_plane), nthreads, [&](int64_t p_) {
     const T* xp = x + p_ * in_plane;
@@ -364,7 +387,7 @@ void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* d
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        lp_row_sums(s, p, xp, oh, o0, o1, g);
+        lp_row_sums(s, cols, p, xp, oh, o0, o1, g);
         // g = dy * y^(1-p), 0 where the window's sum is 0 (PyTorch's choice instead of 0 * inf).
         for (int64_t o = 0; o < o1 - o0; ++o) {
           T sum = g[o], d = dyp[oh * s.OW + o0 + o];
@@ -373,7 +396,7 @@ void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* d
           else if (p == T(2)) g[o] = d / std::sqrt(sum);
           else g[o] = d * std::pow(lp_root(sum, p), T(1) - p);
         }
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
           const T* xr = xp + xoff;
           T* dr = dxp + xoff;
           if (p == T(1)) {
