@@ -49,6 +49,30 @@ void scatter_add_tap_portable(T* dx, const T* g, int64_t n, int64_t stride) {
 }
 
 template <class T>
+void max_window_portable(T* y, const T* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
+  for (int64_t o = 0; o < n; ++o) {
+    const T* xo = x + o * stride;
+    T m = xo[taps[0]];
+    for (int64_t t = 1; t < ntaps; ++t)
+      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]];
+    y[o] = m;
+  }
+}
+
+template <class T>
+void max_window_idx_portable(int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
+                             int64_t ntaps) {
+  for (int64_t o = 0; o < n; ++o) {
+    const T* xo = x + o * stride;
+    T m = xo[taps[0]];
+    int64_t k = taps[0];
+    for (int64_t t = 1; t < ntaps; ++t)
+      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]], k = taps[t];
+    idx[o] = static_cast<int32_t>(k + o * stride);
+  }
+}
+
+template <class T>
 void max_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
   for (int64_t o = 0; o < n; ++o) {
     T m = r0[2 * o];
@@ -157,6 +181,47 @@ inline void for_taps(const Pool2dShape& s, const TapColumns& cols, int64_t oh, i
   }
 }
 
+// The taps of output row oh as plane offsets relative to output 0 (ih*W + j*dw - pw, valid rows only, in
+// row-major window order) and the interior [olo, ohi) of outputs whose every column is inside the row.
+// Returns false when the window has more taps than the caller's array holds (kMaxTaps).
+constexpr int64_t kMaxTaps = 256;
+inline bool row_window(const Pool2dShape& s, const TapColumns& cols, int64_t oh, int64_t* taps,
+                       int64_t* ntaps, int64_t* olo, int64_t* ohi) {
+  if (s.kh * s.kw > kMaxTaps) return false;
+  int64_t n = 0;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    int64_t ih = oh * s.sh - s.ph + i * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    for (int64_t j = 0; j < s.kw; ++j) taps[n++] = ih * s.W + j * s.dw - s.pw;
+  }
+  *ntaps = n;
+  int64_t lo0, hi0, lo1, hi1;
+  cols.get(s, 0, &lo0, &hi0);
+  cols.get(s, s.kw - 1, &lo1, &hi1);
+  *olo = lo0;
+  *ohi = std::max(hi1, lo0);
+  return true;
+}
+
+// Output o of row oh, window clipped to the input, by the scan (edges of the row: a few outputs).
+template <class T>
+inline void max_edge(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o, T* best, int32_t* idx) {
+  T m = -std::numeric_limits<T>::infinity();
+  int64_t k = -1;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    int64_t ih = oh * s.sh - s.ph + i * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    for (int64_t j = 0; j < s.kw; ++j) {
+      int64_t iw = o * s.sw + j * s.dw - s.pw;
+      if (iw < 0 || iw >= s.W) continue;
+      T v = xp[ih * s.W + iw];
+      if (k < 0 || pool_max_takes(v, m)) m = v, k = ih * s.W + iw;
+    }
+  }
+  *best = m;
+  *idx = static_cast<int32_t>(k);
+}
+
 inline bool is_2x2s2(const Pool2dShape& s) {
   return s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.ph == 0 && s.pw == 0 && s.dh == 1 &&
          s.dw == 1;
@@ -180,6 +245,8 @@ const PoolKernels<T>& pool_kernels_portable() {
                                    max_tap_idx_portable<T>,
                                    sum_tap_portable<T>,
                                    scatter_add_tap_portable<T>,
+                                   max_window_portable<T>,
+                                   max_window_idx_portable<T>,
                                    max_2x2s2_portable<T>,
                                    max_2x2s2_backward_portable<T>,
                                    avg_2x2s2_portable<T>,
@@ -205,10 +272,20 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
     alignas(64) T acc[kChunk + kPoolRowPad];
+    int64_t taps[kMaxTaps];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       T* yr = yp + oh * s.OW;
       if (fast) {
         K.max_2x2s2(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, yr, s.OW);
+        continue;
+      }
+      int64_t ntaps, olo, ohi;
+      if (row_window(s, cols, oh, taps, &ntaps, &olo, &ohi)) {
+        // Interior outputs keep their running maximum in a register across the whole window.
+        if (ohi > olo) K.max_window(yr + olo, xp + olo * s.sw, ohi - olo, s.sw, taps, ntaps);
+        int32_t unused;
+        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, oh, o, &yr[o], &unused);
+        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, oh, o, &yr[o], &unused);
         continue;
       }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
@@ -243,8 +320,19 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
     std::memset(dxp, 0, sizeof(T) * in_plane);
     alignas(64) T best[kChunk + kPoolRowPad];
     alignas(64) int32_t idx[kChunk + kPoolRowPad];
+    int64_t taps[kMaxTaps];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       const T* dyr = dyp + oh * s.OW;
+      int64_t ntaps, olo, ohi;
+      if (s.OW <= kChunk && row_window(s, cols, oh, taps, &ntaps, &olo, &ohi)) {
+        for (int64_t t = 0; t < ntaps; ++t) taps[t] += olo * s.sw;  // so idx comes out as plane offsets
+        if (ohi > olo) K.max_window_idx(idx + olo, xp, ohi - olo, s.sw, taps, ntaps);
+        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, oh, o, &best[0], &idx[o]);
+        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, oh, o, &best[0], &idx[o]);
+        // In output order, so overlapping windows add up in the same order on any thread count.
+        for (int64_t o = 0; o < s.OW; ++o) dxp[idx[o]] += dyr[o];
+        continue;
+      }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
         std::fill(best, best + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());

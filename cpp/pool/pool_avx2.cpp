@@ -132,6 +132,36 @@ void scatter_add_tap_avx2(float* dx, const float* g, int64_t n, int64_t stride) 
   }
 }
 
+void max_window_avx2(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
+  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
+  for (int64_t o = 0; o < n; o += 8) {
+    __m256 m = load_tap(x + taps[0], o, n, stride, neg_inf());
+    for (int64_t t = 1; t < ntaps; ++t) m = scan(m, load_tap(x + taps[t], o, n, stride, neg_inf()));
+    store_r(y + o, m, n - o < 8 ? n - o : 8);
+  }
+}
+
+void max_window_idx_avx2(int32_t* idx, const float* x, int64_t n, int64_t stride, const int64_t* taps,
+                         int64_t ntaps) {
+  if (stride != 1 && stride != 2)
+    return pool_kernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
+  const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32(static_cast<int32_t>(stride)));
+  for (int64_t o = 0; o < n; o += 8) {
+    const __m256i base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(o * stride)), step);
+    __m256 m = load_tap(x + taps[0], o, n, stride, neg_inf());
+    __m256i id = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[0])));
+    for (int64_t t = 1; t < ntaps; ++t) {
+      __m256 v = load_tap(x + taps[t], o, n, stride, neg_inf());
+      __m256 take = takes(v, m);
+      m = _mm256_blendv_ps(m, v, take);
+      __m256i here = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[t])));
+      id = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(here), take));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), id);
+  }
+}
+
 // The four window elements of outputs o..o+r-1 as lanes: a = r0[2o], b = r0[2o+1], c = r1[2o], d = r1[2o+1].
 inline void load_2x2(const float* r0, const float* r1, int64_t r, __m256* a, __m256* b, __m256* c, __m256* d) {
   __m256 x0, x1, y0, y1;
@@ -218,6 +248,8 @@ const PoolKernels<float>* pool_kernels_avx2_f32() {
                                        max_tap_idx_avx2,
                                        sum_tap_avx2,
                                        scatter_add_tap_avx2,
+                                       max_window_avx2,
+                                       max_window_idx_avx2,
                                        max_2x2s2_avx2,
                                        max_2x2s2_backward_avx2,
                                        avg_2x2s2_avx2,

@@ -41,6 +41,13 @@ struct PoolKernels {
   void (*sum_tap)(T* acc, const T* x, int64_t n, int64_t stride);
   // dx[o*stride] += g[o]; may touch dx[0 .. pool_scatter_reach(n, stride)) (see above).
   void (*scatter_add_tap)(T* dx, const T* g, int64_t n, int64_t stride);
+  // Whole windows, for outputs whose every tap is inside the input (the row's interior): tap t of output
+  // o reads x[taps[t] + o*stride]; taps are in row-major window order. Reads nothing else of x.
+  // y[o] = the scan's maximum (y[0 .. n) written, nothing past it).
+  void (*max_window)(T* y, const T* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps);
+  // idx[o] = taps[t] + o*stride of the element the scan picks. idx is a padded scratch row.
+  void (*max_window_idx)(int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
+                         int64_t ntaps);
   // 2x2 windows, stride 2, no padding: r0/r1 are the two input rows of an output row of n outputs.
   // y[o] = scan of r0[2o], r0[2o+1], r1[2o], r1[2o+1].
   void (*max_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
