@@ -116,8 +116,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=N
     return Tensor._make(y, parents, backward, "conv2d" if activation is None else f"conv2d+{activation}")
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
-    return _unary("max_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding)
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
+    kw = {} if dilation == 1 else {"dilation": dilation}
+    return _unary("max_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding, **kw)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
