@@ -60,102 +60,105 @@ inline void store_r(float* p, __m256 v, int64_t r) {
   else _mm256_maskstore_ps(p, first_lanes(r), v);
 }
 
-void max_tap_avx2(float* acc, const float* x, int64_t n, int64_t stride) {
-  int64_t o = 0;
+// The tap kernels below load and store the scratch rows acc/idx as full vectors (they are padded);
+// only x is read with masks at the row tail. Lanes past n may alias real outputs of the chunk (another
+// tap's range), so they must leave acc and idx exactly as they are: the tail lanes of a tap hold a
+// neutral value (-inf for max, -0.0 for sums) and the index update is masked to the real lanes.
+
+// x[o*stride] for the 8 outputs at o (x is read only within the row); lanes past n hold `neutral`.
+inline __m256 load_tap(const float* x, int64_t o, int64_t n, int64_t stride, __m256 neutral) {
+  int64_t r = n - o < 8 ? n - o : 8;
+  __m256 v;
   if (stride == 1) {
-    for (; o < n; o += 8) {
-      int64_t r = n - o < 8 ? n - o : 8;
-      store_r(acc + o, scan(load_r(acc + o, r), load_r(x + o, r)), r);
-    }
-  } else if (stride == 2) {
-    for (; o + 8 < n; o += 8) {  // strict: x[2o + 15] is then inside the contract
-      __m256 v = evens(_mm256_loadu_ps(x + 2 * o), _mm256_loadu_ps(x + 2 * o + 8));
-      _mm256_storeu_ps(acc + o, scan(_mm256_loadu_ps(acc + o), v));
-    }
-    if (o < n) {
-      int64_t r = n - o;
-      store_r(acc + o, scan(load_r(acc + o, r), load_even_tail(x + 2 * o, r)), r);
-    }
+    v = load_r(x + o, r);
+  } else if (o + 8 < n) {
+    return evens(_mm256_loadu_ps(x + 2 * o), _mm256_loadu_ps(x + 2 * o + 8));  // x[2o+15] is in the row
   } else {
-    pool_kernels_portable<float>().max_tap(acc, x, n, stride);
+    v = load_even_tail(x + 2 * o, r);
   }
+  return r == 8 ? v : _mm256_blendv_ps(neutral, v, _mm256_castsi256_ps(first_lanes(r)));
+}
+
+inline __m256 neg_inf() { return _mm256_set1_ps(-__builtin_inff()); }
+
+void max_tap_avx2(float* acc, const float* x, int64_t n, int64_t stride) {
+  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().max_tap(acc, x, n, stride);
+  for (int64_t o = 0; o < n; o += 8)
+    _mm256_storeu_ps(acc + o, scan(_mm256_loadu_ps(acc + o), load_tap(x, o, n, stride, neg_inf())));
 }
 
 void max_tap_idx_avx2(float* acc, int32_t* idx, const float* x, int64_t n, int64_t stride, int32_t off) {
-  if (stride != 1 && stride != 2) {
-    pool_kernels_portable<float>().max_tap_idx(acc, idx, x, n, stride, off);
-    return;
-  }
+  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().max_tap_idx(acc, idx, x, n, stride, off);
   const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                           _mm256_set1_epi32(static_cast<int32_t>(stride)));
   const __m256i zero = _mm256_setzero_si256();
   for (int64_t o = 0; o < n; o += 8) {
-    int64_t r = n - o < 8 ? n - o : 8;
-    __m256 v;
-    if (stride == 1) v = load_r(x + o, r);
-    else if (r == 8 && o + 8 < n) v = evens(_mm256_loadu_ps(x + 2 * o), _mm256_loadu_ps(x + 2 * o + 8));
-    else v = load_even_tail(x + 2 * o, r);
-    __m256 m = load_r(acc + o, r);
-    __m256i mask = first_lanes(r);
-    __m256i id = r == 8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + o))
-                        : _mm256_maskload_epi32(idx + o, mask);
+    __m256 v = load_tap(x, o, n, stride, neg_inf());
+    __m256 m = _mm256_loadu_ps(acc + o);
+    __m256i id = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + o));
     __m256 t = _mm256_or_ps(takes(v, m), _mm256_castsi256_ps(_mm256_cmpgt_epi32(zero, id)));
+    if (n - o < 8) t = _mm256_and_ps(t, _mm256_castsi256_ps(first_lanes(n - o)));
     __m256i here = _mm256_add_epi32(_mm256_set1_epi32(off + static_cast<int32_t>(o * stride)), step);
-    m = _mm256_blendv_ps(m, v, t);
+    _mm256_storeu_ps(acc + o, _mm256_blendv_ps(m, v, t));
     id = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(here), t));
-    store_r(acc + o, m, r);
-    if (r == 8) _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), id);
-    else _mm256_maskstore_epi32(idx + o, mask, id);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), id);
   }
 }
 
 void sum_tap_avx2(float* acc, const float* x, int64_t n, int64_t stride) {
-  int64_t o = 0;
-  if (stride == 1) {
-    for (; o < n; o += 8) {
-      int64_t r = n - o < 8 ? n - o : 8;
-      store_r(acc + o, _mm256_add_ps(load_r(acc + o, r), load_r(x + o, r)), r);
-    }
-  } else if (stride == 2) {
-    for (; o + 8 < n; o += 8) {
-      __m256 v = evens(_mm256_loadu_ps(x + 2 * o), _mm256_loadu_ps(x + 2 * o + 8));
-      _mm256_storeu_ps(acc + o, _mm256_add_ps(_mm256_loadu_ps(acc + o), v));
-    }
-    if (o < n) {
-      int64_t r = n - o;
-      store_r(acc + o, _mm256_add_ps(load_r(acc + o, r), load_even_tail(x + 2 * o, r)), r);
-    }
-  } else {
-    pool_kernels_portable<float>().sum_tap(acc, x, n, stride);
-  }
+  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().sum_tap(acc, x, n, stride);
+  for (int64_t o = 0; o < n; o += 8)
+    _mm256_storeu_ps(acc + o, _mm256_add_ps(_mm256_loadu_ps(acc + o), load_tap(x, o, n, stride, _mm256_set1_ps(-0.0f))));
 }
 
 void scatter_add_tap_avx2(float* dx, const float* g, int64_t n, int64_t stride) {
-  int64_t o = 0;
-  if (stride == 1) {
-    for (; o < n; o += 8) {
-      int64_t r = n - o < 8 ? n - o : 8;
-      store_r(dx + o, _mm256_add_ps(load_r(dx + o, r), load_r(g + o, r)), r);
-    }
-  } else if (stride == 2) {
-    // dx[2o] += g[o]: add [g0 0 g1 0 ...] to 16 consecutive elements (odd ones get + 0, unchanged).
-    const __m256 zero = _mm256_setzero_ps();
-    for (; o < n; o += 8) {
-      int64_t r = n - o < 8 ? n - o : 8;
+  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().scatter_add_tap(dx, g, n, stride);
+  // Lanes past n add -0.0, which leaves every value (even -0.0) bit for bit as it was.
+  const __m256 nzero = _mm256_set1_ps(-0.0f);
+  for (int64_t o = 0; o < n; o += 8) {
+    int64_t r = n - o < 8 ? n - o : 8;
+    __m256 gv = r == 8 ? _mm256_loadu_ps(g + o)
+                       : _mm256_blendv_ps(nzero, _mm256_maskload_ps(g + o, first_lanes(r)),
+                                          _mm256_castsi256_ps(first_lanes(r)));
+    if (stride == 1) {
+      _mm256_storeu_ps(dx + o, _mm256_add_ps(_mm256_loadu_ps(dx + o), gv));
+    } else {  // dx[2o] += g[o]: add [g0 -0 g1 -0 ...] to 16 consecutive elements
       __m256 lo, hi;
-      interleave(load_r(g + o, r), zero, &lo, &hi);
+      interleave(gv, nzero, &lo, &hi);
       float* d = dx + 2 * o;
-      if (o + 8 < n) {
-        _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), lo));
-        _mm256_storeu_ps(d + 8, _mm256_add_ps(_mm256_loadu_ps(d + 8), hi));
-      } else {  // only dx[0 .. 2r-2] may be touched
-        __m256i m0 = first_lanes(clamp8(2 * r - 1)), m1 = first_lanes(clamp8(2 * r - 9));
-        _mm256_maskstore_ps(d, m0, _mm256_add_ps(_mm256_maskload_ps(d, m0), lo));
-        _mm256_maskstore_ps(d + 8, m1, _mm256_add_ps(_mm256_maskload_ps(d + 8, m1), hi));
-      }
+      _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), lo));
+      _mm256_storeu_ps(d + 8, _mm256_add_ps(_mm256_loadu_ps(d + 8), hi));
     }
-  } else {
-    pool_kernels_portable<float>().scatter_add_tap(dx, g, n, stride);
+  }
+}
+
+void max_window_avx2(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
+  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
+  for (int64_t o = 0; o < n; o += 8) {
+    __m256 m = load_tap(x + taps[0], o, n, stride, neg_inf());
+    for (int64_t t = 1; t < ntaps; ++t) m = scan(m, load_tap(x + taps[t], o, n, stride, neg_inf()));
+    store_r(y + o, m, n - o < 8 ? n - o : 8);
+  }
+}
+
+void max_window_idx_avx2(int32_t* idx, const float* x, int64_t n, int64_t stride, const int64_t* taps,
+                         int64_t ntaps) {
+  if (stride != 1 && stride != 2)
+    return pool_kernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
+  const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32(static_cast<int32_t>(stride)));
+  for (int64_t o = 0; o < n; o += 8) {
+    const __m256i base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(o * stride)), step);
+    __m256 m = load_tap(x + taps[0], o, n, stride, neg_inf());
+    __m256i id = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[0])));
+    for (int64_t t = 1; t < ntaps; ++t) {
+      __m256 v = load_tap(x + taps[t], o, n, stride, neg_inf());
+      __m256 take = takes(v, m);
+      m = _mm256_blendv_ps(m, v, take);
+      __m256i here = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[t])));
+      id = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(here), take));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), id);
   }
 }
 
@@ -245,6 +248,8 @@ const PoolKernels<float>* pool_kernels_avx2_f32() {
                                        max_tap_idx_avx2,
                                        sum_tap_avx2,
                                        scatter_add_tap_avx2,
+                                       max_window_avx2,
+                                       max_window_idx_avx2,
                                        max_2x2s2_avx2,
                                        max_2x2s2_backward_avx2,
                                        avg_2x2s2_avx2,

@@ -6,13 +6,14 @@ PyTorch's without ceil_mode: OH = (H + 2*padding - dilation*(kernel-1) - 1) // s
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_ndim, contiguous, float_array, pair, same_dtype
+from ._checks import check_ndim, float_array, pair, same_dtype
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "lp_pool2d",
            "lp_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward"]
@@ -54,6 +55,32 @@ class _Pool:
         return (*self.k, *self.s, *self.p, *self.d)
 
 
+@functools.lru_cache(maxsize=256)
+def _pool_cached(x_shape, kernel_size, stride, padding, dilation):
+    return _Pool(x_shape, kernel_size, stride, padding, dilation)
+
+
+def _plain_ints(v):
+    return v is None or type(v) is int or (type(v) is tuple and all(type(a) is int for a in v))
+
+
+def _pool(x_shape, kernel_size, stride, padding, dilation):
+    """_Pool, memoised: a training loop pools the same shapes with the same parameters every step, and
+    validating them costs more than pooling a small batch. Only plain ints are cached (2.0 == 2 and
+    True == 1 as dict keys, but they must still be rejected)."""
+    if all(_plain_ints(v) for v in (kernel_size, stride, padding, dilation)):
+        return _pool_cached(x_shape, kernel_size, stride, padding, dilation)
+    return _Pool(x_shape, kernel_size, stride, padding, dilation)
+
+
+def _contiguous(x):
+    """C-contiguous, aligned (flags checks: cheaper than x.ctypes on the small arrays of LeNet)."""
+    if x.flags.c_contiguous and x.flags.aligned:
+        return x
+    y = np.ascontiguousarray(x)
+    return y if y.flags.aligned else y.copy()
+
+
 def _input(x):
     x = float_array(x, "x")
     check_ndim(x, "x", 4, "N, C, H, W")
@@ -71,14 +98,14 @@ def _grad_input(dy, x, out_shape):
 def _forward(kind, x, pool, p=1.0):
     out = np.empty(pool.out_shape, dtype=x.dtype)
     if not pool.empty:
-        _C.pool2d_forward(kind, contiguous(x), out, *pool.args(), float(p))
+        _C.pool2d_forward(kind, _contiguous(x), out, *pool.args(), float(p))
     return out
 
 
 def _backward(kind, dy, x, pool, p=1.0):
     dx = np.empty(x.shape, dtype=x.dtype)
     if not pool.empty:
-        _C.pool2d_backward(kind, contiguous(dy), contiguous(x), dx, *pool.args(), float(p))
+        _C.pool2d_backward(kind, _contiguous(dy), _contiguous(x), dx, *pool.args(), float(p))
     return dx
 
 
@@ -86,14 +113,14 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
     """Maximum over each window (stride defaults to kernel_size). Padded positions never win; a NaN in a
     window makes its output NaN (as PyTorch)."""
     x = _input(x)
-    return _forward(_MAX, x, _Pool(x.shape, kernel_size, stride, padding, dilation))
+    return _forward(_MAX, x, _pool(x.shape, kernel_size, stride, padding, dilation))
 
 
 def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1):
     """dx: each window's gradient goes to its first maximum in row-major order (the last NaN if the
     window holds NaNs), PyTorch's rule; the choice is recomputed from x."""
     x = _input(x)
-    pool = _Pool(x.shape, kernel_size, stride, padding, dilation)
+    pool = _pool(x.shape, kernel_size, stride, padding, dilation)
     return _backward(_MAX, _grad_input(dy, x, pool.out_shape), x, pool)
 
 
@@ -105,13 +132,13 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """Mean over each window, padded positions counting as zeros (PyTorch's count_include_pad=True).
     A window covering the whole plane takes the global-average kernel."""
     x = _input(x)
-    pool = _Pool(x.shape, kernel_size, stride, padding, 1)
+    pool = _pool(x.shape, kernel_size, stride, padding, 1)
     return _forward(_GLOBAL if _is_global(x.shape, pool) else _AVG, x, pool)
 
 
 def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     x = _input(x)
-    pool = _Pool(x.shape, kernel_size, stride, padding, 1)
+    pool = _pool(x.shape, kernel_size, stride, padding, 1)
     dy = _grad_input(dy, x, pool.out_shape)
     return _backward(_GLOBAL if _is_global(x.shape, pool) else _AVG, dy, x, pool)
 
@@ -133,7 +160,7 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None):
     p = _norm_type(norm_type)
     if math.isinf(p):
         return max_pool2d(np.abs(x), kernel_size, stride)
-    return _forward(_LP, x, _Pool(x.shape, kernel_size, stride, 0, 1), p)
+    return _forward(_LP, x, _pool(x.shape, kernel_size, stride, 0, 1), p)
 
 
 def lp_pool2d_backward(dy, x, norm_type, kernel_size, stride=None):
@@ -142,18 +169,18 @@ def lp_pool2d_backward(dy, x, norm_type, kernel_size, stride=None):
     p = _norm_type(norm_type)
     if math.isinf(p):
         return (max_pool2d_backward(dy, np.abs(x), kernel_size, stride) * np.sign(x)).astype(x.dtype)
-    pool = _Pool(x.shape, kernel_size, stride, 0, 1)
+    pool = _pool(x.shape, kernel_size, stride, 0, 1)
     return _backward(_LP, _grad_input(dy, x, pool.out_shape), x, pool, p)
 
 
 def global_avg_pool2d(x):
     """Mean of each (H, W) plane -> (N, C, 1, 1)."""
     x = _input(x)
-    pool = _Pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
+    pool = _pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
     return _forward(_GLOBAL, x, pool)
 
 
 def global_avg_pool2d_backward(dy, x):
     x = _input(x)
-    pool = _Pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
+    pool = _pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
     return _backward(_GLOBAL, _grad_input(dy, x, pool.out_shape), x, pool)
