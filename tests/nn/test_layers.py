@@ -373,3 +373,16 @@ def test_linear_and_conv_match_torch():
         np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10)
         np.testing.assert_allclose(dw, theirs.weight.grad.numpy(), rtol=1e-10)
         np.testing.assert_allclose(db, theirs.bias.grad.numpy(), rtol=1e-10)
+
+
+def test_add_residual_and_identity_modules():
+    nnx.manual_seed(0)
+    lin = nn.Linear(3, 3, dtype=np.float64)
+    res = nn.Residual(lin)
+    assert list(res.state_dict()) == ["module.weight", "module.bias"]
+    x = rand(2, 3)
+    np.testing.assert_allclose(res(x).numpy(), x + x @ lin.weight.data.T + lin.bias.data, rtol=1e-12)
+    assert nnx.gradcheck(lambda a, b: nn.Add()(a, b), [rand(2, 3), rand(3)])
+    assert nnx.gradcheck(lambda a: res(a), [x])
+    t = Tensor(x)
+    assert nn.Identity()(t) is t
