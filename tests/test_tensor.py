@@ -218,3 +218,20 @@ def test_broadcasting_gradients_random_shapes(shapes, swap):
     a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
     c = np.abs(rng.standard_normal(b_shape)) + 0.5
     check(lambda x, y, z: (x * y - x / z + y) * 2 + z.sum(), a, b, c)
+
+
+def test_grad_mode_is_per_thread_and_reentrant():
+    import threading
+    seen = []
+    with nnx.no_grad():
+        t = threading.Thread(target=lambda: seen.append(nnx.is_grad_enabled()))
+        t.start()
+        t.join()
+        assert not nnx.is_grad_enabled()
+    assert seen == [True]
+
+    @nnx.no_grad()
+    def countdown(n):
+        return countdown(n - 1) if n else nnx.is_grad_enabled()
+
+    assert countdown(3) is False and nnx.is_grad_enabled()
