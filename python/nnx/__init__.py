@@ -13,6 +13,8 @@ from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .random import manual_seed  # noqa: F401
 from . import data  # noqa: F401
 from .io import load, save  # noqa: F401
+from .train import History, evaluate, fit  # noqa: F401
 
 __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "reference", "gradcheck",
-           "GradcheckError", "manual_seed", "__version__", "data", "save", "load"]
+           "GradcheckError", "manual_seed", "__version__", "data", "save", "load", "fit",
+           "evaluate", "History"]
