@@ -174,6 +174,8 @@ def _loss(name: str, x, target, grad_target=None, **kw) -> Tensor:
     be = _backend
     t = target if isinstance(target, Tensor) else None
     td = _target_array(target)
+    if t is None and td.dtype.kind == "f" and td.dtype != x.dtype:
+        td = td.astype(x.dtype)  # a float64 NumPy target for a float32 model, as Module inputs are converted
     if t is not None and t.requires_grad and grad_target is None:
         raise NotImplementedError(f"{name}: gradients with respect to the target are not supported; "
                                   f"pass target.detach()")

@@ -386,3 +386,14 @@ def test_add_residual_and_identity_modules():
     assert nnx.gradcheck(lambda a: res(a), [x])
     t = Tensor(x)
     assert nn.Identity()(t) is t
+
+
+def test_ndarray_float_targets_follow_the_prediction_dtype():
+    need("loss")
+    pred = Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    loss = nn.MSELoss()(pred, np.zeros((2, 3)))  # float64 ndarray target
+    assert loss.dtype == np.float32
+    loss.backward()
+    assert pred.grad.dtype == np.float32
+    with pytest.raises(TypeError, match="float32"):
+        nn.MSELoss()(pred, Tensor(np.zeros((2, 3))))  # Tensors are never converted
