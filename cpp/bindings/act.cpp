@@ -1,5 +1,138 @@
+// Bindings of the activation family. The ops layer (python/nnx/ops/activation.py) has already checked
+// dtypes and shapes and made the inputs C-contiguous; these checks only keep a wrong call from reaching
+// a kernel with a bad pointer.
+#include <pybind11/numpy.h>
+
+#include <string>
+
+#include "act/act.h"
+#include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "common/threads.h"
 
 namespace nnx {
-void bind_act(py::module_& m) {}
+namespace {
+
+template <class A, class B>
+void require_same_contiguous(const A& a, const char* an, const B& b, const char* bn) {
+  require(a.contiguous(), std::string(an) + ": expected a C-contiguous array");
+  require(b.contiguous(), std::string(bn) + ": expected a C-contiguous array");
+  require(a.ndim == b.ndim, std::string(bn) + ": expected the shape of " + an);
+  for (int i = 0; i < a.ndim; ++i) require(a.shape[i] == b.shape[i], std::string(bn) + ": expected the shape of " + an);
+}
+
+ActFn act_fn(int code) {
+  require(code >= 1 && code <= 5, "act: unknown activation code " + std::to_string(code));
+  return static_cast<ActFn>(code);
+}
+
+template <class T>
+void forward_py(const py::array& x, py::array& out, int code, double param) {
+  auto X = view_in<T>(x, "x");
+  auto Y = view_out<T>(out, "out");
+  require_same_contiguous(X, "x", Y, "out");
+  ActFn fn = act_fn(code);
+  py::gil_scoped_release release;
+  act_forward<T>(fn, X.data, Y.data, X.size(), static_cast<T>(param), num_threads());
+}
+
+template <class T>
+void backward_py(const py::array& dy, const py::array& x, py::array& out, int code, double param) {
+  auto G = view_in<T>(dy, "dy");
+  auto X = view_in<T>(x, "x");
+  auto D = view_out<T>(out, "out");
+  require_same_contiguous(X, "x", G, "dy");
+  require_same_contiguous(X, "x", D, "out");
+  ActFn fn = act_fn(code);
+  py::gil_scoped_release release;
+  act_backward<T>(fn, G.data, X.data, D.data, X.size(), static_cast<T>(param), num_threads());
+}
+
+template <class T>
+void backward_from_output_py(const py::array& dy, const py::array& y, py::array& out, int code, double slope) {
+  auto G = view_in<T>(dy, "dy");
+  auto Y = view_in<T>(y, "y");
+  auto D = view_out<T>(out, "out");
+  require_same_contiguous(Y, "y", G, "dy");
+  require_same_contiguous(Y, "y", D, "out");
+  require(code >= 0 && code <= 4, "activation: unknown activation code " + std::to_string(code));
+  py::gil_scoped_release release;
+  act_backward_from_output<T>(static_cast<Act>(code), G.data, Y.data, D.data, Y.size(), static_cast<T>(slope),
+                              num_threads());
+}
+
+template <class V>
+void split_axis(const V& v, int axis, int64_t* outer, int64_t* n, int64_t* inner) {
+  require(v.ndim >= 1 && axis >= 0 && axis < v.ndim, "axis: out of range");
+  *outer = 1;
+  *inner = 1;
+  for (int i = 0; i < axis; ++i) *outer *= v.shape[i];
+  for (int i = axis + 1; i < v.ndim; ++i) *inner *= v.shape[i];
+  *n = v.shape[axis];
+}
+
+template <class T>
+void softmax_py(const py::array& x, py::array& out, int axis, bool log) {
+  auto X = view_in<T>(x, "x");
+  auto Y = view_out<T>(out, "out");
+  require_same_contiguous(X, "x", Y, "out");
+  int64_t outer, n, inner;
+  split_axis(X, axis, &outer, &n, &inner);
+  py::gil_scoped_release release;
+  softmax_forward<T>(X.data, Y.data, outer, n, inner, log, num_threads());
+}
+
+template <class T>
+void softmax_backward_py(const py::array& dy, const py::array& x, py::array& out, int axis, bool log) {
+  auto G = view_in<T>(dy, "dy");
+  auto X = view_in<T>(x, "x");
+  auto D = view_out<T>(out, "out");
+  require_same_contiguous(X, "x", G, "dy");
+  require_same_contiguous(X, "x", D, "out");
+  int64_t outer, n, inner;
+  split_axis(X, axis, &outer, &n, &inner);
+  py::gil_scoped_release release;
+  softmax_backward<T>(G.data, X.data, D.data, outer, n, inner, log, num_threads());
+}
+
+}  // namespace
+
+void bind_act(py::module_& m) {
+  m.def("act_forward", [](const py::array& x, py::array& out, int act, double param) {
+          if (is_f32(x)) forward_py<float>(x, out, act, param);
+          else forward_py<double>(x, out, act, param);
+        },
+        py::arg("x"), py::arg("out"), py::arg("act"), py::arg("param") = 0.0,
+        "out = act(x) element-wise; act: 1 relu, 2 leaky_relu, 3 sigmoid, 4 tanh, 5 elu; param: slope or alpha.");
+  m.def("act_backward", [](const py::array& dy, const py::array& x, py::array& out, int act, double param) {
+          if (is_f32(x)) backward_py<float>(dy, x, out, act, param);
+          else backward_py<double>(dy, x, out, act, param);
+        },
+        py::arg("dy"), py::arg("x"), py::arg("out"), py::arg("act"), py::arg("param") = 0.0,
+        "out = dy * act'(x), act' at the forward input x.");
+  m.def("act_backward_from_output",
+        [](const py::array& dy, const py::array& y, py::array& out, int act, double slope) {
+          if (is_f32(y)) backward_from_output_py<float>(dy, y, out, act, slope);
+          else backward_from_output_py<double>(dy, y, out, act, slope);
+        },
+        py::arg("dy"), py::arg("y"), py::arg("out"), py::arg("act"), py::arg("slope") = 0.01,
+        "out = dy * act'(z) through the forward output y = act(z) (epilogue codes: 0 none .. 4 tanh).");
+  m.def("softmax", [](const py::array& x, py::array& out, int axis, bool log) {
+          if (is_f32(x)) softmax_py<float>(x, out, axis, log);
+          else softmax_py<double>(x, out, axis, log);
+        },
+        py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("log") = false,
+        "out = softmax(x) (or log_softmax with log=True) along a non-negative axis.");
+  m.def("softmax_backward", [](const py::array& dy, const py::array& x, py::array& out, int axis, bool log) {
+          if (is_f32(x)) softmax_backward_py<float>(dy, x, out, axis, log);
+          else softmax_backward_py<double>(dy, x, out, axis, log);
+        },
+        py::arg("dy"), py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("log") = false,
+        "out = gradient of softmax (log_softmax) at the forward input x.");
+  m.def("act_ukernel_name", [](bool f32) {
+          return std::string(f32 ? act_ukernel_name<float>() : act_ukernel_name<double>());
+        },
+        py::arg("f32") = true, "Name of the activation micro-kernel set the active ISA uses.");
+}
+
 }  // namespace nnx

@@ -1,5 +1,124 @@
+// Pooling bindings: checks every size the kernels rely on (pool/pool.h), then calls them without the GIL.
+#include <pybind11/numpy.h>
+
+#include <cmath>
+#include <string>
+
+#include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "common/threads.h"
+#include "pool/pool.h"
 
 namespace nnx {
-void bind_pool(py::module_& m) {}
+namespace {
+
+enum PoolKind : int { kMax = 0, kAvg = 1, kLp = 2, kGlobalAvg = 3 };
+
+std::string str(int64_t a, int64_t b) { return "(" + std::to_string(a) + ", " + std::to_string(b) + ")"; }
+
+// Builds and validates the shape of a pooling of x (N, C, H, W) into y (N, C, OH, OW).
+Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t kh, int64_t kw, int64_t sh,
+                       int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  Pool2dShape s{};
+  s.planes = xs[0] * xs[1];
+  s.H = xs[2], s.W = xs[3];
+  s.kh = kh, s.kw = kw, s.sh = sh, s.sw = sw, s.ph = ph, s.pw = pw, s.dh = dh, s.dw = dw;
+  require(s.H >= 1 && s.W >= 1, "x: expected H and W >= 1, got " + str(s.H, s.W));
+  require(s.H * s.W < (int64_t(1) << 31), "x: planes of 2^31 or more elements are not supported");
+  if (kind == kGlobalAvg) {
+    s.OH = s.OW = 1;
+    s.kh = s.H, s.kw = s.W, s.sh = s.sw = s.dh = s.dw = 1, s.ph = s.pw = 0;
+  } else {
+    const int64_t lim = int64_t(1) << 30;  // keeps every product below in int64
+    require(kh <= lim && kw <= lim && sh <= lim && sw <= lim && ph <= lim && pw <= lim && dh <= lim && dw <= lim,
+            "pooling: window parameters must be below 2^30");
+    require(kh >= 1 && kw >= 1, "kernel_size: expected >= 1, got " + str(kh, kw));
+    require(sh >= 1 && sw >= 1, "stride: expected >= 1, got " + str(sh, sw));
+    require(dh >= 1 && dw >= 1, "dilation: expected >= 1, got " + str(dh, dw));
+    require(kind == kMax || (dh == 1 && dw == 1), "dilation: only max pooling supports dilation");
+    require(kind != kLp || (ph == 0 && pw == 0), "padding: lp_pool2d takes no padding");
+    int64_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
+    require(ph >= 0 && pw >= 0 && 2 * ph <= ekh && 2 * pw <= ekw,
+            "padding: expected at most half the kernel size, got " + str(ph, pw));
+    int64_t oh = (s.H + 2 * ph - ekh) / sh + 1, ow = (s.W + 2 * pw - ekw) / sw + 1;
+    require(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw && oh >= 1 && ow >= 1,
+            "kernel_size: the window does not fit in the padded input");
+    s.OH = oh, s.OW = ow;
+  }
+  require(ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == s.OH && ys[3] == s.OW,
+          "pooling: output/gradient shape does not match the input and parameters");
+  return s;
+}
+
+template <class T>
+void forward(int kind, const py::array& x, py::array& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+             int64_t ph, int64_t pw, int64_t dh, int64_t dw, double p) {
+  auto X = view_in<T>(x, "x", 4);
+  auto Y = view_out<T>(y, "out", 4);
+  require(X.contiguous(), "x: the kernels need a C-contiguous array");
+  Pool2dShape s = pool_shape(kind, X.shape, Y.shape, kh, kw, sh, sw, ph, pw, dh, dw);
+  if (s.planes == 0) return;
+  int nt = num_threads();
+  py::gil_scoped_release release;
+  switch (kind) {
+    case kMax: max_pool2d_forward<T>(s, X.data, Y.data, nt); break;
+    case kAvg: avg_pool2d_forward<T>(s, X.data, Y.data, nt); break;
+    case kLp: lp_pool2d_forward<T>(s, static_cast<T>(p), X.data, Y.data, nt); break;
+    default: global_avg_pool2d_forward<T>(s, X.data, Y.data, nt); break;
+  }
+}
+
+template <class T>
+void backward(int kind, const py::array& dy, const py::array& x, py::array& dx, int64_t kh, int64_t kw,
+              int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double p) {
+  auto DY = view_in<T>(dy, "dy", 4);
+  auto X = view_in<T>(x, "x", 4);
+  auto DX = view_out<T>(dx, "dx", 4);
+  require(X.contiguous() && DY.contiguous(), "x, dy: the kernels need C-contiguous arrays");
+  for (int i = 0; i < 4; ++i) require(DX.shape[i] == X.shape[i], "dx: expected the shape of x");
+  Pool2dShape s = pool_shape(kind, X.shape, DY.shape, kh, kw, sh, sw, ph, pw, dh, dw);
+  if (s.planes == 0) return;
+  int nt = num_threads();
+  py::gil_scoped_release release;
+  switch (kind) {
+    case kMax: max_pool2d_backward<T>(s, DY.data, X.data, DX.data, nt); break;
+    case kAvg: avg_pool2d_backward<T>(s, DY.data, DX.data, nt); break;
+    case kLp: lp_pool2d_backward<T>(s, static_cast<T>(p), DY.data, X.data, DX.data, nt); break;
+    default: global_avg_pool2d_backward<T>(s, DY.data, DX.data, nt); break;
+  }
+}
+
+void check_kind(int kind, double p) {
+  require(kind >= kMax && kind <= kGlobalAvg, "pooling: unknown kind " + std::to_string(kind));
+  require(kind != kLp || (std::isfinite(p) && p > 0), "norm_type: expected a finite number > 0");
+}
+
+}  // namespace
+
+void bind_pool(py::module_& m) {
+  m.def("pool2d_forward",
+        [](int kind, const py::array& x, py::array& out, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+           int64_t ph, int64_t pw, int64_t dh, int64_t dw, double p) {
+          check_kind(kind, p);
+          if (is_f32(x)) forward<float>(kind, x, out, kh, kw, sh, sw, ph, pw, dh, dw, p);
+          else forward<double>(kind, x, out, kh, kw, sh, sw, ph, pw, dh, dw, p);
+        },
+        py::arg("kind"), py::arg("x"), py::arg("out"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+        py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("p") = 1.0,
+        "Pooling forward (kind 0 max, 1 avg, 2 lp, 3 global avg): x (N,C,H,W) C-contiguous -> out.");
+  m.def("pool2d_backward",
+        [](int kind, const py::array& dy, const py::array& x, py::array& dx, int64_t kh, int64_t kw,
+           int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, double p) {
+          check_kind(kind, p);
+          if (is_f32(x)) backward<float>(kind, dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, p);
+          else backward<double>(kind, dy, x, dx, kh, kw, sh, sw, ph, pw, dh, dw, p);
+        },
+        py::arg("kind"), py::arg("dy"), py::arg("x"), py::arg("dx"), py::arg("kh"), py::arg("kw"),
+        py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+        py::arg("p") = 1.0, "Pooling backward: dy, x (C-contiguous) -> dx (x's shape).");
+  m.def("pool_kernels", [](bool f64) {
+    return std::string(f64 ? pool_kernels_name<double>() : pool_kernels_name<float>());
+  });
+}
+
 }  // namespace nnx

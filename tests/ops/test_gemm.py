@@ -92,3 +92,63 @@ def test_gemm_random_shapes(m, n, k, ta, tb, f64, seed):
     a = random(r, (k, m) if ta else (m, k), dtype)
     b = random(r, (n, k) if tb else (k, n), dtype)
     assert_close(ops.gemm(a, b, trans_a=ta, trans_b=tb), ref.gemm(a, b, trans_a=ta, trans_b=tb), dtype, k=k)
+
+
+# Shapes that cross every blocking boundary of every ISA's configuration (cpp/gemm/gemm_config.h:
+# MR 4/6, NR 4/8/16, KC 256, MC 64..144, NC 2048..4080): M > MC, K > KC (and K = KC +- 1), N > NC, and
+# tiles one short of / one past MR and NR.
+BOUNDARY_SHAPES = [(5, 15, 255), (7, 17, 257), (3, 9, 256), (6, 16, 1), (11, 33, 17), (145, 7, 513),
+                   (290, 20, 300), (2, 4100, 3), (13, 2049, 9)]
+
+
+@pytest.mark.parametrize("m,n,k", BOUNDARY_SHAPES)
+def test_gemm_blocking_boundaries(isa, dtype, rng, m, n, k):
+    a, b = random(rng, (m, k), dtype), random(rng, (n, k), dtype)
+    c = random(rng, (m, n), dtype)
+    check_op(ops.gemm, ref.gemm, (a, b), dict(trans_b=True), dtype, k=k)
+    check_op(ops.gemm, ref.gemm, (b, a.T, c.T), dict(alpha=0.5, beta=-1.5), dtype, k=k)
+
+
+def test_gemm_bias_per_row_and_column(isa, dtype, rng):
+    """The epilogue (bias + activation) through the raw kernel binding, bias per row and per column."""
+    from nnx import _C
+    m, n, k = 37, 45, 300
+    a, b = random(rng, (m, k), dtype), random(rng, (k, n), dtype)
+    br, bc = random(rng, (m,), dtype), random(rng, (n,), dtype)
+    prod = a.astype(np.float64) @ b.astype(np.float64)
+    for bias, per_row, want in [(br, True, prod + br[:, None]), (bc, False, prod + bc[None, :])]:
+        for act, f in [(0, lambda v: v), (1, lambda v: np.maximum(v, 0)), (2, lambda v: np.where(v > 0, v, 0.01 * v))]:
+            c = np.full((m, n), np.nan, dtype)
+            _C.gemm(a, b, c, 1.0, 0.0, bias, per_row, act, 0.01)
+            assert_close(c, f(want), dtype, k=k)
+            # beta != 0: the bias is added once, after alpha/beta, even though K spans two KC blocks.
+            c0 = random(rng, (m, n), dtype)
+            c = c0.copy()
+            _C.gemm(a, b, c, 2.0, 0.5, bias, per_row, act, 0.01)
+            assert_close(c, f(2 * prod + 0.5 * c0 + (want - prod)), dtype, k=k)
+
+
+@pytest.mark.parametrize("m,n,k,ta,tb", [(301, 257, 300, False, True), (64, 1000, 130, True, False),
+                                         (1000, 40, 70, False, False), (7, 3000, 100, False, True),
+                                         (50, 200, 300, False, True)])
+def test_gemm_bitwise_identical_for_any_thread_count(isa, dtype, rng, m, n, k, ta, tb):
+    a = random(rng, (k, m) if ta else (m, k), dtype)
+    b = random(rng, (n, k) if tb else (k, n), dtype)
+    c = random(rng, (m, n), dtype)
+    before = nnx.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3):
+            nnx.set_num_threads(t)
+            results.append(ops.gemm(a, b, c, trans_a=ta, trans_b=tb, alpha=0.75, beta=0.25))
+    finally:
+        nnx.set_num_threads(before)
+    assert_close(results[0], ref.gemm(a, b, c, trans_a=ta, trans_b=tb, alpha=0.75, beta=0.25), dtype, k=k)
+    for t, r in zip((2, 3), results[1:]):
+        assert np.array_equal(results[0], r), f"{t} threads differ from 1 thread"
+
+
+def test_gemm_ukernel_name_follows_isa(isa):
+    info = nnx.cpu_info()
+    assert info["sgemm_ukernel"].startswith(f"sgemm_ukernel_{isa}_"), info
+    assert info["dgemm_ukernel"].startswith(f"dgemm_ukernel_{isa}_"), info

@@ -1,15 +1,27 @@
 """Backward of the fused bias+activation epilogue, shared by linear and conv2d.
 
 dz = dy * act'(z), with act'(z) written through the forward output y (relu: y > 0, sigmoid: y(1-y),
-tanh: 1-y^2), so the pre-activation never has to be stored.
+tanh: 1-y^2), so the pre-activation never has to be stored. Runs on the C++ kernel
+(cpp/act: act_backward_from_output).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..reference._act import act_grad_from_output
+from .._backend import _C
+from ._checks import contiguous
+
+# Epilogue codes (cpp/common/epilogue.h, Act).
+_CODES = {None: 0, "none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 
 def activation_backward_from_output(dy: np.ndarray, y: np.ndarray, activation, negative_slope=0.01):
-    # NumPy placeholder until the C++ kernel lands in cpp/act.
-    return np.ascontiguousarray(dy * act_grad_from_output(y, activation, negative_slope), dtype=dy.dtype)
+    """dy * act'(z) from y = act(z); dy and y share dtype and shape (the callers check). New C-contiguous."""
+    try:
+        code = _CODES[activation]
+    except (KeyError, TypeError):
+        raise ValueError(f"activation: unknown activation {activation!r}") from None
+    dy = contiguous(dy)
+    out = np.empty(dy.shape, dtype=dy.dtype)
+    _C.act_backward_from_output(dy, contiguous(y), out, code, float(negative_slope))
+    return out

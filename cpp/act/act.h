@@ -1,0 +1,64 @@
+// Activations and softmax: forward and backward kernels on contiguous arrays, OpenMP over independent
+// chunks, SIMD micro-kernels chosen per call from the active ISA (act_ukernels.h).
+//
+// Contracts common to every kernel here:
+// - Arrays are C-contiguous; an output may alias its own input element for element (y == x), never
+//   partially overlap one.
+// - Math follows nnx.reference.activation exactly: NaN in gives NaN out (relu(NaN) = NaN, relu's
+//   gradient at NaN is 0), sigmoid/tanh never overflow for any finite or infinite input.
+// - Work is split into ranges whose results do not depend on which thread computes them, so results
+//   are bitwise identical for any `nthreads` (an upper bound; small arrays stay on the calling thread).
+#pragma once
+#include <cstdint>
+
+#include "common/epilogue.h"
+
+namespace nnx {
+
+// Element-wise activation codes; 1..4 equal the codes of the fused epilogue's Act enum.
+enum class ActFn : int { relu = 1, leaky_relu = 2, sigmoid = 3, tanh = 4, elu = 5 };
+
+// y = f(x) for n elements. `param` is leaky_relu's negative slope or elu's alpha (ignored otherwise).
+template <class T>
+void act_forward(ActFn fn, const T* x, T* y, int64_t n, T param, int nthreads);
+
+// dx = dy * f'(x), f' taken at the forward input x.
+template <class T>
+void act_backward(ActFn fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads);
+
+// The fused-epilogue backward: dz = dy * act'(z) written through the forward output y = act(z)
+// (relu: [y > 0], leaky_relu: 1 or slope, sigmoid: y (1 - y), tanh: 1 - y^2, none: 1).
+template <class T>
+void act_backward_from_output(Act act, const T* dy, const T* y, T* dz, int64_t n, T slope, int nthreads);
+
+// x = act(x) in place, single-threaded, SIMD-dispatched: for GEMM/conv epilogues that already run
+// inside a parallel region on one tile.
+template <class T>
+void act_forward_inplace(Act act, T* x, int64_t n, T slope);
+
+// Softmax (log = false) or log-softmax (log = true) over the middle axis of x viewed as
+// (outer, n, inner), C-contiguous. Rows (inner == 1) are vectorised along n, otherwise along inner.
+template <class T>
+void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool log, int nthreads);
+
+// dx from dy and the forward INPUT x (the softmax is recomputed, nothing is stored):
+// softmax: dx = s (dy - sum(dy s)); log_softmax: dx = dy - s sum(dy), sums along the softmax axis.
+template <class T>
+void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
+                      int nthreads);
+
+// For one contiguous row: m = max_j x_j (stored in *max_out) and the returned log(sum_j exp(x_j - m)),
+// kept apart so that a caller can form (x_k - m) - log(...) without cancelling against a large m.
+// Single-threaded, SIMD-dispatched; used by the cross-entropy loss.
+template <class T>
+T log_sum_exp_shifted(const T* x, int64_t n, T* max_out);
+
+// softmax of `rows` contiguous rows of length n, single-threaded, SIMD-dispatched.
+template <class T>
+void softmax_rows(const T* x, T* y, int64_t rows, int64_t n);
+
+// Name of the micro-kernel set in use for T, e.g. "act_avx2_f32".
+template <class T>
+const char* act_ukernel_name();
+
+}  // namespace nnx

@@ -1,0 +1,369 @@
+// The activation micro-kernels, written once against a small vector interface V and instantiated per
+// ISA (act_portable.cpp: one-lane scalar V with std:: math; act_avx2.cpp: 8 x float / 4 x double).
+//
+// V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; add/sub/mul/div; max/min with
+// the x86 rule "an unordered pair returns the second operand" (so max(zero, x) keeps a NaN x);
+// abs; gt/ge -> M; select(m, a, b) = m ? a : b; exp; expm1_nonpos (argument <= 0 or NaN); tanh;
+// hsum/hmax (horizontal, fixed lane order).
+//
+// Ragged tails go through a padded local vector so every element sees exactly the same arithmetic as
+// the full vectors (no scalar fallback with different rounding).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "act/act_ukernels.h"
+
+namespace nnx {
+namespace act_generic {
+
+template <class V>
+inline typename V::R load_part(const typename V::T* p, int64_t cnt, typename V::T pad) {
+  if (cnt >= V::W) return V::load(p);
+  alignas(64) typename V::T buf[V::W];
+  for (int i = 0; i < V::W; ++i) buf[i] = i < cnt ? p[i] : pad;
+  return V::load(buf);
+}
+
+template <class V>
+inline void store_part(typename V::T* p, typename V::R v, int64_t cnt) {
+  if (cnt >= V::W) { V::store(p, v); return; }
+  alignas(64) typename V::T buf[V::W];
+  V::store(buf, v);
+  for (int64_t i = 0; i < cnt; ++i) p[i] = buf[i];
+}
+
+// y[i] = f(x[i])
+template <class V, class F>
+inline void map1(const typename V::T* x, typename V::T* y, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + 2 * V::W <= n; i += 2 * V::W) {
+    auto a = f(V::load(x + i));
+    auto b = f(V::load(x + i + V::W));
+    V::store(y + i, a);
+    V::store(y + i + V::W, b);
+  }
+  for (; i < n; i += V::W) store_part<V>(y + i, f(load_part<V>(x + i, n - i, 0)), n - i);
+}
+
+// y[i] = f(a[i], b[i])
+template <class V, class F>
+inline void map2(const typename V::T* a, const typename V::T* b, typename V::T* y, int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) V::store(y + i, f(V::load(a + i), V::load(b + i)));
+  if (i < n) store_part<V>(y + i, f(load_part<V>(a + i, n - i, 0), load_part<V>(b + i, n - i, 0)), n - i);
+}
+
+template <class V>
+inline typename V::R sigmoid(typename V::R v) {
+  // e = exp(-|v|) <= 1, so neither branch can overflow: 1/(1+e) for v >= 0, e/(1+e) for v < 0.
+  const auto one = V::set1(1);
+  auto e = V::exp(V::sub(V::zero(), V::abs(v)));
+  auto r = V::div(one, V::add(one, e));
+  return V::select(V::ge(v, V::zero()), r, V::mul(e, r));
+}
+
+template <class V>
+void forward(ActFn fn, const typename V::T* x, typename V::T* y, int64_t n, typename V::T param) {
+  using R = typename V::R;
+  const R zero = V::zero(), p = V::set1(param);
+  switch (fn) {
+    case ActFn::relu: map1<V>(x, y, n, [&](R v) { return V::max(zero, v); }); break;
+    case ActFn::leaky_relu:
+      map1<V>(x, y, n, [&](R v) { return V::select(V::gt(v, zero), v, V::mul(v, p)); });
+      break;
+    case ActFn::sigmoid: map1<V>(x, y, n, [](R v) { return sigmoid<V>(v); }); break;
+    case ActFn::tanh: map1<V>(x, y, n, [](R v) { return V::tanh(v); }); break;
+    case ActFn::elu:
+      map1<V>(x, y, n, [&](R v) {
+        return V::select(V::gt(v, zero), v, V::mul(p, V::expm1_nonpos(V::min(zero, v))));
+      });
+      break;
+  }
+}
+
+template <class V>
+void backward(ActFn fn, const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t n,
+              typename V::T param) {
+  using R = typename V::R;
+  const R zero = V::zero(), one = V::set1(1), p = V::set1(param);
+  switch (fn) {
+    case ActFn::relu:
+      map2<V>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, zero); });
+      break;
+    case ActFn::leaky_relu:
+      map2<V>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, V::mul(g, p)); });
+      break;
+    // s (1 - s) and 1 - tanh^2 cancel where the curves flatten; e / (1 + e)^2 with e = exp(-|x|)
+    // (sigmoid) and 4 e / (1 + e)^2 with e = exp(-2|x|) (tanh, = 1 / cosh^2) are exact rewrites that don't.
+    case ActFn::sigmoid:
+      map2<V>(dy, x, dx, n, [&](R g, R v) {
+        R e = V::exp(V::sub(zero, V::abs(v)));
+        R d = V::add(one, e);
+        return V::div(V::mul(g, e), V::mul(d, d));
+      });
+      break;
+    case ActFn::tanh:
+      map2<V>(dy, x, dx, n, [&](R g, R v) {
+        R e = V::exp(V::mul(V::set1(-2), V::abs(v)));
+        R d = V::add(one, e);
+        return V::div(V::mul(V::mul(g, V::set1(4)), e), V::mul(d, d));
+      });
+      break;
+    case ActFn::elu:
+      map2<V>(dy, x, dx, n, [&](R g, R v) {
+        return V::select(V::gt(v, zero), g, V::mul(g, V::mul(p, V::exp(V::min(zero, v)))));
+      });
+      break;
+  }
+}
+
+template <class V>
+void backward_from_output(Act act, const typename V::T* dy, const typename V::T* y, typename V::T* dz,
+                          int64_t n, typename V::T slope) {
+  using R = typename V::R;
+  const R zero = V::zero(), one = V::set1(1), p = V::set1(slope);
+  switch (act) {
+    case Act::none: std::memmove(dz, dy, sizeof(typename V::T) * n); break;
+    case Act::relu:
+      map2<V>(dy, y, dz, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, zero); });
+      break;
+    case Act::leaky_relu:
+      map2<V>(dy, y, dz, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, V::mul(g, p)); });
+      break;
+    case Act::sigmoid:
+      map2<V>(dy, y, dz, n, [&](R g, R v) { return V::mul(V::mul(g, v), V::sub(one, v)); });
+      break;
+    case Act::tanh:
+      map2<V>(dy, y, dz, n, [&](R g, R v) { return V::mul(g, V::sub(one, V::mul(v, v))); });
+      break;
+  }
+}
+
+// ---- reductions over one contiguous row (two accumulators, fixed order) ----
+
+template <class V>
+typename V::T row_max(const typename V::T* x, int64_t n) {
+  using T = typename V::T;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  auto m0 = V::set1(ninf), m1 = V::set1(ninf);
+  int64_t i = 0;
+  for (; i + 2 * V::W <= n; i += 2 * V::W) {
+    m0 = V::max(m0, V::load(x + i));
+    m1 = V::max(m1, V::load(x + i + V::W));
+  }
+  for (; i < n; i += V::W) m0 = V::max(m0, load_part<V>(x + i, n - i, ninf));
+  return V::hmax(V::max(m0, m1));
+}
+
+// y = exp(x - shift) (y may be nullptr: not stored); returns sum(y).
+template <class V, bool kStore>
+typename V::T exp_shift_sum(const typename V::T* x, typename V::T shift, typename V::T* y, int64_t n) {
+  using T = typename V::T;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  const auto sh = V::set1(shift);
+  auto s0 = V::zero(), s1 = V::zero();
+  int64_t i = 0;
+  for (; i + 2 * V::W <= n; i += 2 * V::W) {
+    auto e0 = V::exp(V::sub(V::load(x + i), sh));
+    auto e1 = V::exp(V::sub(V::load(x + i + V::W), sh));
+    if (kStore) { V::store(y + i, e0); V::store(y + i + V::W, e1); }
+    s0 = V::add(s0, e0);
+    s1 = V::add(s1, e1);
+  }
+  for (; i < n; i += V::W) {
+    // Padding with -inf makes the padded lanes exp(-inf) = 0 in the sum.
+    auto e = V::exp(V::sub(load_part<V>(x + i, n - i, ninf), sh));
+    if (kStore) store_part<V>(y + i, e, n - i);
+    s0 = V::add(s0, e);
+  }
+  return V::hsum(V::add(s0, s1));
+}
+
+template <class V>
+typename V::T row_sum(const typename V::T* x, int64_t n) {
+  auto s0 = V::zero(), s1 = V::zero();
+  int64_t i = 0;
+  for (; i + 2 * V::W <= n; i += 2 * V::W) {
+    s0 = V::add(s0, V::load(x + i));
+    s1 = V::add(s1, V::load(x + i + V::W));
+  }
+  for (; i < n; i += V::W) s0 = V::add(s0, load_part<V>(x + i, n - i, 0));
+  return V::hsum(V::add(s0, s1));
+}
+
+template <class V>
+typename V::T row_dot(const typename V::T* a, const typename V::T* b, int64_t n) {
+  auto s0 = V::zero(), s1 = V::zero();
+  int64_t i = 0;
+  for (; i + 2 * V::W <= n; i += 2 * V::W) {
+    s0 = V::add(s0, V::mul(V::load(a + i), V::load(b + i)));
+    s1 = V::add(s1, V::mul(V::load(a + i + V::W), V::load(b + i + V::W)));
+  }
+  for (; i < n; i += V::W) s0 = V::add(s0, V::mul(load_part<V>(a + i, n - i, 0), load_part<V>(b + i, n - i, 0)));
+  return V::hsum(V::add(s0, s1));
+}
+
+template <class V>
+typename V::T log_sum_exp_shifted(const typename V::T* x, int64_t n, typename V::T* max_out) {
+  typename V::T m = row_max<V>(x, n);
+  *max_out = m;
+  return std::log(exp_shift_sum<V, false>(x, m, nullptr, n));
+}
+
+template <class V>
+void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_t n, bool log) {
+  using T = typename V::T;
+  using R = typename V::R;
+  for (int64_t r = 0; r < rows; ++r, x += n, y += n) {
+    T m = row_max<V>(x, n);
+    if (!log) {
+      T s = exp_shift_sum<V, true>(x, m, y, n);
+      const R inv = V::set1(T(1) / s);
+      map1<V>(y, y, n, [&](R e) { return V::mul(e, inv); });
+    } else {
+      // (x - max) - log(sum exp(x - max)), the reference's order of operations.
+      const R mv = V::set1(m), ls = V::set1(std::log(exp_shift_sum<V, false>(x, m, nullptr, n)));
+      map1<V>(x, y, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });
+    }
+  }
+}
+
+template <class V>
+void softmax_rows_backward(const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t rows,
+                           int64_t n, bool log) {
+  using T = typename V::T;
+  using R = typename V::R;
+  for (int64_t r = 0; r < rows; ++r, x += n, dy += n, dx += n) {
+    T m = row_max<V>(x, n);
+    T s = exp_shift_sum<V, true>(x, m, dx, n);  // dx holds exp(x - max) until overwritten below
+    const R inv = V::set1(T(1) / s);
+    if (!log) {
+      const R dot = V::set1(row_dot<V>(dy, dx, n) / s);  // sum(dy * softmax)
+      map2<V>(dx, dy, dx, n, [&](R e, R g) { return V::mul(V::mul(e, inv), V::sub(g, dot)); });
+    } else {
+      const R sdy = V::set1(row_sum<V>(dy, n));
+      map2<V>(dx, dy, dx, n, [&](R e, R g) { return V::sub(g, V::mul(V::mul(e, inv), sdy)); });
+    }
+  }
+}
+
+// Columns: the softmax axis has stride `stride`; `width` adjacent columns are handled kTile at a time
+// with their running max / sum kept in registers (kTileV vectors).
+constexpr int kTileV = 4;
+
+template <class V>
+void softmax_cols(const typename V::T* x, typename V::T* y, int64_t n, int64_t stride, int64_t width, bool log) {
+  using T = typename V::T;
+  using R = typename V::R;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  constexpr int64_t kTile = kTileV * V::W;
+  for (int64_t c0 = 0; c0 < width; c0 += kTile) {
+    const int64_t w = width - c0 < kTile ? width - c0 : kTile;
+    const int nv = static_cast<int>((w + V::W - 1) / V::W);
+    R m[kTileV], s[kTileV];
+    for (int v = 0; v < kTileV; ++v) { m[v] = V::set1(ninf); s[v] = V::zero(); }
+    for (int64_t k = 0; k < n; ++k) {
+      const T* xk = x + k * stride + c0;
+      for (int v = 0; v < nv; ++v) m[v] = V::max(m[v], load_part<V>(xk + v * V::W, w - v * V::W, ninf));
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const T* xk = x + k * stride + c0;
+      T* yk = y + k * stride + c0;
+      for (int v = 0; v < nv; ++v) {
+        R e = V::exp(V::sub(load_part<V>(xk + v * V::W, w - v * V::W, ninf), m[v]));
+        if (!log) store_part<V>(yk + v * V::W, e, w - v * V::W);
+        s[v] = V::add(s[v], e);
+      }
+    }
+    if (!log) {
+      for (int v = 0; v < nv; ++v) s[v] = V::div(V::set1(1), s[v]);
+      for (int64_t k = 0; k < n; ++k) {
+        T* yk = y + k * stride + c0;
+        for (int v = 0; v < nv; ++v)
+          store_part<V>(yk + v * V::W, V::mul(load_part<V>(yk + v * V::W, w - v * V::W, 0), s[v]), w - v * V::W);
+      }
+    } else {
+      for (int v = 0; v < nv; ++v) {  // one log per column: not worth a vector log
+        alignas(64) T buf[V::W];
+        V::store(buf, s[v]);
+        for (int l = 0; l < V::W; ++l) buf[l] = std::log(buf[l]);
+        s[v] = V::load(buf);
+      }
+      for (int64_t k = 0; k < n; ++k) {
+        const T* xk = x + k * stride + c0;
+        T* yk = y + k * stride + c0;
+        for (int v = 0; v < nv; ++v) {
+          R xv = load_part<V>(xk + v * V::W, w - v * V::W, 0);
+          store_part<V>(yk + v * V::W, V::sub(V::sub(xv, m[v]), s[v]), w - v * V::W);
+        }
+      }
+    }
+  }
+}
+
+template <class V>
+void softmax_cols_backward(const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t n,
+                           int64_t stride, int64_t width, bool log) {
+  using T = typename V::T;
+  using R = typename V::R;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  constexpr int64_t kTile = kTileV * V::W;
+  for (int64_t c0 = 0; c0 < width; c0 += kTile) {
+    const int64_t w = width - c0 < kTile ? width - c0 : kTile;
+    const int nv = static_cast<int>((w + V::W - 1) / V::W);
+    R m[kTileV], s[kTileV], d[kTileV];
+    for (int v = 0; v < kTileV; ++v) { m[v] = V::set1(ninf); s[v] = V::zero(); d[v] = V::zero(); }
+    for (int64_t k = 0; k < n; ++k) {
+      const T* xk = x + k * stride + c0;
+      for (int v = 0; v < nv; ++v) m[v] = V::max(m[v], load_part<V>(xk + v * V::W, w - v * V::W, ninf));
+    }
+    // s = sum exp(x - max); d = sum dy * exp(x - max) (softmax) or sum dy (log_softmax).
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t off = k * stride + c0;
+      for (int v = 0; v < nv; ++v) {
+        const int64_t cnt = w - v * V::W;
+        R e = V::exp(V::sub(load_part<V>(x + off + v * V::W, cnt, ninf), m[v]));
+        R g = load_part<V>(dy + off + v * V::W, cnt, 0);
+        store_part<V>(dx + off + v * V::W, e, cnt);
+        s[v] = V::add(s[v], e);
+        d[v] = V::add(d[v], log ? g : V::mul(g, e));
+      }
+    }
+    R inv[kTileV];
+    for (int v = 0; v < nv; ++v) {
+      inv[v] = V::div(V::set1(1), s[v]);
+      if (!log) d[v] = V::div(d[v], s[v]);
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t off = k * stride + c0;
+      for (int v = 0; v < nv; ++v) {
+        const int64_t cnt = w - v * V::W;
+        R sm = V::mul(load_part<V>(dx + off + v * V::W, cnt, 0), inv[v]);
+        R g = load_part<V>(dy + off + v * V::W, cnt, 0);
+        R r = log ? V::sub(g, V::mul(sm, d[v])) : V::mul(sm, V::sub(g, d[v]));
+        store_part<V>(dx + off + v * V::W, r, cnt);
+      }
+    }
+  }
+}
+
+template <class V>
+ActUkernels<typename V::T> make_table(const char* name) {
+  ActUkernels<typename V::T> t;
+  t.name = name;
+  t.forward = &forward<V>;
+  t.backward = &backward<V>;
+  t.backward_from_output = &backward_from_output<V>;
+  t.softmax_rows = &softmax_rows<V>;
+  t.softmax_rows_backward = &softmax_rows_backward<V>;
+  t.softmax_cols = &softmax_cols<V>;
+  t.softmax_cols_backward = &softmax_cols_backward<V>;
+  t.log_sum_exp_shifted = &log_sum_exp_shifted<V>;
+  return t;
+}
+
+}  // namespace act_generic
+}  // namespace nnx

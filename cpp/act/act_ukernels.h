@@ -1,0 +1,40 @@
+// The per-ISA micro-kernel table of the activation family. Every entry is one template (act_generic.h)
+// instantiated on a vector type: the portable twin on a one-lane scalar "vector" with std:: math, the
+// AVX2 version on __m256 / __m256d with the polynomial exp of vecmath_avx2.h. All entries are
+// single-threaded; act.cpp splits the work across threads.
+#pragma once
+#include <cstdint>
+
+#include "act/act.h"
+
+namespace nnx {
+
+template <class T>
+struct ActUkernels {
+  const char* name;
+  void (*forward)(ActFn fn, const T* x, T* y, int64_t n, T param);
+  void (*backward)(ActFn fn, const T* dy, const T* x, T* dx, int64_t n, T param);
+  void (*backward_from_output)(Act act, const T* dy, const T* y, T* dz, int64_t n, T slope);
+  // `rows` contiguous rows of length n.
+  void (*softmax_rows)(const T* x, T* y, int64_t rows, int64_t n, bool log);
+  void (*softmax_rows_backward)(const T* dy, const T* x, T* dx, int64_t rows, int64_t n, bool log);
+  // `width` adjacent columns, each of n elements `stride` apart (softmax along a non-last axis).
+  void (*softmax_cols)(const T* x, T* y, int64_t n, int64_t stride, int64_t width, bool log);
+  void (*softmax_cols_backward)(const T* dy, const T* x, T* dx, int64_t n, int64_t stride, int64_t width,
+                                bool log);
+  // log(sum_j exp(x_j - m)) with m = max_j x_j stored in *max_out.
+  T (*log_sum_exp_shifted)(const T* x, int64_t n, T* max_out);
+};
+
+template <class T>
+const ActUkernels<T>& act_ukernels_portable();
+#if defined(NNX_X86)
+template <class T>
+const ActUkernels<T>& act_ukernels_avx2();
+#endif
+
+// The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).
+template <class T>
+const ActUkernels<T>& act_ukernels();
+
+}  // namespace nnx

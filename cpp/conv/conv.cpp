@@ -1,0 +1,547 @@
+// Convolution drivers: algorithm choice, im2col/col2im tiles around the GEMM of gemm.h, the batch
+// reductions of the weight and bias gradients, and the calls into the direct/depthwise kernel tables.
+#include "conv/conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+
+#include "common/threads.h"
+#include "common/workspace.h"
+#include "conv/conv_kernels.h"
+#include "gemm/gemm.h"
+
+namespace nnx {
+
+// ---------------------------------------------------------------------------------------------------
+// Algorithm names and choice
+
+const char* conv_algo_name(ConvAlgo a) {
+  switch (a) {
+    case ConvAlgo::automatic: return "auto";
+    case ConvAlgo::gemm1x1: return "gemm1x1";
+    case ConvAlgo::im2col: return "im2col";
+    case ConvAlgo::direct: return "direct";
+    case ConvAlgo::depthwise: return "depthwise";
+  }
+  return "?";
+}
+
+bool conv_algo_parse(const std::string& name, ConvAlgo* out) {
+  for (ConvAlgo a : {ConvAlgo::automatic, ConvAlgo::gemm1x1, ConvAlgo::im2col, ConvAlgo::direct,
+                     ConvAlgo::depthwise})
+    if (name == conv_algo_name(a)) {
+      *out = a;
+      return true;
+    }
+  return false;
+}
+
+static bool is_plain_1x1(const ConvGeom& g) {
+  return g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+}
+
+bool conv_algo_applies(ConvAlgo a, const ConvGeom& g, std::string* why) {
+  switch (a) {
+    case ConvAlgo::gemm1x1:
+      if (!is_plain_1x1(g)) {
+        if (why) *why = "a 1x1 kernel with stride 1 and padding 0";
+        return false;
+      }
+      return true;
+    case ConvAlgo::depthwise:
+      if (g.Cg() != 1) {
+        if (why) *why = "one input channel per group (groups == C)";
+        return false;
+      }
+      return true;
+    default: return true;
+  }
+}
+
+ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
+  if (g.Cg() == 1 && g.groups > 1) return ConvAlgo::depthwise;
+  if (is_plain_1x1(g)) return ConvAlgo::gemm1x1;
+  // Few input channels: a GEMM with CRS as its inner dimension would be short and im2col would copy
+  // each input value R*S times for little work; the direct kernel keeps every tap in registers.
+  if (g.Cg() <= 3 && g.sw == 1 && g.CgRS() <= 75) return ConvAlgo::direct;
+  return ConvAlgo::im2col;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------
+// Parallel loops
+
+// Calls fn(unit, gemm_threads) for every unit. With enough units they are spread over the threads (each
+// GEMM then runs single-threaded); otherwise they run in order on this thread and the GEMM gets the
+// threads. Either way every unit is computed by exactly the same code, so results do not depend on it.
+template <class F>
+void for_units(int64_t units, int nthreads, bool inner_parallel, F fn) {
+  bool outer = nthreads > 1 && units >= nthreads &&
+               (units % nthreads == 0 || units >= 3 * nthreads || !inner_parallel);
+  if (!outer) {
+    for (int64_t u = 0; u < units; ++u) fn(u, nthreads);
+    return;
+  }
+  std::exception_ptr err = nullptr;
+#if defined(NNX_OPENMP)
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+#endif
+  for (int64_t u = 0; u < units; ++u) {
+    try {
+      fn(u, 1);
+    } catch (...) {
+#if defined(NNX_OPENMP)
+#pragma omp critical(nnx_conv_err)
+#endif
+      if (!err) err = std::current_exception();
+    }
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+// Element-wise loops (no reduction, so any split gives the same result).
+template <class F>
+void for_range(int64_t n, int nthreads, F fn) {
+  int t = threads_for(n, 1 << 15, nthreads);
+  if (t <= 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+#if defined(NNX_OPENMP)
+#pragma omp parallel num_threads(t)
+  {
+    int i = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t lo = n * i / nt, hi = n * (i + 1) / nt;
+    fn(lo, hi);
+  }
+#else
+  fn(int64_t(0), n);
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------------
+// im2col / col2im over a run of output pixels of one image
+
+// Range of i in [0, n) with 0 <= iw0 + i*sw < W.
+inline void valid_run(int64_t iw0, int64_t sw, int64_t W, int64_t n, int64_t* lo, int64_t* hi) {
+  int64_t a = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+  int64_t b = iw0 >= W ? 0 : (W - 1 - iw0) / sw + 1;
+  *lo = std::min(a, n);
+  *hi = std::max(*lo, std::min(b, n));
+}
+
+// col(row, j) for rows (c, r, s) of channels [0, Cg) of x_img (pointing at the group's first channel)
+// and output pixels pq0 .. pq0+len-1; row stride ldc.
+template <class T>
+void im2col_run(const ConvGeom& g, const T* x, int64_t pq0, int64_t len, T* col, int64_t ldc) {
+  const int64_t Cg = g.Cg();
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        T* dst = col + ((c * g.R + r) * g.S + s) * ldc;
+        int64_t j = 0, pq = pq0;
+        while (j < len) {
+          int64_t p = pq / g.Q, q = pq % g.Q, n = std::min(g.Q - q, len - j);
+          int64_t ih = p * g.sh - g.ph + r * g.dh;
+          T* d = dst + j;
+          if (ih < 0 || ih >= g.H) {
+            std::memset(static_cast<void*>(d), 0, sizeof(T) * n);
+          } else {
+            const T* src = x + (c * g.H + ih) * g.W;
+            int64_t iw0 = q * g.sw - g.pw + s * g.dw, lo, hi;
+            valid_run(iw0, g.sw, g.W, n, &lo, &hi);
+            for (int64_t i = 0; i < lo; ++i) d[i] = T(0);
+            if (g.sw == 1) std::memcpy(d + lo, src + iw0 + lo, sizeof(T) * (hi - lo));
+            else
+              for (int64_t i = lo; i < hi; ++i) d[i] = src[iw0 + i * g.sw];
+            for (int64_t i = hi; i < n; ++i) d[i] = T(0);
+          }
+          j += n;
+          pq += n;
+        }
+      }
+}
+
+// The adjoint of im2col_run: dx_img (group's channels) += col scattered back.
+template <class T>
+void col2im_run(const ConvGeom& g, const T* col, int64_t ldc, int64_t pq0, int64_t len, T* dx) {
+  const int64_t Cg = g.Cg();
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        const T* srcrow = col + ((c * g.R + r) * g.S + s) * ldc;
+        int64_t j = 0, pq = pq0;
+        while (j < len) {
+          int64_t p = pq / g.Q, q = pq % g.Q, n = std::min(g.Q - q, len - j);
+          int64_t ih = p * g.sh - g.ph + r * g.dh;
+          if (ih >= 0 && ih < g.H) {
+            const T* sp = srcrow + j;
+            T* d = dx + (c * g.H + ih) * g.W;
+            int64_t iw0 = q * g.sw - g.pw + s * g.dw, lo, hi;
+            valid_run(iw0, g.sw, g.W, n, &lo, &hi);
+            if (g.sw == 1)
+              for (int64_t i = lo; i < hi; ++i) d[iw0 + i] += sp[i];
+            else
+              for (int64_t i = lo; i < hi; ++i) d[iw0 + i * g.sw] += sp[i];
+          }
+          j += n;
+          pq += n;
+        }
+      }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tiling of the output pixels (n, p, q) for the GEMM algorithms
+
+// A tile is either a run of output pixels inside one image (big images) or nb whole images (small ones);
+// its im2col columns (CgRS x cols) are sized to stay in the L2 cache. Depends on the shape only.
+struct Tiling {
+  int64_t nb = 1;   // whole images per tile (1: tiles within an image)
+  int64_t tpi = 1;  // tiles per image when nb == 1
+  int64_t cols = 0;
+  int64_t tiles = 0;
+};
+
+struct Tile {
+  int64_t n0, nimg;  // first image and number of images (nimg > 1: whole images)
+  int64_t pq0, len;  // first output pixel (in image n0) and number of columns
+};
+
+Tiling make_tiling(const ConvGeom& g, size_t elem, bool whole_images_ok, int64_t n_images) {
+  const int64_t target_bytes = 192 * 1024;
+  int64_t cols = target_bytes / (g.CgRS() * static_cast<int64_t>(elem));
+  cols = std::max<int64_t>(cols, 48);
+  Tiling t;
+  if (g.PQ() <= cols) {
+    t.nb = whole_images_ok ? std::max<int64_t>(1, std::min(cols / g.PQ(), n_images)) : 1;
+    t.tpi = 1;
+    t.cols = t.nb * g.PQ();
+  } else {
+    t.nb = 1;
+    t.tpi = (g.PQ() + cols - 1) / cols;
+    int64_t c = (g.PQ() + t.tpi - 1) / t.tpi;
+    t.cols = std::min(g.PQ(), (c + 7) / 8 * 8);
+    t.tpi = (g.PQ() + t.cols - 1) / t.cols;
+  }
+  t.tiles = t.nb > 1 ? (n_images + t.nb - 1) / t.nb : n_images * t.tpi;
+  return t;
+}
+
+// Tile `i` of a tiling over images [n_begin, n_begin + n_images).
+Tile tile_at(const ConvGeom& g, const Tiling& t, int64_t n_begin, int64_t n_images, int64_t i) {
+  Tile tl;
+  if (t.nb > 1) {
+    tl.n0 = n_begin + i * t.nb;
+    tl.nimg = std::min(t.nb, n_begin + n_images - tl.n0);
+    tl.pq0 = 0;
+    tl.len = tl.nimg * g.PQ();
+  } else {
+    tl.n0 = n_begin + i / t.tpi;
+    tl.nimg = 1;
+    tl.pq0 = (i % t.tpi) * t.cols;
+    tl.len = std::min(t.cols, g.PQ() - tl.pq0);
+  }
+  return tl;
+}
+
+// Columns of one tile for group gi into col (CgRS x tl.len).
+template <class T>
+void tile_im2col(const ConvGeom& g, const T* x, const Tile& tl, int64_t gi, T* col) {
+  for (int64_t i = 0; i < tl.nimg; ++i) {
+    const T* xi = x + ((tl.n0 + i) * g.C + gi * g.Cg()) * g.H * g.W;
+    im2col_run(g, xi, tl.nimg > 1 ? 0 : tl.pq0, tl.nimg > 1 ? g.PQ() : tl.len, col + i * g.PQ(), tl.len);
+  }
+}
+
+// dy rows of group gi for one tile as a (Kg x len) matrix: a pointer into dy when the tile is inside one
+// image, else a gathered copy in buf.
+template <class T>
+const T* tile_dy(const ConvGeom& g, const T* dy, const Tile& tl, int64_t gi, T* buf, int64_t* ld) {
+  const int64_t Kg = g.Kg(), PQ = g.PQ();
+  if (tl.nimg == 1) {
+    *ld = PQ;
+    return dy + (tl.n0 * g.K + gi * Kg) * PQ + tl.pq0;
+  }
+  for (int64_t k = 0; k < Kg; ++k)
+    for (int64_t i = 0; i < tl.nimg; ++i)
+      std::memcpy(buf + k * tl.len + i * PQ, dy + ((tl.n0 + i) * g.K + gi * Kg + k) * PQ, sizeof(T) * PQ);
+  *ld = tl.len;
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Forward
+
+template <class T>
+void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope, bool plain1x1,
+                  int nthreads) {
+  const int64_t Kg = g.Kg(), CgRS = g.CgRS(), PQ = g.PQ(), HW = g.H * g.W;
+  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N);
+  if (plain1x1) t = Tiling{1, 1, PQ, g.N};  // x itself is the column matrix: one GEMM per image
+  for_units(t.tiles, nthreads, true, [&](int64_t i, int gthreads) {
+    Tile tl = tile_at(g, t, 0, g.N, i);
+    T* col = plain1x1 ? nullptr : workspace_as<T>(kWsConvCol, CgRS * tl.len);
+    T* tmp = tl.nimg > 1 ? workspace_as<T>(kWsConvAux, g.K * tl.len) : nullptr;
+    for (int64_t gi = 0; gi < g.groups; ++gi) {
+      const T* B;
+      int64_t ldb;
+      if (plain1x1) {
+        B = x + (tl.n0 * g.C + gi * g.Cg()) * HW + tl.pq0;
+        ldb = HW;
+      } else {
+        tile_im2col(g, x, tl, gi, col);
+        B = col;
+        ldb = tl.len;
+      }
+      T* C;
+      int64_t ldc;
+      if (tmp) {
+        C = tmp + gi * Kg * tl.len;
+        ldc = tl.len;
+      } else {
+        C = y + (tl.n0 * g.K + gi * Kg) * PQ + tl.pq0;
+        ldc = PQ;
+      }
+      Epilogue<T> ep;
+      ep.bias = b ? b + gi * Kg : nullptr;
+      ep.bias_per_row = true;
+      ep.act = act;
+      ep.slope = slope;
+      gemm<T>(Kg, tl.len, CgRS, T(1), w + gi * Kg * CgRS, CgRS, 1, B, ldb, 1, T(0), C, ldc, 1, gthreads, ep);
+    }
+    if (tmp)
+      for (int64_t k = 0; k < g.K; ++k)
+        for (int64_t j = 0; j < tl.nimg; ++j)
+          std::memcpy(y + ((tl.n0 + j) * g.K + k) * PQ, tmp + k * tl.len + j * PQ, sizeof(T) * PQ);
+  });
+}
+
+template <class T>
+void forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
+                    int nthreads) {
+  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
+  const int64_t scratch = conv_direct_scratch_elems<T>(g);
+  for_units(g.N, nthreads, false, [&](int64_t n, int) {
+    T* s = workspace_as<T>(kWsConvCol, scratch);
+    kern.direct_fwd(g, x + n * g.C * g.H * g.W, w, b, y + n * g.K * g.PQ(), act, slope, s);
+  });
+}
+
+template <class T>
+void forward_depthwise(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
+                       int nthreads) {
+  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
+  const int64_t scratch = conv_direct_scratch_elems<T>(g), m = g.Kg(), HW = g.H * g.W, RS = g.R * g.S;
+  for_units(g.N * g.C, nthreads, false, [&](int64_t u, int) {
+    int64_t n = u / g.C, c = u % g.C;
+    T* s = workspace_as<T>(kWsConvCol, scratch);
+    kern.dwise_fwd(g, x + (n * g.C + c) * HW, w + c * m * RS, b ? b + c * m : nullptr,
+                   y + (n * g.K + c * m) * g.PQ(), act, slope, s);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Backward
+
+// dz = dy * act'(y) where an activation was fused; else dy itself.
+template <class T>
+const T* activation_grad(const ConvGeom& g, const T* dy, const T* y, Act act, T slope, int nthreads) {
+  if (act == Act::none) return dy;
+  const int64_t n = g.N * g.K * g.PQ();
+  T* dz = workspace_as<T>(kWsMisc, n);
+  for_range(n, nthreads, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) dz[i] = dy[i] * act_grad_from_output(act, y[i], slope);
+  });
+  return dz;
+}
+
+// Images per chunk of the batch reduction: a function of N only, so the partial sums (and the order in
+// which they are added) are the same for any thread count.
+int64_t images_per_chunk(int64_t N) { return std::max<int64_t>(1, (N + 15) / 16); }
+
+// dw = sum over chunks (in index order) of partial[chunk], where chunk_fn(chunk, partial, gemm_threads)
+// writes the chunk's sum (overwriting partial).
+template <class T, class F>
+void reduce_chunks(int64_t nelem, int64_t N, T* dw, int nthreads, F chunk_fn) {
+  const int64_t ipc = images_per_chunk(N), nchunks = (N + ipc - 1) / ipc;
+  T* parts = nchunks > 1 ? workspace_as<T>(kWsConvAux2, (nchunks - 1) * nelem) : nullptr;
+  for_units(nchunks, nthreads, true, [&](int64_t ch, int gthreads) {
+    T* dst = ch == 0 ? dw : parts + (ch - 1) * nelem;
+    chunk_fn(ch * ipc, std::min(ipc, N - ch * ipc), dst, gthreads);
+  });
+  for_range(nelem, nthreads, [&](int64_t lo, int64_t hi) {
+    for (int64_t ch = 1; ch < nchunks; ++ch) {
+      const T* p = parts + (ch - 1) * nelem;
+      for (int64_t i = lo; i < hi; ++i) dw[i] += p[i];
+    }
+  });
+}
+
+template <class T>
+void bias_grad(const ConvGeom& g, const T* dz, T* db, int nthreads) {
+  const int64_t PQ = g.PQ();
+  for_units(g.K, nthreads, false, [&](int64_t k, int) {
+    T total = T(0);
+    for (int64_t n = 0; n < g.N; ++n) {
+      const T* d = dz + (n * g.K + k) * PQ;
+      T acc[8] = {};
+      int64_t i = 0;
+      for (; i + 8 <= PQ; i += 8)
+        for (int l = 0; l < 8; ++l) acc[l] += d[i + l];
+      for (; i < PQ; ++i) acc[i & 7] += d[i];
+      T s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      total += s;
+    }
+    db[k] = total;
+  });
+}
+
+// dx through the GEMM: per image (or group of whole images), per tile, col = W^T dz then col2im.
+template <class T>
+void backward_data_gemm(const ConvGeom& g, const T* dz, const T* w, T* dx, bool plain1x1, int nthreads) {
+  const int64_t Kg = g.Kg(), Cg = g.Cg(), CgRS = g.CgRS(), HW = g.H * g.W, img = g.C * HW;
+  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N);
+  if (plain1x1) t = Tiling{1, 1, g.PQ(), g.N};
+  // Units own whole images so col2im's scatter-adds into dx never race and keep one order.
+  const int64_t units = t.nb > 1 ? t.tiles : g.N;
+  const int64_t tiles_per_unit = t.nb > 1 ? 1 : t.tpi;
+  for_units(units, nthreads, true, [&](int64_t u, int gthreads) {
+    for (int64_t ti = 0; ti < tiles_per_unit; ++ti) {
+      Tile tl = tile_at(g, t, 0, g.N, u * tiles_per_unit + ti);
+      if (!plain1x1 && ti == 0) std::memset(static_cast<void*>(dx + tl.n0 * img), 0, sizeof(T) * tl.nimg * img);
+      T* col = plain1x1 ? nullptr : workspace_as<T>(kWsConvCol, CgRS * tl.len);
+      T* buf = tl.nimg > 1 ? workspace_as<T>(kWsConvAux, Kg * tl.len) : nullptr;
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        int64_t ldb;
+        const T* B = tile_dy(g, dz, tl, gi, buf, &ldb);
+        const T* A = w + gi * Kg * CgRS;  // W_g^T: (CgRS x Kg), element (i, k) at w[k * CgRS + i]
+        if (plain1x1) {
+          gemm<T>(Cg, tl.len, Kg, T(1), A, 1, CgRS, B, ldb, 1, T(0), dx + (tl.n0 * g.C + gi * Cg) * HW + tl.pq0,
+                  HW, 1, gthreads);
+          continue;
+        }
+        gemm<T>(CgRS, tl.len, Kg, T(1), A, 1, CgRS, B, ldb, 1, T(0), col, tl.len, 1, gthreads);
+        for (int64_t i = 0; i < tl.nimg; ++i)
+          col2im_run(g, col + i * g.PQ(), tl.len, tl.nimg > 1 ? 0 : tl.pq0, tl.nimg > 1 ? g.PQ() : tl.len,
+                     dx + ((tl.n0 + i) * g.C + gi * Cg) * HW);
+      }
+    }
+  });
+}
+
+// dw through the GEMM: per chunk of images, per tile, dw_g += dz_tile (Kg x len) col^T (len x CgRS).
+template <class T>
+void backward_weights_gemm(const ConvGeom& g, const T* x, const T* dz, T* dw, bool plain1x1, int nthreads) {
+  const int64_t Kg = g.Kg(), CgRS = g.CgRS(), HW = g.H * g.W;
+  reduce_chunks<T>(g.K * CgRS, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int gthreads) {
+    Tiling t = make_tiling(g, sizeof(T), !plain1x1, cnt);
+    if (plain1x1) t = Tiling{1, 1, g.PQ(), cnt};
+    T* col = plain1x1 ? nullptr : workspace_as<T>(kWsConvCol, CgRS * t.cols);
+    T* buf = t.nb > 1 ? workspace_as<T>(kWsConvAux, Kg * t.cols) : nullptr;
+    for (int64_t i = 0; i < t.tiles; ++i) {
+      Tile tl = tile_at(g, t, n0, cnt, i);
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        int64_t lda;
+        const T* A = tile_dy(g, dz, tl, gi, buf, &lda);
+        const T* B;
+        int64_t ldb;
+        if (plain1x1) {
+          B = x + (tl.n0 * g.C + gi * g.Cg()) * HW + tl.pq0;
+          ldb = HW;
+        } else {
+          tile_im2col(g, x, tl, gi, col);
+          B = col;
+          ldb = tl.len;
+        }
+        gemm<T>(Kg, CgRS, tl.len, T(1), A, lda, 1, B, 1, ldb, i == 0 ? T(0) : T(1), dst + gi * Kg * CgRS, CgRS, 1,
+                gthreads);
+      }
+    }
+  });
+}
+
+template <class T>
+void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
+  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
+  const int64_t scratch = conv_direct_scratch_elems<T>(g), nelem = g.K * g.CgRS();
+  reduce_chunks<T>(nelem, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
+    std::memset(static_cast<void*>(dst), 0, sizeof(T) * nelem);
+    T* s = workspace_as<T>(kWsConvCol, scratch);
+    for (int64_t n = n0; n < n0 + cnt; ++n)
+      kern.direct_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), dst, s);
+  });
+}
+
+template <class T>
+void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, T* dx, T* dw, int nthreads) {
+  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
+  const int64_t scratch = conv_direct_scratch_elems<T>(g), m = g.Kg(), HW = g.H * g.W, RS = g.R * g.S;
+  if (dx)
+    for_units(g.N * g.C, nthreads, false, [&](int64_t u, int) {
+      int64_t n = u / g.C, c = u % g.C;
+      T* s = workspace_as<T>(kWsConvCol, scratch);
+      kern.dwise_dx(g, dz + (n * g.K + c * m) * g.PQ(), w + c * m * RS, dx + (n * g.C + c) * HW, s);
+    });
+  if (dw)
+    // One filter per unit, images in order: each dw element has one summation order for any threads.
+    for_units(g.K, nthreads, false, [&](int64_t k, int) {
+      T* s = workspace_as<T>(kWsConvCol, scratch);
+      T* dwk = dw + k * RS;
+      std::memset(static_cast<void*>(dwk), 0, sizeof(T) * RS);
+      for (int64_t n = 0; n < g.N; ++n)
+        kern.dwise_dw(g, x + (n * g.C + k / m) * HW, dz + (n * g.K + k) * g.PQ(), dwk, s);
+    });
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
+                    ConvAlgo algo, int nthreads) {
+  if (g.N == 0) return;
+  if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
+  switch (algo) {
+    case ConvAlgo::direct: forward_direct(g, x, w, b, y, act, slope, nthreads); break;
+    case ConvAlgo::depthwise: forward_depthwise(g, x, w, b, y, act, slope, nthreads); break;
+    case ConvAlgo::gemm1x1: forward_gemm(g, x, w, b, y, act, slope, true, nthreads); break;
+    default: forward_gemm(g, x, w, b, y, act, slope, false, nthreads); break;
+  }
+}
+
+template <class T>
+void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, const T* y, Act act, T slope,
+                     T* dx, T* dw, T* db, ConvAlgo algo, int nthreads) {
+  if (g.N == 0) {
+    if (dw) std::memset(static_cast<void*>(dw), 0, sizeof(T) * g.K * g.CgRS());
+    if (db) std::memset(static_cast<void*>(db), 0, sizeof(T) * g.K);
+    return;
+  }
+  if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
+  const T* dz = activation_grad(g, dy, y, act, slope, nthreads);
+  if (db) bias_grad(g, dz, db, nthreads);
+  switch (algo) {
+    case ConvAlgo::depthwise: backward_depthwise(g, dz, x, w, dx, dw, nthreads); break;
+    case ConvAlgo::direct:
+      if (dx) backward_data_gemm(g, dz, w, dx, false, nthreads);
+      if (dw) backward_weights_direct(g, x, dz, dw, nthreads);
+      break;
+    default: {
+      bool plain = algo == ConvAlgo::gemm1x1;
+      if (dx) backward_data_gemm(g, dz, w, dx, plain, nthreads);
+      if (dw) backward_weights_gemm(g, x, dz, dw, plain, nthreads);
+    }
+  }
+}
+
+template void conv2d_forward<float>(const ConvGeom&, const float*, const float*, const float*, float*, Act, float,
+                                    ConvAlgo, int);
+template void conv2d_forward<double>(const ConvGeom&, const double*, const double*, const double*, double*, Act,
+                                     double, ConvAlgo, int);
+template void conv2d_backward<float>(const ConvGeom&, const float*, const float*, const float*, const float*, Act,
+                                     float, float*, float*, float*, ConvAlgo, int);
+template void conv2d_backward<double>(const ConvGeom&, const double*, const double*, const double*,
+                                      const double*, Act, double, double*, double*, double*, ConvAlgo, int);
+
+}  // namespace nnx

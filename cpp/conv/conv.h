@@ -1,0 +1,58 @@
+// 2-D convolution (cross-correlation, PyTorch's conv2d) forward and backward, NCHW, on raw pointers.
+//
+// Contract shared by every entry point:
+// - x (N, C, H, W), w (K, C/groups, R, S), y / dy (N, K, P, Q), b (K) are C-contiguous; dx, dw, db too.
+//   P = (H + 2 ph - dh (R - 1) - 1) / sh + 1, Q likewise; the caller has checked P, Q >= 1, that groups
+//   divides C and K, and that all sizes are >= 1 except N, which may be 0.
+// - Forward writes y = act(conv(x, w) + b) (b may be null), the bias and activation applied while each
+//   output tile is in cache (Epilogue with bias_per_row: one bias per output channel).
+// - Backward takes dy and, when act != none, the forward output y (the activation's derivative is taken
+//   from it); any of dx, dw, db may be null to skip that gradient. y == nullptr with act == none.
+// - Kernels never allocate: scratch comes from nnx::workspace slots kWsConvCol / kWsConvAux (per thread)
+//   and kWsConvAux2 / kWsMisc (the calling thread).
+// - Results are bitwise identical for any nthreads: forward tiles and dx images are each computed by one
+//   thread in a fixed order; dw and db are reduced over the batch in chunks whose boundaries depend only
+//   on the shape, each chunk into its own buffer, the chunks then added in index order.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "common/epilogue.h"
+
+namespace nnx {
+
+struct ConvGeom {
+  int64_t N, C, H, W;  // input
+  int64_t K, R, S;     // filters
+  int64_t P, Q;        // output
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+  int64_t Cg() const { return C / groups; }
+  int64_t Kg() const { return K / groups; }
+  int64_t PQ() const { return P * Q; }
+  int64_t CgRS() const { return C / groups * R * S; }
+};
+
+// The algorithms one can force by name; `automatic` picks per shape (conv_pick_algorithm).
+//   gemm1x1:   1x1 kernel, stride 1, no padding: per image Y(K, HW) = W(K, C) X(C, HW), no copy of x.
+//   im2col:    any conv: columns of a tile of output pixels (CgRS x tile) in a reused workspace, then
+//              the GEMM of gemm.h; tiles span several whole images when images are small.
+//   direct:    few input channels: SIMD over output pixels of a row, all filter taps in registers.
+//   depthwise: C/groups == 1 (each output channel reads one input channel): per-plane SIMD kernel.
+enum class ConvAlgo : int { automatic = 0, gemm1x1 = 1, im2col = 2, direct = 3, depthwise = 4 };
+
+const char* conv_algo_name(ConvAlgo a);
+bool conv_algo_parse(const std::string& name, ConvAlgo* out);
+// True when `a` can run this shape; otherwise `why` says what it needs.
+bool conv_algo_applies(ConvAlgo a, const ConvGeom& g, std::string* why);
+// The algorithm `automatic` runs for this shape (never `automatic`).
+ConvAlgo conv_pick_algorithm(const ConvGeom& g);
+
+template <class T>
+void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
+                    ConvAlgo algo, int nthreads);
+
+template <class T>
+void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, const T* y, Act act, T slope,
+                     T* dx, T* dw, T* db, ConvAlgo algo, int nthreads);
+
+}  // namespace nnx

@@ -1,0 +1,58 @@
+// Portable build of the direct/depthwise kernels (baseline ISA; 32-byte vectors lowered by the compiler)
+// and the per-ISA table lookup.
+#define NNX_CONV_NS portable
+#include "conv/conv_simd.inc"
+
+#include "common/cpu.h"
+
+namespace nnx {
+
+void conv_fill_portable(ConvDirectKernels<float>& f, ConvDirectKernels<double>& d) {
+  portable::fill(f, "portable");
+  portable::fill(d, "portable");
+}
+
+#if !defined(NNX_X86)
+// Non-x86 builds have no AVX2 translation unit: keep the portable kernels.
+void conv_fill_avx2(ConvDirectKernels<float>& f, ConvDirectKernels<double>& d) { conv_fill_portable(f, d); }
+#endif
+
+namespace {
+
+struct AllTables {
+  ConvDirectKernels<float> pf, af;
+  ConvDirectKernels<double> pd, ad;
+  AllTables() {
+    conv_fill_portable(pf, pd);
+    conv_fill_avx2(af, ad);
+  }
+};
+
+const AllTables& tables() {
+  static const AllTables t;
+  return t;
+}
+
+bool use_avx2() { return active_isa() == Isa::avx2 || active_isa() == Isa::avx512; }
+
+}  // namespace
+
+template <>
+const ConvDirectKernels<float>& conv_direct_kernels<float>() {
+  return use_avx2() ? tables().af : tables().pf;
+}
+template <>
+const ConvDirectKernels<double>& conv_direct_kernels<double>() {
+  return use_avx2() ? tables().ad : tables().pd;
+}
+
+template <class T>
+int64_t conv_direct_scratch_elems(const ConvGeom& g) {
+  ConvPadGeom pg = conv_pad_geom(g, 64 / sizeof(T));
+  return g.C * pg.Hpp * pg.Wpp + g.K * g.P * pg.Qr + (g.CgRS() * 8 + sizeof(T) - 1) / sizeof(T) + 64;
+}
+
+template int64_t conv_direct_scratch_elems<float>(const ConvGeom&);
+template int64_t conv_direct_scratch_elems<double>(const ConvGeom&);
+
+}  // namespace nnx

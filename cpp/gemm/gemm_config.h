@@ -1,0 +1,38 @@
+// Blocking parameters of the GEMM, per ISA and scalar type, in this one place.
+//
+//   MR x NR  register tile of the micro-kernel (accumulators live in vector registers)
+//   KC       depth of one packed block: an MR x KC sliver of A and a KC x NR sliver of B stay in L1
+//   MC       rows of the packed A block (MC x KC), sized to stay in L2
+//   NC       columns of the packed B block (KC x NC), sized to stay in L3
+//
+// The x86 numbers are chosen for AMD Zen3 (32 KiB L1d, 512 KiB L2 per core, 32 MiB shared L3) and suit
+// Intel Haswell..Ice Lake as well: a 6x16 float tile uses 12 of the 16 ymm registers as accumulators,
+// 2 for B and 1 for the A broadcast; KC = 256 keeps the B sliver (256 * 16 * 4 B = 16 KiB) in half of L1;
+// MC * KC * 4 B = 144 KiB of A in L2 leaves room for the streaming B and C; KC * NC fits L3.
+#pragma once
+
+namespace nnx {
+
+struct GemmBlocking {
+  int mr, nr, kc, mc, nc;
+};
+
+// Portable C++ (the compiler's baseline vectors, SSE2 on x86-64): 8 accumulator registers.
+constexpr GemmBlocking kSgemmBlockingPortable{4, 8, 256, 128, 2048};
+constexpr GemmBlocking kDgemmBlockingPortable{4, 4, 256, 64, 2048};
+
+// AVX2 + FMA (16 ymm registers).
+constexpr GemmBlocking kSgemmBlockingAvx2{6, 16, 256, 144, 4080};
+constexpr GemmBlocking kDgemmBlockingAvx2{6, 8, 256, 72, 4080};
+
+// AVX-512 (32 zmm registers): a 12x32 / 12x16 tile would use more of them; 6x32 keeps the kernel the
+// same shape as the AVX2 one.
+constexpr GemmBlocking kSgemmBlockingAvx512{6, 32, 256, 144, 4096};
+constexpr GemmBlocking kDgemmBlockingAvx512{6, 16, 256, 72, 4096};
+
+// Narrow products: when C has at most this many NR-wide column slivers, each sliver of A is used too few
+// times to pay for packing it, and the micro-kernel reads A in place (if A is contiguous along a row or
+// a column). Measured on Zen3: 4096x16x256 runs 2x faster, 64x120x400 about 8% faster.
+constexpr int kStridedAMaxSlivers = 8;
+
+}  // namespace nnx

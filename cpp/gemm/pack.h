@@ -1,0 +1,77 @@
+// Packing of A and B into the micro-kernel's slivers (contract in ukernel.h). Included by each ISA's
+// file so the copies are compiled (and vectorised) for that ISA; the anonymous namespace keeps the
+// per-ISA instantiations apart, so an AVX2 copy can never be linked into the portable path.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace nnx {
+namespace {
+
+// Packs rows [0, m) of an MR-row sliver: out[p * MR + i] = src(i, p), rows m..MR-1 zero.
+// `rs` steps between the sliver's rows, `cs` along k.
+template <int MR, class T>
+inline void pack_sliver(int64_t m, int64_t kc, const T* __restrict a, int64_t rs, int64_t cs,
+                        T* __restrict out) {
+  if (m == MR && rs == 1) {
+    // Each k step is MR contiguous values (A column-major / B row-major): straight copies.
+    for (int64_t p = 0; p < kc; ++p) std::memcpy(out + p * MR, a + p * cs, sizeof(T) * MR);
+    return;
+  }
+  if (m == MR && cs == 1) {
+    // Each row is contiguous along k: read MR rows side by side, write interleaved. Blocking p by 8
+    // keeps MR read streams and one write stream, which the compiler turns into vector shuffles.
+    const T* rows[MR];
+    for (int i = 0; i < MR; ++i) rows[i] = a + i * rs;
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+#pragma GCC unroll 8
+      for (int q = 0; q < 8; ++q)
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; ++i) out[(p + q) * MR + i] = rows[i][p + q];
+    }
+    for (; p < kc; ++p)
+      for (int i = 0; i < MR; ++i) out[p * MR + i] = rows[i][p];
+    return;
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const T* src = a + p * cs;
+    int64_t i = 0;
+    for (; i < m; ++i) out[p * MR + i] = src[i * rs];
+    for (; i < MR; ++i) out[p * MR + i] = T(0);
+  }
+}
+
+template <int MR, class T>
+void pack_a_panels(int64_t mc, int64_t kc, const T* a, int64_t rs_a, int64_t cs_a, T* out) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+    int64_t m = mc - i0 < MR ? mc - i0 : MR;
+    pack_sliver<MR>(m, kc, a + i0 * rs_a, rs_a, cs_a, out);
+    out += MR * kc;
+  }
+}
+
+// B's slivers are A's with the roles of the strides swapped: columns of B play the rows of A.
+template <int NR, class T>
+void pack_b_panels(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int64_t cs_b, T* out) {
+  const int64_t full = nc / NR * NR;
+  if (cs_b == 1 && full > 0) {
+    // Rows of B are contiguous: walk them in memory order (one sequential read stream the hardware
+    // prefetches, instead of one short read per row and sliver), dealing each row out to the slivers.
+    for (int64_t p = 0; p < kc; ++p) {
+      const T* src = b + p * rs_b;
+      T* dst = out + p * NR;
+      for (int64_t j0 = 0; j0 < full; j0 += NR, dst += NR * kc) std::memcpy(dst, src + j0, sizeof(T) * NR);
+    }
+    if (full < nc) pack_sliver<NR>(nc - full, kc, b + full, cs_b, rs_b, out + full * kc);
+    return;
+  }
+  for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+    int64_t n = nc - j0 < NR ? nc - j0 : NR;
+    pack_sliver<NR>(n, kc, b + j0 * cs_b, cs_b, rs_b, out);
+    out += NR * kc;
+  }
+}
+
+}  // namespace
+}  // namespace nnx

@@ -1,0 +1,64 @@
+// GEMM micro-kernels and packing routines, one table per ISA and scalar type.
+//
+// Micro-kernel contract (BLIS's gemm ukernel with edge handling inside):
+//   ukernel(k, a, b, c, rs_c, cs_c, m, n, alpha, beta)
+//   a: packed MR x k sliver of A, column by column: a[p * MR + i] = A(i, p)   (rows >= m are zero)
+//   b: packed k x NR sliver of B, row by row:       b[p * NR + j] = B(p, j)   (columns >= n are zero)
+//   Both are aligned to 64 bytes (the packing buffers and every sliver in them are).
+//   Computes the MR x NR tile AB = sum over p = 0..k-1 in increasing order (one fused multiply-add per
+//   p, so every element of the tile is summed in the same order wherever it lies in C), then writes
+//     C(i, j) = alpha * AB(i, j) + beta * C(i, j)   for i < m, j < n only (m <= MR, n <= NR)
+//   with C(i, j) = c[i * rs_c + j * cs_c]. beta == 0 never reads C. k may be 0 (then AB = 0).
+// ukernel_strided_a: the same with A read in place, A(i, p) = a[i * rs_a + p * cs_a] for i < m (rows
+//   past m are never touched). Same arithmetic in the same order, so both give bitwise equal tiles; it
+//   saves packing when each sliver of A meets only a few slivers of B (narrow N).
+//
+// pack_a(mc, kc, a, rs_a, cs_a, out): packs the mc x kc block A(i, p) = a[i * rs_a + p * cs_a] into
+//   ceil(mc / MR) slivers of MR * kc elements each (sliver s holds rows s*MR ..), zero-padding the rows
+//   past mc. Any strides (zero, negative) are allowed.
+// pack_b(kc, nc, b, rs_b, cs_b, out): packs the kc x nc block B(p, j) = b[p * rs_b + j * cs_b] into
+//   ceil(nc / NR) slivers of kc * NR elements each, zero-padding the columns past nc.
+#pragma once
+#include <cstdint>
+
+#include "gemm/gemm_config.h"
+
+namespace nnx {
+
+template <class T>
+using GemmUkernel = void (*)(int64_t k, const T* a, const T* b, T* c, int64_t rs_c, int64_t cs_c,
+                             int64_t m, int64_t n, T alpha, T beta);
+template <class T>
+using GemmUkernelStridedA = void (*)(int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const T* b, T* c,
+                                     int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, T alpha, T beta);
+template <class T>
+using GemmPackA = void (*)(int64_t mc, int64_t kc, const T* a, int64_t rs_a, int64_t cs_a, T* out);
+template <class T>
+using GemmPackB = void (*)(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int64_t cs_b, T* out);
+
+template <class T>
+struct GemmKernels {
+  GemmBlocking blocking;
+  GemmUkernel<T> ukernel;
+  GemmUkernelStridedA<T> ukernel_strided_a;
+  GemmPackA<T> pack_a;
+  GemmPackB<T> pack_b;
+  const char* name;  // the micro-kernel's name, e.g. "sgemm_ukernel_avx2_6x16"
+};
+
+// One table per ISA; each is defined in the file compiled for that ISA (ukernel_<isa>.cpp) and may only
+// be called when the CPU supports it (nnx::isa_supported).
+const GemmKernels<float>& sgemm_kernels_portable();
+const GemmKernels<double>& dgemm_kernels_portable();
+#if defined(NNX_X86)
+const GemmKernels<float>& sgemm_kernels_avx2();
+const GemmKernels<double>& dgemm_kernels_avx2();
+const GemmKernels<float>& sgemm_kernels_avx512();
+const GemmKernels<double>& dgemm_kernels_avx512();
+#endif
+#if defined(NNX_ARM64)
+const GemmKernels<float>& sgemm_kernels_neon();
+const GemmKernels<double>& dgemm_kernels_neon();
+#endif
+
+}  // namespace nnx

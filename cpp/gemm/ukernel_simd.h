@@ -1,0 +1,119 @@
+// The register-blocked micro-kernel written once over a small vector-traits type V (AVX2, AVX-512, ...),
+// instantiated in each ISA's file. Contract: ukernel.h. V provides:
+//   T, vec, W (lanes), zero(), load(p) (aligned), loadu(p), storeu(p, v), set1(x), fma(a, b, c) = a*b+c,
+//   mul(a, b).
+// The tile is MR rows by NV vectors (NR = NV * W columns): MR * NV accumulators, NV loads of B and MR
+// broadcasts of A per k step.
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+namespace {
+
+// kStridedA: A is read in place, A(i, p) = a[i * rs_a + p * cs_a] (rows >= m are never read: they
+// repeat row m - 1 and are dropped at the store); otherwise a is a packed sliver (rs_a, cs_a ignored).
+template <class V, int MR, int NV, bool kStridedA>
+void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, int64_t cs_a,
+                  const typename V::T* __restrict b, typename V::T* c, int64_t rs_c, int64_t cs_c,
+                  int64_t m, int64_t n, typename V::T alpha, typename V::T beta) {
+  using T = typename V::T;
+  using vec = typename V::vec;
+  constexpr int W = V::W;
+  constexpr int NR = NV * W;
+  vec acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+
+  // C's tile is needed only after the k loop; touching it now overlaps its cache misses with the
+  // arithmetic (BLIS's kernels do the same).
+  if (cs_c == 1) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      __builtin_prefetch(c + i * rs_c, 1, 3);
+      __builtin_prefetch(c + i * rs_c + NR - 1, 1, 3);
+    }
+  }
+  if (kStridedA) {
+    const T* ar[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) ar[i] = a + (i < m ? i : m - 1) * rs_a;
+    int64_t off = 0;
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < k; ++p) {
+      vec bv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        vec av = V::set1(ar[i][off]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+      }
+      off += cs_a;
+      b += NR;
+    }
+  } else {
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < k; ++p) {
+      vec bv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        vec av = V::set1(a[i]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+      }
+      a += MR;
+      b += NR;
+    }
+  }
+
+  const vec va = V::set1(alpha);
+  if (m == MR && n == NR && cs_c == 1) {
+    if (beta == T(0)) {
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) V::storeu(c + i * rs_c + j * W, V::mul(va, acc[i][j]));
+    } else {
+      const vec vb = V::set1(beta);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) {
+          T* ci = c + i * rs_c + j * W;
+          V::storeu(ci, V::fma(va, acc[i][j], V::mul(vb, V::loadu(ci))));
+        }
+    }
+    return;
+  }
+  // Edge tile or strided C: go through a buffer, with the same arithmetic as the full-tile path so an
+  // element's value never depends on whether its tile is full.
+  alignas(64) T tile[MR * NR];
+  if (beta == T(0)) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) V::storeu(tile + i * NR + j * W, V::mul(va, acc[i][j]));
+  } else {
+    for (int i = 0; i < MR * NR; ++i) tile[i] = T(0);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) tile[i * NR + j] = c[i * rs_c + j * cs_c];
+    const vec vb = V::set1(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        T* ti = tile + i * NR + j * W;
+        V::storeu(ti, V::fma(va, acc[i][j], V::mul(vb, V::loadu(ti))));
+      }
+  }
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * rs_c + j * cs_c] = tile[i * NR + j];
+}
+
+}  // namespace
+}  // namespace nnx

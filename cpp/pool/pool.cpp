@@ -1,0 +1,550 @@
+// Pooling drivers: planes split across threads, output rows in chunks, the window walked tap by tap in
+// row-major order with the row micro-kernels of pool_kernels.h. The 2x2 stride-2 case (LeNet, VGG,
+// ResNet's downsampling) has its own kernels that read each input once.
+#include "pool/pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "common/cpu.h"
+#include "common/threads.h"
+#include "pool/pool_kernels.h"
+
+namespace nnx {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------
+// Portable row kernels (the reference twins of the SIMD ones).
+
+template <class T>
+void max_tap_portable(T* acc, const T* x, int64_t n, int64_t stride) {
+  for (int64_t o = 0; o < n; ++o) {
+    T v = x[o * stride];
+    if (pool_max_takes(v, acc[o])) acc[o] = v;
+  }
+}
+
+template <class T>
+void max_tap_idx_portable(T* acc, int32_t* idx, const T* x, int64_t n, int64_t stride, int32_t off) {
+  for (int64_t o = 0; o < n; ++o) {
+    T v = x[o * stride];
+    if (idx[o] < 0 || pool_max_takes(v, acc[o])) {
+      acc[o] = v;
+      idx[o] = off + static_cast<int32_t>(o * stride);
+    }
+  }
+}
+
+template <class T>
+void sum_tap_portable(T* acc, const T* x, int64_t n, int64_t stride) {
+  for (int64_t o = 0; o < n; ++o) acc[o] += x[o * stride];
+}
+
+template <class T>
+void scatter_add_tap_portable(T* dx, const T* g, int64_t n, int64_t stride) {
+  for (int64_t o = 0; o < n; ++o) dx[o * stride] += g[o];
+}
+
+template <class T>
+void max_window_portable(T* y, const T* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
+  for (int64_t o = 0; o < n; ++o) {
+    const T* xo = x + o * stride;
+    T m = xo[taps[0]];
+    for (int64_t t = 1; t < ntaps; ++t)
+      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]];
+    y[o] = m;
+  }
+}
+
+template <class T>
+void max_window_idx_portable(int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
+                             int64_t ntaps) {
+  for (int64_t o = 0; o < n; ++o) {
+    const T* xo = x + o * stride;
+    T m = xo[taps[0]];
+    int64_t k = taps[0];
+    for (int64_t t = 1; t < ntaps; ++t)
+      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]], k = taps[t];
+    idx[o] = static_cast<int32_t>(k + o * stride);
+  }
+}
+
+template <class T>
+void max_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
+  for (int64_t o = 0; o < n; ++o) {
+    T m = r0[2 * o];
+    if (pool_max_takes(r0[2 * o + 1], m)) m = r0[2 * o + 1];
+    if (pool_max_takes(r1[2 * o], m)) m = r1[2 * o];
+    if (pool_max_takes(r1[2 * o + 1], m)) m = r1[2 * o + 1];
+    y[o] = m;
+  }
+}
+
+template <class T>
+void max_2x2s2_backward_portable(const T* r0, const T* r1, const T* dy, T* d0, T* d1, int64_t n) {
+  for (int64_t o = 0; o < n; ++o) {
+    T m = r0[2 * o];
+    int k = 0;
+    if (pool_max_takes(r0[2 * o + 1], m)) m = r0[2 * o + 1], k = 1;
+    if (pool_max_takes(r1[2 * o], m)) m = r1[2 * o], k = 2;
+    if (pool_max_takes(r1[2 * o + 1], m)) m = r1[2 * o + 1], k = 3;
+    T g = dy[o];
+    d0[2 * o] = k == 0 ? g : T(0);
+    d0[2 * o + 1] = k == 1 ? g : T(0);
+    d1[2 * o] = k == 2 ? g : T(0);
+    d1[2 * o + 1] = k == 3 ? g : T(0);
+  }
+}
+
+template <class T>
+void avg_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
+  for (int64_t o = 0; o < n; ++o) y[o] = (((r0[2 * o] + r0[2 * o + 1]) + r1[2 * o]) + r1[2 * o + 1]) / T(4);
+}
+
+template <class T>
+void avg_2x2s2_backward_portable(const T* dy, T* d0, T* d1, int64_t n) {
+  for (int64_t o = 0; o < n; ++o) {
+    T g = dy[o] / T(4);
+    d0[2 * o] = d0[2 * o + 1] = d1[2 * o] = d1[2 * o + 1] = g;
+  }
+}
+
+template <class T>
+const PoolKernels<T>& kernels() {
+#if defined(NNX_X86)
+  if constexpr (std::is_same_v<T, float>) {
+    if (active_isa() == Isa::avx2 || active_isa() == Isa::avx512) {
+      if (const PoolKernels<float>* k = pool_kernels_avx2_f32()) return *k;
+    }
+  }
+#endif
+  return pool_kernels_portable<T>();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Driver helpers.
+
+// Outputs per chunk of a row: the running maxima/sums of a chunk stay in L1 while the taps stream by.
+constexpr int64_t kChunk = 512;
+
+// Outputs o whose tap at column offset c = j*dw - pw lands inside the row: 0 <= o*sw + c < W.
+inline void valid_outputs(int64_t c, int64_t sw, int64_t W, int64_t OW, int64_t* lo, int64_t* hi) {
+  *lo = c >= 0 ? 0 : (-c + sw - 1) / sw;
+  int64_t last = W - 1 - c;  // o*sw <= last
+  *hi = last < 0 ? 0 : std::min(OW, last / sw + 1);
+  if (*lo > *hi) *lo = *hi;
+}
+
+// Calls body(p) for every plane p, one plane per iteration, planes split statically across threads.
+template <class F>
+void for_planes(int64_t planes, int64_t work_per_plane, int nthreads, F body) {
+  int nt = threads_for(planes * std::max<int64_t>(work_per_plane, 1), 1 << 15, nthreads);
+  nt = static_cast<int>(std::min<int64_t>(nt, planes));
+#if defined(NNX_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+  for (int64_t p = 0; p < planes; ++p) body(p);
+}
+
+// Valid output ranges of the kernel columns j, computed once per call (divisions are slow enough to
+// dominate a row of a few dozen outputs).
+struct TapColumns {
+  static constexpr int64_t kCached = 64;
+  int64_t lo[kCached], hi[kCached];
+  explicit TapColumns(const Pool2dShape& s) {
+    for (int64_t j = 0; j < std::min(s.kw, kCached); ++j) valid_outputs(j * s.dw - s.pw, s.sw, s.W, s.OW, &lo[j], &hi[j]);
+  }
+  void get(const Pool2dShape& s, int64_t j, int64_t* l, int64_t* h) const {
+    if (j < kCached) *l = lo[j], *h = hi[j];
+    else valid_outputs(j * s.dw - s.pw, s.sw, s.W, s.OW, l, h);
+  }
+};
+
+// Walks the taps of output row oh over outputs [o0, o1) in row-major window order, calling
+// tap(x_row_offset_of_first_output, first_output_index_in_chunk, count) for each in-range tap.
+template <class F>
+inline void for_taps(const Pool2dShape& s, const TapColumns& cols, int64_t oh, int64_t o0, int64_t o1, F tap) {
+  for (int64_t i = 0; i < s.kh; ++i) {
+    int64_t ih = oh * s.sh - s.ph + i * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    for (int64_t j = 0; j < s.kw; ++j) {
+      int64_t lo, hi;
+      cols.get(s, j, &lo, &hi);
+      lo = std::max(lo, o0);
+      hi = std::min(hi, o1);
+      if (lo >= hi) continue;
+      tap(ih * s.W + lo * s.sw + j * s.dw - s.pw, lo - o0, hi - lo);
+    }
+  }
+}
+
+// The taps of output row oh as plane offsets relative to output 0 (ih*W + j*dw - pw, valid rows only, in
+// row-major window order) and the interior [olo, ohi) of outputs whose every column is inside the row.
+// Returns false when the window has more taps than the caller's array holds (kMaxTaps).
+constexpr int64_t kMaxTaps = 256;
+inline bool row_window(const Pool2dShape& s, const TapColumns& cols, int64_t oh, int64_t* taps,
+                       int64_t* ntaps, int64_t* olo, int64_t* ohi) {
+  if (s.kh * s.kw > kMaxTaps) return false;
+  int64_t n = 0;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    int64_t ih = oh * s.sh - s.ph + i * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    for (int64_t j = 0; j < s.kw; ++j) taps[n++] = ih * s.W + j * s.dw - s.pw;
+  }
+  *ntaps = n;
+  int64_t lo0, hi0, lo1, hi1;
+  cols.get(s, 0, &lo0, &hi0);
+  cols.get(s, s.kw - 1, &lo1, &hi1);
+  *olo = lo0;
+  *ohi = std::max(hi1, lo0);
+  return true;
+}
+
+// Output o of row oh, window clipped to the input, by the scan (edges of the row: a few outputs).
+template <class T>
+inline void max_edge(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o, T* best, int32_t* idx) {
+  T m = -std::numeric_limits<T>::infinity();
+  int64_t k = -1;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    int64_t ih = oh * s.sh - s.ph + i * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    for (int64_t j = 0; j < s.kw; ++j) {
+      int64_t iw = o * s.sw + j * s.dw - s.pw;
+      if (iw < 0 || iw >= s.W) continue;
+      T v = xp[ih * s.W + iw];
+      if (k < 0 || pool_max_takes(v, m)) m = v, k = ih * s.W + iw;
+    }
+  }
+  *best = m;
+  *idx = static_cast<int32_t>(k);
+}
+
+inline bool is_2x2s2(const Pool2dShape& s) {
+  return s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.ph == 0 && s.pw == 0 && s.dh == 1 &&
+         s.dw == 1;
+}
+
+// Zeroes what the 2x2 stride-2 kernels do not write: the last column/row when W/H is odd.
+template <class T>
+void zero_2x2s2_leftovers(const Pool2dShape& s, T* dxp) {
+  if (s.W > 2 * s.OW)
+    for (int64_t r = 0; r < 2 * s.OH; ++r)
+      for (int64_t c = 2 * s.OW; c < s.W; ++c) dxp[r * s.W + c] = T(0);
+  if (s.H > 2 * s.OH) std::memset(dxp + 2 * s.OH * s.W, 0, sizeof(T) * (s.H - 2 * s.OH) * s.W);
+}
+
+}  // namespace
+
+template <class T>
+const PoolKernels<T>& pool_kernels_portable() {
+  static const PoolKernels<T> k = {"portable",
+                                   max_tap_portable<T>,
+                                   max_tap_idx_portable<T>,
+                                   sum_tap_portable<T>,
+                                   scatter_add_tap_portable<T>,
+                                   max_window_portable<T>,
+                                   max_window_idx_portable<T>,
+                                   max_2x2s2_portable<T>,
+                                   max_2x2s2_backward_portable<T>,
+                                   avg_2x2s2_portable<T>,
+                                   avg_2x2s2_backward_portable<T>};
+  return k;
+}
+
+template <class T>
+const char* pool_kernels_name() {
+  return kernels<T>().name;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Max pooling.
+
+template <class T>
+void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
+  const PoolKernels<T>& K = kernels<T>();
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const bool fast = is_2x2s2(s);
+  for_planes(s.planes, in_plane + out_plane, nthreads, [&](int64_t p) {
+    const T* xp = x + p * in_plane;
+    T* yp = y + p * out_plane;
+    alignas(64) T acc[kChunk + kPoolRowPad];
+    int64_t taps[kMaxTaps];
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      T* yr = yp + oh * s.OW;
+      if (fast) {
+        K.max_2x2s2(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, yr, s.OW);
+        continue;
+      }
+      int64_t ntaps, olo, ohi;
+      if (row_window(s, cols, oh, taps, &ntaps, &olo, &ohi)) {
+        // Interior outputs keep their running maximum in a register across the whole window.
+        if (ohi > olo) K.max_window(yr + olo, xp + olo * s.sw, ohi - olo, s.sw, taps, ntaps);
+        int32_t unused;
+        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, oh, o, &yr[o], &unused);
+        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, oh, o, &yr[o], &unused);
+        continue;
+      }
+      for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+        int64_t o1 = std::min(s.OW, o0 + kChunk);
+        std::fill(acc, acc + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          K.max_tap(acc + a, xp + xoff, n, s.sw);
+        });
+        std::copy(acc, acc + (o1 - o0), yr + o0);
+      }
+    }
+  });
+}
+
+template <class T>
+void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, int nthreads) {
+  const TapColumns cols(s);
+  const PoolKernels<T>& K = kernels<T>();
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const bool fast = is_2x2s2(s);
+  for_planes(s.planes, 2 * in_plane + out_plane, nthreads, [&](int64_t p) {
+    const T* xp = x + p * in_plane;
+    const T* dyp = dy + p * out_plane;
+    T* dxp = dx + p * in_plane;
+    if (fast) {
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        K.max_2x2s2_backward(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, dyp + oh * s.OW,
+                             dxp + 2 * oh * s.W, dxp + (2 * oh + 1) * s.W, s.OW);
+      zero_2x2s2_leftovers(s, dxp);
+      return;
+    }
+    std::memset(dxp, 0, sizeof(T) * in_plane);
+    alignas(64) T best[kChunk + kPoolRowPad];
+    alignas(64) int32_t idx[kChunk + kPoolRowPad];
+    int64_t taps[kMaxTaps];
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      const T* dyr = dyp + oh * s.OW;
+      int64_t ntaps, olo, ohi;
+      if (s.OW <= kChunk && row_window(s, cols, oh, taps, &ntaps, &olo, &ohi)) {
+        for (int64_t t = 0; t < ntaps; ++t) taps[t] += olo * s.sw;  // so idx comes out as plane offsets
+        if (ohi > olo) K.max_window_idx(idx + olo, xp, ohi - olo, s.sw, taps, ntaps);
+        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, oh, o, &best[0], &idx[o]);
+        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, oh, o, &best[0], &idx[o]);
+        // In output order, so overlapping windows add up in the same order on any thread count.
+        for (int64_t o = 0; o < s.OW; ++o) dxp[idx[o]] += dyr[o];
+        continue;
+      }
+      for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+        int64_t o1 = std::min(s.OW, o0 + kChunk);
+        std::fill(best, best + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
+        std::fill(idx, idx + (o1 - o0) + kPoolRowPad, -1);
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          K.max_tap_idx(best + a, idx + a, xp + xoff, n, s.sw, static_cast<int32_t>(xoff));
+        });
+        // Every window holds a real element (padding <= half the kernel), so idx >= 0; the windows
+        // are visited in order, so overlapping ones add up in the same order on any thread count.
+        for (int64_t o = 0; o < o1 - o0; ++o) dxp[idx[o]] += dyr[o0 + o];
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Average pooling (count_include_pad: every window is divided by kh*kw).
+
+template <class T>
+void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
+  const PoolKernels<T>& K = kernels<T>();
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const bool fast = is_2x2s2(s);
+  const T count = static_cast<T>(s.kh * s.kw);
+  for_planes(s.planes, in_plane + out_plane, nthreads, [&](int64_t p) {
+    const T* xp = x + p * in_plane;
+    T* yp = y + p * out_plane;
+    alignas(64) T acc[kChunk + kPoolRowPad];
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      T* yr = yp + oh * s.OW;
+      if (fast) {
+        K.avg_2x2s2(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, yr, s.OW);
+        continue;
+      }
+      for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+        int64_t o1 = std::min(s.OW, o0 + kChunk);
+        std::fill(acc, acc + (o1 - o0) + kPoolRowPad, T(0));
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          K.sum_tap(acc + a, xp + xoff, n, s.sw);
+        });
+        for (int64_t o = 0; o < o1 - o0; ++o) yr[o0 + o] = acc[o] / count;
+      }
+    }
+  });
+}
+
+template <class T>
+void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads) {
+  const TapColumns cols(s);
+  const PoolKernels<T>& K = kernels<T>();
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const bool fast = is_2x2s2(s);
+  const T count = static_cast<T>(s.kh * s.kw);
+  for_planes(s.planes, 2 * in_plane + out_plane, nthreads, [&](int64_t p) {
+    const T* dyp = dy + p * out_plane;
+    T* dxp = dx + p * in_plane;
+    if (fast) {
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        K.avg_2x2s2_backward(dyp + oh * s.OW, dxp + 2 * oh * s.W, dxp + (2 * oh + 1) * s.W, s.OW);
+      zero_2x2s2_leftovers(s, dxp);
+      return;
+    }
+    std::memset(dxp, 0, sizeof(T) * in_plane);
+    alignas(64) T g[kChunk + kPoolRowPad];
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      const T* dyr = dyp + oh * s.OW;
+      for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+        int64_t o1 = std::min(s.OW, o0 + kChunk);
+        for (int64_t o = o0; o < o1; ++o) g[o - o0] = dyr[o] / count;
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          if (xoff + pool_scatter_reach(n, s.sw) <= in_plane) K.scatter_add_tap(dxp + xoff, g + a, n, s.sw);
+          else pool_kernels_portable<T>().scatter_add_tap(dxp + xoff, g + a, n, s.sw);
+        });
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Power-average (Lp) pooling. Not a hot path in the usual networks: scalar loops, with p = 1 and p = 2
+// spelled out so they avoid std::pow.
+
+namespace {
+
+template <class T>
+inline T lp_pow(T v, T p) {
+  if (p == T(1)) return v;
+  if (p == T(2)) return v * v;
+  return std::pow(v, p);
+}
+
+template <class T>
+inline T lp_root(T sum, T p) {
+  if (p == T(1)) return sum;
+  if (p == T(2)) return std::sqrt(sum);
+  return std::pow(sum, T(1) / p);
+}
+
+// Window sums of x^p for outputs [o0, o1) of row oh into acc (zeroed first).
+template <class T>
+void lp_row_sums(const Pool2dShape& s, const TapColumns& cols, T p, const T* xp, int64_t oh, int64_t o0, int64_t o1, T* acc) {
+  std::fill(acc, acc + (o1 - o0), T(0));
+  for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+    const T* xr = xp + xoff;
+    for (int64_t o = 0; o < n; ++o) acc[a + o] += lp_pow(xr[o * s.sw], p);
+  });
+}
+
+}  // namespace
+
+template <class T>
+void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  for_planes(s.planes, 4 * (in_plane + out_plane), nthreads, [&](int64_t p_) {
+    const T* xp = x + p_ * in_plane;
+    T* yp = y + p_ * out_plane;
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+        int64_t o1 = std::min(s.OW, o0 + kChunk);
+        T* yr = yp + oh * s.OW + o0;
+        lp_row_sums(s, cols, p, xp, oh, o0, o1, yr);
+        for (int64_t o = 0; o < o1 - o0; ++o) yr[o] = lp_root(yr[o], p);
+      }
+    }
+  });
+}
+
+template <class T>
+void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* dx, int nthreads) {
+  const TapColumns cols(s);
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  for_planes(s.planes, 4 * (2 * in_plane + out_plane), nthreads, [&](int64_t p_) {
+    const T* xp = x + p_ * in_plane;
+    const T* dyp = dy + p_ * out_plane;
+    T* dxp = dx + p_ * in_plane;
+    std::memset(dxp, 0, sizeof(T) * in_plane);
+    alignas(64) T g[kChunk];
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+        int64_t o1 = std::min(s.OW, o0 + kChunk);
+        lp_row_sums(s, cols, p, xp, oh, o0, o1, g);
+        // g = dy * y^(1-p), 0 where the window's sum is 0 (PyTorch's choice instead of 0 * inf).
+        for (int64_t o = 0; o < o1 - o0; ++o) {
+          T sum = g[o], d = dyp[oh * s.OW + o0 + o];
+          if (sum == T(0)) g[o] = T(0);
+          else if (p == T(1)) g[o] = d;
+          else if (p == T(2)) g[o] = d / std::sqrt(sum);
+          else g[o] = d * std::pow(lp_root(sum, p), T(1) - p);
+        }
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          const T* xr = xp + xoff;
+          T* dr = dxp + xoff;
+          if (p == T(1)) {
+            for (int64_t o = 0; o < n; ++o) dr[o * s.sw] += g[a + o];
+          } else if (p == T(2)) {
+            for (int64_t o = 0; o < n; ++o) dr[o * s.sw] += xr[o * s.sw] * g[a + o];
+          } else {
+            for (int64_t o = 0; o < n; ++o) dr[o * s.sw] += std::pow(xr[o * s.sw], p - T(1)) * g[a + o];
+          }
+        });
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Global average pooling: one sum per plane, in 8 interleaved partial sums combined in a fixed order
+// (the compiler vectorises the 8 independent chains; the order does not depend on threads).
+
+template <class T>
+void global_avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
+  const int64_t in_plane = s.H * s.W;
+  for_planes(s.planes, in_plane, nthreads, [&](int64_t p) {
+    const T* xp = x + p * in_plane;
+    T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= in_plane; i += 8)
+      for (int k = 0; k < 8; ++k) part[k] += xp[i + k];
+    for (int k = 0; i < in_plane; ++i, ++k) part[k] += xp[i];
+    T sum = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+    y[p] = sum / static_cast<T>(in_plane);
+  });
+}
+
+template <class T>
+void global_avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads) {
+  const int64_t in_plane = s.H * s.W;
+  for_planes(s.planes, in_plane, nthreads, [&](int64_t p) {
+    T g = dy[p] / static_cast<T>(in_plane);
+    std::fill(dx + p * in_plane, dx + (p + 1) * in_plane, g);
+  });
+}
+
+#define NNX_POOL_INSTANTIATE(T)                                                                  \
+  template const PoolKernels<T>& pool_kernels_portable<T>();                                     \
+  template const char* pool_kernels_name<T>();                                                   \
+  template void max_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
+  template void max_pool2d_backward<T>(const Pool2dShape&, const T*, const T*, T*, int);         \
+  template void avg_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
+  template void avg_pool2d_backward<T>(const Pool2dShape&, const T*, T*, int);                   \
+  template void lp_pool2d_forward<T>(const Pool2dShape&, T, const T*, T*, int);                  \
+  template void lp_pool2d_backward<T>(const Pool2dShape&, T, const T*, const T*, T*, int);       \
+  template void global_avg_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);             \
+  template void global_avg_pool2d_backward<T>(const Pool2dShape&, const T*, T*, int);
+
+NNX_POOL_INSTANTIATE(float)
+NNX_POOL_INSTANTIATE(double)
+
+#if !defined(NNX_X86)
+const PoolKernels<float>* pool_kernels_avx2_f32() { return nullptr; }
+#endif
+
+}  // namespace nnx

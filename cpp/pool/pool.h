@@ -1,0 +1,62 @@
+// 2-D pooling over NCHW planes: max, average (padding counted as zeros), power-average (Lp) and global
+// average, forward and backward.
+//
+// Layout: x and dx are C-contiguous (N, C, H, W); y and dy are C-contiguous (N, C, OH, OW) with
+// OH = (H + 2*ph - dh*(kh-1) - 1) / sh + 1 (PyTorch's size without ceil_mode), likewise OW.
+// Preconditions (checked by the bindings, relied on here): kernel, stride and dilation >= 1, padding >= 0
+// and at most half the dilated kernel (so every window holds at least one real element), OH and OW >= 1,
+// H*W < 2^31.
+//
+// Threads: the N*C planes are split between threads; each plane is computed by one thread in a fixed
+// order (overlapping windows of the backward pass accumulate in row-major window order), so the results
+// are bitwise identical for any thread count. Kernels never allocate (row scratch lives on the stack).
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+
+struct Pool2dShape {
+  int64_t planes;   // N * C
+  int64_t H, W;     // input plane
+  int64_t OH, OW;   // output plane
+  int64_t kh, kw;   // window
+  int64_t sh, sw;   // stride
+  int64_t ph, pw;   // padding (max: never wins; avg: zeros; lp: must be 0)
+  int64_t dh, dw;   // dilation (max only; 1 for the others)
+};
+
+// y = max over each window. NaN anywhere in a window gives NaN; padded positions are ignored.
+template <class T>
+void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads);
+// dx (fully overwritten) = dy routed to the element PyTorch's scan picks in each window: row-major scan
+// that moves on when an element is strictly greater than the current maximum or is NaN (so: the first
+// maximum, or the last NaN); a window of -inf values picks its first real element.
+template <class T>
+void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, int nthreads);
+
+// y = (sum of the window, padding counting as zeros) / (kh*kw).
+template <class T>
+void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads);
+// dx (fully overwritten) = sum over the windows containing each element of dy / (kh*kw).
+template <class T>
+void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads);
+
+// y = (sum of x^p over the window)^(1/p) (PyTorch's LPPool2d; no padding: s.ph = s.pw = 0, no dilation).
+template <class T>
+void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads);
+// dx (fully overwritten) = sum over windows of x^(p-1) * y^(1-p) * dy, a window whose sum is 0 giving 0.
+// y is recomputed from x, not read.
+template <class T>
+void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* dx, int nthreads);
+
+// y[plane] = mean of the H*W plane (s.OH = s.OW = 1; the window fields are ignored).
+template <class T>
+void global_avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads);
+template <class T>
+void global_avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads);
+
+// Name of the micro-kernel set in use for T (for tests/benchmarks: "portable" or "avx2").
+template <class T>
+const char* pool_kernels_name();
+
+}  // namespace nnx

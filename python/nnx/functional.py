@@ -1,0 +1,292 @@
+"""nnx.functional: the differentiable form of every op.
+
+Each function is one forward/backward pair: the forward calls `<op>` of the active backend on the
+tensors' ndarrays, the backward closure calls `<op>_backward` of the same backend. The backend is nnx.ops
+(the C++ kernels) by default; `use_backend(nnx.reference)` runs the whole stack on the NumPy reference
+instead, so a model can be checked against the oracle end to end:
+
+    with nnx.functional.use_backend(nnx.reference):
+        loss = loss_fn(model(x), y); loss.backward()
+
+Backend functions are looked up when called, so an op whose kernel family is not built yet fails only
+when used. Gradients nobody needs are never computed: linear_backward and conv2d_backward receive
+needs=(dx?, dw?, db?) from the inputs' requires_grad (the first layer of a network never computes dx).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from . import ops as _ops
+from .random import get_rng
+from .tensor import Tensor
+
+_backend = _ops
+
+
+@contextlib.contextmanager
+def use_backend(backend):
+    """Runs the functional ops (and so every nn module) on `backend` (nnx.ops or nnx.reference) inside
+    the block. The backward of a tensor uses the backend that computed its forward."""
+    global _backend
+    prev = _backend
+    _backend = backend
+    try:
+        yield backend
+    finally:
+        _backend = prev
+
+
+def get_backend():
+    return _backend
+
+
+def _fn(backend, name: str):
+    try:
+        return getattr(backend, name)
+    except AttributeError:
+        raise NotImplementedError(
+            f"{name}: backend {getattr(backend, '__name__', backend)!r} has no {name} (its kernel family is "
+            f"not available in this build)") from None
+
+
+def _t(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _first(grads):
+    return grads[0] if isinstance(grads, (tuple, list)) else grads
+
+
+def _unary(name: str, x, **kw) -> Tensor:
+    """y = backend.name(x, **kw); dx = backend.name_backward(dy, x, **kw)."""
+    x = _t(x)
+    b = _backend
+    y = _fn(b, name)(x.data, **kw)
+    xd = x.data
+    return Tensor._make(y, (x,), lambda g: (_first(_fn(b, name + "_backward")(g, xd, **kw)),), name)
+
+
+# ---------------------------------------------------------------------------- layers
+def linear(x, w, b=None, activation=None, negative_slope: float = 0.01) -> Tensor:
+    """y = act(x @ w.T + b), w shaped (out_features, in_features); x may have extra leading axes."""
+    x, w = _t(x), _t(w)
+    b = None if b is None else _t(b)
+    if x.ndim != 2:
+        lead = x.shape[:-1]
+        y = linear(x.reshape(-1, x.shape[-1]), w, b, activation, negative_slope)
+        return y.reshape(lead + (w.shape[0],))
+    be = _backend
+    act_kw = {} if activation is None else {"activation": activation, "negative_slope": negative_slope}
+    bd = None if b is None else b.data
+    y = _fn(be, "linear")(x.data, w.data, bd, **act_kw)
+
+    def backward(g):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        kw = dict(act_kw, y=y) if activation is not None else {}
+        return _fn(be, "linear_backward")(g, x.data, w.data, bd, needs=needs, **kw)
+
+    parents = (x, w) if b is None else (x, w, b)
+    return Tensor._make(y, parents, backward, "linear" if activation is None else f"linear+{activation}")
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
+           negative_slope: float = 0.01) -> Tensor:
+    """2-D convolution (cross-correlation) as torch.nn.functional.conv2d, NCHW, w (K, C/groups, R, S),
+    with an optional fused activation applied in the kernel's epilogue."""
+    x, w = _t(x), _t(w)
+    b = None if b is None else _t(b)
+    be = _backend
+    geom = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    act_kw = {}
+    if activation is not None:
+        act_kw["activation"] = activation
+        if activation == "leaky_relu":
+            act_kw["negative_slope"] = negative_slope
+    bd = None if b is None else b.data
+    y = _fn(be, "conv2d")(x.data, w.data, bd, **geom, **act_kw)
+
+    def backward(g):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        kw = dict(act_kw, y=y) if activation is not None else {}
+        return _fn(be, "conv2d_backward")(g, x.data, w.data, bd, **geom, needs=needs, **kw)
+
+    parents = (x, w) if b is None else (x, w, b)
+    return Tensor._make(y, parents, backward, "conv2d" if activation is None else f"conv2d+{activation}")
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
+    kw = {} if dilation == 1 else {"dilation": dilation}
+    return _unary("max_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding, **kw)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
+    return _unary("avg_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None) -> Tensor:
+    return _unary("lp_pool2d", x, norm_type=norm_type, kernel_size=kernel_size, stride=stride)
+
+
+def global_avg_pool2d(x) -> Tensor:
+    return _unary("global_avg_pool2d", x)
+
+
+# ---------------------------------------------------------------------------- activations
+def relu(x) -> Tensor:
+    return _unary("relu", x)
+
+
+def sigmoid(x) -> Tensor:
+    return _unary("sigmoid", x)
+
+
+def tanh(x) -> Tensor:
+    return _unary("tanh", x)
+
+
+def leaky_relu(x, negative_slope: float = 0.01) -> Tensor:
+    return _unary("leaky_relu", x, negative_slope=negative_slope)
+
+
+def elu(x, alpha: float = 1.0) -> Tensor:
+    return _unary("elu", x, alpha=alpha)
+
+
+def softmax(x, dim: int = -1) -> Tensor:
+    return _unary("softmax", x, axis=dim)
+
+
+def log_softmax(x, dim: int = -1) -> Tensor:
+    return _unary("log_softmax", x, axis=dim)
+
+
+# ---------------------------------------------------------------------------- losses
+def _target_array(target) -> np.ndarray:
+    return target.data if isinstance(target, Tensor) else np.asarray(target)
+
+
+def _loss(name: str, x, target, grad_target=None, **kw) -> Tensor:
+    """A loss L(x, target): a 0-d tensor; the backend's backward gives dL/dx. `grad_target(dx)` gives
+    dL/dtarget from dL/dx where the loss allows it (mse), else a target that requires grad is an error."""
+    x = _t(x)
+    be = _backend
+    t = target if isinstance(target, Tensor) else None
+    td = _target_array(target)
+    if t is not None and t.requires_grad and grad_target is None:
+        raise NotImplementedError(f"{name}: gradients with respect to the target are not supported; "
+                                  f"pass target.detach()")
+    out = np.asarray(_fn(be, name)(x.data, td, **kw), dtype=x.dtype)
+    xd = x.data
+
+    def backward(g):
+        dx = _first(_fn(be, name + "_backward")(g, xd, td, **kw))
+        return dx, (grad_target(dx) if t is not None and t.requires_grad else None)
+
+    parents = (x,) if t is None else (x, t)
+    return Tensor._make(out, parents, backward, name)
+
+
+def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of logits (N, C) against integer class indices (N,)."""
+    return _loss("cross_entropy", logits, target, reduction=reduction)
+
+
+def mse_loss(pred, target, reduction: str = "mean") -> Tensor:
+    # L depends on pred - target only, so dL/dtarget = -dL/dpred.
+    return _loss("mse_loss", pred, target, grad_target=lambda dx: -dx, reduction=reduction)
+
+
+def binary_cross_entropy_with_logits(z, target, reduction: str = "mean") -> Tensor:
+    return _loss("binary_cross_entropy_with_logits", z, target, reduction=reduction)
+
+
+def multiclass_hinge_loss(scores, target, margin: float = 1.0, reduction: str = "mean") -> Tensor:
+    return _loss("multiclass_hinge_loss", scores, target, margin=margin, reduction=reduction)
+
+
+# ---------------------------------------------------------------------------- regularisation, normalisation
+def dropout(x, p: float = 0.5, training: bool = True) -> Tensor:
+    """Inverted dropout: in training each element is zeroed with probability p and the survivors are
+    scaled by 1/(1-p), so evaluation (identity) needs no rescaling. The mask comes from nnx.random."""
+    x = _t(x)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p: expected a dropout probability in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    keep = get_rng().random(x.shape) >= p
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    mask = keep.astype(x.dtype) * np.asarray(scale, dtype=x.dtype)
+    return Tensor._make(x.data * mask, (x,), lambda g: (g * mask,), "dropout")
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalisation over the batch (and spatial) axes of x: (N, C), (N, C, L) or (N, C, H, W).
+
+    training: statistics of this batch, xhat = (x - mean) / sqrt(var + eps) with the biased variance, and
+    the running statistics (ndarrays, updated in place) move by `momentum` towards the batch mean and the
+    unbiased variance, as PyTorch does. Otherwise the running statistics normalise.
+    y = xhat * weight + bias. Backward (training), per channel over its n values:
+    dx = (1/n) invstd (n dxhat - sum(dxhat) - xhat sum(dxhat xhat)), dxhat = dy weight.
+    """
+    x = _t(x)
+    weight = None if weight is None else _t(weight)
+    bias = None if bias is None else _t(bias)
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(f"x: expected a 2-D (N, C), 3-D (N, C, L) or 4-D (N, C, H, W) array, got shape {x.shape}")
+    xd = x.data
+    C = xd.shape[1]
+    axes = (0,) + tuple(range(2, xd.ndim))
+    bshape = (1, C) + (1,) * (xd.ndim - 2)
+    for name, a in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if a is not None and tuple(a.shape) != (C,):
+            raise ValueError(f"{name}: expected shape ({C},) (one value per channel of x {xd.shape}), got {a.shape}")
+    use_batch = training or running_mean is None or running_var is None
+    n = xd.size // C if C else 0
+    dt = xd.dtype
+    if use_batch:
+        if n <= 1:
+            raise ValueError(f"x: batch norm in training needs more than 1 value per channel, got shape {xd.shape}")
+        mean = xd.mean(axis=axes)
+        var = xd.var(axis=axes)
+        m = dt.type(momentum)
+        if training and running_mean is not None:
+            running_mean *= 1 - m
+            running_mean += m * mean.astype(running_mean.dtype)
+        if training and running_var is not None:
+            running_var *= 1 - m
+            running_var += m * (var * (n / (n - 1))).astype(running_var.dtype)
+    else:
+        mean, var = running_mean.astype(dt), running_var.astype(dt)
+    invstd = (1.0 / np.sqrt(var + dt.type(eps))).astype(dt)
+    xhat = (xd - mean.reshape(bshape)) * invstd.reshape(bshape)
+    w = np.ones(C, dt) if weight is None else weight.data
+    y = xhat * w.reshape(bshape)
+    if bias is not None:
+        y = y + bias.data.reshape(bshape)
+
+    def backward(g):
+        dw = (g * xhat).sum(axis=axes) if weight is not None and weight.requires_grad else None
+        db = g.sum(axis=axes) if bias is not None and bias.requires_grad else None
+        dx = None
+        if x.requires_grad:
+            dxhat = g * w.reshape(bshape)
+            if use_batch:
+                s1 = dxhat.sum(axis=axes).reshape(bshape)
+                s2 = (dxhat * xhat).sum(axis=axes).reshape(bshape)
+                dx = (invstd.reshape(bshape) / n) * (n * dxhat - s1 - xhat * s2)
+            else:
+                dx = dxhat * invstd.reshape(bshape)
+        return dx, dw, db
+
+    parents = [x]
+    parents.append(weight if weight is not None else Tensor(np.zeros(0, dt)))
+    parents.append(bias if bias is not None else Tensor(np.zeros(0, dt)))
+    return Tensor._make(np.ascontiguousarray(y, dtype=dt), parents, backward, "batch_norm")
+
+
+def flatten(x, start_dim: int = 1, end_dim: int = -1) -> Tensor:
+    return _t(x).flatten(start_dim, end_dim)

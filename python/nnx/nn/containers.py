@@ -1,0 +1,70 @@
+"""Sequential and ModuleList."""
+from __future__ import annotations
+
+from .layers import Conv2d, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .module import Module
+
+# Activations that GEMM/conv can apply in their epilogue while the output tile is still in cache.
+_FUSABLE = (ReLU, Sigmoid, Tanh, LeakyReLU)
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered as "0.weight", "1.bias", ..."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self._layers = list(modules)
+        for m in self._layers:
+            if not isinstance(m, Module):
+                raise TypeError(f"modules: expected nnx.nn.Module instances, got {type(m).__name__}")
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._from_list(self._layers[i])
+        return self._layers[i]
+
+    def _from_list(self, modules):
+        return ModuleList(modules)
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def append(self, module: Module):
+        if not isinstance(module, Module):
+            raise TypeError(f"module: expected an nnx.nn.Module, got {type(module).__name__}")
+        self._layers.append(module)
+        return self
+
+
+class Sequential(ModuleList):
+    """Runs its modules in order. A Linear or Conv2d directly followed by ReLU, Sigmoid, Tanh or LeakyReLU
+    runs as one fused op (bias and activation applied by the kernel's epilogue) with the same result;
+    set `fuse = False` on an instance to run every module separately."""
+
+    fuse = True
+
+    def __init__(self, *modules):
+        super().__init__(modules)
+
+    def _from_list(self, modules):
+        seq = Sequential(*modules)
+        seq.fuse = self.fuse
+        return seq
+
+    def forward(self, x):
+        layers = self._layers
+        i = 0
+        while i < len(layers):
+            m = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if self.fuse and type(m) in (Linear, Conv2d) and type(nxt) in _FUSABLE:
+                slope = getattr(nxt, "negative_slope", 0.01)
+                x = m(x, activation=nxt.fused_activation, negative_slope=slope)
+                i += 2
+            else:
+                x = m(x)
+                i += 1
+        return x

@@ -1,0 +1,130 @@
+"""Activations and softmax on the C++ kernels (cpp/act). Same names and signatures as
+nnx.reference.activation; inputs of any layout, results new C-contiguous arrays."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .._backend import _C
+from ._checks import check_axis, check_same_shape, contiguous, float_array, same_dtype
+
+__all__ = [
+    "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
+    "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+    "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
+]
+
+# Kernel codes (cpp/act/act.h, ActFn).
+_RELU, _LEAKY_RELU, _SIGMOID, _TANH, _ELU = 1, 2, 3, 4, 5
+
+
+def _real(v, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(v).__name__} {v!r}")
+    return float(v)
+
+
+def _forward(x, code: int, param: float = 0.0) -> np.ndarray:
+    x = contiguous(float_array(x, "x"))
+    out = np.empty(x.shape, dtype=x.dtype)
+    _C.act_forward(x, out, code, param)
+    return out
+
+
+def _backward(dy, x, code: int, param: float = 0.0) -> np.ndarray:
+    dy = float_array(dy, "dy")
+    x = float_array(x, "x")
+    same_dtype(dy=dy, x=x)
+    check_same_shape(x, "x", dy, "dy")
+    out = np.empty(x.shape, dtype=x.dtype)
+    _C.act_backward(contiguous(dy), contiguous(x), out, code, param)
+    return out
+
+
+def relu(x):
+    """max(x, 0) element-wise (NaN stays NaN)."""
+    return _forward(x, _RELU)
+
+
+def relu_backward(dy, x):
+    return _backward(dy, x, _RELU)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), computed without overflow for any x."""
+    return _forward(x, _SIGMOID)
+
+
+def sigmoid_backward(dy, x):
+    return _backward(dy, x, _SIGMOID)
+
+
+def tanh(x):
+    return _forward(x, _TANH)
+
+
+def tanh_backward(dy, x):
+    return _backward(dy, x, _TANH)
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x if x > 0 else negative_slope * x."""
+    return _forward(x, _LEAKY_RELU, _real(negative_slope, "negative_slope"))
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.01):
+    return _backward(dy, x, _LEAKY_RELU, _real(negative_slope, "negative_slope"))
+
+
+def elu(x, alpha=1.0):
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+    return _forward(x, _ELU, _real(alpha, "alpha"))
+
+
+def elu_backward(dy, x, alpha=1.0):
+    return _backward(dy, x, _ELU, _real(alpha, "alpha"))
+
+
+def _softmax_input(x, axis):
+    x = float_array(x, "x")
+    if x.ndim == 0:
+        raise ValueError("x: expected an array with at least 1 dimension for softmax, got a 0-D array")
+    return contiguous(x), check_axis(axis, x.ndim)
+
+
+def _softmax(x, axis, log: bool) -> np.ndarray:
+    x, ax = _softmax_input(x, axis)
+    out = np.empty(x.shape, dtype=x.dtype)
+    _C.softmax(x, out, ax, log)
+    return out
+
+
+def _softmax_backward(dy, x, axis, log: bool) -> np.ndarray:
+    x, ax = _softmax_input(x, axis)
+    dy = float_array(dy, "dy")
+    same_dtype(dy=dy, x=x)
+    check_same_shape(x, "x", dy, "dy")
+    out = np.empty(x.shape, dtype=x.dtype)
+    _C.softmax_backward(contiguous(dy), x, out, ax, log)
+    return out
+
+
+def softmax(x, axis=-1):
+    """exp(x - max) / sum(exp(x - max)) along `axis`."""
+    return _softmax(x, axis, False)
+
+
+def softmax_backward(dy, x, axis=-1):
+    """Gradient of softmax at the forward input x: s * (dy - sum(dy * s))."""
+    return _softmax_backward(dy, x, axis, False)
+
+
+def log_softmax(x, axis=-1):
+    """(x - max) - log(sum(exp(x - max))) along `axis`."""
+    return _softmax(x, axis, True)
+
+
+def log_softmax_backward(dy, x, axis=-1):
+    """Gradient of log_softmax at the forward input x: dy - softmax(x) * sum(dy)."""
+    return _softmax_backward(dy, x, axis, True)

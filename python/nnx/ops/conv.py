@@ -1,0 +1,120 @@
+"""2-D convolution on the C++ kernels (cpp/conv): NCHW, PyTorch's conv2d semantics.
+
+The algorithm is chosen per shape (see `conv2d_algorithm`): "gemm1x1" for 1x1 kernels with stride 1 and
+no padding (one GEMM per image on x itself), "depthwise" for one input channel per group, "direct" for few
+input channels (LeNet's first layer), else "im2col" (tiles of columns in a reused workspace + GEMM).
+Any of them can be forced with `algorithm=`, which the tests use to check each against the reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._backend import _C
+from ._checks import contiguous, float_array, pair, same_dtype, to_int
+from .gemm import activation_code
+
+__all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm"]
+
+ALGORITHMS = ("auto", "gemm1x1", "im2col", "direct", "depthwise")
+
+
+def _params(stride, padding, dilation, groups):
+    return (pair(stride, "stride", 1), pair(padding, "padding", 0), pair(dilation, "dilation", 1),
+            to_int(groups, "groups", 1))
+
+
+def _check_shapes(x_shape, w_shape, stride, padding, dilation, groups, b_shape=None):
+    """Validates the geometry and returns the output shape (N, K, P, Q)."""
+    if len(x_shape) != 4:
+        raise ValueError(f"x: expected a 4-D array (N, C, H, W), got shape {tuple(x_shape)}")
+    if len(w_shape) != 4:
+        raise ValueError(f"w: expected a 4-D array (K, C/groups, R, S), got shape {tuple(w_shape)}")
+    n, c, h, wid = x_shape
+    k, cg, r, s = w_shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    if c < 1 or h < 1 or wid < 1:
+        raise ValueError(f"x: expected C, H, W >= 1, got shape {tuple(x_shape)}")
+    if c % groups:
+        raise ValueError(f"groups: expected a divisor of the {c} input channels of x, got {groups}")
+    if k < 1 or r < 1 or s < 1 or cg != c // groups or k % groups:
+        raise ValueError(f"w: expected shape (K, {c // groups}, R, S) with K a positive multiple of "
+                         f"groups={groups} for x with {c} channels, got {tuple(w_shape)}")
+    eh, ew = dh * (r - 1) + 1, dw * (s - 1) + 1
+    if eh > h + 2 * ph or ew > wid + 2 * pw:
+        raise ValueError(f"w: the kernel {r}x{s} with dilation {dilation} spans {eh}x{ew}, larger than the "
+                         f"input {h}x{wid} padded by {padding} ({h + 2 * ph}x{wid + 2 * pw})")
+    if b_shape is not None and tuple(b_shape) != (k,):
+        raise ValueError(f"b: expected shape ({k},) (one bias per output channel), got {tuple(b_shape)}")
+    return (n, k, (h + 2 * ph - eh) // sh + 1, (wid + 2 * pw - ew) // sw + 1)
+
+
+def _check_algorithm(algorithm):
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm: expected one of {', '.join(repr(a) for a in ALGORITHMS)}, got {algorithm!r}")
+    return algorithm
+
+
+def conv2d_algorithm(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1) -> str:
+    """The algorithm conv2d(..., algorithm="auto") runs for these shapes."""
+    st, pad, dil, groups = _params(stride, padding, dilation, groups)
+    x_shape, w_shape = tuple(int(v) for v in x_shape), tuple(int(v) for v in w_shape)
+    _check_shapes(x_shape, w_shape, st, pad, dil, groups)
+    return _C.conv2d_algorithm(x_shape, w_shape, st, pad, dil, groups)
+
+
+def _inputs(x, w, b):
+    x, w = float_array(x, "x"), float_array(w, "w")
+    b = None if b is None else float_array(b, "b")
+    same_dtype(x=x, w=w, b=b)
+    return x, w, b
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None, negative_slope=0.01,
+           algorithm="auto"):
+    """y = act(conv2d(x, w) + b) as torch.nn.functional.conv2d (cross-correlation), x (N, C, H, W),
+    w (K, C/groups, R, S), b (K,) or None; stride/padding/dilation an int or a pair. The bias and the
+    optional activation ('relu', 'leaky_relu', 'sigmoid', 'tanh') are applied in the same pass as the
+    convolution's output tile."""
+    x, w, b = _inputs(x, w, b)
+    st, pad, dil, groups = _params(stride, padding, dilation, groups)
+    out_shape = _check_shapes(x.shape, w.shape, st, pad, dil, groups, None if b is None else b.shape)
+    act = activation_code(activation)
+    algorithm = _check_algorithm(algorithm)
+    out = np.empty(out_shape, dtype=x.dtype)
+    _C.conv2d(contiguous(x), contiguous(w), None if b is None else contiguous(b), out, st, pad, dil, groups,
+              act, float(negative_slope), algorithm)
+    return out
+
+
+def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
+                    negative_slope=0.01, y=None, needs=(True, True, True), algorithm="auto"):
+    """(dx, dw, db) of conv2d. With an activation, `y` must be the forward output (its derivative is taken
+    from y). `needs` = (dx, dw, db) flags skips gradients nobody uses (a network's first layer never needs
+    dx); skipped ones, and db when b is None, are None."""
+    x, w, b = _inputs(x, w, b)
+    dy = float_array(dy, "dy")
+    same_dtype(x=x, dy=dy)
+    st, pad, dil, groups = _params(stride, padding, dilation, groups)
+    out_shape = _check_shapes(x.shape, w.shape, st, pad, dil, groups, None if b is None else b.shape)
+    if dy.shape != out_shape:
+        raise ValueError(f"dy: expected shape {out_shape} (the output of conv2d), got {dy.shape}")
+    act = activation_code(activation)
+    algorithm = _check_algorithm(algorithm)
+    if act:
+        if y is None:
+            raise ValueError("y: conv2d_backward with an activation needs the forward output y")
+        y = float_array(y, "y")
+        same_dtype(x=x, y=y)
+        if y.shape != out_shape:
+            raise ValueError(f"y: expected shape {out_shape} (the output of conv2d), got {y.shape}")
+        y = contiguous(y)
+    else:
+        y = None
+    needs = tuple(bool(v) for v in needs) + (True,) * (3 - len(needs))
+    dx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
+    dw = np.empty(w.shape, dtype=x.dtype) if needs[1] else None
+    db = np.empty(w.shape[0], dtype=x.dtype) if (needs[2] and b is not None) else None
+    if dx is not None or dw is not None or db is not None:
+        _C.conv2d_backward(contiguous(dy), contiguous(x), contiguous(w), y, dx, dw, db, st, pad, dil, groups,
+                           act, float(negative_slope), algorithm)
+    return dx, dw, db

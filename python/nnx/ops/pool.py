@@ -1,0 +1,186 @@
+"""Pooling on the C++ kernels (cpp/pool): max, average, power-average (Lp) and global average, NCHW.
+
+Same names, signatures and results as nnx.reference.pool (whose docstring spells out the window
+arithmetic and PyTorch's rule for which element of a max window gets the gradient). Output size is
+PyTorch's without ceil_mode: OH = (H + 2*padding - dilation*(kernel-1) - 1) // stride + 1.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+
+import numpy as np
+
+from .._backend import _C
+from ._checks import check_ndim, float_array, pair, same_dtype
+
+__all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "lp_pool2d",
+           "lp_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward"]
+
+_MAX, _AVG, _LP, _GLOBAL = 0, 1, 2, 3
+
+
+def _show(v):
+    return v[0] if v[0] == v[1] else v
+
+
+class _Pool:
+    """Validated pooling parameters for one input shape."""
+
+    def __init__(self, x_shape, kernel_size, stride, padding, dilation):
+        self.k = pair(kernel_size, "kernel_size", 1)
+        self.s = self.k if stride is None else pair(stride, "stride", 1)
+        self.p = pair(padding, "padding", 0)
+        self.d = pair(dilation, "dilation", 1)
+        n, c, h, w = x_shape
+        if h < 1 or w < 1:
+            raise ValueError(f"x: expected H and W >= 1, got shape {x_shape}")
+        span = tuple(d * (k - 1) + 1 for d, k in zip(self.d, self.k))  # the dilated window
+        half = tuple(e // 2 for e in span)
+        if self.p[0] > half[0] or self.p[1] > half[1]:
+            what = "the dilated kernel size" if self.d != (1, 1) else "the kernel size"
+            raise ValueError(f"padding: expected at most half {what} ({_show(half)} for "
+                             f"kernel_size={self.k}), got {_show(self.p)}")
+        if h + 2 * self.p[0] < span[0] or w + 2 * self.p[1] < span[1]:
+            raise ValueError(f"kernel_size: the window {span} (kernel_size={self.k}, dilation={self.d}) "
+                             f"is larger than the padded input {(h + 2 * self.p[0], w + 2 * self.p[1])} "
+                             f"(x of shape {x_shape}, padding={self.p})")
+        oh = (h + 2 * self.p[0] - span[0]) // self.s[0] + 1
+        ow = (w + 2 * self.p[1] - span[1]) // self.s[1] + 1
+        self.out_shape = (n, c, oh, ow)
+        self.empty = n * c == 0
+
+    def args(self):
+        return (*self.k, *self.s, *self.p, *self.d)
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_cached(x_shape, kernel_size, stride, padding, dilation):
+    return _Pool(x_shape, kernel_size, stride, padding, dilation)
+
+
+def _plain_ints(v):
+    return v is None or type(v) is int or (type(v) is tuple and all(type(a) is int for a in v))
+
+
+def _pool(x_shape, kernel_size, stride, padding, dilation):
+    """_Pool, memoised: a training loop pools the same shapes with the same parameters every step, and
+    validating them costs more than pooling a small batch. Only plain ints are cached (2.0 == 2 and
+    True == 1 as dict keys, but they must still be rejected)."""
+    if all(_plain_ints(v) for v in (kernel_size, stride, padding, dilation)):
+        return _pool_cached(x_shape, kernel_size, stride, padding, dilation)
+    return _Pool(x_shape, kernel_size, stride, padding, dilation)
+
+
+def _contiguous(x):
+    """C-contiguous, aligned (flags checks: cheaper than x.ctypes on the small arrays of LeNet)."""
+    if x.flags.c_contiguous and x.flags.aligned:
+        return x
+    y = np.ascontiguousarray(x)
+    return y if y.flags.aligned else y.copy()
+
+
+def _input(x):
+    x = float_array(x, "x")
+    check_ndim(x, "x", 4, "N, C, H, W")
+    return x
+
+
+def _grad_input(dy, x, out_shape):
+    dy = float_array(dy, "dy")
+    same_dtype(dy=dy, x=x)
+    if dy.shape != out_shape:
+        raise ValueError(f"dy: expected shape {out_shape} (the forward output's), got {dy.shape}")
+    return dy
+
+
+def _forward(kind, x, pool, p=1.0):
+    out = np.empty(pool.out_shape, dtype=x.dtype)
+    if not pool.empty:
+        _C.pool2d_forward(kind, _contiguous(x), out, *pool.args(), float(p))
+    return out
+
+
+def _backward(kind, dy, x, pool, p=1.0):
+    dx = np.empty(x.shape, dtype=x.dtype)
+    if not pool.empty:
+        _C.pool2d_backward(kind, _contiguous(dy), _contiguous(x), dx, *pool.args(), float(p))
+    return dx
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+    """Maximum over each window (stride defaults to kernel_size). Padded positions never win; a NaN in a
+    window makes its output NaN (as PyTorch)."""
+    x = _input(x)
+    return _forward(_MAX, x, _pool(x.shape, kernel_size, stride, padding, dilation))
+
+
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1):
+    """dx: each window's gradient goes to its first maximum in row-major order (the last NaN if the
+    window holds NaNs), PyTorch's rule; the choice is recomputed from x."""
+    x = _input(x)
+    pool = _pool(x.shape, kernel_size, stride, padding, dilation)
+    return _backward(_MAX, _grad_input(dy, x, pool.out_shape), x, pool)
+
+
+def _is_global(x_shape, pool):
+    return pool.p == (0, 0) and pool.k == tuple(x_shape[2:])
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over each window, padded positions counting as zeros (PyTorch's count_include_pad=True).
+    A window covering the whole plane takes the global-average kernel."""
+    x = _input(x)
+    pool = _pool(x.shape, kernel_size, stride, padding, 1)
+    return _forward(_GLOBAL if _is_global(x.shape, pool) else _AVG, x, pool)
+
+
+def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
+    x = _input(x)
+    pool = _pool(x.shape, kernel_size, stride, padding, 1)
+    dy = _grad_input(dy, x, pool.out_shape)
+    return _backward(_GLOBAL if _is_global(x.shape, pool) else _AVG, dy, x, pool)
+
+
+def _norm_type(norm_type):
+    if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
+        raise TypeError(f"norm_type: expected a number, got {type(norm_type).__name__} {norm_type!r}")
+    p = float(norm_type)
+    if not (p > 0):
+        raise ValueError(f"norm_type: expected a number > 0 (or inf), got {norm_type!r}")
+    return p
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None):
+    """(sum over the window of x**p) ** (1/p), PyTorch's LPPool2d (no padding). p=1: the sum; p=2: L2
+    pooling; p=inf: the maximum of |x|. Negative x: x**p is negative for odd p and NaN for fractional p,
+    and a negative window sum has a NaN root unless p=1, as in PyTorch."""
+    x = _input(x)
+    p = _norm_type(norm_type)
+    if math.isinf(p):
+        return max_pool2d(np.abs(x), kernel_size, stride)
+    return _forward(_LP, x, _pool(x.shape, kernel_size, stride, 0, 1), p)
+
+
+def lp_pool2d_backward(dy, x, norm_type, kernel_size, stride=None):
+    """x**(p-1) * out**(1-p) * dy summed over windows; 0 for a window whose sum is 0 (PyTorch's rule)."""
+    x = _input(x)
+    p = _norm_type(norm_type)
+    if math.isinf(p):
+        return (max_pool2d_backward(dy, np.abs(x), kernel_size, stride) * np.sign(x)).astype(x.dtype)
+    pool = _pool(x.shape, kernel_size, stride, 0, 1)
+    return _backward(_LP, _grad_input(dy, x, pool.out_shape), x, pool, p)
+
+
+def global_avg_pool2d(x):
+    """Mean of each (H, W) plane -> (N, C, 1, 1)."""
+    x = _input(x)
+    pool = _pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
+    return _forward(_GLOBAL, x, pool)
+
+
+def global_avg_pool2d_backward(dy, x):
+    x = _input(x)
+    pool = _pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
+    return _backward(_GLOBAL, _grad_input(dy, x, pool.out_shape), x, pool)

@@ -1,0 +1,159 @@
+"""Optimizer base class with PyTorch's shape: param_groups (a list of dicts holding "params" and the
+hyperparameters) and per-parameter state. The update loops run in C++ (cpp/optim), in place, one fused
+pass per parameter tensor.
+
+state_dict() holds plain numbers, strings, tuples and ndarrays only (parameters are referred to by their
+index in the order of param_groups), so nnx.save can store it without pickle.
+"""
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Optimizer:
+    def __init__(self, params, defaults: dict):
+        self.defaults = dict(defaults)
+        self.param_groups: list = []
+        self.state: dict = {}  # Parameter -> dict of its state
+        if isinstance(params, Tensor):
+            raise TypeError("params: expected an iterable of Parameters or of dicts (param groups), got a single "
+                            "Tensor; wrap it in a list")
+        groups = list(params)
+        if not groups:
+            raise ValueError("params: the optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def add_param_group(self, group: dict) -> None:
+        group = dict(group)
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"params: expected nnx Tensors/Parameters, got {type(p).__name__}")
+            if not p.requires_grad:
+                raise ValueError("params: an optimizer can only update tensors with requires_grad=True")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params):
+            raise ValueError("params: some parameters appear in more than one parameter group")
+        group["params"] = params
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group: dict) -> None:
+        for k in ("lr", "weight_decay", "momentum", "eps"):
+            if k in group and (not isinstance(group[k], numbers.Real) or group[k] < 0):
+                raise ValueError(f"{k}: expected a number >= 0, got {group[k]!r}")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad.fill(0)
+
+    def step(self, closure=None):
+        """Updates every parameter that has a gradient. `closure` (optional) re-evaluates the loss."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                self._update(p, _kernel_grad(p), group, self.state.setdefault(p, {}))
+        return loss
+
+    def _update(self, p, grad: np.ndarray, group: dict, state: dict) -> None:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """{"state": {index: {name: value}}, "param_groups": [{hyperparameters, "params": [indices]}]}."""
+        index, groups = {}, []
+        for g in self.param_groups:
+            packed = {k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
+            packed["params"] = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                packed["params"].append(index[id(p)])
+            groups.append(packed)
+        state = {}
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p in self.state and self.state[p]:
+                    state[index[id(p)]] = {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
+                                           for k, v in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"state_dict: has {len(groups)} parameter groups, the optimizer has "
+                             f"{len(self.param_groups)}")
+        for i, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            if len(saved["params"]) != len(own["params"]):
+                raise ValueError(f"state_dict: parameter group {i} has {len(saved['params'])} parameters, the "
+                                 f"optimizer's has {len(own['params'])}")
+        params_by_index = {}
+        for saved, own in zip(groups, self.param_groups):
+            for idx, p in zip(saved["params"], own["params"]):
+                params_by_index[int(idx)] = p
+        new_state = {}
+        for idx, st in state_dict["state"].items():
+            p = params_by_index.get(int(idx))
+            if p is None:
+                raise ValueError(f"state_dict: state for parameter index {idx}, which no group lists")
+            restored = {}
+            for k, v in st.items():
+                if isinstance(v, np.ndarray) and v.ndim > 0:
+                    if v.shape != p.shape:
+                        raise ValueError(f"state_dict: state {k!r} of parameter {idx} has shape {v.shape}, the "
+                                         f"parameter has {p.shape}")
+                    restored[k] = np.array(v, dtype=p.dtype, order="C", copy=True)
+                elif isinstance(v, np.ndarray):  # a 0-d array, e.g. read back from an .npz file
+                    restored[k] = v.item()
+                else:
+                    restored[k] = v
+            new_state[p] = restored
+        self.state = new_state
+        for saved, own in zip(groups, self.param_groups):
+            for k, v in saved.items():
+                if k != "params":
+                    own[k] = tuple(v) if isinstance(v, (list, np.ndarray)) and k == "betas" else v
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k != "params":
+                    lines.append(f"    {k}: {g[k]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _kernel_grad(p) -> np.ndarray:
+    """The gradient as the C++ update needs it: C-contiguous, same dtype and shape as the parameter."""
+    g = p.grad
+    if g.shape != p.shape:
+        raise ValueError(f"grad: expected the parameter's shape {p.shape}, got {g.shape}")
+    if not (p.data.flags.c_contiguous and p.data.flags.writeable):
+        raise ValueError("param: the optimizer updates parameters in place and needs writable C-contiguous "
+                         f"arrays, got one with strides {p.data.strides} (writeable={p.data.flags.writeable})")
+    if g.dtype != p.dtype:
+        raise TypeError(f"grad is {g.dtype} but param is {p.dtype}: nnx does not mix float32 and float64")
+    return np.ascontiguousarray(g)
+
+
+def _zeros_like(p) -> np.ndarray:
+    return np.zeros(p.shape, dtype=p.dtype)
+

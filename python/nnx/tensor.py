@@ -1,0 +1,444 @@
+"""nnx.Tensor: an ndarray that remembers how it was made, so gradients can flow back through it.
+
+A Tensor holds `data` (an ndarray) and, when it was computed from tensors that require gradients, its
+`_parents` and a `_backward` closure. `_backward(g)` receives d(loss)/d(self) and returns d(loss)/d(parent)
+for each parent (None where a parent needs none). `backward()` orders the graph topologically and walks it
+from the output to the leaves, summing the gradient contributions of every consumer of a tensor (a tensor
+used twice, branching and residual graphs), in the spirit of micrograd and tinygrad.
+
+Gradients are stored on leaves only (tensors created by the user with requires_grad=True, such as
+parameters), as PyTorch does; the graph is freed after backward unless retain_graph=True.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+from typing import Callable, Sequence
+
+import numpy as np
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    _mode = True
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev = _grad_enabled
+        _grad_enabled = self._mode
+        return self
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
+
+
+class no_grad(_GradMode):
+    """Context manager and decorator: tensors computed inside record no graph (inference, updates)."""
+
+    _mode = False
+
+
+class enable_grad(_GradMode):
+    """Turns graph recording back on inside a no_grad block."""
+
+    _mode = True
+
+
+def _to_array(data, dtype=None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray):
+        return data if dtype is None else data.astype(dtype, copy=False)
+    arr = np.asarray(data, dtype=dtype)
+    # Python floats default to float32 (nnx's working precision), as in PyTorch.
+    if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.generic):
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sums `g` over the axes along which an operand of `shape` was broadcast to g's shape."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+class Tensor:
+    """An ndarray with an optional gradient and the record of the operation that produced it."""
+
+    # ndarray <op> Tensor must call Tensor's reflected operator instead of broadcasting over the Tensor.
+    __array_ufunc__ = None
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        self.data: np.ndarray = _to_array(data, dtype)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"requires_grad: only floating-point tensors can require gradients, "
+                            f"got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.grad: np.ndarray | None = None
+        self._parents: tuple = ()
+        self._backward: Callable | None = None
+        self._op = ""
+
+    # ----------------------------------------------------------------- graph construction
+    @staticmethod
+    def _make(data: np.ndarray, parents: Sequence["Tensor"], backward: Callable, op: str) -> "Tensor":
+        """The result of an op: records parents and backward only when some parent needs a gradient."""
+        out = Tensor(data)
+        if _grad_enabled and any(p.requires_grad for p in parents):
+            out.requires_grad = True
+            out._parents = tuple(parents)
+            out._backward = backward
+            out._op = op
+        return out
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._backward is None
+
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Computes d(self)/d(leaf) for every leaf that requires grad and adds it to leaf.grad.
+
+        grad defaults to 1 for a single-element tensor (a loss); otherwise it must be given, shaped like self.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph (was it computed "
+                               "under no_grad, or from tensors without requires_grad=True?)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: grad can be omitted only for a single-element tensor, "
+                                   f"got shape {self.shape}")
+            grad = np.ones_like(self.data)
+        else:
+            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
+
+        order = self._topological_order()
+        grads = {id(self): grad}
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward is None:  # a leaf
+                # A private C-contiguous copy: backward closures may hand the same array to several
+                # parents, and optimizers need contiguous gradients.
+                g = np.array(g, dtype=node.dtype, order="C")
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            parent_grads = node._backward(g)
+            for p, pg in zip(node._parents, parent_grads):
+                if pg is None or not p.requires_grad:
+                    continue
+                if pg.shape != p.shape:
+                    pg = _unbroadcast(pg, p.shape)
+                prev = grads.get(id(p))
+                grads[id(p)] = pg if prev is None else prev + pg
+            if not retain_graph:
+                node._backward = _freed_graph
+        # Parents are kept referenced by the order list until here; drop the links when freeing.
+        if not retain_graph:
+            for node in order:
+                if node._backward is _freed_graph:
+                    node._parents = ()
+
+    def _topological_order(self) -> list:
+        """Every tensor of the graph that requires grad, parents before children (iterative DFS)."""
+        order, seen = [], set()
+        stack = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            if node._backward is _freed_graph:
+                raise RuntimeError("backward: the graph was freed by an earlier backward(); pass "
+                                   "retain_graph=True to the first call to go through it twice")
+            for p in node._parents:
+                if p.requires_grad and id(p) not in seen:
+                    stack.append((p, False))
+        return order
+
+    # ----------------------------------------------------------------- ndarray-like views
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item: only a single-element tensor converts to a Python number, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        if flag and self.dtype.kind != "f":
+            raise TypeError(f"requires_grad: only floating-point tensors can require gradients, got {self.dtype}")
+        self.requires_grad = bool(flag)
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, precision=4, separator=", ", prefix="Tensor(")
+        extra = f", dtype={self.dtype}" if self.dtype != np.float32 else ""
+        if self._op:
+            extra += f", grad_fn=<{self._op}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"Tensor({body}{extra})"
+
+    def astype(self, dtype) -> "Tensor":
+        src = self.dtype
+        return Tensor._make(self.data.astype(dtype), (self,), lambda g: (g.astype(src),), "astype")
+
+    def double(self) -> "Tensor":
+        return self.astype(np.float64)
+
+    def float(self) -> "Tensor":
+        return self.astype(np.float32)
+
+    # ----------------------------------------------------------------- arithmetic
+    def _operand(self, other) -> "Tensor":
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (numbers.Number, np.generic)) or (isinstance(other, np.ndarray) and other.dtype.kind != "f"):
+            # Scalars and integer arrays take this tensor's dtype, so x * 2 stays float32.
+            return Tensor(np.asarray(other, dtype=self.dtype if self.dtype.kind == "f" else None))
+        return Tensor(other)
+
+    def __add__(self, other):
+        o = self._operand(other)
+        return Tensor._make(self.data + o.data, (self, o), lambda g: (g, g), "add")
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        o = self._operand(other)
+        return Tensor._make(self.data - o.data, (self, o), lambda g: (g, -g), "sub")
+
+    def __rsub__(self, other):
+        return self._operand(other) - self
+
+    def __mul__(self, other):
+        o = self._operand(other)
+        a, b = self, o
+        return Tensor._make(a.data * b.data, (a, b),
+                            lambda g: (g * b.data if a.requires_grad else None,
+                                       g * a.data if b.requires_grad else None), "mul")
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        o = self._operand(other)
+        a, b = self, o
+
+        def backward(g):
+            ga = g / b.data if a.requires_grad else None
+            gb = -g * a.data / (b.data * b.data) if b.requires_grad else None
+            return ga, gb
+
+        return Tensor._make(a.data / b.data, (a, b), backward, "div")
+
+    def __rtruediv__(self, other):
+        return self._operand(other) / self
+
+    def __neg__(self):
+        return Tensor._make(-self.data, (self,), lambda g: (-g,), "neg")
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor) or not isinstance(exponent, (numbers.Real, np.generic)):
+            raise TypeError(f"exponent: expected a Python number, got {type(exponent).__name__}")
+        x = self.data
+        e = float(exponent)
+        out = x ** np.asarray(e, dtype=x.dtype)
+        return Tensor._make(out, (self,), lambda g: (g * e * x ** np.asarray(e - 1, dtype=x.dtype),), "pow")
+
+    def __matmul__(self, other):
+        o = self._operand(other)
+        a, b = self, o
+
+        def backward(g):
+            ad, bd = a.data, b.data
+            # Promote 1-D operands to matrices as np.matmul does, then drop the added axis again.
+            a2 = ad[None, :] if ad.ndim == 1 else ad
+            b2 = bd[:, None] if bd.ndim == 1 else bd
+            g2 = g
+            if ad.ndim == 1:
+                g2 = np.expand_dims(g2, -2)
+            if bd.ndim == 1:
+                g2 = np.expand_dims(g2, -1)
+            ga = gb = None
+            if a.requires_grad:
+                ga = _unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(ad.shape)
+            if b.requires_grad:
+                gb = _unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(bd.shape)
+            return ga, gb
+
+        return Tensor._make(a.data @ b.data, (a, b), backward, "matmul")
+
+    def __rmatmul__(self, other):
+        return self._operand(other) @ self
+
+    # ----------------------------------------------------------------- elementwise math
+    def exp(self):
+        y = np.exp(self.data)
+        return Tensor._make(y, (self,), lambda g: (g * y,), "exp")
+
+    def log(self):
+        x = self.data
+        return Tensor._make(np.log(x), (self,), lambda g: (g / x,), "log")
+
+    def sqrt(self):
+        return self ** 0.5
+
+    def abs(self):
+        x = self.data
+        return Tensor._make(np.abs(x), (self,), lambda g: (g * np.sign(x),), "abs")
+
+    def relu(self):
+        from . import functional as F
+        return F.relu(self)
+
+    def sigmoid(self):
+        from . import functional as F
+        return F.sigmoid(self)
+
+    def tanh(self):
+        from . import functional as F
+        return F.tanh(self)
+
+    # ----------------------------------------------------------------- reductions
+    def sum(self, axis=None, keepdims: bool = False):
+        shape = self.shape
+
+        def backward(g):
+            if not keepdims and axis is not None:
+                g = np.expand_dims(g, axis)
+            return (np.broadcast_to(g, shape),)
+
+        return Tensor._make(np.asarray(self.data.sum(axis=axis, keepdims=keepdims)), (self,), backward, "sum")
+
+    def mean(self, axis=None, keepdims: bool = False):
+        n = self.data.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
+        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
+
+    # ----------------------------------------------------------------- shape
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        src = self.shape
+        return Tensor._make(self.data.reshape(shape), (self,), lambda g: (g.reshape(src),), "reshape")
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        nd = max(self.ndim, 1)
+        s, e = start_dim % nd, end_dim % nd
+        shape = self.shape[:s] + (int(np.prod(self.shape[s:e + 1])),) + self.shape[e + 1:]
+        return self.reshape(shape)
+
+    def transpose(self, dim0: int = None, dim1: int = None):
+        """Swaps two axes (all axes reversed when none are given, as ndarray.transpose())."""
+        if dim0 is None and dim1 is None:
+            axes = tuple(reversed(range(self.ndim)))
+        else:
+            axes = list(range(self.ndim))
+            axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+            axes = tuple(axes)
+        return self.permute(*axes)
+
+    def permute(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        inverse = tuple(np.argsort(axes))
+        return Tensor._make(self.data.transpose(axes), (self,), lambda g: (g.transpose(inverse),), "permute")
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def __getitem__(self, index):
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        x = self.data
+
+        def backward(g):
+            full = np.zeros_like(x)
+            # add.at, not assignment: an index that appears twice (x[[0, 0]]) must collect both gradients.
+            np.add.at(full, index, g)
+            return (full,)
+
+        return Tensor._make(np.asarray(x[index]), (self,), backward, "getitem")
+
+
+def _freed_graph(g):  # pragma: no cover - only a marker, never called
+    raise RuntimeError("graph freed")
+
+
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def cat(tensors: Sequence, axis: int = 0, dim: int | None = None) -> Tensor:
+    """Concatenates along `axis` (alias `dim`); the gradient is split back into the pieces."""
+    if dim is not None:
+        axis = dim
+    ts = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError("tensors: expected at least one tensor to concatenate, got none")
+    data = np.concatenate([t.data for t in ts], axis=axis)
+    bounds = np.cumsum([t.shape[axis] for t in ts])[:-1]
+
+    def backward(g):
+        return tuple(np.split(g, bounds, axis=axis))
+
+    return Tensor._make(data, ts, backward, "cat")
+
+
+def stack(tensors: Sequence, axis: int = 0) -> Tensor:
+    ts = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    return cat([t.reshape(t.shape[:axis % (t.ndim + 1)] + (1,) + t.shape[axis % (t.ndim + 1):]) for t in ts],
+               axis=axis)

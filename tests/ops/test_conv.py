@@ -1,0 +1,256 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import nnx
+from nnx import ops, reference as ref
+from optest import assert_close, check_op, random
+
+ALGOS = ["auto", "im2col", "direct", "gemm1x1", "depthwise"]
+
+# (x shape, w shape, conv kwargs): the benchmark layers in small-batch form plus odd cases.
+CASES = {
+    "lenet1": ((2, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),
+    "lenet2": ((3, 6, 14, 14), (16, 6, 5, 5), {}),
+    "resnet3x3": ((2, 8, 10, 10), (8, 8, 3, 3), dict(padding=1)),
+    "strided3x3": ((2, 8, 11, 11), (16, 8, 3, 3), dict(stride=2, padding=1)),
+    "1x1": ((2, 16, 5, 7), (8, 16, 1, 1), {}),
+    "stem7x7": ((2, 3, 19, 19), (8, 3, 7, 7), dict(stride=2, padding=3)),
+    "depthwise": ((2, 8, 9, 9), (8, 1, 3, 3), dict(padding=1, groups=8)),
+    "depthwise_mult2_s2": ((2, 3, 10, 9), (6, 1, 3, 3), dict(stride=2, padding=1, groups=3)),
+    "dilated": ((2, 3, 9, 11), (5, 3, 3, 2), dict(dilation=(2, 3), padding=(2, 1))),
+    "groups2": ((2, 6, 7, 7), (4, 3, 3, 3), dict(groups=2, stride=(1, 2))),
+    "odd": ((3, 5, 13, 17), (7, 5, 3, 5), dict(stride=(2, 3), padding=(1, 2))),
+    "1x1_groups_dil": ((1, 4, 3, 3), (6, 2, 1, 1), dict(groups=2, dilation=3)),
+    "whole_input": ((1, 2, 4, 3), (3, 2, 4, 3), {}),
+    "one_pixel": ((1, 1, 1, 1), (1, 1, 1, 1), {}),
+    "big_image": ((1, 4, 41, 43), (5, 4, 3, 3), dict(padding=1)),  # several column tiles per image
+}
+
+
+def _applies(algo, w_shape, kw):
+    if algo == "gemm1x1":
+        s = kw.get("stride", 1)
+        return w_shape[2:] == (1, 1) and s in (1, (1, 1)) and kw.get("padding", 0) in (0, (0, 0))
+    if algo == "depthwise":
+        return w_shape[1] == 1
+    return True
+
+
+def _k(w_shape, dy_shape):
+    return max(int(np.prod(w_shape[1:])), dy_shape[0] * dy_shape[2] * dy_shape[3], w_shape[0])
+
+
+@pytest.mark.parametrize("case,algo", [(c, a) for c in CASES for a in ALGOS if _applies(a, CASES[c][1], CASES[c][2])])
+def test_conv2d_matches_reference(isa, dtype, rng, case, algo):
+    xs, ws, kw = CASES[case]
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[:1], dtype)
+    y = ops.conv2d(x, w, b, algorithm=algo, **kw)
+    assert_close(y, ref.conv2d(x, w, b, **kw), dtype, k=int(np.prod(ws[1:])), name=f"conv2d {algo}")
+    dy = random(rng, y.shape, dtype)
+    got = ops.conv2d_backward(dy, x, w, b, algorithm=algo, **kw)
+    want = ref.conv2d_backward(dy, x, w, b, **kw)
+    k = _k(ws, y.shape)
+    for name, g, wnt in zip(("dx", "dw", "db"), got, want):
+        assert_close(g, wnt, dtype, k=k, name=f"{name} {algo}")
+        assert g.flags.c_contiguous
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("case", ["lenet1", "stem7x7", "depthwise", "1x1"])
+def test_fused_activation_forward_backward(isa, dtype, rng, activation, case):
+    xs, ws, kw = CASES[case]
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[:1], dtype)
+    kw = dict(kw, activation=activation, negative_slope=0.2)
+    y = ops.conv2d(x, w, b, **kw)
+    assert_close(y, ref.conv2d(x, w, b, **kw), dtype, k=int(np.prod(ws[1:])))
+    dy = random(rng, y.shape, dtype)
+    got = ops.conv2d_backward(dy, x, w, b, y=y, **kw)
+    want = ref.conv2d_backward(dy, x, w, b, y=y, **kw)
+    for name, g, wnt in zip(("dx", "dw", "db"), got, want):
+        assert_close(g, wnt, dtype, k=_k(ws, y.shape), name=name)
+
+
+@pytest.mark.parametrize("needs", [(False, True, True), (True, False, False), (False, False, True),
+                                   (False, False, False)])
+def test_needs_skips_gradients(rng, needs):
+    xs, ws, kw = CASES["lenet1"]
+    x, w, b = random(rng, xs, np.float64), random(rng, ws, np.float64), random(rng, ws[:1], np.float64)
+    dy = random(rng, (2, 6, 28, 28), np.float64)
+    got = ops.conv2d_backward(dy, x, w, b, needs=needs, **kw)
+    want = ref.conv2d_backward(dy, x, w, b, **kw)
+    for need, g, wnt in zip(needs, got, want):
+        if need:
+            assert_close(g, wnt, np.float64, k=2 * 28 * 28)
+        else:
+            assert g is None
+    assert ops.conv2d_backward(dy, x, w, None, **kw)[2] is None
+
+
+def test_noncontiguous_and_readonly_inputs(isa, rng):
+    dtype = np.float32
+    big = random(rng, (3, 10, 13, 30), dtype)
+    x = big[::-1, 1::2, :, ::3]  # negative and non-unit strides: (3, 5, 13, 10)
+    w = np.transpose(random(rng, (3, 3, 5, 4), dtype), (3, 2, 0, 1))  # (4, 5, 3, 3), not contiguous
+    b = random(rng, (8,), dtype)[::2]
+    x.setflags(write=False)
+    y = check_op(ops.conv2d, ref.conv2d, (x, w, b), dict(stride=2, padding=1), dtype, k=45)
+    dy = np.asfortranarray(random(rng, y.shape, dtype))
+    check_op(ops.conv2d_backward, ref.conv2d_backward, (dy, x, w, b), dict(stride=2, padding=1), dtype, k=45)
+
+
+@pytest.mark.parametrize("case", ["lenet1", "lenet2", "depthwise", "1x1"])
+def test_empty_batch(dtype, case):
+    xs, ws, kw = CASES[case]
+    x = np.zeros((0,) + xs[1:], dtype)
+    w, b = np.ones(ws, dtype), np.ones(ws[:1], dtype)
+    y = ops.conv2d(x, w, b, **kw)
+    assert y.shape == ref.conv2d(x, w, b, **kw).shape and y.shape[0] == 0
+    dx, dw, db = ops.conv2d_backward(y, x, w, b, **kw)
+    assert dx.shape == x.shape and not dw.any() and not db.any() and dw.shape == w.shape
+
+
+def test_errors():
+    x = np.ones((2, 6, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"w: expected shape \(K, 3, R, S\).*groups=2.*got \(16, 4, 5, 5\)"):
+        ops.conv2d(x, np.ones((16, 4, 5, 5), np.float32), groups=2)
+    with pytest.raises(ValueError, match="groups: expected a divisor of the 6 input channels"):
+        ops.conv2d(x, np.ones((4, 1, 3, 3), np.float32), groups=4)
+    with pytest.raises(TypeError, match="x is float32 but w is float64"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3)))
+    with pytest.raises(TypeError, match="x: expected a float32 or float64 array"):
+        ops.conv2d(x.astype(np.int32), np.ones((4, 6, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="x: expected a 4-D array"):
+        ops.conv2d(x[0], np.ones((4, 6, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="larger than the input 8x8"):
+        ops.conv2d(x, np.ones((4, 6, 9, 3), np.float32))
+    with pytest.raises(ValueError, match="dilation"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), dilation=4)
+    with pytest.raises(ValueError, match="stride: expected an int >= 1"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), stride=0)
+    with pytest.raises(ValueError, match="padding: expected an int >= 0"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), padding=(1, -1))
+    with pytest.raises(ValueError, match="stride: expected an int or a pair"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), stride=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"b: expected shape \(4,\)"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), np.ones(5, np.float32))
+    with pytest.raises(ValueError, match="algorithm: 'gemm1x1' needs a 1x1 kernel"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), algorithm="gemm1x1")
+    with pytest.raises(ValueError, match="algorithm: 'depthwise' needs one input channel per group"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), algorithm="depthwise")
+    with pytest.raises(ValueError, match="algorithm: expected one of"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), algorithm="fft")
+    with pytest.raises(ValueError, match="activation: expected one of"):
+        ops.conv2d(x, np.ones((4, 6, 3, 3), np.float32), activation="gelu")
+    w = np.ones((4, 6, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"dy: expected shape \(2, 4, 6, 6\)"):
+        ops.conv2d_backward(np.ones((2, 4, 5, 6), np.float32), x, w)
+    with pytest.raises(ValueError, match="y: conv2d_backward with an activation needs the forward output y"):
+        ops.conv2d_backward(np.ones((2, 4, 6, 6), np.float32), x, w, activation="relu")
+    with pytest.raises(TypeError, match="x is float32 but dy is float64"):
+        ops.conv2d_backward(np.ones((2, 4, 6, 6)), x, w)
+
+
+def test_bindings_check_shapes_themselves():
+    """The extension must raise, not crash, when called directly with inconsistent arrays."""
+    from nnx._backend import _C
+
+    x = np.ones((1, 2, 4, 4), np.float32)
+    w = np.ones((3, 2, 5, 5), np.float32)
+    out = np.empty((1, 3, 1, 1), np.float32)
+    with pytest.raises(ValueError):
+        _C.conv2d(x, w, None, out, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError):
+        _C.conv2d(x, np.ones((3, 2, 3, 3), np.float32), None, out, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError):
+        _C.conv2d(x, np.ones((3, 1, 3, 3), np.float32), None, np.empty((1, 3, 2, 2), np.float32), (1, 1),
+                  (0, 0), (1, 1), 1)
+    with pytest.raises(TypeError):
+        _C.conv2d(x, np.ones((3, 2, 3, 3)), None, np.empty((1, 3, 2, 2), np.float32), (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError):
+        _C.conv2d_backward(np.ones((1, 3, 2, 2), np.float32), x, np.ones((3, 2, 3, 3), np.float32), None,
+                           np.empty((1, 2, 4, 5), np.float32), None, None, (1, 1), (0, 0), (1, 1), 1)
+
+
+def test_algorithm_choice():
+    assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
+    assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "im2col"
+    assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
+    assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
+    assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "im2col"
+    with pytest.raises(ValueError, match="w: expected shape"):
+        ops.conv2d_algorithm((1, 4, 8, 8), (2, 3, 3, 3))
+
+
+@pytest.mark.parametrize("case", ["lenet1", "lenet2", "strided3x3", "depthwise", "1x1", "big_image"])
+def test_bitwise_identical_for_any_thread_count(rng, case):
+    xs, ws, kw = CASES[case]
+    xs = (7,) + xs[1:]  # more images than threads, and a batch that does not split evenly
+    x, w, b = random(rng, xs, np.float32), random(rng, ws, np.float32), random(rng, ws[:1], np.float32)
+    before = nnx.get_num_threads()
+    results = []
+    try:
+        for t in (1, 2, 3):
+            nnx.set_num_threads(t)
+            y = ops.conv2d(x, w, b, activation="relu", **kw)
+            dy = np.random.default_rng(7).standard_normal(y.shape).astype(np.float32)
+            results.append((y,) + ops.conv2d_backward(dy, x, w, b, activation="relu", y=y, **kw))
+    finally:
+        nnx.set_num_threads(before)
+    for other in results[1:]:
+        for a, c in zip(results[0], other):
+            assert np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("case,act", [("dilated", None), ("groups2", "sigmoid"), ("depthwise_mult2_s2", "tanh"),
+                                      ("stem7x7", None)])
+def test_reference_gradcheck(rng, case, act):
+    xs, ws, kw = CASES[case]
+    xs = (1,) + xs[1:3] + (min(xs[3], 7),) if case == "stem7x7" else (1,) + xs[1:]
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws) * 0.3, rng.standard_normal(ws[:1])
+
+    def f(x, w, b):
+        return ref.conv2d(x, w, b, activation=act, **kw)
+
+    def bwd(dy, x, w, b):
+        return ref.conv2d_backward(dy, x, w, b, activation=act, y=f(x, w, b), **kw)
+
+    nnx.gradcheck(f, (x, w, b), bwd)
+
+
+def test_cpp_backward_gradcheck_float64(rng):
+    """The C++ backward itself (float64) against finite differences, not only against the reference."""
+    kw = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
+    x, w, b = rng.standard_normal((2, 4, 6, 7)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    for algo in ("im2col", "direct"):
+        nnx.gradcheck(lambda x, w, b: ops.conv2d(x, w, b, algorithm=algo, **kw), (x, w, b),
+                      lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, algorithm=algo, **kw))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(0, 3), cg=st.integers(1, 4), groups=st.integers(1, 3), kg=st.integers(1, 4),
+       h=st.integers(1, 12), wid=st.integers(1, 12), r=st.integers(1, 4), s=st.integers(1, 4),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2),
+       dh=st.integers(1, 2), dw=st.integers(1, 2), f64=st.booleans(), seed=st.integers(0, 2**31),
+       algo=st.sampled_from(ALGOS))
+def test_conv2d_random_shapes(n, cg, groups, kg, h, wid, r, s, sh, sw, ph, pw, dh, dw, f64, seed, algo):
+    dtype = np.float64 if f64 else np.float32
+    kw = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), groups=groups)
+    ws = (kg * groups, cg, r, s)
+    if dh * (r - 1) + 1 > h + 2 * ph or dw * (s - 1) + 1 > wid + 2 * pw:
+        with pytest.raises(ValueError, match="larger than the input"):
+            ops.conv2d(np.zeros((n, cg * groups, h, wid), dtype), np.zeros(ws, dtype), **kw)
+        return
+    if algo == "gemm1x1" and not (r == s == 1 and sh == sw == 1 and ph == pw == 0):
+        algo = "auto"
+    if algo == "depthwise" and cg != 1:
+        algo = "auto"
+    g = np.random.default_rng(seed)
+    x, w, b = random(g, (n, cg * groups, h, wid), dtype), random(g, ws, dtype), random(g, ws[:1], dtype)
+    y = ops.conv2d(x, w, b, algorithm=algo, **kw)
+    assert_close(y, ref.conv2d(x, w, b, **kw), dtype, k=cg * r * s)
+    dy = random(g, y.shape, dtype)
+    got = ops.conv2d_backward(dy, x, w, b, algorithm=algo, **kw)
+    want = ref.conv2d_backward(dy, x, w, b, **kw)
+    for name, a, c in zip(("dx", "dw", "db"), got, want):
+        assert_close(a, c, dtype, k=max(1, _k(ws, y.shape)), name=name)

@@ -1,0 +1,307 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import nnx
+from nnx import ops, reference as ref
+from optest import assert_close, check_op, random
+
+# inf - inf inside the shared comparison helper when both sides hold infinities (compared separately there).
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+# (x shape, kernel_size, stride, padding, dilation)
+MAX_CASES = [
+    ((2, 3, 1, 1), 1, None, 0, 1),
+    ((1, 1, 2, 2), 2, None, 0, 1),
+    ((2, 3, 28, 28), 2, None, 0, 1),         # LeNet, 2x2/2 fast path
+    ((2, 16, 10, 10), 2, 2, 0, 1),
+    ((2, 5, 11, 13), 2, 2, 0, 1),            # odd H, W: last row/column in no window
+    ((1, 3, 5, 37), 2, None, 0, 1),          # widths around the SIMD tail
+    ((1, 2, 4, 34), 2, None, 0, 1),
+    ((2, 3, 13, 17), 3, 2, 1, 1),            # ResNet stem, overlapping windows
+    ((1, 4, 56, 56), 3, 2, 1, 1),
+    ((2, 3, 7, 31), 3, 1, 1, 1),             # stride 1
+    ((1, 2, 9, 11), (3, 2), (1, 2), (1, 1), 1),
+    ((1, 2, 17, 19), 3, 3, 0, 1),            # stride == kernel, leftovers
+    ((1, 2, 17, 23), 2, 3, 0, 1),            # stride > kernel
+    ((1, 2, 19, 29), 5, 2, 2, 1),
+    ((1, 2, 11, 13), 3, 1, 2, 2),            # dilation, padding up to half the dilated kernel
+    ((1, 2, 12, 15), (2, 3), (1, 2), (1, 0), (2, 1)),
+    ((1, 1, 3, 3), 3, 1, 1, 1),              # padding 1: output as large as the input
+    ((1, 1, 1, 50), (1, 4), (1, 4), 0, 1),
+    ((1, 1, 40, 1), (3, 1), (2, 1), (1, 0), 1),
+    ((0, 3, 8, 8), 2, None, 0, 1),           # empty batch
+    ((2, 0, 8, 8), 3, 2, 1, 1),
+]
+
+AVG_CASES = [c[:4] for c in MAX_CASES if c[4] == 1]
+
+
+@pytest.mark.parametrize("shape,k,s,p,d", MAX_CASES)
+def test_max_pool2d_matches_reference(isa, dtype, rng, shape, k, s, p, d):
+    x = random(rng, shape, dtype)
+    kw = dict(stride=s, padding=p, dilation=d)
+    y = check_op(ops.max_pool2d, ref.max_pool2d, (x, k), kw, dtype)
+    dy = random(rng, y.shape, dtype)
+    check_op(ops.max_pool2d_backward, ref.max_pool2d_backward, (dy, x, k), kw, dtype, k=9)
+
+
+@pytest.mark.parametrize("shape,k,s,p", AVG_CASES)
+def test_avg_pool2d_matches_reference(isa, dtype, rng, shape, k, s, p):
+    x = random(rng, shape, dtype)
+    kw = dict(stride=s, padding=p)
+    y = check_op(ops.avg_pool2d, ref.avg_pool2d, (x, k), kw, dtype, k=25)
+    dy = random(rng, y.shape, dtype)
+    check_op(ops.avg_pool2d_backward, ref.avg_pool2d_backward, (dy, x, k), kw, dtype, k=25)
+
+
+@pytest.mark.parametrize("shape,k,s", [((2, 3, 11, 13), 3, 2), ((1, 2, 28, 28), 2, None), ((1, 2, 9, 9), 1, 1),
+                                       ((2, 1, 10, 23), (2, 3), (1, 2)), ((0, 2, 4, 4), 2, None)])
+@pytest.mark.parametrize("norm_type", [1, 2, 3, 1.5, np.inf])
+def test_lp_pool2d_matches_reference(isa, dtype, rng, shape, k, s, norm_type):
+    # Positive inputs for fractional p (negative x**1.5 is NaN, checked in test_lp_pool2d_matches_torch).
+    x = random(rng, shape, dtype, 0.1, 2.0) if norm_type == 1.5 else random(rng, shape, dtype)
+    y = check_op(ops.lp_pool2d, ref.lp_pool2d, (x, norm_type, k, s), {}, dtype, k=9)
+    dy = random(rng, y.shape, dtype)
+    check_op(ops.lp_pool2d_backward, ref.lp_pool2d_backward, (dy, x, norm_type, k, s), {}, dtype, k=9)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 5, 1, 1), (3, 2, 56, 56), (2, 3, 5, 13), (0, 4, 3, 3)])
+def test_global_avg_pool2d(isa, dtype, rng, shape):
+    x = random(rng, shape, dtype)
+    y = check_op(ops.global_avg_pool2d, ref.global_avg_pool2d, (x,), {}, dtype, k=shape[2] * shape[3])
+    assert y.shape == shape[:2] + (1, 1)
+    dy = random(rng, y.shape, dtype)
+    check_op(ops.global_avg_pool2d_backward, ref.global_avg_pool2d_backward, (dy, x), {}, dtype)
+    # avg_pool2d with the whole plane as window takes the same kernel and agrees with the reference.
+    check_op(ops.avg_pool2d, ref.avg_pool2d, (x, shape[2:]), {}, dtype, k=shape[2] * shape[3])
+    check_op(ops.avg_pool2d_backward, ref.avg_pool2d_backward, (dy, x, shape[2:]), {}, dtype)
+
+
+def test_resnet_sized_planes(isa, rng):
+    # The (64, 32, 56, 56) benchmark shape at a smaller batch.
+    x = random(rng, (2, 32, 56, 56), np.float32)
+    for k, s, p in [(2, 2, 0), (3, 2, 1)]:
+        y = check_op(ops.max_pool2d, ref.max_pool2d, (x, k, s, p), {}, np.float32)
+        dy = random(rng, y.shape, np.float32)
+        check_op(ops.max_pool2d_backward, ref.max_pool2d_backward, (dy, x, k, s, p), {}, np.float32)
+        check_op(ops.avg_pool2d_backward, ref.avg_pool2d_backward, (dy, x, k, s, p), {}, np.float32, k=9)
+
+
+# --- ties, infinities, NaN ----------------------------------------------------------------------------
+
+def _tie_inputs(rng, dtype):
+    x = np.round(random(rng, (2, 3, 14, 17), dtype) * 2) / 2  # few distinct values: many ties
+    x[0, 0] = 1.0                                              # all-equal windows
+    x[0, 1] = np.maximum(x[0, 1], 0)                           # ReLU zeros
+    x[1, 0, :6, :6] = -np.inf                                  # windows of -inf only
+    return x
+
+
+@pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (2, 3, 1, 1), (3, 1, 2, 2)])
+def test_max_pool2d_ties_and_infinities(isa, dtype, rng, k, s, p, d):
+    x = _tie_inputs(rng, dtype)
+    kw = dict(stride=s, padding=p, dilation=d)
+    y = check_op(ops.max_pool2d, ref.max_pool2d, (x, k), kw, dtype)
+    dy = random(rng, y.shape, dtype)
+    # The routing must agree exactly: any other choice moves a whole dy value to another element.
+    check_op(ops.max_pool2d_backward, ref.max_pool2d_backward, (dy, x, k), kw, dtype, k=9)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool2d_nan_propagates(isa, dtype, rng, k, s, p):
+    x = random(rng, (1, 2, 9, 20), dtype)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 0, 4, 4:7] = np.nan        # several NaNs in one window: the last one gets the gradient
+    x[0, 1, 0, 0] = np.inf
+    x[0, 1, 5, 8] = -np.inf
+    y = check_op(ops.max_pool2d, ref.max_pool2d, (x, k, s, p), {}, dtype)
+    assert np.isnan(y[0, 0]).any()
+    dy = random(rng, y.shape, dtype)
+    check_op(ops.max_pool2d_backward, ref.max_pool2d_backward, (dy, x, k, s, p), {}, dtype, k=9)
+
+
+# --- layouts, threads, errors -------------------------------------------------------------------------
+
+def test_noncontiguous_and_readonly_inputs(isa, dtype, rng):
+    big = random(rng, (3, 8, 30, 40), dtype)
+    big.setflags(write=False)
+    views = [big[:, ::2, 1::2, ::3],                         # strided, read-only
+             big.transpose(0, 1, 3, 2)[:, :, ::-1],          # transposed, negative stride
+             np.broadcast_to(big[:1, :1], (2, 3, 30, 40))]   # zero strides
+    cases = [("max_pool2d", (3, 2, 1)), ("avg_pool2d", (2,)), ("lp_pool2d", (2, 3, 2))]
+    for x in views:
+        for name, args in cases:
+            y = check_op(getattr(ops, name), getattr(ref, name), (x, *args), {}, dtype, k=9)
+            dy = random(rng, y.shape, dtype)[..., ::-1]  # a non-contiguous gradient too
+            check_op(getattr(ops, name + "_backward"), getattr(ref, name + "_backward"), (dy, x, *args), {},
+                     dtype, k=9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_bitwise_identical_for_any_thread_count(rng, n):
+    x = random(rng, (3, 7, 23, 29), np.float32)
+    x[0, 0, :4, :4] = 0.5  # ties
+    before = nnx.get_num_threads()
+    cases = [(ops.max_pool2d, (3, 2, 1)), (ops.max_pool2d, (2,)), (ops.avg_pool2d, (3, 1, 1)),
+             (ops.avg_pool2d, (2,)), (ops.lp_pool2d, None), (ops.global_avg_pool2d, ())]
+    try:
+        for op, args in cases:
+            def run():
+                if op is ops.lp_pool2d:
+                    y = op(np.abs(x), 2, 3, 1)
+                    return y, ops.lp_pool2d_backward(np.ones_like(y), np.abs(x), 2, 3, 1)
+                y = op(x, *args)
+                bop = getattr(ops, op.__name__ + "_backward")
+                return y, bop(np.cos(np.arange(y.size)).reshape(y.shape).astype(x.dtype), x, *args)
+            nnx.set_num_threads(1)
+            y1, g1 = run()
+            nnx.set_num_threads(n)
+            yn, gn = run()
+            assert y1.tobytes() == yn.tobytes() and g1.tobytes() == gn.tobytes(), op.__name__
+    finally:
+        nnx.set_num_threads(before)
+
+
+def test_errors():
+    x = np.ones((1, 1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"padding: expected at most half the kernel size \(2 for kernel_size=\(5, 5\)\), got 3"):
+        ops.max_pool2d(x, 5, padding=3)
+    with pytest.raises(ValueError, match=r"padding: expected at most half the dilated kernel size"):
+        ops.max_pool2d(x, 2, padding=2, dilation=2)
+    with pytest.raises(ValueError, match="kernel_size: expected an int >= 1, got 0"):
+        ops.avg_pool2d(x, 0)
+    with pytest.raises(ValueError, match="stride: expected an int >= 1, got 0"):
+        ops.max_pool2d(x, 2, stride=0)
+    with pytest.raises(ValueError, match="padding: expected an int >= 0, got -1"):
+        ops.avg_pool2d(x, 2, padding=-1)
+    with pytest.raises(ValueError, match="kernel_size: the window .* is larger than the padded input"):
+        ops.max_pool2d(x, 9)
+    with pytest.raises(ValueError, match=r"kernel_size: expected an int or a pair of ints, got \(2, 2, 2\)"):
+        ops.max_pool2d(x, (2, 2, 2))
+    with pytest.raises(TypeError, match="stride: expected an int, got float"):
+        ops.max_pool2d(x, 2, stride=1.5)
+    with pytest.raises(ValueError, match="x: expected a 4-D array"):
+        ops.max_pool2d(np.ones((8, 8), np.float32), 2)
+    with pytest.raises(TypeError, match="x: expected a float32 or float64 array, got dtype int32"):
+        ops.avg_pool2d(np.ones((1, 1, 4, 4), np.int32), 2)
+    with pytest.raises(TypeError, match="dy is float64 but x is float32"):
+        ops.max_pool2d_backward(np.ones((1, 1, 4, 4)), x, 2)
+    with pytest.raises(ValueError, match=r"dy: expected shape \(1, 1, 4, 4\)"):
+        ops.avg_pool2d_backward(np.ones((1, 1, 3, 4), np.float32), x, 2)
+    with pytest.raises(ValueError, match="x: expected H and W >= 1"):
+        ops.max_pool2d(np.ones((1, 1, 0, 4), np.float32), 1)
+    with pytest.raises(ValueError, match="norm_type: expected a number > 0"):
+        ops.lp_pool2d(x, 0, 2)
+    with pytest.raises(TypeError, match="norm_type: expected a number"):
+        ops.lp_pool2d(x, "2", 2)
+    # The bindings check on their own, so a direct call cannot reach a kernel with bad sizes.
+    from nnx._backend import _C
+    with pytest.raises(ValueError, match="padding"):
+        _C.pool2d_forward(0, x, np.empty((1, 1, 2, 2), np.float32), 2, 2, 2, 2, 2, 2, 1, 1, 1.0)
+    with pytest.raises(ValueError, match="output/gradient shape"):
+        _C.pool2d_forward(0, x, np.empty((1, 1, 3, 3), np.float32), 2, 2, 2, 2, 0, 0, 1, 1, 1.0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.pool2d_forward(0, np.ones((1, 1, 8, 16), np.float32)[..., ::2], np.empty((1, 1, 4, 4), np.float32),
+                          2, 2, 2, 2, 0, 0, 1, 1, 1.0)
+
+
+# --- reference against finite differences and PyTorch -------------------------------------------------
+
+def test_reference_gradcheck(rng):
+    x = rng.permutation(2 * 2 * 7 * 8).reshape(2, 2, 7, 8) / 10.0 - 1.5  # distinct values: no max ties
+    for args in [(2,), (3, 2, 1), (3, 1, 1, 2)]:
+        nnx.gradcheck(lambda x: ref.max_pool2d(x, *args), (x,),
+                      lambda dy, x: ref.max_pool2d_backward(dy, x, *args))
+    for args in [(2,), (3, 2, 1), ((2, 3), (1, 2), (1, 1))]:
+        nnx.gradcheck(lambda x: ref.avg_pool2d(x, *args), (x,),
+                      lambda dy, x: ref.avg_pool2d_backward(dy, x, *args))
+    xp = np.abs(x) + 0.1
+    for p in [1, 2, 3, 1.5]:
+        nnx.gradcheck(lambda x: ref.lp_pool2d(x, p, 3, 2), (xp,),
+                      lambda dy, x: ref.lp_pool2d_backward(dy, x, p, 3, 2))
+    nnx.gradcheck(ref.global_avg_pool2d, (x,), ref.global_avg_pool2d_backward)
+
+
+def test_ops_backward_gradcheck_float64(rng):
+    # The C++ backward itself (float64) against finite differences of the C++ forward.
+    x = rng.permutation(2 * 7 * 9).reshape(1, 2, 7, 9) / 10.0 - 1.5
+    for op, args in [("max_pool2d", (3, 2, 1)), ("avg_pool2d", (3, 2, 1)), ("max_pool2d", (2,))]:
+        f, b = getattr(ops, op), getattr(ops, op + "_backward")
+        nnx.gradcheck(lambda x: f(x, *args), (x,), lambda dy, x: b(dy, x, *args))
+    nnx.gradcheck(lambda x: ops.lp_pool2d(x, 2, 3, 2), (np.abs(x) + 0.1,),
+                  lambda dy, x: ops.lp_pool2d_backward(dy, x, 2, 3, 2))
+
+
+def _torch_pair(torch, fn, x, dy, *args):
+    tx = torch.tensor(x, requires_grad=True)
+    ty = fn(tx, *args)
+    ty.backward(torch.tensor(dy))
+    return ty.detach().numpy(), tx.grad.numpy()
+
+
+def test_reference_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = _tie_inputs(rng, np.float64)
+    x[1, 1, 3, 3:6] = np.nan
+    for args in [(2,), (3, 2, 1), (3, 1, 1, 2), ((2, 3), (2, 1), (1, 1), 1)]:
+        want = ref.max_pool2d(x, *args)
+        dy = rng.standard_normal(want.shape)
+        ty, tdx = _torch_pair(torch, F.max_pool2d, x, dy, *args)
+        np.testing.assert_array_equal(want, ty)
+        np.testing.assert_allclose(ref.max_pool2d_backward(dy, x, *args), tdx, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(ops.max_pool2d_backward(dy, x, *args), tdx, rtol=1e-12, atol=0)
+    x = rng.standard_normal((2, 3, 11, 13))
+    for args in [(2,), (3, 2, 1), ((5, 3), (1, 2), (2, 1))]:
+        want = ref.avg_pool2d(x, *args)
+        dy = rng.standard_normal(want.shape)
+        ty, tdx = _torch_pair(torch, F.avg_pool2d, x, dy, *args)
+        np.testing.assert_allclose(want, ty, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(ref.avg_pool2d_backward(dy, x, *args), tdx, rtol=1e-12, atol=1e-15)
+    xz = np.abs(x)
+    xz[0, 0, :3, :3] = 0  # a window summing to 0: gradient 0
+    # Cropped so that 2x2 windows cover every element: for fractional p PyTorch's autograd gives NaN
+    # (0 * NaN) to a negative element outside every window, where nnx (and the math) give 0.
+    xc = x[:, :, :10, :12].copy()
+    xc[0, 0, 0, :2], xc[0, 0, 1, :2] = [1.0, -1.0], [0.0, 0.0]  # odd p: sum cancels to 0
+    for p in [1, 2, 3, 1.5, np.inf]:
+        for xx in [x, xz, xc]:
+            want = ref.lp_pool2d(xx, p, 3, 2) if xx is not xc else ref.lp_pool2d(xx, p, 2)
+            args = (p, 3, 2) if xx is not xc else (p, 2)
+            dy = rng.standard_normal(want.shape)
+            ty, tdx = _torch_pair(torch, F.lp_pool2d, xx, dy, *args)
+            np.testing.assert_allclose(want, ty, rtol=1e-10, atol=1e-12, equal_nan=True)
+            np.testing.assert_allclose(ref.lp_pool2d_backward(dy, xx, *args), tdx, rtol=1e-10, atol=1e-12,
+                                       equal_nan=True)
+            np.testing.assert_allclose(ops.lp_pool2d_backward(dy, xx, *args), tdx, rtol=1e-10, atol=1e-12,
+                                       equal_nan=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 2), c=st.integers(1, 3), h=st.integers(1, 20), w=st.integers(1, 40),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       ph=st.integers(0, 2), pw=st.integers(0, 2), dh=st.integers(1, 2), dw=st.integers(1, 2),
+       f64=st.booleans(), portable=st.booleans(), seed=st.integers(0, 2**31))
+def test_random_shapes(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, f64, portable, seed):
+    dtype = np.float64 if f64 else np.float32
+    ph, pw = min(ph, (dh * (kh - 1) + 1) // 2), min(pw, (dw * (kw - 1) + 1) // 2)
+    if h + 2 * ph < dh * (kh - 1) + 1 or w + 2 * pw < dw * (kw - 1) + 1:
+        return
+    r = np.random.default_rng(seed)
+    x = np.round(random(r, (n, c, h, w), dtype) * 4) / 4  # ties happen
+    before = nnx.cpu_info()["active_isa"]
+    nnx.set_isa("portable" if portable else nnx.cpu_info()["detected_isa"])
+    try:
+        kw_max = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
+        y = check_op(ops.max_pool2d, ref.max_pool2d, (x, (kh, kw)), kw_max, dtype)
+        dy = random(r, y.shape, dtype)
+        check_op(ops.max_pool2d_backward, ref.max_pool2d_backward, (dy, x, (kh, kw)), kw_max, dtype, k=16)
+        p2 = (min(ph, kh // 2), min(pw, kw // 2))
+        if h + 2 * p2[0] >= kh and w + 2 * p2[1] >= kw:
+            kw_avg = dict(stride=(sh, sw), padding=p2)
+            y = check_op(ops.avg_pool2d, ref.avg_pool2d, (x, (kh, kw)), kw_avg, dtype, k=16)
+            dy = random(r, y.shape, dtype)
+            check_op(ops.avg_pool2d_backward, ref.avg_pool2d_backward, (dy, x, (kh, kw)), kw_avg, dtype, k=16)
+    finally:
+        nnx.set_isa(before)

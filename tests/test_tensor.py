@@ -1,0 +1,197 @@
+"""nnx.Tensor: autograd against central finite differences on composed graphs, no_grad, mixing with
+scalars and ndarrays."""
+import numpy as np
+import pytest
+
+import nnx
+from nnx import Tensor
+
+R = np.random.default_rng(7)
+
+
+def rand(*shape):
+    return R.standard_normal(shape)
+
+
+def check(f, *inputs, **kw):
+    assert nnx.gradcheck(f, list(inputs), **kw)
+
+
+# ------------------------------------------------------------------ each op on its own
+@pytest.mark.parametrize("f, shapes", [
+    (lambda a, b: a + b, [(3, 4), (3, 4)]),
+    (lambda a, b: a - b, [(3, 4), (4,)]),           # broadcast of a bias
+    (lambda a, b: a * b, [(2, 3, 4), (3, 1)]),      # broadcast over two axes
+    (lambda a, b: a @ b, [(3, 5), (5, 2)]),
+    (lambda a, b: a @ b, [(2, 3, 5), (5, 4)]),      # batched matmul, broadcast weight
+    (lambda a, b: a @ b, [(5,), (5, 3)]),           # vector @ matrix
+    (lambda a, b: a @ b, [(3, 5), (5,)]),           # matrix @ vector
+])
+def test_binary_ops(f, shapes):
+    check(f, *[rand(*s) for s in shapes])
+
+
+def test_division_by_tensor():
+    check(lambda a, b: a / b, rand(3, 4), np.abs(rand(1, 4)) + 0.5)
+    check(lambda a: 2.0 / a, np.abs(rand(3)) + 0.5)
+
+
+@pytest.mark.parametrize("f", [
+    lambda a: -a,
+    lambda a: a ** 2,
+    lambda a: a ** 3.0,
+    lambda a: a.sum(),
+    lambda a: a.sum(axis=1),
+    lambda a: a.sum(axis=(0, 2), keepdims=True),
+    lambda a: a.mean(),
+    lambda a: a.mean(axis=-1),
+    lambda a: a.reshape(4, 6),
+    lambda a: a.view(-1),
+    lambda a: a.flatten(1),
+    lambda a: a.transpose(0, 2),
+    lambda a: a.T,
+    lambda a: a.permute(1, 2, 0),
+    lambda a: a[1],
+    lambda a: a[:, 1:3, ::2],
+    lambda a: a[[0, 0, 1]],                    # the same row twice: gradients add up (scatter-add)
+    lambda a: a[np.array([1, 0]), :, np.array([3, 3])],
+    lambda a: a[a.data > 0],
+    lambda a: a.exp(),
+    lambda a: (a * a + 1.0).log(),
+    lambda a: a.abs(),
+    lambda a: a.astype(np.float64) * 2,
+])
+def test_unary_ops(f):
+    check(f, rand(2, 3, 4))
+
+
+def test_pow_of_positive_base():
+    check(lambda a: (a * a + 0.1) ** 0.5, rand(3, 2))
+    check(lambda a: a.sqrt(), np.abs(rand(4)) + 0.2)
+
+
+def test_cat_and_stack():
+    check(lambda a, b, c: nnx.cat([a, b, c], axis=1), rand(2, 3), rand(2, 1), rand(2, 4))
+    check(lambda a, b: nnx.cat([a, b, a]), rand(2, 3), rand(1, 3))  # a appears twice
+    check(lambda a, b: nnx.stack([a, b], axis=1), rand(2, 3), rand(2, 3))
+
+
+# ------------------------------------------------------------------ composed graphs
+def test_tensor_used_twice():
+    check(lambda a: a * a + a, rand(3, 3))
+
+
+def test_branching_and_residual():
+    def f(x, w1, w2, b):
+        h = x @ w1 + b           # bias broadcast over the batch
+        left = (h * 0.5) @ w2
+        right = h @ w2           # h feeds two branches
+        return (left + right + h[:, :2]) ** 2 + x[:, :2]   # x reused: residual path
+    check(f, rand(4, 3), rand(3, 5), rand(5, 2), rand(5))
+
+
+def test_matmul_chain_with_reductions():
+    def f(a, b, c):
+        return ((a @ b) @ c).mean(axis=0) - (a @ (b @ c)).sum(axis=0) * 0.1
+    check(f, rand(4, 3), rand(3, 6), rand(6, 2))
+
+
+def test_indexing_concat_graph():
+    def f(x, y):
+        z = nnx.cat([x[:, :2], y.T, x[:, 1:2] * y[0:1].T], axis=1)
+        return z.sum(axis=1) * z[0, 0]
+    check(f, rand(3, 4), rand(2, 3))
+
+
+def test_scalars_and_ndarrays_mix():
+    x = Tensor(np.ones((2, 2), np.float32), requires_grad=True)
+    k = np.full((2, 2), 3.0, np.float32)
+    y = 2 * x + 1 - k * x / 2 + k @ x + 1.5 / (x + 1)
+    assert y.dtype == np.float32
+    y.sum().backward()
+    # d/dx of 2x - 1.5x + 1.5/(x+1) at x = 1 is 0.5 - 0.375 = 0.125, plus column sums of k for k @ x.
+    np.testing.assert_allclose(x.grad, np.full((2, 2), 0.125 + 6.0), rtol=1e-6)
+    assert (np.ones(2) - Tensor(np.ones(2))).data.tolist() == [0.0, 0.0]
+
+
+def test_leaf_gradients_accumulate_across_backward_calls():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x * 3).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad, [3 + 2, 3 + 4])
+
+
+def test_backward_needs_grad_for_non_scalar_and_frees_graph():
+    x = Tensor(np.ones(3), requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match="single-element"):
+        y.backward()
+    y.backward(np.ones(3), retain_graph=True)
+    y.backward(np.ones(3))
+    np.testing.assert_allclose(x.grad, [4, 4, 4])
+    with pytest.raises(RuntimeError, match="freed"):
+        y.backward(np.ones(3))
+
+
+def test_deep_graph_needs_no_recursion():
+    x = Tensor(np.ones(1), requires_grad=True)
+    y = x
+    for _ in range(5000):
+        y = y + 1.0
+    y.sum().backward()
+    assert x.grad[0] == 1.0
+
+
+def test_no_grad_context_and_decorator():
+    x = Tensor(np.ones(2), requires_grad=True)
+    with nnx.no_grad():
+        y = x * 2
+        with nnx.enable_grad():
+            z = x * 2
+    assert not y.requires_grad and y.is_leaf
+    assert z.requires_grad
+    assert nnx.is_grad_enabled()
+
+    @nnx.no_grad()
+    def infer(t):
+        return t * 3
+
+    assert not infer(x).requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+
+
+def test_no_grad_restores_on_exception():
+    with pytest.raises(ValueError):
+        with nnx.no_grad():
+            raise ValueError
+    assert nnx.is_grad_enabled()
+
+
+def test_tensor_basics():
+    t = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert t.dtype == np.float32 and t.shape == (2, 2) and t.ndim == 2 and len(t) == 2
+    assert isinstance(t.numpy(), np.ndarray)
+    assert Tensor(5.0).item() == 5.0
+    assert np.asarray(t).shape == (2, 2)
+    assert "Tensor(" in repr(t)
+    with pytest.raises(TypeError, match="floating-point"):
+        Tensor(np.arange(3), requires_grad=True)
+    with pytest.raises(ValueError, match="single-element"):
+        t.item()
+    d = Tensor(np.ones(2), requires_grad=True).detach()
+    assert not d.requires_grad
+
+
+def test_gradient_keeps_parameter_dtype_and_is_contiguous():
+    w = Tensor(np.ones((3, 2), np.float32), requires_grad=True)
+    (w.T * Tensor(np.ones((2, 3), np.float64))).sum().backward()
+    assert w.grad.dtype == np.float32 and w.grad.flags.c_contiguous
+
+
+def test_shared_gradient_arrays_are_not_aliased():
+    a = Tensor(np.ones(3), requires_grad=True)
+    b = Tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()
+    a.grad[0] = 100
+    assert b.grad[0] == 1
