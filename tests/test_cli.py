@@ -127,8 +127,8 @@ def test_ctrl_c_keeps_last_checkpoint(tmp_path, monkeypatch, capsys):
 def test_train_lenet5_one_epoch(tmp_path, capsys):
     require_nn()
     require_ops("relu", "cross_entropy", "conv2d", "max_pool2d")
-    argv = ["train", "--model", "lenet5", "--dataset", "sample", "--epochs", "1", "--out", str(tmp_path),
-            "--no-progress"]
+    argv = ["train", "--model", "lenet5", "--dataset", "sample", "--limit", "1920", "--lr", "0.05", "--epochs", "1",
+            "--out", str(tmp_path), "--no-progress"]
     assert main(argv) == 0
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("test accuracy")][0]
-    assert float(line.split()[2]) > 0.4  # one epoch of the sample; PyTorch gets about 0.64
+    assert float(line.split()[2]) > 0.2  # 30 steps: off the initial plateau (chance is 0.1; PyTorch gets ~0.34)
