@@ -131,6 +131,10 @@ def test_fit_accepts_loaders_scheduler_and_stop_training():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
     with pytest.raises(TypeError, match="train: expected an"):
         fit(model, nn.CrossEntropyLoss(), opt, X, progress=False)
+    with pytest.raises(ValueError, match="train: expected a DataLoader with targets"):
+        fit(model, nn.CrossEntropyLoss(), opt, nnx.data.DataLoader(X), progress=False)
+    with pytest.raises(ValueError, match="start_epoch: expected 0 to epochs=2, got 3"):
+        fit(model, nn.CrossEntropyLoss(), opt, (X, y), epochs=2, start_epoch=3, progress=False)
 
 
 def test_fit_regression_has_no_accuracy():

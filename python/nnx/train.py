@@ -113,6 +113,8 @@ class History:
 
 def _loader(data, batch_size, shuffle, transform, name):
     if isinstance(data, DataLoader):
+        if data.y is None:
+            raise ValueError(f"{name}: expected a DataLoader with targets (built with y), got one without")
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return DataLoader(data[0], data[1], batch_size=batch_size, shuffle=shuffle, transform=transform)
@@ -185,6 +187,8 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
     """
     from tqdm.auto import tqdm
 
+    if int(start_epoch) < 0 or int(start_epoch) > int(epochs):
+        raise ValueError(f"start_epoch: expected 0 to epochs={epochs}, got {start_epoch}")
     train_loader = _loader(train, batch_size, True, transform, "train")
     val_loader = None if val is None else _loader(val, max(batch_size, 1000), False, transform, "val")
     history = History() if history is None else history
