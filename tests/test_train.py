@@ -207,3 +207,19 @@ def test_checkpoint_resume_is_bitwise_identical(tmp_path):
     with pytest.raises(ValueError, match="not a training checkpoint"):
         nnx.save({"model": {}}, tmp_path / "other.npz")
         load_checkpoint(tmp_path / "other.npz", small_mlp())
+
+
+@pytest.mark.parametrize("name, params", [("mlp", 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10),
+                                          ("lenet5", 61706),
+                                          ("convnet", 832 + 51264 + 3136 * 1024 + 1024 + 10250)])
+def test_models_shapes_and_sizes(name, params):
+    require_ops("relu", "conv2d", "max_pool2d")
+    nnx.manual_seed(0)
+    model = nnx.models.build(name)
+    assert sum(p.data.size for p in model.parameters()) == params
+    model.eval()
+    with nnx.no_grad():
+        out = model(np.zeros((3, 1, 28, 28), np.float32))
+    assert out.shape == (3, 10)
+    with pytest.raises(ValueError, match="name: expected one of"):
+        nnx.models.build("resnet")
