@@ -65,11 +65,18 @@ class History:
                  for k, vals in self.to_dict().items()}
         path = os.fspath(path)
         tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(clean, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(clean, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:  # including Ctrl-C: never leave the temporary file behind
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     @classmethod
     def load_json(cls, path) -> "History":
@@ -241,6 +248,7 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
                 line += f", val_loss {r['val_loss']:.4f}, val_accuracy {r['val_accuracy']:.4f}"
             line += f" ({r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s)"
             tqdm.write(line, file=sys.stdout)
+            sys.stdout.flush()  # a log file sees each epoch as it ends
         try:
             for cb in callbacks:
                 cb(epoch + 1, history)
