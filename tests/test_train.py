@@ -67,7 +67,8 @@ def test_history_plot(tmp_path):
 
 
 def test_history_plot_without_matplotlib(tmp_path, monkeypatch):
-    for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
+    for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg",
+                "matplotlib.ticker"):
         monkeypatch.setitem(sys.modules, mod, None)
     h = History()
     h.append(1, loss=1.0)

@@ -91,6 +91,7 @@ class History:
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError:
             raise ImportError('History.plot needs matplotlib: pip install "nnx[plot]" (or pip install matplotlib)') \
                 from None
@@ -105,6 +106,7 @@ class History:
                 if y.size and not np.all(np.isnan(y)):
                     ax.plot(x, y, style, label=name)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3)
             if ax.lines:
