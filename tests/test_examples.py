@@ -51,6 +51,8 @@ def test_linear_classifier():
     require("cross_entropy", "multiclass_hinge_loss")
     r = load("linear_classifier").main(["--epochs", "1", "--quiet"])
     assert r["softmax"] > 0.7 and r["svm"] > 0.7
+    r = load("linear_classifier").main(["--epochs", "1", "--quiet", "--pca", "100"])
+    assert r["softmax"] > 0.5 and r["svm"] > 0.7
 
 
 def test_mlp_fashion(tmp_path):
