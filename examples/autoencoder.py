@@ -18,6 +18,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--code", type=int, default=32, help="size of the bottleneck")
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--full", action="store_true")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", default="autoencoder.png")
@@ -32,7 +33,7 @@ def main(argv=None):
                           nn.Linear(args.code, 128), nn.ReLU(), nn.Linear(128, 784))
     # Pixels in [0, 1]: binary cross-entropy on logits, sigmoid for the picture.
     loss_fn = nn.BCEWithLogitsLoss()
-    opt = optim.Adam(model.parameters(), lr=1e-3)
+    opt = optim.Adam(model.parameters(), lr=args.lr)
     history = nnx.fit(model, loss_fn, opt, (flat, flat), epochs=args.epochs, batch_size=64,
                       val=(flat_t, flat_t), progress=not args.quiet)
     with nnx.no_grad():

@@ -48,7 +48,7 @@ def main(argv=None):
     k = after.shape[0]
     cols = min(k, 16)
     rows = 2 * int(np.ceil(k / cols))
-    fig = Figure(figsize=(cols * 0.9, rows * 1.0))
+    fig = Figure(figsize=(max(cols, 4) * 0.9, rows * 1.1 + 0.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = np.atleast_2d(fig.subplots(rows, cols))
     for ax in axes.ravel():
@@ -61,8 +61,8 @@ def main(argv=None):
             lim = np.abs(f).max() or 1.0
             ax.imshow(f, cmap="RdBu_r", vmin=-lim, vmax=lim)
             if i == 0:
-                ax.set_title(name, fontsize=8, loc="left")
-    fig.suptitle(f"{args.model} first-layer 5x5 filters (red positive, blue negative)")
+                ax.set_title(name, fontsize=9, loc="left")
+    fig.suptitle(f"{args.model} first-layer 5x5 filters (red positive, blue negative)", fontsize=10)
     fig.savefig(args.out)
     print(f"wrote {args.out}")
     return {"accuracy": acc, "change": change, "picture": args.out}

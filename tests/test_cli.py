@@ -1,8 +1,10 @@
 """`python -m nnx demo` and `python -m nnx train`: output, files, resume, fallback, Ctrl-C."""
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -26,10 +28,13 @@ TINY = ["train", "--model", "mlp", "--dataset", "sample", "--limit", "384", "--b
         "--no-progress"]
 
 
+def _env():
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in [os.path.dirname(nnx.__path__[0]),
+                                                                  os.environ.get("PYTHONPATH", "")] if p))
+
+
 def test_module_entry_point_runs():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in [os.path.dirname(nnx.__path__[0]),
-                                                                 os.environ.get("PYTHONPATH", "")] if p))
-    r = subprocess.run([sys.executable, "-m", "nnx", "--help"], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "nnx", "--help"], capture_output=True, text=True, env=_env(), timeout=120)
     assert r.returncode == 0 and "demo" in r.stdout and "train" in r.stdout
 
 
@@ -127,8 +132,32 @@ def test_ctrl_c_keeps_last_checkpoint(tmp_path, monkeypatch, capsys):
 def test_train_lenet5_one_epoch(tmp_path, capsys):
     require_nn()
     require_ops("relu", "cross_entropy", "conv2d", "max_pool2d")
-    argv = ["train", "--model", "lenet5", "--dataset", "sample", "--epochs", "1", "--out", str(tmp_path),
-            "--no-progress"]
+    argv = ["train", "--model", "lenet5", "--dataset", "sample", "--limit", "1920", "--lr", "0.05", "--epochs", "1",
+            "--out", str(tmp_path), "--no-progress"]
     assert main(argv) == 0
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("test accuracy")][0]
-    assert float(line.split()[2]) > 0.4  # one epoch of the sample; PyTorch gets about 0.64
+    assert float(line.split()[2]) > 0.2  # 30 steps: off the initial plateau (chance is 0.1; PyTorch gets ~0.34)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_real_sigint_keeps_last_checkpoint(tmp_path):
+    require_nn()
+    require_ops("relu", "cross_entropy")
+    out = tmp_path / "o"
+    argv = [sys.executable, "-m", "nnx"] + TINY + ["--epochs", "100000", "--threads", "1", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert (out / "checkpoint.npz").exists(), proc.communicate(timeout=5)
+        time.sleep(0.3)  # somewhere inside a later epoch, possibly mid-save
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "continue with --resume" in err
+    assert nnx.load(out / "checkpoint.npz")["epoch"] >= 1
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "history.json"]

@@ -51,32 +51,66 @@ def test_linear_classifier():
     require("cross_entropy", "multiclass_hinge_loss")
     r = load("linear_classifier").main(["--epochs", "1", "--quiet"])
     assert r["softmax"] > 0.7 and r["svm"] > 0.7
+    r = load("linear_classifier").main(["--epochs", "1", "--quiet", "--pca", "100"])
+    assert r["softmax"] > 0.5 and r["svm"] > 0.7
 
 
 def test_mlp_fashion(tmp_path):
     require("relu", "cross_entropy")
-    r = load("mlp_fashion").main(["--epochs", "1", "--quiet"])
-    assert r["accuracy"] > 0.7 and len(r["history"]) == 1
+    r = load("mlp_fashion").main(["--epochs", "1", "--limit", "3000", "--quiet"])
+    assert r["accuracy"] > 0.65 and len(r["history"]) == 1
 
 
 def test_lenet_fashion(tmp_path):
     require("relu", "cross_entropy", "conv2d", "max_pool2d")
     out = tmp_path / "lenet.npz"
-    r = load("lenet_fashion").main(["--epochs", "1", "--out", str(out)])
-    assert r["accuracy"] > 0.4 and out.is_file()  # one epoch of the sample: PyTorch gets about 0.64
+    r = load("lenet_fashion").main(["--epochs", "1", "--limit", "3000", "--lr", "0.05", "--out", str(out)])
+    assert r["accuracy"] > 0.35 and out.is_file()  # 47 steps; chance is 0.1
     assert sorted(nnx.load(out)) == sorted(nnx.models.lenet5().state_dict())
 
 
 def test_autoencoder(tmp_path):
     require("relu", "binary_cross_entropy_with_logits", matplotlib=True)
     out = tmp_path / "ae.png"
-    r = load("autoencoder").main(["--epochs", "1", "--out", str(out), "--quiet"])
+    r = load("autoencoder").main(["--epochs", "1", "--limit", "3000", "--out", str(out), "--quiet"])
     assert is_png(out)
-    assert r["mse"] < 0.07  # an untrained net (sigmoid(0) = 0.5 everywhere) scores about 0.2
+    assert r["mse"] < 0.08  # an untrained net (sigmoid(0) = 0.5 everywhere) scores about 0.2
 
 
 def test_filters(tmp_path):
     require("relu", "cross_entropy", "conv2d", "max_pool2d", matplotlib=True)
     out = tmp_path / "filters.png"
-    r = load("filters").main(["--epochs", "1", "--out", str(out), "--quiet"])
-    assert is_png(out) and r["change"] > 0.1 and r["accuracy"] > 0.4
+    r = load("filters").main(["--epochs", "1", "--limit", "2000", "--out", str(out), "--quiet"])
+    assert is_png(out) and r["change"] > 0.05 and np.isfinite(r["accuracy"])
+
+
+def test_design_md_user_example(tmp_path, monkeypatch):
+    """The user-facing example of DESIGN.md, line for line; only its two placeholders are filled in
+    (transform=... and X_test), and fashion_mnist is shortened to 640 sample images to stay fast."""
+    require("relu", "cross_entropy", "conv2d", "max_pool2d")
+    monkeypatch.chdir(tmp_path)
+    sample = nnx.data.fashion_mnist_sample("train")
+    monkeypatch.setattr(nnx.data, "fashion_mnist", lambda split="train", root=None: (sample[0][:640], sample[1][:640]))
+    X_test = nnx.data.to_float_images(nnx.data.fashion_mnist_sample("test")[0][:200])
+
+    import nnx as nnx_  # noqa: F401  (the example's own imports follow)
+    from nnx import nn, optim
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    opt = optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    X, y = nnx.data.fashion_mnist("train")          # uint8 (60000, 28, 28), int64 (60000,)
+    for xb, yb in nnx.data.DataLoader(X, y, batch_size=64, shuffle=True, transform=nnx.data.to_float_images):
+        opt.zero_grad()
+        loss = loss_fn(model(xb), yb)               # modules accept ndarrays or Tensors
+        loss.backward()
+        opt.step()
+    model.eval()
+    with nnx.no_grad():
+        pred = model(X_test).numpy().argmax(1)
+    nnx.save(model.state_dict(), "lenet.npz"); model.load_state_dict(nnx.load("lenet.npz"))  # noqa: E702
+
+    assert pred.shape == (200,) and np.isfinite(loss.item())
+    with nnx.no_grad():
+        np.testing.assert_array_equal(model(X_test).numpy().argmax(1), pred)

@@ -67,7 +67,8 @@ def test_history_plot(tmp_path):
 
 
 def test_history_plot_without_matplotlib(tmp_path, monkeypatch):
-    for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
+    for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg",
+                "matplotlib.ticker"):
         monkeypatch.setitem(sys.modules, mod, None)
     h = History()
     h.append(1, loss=1.0)
@@ -131,6 +132,10 @@ def test_fit_accepts_loaders_scheduler_and_stop_training():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
     with pytest.raises(TypeError, match="train: expected an"):
         fit(model, nn.CrossEntropyLoss(), opt, X, progress=False)
+    with pytest.raises(ValueError, match="train: expected a DataLoader with targets"):
+        fit(model, nn.CrossEntropyLoss(), opt, nnx.data.DataLoader(X), progress=False)
+    with pytest.raises(ValueError, match="start_epoch: expected 0 to epochs=2, got 3"):
+        fit(model, nn.CrossEntropyLoss(), opt, (X, y), epochs=2, start_epoch=3, progress=False)
 
 
 def test_fit_regression_has_no_accuracy():
@@ -203,3 +208,19 @@ def test_checkpoint_resume_is_bitwise_identical(tmp_path):
     with pytest.raises(ValueError, match="not a training checkpoint"):
         nnx.save({"model": {}}, tmp_path / "other.npz")
         load_checkpoint(tmp_path / "other.npz", small_mlp())
+
+
+@pytest.mark.parametrize("name, params", [("mlp", 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10),
+                                          ("lenet5", 61706),
+                                          ("convnet", 832 + 51264 + 3136 * 1024 + 1024 + 10250)])
+def test_models_shapes_and_sizes(name, params):
+    require_ops("relu", "conv2d", "max_pool2d")
+    nnx.manual_seed(0)
+    model = nnx.models.build(name)
+    assert sum(p.data.size for p in model.parameters()) == params
+    model.eval()
+    with nnx.no_grad():
+        out = model(np.zeros((3, 1, 28, 28), np.float32))
+    assert out.shape == (3, 10)
+    with pytest.raises(ValueError, match="name: expected one of"):
+        nnx.models.build("resnet")

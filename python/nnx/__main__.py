@@ -37,6 +37,16 @@ def two_layer_net(lib, x, y, params, steps: int, lr: float, every: int):
     return curve, time.perf_counter() - start
 
 
+def _blas_threads(n: int):
+    """Limits NumPy's BLAS to n threads when threadpoolctl is installed (else leaves it alone)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 def _missing_ops(lib) -> list:
     need = ("linear", "linear_backward", "mse_loss", "mse_loss_backward")
     return [name for name in need if not hasattr(lib, name)]
@@ -66,9 +76,10 @@ def demo(steps: int = 500, lr: float = 0.1, every: int = 50, seed: int = 0, dtyp
           f"{nnx.get_num_threads()} threads", file=out)
     # One untimed step each, so one-time costs (workspace allocation, BLAS start-up) are not counted.
     two_layer_net(nnx.ops, x, y, params, 1, lr, 1)
-    two_layer_net(nnx.reference, x, y, params, 1, lr, 1)
     fast, t_ops = two_layer_net(nnx.ops, x, y, params, steps, lr, every)
-    slow, t_ref = two_layer_net(nnx.reference, x, y, params, steps, lr, every)
+    with _blas_threads(nnx.get_num_threads()):  # the reference's matmuls get the same number of threads
+        two_layer_net(nnx.reference, x, y, params, 1, lr, 1)
+        slow, t_ref = two_layer_net(nnx.reference, x, y, params, steps, lr, every)
     print(f"{'step':>6} {'loss (nnx.ops)':>16} {'loss (reference)':>17} {'rel. diff':>10}", file=out)
     worst = 0.0
     for (t, a), (_, b) in zip(fast, slow):

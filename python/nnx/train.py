@@ -65,11 +65,18 @@ class History:
                  for k, vals in self.to_dict().items()}
         path = os.fspath(path)
         tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(clean, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(clean, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:  # including Ctrl-C: never leave the temporary file behind
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     @classmethod
     def load_json(cls, path) -> "History":
@@ -84,6 +91,7 @@ class History:
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError:
             raise ImportError('History.plot needs matplotlib: pip install "nnx[plot]" (or pip install matplotlib)') \
                 from None
@@ -98,6 +106,7 @@ class History:
                 if y.size and not np.all(np.isnan(y)):
                     ax.plot(x, y, style, label=name)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3)
             if ax.lines:
@@ -113,6 +122,8 @@ class History:
 
 def _loader(data, batch_size, shuffle, transform, name):
     if isinstance(data, DataLoader):
+        if data.y is None:
+            raise ValueError(f"{name}: expected a DataLoader with targets (built with y), got one without")
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return DataLoader(data[0], data[1], batch_size=batch_size, shuffle=shuffle, transform=transform)
@@ -185,6 +196,8 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
     """
     from tqdm.auto import tqdm
 
+    if int(start_epoch) < 0 or int(start_epoch) > int(epochs):
+        raise ValueError(f"start_epoch: expected 0 to epochs={epochs}, got {start_epoch}")
     train_loader = _loader(train, batch_size, True, transform, "train")
     val_loader = None if val is None else _loader(val, max(batch_size, 1000), False, transform, "val")
     history = History() if history is None else history
@@ -237,6 +250,7 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
                 line += f", val_loss {r['val_loss']:.4f}, val_accuracy {r['val_accuracy']:.4f}"
             line += f" ({r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s)"
             tqdm.write(line, file=sys.stdout)
+            sys.stdout.flush()  # a log file sees each epoch as it ends
         try:
             for cb in callbacks:
                 cb(epoch + 1, history)
