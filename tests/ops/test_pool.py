@@ -354,3 +354,65 @@ def test_random_shapes(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, f64, portable
             check_op(ops.avg_pool2d_backward, ref.avg_pool2d_backward, (dy, x, (kh, kw)), kw_avg, dtype, k=16)
     finally:
         nnx.set_isa(before)
+
+
+# --- no access outside the arrays ---------------------------------------------------------------------
+
+def _guarded(shape, dtype, at_end, keep):
+    """A C-contiguous array placed against a PROT_NONE page (right after its end, or right before its
+    start): a kernel reading or writing one element too far faults instead of passing silently."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    pages = -(-nbytes // page) + 1
+    buf = mmap.mmap(-1, pages * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    guard = base + (pages - 1) * page if at_end else base
+    assert libc.mprotect(ctypes.c_void_p(guard), page, 0) == 0
+    keep.append(buf)
+    offset = (pages - 1) * page - nbytes if at_end else page
+    return np.frombuffer(buf, dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "PROT_READ"), reason="needs mmap protections (POSIX)")
+@pytest.mark.parametrize("at_end", [True, False], ids=["guard-after", "guard-before"])
+def test_kernels_stay_inside_their_arrays(isa, dtype, rng, at_end):
+    from nnx._backend import _C
+    keep = []
+    cases = [((1, 2, 3, 5), (2, 2), (2, 2), (0, 0), (1, 1)), ((1, 1, 2, 17), (2, 2), (2, 2), (0, 0), (1, 1)),
+             ((2, 1, 5, 9), (3, 3), (2, 2), (1, 1), (1, 1)), ((1, 1, 4, 19), (3, 3), (1, 1), (1, 1), (1, 1)),
+             ((1, 2, 3, 7), (1, 3), (1, 2), (0, 1), (1, 1)), ((1, 1, 6, 11), (2, 2), (1, 2), (1, 1), (2, 3)),
+             ((1, 1, 2, 30), (2, 3), (2, 2), (0, 1), (1, 1))]
+    for shape, k, s, p, d in cases:
+        x_shape = shape
+        oh = (x_shape[2] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        ow = (x_shape[3] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        y_shape = x_shape[:2] + (oh, ow)
+        x = _guarded(x_shape, dtype, at_end, keep)
+        x[...] = random(rng, x_shape, dtype)
+        dy = _guarded(y_shape, dtype, at_end, keep)
+        dy[...] = random(rng, y_shape, dtype)
+        args = (*k, *s, *p, *d)
+        kinds = [0] + ([1] if d == (1, 1) else []) + ([2] if d == (1, 1) and p == (0, 0) else [])
+        for kind in kinds:
+            y = _guarded(y_shape, dtype, at_end, keep)
+            _C.pool2d_forward(kind, x, y, *args, 2.0)
+            dx = _guarded(x_shape, dtype, at_end, keep)
+            _C.pool2d_backward(kind, dy, x, dx, *args, 2.0)
+            name = ["max_pool2d", "avg_pool2d", "lp_pool2d"][kind]
+            extra = (2.0,) if kind == 2 else ()
+            kw = {} if kind == 2 else dict(padding=p)
+            if kind == 0:
+                kw["dilation"] = d
+            assert_close(y, getattr(ref, name)(x, *extra, k, s, **kw), dtype, k=9)
+            assert_close(dx, getattr(ref, name + "_backward")(dy, x, *extra, k, s, **kw), dtype, k=9)
+        idx = _guarded(y_shape, np.int32, at_end, keep)
+        y = _guarded(y_shape, dtype, at_end, keep)
+        _C.max_pool2d_indices_forward(x, y, idx, *args)
+        dx = _guarded(x_shape, dtype, at_end, keep)
+        _C.max_pool2d_indices_backward(dy, idx, dx, *args)
+        assert_close(dx, ref.max_pool2d_backward(dy, x, k, s, p, d), dtype, k=9)
