@@ -41,7 +41,12 @@ inline void interleave(__m256 e, __m256 o, __m256* lo, __m256* hi) {
 inline __m256 takes(__m256 v, __m256 m) {
   return _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
 }
-inline __m256 scan(__m256 m, __m256 v) { return _mm256_blendv_ps(m, v, takes(v, m)); }
+// One scan step, m -> (takes(v, m) ? v : m), written so that only max + blend depend on m (2 cycles of
+// latency per step instead of compare + or + blend): vmaxps(v, m) returns m when either is NaN and
+// when v == m, v when v > m; the blend then lets a NaN v through.
+inline __m256 scan(__m256 m, __m256 v) {
+  return _mm256_blendv_ps(_mm256_max_ps(v, m), v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
 
 // x[0], x[2], ..., x[2(r-1)] for r <= 8 outputs, reading only x[0 .. 2r-2].
 inline __m256 load_even_tail(const float* x, int64_t r) {
@@ -132,14 +137,48 @@ void scatter_add_tap_avx2(float* dx, const float* g, int64_t n, int64_t stride) 
   }
 }
 
+// The window kernels walk two blocks of 8 outputs at once: each block is one dependency chain through
+// the taps, and two chains keep the pipelines busy.
 void max_window_avx2(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
   if (stride != 1 && stride != 2) return pool_kernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
-  for (int64_t o = 0; o < n; o += 8) {
+  int64_t o = 0;
+  for (; o + 8 < n; o += 16) {
+    const int64_t o2 = o + 8;
+    __m256 m1 = load_tap(x + taps[0], o, n, stride, neg_inf());
+    __m256 m2 = load_tap(x + taps[0], o2, n, stride, neg_inf());
+    for (int64_t t = 1; t < ntaps; ++t) {
+      m1 = scan(m1, load_tap(x + taps[t], o, n, stride, neg_inf()));
+      m2 = scan(m2, load_tap(x + taps[t], o2, n, stride, neg_inf()));
+    }
+    _mm256_storeu_ps(y + o, m1);
+    store_r(y + o2, m2, n - o2 < 8 ? n - o2 : 8);
+  }
+  if (o < n) {
     __m256 m = load_tap(x + taps[0], o, n, stride, neg_inf());
     for (int64_t t = 1; t < ntaps; ++t) m = scan(m, load_tap(x + taps[t], o, n, stride, neg_inf()));
-    store_r(y + o, m, n - o < 8 ? n - o : 8);
+    store_r(y + o, m, n - o);
   }
 }
+
+// One block's argmax state: m runs the scan (2-cycle chain); the index follows through a mask that
+// is computed off the chain.
+struct ArgmaxLanes {
+  __m256 m;
+  __m256i id;
+  __m256i base;  // o*stride + lane*stride
+  void start(const float* x, const int64_t* taps, int64_t o, int64_t n, int64_t stride, __m256i step) {
+    base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(o * stride)), step);
+    m = load_tap(x + taps[0], o, n, stride, neg_inf());
+    id = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[0])));
+  }
+  void step(const float* x, int64_t tap, int64_t o, int64_t n, int64_t stride) {
+    __m256 v = load_tap(x + tap, o, n, stride, neg_inf());
+    __m256 take = takes(v, m);
+    m = scan(m, v);
+    __m256i here = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(tap)));
+    id = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(here), take));
+  }
+};
 
 void max_window_idx_avx2(int32_t* idx, const float* x, int64_t n, int64_t stride, const int64_t* taps,
                          int64_t ntaps) {
@@ -147,45 +186,49 @@ void max_window_idx_avx2(int32_t* idx, const float* x, int64_t n, int64_t stride
     return pool_kernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
   const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                           _mm256_set1_epi32(static_cast<int32_t>(stride)));
-  for (int64_t o = 0; o < n; o += 8) {
-    const __m256i base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(o * stride)), step);
-    __m256 m = load_tap(x + taps[0], o, n, stride, neg_inf());
-    __m256i id = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[0])));
+  int64_t o = 0;
+  for (; o + 8 < n; o += 16) {  // idx is a padded scratch row: full stores are fine
+    ArgmaxLanes a, b;
+    a.start(x, taps, o, n, stride, step);
+    b.start(x, taps, o + 8, n, stride, step);
     for (int64_t t = 1; t < ntaps; ++t) {
-      __m256 v = load_tap(x + taps[t], o, n, stride, neg_inf());
-      __m256 take = takes(v, m);
-      m = _mm256_blendv_ps(m, v, take);
-      __m256i here = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[t])));
-      id = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(here), take));
+      a.step(x, taps[t], o, n, stride);
+      b.step(x, taps[t], o + 8, n, stride);
     }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), id);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), a.id);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o + 8), b.id);
   }
+  if (o < n) {
+    ArgmaxLanes a;
+    a.start(x, taps, o, n, stride, step);
+    for (int64_t t = 1; t < ntaps; ++t) a.step(x, taps[t], o, n, stride);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), a.id);
+  }
+}
+
+// The first `lanes` (0..8) lanes of p: a plain load when all 8 are wanted, masked otherwise (zeros).
+inline __m256 load_lanes(const float* p, int64_t lanes) {
+  if (lanes >= 8) return _mm256_loadu_ps(p);
+  if (lanes <= 0) return _mm256_setzero_ps();
+  return _mm256_maskload_ps(p, first_lanes(lanes));
+}
+inline void store_lanes(float* p, __m256 v, int64_t lanes) {
+  if (lanes >= 8) _mm256_storeu_ps(p, v);
+  else if (lanes > 0) _mm256_maskstore_ps(p, first_lanes(lanes), v);
 }
 
 // The four window elements of outputs o..o+r-1 as lanes: a = r0[2o], b = r0[2o+1], c = r1[2o], d = r1[2o+1].
 inline void load_2x2(const float* r0, const float* r1, int64_t r, __m256* a, __m256* b, __m256* c, __m256* d) {
-  __m256 x0, x1, y0, y1;
-  if (r == 8) {
-    x0 = _mm256_loadu_ps(r0), x1 = _mm256_loadu_ps(r0 + 8);
-    y0 = _mm256_loadu_ps(r1), y1 = _mm256_loadu_ps(r1 + 8);
-  } else {
-    __m256i m0 = first_lanes(clamp8(2 * r)), m1 = first_lanes(clamp8(2 * r - 8));
-    x0 = _mm256_maskload_ps(r0, m0), x1 = _mm256_maskload_ps(r0 + 8, m1);
-    y0 = _mm256_maskload_ps(r1, m0), y1 = _mm256_maskload_ps(r1 + 8, m1);
-  }
+  __m256 x0 = load_lanes(r0, 2 * r), x1 = load_lanes(r0 + 8, 2 * r - 8);
+  __m256 y0 = load_lanes(r1, 2 * r), y1 = load_lanes(r1 + 8, 2 * r - 8);
   *a = evens(x0, x1), *b = odds(x0, x1), *c = evens(y0, y1), *d = odds(y0, y1);
 }
 
 inline void store_pairs(float* dst, __m256 e, __m256 o, int64_t r) {
   __m256 lo, hi;
   interleave(e, o, &lo, &hi);
-  if (r == 8) {
-    _mm256_storeu_ps(dst, lo);
-    _mm256_storeu_ps(dst + 8, hi);
-  } else {
-    _mm256_maskstore_ps(dst, first_lanes(clamp8(2 * r)), lo);
-    _mm256_maskstore_ps(dst + 8, first_lanes(clamp8(2 * r - 8)), hi);
-  }
+  store_lanes(dst, lo, 2 * r);
+  store_lanes(dst + 8, hi, 2 * r - 8);
 }
 
 void max_2x2s2_avx2(const float* r0, const float* r1, float* y, int64_t n) {
