@@ -100,6 +100,20 @@ void max_2x2s2_backward_portable(const T* r0, const T* r1, const T* dy, T* d0, T
 }
 
 template <class T>
+void max_2x2s2_indices_portable(const T* r0, T* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
+  const T* r1 = r0 + W;
+  for (int64_t o = 0; o < n; ++o) {
+    T m = r0[2 * o];
+    int64_t k = 2 * o;
+    if (pool_max_takes(r0[2 * o + 1], m)) m = r0[2 * o + 1], k = 2 * o + 1;
+    if (pool_max_takes(r1[2 * o], m)) m = r1[2 * o], k = W + 2 * o;
+    if (pool_max_takes(r1[2 * o + 1], m)) m = r1[2 * o + 1], k = W + 2 * o + 1;
+    y[o] = m;
+    idx[o] = off + static_cast<int32_t>(k);
+  }
+}
+
+template <class T>
 void avg_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
   for (int64_t o = 0; o < n; ++o) y[o] = (((r0[2 * o] + r0[2 * o + 1]) + r1[2 * o]) + r1[2 * o + 1]) / T(4);
 }
@@ -250,6 +264,7 @@ const PoolKernels<T>& pool_kernels_portable() {
                                    max_window_idx_portable<T>,
                                    max_2x2s2_portable<T>,
                                    max_2x2s2_backward_portable<T>,
+                                   max_2x2s2_indices_portable<T>,
                                    avg_2x2s2_portable<T>,
                                    avg_2x2s2_backward_portable<T>};
   return k;
@@ -373,12 +388,17 @@ void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t*
   const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const bool fast = is_2x2s2(s);
   for_planes(s.planes, in_plane + 2 * out_plane, nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     ArgmaxScratch<T> w;
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       T* yr = y + p * out_plane + oh * s.OW;
       int32_t* ir = indices + p * out_plane + oh * s.OW;
+      if (fast) {
+        K.max_2x2s2_indices(xp + 2 * oh * s.W, yr, ir, s.OW, static_cast<int32_t>(2 * oh * s.W), s.W);
+        continue;
+      }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
         row_argmax(s, cols, K, xp, oh, o0, o1, w);

@@ -262,6 +262,33 @@ void max_2x2s2_backward_avx2(const float* r0, const float* r1, const float* dy, 
   }
 }
 
+void max_2x2s2_indices_avx2(const float* r0, float* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
+  const float* r1 = r0 + W;
+  const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i one = _mm256_set1_epi32(1), row = _mm256_set1_epi32(static_cast<int32_t>(W));
+  for (int64_t o = 0; o < n; o += 8) {
+    int64_t r = n - o < 8 ? n - o : 8;
+    __m256 a, b, c, d;
+    load_2x2(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
+    __m256i ia = _mm256_add_epi32(_mm256_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
+    __m256i ic = _mm256_add_epi32(ia, row);
+    // The pick is the last element that takes the maximum in scan order a, b, c, d.
+    __m256 tb = takes(b, a);
+    __m256 m = scan(a, b);
+    __m256 tc = takes(c, m);
+    m = scan(m, c);
+    __m256 td = takes(d, m);
+    m = scan(m, d);
+    __m256 id = _mm256_castsi256_ps(ia);
+    id = _mm256_blendv_ps(id, _mm256_castsi256_ps(_mm256_add_epi32(ia, one)), tb);
+    id = _mm256_blendv_ps(id, _mm256_castsi256_ps(ic), tc);
+    id = _mm256_blendv_ps(id, _mm256_castsi256_ps(_mm256_add_epi32(ic, one)), td);
+    store_r(y + o, m, r);
+    if (r == 8) _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), _mm256_castps_si256(id));
+    else _mm256_maskstore_epi32(idx + o, first_lanes(r), _mm256_castps_si256(id));
+  }
+}
+
 void avg_2x2s2_avx2(const float* r0, const float* r1, float* y, int64_t n) {
   const __m256 four = _mm256_set1_ps(4.0f);
   for (int64_t o = 0; o < n; o += 8) {
@@ -295,6 +322,7 @@ const PoolKernels<float>* pool_kernels_avx2_f32() {
                                        max_window_idx_avx2,
                                        max_2x2s2_avx2,
                                        max_2x2s2_backward_avx2,
+                                       max_2x2s2_indices_avx2,
                                        avg_2x2s2_avx2,
                                        avg_2x2s2_backward_avx2};
   return &k;
