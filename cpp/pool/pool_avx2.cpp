@@ -137,73 +137,123 @@ void scatter_add_tap_avx2(float* dx, const float* g, int64_t n, int64_t stride) 
   }
 }
 
-// The window kernels walk two blocks of 8 outputs at once: each block is one dependency chain through
-// the taps, and two chains keep the pipelines busy.
-void max_window_avx2(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
-  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
+// Window kernels. Stride 2 keeps the lanes in the order the even-element shuffle leaves them (outputs
+// 0 1 4 5 2 3 6 7) through all the taps and restores the output order once per block at the store, so
+// each tap costs two loads and one shuffle. Lanes past n hold -inf (they never take the maximum).
+template <int S>
+struct WindowTap;
+
+template <>
+struct WindowTap<1> {
+  static __m256 load(const float* x, int64_t o, int64_t n) {
+    int64_t r = n - o < 8 ? n - o : 8;
+    if (r == 8) return _mm256_loadu_ps(x + o);
+    return _mm256_blendv_ps(neg_inf(), _mm256_maskload_ps(x + o, first_lanes(r)),
+                            _mm256_castsi256_ps(first_lanes(r)));
+  }
+  static __m256 to_outputs(__m256 v) { return v; }
+  static __m256i lane_outputs() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+};
+
+template <>
+struct WindowTap<2> {
+  static __m256i lane_outputs() { return _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7); }
+  static __m256 load(const float* x, int64_t o, int64_t n) {
+    const float* p = x + 2 * o;
+    if (o + 8 < n) return _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _MM_SHUFFLE(2, 0, 2, 0));
+    int64_t r = n - o, lanes = 2 * r - 1;  // reads x[2o .. 2o + 2r - 2] only
+    __m256 v = _mm256_shuffle_ps(_mm256_maskload_ps(p, first_lanes(clamp8(lanes))),
+                                 _mm256_maskload_ps(p + 8, first_lanes(clamp8(lanes - 8))), _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 real = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(r)), lane_outputs()));
+    return _mm256_blendv_ps(neg_inf(), v, real);
+  }
+  static __m256 to_outputs(__m256 v) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+};
+
+// Two blocks of 8 outputs per pass: each block is one dependency chain through the taps, and two
+// chains keep the pipelines busy.
+template <int S>
+void max_window_s(float* y, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
+  using Tap = WindowTap<S>;
   int64_t o = 0;
   for (; o + 8 < n; o += 16) {
     const int64_t o2 = o + 8;
-    __m256 m1 = load_tap(x + taps[0], o, n, stride, neg_inf());
-    __m256 m2 = load_tap(x + taps[0], o2, n, stride, neg_inf());
+    __m256 m1 = Tap::load(x + taps[0], o, n), m2 = Tap::load(x + taps[0], o2, n);
     for (int64_t t = 1; t < ntaps; ++t) {
-      m1 = scan(m1, load_tap(x + taps[t], o, n, stride, neg_inf()));
-      m2 = scan(m2, load_tap(x + taps[t], o2, n, stride, neg_inf()));
+      m1 = scan(m1, Tap::load(x + taps[t], o, n));
+      m2 = scan(m2, Tap::load(x + taps[t], o2, n));
     }
-    _mm256_storeu_ps(y + o, m1);
-    store_r(y + o2, m2, n - o2 < 8 ? n - o2 : 8);
+    _mm256_storeu_ps(y + o, Tap::to_outputs(m1));
+    store_r(y + o2, Tap::to_outputs(m2), n - o2 < 8 ? n - o2 : 8);
   }
   if (o < n) {
-    __m256 m = load_tap(x + taps[0], o, n, stride, neg_inf());
-    for (int64_t t = 1; t < ntaps; ++t) m = scan(m, load_tap(x + taps[t], o, n, stride, neg_inf()));
-    store_r(y + o, m, n - o);
+    __m256 m = Tap::load(x + taps[0], o, n);
+    for (int64_t t = 1; t < ntaps; ++t) m = scan(m, Tap::load(x + taps[t], o, n));
+    store_r(y + o, Tap::to_outputs(m), n - o);
   }
 }
 
-// One block's argmax state: m runs the scan (2-cycle chain); the index follows through a mask that
+void max_window_avx2(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
+  if (stride == 1) return max_window_s<1>(y, x, n, taps, ntaps);
+  if (stride == 2) return max_window_s<2>(y, x, n, taps, ntaps);
+  pool_kernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
+}
+
+// One block's argmax state: m runs the scan (a 2-cycle chain); the index follows through a mask that
 // is computed off the chain.
+template <int S>
 struct ArgmaxLanes {
   __m256 m;
   __m256i id;
-  __m256i base;  // o*stride + lane*stride
-  void start(const float* x, const int64_t* taps, int64_t o, int64_t n, int64_t stride, __m256i step) {
-    base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(o * stride)), step);
-    m = load_tap(x + taps[0], o, n, stride, neg_inf());
+  __m256i base;  // plane offset of each lane's output, before the tap's offset
+  void start(const float* x, const int64_t* taps, int64_t o, int64_t n) {
+    base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(o * S)),
+                            _mm256_mullo_epi32(WindowTap<S>::lane_outputs(), _mm256_set1_epi32(S)));
+    m = WindowTap<S>::load(x + taps[0], o, n);
     id = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[0])));
   }
-  void step(const float* x, int64_t tap, int64_t o, int64_t n, int64_t stride) {
-    __m256 v = load_tap(x + tap, o, n, stride, neg_inf());
+  void step(const float* x, int64_t tap, int64_t o, int64_t n) {
+    __m256 v = WindowTap<S>::load(x + tap, o, n);
     __m256 take = takes(v, m);
     m = scan(m, v);
     __m256i here = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(tap)));
     id = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(here), take));
   }
+  void store(int32_t* idx) const {  // idx is a padded scratch row: full stores are fine
+    __m256 out = WindowTap<S>::to_outputs(_mm256_castsi256_ps(id));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), _mm256_castps_si256(out));
+  }
 };
+
+template <int S>
+void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
+  int64_t o = 0;
+  for (; o + 8 < n; o += 16) {
+    ArgmaxLanes<S> a, b;
+    a.start(x, taps, o, n);
+    b.start(x, taps, o + 8, n);
+    for (int64_t t = 1; t < ntaps; ++t) {
+      a.step(x, taps[t], o, n);
+      b.step(x, taps[t], o + 8, n);
+    }
+    a.store(idx + o);
+    b.store(idx + o + 8);
+  }
+  if (o < n) {
+    ArgmaxLanes<S> a;
+    a.start(x, taps, o, n);
+    for (int64_t t = 1; t < ntaps; ++t) a.step(x, taps[t], o, n);
+    a.store(idx + o);
+  }
+}
 
 void max_window_idx_avx2(int32_t* idx, const float* x, int64_t n, int64_t stride, const int64_t* taps,
                          int64_t ntaps) {
-  if (stride != 1 && stride != 2)
-    return pool_kernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
-  const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                          _mm256_set1_epi32(static_cast<int32_t>(stride)));
-  int64_t o = 0;
-  for (; o + 8 < n; o += 16) {  // idx is a padded scratch row: full stores are fine
-    ArgmaxLanes a, b;
-    a.start(x, taps, o, n, stride, step);
-    b.start(x, taps, o + 8, n, stride, step);
-    for (int64_t t = 1; t < ntaps; ++t) {
-      a.step(x, taps[t], o, n, stride);
-      b.step(x, taps[t], o + 8, n, stride);
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), a.id);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o + 8), b.id);
-  }
-  if (o < n) {
-    ArgmaxLanes a;
-    a.start(x, taps, o, n, stride, step);
-    for (int64_t t = 1; t < ntaps; ++t) a.step(x, taps[t], o, n, stride);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + o), a.id);
-  }
+  if (stride == 1) return max_window_idx_s<1>(idx, x, n, taps, ntaps);
+  if (stride == 2) return max_window_idx_s<2>(idx, x, n, taps, ntaps);
+  pool_kernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
 }
 
 // The first `lanes` (0..8) lanes of p: a plain load when all 8 are wanted, masked otherwise (zeros).
