@@ -218,19 +218,23 @@ inline bool row_window(const Pool2dShape& s, const TapColumns& cols, int64_t oh,
   return true;
 }
 
-// Output o of row oh, window clipped to the input, by the scan (edges of the row: a few outputs).
+// Output o of a row whose window is clipped by the left/right padding (a few outputs per row), by the
+// scan over the row's taps (from row_window, unshifted) whose column is inside the input. Branch-free
+// update: the outcome of each comparison is data, and mispredicted branches cost more than the work.
 template <class T>
-inline void max_edge(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o, T* best, int32_t* idx) {
+inline void max_edge(const Pool2dShape& s, const T* xp, const int64_t* taps, int64_t ntaps, int64_t o, T* best,
+                     int32_t* idx) {
   T m = -std::numeric_limits<T>::infinity();
   int64_t k = -1;
-  for (int64_t i = 0; i < s.kh; ++i) {
-    int64_t ih = oh * s.sh - s.ph + i * s.dh;
-    if (ih < 0 || ih >= s.H) continue;
+  for (int64_t r = 0; r < ntaps; r += s.kw) {
     for (int64_t j = 0; j < s.kw; ++j) {
       int64_t iw = o * s.sw + j * s.dw - s.pw;
-      if (iw < 0 || iw >= s.W) continue;
-      T v = xp[ih * s.W + iw];
-      if (k < 0 || pool_max_takes(v, m)) m = v, k = ih * s.W + iw;
+      if (iw < 0 || iw >= s.W) continue;  // the same pattern on every row: predictable
+      int64_t off = taps[r + j] + o * s.sw;
+      T v = xp[off];
+      bool take = (k < 0) | (v > m) | (v != v);
+      m = take ? v : m;
+      k = take ? off : k;
     }
   }
   *best = m;
@@ -300,8 +304,8 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
         // Interior outputs keep their running maximum in a register across the whole window.
         if (ohi > olo) K.max_window(yr + olo, xp + olo * s.sw, ohi - olo, s.sw, taps, ntaps);
         int32_t unused;
-        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, oh, o, &yr[o], &unused);
-        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, oh, o, &yr[o], &unused);
+        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, taps, ntaps, o, &yr[o], &unused);
+        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, taps, ntaps, o, &yr[o], &unused);
         continue;
       }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
@@ -333,10 +337,15 @@ void row_argmax(const Pool2dShape& s, const TapColumns& cols, const PoolKernels<
   int32_t* idx = w.idx;
   int64_t ntaps, olo, ohi;
   if (o0 == 0 && o1 == s.OW && row_window(s, cols, oh, w.taps, &ntaps, &olo, &ohi)) {
-    for (int64_t t = 0; t < ntaps; ++t) w.taps[t] += olo * s.sw;  // so idx comes out as plane offsets
-    if (ohi > olo) K.max_window_idx(idx + olo, xp, ohi - olo, s.sw, w.taps, ntaps);
-    for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, oh, o, &w.best[0], &idx[o]);
-    for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, oh, o, &w.best[0], &idx[o]);
+    // The interior first (its full-vector stores into the padded scratch may run past ohi, where the
+    // edges then overwrite them), with the taps shifted so that idx comes out as plane offsets.
+    if (ohi > olo) {
+      for (int64_t t = 0; t < ntaps; ++t) w.taps[t] += olo * s.sw;
+      K.max_window_idx(idx + olo, xp, ohi - olo, s.sw, w.taps, ntaps);
+      for (int64_t t = 0; t < ntaps; ++t) w.taps[t] -= olo * s.sw;
+    }
+    for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, w.taps, ntaps, o, &w.best[0], &idx[o]);
+    for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, w.taps, ntaps, o, &w.best[0], &idx[o]);
     return;
   }
   std::fill(w.best, w.best + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
