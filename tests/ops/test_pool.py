@@ -31,6 +31,8 @@ MAX_CASES = [
     ((1, 1, 3, 3), 3, 1, 1, 1),              # padding 1: output as large as the input
     ((1, 1, 1, 50), (1, 4), (1, 4), 0, 1),
     ((1, 1, 40, 1), (3, 1), (2, 1), (1, 0), 1),
+    ((1, 2, 20, 21), 17, 2, 8, 1),           # 289 taps: the tap-by-tap fallback
+    ((1, 1, 3, 1100), (1, 3), 1, (0, 1), 1),  # rows longer than one chunk of outputs
     ((0, 3, 8, 8), 2, None, 0, 1),           # empty batch
     ((2, 0, 8, 8), 3, 2, 1, 1),
 ]
