@@ -3,7 +3,8 @@
 Pooling is memory-bound, so the rate reported is GB/s of the arrays each pass must touch: forward reads x
 and writes y; max backward reads dy and x and writes dx (nnx recomputes the argmax from x; PyTorch reads
 the int64 indices its forward saved instead of x, which is more bytes, but the work counted is the same
-for every implementation); avg backward reads dy and writes dx.
+for every implementation); avg backward reads dy and writes dx. "nnx-indices" is nnx's optional max
+backward from saved int32 indices (max_pool2d(..., return_indices=True)), PyTorch's way.
 
     python -m pytest bench/test_pool.py --benchmark-only --threads 2
 """
@@ -57,7 +58,7 @@ def test_pool_forward(benchmark, case, impl, torch_or_skip_if_torch):
     benchmark(fn)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + ["nnx-indices"])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_pool_backward(benchmark, case, impl, torch_or_skip_if_torch):
     name, op, args, x, dy = _setup(case)
@@ -65,7 +66,13 @@ def test_pool_backward(benchmark, case, impl, torch_or_skip_if_torch):
     if impl == "numpy" and shape not in SMALL:
         pytest.skip("the NumPy reference is only timed on the small LeNet shapes")
     k, s, p = args
-    if impl == "nnx":
+    if impl == "nnx-indices":
+        # nnx's optional path that, like PyTorch, scatters through indices saved by the forward pass.
+        if op != "max_pool2d":
+            pytest.skip("only max pooling has saved indices")
+        _, idx = ops.max_pool2d(x, *args, return_indices=True)
+        fn = lambda: ops.max_pool2d_backward(dy, x, *args, indices=idx)  # noqa: E731
+    elif impl == "nnx":
         fn = lambda: getattr(ops, op + "_backward")(dy, x, *args)  # noqa: E731
     elif impl == "numpy":
         fn = lambda: getattr(ref, op + "_backward")(dy, x, *args)  # noqa: E731

@@ -100,6 +100,20 @@ void max_2x2s2_backward_portable(const T* r0, const T* r1, const T* dy, T* d0, T
 }
 
 template <class T>
+void max_2x2s2_indices_portable(const T* r0, T* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
+  const T* r1 = r0 + W;
+  for (int64_t o = 0; o < n; ++o) {
+    T m = r0[2 * o];
+    int64_t k = 2 * o;
+    if (pool_max_takes(r0[2 * o + 1], m)) m = r0[2 * o + 1], k = 2 * o + 1;
+    if (pool_max_takes(r1[2 * o], m)) m = r1[2 * o], k = W + 2 * o;
+    if (pool_max_takes(r1[2 * o + 1], m)) m = r1[2 * o + 1], k = W + 2 * o + 1;
+    y[o] = m;
+    idx[o] = off + static_cast<int32_t>(k);
+  }
+}
+
+template <class T>
 void avg_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
   for (int64_t o = 0; o < n; ++o) y[o] = (((r0[2 * o] + r0[2 * o + 1]) + r1[2 * o]) + r1[2 * o + 1]) / T(4);
 }
@@ -195,6 +209,7 @@ inline bool row_window(const Pool2dShape& s, const TapColumns& cols, int64_t oh,
     for (int64_t j = 0; j < s.kw; ++j) taps[n++] = ih * s.W + j * s.dw - s.pw;
   }
   *ntaps = n;
+  if (n == 0) return false;  // no input row under this output row (dilated windows): the generic path
   int64_t lo0, hi0, lo1, hi1;
   cols.get(s, 0, &lo0, &hi0);
   cols.get(s, s.kw - 1, &lo1, &hi1);
@@ -203,19 +218,23 @@ inline bool row_window(const Pool2dShape& s, const TapColumns& cols, int64_t oh,
   return true;
 }
 
-// Output o of row oh, window clipped to the input, by the scan (edges of the row: a few outputs).
+// Output o of a row whose window is clipped by the left/right padding (a few outputs per row), by the
+// scan over the row's taps (from row_window, unshifted) whose column is inside the input. Branch-free
+// update: the outcome of each comparison is data, and mispredicted branches cost more than the work.
 template <class T>
-inline void max_edge(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o, T* best, int32_t* idx) {
+inline void max_edge(const Pool2dShape& s, const T* xp, const int64_t* taps, int64_t ntaps, int64_t o, T* best,
+                     int32_t* idx) {
   T m = -std::numeric_limits<T>::infinity();
   int64_t k = -1;
-  for (int64_t i = 0; i < s.kh; ++i) {
-    int64_t ih = oh * s.sh - s.ph + i * s.dh;
-    if (ih < 0 || ih >= s.H) continue;
+  for (int64_t r = 0; r < ntaps; r += s.kw) {
     for (int64_t j = 0; j < s.kw; ++j) {
       int64_t iw = o * s.sw + j * s.dw - s.pw;
-      if (iw < 0 || iw >= s.W) continue;
-      T v = xp[ih * s.W + iw];
-      if (k < 0 || pool_max_takes(v, m)) m = v, k = ih * s.W + iw;
+      if (iw < 0 || iw >= s.W) continue;  // the same pattern on every row: predictable
+      int64_t off = taps[r + j] + o * s.sw;
+      T v = xp[off];
+      bool take = (k < 0) | (v > m) | (v != v);
+      m = take ? v : m;
+      k = take ? off : k;
     }
   }
   *best = m;
@@ -249,6 +268,7 @@ const PoolKernels<T>& pool_kernels_portable() {
                                    max_window_idx_portable<T>,
                                    max_2x2s2_portable<T>,
                                    max_2x2s2_backward_portable<T>,
+                                   max_2x2s2_indices_portable<T>,
                                    avg_2x2s2_portable<T>,
                                    avg_2x2s2_backward_portable<T>};
   return k;
@@ -284,8 +304,8 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
         // Interior outputs keep their running maximum in a register across the whole window.
         if (ohi > olo) K.max_window(yr + olo, xp + olo * s.sw, ohi - olo, s.sw, taps, ntaps);
         int32_t unused;
-        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, oh, o, &yr[o], &unused);
-        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, oh, o, &yr[o], &unused);
+        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, taps, ntaps, o, &yr[o], &unused);
+        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, taps, ntaps, o, &yr[o], &unused);
         continue;
       }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
@@ -299,6 +319,46 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
     }
   });
 }
+
+namespace {
+
+// Scratch of one thread for the argmax of a chunk of an output row.
+template <class T>
+struct ArgmaxScratch {
+  alignas(64) T best[kChunk + kPoolRowPad];
+  alignas(64) int32_t idx[kChunk + kPoolRowPad];
+  int64_t taps[kMaxTaps];
+};
+
+// idx[0 .. o1-o0) = plane offsets of the elements the scan picks for outputs [o0, o1) of row oh.
+template <class T>
+void row_argmax(const Pool2dShape& s, const TapColumns& cols, const PoolKernels<T>& K, const T* xp,
+                int64_t oh, int64_t o0, int64_t o1, ArgmaxScratch<T>& w) {
+  int32_t* idx = w.idx;
+  int64_t ntaps, olo, ohi;
+  if (o0 == 0 && o1 == s.OW && row_window(s, cols, oh, w.taps, &ntaps, &olo, &ohi)) {
+    // The interior first (its full-vector stores into the padded scratch may run past ohi, where the
+    // edges then overwrite them), with the taps shifted so that idx comes out as plane offsets.
+    if (ohi > olo) {
+      for (int64_t t = 0; t < ntaps; ++t) w.taps[t] += olo * s.sw;
+      K.max_window_idx(idx + olo, xp, ohi - olo, s.sw, w.taps, ntaps);
+      for (int64_t t = 0; t < ntaps; ++t) w.taps[t] -= olo * s.sw;
+    }
+    for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, w.taps, ntaps, o, &w.best[0], &idx[o]);
+    for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, w.taps, ntaps, o, &w.best[0], &idx[o]);
+    return;
+  }
+  std::fill(w.best, w.best + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
+  std::fill(idx, idx + (o1 - o0) + kPoolRowPad, -1);
+  for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+    K.max_tap_idx(w.best + a, idx + a, xp + xoff, n, s.sw, static_cast<int32_t>(xoff));
+  });
+  // A dilated window can fall entirely on padding (e.g. kernel 2, dilation 3, padding 1 on a width of
+  // 2): its idx stays -1, its output is -inf and it passes no gradient on (PyTorch returns an index
+  // outside the plane there).
+}
+
+}  // namespace
 
 template <class T>
 void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, int nthreads) {
@@ -318,34 +378,72 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
       return;
     }
     std::memset(dxp, 0, sizeof(T) * in_plane);
-    alignas(64) T best[kChunk + kPoolRowPad];
-    alignas(64) int32_t idx[kChunk + kPoolRowPad];
-    int64_t taps[kMaxTaps];
+    ArgmaxScratch<T> w;
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       const T* dyr = dyp + oh * s.OW;
-      int64_t ntaps, olo, ohi;
-      if (s.OW <= kChunk && row_window(s, cols, oh, taps, &ntaps, &olo, &ohi)) {
-        for (int64_t t = 0; t < ntaps; ++t) taps[t] += olo * s.sw;  // so idx comes out as plane offsets
-        if (ohi > olo) K.max_window_idx(idx + olo, xp, ohi - olo, s.sw, taps, ntaps);
-        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, oh, o, &best[0], &idx[o]);
-        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, oh, o, &best[0], &idx[o]);
+      for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+        int64_t o1 = std::min(s.OW, o0 + kChunk);
+        row_argmax(s, cols, K, xp, oh, o0, o1, w);
         // In output order, so overlapping windows add up in the same order on any thread count.
-        for (int64_t o = 0; o < s.OW; ++o) dxp[idx[o]] += dyr[o];
+        for (int64_t o = 0; o < o1 - o0; ++o)
+          if (w.idx[o] >= 0) dxp[w.idx[o]] += dyr[o0 + o];
+      }
+    }
+  });
+}
+
+template <class T>
+void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t* indices, int nthreads) {
+  const TapColumns cols(s);
+  const PoolKernels<T>& K = kernels<T>();
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const bool fast = is_2x2s2(s);
+  for_planes(s.planes, in_plane + 2 * out_plane, nthreads, [&](int64_t p) {
+    const T* xp = x + p * in_plane;
+    ArgmaxScratch<T> w;
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      T* yr = y + p * out_plane + oh * s.OW;
+      int32_t* ir = indices + p * out_plane + oh * s.OW;
+      if (fast) {
+        K.max_2x2s2_indices(xp + 2 * oh * s.W, yr, ir, s.OW, static_cast<int32_t>(2 * oh * s.W), s.W);
         continue;
       }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        std::fill(best, best + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
-        std::fill(idx, idx + (o1 - o0) + kPoolRowPad, -1);
-        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
-          K.max_tap_idx(best + a, idx + a, xp + xoff, n, s.sw, static_cast<int32_t>(xoff));
-        });
-        // Every window holds a real element (padding <= half the kernel), so idx >= 0; the windows
-        // are visited in order, so overlapping ones add up in the same order on any thread count.
-        for (int64_t o = 0; o < o1 - o0; ++o) dxp[idx[o]] += dyr[o0 + o];
+        row_argmax(s, cols, K, xp, oh, o0, o1, w);
+        for (int64_t o = 0; o < o1 - o0; ++o) {
+          ir[o0 + o] = w.idx[o];
+          yr[o0 + o] = w.idx[o] >= 0 ? xp[w.idx[o]] : -std::numeric_limits<T>::infinity();
+        }
       }
     }
   });
+}
+
+template <class T>
+bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_t* indices, T* dx,
+                                 int nthreads) {
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  int bad = 0;
+  for_planes(s.planes, 2 * in_plane + out_plane, nthreads, [&](int64_t p) {
+    const T* dyp = dy + p * out_plane;
+    const int32_t* ip = indices + p * out_plane;
+    T* dxp = dx + p * in_plane;
+    std::memset(dxp, 0, sizeof(T) * in_plane);
+    bool ok = true;
+    for (int64_t o = 0; o < out_plane; ++o) {
+      int32_t k = ip[o];
+      if (k < -1 || k >= in_plane) ok = false;
+      else if (k >= 0) dxp[k] += dyp[o];
+    }
+    if (!ok) {
+#if defined(NNX_OPENMP)
+#pragma omp atomic write
+#endif
+      bad = 1;
+    }
+  });
+  return bad == 0;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -533,6 +631,8 @@ void global_avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nt
   template const char* pool_kernels_name<T>();                                                   \
   template void max_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
   template void max_pool2d_backward<T>(const Pool2dShape&, const T*, const T*, T*, int);         \
+  template void max_pool2d_forward_indices<T>(const Pool2dShape&, const T*, T*, int32_t*, int);  \
+  template bool max_pool2d_backward_indices<T>(const Pool2dShape&, const T*, const int32_t*, T*, int); \
   template void avg_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
   template void avg_pool2d_backward<T>(const Pool2dShape&, const T*, T*, int);                   \
   template void lp_pool2d_forward<T>(const Pool2dShape&, T, const T*, T*, int);                  \

@@ -53,6 +53,9 @@ struct PoolKernels {
   void (*max_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
   // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] at the element the scan picks, 0 elsewhere.
   void (*max_2x2s2_backward)(const T* r0, const T* r1, const T* dy, T* d0, T* d1, int64_t n);
+  // max_2x2s2 that also writes idx[o] = the plane offset of the element the scan picks, where r0[0] is at
+  // plane offset off and r1 = r0 + W.
+  void (*max_2x2s2_indices)(const T* r0, T* y, int32_t* idx, int64_t n, int32_t off, int64_t W);
   // y[o] = (((r0[2o] + r0[2o+1]) + r1[2o]) + r1[2o+1]) / 4.
   void (*avg_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
   // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] / 4.

@@ -37,10 +37,9 @@ class _Pool:
         if h < 1 or w < 1:
             raise ValueError(f"x: expected H and W >= 1, got shape {x_shape}")
         span = tuple(d * (k - 1) + 1 for d, k in zip(self.d, self.k))  # the dilated window
-        half = tuple(e // 2 for e in span)
+        half = tuple(k // 2 for k in self.k)  # PyTorch's limit (of the kernel, not the dilated window)
         if self.p[0] > half[0] or self.p[1] > half[1]:
-            what = "the dilated kernel size" if self.d != (1, 1) else "the kernel size"
-            raise ValueError(f"padding: expected at most half {what} ({_show(half)} for "
+            raise ValueError(f"padding: expected at most half the kernel size ({_show(half)} for "
                              f"kernel_size={self.k}), got {_show(self.p)}")
         if h + 2 * self.p[0] < span[0] or w + 2 * self.p[1] < span[1]:
             raise ValueError(f"kernel_size: the window {span} (kernel_size={self.k}, dilation={self.d}) "
@@ -109,19 +108,49 @@ def _backward(kind, dy, x, pool, p=1.0):
     return dx
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indices=False):
     """Maximum over each window (stride defaults to kernel_size). Padded positions never win; a NaN in a
-    window makes its output NaN (as PyTorch)."""
-    x = _input(x)
-    return _forward(_MAX, x, _pool(x.shape, kernel_size, stride, padding, dilation))
+    window makes its output NaN (as PyTorch). A dilated window lying wholly on padding gives -inf (index
+    -1, no gradient).
 
-
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1):
-    """dx: each window's gradient goes to its first maximum in row-major order (the last NaN if the
-    window holds NaNs), PyTorch's rule; the choice is recomputed from x."""
+    With return_indices=True returns (y, indices): indices (int32, y's shape) holds the offset ih*W + iw
+    inside its plane of the element each output took (PyTorch's indices), for a backward pass that only
+    scatters: max_pool2d_backward(..., indices=indices)."""
     x = _input(x)
     pool = _pool(x.shape, kernel_size, stride, padding, dilation)
-    return _backward(_MAX, _grad_input(dy, x, pool.out_shape), x, pool)
+    if not return_indices:
+        return _forward(_MAX, x, pool)
+    out = np.empty(pool.out_shape, dtype=x.dtype)
+    indices = np.empty(pool.out_shape, dtype=np.int32)
+    if not pool.empty:
+        _C.max_pool2d_indices_forward(_contiguous(x), out, indices, *pool.args())
+    return out, indices
+
+
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, indices=None):
+    """dx: each window's gradient goes to its first maximum in row-major order (the last NaN if the
+    window holds NaNs), PyTorch's rule; the choice is recomputed from x, or taken from `indices` (from
+    max_pool2d(..., return_indices=True); PyTorch's int64 indices work too), which is faster."""
+    x = _input(x)
+    pool = _pool(x.shape, kernel_size, stride, padding, dilation)
+    dy = _grad_input(dy, x, pool.out_shape)
+    if indices is None:
+        return _backward(_MAX, dy, x, pool)
+    indices = np.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"indices: expected an integer array (from max_pool2d(..., return_indices=True)), "
+                        f"got dtype {indices.dtype}")
+    if indices.shape != pool.out_shape:
+        raise ValueError(f"indices: expected shape {pool.out_shape} (the forward output's), got {indices.shape}")
+    if indices.dtype != np.int32:
+        if indices.size and (indices.min() < -1 or indices.max() >= x.shape[2] * x.shape[3]):
+            raise ValueError(f"indices: expected plane offsets in [-1, {x.shape[2] * x.shape[3]}), found "
+                             f"{int(indices.min()) if indices.min() < -1 else int(indices.max())}")
+        indices = indices.astype(np.int32)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    if not pool.empty:
+        _C.max_pool2d_indices_backward(_contiguous(dy), _contiguous(indices), dx, *pool.args())
+    return dx
 
 
 def _is_global(x_shape, pool):
