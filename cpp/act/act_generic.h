@@ -250,55 +250,47 @@ void softmax_rows_backward(const typename V::T* dy, const typename V::T* x, type
   }
 }
 
-// Columns: the softmax axis has stride `stride`; `width` adjacent columns are handled kTile at a time
-// with their running max / sum kept in registers (kTileV vectors).
-constexpr int kTileV = 4;
+// Columns: the softmax axis has stride `stride`; up to kColTile adjacent columns are done together, their
+// running max / sum / dot kept in small L1 arrays, so each pass reads every row segment contiguously.
+constexpr int64_t kColTile = 256;
 
 template <class V>
 void softmax_cols(const typename V::T* x, typename V::T* y, int64_t n, int64_t stride, int64_t width, bool log) {
   using T = typename V::T;
   using R = typename V::R;
   const T ninf = -std::numeric_limits<T>::infinity();
-  constexpr int64_t kTile = kTileV * V::W;
-  for (int64_t c0 = 0; c0 < width; c0 += kTile) {
-    const int64_t w = width - c0 < kTile ? width - c0 : kTile;
-    const int nv = static_cast<int>((w + V::W - 1) / V::W);
-    R m[kTileV], s[kTileV];
-    for (int v = 0; v < kTileV; ++v) { m[v] = V::set1(ninf); s[v] = V::zero(); }
+  alignas(64) T m[kColTile], s[kColTile];
+  for (int64_t c0 = 0; c0 < width; c0 += kColTile) {
+    const int64_t w = width - c0 < kColTile ? width - c0 : kColTile;
+    for (int64_t j = 0; j < kColTile; ++j) { m[j] = ninf; s[j] = T(0); }
     for (int64_t k = 0; k < n; ++k) {
       const T* xk = x + k * stride + c0;
-      for (int v = 0; v < nv; ++v) m[v] = V::max(m[v], load_part<V>(xk + v * V::W, w - v * V::W, ninf));
+      for (int64_t j = 0; j < w; j += V::W) V::store(m + j, V::max(V::load(m + j), load_part<V>(xk + j, w - j, ninf)));
     }
     for (int64_t k = 0; k < n; ++k) {
       const T* xk = x + k * stride + c0;
       T* yk = y + k * stride + c0;
-      for (int v = 0; v < nv; ++v) {
-        R e = V::exp(V::sub(load_part<V>(xk + v * V::W, w - v * V::W, ninf), m[v]));
-        if (!log) store_part<V>(yk + v * V::W, e, w - v * V::W);
-        s[v] = V::add(s[v], e);
+      for (int64_t j = 0; j < w; j += V::W) {
+        R e = V::exp(V::sub(load_part<V>(xk + j, w - j, ninf), V::load(m + j)));
+        if (!log) store_part<V>(yk + j, e, w - j);
+        V::store(s + j, V::add(V::load(s + j), e));
       }
     }
     if (!log) {
-      for (int v = 0; v < nv; ++v) s[v] = V::div(V::set1(1), s[v]);
+      for (int64_t j = 0; j < w; ++j) s[j] = T(1) / s[j];
       for (int64_t k = 0; k < n; ++k) {
         T* yk = y + k * stride + c0;
-        for (int v = 0; v < nv; ++v)
-          store_part<V>(yk + v * V::W, V::mul(load_part<V>(yk + v * V::W, w - v * V::W, 0), s[v]), w - v * V::W);
+        for (int64_t j = 0; j < w; j += V::W)
+          store_part<V>(yk + j, V::mul(load_part<V>(yk + j, w - j, 0), V::load(s + j)), w - j);
       }
     } else {
-      for (int v = 0; v < nv; ++v) {  // one log per column: not worth a vector log
-        alignas(64) T buf[V::W];
-        V::store(buf, s[v]);
-        for (int l = 0; l < V::W; ++l) buf[l] = std::log(buf[l]);
-        s[v] = V::load(buf);
-      }
+      for (int64_t j = 0; j < w; ++j) s[j] = std::log(s[j]);  // one log per column: not worth a vector log
       for (int64_t k = 0; k < n; ++k) {
         const T* xk = x + k * stride + c0;
         T* yk = y + k * stride + c0;
-        for (int v = 0; v < nv; ++v) {
-          R xv = load_part<V>(xk + v * V::W, w - v * V::W, 0);
-          store_part<V>(yk + v * V::W, V::sub(V::sub(xv, m[v]), s[v]), w - v * V::W);
-        }
+        for (int64_t j = 0; j < w; j += V::W)
+          store_part<V>(yk + j, V::sub(V::sub(load_part<V>(xk + j, w - j, 0), V::load(m + j)), V::load(s + j)),
+                        w - j);
       }
     }
   }
@@ -310,41 +302,36 @@ void softmax_cols_backward(const typename V::T* dy, const typename V::T* x, type
   using T = typename V::T;
   using R = typename V::R;
   const T ninf = -std::numeric_limits<T>::infinity();
-  constexpr int64_t kTile = kTileV * V::W;
-  for (int64_t c0 = 0; c0 < width; c0 += kTile) {
-    const int64_t w = width - c0 < kTile ? width - c0 : kTile;
-    const int nv = static_cast<int>((w + V::W - 1) / V::W);
-    R m[kTileV], s[kTileV], d[kTileV];
-    for (int v = 0; v < kTileV; ++v) { m[v] = V::set1(ninf); s[v] = V::zero(); d[v] = V::zero(); }
+  alignas(64) T m[kColTile], s[kColTile], d[kColTile];
+  for (int64_t c0 = 0; c0 < width; c0 += kColTile) {
+    const int64_t w = width - c0 < kColTile ? width - c0 : kColTile;
+    for (int64_t j = 0; j < kColTile; ++j) { m[j] = ninf; s[j] = T(0); d[j] = T(0); }
     for (int64_t k = 0; k < n; ++k) {
       const T* xk = x + k * stride + c0;
-      for (int v = 0; v < nv; ++v) m[v] = V::max(m[v], load_part<V>(xk + v * V::W, w - v * V::W, ninf));
+      for (int64_t j = 0; j < w; j += V::W) V::store(m + j, V::max(V::load(m + j), load_part<V>(xk + j, w - j, ninf)));
     }
-    // s = sum exp(x - max); d = sum dy * exp(x - max) (softmax) or sum dy (log_softmax).
+    // s = sum exp(x - max) (kept in dx meanwhile); d = sum dy exp(x - max) (softmax) or sum dy (log_softmax).
     for (int64_t k = 0; k < n; ++k) {
       const int64_t off = k * stride + c0;
-      for (int v = 0; v < nv; ++v) {
-        const int64_t cnt = w - v * V::W;
-        R e = V::exp(V::sub(load_part<V>(x + off + v * V::W, cnt, ninf), m[v]));
-        R g = load_part<V>(dy + off + v * V::W, cnt, 0);
-        store_part<V>(dx + off + v * V::W, e, cnt);
-        s[v] = V::add(s[v], e);
-        d[v] = V::add(d[v], log ? g : V::mul(g, e));
+      for (int64_t j = 0; j < w; j += V::W) {
+        R e = V::exp(V::sub(load_part<V>(x + off + j, w - j, ninf), V::load(m + j)));
+        R g = load_part<V>(dy + off + j, w - j, 0);
+        store_part<V>(dx + off + j, e, w - j);
+        V::store(s + j, V::add(V::load(s + j), e));
+        V::store(d + j, V::add(V::load(d + j), log ? g : V::mul(g, e)));
       }
     }
-    R inv[kTileV];
-    for (int v = 0; v < nv; ++v) {
-      inv[v] = V::div(V::set1(1), s[v]);
-      if (!log) d[v] = V::div(d[v], s[v]);
+    for (int64_t j = 0; j < w; ++j) {
+      if (!log) d[j] /= s[j];
+      s[j] = T(1) / s[j];
     }
     for (int64_t k = 0; k < n; ++k) {
       const int64_t off = k * stride + c0;
-      for (int v = 0; v < nv; ++v) {
-        const int64_t cnt = w - v * V::W;
-        R sm = V::mul(load_part<V>(dx + off + v * V::W, cnt, 0), inv[v]);
-        R g = load_part<V>(dy + off + v * V::W, cnt, 0);
-        R r = log ? V::sub(g, V::mul(sm, d[v])) : V::mul(sm, V::sub(g, d[v]));
-        store_part<V>(dx + off + v * V::W, r, cnt);
+      for (int64_t j = 0; j < w; j += V::W) {
+        R sm = V::mul(load_part<V>(dx + off + j, w - j, 0), V::load(s + j));
+        R g = load_part<V>(dy + off + j, w - j, 0);
+        R dj = V::load(d + j);
+        store_part<V>(dx + off + j, log ? V::sub(g, V::mul(sm, dj)) : V::mul(sm, V::sub(g, dj)), w - j);
       }
     }
   }
