@@ -1,13 +1,14 @@
 // The activation micro-kernels, written once against a small vector interface V and instantiated per
 // ISA (act_portable.cpp: one-lane scalar V with std:: math; act_avx2.cpp: 8 x float / 4 x double).
 //
-// V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; add/sub/mul/div; max/min with
+// V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; load_partial(p, cnt, pad) /
+// store_partial(p, v, cnt) for the first cnt < W lanes; add/sub/mul/div; max/min with
 // the x86 rule "an unordered pair returns the second operand" (so max(zero, x) keeps a NaN x);
 // abs; gt/ge -> M; select(m, a, b) = m ? a : b; exp; expm1_nonpos (argument <= 0 or NaN); tanh;
 // hsum/hmax (horizontal, fixed lane order).
 //
-// Ragged tails go through a padded local vector so every element sees exactly the same arithmetic as
-// the full vectors (no scalar fallback with different rounding).
+// Ragged tails are loaded as a partial vector (padded lanes) so every element sees exactly the same
+// arithmetic as the full vectors (no scalar fallback with different rounding).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -19,20 +20,17 @@
 namespace nnx {
 namespace act_generic {
 
+// The first min(cnt, W) elements at p, the other lanes `pad` (V::load_partial: masked loads that never
+// touch memory past p[cnt - 1]).
 template <class V>
 inline typename V::R load_part(const typename V::T* p, int64_t cnt, typename V::T pad) {
-  if (cnt >= V::W) return V::load(p);
-  alignas(64) typename V::T buf[V::W];
-  for (int i = 0; i < V::W; ++i) buf[i] = i < cnt ? p[i] : pad;
-  return V::load(buf);
+  return cnt >= V::W ? V::load(p) : V::load_partial(p, cnt, pad);
 }
 
 template <class V>
 inline void store_part(typename V::T* p, typename V::R v, int64_t cnt) {
-  if (cnt >= V::W) { V::store(p, v); return; }
-  alignas(64) typename V::T buf[V::W];
-  V::store(buf, v);
-  for (int64_t i = 0; i < cnt; ++i) p[i] = buf[i];
+  if (cnt >= V::W) V::store(p, v);
+  else V::store_partial(p, v, cnt);
 }
 
 // y[i] = f(x[i])
