@@ -193,6 +193,15 @@ def test_bitwise_deterministic_across_threads(isa, rng, name):
         assert np.array_equal(y, ref_y) and np.array_equal(g, ref_g), f"{name} axis={axis} differs with {t} threads"
 
 
+def test_many_dimensions(isa, rng):
+    # More dimensions than the extension's array views hold (8): the ops pass flat / 3-D views.
+    x = random(rng, (2, 1, 3, 1, 2, 1, 2, 1, 3, 2), np.float64, -3, 3)
+    dy = random(rng, x.shape, np.float64)
+    _check_fwd_bwd("tanh", {}, x, dy, np.float64)
+    check_op(ops.softmax, ref.softmax, (x,), dict(axis=4), np.float64, k=2)
+    _check_softmax_backward("log_softmax", dy, x, 8, np.float64, 3)
+
+
 def test_errors():
     x32 = np.ones((3, 4), np.float32)
     with pytest.raises(TypeError, match="dy is float64 but x is float32|x is float32 but dy is float64|dy is float64"):
