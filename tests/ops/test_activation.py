@@ -193,6 +193,15 @@ def test_bitwise_deterministic_across_threads(isa, rng, name):
         assert np.array_equal(y, ref_y) and np.array_equal(g, ref_g), f"{name} axis={axis} differs with {t} threads"
 
 
+@pytest.mark.parametrize("activation,code", [(None, 0), ("relu", 1), ("leaky_relu", 2), ("sigmoid", 3), ("tanh", 4)])
+def test_act_forward_inplace(isa, dtype, rng, activation, code):
+    # The single-threaded in-place entry point the GEMM/conv epilogues may call (cpp/act/act.h).
+    z = random(rng, (7, 13), dtype, -5, 5)
+    x = z.copy()
+    nnx._backend._C.act_forward_inplace(x, code, 0.1)
+    assert_close(x, act_forward(z, activation, 0.1), dtype)
+
+
 def test_many_dimensions(isa, rng):
     # More dimensions than the extension's array views hold (8): the ops pass flat / 3-D views.
     x = random(rng, (2, 1, 3, 1, 2, 1, 2, 1, 3, 2), np.float64, -3, 3)
