@@ -78,25 +78,28 @@ void gemm_block(const GemmKernels<T>& kr, int64_t M, int64_t N, int64_t K, T alp
   }
   const GemmBlocking& bl = kr.blocking;
   const int64_t MR = bl.mr, NR = bl.nr;
-  const int64_t kc_max = std::min<int64_t>(bl.kc, K);
-  const int64_t mc_max = std::min<int64_t>(bl.mc, round_up(M, MR));
-  const int64_t nc_max = std::min<int64_t>(bl.nc, round_up(N, NR));
-  T* bufa = workspace_as<T>(kWsGemmA, static_cast<size_t>(mc_max * kc_max));
-  T* bufb = workspace_as<T>(kWsGemmB, static_cast<size_t>(nc_max * kc_max));
+  // Blocks of equal size rather than full blocks and a small remainder: a thin last KC block would
+  // pay the C load/store of the micro-kernel for little arithmetic (K = 320 becomes 160 + 160, not
+  // 256 + 64). KC depends on K alone, so the summation order still depends on nothing but K.
+  const int64_t KC = round_up(ceil_div(K, ceil_div(K, bl.kc)), 8);
+  const int64_t MC = round_up(ceil_div(M, ceil_div(M, bl.mc)), MR);
+  const int64_t NC = round_up(ceil_div(N, ceil_div(N, bl.nc)), NR);
+  T* bufa = workspace_as<T>(kWsGemmA, static_cast<size_t>(MC * KC));
+  T* bufb = workspace_as<T>(kWsGemmB, static_cast<size_t>(NC * KC));
   const bool has_ep = !ep.empty();
   // Narrow C: each sliver of A meets at most kStridedAMaxSlivers slivers of B, too few to pay for
   // packing it, so the micro-kernel reads A in place when A is contiguous in one direction.
   const bool strided_a = ceil_div(N, NR) <= kStridedAMaxSlivers && (cs_a == 1 || rs_a == 1);
 
-  for (int64_t jc = 0; jc < N; jc += bl.nc) {
-    const int64_t nc = std::min<int64_t>(bl.nc, N - jc);
-    for (int64_t pc = 0; pc < K; pc += bl.kc) {
-      const int64_t kc = std::min<int64_t>(bl.kc, K - pc);
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
       const T beta_pc = pc == 0 ? beta : T(1);
       const bool last = pc + kc == K;
       kr.pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bufb);
-      for (int64_t ic = 0; ic < M; ic += bl.mc) {
-        const int64_t mc = std::min<int64_t>(bl.mc, M - ic);
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = std::min(MC, M - ic);
         const T* ablock = a + ic * rs_a + pc * cs_a;
         if (!strided_a) kr.pack_a(mc, kc, ablock, rs_a, cs_a, bufa);
         for (int64_t jr = 0; jr < nc; jr += NR) {
