@@ -112,7 +112,8 @@ void gemm_block(const GemmKernels<T>& kr, int64_t M, int64_t N, int64_t K, T alp
               kr.ukernel_strided_a(kc, ablock + ir * rs_a, rs_a, cs_a, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
             else
               kr.ukernel(kc, bufa + ir * kc, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
-            if (last && has_ep) apply_epilogue(ep, row0 + ic + ir, col0 + jc + jr, m, n, ct, rs_c, cs_c);
+            if (last && has_ep && !kr.epilogue(ep, row0 + ic + ir, col0 + jc + jr, m, n, ct, rs_c, cs_c))
+              apply_epilogue(ep, row0 + ic + ir, col0 + jc + jr, m, n, ct, rs_c, cs_c);
           }
         }
       }

@@ -2,6 +2,7 @@
 // the CPU has AVX2 and FMA (nnx::isa_supported(Isa::avx2)).
 #include <immintrin.h>
 
+#include "gemm/epilogue_tile.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 #include "gemm/ukernel_simd.h"
@@ -111,14 +112,14 @@ void dgemm_ukernel_avx2_6x8_strided_a(int64_t k, const double* a, int64_t rs_a, 
 const GemmKernels<float>& sgemm_kernels_avx2() {
   static const GemmKernels<float> k{kS, sgemm_ukernel_avx2_6x16,
                                     sgemm_ukernel_avx2_6x16_strided_a, pack_a_panels<kS.mr, float>,
-                                    sgemm_pack_b_avx2_16, "sgemm_ukernel_avx2_6x16"};
+                                    sgemm_pack_b_avx2_16, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16"};
   return k;
 }
 
 const GemmKernels<double>& dgemm_kernels_avx2() {
   static const GemmKernels<double> k{kD, dgemm_ukernel_avx2_6x8,
                                      dgemm_ukernel_avx2_6x8_strided_a, pack_a_panels<kD.mr, double>,
-                                     pack_b_panels<kD.nr, double>, "dgemm_ukernel_avx2_6x8"};
+                                     pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8"};
   return k;
 }
 
