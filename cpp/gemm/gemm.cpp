@@ -33,7 +33,7 @@ const GemmKernels<float>& kernels_for<float>(Isa isa) {
 #if defined(NNX_X86)
   if (isa == Isa::avx2) k = &sgemm_kernels_avx2();
   if (isa == Isa::avx512) k = &sgemm_kernels_avx512();
-#elif defined(NNX_ARM64) && defined(NNX_GEMM_NEON)
+#elif defined(NNX_ARM64)
   if (isa == Isa::neon) k = &sgemm_kernels_neon();
 #endif
   return *k;
@@ -45,7 +45,7 @@ const GemmKernels<double>& kernels_for<double>(Isa isa) {
 #if defined(NNX_X86)
   if (isa == Isa::avx2) k = &dgemm_kernels_avx2();
   if (isa == Isa::avx512) k = &dgemm_kernels_avx512();
-#elif defined(NNX_ARM64) && defined(NNX_GEMM_NEON)
+#elif defined(NNX_ARM64)
   if (isa == Isa::neon) k = &dgemm_kernels_neon();
 #endif
   return *k;
