@@ -7,6 +7,10 @@
 //      jr: NR columns            B sliver stays in L1
 //       ir: MR rows              micro-kernel: MR x NR tile of C
 //
+// Blocks are equal-sized (at most KC/MC/NC), so no thin remainder block pays the per-call overheads.
+// Narrow C (few NR slivers) skips packing A: the micro-kernel reads A in place (ukernel_strided_a).
+// The vectorised epilogue runs on each tile right after its last KC block, while it is in L1.
+//
 // Determinism: every C element is summed over k in increasing order inside the micro-kernel, in KC
 // blocks that depend only on K; threads own disjoint rectangles of C whose edges are multiples of
 // MR / NR, so no tile changes shape with the thread count. Hence results are bitwise identical for any
