@@ -24,8 +24,9 @@ def require_nn():
     pytest.importorskip("nnx.optim", reason="nnx.optim not merged yet")
 
 
+# A constant learning rate, so that a 1-epoch run resumed to 2 epochs is the same schedule as a 2-epoch run.
 TINY = ["train", "--model", "mlp", "--dataset", "sample", "--limit", "384", "--batch-size", "32", "--seed", "3",
-        "--no-progress"]
+        "--no-progress", "--schedule", "constant"]
 
 
 def _env():
@@ -161,3 +162,13 @@ def test_real_sigint_keeps_last_checkpoint(tmp_path):
     assert "interrupted" in err and "continue with --resume" in err
     assert nnx.load(out / "checkpoint.npz")["epoch"] >= 1
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "history.json"]
+
+
+def test_cosine_resume_refuses_a_different_schedule_length(tmp_path, capsys):
+    cosine = [a for a in TINY if a not in ("--schedule", "constant")]
+    out = tmp_path / "cos"
+    assert main(cosine + ["--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    # The cosine schedule depends on the total epoch count, so resuming with another total is refused.
+    assert main(cosine + ["--epochs", "2", "--out", str(out), "--resume"]) == 1
+    assert "epochs: checkpoint 1 vs now 2" in capsys.readouterr().err

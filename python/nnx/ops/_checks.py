@@ -50,18 +50,15 @@ def check_ndim(x: np.ndarray, name: str, ndim: int, what: str = "") -> None:
 
 def kernel_ready(x: np.ndarray) -> np.ndarray:
     """An array the kernels can address: strides in whole items and aligned data, else a contiguous copy."""
-    item = x.itemsize
-    if x.ctypes.data % item != 0 or any(s % item for s in x.strides):
-        return np.ascontiguousarray(x)
-    return x
+    # NumPy's ALIGNED flag is exactly "data pointer and every stride are multiples of the item size",
+    # and reading it is several times cheaper than x.ctypes.data (this runs on every call).
+    return x if x.flags.aligned else np.ascontiguousarray(x)
 
 
 def contiguous(x: np.ndarray) -> np.ndarray:
     """C-contiguous, aligned array (copy only when needed)."""
     x = np.ascontiguousarray(x)
-    if x.ctypes.data % x.itemsize != 0:
-        x = x.copy()
-    return x
+    return x if x.flags.aligned else x.copy()
 
 
 def to_int(v, name: str, minimum: int | None = None) -> int:
