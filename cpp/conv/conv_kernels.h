@@ -27,6 +27,9 @@ struct ConvDirectKernels {
                     T slope, T* scratch);
   // dx_plane (H x W) = sum over the m output planes of channel c of dz scattered back through w.
   void (*dwise_dx)(const ConvGeom& g, const T* dz_planes, const T* w_c, T* dx_plane, T* scratch);
+  // Stride 1 only: dx for one group of one image, dx_g (Cg planes H x W) from dz_g (Kg planes P x Q)
+  // and w_g (Kg, Cg, R, S), as a direct convolution of the padded dz with the flipped filters.
+  void (*direct_dx_group)(const ConvGeom& g, const T* dz_g, const T* w_g, T* dx_g, T* scratch);
   // dw_k (R x S) += correlation of one image's dz plane k with its input plane k / m.
   void (*dwise_dw)(const ConvGeom& g, const T* x_plane, const T* dz_plane, T* dw_k, T* scratch);
   const char* isa;
