@@ -32,6 +32,14 @@ struct ConvDirectKernels {
   void (*direct_dx_group)(const ConvGeom& g, const T* dz_g, const T* w_g, T* dx_g, T* scratch);
   // dw_k (R x S) += correlation of one image's dz plane k with its input plane k / m.
   void (*dwise_dw)(const ConvGeom& g, const T* x_plane, const T* dz_plane, T* dw_k, T* scratch);
+  // col(row, j) for rows (c, r, s) of the group's Cg channels of one image (x points at its first channel)
+  // and output pixels pq0 .. pq0+len-1 of that image; col's row stride ldc; zero where the window is in
+  // the padding.
+  void (*im2col)(const ConvGeom& g, const T* x, int64_t pq0, int64_t len, T* col, int64_t ldc);
+  // The adjoint: dx (the group's channels of one image) += col scattered back.
+  void (*col2im)(const ConvGeom& g, const T* col, int64_t ldc, int64_t pq0, int64_t len, T* dx);
+  // rows x cols block of C (row stride ld): c = act(c + bias[row]) (bias may be null), vectorised.
+  void (*bias_act_rows)(T* c, int64_t rows, int64_t cols, int64_t ld, const T* bias, Act act, T slope);
   const char* isa;
 };
 
