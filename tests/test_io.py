@@ -175,3 +175,14 @@ def test_plain_npz_loads_flat(tmp_path):
     np.savez(p, a=np.ones(2), b=np.arange(3))
     back = nnx.load(p)
     assert sorted(back) == ["a", "b"]
+
+
+def test_tensors_are_saved_as_arrays(tmp_path):
+    Tensor = getattr(nnx, "Tensor", None)
+    if Tensor is None:
+        pytest.skip("nnx.Tensor not merged yet")
+    t = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3), requires_grad=True)
+    nnx.save({"t": t}, tmp_path / "t.npz")
+    back = nnx.load(tmp_path / "t.npz")["t"]
+    assert isinstance(back, np.ndarray) and back.dtype == np.float32
+    np.testing.assert_array_equal(back, t.numpy())

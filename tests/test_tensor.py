@@ -195,3 +195,43 @@ def test_shared_gradient_arrays_are_not_aliased():
     (a + b).sum().backward()
     a.grad[0] = 100
     assert b.grad[0] == 1
+
+
+# ------------------------------------------------------------------ random broadcasting shapes
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@st.composite
+def broadcast_pair(draw):
+    """A shape and a second shape that broadcasts against it (dims dropped from the front or set to 1)."""
+    shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
+    drop = draw(st.integers(0, len(shape)))
+    other = [1 if draw(st.booleans()) else n for n in shape[drop:]]
+    return tuple(shape), tuple(other)
+
+
+@settings(max_examples=30, deadline=None)
+@given(broadcast_pair(), st.booleans())
+def test_broadcasting_gradients_random_shapes(shapes, swap):
+    a_shape, b_shape = shapes[::-1] if swap else shapes
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    c = np.abs(rng.standard_normal(b_shape)) + 0.5
+    check(lambda x, y, z: (x * y - x / z + y) * 2 + z.sum(), a, b, c)
+
+
+def test_grad_mode_is_per_thread_and_reentrant():
+    import threading
+    seen = []
+    with nnx.no_grad():
+        t = threading.Thread(target=lambda: seen.append(nnx.is_grad_enabled()))
+        t.start()
+        t.join()
+        assert not nnx.is_grad_enabled()
+    assert seen == [True]
+
+    @nnx.no_grad()
+    def countdown(n):
+        return countdown(n - 1) if n else nnx.is_grad_enabled()
+
+    assert countdown(3) is False and nnx.is_grad_enabled()

@@ -140,8 +140,8 @@ void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, 
 }
 
 template <class T>
-T logsumexp_row(const T* x, int64_t n) {
-  return act_ukernels<T>().logsumexp_row(x, n);
+T log_sum_exp_shifted(const T* x, int64_t n, T* max_out) {
+  return act_ukernels<T>().log_sum_exp_shifted(x, n, max_out);
 }
 
 template <class T>
@@ -161,7 +161,7 @@ const char* act_ukernel_name() {
   template void act_forward_inplace<T>(Act, T*, int64_t, T);                                                \
   template void softmax_forward<T>(const T*, T*, int64_t, int64_t, int64_t, bool, int);                     \
   template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, int);          \
-  template T logsumexp_row<T>(const T*, int64_t);                                                           \
+  template T log_sum_exp_shifted<T>(const T*, int64_t, T*);                                                           \
   template void softmax_rows<T>(const T*, T*, int64_t, int64_t);                                            \
   template const char* act_ukernel_name<T>();
 NNX_ACT_INSTANTIATE(float)

@@ -47,10 +47,11 @@ template <class T>
 void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
                       int nthreads);
 
-// log(sum_j exp(x_j)) of one contiguous row (max subtracted first), single-threaded, SIMD-dispatched;
-// used by the cross-entropy loss.
+// For one contiguous row: m = max_j x_j (stored in *max_out) and the returned log(sum_j exp(x_j - m)),
+// kept apart so that a caller can form (x_k - m) - log(...) without cancelling against a large m.
+// Single-threaded, SIMD-dispatched; used by the cross-entropy loss.
 template <class T>
-T logsumexp_row(const T* x, int64_t n);
+T log_sum_exp_shifted(const T* x, int64_t n, T* max_out);
 
 // softmax of `rows` contiguous rows of length n, single-threaded, SIMD-dispatched.
 template <class T>

@@ -96,16 +96,20 @@ void backward(ActFn fn, const typename V::T* dy, const typename V::T* x, typenam
     case ActFn::leaky_relu:
       map2<V>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, V::mul(g, p)); });
       break;
+    // s (1 - s) and 1 - tanh^2 cancel where the curves flatten; e / (1 + e)^2 with e = exp(-|x|)
+    // (sigmoid) and 4 e / (1 + e)^2 with e = exp(-2|x|) (tanh, = 1 / cosh^2) are exact rewrites that don't.
     case ActFn::sigmoid:
       map2<V>(dy, x, dx, n, [&](R g, R v) {
-        R s = sigmoid<V>(v);
-        return V::mul(V::mul(g, s), V::sub(one, s));
+        R e = V::exp(V::sub(zero, V::abs(v)));
+        R d = V::add(one, e);
+        return V::div(V::mul(g, e), V::mul(d, d));
       });
       break;
     case ActFn::tanh:
       map2<V>(dy, x, dx, n, [&](R g, R v) {
-        R t = V::tanh(v);
-        return V::mul(g, V::sub(one, V::mul(t, t)));
+        R e = V::exp(V::mul(V::set1(-2), V::abs(v)));
+        R d = V::add(one, e);
+        return V::div(V::mul(V::mul(g, V::set1(4)), e), V::mul(d, d));
       });
       break;
     case ActFn::elu:
@@ -203,9 +207,10 @@ typename V::T row_dot(const typename V::T* a, const typename V::T* b, int64_t n)
 }
 
 template <class V>
-typename V::T logsumexp_row(const typename V::T* x, int64_t n) {
+typename V::T log_sum_exp_shifted(const typename V::T* x, int64_t n, typename V::T* max_out) {
   typename V::T m = row_max<V>(x, n);
-  return m + std::log(exp_shift_sum<V, false>(x, m, nullptr, n));
+  *max_out = m;
+  return std::log(exp_shift_sum<V, false>(x, m, nullptr, n));
 }
 
 template <class V>
@@ -356,7 +361,7 @@ ActUkernels<typename V::T> make_table(const char* name) {
   t.softmax_rows_backward = &softmax_rows_backward<V>;
   t.softmax_cols = &softmax_cols<V>;
   t.softmax_cols_backward = &softmax_cols_backward<V>;
-  t.logsumexp_row = &logsumexp_row<V>;
+  t.log_sum_exp_shifted = &log_sum_exp_shifted<V>;
   return t;
 }
 

@@ -22,7 +22,8 @@ struct ActUkernels {
   void (*softmax_cols)(const T* x, T* y, int64_t n, int64_t stride, int64_t width, bool log);
   void (*softmax_cols_backward)(const T* dy, const T* x, T* dx, int64_t n, int64_t stride, int64_t width,
                                 bool log);
-  T (*logsumexp_row)(const T* x, int64_t n);
+  // log(sum_j exp(x_j - m)) with m = max_j x_j stored in *max_out.
+  T (*log_sum_exp_shifted)(const T* x, int64_t n, T* max_out);
 };
 
 template <class T>

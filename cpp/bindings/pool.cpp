@@ -38,7 +38,7 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
     require(kind == kMax || (dh == 1 && dw == 1), "dilation: only max pooling supports dilation");
     require(kind != kLp || (ph == 0 && pw == 0), "padding: lp_pool2d takes no padding");
     int64_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
-    require(ph >= 0 && pw >= 0 && 2 * ph <= ekh && 2 * pw <= ekw,
+    require(ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
             "padding: expected at most half the kernel size, got " + str(ph, pw));
     int64_t oh = (s.H + 2 * ph - ekh) / sh + 1, ow = (s.W + 2 * pw - ekw) / sw + 1;
     require(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw && oh >= 1 && ow >= 1,
@@ -88,6 +88,50 @@ void backward(int kind, const py::array& dy, const py::array& x, py::array& dx, 
   }
 }
 
+// int32 (N, C, OH, OW) C-contiguous index array matching `shape`.
+int32_t* indices_ptr(py::array& a, const int64_t* shape, bool writable) {
+  require(a.dtype().kind() == 'i' && a.itemsize() == 4, "indices: expected an int32 array, got " +
+                                                            std::string(py::str(a.dtype())));
+  require(a.ndim() == 4, "indices: expected 4 dimensions");
+  for (int i = 0; i < 4; ++i) require(a.shape(i) == shape[i], "indices: expected the shape of the output");
+  require((a.flags() & py::array::c_style) != 0, "indices: expected a C-contiguous array");
+  require(!writable || a.writeable(), "indices: output array is read-only");
+  return static_cast<int32_t*>(writable ? a.mutable_data() : const_cast<void*>(a.data()));
+}
+
+template <class T>
+void max_indices_forward(const py::array& x, py::array& y, py::array& idx, int64_t kh, int64_t kw, int64_t sh,
+                         int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  auto X = view_in<T>(x, "x", 4);
+  auto Y = view_out<T>(y, "out", 4);
+  require(X.contiguous(), "x: the kernels need a C-contiguous array");
+  Pool2dShape s = pool_shape(kMax, X.shape, Y.shape, kh, kw, sh, sw, ph, pw, dh, dw);
+  int32_t* ip = indices_ptr(idx, Y.shape, true);
+  if (s.planes == 0) return;
+  int nt = num_threads();
+  py::gil_scoped_release release;
+  max_pool2d_forward_indices<T>(s, X.data, Y.data, ip, nt);
+}
+
+template <class T>
+void max_indices_backward(const py::array& dy, py::array& idx, py::array& dx, int64_t kh, int64_t kw, int64_t sh,
+                          int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+  auto DY = view_in<T>(dy, "dy", 4);
+  auto DX = view_out<T>(dx, "dx", 4);
+  require(DY.contiguous(), "dy: the kernels need a C-contiguous array");
+  Pool2dShape s = pool_shape(kMax, DX.shape, DY.shape, kh, kw, sh, sw, ph, pw, dh, dw);
+  const int32_t* ip = indices_ptr(idx, DY.shape, false);
+  if (s.planes == 0) return;
+  int nt = num_threads();
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = max_pool2d_backward_indices<T>(s, DY.data, ip, DX.data, nt);
+  }
+  require(ok, "indices: expected plane offsets in [-1, " + std::to_string(s.H * s.W) +
+                  ") (as returned by max_pool2d(..., return_indices=True)), found one outside");
+}
+
 void check_kind(int kind, double p) {
   require(kind >= kMax && kind <= kGlobalAvg, "pooling: unknown kind " + std::to_string(kind));
   require(kind != kLp || (std::isfinite(p) && p > 0), "norm_type: expected a finite number > 0");
@@ -116,6 +160,20 @@ void bind_pool(py::module_& m) {
         py::arg("kind"), py::arg("dy"), py::arg("x"), py::arg("dx"), py::arg("kh"), py::arg("kw"),
         py::arg("sh"), py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
         py::arg("p") = 1.0, "Pooling backward: dy, x (C-contiguous) -> dx (x's shape).");
+  m.def("max_pool2d_indices_forward",
+        [](const py::array& x, py::array& out, py::array& indices, int64_t kh, int64_t kw, int64_t sh,
+           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+          if (is_f32(x)) max_indices_forward<float>(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw);
+          else max_indices_forward<double>(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw);
+        },
+        "Max pooling forward that also writes the int32 plane offset of each output's pick.");
+  m.def("max_pool2d_indices_backward",
+        [](const py::array& dy, py::array& indices, py::array& dx, int64_t kh, int64_t kw, int64_t sh,
+           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+          if (is_f32(dy)) max_indices_backward<float>(dy, indices, dx, kh, kw, sh, sw, ph, pw, dh, dw);
+          else max_indices_backward<double>(dy, indices, dx, kh, kw, sh, sw, ph, pw, dh, dw);
+        },
+        "Max pooling backward from saved indices: dx = dy scattered to them (dx has x's shape).");
   m.def("pool_kernels", [](bool f64) {
     return std::string(f64 ? pool_kernels_name<double>() : pool_kernels_name<float>());
   });

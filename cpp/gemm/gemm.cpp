@@ -84,6 +84,9 @@ void gemm_block(const GemmKernels<T>& kr, int64_t M, int64_t N, int64_t K, T alp
   T* bufa = workspace_as<T>(kWsGemmA, static_cast<size_t>(mc_max * kc_max));
   T* bufb = workspace_as<T>(kWsGemmB, static_cast<size_t>(nc_max * kc_max));
   const bool has_ep = !ep.empty();
+  // Narrow C: each sliver of A meets at most kStridedAMaxSlivers slivers of B, too few to pay for
+  // packing it, so the micro-kernel reads A in place when A is contiguous in one direction.
+  const bool strided_a = ceil_div(N, NR) <= kStridedAMaxSlivers && (cs_a == 1 || rs_a == 1);
 
   for (int64_t jc = 0; jc < N; jc += bl.nc) {
     const int64_t nc = std::min<int64_t>(bl.nc, N - jc);
@@ -94,14 +97,18 @@ void gemm_block(const GemmKernels<T>& kr, int64_t M, int64_t N, int64_t K, T alp
       kr.pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bufb);
       for (int64_t ic = 0; ic < M; ic += bl.mc) {
         const int64_t mc = std::min<int64_t>(bl.mc, M - ic);
-        kr.pack_a(mc, kc, a + ic * rs_a + pc * cs_a, rs_a, cs_a, bufa);
+        const T* ablock = a + ic * rs_a + pc * cs_a;
+        if (!strided_a) kr.pack_a(mc, kc, ablock, rs_a, cs_a, bufa);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t n = std::min(NR, nc - jr);
           const T* bp = bufb + jr * kc;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t m = std::min(MR, mc - ir);
             T* ct = c + (ic + ir) * rs_c + (jc + jr) * cs_c;
-            kr.ukernel(kc, bufa + ir * kc, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
+            if (strided_a)
+              kr.ukernel_strided_a(kc, ablock + ir * rs_a, rs_a, cs_a, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
+            else
+              kr.ukernel(kc, bufa + ir * kc, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
             if (last && has_ep) apply_epilogue(ep, row0 + ic + ir, col0 + jc + jr, m, n, ct, rs_c, cs_c);
           }
         }

@@ -3,6 +3,7 @@
 // per-ISA instantiations apart, so an AVX2 copy can never be linked into the portable path.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace nnx {
 namespace {
@@ -10,14 +11,11 @@ namespace {
 // Packs rows [0, m) of an MR-row sliver: out[p * MR + i] = src(i, p), rows m..MR-1 zero.
 // `rs` steps between the sliver's rows, `cs` along k.
 template <int MR, class T>
-inline void pack_sliver(int64_t m, int64_t kc, const T* a, int64_t rs, int64_t cs, T* out) {
+inline void pack_sliver(int64_t m, int64_t kc, const T* __restrict a, int64_t rs, int64_t cs,
+                        T* __restrict out) {
   if (m == MR && rs == 1) {
     // Each k step is MR contiguous values (A column-major / B row-major): straight copies.
-    for (int64_t p = 0; p < kc; ++p) {
-      const T* src = a + p * cs;
-#pragma GCC unroll 32
-      for (int i = 0; i < MR; ++i) out[p * MR + i] = src[i];
-    }
+    for (int64_t p = 0; p < kc; ++p) std::memcpy(out + p * MR, a + p * cs, sizeof(T) * MR);
     return;
   }
   if (m == MR && cs == 1) {
@@ -56,6 +54,18 @@ void pack_a_panels(int64_t mc, int64_t kc, const T* a, int64_t rs_a, int64_t cs_
 // B's slivers are A's with the roles of the strides swapped: columns of B play the rows of A.
 template <int NR, class T>
 void pack_b_panels(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int64_t cs_b, T* out) {
+  const int64_t full = nc / NR * NR;
+  if (cs_b == 1 && full > 0) {
+    // Rows of B are contiguous: walk them in memory order (one sequential read stream the hardware
+    // prefetches, instead of one short read per row and sliver), dealing each row out to the slivers.
+    for (int64_t p = 0; p < kc; ++p) {
+      const T* src = b + p * rs_b;
+      T* dst = out + p * NR;
+      for (int64_t j0 = 0; j0 < full; j0 += NR, dst += NR * kc) std::memcpy(dst, src + j0, sizeof(T) * NR);
+    }
+    if (full < nc) pack_sliver<NR>(nc - full, kc, b + full, cs_b, rs_b, out + full * kc);
+    return;
+  }
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
     int64_t n = nc - j0 < NR ? nc - j0 : NR;
     pack_sliver<NR>(n, kc, b + j0 * cs_b, cs_b, rs_b, out);

@@ -9,6 +9,9 @@
 //   p, so every element of the tile is summed in the same order wherever it lies in C), then writes
 //     C(i, j) = alpha * AB(i, j) + beta * C(i, j)   for i < m, j < n only (m <= MR, n <= NR)
 //   with C(i, j) = c[i * rs_c + j * cs_c]. beta == 0 never reads C. k may be 0 (then AB = 0).
+// ukernel_strided_a: the same with A read in place, A(i, p) = a[i * rs_a + p * cs_a] for i < m (rows
+//   past m are never touched). Same arithmetic in the same order, so both give bitwise equal tiles; it
+//   saves packing when each sliver of A meets only a few slivers of B (narrow N).
 //
 // pack_a(mc, kc, a, rs_a, cs_a, out): packs the mc x kc block A(i, p) = a[i * rs_a + p * cs_a] into
 //   ceil(mc / MR) slivers of MR * kc elements each (sliver s holds rows s*MR ..), zero-padding the rows
@@ -26,6 +29,9 @@ template <class T>
 using GemmUkernel = void (*)(int64_t k, const T* a, const T* b, T* c, int64_t rs_c, int64_t cs_c,
                              int64_t m, int64_t n, T alpha, T beta);
 template <class T>
+using GemmUkernelStridedA = void (*)(int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const T* b, T* c,
+                                     int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, T alpha, T beta);
+template <class T>
 using GemmPackA = void (*)(int64_t mc, int64_t kc, const T* a, int64_t rs_a, int64_t cs_a, T* out);
 template <class T>
 using GemmPackB = void (*)(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int64_t cs_b, T* out);
@@ -34,6 +40,7 @@ template <class T>
 struct GemmKernels {
   GemmBlocking blocking;
   GemmUkernel<T> ukernel;
+  GemmUkernelStridedA<T> ukernel_strided_a;
   GemmPackA<T> pack_a;
   GemmPackB<T> pack_b;
   const char* name;  // the micro-kernel's name, e.g. "sgemm_ukernel_avx2_6x16"

@@ -43,23 +43,37 @@ static_assert(kS.mr == 6 && kS.nr == 32 && kD.mr == 6 && kD.nr == 16, "tile name
 }  // namespace
 
 void sgemm_ukernel_avx512_6x32(int64_t k, const float* a, const float* b, float* c, int64_t rs_c,
-                             int64_t cs_c, int64_t m, int64_t n, float alpha, float beta) {
-  ukernel_simd<Avx512Float, 6, 2>(k, a, b, c, rs_c, cs_c, m, n, alpha, beta);
+                                    int64_t cs_c, int64_t m, int64_t n, float alpha, float beta) {
+  ukernel_simd<Avx512Float, 6, 2, false>(k, a, 0, 0, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+void sgemm_ukernel_avx512_6x32_strided_a(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                                   float* c, int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, float alpha,
+                                   float beta) {
+  ukernel_simd<Avx512Float, 6, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
 void dgemm_ukernel_avx512_6x16(int64_t k, const double* a, const double* b, double* c, int64_t rs_c,
-                            int64_t cs_c, int64_t m, int64_t n, double alpha, double beta) {
-  ukernel_simd<Avx512Double, 6, 2>(k, a, b, c, rs_c, cs_c, m, n, alpha, beta);
+                                    int64_t cs_c, int64_t m, int64_t n, double alpha, double beta) {
+  ukernel_simd<Avx512Double, 6, 2, false>(k, a, 0, 0, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+void dgemm_ukernel_avx512_6x16_strided_a(int64_t k, const double* a, int64_t rs_a, int64_t cs_a, const double* b,
+                                   double* c, int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, double alpha,
+                                   double beta) {
+  ukernel_simd<Avx512Double, 6, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
 const GemmKernels<float>& sgemm_kernels_avx512() {
-  static const GemmKernels<float> k{kS, sgemm_ukernel_avx512_6x32, pack_a_panels<kS.mr, float>,
+  static const GemmKernels<float> k{kS, sgemm_ukernel_avx512_6x32,
+                                    sgemm_ukernel_avx512_6x32_strided_a, pack_a_panels<kS.mr, float>,
                                     pack_b_panels<kS.nr, float>, "sgemm_ukernel_avx512_6x32"};
   return k;
 }
 
 const GemmKernels<double>& dgemm_kernels_avx512() {
-  static const GemmKernels<double> k{kD, dgemm_ukernel_avx512_6x16, pack_a_panels<kD.mr, double>,
+  static const GemmKernels<double> k{kD, dgemm_ukernel_avx512_6x16,
+                                     dgemm_ukernel_avx512_6x16_strided_a, pack_a_panels<kD.mr, double>,
                                      pack_b_panels<kD.nr, double>, "dgemm_ukernel_avx512_6x16"};
   return k;
 }

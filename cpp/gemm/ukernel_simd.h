@@ -10,10 +10,12 @@
 namespace nnx {
 namespace {
 
-template <class V, int MR, int NV>
-void ukernel_simd(int64_t k, const typename V::T* __restrict a, const typename V::T* __restrict b,
-                  typename V::T* c, int64_t rs_c, int64_t cs_c, int64_t m, int64_t n,
-                  typename V::T alpha, typename V::T beta) {
+// kStridedA: A is read in place, A(i, p) = a[i * rs_a + p * cs_a] (rows >= m are never read: they
+// repeat row m - 1 and are dropped at the store); otherwise a is a packed sliver (rs_a, cs_a ignored).
+template <class V, int MR, int NV, bool kStridedA>
+void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, int64_t cs_a,
+                  const typename V::T* __restrict b, typename V::T* c, int64_t rs_c, int64_t cs_c,
+                  int64_t m, int64_t n, typename V::T alpha, typename V::T beta) {
   using T = typename V::T;
   using vec = typename V::vec;
   constexpr int W = V::W;
@@ -24,19 +26,49 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, const typename V
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
 
-#pragma GCC unroll 4
-  for (int64_t p = 0; p < k; ++p) {
-    vec bv[NV];
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+  // C's tile is needed only after the k loop; touching it now overlaps its cache misses with the
+  // arithmetic (BLIS's kernels do the same).
+  if (cs_c == 1) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      vec av = V::set1(a[i]);
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+      __builtin_prefetch(c + i * rs_c, 1, 3);
+      __builtin_prefetch(c + i * rs_c + NR - 1, 1, 3);
     }
-    a += MR;
-    b += NR;
+  }
+  if (kStridedA) {
+    const T* ar[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) ar[i] = a + (i < m ? i : m - 1) * rs_a;
+    int64_t off = 0;
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < k; ++p) {
+      vec bv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        vec av = V::set1(ar[i][off]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+      }
+      off += cs_a;
+      b += NR;
+    }
+  } else {
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < k; ++p) {
+      vec bv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        vec av = V::set1(a[i]);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
+      }
+      a += MR;
+      b += NR;
+    }
   }
 
   const vec va = V::set1(alpha);

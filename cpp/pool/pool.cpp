@@ -49,6 +49,30 @@ void scatter_add_tap_portable(T* dx, const T* g, int64_t n, int64_t stride) {
 }
 
 template <class T>
+void max_window_portable(T* y, const T* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
+  for (int64_t o = 0; o < n; ++o) {
+    const T* xo = x + o * stride;
+    T m = xo[taps[0]];
+    for (int64_t t = 1; t < ntaps; ++t)
+      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]];
+    y[o] = m;
+  }
+}
+
+template <class T>
+void max_window_idx_portable(int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
+                             int64_t ntaps) {
+  for (int64_t o = 0; o < n; ++o) {
+    const T* xo = x + o * stride;
+    T m = xo[taps[0]];
+    int64_t k = taps[0];
+    for (int64_t t = 1; t < ntaps; ++t)
+      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]], k = taps[t];
+    idx[o] = static_cast<int32_t>(k + o * stride);
+  }
+}
+
+template <class T>
 void max_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
   for (int64_t o = 0; o < n; ++o) {
     T m = r0[2 * o];
@@ -72,6 +96,20 @@ void max_2x2s2_backward_portable(const T* r0, const T* r1, const T* dy, T* d0, T
     d0[2 * o + 1] = k == 1 ? g : T(0);
     d1[2 * o] = k == 2 ? g : T(0);
     d1[2 * o + 1] = k == 3 ? g : T(0);
+  }
+}
+
+template <class T>
+void max_2x2s2_indices_portable(const T* r0, T* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
+  const T* r1 = r0 + W;
+  for (int64_t o = 0; o < n; ++o) {
+    T m = r0[2 * o];
+    int64_t k = 2 * o;
+    if (pool_max_takes(r0[2 * o + 1], m)) m = r0[2 * o + 1], k = 2 * o + 1;
+    if (pool_max_takes(r1[2 * o], m)) m = r1[2 * o], k = W + 2 * o;
+    if (pool_max_takes(r1[2 * o + 1], m)) m = r1[2 * o + 1], k = W + 2 * o + 1;
+    y[o] = m;
+    idx[o] = off + static_cast<int32_t>(k);
   }
 }
 
@@ -125,23 +163,82 @@ void for_planes(int64_t planes, int64_t work_per_plane, int nthreads, F body) {
   for (int64_t p = 0; p < planes; ++p) body(p);
 }
 
+// Valid output ranges of the kernel columns j, computed once per call (divisions are slow enough to
+// dominate a row of a few dozen outputs).
+struct TapColumns {
+  static constexpr int64_t kCached = 64;
+  int64_t lo[kCached], hi[kCached];
+  explicit TapColumns(const Pool2dShape& s) {
+    for (int64_t j = 0; j < std::min(s.kw, kCached); ++j) valid_outputs(j * s.dw - s.pw, s.sw, s.W, s.OW, &lo[j], &hi[j]);
+  }
+  void get(const Pool2dShape& s, int64_t j, int64_t* l, int64_t* h) const {
+    if (j < kCached) *l = lo[j], *h = hi[j];
+    else valid_outputs(j * s.dw - s.pw, s.sw, s.W, s.OW, l, h);
+  }
+};
+
 // Walks the taps of output row oh over outputs [o0, o1) in row-major window order, calling
 // tap(x_row_offset_of_first_output, first_output_index_in_chunk, count) for each in-range tap.
 template <class F>
-inline void for_taps(const Pool2dShape& s, int64_t oh, int64_t o0, int64_t o1, F tap) {
+inline void for_taps(const Pool2dShape& s, const TapColumns& cols, int64_t oh, int64_t o0, int64_t o1, F tap) {
   for (int64_t i = 0; i < s.kh; ++i) {
     int64_t ih = oh * s.sh - s.ph + i * s.dh;
     if (ih < 0 || ih >= s.H) continue;
     for (int64_t j = 0; j < s.kw; ++j) {
-      int64_t c = j * s.dw - s.pw;
       int64_t lo, hi;
-      valid_outputs(c, s.sw, s.W, s.OW, &lo, &hi);
+      cols.get(s, j, &lo, &hi);
       lo = std::max(lo, o0);
       hi = std::min(hi, o1);
       if (lo >= hi) continue;
-      tap(ih * s.W + lo * s.sw + c, lo - o0, hi - lo);
+      tap(ih * s.W + lo * s.sw + j * s.dw - s.pw, lo - o0, hi - lo);
     }
   }
+}
+
+// The taps of output row oh as plane offsets relative to output 0 (ih*W + j*dw - pw, valid rows only, in
+// row-major window order) and the interior [olo, ohi) of outputs whose every column is inside the row.
+// Returns false when the window has more taps than the caller's array holds (kMaxTaps).
+constexpr int64_t kMaxTaps = 256;
+inline bool row_window(const Pool2dShape& s, const TapColumns& cols, int64_t oh, int64_t* taps,
+                       int64_t* ntaps, int64_t* olo, int64_t* ohi) {
+  if (s.kh * s.kw > kMaxTaps) return false;
+  int64_t n = 0;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    int64_t ih = oh * s.sh - s.ph + i * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    for (int64_t j = 0; j < s.kw; ++j) taps[n++] = ih * s.W + j * s.dw - s.pw;
+  }
+  *ntaps = n;
+  if (n == 0) return false;  // no input row under this output row (dilated windows): the generic path
+  int64_t lo0, hi0, lo1, hi1;
+  cols.get(s, 0, &lo0, &hi0);
+  cols.get(s, s.kw - 1, &lo1, &hi1);
+  *olo = lo0;
+  *ohi = std::max(hi1, lo0);
+  return true;
+}
+
+// Output o of a row whose window is clipped by the left/right padding (a few outputs per row), by the
+// scan over the row's taps (from row_window, unshifted) whose column is inside the input. Branch-free
+// update: the outcome of each comparison is data, and mispredicted branches cost more than the work.
+template <class T>
+inline void max_edge(const Pool2dShape& s, const T* xp, const int64_t* taps, int64_t ntaps, int64_t o, T* best,
+                     int32_t* idx) {
+  T m = -std::numeric_limits<T>::infinity();
+  int64_t k = -1;
+  for (int64_t r = 0; r < ntaps; r += s.kw) {
+    for (int64_t j = 0; j < s.kw; ++j) {
+      int64_t iw = o * s.sw + j * s.dw - s.pw;
+      if (iw < 0 || iw >= s.W) continue;  // the same pattern on every row: predictable
+      int64_t off = taps[r + j] + o * s.sw;
+      T v = xp[off];
+      bool take = (k < 0) | (v > m) | (v != v);
+      m = take ? v : m;
+      k = take ? off : k;
+    }
+  }
+  *best = m;
+  *idx = static_cast<int32_t>(k);
 }
 
 inline bool is_2x2s2(const Pool2dShape& s) {
@@ -167,8 +264,11 @@ const PoolKernels<T>& pool_kernels_portable() {
                                    max_tap_idx_portable<T>,
                                    sum_tap_portable<T>,
                                    scatter_add_tap_portable<T>,
+                                   max_window_portable<T>,
+                                   max_window_idx_portable<T>,
                                    max_2x2s2_portable<T>,
                                    max_2x2s2_backward_portable<T>,
+                                   max_2x2s2_indices_portable<T>,
                                    avg_2x2s2_portable<T>,
                                    avg_2x2s2_backward_portable<T>};
   return k;
@@ -184,31 +284,85 @@ const char* pool_kernels_name() {
 
 template <class T>
 void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
   for_planes(s.planes, in_plane + out_plane, nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
+    alignas(64) T acc[kChunk + kPoolRowPad];
+    int64_t taps[kMaxTaps];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       T* yr = yp + oh * s.OW;
       if (fast) {
         K.max_2x2s2(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, yr, s.OW);
         continue;
       }
-      std::fill(yr, yr + s.OW, -std::numeric_limits<T>::infinity());
+      int64_t ntaps, olo, ohi;
+      if (row_window(s, cols, oh, taps, &ntaps, &olo, &ohi)) {
+        // Interior outputs keep their running maximum in a register across the whole window.
+        if (ohi > olo) K.max_window(yr + olo, xp + olo * s.sw, ohi - olo, s.sw, taps, ntaps);
+        int32_t unused;
+        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, taps, ntaps, o, &yr[o], &unused);
+        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, taps, ntaps, o, &yr[o], &unused);
+        continue;
+      }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
-          K.max_tap(yr + o0 + a, xp + xoff, n, s.sw);
+        std::fill(acc, acc + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          K.max_tap(acc + a, xp + xoff, n, s.sw);
         });
+        std::copy(acc, acc + (o1 - o0), yr + o0);
       }
     }
   });
 }
 
+namespace {
+
+// Scratch of one thread for the argmax of a chunk of an output row.
+template <class T>
+struct ArgmaxScratch {
+  alignas(64) T best[kChunk + kPoolRowPad];
+  alignas(64) int32_t idx[kChunk + kPoolRowPad];
+  int64_t taps[kMaxTaps];
+};
+
+// idx[0 .. o1-o0) = plane offsets of the elements the scan picks for outputs [o0, o1) of row oh.
+template <class T>
+void row_argmax(const Pool2dShape& s, const TapColumns& cols, const PoolKernels<T>& K, const T* xp,
+                int64_t oh, int64_t o0, int64_t o1, ArgmaxScratch<T>& w) {
+  int32_t* idx = w.idx;
+  int64_t ntaps, olo, ohi;
+  if (o0 == 0 && o1 == s.OW && row_window(s, cols, oh, w.taps, &ntaps, &olo, &ohi)) {
+    // The interior first (its full-vector stores into the padded scratch may run past ohi, where the
+    // edges then overwrite them), with the taps shifted so that idx comes out as plane offsets.
+    if (ohi > olo) {
+      for (int64_t t = 0; t < ntaps; ++t) w.taps[t] += olo * s.sw;
+      K.max_window_idx(idx + olo, xp, ohi - olo, s.sw, w.taps, ntaps);
+      for (int64_t t = 0; t < ntaps; ++t) w.taps[t] -= olo * s.sw;
+    }
+    for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, w.taps, ntaps, o, &w.best[0], &idx[o]);
+    for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, w.taps, ntaps, o, &w.best[0], &idx[o]);
+    return;
+  }
+  std::fill(w.best, w.best + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
+  std::fill(idx, idx + (o1 - o0) + kPoolRowPad, -1);
+  for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+    K.max_tap_idx(w.best + a, idx + a, xp + xoff, n, s.sw, static_cast<int32_t>(xoff));
+  });
+  // A dilated window can fall entirely on padding (e.g. kernel 2, dilation 3, padding 1 on a width of
+  // 2): its idx stays -1, its output is -inf and it passes no gradient on (PyTorch returns an index
+  // outside the plane there).
+}
+
+}  // namespace
+
 template <class T>
 void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, int nthreads) {
+  const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
@@ -224,23 +378,72 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
       return;
     }
     std::memset(dxp, 0, sizeof(T) * in_plane);
-    alignas(64) T best[kChunk];
-    alignas(64) int32_t idx[kChunk];
+    ArgmaxScratch<T> w;
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       const T* dyr = dyp + oh * s.OW;
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        std::fill(best, best + (o1 - o0), -std::numeric_limits<T>::infinity());
-        std::fill(idx, idx + (o1 - o0), -1);
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
-          K.max_tap_idx(best + a, idx + a, xp + xoff, n, s.sw, static_cast<int32_t>(xoff));
-        });
-        // Every window holds a real element (padding <= half the kernel), so idx >= 0; the windows
-        // are visited in order, so overlapping ones add up in the same order on any thread count.
-        for (int64_t o = 0; o < o1 - o0; ++o) dxp[idx[o]] += dyr[o0 + o];
+        row_argmax(s, cols, K, xp, oh, o0, o1, w);
+        // In output order, so overlapping windows add up in the same order on any thread count.
+        for (int64_t o = 0; o < o1 - o0; ++o)
+          if (w.idx[o] >= 0) dxp[w.idx[o]] += dyr[o0 + o];
       }
     }
   });
+}
+
+template <class T>
+void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t* indices, int nthreads) {
+  const TapColumns cols(s);
+  const PoolKernels<T>& K = kernels<T>();
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const bool fast = is_2x2s2(s);
+  for_planes(s.planes, in_plane + 2 * out_plane, nthreads, [&](int64_t p) {
+    const T* xp = x + p * in_plane;
+    ArgmaxScratch<T> w;
+    for (int64_t oh = 0; oh < s.OH; ++oh) {
+      T* yr = y + p * out_plane + oh * s.OW;
+      int32_t* ir = indices + p * out_plane + oh * s.OW;
+      if (fast) {
+        K.max_2x2s2_indices(xp + 2 * oh * s.W, yr, ir, s.OW, static_cast<int32_t>(2 * oh * s.W), s.W);
+        continue;
+      }
+      for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+        int64_t o1 = std::min(s.OW, o0 + kChunk);
+        row_argmax(s, cols, K, xp, oh, o0, o1, w);
+        for (int64_t o = 0; o < o1 - o0; ++o) {
+          ir[o0 + o] = w.idx[o];
+          yr[o0 + o] = w.idx[o] >= 0 ? xp[w.idx[o]] : -std::numeric_limits<T>::infinity();
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_t* indices, T* dx,
+                                 int nthreads) {
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  int bad = 0;
+  for_planes(s.planes, 2 * in_plane + out_plane, nthreads, [&](int64_t p) {
+    const T* dyp = dy + p * out_plane;
+    const int32_t* ip = indices + p * out_plane;
+    T* dxp = dx + p * in_plane;
+    std::memset(dxp, 0, sizeof(T) * in_plane);
+    bool ok = true;
+    for (int64_t o = 0; o < out_plane; ++o) {
+      int32_t k = ip[o];
+      if (k < -1 || k >= in_plane) ok = false;
+      else if (k >= 0) dxp[k] += dyp[o];
+    }
+    if (!ok) {
+#if defined(NNX_OPENMP)
+#pragma omp atomic write
+#endif
+      bad = 1;
+    }
+  });
+  return bad == 0;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -248,6 +451,7 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
 
 template <class T>
 void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
@@ -255,26 +459,28 @@ void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   for_planes(s.planes, in_plane + out_plane, nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
+    alignas(64) T acc[kChunk + kPoolRowPad];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       T* yr = yp + oh * s.OW;
       if (fast) {
         K.avg_2x2s2(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, yr, s.OW);
         continue;
       }
-      std::fill(yr, yr + s.OW, T(0));
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
-          K.sum_tap(yr + o0 + a, xp + xoff, n, s.sw);
+        std::fill(acc, acc + (o1 - o0) + kPoolRowPad, T(0));
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          K.sum_tap(acc + a, xp + xoff, n, s.sw);
         });
+        for (int64_t o = 0; o < o1 - o0; ++o) yr[o0 + o] = acc[o] / count;
       }
-      for (int64_t o = 0; o < s.OW; ++o) yr[o] /= count;
     }
   });
 }
 
 template <class T>
 void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads) {
+  const TapColumns cols(s);
   const PoolKernels<T>& K = kernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
@@ -289,14 +495,15 @@ void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads)
       return;
     }
     std::memset(dxp, 0, sizeof(T) * in_plane);
-    alignas(64) T g[kChunk];
+    alignas(64) T g[kChunk + kPoolRowPad];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       const T* dyr = dyp + oh * s.OW;
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
         for (int64_t o = o0; o < o1; ++o) g[o - o0] = dyr[o] / count;
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
-          K.scatter_add_tap(dxp + xoff, g + a, n, s.sw);
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+          if (xoff + pool_scatter_reach(n, s.sw) <= in_plane) K.scatter_add_tap(dxp + xoff, g + a, n, s.sw);
+          else pool_kernels_portable<T>().scatter_add_tap(dxp + xoff, g + a, n, s.sw);
         });
       }
     }
@@ -325,9 +532,9 @@ inline T lp_root(T sum, T p) {
 
 // Window sums of x^p for outputs [o0, o1) of row oh into acc (zeroed first).
 template <class T>
-void lp_row_sums(const Pool2dShape& s, T p, const T* xp, int64_t oh, int64_t o0, int64_t o1, T* acc) {
+void lp_row_sums(const Pool2dShape& s, const TapColumns& cols, T p, const T* xp, int64_t oh, int64_t o0, int64_t o1, T* acc) {
   std::fill(acc, acc + (o1 - o0), T(0));
-  for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+  for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
     const T* xr = xp + xoff;
     for (int64_t o = 0; o < n; ++o) acc[a + o] += lp_pow(xr[o * s.sw], p);
   });
@@ -337,6 +544,7 @@ void lp_row_sums(const Pool2dShape& s, T p, const T* xp, int64_t oh, int64_t o0,
 
 template <class T>
 void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads) {
+  const TapColumns cols(s);
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   for_planes(s.planes, 4 * (in_plane + out_plane), nthreads, [&](int64_t p_) {
     const T* xp = x + p_ * in_plane;
@@ -345,7 +553,7 @@ void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
         T* yr = yp + oh * s.OW + o0;
-        lp_row_sums(s, p, xp, oh, o0, o1, yr);
+        lp_row_sums(s, cols, p, xp, oh, o0, o1, yr);
         for (int64_t o = 0; o < o1 - o0; ++o) yr[o] = lp_root(yr[o], p);
       }
     }
@@ -354,6 +562,7 @@ void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads
 
 template <class T>
 void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* dx, int nthreads) {
+  const TapColumns cols(s);
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   for_planes(s.planes, 4 * (2 * in_plane + out_plane), nthreads, [&](int64_t p_) {
     const T* xp = x + p_ * in_plane;
@@ -364,7 +573,7 @@ void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* d
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
-        lp_row_sums(s, p, xp, oh, o0, o1, g);
+        lp_row_sums(s, cols, p, xp, oh, o0, o1, g);
         // g = dy * y^(1-p), 0 where the window's sum is 0 (PyTorch's choice instead of 0 * inf).
         for (int64_t o = 0; o < o1 - o0; ++o) {
           T sum = g[o], d = dyp[oh * s.OW + o0 + o];
@@ -373,7 +582,7 @@ void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* d
           else if (p == T(2)) g[o] = d / std::sqrt(sum);
           else g[o] = d * std::pow(lp_root(sum, p), T(1) - p);
         }
-        for_taps(s, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
+        for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
           const T* xr = xp + xoff;
           T* dr = dxp + xoff;
           if (p == T(1)) {
@@ -422,6 +631,8 @@ void global_avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nt
   template const char* pool_kernels_name<T>();                                                   \
   template void max_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
   template void max_pool2d_backward<T>(const Pool2dShape&, const T*, const T*, T*, int);         \
+  template void max_pool2d_forward_indices<T>(const Pool2dShape&, const T*, T*, int32_t*, int);  \
+  template bool max_pool2d_backward_indices<T>(const Pool2dShape&, const T*, const int32_t*, T*, int); \
   template void avg_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
   template void avg_pool2d_backward<T>(const Pool2dShape&, const T*, T*, int);                   \
   template void lp_pool2d_forward<T>(const Pool2dShape&, T, const T*, T*, int);                  \

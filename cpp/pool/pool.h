@@ -4,8 +4,9 @@
 // Layout: x and dx are C-contiguous (N, C, H, W); y and dy are C-contiguous (N, C, OH, OW) with
 // OH = (H + 2*ph - dh*(kh-1) - 1) / sh + 1 (PyTorch's size without ceil_mode), likewise OW.
 // Preconditions (checked by the bindings, relied on here): kernel, stride and dilation >= 1, padding >= 0
-// and at most half the dilated kernel (so every window holds at least one real element), OH and OW >= 1,
-// H*W < 2^31.
+// and at most half the kernel (PyTorch's rule), OH and OW >= 1, H*W < 2^31. Without dilation every
+// window then holds a real element; a dilated max window may not (its output is -inf, its index -1,
+// and it passes no gradient).
 //
 // Threads: the N*C planes are split between threads; each plane is computed by one thread in a fixed
 // order (overlapping windows of the backward pass accumulate in row-major window order), so the results
@@ -33,6 +34,17 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads);
 // maximum, or the last NaN); a window of -inf values picks its first real element.
 template <class T>
 void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, int nthreads);
+
+// max_pool2d_forward that also stores, for each output, the plane offset ih*W + iw of the element the
+// backward scan picks (PyTorch's indices, as int32).
+template <class T>
+void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t* indices, int nthreads);
+// dx (fully overwritten) = dy scattered to those offsets, in output order within each plane. Offsets
+// -1 (a window with no real element) passes no gradient; offsets outside [-1, H*W) are skipped and make
+// it return false (the bindings then raise).
+template <class T>
+bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_t* indices, T* dx,
+                                 int nthreads);
 
 // y = (sum of the window, padding counting as zeros) / (kh*kw).
 template <class T>

@@ -1,6 +1,16 @@
 """Loads the compiled extension and exposes machine-level controls (ISA, threads)."""
 from __future__ import annotations
 
+import os
+
+# libgomp's threads busy-wait about 300,000 spins at every barrier before sleeping. When the machine
+# is busy (other processes, more threads than cores) a descheduled thread then stalls all the others
+# and a 2-thread LeNet step ran 8x slower than with 1 thread here. A short spin keeps the wake-up
+# fast on an idle machine and gives the core away quickly on a busy one. The user's own setting wins;
+# libgomp reads it once, when the extension below loads it.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
 try:
     from . import _C  # type: ignore[attr-defined]
 except ImportError as exc:  # pragma: no cover - only when the package was not built

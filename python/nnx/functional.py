@@ -116,8 +116,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=N
     return Tensor._make(y, parents, backward, "conv2d" if activation is None else f"conv2d+{activation}")
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
-    return _unary("max_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding)
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
+    kw = {} if dilation == 1 else {"dilation": dilation}
+    return _unary("max_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding, **kw)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:
@@ -173,6 +174,8 @@ def _loss(name: str, x, target, grad_target=None, **kw) -> Tensor:
     be = _backend
     t = target if isinstance(target, Tensor) else None
     td = _target_array(target)
+    if t is None and td.dtype.kind == "f" and td.dtype != x.dtype:
+        td = td.astype(x.dtype)  # a float64 NumPy target for a float32 model, as Module inputs are converted
     if t is not None and t.requires_grad and grad_target is None:
         raise NotImplementedError(f"{name}: gradients with respect to the target are not supported; "
                                   f"pass target.detach()")

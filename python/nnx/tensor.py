@@ -13,30 +13,35 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
 
-_grad_enabled = True
+# Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
+_grad_mode = threading.local()
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return getattr(_grad_mode, "enabled", True)
 
 
 class _GradMode(contextlib.ContextDecorator):
     _mode = True
 
     def __enter__(self):
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = self._mode
+        # A stack, not one saved value: the same no_grad() object may be entered again while active (a
+        # decorated function calling itself).
+        self.__dict__.setdefault("_prev", []).append(is_grad_enabled())
+        _grad_mode.enabled = self._mode
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._prev
+        _grad_mode.enabled = self._prev.pop()
         return False
+
+    def _recreate_cm(self):  # a decorated function gets a fresh context per call (threads share none)
+        return type(self)()
 
 
 class no_grad(_GradMode):
@@ -98,7 +103,7 @@ class Tensor:
     def _make(data: np.ndarray, parents: Sequence["Tensor"], backward: Callable, op: str) -> "Tensor":
         """The result of an op: records parents and backward only when some parent needs a gradient."""
         out = Tensor(data)
-        if _grad_enabled and any(p.requires_grad for p in parents):
+        if is_grad_enabled() and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = tuple(parents)
             out._backward = backward

@@ -129,7 +129,8 @@ def test_gemm_bias_per_row_and_column(isa, dtype, rng):
 
 
 @pytest.mark.parametrize("m,n,k,ta,tb", [(301, 257, 300, False, True), (64, 1000, 130, True, False),
-                                         (1000, 40, 70, False, False), (7, 3000, 100, False, True)])
+                                         (1000, 40, 70, False, False), (7, 3000, 100, False, True),
+                                         (50, 200, 300, False, True)])
 def test_gemm_bitwise_identical_for_any_thread_count(isa, dtype, rng, m, n, k, ta, tb):
     a = random(rng, (k, m) if ta else (m, k), dtype)
     b = random(rng, (n, k) if tb else (k, n), dtype)

@@ -25,11 +25,14 @@ MAX_CASES = [
     ((1, 2, 17, 19), 3, 3, 0, 1),            # stride == kernel, leftovers
     ((1, 2, 17, 23), 2, 3, 0, 1),            # stride > kernel
     ((1, 2, 19, 29), 5, 2, 2, 1),
-    ((1, 2, 11, 13), 3, 1, 2, 2),            # dilation, padding up to half the dilated kernel
+    ((1, 2, 11, 13), 3, 1, 1, 2),            # dilation
+    ((1, 2, 9, 14), (2, 3), 1, 1, 3),         # dilated windows lying wholly on padding: -inf
     ((1, 2, 12, 15), (2, 3), (1, 2), (1, 0), (2, 1)),
     ((1, 1, 3, 3), 3, 1, 1, 1),              # padding 1: output as large as the input
     ((1, 1, 1, 50), (1, 4), (1, 4), 0, 1),
     ((1, 1, 40, 1), (3, 1), (2, 1), (1, 0), 1),
+    ((1, 2, 20, 21), 17, 2, 8, 1),           # 289 taps: the tap-by-tap fallback
+    ((1, 1, 3, 1100), (1, 3), 1, (0, 1), 1),  # rows longer than one chunk of outputs
     ((0, 3, 8, 8), 2, None, 0, 1),           # empty batch
     ((2, 0, 8, 8), 3, 2, 1, 1),
 ]
@@ -98,7 +101,7 @@ def _tie_inputs(rng, dtype):
     return x
 
 
-@pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (2, 3, 1, 1), (3, 1, 2, 2)])
+@pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (2, 3, 1, 1), (3, 1, 1, 2)])
 def test_max_pool2d_ties_and_infinities(isa, dtype, rng, k, s, p, d):
     x = _tie_inputs(rng, dtype)
     kw = dict(stride=s, padding=p, dilation=d)
@@ -119,6 +122,50 @@ def test_max_pool2d_nan_propagates(isa, dtype, rng, k, s, p):
     assert np.isnan(y[0, 0]).any()
     dy = random(rng, y.shape, dtype)
     check_op(ops.max_pool2d_backward, ref.max_pool2d_backward, (dy, x, k, s, p), {}, dtype, k=9)
+
+
+# --- the saved-indices path -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,k,s,p,d", MAX_CASES[::2])
+def test_max_pool2d_indices(isa, dtype, rng, shape, k, s, p, d):
+    x = np.round(random(rng, shape, dtype) * 3) / 3  # ties
+    kw = dict(stride=s, padding=p, dilation=d)
+    y, idx = ops.max_pool2d(x, k, return_indices=True, **kw)
+    y_ref, idx_ref = ref.max_pool2d(x, k, return_indices=True, **kw)
+    assert idx.dtype == np.int32 and idx.flags.c_contiguous
+    np.testing.assert_array_equal(idx, idx_ref)
+    assert_close(y, y_ref, dtype)
+    dy = random(rng, y.shape, dtype)
+    want = ref.max_pool2d_backward(dy, x, k, **kw)
+    assert_close(ops.max_pool2d_backward(dy, x, k, indices=idx, **kw), want, dtype, k=9)
+    assert_close(ref.max_pool2d_backward(dy, x, k, indices=idx_ref, **kw), want, dtype, k=9)
+    assert_close(ops.max_pool2d_backward(dy, x, k, indices=idx.astype(np.int64), **kw), want, dtype, k=9)
+
+
+def test_max_pool2d_window_on_padding_only(isa, dtype, rng):
+    # kernel 2 with dilation 3 and padding 1 on a width of 2: the window's taps are at -1 and 2.
+    x = random(rng, (1, 2, 3, 2), dtype)
+    kw = dict(stride=1, padding=(0, 1), dilation=(1, 3))
+    y, idx = ops.max_pool2d(x, (1, 2), return_indices=True, **kw)
+    assert y.shape == (1, 2, 3, 1) and np.all(y == -np.inf) and np.all(idx == -1)
+    check_op(ops.max_pool2d, ref.max_pool2d, (x, (1, 2)), kw, dtype)
+    dy = random(rng, y.shape, dtype)
+    assert np.all(ops.max_pool2d_backward(dy, x, (1, 2), **kw) == 0)
+    assert np.all(ops.max_pool2d_backward(dy, x, (1, 2), indices=idx, **kw) == 0)
+    assert np.all(ref.max_pool2d_backward(dy, x, (1, 2), **kw) == 0)
+
+
+def test_max_pool2d_indices_errors():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    dy = np.ones((1, 1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"indices: expected shape \(1, 1, 2, 2\)"):
+        ops.max_pool2d_backward(dy, x, 2, indices=np.zeros((1, 1, 2, 3), np.int32))
+    with pytest.raises(TypeError, match="indices: expected an integer array"):
+        ops.max_pool2d_backward(dy, x, 2, indices=np.zeros((1, 1, 2, 2)))
+    with pytest.raises(ValueError, match=r"indices: expected plane offsets in \[-1, 16\)"):
+        ops.max_pool2d_backward(dy, x, 2, indices=np.full((1, 1, 2, 2), 16, np.int32))
+    with pytest.raises(ValueError, match=r"indices: expected plane offsets in \[-1, 16\)"):
+        ops.max_pool2d_backward(dy, x, 2, indices=np.full((1, 1, 2, 2), -7, np.int64))
 
 
 # --- layouts, threads, errors -------------------------------------------------------------------------
@@ -167,8 +214,9 @@ def test_errors():
     x = np.ones((1, 1, 8, 8), np.float32)
     with pytest.raises(ValueError, match=r"padding: expected at most half the kernel size \(2 for kernel_size=\(5, 5\)\), got 3"):
         ops.max_pool2d(x, 5, padding=3)
-    with pytest.raises(ValueError, match=r"padding: expected at most half the dilated kernel size"):
-        ops.max_pool2d(x, 2, padding=2, dilation=2)
+    # PyTorch's limit: half the kernel, not of the dilated window
+    with pytest.raises(ValueError, match=r"padding: expected at most half the kernel size \(1 for kernel_size=\(3, 3\)\), got 2"):
+        ops.max_pool2d(x, 3, padding=2, dilation=2)
     with pytest.raises(ValueError, match="kernel_size: expected an int >= 1, got 0"):
         ops.avg_pool2d(x, 0)
     with pytest.raises(ValueError, match="stride: expected an int >= 1, got 0"):
@@ -252,6 +300,9 @@ def test_reference_matches_torch(rng):
         np.testing.assert_array_equal(want, ty)
         np.testing.assert_allclose(ref.max_pool2d_backward(dy, x, *args), tdx, rtol=1e-12, atol=0)
         np.testing.assert_allclose(ops.max_pool2d_backward(dy, x, *args), tdx, rtol=1e-12, atol=0)
+        _, t_idx = F.max_pool2d_with_indices(torch.tensor(x), *args)
+        np.testing.assert_array_equal(ref.max_pool2d(x, *args, return_indices=True)[1], t_idx.numpy())
+        np.testing.assert_array_equal(ops.max_pool2d(x, *args, return_indices=True)[1], t_idx.numpy())
     x = rng.standard_normal((2, 3, 11, 13))
     for args in [(2,), (3, 2, 1), ((5, 3), (1, 2), (2, 1))]:
         want = ref.avg_pool2d(x, *args)
@@ -285,7 +336,7 @@ def test_reference_matches_torch(rng):
        f64=st.booleans(), portable=st.booleans(), seed=st.integers(0, 2**31))
 def test_random_shapes(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, f64, portable, seed):
     dtype = np.float64 if f64 else np.float32
-    ph, pw = min(ph, (dh * (kh - 1) + 1) // 2), min(pw, (dw * (kw - 1) + 1) // 2)
+    ph, pw = min(ph, kh // 2), min(pw, kw // 2)
     if h + 2 * ph < dh * (kh - 1) + 1 or w + 2 * pw < dw * (kw - 1) + 1:
         return
     r = np.random.default_rng(seed)
@@ -305,3 +356,65 @@ def test_random_shapes(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, f64, portable
             check_op(ops.avg_pool2d_backward, ref.avg_pool2d_backward, (dy, x, (kh, kw)), kw_avg, dtype, k=16)
     finally:
         nnx.set_isa(before)
+
+
+# --- no access outside the arrays ---------------------------------------------------------------------
+
+def _guarded(shape, dtype, at_end, keep):
+    """A C-contiguous array placed against a PROT_NONE page (right after its end, or right before its
+    start): a kernel reading or writing one element too far faults instead of passing silently."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    pages = -(-nbytes // page) + 1
+    buf = mmap.mmap(-1, pages * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    guard = base + (pages - 1) * page if at_end else base
+    assert libc.mprotect(ctypes.c_void_p(guard), page, 0) == 0
+    keep.append(buf)
+    offset = (pages - 1) * page - nbytes if at_end else page
+    return np.frombuffer(buf, dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "PROT_READ"), reason="needs mmap protections (POSIX)")
+@pytest.mark.parametrize("at_end", [True, False], ids=["guard-after", "guard-before"])
+def test_kernels_stay_inside_their_arrays(isa, dtype, rng, at_end):
+    from nnx._backend import _C
+    keep = []
+    cases = [((1, 2, 3, 5), (2, 2), (2, 2), (0, 0), (1, 1)), ((1, 1, 2, 17), (2, 2), (2, 2), (0, 0), (1, 1)),
+             ((2, 1, 5, 9), (3, 3), (2, 2), (1, 1), (1, 1)), ((1, 1, 4, 19), (3, 3), (1, 1), (1, 1), (1, 1)),
+             ((1, 2, 3, 7), (1, 3), (1, 2), (0, 1), (1, 1)), ((1, 1, 6, 11), (2, 2), (1, 2), (1, 1), (2, 3)),
+             ((1, 1, 2, 30), (2, 3), (2, 2), (0, 1), (1, 1))]
+    for shape, k, s, p, d in cases:
+        x_shape = shape
+        oh = (x_shape[2] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        ow = (x_shape[3] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        y_shape = x_shape[:2] + (oh, ow)
+        x = _guarded(x_shape, dtype, at_end, keep)
+        x[...] = random(rng, x_shape, dtype)
+        dy = _guarded(y_shape, dtype, at_end, keep)
+        dy[...] = random(rng, y_shape, dtype)
+        args = (*k, *s, *p, *d)
+        kinds = [0] + ([1] if d == (1, 1) else []) + ([2] if d == (1, 1) and p == (0, 0) else [])
+        for kind in kinds:
+            y = _guarded(y_shape, dtype, at_end, keep)
+            _C.pool2d_forward(kind, x, y, *args, 2.0)
+            dx = _guarded(x_shape, dtype, at_end, keep)
+            _C.pool2d_backward(kind, dy, x, dx, *args, 2.0)
+            name = ["max_pool2d", "avg_pool2d", "lp_pool2d"][kind]
+            extra = (2.0,) if kind == 2 else ()
+            kw = {} if kind == 2 else dict(padding=p)
+            if kind == 0:
+                kw["dilation"] = d
+            assert_close(y, getattr(ref, name)(x, *extra, k, s, **kw), dtype, k=9)
+            assert_close(dx, getattr(ref, name + "_backward")(dy, x, *extra, k, s, **kw), dtype, k=9)
+        idx = _guarded(y_shape, np.int32, at_end, keep)
+        y = _guarded(y_shape, dtype, at_end, keep)
+        _C.max_pool2d_indices_forward(x, y, idx, *args)
+        dx = _guarded(x_shape, dtype, at_end, keep)
+        _C.max_pool2d_indices_backward(dy, idx, dx, *args)
+        assert_close(dx, ref.max_pool2d_backward(dy, x, k, s, p, d), dtype, k=9)

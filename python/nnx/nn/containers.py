@@ -20,8 +20,11 @@ class ModuleList(Module):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return type(self)(self._layers[i])
+            return self._from_list(self._layers[i])
         return self._layers[i]
+
+    def _from_list(self, modules):
+        return ModuleList(modules)
 
     def __len__(self) -> int:
         return len(self._layers)
@@ -45,6 +48,11 @@ class Sequential(ModuleList):
 
     def __init__(self, *modules):
         super().__init__(modules)
+
+    def _from_list(self, modules):
+        seq = Sequential(*modules)
+        seq.fuse = self.fuse
+        return seq
 
     def forward(self, x):
         layers = self._layers

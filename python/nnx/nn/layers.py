@@ -89,20 +89,30 @@ class Conv2d(Module):
 
 
 class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
+                + (f", dilation={self.dilation}" if self.dilation != 1 else ""))
+
+
+class AvgPool2d(Module):
+    """Average over each window; padding counts as zeros (PyTorch's count_include_pad=True)."""
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, padding={self.padding}"
-
-
-class AvgPool2d(MaxPool2d):
-    def forward(self, x):
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
 
 class LPPool2d(Module):
@@ -240,7 +250,7 @@ class _BatchNorm(Module):
     def forward(self, x):
         x = F._t(x)
         if x.ndim not in self._ndims:
-            raise ValueError(f"x: {type(self).__name__} expects a {' or '.join(map(str, self._ndims))}-D input, "
+            raise ValueError(f"x: {type(self).__name__} expects a {' or '.join(f'{d}-D' for d in self._ndims)} input, "
                              f"got shape {x.shape}")
         if x.shape[1] != self.num_features:
             raise ValueError(f"x: expected {self.num_features} channels (axis 1), got shape {x.shape}")

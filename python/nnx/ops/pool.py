@@ -6,13 +6,14 @@ PyTorch's without ceil_mode: OH = (H + 2*padding - dilation*(kernel-1) - 1) // s
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_ndim, contiguous, float_array, pair, same_dtype
+from ._checks import check_ndim, float_array, pair, same_dtype
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "lp_pool2d",
            "lp_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward"]
@@ -36,10 +37,9 @@ class _Pool:
         if h < 1 or w < 1:
             raise ValueError(f"x: expected H and W >= 1, got shape {x_shape}")
         span = tuple(d * (k - 1) + 1 for d, k in zip(self.d, self.k))  # the dilated window
-        half = tuple(e // 2 for e in span)
+        half = tuple(k // 2 for k in self.k)  # PyTorch's limit (of the kernel, not the dilated window)
         if self.p[0] > half[0] or self.p[1] > half[1]:
-            what = "the dilated kernel size" if self.d != (1, 1) else "the kernel size"
-            raise ValueError(f"padding: expected at most half {what} ({_show(half)} for "
+            raise ValueError(f"padding: expected at most half the kernel size ({_show(half)} for "
                              f"kernel_size={self.k}), got {_show(self.p)}")
         if h + 2 * self.p[0] < span[0] or w + 2 * self.p[1] < span[1]:
             raise ValueError(f"kernel_size: the window {span} (kernel_size={self.k}, dilation={self.d}) "
@@ -52,6 +52,32 @@ class _Pool:
 
     def args(self):
         return (*self.k, *self.s, *self.p, *self.d)
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_cached(x_shape, kernel_size, stride, padding, dilation):
+    return _Pool(x_shape, kernel_size, stride, padding, dilation)
+
+
+def _plain_ints(v):
+    return v is None or type(v) is int or (type(v) is tuple and all(type(a) is int for a in v))
+
+
+def _pool(x_shape, kernel_size, stride, padding, dilation):
+    """_Pool, memoised: a training loop pools the same shapes with the same parameters every step, and
+    validating them costs more than pooling a small batch. Only plain ints are cached (2.0 == 2 and
+    True == 1 as dict keys, but they must still be rejected)."""
+    if all(_plain_ints(v) for v in (kernel_size, stride, padding, dilation)):
+        return _pool_cached(x_shape, kernel_size, stride, padding, dilation)
+    return _Pool(x_shape, kernel_size, stride, padding, dilation)
+
+
+def _contiguous(x):
+    """C-contiguous, aligned (flags checks: cheaper than x.ctypes on the small arrays of LeNet)."""
+    if x.flags.c_contiguous and x.flags.aligned:
+        return x
+    y = np.ascontiguousarray(x)
+    return y if y.flags.aligned else y.copy()
 
 
 def _input(x):
@@ -71,30 +97,60 @@ def _grad_input(dy, x, out_shape):
 def _forward(kind, x, pool, p=1.0):
     out = np.empty(pool.out_shape, dtype=x.dtype)
     if not pool.empty:
-        _C.pool2d_forward(kind, contiguous(x), out, *pool.args(), float(p))
+        _C.pool2d_forward(kind, _contiguous(x), out, *pool.args(), float(p))
     return out
 
 
 def _backward(kind, dy, x, pool, p=1.0):
     dx = np.empty(x.shape, dtype=x.dtype)
     if not pool.empty:
-        _C.pool2d_backward(kind, contiguous(dy), contiguous(x), dx, *pool.args(), float(p))
+        _C.pool2d_backward(kind, _contiguous(dy), _contiguous(x), dx, *pool.args(), float(p))
     return dx
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indices=False):
     """Maximum over each window (stride defaults to kernel_size). Padded positions never win; a NaN in a
-    window makes its output NaN (as PyTorch)."""
+    window makes its output NaN (as PyTorch). A dilated window lying wholly on padding gives -inf (index
+    -1, no gradient).
+
+    With return_indices=True returns (y, indices): indices (int32, y's shape) holds the offset ih*W + iw
+    inside its plane of the element each output took (PyTorch's indices), for a backward pass that only
+    scatters: max_pool2d_backward(..., indices=indices)."""
     x = _input(x)
-    return _forward(_MAX, x, _Pool(x.shape, kernel_size, stride, padding, dilation))
+    pool = _pool(x.shape, kernel_size, stride, padding, dilation)
+    if not return_indices:
+        return _forward(_MAX, x, pool)
+    out = np.empty(pool.out_shape, dtype=x.dtype)
+    indices = np.empty(pool.out_shape, dtype=np.int32)
+    if not pool.empty:
+        _C.max_pool2d_indices_forward(_contiguous(x), out, indices, *pool.args())
+    return out, indices
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1):
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, indices=None):
     """dx: each window's gradient goes to its first maximum in row-major order (the last NaN if the
-    window holds NaNs), PyTorch's rule; the choice is recomputed from x."""
+    window holds NaNs), PyTorch's rule; the choice is recomputed from x, or taken from `indices` (from
+    max_pool2d(..., return_indices=True); PyTorch's int64 indices work too), which is faster."""
     x = _input(x)
-    pool = _Pool(x.shape, kernel_size, stride, padding, dilation)
-    return _backward(_MAX, _grad_input(dy, x, pool.out_shape), x, pool)
+    pool = _pool(x.shape, kernel_size, stride, padding, dilation)
+    dy = _grad_input(dy, x, pool.out_shape)
+    if indices is None:
+        return _backward(_MAX, dy, x, pool)
+    indices = np.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"indices: expected an integer array (from max_pool2d(..., return_indices=True)), "
+                        f"got dtype {indices.dtype}")
+    if indices.shape != pool.out_shape:
+        raise ValueError(f"indices: expected shape {pool.out_shape} (the forward output's), got {indices.shape}")
+    if indices.dtype != np.int32:
+        if indices.size and (indices.min() < -1 or indices.max() >= x.shape[2] * x.shape[3]):
+            raise ValueError(f"indices: expected plane offsets in [-1, {x.shape[2] * x.shape[3]}), found "
+                             f"{int(indices.min()) if indices.min() < -1 else int(indices.max())}")
+        indices = indices.astype(np.int32)
+    dx = np.empty(x.shape, dtype=x.dtype)
+    if not pool.empty:
+        _C.max_pool2d_indices_backward(_contiguous(dy), _contiguous(indices), dx, *pool.args())
+    return dx
 
 
 def _is_global(x_shape, pool):
@@ -105,13 +161,13 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """Mean over each window, padded positions counting as zeros (PyTorch's count_include_pad=True).
     A window covering the whole plane takes the global-average kernel."""
     x = _input(x)
-    pool = _Pool(x.shape, kernel_size, stride, padding, 1)
+    pool = _pool(x.shape, kernel_size, stride, padding, 1)
     return _forward(_GLOBAL if _is_global(x.shape, pool) else _AVG, x, pool)
 
 
 def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0):
     x = _input(x)
-    pool = _Pool(x.shape, kernel_size, stride, padding, 1)
+    pool = _pool(x.shape, kernel_size, stride, padding, 1)
     dy = _grad_input(dy, x, pool.out_shape)
     return _backward(_GLOBAL if _is_global(x.shape, pool) else _AVG, dy, x, pool)
 
@@ -133,7 +189,7 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None):
     p = _norm_type(norm_type)
     if math.isinf(p):
         return max_pool2d(np.abs(x), kernel_size, stride)
-    return _forward(_LP, x, _Pool(x.shape, kernel_size, stride, 0, 1), p)
+    return _forward(_LP, x, _pool(x.shape, kernel_size, stride, 0, 1), p)
 
 
 def lp_pool2d_backward(dy, x, norm_type, kernel_size, stride=None):
@@ -142,18 +198,18 @@ def lp_pool2d_backward(dy, x, norm_type, kernel_size, stride=None):
     p = _norm_type(norm_type)
     if math.isinf(p):
         return (max_pool2d_backward(dy, np.abs(x), kernel_size, stride) * np.sign(x)).astype(x.dtype)
-    pool = _Pool(x.shape, kernel_size, stride, 0, 1)
+    pool = _pool(x.shape, kernel_size, stride, 0, 1)
     return _backward(_LP, _grad_input(dy, x, pool.out_shape), x, pool, p)
 
 
 def global_avg_pool2d(x):
     """Mean of each (H, W) plane -> (N, C, 1, 1)."""
     x = _input(x)
-    pool = _Pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
+    pool = _pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
     return _forward(_GLOBAL, x, pool)
 
 
 def global_avg_pool2d_backward(dy, x):
     x = _input(x)
-    pool = _Pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
+    pool = _pool(x.shape, tuple(x.shape[2:]) if min(x.shape[2:]) >= 1 else 1, None, 0, 1)
     return _backward(_GLOBAL, _grad_input(dy, x, pool.out_shape), x, pool)

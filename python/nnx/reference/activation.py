@@ -33,9 +33,10 @@ def sigmoid(x):
 
 
 def sigmoid_backward(dy, x):
-    """sigmoid'(x) = s (1 - s) with s = sigmoid(x)."""
-    s = sigmoid(x)
-    return dy * s * (1 - s)
+    """sigmoid'(x) = s (1 - s) with s = sigmoid(x). Written as e / (1 + e)^2 with e = e^-|x| (the same
+    value: s (1 - s) = e^-x / (1 + e^-x)^2, symmetric in x), which does not cancel where s is near 1."""
+    e = np.exp(-np.abs(x))
+    return dy * (e / ((1 + e) * (1 + e)))
 
 
 def tanh(x):
@@ -43,9 +44,10 @@ def tanh(x):
 
 
 def tanh_backward(dy, x):
-    """tanh'(x) = 1 - tanh(x)^2."""
-    t = np.tanh(x)
-    return dy * (1 - t * t)
+    """tanh'(x) = 1 - tanh(x)^2 = 1 / cosh(x)^2 = 4 e / (1 + e)^2 with e = e^(-2|x|); the last form
+    neither overflows nor cancels where tanh(x) is near +-1."""
+    e = np.exp(-2 * np.abs(x))
+    return dy * (4 * e / ((1 + e) * (1 + e)))
 
 
 def leaky_relu(x, negative_slope=0.01):
@@ -86,7 +88,8 @@ def softmax_backward(dy, x, axis=-1):
 def log_softmax(x, axis=-1):
     """log s_i = (x_i - m) - log sum_j e^(x_j - m)."""
     z = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+    with np.errstate(divide="ignore"):  # log(0) only for an empty axis, whose result is empty anyway
+        return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
 
 
 def log_softmax_backward(dy, x, axis=-1):

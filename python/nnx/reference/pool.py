@@ -14,7 +14,8 @@ the window is scanned in row-major order (i outer, j inner), padded positions ne
 running choice moves to a later element only when it is strictly greater than the current maximum or is
 NaN. So without NaNs the gradient goes to the FIRST maximum of the window (ties: earliest in scan order);
 with NaNs the output is NaN and the gradient goes to the LAST NaN; a window of -inf values sends it to the
-first real (unpadded) element.
+first real (unpadded) element. Padding is at most half the kernel (PyTorch's limit); a dilated window
+can still lie wholly on padding: its output is -inf and it passes no gradient on.
 """
 from __future__ import annotations
 
@@ -71,15 +72,36 @@ def _max_scan(x, kernel_size, stride, padding, dilation):
     return best, choice, (k, s, p, d, out)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1):
-    """Maximum over each (dilated) window; padded positions never win; NaN in a window gives NaN."""
-    best, _, _ = _max_scan(x, kernel_size, stride, padding, dilation)
-    return best
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indices=False):
+    """Maximum over each (dilated) window; padded positions never win; NaN in a window gives NaN.
+
+    With return_indices=True also returns, as int32, the offset ih*W + iw inside its (H, W) plane of the
+    element the scan picked for each output (PyTorch's indices), for max_pool2d_backward(indices=...)."""
+    best, choice, (k, s, p, d, out) = _max_scan(x, kernel_size, stride, padding, dilation)
+    if not return_indices:
+        return best
+    # tap number t = i*kw + j of output (oh, ow) -> input row/column of that tap
+    i, j = np.divmod(choice, k[1])
+    oh = np.arange(out[0]).reshape(-1, 1)
+    ow = np.arange(out[1]).reshape(1, -1)
+    ih = oh * s[0] - p[0] + i * d[0]
+    iw = ow * s[1] - p[1] + j * d[1]
+    # -1 for a dilated window that holds no real element (it passes no gradient on)
+    return best, np.where(choice < 0, -1, ih * np.asarray(x).shape[3] + iw).astype(np.int32)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1):
-    """dx: each window's dy goes to the one element the scan chose (see the module docstring)."""
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, indices=None):
+    """dx: each window's dy goes to the one element the scan chose (see the module docstring), or to the
+    plane offsets in `indices` when given (as max_pool2d(..., return_indices=True) returns them)."""
     x = np.asarray(x)
+    if indices is not None:
+        n, c, h, w = x.shape
+        dx = np.zeros((n * c, h * w), dtype=x.dtype)
+        plane = np.repeat(np.arange(n * c), np.asarray(indices).shape[2] * np.asarray(indices).shape[3])
+        idx, g = np.asarray(indices).reshape(-1), np.asarray(dy).reshape(-1)
+        real = idx >= 0
+        np.add.at(dx, (plane[real], idx[real]), g[real])
+        return dx.reshape(x.shape)
     _, choice, (k, s, p, d, out) = _max_scan(x, kernel_size, stride, padding, dilation)
     dxp = np.zeros(_pad(x, p, 0).shape, dtype=x.dtype)
     for t, sl in _taps(k, s, d, out):

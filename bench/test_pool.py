@@ -1,0 +1,111 @@
+"""Pooling benchmarks: nnx against PyTorch CPU and (small LeNet shapes only) the NumPy reference.
+
+Pooling is memory-bound, so the rate reported is GB/s of the arrays each pass must touch: forward reads x
+and writes y; max backward reads dy and x and writes dx (nnx recomputes the argmax from x; PyTorch reads
+the int64 indices its forward saved instead of x, which is more bytes, but the work counted is the same
+for every implementation); avg backward reads dy and writes dx. "nnx-indices" is nnx's optional max
+backward from saved int32 indices (max_pool2d(..., return_indices=True)), PyTorch's way.
+
+    python -m pytest bench/test_pool.py --benchmark-only --threads 2
+"""
+import numpy as np
+import pytest
+
+from conftest import rand, record
+from nnx import ops, reference as ref
+
+# (name, op, kernel_size, stride, padding)
+POOLS = [("max2x2s2", "max_pool2d", 2, 2, 0), ("max3x3s2p1", "max_pool2d", 3, 2, 1),
+         ("avg2x2s2", "avg_pool2d", 2, 2, 0)]
+SHAPES = [(64, 32, 56, 56), (64, 6, 28, 28), (64, 16, 10, 10)]
+SMALL = {(64, 6, 28, 28), (64, 16, 10, 10)}  # the NumPy reference is too slow for the big one
+CASES = [(p, s) for p in POOLS for s in SHAPES]
+IMPLS = ["nnx", "torch", "numpy"]
+
+
+def _ids(case):
+    (name, *_), shape = case
+    return f"{name}-{'x'.join(map(str, shape))}"
+
+
+def _setup(case):
+    (name, op, k, s, p), shape = case
+    x = rand(shape)
+    y = getattr(ref, op)(x[:1], k, s, p)  # output shape of one image
+    y_shape = (shape[0],) + y.shape[1:]
+    dy = rand(y_shape, seed=1)
+    return name, op, (k, s, p), x, dy
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_pool_forward(benchmark, case, impl, torch_or_skip_if_torch):
+    name, op, args, x, dy = _setup(case)
+    shape = x.shape
+    if impl == "numpy" and shape not in SMALL:
+        pytest.skip("the NumPy reference is only timed on the small LeNet shapes")
+    if impl == "nnx":
+        fn = lambda: getattr(ops, op)(x, *args)  # noqa: E731
+    elif impl == "numpy":
+        fn = lambda: getattr(ref, op)(x, *args)  # noqa: E731
+    else:
+        torch = torch_or_skip_if_torch
+        tx = torch.from_numpy(x)
+        tfn = getattr(torch.nn.functional, op)
+        fn = lambda: tfn(tx, *args)  # noqa: E731
+    record(benchmark, f"pool {name} fwd {'x'.join(map(str, shape))} f32", impl,
+           bytes_moved=x.nbytes + dy.nbytes)
+    benchmark(fn)
+
+
+@pytest.mark.parametrize("impl", IMPLS + ["nnx-indices"])
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_pool_backward(benchmark, case, impl, torch_or_skip_if_torch):
+    name, op, args, x, dy = _setup(case)
+    shape = x.shape
+    if impl == "numpy" and shape not in SMALL:
+        pytest.skip("the NumPy reference is only timed on the small LeNet shapes")
+    k, s, p = args
+    if impl == "nnx-indices":
+        # nnx's optional path that, like PyTorch, scatters through indices saved by the forward pass.
+        if op != "max_pool2d":
+            pytest.skip("only max pooling has saved indices")
+        _, idx = ops.max_pool2d(x, *args, return_indices=True)
+        fn = lambda: ops.max_pool2d_backward(dy, x, *args, indices=idx)  # noqa: E731
+    elif impl == "nnx":
+        fn = lambda: getattr(ops, op + "_backward")(dy, x, *args)  # noqa: E731
+    elif impl == "numpy":
+        fn = lambda: getattr(ref, op + "_backward")(dy, x, *args)  # noqa: E731
+    else:
+        torch = torch_or_skip_if_torch
+        tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
+        aten = torch.ops.aten
+        # The backward kernels alone, fed what PyTorch's forward saves (the indices for max pooling).
+        if op == "max_pool2d":
+            _, idx = torch.nn.functional.max_pool2d_with_indices(tx, k, s, p)
+            fn = lambda: aten.max_pool2d_with_indices_backward(tdy, tx, [k, k], [s, s], [p, p], [1, 1],  # noqa: E731
+                                                               False, idx)
+        else:
+            fn = lambda: aten.avg_pool2d_backward(tdy, tx, [k, k], [s, s], [p, p], False, True, None)  # noqa: E731
+    reads_x = op == "max_pool2d"
+    record(benchmark, f"pool {name} bwd {'x'.join(map(str, shape))} f32", impl,
+           bytes_moved=dy.nbytes + 2 * x.nbytes if reads_x else dy.nbytes + x.nbytes)
+    benchmark(fn)
+
+
+@pytest.fixture
+def torch_or_skip_if_torch(request):
+    """PyTorch for the "torch" impl (skipped when not installed), None otherwise."""
+    if request.node.callspec.params["impl"] != "torch":
+        return None
+    return request.getfixturevalue("torch_or_skip")
+
+
+def test_bench_results_agree():
+    """Guards the benchmark against timing the wrong thing: nnx and PyTorch compute the same values."""
+    torch = pytest.importorskip("torch")
+    for case in CASES:
+        name, op, args, x, dy = _setup(case)
+        x, dy = x[:2], dy[:2]
+        want = getattr(torch.nn.functional, op)(torch.from_numpy(x), *args).numpy()
+        np.testing.assert_allclose(getattr(ops, op)(x, *args), want, rtol=1e-6, atol=1e-6)

@@ -1,0 +1,187 @@
+// Loss kernels. The row-wise exponentials of cross-entropy run on the activation family's SIMD
+// micro-kernels (log_sum_exp_shifted, softmax_rows, act_forward); the rest is plain C++.
+#include "loss/loss.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "act/act.h"
+#include "common/threads.h"
+
+namespace nnx {
+
+namespace {
+
+constexpr int64_t kChunkElements = 4096;
+// Chunks per thread worth waking a thread for.
+constexpr int64_t kChunkGrain = 8;
+
+// partials[c] = chunk_sum(c) for every chunk, in parallel; then the partials in chunk order.
+template <class F>
+double chunked_sum(int64_t rows, int64_t cols, double* partials, int nthreads, F chunk_sum) {
+  const int64_t per = loss_chunk_rows(cols);
+  const int64_t chunks = loss_num_partials(rows, cols);
+  const int nt = threads_for(chunks, kChunkGrain, nthreads);
+#if defined(NNX_OPENMP)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
+  for (int64_t c = 0; c < chunks; ++c) partials[c] = chunk_sum(c * per, std::min(rows, (c + 1) * per));
+  double total = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) total += partials[c];
+  return total;
+}
+
+// body(begin, end) over row ranges, in parallel when there is enough work.
+template <class F>
+void parallel_rows(int64_t rows, int64_t cols, int nthreads, F body) {
+  const int64_t per = loss_chunk_rows(cols);
+  const int64_t chunks = loss_num_partials(rows, cols);
+  const int nt = threads_for(chunks, kChunkGrain, nthreads);
+#if defined(NNX_OPENMP)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+#endif
+  for (int64_t c = 0; c < chunks; ++c) body(c * per, std::min(rows, (c + 1) * per));
+}
+
+}  // namespace
+
+int64_t loss_chunk_rows(int64_t cols) { return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, cols)); }
+
+int64_t loss_num_partials(int64_t rows, int64_t cols) {
+  const int64_t per = loss_chunk_rows(cols);
+  return (rows + per - 1) / per;
+}
+
+template <class T>
+double cross_entropy_sum(const T* z, const int64_t* target, int64_t N, int64_t C, double* partials, int nthreads) {
+  return chunked_sum(N, C, partials, nthreads, [&](int64_t b, int64_t e) {
+    double acc = 0.0;
+    for (int64_t i = b; i < e; ++i) {
+      const T* zi = z + i * C;
+      T m;
+      T ls = log_sum_exp_shifted<T>(zi, C, &m);
+      // -log_softmax(z)_t = log(sum exp(z - m)) - (z_t - m): no cancellation against a large m.
+      acc += static_cast<double>(ls - (zi[target[i]] - m));
+    }
+    return acc;
+  });
+}
+
+template <class T>
+void cross_entropy_backward(const T* z, const int64_t* target, int64_t N, int64_t C, T scale, T* dz, int nthreads) {
+  parallel_rows(N, C, nthreads, [&](int64_t b, int64_t e) {
+    softmax_rows<T>(z + b * C, dz + b * C, e - b, C);
+    for (int64_t i = b; i < e; ++i) {
+      T* di = dz + i * C;
+      di[target[i]] -= T(1);
+      for (int64_t j = 0; j < C; ++j) di[j] *= scale;
+    }
+  });
+}
+
+template <class T>
+double mse_sum(const T* p, const T* t, int64_t n, double* partials, int nthreads) {
+  return chunked_sum(n, 1, partials, nthreads, [&](int64_t b, int64_t e) {
+    // Four interleaved sums (fixed order) so the additions pipeline.
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int64_t i = b;
+    for (; i + 4 <= e; i += 4) {
+      double d0 = double(p[i]) - double(t[i]), d1 = double(p[i + 1]) - double(t[i + 1]);
+      double d2 = double(p[i + 2]) - double(t[i + 2]), d3 = double(p[i + 3]) - double(t[i + 3]);
+      a0 += d0 * d0;
+      a1 += d1 * d1;
+      a2 += d2 * d2;
+      a3 += d3 * d3;
+    }
+    for (; i < e; ++i) {
+      double d = double(p[i]) - double(t[i]);
+      a0 += d * d;
+    }
+    return (a0 + a1) + (a2 + a3);
+  });
+}
+
+template <class T>
+void mse_backward(const T* p, const T* t, int64_t n, T scale, T* dp, int nthreads) {
+  const T s2 = scale * T(2);
+  parallel_rows(n, 1, nthreads, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) dp[i] = s2 * (p[i] - t[i]);
+  });
+}
+
+template <class T>
+double bce_with_logits_sum(const T* z, const T* t, int64_t n, double* partials, int nthreads) {
+  return chunked_sum(n, 1, partials, nthreads, [&](int64_t b, int64_t e) {
+    double acc = 0.0;
+    for (int64_t i = b; i < e; ++i) {
+      const T zi = z[i];
+      // exp of a non-positive number only; log1p keeps the tail accurate when exp(-|z|) is tiny.
+      acc += static_cast<double>(std::max(zi, T(0)) - zi * t[i] + std::log1p(std::exp(-std::fabs(zi))));
+    }
+    return acc;
+  });
+}
+
+template <class T>
+void bce_with_logits_backward(const T* z, const T* t, int64_t n, T scale, T* dz, int nthreads) {
+  parallel_rows(n, 1, nthreads, [&](int64_t b, int64_t e) {
+    act_forward<T>(ActFn::sigmoid, z + b, dz + b, e - b, T(0), 1);  // SIMD sigmoid into dz, then in place
+    for (int64_t i = b; i < e; ++i) dz[i] = scale * (dz[i] - t[i]);
+  });
+}
+
+template <class T>
+double multiclass_hinge_sum(const T* s, const int64_t* target, int64_t N, int64_t C, T margin, double* partials,
+                            int nthreads) {
+  return chunked_sum(N, C, partials, nthreads, [&](int64_t b, int64_t e) {
+    double acc = 0.0;
+    for (int64_t i = b; i < e; ++i) {
+      const T* si = s + i * C;
+      const int64_t y = target[i];
+      const T sy = si[y];
+      T row = 0;
+      for (int64_t j = 0; j < C; ++j) {
+        const T v = si[j] - sy + margin;
+        // !(v <= 0) rather than v > 0 so that a NaN score makes the loss NaN, as max(0, NaN) does.
+        if (j != y && !(v <= T(0))) row += v;
+      }
+      acc += static_cast<double>(row);
+    }
+    return acc;
+  });
+}
+
+template <class T>
+void multiclass_hinge_backward(const T* s, const int64_t* target, int64_t N, int64_t C, T margin, T scale, T* ds,
+                               int nthreads) {
+  parallel_rows(N, C, nthreads, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T* si = s + i * C;
+      T* di = ds + i * C;
+      const int64_t y = target[i];
+      const T sy = si[y];
+      int64_t active = 0;
+      for (int64_t j = 0; j < C; ++j) {
+        const bool on = j != y && si[j] - sy + margin > T(0);
+        di[j] = on ? scale : T(0);
+        active += on;
+      }
+      di[y] = -scale * static_cast<T>(active);
+    }
+  });
+}
+
+#define NNX_LOSS_INSTANTIATE(T)                                                                             \
+  template double cross_entropy_sum<T>(const T*, const int64_t*, int64_t, int64_t, double*, int);            \
+  template void cross_entropy_backward<T>(const T*, const int64_t*, int64_t, int64_t, T, T*, int);           \
+  template double mse_sum<T>(const T*, const T*, int64_t, double*, int);                                    \
+  template void mse_backward<T>(const T*, const T*, int64_t, T, T*, int);                                   \
+  template double bce_with_logits_sum<T>(const T*, const T*, int64_t, double*, int);                        \
+  template void bce_with_logits_backward<T>(const T*, const T*, int64_t, T, T*, int);                       \
+  template double multiclass_hinge_sum<T>(const T*, const int64_t*, int64_t, int64_t, T, double*, int);      \
+  template void multiclass_hinge_backward<T>(const T*, const int64_t*, int64_t, int64_t, T, T, T*, int);
+NNX_LOSS_INSTANTIATE(float)
+NNX_LOSS_INSTANTIATE(double)
+#undef NNX_LOSS_INSTANTIATE
+
+}  // namespace nnx

@@ -1,0 +1,89 @@
+// Bodies of the optimizer updates over one block [b, e) of a tensor. This header is compiled twice:
+// by optim.cpp for the baseline ISA (namespace optim_portable) and by optim_avx2.cpp with -mavx2 -mfma
+// (namespace optim_avx2), so the compiler vectorises the same loops 4- or 8-wide. Loop-invariant flags
+// are template-free booleans that GCC/Clang unswitch out of the loops (checked with -fopt-info-vec).
+// Including file defines NNX_OPTIM_NS before including.
+#include <cmath>
+#include <cstdint>
+
+#include "optim/optim.h"
+
+namespace nnx {
+namespace NNX_OPTIM_NS {
+
+template <class T>
+void sgd_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict grad, T* __restrict buf,
+               const SgdHyper& h) {
+  const T lr = static_cast<T>(h.lr), wd = static_cast<T>(h.weight_decay), mom = static_cast<T>(h.momentum);
+  const T damp = static_cast<T>(1.0 - h.dampening);
+  if (h.momentum == 0.0) {
+    for (int64_t i = b; i < e; ++i) param[i] -= lr * (grad[i] + wd * param[i]);
+    return;
+  }
+  const bool first = h.first_step, nesterov = h.nesterov;
+  for (int64_t i = b; i < e; ++i) {
+    const T g = grad[i] + wd * param[i];
+    const T m = first ? g : mom * buf[i] + damp * g;
+    buf[i] = m;
+    param[i] -= lr * (nesterov ? g + mom * m : m);
+  }
+}
+
+template <class T>
+void adam_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict grad, T* __restrict m,
+                T* __restrict v, T* __restrict vmax, const AdamHyper& h) {
+  const T b1c = static_cast<T>(1.0 - h.beta1), b2 = static_cast<T>(h.beta2), b2c = static_cast<T>(1.0 - h.beta2);
+  const T eps = static_cast<T>(h.eps), wd = static_cast<T>(h.weight_decay);
+  const T decay = static_cast<T>(1.0 - h.lr * h.weight_decay);
+  const T step_size = static_cast<T>(h.lr / h.bias_correction1);
+  const T bc2_sqrt = static_cast<T>(h.bias_correction2_sqrt);
+  const bool decoupled = h.decoupled_weight_decay, amsgrad = h.amsgrad;
+  for (int64_t i = b; i < e; ++i) {
+    T p = param[i];
+    T g = grad[i];
+    if (decoupled) p *= decay;
+    else g += wd * p;
+    const T mi = m[i] + b1c * (g - m[i]);
+    const T vi = b2 * v[i] + b2c * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    T vv = vi;
+    if (amsgrad) {
+      const T vm = vmax[i];
+      vv = vm < vi ? vi : vm;  // not std::max: no out-of-line template shared between ISA builds
+      vmax[i] = vv;
+    }
+    param[i] = p - step_size * mi / (std::sqrt(vv) / bc2_sqrt + eps);
+  }
+}
+
+template <class T>
+void rmsprop_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict grad, T* __restrict s,
+                   T* __restrict buf, T* __restrict a, const RmspropHyper& h) {
+  const T lr = static_cast<T>(h.lr), alpha = static_cast<T>(h.alpha), ac = static_cast<T>(1.0 - h.alpha);
+  const T eps = static_cast<T>(h.eps), wd = static_cast<T>(h.weight_decay), mom = static_cast<T>(h.momentum);
+  const bool centered = h.centered, use_mom = h.momentum > 0.0;
+  for (int64_t i = b; i < e; ++i) {
+    const T g = grad[i] + wd * param[i];
+    const T si = alpha * s[i] + ac * g * g;
+    s[i] = si;
+    T avg;
+    if (centered) {
+      const T ai = alpha * a[i] + ac * g;
+      a[i] = ai;
+      avg = std::sqrt(si - ai * ai) + eps;
+    } else {
+      avg = std::sqrt(si) + eps;
+    }
+    if (use_mom) {
+      const T bi = mom * buf[i] + g / avg;
+      buf[i] = bi;
+      param[i] -= lr * bi;
+    } else {
+      param[i] -= lr * g / avg;
+    }
+  }
+}
+
+}  // namespace NNX_OPTIM_NS
+}  // namespace nnx

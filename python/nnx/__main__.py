@@ -1,0 +1,244 @@
+"""Command line: `python -m nnx demo` and `python -m nnx train ...` (also installed as `nnx`)."""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+DEMO_SIZES = dict(n=64, d_in=1000, hidden=100, d_out=10)
+
+
+# --------------------------------------------------------------------------------------------- demo
+def two_layer_net(lib, x, y, params, steps: int, lr: float, every: int):
+    """Plain gradient descent on a sigmoid two-layer network with L2 loss, using only `lib`'s ops (nnx.ops
+    or nnx.reference: the same names). Returns [(step, loss)] every `every` steps and the seconds taken."""
+    w1, b1, w2, b2 = (p.copy() for p in params)
+    one = np.ones((), dtype=x.dtype)
+    curve = []
+    start = time.perf_counter()
+    for t in range(steps):
+        h = lib.linear(x, w1, b1, activation="sigmoid")          # h = sigmoid(x w1^T + b1)
+        pred = lib.linear(h, w2, b2)                              # pred = h w2^T + b2
+        loss = lib.mse_loss(pred, y)                              # mean((pred - y)^2)
+        dpred = lib.mse_loss_backward(one, pred, y)
+        dh, dw2, db2 = lib.linear_backward(dpred, h, w2, b2)
+        _, dw1, db1 = lib.linear_backward(dh, x, w1, b1, activation="sigmoid", y=h, needs=(False, True, True))
+        w1 -= lr * dw1
+        b1 -= lr * db1
+        w2 -= lr * dw2
+        b2 -= lr * db2
+        if t % every == 0 or t == steps - 1:
+            curve.append((t, float(loss)))
+    return curve, time.perf_counter() - start
+
+
+def _blas_threads(n: int):
+    """Limits NumPy's BLAS to n threads when threadpoolctl is installed (else leaves it alone)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def _missing_ops(lib) -> list:
+    need = ("linear", "linear_backward", "mse_loss", "mse_loss_backward")
+    return [name for name in need if not hasattr(lib, name)]
+
+
+def demo(steps: int = 500, lr: float = 0.1, every: int = 50, seed: int = 0, dtype=np.float32, out=None) -> int:
+    """The two-layer network "in 20 lines", once on nnx.ops and once on nnx.reference."""
+    import nnx
+
+    out = sys.stdout if out is None else out
+    for name, lib in (("nnx.ops", nnx.ops), ("nnx.reference", nnx.reference)):
+        missing = _missing_ops(lib)
+        if missing:
+            print(f"demo: {name} lacks {', '.join(missing)}; this build of nnx cannot run the demo yet",
+                  file=sys.stderr)
+            return 1
+    s = DEMO_SIZES
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((s["n"], s["d_in"])).astype(dtype)
+    y = rng.standard_normal((s["n"], s["d_out"])).astype(dtype)
+    params = ((rng.standard_normal((s["hidden"], s["d_in"])) / np.sqrt(s["d_in"])).astype(dtype),
+              np.zeros(s["hidden"], dtype),
+              (rng.standard_normal((s["d_out"], s["hidden"])) / np.sqrt(s["hidden"])).astype(dtype),
+              np.zeros(s["d_out"], dtype))
+    print(f"Two-layer network: {s['n']} samples, {s['d_in']} inputs -> {s['hidden']} sigmoid units -> "
+          f"{s['d_out']} outputs, L2 loss, gradient descent lr={lr}, {steps} steps, {np.dtype(dtype).name}, "
+          f"{nnx.get_num_threads()} threads", file=out)
+    # One untimed step each, so one-time costs (workspace allocation, BLAS start-up) are not counted.
+    two_layer_net(nnx.ops, x, y, params, 1, lr, 1)
+    fast, t_ops = two_layer_net(nnx.ops, x, y, params, steps, lr, every)
+    with _blas_threads(nnx.get_num_threads()):  # the reference's matmuls get the same number of threads
+        two_layer_net(nnx.reference, x, y, params, 1, lr, 1)
+        slow, t_ref = two_layer_net(nnx.reference, x, y, params, steps, lr, every)
+    print(f"{'step':>6} {'loss (nnx.ops)':>16} {'loss (reference)':>17} {'rel. diff':>10}", file=out)
+    worst = 0.0
+    for (t, a), (_, b) in zip(fast, slow):
+        rel = abs(a - b) / max(abs(b), 1e-30)
+        worst = max(worst, rel)
+        print(f"{t:>6} {a:>16.6g} {b:>17.6g} {rel:>10.1e}", file=out)
+    tol = 1e-3 if np.dtype(dtype) == np.float32 else 1e-9
+    agree = worst <= tol
+    print(f"curves {'agree' if agree else 'DISAGREE'}: largest relative difference {worst:.1e} "
+          f"(tolerance {tol:.0e})", file=out)
+    print(f"time: nnx.ops {t_ops:.3f} s, nnx.reference {t_ref:.3f} s -> speed-up {t_ref / t_ops:.1f}x", file=out)
+    return 0 if agree else 2
+
+
+# --------------------------------------------------------------------------------------------- train
+def _load_dataset(name: str, root):
+    """(train, test, description); falls back to the shipped sample when the full set is absent."""
+    from . import data
+
+    if name == "sample":
+        return data.fashion_mnist_sample("train"), data.fashion_mnist_sample("test"), "Fashion-MNIST sample"
+    loader = data.fashion_mnist if name == "fashion-mnist" else data.mnist
+    try:
+        return loader("train", root), loader("test", root), name
+    except FileNotFoundError as exc:
+        print(f"note: {exc}", file=sys.stderr)
+        print(f"note: {name} not found; falling back to the Fashion-MNIST sample shipped with nnx "
+              f"(6000 train / 1000 test images)", file=sys.stderr)
+        return data.fashion_mnist_sample("train"), data.fashion_mnist_sample("test"), "Fashion-MNIST sample"
+
+
+def train(args) -> int:
+    import nnx
+    from . import data, models, nn, optim
+    from .train import Checkpoint, History, evaluate, fit, load_checkpoint
+
+    if args.threads:
+        nnx.set_num_threads(args.threads)
+    nnx.manual_seed(args.seed)
+    (X, y), (Xt, yt), described = _load_dataset(args.dataset, args.data_root)
+    if args.limit:
+        X, y = X[:args.limit], y[:args.limit]
+    # Standardise with the training set's pixel statistics, applied per batch (no float copy of the set).
+    mean, std = float(X.mean()) / 255, float(X.std()) / 255
+    transform = functools.partial(data.to_float_images, mean=mean, std=std)
+
+    model = models.build(args.model)
+    opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    loss_fn = nn.CrossEntropyLoss()
+    os.makedirs(args.out, exist_ok=True)
+    ckpt_path = os.path.join(args.out, "checkpoint.npz")
+    config = {"model": args.model, "dataset": described, "batch_size": args.batch_size, "lr": args.lr,
+              "momentum": args.momentum, "seed": args.seed, "limit": args.limit or 0}
+    start_epoch, history = 0, History()
+    if args.resume:
+        if not os.path.exists(ckpt_path):
+            print(f"error: --resume: no checkpoint at {ckpt_path}", file=sys.stderr)
+            return 1
+        start_epoch, history, saved = load_checkpoint(ckpt_path, model, opt)
+        different = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+        if different:
+            desc = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())
+            print(f"error: --resume: {ckpt_path} was made with different settings ({desc})", file=sys.stderr)
+            return 1
+        print(f"resuming from {ckpt_path} after epoch {start_epoch}")
+    n_params = sum(p.data.size for p in model.parameters())
+    print(f"training {args.model} ({n_params} parameters) on {described}: {len(X)} train / {len(Xt)} test "
+          f"images, epochs {start_epoch + 1}..{args.epochs}, batch {args.batch_size}, SGD lr {args.lr} "
+          f"momentum {args.momentum}, {nnx.get_num_threads()} threads, seed {args.seed}")
+
+    def save_history(epoch, hist):
+        hist.save_json(os.path.join(args.out, "history.json"))
+
+    try:
+        history = fit(model, loss_fn, opt, (X, y), epochs=args.epochs, batch_size=args.batch_size,
+                      val=(Xt, yt), transform=transform, progress=not args.no_progress, start_epoch=start_epoch,
+                      history=history, callbacks=[Checkpoint(ckpt_path, model, opt, extra=config), save_history])
+    except KeyboardInterrupt:
+        if os.path.exists(ckpt_path):
+            done = nnx.load(ckpt_path)["epoch"]
+            print(f"\ninterrupted: {ckpt_path} (after epoch {done}) is intact; continue with --resume",
+                  file=sys.stderr)
+        else:
+            print("\ninterrupted before the first epoch finished; no checkpoint written", file=sys.stderr)
+        return 130
+    test_loss, test_acc = evaluate(model, Xt, yt, transform=transform)
+    print(f"test accuracy {test_acc:.4f} (loss {test_loss:.4f})")
+    history.save_json(os.path.join(args.out, "history.json"))
+    with open(os.path.join(args.out, "result.json"), "w") as f:
+        json.dump({"test_accuracy": test_acc, "test_loss": test_loss, **config}, f, indent=1)
+    png = os.path.join(args.out, "learning_curve.png")
+    if len(history):
+        try:
+            history.plot(png, title=f"{args.model} on {described}")
+            print(f"wrote {png}")
+        except ImportError as exc:
+            print(f"no learning curve picture: {exc}")
+    print(f"wrote {ckpt_path} and {os.path.join(args.out, 'history.json')}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnx", description="nnx: neural-network training on CPUs")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="two-layer network on nnx.ops vs nnx.reference: loss curves and speed-up")
+    d.add_argument("--steps", type=int, default=500)
+    d.add_argument("--lr", type=float, default=0.1)
+    d.add_argument("--every", type=int, default=50, help="print the loss every this many steps")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--float64", action="store_true", help="run in float64 instead of float32")
+    t = sub.add_parser("train", help="train an image classifier with checkpoints and learning curves")
+    t.add_argument("--model", choices=["mlp", "lenet5", "convnet"], default="lenet5")
+    t.add_argument("--dataset", choices=["fashion-mnist", "mnist", "sample"], default="fashion-mnist")
+    t.add_argument("--data-root", default=None, help="directory holding the IDX files (else $NNX_DATA, "
+                                                     "/usr/share/datasets)")
+    t.add_argument("--epochs", type=int, default=1, help="total number of epochs (a resumed run counts the "
+                                                         "ones already done)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=0.02)
+    t.add_argument("--momentum", type=float, default=0.9)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick runs)")
+    t.add_argument("--out", default=None, help="output directory (default runs/<model>)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    return p
+
+
+def _positive(parser, args, names):
+    for name in names:
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            parser.error(f"--{name.replace('_', '-')}: expected a positive integer, got {v}")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    import nnx
+
+    if args.command == "demo":
+        _positive(parser, args, ["steps", "every", "threads"])
+        if args.threads:
+            nnx.set_num_threads(args.threads)
+        return demo(args.steps, args.lr, args.every, args.seed, np.float64 if args.float64 else np.float32)
+    _positive(parser, args, ["epochs", "batch_size", "threads"])
+    if args.limit < 0:
+        parser.error(f"--limit: expected a non-negative integer, got {args.limit}")
+    if args.out is None:
+        args.out = os.path.join("runs", args.model)
+    try:
+        return train(args)
+    except KeyboardInterrupt:  # before fit started (loading data, building the model)
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Ready-made networks for 28x28 single-channel images (MNIST, Fashion-MNIST), 10 classes by default."""
+from __future__ import annotations
+
+from . import nn
+
+
+def mlp(hidden=(256, 128), in_features: int = 28 * 28, num_classes: int = 10, dropout: float = 0.0):
+    """Flatten, then Linear + ReLU for each size in `hidden` (with Dropout(dropout) after each when
+    dropout > 0), then a Linear to `num_classes` logits."""
+    layers = [nn.Flatten()]
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, int(h)), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = int(h)
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def lenet5(num_classes: int = 10):
+    """LeNet-5 with ReLU and max pooling (the model of DESIGN.md): conv5x5-6 pad 2, pool 2, conv5x5-16,
+    pool 2, fc 400-120-84-num_classes. About 62k parameters."""
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, num_classes))
+
+
+def convnet(num_classes: int = 10, dropout: float = 0.4):
+    """The network of TensorFlow's "Build a Convolutional Neural Network using Estimators" tutorial:
+    conv5x5-32 pad 2 + ReLU, max pool 2, conv5x5-64 pad 2 + ReLU, max pool 2, flatten, fc 3136-1024 +
+    ReLU, dropout 0.4, fc 1024-num_classes. About 3.3M parameters."""
+    return nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(1024, num_classes))
+
+
+MODELS = {"mlp": mlp, "lenet5": lenet5, "convnet": convnet}
+
+
+def build(name: str, **kwargs):
+    """The model called `name` ('mlp', 'lenet5' or 'convnet')."""
+    if name not in MODELS:
+        raise ValueError(f"name: expected one of {sorted(MODELS)}, got {name!r}")
+    return MODELS[name](**kwargs)

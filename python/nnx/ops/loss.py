@@ -1,0 +1,128 @@
+"""Losses on the C++ kernels (cpp/loss). Same names and signatures as nnx.reference.loss.
+
+Each loss returns a 0-d array of the input's dtype; reduction="sum" adds the per-example losses,
+"mean" divides by the batch size (cross_entropy, multiclass_hinge_loss) or by the number of elements
+(mse_loss, binary_cross_entropy_with_logits). An empty batch gives 0 for "sum" and NaN for "mean" (as
+PyTorch). Sums are taken in double in fixed-size chunks combined in order: bitwise identical results for
+any thread count. `<loss>_backward(dy, ...)` takes the scalar upstream gradient dy.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .._backend import _C
+from ._checks import (check_ndim, check_reduction, check_same_shape, class_targets, contiguous, float_array,
+                      same_dtype)
+
+__all__ = [
+    "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
+    "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
+    "multiclass_hinge_loss", "multiclass_hinge_loss_backward",
+]
+
+
+def _scalar_dy(dy) -> float:
+    try:
+        arr = np.asarray(dy)
+    except Exception:  # noqa: BLE001
+        arr = None
+    if arr is None or arr.dtype.kind not in "fiu":
+        raise TypeError(f"dy: expected a real scalar upstream gradient, got {type(dy).__name__}")
+    if arr.size != 1:
+        raise ValueError(f"dy: expected a scalar upstream gradient (one element), got shape {arr.shape}")
+    return float(arr.reshape(()))
+
+
+def _finish(total: float, count: int, reduction: str, dtype) -> np.ndarray:
+    if reduction == "sum":
+        return np.asarray(total, dtype=dtype)
+    return np.asarray(total / count if count else np.nan, dtype=dtype)
+
+
+def _scale(dy, count: int, reduction: str) -> float:
+    g = _scalar_dy(dy)
+    return g / count if reduction == "mean" and count else g
+
+
+def _class_inputs(x, target, name: str):
+    x = float_array(x, name)
+    check_ndim(x, name, 2, "batch x classes")
+    t = class_targets(target, x.shape[0], x.shape[1], "target")
+    return contiguous(x), t
+
+
+def _pair_inputs(x, target, name: str):
+    x = float_array(x, name)
+    target = float_array(target, "target")
+    same_dtype(**{name: x, "target": target})
+    check_same_shape(x, name, target, "target")
+    return contiguous(x), contiguous(target)
+
+
+def _real(v, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(v).__name__} {v!r}")
+    return float(v)
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """-log softmax(logits)[i, target[i]], log-softmax fused; logits (N, C), target int (N,) in [0, C)."""
+    check_reduction(reduction)
+    z, t = _class_inputs(logits, target, "logits")
+    return _finish(_C.cross_entropy_sum(z, t), z.shape[0], reduction, z.dtype)
+
+
+def cross_entropy_backward(dy, logits, target, reduction="mean"):
+    """d/d logits: (softmax(logits) - onehot(target)) * dy (/ N for "mean")."""
+    check_reduction(reduction)
+    z, t = _class_inputs(logits, target, "logits")
+    out = np.empty(z.shape, dtype=z.dtype)
+    _C.cross_entropy_backward(z, t, _scale(dy, z.shape[0], reduction), out)
+    return out
+
+
+def mse_loss(pred, target, reduction="mean"):
+    """(pred - target)^2, summed or averaged over all elements."""
+    check_reduction(reduction)
+    p, t = _pair_inputs(pred, target, "pred")
+    return _finish(_C.mse_sum(p, t), p.size, reduction, p.dtype)
+
+
+def mse_loss_backward(dy, pred, target, reduction="mean"):
+    check_reduction(reduction)
+    p, t = _pair_inputs(pred, target, "pred")
+    out = np.empty(p.shape, dtype=p.dtype)
+    _C.mse_backward(p, t, _scale(dy, p.size, reduction), out)
+    return out
+
+
+def binary_cross_entropy_with_logits(z, target, reduction="mean"):
+    """max(z, 0) - z * target + log1p(exp(-|z|)): binary cross-entropy of sigmoid(z), stable for any |z|."""
+    check_reduction(reduction)
+    z, t = _pair_inputs(z, target, "z")
+    return _finish(_C.bce_with_logits_sum(z, t), z.size, reduction, z.dtype)
+
+
+def binary_cross_entropy_with_logits_backward(dy, z, target, reduction="mean"):
+    check_reduction(reduction)
+    z, t = _pair_inputs(z, target, "z")
+    out = np.empty(z.shape, dtype=z.dtype)
+    _C.bce_with_logits_backward(z, t, _scale(dy, z.size, reduction), out)
+    return out
+
+
+def multiclass_hinge_loss(scores, target, margin=1.0, reduction="mean"):
+    """sum over wrong classes j of max(0, s_j - s_target + margin); scores (N, C), target int (N,)."""
+    check_reduction(reduction)
+    s, t = _class_inputs(scores, target, "scores")
+    return _finish(_C.multiclass_hinge_sum(s, t, _real(margin, "margin")), s.shape[0], reduction, s.dtype)
+
+
+def multiclass_hinge_loss_backward(dy, scores, target, margin=1.0, reduction="mean"):
+    check_reduction(reduction)
+    s, t = _class_inputs(scores, target, "scores")
+    out = np.empty(s.shape, dtype=s.dtype)
+    _C.multiclass_hinge_backward(s, t, _real(margin, "margin"), _scale(dy, s.shape[0], reduction), out)
+    return out

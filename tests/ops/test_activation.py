@@ -1,0 +1,208 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import nnx
+from nnx import ops, reference as ref
+from nnx.ops._fused import activation_backward_from_output
+from nnx.reference._act import act_forward, act_grad_from_output
+from optest import assert_close, check_op, random
+
+# (name, kwargs) of every element-wise activation
+ELEMENTWISE = [("relu", {}), ("sigmoid", {}), ("tanh", {}), ("leaky_relu", {}), ("leaky_relu", dict(negative_slope=0.2)),
+               ("elu", {}), ("elu", dict(alpha=0.5))]
+EW_IDS = [f"{n}-{'-'.join(f'{k}{v}' for k, v in kw.items())}" if kw else n for n, kw in ELEMENTWISE]
+SHAPES = [(1,), (7,), (8,), (13,), (1031,), (3, 5), (17, 31), (0,), (4, 0), (2, 3, 5, 7), (70001,)]
+
+
+def _fn(name):
+    return getattr(ops, name), getattr(ref, name), getattr(ops, name + "_backward"), getattr(ref, name + "_backward")
+
+
+def _check_fwd_bwd(name, kw, x, dy, dtype, k=1):
+    f, rf, b, rb = _fn(name)
+    check_op(f, rf, (x,), kw, dtype, k=k, name=name)
+    check_op(b, rb, (dy, x), kw, dtype, k=k, name=name + "_backward")
+
+
+@pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_elementwise_matches_reference(isa, dtype, rng, name, kw, shape):
+    x = random(rng, shape, dtype, -6, 6)
+    dy = random(rng, shape, dtype)
+    _check_fwd_bwd(name, kw, x, dy, dtype)
+
+
+@pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)
+def test_elementwise_any_layout(isa, dtype, rng, name, kw):
+    big = random(rng, (20, 30), dtype, -4, 4)
+    dyb = random(rng, (20, 30), dtype)
+    views = [(big.T, dyb.T), (big[::-1, ::2], dyb[::-1, 1::2]), (big[3:9, 5:27:3], dyb[:6, :8])]
+    for x, dy in views:
+        _check_fwd_bwd(name, kw, x, dy, dtype)
+    ro = big.copy()
+    ro.setflags(write=False)
+    _check_fwd_bwd(name, kw, ro, dyb, dtype)
+    bcast = np.broadcast_to(random(rng, (1, 30), dtype), (20, 30))
+    _check_fwd_bwd(name, kw, bcast, dyb, dtype)
+
+
+@pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)
+def test_elementwise_extreme_values(isa, dtype, name, kw):
+    vals = [0.0, -0.0, 1e-30, -1e-30, 1e-6, -1e-6, 0.5, -0.5, 20.0, -20.0, 88.5, -88.5, 100.0, -100.0, 709.0, -709.0,
+            800.0, -800.0, 1e4, -1e4, np.inf, -np.inf, np.nan]
+    x = np.array(vals * 3, dtype=dtype)  # 69 values: full vectors and a ragged tail
+    with np.errstate(all="ignore"):
+        y = getattr(ops, name)(x, **kw)
+        want = getattr(ref, name)(x, **kw)
+        assert_close(y, want, dtype, name=name)
+        assert np.array_equal(np.isnan(y), np.isnan(x)), f"{name}: NaN must propagate, and only NaN"
+        assert np.all(np.isfinite(y[np.isfinite(x)])), f"{name}: overflow on a finite input"
+        dy = np.ones_like(x)
+        assert_close(getattr(ops, name + "_backward")(dy, x, **kw), getattr(ref, name + "_backward")(dy, x, **kw),
+                     dtype, name=name + "_backward")
+
+
+def test_sigmoid_tanh_accuracy_near_zero_and_large(isa, dtype):
+    # Relative accuracy where naive formulas cancel (tiny |x|) or overflow (large |x|).
+    x = np.concatenate([np.geomspace(1e-20, 30, 500), -np.geomspace(1e-20, 30, 500)]).astype(dtype)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    assert_close(ops.tanh(x), np.tanh(x.astype(np.float64)), dtype, rtol=tol, name="tanh")
+    s64 = ref.sigmoid(x.astype(np.float64))
+    assert_close(ops.sigmoid(x), s64, dtype, rtol=tol, name="sigmoid")
+    assert_close(ops.elu(-np.abs(x)), np.expm1(-np.abs(x).astype(np.float64)), dtype, rtol=tol, name="elu")
+
+
+SOFTMAX_CASES = [((1,), -1), ((5,), 0), ((13, 1), -1), ((4, 37), -1), ((4, 37), 0), ((3, 5, 7), 0), ((3, 5, 7), 1),
+                 ((3, 5, 7), -1), ((2, 3, 4, 5), 0), ((2, 3, 4, 5), 1), ((2, 3, 4, 5), 2), ((2, 3, 4, 5), -1),
+                 ((2, 6, 300), 1), ((3, 1, 9), 1), ((0, 4), -1), ((4, 0), -1), ((4, 0), 0), ((2, 1000), 1)]
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,axis", SOFTMAX_CASES, ids=str)
+def test_softmax_matches_reference(isa, dtype, rng, name, shape, axis):
+    x = random(rng, shape, dtype, -5, 5)
+    dy = random(rng, shape, dtype)
+    n = shape[axis] if len(shape) else 1
+    f, rf, b, rb = _fn(name)
+    check_op(f, rf, (x,), dict(axis=axis), dtype, k=n, name=name)
+    check_op(b, rb, (dy, x), dict(axis=axis), dtype, k=n, name=name + "_backward")
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_any_layout(isa, dtype, rng, name):
+    big = random(rng, (6, 40, 20), dtype, -3, 3)
+    f, rf, b, rb = _fn(name)
+    for x in (big.transpose(2, 0, 1), big[::-1, ::3, 1::2], np.broadcast_to(big[:1], (6, 40, 20))):
+        dy = random(rng, x.shape, dtype)
+        for axis in (0, 1, -1):
+            check_op(f, rf, (x,), dict(axis=axis), dtype, k=x.shape[axis], name=name)
+            check_op(b, rb, (dy, x), dict(axis=axis), dtype, k=x.shape[axis], name=name + "_backward")
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+def test_softmax_extreme_values(isa, dtype, axis):
+    rows = [[1e4, 0.0, -1e4, 3.0], [1e4, 1e4, 1e4, 1e4], [-1e4, -1e4, -1e4, -1e4], [0.0, -np.inf, 1.0, -np.inf],
+            [np.inf, 0.0, 1.0, 2.0], [np.nan, 0.0, 1.0, 2.0], [-np.inf] * 4, [80.0, 90.0, 100.0, 700.0]]
+    x = np.array(rows, dtype=dtype)
+    x = x if axis == -1 else np.ascontiguousarray(x.T)
+    dy = np.linspace(-1, 1, x.size).reshape(x.shape).astype(dtype)
+    with np.errstate(all="ignore"):
+        for name in ("softmax", "log_softmax"):
+            f, rf, b, rb = _fn(name)
+            assert_close(f(x, axis=axis), rf(x, axis=axis), dtype, k=4, name=name)
+            assert_close(b(dy, x, axis=axis), rb(dy, x, axis=axis), dtype, k=4, name=name + "_backward")
+    s = ops.softmax(x, axis=axis)
+    finite_rows = np.all(np.isfinite(x), axis=axis)
+    assert np.all(np.isfinite(np.compress(finite_rows, s, axis=1 - (axis % 2)))), "softmax of finite rows must be finite"
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh"])
+def test_activation_backward_from_output(isa, dtype, rng, activation):
+    z = random(rng, (37, 19), dtype, -3, 3)
+    y = act_forward(z, activation, 0.1)
+    dy = random(rng, z.shape, dtype)
+    got = activation_backward_from_output(dy, y, activation, 0.1)
+    assert got.flags.c_contiguous and got.dtype == dtype
+    assert_close(got, dy * act_grad_from_output(y, activation, 0.1), dtype)
+    got_t = activation_backward_from_output(dy.T, y.T, activation, 0.1)  # any layout
+    assert_close(got_t, (dy * act_grad_from_output(y, activation, 0.1)).T, dtype)
+
+
+@pytest.mark.parametrize("name,kw", ELEMENTWISE + [("softmax", {}), ("log_softmax", {}), ("softmax", dict(axis=0))],
+                         ids=EW_IDS + ["softmax", "log_softmax", "softmax-axis0"])
+def test_reference_backward_gradcheck(rng, name, kw):
+    x = rng.uniform(-2, 2, (3, 4))
+    x[np.abs(x) < 0.05] = 0.3  # keep finite differences away from the kinks of relu / leaky_relu / elu
+    f, b = getattr(ref, name), getattr(ref, name + "_backward")
+    assert nnx.gradcheck(lambda v: f(v, **kw), [x], lambda dy, v: b(dy, v, **kw))
+
+
+def test_ops_backward_gradcheck_float64(isa, rng):
+    # The C++ backward itself, in float64, against finite differences of the C++ forward.
+    x = rng.uniform(-2, 2, (2, 5))
+    x[np.abs(x) < 0.05] = 0.3
+    for name, kw in ELEMENTWISE + [("softmax", dict(axis=0)), ("log_softmax", {})]:
+        f, b = getattr(ops, name), getattr(ops, name + "_backward")
+        assert nnx.gradcheck(lambda v: f(v, **kw), [x], lambda dy, v: b(dy, v, **kw))
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "sigmoid"])
+def test_bitwise_deterministic_across_threads(isa, rng, name):
+    x = random(rng, (300, 1000), np.float32, -5, 5)
+    dy = random(rng, x.shape, np.float32)
+    before = nnx.get_num_threads()
+    outs = []
+    try:
+        for t in (1, 2, 3):
+            nnx.set_num_threads(t)
+            for axis in ((-1, 0) if name != "sigmoid" else (None,)):
+                kw = {} if axis is None else dict(axis=axis)
+                outs.append((t, axis, getattr(ops, name)(x, **kw), getattr(ops, name + "_backward")(dy, x, **kw)))
+    finally:
+        nnx.set_num_threads(before)
+    for t, axis, y, g in outs:
+        ref_y, ref_g = next((y0, g0) for t0, a0, y0, g0 in outs if a0 == axis)
+        assert np.array_equal(y, ref_y) and np.array_equal(g, ref_g), f"{name} axis={axis} differs with {t} threads"
+
+
+def test_errors():
+    x32 = np.ones((3, 4), np.float32)
+    with pytest.raises(TypeError, match="dy is float64 but x is float32|x is float32 but dy is float64|dy is float64"):
+        ops.relu_backward(np.ones((3, 4)), x32)
+    with pytest.raises(ValueError, match="dy: expected shape \\(3, 4\\)"):
+        ops.sigmoid_backward(np.ones((4, 3), np.float32), x32)
+    with pytest.raises(TypeError, match="x: expected a float32 or float64 array"):
+        ops.tanh(np.ones(3, np.int32))
+    with pytest.raises(ValueError, match="axis: expected an axis in \\[-2, 1\\]"):
+        ops.softmax(x32, axis=2)
+    with pytest.raises(TypeError, match="axis: expected an int"):
+        ops.log_softmax(x32, axis=1.0)
+    with pytest.raises(ValueError, match="x: expected an array with at least 1 dimension"):
+        ops.softmax(np.float32(1.0))
+    with pytest.raises(TypeError, match="negative_slope: expected a real number"):
+        ops.leaky_relu(x32, negative_slope="0.1")
+    with pytest.raises(TypeError, match="alpha: expected a real number"):
+        ops.elu(x32, alpha=None)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(0, 9), min_size=1, max_size=4), data=st.data())
+def test_hypothesis_random_shapes(shape, data):
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    isa = data.draw(st.sampled_from(["portable", nnx.cpu_info()["detected_isa"]]))
+    before = nnx.cpu_info()["active_isa"]
+    nnx.set_isa(isa)
+    try:
+        rng = np.random.default_rng(len(shape))
+        x = random(rng, shape, dtype, -8, 8)
+        dy = random(rng, shape, dtype)
+        name, kw = data.draw(st.sampled_from(ELEMENTWISE))
+        _check_fwd_bwd(name, kw, x, dy, dtype)
+        axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+        for sm in ("softmax", "log_softmax"):
+            f, rf, b, rb = _fn(sm)
+            check_op(f, rf, (x,), dict(axis=axis), dtype, k=shape[axis], name=sm)
+            check_op(b, rb, (dy, x), dict(axis=axis), dtype, k=shape[axis], name=sm + "_backward")
+    finally:
+        nnx.set_isa(before)
