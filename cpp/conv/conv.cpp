@@ -410,10 +410,12 @@ void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, 
   const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
   const int64_t scratch = conv_direct_scratch_elems<T>(g), nelem = g.K * g.CgRS();
   reduce_chunks<T>(nelem, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
-    std::memset(static_cast<void*>(dst), 0, sizeof(T) * nelem);
+    T* lanes = workspace_as<T>(kWsConvAux, nelem * kern.lanes);
+    std::memset(static_cast<void*>(lanes), 0, sizeof(T) * nelem * kern.lanes);
     T* s = workspace_as<T>(kWsConvCol, scratch);
     for (int64_t n = n0; n < n0 + cnt; ++n)
-      kern.direct_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), dst, s);
+      kern.direct_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), lanes, s);
+    kern.reduce_lanes(lanes, nelem, dst);
   });
 }
 

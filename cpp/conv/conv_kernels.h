@@ -19,8 +19,13 @@ struct ConvDirectKernels {
   // y_img (K, P, Q) = act(conv(x_img (C, H, W), w) + b) for one image, any groups/stride/dilation.
   void (*direct_fwd)(const ConvGeom& g, const T* x_img, const T* w, const T* b, T* y_img, Act act, T slope,
                      T* scratch);
-  // dw (K, C/groups, R, S) += the weight gradient of one image: sum over p, q of dz_img * x_img window.
-  void (*direct_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, T* dw, T* scratch);
+  // dw_lanes += the weight gradient of one image, sum over p, q of dz_img * x_img window, kept as
+  // `lanes` partial sums per element of dw (K*CgRS*lanes values, 32-byte aligned); reduce_lanes turns
+  // them into dw once all images of a chunk are in, so the lane reduction is paid once per chunk.
+  void (*direct_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, T* dw_lanes, T* scratch);
+  // out[i] = sum of the lanes of vector i of v, in lane order.
+  void (*reduce_lanes)(const T* v, int64_t n, T* out);
+  int lanes;
   // Depthwise (C/groups == 1, m = K/C filters per channel): for input plane c of one image, y planes
   // c*m .. c*m+m-1 (each P x Q) = act(conv(x_plane, w[c*m + i]) + b[c*m + i]).
   void (*dwise_fwd)(const ConvGeom& g, const T* x_plane, const T* w_c, const T* b_c, T* y_planes, Act act,

@@ -58,7 +58,7 @@ int64_t conv_direct_scratch_elems(const ConvGeom& g) {
   int64_t wpp = (wr + (g.S - 1) * g.dw + 7) / 8 * 8;
   int64_t dx = g.Kg() * (g.H + (g.R - 1) * g.dh) * wpp + g.Kg() * g.CgRS() +
                (g.Kg() * g.R * g.S * 8 + sizeof(T) - 1) / sizeof(T);
-  return std::max(fwd, dx) + 64;
+  return std::max(fwd, dx) + g.R * g.S * lanes2 / 2 + 64;  // + dwise_dw's lane partials
 }
 
 template int64_t conv_direct_scratch_elems<float>(const ConvGeom&);
