@@ -17,6 +17,14 @@ struct VecF32Avx2 {
   static constexpr int W = 8;
   static R load(const T* p) { return _mm256_loadu_ps(p); }
   static void store(T* p, R v) { _mm256_storeu_ps(p, v); }
+  static __m256i lanes_below(int64_t cnt) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cnt)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static R load_partial(const T* p, int64_t cnt, T pad) {
+    const __m256i m = lanes_below(cnt);
+    return _mm256_blendv_ps(_mm256_set1_ps(pad), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  static void store_partial(T* p, R v, int64_t cnt) { _mm256_maskstore_ps(p, lanes_below(cnt), v); }
   static R set1(T v) { return _mm256_set1_ps(v); }
   static R zero() { return _mm256_setzero_ps(); }
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
@@ -53,6 +61,14 @@ struct VecF64Avx2 {
   static constexpr int W = 4;
   static R load(const T* p) { return _mm256_loadu_pd(p); }
   static void store(T* p, R v) { _mm256_storeu_pd(p, v); }
+  static __m256i lanes_below(int64_t cnt) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(cnt), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
+  static R load_partial(const T* p, int64_t cnt, T pad) {
+    const __m256i m = lanes_below(cnt);
+    return _mm256_blendv_pd(_mm256_set1_pd(pad), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+  }
+  static void store_partial(T* p, R v, int64_t cnt) { _mm256_maskstore_pd(p, lanes_below(cnt), v); }
   static R set1(T v) { return _mm256_set1_pd(v); }
   static R zero() { return _mm256_setzero_pd(); }
   static R add(R a, R b) { return _mm256_add_pd(a, b); }

@@ -1,13 +1,14 @@
 // The activation micro-kernels, written once against a small vector interface V and instantiated per
 // ISA (act_portable.cpp: one-lane scalar V with std:: math; act_avx2.cpp: 8 x float / 4 x double).
 //
-// V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; add/sub/mul/div; max/min with
+// V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; load_partial(p, cnt, pad) /
+// store_partial(p, v, cnt) for the first cnt < W lanes; add/sub/mul/div; max/min with
 // the x86 rule "an unordered pair returns the second operand" (so max(zero, x) keeps a NaN x);
 // abs; gt/ge -> M; select(m, a, b) = m ? a : b; exp; expm1_nonpos (argument <= 0 or NaN); tanh;
 // hsum/hmax (horizontal, fixed lane order).
 //
-// Ragged tails go through a padded local vector so every element sees exactly the same arithmetic as
-// the full vectors (no scalar fallback with different rounding).
+// Ragged tails are loaded as a partial vector (padded lanes) so every element sees exactly the same
+// arithmetic as the full vectors (no scalar fallback with different rounding).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -19,20 +20,17 @@
 namespace nnx {
 namespace act_generic {
 
+// The first min(cnt, W) elements at p, the other lanes `pad` (V::load_partial: masked loads that never
+// touch memory past p[cnt - 1]).
 template <class V>
 inline typename V::R load_part(const typename V::T* p, int64_t cnt, typename V::T pad) {
-  if (cnt >= V::W) return V::load(p);
-  alignas(64) typename V::T buf[V::W];
-  for (int i = 0; i < V::W; ++i) buf[i] = i < cnt ? p[i] : pad;
-  return V::load(buf);
+  return cnt >= V::W ? V::load(p) : V::load_partial(p, cnt, pad);
 }
 
 template <class V>
 inline void store_part(typename V::T* p, typename V::R v, int64_t cnt) {
-  if (cnt >= V::W) { V::store(p, v); return; }
-  alignas(64) typename V::T buf[V::W];
-  V::store(buf, v);
-  for (int64_t i = 0; i < cnt; ++i) p[i] = buf[i];
+  if (cnt >= V::W) V::store(p, v);
+  else V::store_partial(p, v, cnt);
 }
 
 // y[i] = f(x[i])
@@ -250,55 +248,47 @@ void softmax_rows_backward(const typename V::T* dy, const typename V::T* x, type
   }
 }
 
-// Columns: the softmax axis has stride `stride`; `width` adjacent columns are handled kTile at a time
-// with their running max / sum kept in registers (kTileV vectors).
-constexpr int kTileV = 4;
+// Columns: the softmax axis has stride `stride`; up to kColTile adjacent columns are done together, their
+// running max / sum / dot kept in small L1 arrays, so each pass reads every row segment contiguously.
+constexpr int64_t kColTile = 256;
 
 template <class V>
 void softmax_cols(const typename V::T* x, typename V::T* y, int64_t n, int64_t stride, int64_t width, bool log) {
   using T = typename V::T;
   using R = typename V::R;
   const T ninf = -std::numeric_limits<T>::infinity();
-  constexpr int64_t kTile = kTileV * V::W;
-  for (int64_t c0 = 0; c0 < width; c0 += kTile) {
-    const int64_t w = width - c0 < kTile ? width - c0 : kTile;
-    const int nv = static_cast<int>((w + V::W - 1) / V::W);
-    R m[kTileV], s[kTileV];
-    for (int v = 0; v < kTileV; ++v) { m[v] = V::set1(ninf); s[v] = V::zero(); }
+  alignas(64) T m[kColTile], s[kColTile];
+  for (int64_t c0 = 0; c0 < width; c0 += kColTile) {
+    const int64_t w = width - c0 < kColTile ? width - c0 : kColTile;
+    for (int64_t j = 0; j < kColTile; ++j) { m[j] = ninf; s[j] = T(0); }
     for (int64_t k = 0; k < n; ++k) {
       const T* xk = x + k * stride + c0;
-      for (int v = 0; v < nv; ++v) m[v] = V::max(m[v], load_part<V>(xk + v * V::W, w - v * V::W, ninf));
+      for (int64_t j = 0; j < w; j += V::W) V::store(m + j, V::max(V::load(m + j), load_part<V>(xk + j, w - j, ninf)));
     }
     for (int64_t k = 0; k < n; ++k) {
       const T* xk = x + k * stride + c0;
       T* yk = y + k * stride + c0;
-      for (int v = 0; v < nv; ++v) {
-        R e = V::exp(V::sub(load_part<V>(xk + v * V::W, w - v * V::W, ninf), m[v]));
-        if (!log) store_part<V>(yk + v * V::W, e, w - v * V::W);
-        s[v] = V::add(s[v], e);
+      for (int64_t j = 0; j < w; j += V::W) {
+        R e = V::exp(V::sub(load_part<V>(xk + j, w - j, ninf), V::load(m + j)));
+        if (!log) store_part<V>(yk + j, e, w - j);
+        V::store(s + j, V::add(V::load(s + j), e));
       }
     }
     if (!log) {
-      for (int v = 0; v < nv; ++v) s[v] = V::div(V::set1(1), s[v]);
+      for (int64_t j = 0; j < w; ++j) s[j] = T(1) / s[j];
       for (int64_t k = 0; k < n; ++k) {
         T* yk = y + k * stride + c0;
-        for (int v = 0; v < nv; ++v)
-          store_part<V>(yk + v * V::W, V::mul(load_part<V>(yk + v * V::W, w - v * V::W, 0), s[v]), w - v * V::W);
+        for (int64_t j = 0; j < w; j += V::W)
+          store_part<V>(yk + j, V::mul(load_part<V>(yk + j, w - j, 0), V::load(s + j)), w - j);
       }
     } else {
-      for (int v = 0; v < nv; ++v) {  // one log per column: not worth a vector log
-        alignas(64) T buf[V::W];
-        V::store(buf, s[v]);
-        for (int l = 0; l < V::W; ++l) buf[l] = std::log(buf[l]);
-        s[v] = V::load(buf);
-      }
+      for (int64_t j = 0; j < w; ++j) s[j] = std::log(s[j]);  // one log per column: not worth a vector log
       for (int64_t k = 0; k < n; ++k) {
         const T* xk = x + k * stride + c0;
         T* yk = y + k * stride + c0;
-        for (int v = 0; v < nv; ++v) {
-          R xv = load_part<V>(xk + v * V::W, w - v * V::W, 0);
-          store_part<V>(yk + v * V::W, V::sub(V::sub(xv, m[v]), s[v]), w - v * V::W);
-        }
+        for (int64_t j = 0; j < w; j += V::W)
+          store_part<V>(yk + j, V::sub(V::sub(load_part<V>(xk + j, w - j, 0), V::load(m + j)), V::load(s + j)),
+                        w - j);
       }
     }
   }
@@ -310,41 +300,36 @@ void softmax_cols_backward(const typename V::T* dy, const typename V::T* x, type
   using T = typename V::T;
   using R = typename V::R;
   const T ninf = -std::numeric_limits<T>::infinity();
-  constexpr int64_t kTile = kTileV * V::W;
-  for (int64_t c0 = 0; c0 < width; c0 += kTile) {
-    const int64_t w = width - c0 < kTile ? width - c0 : kTile;
-    const int nv = static_cast<int>((w + V::W - 1) / V::W);
-    R m[kTileV], s[kTileV], d[kTileV];
-    for (int v = 0; v < kTileV; ++v) { m[v] = V::set1(ninf); s[v] = V::zero(); d[v] = V::zero(); }
+  alignas(64) T m[kColTile], s[kColTile], d[kColTile];
+  for (int64_t c0 = 0; c0 < width; c0 += kColTile) {
+    const int64_t w = width - c0 < kColTile ? width - c0 : kColTile;
+    for (int64_t j = 0; j < kColTile; ++j) { m[j] = ninf; s[j] = T(0); d[j] = T(0); }
     for (int64_t k = 0; k < n; ++k) {
       const T* xk = x + k * stride + c0;
-      for (int v = 0; v < nv; ++v) m[v] = V::max(m[v], load_part<V>(xk + v * V::W, w - v * V::W, ninf));
+      for (int64_t j = 0; j < w; j += V::W) V::store(m + j, V::max(V::load(m + j), load_part<V>(xk + j, w - j, ninf)));
     }
-    // s = sum exp(x - max); d = sum dy * exp(x - max) (softmax) or sum dy (log_softmax).
+    // s = sum exp(x - max) (kept in dx meanwhile); d = sum dy exp(x - max) (softmax) or sum dy (log_softmax).
     for (int64_t k = 0; k < n; ++k) {
       const int64_t off = k * stride + c0;
-      for (int v = 0; v < nv; ++v) {
-        const int64_t cnt = w - v * V::W;
-        R e = V::exp(V::sub(load_part<V>(x + off + v * V::W, cnt, ninf), m[v]));
-        R g = load_part<V>(dy + off + v * V::W, cnt, 0);
-        store_part<V>(dx + off + v * V::W, e, cnt);
-        s[v] = V::add(s[v], e);
-        d[v] = V::add(d[v], log ? g : V::mul(g, e));
+      for (int64_t j = 0; j < w; j += V::W) {
+        R e = V::exp(V::sub(load_part<V>(x + off + j, w - j, ninf), V::load(m + j)));
+        R g = load_part<V>(dy + off + j, w - j, 0);
+        store_part<V>(dx + off + j, e, w - j);
+        V::store(s + j, V::add(V::load(s + j), e));
+        V::store(d + j, V::add(V::load(d + j), log ? g : V::mul(g, e)));
       }
     }
-    R inv[kTileV];
-    for (int v = 0; v < nv; ++v) {
-      inv[v] = V::div(V::set1(1), s[v]);
-      if (!log) d[v] = V::div(d[v], s[v]);
+    for (int64_t j = 0; j < w; ++j) {
+      if (!log) d[j] /= s[j];
+      s[j] = T(1) / s[j];
     }
     for (int64_t k = 0; k < n; ++k) {
       const int64_t off = k * stride + c0;
-      for (int v = 0; v < nv; ++v) {
-        const int64_t cnt = w - v * V::W;
-        R sm = V::mul(load_part<V>(dx + off + v * V::W, cnt, 0), inv[v]);
-        R g = load_part<V>(dy + off + v * V::W, cnt, 0);
-        R r = log ? V::sub(g, V::mul(sm, d[v])) : V::mul(sm, V::sub(g, d[v]));
-        store_part<V>(dx + off + v * V::W, r, cnt);
+      for (int64_t j = 0; j < w; j += V::W) {
+        R sm = V::mul(load_part<V>(dx + off + j, w - j, 0), V::load(s + j));
+        R g = load_part<V>(dy + off + j, w - j, 0);
+        R dj = V::load(d + j);
+        store_part<V>(dx + off + j, log ? V::sub(g, V::mul(sm, dj)) : V::mul(sm, V::sub(g, dj)), w - j);
       }
     }
   }

@@ -15,6 +15,9 @@ struct ScalarVec {
   static constexpr int W = 1;
   static R load(const T* p) { return *p; }
   static void store(T* p, R v) { *p = v; }
+  // With one lane a partial vector is never needed (cnt >= 1 = W); defined for the interface.
+  static R load_partial(const T* p, int64_t cnt, T pad) { return cnt > 0 ? *p : pad; }
+  static void store_partial(T* p, R v, int64_t cnt) { if (cnt > 0) *p = v; }
   static R set1(T v) { return v; }
   static R zero() { return T(0); }
   static R add(R a, R b) { return a + b; }

@@ -61,6 +61,14 @@ void backward_from_output_py(const py::array& dy, const py::array& y, py::array&
                               num_threads());
 }
 
+template <class T>
+void forward_inplace_py(py::array& x, int code, double slope) {
+  auto X = view_out<T>(x, "x");
+  require(code >= 0 && code <= 4, "activation: unknown activation code " + std::to_string(code));
+  py::gil_scoped_release release;
+  act_forward_inplace<T>(static_cast<Act>(code), X.data, X.size(), static_cast<T>(slope));
+}
+
 template <class V>
 void split_axis(const V& v, int axis, int64_t* outer, int64_t* n, int64_t* inner) {
   require(v.ndim >= 1 && axis >= 0 && axis < v.ndim, "axis: out of range");
@@ -129,6 +137,12 @@ void bind_act(py::module_& m) {
         },
         py::arg("dy"), py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("log") = false,
         "out = gradient of softmax (log_softmax) at the forward input x.");
+  m.def("act_forward_inplace", [](py::array& x, int act, double slope) {
+          if (is_f32(x)) forward_inplace_py<float>(x, act, slope);
+          else forward_inplace_py<double>(x, act, slope);
+        },
+        py::arg("x"), py::arg("act"), py::arg("slope") = 0.01,
+        "x = act(x) in place, single-threaded (the GEMM/conv epilogue helper; epilogue codes 0 none .. 4 tanh).");
   m.def("act_ukernel_name", [](bool f32) {
           return std::string(f32 ? act_ukernel_name<float>() : act_ukernel_name<double>());
         },

@@ -26,7 +26,9 @@ Targets class_targets(const py::array& t, int64_t rows, int64_t classes) {
   require(rows == 0 || t.strides(0) == 8, "target: expected a C-contiguous array");
   const int64_t* p = static_cast<const int64_t*>(t.data());
   for (int64_t i = 0; i < rows; ++i)
-    require(p[i] >= 0 && p[i] < classes, "target: class indices must lie in [0, " + std::to_string(classes) + ")");
+    if (p[i] < 0 || p[i] >= classes)  // the message is only built on failure: this loop runs per row
+      throw py::value_error("target: class indices must lie in [0, " + std::to_string(classes) + "), found " +
+                            std::to_string(p[i]));
   return {p, rows};
 }
 

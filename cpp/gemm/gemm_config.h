@@ -30,6 +30,10 @@ constexpr GemmBlocking kDgemmBlockingAvx2{6, 8, 256, 72, 4080};
 constexpr GemmBlocking kSgemmBlockingAvx512{6, 32, 256, 144, 4096};
 constexpr GemmBlocking kDgemmBlockingAvx512{6, 16, 256, 72, 4096};
 
+// NEON (AArch64, 32 q registers of 128 bits): 8 x 3 vectors = 24 accumulators.
+constexpr GemmBlocking kSgemmBlockingNeon{8, 12, 256, 128, 4080};
+constexpr GemmBlocking kDgemmBlockingNeon{8, 6, 256, 64, 4080};
+
 // Narrow products: when C has at most this many NR-wide column slivers, each sliver of A is used too few
 // times to pay for packing it, and the micro-kernel reads A in place (if A is contiguous along a row or
 // a column). Measured on Zen3: 4096x16x256 runs 2x faster, 64x120x400 about 8% faster.

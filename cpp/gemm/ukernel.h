@@ -21,6 +21,7 @@
 #pragma once
 #include <cstdint>
 
+#include "common/epilogue.h"
 #include "gemm/gemm_config.h"
 
 namespace nnx {
@@ -36,6 +37,13 @@ using GemmPackA = void (*)(int64_t mc, int64_t kc, const T* a, int64_t rs_a, int
 template <class T>
 using GemmPackB = void (*)(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int64_t cs_b, T* out);
 
+// epilogue(ep, row0, col0, m, n, c, rs_c, cs_c): apply_epilogue on an m x n tile of C whose first element
+//   is C(row0, col0) of the whole product, vectorised for the ISA; returns false (touching nothing) for
+//   the cases it leaves to apply_epilogue.
+template <class T>
+using GemmEpilogue = bool (*)(const Epilogue<T>& ep, int64_t row0, int64_t col0, int64_t m, int64_t n, T* c,
+                              int64_t rs_c, int64_t cs_c);
+
 template <class T>
 struct GemmKernels {
   GemmBlocking blocking;
@@ -43,6 +51,7 @@ struct GemmKernels {
   GemmUkernelStridedA<T> ukernel_strided_a;
   GemmPackA<T> pack_a;
   GemmPackB<T> pack_b;
+  GemmEpilogue<T> epilogue;
   const char* name;  // the micro-kernel's name, e.g. "sgemm_ukernel_avx2_6x16"
 };
 

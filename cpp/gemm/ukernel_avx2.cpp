@@ -2,6 +2,7 @@
 // the CPU has AVX2 and FMA (nnx::isa_supported(Isa::avx2)).
 #include <immintrin.h>
 
+#include "gemm/epilogue_tile.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 #include "gemm/ukernel_simd.h"
@@ -80,6 +81,41 @@ void sgemm_pack_b_avx2_16(int64_t kc, int64_t nc, const float* b, int64_t rs_b, 
   if (full < nc) pack_b_panels<16, float>(kc, nc - full, b + full * cs_b, rs_b, cs_b, out);
 }
 
+inline void transpose4x4(__m256d r[4]) {
+  __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]);
+  __m256d t1 = _mm256_unpackhi_pd(r[0], r[1]);
+  __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]);
+  __m256d t3 = _mm256_unpackhi_pd(r[2], r[3]);
+  r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+  r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+  r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+  r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+// The double twin of sgemm_pack_b_avx2_16: 8-column slivers from 4 x 4 transposed blocks.
+void dgemm_pack_b_avx2_8(int64_t kc, int64_t nc, const double* b, int64_t rs_b, int64_t cs_b, double* out) {
+  if (rs_b != 1 || nc < 8 || kc < 4) {
+    pack_b_panels<8, double>(kc, nc, b, rs_b, cs_b, out);
+    return;
+  }
+  const int64_t full = nc / 8 * 8;
+  const int64_t k4 = kc / 4 * 4;
+  for (int64_t j0 = 0; j0 < full; j0 += 8, out += 8 * kc) {
+    const double* col = b + j0 * cs_b;
+    for (int64_t p = 0; p < k4; p += 4) {
+      for (int h = 0; h < 2; ++h) {
+        __m256d r[4];
+        for (int i = 0; i < 4; ++i) r[i] = _mm256_loadu_pd(col + (h * 4 + i) * cs_b + p);
+        transpose4x4(r);
+        for (int q = 0; q < 4; ++q) _mm256_store_pd(out + (p + q) * 8 + h * 4, r[q]);
+      }
+    }
+    for (int64_t p = k4; p < kc; ++p)
+      for (int j = 0; j < 8; ++j) out[p * 8 + j] = col[j * cs_b + p];
+  }
+  if (full < nc) pack_b_panels<8, double>(kc, nc - full, b + full * cs_b, rs_b, cs_b, out);
+}
+
 constexpr GemmBlocking kS = kSgemmBlockingAvx2;
 constexpr GemmBlocking kD = kDgemmBlockingAvx2;
 static_assert(kS.mr == 6 && kS.nr == 16 && kD.mr == 6 && kD.nr == 8, "tile names below");
@@ -111,14 +147,14 @@ void dgemm_ukernel_avx2_6x8_strided_a(int64_t k, const double* a, int64_t rs_a, 
 const GemmKernels<float>& sgemm_kernels_avx2() {
   static const GemmKernels<float> k{kS, sgemm_ukernel_avx2_6x16,
                                     sgemm_ukernel_avx2_6x16_strided_a, pack_a_panels<kS.mr, float>,
-                                    sgemm_pack_b_avx2_16, "sgemm_ukernel_avx2_6x16"};
+                                    sgemm_pack_b_avx2_16, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16"};
   return k;
 }
 
 const GemmKernels<double>& dgemm_kernels_avx2() {
   static const GemmKernels<double> k{kD, dgemm_ukernel_avx2_6x8,
                                      dgemm_ukernel_avx2_6x8_strided_a, pack_a_panels<kD.mr, double>,
-                                     pack_b_panels<kD.nr, double>, "dgemm_ukernel_avx2_6x8"};
+                                     dgemm_pack_b_avx2_8, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8"};
   return k;
 }
 

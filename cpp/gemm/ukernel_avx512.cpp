@@ -3,6 +3,7 @@
 // reached when the CPU has AVX-512 F/DQ/BW/VL (nnx::isa_supported(Isa::avx512)).
 #include <immintrin.h>
 
+#include "gemm/epilogue_tile.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 #include "gemm/ukernel_simd.h"
@@ -67,14 +68,14 @@ void dgemm_ukernel_avx512_6x16_strided_a(int64_t k, const double* a, int64_t rs_
 const GemmKernels<float>& sgemm_kernels_avx512() {
   static const GemmKernels<float> k{kS, sgemm_ukernel_avx512_6x32,
                                     sgemm_ukernel_avx512_6x32_strided_a, pack_a_panels<kS.mr, float>,
-                                    pack_b_panels<kS.nr, float>, "sgemm_ukernel_avx512_6x32"};
+                                    pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_avx512_6x32"};
   return k;
 }
 
 const GemmKernels<double>& dgemm_kernels_avx512() {
   static const GemmKernels<double> k{kD, dgemm_ukernel_avx512_6x16,
                                      dgemm_ukernel_avx512_6x16_strided_a, pack_a_panels<kD.mr, double>,
-                                     pack_b_panels<kD.nr, double>, "dgemm_ukernel_avx512_6x16"};
+                                     pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_avx512_6x16"};
   return k;
 }
 

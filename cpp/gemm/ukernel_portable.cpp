@@ -1,5 +1,6 @@
 // Portable C++ micro-kernels (the twins of the SIMD ones, same contract: ukernel.h), compiled for the
 // baseline ISA so they run on any CPU; the compiler vectorises the inner loops with what it may use.
+#include "gemm/epilogue_tile.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 
@@ -68,14 +69,14 @@ void dgemm_ukernel_portable_4x4_strided_a(int64_t k, const double* a, int64_t rs
 const GemmKernels<float>& sgemm_kernels_portable() {
   static const GemmKernels<float> k{kS, sgemm_ukernel_portable_4x8,
                                     sgemm_ukernel_portable_4x8_strided_a, pack_a_panels<kS.mr, float>,
-                                    pack_b_panels<kS.nr, float>, "sgemm_ukernel_portable_4x8"};
+                                    pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_portable_4x8"};
   return k;
 }
 
 const GemmKernels<double>& dgemm_kernels_portable() {
   static const GemmKernels<double> k{kD, dgemm_ukernel_portable_4x4,
                                      dgemm_ukernel_portable_4x4_strided_a, pack_a_panels<kD.mr, double>,
-                                     pack_b_panels<kD.nr, double>, "dgemm_ukernel_portable_4x4"};
+                                     pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_portable_4x4"};
   return k;
 }
 

@@ -1,11 +1,15 @@
-// Loss kernels. The row-wise exponentials of cross-entropy run on the activation family's SIMD
-// micro-kernels (log_sum_exp_shifted, softmax_rows, act_forward); the rest is plain C++.
+// Loss drivers. Element-wise sums run on the loss micro-kernels (loss_ukernels.h, portable / AVX2); the
+// row-wise exponentials of cross-entropy and the sigmoid of BCE's gradient on the activation family's
+// SIMD micro-kernels (log_sum_exp_shifted, softmax_rows, act_forward); the hinge loss and the simple
+// gradients are plain C++ loops.
 #include "loss/loss.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "act/act.h"
+#include "common/cpu.h"
+#include "loss/loss_ukernels.h"
 #include "common/threads.h"
 
 namespace nnx {
@@ -43,7 +47,25 @@ void parallel_rows(int64_t rows, int64_t cols, int nthreads, F body) {
   for (int64_t c = 0; c < chunks; ++c) body(c * per, std::min(rows, (c + 1) * per));
 }
 
+template <class T>
+struct LossTables {
+  LossUkernels<T> by_isa[4];
+  LossTables() {
+    for (auto& t : by_isa) t = loss_ukernels_portable<T>();
+#if defined(NNX_X86)
+    by_isa[static_cast<int>(Isa::avx2)] = loss_ukernels_avx2<T>();
+    by_isa[static_cast<int>(Isa::avx512)] = loss_ukernels_avx2<T>();  // no AVX-512 loss kernels yet
+#endif
+  }
+};
+
 }  // namespace
+
+template <class T>
+const LossUkernels<T>& loss_ukernels() {
+  static const LossTables<T> tables;
+  return tables.by_isa[static_cast<int>(active_isa())];
+}
 
 int64_t loss_chunk_rows(int64_t cols) { return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, cols)); }
 
@@ -81,24 +103,8 @@ void cross_entropy_backward(const T* z, const int64_t* target, int64_t N, int64_
 
 template <class T>
 double mse_sum(const T* p, const T* t, int64_t n, double* partials, int nthreads) {
-  return chunked_sum(n, 1, partials, nthreads, [&](int64_t b, int64_t e) {
-    // Four interleaved sums (fixed order) so the additions pipeline.
-    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    int64_t i = b;
-    for (; i + 4 <= e; i += 4) {
-      double d0 = double(p[i]) - double(t[i]), d1 = double(p[i + 1]) - double(t[i + 1]);
-      double d2 = double(p[i + 2]) - double(t[i + 2]), d3 = double(p[i + 3]) - double(t[i + 3]);
-      a0 += d0 * d0;
-      a1 += d1 * d1;
-      a2 += d2 * d2;
-      a3 += d3 * d3;
-    }
-    for (; i < e; ++i) {
-      double d = double(p[i]) - double(t[i]);
-      a0 += d * d;
-    }
-    return (a0 + a1) + (a2 + a3);
-  });
+  const auto& k = loss_ukernels<T>();
+  return chunked_sum(n, 1, partials, nthreads, [&](int64_t b, int64_t e) { return k.mse_sum(p + b, t + b, e - b); });
 }
 
 template <class T>
@@ -111,15 +117,9 @@ void mse_backward(const T* p, const T* t, int64_t n, T scale, T* dp, int nthread
 
 template <class T>
 double bce_with_logits_sum(const T* z, const T* t, int64_t n, double* partials, int nthreads) {
-  return chunked_sum(n, 1, partials, nthreads, [&](int64_t b, int64_t e) {
-    double acc = 0.0;
-    for (int64_t i = b; i < e; ++i) {
-      const T zi = z[i];
-      // exp of a non-positive number only; log1p keeps the tail accurate when exp(-|z|) is tiny.
-      acc += static_cast<double>(std::max(zi, T(0)) - zi * t[i] + std::log1p(std::exp(-std::fabs(zi))));
-    }
-    return acc;
-  });
+  const auto& k = loss_ukernels<T>();
+  return chunked_sum(n, 1, partials, nthreads,
+                     [&](int64_t b, int64_t e) { return k.bce_with_logits_sum(z + b, t + b, e - b); });
 }
 
 template <class T>

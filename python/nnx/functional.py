@@ -20,7 +20,7 @@ import numpy as np
 
 from . import ops as _ops
 from .random import get_rng
-from .tensor import Tensor
+from .tensor import Tensor, is_grad_enabled
 
 _backend = _ops
 
@@ -117,8 +117,17 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=N
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
-    kw = {} if dilation == 1 else {"dilation": dilation}
-    return _unary("max_pool2d", x, kernel_size=kernel_size, stride=stride, padding=padding, **kw)
+    """Max pooling. When a backward will follow, the forward also returns which element each window
+    took, so the backward only scatters dy instead of searching every window again."""
+    x = _t(x)
+    kw = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
+    if not (x.requires_grad and is_grad_enabled()):
+        return _unary("max_pool2d", x, **kw)
+    b = _backend
+    y, idx = _fn(b, "max_pool2d")(x.data, return_indices=True, **kw)
+    xd = x.data
+    return Tensor._make(y, (x,), lambda g: (_fn(b, "max_pool2d_backward")(g, xd, indices=idx, **kw),),
+                        "max_pool2d")
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:

@@ -98,7 +98,7 @@ def test_gemm_random_shapes(m, n, k, ta, tb, f64, seed):
 # MR 4/6, NR 4/8/16, KC 256, MC 64..144, NC 2048..4080): M > MC, K > KC (and K = KC +- 1), N > NC, and
 # tiles one short of / one past MR and NR.
 BOUNDARY_SHAPES = [(5, 15, 255), (7, 17, 257), (3, 9, 256), (6, 16, 1), (11, 33, 17), (145, 7, 513),
-                   (290, 20, 300), (2, 4100, 3), (13, 2049, 9)]
+                   (290, 20, 300), (2, 4100, 3), (13, 2049, 9), (25, 6, 784)]
 
 
 @pytest.mark.parametrize("m,n,k", BOUNDARY_SHAPES)
@@ -129,6 +129,7 @@ def test_gemm_bias_per_row_and_column(isa, dtype, rng):
 
 
 @pytest.mark.parametrize("m,n,k,ta,tb", [(301, 257, 300, False, True), (64, 1000, 130, True, False),
+                                         (30, 6, 6000, False, True),
                                          (1000, 40, 70, False, False), (7, 3000, 100, False, True),
                                          (50, 200, 300, False, True)])
 def test_gemm_bitwise_identical_for_any_thread_count(isa, dtype, rng, m, n, k, ta, tb):

@@ -9,7 +9,7 @@ from optest import assert_close, check_op, random
 CLASS_LOSSES = [("cross_entropy", {}), ("multiclass_hinge_loss", {}), ("multiclass_hinge_loss", dict(margin=0.3))]
 PAIR_LOSSES = ["mse_loss", "binary_cross_entropy_with_logits"]
 CLASS_SHAPES = [(1, 1), (1, 5), (7, 3), (13, 10), (64, 1000), (257, 17), (0, 5), (3000, 7)]
-PAIR_SHAPES = [(1,), (7,), (3, 5), (2, 3, 4), (0,), (4, 0), (100003,)]
+PAIR_SHAPES = [(1,), (7,), (3, 5), (2, 3, 4), (0,), (4, 0), (100003,), (2, 1, 3, 1, 2, 1, 2, 1, 3)]
 
 
 def _targets(rng, n, c):

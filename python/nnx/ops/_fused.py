@@ -23,5 +23,6 @@ def activation_backward_from_output(dy: np.ndarray, y: np.ndarray, activation, n
         raise ValueError(f"activation: unknown activation {activation!r}") from None
     dy = contiguous(dy)
     out = np.empty(dy.shape, dtype=dy.dtype)
-    _C.act_backward_from_output(dy, contiguous(y), out, code, float(negative_slope))
+    _C.act_backward_from_output(dy.reshape(-1), contiguous(y).reshape(-1), out.reshape(-1), code,
+                                float(negative_slope))
     return out

@@ -28,7 +28,8 @@ def _real(v, name: str) -> float:
 def _forward(x, code: int, param: float = 0.0) -> np.ndarray:
     x = contiguous(float_array(x, "x"))
     out = np.empty(x.shape, dtype=x.dtype)
-    _C.act_forward(x, out, code, param)
+    # Flat views (free for C-contiguous arrays): element-wise kernels need no shape, and any ndim works.
+    _C.act_forward(x.reshape(-1), out.reshape(-1), code, param)
     return out
 
 
@@ -38,7 +39,7 @@ def _backward(dy, x, code: int, param: float = 0.0) -> np.ndarray:
     same_dtype(dy=dy, x=x)
     check_same_shape(x, "x", dy, "dy")
     out = np.empty(x.shape, dtype=x.dtype)
-    _C.act_backward(contiguous(dy), contiguous(x), out, code, param)
+    _C.act_backward(contiguous(dy).reshape(-1), contiguous(x).reshape(-1), out.reshape(-1), code, param)
     return out
 
 
@@ -93,10 +94,16 @@ def _softmax_input(x, axis):
     return contiguous(x), check_axis(axis, x.ndim)
 
 
+def _as_3d(shape, ax):
+    """(outer, n, inner) of a C-contiguous array softmaxed along `ax`: the kernels' view, any ndim."""
+    return (int(np.prod(shape[:ax], dtype=np.int64)), shape[ax], int(np.prod(shape[ax + 1:], dtype=np.int64)))
+
+
 def _softmax(x, axis, log: bool) -> np.ndarray:
     x, ax = _softmax_input(x, axis)
     out = np.empty(x.shape, dtype=x.dtype)
-    _C.softmax(x, out, ax, log)
+    v = _as_3d(x.shape, ax)
+    _C.softmax(x.reshape(v), out.reshape(v), 1, log)
     return out
 
 
@@ -106,7 +113,8 @@ def _softmax_backward(dy, x, axis, log: bool) -> np.ndarray:
     same_dtype(dy=dy, x=x)
     check_same_shape(x, "x", dy, "dy")
     out = np.empty(x.shape, dtype=x.dtype)
-    _C.softmax_backward(contiguous(dy), x, out, ax, log)
+    v = _as_3d(x.shape, ax)
+    _C.softmax_backward(contiguous(dy).reshape(v), x.reshape(v), out.reshape(v), 1, log)
     return out
 
 

@@ -58,7 +58,8 @@ def _pair_inputs(x, target, name: str):
     target = float_array(target, "target")
     same_dtype(**{name: x, "target": target})
     check_same_shape(x, name, target, "target")
-    return contiguous(x), contiguous(target)
+    # Flat C-contiguous views: the element-wise kernels need no shape, and any ndim works.
+    return contiguous(x).reshape(-1), contiguous(target).reshape(-1), x.shape
 
 
 def _real(v, name: str) -> float:
@@ -86,31 +87,31 @@ def cross_entropy_backward(dy, logits, target, reduction="mean"):
 def mse_loss(pred, target, reduction="mean"):
     """(pred - target)^2, summed or averaged over all elements."""
     check_reduction(reduction)
-    p, t = _pair_inputs(pred, target, "pred")
+    p, t, _ = _pair_inputs(pred, target, "pred")
     return _finish(_C.mse_sum(p, t), p.size, reduction, p.dtype)
 
 
 def mse_loss_backward(dy, pred, target, reduction="mean"):
     check_reduction(reduction)
-    p, t = _pair_inputs(pred, target, "pred")
+    p, t, shape = _pair_inputs(pred, target, "pred")
     out = np.empty(p.shape, dtype=p.dtype)
     _C.mse_backward(p, t, _scale(dy, p.size, reduction), out)
-    return out
+    return out.reshape(shape)
 
 
 def binary_cross_entropy_with_logits(z, target, reduction="mean"):
     """max(z, 0) - z * target + log1p(exp(-|z|)): binary cross-entropy of sigmoid(z), stable for any |z|."""
     check_reduction(reduction)
-    z, t = _pair_inputs(z, target, "z")
+    z, t, _ = _pair_inputs(z, target, "z")
     return _finish(_C.bce_with_logits_sum(z, t), z.size, reduction, z.dtype)
 
 
 def binary_cross_entropy_with_logits_backward(dy, z, target, reduction="mean"):
     check_reduction(reduction)
-    z, t = _pair_inputs(z, target, "z")
+    z, t, shape = _pair_inputs(z, target, "z")
     out = np.empty(z.shape, dtype=z.dtype)
     _C.bce_with_logits_backward(z, t, _scale(dy, z.size, reduction), out)
-    return out
+    return out.reshape(shape)
 
 
 def multiclass_hinge_loss(scores, target, margin=1.0, reduction="mean"):

@@ -1,0 +1,34 @@
+// Per-ISA micro-kernels of the loss family: single-threaded sums over one chunk of elements, always
+// accumulated in double (so float32 losses over millions of elements keep float32 accuracy). The
+// portable twins are in loss_portable.cpp, the AVX2 versions in loss_avx2.cpp; loss.cpp picks the
+// active ISA's table per call and splits the chunks across threads.
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+
+template <class T>
+struct LossUkernels {
+  const char* name;
+  // sum_i (p_i - t_i)^2
+  double (*mse_sum)(const T* p, const T* t, int64_t n);
+  // sum_i max(z_i, 0) - z_i t_i + log1p(exp(-|z_i|))
+  double (*bce_with_logits_sum)(const T* z, const T* t, int64_t n);
+};
+
+template <class T>
+const LossUkernels<T>& loss_ukernels_portable();
+#if defined(NNX_X86)
+template <class T>
+const LossUkernels<T>& loss_ukernels_avx2();
+template <>
+const LossUkernels<float>& loss_ukernels_avx2<float>();
+template <>
+const LossUkernels<double>& loss_ukernels_avx2<double>();
+#endif
+
+// The table of the active ISA (portable first, overridden by what the CPU has; looked up per call).
+template <class T>
+const LossUkernels<T>& loss_ukernels();
+
+}  // namespace nnx
