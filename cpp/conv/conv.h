@@ -36,7 +36,8 @@ struct ConvGeom {
 //   gemm1x1:   1x1 kernel, stride 1, no padding: per image Y(K, HW) = W(K, C) X(C, HW), no copy of x.
 //   im2col:    any conv: columns of a tile of output pixels (CgRS x tile) in a reused workspace, then
 //              the GEMM of gemm.h; tiles span several whole images when images are small.
-//   direct:    few input channels: SIMD over output pixels of a row, all filter taps in registers.
+//   direct:    few input channels: SIMD over output pixels of a row, all filter taps in registers;
+//              for stride 1 its dx is a direct convolution too (flipped filters over the padded dz).
 //   depthwise: C/groups == 1 (each output channel reads one input channel): per-plane SIMD kernel.
 enum class ConvAlgo : int { automatic = 0, gemm1x1 = 1, im2col = 2, direct = 3, depthwise = 4 };
 

@@ -19,16 +19,32 @@ struct ConvDirectKernels {
   // y_img (K, P, Q) = act(conv(x_img (C, H, W), w) + b) for one image, any groups/stride/dilation.
   void (*direct_fwd)(const ConvGeom& g, const T* x_img, const T* w, const T* b, T* y_img, Act act, T slope,
                      T* scratch);
-  // dw (K, C/groups, R, S) += the weight gradient of one image: sum over p, q of dz_img * x_img window.
-  void (*direct_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, T* dw, T* scratch);
+  // dw_lanes += the weight gradient of one image, sum over p, q of dz_img * x_img window, kept as
+  // `lanes` partial sums per element of dw (K*CgRS*lanes values, 32-byte aligned); reduce_lanes turns
+  // them into dw once all images of a chunk are in, so the lane reduction is paid once per chunk.
+  void (*direct_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, T* dw_lanes, T* scratch);
+  // out[i] = sum of the lanes of vector i of v, in lane order.
+  void (*reduce_lanes)(const T* v, int64_t n, T* out);
+  int lanes;
   // Depthwise (C/groups == 1, m = K/C filters per channel): for input plane c of one image, y planes
   // c*m .. c*m+m-1 (each P x Q) = act(conv(x_plane, w[c*m + i]) + b[c*m + i]).
   void (*dwise_fwd)(const ConvGeom& g, const T* x_plane, const T* w_c, const T* b_c, T* y_planes, Act act,
                     T slope, T* scratch);
   // dx_plane (H x W) = sum over the m output planes of channel c of dz scattered back through w.
   void (*dwise_dx)(const ConvGeom& g, const T* dz_planes, const T* w_c, T* dx_plane, T* scratch);
+  // Stride 1 only: dx for one group of one image, dx_g (Cg planes H x W) from dz_g (Kg planes P x Q)
+  // and w_g (Kg, Cg, R, S), as a direct convolution of the padded dz with the flipped filters.
+  void (*direct_dx_group)(const ConvGeom& g, const T* dz_g, const T* w_g, T* dx_g, T* scratch);
   // dw_k (R x S) += correlation of one image's dz plane k with its input plane k / m.
   void (*dwise_dw)(const ConvGeom& g, const T* x_plane, const T* dz_plane, T* dw_k, T* scratch);
+  // col(row, j) for rows (c, r, s) of the group's Cg channels of one image (x points at its first channel)
+  // and output pixels pq0 .. pq0+len-1 of that image; col's row stride ldc; zero where the window is in
+  // the padding.
+  void (*im2col)(const ConvGeom& g, const T* x, int64_t pq0, int64_t len, T* col, int64_t ldc);
+  // The adjoint: dx (the group's channels of one image) += col scattered back.
+  void (*col2im)(const ConvGeom& g, const T* col, int64_t ldc, int64_t pq0, int64_t len, T* dx);
+  // rows x cols block of C (row stride ld): c = act(c + bias[row]) (bias may be null), vectorised.
+  void (*bias_act_rows)(T* c, int64_t rows, int64_t cols, int64_t ld, const T* bias, Act act, T slope);
   const char* isa;
 };
 

@@ -5,6 +5,8 @@
 
 #include "common/cpu.h"
 
+#include <algorithm>
+
 namespace nnx {
 
 void conv_fill_portable(ConvDirectKernels<float>& f, ConvDirectKernels<double>& d) {
@@ -48,8 +50,15 @@ const ConvDirectKernels<double>& conv_direct_kernels<double>() {
 
 template <class T>
 int64_t conv_direct_scratch_elems(const ConvGeom& g) {
-  ConvPadGeom pg = conv_pad_geom(g, 64 / sizeof(T));
-  return g.C * pg.Hpp * pg.Wpp + g.K * g.P * pg.Qr + (g.CgRS() * 8 + sizeof(T) - 1) / sizeof(T) + 64;
+  const int64_t lanes2 = 64 / sizeof(T);
+  ConvPadGeom pg = conv_pad_geom(g, lanes2);
+  int64_t fwd = g.C * pg.Hpp * pg.Wpp + g.K * g.P * pg.Qr + (g.CgRS() * 8 + sizeof(T) - 1) / sizeof(T);
+  // direct_dx_group: padded dz planes of one group, the flipped filters and the tap offsets.
+  int64_t wr = (g.W + lanes2 - 1) / lanes2 * lanes2;
+  int64_t wpp = (wr + (g.S - 1) * g.dw + 7) / 8 * 8;
+  int64_t dx = g.Kg() * (g.H + (g.R - 1) * g.dh) * wpp + g.Kg() * g.CgRS() +
+               (g.Kg() * g.R * g.S * 8 + sizeof(T) - 1) / sizeof(T);
+  return std::max(fwd, dx) + g.R * g.S * lanes2 / 2 + 64;  // + dwise_dw's lane partials
 }
 
 template int64_t conv_direct_scratch_elems<float>(const ConvGeom&);

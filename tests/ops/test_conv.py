@@ -24,6 +24,8 @@ CASES = {
     "1x1_groups_dil": ((1, 4, 3, 3), (6, 2, 1, 1), dict(groups=2, dilation=3)),
     "whole_input": ((1, 2, 4, 3), (3, 2, 4, 3), {}),
     "one_pixel": ((1, 1, 1, 1), (1, 1, 1, 1), {}),
+    "pad_beyond_kernel": ((2, 3, 6, 5), (4, 3, 2, 2), dict(padding=(3, 2))),
+    "depthwise_pad_beyond": ((1, 2, 5, 4), (2, 1, 1, 2), dict(padding=2, groups=2)),
     "big_image": ((1, 4, 41, 43), (5, 4, 3, 3), dict(padding=1)),  # several column tiles per image
 }
 
@@ -174,7 +176,8 @@ def test_bindings_check_shapes_themselves():
 
 def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
-    assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "im2col"
+    assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "direct"
+    assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "im2col"
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
     assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "im2col"

@@ -1,8 +1,11 @@
 """2-D convolution on the C++ kernels (cpp/conv): NCHW, PyTorch's conv2d semantics.
 
-The algorithm is chosen per shape (see `conv2d_algorithm`): "gemm1x1" for 1x1 kernels with stride 1 and
-no padding (one GEMM per image on x itself), "depthwise" for one input channel per group, "direct" for few
-input channels (LeNet's first layer), else "im2col" (tiles of columns in a reused workspace + GEMM).
+The algorithm is chosen per shape (see `conv2d_algorithm`): "depthwise" for one input channel per group
+(groups > 1), "gemm1x1" for 1x1 kernels with stride 1 and no padding (one GEMM per image on x itself),
+"direct" for stride 1 with at most 8 input channels per group and C/groups*R*S <= 256 (both LeNet layers:
+SIMD over output columns, taps in registers, dx as a direct convolution with the flipped filters), else
+"im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im, dw reduced over
+fixed chunks of images).
 Any of them can be forced with `algorithm=`, which the tests use to check each against the reference.
 """
 from __future__ import annotations
