@@ -23,8 +23,8 @@ template <class T>
 inline T apply_act(Act act, T v, T slope) {
   switch (act) {
     case Act::none: return v;
-    case Act::relu: return v > T(0) ? v : T(0);
-    case Act::leaky_relu: return v > T(0) ? v : v * slope;
+    case Act::relu: return v < T(0) ? T(0) : v;
+    case Act::leaky_relu: return v < T(0) ? v * slope : v;
     case Act::sigmoid: {
       // exp of a non-positive argument only: no overflow for any |v|.
       if (v >= T(0)) { T e = std::exp(-v); return T(1) / (T(1) + e); }

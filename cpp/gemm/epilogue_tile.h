@@ -28,9 +28,9 @@ bool epilogue_tile(const Epilogue<T>& ep, int64_t row0, int64_t col0, int64_t m,
       for (int64_t j = 0; j < n; ++j) ci[j] += bj[j];
     }
     if (ep.act == Act::relu) {
-      for (int64_t j = 0; j < n; ++j) ci[j] = ci[j] > T(0) ? ci[j] : T(0);
+      for (int64_t j = 0; j < n; ++j) ci[j] = ci[j] < T(0) ? T(0) : ci[j];
     } else if (ep.act == Act::leaky_relu) {
-      for (int64_t j = 0; j < n; ++j) ci[j] = ci[j] > T(0) ? ci[j] : ci[j] * slope;
+      for (int64_t j = 0; j < n; ++j) ci[j] = ci[j] < T(0) ? ci[j] * slope : ci[j];
     }
   }
   return true;

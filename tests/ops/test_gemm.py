@@ -153,3 +153,17 @@ def test_gemm_ukernel_name_follows_isa(isa):
     info = nnx.cpu_info()
     assert info["sgemm_ukernel"].startswith(f"sgemm_ukernel_{isa}_"), info
     assert info["dgemm_ukernel"].startswith(f"dgemm_ukernel_{isa}_"), info
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_fused_activation_propagates_nan(isa, dtype, activation):
+    # A NaN must survive a fused relu like it survives ops.relu, so a diverging run is seen, not hidden.
+    x = np.ones((3, 4), dtype)
+    x[1, 2] = np.nan
+    w = np.ones((5, 4), dtype)
+    y = ops.linear(x, w, np.zeros(5, dtype), activation=activation)
+    assert np.isnan(y[1]).all() and not np.isnan(y[[0, 2]]).any()
+    xi = np.ones((1, 1, 6, 6), dtype)
+    xi[0, 0, 2, 3] = np.nan
+    yc = ops.conv2d(xi, np.ones((2, 1, 3, 3), dtype), np.zeros(2, dtype), activation=activation)
+    assert np.isnan(yc).sum() == 2 * 9  # every output whose window holds the NaN, for both filters

@@ -8,7 +8,7 @@ def act_forward(z: np.ndarray, activation, negative_slope: float = 0.01) -> np.n
     if activation in (None, "none"):
         return z
     if activation == "relu":
-        return np.where(z > 0, z, 0).astype(z.dtype)
+        return np.maximum(z, 0).astype(z.dtype)  # np.maximum keeps NaN, as ops.relu does
     if activation == "leaky_relu":
         return np.where(z > 0, z, z * negative_slope).astype(z.dtype)
     if activation == "sigmoid":
