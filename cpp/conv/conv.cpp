@@ -199,6 +199,20 @@ void tile_im2col(const ConvGeom& g, const T* x, const Tile& tl, int64_t gi, T* c
   }
 }
 
+// The column matrix (CgRS x tl.len) of one tile for group gi, as the GEMM's B operand: for a plain 1x1
+// convolution x itself (row stride H*W, no copy), otherwise the tile's im2col written into col.
+template <class T>
+const T* tile_columns(const ConvGeom& g, const T* x, const Tile& tl, int64_t gi, bool plain1x1, T* col,
+                      int64_t* ldb) {
+  if (plain1x1) {
+    *ldb = g.H * g.W;
+    return x + (tl.n0 * g.C + gi * g.Cg()) * g.H * g.W + tl.pq0;
+  }
+  tile_im2col(g, x, tl, gi, col);
+  *ldb = tl.len;
+  return col;
+}
+
 // dy rows of group gi for one tile as a (Kg x len) matrix: a pointer into dy when the tile is inside one
 // image, else a gathered copy in buf.
 template <class T>
@@ -221,7 +235,7 @@ const T* tile_dy(const ConvGeom& g, const T* dy, const Tile& tl, int64_t gi, T* 
 template <class T>
 void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope, bool plain1x1,
                   int nthreads) {
-  const int64_t Kg = g.Kg(), CgRS = g.CgRS(), PQ = g.PQ(), HW = g.H * g.W;
+  const int64_t Kg = g.Kg(), CgRS = g.CgRS(), PQ = g.PQ();
   Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N);
   if (plain1x1) t = Tiling{1, 1, PQ, g.N};  // x itself is the column matrix: one GEMM per image
   for_units(t.tiles, nthreads, true, [&](int64_t i, int gthreads) {
@@ -229,16 +243,8 @@ void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, A
     T* col = plain1x1 ? nullptr : workspace_as<T>(kWsConvCol, CgRS * tl.len);
     T* tmp = tl.nimg > 1 ? workspace_as<T>(kWsConvAux, g.K * tl.len) : nullptr;
     for (int64_t gi = 0; gi < g.groups; ++gi) {
-      const T* B;
       int64_t ldb;
-      if (plain1x1) {
-        B = x + (tl.n0 * g.C + gi * g.Cg()) * HW + tl.pq0;
-        ldb = HW;
-      } else {
-        tile_im2col(g, x, tl, gi, col);
-        B = col;
-        ldb = tl.len;
-      }
+      const T* B = tile_columns(g, x, tl, gi, plain1x1, col, &ldb);
       T* C;
       int64_t ldc;
       if (tmp) {
@@ -377,7 +383,7 @@ void backward_data_gemm(const ConvGeom& g, const T* dz, const T* w, T* dx, bool 
 // dw through the GEMM: per chunk of images, per tile, dw_g += dz_tile (Kg x len) col^T (len x CgRS).
 template <class T>
 void backward_weights_gemm(const ConvGeom& g, const T* x, const T* dz, T* dw, bool plain1x1, int nthreads) {
-  const int64_t Kg = g.Kg(), CgRS = g.CgRS(), HW = g.H * g.W;
+  const int64_t Kg = g.Kg(), CgRS = g.CgRS();
   reduce_chunks<T>(g.K * CgRS, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int gthreads) {
     Tiling t = make_tiling(g, sizeof(T), !plain1x1, cnt);
     if (plain1x1) t = Tiling{1, 1, g.PQ(), cnt};
@@ -388,16 +394,8 @@ void backward_weights_gemm(const ConvGeom& g, const T* x, const T* dz, T* dw, bo
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         int64_t lda;
         const T* A = tile_dy(g, dz, tl, gi, buf, &lda);
-        const T* B;
         int64_t ldb;
-        if (plain1x1) {
-          B = x + (tl.n0 * g.C + gi * g.Cg()) * HW + tl.pq0;
-          ldb = HW;
-        } else {
-          tile_im2col(g, x, tl, gi, col);
-          B = col;
-          ldb = tl.len;
-        }
+        const T* B = tile_columns(g, x, tl, gi, plain1x1, col, &ldb);
         gemm<T>(Kg, CgRS, tl.len, T(1), A, lda, 1, B, 1, ldb, i == 0 ? T(0) : T(1), dst + gi * Kg * CgRS, CgRS, 1,
                 gthreads);
       }
