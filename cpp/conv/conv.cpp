@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 
+#include "act/act.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "conv/conv_kernels.h"
@@ -294,15 +295,14 @@ void forward_depthwise(const ConvGeom& g, const T* x, const T* w, const T* b, T*
 // ---------------------------------------------------------------------------------------------------
 // Backward
 
-// dz = dy * act'(y) where an activation was fused; else dy itself.
+// dz = dy * act'(y) where an activation was fused; else dy itself. The act family's SIMD kernel does the
+// multiply (a scalar loop with the activation switch inside measured 60% of LeNet conv1's backward).
 template <class T>
 const T* activation_grad(const ConvGeom& g, const T* dy, const T* y, Act act, T slope, int nthreads) {
   if (act == Act::none) return dy;
   const int64_t n = g.N * g.K * g.PQ();
   T* dz = workspace_as<T>(kWsMisc, n);
-  for_range(n, nthreads, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) dz[i] = dy[i] * act_grad_from_output(act, y[i], slope);
-  });
+  act_backward_from_output<T>(act, dy, y, dz, n, slope, nthreads);
   return dz;
 }
 
