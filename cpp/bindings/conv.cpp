@@ -50,7 +50,7 @@ ConvGeom make_geom(const int64_t* xs, const int64_t* ws, Pair stride, Pair paddi
 ConvAlgo parse_algo(const std::string& name, const ConvGeom& g) {
   ConvAlgo a;
   if (!conv_algo_parse(name, &a))
-    throw py::value_error("algorithm: expected one of 'auto', 'gemm1x1', 'im2col', 'direct', 'depthwise', got '" +
+    throw py::value_error("algorithm: expected one of 'auto', 'gemm1x1', 'im2col', 'direct', 'depthwise', 'implicit', got '" +
                           name + "'");
   std::string why;
   if (!conv_algo_applies(a, g, &why))

@@ -25,6 +25,7 @@ enum WorkspaceSlot : int {
   kWsConvAux2 = 4,
   kWsPool = 5,
   kWsMisc = 6,
+  kWsConvPack = 7,
   kWsSlots = 8
 };
 

@@ -24,13 +24,14 @@ const char* conv_algo_name(ConvAlgo a) {
     case ConvAlgo::im2col: return "im2col";
     case ConvAlgo::direct: return "direct";
     case ConvAlgo::depthwise: return "depthwise";
+    case ConvAlgo::implicit: return "implicit";
   }
   return "?";
 }
 
 bool conv_algo_parse(const std::string& name, ConvAlgo* out) {
   for (ConvAlgo a : {ConvAlgo::automatic, ConvAlgo::gemm1x1, ConvAlgo::im2col, ConvAlgo::direct,
-                     ConvAlgo::depthwise})
+                     ConvAlgo::depthwise, ConvAlgo::implicit})
     if (name == conv_algo_name(a)) {
       *out = a;
       return true;
@@ -66,7 +67,10 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // Few input channels: a GEMM with CRS as its inner dimension would be short and im2col would copy
   // each input value R*S times for little work; the direct kernel keeps every tap in registers.
   // (LeNet's conv2, 6 channels 5x5, measured faster direct than through im2col's short columns.)
-  if (g.Cg() <= 8 && g.sh == 1 && g.sw == 1 && g.CgRS() <= 256) return ConvAlgo::direct;
+  if (g.Cg() <= 8 && g.sh == 1 && g.sw == 1 && g.CgRS() <= 256)
+    // Vectors along the filters when there are enough of them to fill two (LeNet's conv2, 16 filters
+    // over 10-wide rows), else along the output row (conv1: 6 filters over 28-wide rows).
+    return g.Kg() >= 16 ? ConvAlgo::implicit : ConvAlgo::direct;
   return ConvAlgo::im2col;
 }
 
@@ -280,6 +284,21 @@ void forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
 }
 
 template <class T>
+void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
+                      int nthreads) {
+  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
+  const int64_t scratch = conv_direct_scratch_elems<T>(g);
+  const int64_t kp = (g.Kg() + kern.igemm_kblock - 1) / kern.igemm_kblock * kern.igemm_kblock;
+  T* wpack = workspace_as<T>(kWsConvPack, g.groups * kp * (g.CgRS() + 1));
+  T* bpack = wpack + g.groups * kp * g.CgRS();
+  kern.igemm_pack(g, w, b, wpack, bpack);
+  for_units(g.N, nthreads, false, [&](int64_t n, int) {
+    T* s = workspace_as<T>(kWsConvCol, scratch);
+    kern.igemm_fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, y + n * g.K * g.PQ(), act, slope, s);
+  });
+}
+
+template <class T>
 void forward_depthwise(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                        int nthreads) {
   const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
@@ -417,6 +436,25 @@ void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, 
   });
 }
 
+// dw by the implicit GEMM: per chunk, the images' transposed gradients summed into dwT (taps x Kp) in
+// image order, then transposed into the chunk's (K, CgRS) partial.
+template <class T>
+void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
+  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
+  const int64_t scratch = conv_direct_scratch_elems<T>(g), ntaps = g.CgRS(), Kg = g.Kg();
+  const int64_t kp = (Kg + kern.igemm_kblock - 1) / kern.igemm_kblock * kern.igemm_kblock;
+  reduce_chunks<T>(g.K * ntaps, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
+    T* dwT = workspace_as<T>(kWsConvAux, g.groups * ntaps * kp);
+    std::memset(static_cast<void*>(dwT), 0, sizeof(T) * g.groups * ntaps * kp);
+    T* s = workspace_as<T>(kWsConvCol, scratch);
+    for (int64_t n = n0; n < n0 + cnt; ++n)
+      kern.igemm_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), dwT, s);
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t t = 0; t < ntaps; ++t) dst[(gi * Kg + k) * ntaps + t] = dwT[(gi * ntaps + t) * kp + k];
+  });
+}
+
 // dx of one image at a time by the direct kernel (stride 1 only).
 template <class T>
 void backward_data_direct(const ConvGeom& g, const T* dz, const T* w, T* dx, int nthreads) {
@@ -465,6 +503,7 @@ void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
   switch (algo) {
     case ConvAlgo::direct: forward_direct(g, x, w, b, y, act, slope, nthreads); break;
     case ConvAlgo::depthwise: forward_depthwise(g, x, w, b, y, act, slope, nthreads); break;
+    case ConvAlgo::implicit: forward_implicit(g, x, w, b, y, act, slope, nthreads); break;
     case ConvAlgo::gemm1x1: forward_gemm(g, x, w, b, y, act, slope, true, nthreads); break;
     default: forward_gemm(g, x, w, b, y, act, slope, false, nthreads); break;
   }
@@ -484,11 +523,15 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
   switch (algo) {
     case ConvAlgo::depthwise: backward_depthwise(g, dz, x, w, dx, dw, nthreads); break;
     case ConvAlgo::direct:
+    case ConvAlgo::implicit:
       if (dx) {
         if (g.sh == 1 && g.sw == 1) backward_data_direct(g, dz, w, dx, nthreads);
         else backward_data_gemm(g, dz, w, dx, false, nthreads);
       }
-      if (dw) backward_weights_direct(g, x, dz, dw, nthreads);
+      if (dw) {
+        if (algo == ConvAlgo::implicit) backward_weights_implicit(g, x, dz, dw, nthreads);
+        else backward_weights_direct(g, x, dz, dw, nthreads);
+      }
       break;
     default: {
       bool plain = algo == ConvAlgo::gemm1x1;

@@ -39,7 +39,11 @@ struct ConvGeom {
 //   direct:    few input channels: SIMD over output pixels of a row, all filter taps in registers;
 //              for stride 1 its dx is a direct convolution too (flipped filters over the padded dz).
 //   depthwise: C/groups == 1 (each output channel reads one input channel): per-plane SIMD kernel.
-enum class ConvAlgo : int { automatic = 0, gemm1x1 = 1, im2col = 2, direct = 3, depthwise = 4 };
+//   implicit:  implicit GEMM, SIMD over output channels: (pixels x channels) = (pixels x taps) (taps x
+//              channels), the first operand read from x through offsets instead of im2col columns; for
+//              few input channels and at least 16 filters, where output rows are too short to fill
+//              the direct kernel's vectors. Its dx is the direct kernel's (stride 1) or im2col's.
+enum class ConvAlgo : int { automatic = 0, gemm1x1 = 1, im2col = 2, direct = 3, depthwise = 4, implicit = 5 };
 
 const char* conv_algo_name(ConvAlgo a);
 bool conv_algo_parse(const std::string& name, ConvAlgo* out);

@@ -45,6 +45,15 @@ struct ConvDirectKernels {
   void (*col2im)(const ConvGeom& g, const T* col, int64_t ldc, int64_t pq0, int64_t len, T* dx);
   // rows x cols block of C (row stride ld): c = act(c + bias[row]) (bias may be null), vectorised.
   void (*bias_act_rows)(T* c, int64_t rows, int64_t cols, int64_t ld, const T* bias, Act act, T slope);
+  // Implicit GEMM (the "implicit" algorithm). igemm_pack lays out w and b once per call:
+  // wpack (groups * Kp * CgRS elements) and bpack (groups * Kp), Kp = Kg rounded up to igemm_kblock.
+  void (*igemm_pack)(const ConvGeom& g, const T* w, const T* b, T* wpack, T* bpack);
+  // y_img (K, P, Q) = act(conv(x_img, w) + b) for one image from the packed weights.
+  void (*igemm_fwd)(const ConvGeom& g, const T* x_img, const T* wpack, const T* bpack, T* y_img, Act act, T slope,
+                    T* scratch);
+  // dwT (groups, CgRS, Kp) += one image's weight gradient, transposed and zero-padded to Kp channels.
+  void (*igemm_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, T* dwT, T* scratch);
+  int igemm_kblock;  // channels per vector pair (16 floats, 8 doubles)
   const char* isa;
 };
 

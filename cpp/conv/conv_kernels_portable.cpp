@@ -58,7 +58,11 @@ int64_t conv_direct_scratch_elems(const ConvGeom& g) {
   int64_t wpp = (wr + (g.S - 1) * g.dw + 7) / 8 * 8;
   int64_t dx = g.Kg() * (g.H + (g.R - 1) * g.dh) * wpp + g.Kg() * g.CgRS() +
                (g.Kg() * g.R * g.S * 8 + sizeof(T) - 1) / sizeof(T);
-  return std::max(fwd, dx) + g.R * g.S * lanes2 / 2 + 64;  // + dwise_dw's lane partials
+  // implicit GEMM: padded input (if padded), pixel and tap offsets, dz transposed to (PQ, Kp).
+  int64_t kp = (g.Kg() + lanes2 - 1) / lanes2 * lanes2;
+  int64_t pad = g.ph == 0 && g.pw == 0 ? 0 : g.C * (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
+  int64_t ig = pad + 16 + ((g.PQ() + g.CgRS()) * 8 + sizeof(T) - 1) / sizeof(T) + 16 + g.PQ() * kp;
+  return std::max(std::max(fwd, dx), ig) + g.R * g.S * lanes2 / 2 + 64;  // + dwise_dw's lane partials
 }
 
 template int64_t conv_direct_scratch_elems<float>(const ConvGeom&);

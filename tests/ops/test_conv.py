@@ -6,7 +6,7 @@ import nnx
 from nnx import ops, reference as ref
 from optest import assert_close, check_op, random
 
-ALGOS = ["auto", "im2col", "direct", "gemm1x1", "depthwise"]
+ALGOS = ["auto", "im2col", "direct", "gemm1x1", "depthwise", "implicit"]
 
 # (x shape, w shape, conv kwargs): the benchmark layers in small-batch form plus odd cases.
 CASES = {
@@ -176,7 +176,7 @@ def test_bindings_check_shapes_themselves():
 
 def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
-    assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "direct"
+    assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "implicit"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "im2col"
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"

@@ -2,8 +2,10 @@
 
 The algorithm is chosen per shape (see `conv2d_algorithm`): "depthwise" for one input channel per group
 (groups > 1), "gemm1x1" for 1x1 kernels with stride 1 and no padding (one GEMM per image on x itself),
-"direct" for stride 1 with at most 8 input channels per group and C/groups*R*S <= 256 (both LeNet layers:
-SIMD over output columns, taps in registers, dx as a direct convolution with the flipped filters), else
+for stride 1 with at most 8 input channels per group and C/groups*R*S <= 256 either "direct" (fewer than
+16 filters per group, LeNet's conv1: SIMD over output columns, taps in registers, dx as a direct
+convolution with the flipped filters) or "implicit" (16 or more, LeNet's conv2: an implicit GEMM with SIMD
+over the filters, reading x through offsets instead of im2col columns; dx as in "direct"), else
 "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im, dw reduced over
 fixed chunks of images).
 Any of them can be forced with `algorithm=`, which the tests use to check each against the reference.
@@ -18,7 +20,7 @@ from .gemm import activation_code
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm"]
 
-ALGORITHMS = ("auto", "gemm1x1", "im2col", "direct", "depthwise")
+ALGORITHMS = ("auto", "gemm1x1", "im2col", "direct", "depthwise", "implicit")
 
 
 def _params(stride, padding, dilation, groups):
