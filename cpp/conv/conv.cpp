@@ -460,10 +460,12 @@ template <class T>
 void backward_data_direct(const ConvGeom& g, const T* dz, const T* w, T* dx, int nthreads) {
   const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
   const int64_t scratch = conv_direct_scratch_elems<T>(g), HW = g.H * g.W;
+  T* wt = workspace_as<T>(kWsConvPack, g.K * g.CgRS());
+  kern.dx_flip_filters(g, w, wt);
   for_units(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
     for (int64_t gi = 0; gi < g.groups; ++gi)
-      kern.direct_dx_group(g, dz + (n * g.K + gi * g.Kg()) * g.PQ(), w + gi * g.Kg() * g.CgRS(),
+      kern.direct_dx_group(g, dz + (n * g.K + gi * g.Kg()) * g.PQ(), wt + gi * g.Kg() * g.CgRS(),
                            dx + (n * g.C + gi * g.Cg()) * HW, s);
   });
 }
@@ -473,12 +475,17 @@ void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, 
   const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
   const int64_t scratch = conv_direct_scratch_elems<T>(g), m = g.Kg(), HW = g.H * g.W, RS = g.R * g.S;
   const bool unit_stride = g.sh == 1 && g.sw == 1;
+  T* wt = nullptr;
+  if (dx && unit_stride) {
+    wt = workspace_as<T>(kWsConvPack, g.K * RS);
+    kern.dx_flip_filters(g, w, wt);
+  }
   if (dx)
     for_units(g.N * g.C, nthreads, false, [&](int64_t u, int) {
       int64_t n = u / g.C, c = u % g.C;
       T* s = workspace_as<T>(kWsConvCol, scratch);
       if (unit_stride)  // gather form: no read-after-write of overlapping vectors
-        kern.direct_dx_group(g, dz + (n * g.K + c * m) * g.PQ(), w + c * m * RS, dx + (n * g.C + c) * HW, s);
+        kern.direct_dx_group(g, dz + (n * g.K + c * m) * g.PQ(), wt + c * m * RS, dx + (n * g.C + c) * HW, s);
       else
         kern.dwise_dx(g, dz + (n * g.K + c * m) * g.PQ(), w + c * m * RS, dx + (n * g.C + c) * HW, s);
     });

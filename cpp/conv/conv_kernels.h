@@ -33,8 +33,10 @@ struct ConvDirectKernels {
   // dx_plane (H x W) = sum over the m output planes of channel c of dz scattered back through w.
   void (*dwise_dx)(const ConvGeom& g, const T* dz_planes, const T* w_c, T* dx_plane, T* scratch);
   // Stride 1 only: dx for one group of one image, dx_g (Cg planes H x W) from dz_g (Kg planes P x Q)
-  // and w_g (Kg, Cg, R, S), as a direct convolution of the padded dz with the flipped filters.
-  void (*direct_dx_group)(const ConvGeom& g, const T* dz_g, const T* w_g, T* dx_g, T* scratch);
+  // and wt_g (Cg, Kg, R, S), as a direct convolution of the padded dz with the flipped filters.
+  void (*direct_dx_group)(const ConvGeom& g, const T* dz_g, const T* wt_g, T* dx_g, T* scratch);
+  // wt (K * Cg * R * S elements): every group's filters flipped and transposed for direct_dx_group.
+  void (*dx_flip_filters)(const ConvGeom& g, const T* w, T* wt);
   // dw_k (R x S) += correlation of one image's dz plane k with its input plane k / m.
   void (*dwise_dw)(const ConvGeom& g, const T* x_plane, const T* dz_plane, T* dw_k, T* scratch);
   // col(row, j) for rows (c, r, s) of the group's Cg channels of one image (x points at its first channel)

@@ -53,11 +53,10 @@ int64_t conv_direct_scratch_elems(const ConvGeom& g) {
   const int64_t lanes2 = 64 / sizeof(T);
   ConvPadGeom pg = conv_pad_geom(g, lanes2);
   int64_t fwd = g.C * pg.Hpp * pg.Wpp + g.K * g.P * pg.Qr + (g.CgRS() * 8 + sizeof(T) - 1) / sizeof(T);
-  // direct_dx_group: padded dz planes of one group, the flipped filters and the tap offsets.
+  // direct_dx_group: padded dz planes of one group and the tap offsets.
   int64_t wr = (g.W + lanes2 - 1) / lanes2 * lanes2;
   int64_t wpp = (wr + (g.S - 1) * g.dw + 7) / 8 * 8;
-  int64_t dx = g.Kg() * (g.H + (g.R - 1) * g.dh) * wpp + g.Kg() * g.CgRS() +
-               (g.Kg() * g.R * g.S * 8 + sizeof(T) - 1) / sizeof(T);
+  int64_t dx = g.Kg() * (g.H + (g.R - 1) * g.dh) * wpp + (g.Kg() * g.R * g.S * 8 + sizeof(T) - 1) / sizeof(T);
   // implicit GEMM: padded input (if padded), pixel and tap offsets, dz transposed to (PQ, Kp).
   int64_t kp = (g.Kg() + lanes2 - 1) / lanes2 * lanes2;
   int64_t pad = g.ph == 0 && g.pw == 0 ? 0 : g.C * (g.H + 2 * g.ph) * (g.W + 2 * g.pw);
