@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import anomaly as _anomaly
 from ..tensor import Tensor
 
 
@@ -53,6 +54,8 @@ class Module:
             # model); Tensors are taken as they are.
             args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
                          else a for a in args)
+        if _anomaly.active:  # anomaly mode names the calling module, so it keeps a module call stack
+            return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     def _param_dtype(self):
