@@ -26,8 +26,9 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-class StateDictError(KeyError):
-    """load_state_dict found missing keys, unexpected keys or mismatched shapes/dtypes."""
+class StateDictError(KeyError, ValueError):
+    """load_state_dict found missing keys, unexpected keys or mismatched shapes/dtypes. A KeyError for the
+    keys, and a ValueError as well, since a shape or dtype mismatch is a bad value."""
 
     def __str__(self) -> str:  # KeyError would print the message with quotes around it
         return str(self.args[0])
