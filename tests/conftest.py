@@ -8,13 +8,25 @@ sys.path.insert(0, os.path.dirname(__file__))  # for optest
 
 import nnx  # noqa: E402
 
-_DETECTED = nnx.cpu_info()["detected_isa"]
-ISAS = [_DETECTED] if _DETECTED == "portable" else [_DETECTED, "portable"]
+def _supported_isas():
+    """Every kernel path this CPU can run (an AVX-512 machine also runs the AVX2 kernels), best first."""
+    active, found = nnx.cpu_info()["active_isa"], []
+    for name in ("avx512", "avx2", "neon", "portable"):
+        try:
+            nnx.set_isa(name)
+        except ValueError:
+            continue
+        found.append(name)
+    nnx.set_isa(active)
+    return found
+
+
+ISAS = _supported_isas()
 
 
 @pytest.fixture(params=ISAS)
 def isa(request):
-    """Runs a test once on the best kernels this CPU has and once on the portable ones."""
+    """Runs a test once on every kernel path this CPU supports (see _supported_isas)."""
     before = nnx.cpu_info()["active_isa"]
     nnx.set_isa(request.param)
     yield request.param

@@ -3,6 +3,7 @@
 
 #include "bindings/bindings.h"
 #include "common/cpu.h"
+#include "common/malloc_tuning.h"
 #include "common/threads.h"
 #include "gemm/gemm.h"
 
@@ -10,6 +11,7 @@ namespace py = pybind11;
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "nnx kernels (C++, OpenMP, SIMD)";
+  nnx::tune_malloc_for_training();
 
   m.def("cpu_info", [] {
     py::dict d;
@@ -17,6 +19,7 @@ PYBIND11_MODULE(_C, m) {
     d["active_isa"] = nnx::isa_name(nnx::active_isa());
     d["openmp"] = nnx::openmp_enabled();
     d["num_threads"] = nnx::num_threads();
+    d["malloc_tuned"] = nnx::malloc_tuned();
     d["sgemm_ukernel"] = nnx::gemm_ukernel_name<float>();
     d["dgemm_ukernel"] = nnx::gemm_ukernel_name<double>();
     return d;
