@@ -172,3 +172,58 @@ def test_cosine_resume_refuses_a_different_schedule_length(tmp_path, capsys):
     # The cosine schedule depends on the total epoch count, so resuming with another total is refused.
     assert main(cosine + ["--epochs", "2", "--out", str(out), "--resume"]) == 1
     assert "epochs: checkpoint 1 vs now 2" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_sigkill_then_resume_matches_an_uninterrupted_run_bitwise(tmp_path, capsys):
+    """A hard kill (no handler runs, no cleanup) after the first checkpoint: the checkpoint loads, and
+    resuming from it ends with the same bits as a run that was never interrupted."""
+    require_nn()
+    require_ops("relu", "cross_entropy")
+    out, ref = tmp_path / "killed", tmp_path / "ref"
+    argv = [sys.executable, "-m", "nnx"] + TINY + ["--epochs", "100000", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert (out / "checkpoint.npz").exists(), proc.communicate(timeout=5)
+        time.sleep(0.15)  # into a later epoch, possibly in the middle of writing the next checkpoint
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    # A kill during a save can leave its temporary file behind, never a damaged checkpoint.
+    names = set(os.listdir(out))
+    assert "checkpoint.npz" in names
+    assert all(re.fullmatch(r"checkpoint\.npz|history\.json|\.checkpoint\.npz\..+\.tmp|history\.json\.tmp\d+", n)
+               for n in names), names
+    done = nnx.load(out / "checkpoint.npz")["epoch"]
+    assert done >= 1
+    target = str(done + 1)
+    assert main(TINY + ["--epochs", target, "--out", str(out), "--resume"]) == 0
+    assert f"resuming from {out / 'checkpoint.npz'} after epoch {done}" in capsys.readouterr().out
+    assert main(TINY + ["--epochs", target, "--out", str(ref)]) == 0
+    resumed, full = nnx.load(out / "checkpoint.npz"), nnx.load(ref / "checkpoint.npz")
+    assert resumed["epoch"] == full["epoch"] == done + 1
+    for k in full["model"]:
+        assert resumed["model"][k].tobytes() == full["model"][k].tobytes(), k
+    for idx, state in full["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert np.asarray(resumed["optimizer"]["state"][idx][name]).tobytes() == np.asarray(value).tobytes()
+    for field in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert resumed["history"][field] == full["history"][field], field
+    assert resumed["rng"] == full["rng"]  # the data order and dropout would continue identically too
+
+def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
+    require_nn()
+    require_ops("relu", "cross_entropy")
+    out = tmp_path / "o"
+    assert main(TINY + ["--epochs", "1", "--out", str(out)]) == 0
+    ckpt = out / "checkpoint.npz"
+    ckpt.write_bytes(ckpt.read_bytes()[:-40])
+    capsys.readouterr()
+    assert main(TINY + ["--epochs", "2", "--out", str(out), "--resume"]) == 1
+    assert re.search(r"error: --resume: .*checkpoint.npz: (truncated or corrupt|not a valid)", capsys.readouterr().err)

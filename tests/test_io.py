@@ -1,6 +1,7 @@
 """nnx.save / nnx.load: round trips, atomic writes, and refusal of corrupt or pickled files."""
 import io as stdio
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -186,3 +187,126 @@ def test_tensors_are_saved_as_arrays(tmp_path):
     back = nnx.load(tmp_path / "t.npz")["t"]
     assert isinstance(back, np.ndarray) and back.dtype == np.float32
     np.testing.assert_array_equal(back, t.numpy())
+
+
+def _small_checkpoint():
+    return {"model": {"0.weight": np.arange(24, dtype=np.float32).reshape(6, 1, 2, 2),
+                      "0.bias": np.ones(6, np.float32),
+                      "fc.weight": np.asfortranarray(np.arange(12.0).reshape(3, 4))},  # stored Fortran-ordered
+            "epoch": 3, "history": {"loss": [0.5, 0.25]}}
+
+
+def test_every_truncation_is_a_checkpoint_error(tmp_path):
+    p = tmp_path / "t.npz"
+    nnx.save(_small_checkpoint(), p)
+    data = p.read_bytes()
+    # Every 7th offset, and every offset in the last 150 bytes, where the zip directory lies.
+    for cut in sorted(set(range(0, len(data), 7)) | set(range(len(data) - 150, len(data)))):
+        p.write_bytes(data[:cut])
+        with pytest.raises(nnx.CheckpointError, match="t.npz: ") as info:
+            nnx.load(p)
+        assert isinstance(info.value, ValueError)
+
+
+def test_single_bit_flips_are_detected_or_harmless(tmp_path):
+    """A flipped bit anywhere either raises CheckpointError or hits a byte the reader ignores (a zip
+    timestamp, say) and gives back exactly the saved checkpoint: never a different model, never another
+    exception. Before the zip directory's entry count was checked, flips there dropped members silently."""
+    ckpt = _small_checkpoint()
+    p = tmp_path / "f.npz"
+    nnx.save(ckpt, p)
+    data = p.read_bytes()
+    payload = []  # byte ranges of the members' contents (each .npy header and data)
+    with zipfile.ZipFile(p) as z:
+        for info in z.infolist():
+            name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
+            start = info.header_offset + 30 + name_len + extra_len
+            payload.append((start, start + info.compress_size))
+    detected = 0
+    for i in range(len(data)):
+        flipped = bytearray(data)
+        flipped[i] ^= 1 << (i % 8)
+        p.write_bytes(bytes(flipped))
+        try:
+            back = nnx.load(p)
+        except nnx.CheckpointError:
+            detected += 1
+            continue
+        assert not any(lo <= i < hi for lo, hi in payload), f"a flip in a member's contents at {i} went unnoticed"
+        _assert_tree_equal(ckpt, back)
+    assert detected > len(data) // 2
+
+
+def test_object_arrays_inside_a_checkpoint_are_refused(tmp_path):
+    """An nnx checkpoint (manifest and all) whose array member is an object or object-field array."""
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    for evil in (np.array([Evil()], dtype=object), np.array([(1, Evil())], dtype=[("a", "i4"), ("b", "O")])):
+        p = tmp_path / "evil.npz"
+        nnx.save({"w": np.ones(1)}, p)
+        buf = stdio.BytesIO()
+        np.save(buf, evil, allow_pickle=True)
+        with zipfile.ZipFile(p) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        members["w.npy"] = buf.getvalue()
+        with zipfile.ZipFile(p, "w") as z:
+            for name, raw in members.items():
+                z.writestr(name, raw)
+        with pytest.raises(nnx.CheckpointError, match=r"evil.npz: refused to load: member 'w' holds Python "
+                                                         r"objects.*never unpickles"):
+            nnx.load(p)
+        assert not (tmp_path / "pwned").exists()
+
+
+def test_npy_header_must_match_its_data(tmp_path):
+    """A member whose header promises fewer elements than it holds (a CRC-valid but inconsistent file)."""
+    p = tmp_path / "h.npz"
+    buf = stdio.BytesIO()
+    np.save(buf, np.arange(10.0))
+    raw = buf.getvalue().replace(b"(10,)", b"(4,) ")
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("w.npy", raw)
+    with pytest.raises(nnx.CheckpointError, match=r"member 'w': its header says float64 \(4,\) \(32 bytes\) "
+                                                     r"but 80 bytes of data follow"):
+        nnx.load(p)
+
+
+def test_save_fsyncs_file_then_renames_then_fsyncs_directory(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync-dir" if os.path.stat.S_ISDIR(st.st_mode) else "fsync-file", st.st_ino))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    p = tmp_path / "ckpt.npz"
+    nnx.save({"w": np.arange(3.0)}, p)
+    ino = os.stat(p).st_ino
+    assert events == [("fsync-file", ino), ("replace", ino), ("fsync-dir", os.stat(tmp_path).st_ino)]
+
+
+@pytest.mark.parametrize("error", [OSError("rename failed"), KeyboardInterrupt()])
+def test_failed_rename_keeps_previous_checkpoint(tmp_path, monkeypatch, error):
+    p = tmp_path / "ckpt.npz"
+    nnx.save(_small_checkpoint(), p)
+    before = p.read_bytes()
+
+    def replace(src, dst):
+        raise error
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(type(error)):
+        nnx.save({"w": np.zeros(5)}, p)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["ckpt.npz"]  # the temporary file is gone
+    assert p.read_bytes() == before
+    _assert_tree_equal(_small_checkpoint(), nnx.load(p))

@@ -146,6 +146,16 @@ def test_load_state_dict_errors():
     other = optim.SGD([Parameter(np.ones(4)), Parameter(np.ones(2))], lr=0.1, momentum=0.9)
     with pytest.raises(ValueError, match="shape"):
         other.load_state_dict(sd)
+    # A float64 momentum buffer is not silently cast into a float32 parameter's state.
+    a32, b32 = Parameter(np.ones(3, np.float32)), Parameter(np.ones(2, np.float32))
+    opt32 = optim.SGD([a32, b32], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"state 'momentum_buffer' of parameter 0 is float64, the parameter is "
+                                         r"float32"):
+        opt32.load_state_dict(sd)
+    assert opt32.state == {}  # nothing was half-loaded
+    for key in ("state", "param_groups"):
+        with pytest.raises(ValueError, match=f"state_dict: no '{key}' entry"):
+            opt.load_state_dict({k: v for k, v in sd.items() if k != key})
 
 
 def test_param_groups_have_their_own_hyperparameters():

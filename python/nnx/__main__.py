@@ -144,7 +144,11 @@ def train(args) -> int:
         if not os.path.exists(ckpt_path):
             print(f"error: --resume: no checkpoint at {ckpt_path}", file=sys.stderr)
             return 1
-        start_epoch, history, saved = load_checkpoint(ckpt_path, model, opt, scheduler)
+        try:
+            start_epoch, history, saved = load_checkpoint(ckpt_path, model, opt, scheduler)
+        except ValueError as exc:  # a corrupt file (CheckpointError) or another model's (StateDictError)
+            print(f"error: --resume: {exc}", file=sys.stderr)
+            return 1
         different = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
         if different:
             desc = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())

@@ -8,9 +8,11 @@ Any NumPy can read the arrays back with np.load(path); nothing in the file is ev
 """
 from __future__ import annotations
 
+import io as stdio
 import json
 import math
 import os
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -21,6 +23,10 @@ import numpy as np
 MANIFEST = "__nnx_manifest__"
 FORMAT = "nnx-checkpoint"
 VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that nnx.load cannot trust: not a checkpoint, truncated, corrupted, or holding pickled data."""
 
 
 def _current_umask() -> int:
@@ -148,7 +154,7 @@ class _Decoder:
         self.used = set()
 
     def bad(self, what):
-        return ValueError(f"{self.path}: corrupt nnx checkpoint: {what}")
+        return CheckpointError(f"{self.path}: corrupt nnx checkpoint: {what}")
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, int, float, str)):
@@ -186,50 +192,111 @@ class _Decoder:
         raise self.bad(f"unexpected manifest entry {node!r}")
 
 
+_EOCD = struct.Struct("<4s4H2LH")  # zip end-of-central-directory record
+_EOCD_SIGNATURE = b"PK\x05\x06"
+
+
+def _check_directory_counts(f, infos) -> None:
+    """zipfile reads the central directory by its byte size alone and ignores the record's entry counts,
+    so a damaged size or entry header can silently drop members (the manifest among them). The counts and
+    the directory's position, as the end record states them, must agree with what was read."""
+    size = f.seek(0, os.SEEK_END)
+    start = max(0, size - _EOCD.size - 0xFFFF)
+    f.seek(start)
+    tail = f.read()
+    at = tail.rfind(_EOCD_SIGNATURE)
+    if at < 0 or at + _EOCD.size > len(tail):
+        raise CheckpointError("no zip end-of-directory record")
+    _, disk, cd_disk, n_disk, n_total, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, at)
+    if 0xFFFF in (n_disk, n_total) or 0xFFFFFFFF in (cd_size, cd_offset):
+        return  # zip64: the counts live in the zip64 record, which zipfile reads and checks itself
+    if disk != 0 or cd_disk != 0 or n_disk != n_total:
+        raise CheckpointError("the zip end record describes a multi-disk archive")
+    if n_total != len(infos):
+        raise CheckpointError(f"the zip directory lists {n_total} members but {len(infos)} could be read")
+    if cd_offset + cd_size != start + at:
+        raise CheckpointError("the zip directory's size and offset do not match where it ends")
+
+
+def _read_npy(name: str, raw: bytes) -> np.ndarray:
+    """One .npy member, parsed without pickle; the header must describe exactly the bytes that follow."""
+    fmt = np.lib.format
+    buf = stdio.BytesIO(raw)
+    version = fmt.read_magic(buf)
+    if version == (1, 0):
+        shape, fortran_order, dtype = fmt.read_array_header_1_0(buf)
+    elif version == (2, 0):
+        shape, fortran_order, dtype = fmt.read_array_header_2_0(buf)
+    else:
+        raise CheckpointError(f"member {name!r}: unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise CheckpointError(f"refused to load: member {name!r} holds Python objects (dtype {dtype}), which "
+                              f"only pickle could restore, and nnx never unpickles")
+    count = math.prod(shape)
+    offset = buf.tell()
+    if count * dtype.itemsize != len(raw) - offset:
+        raise CheckpointError(f"member {name!r}: its header says {dtype} {shape} ({count * dtype.itemsize} "
+                              f"bytes) but {len(raw) - offset} bytes of data follow")
+    flat = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    array = flat.reshape(shape[::-1]).transpose() if fortran_order else flat.reshape(shape)
+    return array.copy(order="K")  # writable, and independent of `raw`
+
+
+def _read_members(path: str) -> dict:
+    arrays = {}
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":
+            raise CheckpointError("not a .npz (zip) archive")
+        with zipfile.ZipFile(f) as zf:
+            infos = zf.infolist()
+            _check_directory_counts(f, infos)
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise CheckpointError(f"member {info.filename!r} is not a .npy array")
+                name = info.filename[:-4]
+                if name in arrays:
+                    raise CheckpointError(f"member {info.filename!r} appears twice")
+                # zf.read checks the member's CRC-32 (the whole member is read, so the check always runs).
+                arrays[name] = _read_npy(name, zf.read(info))
+    return arrays
+
+
 def load(path):
     """Reads a file written by nnx.save and returns the same nested structure (arrays as ndarrays).
 
     Never unpickles: object arrays and pickled members are refused. A missing file raises
-    FileNotFoundError; a truncated, corrupt or foreign file raises ValueError naming the file. A plain
-    .npz written by np.savez (no manifest) loads as a flat dict name -> ndarray.
+    FileNotFoundError; a truncated, corrupt or foreign file raises CheckpointError (a ValueError) naming
+    the file: every member's CRC-32 is checked, every .npy header must match its data exactly, and the
+    zip directory's member count must match what was read. A plain .npz written by np.savez (no
+    manifest) loads as a flat dict name -> ndarray.
     """
     path = os.fspath(path)
-    arrays = {}
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-        if head[:2] != b"PK":
-            raise ValueError("not a .npz (zip) archive")
-        with np.load(path, allow_pickle=False) as z:
-            for name in z.files:
-                member = z[name]
-                if not isinstance(member, np.ndarray):
-                    raise ValueError(f"member {name!r} is not a .npy array")
-                arrays[name] = member
-    except FileNotFoundError:
+        arrays = _read_members(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except ValueError as exc:
+    except CheckpointError as exc:
         msg = str(exc)
-        if "pickle" in msg.lower():
-            raise ValueError(f"{path}: refused to load: the file contains pickled (object) data and nnx "
-                             f"never unpickles ({msg})") from None
-        raise ValueError(f"{path}: not a valid nnx checkpoint: {msg}") from None
-    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError, RuntimeError) as exc:
-        raise ValueError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {exc})") from None
+        if msg.startswith("refused to load"):
+            raise CheckpointError(f"{path}: {msg}") from None
+        raise CheckpointError(f"{path}: not a valid nnx checkpoint: {msg}") from None
+    except (ValueError, zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError, RuntimeError,
+            NotImplementedError, struct.error, OverflowError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__}: {exc})") from None
 
     if MANIFEST not in arrays:
         return arrays
     raw = arrays.pop(MANIFEST)
     if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{path}: corrupt nnx checkpoint: manifest is {raw.dtype} {raw.shape}, not uint8 bytes")
+        raise CheckpointError(f"{path}: corrupt nnx checkpoint: manifest is {raw.dtype} {raw.shape}, not uint8 bytes")
     try:
         manifest = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: corrupt nnx checkpoint: manifest is not valid JSON ({exc})") from None
+        raise CheckpointError(f"{path}: corrupt nnx checkpoint: manifest is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "tree" not in manifest:
-        raise ValueError(f"{path}: corrupt nnx checkpoint: manifest lacks the format header")
+        raise CheckpointError(f"{path}: corrupt nnx checkpoint: manifest lacks the format header")
     if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
-        raise ValueError(f"{path}: checkpoint format version {manifest.get('version')!r} is newer than this "
+        raise CheckpointError(f"{path}: checkpoint format version {manifest.get('version')!r} is newer than this "
                          f"nnx reads ({VERSION}); upgrade nnx")
     dec = _Decoder(arrays, path)
     tree = dec.decode(manifest["tree"])

@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import anomaly as _anomaly
+
 # Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
 _grad_mode = threading.local()
 
@@ -103,6 +105,8 @@ class Tensor:
     def _make(data: np.ndarray, parents: Sequence["Tensor"], backward: Callable, op: str) -> "Tensor":
         """The result of an op: records parents and backward only when some parent needs a gradient."""
         out = Tensor(data)
+        if _anomaly.active:
+            _anomaly.check_forward(out, out.data, parents, op)
         if is_grad_enabled() and any(p.requires_grad for p in parents):
             out.requires_grad = True
             out._parents = tuple(parents)
@@ -145,6 +149,8 @@ class Tensor:
                 node.grad = g if node.grad is None else node.grad + g
                 continue
             parent_grads = node._backward(g)
+            if _anomaly.active:
+                _anomaly.check_backward(node, g, parent_grads)
             for p, pg in zip(node._parents, parent_grads):
                 if pg is None or not p.requires_grad:
                     continue
@@ -335,7 +341,8 @@ class Tensor:
         return Tensor._make(np.log(x), (self,), lambda g: (g / x,), "log")
 
     def sqrt(self):
-        return self ** 0.5
+        y = np.sqrt(self.data)
+        return Tensor._make(y, (self,), lambda g: (g * 0.5 / y,), "sqrt")
 
     def abs(self):
         x = self.data

@@ -287,7 +287,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, restore_rng: bo
     ckpt = nnx_io.load(path)
     for key in ("model", "optimizer", "epoch", "rng", "history"):
         if key not in ckpt:
-            raise ValueError(f"{os.fspath(path)}: not a training checkpoint (no {key!r} entry)")
+            raise nnx_io.CheckpointError(f"{os.fspath(path)}: not a training checkpoint (no {key!r} entry)")
     model.load_state_dict(ckpt["model"])
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -114,8 +114,14 @@ def test_load_state_dict_errors_name_the_keys():
     with pytest.raises(nn.StateDictError, match=r"size mismatch for 'head.1.weight'.*\(4, 2\).*\(2, 4\)"):
         net.load_state_dict(bad, strict=False)
     bad = dict(sd, **{"head.1.bias": np.ones(2, np.float64)})
-    with pytest.raises(nn.StateDictError, match=r"dtype mismatch for 'head.1.bias': checkpoint has float64"):
+    with pytest.raises(nn.StateDictError, match=r"dtype mismatch for 'head.1.bias': checkpoint has float64, "
+                                                r"the model has float32"):
         net.load_state_dict(bad)
+    # A bad value is a ValueError as well (strict or not), a bad key a KeyError.
+    with pytest.raises(ValueError, match=r"dtype mismatch for 'head.1.bias'"):
+        net.load_state_dict(bad, strict=False)
+    with pytest.raises(KeyError, match=r"missing keys: 'head.1.bias'"):
+        net.load_state_dict(missing)
     # Nothing was half-loaded by the failing calls.
     np.testing.assert_array_equal(net.state_dict()["head.1.weight"], sd["head.1.weight"])
 

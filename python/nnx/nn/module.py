@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import anomaly as _anomaly
 from ..tensor import Tensor
 
 
@@ -25,8 +26,9 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-class StateDictError(KeyError):
-    """load_state_dict found missing keys, unexpected keys or mismatched shapes/dtypes."""
+class StateDictError(KeyError, ValueError):
+    """load_state_dict found missing keys, unexpected keys or mismatched shapes/dtypes. A KeyError for the
+    keys, and a ValueError as well, since a shape or dtype mismatch is a bad value."""
 
     def __str__(self) -> str:  # KeyError would print the message with quotes around it
         return str(self.args[0])
@@ -53,6 +55,8 @@ class Module:
             # model); Tensors are taken as they are.
             args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
                          else a for a in args)
+        if _anomaly.active:  # anomaly mode names the calling module, so it keeps a module call stack
+            return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     def _param_dtype(self):

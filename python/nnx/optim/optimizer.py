@@ -95,6 +95,12 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restores hyperparameters and per-parameter state saved by state_dict(). Raises ValueError, before
+        changing anything, when the groups, the parameter counts, or a state array's shape or dtype do not
+        match this optimizer's parameters."""
+        for key in ("state", "param_groups"):
+            if key not in state_dict:
+                raise ValueError(f"state_dict: no {key!r} entry (expected the dict of Optimizer.state_dict())")
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"state_dict: has {len(groups)} parameter groups, the optimizer has "
@@ -118,7 +124,10 @@ class Optimizer:
                     if v.shape != p.shape:
                         raise ValueError(f"state_dict: state {k!r} of parameter {idx} has shape {v.shape}, the "
                                          f"parameter has {p.shape}")
-                    restored[k] = np.array(v, dtype=p.dtype, order="C", copy=True)
+                    if v.dtype != p.dtype:
+                        raise ValueError(f"state_dict: state {k!r} of parameter {idx} is {v.dtype}, the parameter "
+                                         f"is {p.dtype} (convert the model with .float()/.double() first)")
+                    restored[k] = np.array(v, order="C", copy=True)
                 elif isinstance(v, np.ndarray):  # a 0-d array, e.g. read back from an .npz file
                     restored[k] = v.item()
                 else:
