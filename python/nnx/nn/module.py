@@ -49,12 +49,14 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def __call__(self, *args, **kwargs):
-        dtype = self._param_dtype()
-        if dtype is not None:
-            # ndarray inputs are converted to the module's floating dtype (float64 data into a float32
-            # model); Tensors are taken as they are.
-            args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
-                         else a for a in args)
+        # Floating ndarray inputs are converted to the module's dtype (float64 data into a float32 model);
+        # Tensors are taken as they are. Inner modules receive Tensors, so the parameter walk that finds
+        # the dtype runs only for the outermost call.
+        if any(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args):
+            dtype = self._param_dtype()
+            if dtype is not None:
+                args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
+                             else a for a in args)
         if _anomaly.active:  # anomaly mode names the calling module, so it keeps a module call stack
             return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
