@@ -33,7 +33,7 @@ struct ConvDirectKernels {
   // dx_plane (H x W) = sum over the m output planes of channel c of dz scattered back through w.
   void (*dwise_dx)(const ConvGeom& g, const T* dz_planes, const T* w_c, T* dx_plane, T* scratch);
   // Stride 1 only: dx for one group of one image, dx_g (Cg planes H x W) from dz_g (Kg planes P x Q)
-  // and wt_g (Cg, Kg, R, S), as a direct convolution of the padded dz with the flipped filters.
+  // and wt_g (Cg, R, Kg, S), as a direct convolution of the padded dz with the flipped filters.
   void (*direct_dx_group)(const ConvGeom& g, const T* dz_g, const T* wt_g, T* dx_g, T* scratch);
   // wt (K * Cg * R * S elements): every group's filters flipped and transposed for direct_dx_group.
   void (*dx_flip_filters)(const ConvGeom& g, const T* w, T* wt);
