@@ -67,10 +67,16 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // Few input channels: a GEMM with CRS as its inner dimension would be short and im2col would copy
   // each input value R*S times for little work; the direct kernel keeps every tap in registers.
   // (LeNet's conv2, 6 channels 5x5, measured faster direct than through im2col's short columns.)
-  if (g.Cg() <= 8 && g.sh == 1 && g.sw == 1 && g.CgRS() <= 256)
-    // Vectors along the filters when there are enough of them to fill two (LeNet's conv2, 16 filters
-    // over 10-wide rows), else along the output row (conv1: 6 filters over 28-wide rows).
-    return g.Kg() >= 16 ? ConvAlgo::implicit : ConvAlgo::direct;
+  if (g.Cg() <= 8 && g.sh == 1 && g.sw == 1 && g.CgRS() <= 256) {
+    // Both kernels issue the same loads per multiply-add; they differ in how many vector lanes do useful
+    // work: direct runs its 16-lane tiles along an output row (Q of round_up(Q, 16) lanes), implicit
+    // along the filters (Kg of round_up(Kg, 16)) and 6 output pixels at a time. LeNet's conv1 (6 filters,
+    // 28-wide rows) is direct, its conv2 (16 filters, 10-wide rows) implicit; ties go to direct, which
+    // measured faster on 32-wide rows.
+    auto fill = [](int64_t n, int64_t unit) { return double(n) / double((n + unit - 1) / unit * unit); };
+    const double direct_lanes = fill(g.Q, 16), implicit_lanes = fill(g.Kg(), 16) * fill(g.PQ(), 6);
+    return implicit_lanes > direct_lanes ? ConvAlgo::implicit : ConvAlgo::direct;
+  }
   return ConvAlgo::im2col;
 }
 
