@@ -56,9 +56,11 @@ def kernel_ready(x: np.ndarray) -> np.ndarray:
 
 
 def contiguous(x: np.ndarray) -> np.ndarray:
-    """C-contiguous, aligned array (copy only when needed)."""
-    x = np.ascontiguousarray(x)
-    return x if x.flags.aligned else x.copy()
+    """C-contiguous, aligned array (copy only when needed), of x's shape."""
+    y = np.ascontiguousarray(x)
+    if y.ndim != x.ndim:  # ascontiguousarray makes a 0-d array 1-d
+        y = y.reshape(x.shape)
+    return y if y.flags.aligned else y.copy()
 
 
 def to_int(v, name: str, minimum: int | None = None) -> int:

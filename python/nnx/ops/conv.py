@@ -51,9 +51,15 @@ def _check_shapes(x_shape, w_shape, stride, padding, dilation, groups, b_shape=N
     return (n, k, (h + 2 * ph - eh) // sh + 1, (wid + 2 * pw - ew) // sw + 1)
 
 
-def _check_algorithm(algorithm):
+def _check_algorithm(algorithm, w_shape, stride, padding):
+    """A known name that applies to the shapes (the kernels check too; this also covers a backward call
+    that needs no gradient and so never reaches them)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(repr(a) for a in ALGORITHMS)}, got {algorithm!r}")
+    if algorithm == "gemm1x1" and (w_shape[2:] != (1, 1) or stride != (1, 1) or padding != (0, 0)):
+        raise ValueError("algorithm: 'gemm1x1' needs a 1x1 kernel with stride 1 and padding 0")
+    if algorithm == "depthwise" and w_shape[1] != 1:
+        raise ValueError("algorithm: 'depthwise' needs one input channel per group (groups == C)")
     return algorithm
 
 
@@ -82,7 +88,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, activatio
     st, pad, dil, groups = _params(stride, padding, dilation, groups)
     out_shape = _check_shapes(x.shape, w.shape, st, pad, dil, groups, None if b is None else b.shape)
     act = activation_code(activation)
-    algorithm = _check_algorithm(algorithm)
+    algorithm = _check_algorithm(algorithm, w.shape, st, pad)
     out = np.empty(out_shape, dtype=x.dtype)
     _C.conv2d(contiguous(x), contiguous(w), None if b is None else contiguous(b), out, st, pad, dil, groups,
               act, float(negative_slope), algorithm)
@@ -102,7 +108,7 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     if dy.shape != out_shape:
         raise ValueError(f"dy: expected shape {out_shape} (the output of conv2d), got {dy.shape}")
     act = activation_code(activation)
-    algorithm = _check_algorithm(algorithm)
+    algorithm = _check_algorithm(algorithm, w.shape, st, pad)
     if act:
         if y is None:
             raise ValueError("y: conv2d_backward with an activation needs the forward output y")
