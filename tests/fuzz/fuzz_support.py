@@ -14,7 +14,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-FUZZ_DEFAULT_EXAMPLES = 40
+FUZZ_DEFAULT_EXAMPLES = 80
 LONG_FACTOR = 10
 
 

@@ -238,7 +238,8 @@ def _conv_kw(draw, rng, dtype):
            ("stride", (1, 2, 3), ValueError), ("padding", -1, ValueError), ("padding", (0, True), TypeError),
            ("dilation", 0, ValueError), ("groups", 0, ValueError), ("groups", c + 1, ValueError),
            ("groups", 1.5, TypeError), ("activation", "softplus", ValueError), ("algorithm", "fft", ValueError),
-           ("w", too_big, ValueError)]
+           ("w", too_big, ValueError), ("stride", 1 << 62, ValueError), ("padding", (0, 1 << 40), ValueError),
+           ("dilation", 1 << 63, ValueError)]
     if not plain1x1:
         bad.append(("algorithm", "gemm1x1", ValueError))
     if cg != 1:
@@ -295,7 +296,7 @@ def _pool_bad(shape, k, pad, dilation=True, padding=True):
     h, w = shape[2:]
     bad = [("kernel_size", 0, ValueError), ("kernel_size", (2, -1), ValueError), ("kernel_size", 2.0, TypeError),
            ("kernel_size", (h + 2 * pad[0] + 1, k[1]), ValueError), ("stride", 0, ValueError),
-           ("stride", "2", TypeError)]
+           ("stride", "2", TypeError), ("stride", 1 << 63, ValueError), ("kernel_size", (1, 1 << 40), ValueError)]
     if padding:
         bad += [("padding", -1, ValueError), ("padding", (k[0] // 2 + 1, 0), ValueError),
                 ("padding", 0.0, TypeError)]
@@ -541,8 +542,9 @@ def test_valid_arguments_match_reference(name, data):
     for key in case.floats + case.ints:
         if key in kw:
             kw[key] = relayout(data.draw, kw[key], allow_broadcast=key in case.floats)
-    CASES[(name, "valid")] += 1
-    with _Backend(data.draw):
+    backend = _Backend(data.draw)
+    CASES[(name, "valid")] += 1  # counted once every draw is made: an example hypothesis discards is not a case
+    with backend:
         got = getattr(ops, name)(**kw)
     if name == "conv2d_algorithm":
         assert got in ("gemm1x1", "im2col", "direct", "depthwise")
@@ -609,8 +611,9 @@ def test_invalid_arguments_raise(name, data):
     named = named[0] if named else key
     kw = dict(case.kw)
     kw[key] = make(kw.get(key), data.draw)
+    backend = _Backend(data.draw)
     CASES[(name, "invalid")] += 1
-    with _Backend(data.draw):
+    with backend:
         with pytest.raises((ValueError, TypeError, MemoryError)) as info:
             getattr(ops, name)(**kw)
     RAISED[info.type.__name__] += 1

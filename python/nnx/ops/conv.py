@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import _C
-from ._checks import contiguous, float_array, pair, same_dtype, to_int
+from ._checks import contiguous, empty, float_array, pair, same_dtype, to_int
 from .gemm import activation_code
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm"]
@@ -89,8 +89,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, activatio
     out_shape = _check_shapes(x.shape, w.shape, st, pad, dil, groups, None if b is None else b.shape)
     act = activation_code(activation)
     algorithm = _check_algorithm(algorithm, w.shape, st, pad)
-    out = np.empty(out_shape, dtype=x.dtype)
-    _C.conv2d(contiguous(x), contiguous(w), None if b is None else contiguous(b), out, st, pad, dil, groups,
+    out = empty(out_shape, x.dtype, "y")
+    _C.conv2d(contiguous(x, "x"), contiguous(w, "w"), None if b is None else contiguous(b, "b"), out, st, pad, dil, groups,
               act, float(negative_slope), algorithm)
     return out
 
@@ -116,14 +116,14 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
         same_dtype(x=x, y=y)
         if y.shape != out_shape:
             raise ValueError(f"y: expected shape {out_shape} (the output of conv2d), got {y.shape}")
-        y = contiguous(y)
+        y = contiguous(y, "y")
     else:
         y = None
     needs = tuple(bool(v) for v in needs) + (True,) * (3 - len(needs))
-    dx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
-    dw = np.empty(w.shape, dtype=x.dtype) if needs[1] else None
-    db = np.empty(w.shape[0], dtype=x.dtype) if (needs[2] and b is not None) else None
+    dx = empty(x.shape, x.dtype, "dx") if needs[0] else None
+    dw = empty(w.shape, x.dtype, "dw") if needs[1] else None
+    db = empty(w.shape[0], x.dtype, "db") if (needs[2] and b is not None) else None
     if dx is not None or dw is not None or db is not None:
-        _C.conv2d_backward(contiguous(dy), contiguous(x), contiguous(w), y, dx, dw, db, st, pad, dil, groups,
+        _C.conv2d_backward(contiguous(dy, "dy"), contiguous(x, "x"), contiguous(w, "w"), y, dx, dw, db, st, pad, dil, groups,
                            act, float(negative_slope), algorithm)
     return dx, dw, db

@@ -5,7 +5,7 @@ import numpy as np
 
 from .._backend import _C
 from ._fused import activation_backward_from_output
-from ._checks import check_ndim, float_array, kernel_ready, same_dtype
+from ._checks import check_ndim, empty, float_array, kernel_ready, same_dtype
 
 # Activation codes understood by the C++ epilogue (cpp/common/epilogue.h).
 ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
@@ -45,7 +45,7 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     n = opb.shape[1]
     if c is not None:
         _check_c(c, m, n)
-    out = np.empty((m, n), dtype=dtype)
+    out = empty((m, n), dtype, "y")
     use_c = c is not None and beta != 0.0
     if use_c:
         out[...] = c
@@ -119,7 +119,7 @@ def linear(x, w, b=None, *, activation=None, negative_slope=0.01):
     """
     x, w, b = _check_linear(x, w, b)
     act = activation_code(activation)
-    out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    out = empty((x.shape[0], w.shape[0]), x.dtype, "y")
     bias = None if b is None else np.ascontiguousarray(b)
     _C.gemm(kernel_ready(x), kernel_ready(w).T, out, 1.0, 0.0, bias, False, act, float(negative_slope))
     return out
@@ -145,10 +145,10 @@ def linear_backward(dy, x, w, b=None, *, activation=None, negative_slope=0.01, y
     dy = kernel_ready(dy)
     dx = dw = db = None
     if needs[0]:
-        dx = np.empty_like(x, order="C")
+        dx = empty(x.shape, x.dtype, "dx")
         _C.gemm(dy, kernel_ready(w), dx, 1.0, 0.0)
     if needs[1]:
-        dw = np.empty(w.shape, dtype=x.dtype)
+        dw = empty(w.shape, x.dtype, "dw")
         _C.gemm(dy.T, kernel_ready(x), dw, 1.0, 0.0)
     if b is not None and len(needs) > 2 and needs[2]:
         db = _column_sum(dy)
@@ -158,6 +158,6 @@ def linear_backward(dy, x, w, b=None, *, activation=None, negative_slope=0.01, y
 def _column_sum(dy: np.ndarray) -> np.ndarray:
     """Sum over the batch with the same order for any thread count: a GEMM of ones^T . dy."""
     ones = np.ones((1, dy.shape[0]), dtype=dy.dtype)
-    out = np.empty((1, dy.shape[1]), dtype=dy.dtype)
+    out = empty((1, dy.shape[1]), dy.dtype, "db")
     _C.gemm(ones, dy, out, 1.0, 0.0)
     return out[0]
