@@ -44,7 +44,7 @@ def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
     the OS and the process be killed when the pages are touched)."""
     if isinstance(shape, numbers.Integral):
         shape = (shape,)
-    count = math.prod(int(v) for v in shape)
+    count = math.prod(map(int, shape))
     nbytes = count * np.dtype(dtype).itemsize
     if nbytes <= _CHECK_ABOVE:
         return
