@@ -23,9 +23,26 @@ std::string shape_str(const int64_t* s, int n) {
 // Checks every size the kernels rely on and returns the geometry; raises ValueError otherwise.
 ConvGeom make_geom(const int64_t* xs, const int64_t* ws, Pair stride, Pair padding, Pair dilation,
                    int64_t groups) {
+  // Below 2^30 (as nnx.ops checks): keeps H + 2 * padding and dilation * (R - 1) + 1 inside int64 for any
+  // R, H of an array that fits in memory, and the kernels' index arithmetic with them.
+  const int64_t lim = int64_t(1) << 30;
   require(stride.first >= 1 && stride.second >= 1, "stride: expected values >= 1");
   require(padding.first >= 0 && padding.second >= 0, "padding: expected values >= 0");
   require(dilation.first >= 1 && dilation.second >= 1, "dilation: expected values >= 1");
+  require(stride.first <= lim && stride.second <= lim, "stride: expected values <= 2^30");
+  require(padding.first <= lim && padding.second <= lim, "padding: expected values <= 2^30");
+  require(dilation.first <= lim && dilation.second <= lim, "dilation: expected values <= 2^30");
+  // Dimensions below 2^32 and element counts below 2^62 (real arrays are far smaller; conv2d_algorithm
+  // takes bare shapes): with the limits above, no size product in the geometry or the kernels wraps.
+  double xn = 1, wn = 1;
+  for (int i = 0; i < 4; ++i) {
+    require(xs[i] >= 0 && xs[i] < (lim << 2), "x: dimensions must lie in [0, 2^32), got " + shape_str(xs, 4));
+    require(ws[i] >= 0 && ws[i] < (lim << 2), "w: dimensions must lie in [0, 2^32), got " + shape_str(ws, 4));
+    xn *= static_cast<double>(xs[i]);
+    wn *= static_cast<double>(ws[i]);
+  }
+  require(xn < 0x1p62, "x: more than 2^62 elements in " + shape_str(xs, 4));
+  require(wn < 0x1p62, "w: more than 2^62 elements in " + shape_str(ws, 4));
   require(groups >= 1, "groups: expected an int >= 1");
   ConvGeom g{};
   g.N = xs[0], g.C = xs[1], g.H = xs[2], g.W = xs[3];

@@ -23,7 +23,8 @@ Targets class_targets(const py::array& t, int64_t rows, int64_t classes) {
   if (t.dtype().kind() != 'i' || t.itemsize() != 8)
     throw py::type_error("target: expected an int64 array, got " + std::string(py::str(t.dtype())));
   require(t.ndim() == 1 && t.shape(0) == rows, "target: expected shape (" + std::to_string(rows) + ",)");
-  require(rows == 0 || t.strides(0) == 8, "target: expected a C-contiguous array");
+  // A single row is contiguous whatever its stride (NumPy flags it so and does not copy it).
+  require(rows <= 1 || t.strides(0) == 8, "target: expected a C-contiguous array");
   const int64_t* p = static_cast<const int64_t*>(t.data());
   for (int64_t i = 0; i < rows; ++i)
     if (p[i] < 0 || p[i] >= classes)  // the message is only built on failure: this loop runs per row

@@ -1,6 +1,7 @@
 #include "common/workspace.h"
 
 #include <cstdlib>
+#include <limits>
 #include <new>
 
 namespace nnx {
@@ -18,6 +19,9 @@ void* workspace(int slot, size_t bytes) {
   thread_local Buffer buffers[kWsSlots];
   Buffer& b = buffers[slot];
   if (bytes == 0) bytes = 64;
+  // A request this large cannot be met (and the 1.5x growth below would wrap around): refuse it rather
+  // than hand out a smaller buffer.
+  if (bytes > std::numeric_limits<size_t>::max() / 4) throw std::bad_alloc();
   if (b.bytes < bytes) {
     // Round up to 64 bytes as aligned_alloc requires, and grow by 1.5x to avoid repeated reallocation.
     size_t want = bytes + bytes / 2;

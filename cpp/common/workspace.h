@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 namespace nnx {
 
@@ -13,6 +14,8 @@ void* workspace(int slot, size_t bytes);
 
 template <class T>
 T* workspace_as(int slot, size_t count) {
+  // count * sizeof(T) must not wrap around (a negative int64 count converts to a huge one).
+  if (count > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
   return static_cast<T*>(workspace(slot, count * sizeof(T)));
 }
 

@@ -1,12 +1,12 @@
 """Mini-batches over in-memory arrays."""
 from __future__ import annotations
 
-import math
 import operator
 
 import numpy as np
 
 from .. import random as nnx_random
+from ..ops._checks import check_alloc
 
 
 class DataLoader:
@@ -34,6 +34,8 @@ class DataLoader:
             raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}") from None
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+        # Each batch is a copy: refuse one that cannot fit now rather than fail (or be killed) mid-epoch.
+        check_alloc((min(batch_size, X.shape[0]),) + X.shape[1:], X.dtype, "batch_size", "a batch of X")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform: expected a callable or None, got {type(transform).__name__}")
         self.X, self.y = X, y
@@ -44,7 +46,7 @@ class DataLoader:
 
     def __len__(self) -> int:
         n = self.X.shape[0]
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)  # exact for any int
 
     @property
     def num_samples(self) -> int:

@@ -5,11 +5,63 @@ reading the source.
 """
 from __future__ import annotations
 
+import math
 import numbers
+import os
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Window parameters (stride, padding, dilation, kernel size) above this are refused: no real layer comes
+# near it, and it keeps every size product in the C++ geometry (e.g. dilation * (kernel - 1)) inside int64.
+MAX_PARAM = 1 << 30
+
+# Allocations below this many bytes are not worth checking against the free memory (reading it costs more
+# than a small op); above it, a request larger than what the machine has is refused before it is made.
+_CHECK_ABOVE = 1 << 28
+_INT64_MAX = (1 << 63) - 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else physical memory), or None."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
+    """Raises before a (shape, dtype) allocation that cannot succeed: ValueError when its size overflows
+    int64, MemoryError when it exceeds the available memory (where NumPy might get the address space from
+    the OS and the process be killed when the pages are touched)."""
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    count = math.prod(map(int, shape))
+    nbytes = count * np.dtype(dtype).itemsize
+    if nbytes <= _CHECK_ABOVE:
+        return
+    if nbytes > _INT64_MAX:
+        raise ValueError(f"{name}: {what} of shape {tuple(shape)} ({np.dtype(dtype)}) would take {nbytes} bytes, "
+                         f"which overflows a 64-bit size")
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{name}: {what} of shape {tuple(shape)} ({np.dtype(dtype)}) needs {nbytes} bytes "
+                          f"({nbytes / 2**30:.1f} GiB), more than the {avail} bytes ({avail / 2**30:.1f} GiB) of "
+                          f"memory available")
+
+
+def empty(shape, dtype, name: str) -> np.ndarray:
+    """np.empty after check_alloc: the result `name` of an op."""
+    check_alloc(shape, dtype, name, "the result")
+    return np.empty(shape, dtype=dtype)
 
 
 def float_array(x, name: str) -> np.ndarray:
@@ -55,28 +107,34 @@ def kernel_ready(x: np.ndarray) -> np.ndarray:
     return x if x.flags.aligned else np.ascontiguousarray(x)
 
 
-def contiguous(x: np.ndarray) -> np.ndarray:
-    """C-contiguous, aligned array (copy only when needed)."""
-    x = np.ascontiguousarray(x)
-    return x if x.flags.aligned else x.copy()
+def contiguous(x: np.ndarray, name: str = "array") -> np.ndarray:
+    """C-contiguous, aligned array (copy only when needed), of x's shape."""
+    if x.nbytes > _CHECK_ABOVE and not (x.flags.c_contiguous and x.flags.aligned):
+        check_alloc(x.shape, x.dtype, name, "a contiguous copy")  # e.g. of a broadcast view
+    y = np.ascontiguousarray(x)
+    if y.ndim != x.ndim:  # ascontiguousarray makes a 0-d array 1-d
+        y = y.reshape(x.shape)
+    return y if y.flags.aligned else y.copy()
 
 
-def to_int(v, name: str, minimum: int | None = None) -> int:
+def to_int(v, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}")
     v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name}: expected an int <= {maximum}, got {v}")
     return v
 
 
-def pair(v, name: str, minimum: int | None = None) -> tuple[int, int]:
+def pair(v, name: str, minimum: int | None = None, maximum: int | None = MAX_PARAM) -> tuple[int, int]:
     """An int or a pair of ints -> (int, int), as PyTorch accepts for stride/padding/dilation."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
-        return (to_int(v[0], name, minimum), to_int(v[1], name, minimum))
-    x = to_int(v, name, minimum)
+        return (to_int(v[0], name, minimum, maximum), to_int(v[1], name, minimum, maximum))
+    x = to_int(v, name, minimum, maximum)
     return (x, x)
 
 
@@ -105,6 +163,8 @@ def class_targets(target, n: int, num_classes: int, name: str = "target") -> np.
         raise TypeError(f"{name}: expected integer class indices, got dtype {t.dtype}")
     if t.shape != (n,):
         raise ValueError(f"{name}: expected shape ({n},) (one class index per row), got {t.shape}")
+    if t.dtype != np.int64 or not t.flags.c_contiguous:
+        check_alloc(t.shape, np.int64, name, "an int64 copy")  # before scanning a giant broadcast view
     if n and (t.min() < 0 or t.max() >= num_classes):
         bad = t[(t < 0) | (t >= num_classes)][0]
         raise ValueError(f"{name}: class indices must lie in [0, {num_classes}), found {int(bad)}")

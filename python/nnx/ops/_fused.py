@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import _C
-from ._checks import contiguous
+from ._checks import contiguous, empty
 
 # Epilogue codes (cpp/common/epilogue.h, Act).
 _CODES = {None: 0, "none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
@@ -21,8 +21,8 @@ def activation_backward_from_output(dy: np.ndarray, y: np.ndarray, activation, n
         code = _CODES[activation]
     except (KeyError, TypeError):
         raise ValueError(f"activation: unknown activation {activation!r}") from None
-    dy = contiguous(dy)
-    out = np.empty(dy.shape, dtype=dy.dtype)
-    _C.act_backward_from_output(dy.reshape(-1), contiguous(y).reshape(-1), out.reshape(-1), code,
+    dy = contiguous(dy, "dy")
+    out = empty(dy.shape, dy.dtype, "dz")
+    _C.act_backward_from_output(dy.reshape(-1), contiguous(y, "y").reshape(-1), out.reshape(-1), code,
                                 float(negative_slope))
     return out

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_axis, check_same_shape, contiguous, float_array, same_dtype
+from ._checks import check_axis, check_same_shape, contiguous, empty, float_array, same_dtype
 
 __all__ = [
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
@@ -26,8 +26,8 @@ def _real(v, name: str) -> float:
 
 
 def _forward(x, code: int, param: float = 0.0) -> np.ndarray:
-    x = contiguous(float_array(x, "x"))
-    out = np.empty(x.shape, dtype=x.dtype)
+    x = contiguous(float_array(x, "x"), "x")
+    out = empty(x.shape, x.dtype, "y")
     # Flat views (free for C-contiguous arrays): element-wise kernels need no shape, and any ndim works.
     _C.act_forward(x.reshape(-1), out.reshape(-1), code, param)
     return out
@@ -38,8 +38,8 @@ def _backward(dy, x, code: int, param: float = 0.0) -> np.ndarray:
     x = float_array(x, "x")
     same_dtype(dy=dy, x=x)
     check_same_shape(x, "x", dy, "dy")
-    out = np.empty(x.shape, dtype=x.dtype)
-    _C.act_backward(contiguous(dy).reshape(-1), contiguous(x).reshape(-1), out.reshape(-1), code, param)
+    out = empty(x.shape, x.dtype, "dx")
+    _C.act_backward(contiguous(dy, "dy").reshape(-1), contiguous(x, "x").reshape(-1), out.reshape(-1), code, param)
     return out
 
 
@@ -91,7 +91,7 @@ def _softmax_input(x, axis):
     x = float_array(x, "x")
     if x.ndim == 0:
         raise ValueError("x: expected an array with at least 1 dimension for softmax, got a 0-D array")
-    return contiguous(x), check_axis(axis, x.ndim)
+    return contiguous(x, "x"), check_axis(axis, x.ndim)
 
 
 def _as_3d(shape, ax):
@@ -101,7 +101,7 @@ def _as_3d(shape, ax):
 
 def _softmax(x, axis, log: bool) -> np.ndarray:
     x, ax = _softmax_input(x, axis)
-    out = np.empty(x.shape, dtype=x.dtype)
+    out = empty(x.shape, x.dtype, "y")
     v = _as_3d(x.shape, ax)
     _C.softmax(x.reshape(v), out.reshape(v), 1, log)
     return out
@@ -112,9 +112,9 @@ def _softmax_backward(dy, x, axis, log: bool) -> np.ndarray:
     dy = float_array(dy, "dy")
     same_dtype(dy=dy, x=x)
     check_same_shape(x, "x", dy, "dy")
-    out = np.empty(x.shape, dtype=x.dtype)
+    out = empty(x.shape, x.dtype, "dx")
     v = _as_3d(x.shape, ax)
-    _C.softmax_backward(contiguous(dy).reshape(v), x.reshape(v), out.reshape(v), 1, log)
+    _C.softmax_backward(contiguous(dy, "dy").reshape(v), x.reshape(v), out.reshape(v), 1, log)
     return out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import _C
-from ._checks import contiguous, float_array, pair, same_dtype, to_int
+from ._checks import contiguous, empty, float_array, pair, same_dtype, to_int
 from .gemm import activation_code
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm"]
@@ -53,9 +53,15 @@ def _check_shapes(x_shape, w_shape, stride, padding, dilation, groups, b_shape=N
     return (n, k, (h + 2 * ph - eh) // sh + 1, (wid + 2 * pw - ew) // sw + 1)
 
 
-def _check_algorithm(algorithm):
+def _check_algorithm(algorithm, w_shape, stride, padding):
+    """A known name that applies to the shapes (the kernels check too; this also covers a backward call
+    that needs no gradient and so never reaches them)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(repr(a) for a in ALGORITHMS)}, got {algorithm!r}")
+    if algorithm == "gemm1x1" and (w_shape[2:] != (1, 1) or stride != (1, 1) or padding != (0, 0)):
+        raise ValueError("algorithm: 'gemm1x1' needs a 1x1 kernel with stride 1 and padding 0")
+    if algorithm == "depthwise" and w_shape[1] != 1:
+        raise ValueError("algorithm: 'depthwise' needs one input channel per group (groups == C)")
     return algorithm
 
 
@@ -84,9 +90,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, activatio
     st, pad, dil, groups = _params(stride, padding, dilation, groups)
     out_shape = _check_shapes(x.shape, w.shape, st, pad, dil, groups, None if b is None else b.shape)
     act = activation_code(activation)
-    algorithm = _check_algorithm(algorithm)
-    out = np.empty(out_shape, dtype=x.dtype)
-    _C.conv2d(contiguous(x), contiguous(w), None if b is None else contiguous(b), out, st, pad, dil, groups,
+    algorithm = _check_algorithm(algorithm, w.shape, st, pad)
+    out = empty(out_shape, x.dtype, "y")
+    _C.conv2d(contiguous(x, "x"), contiguous(w, "w"), None if b is None else contiguous(b, "b"), out, st, pad, dil, groups,
               act, float(negative_slope), algorithm)
     return out
 
@@ -104,7 +110,7 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     if dy.shape != out_shape:
         raise ValueError(f"dy: expected shape {out_shape} (the output of conv2d), got {dy.shape}")
     act = activation_code(activation)
-    algorithm = _check_algorithm(algorithm)
+    algorithm = _check_algorithm(algorithm, w.shape, st, pad)
     if act:
         if y is None:
             raise ValueError("y: conv2d_backward with an activation needs the forward output y")
@@ -112,14 +118,14 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
         same_dtype(x=x, y=y)
         if y.shape != out_shape:
             raise ValueError(f"y: expected shape {out_shape} (the output of conv2d), got {y.shape}")
-        y = contiguous(y)
+        y = contiguous(y, "y")
     else:
         y = None
     needs = tuple(bool(v) for v in needs) + (True,) * (3 - len(needs))
-    dx = np.empty(x.shape, dtype=x.dtype) if needs[0] else None
-    dw = np.empty(w.shape, dtype=x.dtype) if needs[1] else None
-    db = np.empty(w.shape[0], dtype=x.dtype) if (needs[2] and b is not None) else None
+    dx = empty(x.shape, x.dtype, "dx") if needs[0] else None
+    dw = empty(w.shape, x.dtype, "dw") if needs[1] else None
+    db = empty(w.shape[0], x.dtype, "db") if (needs[2] and b is not None) else None
     if dx is not None or dw is not None or db is not None:
-        _C.conv2d_backward(contiguous(dy), contiguous(x), contiguous(w), y, dx, dw, db, st, pad, dil, groups,
+        _C.conv2d_backward(contiguous(dy, "dy"), contiguous(x, "x"), contiguous(w, "w"), y, dx, dw, db, st, pad, dil, groups,
                            act, float(negative_slope), algorithm)
     return dx, dw, db

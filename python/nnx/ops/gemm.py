@@ -5,7 +5,7 @@ import numpy as np
 
 from .._backend import _C
 from ._fused import activation_backward_from_output
-from ._checks import check_ndim, float_array, kernel_ready, same_dtype
+from ._checks import check_ndim, empty, float_array, kernel_ready, same_dtype
 
 # Activation codes understood by the C++ epilogue (cpp/common/epilogue.h).
 ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
@@ -43,15 +43,20 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
             f"b: expected op(b) with {k} rows to match op(a) of shape {opa.shape}, got op(b) of shape {opb.shape}"
         )
     n = opb.shape[1]
-    out = np.empty((m, n), dtype=dtype)
+    if c is not None:
+        _check_c(c, m, n)
+    out = empty((m, n), dtype, "y")
     use_c = c is not None and beta != 0.0
     if use_c:
-        try:
-            out[...] = np.broadcast_to(c, (m, n))
-        except ValueError:
-            raise ValueError(f"c: expected a shape that broadcasts to ({m}, {n}), got {c.shape}") from None
+        out[...] = c
     _C.gemm(kernel_ready(opa), kernel_ready(opb), out, float(alpha), float(beta) if use_c else 0.0)
     return out
+
+
+def _check_c(c: np.ndarray, m: int, n: int) -> None:
+    """c must broadcast to the (m, n) result (checked even when beta == 0, where c goes unused)."""
+    if c.ndim > 2 or any(s not in (1, t) for s, t in zip(c.shape[::-1], (n, m))):
+        raise ValueError(f"c: expected a shape that broadcasts to ({m}, {n}), got {c.shape}")
 
 
 def gemm_backward(dy, a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
@@ -59,8 +64,17 @@ def gemm_backward(dy, a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, 
     dy = float_array(dy, "dy")
     a = float_array(a, "a")
     b = float_array(b, "b")
-    same_dtype(dy=dy, a=a, b=b)
+    c = None if c is None else float_array(c, "c")
+    same_dtype(dy=dy, a=a, b=b, c=c)
+    check_ndim(dy, "dy", 2)
+    check_ndim(a, "a", 2)
+    check_ndim(b, "b", 2)
     opa, opb = _op(a, trans_a), _op(b, trans_b)
+    if opb.shape[0] != opa.shape[1]:
+        raise ValueError(f"b: expected op(b) with {opa.shape[1]} rows to match op(a) of shape {opa.shape}, "
+                         f"got op(b) of shape {opb.shape}")
+    if c is not None:
+        _check_c(c, opa.shape[0], opb.shape[1])
     if dy.shape != (opa.shape[0], opb.shape[1]):
         raise ValueError(f"dy: expected shape {(opa.shape[0], opb.shape[1])}, got {dy.shape}")
     # d op(a) = alpha dy op(b)^T ; d op(b) = alpha op(a)^T dy; transposing op back is a free view.
@@ -70,7 +84,6 @@ def gemm_backward(dy, a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, 
     db = np.ascontiguousarray(d_opb.T) if trans_b else d_opb
     dc = None
     if c is not None:
-        c = float_array(c, "c")
         g = beta * dy
         # Undo broadcasting: sum over the axes c was stretched along.
         if c.ndim < 2:
@@ -106,7 +119,7 @@ def linear(x, w, b=None, *, activation=None, negative_slope=0.01):
     """
     x, w, b = _check_linear(x, w, b)
     act = activation_code(activation)
-    out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+    out = empty((x.shape[0], w.shape[0]), x.dtype, "y")
     bias = None if b is None else np.ascontiguousarray(b)
     _C.gemm(kernel_ready(x), kernel_ready(w).T, out, 1.0, 0.0, bias, False, act, float(negative_slope))
     return out
@@ -132,10 +145,10 @@ def linear_backward(dy, x, w, b=None, *, activation=None, negative_slope=0.01, y
     dy = kernel_ready(dy)
     dx = dw = db = None
     if needs[0]:
-        dx = np.empty_like(x, order="C")
+        dx = empty(x.shape, x.dtype, "dx")
         _C.gemm(dy, kernel_ready(w), dx, 1.0, 0.0)
     if needs[1]:
-        dw = np.empty(w.shape, dtype=x.dtype)
+        dw = empty(w.shape, x.dtype, "dw")
         _C.gemm(dy.T, kernel_ready(x), dw, 1.0, 0.0)
     if b is not None and len(needs) > 2 and needs[2]:
         db = _column_sum(dy)
@@ -145,6 +158,6 @@ def linear_backward(dy, x, w, b=None, *, activation=None, negative_slope=0.01, y
 def _column_sum(dy: np.ndarray) -> np.ndarray:
     """Sum over the batch with the same order for any thread count: a GEMM of ones^T . dy."""
     ones = np.ones((1, dy.shape[0]), dtype=dy.dtype)
-    out = np.empty((1, dy.shape[1]), dtype=dy.dtype)
+    out = empty((1, dy.shape[1]), dy.dtype, "db")
     _C.gemm(ones, dy, out, 1.0, 0.0)
     return out[0]

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from ._checks import (check_ndim, check_reduction, check_same_shape, class_targets, contiguous, float_array,
+from ._checks import (check_ndim, check_reduction, check_same_shape, class_targets, contiguous, empty, float_array,
                       same_dtype)
 
 __all__ = [
@@ -50,7 +50,7 @@ def _class_inputs(x, target, name: str):
     x = float_array(x, name)
     check_ndim(x, name, 2, "batch x classes")
     t = class_targets(target, x.shape[0], x.shape[1], "target")
-    return contiguous(x), t
+    return contiguous(x, name), t
 
 
 def _pair_inputs(x, target, name: str):
@@ -59,7 +59,7 @@ def _pair_inputs(x, target, name: str):
     same_dtype(**{name: x, "target": target})
     check_same_shape(x, name, target, "target")
     # Flat C-contiguous views: the element-wise kernels need no shape, and any ndim works.
-    return contiguous(x).reshape(-1), contiguous(target).reshape(-1), x.shape
+    return contiguous(x, name).reshape(-1), contiguous(target, "target").reshape(-1), x.shape
 
 
 def _real(v, name: str) -> float:
@@ -79,7 +79,7 @@ def cross_entropy_backward(dy, logits, target, reduction="mean"):
     """d/d logits: (softmax(logits) - onehot(target)) * dy (/ N for "mean")."""
     check_reduction(reduction)
     z, t = _class_inputs(logits, target, "logits")
-    out = np.empty(z.shape, dtype=z.dtype)
+    out = empty(z.shape, z.dtype, "dlogits")
     _C.cross_entropy_backward(z, t, _scale(dy, z.shape[0], reduction), out)
     return out
 
@@ -94,7 +94,7 @@ def mse_loss(pred, target, reduction="mean"):
 def mse_loss_backward(dy, pred, target, reduction="mean"):
     check_reduction(reduction)
     p, t, shape = _pair_inputs(pred, target, "pred")
-    out = np.empty(p.shape, dtype=p.dtype)
+    out = empty(p.shape, p.dtype, "dpred")
     _C.mse_backward(p, t, _scale(dy, p.size, reduction), out)
     return out.reshape(shape)
 
@@ -109,7 +109,7 @@ def binary_cross_entropy_with_logits(z, target, reduction="mean"):
 def binary_cross_entropy_with_logits_backward(dy, z, target, reduction="mean"):
     check_reduction(reduction)
     z, t, shape = _pair_inputs(z, target, "z")
-    out = np.empty(z.shape, dtype=z.dtype)
+    out = empty(z.shape, z.dtype, "dz")
     _C.bce_with_logits_backward(z, t, _scale(dy, z.size, reduction), out)
     return out.reshape(shape)
 
@@ -124,6 +124,6 @@ def multiclass_hinge_loss(scores, target, margin=1.0, reduction="mean"):
 def multiclass_hinge_loss_backward(dy, scores, target, margin=1.0, reduction="mean"):
     check_reduction(reduction)
     s, t = _class_inputs(scores, target, "scores")
-    out = np.empty(s.shape, dtype=s.dtype)
+    out = empty(s.shape, s.dtype, "dscores")
     _C.multiclass_hinge_backward(s, t, _real(margin, "margin"), _scale(dy, s.shape[0], reduction), out)
     return out

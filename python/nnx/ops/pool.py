@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_ndim, float_array, pair, same_dtype
+from ._checks import check_alloc, check_ndim, empty, float_array, pair, same_dtype
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "lp_pool2d",
            "lp_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward"]
@@ -72,10 +72,11 @@ def _pool(x_shape, kernel_size, stride, padding, dilation):
     return _Pool(x_shape, kernel_size, stride, padding, dilation)
 
 
-def _contiguous(x):
+def _contiguous(x, name):
     """C-contiguous, aligned (flags checks: cheaper than x.ctypes on the small arrays of LeNet)."""
     if x.flags.c_contiguous and x.flags.aligned:
         return x
+    check_alloc(x.shape, x.dtype, name, "a contiguous copy")
     y = np.ascontiguousarray(x)
     return y if y.flags.aligned else y.copy()
 
@@ -95,16 +96,16 @@ def _grad_input(dy, x, out_shape):
 
 
 def _forward(kind, x, pool, p=1.0):
-    out = np.empty(pool.out_shape, dtype=x.dtype)
+    out = empty(pool.out_shape, x.dtype, "y")
     if not pool.empty:
-        _C.pool2d_forward(kind, _contiguous(x), out, *pool.args(), float(p))
+        _C.pool2d_forward(kind, _contiguous(x, "x"), out, *pool.args(), float(p))
     return out
 
 
 def _backward(kind, dy, x, pool, p=1.0):
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = empty(x.shape, x.dtype, "dx")
     if not pool.empty:
-        _C.pool2d_backward(kind, _contiguous(dy), _contiguous(x), dx, *pool.args(), float(p))
+        _C.pool2d_backward(kind, _contiguous(dy, "dy"), _contiguous(x, "x"), dx, *pool.args(), float(p))
     return dx
 
 
@@ -120,10 +121,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indice
     pool = _pool(x.shape, kernel_size, stride, padding, dilation)
     if not return_indices:
         return _forward(_MAX, x, pool)
-    out = np.empty(pool.out_shape, dtype=x.dtype)
-    indices = np.empty(pool.out_shape, dtype=np.int32)
+    out = empty(pool.out_shape, x.dtype, "y")
+    indices = empty(pool.out_shape, np.int32, "indices")
     if not pool.empty:
-        _C.max_pool2d_indices_forward(_contiguous(x), out, indices, *pool.args())
+        _C.max_pool2d_indices_forward(_contiguous(x, "x"), out, indices, *pool.args())
     return out, indices
 
 
@@ -147,9 +148,9 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, 
             raise ValueError(f"indices: expected plane offsets in [-1, {x.shape[2] * x.shape[3]}), found "
                              f"{int(indices.min()) if indices.min() < -1 else int(indices.max())}")
         indices = indices.astype(np.int32)
-    dx = np.empty(x.shape, dtype=x.dtype)
+    dx = empty(x.shape, x.dtype, "dx")
     if not pool.empty:
-        _C.max_pool2d_indices_backward(_contiguous(dy), _contiguous(indices), dx, *pool.args())
+        _C.max_pool2d_indices_backward(_contiguous(dy, "dy"), _contiguous(indices, "indices"), dx, *pool.args())
     return dx
 
 
