@@ -75,13 +75,14 @@ def test_lenet_training_memory_is_flat():
 
 
 def _conv_and_pool(n, c, hw, k):
-    x = np.ones((n, c, hw, hw), np.float32)
-    w = np.full((k, c, 3, 3), 0.01, np.float32)
+    r = np.random.default_rng(n * 1000 + c)
+    x = r.standard_normal((n, c, hw, hw)).astype(np.float32)
+    w = r.standard_normal((k, c, 3, 3)).astype(np.float32)
     y = ops.conv2d(x, w, padding=1, activation="relu")
     dx, dw, _ = ops.conv2d_backward(np.ones_like(y), x, w, padding=1, activation="relu", y=y)
     p = ops.max_pool2d(y, 2)
-    ops.max_pool2d_backward(np.ones_like(p), y, 2)
-    return dw
+    dp = ops.max_pool2d_backward(np.ones_like(p), y, 2)
+    return np.concatenate([dw.ravel(), dx.ravel(), dp.ravel()])
 
 
 def test_workspace_is_bounded_when_shapes_change():
@@ -99,14 +100,18 @@ def test_workspace_is_bounded_when_shapes_change():
         assert _C.workspace_bytes() == held
 
 
-def test_workspace_of_finished_threads_is_freed():
-    _conv_and_pool(8, 16, 20, 16)
+def test_concurrent_threads_compute_correctly_and_free_their_workspace():
+    # Python threads run conv and pool at once (the GIL is released), each with its own workspace; their
+    # results are bit for bit the single-threaded ones, and a finished thread's buffers are freed.
+    want = _conv_and_pool(8, 16, 20, 16)
     before = _C.workspace_bytes()
     errors = []
 
     def work():
         try:
-            _conv_and_pool(8, 16, 20, 16)
+            got = _conv_and_pool(8, 16, 20, 16)
+            if got.tobytes() != want.tobytes():
+                errors.append(AssertionError("a concurrent conv2d_backward gave a different dw"))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
