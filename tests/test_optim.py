@@ -215,22 +215,6 @@ def test_kernels_reject_bad_arrays_directly():
         _C.adam_step(p, np.ones(8), p.copy(), p.copy(), None, 0.1, 0.9, 0.99, 1e-8, 0.0, False, False, 1, 1)
 
 
-@pytest.mark.parametrize("cls, kw", [(optim.SGD, dict(lr=0.1, momentum=0.9)), (optim.Adam, {}),
-                                     (optim.RMSprop, dict(centered=True, momentum=0.5))])
-def test_bitwise_identical_for_any_thread_count(cls, kw, isa):
-    n = 200_003  # several threading blocks, odd size
-    p0 = np.random.default_rng(4).standard_normal(n).astype(np.float32)
-    grads = _grads(n, 2, seed=5, dtype=np.float32)
-    before = nnx.get_num_threads()
-    try:
-        outs = []
-        for t in (1, 2, 3):
-            nnx.set_num_threads(t)
-            outs.append(run_nnx(cls, kw, p0, grads)[0])
-    finally:
-        nnx.set_num_threads(before)
-    np.testing.assert_array_equal(outs[0], outs[1])
-    np.testing.assert_array_equal(outs[0], outs[2])
 
 
 def test_model_training_reduces_loss():

@@ -48,6 +48,11 @@ View<P> make_view(const py::array& a, const char* name, int ndim, P* data) {
     throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) +
                           " dimensions, got " + std::to_string(a.ndim()));
   if (a.ndim() > 8) throw py::value_error(std::string(name) + ": at most 8 dimensions are supported");
+  // A pointer that is not a multiple of the item size is undefined behaviour to dereference as T (the ops
+  // layer copies such arrays; a direct _C call must not reach a kernel with one).
+  if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0)
+    throw py::value_error(std::string(name) + ": data is not aligned to its item size (" +
+                          std::to_string(sizeof(T)) + " bytes); pass a copy");
   View<P> v;
   v.data = data;
   v.ndim = static_cast<int>(a.ndim());

@@ -5,6 +5,7 @@
 #include "common/cpu.h"
 #include "common/malloc_tuning.h"
 #include "common/threads.h"
+#include "common/workspace.h"
 #include "gemm/gemm.h"
 
 namespace py = pybind11;
@@ -38,6 +39,7 @@ PYBIND11_MODULE(_C, m) {
     if (n < 1) throw py::value_error("n: expected a thread count >= 1, got " + std::to_string(n));
     nnx::set_num_threads(n);
   });
+  m.def("workspace_bytes", &nnx::workspace_bytes, "Bytes of kernel scratch memory held by all threads.");
 
   nnx::bind_gemm(m);
   nnx::bind_act(m);

@@ -1,5 +1,6 @@
 #include "common/workspace.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <limits>
 #include <new>
@@ -7,10 +8,16 @@
 namespace nnx {
 namespace {
 
+// Bytes held by all threads' buffers together (a thread's buffers are freed when it exits).
+std::atomic<int64_t> held_bytes{0};
+
 struct Buffer {
   void* ptr = nullptr;
   size_t bytes = 0;
-  ~Buffer() { std::free(ptr); }
+  ~Buffer() {
+    std::free(ptr);
+    held_bytes -= static_cast<int64_t>(bytes);
+  }
 };
 
 }  // namespace
@@ -29,10 +36,13 @@ void* workspace(int slot, size_t bytes) {
     void* p = std::aligned_alloc(64, want);
     if (!p) throw std::bad_alloc();
     std::free(b.ptr);
+    held_bytes += static_cast<int64_t>(want) - static_cast<int64_t>(b.bytes);
     b.ptr = p;
     b.bytes = want;
   }
   return b.ptr;
 }
+
+int64_t workspace_bytes() { return held_bytes.load(); }
 
 }  // namespace nnx

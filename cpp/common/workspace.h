@@ -12,6 +12,9 @@ namespace nnx {
 // slot on the same thread. Throws std::bad_alloc when the memory is not available.
 void* workspace(int slot, size_t bytes);
 
+// Bytes of workspace currently held by all threads (for tests that check it stays bounded).
+int64_t workspace_bytes();
+
 template <class T>
 T* workspace_as(int slot, size_t count) {
   // count * sizeof(T) must not wrap around (a negative int64 count converts to a huge one).

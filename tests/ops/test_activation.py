@@ -174,25 +174,6 @@ def test_ops_backward_gradcheck_float64(isa, rng):
         assert nnx.gradcheck(lambda v: f(v, **kw), [x], lambda dy, v: b(dy, v, **kw))
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "sigmoid"])
-def test_bitwise_deterministic_across_threads(isa, rng, name):
-    x = random(rng, (300, 1000), np.float32, -5, 5)
-    dy = random(rng, x.shape, np.float32)
-    before = nnx.get_num_threads()
-    outs = []
-    try:
-        for t in (1, 2, 3):
-            nnx.set_num_threads(t)
-            for axis in ((-1, 0) if name != "sigmoid" else (None,)):
-                kw = {} if axis is None else dict(axis=axis)
-                outs.append((t, axis, getattr(ops, name)(x, **kw), getattr(ops, name + "_backward")(dy, x, **kw)))
-    finally:
-        nnx.set_num_threads(before)
-    for t, axis, y, g in outs:
-        ref_y, ref_g = next((y0, g0) for t0, a0, y0, g0 in outs if a0 == axis)
-        assert np.array_equal(y, ref_y) and np.array_equal(g, ref_g), f"{name} axis={axis} differs with {t} threads"
-
-
 @pytest.mark.parametrize("activation,code", [(None, 0), ("relu", 1), ("leaky_relu", 2), ("sigmoid", 3), ("tanh", 4)])
 def test_act_forward_inplace(isa, dtype, rng, activation, code):
     # The single-threaded in-place entry point the GEMM/conv epilogues may call (cpp/act/act.h).

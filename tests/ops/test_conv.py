@@ -185,26 +185,6 @@ def test_algorithm_choice():
         ops.conv2d_algorithm((1, 4, 8, 8), (2, 3, 3, 3))
 
 
-@pytest.mark.parametrize("case", ["lenet1", "lenet2", "strided3x3", "depthwise", "1x1", "big_image"])
-def test_bitwise_identical_for_any_thread_count(rng, case):
-    xs, ws, kw = CASES[case]
-    xs = (7,) + xs[1:]  # more images than threads, and a batch that does not split evenly
-    x, w, b = random(rng, xs, np.float32), random(rng, ws, np.float32), random(rng, ws[:1], np.float32)
-    before = nnx.get_num_threads()
-    results = []
-    try:
-        for t in (1, 2, 3):
-            nnx.set_num_threads(t)
-            y = ops.conv2d(x, w, b, activation="relu", **kw)
-            dy = np.random.default_rng(7).standard_normal(y.shape).astype(np.float32)
-            results.append((y,) + ops.conv2d_backward(dy, x, w, b, activation="relu", y=y, **kw))
-    finally:
-        nnx.set_num_threads(before)
-    for other in results[1:]:
-        for a, c in zip(results[0], other):
-            assert np.array_equal(a, c)
-
-
 @pytest.mark.parametrize("case,act", [("dilated", None), ("groups2", "sigmoid"), ("depthwise_mult2_s2", "tanh"),
                                       ("stem7x7", None)])
 def test_reference_gradcheck(rng, case, act):

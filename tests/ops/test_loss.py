@@ -130,27 +130,6 @@ def test_ops_backward_gradcheck_float64(isa, rng):
         assert nnx.gradcheck(f, [p, q], lambda dy, v, tt: b(dy, v, tt), wrt=[0])
 
 
-def test_bitwise_deterministic_across_threads(isa, rng):
-    z = random(rng, (20000, 10), np.float32, -4, 4)
-    t = rng.integers(0, 10, 20000)
-    p, q = random(rng, (300001,), np.float32), random(rng, (300001,), np.float32, 0, 1)
-    before = nnx.get_num_threads()
-    results = {}
-    try:
-        for threads in (1, 2, 3):
-            nnx.set_num_threads(threads)
-            results[threads] = [ops.cross_entropy(z, t), ops.cross_entropy_backward(1.0, z, t),
-                                ops.multiclass_hinge_loss(z, t), ops.multiclass_hinge_loss_backward(1.0, z, t),
-                                ops.mse_loss(p, q), ops.mse_loss_backward(1.0, p, q),
-                                ops.binary_cross_entropy_with_logits(p, q),
-                                ops.binary_cross_entropy_with_logits_backward(1.0, p, q)]
-    finally:
-        nnx.set_num_threads(before)
-    for threads in (2, 3):
-        for i, (a, b) in enumerate(zip(results[1], results[threads])):
-            assert np.array_equal(a, b), f"result {i} differs between 1 and {threads} threads"
-
-
 def test_errors():
     z = np.zeros((3, 4), np.float32)
     with pytest.raises(TypeError, match="target: expected integer class indices"):

@@ -185,31 +185,6 @@ def test_noncontiguous_and_readonly_inputs(isa, dtype, rng):
                      dtype, k=9)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_bitwise_identical_for_any_thread_count(rng, n):
-    x = random(rng, (3, 7, 23, 29), np.float32)
-    x[0, 0, :4, :4] = 0.5  # ties
-    before = nnx.get_num_threads()
-    cases = [(ops.max_pool2d, (3, 2, 1)), (ops.max_pool2d, (2,)), (ops.avg_pool2d, (3, 1, 1)),
-             (ops.avg_pool2d, (2,)), (ops.lp_pool2d, None), (ops.global_avg_pool2d, ())]
-    try:
-        for op, args in cases:
-            def run():
-                if op is ops.lp_pool2d:
-                    y = op(np.abs(x), 2, 3, 1)
-                    return y, ops.lp_pool2d_backward(np.ones_like(y), np.abs(x), 2, 3, 1)
-                y = op(x, *args)
-                bop = getattr(ops, op.__name__ + "_backward")
-                return y, bop(np.cos(np.arange(y.size)).reshape(y.shape).astype(x.dtype), x, *args)
-            nnx.set_num_threads(1)
-            y1, g1 = run()
-            nnx.set_num_threads(n)
-            yn, gn = run()
-            assert y1.tobytes() == yn.tobytes() and g1.tobytes() == gn.tobytes(), op.__name__
-    finally:
-        nnx.set_num_threads(before)
-
-
 def test_errors():
     x = np.ones((1, 1, 8, 8), np.float32)
     with pytest.raises(ValueError, match=r"padding: expected at most half the kernel size \(2 for kernel_size=\(5, 5\)\), got 3"):

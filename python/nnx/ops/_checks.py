@@ -104,7 +104,9 @@ def kernel_ready(x: np.ndarray) -> np.ndarray:
     """An array the kernels can address: strides in whole items and aligned data, else a contiguous copy."""
     # NumPy's ALIGNED flag is exactly "data pointer and every stride are multiples of the item size",
     # and reading it is several times cheaper than x.ctypes.data (this runs on every call).
-    return x if x.flags.aligned else np.ascontiguousarray(x)
+    # np.array copies into a fresh (aligned) buffer; ascontiguousarray would hand back an unaligned but
+    # contiguous x unchanged.
+    return x if x.flags.aligned else np.array(x, order="C")
 
 
 def contiguous(x: np.ndarray, name: str = "array") -> np.ndarray:

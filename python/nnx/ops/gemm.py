@@ -5,7 +5,7 @@ import numpy as np
 
 from .._backend import _C
 from ._fused import activation_backward_from_output
-from ._checks import check_ndim, empty, float_array, kernel_ready, same_dtype
+from ._checks import check_ndim, contiguous, empty, float_array, kernel_ready, same_dtype
 
 # Activation codes understood by the C++ epilogue (cpp/common/epilogue.h).
 ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
@@ -120,7 +120,7 @@ def linear(x, w, b=None, *, activation=None, negative_slope=0.01):
     x, w, b = _check_linear(x, w, b)
     act = activation_code(activation)
     out = empty((x.shape[0], w.shape[0]), x.dtype, "y")
-    bias = None if b is None else np.ascontiguousarray(b)
+    bias = None if b is None else contiguous(b)
     _C.gemm(kernel_ready(x), kernel_ready(w).T, out, 1.0, 0.0, bias, False, act, float(negative_slope))
     return out
 

@@ -155,12 +155,14 @@ def _kernel_grad(p) -> np.ndarray:
     g = p.grad
     if g.shape != p.shape:
         raise ValueError(f"grad: expected the parameter's shape {p.shape}, got {g.shape}")
-    if not (p.data.flags.c_contiguous and p.data.flags.writeable):
-        raise ValueError("param: the optimizer updates parameters in place and needs writable C-contiguous "
-                         f"arrays, got one with strides {p.data.strides} (writeable={p.data.flags.writeable})")
+    if not (p.data.flags.c_contiguous and p.data.flags.writeable and p.data.flags.aligned):
+        raise ValueError("param: the optimizer updates parameters in place and needs writable, aligned, "
+                         f"C-contiguous arrays, got one with strides {p.data.strides} "
+                         f"(writeable={p.data.flags.writeable}, aligned={p.data.flags.aligned})")
     if g.dtype != p.dtype:
         raise TypeError(f"grad is {g.dtype} but param is {p.dtype}: nnx does not mix float32 and float64")
-    return np.ascontiguousarray(g)
+    g = np.ascontiguousarray(g)
+    return g if g.flags.aligned else g.copy()
 
 
 def _zeros_like(p) -> np.ndarray:
