@@ -110,6 +110,9 @@ CONV_CASES = {
     # the case runs it even where "auto" would choose another.
     "direct_lenet1": ((50, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "direct"),
     "direct_lenet2": ((7, 6, 14, 14), (16, 6, 5, 5), {}, "direct"),
+    "implicit_lenet2": ((50, 6, 14, 14), (16, 6, 5, 5), {}, "implicit"),
+    "implicit_padded_groups": ((9, 8, 12, 12), (32, 4, 3, 3), dict(padding=1, groups=2), "implicit"),
+    "implicit_strided": ((9, 3, 17, 17), (20, 3, 3, 3), dict(stride=2, padding=1), "implicit"),
     "depthwise": ((20, 32, 16, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "depthwise"),
     "depthwise_mult2_s2": ((7, 8, 17, 15), (16, 1, 3, 3), dict(stride=2, padding=1, groups=8), "depthwise"),
     "gemm1x1": ((20, 64, 9, 9), (48, 64, 1, 1), {}, "gemm1x1"),
@@ -136,7 +139,7 @@ def test_conv2d(isa, rng, case):
     assert_same_bits_for_any_thread_count(run, f"conv2d {case}")
 
 
-@pytest.mark.parametrize("algo", ["direct", "im2col"])
+@pytest.mark.parametrize("algo", ["direct", "im2col", "implicit"])
 def test_conv2d_forced_algorithm_f64(isa, rng, algo):
     x, w, b = random(rng, (19, 6, 14, 14), np.float64), random(rng, (16, 6, 5, 5), np.float64), None
 

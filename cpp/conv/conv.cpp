@@ -77,6 +77,11 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
     const double direct_lanes = fill(g.Q, 16), implicit_lanes = fill(g.Kg(), 16) * fill(g.PQ(), 6);
     return implicit_lanes > direct_lanes ? ConvAlgo::implicit : ConvAlgo::direct;
   }
+  // Stride 1 with up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the
+  // columns, and its dx is the direct kernel's. Measured 1.2-1.4x faster than im2col for 64-channel 3x3
+  // and the TensorFlow-tutorial 32->64 5x5 layer (AVX-512 Zen 4, 1 thread, interleaved runs); with more
+  // taps its dx and dw fell behind (128 and 256 channels, 3x3), and strided layers were even.
+  if (g.sh == 1 && g.sw == 1 && g.Kg() >= 16 && g.CgRS() <= 1024) return ConvAlgo::implicit;
   return ConvAlgo::im2col;
 }
 
