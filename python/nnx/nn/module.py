@@ -62,8 +62,22 @@ class Module:
         return self.forward(*args, **kwargs)
 
     def _param_dtype(self):
-        for p in self.parameters():
-            return p.dtype
+        """The dtype of the first parameter found (own ones first, then depth-first in the children), or
+        None. A direct walk: parameters() builds generator chains that cost more than the step's ops on
+        tiny inputs."""
+        children = []
+        for name, value in self.__dict__.items():
+            if name.startswith("_") and name != "_layers":
+                continue
+            for v in (value if isinstance(value, (list, tuple)) else (value,)):
+                if isinstance(v, Parameter):
+                    return v.dtype
+                if isinstance(v, Module):
+                    children.append(v)
+        for c in children:
+            d = c._param_dtype()
+            if d is not None:
+                return d
         return None
 
     def register_buffer(self, name: str, value) -> None:
