@@ -1,14 +1,17 @@
 """2-D convolution on the C++ kernels (cpp/conv): NCHW, PyTorch's conv2d semantics.
 
-The algorithm is chosen per shape (see `conv2d_algorithm`): "depthwise" for one input channel per group
-(groups > 1), "gemm1x1" for 1x1 kernels with stride 1 and no padding (one GEMM per image on x itself),
-for stride 1 with at most 8 input channels per group and C/groups*R*S <= 256 either "direct" (fewer than
-16 filters per group, LeNet's conv1: SIMD over output columns, taps in registers, dx as a direct
-convolution with the flipped filters) or "implicit" (16 or more, LeNet's conv2: an implicit GEMM with SIMD
-over the filters, reading x through offsets instead of im2col columns; dx as in "direct"), else
-"im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im, dw reduced over
-fixed chunks of images).
-Any of them can be forced with `algorithm=`, which the tests use to check each against the reference.
+The algorithm is chosen per shape (see `conv2d_algorithm`):
+- "depthwise" for one input channel per group (groups > 1);
+- "gemm1x1" for 1x1 kernels with stride 1 and no padding (one GEMM per image on x itself);
+- for stride 1 with at most 8 input channels per group and C/groups*R*S <= 256, "direct" or "implicit",
+  whichever keeps more vector lanes busy: "direct" runs SIMD along an output row with the taps in
+  registers (LeNet's conv1: 6 filters, 28-wide rows), "implicit" is an implicit GEMM with SIMD along the
+  filters, reading x through offsets instead of im2col columns (LeNet's conv2: 16 filters, 10-wide rows);
+  both take dx as a direct convolution with the flipped filters;
+- "implicit" also for other stride-1 layers with at least 16 filters per group and C/groups*R*S <= 1024;
+- else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
+dw and db are always reduced over fixed chunks of images, so results do not depend on the thread count.
+Any algorithm can be forced with `algorithm=`, which the tests use to check each against the reference.
 """
 from __future__ import annotations
 
