@@ -224,7 +224,7 @@ def _conv_kw(draw, rng, dtype):
     n, groups, cg, kg, r, s, h, wd, st_, pad, dil = _conv_geometry(draw)
     c, k = cg * groups, kg * groups
     plain1x1 = r == s == 1 and st_ == (1, 1) and pad == (0, 0)
-    algos = ["auto", "im2col", "direct"] + (["gemm1x1"] if plain1x1 else []) + (["depthwise"] if cg == 1 else [])
+    algos = ["auto", "im2col", "direct", "implicit"] + (["gemm1x1"] if plain1x1 else []) + (["depthwise"] if cg == 1 else [])
     kw = {"x": _arr(rng, (n, c, h, wd), dtype), "w": _arr(rng, (k, cg, r, s), dtype),
           "stride": _param(draw, st_), "padding": _param(draw, pad), "dilation": _param(draw, dil),
           "groups": groups, "activation": draw(st.sampled_from(ACTIVATIONS)),
@@ -547,12 +547,16 @@ def test_valid_arguments_match_reference(name, data):
     with backend:
         got = getattr(ops, name)(**kw)
     if name == "conv2d_algorithm":
-        assert got in ("gemm1x1", "im2col", "direct", "depthwise")
+        from nnx.ops.conv import ALGORITHMS
+        assert got in ALGORITHMS and got != "auto"
         k, cg, r, s = kw["w_shape"]
         if got == "depthwise":
             assert cg == 1 and kw["groups"] > 1
         if got == "gemm1x1":
             assert r == s == 1
+        if got == "implicit":  # auto picks the implicit GEMM for stride 1 only (strided dx has no direct form)
+            st = kw.get("stride", 1)
+            assert tuple(np.broadcast_to(np.asarray(st), (2,))) == (1, 1)
         return
     reference = getattr(ref, name)
     accepted = inspect.signature(reference).parameters

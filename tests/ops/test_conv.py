@@ -206,7 +206,7 @@ def test_cpp_backward_gradcheck_float64(rng):
     """The C++ backward itself (float64) against finite differences, not only against the reference."""
     kw = dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
     x, w, b = rng.standard_normal((2, 4, 6, 7)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
-    for algo in ("im2col", "direct"):
+    for algo in ("im2col", "direct", "implicit"):
         nnx.gradcheck(lambda x, w, b: ops.conv2d(x, w, b, algorithm=algo, **kw), (x, w, b),
                       lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, algorithm=algo, **kw))
 
