@@ -63,17 +63,13 @@ class Module:
 
     def _param_dtype(self):
         """The dtype of the first parameter found (own ones first, then depth-first in the children), or
-        None. A direct walk: parameters() builds generator chains that cost more than the step's ops on
-        tiny inputs."""
+        None. A direct walk over _members: parameters() builds generator chains that cost more than the
+        step's ops on tiny inputs."""
         children = []
-        for name, value in self.__dict__.items():
-            if name.startswith("_") and name != "_layers":
-                continue
-            for v in (value if isinstance(value, (list, tuple)) else (value,)):
-                if isinstance(v, Parameter):
-                    return v.dtype
-                if isinstance(v, Module):
-                    children.append(v)
+        for _, value in self._members():
+            if isinstance(value, Parameter):
+                return value.dtype
+            children.append(value)
         for c in children:
             d = c._param_dtype()
             if d is not None:
