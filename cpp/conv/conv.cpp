@@ -294,12 +294,18 @@ void forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
   });
 }
 
+// Kp: the implicit GEMM's filters per group rounded up to its vector pair (igemm_kblock).
+template <class T>
+int64_t igemm_channels(const ConvGeom& g, const ConvDirectKernels<T>& kern) {
+  return (g.Kg() + kern.igemm_kblock - 1) / kern.igemm_kblock * kern.igemm_kblock;
+}
+
 template <class T>
 void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                       int nthreads) {
   const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
   const int64_t scratch = conv_direct_scratch_elems<T>(g);
-  const int64_t kp = (g.Kg() + kern.igemm_kblock - 1) / kern.igemm_kblock * kern.igemm_kblock;
+  const int64_t kp = igemm_channels(g, kern);
   T* wpack = workspace_as<T>(kWsConvPack, g.groups * kp * (g.CgRS() + 1));
   T* bpack = wpack + g.groups * kp * g.CgRS();
   kern.igemm_pack(g, w, b, wpack, bpack);
@@ -453,7 +459,7 @@ template <class T>
 void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
   const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
   const int64_t scratch = conv_direct_scratch_elems<T>(g), ntaps = g.CgRS(), Kg = g.Kg();
-  const int64_t kp = (Kg + kern.igemm_kblock - 1) / kern.igemm_kblock * kern.igemm_kblock;
+  const int64_t kp = igemm_channels(g, kern);
   reduce_chunks<T>(g.K * ntaps, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
     T* dwT = workspace_as<T>(kWsConvAux, g.groups * ntaps * kp);
     std::memset(static_cast<void*>(dwT), 0, sizeof(T) * g.groups * ntaps * kp);
