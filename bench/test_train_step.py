@@ -17,6 +17,7 @@ import pytest
 
 import nnx
 from conftest import rand, record
+from train_step_ab import torch_lenet5, training_step
 
 nn = pytest.importorskip("nnx.nn", reason="nnx.nn not merged yet")
 optim = pytest.importorskip("nnx.optim", reason="nnx.optim not merged yet")
@@ -55,17 +56,8 @@ def _nnx_step(case):
     if missing:
         pytest.skip(f"nnx.ops lacks {', '.join(missing)}")
     model = _nnx_model(case)
-    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
     x, y = _data(case)
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
+    return training_step(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(), x, y)
 
 
 def _run(benchmark, step, case):
@@ -98,22 +90,12 @@ def test_train_step_torch(benchmark, torch_or_skip, case):
     tnn = torch.nn
     torch.manual_seed(0)
     if case == "lenet5":
-        model = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
-                               tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-                               tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(),
-                               tnn.Linear(84, 10))
+        model = torch_lenet5(tnn)
     else:
         model = tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 256), tnn.ReLU(), tnn.Linear(256, 128), tnn.ReLU(),
                                tnn.Linear(128, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = (torch.from_numpy(a) for a in _data(case))
-    loss_fn = tnn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = training_step(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), tnn.CrossEntropyLoss(),
+                         x, y)
     _record(benchmark, case, "torch")
     _run(benchmark, step, case)

@@ -23,45 +23,46 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 
+def training_step(model, opt, loss_fn, x, y):
+    """One SGD step as both frameworks spell it: their Module, loss and optimizer calls are the same."""
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def torch_lenet5(tnn):
+    """DESIGN.md's LeNet-5 (nnx.models.lenet5) in torch.nn."""
+    return tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
+                          tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
+                          tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(),
+                          tnn.Linear(84, 10))
+
+
+def _data(batch: int):
+    rng = np.random.default_rng(3)
+    return rng.standard_normal((batch, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, batch).astype(np.int64)
+
+
 def nnx_step(batch: int):
     import nnx
     from nnx import nn, optim
     nnx.manual_seed(0)
     model = nnx.models.lenet5()
-    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = nn.CrossEntropyLoss()
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, batch).astype(np.int64)
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-    return step
+    x, y = _data(batch)
+    return training_step(model, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(), x, y)
 
 
 def torch_step(batch: int):
     import torch
-    tnn = torch.nn
     torch.manual_seed(0)
-    model = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
-                           tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-                           tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(),
-                           tnn.Linear(84, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = tnn.CrossEntropyLoss()
-    rng = np.random.default_rng(3)
-    x = torch.from_numpy(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
-    y = torch.from_numpy(rng.integers(0, 10, batch).astype(np.int64))
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-    return step
+    model = torch_lenet5(torch.nn)
+    x, y = (torch.from_numpy(a) for a in _data(batch))
+    return training_step(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                         torch.nn.CrossEntropyLoss(), x, y)
 
 
 def block_times(step, n: int) -> list:
