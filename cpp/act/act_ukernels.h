@@ -1,6 +1,6 @@
 // The per-ISA micro-kernel table of the activation family. Every entry is one template (act_generic.h)
 // instantiated on a vector type: the portable twin on a one-lane scalar "vector" with std:: math, the
-// AVX2 version on __m256 / __m256d with the polynomial exp of vecmath_avx2.h. All entries are
+// AVX2 version on __m256 / __m256d with the polynomial exp of vecmath_avx2.h (AVX-512 CPUs run it too). All entries are
 // single-threaded; act.cpp splits the work across threads.
 #pragma once
 #include <cstdint>
@@ -26,11 +26,12 @@ struct ActUkernels {
   T (*log_sum_exp_shifted)(const T* x, int64_t n, T* max_out);
 };
 
+// Fills of the one dispatch idiom (common/isa_table.h), each in act_ukernels_<isa>.cpp.
 template <class T>
-const ActUkernels<T>& act_ukernels_portable();
+void act_ukernels_fill_portable(ActUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
-const ActUkernels<T>& act_ukernels_avx2();
+void act_ukernels_fill_avx2(ActUkernels<T>& table);
 #endif
 
 // The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).

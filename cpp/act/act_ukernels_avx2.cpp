@@ -97,14 +97,12 @@ struct VecF64Avx2 {
 }  // namespace
 
 template <class T>
-const ActUkernels<T>& act_ukernels_avx2() {
+void act_ukernels_fill_avx2(ActUkernels<T>& table) {
   using V = typename std::conditional<std::is_same<T, float>::value, VecF32Avx2, VecF64Avx2>::type;
-  static const ActUkernels<T> table =
-      act_generic::make_table<V>(sizeof(T) == 4 ? "act_avx2_f32" : "act_avx2_f64");
-  return table;
+  table = act_generic::make_table<V>(sizeof(T) == 4 ? "act_avx2_f32" : "act_avx2_f64");
 }
 
-template const ActUkernels<float>& act_ukernels_avx2<float>();
-template const ActUkernels<double>& act_ukernels_avx2<double>();
+template void act_ukernels_fill_avx2<float>(ActUkernels<float>&);
+template void act_ukernels_fill_avx2<double>(ActUkernels<double>&);
 
 }  // namespace nnx

@@ -41,13 +41,11 @@ struct ScalarVec {
 }  // namespace
 
 template <class T>
-const ActUkernels<T>& act_ukernels_portable() {
-  static const ActUkernels<T> table =
-      act_generic::make_table<ScalarVec<T>>(sizeof(T) == 4 ? "act_portable_f32" : "act_portable_f64");
-  return table;
+void act_ukernels_fill_portable(ActUkernels<T>& table) {
+  table = act_generic::make_table<ScalarVec<T>>(sizeof(T) == 4 ? "act_portable_f32" : "act_portable_f64");
 }
 
-template const ActUkernels<float>& act_ukernels_portable<float>();
-template const ActUkernels<double>& act_ukernels_portable<double>();
+template void act_ukernels_fill_portable<float>(ActUkernels<float>&);
+template void act_ukernels_fill_portable<double>(ActUkernels<double>&);
 
 }  // namespace nnx
