@@ -6,7 +6,7 @@ import operator
 import numpy as np
 
 from .. import random as nnx_random
-from ..ops._checks import check_alloc
+from .._args import check_alloc
 
 
 class DataLoader:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import _C
-from ._checks import contiguous, empty, float_array, pair, same_dtype, to_int
+from .._args import contiguous, empty, float_array, pair, same_dtype, to_int
 from .gemm import activation_code
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm"]
