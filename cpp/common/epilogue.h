@@ -18,9 +18,11 @@ struct Epilogue {
   bool empty() const { return bias == nullptr && act == Act::none; }
 };
 
-// Scalar activation, the definition every vectorised version must agree with.
+// Scalar activation, the definition every vectorised version must agree with. The helpers of this header
+// are `static` so that each translation unit keeps its own copy: one compiled for AVX2 must never be the
+// one a portable caller links to (scripts/check_isa_symbols.py checks this).
 template <class T>
-inline T apply_act(Act act, T v, T slope) {
+static inline T apply_act(Act act, T v, T slope) {
   switch (act) {
     case Act::none: return v;
     case Act::relu: return v < T(0) ? T(0) : v;
@@ -38,7 +40,7 @@ inline T apply_act(Act act, T v, T slope) {
 
 // Derivative of the activation expressed through its output y = act(v), so backward needs only y.
 template <class T>
-inline T act_grad_from_output(Act act, T y, T slope) {
+static inline T act_grad_from_output(Act act, T y, T slope) {
   switch (act) {
     case Act::none: return T(1);
     case Act::relu: return y > T(0) ? T(1) : T(0);
@@ -52,7 +54,7 @@ inline T act_grad_from_output(Act act, T y, T slope) {
 // Applies the epilogue to an m x n block of C at (row0, col0) of the full matrix; C is addressed with
 // row stride rs and column stride cs.
 template <class T>
-inline void apply_epilogue(const Epilogue<T>& ep, int64_t row0, int64_t col0, int64_t m, int64_t n,
+static inline void apply_epilogue(const Epilogue<T>& ep, int64_t row0, int64_t col0, int64_t m, int64_t n,
                            T* c, int64_t rs, int64_t cs) {
   if (ep.empty()) return;
   for (int64_t i = 0; i < m; ++i) {
