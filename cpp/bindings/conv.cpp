@@ -14,12 +14,6 @@ namespace {
 
 using Pair = std::pair<int64_t, int64_t>;
 
-std::string shape_str(const int64_t* s, int n) {
-  std::string r = "(";
-  for (int i = 0; i < n; ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + (n == 1 ? ",)" : ")");
-}
-
 // The one validation of a convolution's geometry (nnx.ops reads the output shape from it): checks every
 // size the kernels rely on and returns the geometry; raises ValueError naming the argument otherwise.
 ConvGeom make_geom(const int64_t* xs, const int64_t* ws, Pair stride, Pair padding, Pair dilation,
@@ -72,9 +66,8 @@ ConvAlgo parse_algo(const std::string& name, const ConvGeom& g) {
   ConvAlgo a;
   if (!conv_algo_parse(name, &a)) {
     std::string known;
-    for (ConvAlgo k : {ConvAlgo::automatic, ConvAlgo::gemm1x1, ConvAlgo::im2col, ConvAlgo::direct,
-                       ConvAlgo::depthwise, ConvAlgo::implicit})
-      known += std::string(known.empty() ? "'" : ", '") + conv_algo_name(k) + "'";
+    for (int k = 0; k <= static_cast<int>(kConvAlgoLast); ++k)
+      known += std::string(known.empty() ? "'" : ", '") + conv_algo_name(static_cast<ConvAlgo>(k)) + "'";
     throw py::value_error("algorithm: expected one of " + known + ", got '" + name + "'");
   }
   std::string why;
@@ -186,6 +179,9 @@ py::tuple tuple4(const int64_t* v) { return py::make_tuple(v[0], v[1], v[2], v[3
 }  // namespace
 
 void bind_conv(py::module_& m) {
+  py::list algorithms;
+  for (int k = 0; k <= static_cast<int>(kConvAlgoLast); ++k) algorithms.append(conv_algo_name(static_cast<ConvAlgo>(k)));
+  m.attr("CONV_ALGORITHMS") = py::tuple(algorithms);  // "auto" first, then the algorithms it chooses from
   py::class_<ConvPlan>(m, "Conv2dPlan",
                        "A validated conv2d geometry and algorithm (build it with conv2d_plan; immutable).")
       .def_property_readonly("x_shape", [](const ConvPlan& p) { return tuple4(PlanShapes(p.g).x); })
