@@ -88,6 +88,9 @@ class Tensor:
 
     # ndarray <op> Tensor must call Tensor's reflected operator instead of broadcasting over the Tensor.
     __array_ufunc__ = None
+    # Gradient-ready hooks of a leaf (register_grad_ready_hook); a class-level empty tuple, so the tensors
+    # that have none (nearly all) pay nothing per instance.
+    _grad_hooks: tuple = ()
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data: np.ndarray = _to_array(data, dtype)
@@ -147,6 +150,9 @@ class Tensor:
                 # parents, and optimizers need contiguous gradients.
                 g = np.array(g, dtype=node.dtype, order="C")
                 node.grad = g if node.grad is None else node.grad + g
+                # Every consumer comes before its leaf in this order, so the gradient is now complete.
+                for hook in node._grad_hooks:
+                    hook(node)
                 continue
             parent_grads = node._backward(g)
             if _anomaly.active:
@@ -229,6 +235,19 @@ class Tensor:
 
     def zero_grad(self) -> None:
         self.grad = None
+
+    def register_grad_ready_hook(self, hook: Callable) -> "_HookHandle":
+        """Calls hook(self) during backward() as soon as this leaf's gradient for that backward is complete
+        (self.grad holds it, accumulated with any earlier one), before the rest of the graph is walked.
+        nnx.distributed uses it to start averaging gradients while backward still runs. Returns a handle
+        whose remove() unregisters the hook."""
+        if not callable(hook):
+            raise TypeError(f"hook: expected a callable taking the tensor, got {type(hook).__name__}")
+        if not self.is_leaf:
+            raise ValueError("register_grad_ready_hook: only leaf tensors (parameters) keep a gradient; this "
+                             f"tensor was computed by {self._op!r}")
+        self._grad_hooks = self._grad_hooks + (hook,)
+        return _HookHandle(self, hook)
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, precision=4, separator=", ", prefix="Tensor(")
@@ -424,6 +443,19 @@ class Tensor:
             return (full,)
 
         return Tensor._make(np.asarray(x[index]), (self,), backward, "getitem")
+
+
+class _HookHandle:
+    """What register_grad_ready_hook returns: remove() unregisters the hook (twice is harmless)."""
+
+    def __init__(self, tensor: Tensor, hook: Callable):
+        self._tensor, self._hook = tensor, hook
+
+    def remove(self) -> None:
+        hooks = list(self._tensor._grad_hooks)
+        if self._hook in hooks:
+            hooks.remove(self._hook)
+            self._tensor._grad_hooks = tuple(hooks)
 
 
 def _freed_graph(g):  # pragma: no cover - only a marker, never called
