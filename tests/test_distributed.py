@@ -268,3 +268,46 @@ def test_fit_refuses_an_unsharded_loader_for_a_data_parallel_model():
     loader = nnx.data.DataLoader(np.zeros((8, 2)), np.zeros(8, np.int64), batch_size=2)
     with pytest.raises(ValueError, match="rank=1, world_size=2"):
         _loader(loader, 2, True, None, "train", FakeDDP())
+
+
+# --------------------------------------------------------------------------------------------- the engine hook
+def test_grad_ready_hook_fires_once_with_the_complete_gradient_as_early_as_possible():
+    nnx.manual_seed(0)
+    model = nnx.nn.Sequential(nnx.nn.Linear(5, 4), nnx.nn.Tanh(), nnx.nn.Linear(4, 4), nnx.nn.Tanh(),
+                              nnx.nn.Linear(4, 3))
+    shared = model[2].weight
+    x = np.random.default_rng(1).standard_normal((6, 5)).astype(np.float32)
+
+    def loss():  # model[2].weight is used twice: its hook must see both contributions summed
+        h = model(x)
+        return (h * h).sum() + (shared * shared).sum()
+
+    loss().backward()
+    expected = {n: p.grad.copy() for n, p in model.named_parameters()}
+    model.zero_grad()
+    fired = []
+    handles = [p.register_grad_ready_hook(lambda t, n=n: fired.append((n, t.grad.copy())))
+               for n, p in model.named_parameters()]
+    loss().backward()
+    names = [n for n, _ in fired]
+    assert sorted(names) == sorted(expected) and len(names) == len(set(names))
+    for n, g in fired:
+        assert g.tobytes() == expected[n].tobytes(), n          # complete, and the same bits as without hooks
+    # Reverse layer order: the last layer's gradients are announced before any earlier layer's (the shared
+    # weight waits for its second consumer, which this graph runs last).
+    layer = [int(n.split(".")[0]) for n in names if n != "2.weight"]
+    assert layer == sorted(layer, reverse=True), names
+    for h in handles:
+        h.remove()
+        h.remove()
+    fired.clear()
+    loss().backward()
+    assert fired == []
+
+
+def test_grad_ready_hook_arguments():
+    t = nnx.Tensor(np.ones(3, np.float32), requires_grad=True)
+    with pytest.raises(TypeError, match="hook: expected a callable"):
+        t.register_grad_ready_hook(3)
+    with pytest.raises(ValueError, match="only leaf tensors"):
+        (t * 2).register_grad_ready_hook(print)
