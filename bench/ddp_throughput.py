@@ -45,18 +45,34 @@ def _setup(model_name: str, batch: int):
     return nnx, model, optim, nn.CrossEntropyLoss(), x, y[:batch].astype(np.int64)
 
 
-def _time_steps(model, opt, loss_fn, x, y, steps: int, warmup: int = 3, sync=None) -> list:
+def _time_steps(model, opt, loss_fn, x, y, steps: int, warmup: int = 3, sync=None, after=None) -> list:
     times = []
     for i in range(warmup + steps):
         if sync is not None:
             sync()
         t = time.perf_counter()
         opt.zero_grad()
-        loss_fn(model(x), y).backward()
+        loss = loss_fn(model(x), y)
+        t_backward = time.perf_counter()
+        loss.backward()
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t)
+            if after is not None:
+                after(t_backward)
     return times
+
+
+def _timeline_summary(timelines) -> dict:
+    """Median over steps of each event's time after backward began (ms): the buckets' starts in order,
+    the first time everything launched was complete, the wait at the end of backward, and its end."""
+    out = {}
+    for key in ("start", "done", "wait", "end"):
+        per_step = [[t for what, t in tl if what == key] for tl in timelines]
+        n = min(len(p) for p in per_step)
+        for j in range(n if key == "start" else min(n, 1)):
+            out[f"{key}{j}" if key == "start" else key] = round(statistics.median(p[j] for p in per_step) * 1e3, 2)
+    return out
 
 
 def run_single(args) -> dict:
@@ -86,11 +102,19 @@ def run_ddp(args) -> dict:
     _time_steps(ddp, opt, loss_fn, x, y, 0, warmup=3)
     rounds = {"step_s": [], "no_overlap_s": [], "compute_s": [], "allreduce_s": [], "exposed_s": []}
     per_round = max(1, args.steps // args.rounds)
+    timelines = []
+
+    def keep_timeline(t_backward):  # events relative to the start of backward
+        first = ddp.timeline
+        offset = ddp._progress.events[0][1] - t_backward
+        timelines.append([(what, t + offset) for what, t in first])
+
     for _ in range(args.rounds):
         for key, overlap in (("step_s", True), ("no_overlap_s", False)):
             ddp.overlap = overlap
             waited = ddp.comm_wait_seconds
-            rounds[key].append(statistics.median(_time_steps(ddp, opt, loss_fn, x, y, per_round, warmup=1)))
+            rounds[key].append(statistics.median(_time_steps(ddp, opt, loss_fn, x, y, per_round, warmup=1,
+                                                             after=keep_timeline if overlap else None)))
             if overlap:
                 rounds["exposed_s"].append((ddp.comm_wait_seconds - waited) / (per_round + 1))
         with ddp.no_sync():  # both ranks start each step together; per step, the slower rank's time
@@ -107,6 +131,7 @@ def run_ddp(args) -> dict:
     # Paired per round: how far the overlapped step exceeds the slower rank's compute, against the allreduce.
     result["excess_s"] = statistics.median(s - c for s, c in zip(rounds["step_s"], rounds["compute_s"]))
     result["rounds"] = rounds
+    result["timeline_ms"] = _timeline_summary(timelines)
     result["bucket_mib"] = [round(b * 4 / 2 ** 20, 3) for b in ddp.bucket_sizes]
     result["allreduce_mib"] = grads.nbytes / 2 ** 20
     result["images_per_s"] = args.batch / result["step_s"]
@@ -173,13 +198,15 @@ def main(argv=None):
             "allreduce_mib": blocks[0]["ddp"]["allreduce_mib"], "bucket_mib": blocks[0]["ddp"]["bucket_mib"],
             "blocks": blocks}
         m = summary[model]
+        m["timeline_ms"] = blocks[len(blocks) // 2]["ddp"]["timeline_ms"]
         print(f"{model}: median 1x2 {m['single_images_per_s']:.0f} img/s, 2x1 {m['ddp_images_per_s']:.0f} img/s, "
               f"ratio of medians {m['ratio_of_medians']:.3f}, median paired ratio {m['median_paired_ratio']:.3f}; "
               f"1x1 {m['single1_images_per_s']:.0f} img/s, 2-rank efficiency {m['median_paired_efficiency']:.3f}; "
               f"step {m['ddp_step_s'] * 1e3:.1f} ms vs compute {m['ddp_compute_s'] * 1e3:.1f} ms + allreduce "
               f"{m['ddp_allreduce_s'] * 1e3:.2f} ms ({m['allreduce_mib']:.2f} MiB); paired excess of step over compute "
               f"{m['ddp_excess_s'] * 1e3:.2f} ms; exposed wait "
-              f"{m['ddp_exposed_s'] * 1e3:.2f} ms; without overlap {m['ddp_no_overlap_s'] * 1e3:.1f} ms", flush=True)
+              f"{m['ddp_exposed_s'] * 1e3:.2f} ms; without overlap {m['ddp_no_overlap_s'] * 1e3:.1f} ms; "
+              f"timeline of block {len(blocks) // 2 + 1} (ms after backward began): {m['timeline_ms']}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)

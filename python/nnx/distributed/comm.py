@@ -238,7 +238,8 @@ def _bcast_array(arr: np.ndarray, root: int, comm) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------- models
 def _unwrap(model):
-    return getattr(model, "module", model)
+    from .ddp import DistributedDataParallel  # here: ddp imports this module
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def _model_arrays(model):
