@@ -6,12 +6,14 @@
    nnx.models, and ResNet-20 (He et al. 2016, CIFAR-10: a 3x3 conv to 16 channels, 3 stages of 3 basic
    blocks of two 3x3 convs with 16/32/64 channels, BatchNorm after every conv, parameter-free shortcuts
    (option A: stride-2 subsampling and zero channels), global average pooling, fc 64-10), built here.
-2. Measures one rank's compute per step (forward, backward, SGD; 1 thread) at per-rank batches 16 and
-   32, interleaved across models, medians over `repeats`, and fits t(b) = t0 + b * t_img.
+2. Measures one rank's compute per step (forward, backward, SGD; 1 thread) at per-rank batch 32,
+   interleaved across models, median over `repeats`, and takes t(b) = b * t_img with t_img = t(32) / 32.
+   Proportional time is the conservative choice: a step's fixed costs (the SGD update, Python) make a
+   smaller batch take longer than that, which only helps efficiency.
 3. Models the allreduce of S bytes over p ranks in B bytes/s with per-message latency alpha, for a
    gradient split into k buckets: T(p) = 2(p-1)/p * S/B + k * 2(p-1) * alpha, and the efficiency of p
    ranks against one, per-rank batch b fixed, when communication is not hidden at all:
-   E = t(b) / (t(b) + T(p)); and the smallest per-rank batch with E >= 0.9: t0 + b t_img >= 9 T(p).
+   E = t(b) / (t(b) + T(p)); and the smallest per-rank batch with E >= 0.9: b t_img >= 9 T(p).
    With overlap, backward (about 2/3 of t(b)) can hide up to that much of T(p): E_overlap =
    t(b) / (t(b) + max(0, T(p) - 2/3 t(b))).
 """
@@ -141,36 +143,34 @@ def main(argv=None):
         model = _build(name)
         sizes = [p.data.nbytes for p in model.parameters()]
         info[name] = {"parameters": sum(p.data.size for p in model.parameters()), "bytes": sum(sizes),
-                      "buckets": n_buckets(sizes), "t16": [], "t32": []}
+                      "buckets": n_buckets(sizes), "t32": []}
     assert info["resnet20"]["parameters"] == resnet20_parameter_count(), info["resnet20"]["parameters"]
     for r in range(args.repeats):  # interleaved: every model and batch sees the same stretch of load
         for name in MODELS:
-            for b in (16, 32):
-                info[name][f"t{b}"].append(_step_time(name, b))
+            info[name]["t32"].append(_step_time(name, 32))
         print(f"repeat {r + 1}: " + ", ".join(f"{n} {statistics.median(i['t32']) * 1e3:.1f} ms" for n, i in info.items()),
               flush=True)
     rows = []
     for name, i in info.items():
-        t16, t32 = statistics.median(i["t16"]), statistics.median(i["t32"])
-        t_img = (t32 - t16) / 16
-        t0 = max(t16 - 16 * t_img, 0.0)
-        i.update(t16_s=t16, t32_s=t32, t_img_s=t_img, t0_s=t0)
+        t32 = statistics.median(i["t32"])
+        t_img = t32 / 32
+        i.update(t32_s=t32, t_img_s=t_img)
         print(f"\n{name}: {i['parameters']} parameters ({i['bytes'] / 2 ** 20:.2f} MiB, {i['buckets']} bucket(s)); "
-              f"1-thread step {t16 * 1e3:.1f} ms at batch 16, {t32 * 1e3:.1f} ms at 32 -> t0 {t0 * 1e3:.2f} ms + "
-              f"{t_img * 1e3:.3f} ms/image")
+              f"1-thread step {t32 * 1e3:.1f} ms at batch 32 = {t_img * 1e3:.3f} ms/image")
         for net, (bw, alpha) in NETWORKS.items():
             for p in RANKS:
                 T = allreduce_time(p, i["bytes"], i["buckets"], bw, alpha)
-                t = t0 + 32 * t_img
+                t = 32 * t_img
                 e = t / (t + T)
                 e_ov = t / (t + max(0.0, T - 2 / 3 * t))
                 # E >= 0.9 needs t(b) >= 9 T without overlap, t(b) >= 9/7 T with it (T <= (2/3 + 1/9) t).
-                b90 = max(1, math.ceil((9 * T - t0) / t_img))
-                b90_ov = max(1, math.ceil((9 / 7 * T - t0) / t_img))
+                b90 = max(1, math.ceil(9 * T / t_img))
+                b90_ov = max(1, math.ceil(9 / 7 * T / t_img))
                 rows.append(dict(model=name, network=net, ranks=p, allreduce_ms=T * 1e3, efficiency_b32=e,
                                  efficiency_b32_overlap=e_ov, batch_for_90=b90, batch_for_90_overlap=b90_ov))
                 print(f"  {net:34s} p={p:3d}: allreduce {T * 1e3:8.2f} ms; efficiency at b=32 {e:5.1%} "
-                      f"(with overlap {e_ov:5.1%}); per-rank batch for >= 90%: {b90} ({b90_ov} with overlap)")
+                      f"(with overlap {e_ov:5.1%}); per-rank batch for >= 90%: {b90} ({b90_ov} with overlap); global "
+                      f"batch {p * b90} ({p * b90_ov})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"models": info, "rows": rows}, f, indent=1)
