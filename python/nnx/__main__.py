@@ -145,6 +145,8 @@ def _resume(args, ckpt_path, model, opt, scheduler, config, world):
     except ValueError as exc:  # a corrupt file (CheckpointError) or another model's (StateDictError)
         print(f"error: --resume: {exc}", file=sys.stderr)
         return 1, 0, History()
+    # Checkpoints from before --scale-lr existed have no "scale_lr": they were made without it.
+    saved = {"scale_lr": False, **saved}
     different = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
     if different:
         desc = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())
