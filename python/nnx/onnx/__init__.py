@@ -1,0 +1,225 @@
+"""nnx.onnx: models out to ONNX (run them with onnxruntime where nnx is not installed) and weights in.
+
+    nnx.onnx.export(model, example_input, "model.onnx")      # needs the optional extra nnx[onnx]
+    nnx.onnx.load_weights(model, "model.onnx")              # initializers -> a matching nnx model
+
+The exporter walks the module tree in eval mode and writes each nnx.nn layer as the ONNX operators that
+compute the same function; parameters and buffers become initializers named by their state_dict keys.
+A module whose forward() is user-written Python is refused with that reason: there is no tracer. Give
+such a class a translation with `@nnx.onnx.register(MyModule)`.
+
+The `onnx` package is imported only when export or load_weights runs: `import nnx` never needs it.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..nn import Module
+from ..tensor import Tensor
+from ._graph import UnsupportedModuleError, Value, lookup, lookup_class, register
+from . import _layers  # noqa: F401  (fills the registry)
+from . import _recurrent  # noqa: F401
+
+__all__ = ["export", "load_weights", "register", "UnsupportedModuleError", "exportable", "NOT_EXPORTED",
+           "MIN_OPSET", "MAX_OPSET"]
+
+# Opset 13 is the first where Softmax/LogSoftmax normalise along one axis (as nnx does); 21 is the newest
+# checked against onnxruntime here. The IR version written is the oldest that the opset needs, not the
+# newest the onnx wheel knows, since runtimes refuse IR versions newer than they were built for.
+MIN_OPSET, MAX_OPSET = 13, 21
+
+# Classes exported from nnx.nn that are not layers of a model to export, and why.
+NOT_EXPORTED = {
+    "Module": "the base class; a subclass with its own forward() needs a registered exporter",
+    "ModuleList": "a container without a forward() of its own (the forward that iterates it is Python)",
+    "CrossEntropyLoss": "a training loss, not part of the deployed model",
+    "MSELoss": "a training loss, not part of the deployed model",
+    "BCEWithLogitsLoss": "a training loss, not part of the deployed model",
+    "MultiClassHingeLoss": "a training loss, not part of the deployed model",
+}
+
+
+def _require_onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError("nnx.onnx needs the 'onnx' package: pip install 'nnx[onnx]' (or pip install onnx)") from exc
+    return onnx
+
+
+def exportable(cls) -> bool:
+    """Whether modules of class `cls` (with no user-written forward) can be exported."""
+    try:
+        lookup_class(cls)
+    except UnsupportedModuleError:
+        return False
+    return True
+
+
+def _check_opset(opset) -> int:
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset: expected an integer from {MIN_OPSET} to {MAX_OPSET}, got {opset!r}")
+    return int(opset)
+
+
+def _name_list(names, which: int, n: int, default: str) -> list:
+    """Input (which=0) or output (which=1) names from export's `names` argument."""
+    if names is not None and (not isinstance(names, (tuple, list)) or len(names) != 2):
+        raise ValueError(f"names: expected (input names, output names), got {names!r}")
+    v = None if names is None else names[which]
+    if v is None:
+        return [default] if n == 1 else [f"{default}{i}" for i in range(n)]
+    v = [v] if isinstance(v, str) else list(v)
+    if len(v) != n or not all(isinstance(s, str) and s for s in v):
+        raise ValueError(f"names: expected {n} non-empty {default} name(s), got {v!r}")
+    return v
+
+
+def _flat(v):
+    return [v] if isinstance(v, Value) else [x for item in v for x in _flat(item)]
+
+
+def _example_arrays(example_input, dtype):
+    items = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    arrays = []
+    for i, x in enumerate(items):
+        a = np.asarray(x.data if isinstance(x, Tensor) else x)
+        if a.dtype.kind != "f":
+            raise TypeError(f"example_input: expected floating-point arrays, input {i} has dtype {a.dtype}")
+        if a.ndim == 0:
+            raise ValueError(f"example_input: input {i} must have a batch axis, got a 0-d array")
+        arrays.append(np.ascontiguousarray(a, dtype=dtype))
+    return arrays
+
+
+def _build(onnx, model, arrays, opset, in_names, names):
+    from ._graph import Graph
+
+    # Output names are only known to be free if reserved before the walk names its values.
+    out = [] if names is None or names[1] is None else ([names[1]] if isinstance(names[1], str) else list(names[1]))
+    reserved = set(in_names) | {s for s in out if isinstance(s, str)} | {f"output{i}" for i in range(64)}
+    g = Graph(onnx, opset, np.float32, reserved=reserved | {"output"})
+    outs = g.call(model, [Value(n, a) for n, a in zip(in_names, arrays)], "")
+    return g, _flat(outs if isinstance(outs, tuple) else (outs,))
+
+
+def export(model, example_input, path, *, opset: int = 17, dynamic_batch: bool = True, names=None):
+    """Writes `model` (evaluated in eval mode) as an ONNX file at `path` and returns the ModelProto.
+
+    example_input: an array (or a tuple of arrays, one per forward argument) of the shape the model takes;
+    its values are used only to find the shapes. With dynamic_batch, axis 0 of every input and every
+    output axis that follows it is left free, so one file serves any batch size. names: (input names,
+    output names), each a string or a list of strings (default "input"/"output", numbered when several).
+    opset: from MIN_OPSET to MAX_OPSET; the IR version written is the oldest that opset needs.
+    The model must be float32 (onnxruntime's CPU kernels are float32); the model's train/eval flags are
+    restored afterwards. Raises UnsupportedModuleError naming a module it cannot translate."""
+    onnx = _require_onnx()
+    if not isinstance(model, Module):
+        raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")
+    opset = _check_opset(opset)
+    dtypes = {p.dtype for p in model.parameters()}
+    if dtypes - {np.dtype(np.float32)}:
+        raise TypeError(f"model: expected float32 parameters (onnxruntime runs float32), got "
+                        f"{sorted(str(d) for d in dtypes)}; export a float32 copy (model.float())")
+    arrays = _example_arrays(example_input, np.float32)
+    modes = {id(m): (m, m.training) for m in model.modules()}
+    model.eval()
+    try:
+        in_names = _name_list(names, 0, len(arrays), "input")
+        g, outs = _build(onnx, model, arrays, opset, in_names, names)
+        out_names = _name_list(names, 1, len(outs), "output")
+        if len(set(in_names + out_names)) != len(in_names) + len(out_names):
+            raise ValueError(f"names: input and output names must all differ, got {in_names + out_names}")
+        free_out = _free_axes(model, arrays, outs) if dynamic_batch else [set() for _ in outs]
+    finally:
+        for m, flag in modes.values():
+            m.training = flag
+    helper, TP = onnx.helper, onnx.TensorProto
+    for o, name in zip(outs, out_names):
+        g.nodes.append(helper.make_node("Identity", [o.name], [name], name=g.fresh(f"{name}_node")))
+
+    def info(name, shape, free):
+        dims = ["batch" if i in free else int(d) for i, d in enumerate(shape)]
+        return helper.make_tensor_value_info(name, TP.FLOAT, dims)
+
+    graph = helper.make_graph(
+        g.nodes, type(model).__name__,
+        [info(n, a.shape, {0} if dynamic_batch else set()) for n, a in zip(in_names, arrays)],
+        [info(n, o.array.shape, f) for n, o, f in zip(out_names, outs, free_out)],
+        initializer=list(g.initializers.values()))
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="nnx",
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    from .. import __version__
+    proto.producer_version = __version__
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save_model(proto, os.fspath(path))
+    return proto
+
+
+def _free_axes(model, arrays, outs):
+    """Which output axes follow the batch: found by running the model on one more sample."""
+    from ..tensor import no_grad
+
+    more = [np.concatenate([a, a[:1]]) for a in arrays]
+    with no_grad():
+        out = model(*more)
+    flat = [o.data if isinstance(o, Tensor) else np.asarray(o) for o in _flat_outputs(out)]
+    return [{i for i, (a, b) in enumerate(zip(o.array.shape, f.shape)) if a != b} for o, f in zip(outs, flat)]
+
+
+def _flat_outputs(out):
+    if isinstance(out, (tuple, list)):
+        return [x for item in out for x in _flat_outputs(item)]
+    return [out]
+
+
+def load_weights(model, path):
+    """Copies the initializers of the ONNX file at `path` into `model`'s parameters and buffers (in place)
+    and returns the model. Each layer takes the initializers named by its state_dict keys (the names nnx's
+    exporter and PyTorch's give); layers the exporter stores in ONNX's own layout (recurrent weights) are
+    converted back. Buffers ONNX does not carry (BatchNorm's num_batches_tracked) keep their values.
+    Raises StateDictError naming missing initializers and shape mismatches."""
+    onnx = _require_onnx()
+    if not isinstance(model, Module):
+        raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")
+    proto = onnx.load_model(os.fspath(path))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    state = model.state_dict()
+    for prefix, m in model.named_modules():
+        try:
+            entry = lookup(m, prefix)
+        except UnsupportedModuleError:
+            entry = None
+        own = [n for n, _ in m._own_parameters()] + [n for n, b in m._own_buffers() if b is not None]
+        if entry is not None and entry.weights is not None:
+            for n in own:
+                if not n.endswith("num_batches_tracked"):
+                    state[f"{prefix}.{n}" if prefix else n] = _Missing
+            for k, v in entry.weights(m, prefix, inits).items():
+                state[k] = v
+            continue
+        for n in own:
+            k = f"{prefix}.{n}" if prefix else n
+            if k in inits:
+                state[k] = inits[k]
+            elif not n.endswith("num_batches_tracked"):
+                state[k] = _Missing
+    missing = [k for k, v in state.items() if v is _Missing]
+    if missing:
+        from ..nn import StateDictError
+        raise StateDictError(f"{os.fspath(path)}: no initializer for {', '.join(repr(k) for k in missing)} "
+                             f"(the file has {', '.join(repr(k) for k in list(inits)[:20])}"
+                             f"{', ...' if len(inits) > 20 else ''})")
+    current = model.state_dict()
+    for k, v in state.items():  # ONNX holds float32; a float64 model takes the same values widened
+        v = np.asarray(v)
+        if v.dtype != current[k].dtype and v.dtype.kind == current[k].dtype.kind == "f":
+            state[k] = v.astype(current[k].dtype)
+    model.load_state_dict(state)
+    return model
+
+
+_Missing = object()

@@ -1,0 +1,148 @@
+"""Exporters of the recurrent layers (RNN, LSTM, GRU with PyTorch's parameters), one ONNX node per layer.
+
+The layers hold PyTorch's parameters: weight_ih_l{k}[_reverse] (gates*H, input), weight_hh_l{k} (gates*H,
+H), bias_ih_l{k}, bias_hh_l{k}, gates in PyTorch's order (LSTM i,f,g,o; GRU r,z,n). ONNX wants, per layer,
+W (dirs, gates*H, input), R (dirs, gates*H, H) and B (dirs, 2*gates*H) = [Wb, Rb], gates in its own order
+(LSTM i,o,f,c; GRU z,r,h). These are stored as initializers "<layer>.W_l{k}", "R_l{k}", "B_l{k}" in ONNX's
+layout, which every ONNX runtime reads directly; load_weights converts them back.
+
+ONNX's recurrent outputs are Y (T, dirs, B, H) and Y_h (dirs, B, H): Y becomes the layer's (T, B, dirs*H)
+(or (B, T, dirs*H) with batch_first) and the per-layer Y_h are stacked into h_n (layers*dirs, B, H).
+GRU uses linear_before_reset=1: PyTorch's n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import nn
+from ._graph import Value, child, register
+
+# For each kind: ONNX op, number of gates, and PyTorch's gate block for each ONNX gate position.
+KINDS = {
+    "RNN": ("RNN", 1, (0,)),
+    "LSTM": ("LSTM", 4, (0, 3, 1, 2)),  # ONNX i,o,f,c <- PyTorch i,f,g,o
+    "GRU": ("GRU", 3, (1, 0, 2)),       # ONNX z,r,h   <- PyTorch r,z,n
+}
+
+
+def _kind(m) -> str:
+    for cls in type(m).__mro__:
+        if cls.__name__ in KINDS and cls.__module__.startswith("nnx.nn"):
+            return cls.__name__
+    return getattr(m, "onnx_kind", None) or type(m).__name__
+
+
+def _reorder(w: np.ndarray, order, H: int) -> np.ndarray:
+    return np.concatenate([w[b * H:(b + 1) * H] for b in order], axis=0)
+
+
+def _unorder(w: np.ndarray, order, H: int) -> np.ndarray:
+    out = np.empty_like(w)
+    for pos, b in enumerate(order):
+        out[b * H:(b + 1) * H] = w[pos * H:(pos + 1) * H]
+    return out
+
+
+def _dirs(m) -> list:
+    return [""] + (["_reverse"] if m.bidirectional else [])
+
+
+def _param(m, name):
+    p = getattr(m, name)
+    return np.asarray(p.data if hasattr(p, "data") else p)
+
+
+def _check(m, where):
+    if getattr(m, "proj_size", 0):
+        raise ValueError(f"{where}: an LSTM with proj_size is not exportable (ONNX's LSTM has no projection)")
+    if _kind(m) == "RNN" and getattr(m, "nonlinearity", "tanh") not in ("tanh", "relu"):
+        raise ValueError(f"{where}: nonlinearity {m.nonlinearity!r} has no ONNX RNN activation")
+
+
+def _layer_weights(m, k: int):
+    """(W, R, B) of layer k in ONNX's layout and gate order."""
+    _, gates, order = KINDS[_kind(m)]
+    H = m.hidden_size
+    W, R, B = [], [], []
+    for sfx in _dirs(m):
+        W.append(_reorder(_param(m, f"weight_ih_l{k}{sfx}"), order, H))
+        R.append(_reorder(_param(m, f"weight_hh_l{k}{sfx}"), order, H))
+        if m.bias:
+            B.append(np.concatenate([_reorder(_param(m, f"bias_ih_l{k}{sfx}"), order, H),
+                                     _reorder(_param(m, f"bias_hh_l{k}{sfx}"), order, H)]))
+    return np.stack(W), np.stack(R), (np.stack(B) if m.bias else None)
+
+
+def _slice(g, x: str, start: int, stop: int) -> str:
+    """x[start:stop] along axis 0 (one layer's share of h0/c0)."""
+    return g.node("Slice", [x, g.ints([start], "starts"), g.ints([stop], "ends"), g.ints([0], "axes")])
+
+
+def _export(g, m, prefix, x: Value, hx=None):
+    _check(m, prefix or "model")
+    kind = _kind(m)
+    op, gates, _ = KINDS[kind]
+    if x.ndim != 3:
+        raise ValueError(f"{prefix or 'model'}: export needs a batched 3-D input to {kind}, got shape {x.shape}")
+    H, L, nd = m.hidden_size, m.num_layers, len(_dirs(m))
+    attrs = dict(hidden_size=H, direction="bidirectional" if nd == 2 else "forward")
+    if kind == "GRU":
+        attrs["linear_before_reset"] = 1
+    if kind == "RNN":
+        attrs["activations"] = ["Relu" if getattr(m, "nonlinearity", "tanh") == "relu" else "Tanh"] * nd
+    h0 = c0 = None
+    if hx is not None:
+        h0, c0 = (hx[0].name, hx[1].name) if kind == "LSTM" else (hx.name, None)
+    seq = g.node("Transpose", [x.name], perm=[1, 0, 2]) if m.batch_first else x.name  # ONNX is time-major
+    hs, cs = [], []
+    for k in range(L):
+        W, R, B = _layer_weights(m, k)
+        ins = [seq, g.param(child(prefix, f"W_l{k}"), W), g.param(child(prefix, f"R_l{k}"), R),
+               g.param(child(prefix, f"B_l{k}"), B) if B is not None else "", ""]
+        ins.append(_slice(g, h0, k * nd, (k + 1) * nd) if h0 is not None else "")
+        if kind == "LSTM":
+            ins.append(_slice(g, c0, k * nd, (k + 1) * nd) if c0 is not None else "")
+        while ins[-1] == "":  # trailing optional inputs are left out rather than named ""
+            ins.pop()
+        outs = g.node(op, ins, n_out=3 if kind == "LSTM" else 2, hint=f"{kind.lower()}_l{k}", **attrs)
+        y = g.node("Transpose", [outs[0]], perm=[0, 2, 1, 3])     # (T, B, dirs, H)
+        seq = g.node("Reshape", [y, g.ints([0, 0, -1])])           # (T, B, dirs*H)
+        hs.append(outs[1])
+        if kind == "LSTM":
+            cs.append(outs[2])
+    out = g.node("Transpose", [seq], perm=[1, 0, 2]) if m.batch_first else seq
+    h_n = hs[0] if L == 1 else g.node("Concat", hs, axis=0, hint="h_n")
+    if kind != "LSTM":
+        return out, h_n
+    c_n = cs[0] if L == 1 else g.node("Concat", cs, axis=0, hint="c_n")
+    return out, (h_n, c_n)
+
+
+def weights_from_onnx(m, prefix, inits) -> dict:
+    """The layer's state_dict entries from initializers in the exporter's layout (the inverse of
+    _layer_weights); KeyError-free: absent initializers are simply not returned."""
+    _, gates, order = KINDS[_kind(m)]
+    H, out = m.hidden_size, {}
+    for k in range(m.num_layers):
+        names = [child(prefix, f"{p}_l{k}") for p in "WRB"]
+        if not all(n in inits for n in names[:2]) or (m.bias and names[2] not in inits):
+            continue
+        W, R = inits[names[0]], inits[names[1]]
+        for d, sfx in enumerate(_dirs(m)):
+            out[child(prefix, f"weight_ih_l{k}{sfx}")] = _unorder(W[d], order, H)
+            out[child(prefix, f"weight_hh_l{k}{sfx}")] = _unorder(R[d], order, H)
+            if m.bias:
+                b = inits[names[2]][d]
+                out[child(prefix, f"bias_ih_l{k}{sfx}")] = _unorder(b[:gates * H], order, H)
+                out[child(prefix, f"bias_hh_l{k}{sfx}")] = _unorder(b[gates * H:], order, H)
+    return out
+
+
+def register_recurrent(cls) -> None:
+    """Registers the recurrent exporter for `cls` (a layer with PyTorch's RNN/LSTM/GRU attributes)."""
+    register(cls, weights=weights_from_onnx)(_export)
+
+
+for _name in KINDS:
+    if isinstance(getattr(nn, _name, None), type):
+        register_recurrent(getattr(nn, _name))
