@@ -119,6 +119,9 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch: bool =
     if not isinstance(model, Module):
         raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")
     opset = _check_opset(opset)
+    if opset > onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset: the installed onnx {onnx.__version__} knows opsets up to "
+                         f"{onnx.defs.onnx_opset_version()}, got {opset}; upgrade onnx or pick a lower opset")
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes - {np.dtype(np.float32)}:
         raise TypeError(f"model: expected float32 parameters (onnxruntime runs float32), got "
@@ -186,7 +189,7 @@ def load_weights(model, path):
     if not isinstance(model, Module):
         raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")
     proto = onnx.load_model(os.fspath(path))
-    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    inits = _constant_values(onnx, proto.graph)
     state = model.state_dict()
     for prefix, m in model.named_modules():
         try:
@@ -223,3 +226,18 @@ def load_weights(model, path):
 
 
 _Missing = object()
+
+
+def _constant_values(onnx, graph) -> dict:
+    """name -> array of every value the graph holds as a constant: its initializers, Constant nodes, and
+    Identity nodes of those (PyTorch's exporter stores one copy of equal tensors and names the others
+    through Identity nodes, e.g. a fresh BatchNorm's running_var and weight)."""
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in values:
+            values[node.output[0]] = values[node.input[0]]
+        elif node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    values[node.output[0]] = onnx.numpy_helper.to_array(a.t)
+    return values
