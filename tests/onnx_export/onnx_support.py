@@ -31,6 +31,8 @@ def session(path):
 
 
 def run_onnx(path, *inputs):
+    """Runs the file on `inputs` (nested tuples, as the model takes them, are flattened in order)."""
+    inputs = flat_outputs(inputs)
     sess = session(path)
     names = [i.name for i in sess.get_inputs()]
     return sess.run(None, {n: np.ascontiguousarray(x, np.float32) for n, x in zip(names, inputs)})
@@ -40,6 +42,7 @@ def flat_outputs(out):
     if isinstance(out, (tuple, list)):
         return [y for o in out for y in flat_outputs(o)]
     return [out.numpy() if isinstance(out, nnx.Tensor) else np.asarray(out)]
+
 
 
 def nnx_outputs(model, *inputs):

@@ -82,39 +82,67 @@ def _flat(v):
 
 
 def _example_arrays(example_input, dtype):
-    items = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
-    arrays = []
-    for i, x in enumerate(items):
+    """(flat list of float arrays, structure): the structure is example_input with each array replaced by
+    its index in the flat list, so tuple arguments such as an LSTM's (h0, c0) keep their shape."""
+    flat = []
+
+    def walk(x):
+        if isinstance(x, (tuple, list)):
+            return tuple(walk(item) for item in x)
         a = np.asarray(x.data if isinstance(x, Tensor) else x)
         if a.dtype.kind != "f":
-            raise TypeError(f"example_input: expected floating-point arrays, input {i} has dtype {a.dtype}")
+            raise TypeError(f"example_input: expected floating-point arrays, input {len(flat)} has dtype {a.dtype}")
         if a.ndim == 0:
-            raise ValueError(f"example_input: input {i} must have a batch axis, got a 0-d array")
-        arrays.append(np.ascontiguousarray(a, dtype=dtype))
-    return arrays
+            raise ValueError(f"example_input: input {len(flat)} must have a batch axis, got a 0-d array")
+        flat.append(np.ascontiguousarray(a, dtype=dtype))
+        return len(flat) - 1
+
+    structure = walk(example_input)
+    return flat, (structure if isinstance(structure, tuple) else (structure,))
 
 
-def _build(onnx, model, arrays, opset, in_names, names):
+def _rebuild(structure, leaves):
+    if isinstance(structure, tuple):
+        return tuple(_rebuild(s, leaves) for s in structure)
+    return leaves[structure]
+
+
+def _batch_axes(dynamic_batch, arrays) -> list:
+    """The batch axis of each flat input (None: fixed)."""
+    if dynamic_batch is True or dynamic_batch is False:
+        return [0 if dynamic_batch else None] * len(arrays)
+    axes = list(dynamic_batch) if isinstance(dynamic_batch, (tuple, list)) else None
+    if axes is None or len(axes) != len(arrays) or not all(
+            a is None or (isinstance(a, int) and not isinstance(a, bool) and 0 <= a < x.ndim)
+            for a, x in zip(axes, arrays)):
+        raise ValueError(f"dynamic_batch: expected True, False or one batch axis (or None) per input array "
+                         f"({len(arrays)} of shapes {[x.shape for x in arrays]}), got {dynamic_batch!r}")
+    return axes
+
+
+def _build(onnx, model, arrays, structure, opset, in_names, names):
     from ._graph import Graph
 
     # Output names are only known to be free if reserved before the walk names its values.
     out = [] if names is None or names[1] is None else ([names[1]] if isinstance(names[1], str) else list(names[1]))
     reserved = set(in_names) | {s for s in out if isinstance(s, str)} | {f"output{i}" for i in range(64)}
     g = Graph(onnx, opset, np.float32, reserved=reserved | {"output"})
-    outs = g.call(model, [Value(n, a) for n, a in zip(in_names, arrays)], "")
+    outs = g.call(model, _rebuild(structure, [Value(n, a) for n, a in zip(in_names, arrays)]), "")
     return g, _flat(outs if isinstance(outs, tuple) else (outs,))
 
 
-def export(model, example_input, path, *, opset: int = 17, dynamic_batch: bool = True, names=None):
+def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, names=None):
     """Writes `model` (evaluated in eval mode) as an ONNX file at `path` and returns the ModelProto.
 
-    example_input: an array (or a tuple of arrays, one per forward argument) of the shape the model takes;
-    its values are used only to find the shapes. With dynamic_batch, axis 0 of every input and every
-    output axis that follows it is left free, so one file serves any batch size. names: (input names,
-    output names), each a string or a list of strings (default "input"/"output", numbered when several).
-    opset: from MIN_OPSET to MAX_OPSET; the IR version written is the oldest that opset needs.
-    The model must be float32 (onnxruntime's CPU kernels are float32); the model's train/eval flags are
-    restored afterwards. Raises UnsupportedModuleError naming a module it cannot translate."""
+    example_input: an array, or a tuple with one entry per forward argument (an entry may itself be a
+    tuple, as an LSTM's (h0, c0)); its values only give the shapes. dynamic_batch: True leaves axis 0 of
+    every input array free (named "batch") and, in the outputs, every axis that grows with it, so one file
+    serves any batch size; False fixes every shape; or a list with the batch axis (or None) of each input
+    array in order (e.g. [1] for a time-major LSTM's (T, B, I) input, [0, 1, 1] with its h0 and c0).
+    names: (input names, output names), each a string or a list of strings (default "input"/"output",
+    numbered when several). opset: from MIN_OPSET to MAX_OPSET; the IR version written is the oldest that
+    opset needs. The model must be float32 (onnxruntime's CPU kernels are float32); its train/eval flags
+    are restored afterwards. Raises UnsupportedModuleError naming a module it cannot translate."""
     onnx = _require_onnx()
     if not isinstance(model, Module):
         raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")
@@ -126,16 +154,17 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch: bool =
     if dtypes - {np.dtype(np.float32)}:
         raise TypeError(f"model: expected float32 parameters (onnxruntime runs float32), got "
                         f"{sorted(str(d) for d in dtypes)}; export a float32 copy (model.float())")
-    arrays = _example_arrays(example_input, np.float32)
+    arrays, structure = _example_arrays(example_input, np.float32)
+    axes = _batch_axes(dynamic_batch, arrays)
     modes = {id(m): (m, m.training) for m in model.modules()}
     model.eval()
     try:
         in_names = _name_list(names, 0, len(arrays), "input")
-        g, outs = _build(onnx, model, arrays, opset, in_names, names)
+        g, outs = _build(onnx, model, arrays, structure, opset, in_names, names)
         out_names = _name_list(names, 1, len(outs), "output")
         if len(set(in_names + out_names)) != len(in_names) + len(out_names):
             raise ValueError(f"names: input and output names must all differ, got {in_names + out_names}")
-        free_out = _free_axes(model, arrays, outs) if dynamic_batch else [set() for _ in outs]
+        free_out = _free_axes(model, arrays, structure, axes, outs)
     finally:
         for m, flag in modes.values():
             m.training = flag
@@ -149,7 +178,7 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch: bool =
 
     graph = helper.make_graph(
         g.nodes, type(model).__name__,
-        [info(n, a.shape, {0} if dynamic_batch else set()) for n, a in zip(in_names, arrays)],
+        [info(n, a.shape, {ax}) for n, a, ax in zip(in_names, arrays, axes)],
         [info(n, o.array.shape, f) for n, o, f in zip(out_names, outs, free_out)],
         initializer=list(g.initializers.values()))
     opsets = [helper.make_opsetid("", opset)]
@@ -162,13 +191,15 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch: bool =
     return proto
 
 
-def _free_axes(model, arrays, outs):
+def _free_axes(model, arrays, structure, axes, outs) -> list:
     """Which output axes follow the batch: found by running the model on one more sample."""
     from ..tensor import no_grad
 
-    more = [np.concatenate([a, a[:1]]) for a in arrays]
+    if all(a is None for a in axes):
+        return [set() for _ in outs]
+    more = [x if a is None else np.concatenate([x, x.take([0], axis=a)], axis=a) for x, a in zip(arrays, axes)]
     with no_grad():
-        out = model(*more)
+        out = model(*_rebuild(structure, more))
     flat = [o.data if isinstance(o, Tensor) else np.asarray(o) for o in _flat_outputs(out)]
     return [{i for i, (a, b) in enumerate(zip(o.array.shape, f.shape)) if a != b} for o, f in zip(outs, flat)]
 

@@ -124,7 +124,7 @@ class Graph:
         self.onnx, self.opset, self.dtype = onnx, opset, np.dtype(dtype)
         self.nodes: list = []
         self.initializers: dict = {}  # name -> TensorProto, in order of first use
-        self._param_ids: dict = {}    # id(array) -> initializer name, so a shared parameter is stored once
+        self._param_ids: dict = {}    # id(array) -> (array, initializer name): a shared parameter is stored once
         self._taken = set(reserved)
 
     # ----------------------------------------------------------------- names and constants
@@ -140,11 +140,11 @@ class Graph:
         """A parameter or buffer as an initializer called `name` (its state_dict key)."""
         array = np.asarray(array.data if isinstance(array, Tensor) else array)
         if id(array) in self._param_ids:
-            return self._param_ids[id(array)]
+            return self._param_ids[id(array)][1]
         if name in self._taken:
             raise ValueError(f"names: {name!r} is both a graph input/output name and a parameter of the model")
         self._taken.add(name)
-        self._param_ids[id(array)] = name
+        self._param_ids[id(array)] = (array, name)  # holding the array keeps its id from being reused
         self.initializers[name] = self.onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
         return name
 
