@@ -23,6 +23,7 @@ from . import _layers  # noqa: F401  (fills the registry)
 from . import _recurrent  # noqa: F401
 
 __all__ = ["export", "load_weights", "register", "UnsupportedModuleError", "exportable", "NOT_EXPORTED",
+           "not_exported_reason",
            "MIN_OPSET", "MAX_OPSET"]
 
 # Opset 13 is the first where Softmax/LogSoftmax normalise along one axis (as nnx does); 21 is the newest
@@ -30,15 +31,21 @@ __all__ = ["export", "load_weights", "register", "UnsupportedModuleError", "expo
 # newest the onnx wheel knows, since runtimes refuse IR versions newer than they were built for.
 MIN_OPSET, MAX_OPSET = 13, 21
 
-# Classes exported from nnx.nn that are not layers of a model to export, and why.
+# Classes exported from nnx.nn that are not layers of a model to export, and why. Besides these, every
+# training loss (a class defined in nnx.nn.loss) is left out of deployed models.
 NOT_EXPORTED = {
     "Module": "the base class; a subclass with its own forward() needs a registered exporter",
     "ModuleList": "a container without a forward() of its own (the forward that iterates it is Python)",
-    "CrossEntropyLoss": "a training loss, not part of the deployed model",
-    "MSELoss": "a training loss, not part of the deployed model",
-    "BCEWithLogitsLoss": "a training loss, not part of the deployed model",
-    "MultiClassHingeLoss": "a training loss, not part of the deployed model",
 }
+
+
+def not_exported_reason(cls):
+    """Why modules of class `cls` are not meant to be exported (None for a layer that should be)."""
+    if cls.__name__ in NOT_EXPORTED:
+        return NOT_EXPORTED[cls.__name__]
+    if cls.__module__ == "nnx.nn.loss":
+        return "a training loss, not part of the deployed model"
+    return None
 
 
 def _require_onnx():

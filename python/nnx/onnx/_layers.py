@@ -189,3 +189,34 @@ def _batch_norm(g, m, prefix, x):
 
 register(nn.BatchNorm1d)(_batch_norm)
 register(nn.BatchNorm2d)(_batch_norm)
+
+
+# --------------------------------------------------------------------------------------------- maxout
+def _reduce_max(g, x: str, axis: int) -> str:
+    """ReduceMax over one axis, dropping it; its axes moved from attribute to input in opset 18."""
+    if g.opset >= 18:
+        return g.node("ReduceMax", [x, g.ints([axis], "axes")], hint="maxout", keepdims=0)
+    return g.node("ReduceMax", [x], hint="maxout", axes=[axis], keepdims=0)
+
+
+def _maxout_groups(g, x, dim: int, pieces: int) -> str:
+    """The maximum over groups of `pieces` consecutive entries along `dim`: split that axis into
+    (groups, pieces), then reduce the pieces."""
+    nd = x.ndim
+    dim %= nd
+    shape = [0] * dim + [x.shape[dim] // pieces, pieces] + list(x.shape[dim + 1:])
+    if dim == 0:
+        shape[0] = -1  # the batch axis itself is split: its group count follows the batch size
+    return _reduce_max(g, g.node("Reshape", [x.name, g.ints(shape)]), dim + 1)
+
+
+if hasattr(nn, "Maxout"):
+    @register(nn.Maxout)
+    def _maxout(g, m, prefix, x):
+        y = g.call(m.linear, [x], child(prefix, "linear"))
+        return _maxout_groups(g, y, -1, m.pieces)
+
+if hasattr(nn, "ChannelMaxout"):
+    @register(nn.ChannelMaxout)
+    def _channel_maxout(g, m, prefix, x):
+        return _maxout_groups(g, x, m.dim, m.pieces)
