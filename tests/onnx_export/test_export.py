@@ -201,14 +201,68 @@ class ReLUWithPython(nn.ReLU):
         return super().forward(x) + 1
 
 
-def test_user_defined_forward_is_refused(tmp_path):
-    with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"Custom.*user-defined Module.*arbitrary Python"):
-        nnx.onnx.export(Custom(), _rows(4)(2), tmp_path / "m.onnx")
-    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Custom()))
-    with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"^1\.1 \(Custom\)"):
+class Net(nn.Module):
+    """The usual PyTorch-style model: children called from a forward written in Python."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.skip = nn.Conv2d(3, 4, 1, stride=2)
+        self.bn = _bn(nn.BatchNorm2d(8))
+        self.head = nn.Linear(8 * 4 * 4, 5)
+        self.w = nn.Parameter(np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32))
+        self.shared = nn.Linear(3, 3)
+
+    def forward(self, x):
+        a = self.features(x)
+        b = self.skip(x).sigmoid()
+        h = self.bn(nnx.cat([a, b * 0.5 + 1.0], dim=1))
+        h = self.head(h.reshape(h.shape[0], -1))
+        z = (h - h.exp() / 4).tanh() @ self.w
+        return self.shared(self.shared(z)) / 2, -z.abs()
+
+
+class Reduces(nn.Module):
+    def forward(self, x):
+        return x.sum(1)
+
+
+class Slices(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(x)[:, :2]
+
+
+def test_python_forward_is_traced(tmp_path):
+    """A forward written in Python is run once and read back from the autograd graph: child modules
+    by their exporters, parameters as initializers, Tensor arithmetic, cat and reshape as ONNX nodes."""
+    nnx.manual_seed(0)
+    model = Net()
+    check_export(model, _images(h=8), tmp_path)
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    inits = {t.name for t in proto.graph.initializer}
+    assert {"w", "shared.weight", "features.0.weight", "bn.running_var", "head.bias"} <= inits
+    assert sum(n.op_type == "Gemm" for n in proto.graph.node) == 3  # shared Linear called twice, head once
+    check_export(nn.Sequential(nn.Linear(4, 4), Custom(), nn.Tanh()), _rows(4), tmp_path)
+    check_export(nn.Sequential(ReLUWithPython()), _rows(4), tmp_path)
+    other = Net()
+    path = tmp_path / "net.onnx"
+    nnx.onnx.export(model, _images(h=8)(2), path)
+    nnx.onnx.load_weights(other, path)
+    for (k, v), w in zip(model.state_dict().items(), other.state_dict().values()):
+        if not k.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(w, v, err_msg=k)
+
+
+def test_untranslatable_forward_is_refused(tmp_path):
+    with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"^model: .*Python forward.*operation 'sum'"):
+        nnx.onnx.export(Reduces(), _rows(4)(2), tmp_path / "m.onnx")
+    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Slices()))
+    with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"^1\.1: .*operation 'getitem'"):
         nnx.onnx.export(model, _rows(4)(2), tmp_path / "m.onnx")
-    with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"ReLUWithPython.*overrides forward"):
-        nnx.onnx.export(nn.Sequential(ReLUWithPython()), _rows(4)(2), tmp_path / "m.onnx")
     with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"ModuleList.*no forward"):
         nnx.onnx.export(nn.ModuleList([nn.ReLU()]), _rows(4)(2), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()

@@ -5,8 +5,9 @@
 
 The exporter walks the module tree in eval mode and writes each nnx.nn layer as the ONNX operators that
 compute the same function; parameters and buffers become initializers named by their state_dict keys.
-A module whose forward() is user-written Python is refused with that reason: there is no tracer. Give
-such a class a translation with `@nnx.onnx.register(MyModule)`.
+A module whose forward() is user-written Python is traced (run once on the example, its autograd graph
+read back: see _trace.py); one using an operation the tracer cannot translate is refused naming it.
+`@nnx.onnx.register(MyModule)` gives a class a translation of its own.
 
 The `onnx` package is imported only when export or load_weights runs: `import nnx` never needs it.
 """
@@ -149,7 +150,8 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, n
     names: (input names, output names), each a string or a list of strings (default "input"/"output",
     numbered when several). opset: from MIN_OPSET to MAX_OPSET; the IR version written is the oldest that
     opset needs. The model must be float32 (onnxruntime's CPU kernels are float32); its train/eval flags
-    are restored afterwards. Raises UnsupportedModuleError naming a module it cannot translate."""
+    are restored afterwards. A module with a forward() of the user's own is traced on the example (Python
+    branches follow the example's path). Raises UnsupportedModuleError naming a module it cannot translate."""
     onnx = _require_onnx()
     if not isinstance(model, Module):
         raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")

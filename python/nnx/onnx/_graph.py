@@ -180,8 +180,15 @@ class Graph:
     def call(self, module, inputs, prefix: str):
         """Exports `module` applied to `inputs` (Values) and returns its outputs as Values."""
         where = prefix or "model"
-        entry = lookup(module, where)
-        names = entry.export(self, module, prefix, *inputs)
+        try:
+            entry = lookup(module, where)
+        except UnsupportedModuleError:
+            if not isinstance(module, Module) or type(module).forward is Module.forward:
+                raise
+            from ._trace import trace  # a forward of the user's own: run it once and read the graph
+            names = trace(self, module, prefix, *inputs)
+        else:
+            names = entry.export(self, module, prefix, *inputs)
         with no_grad():
             out = module(*[_raw(v) for v in inputs])
         return _zip(names, _as_array(out), where)
