@@ -35,7 +35,8 @@ def run_onnx(path, *inputs):
     inputs = flat_outputs(inputs)
     sess = session(path)
     names = [i.name for i in sess.get_inputs()]
-    return sess.run(None, {n: np.ascontiguousarray(x, np.float32) for n, x in zip(names, inputs)})
+    return sess.run(None, {n: np.ascontiguousarray(x, np.float32 if x.dtype.kind == "f" else np.int64)
+                           for n, x in zip(names, inputs)})
 
 
 def flat_outputs(out):

@@ -46,7 +46,7 @@ def _inputs(kind, L, bi, batch_first, with_hx, seed=0):
 
 
 # --------------------------------------------------------------------------------------------- PyTorch stand-ins
-def _stand_in_class(kind):
+def _stand_in_class(kind, cell=False):
     import torch as th
 
     class TorchBacked(nn.Module):
@@ -54,9 +54,10 @@ def _stand_in_class(kind):
 
         def __init__(self, **kw):
             super().__init__()
-            self._torch = getattr(th.nn, kind)(I, H, **kw)
+            self._torch = getattr(th.nn, kind + ("Cell" if cell else ""))(I, H, **kw)
             for a in ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "bidirectional"):
-                setattr(self, a, getattr(self._torch, a))
+                if hasattr(self._torch, a):
+                    setattr(self, a, getattr(self._torch, a))
             self.nonlinearity = getattr(self._torch, "nonlinearity", "tanh")
             for k, v in self._torch.state_dict().items():
                 setattr(self, k, nn.Parameter(v.numpy().copy()))
@@ -74,7 +75,7 @@ def _stand_in_class(kind):
                 out = self._torch(to_torch(x), None if hx is None else to_torch(hx))
             return to_nnx(out)
 
-    TorchBacked.__name__ = f"Torch{kind}"
+    TorchBacked.__name__ = f"Torch{kind}{'Cell' if cell else ''}"
     return TorchBacked
 
 
@@ -82,12 +83,33 @@ def _stand_in_class(kind):
 def stand_ins():
     pytest.importorskip("torch", reason="the recurrent stand-ins run PyTorch (the bench extra)")
     from nnx.onnx._graph import _REGISTRY
-    classes = {k: _stand_in_class(k) for k in KINDS}
-    for cls in classes.values():
-        _recurrent.register_recurrent(cls)
+    classes = {k + c: _stand_in_class(k, bool(c)) for k in KINDS for c in ("", "Cell")}
+    for name, cls in classes.items():
+        _recurrent.register_recurrent(cls, cell=name.endswith("Cell"))
     yield classes
     for cls in classes.values():
         del _REGISTRY[cls]
+
+
+def _cell_inputs(kind, with_hx, seed=0):
+    def make(b):
+        rng = np.random.default_rng(seed + b)
+        x = rng.standard_normal((b, I)).astype(np.float32)
+        if not with_hx:
+            return (x,)
+        h = [rng.standard_normal((b, H)).astype(np.float32) for _ in range(2)]
+        return (x, (h[0], h[1]) if kind == "LSTM" else h[0])
+    return make
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("with_hx", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_cell_exporter_matches_pytorch(kind, with_hx, bias, stand_ins, tmp_path):
+    import torch as th
+    th.manual_seed(0)
+    check_export(stand_ins[kind + "Cell"](bias=bias), _cell_inputs(kind, with_hx), tmp_path,
+                 dynamic_batch=[0] * (1 + (0 if not with_hx else 2 if kind == "LSTM" else 1)))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=_ids)
@@ -110,23 +132,51 @@ def test_rnn_relu_matches_pytorch(stand_ins, tmp_path):
     check_export(model, make, tmp_path, dynamic_batch=axes)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS + tuple(k + "Cell" for k in KINDS))
 def test_load_weights_inverts_the_gate_reordering(kind, stand_ins, tmp_path):
     import torch as th
+    cell = kind.endswith("Cell")
+    kw = {} if cell else dict(num_layers=2, bidirectional=True)
     th.manual_seed(0)
-    a = stand_ins[kind](num_layers=2, bidirectional=True)
+    a = stand_ins[kind](**kw)
     path = tmp_path / "a.onnx"
-    nnx.onnx.export(a, _inputs(kind, 2, True, False, False)[0](2), path, dynamic_batch=[1])
+    example = _cell_inputs(kind[:-4], False)(2) if cell else _inputs(kind, 2, True, False, False)[0](2)
+    nnx.onnx.export(a, example, path, dynamic_batch=[0 if cell else 1])
     th.manual_seed(1)
-    b = stand_ins[kind](num_layers=2, bidirectional=True)
+    b = stand_ins[kind](**kw)
+    sa = a.state_dict()
+    assert not any(np.array_equal(v, sa[k]) for k, v in b.state_dict().items())
     nnx.onnx.load_weights(b, path)
-    sa, sb = a.state_dict(), b.state_dict()
-    assert list(sa) == list(sb) and len(sa) == 16
+    sb = b.state_dict()
+    assert list(sa) == list(sb) and len(sa) == (4 if cell else 16)
     for k in sa:
         np.testing.assert_array_equal(sb[k], sa[k], err_msg=k)
 
 
 # --------------------------------------------------------------------------------------------- nnx's own layers
+@pytest.mark.parametrize("with_hx", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_nnx_cells_export(kind, with_hx, tmp_path):
+    if not hasattr(nn, kind + "Cell"):
+        pytest.skip(f"nnx.nn has no {kind}Cell yet")
+    nnx.manual_seed(0)
+    check_export(getattr(nn, kind + "Cell")(I, H), _cell_inputs(kind, with_hx), tmp_path,
+                 dynamic_batch=[0] * (1 + (0 if not with_hx else 2 if kind == "LSTM" else 1)))
+
+
+def test_nnx_embedding_export(tmp_path):
+    if not hasattr(nn, "Embedding"):
+        pytest.skip("nnx.nn has no Embedding yet")
+    nnx.manual_seed(0)
+
+    def ids(b):
+        return np.random.default_rng(b).integers(0, 10, (b, T))
+
+    check_export(nn.Embedding(10, I, padding_idx=0), ids, tmp_path)
+    check_export(nn.Sequential(nn.Embedding(10, I), nn.GRU(I, H, batch_first=True)), ids, tmp_path)
+
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=_ids)
 @pytest.mark.parametrize("kind", KINDS)
 def test_nnx_recurrent_layers_export(kind, config, tmp_path):

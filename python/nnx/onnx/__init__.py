@@ -98,11 +98,12 @@ def _example_arrays(example_input, dtype):
         if isinstance(x, (tuple, list)):
             return tuple(walk(item) for item in x)
         a = np.asarray(x.data if isinstance(x, Tensor) else x)
-        if a.dtype.kind != "f":
-            raise TypeError(f"example_input: expected floating-point arrays, input {len(flat)} has dtype {a.dtype}")
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"example_input: expected floating-point (or integer id) arrays, input {len(flat)} "
+                            f"has dtype {a.dtype}")
         if a.ndim == 0:
             raise ValueError(f"example_input: input {len(flat)} must have a batch axis, got a 0-d array")
-        flat.append(np.ascontiguousarray(a, dtype=dtype))
+        flat.append(np.ascontiguousarray(a, dtype=dtype if a.dtype.kind == "f" else np.int64))
         return len(flat) - 1
 
     structure = walk(example_input)
@@ -143,7 +144,8 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, n
     """Writes `model` (evaluated in eval mode) as an ONNX file at `path` and returns the ModelProto.
 
     example_input: an array, or a tuple with one entry per forward argument (an entry may itself be a
-    tuple, as an LSTM's (h0, c0)); its values only give the shapes. dynamic_batch: True leaves axis 0 of
+    tuple, as an LSTM's (h0, c0)); its values only give the shapes. Float arrays become float32 inputs,
+    integer arrays (an Embedding's ids) int64 ones. dynamic_batch: True leaves axis 0 of
     every input array free (named "batch") and, in the outputs, every axis that grows with it, so one file
     serves any batch size; False fixes every shape; or a list with the batch axis (or None) of each input
     array in order (e.g. [1] for a time-major LSTM's (T, B, I) input, [0, 1, 1] with its h0 and c0).
@@ -181,14 +183,14 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, n
     for o, name in zip(outs, out_names):
         g.nodes.append(helper.make_node("Identity", [o.name], [name], name=g.fresh(f"{name}_node")))
 
-    def info(name, shape, free):
-        dims = ["batch" if i in free else int(d) for i, d in enumerate(shape)]
-        return helper.make_tensor_value_info(name, TP.FLOAT, dims)
+    def info(name, a, free):
+        dims = ["batch" if i in free else int(d) for i, d in enumerate(a.shape)]
+        return helper.make_tensor_value_info(name, TP.FLOAT if a.dtype.kind == "f" else TP.INT64, dims)
 
     graph = helper.make_graph(
         g.nodes, type(model).__name__,
-        [info(n, a.shape, {ax}) for n, a, ax in zip(in_names, arrays, axes)],
-        [info(n, o.array.shape, f) for n, o, f in zip(out_names, outs, free_out)],
+        [info(n, a, {ax}) for n, a, ax in zip(in_names, arrays, axes)],
+        [info(n, o.array, f) for n, o, f in zip(out_names, outs, free_out)],
         initializer=list(g.initializers.values()))
     opsets = [helper.make_opsetid("", opset)]
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="nnx",

@@ -220,3 +220,13 @@ if hasattr(nn, "ChannelMaxout"):
     @register(nn.ChannelMaxout)
     def _channel_maxout(g, m, prefix, x):
         return _maxout_groups(g, x, m.dim, m.pieces)
+
+
+# --------------------------------------------------------------------------------------------- embedding
+if hasattr(nn, "Embedding"):
+    @register(nn.Embedding)
+    def _embedding(g, m, prefix, ids):
+        if ids.array.dtype.kind not in "iu":
+            raise TypeError(f"{prefix or 'model'}: Embedding takes integer ids, got an example of dtype "
+                            f"{ids.array.dtype}")
+        return g.node("Gather", [g.param(child(prefix, "weight"), m.weight), ids.name], hint="embedding", axis=0)
