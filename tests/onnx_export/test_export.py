@@ -167,8 +167,16 @@ def test_opsets_pin_ir_version(opset, tmp_path):
     assert proto.ir_version <= 10
 
 
-def test_batch_stats_norm_at_opset_18(tmp_path):  # ReduceMean takes its axes as an input from opset 18
-    check_export(CASES["batch_norm_batch_stats"][0](), _images(), tmp_path, opset=18)
+@pytest.mark.parametrize("opset", [nnx.onnx.MIN_OPSET, 18, nnx.onnx.MAX_OPSET])
+def test_every_case_at_other_opsets(opset, tmp_path):
+    """Every case once more at the oldest opset, at 18 (reductions take their axes as an input from
+    there) and at the newest: one file each, batch 2 and 3."""
+    for case in sorted(CASES):
+        if case in ("convnet",):
+            continue  # no operator of its own; the largest file
+        factory, make = CASES[case]
+        nnx.manual_seed(0)
+        check_export(factory(), make, tmp_path, batches=(2, 3), opset=opset)
 
 
 def test_initializers_are_state_dict_keys(tmp_path):

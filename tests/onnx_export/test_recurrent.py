@@ -124,6 +124,18 @@ def test_exporter_matches_pytorch(kind, config, stand_ins, tmp_path):
     check_export(model, make, tmp_path, dynamic_batch=axes)
 
 
+@pytest.mark.parametrize("opset", [nnx.onnx.MIN_OPSET, nnx.onnx.MAX_OPSET])
+@pytest.mark.parametrize("kind", KINDS)
+def test_other_opsets(kind, opset, stand_ins, tmp_path):
+    import torch as th
+    th.manual_seed(0)
+    make, axes = _inputs(kind, 2, True, True, True)
+    check_export(stand_ins[kind](num_layers=2, bidirectional=True, batch_first=True), make, tmp_path,
+                 dynamic_batch=axes, opset=opset)
+    check_export(stand_ins[kind + "Cell"](), _cell_inputs(kind, True), tmp_path,
+                 dynamic_batch=[0, 0] + ([0] if kind == "LSTM" else []), opset=opset)
+
+
 def test_rnn_relu_matches_pytorch(stand_ins, tmp_path):
     import torch as th
     th.manual_seed(0)
