@@ -24,8 +24,7 @@ from . import _layers  # noqa: F401  (fills the registry)
 from . import _recurrent  # noqa: F401
 
 __all__ = ["export", "load_weights", "register", "UnsupportedModuleError", "exportable", "NOT_EXPORTED",
-           "not_exported_reason",
-           "MIN_OPSET", "MAX_OPSET"]
+           "not_exported_reason", "MIN_OPSET", "MAX_OPSET"]
 
 # Opset 13 is the first where Softmax/LogSoftmax normalise along one axis (as nnx does); 21 is the newest
 # checked against onnxruntime here. The IR version written is the oldest that the opset needs, not the
@@ -35,7 +34,7 @@ MIN_OPSET, MAX_OPSET = 13, 21
 # Classes exported from nnx.nn that are not layers of a model to export, and why. Besides these, every
 # training loss (a class defined in nnx.nn.loss) is left out of deployed models.
 NOT_EXPORTED = {
-    "Module": "the base class; a subclass with its own forward() needs a registered exporter",
+    "Module": "the base class (a subclass with a forward() of its own is traced)",
     "ModuleList": "a container without a forward() of its own (the forward that iterates it is Python)",
 }
 
@@ -58,7 +57,8 @@ def _require_onnx():
 
 
 def exportable(cls) -> bool:
-    """Whether modules of class `cls` (with no user-written forward) can be exported."""
+    """Whether nnx.onnx has a translation of class `cls` (a Module subclass with a forward() of its own
+    has none, and is traced instead)."""
     try:
         lookup_class(cls)
     except UnsupportedModuleError:

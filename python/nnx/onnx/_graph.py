@@ -170,11 +170,11 @@ class Graph:
                                                      **attrs))
         return outs[0] if n_out == 1 else tuple(outs)
 
-    def reduce_mean(self, x: str, axes, hint: str = "mean") -> str:
-        """ReduceMean keeping dims; its axes moved from attribute to input in opset 18."""
+    def reduce(self, op: str, x: str, axes, keepdims: int = 1, hint: str = "") -> str:
+        """ReduceMean, ReduceMax, ... over `axes`: their axes moved from attribute to input in opset 18."""
         if self.opset >= 18:
-            return self.node("ReduceMean", [x, self.ints(axes, "axes")], hint=hint, keepdims=1)
-        return self.node("ReduceMean", [x], hint=hint, axes=list(axes), keepdims=1)
+            return self.node(op, [x, self.ints(axes, "axes")], hint=hint, keepdims=keepdims)
+        return self.node(op, [x], hint=hint, axes=list(axes), keepdims=keepdims)
 
     # ----------------------------------------------------------------- the module walk
     def call(self, module, inputs, prefix: str):

@@ -180,8 +180,8 @@ def _batch_norm(g, m, prefix, x):
     # Without running statistics the layer normalises with the batch's own (biased) statistics in eval too.
     axes = [0] + list(range(2, x.ndim))
     bshape = g.ints([C] + [1] * (x.ndim - 2))
-    d = g.node("Sub", [x.name, g.reduce_mean(x.name, axes)])
-    var = g.reduce_mean(g.node("Mul", [d, d]), axes, hint="var")
+    d = g.node("Sub", [x.name, g.reduce("ReduceMean", x.name, axes, hint="mean")])
+    var = g.reduce("ReduceMean", g.node("Mul", [d, d]), axes, hint="var")
     inv = g.node("Sqrt", [g.node("Add", [var, g.scalar(m.eps, "eps")])])
     y = g.node("Mul", [g.node("Div", [d, inv]), g.node("Reshape", [w, bshape])])
     return g.node("Add", [y, g.node("Reshape", [b, bshape])], hint="batch_norm")
@@ -192,13 +192,6 @@ register(nn.BatchNorm2d)(_batch_norm)
 
 
 # --------------------------------------------------------------------------------------------- maxout
-def _reduce_max(g, x: str, axis: int) -> str:
-    """ReduceMax over one axis, dropping it; its axes moved from attribute to input in opset 18."""
-    if g.opset >= 18:
-        return g.node("ReduceMax", [x, g.ints([axis], "axes")], hint="maxout", keepdims=0)
-    return g.node("ReduceMax", [x], hint="maxout", axes=[axis], keepdims=0)
-
-
 def _maxout_groups(g, x, dim: int, pieces: int) -> str:
     """The maximum over groups of `pieces` consecutive entries along `dim`: split that axis into
     (groups, pieces), then reduce the pieces."""
@@ -207,7 +200,7 @@ def _maxout_groups(g, x, dim: int, pieces: int) -> str:
     shape = [0] * dim + [x.shape[dim] // pieces, pieces] + list(x.shape[dim + 1:])
     if dim == 0:
         shape[0] = -1  # the batch axis itself is split: its group count follows the batch size
-    return _reduce_max(g, g.node("Reshape", [x.name, g.ints(shape)]), dim + 1)
+    return g.reduce("ReduceMax", g.node("Reshape", [x.name, g.ints(shape)]), [dim + 1], keepdims=0, hint="maxout")
 
 
 if hasattr(nn, "Maxout"):
