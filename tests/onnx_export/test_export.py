@@ -317,5 +317,10 @@ def test_bad_arguments(tmp_path):
         nnx.onnx.export(model, x, tmp_path / "m.onnx", names=("a", "a"))
     with pytest.raises(ValueError, match="'weight' is both"):
         nnx.onnx.export(model, x, tmp_path / "m.onnx", names=("weight", "y"))
+    for bad in ([5], [0, 0], "yes", [True]):
+        with pytest.raises(ValueError, match="dynamic_batch: expected True, False or one batch axis"):
+            nnx.onnx.export(model, x, tmp_path / "m.onnx", dynamic_batch=bad)
+    with pytest.raises(ValueError, match=r"names: expected \(input names, output names\)"):
+        nnx.onnx.export(model, x, tmp_path / "m.onnx", names="x")
     with pytest.raises(ValueError, match="a Sequential takes one input"):
         nnx.onnx.export(nn.Sequential(nn.ReLU()), (x, x), tmp_path / "m.onnx")

@@ -134,6 +134,12 @@ def test_load_weights_errors(tmp_path):
         nnx.onnx.load_weights(nnx.models.lenet5(num_classes=5), path)
     with pytest.raises(TypeError, match="model: expected an nnx.nn.Module"):
         nnx.onnx.load_weights("lenet", path)
+    with pytest.raises(FileNotFoundError):
+        nnx.onnx.load_weights(nnx.models.lenet5(), tmp_path / "absent.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07this is not protobuf\xff\xff")
+    with pytest.raises(ValueError, match="is not a readable ONNX model"):
+        nnx.onnx.load_weights(nnx.models.lenet5(), junk)
 
 
 def test_load_weights_from_pytorch_onnx_export(tmp_path):

@@ -230,7 +230,12 @@ def load_weights(model, path):
     onnx = _require_onnx()
     if not isinstance(model, Module):
         raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")
-    proto = onnx.load_model(os.fspath(path))
+    try:
+        proto = onnx.load_model(os.fspath(path))
+    except OSError:
+        raise
+    except Exception as exc:  # protobuf's DecodeError and kin: the file is not an ONNX model
+        raise ValueError(f"path: {os.fspath(path)} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     inits = _constant_values(onnx, proto.graph)
     state = model.state_dict()
     for prefix, m in model.named_modules():
