@@ -258,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="write a checkpoint's model as ONNX (needs the onnx extra)")
     e.add_argument("checkpoint", help="a checkpoint from `nnx train` (or an nnx.save'd state dict with --model)")
     e.add_argument("output", help="the .onnx file to write")
-    e.add_argument("--model", choices=["mlp", "lenet5", "convnet"], default=None,
-                   help="architecture (default: the one the checkpoint records)")
+    e.add_argument("--model", default=None, help="architecture, a name of nnx.models.MODELS (default: the one "
+                                                  "the checkpoint records)")
     e.add_argument("--opset", type=int, default=17)
     e.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 instead of leaving it free")
     return p

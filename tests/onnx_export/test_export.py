@@ -101,6 +101,18 @@ if hasattr(nn, "Maxout"):  # layers that arrive from other work on nnx.nn
 if hasattr(nn, "ChannelMaxout"):
     CASES["channel_maxout"] = (lambda: nn.Sequential(nn.Conv2d(3, 6, 3), nn.ChannelMaxout(3)), _images())
     CASES["channel_maxout_last"] = (lambda: nn.ChannelMaxout(2, dim=-1), _images())
+if hasattr(nn, "LayerNorm"):
+    def _ln(layer, seed=0):
+        rng = np.random.default_rng(seed)
+        for p in (layer.weight, layer.bias):
+            if p is not None:
+                p.data[...] = rng.uniform(0.5, 1.5, p.shape)
+        return layer
+
+    CASES["layer_norm"] = (lambda: _ln(nn.LayerNorm(5)), _rows(5))
+    CASES["layer_norm_2d"] = (lambda: _ln(nn.LayerNorm((4, 5))), _rows(3, 4, 5))
+    CASES["layer_norm_no_affine"] = (lambda: nn.LayerNorm(5, elementwise_affine=False), _rows(2, 5))
+    CASES["layer_norm_no_bias"] = (lambda: _ln(nn.LayerNorm(5, bias=False)), _rows(5))
 
 
 def _unfused(seq):

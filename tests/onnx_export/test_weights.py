@@ -31,7 +31,7 @@ def _torch_pairs(torch):
         def forward(self, x):
             return x + self.module(x)
 
-    return {
+    pairs = {
         "linear": (lambda: nn.Linear(5, 3), lambda: tnn.Linear(5, 3), (4, 5)),
         "linear_nobias": (lambda: nn.Linear(5, 3, bias=False), lambda: tnn.Linear(5, 3, bias=False), (4, 5)),
         "conv": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
@@ -55,6 +55,17 @@ def _torch_pairs(torch):
             TorchResidual(tnn.Sequential(tnn.Conv2d(8, 8, 3, padding=1), tnn.BatchNorm2d(8), tnn.Tanh())),
             tnn.Flatten(), tnn.Linear(8 * 16, 10), tnn.BatchNorm1d(10), tnn.LogSoftmax(dim=1)), (4, 3, 8, 8)),
     }
+    if hasattr(nn, "LayerNorm"):
+        pairs["layer_norm"] = (lambda: nn.LayerNorm((4, 5)), lambda: _perturbed(torch, tnn.LayerNorm((4, 5))), (3, 4, 5))
+    return pairs
+
+
+def _perturbed(torch, module):
+    """Parameters away from their ones/zeros initialisation, so loading them is seen in the outputs."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.rand(p.shape))
+    return module
 
 
 def _trained_torch(torch, make, shape):
@@ -69,11 +80,14 @@ def _trained_torch(torch, make, shape):
 
 
 @pytest.mark.parametrize("case", ["linear", "linear_nobias", "conv", "conv_dilation", "batch_norm1d",
-                                  "batch_norm2d", "batch_norm2d_no_affine", "lenet5", "batch_norm_net"])
+                                  "batch_norm2d", "batch_norm2d_no_affine", "lenet5", "batch_norm_net",
+                                  "layer_norm"])
 def test_pytorch_state_dict_loads_and_matches(case):
     """model.load_state_dict({k: v.numpy() for k, v in torch_model.state_dict().items()}): same keys,
     same shapes, and the same outputs as PyTorch in eval mode (float32, 1e-5 relative)."""
     torch = pytest.importorskip("torch", reason="needs PyTorch (the bench extra)")
+    if case not in _torch_pairs(torch):
+        pytest.skip(f"nnx.nn has no layer for {case!r} yet")
     make_nnx, make_torch, shape = _torch_pairs(torch)[case]
     tm = _trained_torch(torch, make_torch, shape)
     model = make_nnx()

@@ -223,3 +223,21 @@ if hasattr(nn, "Embedding"):
             raise TypeError(f"{prefix or 'model'}: Embedding takes integer ids, got an example of dtype "
                             f"{ids.array.dtype}")
         return g.node("Gather", [g.param(child(prefix, "weight"), m.weight), ids.name], hint="embedding", axis=0)
+
+
+# --------------------------------------------------------------------------------------------- layer norm
+if hasattr(nn, "LayerNorm"):
+    @register(nn.LayerNorm)
+    def _layer_norm(g, m, prefix, x):
+        shape, dt = tuple(m.normalized_shape), g.dtype
+        w = g.param(child(prefix, "weight"), m.weight) if m.weight is not None else g.const(np.ones(shape, dt), "ones")
+        b = g.param(child(prefix, "bias"), m.bias) if m.bias is not None else None
+        axis = x.ndim - len(shape)
+        if g.opset >= 17:  # LayerNormalization appeared in opset 17
+            return g.node("LayerNormalization", [x.name, w] + ([b] if b else []), hint="layer_norm", axis=axis,
+                          epsilon=float(m.eps))
+        axes = list(range(axis, x.ndim))
+        d = g.node("Sub", [x.name, g.reduce("ReduceMean", x.name, axes, hint="mean")])
+        var = g.reduce("ReduceMean", g.node("Mul", [d, d]), axes, hint="var")
+        y = g.node("Mul", [g.node("Div", [d, g.node("Sqrt", [g.node("Add", [var, g.scalar(m.eps, "eps")])])]), w])
+        return g.node("Add", [y, b], hint="layer_norm") if b else y
