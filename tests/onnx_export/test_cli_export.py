@@ -13,7 +13,8 @@ import nnx
 from nnx.__main__ import main
 from nnx.train import Checkpoint, History
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The directory holding the nnx that the tests imported (the source tree, or site-packages in CI).
+NNX_PARENT = os.path.dirname(nnx.__path__[0])
 
 
 def _checkpoint(path, name):
@@ -28,7 +29,7 @@ def test_export_command_rebuilds_the_recorded_model(tmp_path):
     ckpt = tmp_path / "checkpoint.npz"
     model = _checkpoint(ckpt, "lenet5")
     out = tmp_path / "lenet5.onnx"
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    env = dict(os.environ, PYTHONPATH=NNX_PARENT)
     res = subprocess.run([sys.executable, "-m", "nnx", "export", str(ckpt), str(out)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

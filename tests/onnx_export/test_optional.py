@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import nnx
+
+# The directory holding the nnx that the tests imported (the source tree, or site-packages in CI).
+NNX_PARENT = os.path.dirname(nnx.__path__[0])
 
 SCRIPT = """
 import sys
@@ -27,7 +30,7 @@ print("ok")
 
 
 def test_import_nnx_without_onnx(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    env = dict(os.environ, PYTHONPATH=NNX_PARENT)
     res = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr
