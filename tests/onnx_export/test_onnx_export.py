@@ -146,7 +146,7 @@ def test_every_layer_has_a_case():
             continue
         assert nnx.onnx.exportable(cls), f"nn.{name} has no ONNX exporter and is not in nnx.onnx.NOT_EXPORTED"
         if name in RECURRENT:
-            continue  # tests/onnx_export/test_recurrent.py checks these against onnxruntime
+            continue  # tests/onnx_export/test_onnx_recurrent.py checks these against onnxruntime
         assert cls in covered, f"nn.{name} is exportable but no case of test_onnxruntime_matches_nnx uses it"
     assert set(nnx.onnx.NOT_EXPORTED) <= set(classes), "NOT_EXPORTED names a class nnx.nn no longer has"
 
