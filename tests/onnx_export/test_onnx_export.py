@@ -250,6 +250,11 @@ class Reduces(nn.Module):
         return x.sum(1)
 
 
+class Escapes(nn.Module):
+    def forward(self, x):
+        return nnx.Tensor(np.tanh(x.data))  # computed outside the graph: would export as a constant
+
+
 class Slices(nn.Module):
     def __init__(self):
         super().__init__()
@@ -286,6 +291,8 @@ def test_untranslatable_forward_is_refused(tmp_path):
     model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.ReLU(), Slices()))
     with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"^1\.1: .*operation 'getitem'"):
         nnx.onnx.export(model, _rows(4)(2), tmp_path / "m.onnx")
+    with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"do not depend on its inputs"):
+        nnx.onnx.export(Escapes(), _rows(4)(2), tmp_path / "m.onnx")
     with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"ModuleList.*no forward"):
         nnx.onnx.export(nn.ModuleList([nn.ReLU()]), _rows(4)(2), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()

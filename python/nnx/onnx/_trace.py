@@ -57,6 +57,7 @@ class _Emitter:
     def __init__(self, g, root, prefix, inputs, calls):
         self.g, self.prefix, self.calls = g, prefix or "model", calls
         self.names = {id(t): v.name for t, v in inputs}
+        self.live = set(self.names)  # tensors computed from the inputs
         self.modules = {id(m): child(prefix, n) for n, m in root.named_modules() if n}
         self.params = {id(p): child(prefix, n) for n, p in root.named_parameters()}
         self.done_calls = set()
@@ -96,6 +97,8 @@ class _Emitter:
 
     def _emit(self, t):
         g = self.g
+        if any(id(d) in self.live for d in self._deps(t)):
+            self.live.add(id(t))
         if id(t) in self.calls:
             m, args, out, _ = self.calls[id(t)]
             ins = [Value(self.names[id(a)], a.data) for a in args]
@@ -103,6 +106,8 @@ class _Emitter:
             flat = dict(_values(outs))
             for path, o in _tensors(out):
                 self.names.setdefault(id(o), flat[path].name)
+                if id(t) in self.live:
+                    self.live.add(id(o))
             return
         if isinstance(t, Parameter) and id(t) in self.params:
             self.names[id(t)] = g.param(self.params[id(t)], t.data)
@@ -165,6 +170,9 @@ def trace(g, module, prefix, *inputs):
     if not flat:
         em.refuse(f"an output of type {type(out).__name__} (expected Tensors)")
     names = {path: em.name(t) for path, t in flat}
+    if not any(id(t) in em.live for _, t in flat):
+        em.refuse("outputs that do not depend on its inputs as the graph records them (a value computed with "
+                  "NumPy from .data, or with the graph cut by detach(), would be exported as a constant)")
     return _structure(out, names)
 
 
