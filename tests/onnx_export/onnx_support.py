@@ -41,7 +41,7 @@ def run_onnx(path, *inputs):
 
 def flat_outputs(out):
     if isinstance(out, (tuple, list)):
-        return [y for o in out for y in flat_outputs(o)]
+        return [y for o in out if o is not None for y in flat_outputs(o)]
     return [out.numpy() if isinstance(out, nnx.Tensor) else np.asarray(out)]
 
 

@@ -201,6 +201,27 @@ def test_nnx_recurrent_layers_export(kind, config, tmp_path):
     check_export(model, make, tmp_path, dynamic_batch=axes)
 
 
+@pytest.mark.parametrize("config", [(2, True, False, True, False), (1, False, True, True, True),
+                                    (2, True, True, False, True)], ids=_ids)
+@pytest.mark.parametrize("kind", KINDS)
+def test_nnx_recurrent_layers_export_lengths(kind, config, tmp_path):
+    """forward(x, hx, lengths) as ONNX's sequence_lens: zeros after each end, h_n from the last step."""
+    if not hasattr(nn, kind):
+        pytest.skip(f"nnx.nn has no {kind} yet")
+    L, bi, bf, bias, hx = config
+    nnx.manual_seed(0)
+    model = getattr(nn, kind)(I, H, num_layers=L, bias=bias, batch_first=bf, bidirectional=bi)
+    make, axes = _inputs(kind, L, bi, bf, hx)
+
+    def with_lengths(b):
+        args = make(b)
+        lengths = np.random.default_rng(b).integers(1, T + 1, b)
+        lengths[0] = T
+        return (args[0], args[1] if hx else None, lengths)
+
+    check_export(model, with_lengths, tmp_path, dynamic_batch=axes + [0])
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_nnx_recurrent_layers_take_pytorch_weights(kind):
     if not hasattr(nn, kind):

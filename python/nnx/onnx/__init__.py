@@ -97,6 +97,8 @@ def _example_arrays(example_input, dtype):
     def walk(x):
         if isinstance(x, (tuple, list)):
             return tuple(walk(item) for item in x)
+        if x is None:  # an optional argument left out, e.g. forward(x, None, lengths)
+            return None
         a = np.asarray(x.data if isinstance(x, Tensor) else x)
         if a.dtype.kind not in "fiu":
             raise TypeError(f"example_input: expected floating-point (or integer id) arrays, input {len(flat)} "
@@ -113,7 +115,7 @@ def _example_arrays(example_input, dtype):
 def _rebuild(structure, leaves):
     if isinstance(structure, tuple):
         return tuple(_rebuild(s, leaves) for s in structure)
-    return leaves[structure]
+    return None if structure is None else leaves[structure]
 
 
 def _batch_axes(dynamic_batch, arrays) -> list:
@@ -144,8 +146,9 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, n
     """Writes `model` (evaluated in eval mode) as an ONNX file at `path` and returns the ModelProto.
 
     example_input: an array, or a tuple with one entry per forward argument (an entry may itself be a
-    tuple, as an LSTM's (h0, c0)); its values only give the shapes. Float arrays become float32 inputs,
-    integer arrays (an Embedding's ids) int64 ones. dynamic_batch: True leaves axis 0 of
+    tuple, as an LSTM's (h0, c0), or None for an argument left out, as in (x, None, lengths)); its values
+    only give the shapes. Float arrays become float32 inputs, integer arrays (an Embedding's ids, a
+    recurrent layer's lengths) int64 ones. dynamic_batch: True leaves axis 0 of
     every input array free (named "batch") and, in the outputs, every axis that grows with it, so one file
     serves any batch size; False fixes every shape; or a list with the batch axis (or None) of each input
     array in order (e.g. [1] for a time-major LSTM's (T, B, I) input, [0, 1, 1] with its h0 and c0).

@@ -114,6 +114,8 @@ def _zip(names, arrays, where: str):
 
 
 def _raw(v):
+    if v is None:
+        return None
     return v.array if isinstance(v, Value) else tuple(_raw(x) for x in v)
 
 

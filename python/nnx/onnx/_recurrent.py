@@ -89,11 +89,11 @@ def _attrs(m, kind: str, nd: int) -> dict:
     return attrs
 
 
-def _node(g, m, kind, prefix, suffix, seq, weights, h0, c0, attrs):
+def _node(g, m, kind, prefix, suffix, seq, weights, h0, c0, attrs, lens=None):
     """One ONNX RNN/LSTM/GRU node; optional inputs left out at the end, named "" in the middle."""
     W, R, B = weights
     ins = [seq, g.param(child(prefix, f"W{suffix}"), W), g.param(child(prefix, f"R{suffix}"), R),
-           g.param(child(prefix, f"B{suffix}"), B) if B is not None else "", "", h0 or ""]
+           g.param(child(prefix, f"B{suffix}"), B) if B is not None else "", lens or "", h0 or ""]
     if kind == "LSTM":
         ins.append(c0 or "")
     while ins[-1] == "":
@@ -106,7 +106,7 @@ def _slice(g, x: str, start: int, stop: int) -> str:
     return g.node("Slice", [x, g.ints([start], "starts"), g.ints([stop], "ends"), g.ints([0], "axes")])
 
 
-def _export(g, m, prefix, x: Value, hx=None):
+def _export(g, m, prefix, x: Value, hx=None, lengths=None):
     _check(m, prefix or "model")
     kind = _kind(m)
     if x.ndim != 3:
@@ -116,12 +116,15 @@ def _export(g, m, prefix, x: Value, hx=None):
     h0 = c0 = None
     if hx is not None:
         h0, c0 = (hx[0].name, hx[1].name) if kind == "LSTM" else (hx.name, None)
+    # lengths= is ONNX's sequence_lens, with the same meaning: zero outputs after each sequence's end,
+    # h_n from its last step, the reverse direction starting there.
+    lens = None if lengths is None else g.node("Cast", [lengths.name], hint="lengths", to=g.onnx.TensorProto.INT32)
     seq = g.node("Transpose", [x.name], perm=[1, 0, 2]) if m.batch_first else x.name  # ONNX is time-major
     hs, cs = [], []
     for k in range(L):
         outs = _node(g, m, kind, prefix, f"_l{k}", seq, _onnx_weights(m, k),
                      _slice(g, h0, k * nd, (k + 1) * nd) if h0 else None,
-                     _slice(g, c0, k * nd, (k + 1) * nd) if c0 else None, attrs)
+                     _slice(g, c0, k * nd, (k + 1) * nd) if c0 else None, attrs, lens)
         y = g.node("Transpose", [outs[0]], perm=[0, 2, 1, 3])     # (T, B, dirs, H)
         seq = g.node("Reshape", [y, g.ints([0, 0, -1])])           # (T, B, dirs*H)
         hs.append(outs[1])
