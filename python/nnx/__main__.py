@@ -297,6 +297,39 @@ def _fit_and_report(args, model, loss_fn, opt, scheduler, train_data, test, tran
     return 0
 
 
+# --------------------------------------------------------------------------------------------- export
+def export(args) -> int:
+    """Rebuilds the model a checkpoint records (or --model names) and writes it as ONNX."""
+    import nnx
+    from . import models
+
+    try:
+        ckpt = nnx.load(args.checkpoint)
+    except (OSError, nnx.CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    # A training checkpoint holds the state dict under "model" and the architecture in "extra";
+    # a file written by nnx.save(model.state_dict()) holds the state dict itself.
+    state = ckpt["model"] if isinstance(ckpt.get("model"), dict) else ckpt
+    name = args.model or (ckpt.get("extra") or {}).get("model")
+    if name not in models.MODELS:
+        print(f"error: {args.checkpoint} does not record a known architecture ({name!r}); name it with "
+              f"--model ({', '.join(sorted(models.MODELS))})", file=sys.stderr)
+        return 1
+    model = models.build(name)
+    try:
+        model.load_state_dict(state)
+        nnx.onnx.export(model, np.zeros((1, 1, 28, 28), np.float32), args.output, opset=args.opset,
+                        dynamic_batch=not args.static_batch)
+    except (ImportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    batch = 1 if args.static_batch else "batch"
+    print(f"wrote {args.output}: {name} ({sum(p.data.size for p in model.parameters())} parameters), opset "
+          f"{args.opset}; input 'input' ({batch}, 1, 28, 28) float32 -> output 'output' ({batch}, 10) logits")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnx", description="nnx: neural-network training on CPUs")
@@ -330,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--scale-lr", action="store_true",
                    help="under mpiexec, multiply --lr by the number of ranks (the global batch grows with "
                         "them); without it the learning rate is used as given")
+    e = sub.add_parser("export", help="write a checkpoint's model as ONNX (needs the onnx extra)")
+    e.add_argument("checkpoint", help="a checkpoint from `nnx train` (or an nnx.save'd state dict with --model)")
+    e.add_argument("output", help="the .onnx file to write")
+    e.add_argument("--model", default=None, help="architecture, a name of nnx.models.MODELS (default: the one "
+                                                  "the checkpoint records)")
+    e.add_argument("--opset", type=int, default=17)
+    e.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 instead of leaving it free")
     return p
 
 
@@ -350,6 +390,8 @@ def main(argv=None) -> int:
         if args.threads:
             nnx.set_num_threads(args.threads)
         return demo(args.steps, args.lr, args.every, args.seed, np.float64 if args.float64 else np.float32)
+    if args.command == "export":
+        return export(args)
     _positive(parser, args, ["epochs", "batch_size", "threads"])
     if args.limit < 0:
         parser.error(f"--limit: expected a non-negative integer, got {args.limit}")
