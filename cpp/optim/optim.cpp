@@ -33,7 +33,8 @@ void parallel_blocks(int64_t n, int nthreads, F body) {
 template <class T>
 OptimBlocks<T> blocks_for_active_isa() {
   OptimBlocks<T> k{&optim_portable::sgd_block<T>, &optim_portable::adam_block<T>,
-                   &optim_portable::rmsprop_block<T>};
+                   &optim_portable::rmsprop_block<T>, &optim_portable::adagrad_block<T>,
+                   &optim_portable::adadelta_block<T>};
 #if defined(NNX_X86)
   const Isa isa = active_isa();
   if (isa == Isa::avx2 || isa == Isa::avx512) k = optim_blocks_avx2<T>();
@@ -61,10 +62,24 @@ void rmsprop_step(int64_t n, T* param, const T* grad, T* s, T* buf, T* a, const 
   parallel_blocks(n, nthreads, [&](int64_t b, int64_t e) { k.rmsprop(b, e, param, grad, s, buf, a, h); });
 }
 
+template <class T>
+void adagrad_step(int64_t n, T* param, const T* grad, T* s, const AdagradHyper& h, int nthreads) {
+  const auto k = blocks_for_active_isa<T>();
+  parallel_blocks(n, nthreads, [&](int64_t b, int64_t e) { k.adagrad(b, e, param, grad, s, h); });
+}
+
+template <class T>
+void adadelta_step(int64_t n, T* param, const T* grad, T* s, T* u, const AdadeltaHyper& h, int nthreads) {
+  const auto k = blocks_for_active_isa<T>();
+  parallel_blocks(n, nthreads, [&](int64_t b, int64_t e) { k.adadelta(b, e, param, grad, s, u, h); });
+}
+
 #define NNX_INSTANTIATE_OPTIM(T)                                                                         \
   template void sgd_step<T>(int64_t, T*, const T*, T*, const SgdHyper&, int);                            \
   template void adam_step<T>(int64_t, T*, const T*, T*, T*, T*, const AdamHyper&, int);                  \
-  template void rmsprop_step<T>(int64_t, T*, const T*, T*, T*, T*, const RmspropHyper&, int);
+  template void rmsprop_step<T>(int64_t, T*, const T*, T*, T*, T*, const RmspropHyper&, int);            \
+  template void adagrad_step<T>(int64_t, T*, const T*, T*, const AdagradHyper&, int);                    \
+  template void adadelta_step<T>(int64_t, T*, const T*, T*, T*, const AdadeltaHyper&, int);
 NNX_INSTANTIATE_OPTIM(float)
 NNX_INSTANTIATE_OPTIM(double)
 #undef NNX_INSTANTIATE_OPTIM

@@ -7,7 +7,8 @@ namespace nnx {
 
 template <class T>
 OptimBlocks<T> optim_blocks_avx2() {
-  return {&optim_avx2::sgd_block<T>, &optim_avx2::adam_block<T>, &optim_avx2::rmsprop_block<T>};
+  return {&optim_avx2::sgd_block<T>, &optim_avx2::adam_block<T>, &optim_avx2::rmsprop_block<T>,
+          &optim_avx2::adagrad_block<T>, &optim_avx2::adadelta_block<T>};
 }
 template OptimBlocks<float> optim_blocks_avx2<float>();
 template OptimBlocks<double> optim_blocks_avx2<double>();
