@@ -126,6 +126,10 @@ def train(args) -> int:
     mean, std = float(X.mean()) / 255, float(X.std()) / 255
     transform = functools.partial(data.to_float_images, mean=mean, std=std)
 
+    train_data = (X, y)
+    if args.augment:  # augment the raw training images, then scale them as the test images are
+        train_data = data.DataLoader(X, y, batch_size=args.batch_size, shuffle=True,
+                                     transform=data.Compose([data.augment.build_augmentation(args.augment), transform]))
     model = models.build(args.model)
     opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     # Cosine annealing: the learning rate falls smoothly to zero at the last epoch, which settles the
@@ -139,6 +143,8 @@ def train(args) -> int:
               "momentum": args.momentum, "seed": args.seed, "limit": args.limit or 0,
               "weight_decay": args.weight_decay, "schedule": args.schedule,
               "epochs": args.epochs if args.schedule == "cosine" else None}
+    if args.augment:
+        config["augment"] = args.augment
     start_epoch, history = 0, History()
     if args.resume:
         if not os.path.exists(ckpt_path):
@@ -164,7 +170,7 @@ def train(args) -> int:
         hist.save_json(os.path.join(args.out, "history.json"))
 
     try:
-        history = fit(model, loss_fn, opt, (X, y), epochs=args.epochs, batch_size=args.batch_size,
+        history = fit(model, loss_fn, opt, train_data, epochs=args.epochs, batch_size=args.batch_size,
                       val=(Xt, yt), transform=transform, progress=not args.no_progress, start_epoch=start_epoch,
                       history=history, scheduler=scheduler,
                       callbacks=[Checkpoint(ckpt_path, model, opt, scheduler, extra=config), save_history])
@@ -216,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=0.0, help="L2 regularisation (SGD weight_decay)")
     t.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="learning rate over the epochs: cosine annealing to zero (default) or constant")
+    t.add_argument("--augment", default=None, help="augment training images: comma-separated crop, flip, "
+                                                    "translate, cutout (nnx.data.augment)")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick runs)")
@@ -245,6 +253,12 @@ def main(argv=None) -> int:
     _positive(parser, args, ["epochs", "batch_size", "threads"])
     if args.limit < 0:
         parser.error(f"--limit: expected a non-negative integer, got {args.limit}")
+    if args.augment is not None:
+        from .data.augment import build_augmentation
+        try:
+            build_augmentation(args.augment)
+        except ValueError as exc:
+            parser.error(f"--{exc}")
     if args.out is None:
         args.out = os.path.join("runs", args.model)
     try:
