@@ -1,0 +1,18 @@
+"""Smoke runs of the lecture-topic examples on small data (the pattern of test_examples.py)."""
+import numpy as np
+
+from test_examples import is_png, load, require
+
+
+def test_maxout_fashion():
+    require("linear", "cross_entropy", "maxout")
+    r = load("maxout_fashion").main(["--epochs", "1", "--limit", "2000", "--width", "64", "--quiet"])
+    assert r["maxout"] > 0.5 and r["relu"] > 0.4  # chance is 0.1
+
+
+def test_l1_sparsity(tmp_path):
+    require("linear", "cross_entropy", matplotlib=True)
+    out = tmp_path / "l1.png"
+    r = load("l1_sparsity").main(["--epochs", "2", "--limit", "2000", "--out", str(out), "--quiet"])
+    assert is_png(out)
+    assert r["L1"]["zero_fraction"] > 3 * r["none"]["zero_fraction"] and r["L1"]["accuracy"] > 0.5
