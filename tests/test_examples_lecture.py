@@ -16,3 +16,14 @@ def test_l1_sparsity(tmp_path):
     r = load("l1_sparsity").main(["--epochs", "2", "--limit", "2000", "--out", str(out), "--quiet"])
     assert is_png(out)
     assert r["L1"]["zero_fraction"] > 3 * r["none"]["zero_fraction"] and r["L1"]["accuracy"] > 0.5
+
+
+def test_sparse_autoencoder(tmp_path):
+    require("linear", "sigmoid", "binary_cross_entropy_with_logits", matplotlib=True)
+    out = tmp_path / "sae.png"
+    r = load("sparse_autoencoder").main(["--epochs", "2", "--limit", "1000", "--hidden", "25", "--out", str(out),
+                                         "--quiet"])
+    assert is_png(out)
+    # the sparsity term pulls the mean hidden activation well below the unconstrained one
+    assert r["sparse"]["mean_activation"] < 0.6 * r["plain"]["mean_activation"]
+    assert np.isfinite(r["sparse"]["reconstruction"])

@@ -54,3 +54,21 @@ def test_l1_makes_weights_sparse_and_errors():
         F.elastic_net_penalty([nnx.Tensor(np.ones(2))], l1=-1)
     with pytest.raises(ValueError, match="parameters"):
         F.l1_penalty([])
+
+
+def test_sparsity_penalty_against_numpy_and_finite_differences():
+    a = np.random.default_rng(3).uniform(0.01, 0.6, size=(8, 5))
+    rho, t = a.mean(axis=0), 0.05
+    want = np.sum(t * np.log(t / rho) + (1 - t) * np.log((1 - t) / (1 - rho)))
+    assert F.sparsity_penalty(nnx.Tensor(a), t).item() == pytest.approx(want, rel=1e-13)
+    assert F.sparsity_penalty(nnx.Tensor(a), kind="l1").item() == pytest.approx(np.abs(a).mean(0).sum(), rel=1e-14)
+    assert nnx.gradcheck(lambda x: F.sparsity_penalty(x, 0.1), [a])
+    assert nnx.gradcheck(lambda x: F.sparsity_penalty(x, kind="l1"), [a])
+    # the KL gradient pushes every unit's mean activation towards the target
+    x = nnx.Tensor(a, requires_grad=True)
+    F.sparsity_penalty(x, t).backward()
+    assert np.all(x.grad > 0)  # all means are above 0.05: lowering any activation lowers the penalty
+    with pytest.raises(ValueError, match="kind"):
+        F.sparsity_penalty(nnx.Tensor(a), kind="l2")
+    with pytest.raises(ValueError, match="target"):
+        F.sparsity_penalty(nnx.Tensor(a), target=1.0)

@@ -166,3 +166,22 @@ def elastic_net_penalty(parameters, l1: float = 1.0, l2: float = 1.0) -> Tensor:
             term = (p * 0).sum()
         total = term if total is None else total + term
     return total
+
+
+def sparsity_penalty(activations, target: float = 0.05, kind: str = "kl") -> Tensor:
+    """Activity penalty that keeps hidden units mostly off (the sparse autoencoder). activations (N, H)
+    in (0, 1) (sigmoid units) for kind "kl": sum_j KL(target || rho_j) with rho_j the unit's mean
+    activation over the batch, = sum_j target log(target / rho_j) + (1 - target) log((1 - target) /
+    (1 - rho_j)); for kind "l1": sum_j mean_n |a_nj| (any activation)."""
+    a = _t(activations)
+    if a.ndim != 2:
+        raise ValueError(f"activations: expected a 2-D (batch, units) tensor, got shape {a.shape}")
+    if kind == "l1":
+        return a.abs().mean(dim=0).sum()
+    if kind != "kl":
+        raise ValueError(f"kind: expected 'kl' or 'l1', got {kind!r}")
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target: expected a mean activation in (0, 1), got {target}")
+    rho = a.mean(dim=0)
+    t = float(target)
+    return (t * (np.log(t) - rho.log()) + (1 - t) * (np.log(1 - t) - (1 - rho).log())).sum()
