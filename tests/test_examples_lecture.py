@@ -27,3 +27,14 @@ def test_sparse_autoencoder(tmp_path):
     # the sparsity term pulls the mean hidden activation well below the unconstrained one
     assert r["sparse"]["mean_activation"] < 0.6 * r["plain"]["mean_activation"]
     assert np.isfinite(r["sparse"]["reconstruction"])
+
+
+def test_dbn_pretrain(tmp_path):
+    require("linear", "sigmoid", "cross_entropy", "gemm", matplotlib=True)
+    out, feats = tmp_path / "dbn.png", tmp_path / "feat.png"
+    r = load("dbn_pretrain").main(["--hidden", "64,32", "--rbm-epochs", "2", "--epochs", "1", "--limit", "1000",
+                                   "--out", str(out), "--features", str(feats), "--quiet"])
+    assert is_png(out) and is_png(feats)
+    first = r["rbm"][0]
+    assert first[-1]["recon_error"] < first[0]["recon_error"]  # the first RBM learns
+    assert r["DBN-pretrained"]["accuracy"] > 0.3 and np.isfinite(r["random init"]["accuracy"])
