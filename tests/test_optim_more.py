@@ -215,3 +215,39 @@ def test_fit_steps_onecycle_per_batch_and_plateau_per_epoch():
                 val=(X, y), progress=False)
     assert h.lr == [0.1, 0.1, 0.05]
     assert plateau.best == h.val_loss[0]
+
+
+@pytest.mark.parametrize("make", [lambda o: S.OneCycleLR(o, max_lr=1.0, total_steps=12),
+                                  lambda o: S.MultiStepLR(o, [2, 5]), lambda o: S.ExponentialLR(o, 0.8),
+                                  lambda o: S.LambdaLR(o, lambda e: 1 / (e + 1))],
+                         ids=["onecycle", "multistep", "exponential", "lambda"])
+def test_scheduler_state_dict_resumes_through_npz(make, tmp_path):
+    opt = _opt()
+    sched = make(opt)
+    full = _lrs(sched, opt, 10)
+    opt = _opt()
+    sched = make(opt)
+    first = _lrs(sched, opt, 4)
+    nnx.save({"sched": sched.state_dict(), "opt": opt.state_dict()}, tmp_path / "s.npz")
+    ck = nnx.load(tmp_path / "s.npz")
+    opt2 = _opt(lr=5.0)
+    opt2.load_state_dict(ck["opt"])
+    sched2 = make(opt2)
+    sched2.load_state_dict(ck["sched"])
+    opt2.load_state_dict(ck["opt"])
+    rest = _lrs(sched2, opt2, 6)
+    np.testing.assert_allclose(first + rest[1:], full, rtol=1e-15)
+
+
+def test_plateau_state_dict_round_trip(tmp_path):
+    metrics = [1.0, 1.0, 1.0, 0.5, 0.6, 0.7, 0.8]
+    opt = _opt()
+    full = _lrs(S.ReduceLROnPlateau(opt, patience=1), opt, len(metrics), metrics)
+    opt = _opt()
+    s = S.ReduceLROnPlateau(opt, patience=1)
+    first = _lrs(s, opt, 3, metrics)
+    nnx.save({"s": s.state_dict()}, tmp_path / "p.npz")
+    s2 = S.ReduceLROnPlateau(opt, patience=1)
+    s2.load_state_dict(nnx.load(tmp_path / "p.npz")["s"])
+    rest = _lrs(s2, opt, 4, metrics[3:])
+    assert first + rest[1:] == full
