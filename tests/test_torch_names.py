@@ -216,6 +216,7 @@ def test_nll_loss_spatial_and_module_and_log_softmax_equals_cross_entropy():
 
 
 @needs_torch
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # torch's advice to use batchmean
 @pytest.mark.parametrize("reduction", ["mean", "sum", "batchmean", "none"])
 @pytest.mark.parametrize("log_target", [False, True])
 def test_kl_div_against_torch(reduction, log_target):

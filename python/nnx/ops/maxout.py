@@ -47,7 +47,7 @@ def maxout_backward(dy, x, pieces, axis=1, *, indices=None):
         indices = np.argmax(g, axis=a + 1)
     else:
         indices = np.asarray(indices)
-        check_same_shape(indices, "indices", dy, "dy")
+        check_same_shape(dy, "dy", indices, "indices")
         if indices.dtype.kind not in "iu" or (indices.size and (indices.min() < 0 or indices.max() >= k)):
             raise ValueError(f"indices: expected integers in [0, {k}) from maxout(..., return_indices=True)")
     dx = np.zeros(g.shape, dtype=x.dtype)
