@@ -55,6 +55,22 @@ def test_max_min_dim_against_torch(kind, dim, keepdim):
 
 
 @needs_torch
+@pytest.mark.parametrize("shape", [(5,), (1,), (3, 1)])
+def test_max_min_argmax_of_small_shapes_against_torch(shape):
+    x = rnd(*shape, seed=7)
+    for dim in range(-len(shape), len(shape)):
+        for keepdim in (False, True):
+            for kind in ("max", "min"):
+                ours = getattr(nnx.Tensor(x), kind)(dim, keepdim)
+                theirs = getattr(torch.tensor(x), kind)(dim, keepdim)
+                assert ours.values.shape == tuple(theirs.values.shape)
+                np.testing.assert_array_equal(ours.values.numpy(), theirs.values.numpy())
+                np.testing.assert_array_equal(ours.indices.numpy(), theirs.indices.numpy())
+            ours = nnx.Tensor(x).argmax(dim, keepdim).numpy()
+            assert ours.shape == tuple(torch.tensor(x).argmax(dim, keepdim).shape)
+
+
+@needs_torch
 def test_full_max_shares_gradient_between_ties_as_torch():
     x = np.array([[1.0, 3.0], [3.0, 2.0]])
     out, g = grad_of(lambda t: t.max(), x)

@@ -73,7 +73,7 @@ class TensorMethods:
         idx = kept
         if not keepdim:
             vals, idx = np.squeeze(vals, d), np.squeeze(kept, d)
-        return ValuesIndices(self._make(np.ascontiguousarray(vals), (self,), backward, kind),
+        return ValuesIndices(self._make(np.array(vals, order="C"), (self,), backward, kind),
                              _plain(idx.astype(np.int64)))
 
     def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
