@@ -139,3 +139,14 @@ def test_cli_augment(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--augment", "spin", "--out", str(out)])
     assert "--augment" in capsys.readouterr().err
+
+
+def test_cli_resume_refuses_other_augmentation(tmp_path, capsys):
+    from nnx.__main__ import main
+    out = tmp_path / "run"
+    common = ["train", "--model", "mlp", "--dataset", "sample", "--limit", "300", "--out", str(out), "--no-progress",
+              "--schedule", "constant"]
+    assert main(common + ["--epochs", "1", "--augment", "flip"]) == 0
+    assert main(common + ["--epochs", "2", "--resume"]) == 1  # no --augment now: different settings
+    assert "augment" in capsys.readouterr().err
+    assert main(common + ["--epochs", "2", "--resume", "--augment", "flip"]) == 0

@@ -142,9 +142,7 @@ def train(args) -> int:
     config = {"model": args.model, "dataset": described, "batch_size": args.batch_size, "lr": args.lr,
               "momentum": args.momentum, "seed": args.seed, "limit": args.limit or 0,
               "weight_decay": args.weight_decay, "schedule": args.schedule,
-              "epochs": args.epochs if args.schedule == "cosine" else None}
-    if args.augment:
-        config["augment"] = args.augment
+              "epochs": args.epochs if args.schedule == "cosine" else None, "augment": args.augment}
     start_epoch, history = 0, History()
     if args.resume:
         if not os.path.exists(ckpt_path):
