@@ -1,8 +1,10 @@
 // Pooling bindings: checks every size the kernels rely on (pool/pool.h), then calls them without the GIL.
 #include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
@@ -12,9 +14,12 @@
 namespace nnx {
 namespace {
 
-enum PoolKind : int { kMax = 0, kAvg = 1, kLp = 2, kGlobalAvg = 3 };
+constexpr int kMax = static_cast<int>(PoolKind::max), kAvg = static_cast<int>(PoolKind::avg),
+              kLp = static_cast<int>(PoolKind::lp), kGlobalAvg = static_cast<int>(PoolKind::global_avg);
 
 std::string str(int64_t a, int64_t b) { return "(" + std::to_string(a) + ", " + std::to_string(b) + ")"; }
+// A pair as the user most likely wrote it: one number when both are equal.
+std::string show(int64_t a, int64_t b) { return a == b ? std::to_string(a) : str(a, b); }
 
 // Builds and validates the shape of a pooling of x (N, C, H, W) into y (N, C, OH, OW).
 Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t kh, int64_t kw, int64_t sh,
@@ -37,15 +42,20 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
     require(dh >= 1 && dw >= 1, "dilation: expected >= 1, got " + str(dh, dw));
     require(kind == kMax || (dh == 1 && dw == 1), "dilation: only max pooling supports dilation");
     require(kind != kLp || (ph == 0 && pw == 0), "padding: lp_pool2d takes no padding");
-    int64_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
+    // PyTorch's limit: half the kernel (not of the dilated window).
     require(ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
-            "padding: expected at most half the kernel size, got " + str(ph, pw));
-    int64_t oh = (s.H + 2 * ph - ekh) / sh + 1, ow = (s.W + 2 * pw - ekw) / sw + 1;
-    require(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw && oh >= 1 && ow >= 1,
-            "kernel_size: the window does not fit in the padded input");
+            "padding: expected at most half the kernel size (" + show(kh / 2, kw / 2) + " for kernel_size=" +
+                str(kh, kw) + "), got " + show(ph, pw));
+    const int64_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
+    require(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw,
+            "kernel_size: the window " + str(ekh, ekw) + " (kernel_size=" + str(kh, kw) + ", dilation=" +
+                str(dh, dw) + ") is larger than the padded input " + str(s.H + 2 * ph, s.W + 2 * pw) +
+                " (x of shape (" + std::to_string(xs[0]) + ", " + std::to_string(xs[1]) + ", " +
+                std::to_string(s.H) + ", " + std::to_string(s.W) + "), padding=" + str(ph, pw) + ")");
+    const int64_t oh = pool_output_size(s.H, kh, sh, ph, dh), ow = pool_output_size(s.W, kw, sw, pw, dw);
     s.OH = oh, s.OW = ow;
   }
-  require(ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == s.OH && ys[3] == s.OW,
+  require(ys == nullptr || (ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == s.OH && ys[3] == s.OW),
           "pooling: output/gradient shape does not match the input and parameters");
   return s;
 }
@@ -140,6 +150,18 @@ void check_kind(int kind, double p) {
 }  // namespace
 
 void bind_pool(py::module_& m) {
+  py::dict kinds;
+  kinds["max"] = kMax, kinds["avg"] = kAvg, kinds["lp"] = kLp, kinds["global_avg"] = kGlobalAvg;
+  m.attr("POOL_KINDS") = kinds;
+  m.def("pool2d_output_shape",
+        [](int kind, std::vector<int64_t> xs, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+           int64_t dh, int64_t dw) {
+          require(kind >= kMax && kind <= kGlobalAvg, "pooling: unknown kind " + std::to_string(kind));
+          require(xs.size() == 4, "x: expected 4 dimensions (N, C, H, W)");
+          Pool2dShape s = pool_shape(kind, xs.data(), nullptr, kh, kw, sh, sw, ph, pw, dh, dw);
+          return py::make_tuple(xs[0], xs[1], s.OH, s.OW);
+        },
+        "(N, C, OH, OW) of a pooling of x of shape (N, C, H, W); ValueError naming the bad parameter.");
   m.def("pool2d_forward",
         [](int kind, const py::array& x, py::array& out, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
            int64_t ph, int64_t pw, int64_t dh, int64_t dw, double p) {

@@ -77,7 +77,7 @@ void conv_fill_avx2(ConvDirectKernels<float>& f, ConvDirectKernels<double>& d);
 struct ConvPadGeom {
   int64_t Hpp, Wpp, Qr;
 };
-inline ConvPadGeom conv_pad_geom(const ConvGeom& g, int64_t lanes2) {
+static inline ConvPadGeom conv_pad_geom(const ConvGeom& g, int64_t lanes2) {
   ConvPadGeom pg;
   pg.Qr = (g.Q + lanes2 - 1) / lanes2 * lanes2;
   int64_t need_h = (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1;

@@ -15,8 +15,9 @@ __all__ = [
     "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
 ]
 
-# Kernel codes (cpp/act/act.h, ActFn).
-_RELU, _LEAKY_RELU, _SIGMOID, _TANH, _ELU = 1, 2, 3, 4, 5
+# Kernel codes: defined once in C++ (cpp/common/epilogue.h, Act), exported by the bindings.
+_CODES = _C.ACTIVATION_CODES
+_RELU, _LEAKY_RELU, _SIGMOID, _TANH, _ELU = (_CODES[n] for n in ("relu", "leaky_relu", "sigmoid", "tanh", "elu"))
 
 
 def _real(v, name: str) -> float:
