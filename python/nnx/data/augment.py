@@ -84,9 +84,10 @@ class RandomCrop:
         self.fill = fill
 
     def __call__(self, x):
-        x = _images(x)
+        return self._crop(_images(x), *self.size)
+
+    def _crop(self, x, h, w):
         p = self.padding
-        h, w = self.size
         H, W = x.shape[-2] + 2 * p, x.shape[-1] + 2 * p
         if h > H or w > W:
             raise ValueError(f"size: a {h}x{w} crop does not fit images of {x.shape[-2]}x{x.shape[-1]} padded by {p}")
@@ -112,8 +113,7 @@ class RandomTranslate(RandomCrop):
 
     def __call__(self, x):
         x = _images(x)
-        self.size = x.shape[-2:]
-        return super().__call__(x)
+        return self._crop(x, x.shape[-2], x.shape[-1])
 
     def __repr__(self):
         return f"RandomTranslate(max_shift={self.max_shift})"
