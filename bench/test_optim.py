@@ -1,7 +1,7 @@
 """Optimizer step benchmarks: one update of a single float32 parameter of 1 M and 16 M elements by SGD with
-momentum, Adam, RMSprop, Adagrad and Adadelta; nnx (C++ fused loop, through Optimizer.step) against the same update written
-in NumPy (in place, as few temporaries as the expression allows) and torch.optim (default implementation
-for CPU tensors) on the same thread count.
+momentum, Adam, RMSprop, Adagrad and Adadelta; nnx (C++ fused loop, through Optimizer.step) against the
+same update written in NumPy (in place, as few temporaries as the expression allows) and torch.optim
+(default implementation for CPU tensors) on the same thread count.
 
     python -m pytest bench/test_optim.py --threads 1 --benchmark-only
     python bench/report.py bench/test_optim.py --threads 1 2

@@ -68,7 +68,8 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=196)
     p.add_argument("--rho", type=float, default=0.05, help="target mean activation of each hidden unit")
     p.add_argument("--beta", type=float, default=3.0, help="weight of the sparsity penalty")
-    p.add_argument("--weight-decay", type=float, default=1.5e-3, help="L2 strength (lambda / 2) on both weight matrices")
+    p.add_argument("--weight-decay", type=float, default=1.5e-3,
+                   help="L2 strength (lambda / 2) on both weight matrices")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--full", action="store_true")

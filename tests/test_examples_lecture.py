@@ -32,7 +32,8 @@ def test_sparse_autoencoder(tmp_path):
 def test_dbn_pretrain(tmp_path):
     require("linear", "sigmoid", "cross_entropy", "gemm", matplotlib=True)
     out, feats = tmp_path / "dbn.png", tmp_path / "feat.png"
-    r = load("dbn_pretrain").main(["--hidden", "64,32", "--rbm-epochs", "2", "--epochs", "2", "--lr", "0.3", "--limit", "1000",
+    r = load("dbn_pretrain").main(["--hidden", "64,32", "--rbm-epochs", "2", "--epochs", "2", "--lr", "0.3",
+                                   "--limit", "1000",
                                    "--out", str(out), "--features", str(feats), "--quiet"])
     assert is_png(out) and is_png(feats)
     first = r["rbm"][0]

@@ -25,4 +25,5 @@ __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "
            "GradcheckError", "manual_seed", "__version__", "Tensor", "tensor", "cat", "stack", "no_grad",
            "enable_grad", "is_grad_enabled", "functional", "nn", "optim", "data", "save", "load", "models",
            "fit", "evaluate", "History", "CheckpointError", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
-           "AnomalyError", "callbacks", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "flatten", "from_numpy"]
+           "AnomalyError", "callbacks", "EarlyStopping", "ModelCheckpoint", "CSVLogger", "flatten",
+           "from_numpy"]

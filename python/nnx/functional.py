@@ -20,8 +20,8 @@ import numpy as np
 
 from . import losses as _losses
 from . import ops as _ops
-from .losses import (elastic_net_penalty, huber_loss, kl_div, l1_loss, l1_penalty, nll_loss, smooth_l1_loss,  # noqa: F401
-                     sparsity_penalty)
+from .losses import (elastic_net_penalty, huber_loss, kl_div, l1_loss, l1_penalty, nll_loss,  # noqa: F401
+                     smooth_l1_loss, sparsity_penalty)
 from .random import get_rng
 from .tensor import Tensor, is_grad_enabled
 

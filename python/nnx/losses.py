@@ -48,7 +48,8 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
         raise TypeError(f"target: expected integer class indices, got dtype {td.dtype}")
     if x.ndim > 2:  # (N, C, d...) -> (N*d..., C), as torch treats the extra axes as more samples
         if td.shape != (x.shape[0],) + x.shape[2:]:
-            raise ValueError(f"target: expected shape {(x.shape[0],) + x.shape[2:]} for input {x.shape}, got {td.shape}")
+            raise ValueError(f"target: expected shape {(x.shape[0],) + x.shape[2:]} for input {x.shape}, "
+                             f"got {td.shape}")
         x = x.permute(0, *range(2, x.ndim), 1).reshape(-1, x.shape[1])
         td = td.reshape(-1)
     n, c = x.shape

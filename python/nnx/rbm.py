@@ -151,7 +151,8 @@ class RBM:
         (on the first eval_rows rows)."""
         X = self._input(X, self.n_visible, "X")
         if int(batch_size) < 1 or int(epochs) < 0:
-            raise ValueError(f"batch_size, epochs: expected batch_size >= 1 and epochs >= 0, got {batch_size}, {epochs}")
+            raise ValueError(f"batch_size, epochs: expected batch_size >= 1 and epochs >= 0, got {batch_size}, "
+                             f"{epochs}")
         history = []
         for epoch in range(int(epochs)):
             order = nnx_random.get_rng().permutation(len(X)) if shuffle else np.arange(len(X))
