@@ -198,6 +198,9 @@ def train(args) -> int:
     mean, std = float(X.mean()) / 255, float(X.std()) / 255
     transform = functools.partial(data.to_float_images, mean=mean, std=std)
 
+    # Augmentation runs on the raw training images, then they are scaled as the test images are.
+    train_transform = (data.Compose([data.augment.build_augmentation(args.augment), transform]) if args.augment
+                       else transform)
     model = models.build(args.model)
     lr = args.lr * world if args.scale_lr else args.lr
     opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -212,7 +215,8 @@ def train(args) -> int:
     config = {"model": args.model, "dataset": described, "batch_size": args.batch_size, "lr": args.lr,
               "momentum": args.momentum, "seed": args.seed, "limit": args.limit or 0,
               "weight_decay": args.weight_decay, "schedule": args.schedule,
-              "epochs": args.epochs if args.schedule == "cosine" else None, "scale_lr": args.scale_lr}
+              "epochs": args.epochs if args.schedule == "cosine" else None, "scale_lr": args.scale_lr,
+              "augment": args.augment}
     start_epoch, history = 0, History()
     if args.resume:
         if rank == 0:
@@ -232,8 +236,10 @@ def train(args) -> int:
             if scheduler is not None:
                 scheduler.load_state_dict(dist.broadcast_object(scheduler.state_dict()))
         nnx.manual_seed(_rank_seed(args.seed, start_epoch, rank))
-        train_data = data.DataLoader(X, y, batch_size=args.batch_size, shuffle=True, transform=transform,
+        train_data = data.DataLoader(X, y, batch_size=args.batch_size, shuffle=True, transform=train_transform,
                                      seed=args.seed, rank=rank, world_size=world)
+    elif args.augment:
+        train_data = data.DataLoader(X, y, batch_size=args.batch_size, shuffle=True, transform=train_transform)
     else:
         train_data = (X, y)
     n_params = sum(p.data.size for p in model.parameters())
@@ -354,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=0.0, help="L2 regularisation (SGD weight_decay)")
     t.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="learning rate over the epochs: cosine annealing to zero (default) or constant")
+    t.add_argument("--augment", default=None, help="augment training images: comma-separated crop, flip, "
+                                                    "translate, cutout (nnx.data.augment)")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick runs)")
@@ -395,6 +403,12 @@ def main(argv=None) -> int:
     _positive(parser, args, ["epochs", "batch_size", "threads"])
     if args.limit < 0:
         parser.error(f"--limit: expected a non-negative integer, got {args.limit}")
+    if args.augment is not None:
+        from .data.augment import build_augmentation
+        try:
+            build_augmentation(args.augment)
+        except ValueError as exc:
+            parser.error(f"--{exc}")
     if args.out is None:
         args.out = os.path.join("runs", args.model)
     try:

@@ -18,7 +18,10 @@ import contextlib
 
 import numpy as np
 
+from . import losses as _losses
 from . import ops as _ops
+from .losses import (elastic_net_penalty, huber_loss, kl_div, l1_loss, l1_penalty, nll_loss,  # noqa: F401
+                     smooth_l1_loss, sparsity_penalty)
 from .random import get_rng
 from .tensor import Tensor, is_grad_enabled
 
@@ -199,8 +202,11 @@ def _loss(name: str, x, target, grad_target=None, **kw) -> Tensor:
     return Tensor._make(out, parents, backward, name)
 
 
-def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of logits (N, C) against integer class indices (N,)."""
+def cross_entropy(logits, target, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy of logits (N, C) against integer class indices (N,). With label_smoothing
+    eps the target distribution is (1 - eps) onehot + eps / C, as torch's."""
+    if label_smoothing:
+        return _losses.cross_entropy_smoothed(logits, target, label_smoothing, reduction)
     return _loss("cross_entropy", logits, target, reduction=reduction)
 
 
@@ -301,3 +307,17 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
 
 def flatten(x, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     return _t(x).flatten(start_dim, end_dim)
+
+
+def maxout(x, pieces: int, dim: int = 1) -> Tensor:
+    """Maxout: the maximum over groups of `pieces` consecutive features along `dim` (channels of a
+    conv feature map, or the outputs of a Linear with out_features * pieces units). The forward keeps
+    which piece won, so the backward is a scatter."""
+    x = _t(x)
+    b = _backend
+    kw = dict(pieces=pieces, axis=dim)
+    if not (x.requires_grad and is_grad_enabled()):
+        return Tensor(_fn(b, "maxout")(x.data, **kw))
+    y, idx = _fn(b, "maxout")(x.data, return_indices=True, **kw)
+    xd = x.data
+    return Tensor._make(y, (x,), lambda g: (_fn(b, "maxout_backward")(g, xd, indices=idx, **kw),), "maxout")

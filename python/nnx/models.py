@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import nn
+from .rbm import RBM  # noqa: F401
 
 
 def mlp(hidden=(256, 128), in_features: int = 28 * 28, num_classes: int = 10, dropout: float = 0.0):

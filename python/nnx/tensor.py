@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import anomaly as _anomaly
+from ._tensor_methods import TensorMethods, _axis, _keep
 
 # Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
 _grad_mode = threading.local()
@@ -83,8 +84,11 @@ def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     return g.reshape(shape)
 
 
-class Tensor:
-    """An ndarray with an optional gradient and the record of the operation that produced it."""
+class Tensor(TensorMethods):
+    """An ndarray with an optional gradient and the record of the operation that produced it.
+
+    Reductions take PyTorch's `dim`/`keepdim` or NumPy's `axis`/`keepdims`; comparisons are element-wise
+    and give bool tensors (see _tensor_methods.py)."""
 
     # ndarray <op> Tensor must call Tensor's reflected operator instead of broadcasting over the Tensor.
     __array_ufunc__ = None
@@ -387,7 +391,8 @@ class Tensor:
         return F.tanh(self)
 
     # ----------------------------------------------------------------- reductions
-    def sum(self, axis=None, keepdims: bool = False):
+    def sum(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis(dim, axis, "axis"), _keep(keepdim, keepdims)
         shape = self.shape
 
         def backward(g):
@@ -397,7 +402,8 @@ class Tensor:
 
         return Tensor._make(np.asarray(self.data.sum(axis=axis, keepdims=keepdims)), (self,), backward, "sum")
 
-    def mean(self, axis=None, keepdims: bool = False):
+    def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis(dim, axis, "axis"), _keep(keepdim, keepdims)
         n = self.data.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
 
@@ -480,7 +486,20 @@ def _freed_graph(g):  # pragma: no cover - only a marker, never called
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    """A new Tensor holding a copy of `data` (Python floats become float32, as torch.tensor)."""
+    return Tensor(np.array(_to_array(data, dtype), copy=True), requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A Tensor sharing memory with `array` (no copy, dtype kept), as torch.from_numpy."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"array: expected a numpy.ndarray, got {type(array).__name__}")
+    return Tensor(array)
+
+
+def flatten(x, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """torch.flatten: axes start_dim..end_dim merged into one (all of them by default)."""
+    return (x if isinstance(x, Tensor) else Tensor(x)).flatten(start_dim, end_dim)
 
 
 def cat(tensors: Sequence, axis: int = 0, dim: int | None = None) -> Tensor:

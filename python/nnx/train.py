@@ -198,8 +198,11 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
 
     train and val are (X, y) pairs (batched by a shuffling DataLoader of batch_size, with `transform`
     applied to each batch) or DataLoaders. Each step: zero_grad, forward, loss, backward, optimizer step;
-    scheduler.step() after each epoch. After each epoch every callback is called as
-    callback(epoch, history) with the number of epochs completed; a callback may raise StopTraining.
+    scheduler.step() after each epoch (after each step for a scheduler with per_batch = True, such as
+    OneCycleLR; with the epoch's val_loss, or loss without val, for ReduceLROnPlateau). After each epoch
+    every callback is called as callback(epoch, history) with the number of epochs completed; a callback
+    may raise StopTraining. Callbacks with set_model(model) get the model before the first epoch, and
+    those with on_train_end(history) are called once when training ends (see nnx.callbacks).
     With progress=True a tqdm bar shows loss and images/s on a terminal and a summary line is printed per
     epoch. Shuffling and dropout draw from nnx.random, so a run is reproducible under nnx.manual_seed and
     resuming from a checkpoint (start_epoch, history, restored RNG state) reproduces it exactly.
@@ -219,6 +222,10 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
     val_loader = None if val is None else _loader(val, max(batch_size, 1000), False, transform, "val")
     history = History() if history is None else history
     callbacks = [callbacks] if callable(callbacks) else list(callbacks)
+    for cb in callbacks:  # callbacks that act on the model (EarlyStopping, ModelCheckpoint) get to see it
+        if hasattr(cb, "set_model"):
+            cb.set_model(model)
+    per_batch = getattr(scheduler, "per_batch", False)  # OneCycleLR steps after every optimizer step
     show = bool(progress)
     for epoch in range(int(start_epoch), int(epochs)):
         model.train()
@@ -237,6 +244,8 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
                 loss = loss_fn(out, yb)
                 loss.backward()
                 optimizer.step()
+                if per_batch:
+                    scheduler.step()
                 value = float(loss.item())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, batch {step + 1}; "
@@ -260,7 +269,10 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
         if val_loader is not None:
             record["val_loss"], record["val_accuracy"] = evaluate(model, val_loader, loss_fn=loss_fn)
         history.append(epoch + 1, **record)
-        if scheduler is not None:
+        if getattr(scheduler, "needs_metric", False):  # ReduceLROnPlateau watches the validation loss
+            r = history.last()
+            scheduler.step(r["loss"] if math.isnan(r["val_loss"]) else r["val_loss"])
+        elif scheduler is not None and not per_batch:
             scheduler.step()
         if show:
             r = history.last()
@@ -272,11 +284,17 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
             line += f" ({r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s)"
             tqdm.write(line, file=sys.stdout)
             sys.stdout.flush()  # a log file sees each epoch as it ends
-        try:
-            for cb in callbacks:
+        stop = False
+        for cb in callbacks:  # every callback sees the epoch, even after one asked to stop
+            try:
                 cb(epoch + 1, history)
-        except StopTraining:
+            except StopTraining:
+                stop = True
+        if stop:
             break
+    for cb in callbacks:
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(history)
     return history
 
 

@@ -453,7 +453,37 @@ def _pair_loss(name, backward):
     return build
 
 
+def _maxout(backward):
+    def build(draw, rng, dtype):
+        nd = draw(st.integers(1, 4))
+        shape = list(_dims(draw, nd, 0, 4))
+        axis = draw(st.integers(-nd, nd - 1))
+        k = draw(st.integers(1, 4))
+        shape[axis] *= k
+        kw = {"x": _arr(rng, tuple(shape), dtype, -3, 3), "pieces": k, "axis": axis}
+        bad = [("pieces", 0, ValueError), ("pieces", 2.5, TypeError), ("pieces", True, TypeError),
+               ("axis", nd, ValueError), ("axis", -nd - 1, ValueError), ("axis", 1.0, TypeError),
+               ("x", np.zeros((), dtype), ValueError)]
+        if shape[axis]:
+            bad.append(("pieces", shape[axis] + 1, ValueError))  # does not divide the axis
+        if not backward:
+            return Case(kw, floats=("x",), bad=bad)
+        y, idx = ref.maxout(kw["x"], k, axis, return_indices=True)
+        kw["dy"] = _arr(rng, y.shape, dtype)
+        ints, det = (), {"dy": "all"}
+        if draw(st.booleans()):
+            kw["indices"] = idx.astype(draw(st.sampled_from([np.int32, np.int64])))
+            ints, det["indices"] = ("indices",), "all"
+            if idx.size:
+                wrong = idx.copy()
+                wrong.reshape(-1)[0] = k
+                bad.append(("indices", wrong, ValueError))
+        return Case(kw, floats=("dy", "x"), ints=ints, determined=det, bad=bad)
+    return build
+
+
 BUILDERS = {
+    "maxout": _maxout(False), "maxout_backward": _maxout(True),
     "gemm": build_gemm, "gemm_backward": build_gemm_backward, "linear": build_linear,
     "linear_backward": build_linear_backward, "conv2d": build_conv2d, "conv2d_backward": build_conv2d_backward,
     "conv2d_algorithm": build_conv2d_algorithm,
