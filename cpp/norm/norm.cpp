@@ -29,25 +29,16 @@ constexpr int64_t kColumnGroup = 512;
 // Layer-norm backward: elements of x per block of rows whose dweight/dbias partials one task owns.
 constexpr int64_t kLnBlockElems = 16 * kNormChunk;
 
-// Running (count, mean, M2) merged chunk by chunk with Chan et al.'s pairwise update.
-struct Moments {
-  double n = 0, mean = 0, m2 = 0;
-  void add(double nb, double mb, double m2b) {
-    if (nb <= 0) return;
-    const double tot = n + nb, delta = mb - mean;
-    mean += delta * (nb / tot);
-    m2 += m2b + delta * delta * (n * nb / tot);
-    n = tot;
-  }
-};
 
-// Where the reduction chunks of a batch-norm input (N, C, S) lie. Plane mode (S > 1): chunk j of plane
-// (n, c) is elements [j * kNormChunk, ...) of that plane. Row mode (S == 1): chunk k is rows
-// [k * rows_per, ...) of every column. Partials of channel c, chunk k sit at index(c, k).
+// Where the reduction chunks of a batch-norm input (N, C, S) lie. Row mode (S == 1): chunk k is rows
+// [k * rows_per, ...) of every column. Plane mode (S > 1): a plane longer than kNormChunk is cut into
+// per_plane pieces; shorter planes of one channel are grouped, `planes` consecutive n per chunk, so a chunk
+// holds about kNormChunk elements either way. Partials of channel c, chunk k sit at index(c, k).
 struct BnChunks {
   int64_t N, C, S;
   bool rows;
-  int64_t per_plane = 1;  // plane mode: chunks per plane
+  int64_t per_plane = 1;  // plane mode: chunks along one plane
+  int64_t planes = 1;     // plane mode: planes per chunk
   int64_t rows_per = 1;   // row mode: rows per chunk
   int64_t count = 0;      // chunks per channel
 
@@ -57,20 +48,22 @@ struct BnChunks {
       count = (N + rows_per - 1) / rows_per;
     } else {
       per_plane = (S + kNormChunk - 1) / kNormChunk;
-      count = N * per_plane;
+      planes = per_plane == 1 ? std::max<int64_t>(1, kNormChunk / std::max<int64_t>(S, 1)) : 1;
+      count = (N + planes - 1) / planes * per_plane;
     }
   }
   int64_t index(int64_t c, int64_t k) const { return rows ? k * C + c : c * count + k; }
+  // Plane mode: runs (planes) and elements per run of chunk k.
+  int64_t runs(int64_t k) const { return std::min(planes, N - (k / per_plane) * planes); }
+  int64_t len(int64_t k) const { return std::min(kNormChunk, S - (k % per_plane) * kNormChunk); }
   int64_t size(int64_t k) const {  // elements of one channel in chunk k
-    if (rows) return std::min(rows_per, N - k * rows_per);
-    const int64_t j = k % per_plane;
-    return std::min(kNormChunk, S - j * kNormChunk);
+    return rows ? std::min(rows_per, N - k * rows_per) : runs(k) * len(k);
   }
   int64_t groups() const { return (C + kColumnGroup - 1) / kColumnGroup; }
-  // Row mode: chunk-tasks are (chunk, column group); plane mode: (plane, chunk of the plane).
-  int64_t tasks() const { return rows ? count * groups() : N * C * per_plane; }
+  // Row mode: chunk-tasks are (chunk, column group); plane mode: (channel, chunk).
+  int64_t tasks() const { return rows ? count * groups() : C * count; }
   Grain grain() const {
-    const int64_t elems = rows ? rows_per * std::min(C, kColumnGroup) : std::min(S, kNormChunk);
+    const int64_t elems = rows ? rows_per * std::min(C, kColumnGroup) : planes * std::min(S, kNormChunk);
     return Grain{std::max<int64_t>(1, kElementwiseGrain.units / std::max<int64_t>(elems, 1))};
   }
 };
@@ -95,31 +88,34 @@ struct BnScratch {
   }
 };
 
-// Runs body(c0, w, k, x_offset, len) for every chunk task: in row mode a block of `len` rows and the w
-// columns from c0 (offset of its first element); in plane mode one chunk of `len` elements of channel c0.
+// Runs body(c0, w, k, offset, runs, len) for every chunk task. Row mode: a block of `runs` rows and the w
+// columns from c0 (offset of its first element; len unused). Plane mode: chunk k of channel c0 (w = 1),
+// `runs` runs of `len` elements C * S apart from offset.
 template <class F>
 void for_each_chunk(const BnChunks& ch, int nthreads, F body) {
   parallel_for_each(ch.tasks(), ch.grain(), nthreads, [&](int64_t t) {
     if (ch.rows) {
       const int64_t k = t / ch.groups(), c0 = (t % ch.groups()) * kColumnGroup;
-      body(c0, std::min(kColumnGroup, ch.C - c0), k, k * ch.rows_per * ch.C + c0, ch.size(k));
+      body(c0, std::min(kColumnGroup, ch.C - c0), k, k * ch.rows_per * ch.C + c0, ch.size(k), int64_t{0});
     } else {
-      const int64_t plane = t / ch.per_plane, j = t % ch.per_plane;
-      const int64_t n = plane / ch.C, c = plane % ch.C;
-      body(c, int64_t{1}, n * ch.per_plane + j, plane * ch.S + j * kNormChunk, ch.size(j));
+      const int64_t c = t / ch.count, k = t % ch.count;
+      const int64_t n0 = (k / ch.per_plane) * ch.planes, j = k % ch.per_plane;
+      body(c, int64_t{1}, k, (n0 * ch.C + c) * ch.S + j * kNormChunk, ch.runs(k), ch.len(k));
     }
   });
 }
 
-// The element-wise pass over every (n, c) plane or row block.
-template <class T, class Planes, class Rows>
+// The element-wise pass: plane_body(p, c) for every (n, c) plane p = n * C + c, or rows_body(r0, r1).
+template <class Planes, class Rows>
 void for_each_plane(const BnChunks& ch, int nthreads, Planes plane_body, Rows rows_body) {
   if (ch.rows) {
     parallel_for(ch.N, Grain{std::max<int64_t>(1, kElementwiseGrain.units / std::max<int64_t>(ch.C, 1))}, nthreads,
                  rows_body);
   } else {
-    parallel_for_each(ch.N * ch.C, Grain{std::max<int64_t>(1, kElementwiseGrain.units / ch.S)}, nthreads,
-                      plane_body);
+    parallel_for(ch.N * ch.C, Grain{std::max<int64_t>(1, kElementwiseGrain.units / ch.S)}, nthreads,
+                 [&](int64_t b, int64_t e) {
+                   for (int64_t p = b, c = b % ch.C; p < e; ++p, c = c + 1 == ch.C ? 0 : c + 1) plane_body(p, c);
+                 });
   }
 }
 
@@ -134,19 +130,26 @@ void batch_norm_forward(const T* x, T* y, int64_t N, int64_t C, int64_t S, const
   const BnChunks ch(N, C, S);
   BnScratch<T> s(ch);
   if (training) {
-    for_each_chunk(ch, nthreads, [&](int64_t c0, int64_t w, int64_t q, int64_t off, int64_t len) {
+    for_each_chunk(ch, nthreads, [&](int64_t c0, int64_t w, int64_t q, int64_t off, int64_t runs, int64_t len) {
       const int64_t i = ch.index(c0, q);
-      if (ch.rows) k.col_moments(x + off, len, w, C, s.p1 + i, s.p2 + i);
-      else k.moments(x + off, len, s.p1 + i, s.p2 + i);
+      if (ch.rows) k.col_moments(x + off, runs, w, C, s.p1 + i, s.p2 + i);
+      else k.moments(x + off, runs, len, C * S, s.p1 + i, s.p2 + i);
     });
     const double n = static_cast<double>(N) * static_cast<double>(S);
     for (int64_t c = 0; c < C; ++c) {
-      Moments mo;
-      for (int64_t q = 0; q < ch.count; ++q) mo.add(static_cast<double>(ch.size(q)), s.p1[ch.index(c, q)], s.p2[ch.index(c, q)]);
-      const double var = std::max(0.0, mo.m2 / n);
-      mean_out[c] = static_cast<T>(mo.mean);
+      // The chunks' (count, mean, M2) combined exactly, in chunk order: mean = sum n_k mean_k / n,
+      // M2 = sum (M2_k + n_k (mean_k - mean)^2) (Chan et al.'s formula for many parts at once).
+      double sum = 0, m2 = 0;
+      for (int64_t q = 0; q < ch.count; ++q) sum += static_cast<double>(ch.size(q)) * s.p1[ch.index(c, q)];
+      const double mean = sum / n;
+      for (int64_t q = 0; q < ch.count; ++q) {
+        const double d = s.p1[ch.index(c, q)] - mean;
+        m2 += s.p2[ch.index(c, q)] + static_cast<double>(ch.size(q)) * d * d;
+      }
+      const double var = std::max(0.0, m2 / n);
+      mean_out[c] = static_cast<T>(mean);
       invstd_out[c] = static_cast<T>(1.0 / std::sqrt(var + eps));
-      if (running_mean) running_mean[c] = static_cast<T>((1 - momentum) * running_mean[c] + momentum * mo.mean);
+      if (running_mean) running_mean[c] = static_cast<T>((1 - momentum) * running_mean[c] + momentum * mean);
       if (running_var && n > 1)
         running_var[c] = static_cast<T>((1 - momentum) * running_var[c] + momentum * var * n / (n - 1));
     }
@@ -161,10 +164,9 @@ void batch_norm_forward(const T* x, T* y, int64_t N, int64_t C, int64_t S, const
     s.a[c] = weight ? static_cast<T>(static_cast<double>(weight[c]) * invstd_out[c]) : invstd_out[c];
     s.b[c] = bias ? bias[c] : T(0);
   }
-  for_each_plane<T>(
+  for_each_plane(
       ch, nthreads,
-      [&](int64_t p) {
-        const int64_t c = p % C;
+      [&](int64_t p, int64_t c) {
         k.affine(x + p * S, y + p * S, S, s.m[c], s.a[c], s.b[c], relu);
       },
       [&](int64_t r0, int64_t r1) { k.affine_rows(x + r0 * C, y + r0 * C, r1 - r0, C, s.m, s.a, s.b, relu); });
@@ -180,11 +182,11 @@ void batch_norm_backward(const T* dy, const T* x, const T* y, T* dx, int64_t N, 
   BnScratch<T> s(ch);
   const bool need_sums = training || dweight || dbias;
   if (need_sums) {
-    for_each_chunk(ch, nthreads, [&](int64_t c0, int64_t w, int64_t q, int64_t off, int64_t len) {
+    for_each_chunk(ch, nthreads, [&](int64_t c0, int64_t w, int64_t q, int64_t off, int64_t runs, int64_t len) {
       const int64_t i = ch.index(c0, q);
       const T* yo = y ? y + off : nullptr;
-      if (ch.rows) k.col_grad_sums(dy + off, x + off, yo, len, w, C, mean + c0, s.p1 + i, s.p2 + i);
-      else k.grad_sums(dy + off, x + off, yo, len, mean[c0], s.p1 + i, s.p2 + i);
+      if (ch.rows) k.col_grad_sums(dy + off, x + off, yo, runs, w, C, mean + c0, s.p1 + i, s.p2 + i);
+      else k.grad_sums(dy + off, x + off, yo, runs, len, C * S, mean[c0], s.p1 + i, s.p2 + i);
     });
   }
   const double n = static_cast<double>(N) * static_cast<double>(S);
@@ -206,10 +208,9 @@ void batch_norm_backward(const T* dy, const T* x, const T* y, T* dx, int64_t N, 
     s.d[c] = training ? static_cast<T>(-a * s1 / n) : T(0);
   }
   if (!dx) return;
-  for_each_plane<T>(
+  for_each_plane(
       ch, nthreads,
-      [&](int64_t p) {
-        const int64_t c = p % C;
+      [&](int64_t p, int64_t c) {
         k.grad_apply(dy + p * S, x + p * S, y ? y + p * S : nullptr, dx + p * S, S, s.m[c], s.a[c], s.b[c], s.d[c]);
       },
       [&](int64_t r0, int64_t r1) {
@@ -226,7 +227,7 @@ void layer_norm_forward(const T* x, T* y, int64_t R, int64_t D, const T* weight,
   const Grain rows{std::max<int64_t>(1, kElementwiseGrain.units / D)};
   parallel_for_each(R, rows, nthreads, [&](int64_t r) {
     double m, m2;
-    k.moments(x + r * D, D, &m, &m2);
+    k.moments(x + r * D, 1, D, D, &m, &m2);
     const T mt = static_cast<T>(m);
     const T is = static_cast<T>(1.0 / std::sqrt(std::max(0.0, m2 / static_cast<double>(D)) + eps));
     mean_out[r] = mt;

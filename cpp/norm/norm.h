@@ -4,9 +4,9 @@
 // Determinism: every sum over more elements than one thread owns is cut into chunks whose bounds depend
 // on the shape only (kNormChunk elements of a plane, or kNormChunk / C rows of an (N, C) array). Each
 // chunk is reduced by one thread in a fixed lane order and the chunk results are merged in chunk order
-// on one thread, so results are bitwise identical for any thread count. The chunk statistics are merged
-// with Chan's pairwise formula (count, mean, M2) in double, so the variance does not suffer the
-// cancellation of E[x^2] - E[x]^2 when |mean| >> std.
+// on one thread, so results are bitwise identical for any thread count. Each chunk yields its own mean
+// and sum of squared deviations (M2), combined exactly in double by Chan et al.'s formula, so the variance
+// does not suffer the cancellation of E[x^2] - E[x]^2 when |mean| >> std.
 //
 // Memory passes: batch-norm forward in training reads x twice (statistics, then y; every chunk's two
 // reductions run while it is in L1) and writes y once; evaluation reads x and writes y. Backward in

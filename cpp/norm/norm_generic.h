@@ -44,22 +44,32 @@ inline typename V::R reduce(int64_t n, F f) {
   return V::add(V::add(a0, a1), V::add(a2, a3));
 }
 
+// Over `runs` runs of n elements, run r starting at x + r * stride.
 template <class V>
-void moments(const typename V::T* x, int64_t n, double* mean, double* m2) {
+void moments(const typename V::T* x, int64_t runs, int64_t n, int64_t stride, double* mean, double* m2) {
   using T = typename V::T;
   using R = typename V::R;
-  const T s = V::hsum(reduce<V>(n, [&](int64_t i, int64_t c) { return load_part<V>(x + i, c, T(0)); }));
-  const double m = static_cast<double>(s) / static_cast<double>(n);
+  R s = V::zero();
+  for (int64_t r = 0; r < runs; ++r) {
+    const T* p = x + r * stride;
+    s = V::add(s, reduce<V>(n, [&](int64_t i, int64_t c) { return load_part<V>(p + i, c, T(0)); }));
+  }
+  const double cnt = static_cast<double>(runs) * static_cast<double>(n);
+  const double m = static_cast<double>(V::hsum(s)) / cnt;
   // Deviations from the mean rounded to T; the exact M2 about m follows from the shift formula.
   const T mt = static_cast<T>(m);
   const R mv = V::set1(mt);
-  const T q = V::hsum(reduce<V>(n, [&](int64_t i, int64_t c) {
-    const R d = V::sub(load_part<V>(x + i, c, mt), mv);
-    return V::mul(d, d);
-  }));
+  R q = V::zero();
+  for (int64_t r = 0; r < runs; ++r) {
+    const T* p = x + r * stride;
+    q = V::add(q, reduce<V>(n, [&](int64_t i, int64_t c) {
+      const R d = V::sub(load_part<V>(p + i, c, mt), mv);
+      return V::mul(d, d);
+    }));
+  }
   const double shift = m - static_cast<double>(mt);
   *mean = m;
-  *m2 = static_cast<double>(q) - static_cast<double>(n) * shift * shift;
+  *m2 = static_cast<double>(V::hsum(q)) - cnt * shift * shift;
 }
 
 template <class V, bool Relu>
@@ -90,21 +100,27 @@ inline typename V::R grad_at(const typename V::T* dy, const typename V::T* y, in
 }
 
 template <class V, bool Masked>
-void grad_sums_run(const typename V::T* dy, const typename V::T* x, const typename V::T* y, int64_t n,
-                   typename V::T mean, double* s1, double* s2) {
+void grad_sums_run(const typename V::T* dy, const typename V::T* x, const typename V::T* y, int64_t runs, int64_t n,
+                   int64_t stride, typename V::T mean, double* s1, double* s2) {
   using R = typename V::R;
   const R mv = V::set1(mean);
-  *s1 = V::hsum(reduce<V>(n, [&](int64_t i, int64_t c) { return grad_at<V, Masked>(dy, y, i, c); }));
-  *s2 = V::hsum(reduce<V>(n, [&](int64_t i, int64_t c) {
-    return V::mul(grad_at<V, Masked>(dy, y, i, c), V::sub(load_part<V>(x + i, c, mean), mv));
-  }));
+  R a1 = V::zero(), a2 = V::zero();
+  for (int64_t r = 0; r < runs; ++r) {
+    const int64_t o = r * stride;
+    a1 = V::add(a1, reduce<V>(n, [&](int64_t i, int64_t c) { return grad_at<V, Masked>(dy, y, o + i, c); }));
+    a2 = V::add(a2, reduce<V>(n, [&](int64_t i, int64_t c) {
+      return V::mul(grad_at<V, Masked>(dy, y, o + i, c), V::sub(load_part<V>(x + o + i, c, mean), mv));
+    }));
+  }
+  *s1 = V::hsum(a1);
+  *s2 = V::hsum(a2);
 }
 
 template <class V>
-void grad_sums(const typename V::T* dy, const typename V::T* x, const typename V::T* y, int64_t n,
-               typename V::T mean, double* s1, double* s2) {
-  if (y) grad_sums_run<V, true>(dy, x, y, n, mean, s1, s2);
-  else grad_sums_run<V, false>(dy, x, y, n, mean, s1, s2);
+void grad_sums(const typename V::T* dy, const typename V::T* x, const typename V::T* y, int64_t runs, int64_t n,
+               int64_t stride, typename V::T mean, double* s1, double* s2) {
+  if (y) grad_sums_run<V, true>(dy, x, y, runs, n, stride, mean, s1, s2);
+  else grad_sums_run<V, false>(dy, x, y, runs, n, stride, mean, s1, s2);
 }
 
 template <class V, bool Masked>

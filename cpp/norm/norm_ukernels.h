@@ -12,13 +12,16 @@ namespace nnx {
 template <class T>
 struct NormUkernels {
   const char* name;
-  // ---- contiguous runs (a chunk of one (n, c) plane, or one layer-norm row)
-  // *mean = sum(x) / n and *m2 = sum((x - mean)^2) over x[0, n), n >= 1 (two passes; the run is in L1).
-  void (*moments)(const T* x, int64_t n, double* mean, double* m2);
+  // ---- contiguous runs: `runs` runs of n elements `stride` apart (a chunk of one channel's planes, or one
+  // layer-norm row with runs = 1)
+  // *mean = sum(x) / count and *m2 = sum((x - mean)^2) over the runs, count = runs * n >= 1 (two passes;
+  // the chunk is in L1/L2 for the second).
+  void (*moments)(const T* x, int64_t runs, int64_t n, int64_t stride, double* mean, double* m2);
   // y = (x - m) * a + b, then max(y, 0) when relu (centred first so a large mean does not cancel).
   void (*affine)(const T* x, T* y, int64_t n, T m, T a, T b, bool relu);
-  // *s1 = sum(g), *s2 = sum(g * (x - mean)).
-  void (*grad_sums)(const T* dy, const T* x, const T* y, int64_t n, T mean, double* s1, double* s2);
+  // *s1 = sum(g), *s2 = sum(g * (x - mean)) over the runs.
+  void (*grad_sums)(const T* dy, const T* x, const T* y, int64_t runs, int64_t n, int64_t stride, T mean,
+                    double* s1, double* s2);
   // dx = a * g + b * (x - m) + d.
   void (*grad_apply)(const T* dy, const T* x, const T* y, T* dx, int64_t n, T m, T a, T b, T d);
 

@@ -23,6 +23,8 @@ __all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backwa
 
 
 def _real(v, name: str, minimum: float | None = None) -> float:
+    if type(v) is float and math.isfinite(v) and (minimum is None or v >= minimum):
+        return v  # the common case, without the slower numbers.Real check
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
         raise TypeError(f"{name}: expected a finite real number, got {type(v).__name__} {v!r}")
     if minimum is not None and v < minimum:
@@ -70,8 +72,8 @@ def _bn_input(x):
 
 
 def _nc_s(x: np.ndarray) -> tuple:
-    n, c = x.shape[0], x.shape[1]
-    return (n, c, int(np.prod(x.shape[2:], dtype=np.int64)))
+    """(N, C, S): the kernels' view of x (N, C, *spatial)."""
+    return (x.shape[0], x.shape[1], math.prod(x.shape[2:]))
 
 
 def _bn_params(x, weight, bias):
@@ -126,8 +128,8 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     for name, orig, k in (("running_mean", rm, rm_k), ("running_var", rv, rv_k)):
         if training and orig is not None and k is not orig and not orig.flags.writeable:
             raise ValueError(f"{name}: expected a writeable array (training updates it in place)")
-    _C.batch_norm(xc.reshape(_nc_s(x)), y.reshape(_nc_s(x)), w, b, rm_k, rv_k, training, momentum, eps, relu,
-                  mean, invstd)
+    v = _nc_s(x)
+    _C.batch_norm(xc.reshape(v), y.reshape(v), w, b, rm_k, rv_k, training, momentum, eps, relu, mean, invstd)
     if training:
         if rm_k is not rm:
             rm[...] = rm_k
