@@ -152,6 +152,7 @@ def batch_norm_backward(dy, x, weight=None, bias=None, running_mean=None, runnin
     eps = _real(eps, "eps", 0.0)
     relu = _relu_flag(activation)
     w, b = _bn_params(x, weight, bias)
+    rm, rv = _running(running_mean, "running_mean", x), _running(running_var, "running_var", x)
     c = x.shape[1]
     if relu:
         if y is None:
@@ -169,7 +170,6 @@ def batch_norm_backward(dy, x, weight=None, bias=None, running_mean=None, runnin
             _check_batch(x, True)
             _, mean, invstd = batch_norm(x, None, None, None, None, True, 0.0, eps, return_stats=True)
         else:
-            rm, rv = _running(running_mean, "running_mean", x), _running(running_var, "running_var", x)
             if rm is None or rv is None:
                 raise ValueError("running_mean: evaluation (training=False) needs running_mean and running_var")
             mean = np.ascontiguousarray(rm)

@@ -46,10 +46,10 @@ def keep_mask(shape, p: float, seed: int) -> np.ndarray:
 def _masked(x, p, seed):
     x = np.asarray(x)
     if p == 1.0:
-        return np.ascontiguousarray(x * x.dtype.type(0))
+        return np.array(x * x.dtype.type(0), order="C")
     scale = x.dtype.type(1.0 / (1.0 - p))
     m = np.where(keep_mask(x.shape, p, seed), scale, x.dtype.type(0)).astype(x.dtype)
-    return np.ascontiguousarray(x * m)
+    return np.array(x * m, order="C")
 
 
 def dropout(x, p=0.5, training=True, seed=0):
