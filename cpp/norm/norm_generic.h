@@ -99,21 +99,32 @@ inline typename V::R grad_at(const typename V::T* dy, const typename V::T* y, in
   return g;
 }
 
+// Both sums in one sweep (two accumulator pairs; the split depends on n only).
 template <class V, bool Masked>
 void grad_sums_run(const typename V::T* dy, const typename V::T* x, const typename V::T* y, int64_t runs, int64_t n,
                    int64_t stride, typename V::T mean, double* s1, double* s2) {
   using R = typename V::R;
   const R mv = V::set1(mean);
-  R a1 = V::zero(), a2 = V::zero();
+  R a1 = V::zero(), b1 = V::zero(), a2 = V::zero(), b2 = V::zero();
   for (int64_t r = 0; r < runs; ++r) {
     const int64_t o = r * stride;
-    a1 = V::add(a1, reduce<V>(n, [&](int64_t i, int64_t c) { return grad_at<V, Masked>(dy, y, o + i, c); }));
-    a2 = V::add(a2, reduce<V>(n, [&](int64_t i, int64_t c) {
-      return V::mul(grad_at<V, Masked>(dy, y, o + i, c), V::sub(load_part<V>(x + o + i, c, mean), mv));
-    }));
+    int64_t i = 0;
+    for (; i + 2 * V::W <= n; i += 2 * V::W) {
+      const R g0 = grad_at<V, Masked>(dy, y, o + i, V::W);
+      const R g1 = grad_at<V, Masked>(dy, y, o + i + V::W, V::W);
+      a1 = V::add(a1, g0);
+      b1 = V::add(b1, g1);
+      a2 = V::fmadd(g0, V::sub(V::load(x + o + i), mv), a2);
+      b2 = V::fmadd(g1, V::sub(V::load(x + o + i + V::W), mv), b2);
+    }
+    for (; i < n; i += V::W) {
+      const R g = grad_at<V, Masked>(dy, y, o + i, n - i);
+      a1 = V::add(a1, g);
+      a2 = V::fmadd(g, V::sub(load_part<V>(x + o + i, n - i, mean), mv), a2);
+    }
   }
-  *s1 = V::hsum(a1);
-  *s2 = V::hsum(a2);
+  *s1 = V::hsum(V::add(a1, b1));
+  *s2 = V::hsum(V::add(a2, b2));
 }
 
 template <class V>
