@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--float64", action="store_true", help="run in float64 instead of float32")
     t = sub.add_parser("train", help="train an image classifier with checkpoints and learning curves")
-    t.add_argument("--model", choices=["mlp", "lenet5", "convnet"], default="lenet5")
+    t.add_argument("--model", choices=["mlp", "lenet5", "convnet", "convnet_bn"], default="lenet5")
     t.add_argument("--dataset", choices=["fashion-mnist", "mnist", "sample"], default="fashion-mnist")
     t.add_argument("--data-root", default=None, help="directory holding the IDX files (else $NNX_DATA, "
                                                      "/usr/share/datasets)")
