@@ -479,6 +479,9 @@ def _maxout(backward):
                 wrong.reshape(-1)[0] = k
                 bad.append(("indices", wrong, ValueError))
         return Case(kw, floats=("dy", "x"), ints=ints, determined=det, bad=bad)
+    return build
+
+
 def _spread(x: np.ndarray, groups_axis_first) -> np.ndarray:
     """x with -2 and 2 planted in the first two values of every normalisation group, so no group's variance
     is near 0 (1/sqrt(var + eps) would then amplify rounding noise past any tolerance)."""
