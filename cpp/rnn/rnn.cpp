@@ -18,7 +18,7 @@ namespace {
 // Workspace segments, in elements, each rounded up to a 64-byte multiple so the next starts on a cache
 // line (the caller's buffer itself is aligned by NumPy to at least 16 bytes).
 struct Layout {
-  int64_t bias, gates, extra, carry, dc, total;
+  int64_t bias, gates, extra, carry, dc, wt, total;
   Layout(RnnCell cell, int64_t steps, int64_t N, int64_t H) {
     const int64_t GH = rnn_gate_count(cell) * H;
     auto seg = [](int64_t n) { return (n + 15) / 16 * 16; };
@@ -29,7 +29,8 @@ struct Layout {
     extra = gates + seg(steps * N * GH);
     carry = extra + seg(extra_n);
     dc = carry + seg(2 * N * H);
-    total = dc + seg(cell == RnnCell::lstm ? N * H : 0);
+    wt = dc + seg(cell == RnnCell::lstm ? N * H : 0);
+    total = wt + seg(GH * H);
   }
 };
 
@@ -52,6 +53,26 @@ void column_sums(const T* g, int64_t rows, int64_t cols, int64_t ld, T* out, int
       for (int64_t j = b; j < e; ++j) out[j] += gr[j];
     }
   }, 16);
+}
+
+// c (N x GH, row-major) = beta c + h W_hh^T (+ bias per gate unit), computed as its transpose
+// c^T = W_hh h^T: with the batch as the GEMM's narrow N side, the micro-kernel reads W_hh in place and
+// only the small h is packed, where the direct form would repack all of W_hh at every step.
+template <class T>
+void recurrent_product(int64_t N, int64_t GH, int64_t H, const T* h, const T* w_hh, T beta, T* c, int nthreads,
+                       Epilogue<T> ep) {
+  ep.bias_per_row = true;
+  gemm<T>(GH, N, H, T(1), w_hh, H, 1, h, 1, H, beta, c, 1, GH, nthreads, ep);
+}
+
+// out (cols x rows) = in^T, in tiles that stay in L1.
+template <class T>
+void transpose(int64_t rows, int64_t cols, const T* in, T* out) {
+  constexpr int64_t B = 32;
+  for (int64_t i0 = 0; i0 < rows; i0 += B)
+    for (int64_t j0 = 0; j0 < cols; j0 += B)
+      for (int64_t j = j0; j < std::min(cols, j0 + B); ++j)
+        for (int64_t i = i0; i < std::min(rows, i0 + B); ++i) out[j * rows + i] = in[i * cols + j];
 }
 
 inline bool row_active(const int64_t* lengths, int64_t n, int64_t t) { return lengths == nullptr || t < lengths[n]; }
@@ -119,7 +140,7 @@ void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, c
     T* gt = gates + t * N * GH;
     if (gru) {
       T* ght = extra + t * N * GH;
-      gemm<T>(N, GH, H, T(1), hprev, H, 1, w_hh, 1, H, T(0), ght, GH, 1, nthreads, ep_h);
+      recurrent_product(N, GH, H, hprev, w_hh, T(0), ght, nthreads, ep_h);
       parallel_for(N, rows, nthreads, [&](int64_t b, int64_t e) {
         for (int64_t n = b; n < e; ++n) {
           if (row_active(lengths, n, t)) k.gru_forward(H, gt + n * GH, ght + n * GH, hprev + n * H, yt + n * H);
@@ -128,7 +149,7 @@ void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, c
       });
     } else {
       T* acc = elman ? yt : gt;
-      gemm<T>(N, GH, H, T(1), hprev, H, 1, w_hh, 1, H, T(1), acc, GH, 1, nthreads);
+      recurrent_product(N, GH, H, hprev, w_hh, T(1), acc, nthreads, Epilogue<T>());
       const T* cprev = t == 0 ? c0 : extra + (t - 1) * NH;
       T* ct = extra + t * NH;
       parallel_for(N, rows, nthreads, [&](int64_t b, int64_t e) {
@@ -174,6 +195,8 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
   }
   // The gradient of the hidden-side gate block: the GRU keeps its own, the others share the gates'.
   T* dgh = gru ? extra : gates;
+  T* wt = ws + L.wt;
+  transpose(GH, H, w_hh, wt);
 
   const Grain rows = step_rows_grain(GH);
   for (int64_t t = steps - 1; t >= 0; --t) {
@@ -203,7 +226,9 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
         }
       }
     });
-    gemm<T>(N, H, GH, T(1), ght, GH, 1, w_hh, H, 1, T(1), pass, H, 1, nthreads);
+    // pass^T (H x N) += W_hh^T dG_t^T, for the same reason as recurrent_product (on the copy wt = W_hh^T,
+    // whose rows the micro-kernel then reads contiguously).
+    gemm<T>(H, N, GH, T(1), wt, GH, 1, ght, 1, GH, T(1), pass, 1, H, nthreads);
     std::swap(carry, pass);
   }
   if (dh0) std::memcpy(dh0, carry, sizeof(T) * NH);
@@ -212,11 +237,13 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
   // Products over all steps at once: K = steps * N is never split, so each sum keeps one order.
   const int64_t R = steps * N;
   if (dx) gemm<T>(R, I, GH, T(1), gates, GH, 1, w_ih, I, 1, T(0), dx, I, 1, nthreads);
-  if (dw_ih) gemm<T>(GH, I, R, T(1), gates, 1, GH, x, I, 1, T(0), dw_ih, I, 1, nthreads);
+  // The weight gradients are computed transposed, dW^T = x^T dG: the wide dG is then the packed B operand,
+  // where dW = dG^T x would read it in place with a stride of G*H elements between consecutive k.
+  if (dw_ih) gemm<T>(I, GH, R, T(1), x, 1, I, gates, GH, 1, T(0), dw_ih, 1, I, nthreads);
   if (dw_hh) {
-    gemm<T>(GH, H, N, T(1), dgh, 1, GH, h0, H, 1, T(0), dw_hh, H, 1, nthreads);
+    gemm<T>(H, GH, N, T(1), h0, 1, H, dgh, GH, 1, T(0), dw_hh, 1, H, nthreads);
     if (steps > 1)
-      gemm<T>(GH, H, R - N, T(1), dgh + N * GH, 1, GH, y, H, 1, T(1), dw_hh, H, 1, nthreads);
+      gemm<T>(H, GH, R - N, T(1), y, 1, H, dgh + N * GH, GH, 1, T(1), dw_hh, 1, H, nthreads);
   }
   if (db_ih) column_sums(gates, R, GH, GH, db_ih, nthreads);
   if (db_hh) {
