@@ -171,14 +171,15 @@ def train(args) -> int:
             print(f"error: --resume: no checkpoint at {ckpt_path}", file=sys.stderr)
             return 1
         try:
-            start, history, saved = load_checkpoint(ckpt_path, model, opt)
-        except ValueError as exc:
+            saved = nnx.load(ckpt_path).get("extra", {})
+            different = [k for k, v in cfg.items() if saved.get(k) != v]
+            if different:
+                print(f"error: --resume: {ckpt_path} was made with different settings ({', '.join(different)})",
+                      file=sys.stderr)
+                return 1
+            start, history, _ = load_checkpoint(ckpt_path, model, opt)
+        except ValueError as exc:  # a corrupt file (CheckpointError) or another model's (StateDictError)
             print(f"error: --resume: {exc}", file=sys.stderr)
-            return 1
-        different = {k: (saved.get(k), v) for k, v in cfg.items() if saved.get(k) != v}
-        if different:
-            desc = ", ".join(f"{k}" for k in different)
-            print(f"error: --resume: {ckpt_path} was made with different settings ({desc})", file=sys.stderr)
             return 1
         print(f"resuming from {ckpt_path} after epoch {start}")
     n_params = sum(p.data.size for p in model.parameters())
