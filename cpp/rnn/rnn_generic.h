@@ -1,7 +1,8 @@
 // The element-wise step kernels of the recurrent family, written once against the vector interface of
 // act/act_generic.h (V: load/store, partial loads for ragged tails, add/sub/mul/div, select, exp, tanh)
-// and instantiated per ISA in rnn_ukernels_<isa>.cpp. Each kernel handles one batch row of H units; a
-// ragged tail is a partial vector, so every unit sees the same arithmetic wherever it falls.
+// and instantiated per ISA in rnn_ukernels_<isa>.cpp. Each kernel handles H contiguous values (one hidden
+// unit across the batch, see rnn_ukernels.h) whose gate rows lie gs apart; a ragged tail is a partial
+// vector, so every value sees the same arithmetic wherever it falls.
 //
 // Derivatives are taken through the kept activations: sigmoid' = s (1 - s), tanh' = 1 - t^2. The LSTM
 // recomputes tanh(c_t) in the backward (one tanh per unit) instead of keeping it in the workspace.
@@ -19,15 +20,15 @@ using act_generic::store_part;
 using act_generic::sigmoid;
 
 template <class V>
-void rnn_tanh_forward(int64_t H, typename V::T* y) {
-  for (int64_t j = 0; j < H; j += V::W) store_part<V>(y + j, V::tanh(load_part<V>(y + j, H - j, 0)), H - j);
+void rnn_tanh_forward(int64_t H, const typename V::T* g, typename V::T* y) {
+  for (int64_t j = 0; j < H; j += V::W) store_part<V>(y + j, V::tanh(load_part<V>(g + j, H - j, 0)), H - j);
 }
 
 template <class V>
-void rnn_relu_forward(int64_t H, typename V::T* y) {
+void rnn_relu_forward(int64_t H, const typename V::T* g, typename V::T* y) {
   // max(0, v): an unordered pair returns the second operand, so a NaN stays NaN.
   for (int64_t j = 0; j < H; j += V::W)
-    store_part<V>(y + j, V::max(V::zero(), load_part<V>(y + j, H - j, 0)), H - j);
+    store_part<V>(y + j, V::max(V::zero(), load_part<V>(g + j, H - j, 0)), H - j);
 }
 
 template <class V>
@@ -56,33 +57,33 @@ void rnn_relu_backward(int64_t H, const typename V::T* y, const typename V::T* d
 }
 
 template <class V>
-void lstm_forward(int64_t H, typename V::T* g, const typename V::T* c_prev, typename V::T* c, typename V::T* h) {
+void lstm_forward(int64_t H, int64_t gs, typename V::T* g, const typename V::T* c_prev, typename V::T* c, typename V::T* h) {
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
     auto i = sigmoid<V>(load_part<V>(g + j, n, 0));
-    auto f = sigmoid<V>(load_part<V>(g + H + j, n, 0));
-    auto z = V::tanh(load_part<V>(g + 2 * H + j, n, 0));
-    auto o = sigmoid<V>(load_part<V>(g + 3 * H + j, n, 0));
+    auto f = sigmoid<V>(load_part<V>(g + gs + j, n, 0));
+    auto z = V::tanh(load_part<V>(g + 2 * gs + j, n, 0));
+    auto o = sigmoid<V>(load_part<V>(g + 3 * gs + j, n, 0));
     auto cv = V::add(V::mul(f, load_part<V>(c_prev + j, n, 0)), V::mul(i, z));
     store_part<V>(g + j, i, n);
-    store_part<V>(g + H + j, f, n);
-    store_part<V>(g + 2 * H + j, z, n);
-    store_part<V>(g + 3 * H + j, o, n);
+    store_part<V>(g + gs + j, f, n);
+    store_part<V>(g + 2 * gs + j, z, n);
+    store_part<V>(g + 3 * gs + j, o, n);
     store_part<V>(c + j, cv, n);
     store_part<V>(h + j, V::mul(o, V::tanh(cv)), n);
   }
 }
 
 template <class V>
-void lstm_backward(int64_t H, typename V::T* g, const typename V::T* c_prev, const typename V::T* c,
+void lstm_backward(int64_t H, int64_t gs, typename V::T* g, const typename V::T* c_prev, const typename V::T* c,
                    const typename V::T* dy, const typename V::T* carry, typename V::T* dc, typename V::T* pass) {
   const auto one = V::set1(1);
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
     auto i = load_part<V>(g + j, n, 0);
-    auto f = load_part<V>(g + H + j, n, 0);
-    auto z = load_part<V>(g + 2 * H + j, n, 0);
-    auto o = load_part<V>(g + 3 * H + j, n, 0);
+    auto f = load_part<V>(g + gs + j, n, 0);
+    auto z = load_part<V>(g + 2 * gs + j, n, 0);
+    auto o = load_part<V>(g + 3 * gs + j, n, 0);
     auto dh = V::add(load_part<V>(dy + j, n, 0), load_part<V>(carry + j, n, 0));
     auto tc = V::tanh(load_part<V>(c + j, n, 0));
     auto dcv = V::add(load_part<V>(dc + j, n, 0), V::mul(V::mul(dh, o), V::sub(one, V::mul(tc, tc))));
@@ -91,48 +92,48 @@ void lstm_backward(int64_t H, typename V::T* g, const typename V::T* c_prev, con
     auto dz = V::mul(V::mul(dcv, i), V::sub(one, V::mul(z, z)));
     auto dout = V::mul(V::mul(dh, tc), V::mul(o, V::sub(one, o)));
     store_part<V>(g + j, di, n);
-    store_part<V>(g + H + j, df, n);
-    store_part<V>(g + 2 * H + j, dz, n);
-    store_part<V>(g + 3 * H + j, dout, n);
+    store_part<V>(g + gs + j, df, n);
+    store_part<V>(g + 2 * gs + j, dz, n);
+    store_part<V>(g + 3 * gs + j, dout, n);
     store_part<V>(dc + j, V::mul(dcv, f), n);
     store_part<V>(pass + j, V::zero(), n);
   }
 }
 
 template <class V>
-void gru_forward(int64_t H, typename V::T* g, const typename V::T* gh, const typename V::T* h_prev,
+void gru_forward(int64_t H, int64_t gs, typename V::T* g, const typename V::T* gh, const typename V::T* h_prev,
                  typename V::T* h) {
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
     auto r = sigmoid<V>(V::add(load_part<V>(g + j, n, 0), load_part<V>(gh + j, n, 0)));
-    auto z = sigmoid<V>(V::add(load_part<V>(g + H + j, n, 0), load_part<V>(gh + H + j, n, 0)));
-    auto nn = V::tanh(V::add(load_part<V>(g + 2 * H + j, n, 0), V::mul(r, load_part<V>(gh + 2 * H + j, n, 0))));
+    auto z = sigmoid<V>(V::add(load_part<V>(g + gs + j, n, 0), load_part<V>(gh + gs + j, n, 0)));
+    auto nn = V::tanh(V::add(load_part<V>(g + 2 * gs + j, n, 0), V::mul(r, load_part<V>(gh + 2 * gs + j, n, 0))));
     store_part<V>(g + j, r, n);
-    store_part<V>(g + H + j, z, n);
-    store_part<V>(g + 2 * H + j, nn, n);
+    store_part<V>(g + gs + j, z, n);
+    store_part<V>(g + 2 * gs + j, nn, n);
     store_part<V>(h + j, V::add(nn, V::mul(z, V::sub(load_part<V>(h_prev + j, n, 0), nn))), n);
   }
 }
 
 template <class V>
-void gru_backward(int64_t H, typename V::T* g, typename V::T* gh, const typename V::T* h_prev,
+void gru_backward(int64_t H, int64_t gs, typename V::T* g, typename V::T* gh, const typename V::T* h_prev,
                   const typename V::T* dy, const typename V::T* carry, typename V::T* pass) {
   const auto one = V::set1(1);
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
     auto r = load_part<V>(g + j, n, 0);
-    auto z = load_part<V>(g + H + j, n, 0);
-    auto nn = load_part<V>(g + 2 * H + j, n, 0);
+    auto z = load_part<V>(g + gs + j, n, 0);
+    auto nn = load_part<V>(g + 2 * gs + j, n, 0);
     auto dh = V::add(load_part<V>(dy + j, n, 0), load_part<V>(carry + j, n, 0));
     auto dn = V::mul(V::mul(dh, V::sub(one, z)), V::sub(one, V::mul(nn, nn)));
     auto dz = V::mul(V::mul(dh, V::sub(load_part<V>(h_prev + j, n, 0), nn)), V::mul(z, V::sub(one, z)));
-    auto dr = V::mul(V::mul(dn, load_part<V>(gh + 2 * H + j, n, 0)), V::mul(r, V::sub(one, r)));
+    auto dr = V::mul(V::mul(dn, load_part<V>(gh + 2 * gs + j, n, 0)), V::mul(r, V::sub(one, r)));
     store_part<V>(g + j, dr, n);
-    store_part<V>(g + H + j, dz, n);
-    store_part<V>(g + 2 * H + j, dn, n);
+    store_part<V>(g + gs + j, dz, n);
+    store_part<V>(g + 2 * gs + j, dn, n);
     store_part<V>(gh + j, dr, n);
-    store_part<V>(gh + H + j, dz, n);
-    store_part<V>(gh + 2 * H + j, V::mul(dn, r), n);
+    store_part<V>(gh + gs + j, dz, n);
+    store_part<V>(gh + 2 * gs + j, V::mul(dn, r), n);
     store_part<V>(pass + j, V::mul(dh, z), n);
   }
 }

@@ -1,13 +1,14 @@
-// The per-ISA micro-kernel table of the recurrent family: the element-wise pass of one step for one batch
-// row of H hidden units (rnn.cpp runs the rows in parallel). Each entry is one template (rnn_generic.h)
+// The per-ISA micro-kernel table of the recurrent family: the element-wise pass of one step over n
+// contiguous values: one hidden unit across the batch (rnn.cpp keeps every per-step buffer unit-major,
+// (units x batch), and runs the units in parallel). Each entry is one template (rnn_generic.h)
 // instantiated on a vector type: the portable twin on a one-lane scalar with std:: math, the AVX2 version
 // on __m256 / __m256d with the polynomial exp / tanh of act/vecmath_avx2.h (AVX-512 CPUs run it too).
 //
-// Row arguments (each points at this row of this step):
-//   g     gate block: G*H preactivations in, activations out (forward); activations in, gradients of the
-//         preactivations out (backward)
-//   gh    GRU only: the hidden-side block h_{t-1} W_hh^T + b_hh (3H); backward overwrites it with the
-//         gradient of that block (differs from g's in the n part, which r multiplies)
+// Arguments (each points at this unit's n values of this step):
+//   g     gate rows, gs elements apart: preactivations in, activations out (forward); activations in,
+//         gradients of the preactivations out (backward). The Elman cell's forward only reads g.
+//   gh    GRU only: the hidden-side rows W_hh h_{t-1} + b_hh (same layout); backward overwrites them with
+//         the gradient of that block (differs from g's in the n row, which r multiplies)
 //   dy    gradient of this step's output; carry: dh arriving from step t + 1; pass: the part of dh_{t-1}
 //         that does not go through W_hh (0 for RNN and LSTM, dh z for the GRU), which the driver's GEMM
 //         then accumulates onto
@@ -19,17 +20,17 @@ namespace nnx {
 template <class T>
 struct RnnUkernels {
   const char* name;
-  // y = act(y) in place (relu: max(y, 0)); backward g = (dy + carry) act'(through y), pass = 0.
-  void (*rnn_tanh_forward)(int64_t H, T* y);
-  void (*rnn_relu_forward)(int64_t H, T* y);
-  void (*rnn_tanh_backward)(int64_t H, const T* y, const T* dy, const T* carry, T* g, T* pass);
-  void (*rnn_relu_backward)(int64_t H, const T* y, const T* dy, const T* carry, T* g, T* pass);
+  // h = act(g) (relu: max(g, 0)); backward g = (dy + carry) act'(through h), pass = 0.
+  void (*rnn_tanh_forward)(int64_t n, const T* g, T* h);
+  void (*rnn_relu_forward)(int64_t n, const T* g, T* h);
+  void (*rnn_tanh_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass);
+  void (*rnn_relu_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass);
   // c = f c_prev + i g, h = o tanh(c). Backward: dc in (from step t + 1) and out (to step t - 1).
-  void (*lstm_forward)(int64_t H, T* g, const T* c_prev, T* c, T* h);
-  void (*lstm_backward)(int64_t H, T* g, const T* c_prev, const T* c, const T* dy, const T* carry, T* dc,
+  void (*lstm_forward)(int64_t n, int64_t gs, T* g, const T* c_prev, T* c, T* h);
+  void (*lstm_backward)(int64_t n, int64_t gs, T* g, const T* c_prev, const T* c, const T* dy, const T* carry, T* dc,
                         T* pass);
-  void (*gru_forward)(int64_t H, T* g, const T* gh, const T* h_prev, T* h);
-  void (*gru_backward)(int64_t H, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass);
+  void (*gru_forward)(int64_t n, int64_t gs, T* g, const T* gh, const T* h_prev, T* h);
+  void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass);
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in rnn_ukernels_<isa>.cpp.
