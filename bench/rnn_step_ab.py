@@ -10,6 +10,11 @@ The six cases of the recurrent issue, batch-first input:
 GFLOP/s counts the multiply-adds of the GEMMs (input projection, recurrent product, output Linear) forward,
 times 3 for forward + backward (2 FLOPs per multiply-add); element-wise work is not counted. Peak is
 bench/machine.json's measured FMA throughput per core times the thread count.
+
+--clock cpu times each block with the process's CPU time instead of the wall clock: on a machine shared
+with other jobs it counts only the cycles this process ran, so 1-thread ratios stay steady under load. With
+more threads it sums the CPU time of all of them (the work done, not the latency), so use the wall clock
+(the default) for multi-thread speed.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from train_step_ab import block_times, training_step  # noqa: E402
+from train_step_ab import training_step  # noqa: E402
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 CASES = {
@@ -115,12 +120,21 @@ def torch_step(c: dict):
     return training_step(model, torch.optim.SGD(model.parameters(), lr=0.01), torch.nn.CrossEntropyLoss(), x, y)
 
 
+def block_times(step, n: int, clock) -> list:
+    out = []
+    for _ in range(n):
+        t = clock()
+        step()
+        out.append(clock() - t)
+    return out
+
+
 def peak_gflops(threads: int) -> float:
     with open(os.path.join(HERE, "machine.json")) as f:
         return json.load(f)["fma_gflops_per_core"] * threads
 
 
-def measure(name: str, threads: int, blocks: int, steps: int) -> dict:
+def measure(name: str, threads: int, blocks: int, steps: int, clock=time.perf_counter) -> dict:
     import nnx
     import torch
     nnx.set_num_threads(threads)
@@ -132,7 +146,7 @@ def measure(name: str, threads: int, blocks: int, steps: int) -> dict:
         b()
     ta, tb, ratios = [], [], []
     for _ in range(blocks):
-        xa, xb = block_times(a, steps), block_times(b, steps)
+        xa, xb = block_times(a, steps, clock), block_times(b, steps, clock)
         ta += xa
         tb += xb
         ratios.append(np.median(xb) / np.median(xa))
@@ -152,15 +166,17 @@ def main():
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--blocks", type=int, default=15)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     try:
         import torch  # noqa: F401
     except ImportError:
         sys.exit("PyTorch is not installed: pip install torch==2.13.0 (the CPU build)")
     import nnx
-    rows = [measure(n, t, args.blocks, args.steps) for n in args.cases for t in args.threads]
-    print(f"Recurrent training steps, {args.blocks} interleaved blocks of {args.steps} steps "
+    rows = [measure(n, t, args.blocks, args.steps, clock) for n in args.cases for t in args.threads]
+    print(f"Recurrent training steps, {args.blocks} interleaved blocks of {args.steps} steps, {args.clock} clock "
           f"(ISA {nnx.cpu_info()['active_isa']}, load average {os.getloadavg()[0]:.2f} at the end)")
     print("| case | threads | nnx ms | torch ms | torch/nnx (medians) | paired, IQR | nnx GFLOP/s (peak) | "
           "torch GFLOP/s (peak) |")
