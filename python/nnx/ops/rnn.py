@@ -48,7 +48,7 @@ def _lengths(lengths, T: int, N: int):
     if N and (arr.min() < 1 or arr.max() > T):
         bad = arr[(arr < 1) | (arr > T)][0]
         raise ValueError(f"lengths: expected every length in [1, {T}] (T = x.shape[0]), found {int(bad)}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.array(arr, dtype=np.int64)  # a fresh aligned copy: the kernel reads it as int64
 
 
 def _state(s, name: str, N: int, H: int, dtype):
@@ -197,7 +197,7 @@ def _check_embedding(ids, weight, padding_idx):
                 or not -V <= padding_idx < V:
             raise ValueError(f"padding_idx: expected None or an int in [{-V}, {V}), got {padding_idx!r}")
         padding_idx = int(padding_idx) % V
-    return np.ascontiguousarray(ids, dtype=np.intp), weight, padding_idx
+    return np.asarray(ids, dtype=np.intp), weight, padding_idx
 
 
 def embedding(ids, weight, padding_idx=None):
