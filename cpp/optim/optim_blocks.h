@@ -1,5 +1,5 @@
 // Bodies of the optimizer updates over one block [b, e) of a tensor. This header is compiled twice:
-// by optim.cpp for the baseline ISA (namespace optim_portable) and by optim_avx2.cpp with -mavx2 -mfma
+// by optim_ukernels_portable.cpp for the baseline ISA (namespace optim_portable) and by optim_ukernels_avx2.cpp with -mavx2 -mfma
 // (namespace optim_avx2), so the compiler vectorises the same loops 4- or 8-wide. Loop-invariant flags
 // are template-free booleans that GCC/Clang unswitch out of the loops (checked with -fopt-info-vec).
 // Including file defines NNX_OPTIM_NS before including.

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..ops._checks import pair, to_int
+from .._args import pair, to_int
 from . import init
 from .module import Module, Parameter
 

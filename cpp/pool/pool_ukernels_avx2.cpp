@@ -1,4 +1,4 @@
-// AVX2 pooling row kernels for float, 8 outputs per vector (contracts in pool_kernels.h). Stride 1 and
+// AVX2 pooling row kernels for float, 8 outputs per vector (contracts in pool_ukernels.h). Stride 1 and
 // stride 2 are vectorised (stride 2 loads 16 consecutive inputs and keeps the even ones); other strides
 // use the portable kernels. Row tails use masked loads/stores so that no element outside the contract is
 // touched (the next element may be another thread's plane).
@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "pool/pool_kernels.h"
+#include "pool/pool_ukernels.h"
 
 namespace nnx {
 namespace {
@@ -87,13 +87,13 @@ inline __m256 load_tap(const float* x, int64_t o, int64_t n, int64_t stride, __m
 inline __m256 neg_inf() { return _mm256_set1_ps(-__builtin_inff()); }
 
 void max_tap_avx2(float* acc, const float* x, int64_t n, int64_t stride) {
-  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().max_tap(acc, x, n, stride);
+  if (stride != 1 && stride != 2) return pool_ukernels_portable<float>().max_tap(acc, x, n, stride);
   for (int64_t o = 0; o < n; o += 8)
     _mm256_storeu_ps(acc + o, scan(_mm256_loadu_ps(acc + o), load_tap(x, o, n, stride, neg_inf())));
 }
 
 void max_tap_idx_avx2(float* acc, int32_t* idx, const float* x, int64_t n, int64_t stride, int32_t off) {
-  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().max_tap_idx(acc, idx, x, n, stride, off);
+  if (stride != 1 && stride != 2) return pool_ukernels_portable<float>().max_tap_idx(acc, idx, x, n, stride, off);
   const __m256i step = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                           _mm256_set1_epi32(static_cast<int32_t>(stride)));
   const __m256i zero = _mm256_setzero_si256();
@@ -111,13 +111,13 @@ void max_tap_idx_avx2(float* acc, int32_t* idx, const float* x, int64_t n, int64
 }
 
 void sum_tap_avx2(float* acc, const float* x, int64_t n, int64_t stride) {
-  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().sum_tap(acc, x, n, stride);
+  if (stride != 1 && stride != 2) return pool_ukernels_portable<float>().sum_tap(acc, x, n, stride);
   for (int64_t o = 0; o < n; o += 8)
     _mm256_storeu_ps(acc + o, _mm256_add_ps(_mm256_loadu_ps(acc + o), load_tap(x, o, n, stride, _mm256_set1_ps(-0.0f))));
 }
 
 void scatter_add_tap_avx2(float* dx, const float* g, int64_t n, int64_t stride) {
-  if (stride != 1 && stride != 2) return pool_kernels_portable<float>().scatter_add_tap(dx, g, n, stride);
+  if (stride != 1 && stride != 2) return pool_ukernels_portable<float>().scatter_add_tap(dx, g, n, stride);
   // Lanes past n add -0.0, which leaves every value (even -0.0) bit for bit as it was.
   const __m256 nzero = _mm256_set1_ps(-0.0f);
   for (int64_t o = 0; o < n; o += 8) {
@@ -198,7 +198,7 @@ void max_window_s(float* y, const float* x, int64_t n, const int64_t* taps, int6
 void max_window_avx2(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
   if (stride == 1) return max_window_s<1>(y, x, n, taps, ntaps);
   if (stride == 2) return max_window_s<2>(y, x, n, taps, ntaps);
-  pool_kernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
+  pool_ukernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
 }
 
 // One block's argmax state: m runs the scan (a 2-cycle chain); the index follows through a mask that
@@ -253,7 +253,7 @@ void max_window_idx_avx2(int32_t* idx, const float* x, int64_t n, int64_t stride
                          int64_t ntaps) {
   if (stride == 1) return max_window_idx_s<1>(idx, x, n, taps, ntaps);
   if (stride == 2) return max_window_idx_s<2>(idx, x, n, taps, ntaps);
-  pool_kernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
+  pool_ukernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
 }
 
 // The first `lanes` (0..8) lanes of p: a plain load when all 8 are wanted, masked otherwise (zeros).
@@ -362,20 +362,19 @@ void avg_2x2s2_backward_avx2(const float* dy, float* d0, float* d1, int64_t n) {
 
 }  // namespace
 
-const PoolKernels<float>* pool_kernels_avx2_f32() {
-  static const PoolKernels<float> k = {"avx2",
-                                       max_tap_avx2,
-                                       max_tap_idx_avx2,
-                                       sum_tap_avx2,
-                                       scatter_add_tap_avx2,
-                                       max_window_avx2,
-                                       max_window_idx_avx2,
-                                       max_2x2s2_avx2,
-                                       max_2x2s2_backward_avx2,
-                                       max_2x2s2_indices_avx2,
-                                       avg_2x2s2_avx2,
-                                       avg_2x2s2_backward_avx2};
-  return &k;
+void pool_ukernels_fill_avx2_f32(PoolUkernels<float>& table) {
+  table = PoolUkernels<float>{"avx2",
+                              max_tap_avx2,
+                              max_tap_idx_avx2,
+                              sum_tap_avx2,
+                              scatter_add_tap_avx2,
+                              max_window_avx2,
+                              max_window_idx_avx2,
+                              max_2x2s2_avx2,
+                              max_2x2s2_backward_avx2,
+                              max_2x2s2_indices_avx2,
+                              avg_2x2s2_avx2,
+                              avg_2x2s2_backward_avx2};
 }
 
 }  // namespace nnx

@@ -128,14 +128,12 @@ double bce_sum_avx2_f64(const double* z, const double* t, int64_t n) {
 }  // namespace
 
 template <>
-const LossUkernels<float>& loss_ukernels_avx2<float>() {
-  static const LossUkernels<float> table{"loss_avx2_f32", &mse_sum_avx2_f32, &bce_sum_avx2_f32};
-  return table;
+void loss_ukernels_fill_avx2<float>(LossUkernels<float>& table) {
+  table = LossUkernels<float>{"loss_avx2_f32", &mse_sum_avx2_f32, &bce_sum_avx2_f32};
 }
 template <>
-const LossUkernels<double>& loss_ukernels_avx2<double>() {
-  static const LossUkernels<double> table{"loss_avx2_f64", &mse_sum_avx2_f64, &bce_sum_avx2_f64};
-  return table;
+void loss_ukernels_fill_avx2<double>(LossUkernels<double>& table) {
+  table = LossUkernels<double>{"loss_avx2_f64", &mse_sum_avx2_f64, &bce_sum_avx2_f64};
 }
 
 }  // namespace nnx

@@ -1,6 +1,6 @@
-// AVX-512 micro-kernels (sgemm 6x32, dgemm 6x16): the AVX2 kernel with zmm registers. UNTESTED: the
-// development machine (AMD Zen3) has no AVX-512, so this file is compiled but has never run. Only
-// reached when the CPU has AVX-512 F/DQ/BW/VL (nnx::isa_supported(Isa::avx512)).
+// AVX-512 micro-kernels (sgemm 6x32, dgemm 6x16): the AVX2 kernel with zmm registers. Filled into the
+// table only when the CPU has AVX-512 F/DQ/BW/VL (common/isa_table.h); the tests' `isa` fixture runs
+// them on AVX-512 machines beside the AVX2 and portable kernels.
 #include <immintrin.h>
 
 #include "gemm/epilogue_tile.h"
@@ -65,18 +65,16 @@ void dgemm_ukernel_avx512_6x16_strided_a(int64_t k, const double* a, int64_t rs_
   ukernel_simd<Avx512Double, 6, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
-const GemmKernels<float>& sgemm_kernels_avx512() {
-  static const GemmKernels<float> k{kS, sgemm_ukernel_avx512_6x32,
-                                    sgemm_ukernel_avx512_6x32_strided_a, pack_a_panels<kS.mr, float>,
-                                    pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_avx512_6x32"};
-  return k;
+template <>
+void gemm_ukernels_fill_avx512<float>(GemmUkernels<float>& table) {
+  table = GemmUkernels<float>{kS, sgemm_ukernel_avx512_6x32, sgemm_ukernel_avx512_6x32_strided_a,
+                              pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_avx512_6x32"};
 }
 
-const GemmKernels<double>& dgemm_kernels_avx512() {
-  static const GemmKernels<double> k{kD, dgemm_ukernel_avx512_6x16,
-                                     dgemm_ukernel_avx512_6x16_strided_a, pack_a_panels<kD.mr, double>,
-                                     pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_avx512_6x16"};
-  return k;
+template <>
+void gemm_ukernels_fill_avx512<double>(GemmUkernels<double>& table) {
+  table = GemmUkernels<double>{kD, dgemm_ukernel_avx512_6x16, dgemm_ukernel_avx512_6x16_strided_a,
+                               pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_avx512_6x16"};
 }
 
 }  // namespace nnx

@@ -66,18 +66,16 @@ void dgemm_ukernel_neon_8x6_strided_a(int64_t k, const double* a, int64_t rs_a, 
   ukernel_simd<NeonDouble, 8, 3, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
-const GemmKernels<float>& sgemm_kernels_neon() {
-  static const GemmKernels<float> k{kS, sgemm_ukernel_neon_8x12, sgemm_ukernel_neon_8x12_strided_a,
-                                    pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>,
-                                    epilogue_tile<float>, "sgemm_ukernel_neon_8x12"};
-  return k;
+template <>
+void gemm_ukernels_fill_neon<float>(GemmUkernels<float>& table) {
+  table = GemmUkernels<float>{kS, sgemm_ukernel_neon_8x12, sgemm_ukernel_neon_8x12_strided_a,
+                              pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_neon_8x12"};
 }
 
-const GemmKernels<double>& dgemm_kernels_neon() {
-  static const GemmKernels<double> k{kD, dgemm_ukernel_neon_8x6, dgemm_ukernel_neon_8x6_strided_a,
-                                     pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>,
-                                     epilogue_tile<double>, "dgemm_ukernel_neon_8x6"};
-  return k;
+template <>
+void gemm_ukernels_fill_neon<double>(GemmUkernels<double>& table) {
+  table = GemmUkernels<double>{kD, dgemm_ukernel_neon_8x6, dgemm_ukernel_neon_8x6_strided_a,
+                               pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_neon_8x6"};
 }
 
 }  // namespace nnx

@@ -66,18 +66,16 @@ void dgemm_ukernel_portable_4x4_strided_a(int64_t k, const double* a, int64_t rs
   ukernel_portable<double, 4, 4, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
-const GemmKernels<float>& sgemm_kernels_portable() {
-  static const GemmKernels<float> k{kS, sgemm_ukernel_portable_4x8,
-                                    sgemm_ukernel_portable_4x8_strided_a, pack_a_panels<kS.mr, float>,
-                                    pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_portable_4x8"};
-  return k;
+template <>
+void gemm_ukernels_fill_portable<float>(GemmUkernels<float>& table) {
+  table = GemmUkernels<float>{kS, sgemm_ukernel_portable_4x8, sgemm_ukernel_portable_4x8_strided_a,
+                              pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_portable_4x8"};
 }
 
-const GemmKernels<double>& dgemm_kernels_portable() {
-  static const GemmKernels<double> k{kD, dgemm_ukernel_portable_4x4,
-                                     dgemm_ukernel_portable_4x4_strided_a, pack_a_panels<kD.mr, double>,
-                                     pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_portable_4x4"};
-  return k;
+template <>
+void gemm_ukernels_fill_portable<double>(GemmUkernels<double>& table) {
+  table = GemmUkernels<double>{kD, dgemm_ukernel_portable_4x4, dgemm_ukernel_portable_4x4_strided_a,
+                               pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_portable_4x4"};
 }
 
 }  // namespace nnx

@@ -144,18 +144,16 @@ void dgemm_ukernel_avx2_6x8_strided_a(int64_t k, const double* a, int64_t rs_a, 
   ukernel_simd<Avx2Double, 6, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
-const GemmKernels<float>& sgemm_kernels_avx2() {
-  static const GemmKernels<float> k{kS, sgemm_ukernel_avx2_6x16,
-                                    sgemm_ukernel_avx2_6x16_strided_a, pack_a_panels<kS.mr, float>,
-                                    sgemm_pack_b_avx2_16, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16"};
-  return k;
+template <>
+void gemm_ukernels_fill_avx2<float>(GemmUkernels<float>& table) {
+  table = GemmUkernels<float>{kS, sgemm_ukernel_avx2_6x16, sgemm_ukernel_avx2_6x16_strided_a,
+                              pack_a_panels<kS.mr, float>, sgemm_pack_b_avx2_16, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16"};
 }
 
-const GemmKernels<double>& dgemm_kernels_avx2() {
-  static const GemmKernels<double> k{kD, dgemm_ukernel_avx2_6x8,
-                                     dgemm_ukernel_avx2_6x8_strided_a, pack_a_panels<kD.mr, double>,
-                                     dgemm_pack_b_avx2_8, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8"};
-  return k;
+template <>
+void gemm_ukernels_fill_avx2<double>(GemmUkernels<double>& table) {
+  table = GemmUkernels<double>{kD, dgemm_ukernel_avx2_6x8, dgemm_ukernel_avx2_6x8_strided_a,
+                               pack_a_panels<kD.mr, double>, dgemm_pack_b_avx2_8, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8"};
 }
 
 }  // namespace nnx

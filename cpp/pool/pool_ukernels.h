@@ -1,5 +1,6 @@
 // Row micro-kernels of the pooling drivers (cpp/pool/pool.cpp), one table per scalar type: filled with
-// the portable kernels, then overridden by the active ISA's (pool_avx2.cpp). Every SIMD kernel computes
+// the portable kernels (pool_ukernels_portable.cpp), then overridden by the active ISA's
+// (pool_ukernels_avx2.cpp). Every SIMD kernel computes
 // exactly what its portable twin computes, element by element in the same order of operations.
 //
 // A "tap" is one offset (i, j) of the pooling window: for a row of outputs o = 0..n-1 it reads the input
@@ -9,6 +10,7 @@
 // masked loads/stores), because the element after a row may belong to a plane another thread writes.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 namespace nnx {
 
@@ -30,7 +32,7 @@ inline int64_t pool_scatter_reach(int64_t n, int64_t stride) {
 }
 
 template <class T>
-struct PoolKernels {
+struct PoolUkernels {
   const char* name;
   // acc[o] = v if pool_max_takes(v = x[o*stride], acc[o]) else acc[o]. acc is a padded scratch row.
   void (*max_tap)(T* acc, const T* x, int64_t n, int64_t stride);
@@ -62,9 +64,23 @@ struct PoolKernels {
   void (*avg_2x2s2_backward)(const T* dy, T* d0, T* d1, int64_t n);
 };
 
+// Fills of the one dispatch idiom (common/isa_table.h): pool_ukernels_portable.cpp fills every entry for
+// both types; pool_ukernels_avx2.cpp overrides the float entries (double keeps the portable kernels).
 template <class T>
-const PoolKernels<T>& pool_kernels_portable();
-// AVX2 table for float (double keeps the portable kernels); nullptr when not built for x86.
-const PoolKernels<float>* pool_kernels_avx2_f32();
+void pool_ukernels_fill_portable(PoolUkernels<T>& table);
+#if defined(NNX_X86)
+void pool_ukernels_fill_avx2_f32(PoolUkernels<float>& table);
+#endif
+// The portable entries alone: SIMD kernels hand the cases they do not cover (other strides, row ends near
+// the plane's end) to their portable twins through it.
+template <class T>
+const PoolUkernels<T>& pool_ukernels_portable();
+template <class T>
+constexpr void (*pool_ukernels_avx2_fill())(PoolUkernels<T>&) {
+#if defined(NNX_X86)
+  if constexpr (std::is_same_v<T, float>) return pool_ukernels_fill_avx2_f32;
+#endif
+  return nullptr;
+}
 
 }  // namespace nnx

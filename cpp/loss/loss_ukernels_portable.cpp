@@ -41,12 +41,11 @@ double bce_sum_portable(const T* z, const T* t, int64_t n) {
 }  // namespace
 
 template <class T>
-const LossUkernels<T>& loss_ukernels_portable() {
-  static const LossUkernels<T> table{sizeof(T) == 4 ? "loss_portable_f32" : "loss_portable_f64",
-                                     &mse_sum_portable<T>, &bce_sum_portable<T>};
-  return table;
+void loss_ukernels_fill_portable(LossUkernels<T>& table) {
+  table = LossUkernels<T>{sizeof(T) == 4 ? "loss_portable_f32" : "loss_portable_f64", &mse_sum_portable<T>,
+                          &bce_sum_portable<T>};
 }
-template const LossUkernels<float>& loss_ukernels_portable<float>();
-template const LossUkernels<double>& loss_ukernels_portable<double>();
+template void loss_ukernels_fill_portable<float>(LossUkernels<float>&);
+template void loss_ukernels_fill_portable<double>(LossUkernels<double>&);
 
 }  // namespace nnx
