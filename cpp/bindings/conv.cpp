@@ -6,6 +6,7 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 #include "conv/conv.h"
 
@@ -103,8 +104,13 @@ void forward_py(const py::array& x, const py::array& w, const py::object& b, py:
   const int64_t ys[4] = {g.N, g.K, g.P, g.Q};
   for (int i = 0; i < 4; ++i) require(Y.shape[i] == ys[i], "out: expected shape " + shape_str(ys, 4));
   Act ac = act_of(act);
-  py::gil_scoped_release release;
-  conv2d_forward<T>(g, X.data, Wt.data, B.data, Y.data, ac, static_cast<T>(slope), a, num_threads());
+  const T *px = X.data, *pw = Wt.data, *pb = B.data;
+  T* py_ = Y.data;
+  const T sl = static_cast<T>(slope);
+  run_kernel("conv2d", {{x, Use::read}, {w, Use::read}, {b, Use::read}, {y, Use::write}},
+             {double(stride.first), double(stride.second), double(padding.first), double(padding.second),
+              double(dilation.first), double(dilation.second), double(groups), double(act), slope, double(a)},
+             [=](int nt) { conv2d_forward<T>(g, px, pw, pb, py_, ac, sl, a, nt); });
 }
 
 template <class T>
@@ -151,9 +157,14 @@ void backward_py(const py::array& dy, const py::array& x, const py::array& w, co
     pdb = v.data;
   }
   const T* py_ = ac == Act::none ? nullptr : Yv.data;
-  py::gil_scoped_release release;
-  conv2d_backward<T>(g, DY.data, X.data, Wt.data, py_, ac, static_cast<T>(slope), pdx, pdw, pdb, a,
-                     num_threads());
+  const T *pdy = DY.data, *px = X.data, *pw = Wt.data;
+  const T sl = static_cast<T>(slope);
+  run_kernel("conv2d_backward",
+             {{dy, Use::read}, {x, Use::read}, {w, Use::read}, {ac == Act::none ? py::handle() : py::handle(y), Use::read},
+              {dx, Use::write}, {dw, Use::write}, {db, Use::write}},
+             {double(stride.first), double(stride.second), double(padding.first), double(padding.second),
+              double(dilation.first), double(dilation.second), double(groups), double(act), slope, double(a)},
+             [=](int nt) { conv2d_backward<T>(g, pdy, px, pw, py_, ac, sl, pdx, pdw, pdb, a, nt); });
 }
 
 }  // namespace

@@ -47,4 +47,5 @@ PYBIND11_MODULE(_C, m) {
   nnx::bind_conv(m);
   nnx::bind_pool(m);
   nnx::bind_optim(m);
+  nnx::bind_compile(m);
 }

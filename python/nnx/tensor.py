@@ -131,21 +131,27 @@ class Tensor:
                 raise RuntimeError(f"backward: grad can be omitted only for a single-element tensor, "
                                    f"got shape {self.shape}")
             grad = np.ones_like(self.data)
+            shared = set()
         else:
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
+            shared = {id(grad)}  # the caller's array: never becomes a leaf's .grad itself
 
         order = self._topological_order()
         grads = {id(self): grad}
+        handed = set()  # ids of the gradient arrays handed to parents so far; repeats go to `shared`
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             if node._backward is None:  # a leaf
-                # A private C-contiguous copy: backward closures may hand the same array to several
-                # parents, and optimizers need contiguous gradients.
-                g = np.array(g, dtype=node.dtype, order="C")
+                # The leaf keeps the array a backward made for it (most are fresh kernel outputs), copied only
+                # when it might be seen elsewhere (a view, an array handed to two parents, the caller's) or
+                # the optimizers could not use it (not C-contiguous, other dtype).
+                if (g.base is not None or id(g) in shared or g.dtype != node.dtype or type(g) is not np.ndarray
+                        or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
+                    g = np.array(g, dtype=node.dtype, order="C")
                 node.grad = g if node.grad is None else node.grad + g
                 continue
             parent_grads = node._backward(g)
@@ -156,6 +162,10 @@ class Tensor:
                     continue
                 if pg.shape != p.shape:
                     pg = _unbroadcast(pg, p.shape)
+                if id(pg) in handed:
+                    shared.add(id(pg))
+                else:
+                    handed.add(id(pg))
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg
             if not retain_graph:

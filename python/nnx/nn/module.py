@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import _capture
 from .. import anomaly as _anomaly
 from ..tensor import Tensor
 
@@ -52,11 +53,15 @@ class Module:
         # Floating ndarray inputs are converted to the module's dtype (float64 data into a float32 model);
         # Tensors are taken as they are. Inner modules receive Tensors, so the parameter walk that finds
         # the dtype runs only for the outermost call.
-        if any(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args):
-            dtype = self._param_dtype()
-            if dtype is not None:
-                args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
-                             else a for a in args)
+        for a in args:
+            if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+                dtype = self._param_dtype()
+                if dtype is not None:
+                    args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
+                                 else a for a in args)
+                break
+        if _capture.active is not None:  # nnx.compile: this module's parameters and buffers are step state
+            _capture.active.add_module(self)
         if _anomaly.active:  # anomaly mode names the calling module, so it keeps a module call stack
             return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
