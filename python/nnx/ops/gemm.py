@@ -164,6 +164,6 @@ def linear_backward(dy, x, w, b=None, *, activation=None, negative_slope=0.01, y
 def _column_sum(dy: np.ndarray) -> np.ndarray:
     """Sum over the batch with the same order for any thread count: a GEMM of ones^T . dy."""
     ones = constant_ones((1, dy.shape[0]), dy.dtype)
-    out = empty((1, dy.shape[1]), dy.dtype, "db")
-    _C.gemm(ones, dy, out, 1.0, 0.0)
-    return out[0]
+    out = empty(dy.shape[1], dy.dtype, "db")  # its own array (not a view), so it can become a .grad as it is
+    _C.gemm(ones, dy, out.reshape(1, -1), 1.0, 0.0)
+    return out

@@ -67,20 +67,22 @@ class Adam(Optimizer):
         amsgrad = bool(group["amsgrad"])
         names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())
         arrays = self._state_arrays(params, names)
-        state = self.state
 
         def hook():
             if bool(group["amsgrad"]) != amsgrad:
                 raise _capture.Stale("Adam amsgrad was changed")
             if any(a is not b for a, b in zip(self._state_arrays(params, names), arrays)):
                 raise _capture.Stale("Adam state arrays were replaced (load_state_dict?)")
-            steps = {int(state[p]["step"]) for p in params}
+            steps = {int(self.state[p]["step"]) for p in params}
             if len(steps) != 1:
                 raise _capture.Stale("Adam step counts of one call diverged")
             step = steps.pop() + 1
-            for p in params:
-                state[p]["step"] = step
             hyper[:] = self._values(group, step)
+
+            def advance():
+                for p in params:
+                    self.state[p]["step"] = step
+            return advance
         return hook
 
 

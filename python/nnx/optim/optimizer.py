@@ -110,10 +110,11 @@ class Optimizer:
         raise NotImplementedError
 
     def _replay_hook(self, group: dict, params: list, hyper: np.ndarray):
-        """A function run before each replay of a captured step: advances what step() advances in Python
-        and writes this step's hyperparameters into `hyper`. Raises _capture.Stale when the state arrays
-        the plan updates are no longer this optimizer's (load_state_dict) or must change (e.g. momentum
-        switched on): the step is then captured again."""
+        """A function run before each replay of a captured step: writes this step's hyperparameters into
+        `hyper` and returns None or a function to run after a successful replay (advancing the counters that
+        step() advances in Python). Raises _capture.Stale when the state arrays the plan updates are no
+        longer this optimizer's (load_state_dict) or must change (e.g. momentum switched on): the step is
+        then captured again."""
         raise NotImplementedError
 
     def _state_arrays(self, params: list, names) -> list:

@@ -57,14 +57,16 @@ class RMSprop(Optimizer):
     def _replay_hook(self, group, params, hyper):
         names = self._names(group)
         arrays = self._state_arrays(params, names)
-        state = self.state
 
         def hook():
             if self._names(group) != names:
                 raise _capture.Stale("RMSprop momentum or centered was changed")
             if any(a is not b for a, b in zip(self._state_arrays(params, names), arrays)):
                 raise _capture.Stale("RMSprop state arrays were replaced (load_state_dict?)")
-            for p in params:
-                state[p]["step"] = int(state[p]["step"]) + 1
             hyper[:] = self._values(group)
+
+            def advance():
+                for p in params:
+                    self.state[p]["step"] = int(self.state[p]["step"]) + 1
+            return advance
         return hook

@@ -61,13 +61,13 @@ class SGD(Optimizer):
     def _replay_hook(self, group, params, hyper):
         with_momentum = group["momentum"] != 0
         bufs = self._state_arrays(params, ("momentum_buffer",)) if with_momentum else None
-        state = self.state
 
         def hook():
             if (group["momentum"] != 0) != with_momentum:
                 raise _capture.Stale("SGD momentum was switched on or off")
-            if bufs is not None and any(state.get(p, {}).get("momentum_buffer") is not b
+            if bufs is not None and any(self.state.get(p, {}).get("momentum_buffer") is not b
                                         for p, b in zip(params, bufs)):
                 raise _capture.Stale("SGD momentum buffers were replaced (load_state_dict?)")
             hyper[:] = self._values(group, False)
+            return None
         return hook
