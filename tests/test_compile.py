@@ -303,3 +303,30 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="cache_size"):
         nnx.compile(lambda: None, cache_size=0)
 
+
+def test_fit_compiled_matches_eager_and_resumes_bitwise(tmp_path):
+    from nnx.train import Checkpoint, fit, load_checkpoint
+    r = np.random.default_rng(4)
+    X = r.standard_normal((100, 20)).astype(np.float32)
+    y = r.integers(0, 10, 100)
+
+    def train(compile, epochs, path=None, resume=False):
+        model, opt, _ = build("mlp")
+        sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        nnx.manual_seed(11)
+        start, hist = 0, None
+        if resume:
+            start, hist, _ = load_checkpoint(path, model, opt, sched)
+        cbs = [Checkpoint(path, model, opt, sched)] if path else []
+        fit(model, nn.CrossEntropyLoss(), opt, (X, y), epochs=epochs, batch_size=32, progress=False,
+            scheduler=sched, compile=compile, start_epoch=start, history=hist, callbacks=cbs)
+        return model, opt
+
+    m1, o1 = train(False, 3)
+    m2, o2 = train(True, 3)
+    assert_same_state(m1, o1, m2, o2)
+    path = tmp_path / "c.npz"
+    train(True, 1, path)
+    m3, o3 = train(True, 3, path, resume=True)
+    for (k, a), (_, b) in zip(m1.state_dict().items(), m3.state_dict().items()):
+        assert same_bits(a, b), k

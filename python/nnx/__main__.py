@@ -166,7 +166,7 @@ def train(args) -> int:
     try:
         history = fit(model, loss_fn, opt, (X, y), epochs=args.epochs, batch_size=args.batch_size,
                       val=(Xt, yt), transform=transform, progress=not args.no_progress, start_epoch=start_epoch,
-                      history=history, scheduler=scheduler,
+                      history=history, scheduler=scheduler, compile=not args.no_compile,
                       callbacks=[Checkpoint(ckpt_path, model, opt, scheduler, extra=config), save_history])
     except KeyboardInterrupt:
         if os.path.exists(ckpt_path):
@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="output directory (default runs/<model>)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     t.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    t.add_argument("--no-compile", action="store_true",
+                   help="run every training step eagerly instead of capturing it with nnx.compile (same results)")
     return p
 
 

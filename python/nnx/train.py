@@ -181,9 +181,28 @@ def evaluate(model, X, y=None, batch_size: int = 1000, loss_fn=None, transform=N
     return loss_sum / total, correct / total
 
 
+def _train_step(model, loss_fn, optimizer, compile: bool):
+    """The training step fit runs on each batch: (loss, output). With compile=True it is captured and
+    replayed from C++ (nnx.compile) wherever it can be, with the same results bit for bit; a step that cannot
+    be replayed (e.g. batch norm or dropout, which have no C++ kernels yet) runs eagerly after one
+    CompileWarning."""
+    def step(xb, yb):
+        optimizer.zero_grad()
+        out = model(xb)
+        loss = loss_fn(out, yb)
+        loss.backward()
+        optimizer.step()
+        return loss, out
+
+    if not compile:
+        return step
+    from .compile import compile as nnx_compile
+    return nnx_compile(step, warn=False)
+
+
 def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64, val=None, callbacks=(),
         progress: bool = True, scheduler=None, start_epoch: int = 0, history: History | None = None,
-        transform=None) -> History:
+        transform=None, compile: bool = True) -> History:
     """Trains `model` for epochs start_epoch+1 .. epochs and returns the History.
 
     train and val are (X, y) pairs (batched by a shuffling DataLoader of batch_size, with `transform`
@@ -193,6 +212,8 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
     With progress=True a tqdm bar shows loss and images/s on a terminal and a summary line is printed per
     epoch. Shuffling and dropout draw from nnx.random, so a run is reproducible under nnx.manual_seed and
     resuming from a checkpoint (start_epoch, history, restored RNG state) reproduces it exactly.
+    compile=True (the default) captures the training step with nnx.compile and replays it from C++ where it
+    applies (same results bit for bit); compile=False runs every step eagerly in Python.
     """
     from tqdm.auto import tqdm
 
@@ -203,6 +224,7 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
     history = History() if history is None else history
     callbacks = [callbacks] if callable(callbacks) else list(callbacks)
     show = bool(progress)
+    train_step = _train_step(model, loss_fn, optimizer, bool(compile))
     for epoch in range(int(start_epoch), int(epochs)):
         model.train()
         lr = _lr(optimizer)
@@ -213,11 +235,7 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
         start = time.perf_counter()
         try:
             for step, (xb, yb) in enumerate(train_loader):
-                optimizer.zero_grad()
-                out = model(xb)
-                loss = loss_fn(out, yb)
-                loss.backward()
-                optimizer.step()
+                loss, out = train_step(xb, yb)
                 value = float(loss.item())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, batch {step + 1}; "
@@ -249,6 +267,10 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
             if val_loader is not None:
                 line += f", val_loss {r['val_loss']:.4f}, val_accuracy {r['val_accuracy']:.4f}"
             line += f" ({r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s)"
+            refusals = getattr(train_step, "refusals", ())
+            if refusals and epoch == int(start_epoch):
+                tqdm.write(f"note: the training step runs eagerly (nnx.compile cannot replay it: {refusals[0]})",
+                           file=sys.stderr)
             tqdm.write(line, file=sys.stdout)
             sys.stdout.flush()  # a log file sees each epoch as it ends
         try:
