@@ -12,6 +12,7 @@ parameters), as PyTorch does; the graph is freed after backward unless retain_gr
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import threading
 from typing import Callable, Sequence
@@ -397,7 +398,7 @@ class Tensor:
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
         nd = max(self.ndim, 1)
         s, e = start_dim % nd, end_dim % nd
-        shape = self.shape[:s] + (int(np.prod(self.shape[s:e + 1])),) + self.shape[e + 1:]
+        shape = self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:]
         return self.reshape(shape)
 
     def transpose(self, dim0: int = None, dim1: int = None):

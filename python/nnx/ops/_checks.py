@@ -62,6 +62,8 @@ def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
 
 def empty(shape, dtype, name: str) -> np.ndarray:
     """np.empty after check_alloc: the result `name` of an op."""
+    if type(shape) is tuple and math.prod(shape) <= _CHECK_ABOVE // 16:  # the common small case, checked cheaply
+        return np.empty(shape, dtype=dtype)
     check_alloc(shape, dtype, name, "the result")
     return np.empty(shape, dtype=dtype)
 
