@@ -295,6 +295,31 @@ def test_calls_from_two_threads_at_once_are_refused():
         t.join()
 
 
+def test_two_threads_capture_their_own_steps():
+    # A capture sees only its own thread's modules and optimizers.
+    ma, oa, sa = build("mlp")
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(x, y):
+        inside.set()
+        release.wait(10)
+        return sa(x, y)
+    ca = nnx.compile(slow, strict=True)
+    data = batches((4, 20), 4)
+    t = threading.Thread(target=lambda: [ca(x, y) for x, y in data])
+    t.start()
+    try:
+        assert inside.wait(10)
+        run_both("mlp", data)  # captures and replays on this thread meanwhile
+    finally:
+        release.set()
+        t.join()
+    m1, o1, s1 = build("mlp")
+    for x, y in data:
+        s1(x, y)
+    assert_same_state(m1, o1, ma, oa)
+
+
 def test_bad_arguments():
     with pytest.raises(TypeError, match="fn"):
         nnx.compile(3)

@@ -2,12 +2,22 @@
 reproduce or check without running them: a Module call (its parameters and buffers are state the kernels may
 read), an optimizer step (hyperparameters and counters it must refresh before each replay).
 
-`active` is the capture running on some thread, or None. Readers test it once per call; nothing here imports
-the rest of nnx, so any layer can import it.
+current() is the capture running on the calling thread, or None (captures on other threads are not seen).
+Readers call it once per call; nothing here imports the rest of nnx, so any layer can import it.
 """
 from __future__ import annotations
 
-active = None
+import threading
+
+_local = threading.local()
+
+
+def current():
+    return getattr(_local, "recording", None)
+
+
+def set_current(recording) -> None:
+    _local.recording = recording
 
 
 class Stale(Exception):

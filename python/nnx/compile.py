@@ -83,7 +83,8 @@ def _bounds(a: np.ndarray):
 
 
 class _Recording:
-    """One eager run of the step with its kernel calls recorded (the object _capture.active points at)."""
+    """One eager run of the step with its kernel calls recorded (what _capture.current() returns on the
+    capturing thread)."""
 
     def __init__(self):
         self.plan = _C.Plan()
@@ -382,17 +383,18 @@ class CompiledStep:
 
     def _record(self, args, kwargs):
         """Runs the step eagerly on copies of its inputs while recording: (analysis or refusal, result)."""
-        if _capture.active is not None:
-            raise RuntimeError("nnx.compile: another step is being captured (nested or concurrent capture)")
+        if _capture.current() is not None:
+            raise RuntimeError("nnx.compile: a compiled step was called while another one is being captured on this "
+                               "thread (nested compiled steps are not supported)")
         bufs, call = self._inputs(args)
         rec = _Recording()
-        _capture.active = rec
+        _capture.set_current(rec)
         rec.plan.begin()
         try:
             result = self._run_fn(call, kwargs)
         finally:
             rec.plan.end()
-            _capture.active = None
+            _capture.set_current(None)
         try:
             return _Analysis(rec, bufs, result), result
         except _Refuse as why:

@@ -64,8 +64,9 @@ class Module:
                     args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
                                  else a for a in args)
                 break
-        if _capture.active is not None:  # nnx.compile: this module's parameters and buffers are step state
-            _capture.active.add_module(self)
+        rec = _capture.current()
+        if rec is not None:  # nnx.compile: this module's parameters and buffers are step state
+            rec.add_module(self)
         if _anomaly.active:  # anomaly mode names the calling module, so it keeps a module call stack
             return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)

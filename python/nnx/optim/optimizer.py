@@ -95,8 +95,9 @@ class Optimizer:
         hyper = self._hyper_array((gi, key, len(values)))
         hyper[:] = values
         call(hyper)
-        if _capture.active is not None:
-            _capture.active.add_optimizer_step(self, gi, key, group, params, self._replay_hook(group, params, hyper))
+        rec = _capture.current()
+        if rec is not None:
+            rec.add_optimizer_step(self, gi, key, group, params, self._replay_hook(group, params, hyper))
 
     def _hyper_array(self, key) -> np.ndarray:
         # The same array for the same call site every step: a captured plan reads it when it replays.
@@ -197,10 +198,14 @@ class Optimizer:
 
 
 def _kernel_grad(p) -> np.ndarray:
-    """The gradient as the C++ update needs it: C-contiguous, same dtype and shape as the parameter. (The
-    parameter's own layout is checked by the C++ call, which raises naming it.)"""
+    """The gradient as the C++ update needs it: C-contiguous, same dtype and shape as the parameter."""
     g = p.grad
     d = p.data
+    pf = d.flags
+    if not (pf.c_contiguous and pf.writeable and pf.aligned):
+        raise ValueError("param: the optimizer updates parameters in place and needs writable, aligned, "
+                         f"C-contiguous arrays, got one with strides {d.strides} "
+                         f"(writeable={pf.writeable}, aligned={pf.aligned})")
     if g.shape != d.shape:
         raise ValueError(f"grad: expected the parameter's shape {d.shape}, got {g.shape}")
     if g.dtype != d.dtype:
