@@ -218,7 +218,6 @@ def test_numpy_change_of_state_inside_the_step_is_refused():
 
 def test_data_dependent_control_flow_is_refused():
     model, opt, step = build("mlp")
-    act = {"fn": nnx.functional.relu}
 
     def branchy(x, y):
         opt.zero_grad()
@@ -239,7 +238,6 @@ def test_data_dependent_control_flow_is_refused():
     with pytest.raises(CompileError, match="checking call"):
         for i in range(10):
             c(x if i < 4 else -x, y)
-    del act
 
 
 def test_other_refusals():
