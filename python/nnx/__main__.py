@@ -273,7 +273,8 @@ def _fit_and_report(args, model, loss_fn, opt, scheduler, train_data, test, tran
     try:
         history = fit(model, loss_fn, opt, train_data, epochs=args.epochs, batch_size=args.batch_size,
                       val=(Xt, yt), transform=transform, progress=not args.no_progress and rank == 0,
-                      start_epoch=start_epoch, history=history, scheduler=scheduler, callbacks=callbacks)
+                      start_epoch=start_epoch, history=history, scheduler=scheduler, callbacks=callbacks,
+                      compile=not args.no_compile)
     except KeyboardInterrupt:
         if rank == 0:
             if os.path.exists(ckpt_path):
@@ -381,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 instead of leaving it free")
     from .charlm import add_commands as add_charlm_commands
     add_charlm_commands(sub)
+    t.add_argument("--no-compile", action="store_true",
+                   help="run every training step eagerly instead of capturing it with nnx.compile (same results)")
     return p
 
 
