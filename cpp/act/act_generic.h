@@ -1,5 +1,5 @@
 // The activation micro-kernels, written once against a small vector interface V and instantiated per
-// ISA (act_portable.cpp: one-lane scalar V with std:: math; act_avx2.cpp: 8 x float / 4 x double).
+// ISA (act_ukernels_portable.cpp: one-lane scalar V with std:: math; act_ukernels_avx2.cpp: 8 x float / 4 x double).
 //
 // V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; load_partial(p, cnt, pad) /
 // store_partial(p, v, cnt) for the first cnt < W lanes; add/sub/mul/div; max/min with

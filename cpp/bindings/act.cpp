@@ -13,14 +13,6 @@
 namespace nnx {
 namespace {
 
-template <class A, class B>
-void require_same_contiguous(const A& a, const char* an, const B& b, const char* bn) {
-  require(a.contiguous(), std::string(an) + ": expected a C-contiguous array");
-  require(b.contiguous(), std::string(bn) + ": expected a C-contiguous array");
-  require(a.ndim == b.ndim, std::string(bn) + ": expected the shape of " + an);
-  for (int i = 0; i < a.ndim; ++i) require(a.shape[i] == b.shape[i], std::string(bn) + ": expected the shape of " + an);
-}
-
 Act act_fn(int code) {
   require(code > static_cast<int>(Act::none) && code <= static_cast<int>(kActLast),
           "act: unknown activation code " + std::to_string(code));

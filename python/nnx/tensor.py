@@ -92,6 +92,9 @@ class Tensor(TensorMethods):
 
     # ndarray <op> Tensor must call Tensor's reflected operator instead of broadcasting over the Tensor.
     __array_ufunc__ = None
+    # Gradient-ready hooks of a leaf (register_grad_ready_hook); a class-level empty tuple, so the tensors
+    # that have none (nearly all) pay nothing per instance.
+    _grad_hooks: tuple = ()
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data: np.ndarray = _to_array(data, dtype)
@@ -140,17 +143,14 @@ class Tensor(TensorMethods):
             if grad.shape != self.shape:
                 raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
 
-        order = self._topological_order()
+        order, waiting = self._topological_order()
         grads = {id(self): grad}
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             if node._backward is None:  # a leaf
-                # A private C-contiguous copy: backward closures may hand the same array to several
-                # parents, and optimizers need contiguous gradients.
-                g = np.array(g, dtype=node.dtype, order="C")
-                node.grad = g if node.grad is None else node.grad + g
+                _accumulate(node, g)
                 continue
             parent_grads = node._backward(g)
             if _anomaly.active:
@@ -162,6 +162,16 @@ class Tensor(TensorMethods):
                     pg = _unbroadcast(pg, p.shape)
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg
+            if waiting:
+                # A leaf with a gradient-ready hook is finished as soon as its last consumer has run, not
+                # where the reverse order reaches it (for a layer's weights that is often after the whole
+                # rest of the network), so its hook fires as early as the gradient exists. Same sums.
+                for p in node._parents:
+                    left = waiting.get(id(p))
+                    if left is not None:
+                        waiting[id(p)] = left - 1
+                        if left == 1 and id(p) in grads:
+                            _accumulate(p, grads.pop(id(p)))
             if not retain_graph:
                 node._backward = _freed_graph
         # Parents are kept referenced by the order list until here; drop the links when freeing.
@@ -170,9 +180,10 @@ class Tensor(TensorMethods):
                 if node._backward is _freed_graph:
                     node._parents = ()
 
-    def _topological_order(self) -> list:
-        """Every tensor of the graph that requires grad, parents before children (iterative DFS)."""
-        order, seen = [], set()
+    def _topological_order(self) -> tuple:
+        """Every tensor of the graph that requires grad, parents before children (iterative DFS), and for
+        each leaf that has gradient-ready hooks the number of its consumers in the graph."""
+        order, seen, waiting = [], set(), {}
         stack = [(self, False)]
         while stack:
             node, expanded = stack.pop()
@@ -187,9 +198,11 @@ class Tensor(TensorMethods):
                 raise RuntimeError("backward: the graph was freed by an earlier backward(); pass "
                                    "retain_graph=True to the first call to go through it twice")
             for p in node._parents:
+                if p._grad_hooks:
+                    waiting[id(p)] = waiting.get(id(p), 0) + 1
                 if p.requires_grad and id(p) not in seen:
                     stack.append((p, False))
-        return order
+        return order, waiting
 
     # ----------------------------------------------------------------- ndarray-like views
     @property
@@ -233,6 +246,19 @@ class Tensor(TensorMethods):
 
     def zero_grad(self) -> None:
         self.grad = None
+
+    def register_grad_ready_hook(self, hook: Callable) -> "_HookHandle":
+        """Calls hook(self) during backward() as soon as this leaf's gradient for that backward is complete
+        (self.grad holds it, accumulated with any earlier one), before the rest of the graph is walked.
+        nnx.distributed uses it to start averaging gradients while backward still runs. Returns a handle
+        whose remove() unregisters the hook."""
+        if not callable(hook):
+            raise TypeError(f"hook: expected a callable taking the tensor, got {type(hook).__name__}")
+        if not self.is_leaf:
+            raise ValueError("register_grad_ready_hook: only leaf tensors (parameters) keep a gradient; this "
+                             f"tensor was computed by {self._op!r}")
+        self._grad_hooks = self._grad_hooks + (hook,)
+        return _HookHandle(self, hook)
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, precision=4, separator=", ", prefix="Tensor(")
@@ -430,6 +456,29 @@ class Tensor(TensorMethods):
             return (full,)
 
         return Tensor._make(np.asarray(x[index]), (self,), backward, "getitem")
+
+
+def _accumulate(leaf: Tensor, g) -> None:
+    """Adds a leaf's complete gradient of this backward to leaf.grad, then runs its gradient-ready hooks."""
+    # A private C-contiguous copy: backward closures may hand the same array to several parents, and
+    # optimizers need contiguous gradients.
+    g = np.array(g, dtype=leaf.dtype, order="C")
+    leaf.grad = g if leaf.grad is None else leaf.grad + g
+    for hook in leaf._grad_hooks:
+        hook(leaf)
+
+
+class _HookHandle:
+    """What register_grad_ready_hook returns: remove() unregisters the hook (twice is harmless)."""
+
+    def __init__(self, tensor: Tensor, hook: Callable):
+        self._tensor, self._hook = tensor, hook
+
+    def remove(self) -> None:
+        hooks = list(self._tensor._grad_hooks)
+        if self._hook in hooks:
+            hooks.remove(self._hook)
+            self._tensor._grad_hooks = tuple(hooks)
 
 
 def _freed_graph(g):  # pragma: no cover - only a marker, never called

@@ -120,12 +120,22 @@ class History:
         return f"History({len(self)} epochs, last={self.last()})"
 
 
-def _loader(data, batch_size, shuffle, transform, name):
+def _loader(data, batch_size, shuffle, transform, name, ddp=None):
+    """The DataLoader for `data`; for a DistributedDataParallel model, this rank's shard of the training
+    set (a ready DataLoader must already be sharded for that many ranks)."""
+    world = 1 if ddp is None else ddp.world_size
     if isinstance(data, DataLoader):
         if data.y is None:
             raise ValueError(f"{name}: expected a DataLoader with targets (built with y), got one without")
+        if world > 1 and (data.world_size, data.rank) != (world, ddp.rank):
+            raise ValueError(f"{name}: the model is data-parallel over {world} ranks, so each rank needs its "
+                             f"shard: DataLoader(..., rank={ddp.rank}, world_size={world}, seed=...); got a "
+                             f"loader for rank {data.rank} of {data.world_size}")
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
+        if world > 1:
+            return DataLoader(data[0], data[1], batch_size=batch_size, shuffle=shuffle, transform=transform,
+                              seed=ddp.shared_seed(), rank=ddp.rank, world_size=world)
         return DataLoader(data[0], data[1], batch_size=batch_size, shuffle=shuffle, transform=transform)
     raise TypeError(f"{name}: expected an (X, y) pair or a DataLoader, got {type(data).__name__}")
 
@@ -196,12 +206,19 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
     With progress=True a tqdm bar shows loss and images/s on a terminal and a summary line is printed per
     epoch. Shuffling and dropout draw from nnx.random, so a run is reproducible under nnx.manual_seed and
     resuming from a checkpoint (start_epoch, history, restored RNG state) reproduces it exactly.
+
+    With a nnx.distributed.DistributedDataParallel model, every rank calls fit: (X, y) is sharded across
+    the ranks (a DataLoader must be built sharded), and after each epoch the BatchNorm running statistics
+    are averaged over the ranks and the recorded loss, accuracy and images/s cover all of them. Pass
+    progress and callbacks (checkpoints) on rank 0 only.
     """
     from tqdm.auto import tqdm
+    from .distributed.ddp import DistributedDataParallel
 
     if int(start_epoch) < 0 or int(start_epoch) > int(epochs):
         raise ValueError(f"start_epoch: expected 0 to epochs={epochs}, got {start_epoch}")
-    train_loader = _loader(train, batch_size, True, transform, "train")
+    ddp = model if isinstance(model, DistributedDataParallel) else None
+    train_loader = _loader(train, batch_size, True, transform, "train", ddp)
     val_loader = None if val is None else _loader(val, max(batch_size, 1000), False, transform, "val")
     history = History() if history is None else history
     callbacks = [callbacks] if callable(callbacks) else list(callbacks)
@@ -218,6 +235,8 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
         bar = tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                    disable=not (show and _is_tty()), dynamic_ncols=True)
         start = time.perf_counter()
+        if hasattr(train_loader, "set_epoch"):  # a seeded loader's permutation follows the epoch (resume)
+            train_loader.set_epoch(epoch)
         try:
             for step, (xb, yb) in enumerate(train_loader):
                 optimizer.zero_grad()
@@ -243,6 +262,8 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
         finally:
             bar.close()
         seconds = time.perf_counter() - start
+        if ddp is not None:
+            seen, loss_sum, correct = ddp.end_epoch(seen, loss_sum, correct)
         record = dict(loss=loss_sum / seen if seen else None, accuracy=correct / seen if seen else None,
                       seconds=seconds, images_per_s=seen / seconds if seconds > 0 else None, lr=lr)
         if val_loader is not None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..ops._checks import check_reduction
+from .._args import check_reduction
 from .module import Module
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import _C
-from ._checks import contiguous, empty
+from .._args import contiguous, empty
 
 # Epilogue codes: defined once in C++ (cpp/common/epilogue.h, Act), exported by the bindings.
 _CODES = {None: 0, **_C.EPILOGUE_ACTIVATIONS}

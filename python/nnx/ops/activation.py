@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_axis, check_same_shape, contiguous, empty, float_array, same_dtype
+from .._args import check_axis, check_same_shape, contiguous, empty, float_array, same_dtype
 
 __all__ = [
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_alloc, check_ndim, empty, float_array, pair, same_dtype
+from .._args import check_alloc, check_ndim, empty, float_array, pair, same_dtype
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "lp_pool2d",
            "lp_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward"]
