@@ -60,11 +60,16 @@ CASES = {
     "avg_pool2d": ((X4,), {"kernel_size": 2}),
     "lp_pool2d": ((np.abs(X4) + 0.1, 2.0, 3), {}),
     "global_avg_pool2d": ((X4,), {}),
+    "batch_norm": ((X4, _r(3), _r(3)), {"training": True}),
+    "batch_norm_eval": ((X4, _r(3), _r(3), _r(3), np.abs(_r(3)) + 0.5), {"training": False}),
+    "layer_norm": ((X4, (9, 9), _r(9, 9), _r(9, 9)), {}),
+    "dropout": ((X4,), {"p": 0.3, "seed": 5}),
+    "maxout": ((_r(5, 12),), {"pieces": 3}),
 }
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_3s2"):
+    for suffix in ("_stride2", "_depthwise", "_3s2", "_eval"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case
