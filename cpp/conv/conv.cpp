@@ -38,6 +38,9 @@ bool conv_algo_parse(const std::string& name, ConvAlgo* out) {
   return false;
 }
 
+// Fraction of the lanes doing useful work when n items are processed in units of `unit`.
+static double lane_fill(int64_t n, int64_t unit) { return double(n) / double((n + unit - 1) / unit * unit); }
+
 static bool is_plain_1x1(const ConvGeom& g) {
   return g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
@@ -72,8 +75,7 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
     // along the filters (Kg of round_up(Kg, 16)) and 6 output pixels at a time. LeNet's conv1 (6 filters,
     // 28-wide rows) is direct, its conv2 (16 filters, 10-wide rows) implicit; ties go to direct, which
     // measured faster on 32-wide rows.
-    auto fill = [](int64_t n, int64_t unit) { return double(n) / double((n + unit - 1) / unit * unit); };
-    const double direct_lanes = fill(g.Q, 16), implicit_lanes = fill(g.Kg(), 16) * fill(g.PQ(), 6);
+    const double direct_lanes = lane_fill(g.Q, 16), implicit_lanes = lane_fill(g.Kg(), 16) * lane_fill(g.PQ(), 6);
     return implicit_lanes > direct_lanes ? ConvAlgo::implicit : ConvAlgo::direct;
   }
   // Stride 1 with up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the
@@ -449,6 +451,46 @@ void backward_data_direct(const ConvGeom& g, const T* dz, const T* w, T* dx, int
   });
 }
 
+// dx of a stride-1 convolution is the full correlation of dz with the flipped filters: a stride-1
+// convolution of dz (K channels, P x Q) with filters (C, K/groups, R, S) padded by the kernel's extent less
+// the forward padding, whose output is H x W. This is its geometry; false when the forward padding exceeds
+// the kernel's extent (the transposed padding would be negative).
+bool transposed_geom(const ConvGeom& g, ConvGeom* t) {
+  *t = g;
+  t->C = g.K, t->H = g.P, t->W = g.Q;
+  t->K = g.C, t->P = g.H, t->Q = g.W;
+  t->ph = (g.R - 1) * g.dh - g.ph, t->pw = (g.S - 1) * g.dw - g.pw;
+  return g.sh == 1 && g.sw == 1 && t->ph >= 0 && t->pw >= 0;
+}
+
+// Whether dx runs as the implicit GEMM of the transposed convolution (vectors along the C input channels,
+// 6 pixels a tile) rather than the direct kernel (vectors along a dx row of W): the one that keeps more
+// lanes busy. 64 channels on 8 x 8 maps fill half the direct kernel's 16 lanes; LeNet's conv2 dx (6
+// channels, 14-wide rows) fills more of the direct kernel's.
+bool dx_by_implicit(const ConvGeom& g) {
+  ConvGeom t;
+  if (!transposed_geom(g, &t)) return false;
+  return lane_fill(g.Cg(), 16) * lane_fill(g.H * g.W, 6) > lane_fill(g.W, 16);
+}
+
+// dx by the implicit GEMM's forward over dz with the filters flipped in (r, s) and transposed in (k, c)
+// within each group: wt (groups, Cg, Kg, R, S).
+template <class T>
+void backward_data_implicit(const ConvGeom& g, const T* dz, const T* w, T* dx, int nthreads) {
+  ConvGeom t;
+  transposed_geom(g, &t);
+  const int64_t Kg = g.Kg(), Cg = g.Cg(), RS = g.R * g.S;
+  T* wt = workspace_as<T>(kWsConvAux2, g.K * g.CgRS());
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t k = 0; k < Kg; ++k) {
+        const T* src = w + ((gi * Kg + k) * Cg + c) * RS;
+        T* dst = wt + ((gi * Cg + c) * Kg + k) * RS;
+        for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+      }
+  forward_implicit(t, dz, wt, static_cast<const T*>(nullptr), dx, Act::none, T(0), nthreads);
+}
+
 template <class T>
 void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, T* dx, T* dw, int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
@@ -513,7 +555,8 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
     case ConvAlgo::direct:
     case ConvAlgo::implicit:
       if (dx) {
-        if (g.sh == 1 && g.sw == 1) backward_data_direct(g, dz, w, dx, nthreads);
+        if (dx_by_implicit(g)) backward_data_implicit(g, dz, w, dx, nthreads);
+        else if (g.sh == 1 && g.sw == 1) backward_data_direct(g, dz, w, dx, nthreads);
         else backward_data_gemm(g, dz, w, dx, false, nthreads);
       }
       if (dw) {
