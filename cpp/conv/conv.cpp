@@ -70,13 +70,17 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // each input value R*S times for little work; the direct kernel keeps every tap in registers.
   // (LeNet's conv2, 6 channels 5x5, measured faster direct than through im2col's short columns.)
   if (g.Cg() <= 8 && g.sh == 1 && g.sw == 1 && g.CgRS() <= 256) {
-    // Both kernels issue the same loads per multiply-add; they differ in how many vector lanes do useful
-    // work: direct runs its 16-lane tiles along an output row (Q of round_up(Q, 16) lanes), implicit
-    // along the filters (Kg of round_up(Kg, 16)) and 6 output pixels at a time. LeNet's conv1 (6 filters,
-    // 28-wide rows) is direct, its conv2 (16 filters, 10-wide rows) implicit; ties go to direct, which
-    // measured faster on 32-wide rows.
-    const double direct_lanes = lane_fill(g.Q, 16), implicit_lanes = lane_fill(g.Kg(), 16) * lane_fill(g.PQ(), 6);
-    return implicit_lanes > direct_lanes ? ConvAlgo::implicit : ConvAlgo::direct;
+    // A modelled cost per output element, in vector multiply-adds: both kernels issue CgRS / 8 of them
+    // when every lane works, divided by the fraction of lanes that do (direct runs its 16-lane tiles along
+    // an output row, Q of round_up(Q, 16); implicit along the filters, Kg of round_up(Kg, 16), 6 output
+    // pixels at a time); implicit also stores each output as a scalar through a transposition, about one
+    // multiply-add's time. LeNet's conv1 (6 filters, 28-wide rows) and the 1 -> 32 5x5 stem of the
+    // BatchNorm network (25 taps: the stores weigh, measured 2.15 ms direct against 2.94 ms implicit)
+    // are direct, LeNet's conv2 (16 filters, 10-wide rows, 150 taps) implicit. Ties go to direct.
+    const double taps = static_cast<double>(g.CgRS()) / 8.0;
+    const double direct_cost = taps / lane_fill(g.Q, 16);
+    const double implicit_cost = taps / (lane_fill(g.Kg(), 16) * lane_fill(g.PQ(), 6)) + 1.0;
+    return implicit_cost < direct_cost ? ConvAlgo::implicit : ConvAlgo::direct;
   }
   // Stride 1 with up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the
   // columns, and its dx is the direct kernel's. Measured 1.2-1.4x faster than im2col for 64-channel 3x3

@@ -184,6 +184,7 @@ def test_bindings_check_shapes_themselves():
 def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
     assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "implicit"
+    assert ops.conv2d_algorithm((64, 1, 28, 28), (32, 1, 5, 5), padding=2) == "direct"  # 25 taps: stores weigh
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "implicit"
     assert ops.conv2d_algorithm((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "im2col"  # 1152 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
