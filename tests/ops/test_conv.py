@@ -189,7 +189,9 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "im2col"  # 1152 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
-    assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "im2col"
+    assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "implicit"
+    assert ops.conv2d_algorithm((16, 64, 32, 32), (128, 64, 3, 3), stride=2, padding=1) == "implicit"
+    assert ops.conv2d_algorithm((16, 16, 32, 32), (32, 16, 1, 1), stride=2) == "im2col"
     with pytest.raises(ValueError, match="w: expected shape"):
         ops.conv2d_algorithm((1, 4, 8, 8), (2, 3, 3, 3))
 

@@ -10,7 +10,8 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   reading x through offsets instead of im2col columns (LeNet's conv2: 16 filters, 10-wide rows); both take
   the stride-1 dx as a convolution of dz with the flipped filters, by the direct kernel or by the implicit
   GEMM, whichever keeps more lanes busy (the implicit one for many channels on maps narrower than a vector);
-- "implicit" also for other stride-1 layers with at least 16 filters per group and C/groups*R*S <= 1024;
+- "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
+  ones included (their dx goes through im2col's col2im), except 1x1 kernels with a stride;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
 dw and db are always reduced over fixed chunks of images, so results do not depend on the thread count.
 Any algorithm can be forced with `algorithm=`, which the tests use to check each against the reference.
