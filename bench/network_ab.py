@@ -26,13 +26,14 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from train_step_ab import block_times, torch_lenet5, training_step  # noqa: E402
+from train_step_ab import torch_lenet5, training_step  # noqa: E402
 
 BATCH = 64
 NETS = ("bn", "resnet20", "lenet5", "convnet")
@@ -165,6 +166,19 @@ def torch_step(net: str):
                          torch.nn.CrossEntropyLoss(), x, y)
 
 
+def block_times(step, n: int) -> tuple:
+    """Wall-clock and process CPU-time seconds of each of n steps. On a machine shared with other jobs the
+    CPU time of a 1-thread run is the steadier figure (it leaves out the time the process waits for a
+    core); with 2 threads it also counts the threads' spin-waiting, so there the wall clock is the figure."""
+    wall, cpu = [], []
+    for _ in range(n):
+        t, c = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return wall, cpu
+
+
 def measure(net: str, threads: int, blocks: int, steps: int, peak_per_core: float) -> dict:
     import nnx
     import torch
@@ -174,14 +188,17 @@ def measure(net: str, threads: int, blocks: int, steps: int, peak_per_core: floa
     for _ in range(3):  # warm-up: workspaces, momentum buffers, plan caches, oneDNN primitives
         a()
         b()
-    ta, tb, ratios = [], [], []
+    ta, tb, ca, cb, ratios = [], [], [], [], []
     for _ in range(blocks):
-        xa = block_times(a, steps)
-        xb = block_times(b, steps)
+        xa, ya = block_times(a, steps)
+        xb, yb = block_times(b, steps)
         ta += xa
         tb += xb
+        ca += ya
+        cb += yb
         ratios.append(np.median(xb) / np.median(xa))
     ma, mb = float(np.median(ta)), float(np.median(tb))
+    cpu_a, cpu_b = float(np.median(ca)), float(np.median(cb))
     q1, q3 = np.percentile(ratios, [25, 75])
     flops = train_flops(net)
     peak = peak_per_core * threads
@@ -190,7 +207,8 @@ def measure(net: str, threads: int, blocks: int, steps: int, peak_per_core: floa
             "nnx_gflops": flops / ma / 1e9, "torch_gflops": flops / mb / 1e9,
             "nnx_peak_frac": flops / ma / 1e9 / peak, "torch_peak_frac": flops / mb / 1e9 / peak,
             "ratio_of_medians": mb / ma, "paired_ratio_median": float(np.median(ratios)),
-            "paired_ratio_iqr": [float(q1), float(q3)]}
+            "paired_ratio_iqr": [float(q1), float(q3)],
+            "nnx_cpu_ms": cpu_a * 1e3, "torch_cpu_ms": cpu_b * 1e3, "cpu_ratio": cpu_b / cpu_a}
 
 
 def main():
@@ -213,13 +231,14 @@ def main():
           f"(ISA {nnx.cpu_info()['active_isa']}, peak {peak_per_core:.1f} GFLOP/s per core, "
           f"load average {os.getloadavg()[0]:.2f} at the end)")
     print("| net | threads | GFLOP/step | nnx ms | torch ms | nnx img/s | torch img/s | nnx GFLOP/s (peak) | "
-          "torch GFLOP/s (peak) | torch/nnx (medians) | paired, IQR |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "torch GFLOP/s (peak) | torch/nnx (medians) | paired, IQR | CPU ms nnx / torch (ratio) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['net']} | {r['threads']} | {r['gflop_per_step']:.3f} | {r['nnx_ms']:.2f} | {r['torch_ms']:.2f} | "
               f"{r['nnx_img_s']:,.0f} | {r['torch_img_s']:,.0f} | {r['nnx_gflops']:.1f} ({r['nnx_peak_frac']:.0%}) | "
               f"{r['torch_gflops']:.1f} ({r['torch_peak_frac']:.0%}) | {r['ratio_of_medians']:.2f}x | "
-              f"{r['paired_ratio_median']:.2f}x ({r['paired_ratio_iqr'][0]:.2f}-{r['paired_ratio_iqr'][1]:.2f}) |")
+              f"{r['paired_ratio_median']:.2f}x ({r['paired_ratio_iqr'][0]:.2f}-{r['paired_ratio_iqr'][1]:.2f}) | "
+              f"{r['nnx_cpu_ms']:.1f} / {r['torch_cpu_ms']:.1f} ({r['cpu_ratio']:.2f}x) |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
