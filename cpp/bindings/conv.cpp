@@ -6,6 +6,7 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 #include "conv/conv.h"
 
@@ -13,12 +14,6 @@ namespace nnx {
 namespace {
 
 using Pair = std::pair<int64_t, int64_t>;
-
-std::string shape_str(const int64_t* s, int n) {
-  std::string r = "(";
-  for (int i = 0; i < n; ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + (n == 1 ? ",)" : ")");
-}
 
 // The one validation of a convolution's geometry (nnx.ops reads the output shape from it): checks every
 // size the kernels rely on and returns the geometry; raises ValueError naming the argument otherwise.
@@ -72,9 +67,8 @@ ConvAlgo parse_algo(const std::string& name, const ConvGeom& g) {
   ConvAlgo a;
   if (!conv_algo_parse(name, &a)) {
     std::string known;
-    for (ConvAlgo k : {ConvAlgo::automatic, ConvAlgo::gemm1x1, ConvAlgo::im2col, ConvAlgo::direct,
-                       ConvAlgo::depthwise, ConvAlgo::implicit})
-      known += std::string(known.empty() ? "'" : ", '") + conv_algo_name(k) + "'";
+    for (int k = 0; k <= static_cast<int>(kConvAlgoLast); ++k)
+      known += std::string(known.empty() ? "'" : ", '") + conv_algo_name(static_cast<ConvAlgo>(k)) + "'";
     throw py::value_error("algorithm: expected one of " + known + ", got '" + name + "'");
   }
   std::string why;
@@ -116,6 +110,13 @@ Act act_of(int act) {
   return static_cast<Act>(act);
 }
 
+// What nnx.compile compares between two recordings of a conv call: the whole geometry and the epilogue.
+std::vector<double> plan_attrs(const ConvPlan& p, int act, double slope) {
+  const ConvGeom& g = p.g;
+  return {double(g.sh), double(g.sw), double(g.ph), double(g.pw), double(g.dh), double(g.dw), double(g.groups),
+          double(act), slope, double(static_cast<int>(p.algo))};
+}
+
 template <class T>
 void forward_py(const py::array& x, const py::array& w, const py::object& b, py::array& y, const ConvPlan& plan,
                 int act, double slope) {
@@ -135,8 +136,12 @@ void forward_py(const py::array& x, const py::array& w, const py::object& b, py:
     require_contiguous(B, "b");
   }
   Act ac = act_of(act);
-  py::gil_scoped_release release;
-  conv2d_forward<T>(g, X.data, Wt.data, B.data, Y.data, ac, static_cast<T>(slope), plan.algo, num_threads());
+  const T *px = X.data, *pw = Wt.data, *pb = B.data;
+  T* py_ = Y.data;
+  const T sl = static_cast<T>(slope);
+  const ConvAlgo a = plan.algo;
+  run_kernel("conv2d", {{x, Use::read}, {w, Use::read}, {b, Use::read}, {y, Use::write}}, plan_attrs(plan, act, slope),
+             [=](int nt) { conv2d_forward<T>(g, px, pw, pb, py_, ac, sl, a, nt); });
 }
 
 // The gradient array `name` (None to skip it): its data pointer after checking it has `shape`.
@@ -176,9 +181,14 @@ void backward_py(const py::array& dy, const py::array& x, const py::array& w, co
   T* pdw = grad_out<T>(dw, &adw, s.w, 4, "dw");
   T* pdb = grad_out<T>(db, &adb, s.b, 1, "db");
   const T* py_ = ac == Act::none ? nullptr : Yv.data;
-  py::gil_scoped_release release;
-  conv2d_backward<T>(g, DY.data, X.data, Wt.data, py_, ac, static_cast<T>(slope), pdx, pdw, pdb, plan.algo,
-                     num_threads());
+  const T *pdy = DY.data, *px = X.data, *pw = Wt.data;
+  const T sl = static_cast<T>(slope);
+  const ConvAlgo a = plan.algo;
+  run_kernel("conv2d_backward",
+             {{dy, Use::read}, {x, Use::read}, {w, Use::read}, {ac == Act::none ? py::handle() : py::handle(y), Use::read},
+              {dx, Use::write}, {dw, Use::write}, {db, Use::write}},
+             plan_attrs(plan, act, slope),
+             [=](int nt) { conv2d_backward<T>(g, pdy, px, pw, py_, ac, sl, pdx, pdw, pdb, a, nt); });
 }
 
 py::tuple tuple4(const int64_t* v) { return py::make_tuple(v[0], v[1], v[2], v[3]); }
@@ -186,6 +196,9 @@ py::tuple tuple4(const int64_t* v) { return py::make_tuple(v[0], v[1], v[2], v[3
 }  // namespace
 
 void bind_conv(py::module_& m) {
+  py::list algorithms;
+  for (int k = 0; k <= static_cast<int>(kConvAlgoLast); ++k) algorithms.append(conv_algo_name(static_cast<ConvAlgo>(k)));
+  m.attr("CONV_ALGORITHMS") = py::tuple(algorithms);  // "auto" first, then the algorithms it chooses from
   py::class_<ConvPlan>(m, "Conv2dPlan",
                        "A validated conv2d geometry and algorithm (build it with conv2d_plan; immutable).")
       .def_property_readonly("x_shape", [](const ConvPlan& p) { return tuple4(PlanShapes(p.g).x); })

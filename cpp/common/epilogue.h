@@ -6,7 +6,15 @@
 
 namespace nnx {
 
-enum class Act : int { none = 0, relu = 1, leaky_relu = 2, sigmoid = 3, tanh = 4 };
+// The activation codes of the whole library, the one list of them: the activation family's element-wise
+// kernels take every code but none; the fused epilogue of GEMM and convolution takes the codes that
+// act_fusable allows. The bindings export both sets to Python (nnx._C.ACTIVATION_CODES,
+// nnx._C.EPILOGUE_ACTIVATIONS); nothing else lists them.
+enum class Act : int { none = 0, relu = 1, leaky_relu = 2, sigmoid = 3, tanh = 4, elu = 5 };
+constexpr Act kActLast = Act::elu;
+
+// Whether the fused epilogue implements the activation (ELU runs only as a separate element-wise pass).
+constexpr bool act_fusable(Act act) { return act != Act::elu; }
 
 template <class T>
 struct Epilogue {
@@ -34,6 +42,7 @@ static inline T apply_act(Act act, T v, T slope) {
       return e / (T(1) + e);
     }
     case Act::tanh: return std::tanh(v);
+    case Act::elu: return v < T(0) ? slope * std::expm1(v) : v;  // slope carries ELU's alpha
   }
   return v;
 }
@@ -47,6 +56,7 @@ static inline T act_grad_from_output(Act act, T y, T slope) {
     case Act::leaky_relu: return y > T(0) ? T(1) : slope;
     case Act::sigmoid: return y * (T(1) - y);
     case Act::tanh: return T(1) - y * y;
+    case Act::elu: return y > T(0) ? T(1) : y + slope;  // alpha e^z = y + alpha for z <= 0
   }
   return T(1);
 }

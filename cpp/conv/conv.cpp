@@ -29,10 +29,9 @@ const char* conv_algo_name(ConvAlgo a) {
 }
 
 bool conv_algo_parse(const std::string& name, ConvAlgo* out) {
-  for (ConvAlgo a : {ConvAlgo::automatic, ConvAlgo::gemm1x1, ConvAlgo::im2col, ConvAlgo::direct,
-                     ConvAlgo::depthwise, ConvAlgo::implicit})
-    if (name == conv_algo_name(a)) {
-      *out = a;
+  for (int c = 0; c <= static_cast<int>(kConvAlgoLast); ++c)
+    if (name == conv_algo_name(static_cast<ConvAlgo>(c))) {
+      *out = static_cast<ConvAlgo>(c);
       return true;
     }
   return false;

@@ -107,7 +107,7 @@ double bce_with_logits_sum(const T* z, const T* t, int64_t n, double* partials, 
 template <class T>
 void bce_with_logits_backward(const T* z, const T* t, int64_t n, T scale, T* dz, int nthreads) {
   for_row_chunks(n, 1, nthreads, [&](int64_t b, int64_t e) {
-    act_forward<T>(ActFn::sigmoid, z + b, dz + b, e - b, T(0), 1);  // SIMD sigmoid into dz, then in place
+    act_forward<T>(Act::sigmoid, z + b, dz + b, e - b, T(0), 1);  // SIMD sigmoid into dz, then in place
     for (int64_t i = b; i < e; ++i) dz[i] = scale * (dz[i] - t[i]);
   });
 }

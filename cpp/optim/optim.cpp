@@ -39,11 +39,25 @@ void rmsprop_step(int64_t n, T* param, const T* grad, T* s, T* buf, T* a, const 
   parallel_for(n, kOptimGrain, nthreads, [&](int64_t b, int64_t e) { k.rmsprop(b, e, param, grad, s, buf, a, h); });
 }
 
+template <class T>
+void adagrad_step(int64_t n, T* param, const T* grad, T* s, const AdagradHyper& h, int nthreads) {
+  const auto& k = optim_ukernels<T>();
+  parallel_for(n, kOptimGrain, nthreads, [&](int64_t b, int64_t e) { k.adagrad(b, e, param, grad, s, h); });
+}
+
+template <class T>
+void adadelta_step(int64_t n, T* param, const T* grad, T* s, T* u, const AdadeltaHyper& h, int nthreads) {
+  const auto& k = optim_ukernels<T>();
+  parallel_for(n, kOptimGrain, nthreads, [&](int64_t b, int64_t e) { k.adadelta(b, e, param, grad, s, u, h); });
+}
+
 #define NNX_INSTANTIATE_OPTIM(T)                                                                         \
   template const OptimUkernels<T>& optim_ukernels<T>();                                                  \
   template void sgd_step<T>(int64_t, T*, const T*, T*, const SgdHyper&, int);                            \
   template void adam_step<T>(int64_t, T*, const T*, T*, T*, T*, const AdamHyper&, int);                  \
-  template void rmsprop_step<T>(int64_t, T*, const T*, T*, T*, T*, const RmspropHyper&, int);
+  template void rmsprop_step<T>(int64_t, T*, const T*, T*, T*, T*, const RmspropHyper&, int);            \
+  template void adagrad_step<T>(int64_t, T*, const T*, T*, const AdagradHyper&, int);                    \
+  template void adadelta_step<T>(int64_t, T*, const T*, T*, T*, const AdadeltaHyper&, int);
 NNX_INSTANTIATE_OPTIM(float)
 NNX_INSTANTIATE_OPTIM(double)
 #undef NNX_INSTANTIATE_OPTIM

@@ -85,5 +85,33 @@ void rmsprop_block(int64_t b, int64_t e, T* __restrict param, const T* __restric
   }
 }
 
+template <class T>
+void adagrad_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict grad, T* __restrict s,
+                   const AdagradHyper& h) {
+  const T clr = static_cast<T>(h.clr), eps = static_cast<T>(h.eps), wd = static_cast<T>(h.weight_decay);
+  for (int64_t i = b; i < e; ++i) {
+    const T g = grad[i] + wd * param[i];
+    const T si = s[i] + g * g;
+    s[i] = si;
+    param[i] -= clr * (g / (std::sqrt(si) + eps));
+  }
+}
+
+template <class T>
+void adadelta_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict grad, T* __restrict s,
+                    T* __restrict u, const AdadeltaHyper& h) {
+  const T lr = static_cast<T>(h.lr), rho = static_cast<T>(h.rho), rc = static_cast<T>(1.0 - h.rho);
+  const T eps = static_cast<T>(h.eps), wd = static_cast<T>(h.weight_decay);
+  for (int64_t i = b; i < e; ++i) {
+    const T g = grad[i] + wd * param[i];
+    const T si = rho * s[i] + rc * g * g;
+    s[i] = si;
+    // PyTorch's order: (sqrt(u + eps) / sqrt(s + eps)) * g
+    const T d = std::sqrt(u[i] + eps) / std::sqrt(si + eps) * g;
+    u[i] = rho * u[i] + rc * d * d;
+    param[i] -= lr * d;
+  }
+}
+
 }  // namespace NNX_OPTIM_NS
 }  // namespace nnx

@@ -13,6 +13,8 @@ struct OptimUkernels {
   void (*sgd)(int64_t, int64_t, T*, const T*, T*, const SgdHyper&);
   void (*adam)(int64_t, int64_t, T*, const T*, T*, T*, T*, const AdamHyper&);
   void (*rmsprop)(int64_t, int64_t, T*, const T*, T*, T*, T*, const RmspropHyper&);
+  void (*adagrad)(int64_t, int64_t, T*, const T*, T*, const AdagradHyper&);
+  void (*adadelta)(int64_t, int64_t, T*, const T*, T*, T*, const AdadeltaHyper&);
 };
 
 template <class T>

@@ -7,7 +7,8 @@ namespace nnx {
 
 template <class T>
 void optim_ukernels_fill_avx2(OptimUkernels<T>& table) {
-  table = {&optim_avx2::sgd_block<T>, &optim_avx2::adam_block<T>, &optim_avx2::rmsprop_block<T>};
+  table = {&optim_avx2::sgd_block<T>, &optim_avx2::adam_block<T>, &optim_avx2::rmsprop_block<T>,
+           &optim_avx2::adagrad_block<T>, &optim_avx2::adadelta_block<T>};
 }
 template void optim_ukernels_fill_avx2<float>(OptimUkernels<float>&);
 template void optim_ukernels_fill_avx2<double>(OptimUkernels<double>&);

@@ -7,7 +7,8 @@ namespace nnx {
 
 template <class T>
 void optim_ukernels_fill_portable(OptimUkernels<T>& table) {
-  table = {&optim_portable::sgd_block<T>, &optim_portable::adam_block<T>, &optim_portable::rmsprop_block<T>};
+  table = {&optim_portable::sgd_block<T>, &optim_portable::adam_block<T>, &optim_portable::rmsprop_block<T>,
+           &optim_portable::adagrad_block<T>, &optim_portable::adadelta_block<T>};
 }
 template void optim_ukernels_fill_portable<float>(OptimUkernels<float>&);
 template void optim_ukernels_fill_portable<double>(OptimUkernels<double>&);

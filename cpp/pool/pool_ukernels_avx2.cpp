@@ -1,4 +1,4 @@
-// AVX2 pooling row kernels for float, 8 outputs per vector (contracts in pool_kernels.h). Stride 1 and
+// AVX2 pooling row kernels for float, 8 outputs per vector (contracts in pool_ukernels.h). Stride 1 and
 // stride 2 are vectorised (stride 2 loads 16 consecutive inputs and keeps the even ones); other strides
 // use the portable kernels. Row tails use masked loads/stores so that no element outside the contract is
 // touched (the next element may be another thread's plane).

@@ -6,7 +6,7 @@ import nnx
 from nnx import ops, reference as ref
 from optest import assert_close, check_op, random
 
-ALGOS = ["auto", "im2col", "direct", "gemm1x1", "depthwise", "implicit"]
+ALGOS = list(nnx.ops.conv.ALGORITHMS)  # every algorithm the extension knows (cpp/conv/conv.h)
 
 # (x shape, w shape, conv kwargs): the benchmark layers in small-batch form plus odd cases.
 CASES = {

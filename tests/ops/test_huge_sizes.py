@@ -8,7 +8,7 @@ import pytest
 
 import nnx
 from nnx import ops
-from nnx.ops import _checks
+from nnx import _args as _checks
 
 PIB = 1 << 50  # more memory than any machine these tests run on
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import functools
 
 from .._backend import _C
-from ._checks import contiguous, empty, float_array, pair, same_dtype, to_int
+from .._args import contiguous, empty, float_array, pair, same_dtype, to_int
 from .gemm import activation_code
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm"]
 
-ALGORITHMS = ("auto", "gemm1x1", "im2col", "direct", "depthwise", "implicit")
+# The algorithm names: defined once in C++ (cpp/conv/conv.h, ConvAlgo), exported by the bindings.
+ALGORITHMS = _C.CONV_ALGORITHMS
 
 
 def _params(stride, padding, dilation, groups):

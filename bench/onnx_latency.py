@@ -1,0 +1,102 @@
+"""Exported LeNet-5 inference latency: onnxruntime (CPU provider) beside nnx itself, interleaved.
+
+    python bench/onnx_latency.py [--threads 1 2] [--batches 1 1000] [--blocks 30] [--reps 20] [--json out.json]
+
+The model is nnx.models.lenet5() in eval mode, exported once with a free batch axis by nnx.onnx.export;
+both run the same float32 inputs. For each thread count and batch size, block i times `reps` forward
+passes of nnx (model(x) under no_grad), then `reps` onnxruntime session.run calls, so both see the same
+machine load; the script reports the median time per forward pass of each and the median of the
+per-block ratios (onnxruntime / nnx) with its interquartile range. onnxruntime gets the same number of
+intra-op threads as nnx (inter-op 1, sequential execution). The outputs are compared before timing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def _times(fn, n: int) -> list:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def measure(path: str, model, threads: int, batch: int, blocks: int, reps: int) -> dict:
+    import onnxruntime as ort
+
+    import nnx
+    nnx.set_num_threads(threads)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+
+    def run_nnx():
+        with nnx.no_grad():
+            return model(x).numpy()
+
+    def run_ort():
+        return sess.run(None, {"input": x})[0]
+
+    want, got = run_nnx(), run_ort()  # also the untimed warm-up of each
+    err = float(np.abs(got - want).max() / np.abs(want).max())
+    a, b, ratios = [], [], []
+    for _ in range(blocks):
+        ta, tb = _times(run_nnx, reps), _times(run_ort, reps)
+        a += ta
+        b += tb
+        ratios.append(float(np.median(tb) / np.median(ta)))
+    q1, q3 = np.percentile(ratios, [25, 75])
+    return {"threads": threads, "batch": batch, "nnx_ms": 1e3 * float(np.median(a)),
+            "onnxruntime_ms": 1e3 * float(np.median(b)), "ratio_ort_over_nnx": float(np.median(ratios)),
+            "ratio_iqr": [float(q1), float(q3)], "max_rel_diff": err, "blocks": blocks, "reps": reps}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 1000])
+    p.add_argument("--blocks", type=int, default=30)
+    p.add_argument("--reps", type=int, default=20, help="forward passes per block (batch 1); larger batches "
+                                                        "use max(2, reps * 8 // batch)")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    import onnxruntime as ort
+
+    import nnx
+    nnx.manual_seed(0)
+    model = nnx.models.lenet5().eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "lenet5.onnx")
+        nnx.onnx.export(model, np.zeros((1, 1, 28, 28), np.float32), path)
+        print(f"LeNet-5 inference, nnx {nnx.__version__} ({nnx.cpu_info()['active_isa']}) vs onnxruntime "
+              f"{ort.__version__} CPU; {os.cpu_count()} logical CPUs; medians of interleaved blocks")
+        print(f"{'threads':>7} {'batch':>6} {'nnx ms':>10} {'ort ms':>10} {'ort/nnx':>8} {'IQR':>13} {'max rel diff':>13}")
+        rows = []
+        for threads in args.threads:
+            for batch in args.batches:
+                reps = args.reps if batch == 1 else max(2, args.reps * 8 // batch)
+                r = measure(path, model, threads, batch, args.blocks, reps)
+                rows.append(r)
+                print(f"{threads:>7} {batch:>6} {r['nnx_ms']:>10.3f} {r['onnxruntime_ms']:>10.3f} "
+                      f"{r['ratio_ort_over_nnx']:>8.2f} {r['ratio_iqr'][0]:>6.2f}-{r['ratio_iqr'][1]:<6.2f} "
+                      f"{r['max_rel_diff']:>13.1e}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
