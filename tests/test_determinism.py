@@ -113,6 +113,8 @@ CONV_CASES = {
     "implicit_lenet2": ((50, 6, 14, 14), (16, 6, 5, 5), {}, "implicit"),
     "implicit_padded_groups": ((9, 8, 12, 12), (32, 4, 3, 3), dict(padding=1, groups=2), "implicit"),
     "implicit_strided": ((9, 3, 17, 17), (20, 3, 3, 3), dict(stride=2, padding=1), "implicit"),
+    # stride 1, 32 channels on 6x6 maps: dx runs as the implicit GEMM of the transposed convolution.
+    "implicit_dx_small_maps": ((9, 32, 6, 6), (32, 32, 3, 3), dict(padding=1), "implicit"),
     "depthwise": ((20, 32, 16, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "depthwise"),
     "depthwise_mult2_s2": ((7, 8, 17, 15), (16, 1, 3, 3), dict(stride=2, padding=1, groups=8), "depthwise"),
     "gemm1x1": ((20, 64, 9, 9), (48, 64, 1, 1), {}, "gemm1x1"),

@@ -37,6 +37,9 @@ bool conv_algo_parse(const std::string& name, ConvAlgo* out) {
   return false;
 }
 
+// Fraction of the lanes doing useful work when n items are processed in units of `unit`.
+static double lane_fill(int64_t n, int64_t unit) { return double(n) / double((n + unit - 1) / unit * unit); }
+
 static bool is_plain_1x1(const ConvGeom& g) {
   return g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
@@ -66,20 +69,26 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // each input value R*S times for little work; the direct kernel keeps every tap in registers.
   // (LeNet's conv2, 6 channels 5x5, measured faster direct than through im2col's short columns.)
   if (g.Cg() <= 8 && g.sh == 1 && g.sw == 1 && g.CgRS() <= 256) {
-    // Both kernels issue the same loads per multiply-add; they differ in how many vector lanes do useful
-    // work: direct runs its 16-lane tiles along an output row (Q of round_up(Q, 16) lanes), implicit
-    // along the filters (Kg of round_up(Kg, 16)) and 6 output pixels at a time. LeNet's conv1 (6 filters,
-    // 28-wide rows) is direct, its conv2 (16 filters, 10-wide rows) implicit; ties go to direct, which
-    // measured faster on 32-wide rows.
-    auto fill = [](int64_t n, int64_t unit) { return double(n) / double((n + unit - 1) / unit * unit); };
-    const double direct_lanes = fill(g.Q, 16), implicit_lanes = fill(g.Kg(), 16) * fill(g.PQ(), 6);
-    return implicit_lanes > direct_lanes ? ConvAlgo::implicit : ConvAlgo::direct;
+    // A modelled cost per output element, in vector multiply-adds: both kernels issue CgRS / 8 of them
+    // when every lane works, divided by the fraction of lanes that do (direct runs its 16-lane tiles along
+    // an output row, Q of round_up(Q, 16); implicit along the filters, Kg of round_up(Kg, 16), 6 output
+    // pixels at a time); implicit also stores each output as a scalar through a transposition, about one
+    // multiply-add's time. LeNet's conv1 (6 filters, 28-wide rows) and the 1 -> 32 5x5 stem of the
+    // BatchNorm network (25 taps: the stores weigh, measured 2.15 ms direct against 2.94 ms implicit)
+    // are direct, LeNet's conv2 (16 filters, 10-wide rows, 150 taps) implicit. Ties go to direct.
+    const double taps = static_cast<double>(g.CgRS()) / 8.0;
+    const double direct_cost = taps / lane_fill(g.Q, 16);
+    const double implicit_cost = taps / (lane_fill(g.Kg(), 16) * lane_fill(g.PQ(), 6)) + 1.0;
+    return implicit_cost < direct_cost ? ConvAlgo::implicit : ConvAlgo::direct;
   }
-  // Stride 1 with up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the
-  // columns, and its dx is the direct kernel's. Measured 1.2-1.4x faster than im2col for 64-channel 3x3
-  // and the TensorFlow-tutorial 32->64 5x5 layer (AVX-512 Zen 4, 1 thread, interleaved runs); with more
-  // taps its dx and dw fell behind (128 and 256 channels, 3x3), and strided layers were even.
-  if (g.sh == 1 && g.sw == 1 && g.Kg() >= 16 && g.CgRS() <= 1024) return ConvAlgo::implicit;
+  // Up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the columns.
+  // Measured 1.2-1.4x faster than im2col for 64-channel 3x3 and the TensorFlow-tutorial 32->64 5x5 layer
+  // (AVX-512 Zen 4, 1 thread, interleaved runs); with more taps its dx and dw fell behind (128 and 256
+  // channels, 3x3). Strided layers too (CPU time per call, 1 thread, forward / weight gradient, ms:
+  // ResNet-20's 16->32 3x3 s2 2.17 / 2.65 against im2col's 3.58 / 3.91, 32->64 1.96 / 2.70 against 2.93 /
+  // 3.20, a 7x7 s2 stem 0.95 / 1.43 against 1.32 / 1.59), except 1x1 kernels, a plain subsampling GEMM
+  // (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes).
+  if (g.Kg() >= 16 && g.CgRS() <= 1024 && (g.sh * g.sw == 1 || g.R * g.S > 1)) return ConvAlgo::implicit;
   return ConvAlgo::im2col;
 }
 
@@ -448,6 +457,46 @@ void backward_data_direct(const ConvGeom& g, const T* dz, const T* w, T* dx, int
   });
 }
 
+// dx of a stride-1 convolution is the full correlation of dz with the flipped filters: a stride-1
+// convolution of dz (K channels, P x Q) with filters (C, K/groups, R, S) padded by the kernel's extent less
+// the forward padding, whose output is H x W. This is its geometry; false when the forward padding exceeds
+// the kernel's extent (the transposed padding would be negative).
+bool transposed_geom(const ConvGeom& g, ConvGeom* t) {
+  *t = g;
+  t->C = g.K, t->H = g.P, t->W = g.Q;
+  t->K = g.C, t->P = g.H, t->Q = g.W;
+  t->ph = (g.R - 1) * g.dh - g.ph, t->pw = (g.S - 1) * g.dw - g.pw;
+  return g.sh == 1 && g.sw == 1 && t->ph >= 0 && t->pw >= 0;
+}
+
+// Whether dx runs as the implicit GEMM of the transposed convolution (vectors along the C input channels,
+// 6 pixels a tile) rather than the direct kernel (vectors along a dx row of W): the one that keeps more
+// lanes busy. 64 channels on 8 x 8 maps fill half the direct kernel's 16 lanes; LeNet's conv2 dx (6
+// channels, 14-wide rows) fills more of the direct kernel's.
+bool dx_by_implicit(const ConvGeom& g) {
+  ConvGeom t;
+  if (!transposed_geom(g, &t)) return false;
+  return lane_fill(g.Cg(), 16) * lane_fill(g.H * g.W, 6) > lane_fill(g.W, 16);
+}
+
+// dx by the implicit GEMM's forward over dz with the filters flipped in (r, s) and transposed in (k, c)
+// within each group: wt (groups, Cg, Kg, R, S).
+template <class T>
+void backward_data_implicit(const ConvGeom& g, const T* dz, const T* w, T* dx, int nthreads) {
+  ConvGeom t;
+  transposed_geom(g, &t);
+  const int64_t Kg = g.Kg(), Cg = g.Cg(), RS = g.R * g.S;
+  T* wt = workspace_as<T>(kWsConvAux2, g.K * g.CgRS());
+  for (int64_t gi = 0; gi < g.groups; ++gi)
+    for (int64_t c = 0; c < Cg; ++c)
+      for (int64_t k = 0; k < Kg; ++k) {
+        const T* src = w + ((gi * Kg + k) * Cg + c) * RS;
+        T* dst = wt + ((gi * Cg + c) * Kg + k) * RS;
+        for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+      }
+  forward_implicit(t, dz, wt, static_cast<const T*>(nullptr), dx, Act::none, T(0), nthreads);
+}
+
 template <class T>
 void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, T* dx, T* dw, int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
@@ -512,7 +561,8 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
     case ConvAlgo::direct:
     case ConvAlgo::implicit:
       if (dx) {
-        if (g.sh == 1 && g.sw == 1) backward_data_direct(g, dz, w, dx, nthreads);
+        if (dx_by_implicit(g)) backward_data_implicit(g, dz, w, dx, nthreads);
+        else if (g.sh == 1 && g.sw == 1) backward_data_direct(g, dz, w, dx, nthreads);
         else backward_data_gemm(g, dz, w, dx, false, nthreads);
       }
       if (dw) {

@@ -184,11 +184,14 @@ def test_bindings_check_shapes_themselves():
 def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
     assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "implicit"
+    assert ops.conv2d_algorithm((64, 1, 28, 28), (32, 1, 5, 5), padding=2) == "direct"  # 25 taps: stores weigh
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "implicit"
     assert ops.conv2d_algorithm((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "im2col"  # 1152 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
-    assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "im2col"
+    assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "implicit"
+    assert ops.conv2d_algorithm((16, 64, 32, 32), (128, 64, 3, 3), stride=2, padding=1) == "implicit"
+    assert ops.conv2d_algorithm((16, 16, 32, 32), (32, 16, 1, 1), stride=2) == "im2col"
     with pytest.raises(ValueError, match="w: expected shape"):
         ops.conv2d_algorithm((1, 4, 8, 8), (2, 3, 3, 3))
 
@@ -245,3 +248,21 @@ def test_conv2d_random_shapes(n, cg, groups, kg, h, wid, r, s, sh, sw, ph, pw, d
     want = ref.conv2d_backward(dy, x, w, b, **kw)
     for name, a, c in zip(("dx", "dw", "db"), got, want):
         assert_close(a, c, dtype, k=max(1, _k(ws, y.shape)), name=name)
+
+
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=(2, 0), dilation=(2, 1), groups=2), dict(padding=0)])
+def test_dx_as_transposed_implicit_gemm(rng, kw):
+    """Stride-1 dx of the direct/implicit algorithms on small maps runs as the implicit GEMM of the
+    transposed convolution (many channels, rows shorter than a vector): against the reference in float64,
+    and the C++ backward against finite differences."""
+    x, w, b = rng.standard_normal((2, 16, 5, 4)), rng.standard_normal((16, 16 // kw.get("groups", 1), 3, 3)) * 0.3, \
+        rng.standard_normal(16)
+    y = ops.conv2d(x, w, b, algorithm="implicit", **kw)
+    dy = rng.standard_normal(y.shape)
+    for algo in ("implicit", "direct"):
+        got = ops.conv2d_backward(dy, x, w, b, algorithm=algo, **kw)
+        want = ref.conv2d_backward(dy, x, w, b, **kw)
+        for g, r in zip(got, want):
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    nnx.gradcheck(lambda x, w, b: ops.conv2d(x, w, b, algorithm="implicit", **kw), (x[:1], w, b),
+                  lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, algorithm="implicit", **kw))

@@ -4,11 +4,14 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
 - "depthwise" for one input channel per group (groups > 1);
 - "gemm1x1" for 1x1 kernels with stride 1 and no padding (one GEMM per image on x itself);
 - for stride 1 with at most 8 input channels per group and C/groups*R*S <= 256, "direct" or "implicit",
-  whichever keeps more vector lanes busy: "direct" runs SIMD along an output row with the taps in
-  registers (LeNet's conv1: 6 filters, 28-wide rows), "implicit" is an implicit GEMM with SIMD along the
-  filters, reading x through offsets instead of im2col columns (LeNet's conv2: 16 filters, 10-wide rows);
-  both take dx as a direct convolution with the flipped filters;
-- "implicit" also for other stride-1 layers with at least 16 filters per group and C/groups*R*S <= 1024;
+  whichever a cost model (multiply-adds over the fraction of vector lanes kept busy, plus implicit's
+  transposed stores) rates cheaper: "direct" runs SIMD along an output row with the taps in registers
+  (LeNet's conv1: 6 filters, 28-wide rows), "implicit" is an implicit GEMM with SIMD along the filters,
+  reading x through offsets instead of im2col columns (LeNet's conv2: 16 filters, 10-wide rows); both take
+  the stride-1 dx as a convolution of dz with the flipped filters, by the direct kernel or by the implicit
+  GEMM, whichever keeps more lanes busy (the implicit one for many channels on maps narrower than a vector);
+- "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
+  ones included (their dx goes through im2col's col2im), except 1x1 kernels with a stride;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
 dw and db are always reduced over fixed chunks of images, so results do not depend on the thread count.
 Any algorithm can be forced with `algorithm=`, which the tests use to check each against the reference.
