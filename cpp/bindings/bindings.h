@@ -5,7 +5,7 @@
 namespace nnx {
 namespace py = pybind11;
 void bind_gemm(py::module_& m);
-void bind_act(py::module_& m);
+void bind_activation(py::module_& m);
 void bind_loss(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);

@@ -42,7 +42,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("workspace_bytes", &nnx::workspace_bytes, "Bytes of kernel scratch memory held by all threads.");
 
   nnx::bind_gemm(m);
-  nnx::bind_act(m);
+  nnx::bind_activation(m);
   nnx::bind_loss(m);
   nnx::bind_conv(m);
   nnx::bind_pool(m);

@@ -3,14 +3,14 @@
 // A family defines one table type of function pointers, `<Family>Ukernels<T>`, and one fill function per
 // ISA, each in its own translation unit compiled for that ISA (`<family>_ukernels_<isa>.cpp`):
 //
-//   template <class T> void act_ukernels_fill_portable(ActUkernels<T>& t);   // sets every entry
-//   template <class T> void act_ukernels_fill_avx2(ActUkernels<T>& t);       // overrides what it has
+//   template <class T> void activation_ukernels_fill_portable(ActivationUkernels<T>& t);   // sets every entry
+//   template <class T> void activation_ukernels_fill_avx2(ActivationUkernels<T>& t);       // overrides what it has
 //
 // and reads its table through one function-local IsaTable:
 //
-//   template <class T> const ActUkernels<T>& act_ukernels() {
-//     static const IsaTable<ActUkernels<T>> table(IsaFills<ActUkernels<T>>{
-//         act_ukernels_fill_portable<T>, NNX_X86_FILL(act_ukernels_fill_avx2<T>), ...});
+//   template <class T> const ActivationUkernels<T>& activation_ukernels() {
+//     static const IsaTable<ActivationUkernels<T>> table(IsaFills<ActivationUkernels<T>>{
+//         activation_ukernels_fill_portable<T>, NNX_X86_FILL(activation_ukernels_fill_avx2<T>), ...});
 //     return table.active();
 //   }
 //

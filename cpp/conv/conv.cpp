@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "act/act.h"
+#include "activation/activation.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "conv/conv_ukernels.h"

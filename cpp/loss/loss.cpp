@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "act/act.h"
+#include "activation/activation.h"
 #include "common/isa_table.h"
 #include "loss/loss_ukernels.h"
 #include "common/threads.h"

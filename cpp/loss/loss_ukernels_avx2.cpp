@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "act/vecmath_avx2.h"
+#include "activation/vecmath_avx2.h"
 #include "loss/loss_ukernels.h"
 
 namespace nnx {

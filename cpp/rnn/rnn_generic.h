@@ -1,5 +1,5 @@
 // The element-wise step kernels of the recurrent family, written once against the vector interface of
-// act/act_generic.h (V: load/store, partial loads for ragged tails, add/sub/mul/div, select, exp, tanh)
+// act/activation_generic.h (V: load/store, partial loads for ragged tails, add/sub/mul/div, select, exp, tanh)
 // and instantiated per ISA in rnn_ukernels_<isa>.cpp. Each kernel handles H contiguous values (one hidden
 // unit across the batch, see rnn_ukernels.h) whose gate rows lie gs apart; a ragged tail is a partial
 // vector, so every value sees the same arithmetic wherever it falls.
@@ -9,7 +9,7 @@
 #pragma once
 #include <cstdint>
 
-#include "act/act_generic.h"
+#include "activation/activation_generic.h"
 #include "rnn/rnn_ukernels.h"
 
 namespace nnx {

@@ -1,7 +1,7 @@
 // AVX2 + FMA step kernels of the recurrent family: rnn_generic.h on 8 x float / 4 x double.
 #include <type_traits>
 
-#include "act/vec_avx2.h"
+#include "activation/vec_avx2.h"
 #include "rnn/rnn_generic.h"
 
 namespace nnx {

@@ -1,5 +1,5 @@
 // Portable twin of the recurrent step kernels: rnn_generic.h on a one-lane scalar with std:: math.
-#include "act/vec_scalar.h"
+#include "activation/vec_scalar.h"
 #include "rnn/rnn_generic.h"
 
 namespace nnx {

@@ -2,7 +2,7 @@
 
 dz = dy * act'(z), with act'(z) written through the forward output y (relu: y > 0, sigmoid: y(1-y),
 tanh: 1-y^2), so the pre-activation never has to be stored. Runs on the C++ kernel
-(cpp/act: act_backward_from_output).
+(cpp/activation: act_backward_from_output).
 """
 from __future__ import annotations
 

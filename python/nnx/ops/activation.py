@@ -1,4 +1,4 @@
-"""Activations and softmax on the C++ kernels (cpp/act). Same names and signatures as
+"""Activations and softmax on the C++ kernels (cpp/activation). Same names and signatures as
 nnx.reference.activation; inputs of any layout, results new C-contiguous arrays."""
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 // Drivers of the activation family: pick the micro-kernel table of the active ISA and split the work
 // across OpenMP threads in pieces whose results do not depend on the thread count.
-#include "act/act.h"
+#include "activation/activation.h"
 
 #include <algorithm>
 
-#include "act/act_ukernels.h"
+#include "activation/activation_ukernels.h"
 #include "common/isa_table.h"
 #include "common/threads.h"
 
@@ -22,31 +22,31 @@ constexpr int64_t kColumnBlock = 256;
 }  // namespace
 
 template <class T>
-const ActUkernels<T>& act_ukernels() {
-  static const IsaTable<ActUkernels<T>> table(
-      IsaFills<ActUkernels<T>>{act_ukernels_fill_portable<T>, NNX_X86_FILL(act_ukernels_fill_avx2<T>)});
+const ActivationUkernels<T>& activation_ukernels() {
+  static const IsaTable<ActivationUkernels<T>> table(
+      IsaFills<ActivationUkernels<T>>{activation_ukernels_fill_portable<T>, NNX_X86_FILL(activation_ukernels_fill_avx2<T>)});
   return table.active();
 }
-template const ActUkernels<float>& act_ukernels<float>();
-template const ActUkernels<double>& act_ukernels<double>();
+template const ActivationUkernels<float>& activation_ukernels<float>();
+template const ActivationUkernels<double>& activation_ukernels<double>();
 
 template <class T>
 void act_forward(Act fn, const T* x, T* y, int64_t n, T param, int nthreads) {
-  const auto& k = act_ukernels<T>();
+  const auto& k = activation_ukernels<T>();
   parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) { k.forward(fn, x + b, y + b, e - b, param); },
                kAlign);
 }
 
 template <class T>
 void act_backward(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads) {
-  const auto& k = act_ukernels<T>();
+  const auto& k = activation_ukernels<T>();
   parallel_for(n, kElementwiseGrain, nthreads,
                [&](int64_t b, int64_t e) { k.backward(fn, dy + b, x + b, dx + b, e - b, param); }, kAlign);
 }
 
 template <class T>
 void act_backward_from_output(Act act, const T* dy, const T* y, T* dz, int64_t n, T slope, int nthreads) {
-  const auto& k = act_ukernels<T>();
+  const auto& k = activation_ukernels<T>();
   parallel_for(n, kElementwiseGrain, nthreads,
                [&](int64_t b, int64_t e) { k.backward_from_output(act, dy + b, y + b, dz + b, e - b, slope); },
                kAlign);
@@ -55,13 +55,13 @@ void act_backward_from_output(Act act, const T* dy, const T* y, T* dz, int64_t n
 template <class T>
 void act_forward_inplace(Act act, T* x, int64_t n, T slope) {
   if (act == Act::none) return;
-  act_ukernels<T>().forward(act, x, x, n, slope);
+  activation_ukernels<T>().forward(act, x, x, n, slope);
 }
 
 template <class T>
 void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool log, int nthreads) {
   if (outer == 0 || n == 0 || inner == 0) return;
-  const auto& k = act_ukernels<T>();
+  const auto& k = activation_ukernels<T>();
   if (inner == 1) {
     const Grain rows{std::max<int64_t>(1, kSoftmaxElemsPerThread / n)};
     parallel_for(outer, rows, nthreads, [&](int64_t b, int64_t e) {
@@ -84,7 +84,7 @@ template <class T>
 void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
                       int nthreads) {
   if (outer == 0 || n == 0 || inner == 0) return;
-  const auto& k = act_ukernels<T>();
+  const auto& k = activation_ukernels<T>();
   if (inner == 1) {
     const Grain rows{std::max<int64_t>(1, kSoftmaxElemsPerThread / n)};
     parallel_for(outer, rows, nthreads, [&](int64_t b, int64_t e) {
@@ -105,17 +105,17 @@ void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, 
 
 template <class T>
 T log_sum_exp_shifted(const T* x, int64_t n, T* max_out) {
-  return act_ukernels<T>().log_sum_exp_shifted(x, n, max_out);
+  return activation_ukernels<T>().log_sum_exp_shifted(x, n, max_out);
 }
 
 template <class T>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t n) {
-  act_ukernels<T>().softmax_rows(x, y, rows, n, false);
+  activation_ukernels<T>().softmax_rows(x, y, rows, n, false);
 }
 
 template <class T>
 const char* act_ukernel_name() {
-  return act_ukernels<T>().name;
+  return activation_ukernels<T>().name;
 }
 
 #define NNX_ACT_INSTANTIATE(T)                                                                              \

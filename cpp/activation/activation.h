@@ -1,5 +1,5 @@
 // Activations and softmax: forward and backward kernels on contiguous arrays, OpenMP over independent
-// chunks, SIMD micro-kernels chosen per call from the active ISA (act_ukernels.h).
+// chunks, SIMD micro-kernels chosen per call from the active ISA (activation_ukernels.h).
 //
 // Contracts common to every kernel here:
 // - Arrays are C-contiguous; an output may alias its own input element for element (y == x), never

@@ -1,16 +1,16 @@
-// The per-ISA micro-kernel table of the activation family. Every entry is one template (act_generic.h)
+// The per-ISA micro-kernel table of the activation family. Every entry is one template (activation_generic.h)
 // instantiated on a vector type: the portable twin on a one-lane scalar "vector" with std:: math, the
 // AVX2 version on __m256 / __m256d with the polynomial exp of vecmath_avx2.h (AVX-512 CPUs run it too). All entries are
-// single-threaded; act.cpp splits the work across threads.
+// single-threaded; activation.cpp splits the work across threads.
 #pragma once
 #include <cstdint>
 
-#include "act/act.h"
+#include "activation/activation.h"
 
 namespace nnx {
 
 template <class T>
-struct ActUkernels {
+struct ActivationUkernels {
   const char* name;
   void (*forward)(Act fn, const T* x, T* y, int64_t n, T param);
   void (*backward)(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param);
@@ -28,14 +28,14 @@ struct ActUkernels {
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in act_ukernels_<isa>.cpp.
 template <class T>
-void act_ukernels_fill_portable(ActUkernels<T>& table);
+void activation_ukernels_fill_portable(ActivationUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
-void act_ukernels_fill_avx2(ActUkernels<T>& table);
+void activation_ukernels_fill_avx2(ActivationUkernels<T>& table);
 #endif
 
 // The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).
 template <class T>
-const ActUkernels<T>& act_ukernels();
+const ActivationUkernels<T>& activation_ukernels();
 
 }  // namespace nnx

@@ -1,4 +1,4 @@
-// The vector interface of act/act_generic.h on one scalar lane with the C library's exp / expm1 / tanh:
+// The vector interface of act/activation_generic.h on one scalar lane with the C library's exp / expm1 / tanh:
 // the portable twin of every family whose element-wise kernels are written against that interface
 // (activations, recurrent gates), built for the baseline ISA.
 #pragma once

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "act/act.h"
+#include "activation/activation.h"
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
 #include "bindings/record.h"
@@ -134,7 +134,7 @@ void softmax_backward_py(const py::array& dy, const py::array& x, py::array& out
 
 }  // namespace
 
-void bind_act(py::module_& m) {
+void bind_activation(py::module_& m) {
   py::dict codes, epilogue;
   for (int c = 0; c <= static_cast<int>(kActLast); ++c) {
     const Act act = static_cast<Act>(c);

@@ -1,5 +1,5 @@
 // The activation micro-kernels, written once against a small vector interface V and instantiated per
-// ISA (act_ukernels_portable.cpp: one-lane scalar V with std:: math; act_ukernels_avx2.cpp: 8 x float / 4 x double).
+// ISA (activation_ukernels_portable.cpp: one-lane scalar V with std:: math; activation_ukernels_avx2.cpp: 8 x float / 4 x double).
 //
 // V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; load_partial(p, cnt, pad) /
 // store_partial(p, v, cnt) for the first cnt < W lanes; add/sub/mul/div; max/min with
@@ -15,7 +15,7 @@
 #include <cstring>
 #include <limits>
 
-#include "act/act_ukernels.h"
+#include "activation/activation_ukernels.h"
 
 namespace nnx {
 namespace act_generic {
@@ -341,8 +341,8 @@ void softmax_cols_backward(const typename V::T* dy, const typename V::T* x, type
 }
 
 template <class V>
-ActUkernels<typename V::T> make_table(const char* name) {
-  ActUkernels<typename V::T> t;
+ActivationUkernels<typename V::T> make_table(const char* name) {
+  ActivationUkernels<typename V::T> t;
   t.name = name;
   t.forward = &forward<V>;
   t.backward = &backward<V>;

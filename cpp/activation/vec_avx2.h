@@ -1,4 +1,4 @@
-// The vector interface of act/act_generic.h on AVX2 + FMA registers: 8 x float (VecF32Avx2) and 4 x double
+// The vector interface of act/activation_generic.h on AVX2 + FMA registers: 8 x float (VecF32Avx2) and 4 x double
 // (VecF64Avx2), with the polynomial exp / expm1 / tanh of vecmath_avx2.h. Shared by the families whose
 // element-wise kernels are written against that interface (activations, recurrent gates). Include only
 // from *_avx2.cpp files; the types live in the ISA-named namespace so no portable code can link to them.
@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "act/vecmath_avx2.h"
+#include "activation/vecmath_avx2.h"
 
 namespace nnx {
 namespace avx2 {
