@@ -261,6 +261,22 @@ def test_other_refusals():
             c(x.astype(np.float64), y)
 
 
+def test_optimizer_without_multi_tensor_update_is_refused():
+    # Adagrad/Adadelta update each parameter by its own call (no multi-tensor kernel): a capture refuses them
+    # and they keep stepping eagerly, with the eager results.
+    for cls in (optim.Adagrad, optim.Adadelta):
+        m1, o1, s1 = build("mlp", cls, lr=0.1)
+        m2, o2, s2 = build("mlp", cls, lr=0.1)
+        c = nnx.compile(s2)
+        data = batches((4, 20), 3)
+        with pytest.warns(CompileWarning, match="updates each parameter by its own call"):
+            for x, y in data:
+                c(x, y)
+        for x, y in data:
+            s1(x, y)
+        assert_same_state(m1, o1, m2, o2)
+
+
 def test_bad_targets_raise_on_replay():
     model, opt, step = build("mlp")
     c = nnx.compile(step, strict=True)

@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from . import _capture
 from . import anomaly as _anomaly
 
 # Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
@@ -167,6 +168,10 @@ def _accumulate(leaf, g, shared: set) -> None:
             or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
         g = np.array(g, dtype=leaf.dtype, order="C")
     leaf.grad = g if leaf.grad is None else leaf.grad + g
+    if leaf._grad_hooks:
+        rec = _capture.current()
+        if rec is not None:  # nnx.compile: a replay would not run the hook (e.g. a data-parallel all-reduce)
+            rec.refuse("a gradient-ready hook (e.g. a distributed all-reduce) runs Python between kernels")
     for hook in leaf._grad_hooks:
         hook(leaf)
 

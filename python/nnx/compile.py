@@ -90,6 +90,11 @@ class _Recording:
         self.plan = _C.Plan()
         self.modules = {}
         self.opt_steps = []
+        self.refusals = []
+
+    def refuse(self, why: str) -> None:
+        """Something in the step that a replay would not redo (said by the Python side, e.g. an optimizer)."""
+        self.refusals.append(why)
 
     def add_module(self, module) -> None:
         self.modules[id(module)] = module
@@ -130,7 +135,7 @@ class _Analysis:
         self._temps = []  # (lo, hi) of regions first written by a kernel of this step, by index
         self.touched_state = {}
         calls = []
-        refusals = rec.plan.refusals()
+        refusals = rec.refusals + rec.plan.refusals()
         if refusals:
             raise _Refuse(refusals[0])
         for i, (op, attrs, arrays) in enumerate(rec.plan.log()):
@@ -143,9 +148,9 @@ class _Analysis:
                             f"kernel call {i} ({op}) reads an array of shape {a.shape} that no earlier kernel of "
                             f"the step wrote and that is not a step input, a parameter or buffer of a module "
                             f"called in the step, optimizer state or a constant: it was computed by NumPy or "
-                            f"Python between kernels (e.g. a layer without a C++ kernel such as batch_norm or "
-                            f"dropout, gradient accumulation, a dtype conversion of an input), which a replay "
-                            f"would not redo")
+                            f"Python between kernels, or by a kernel whose bindings do not record it yet (today "
+                            f"batch_norm, dropout, recurrent layers; also gradient accumulation, a dtype "
+                            f"conversion of an input), which a replay would not redo")
                     lo, hi = _bounds(a)
                     self._temps.append((lo, hi))
                     c = ("new", len(self._temps) - 1, hi - lo)
