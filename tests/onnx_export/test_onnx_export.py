@@ -6,7 +6,7 @@ import inspect
 import numpy as np
 import pytest
 
-from onnx_support import check_export, onnx, run_onnx  # skips the module without onnx/onnxruntime
+from onnx_support import check_export, dims, onnx, run_onnx  # skips the module without onnx/onnxruntime
 
 import nnx
 from nnx import nn
@@ -166,6 +166,20 @@ def test_static_batch_and_names(tmp_path):
     dyn = nnx.onnx.export(model, x, path)
     assert dyn.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert dyn.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_axis_grown_by_two_dimensions_is_left_unnamed(tmp_path):
+    model = nn.Flatten(0, -1)
+    x = np.ones((2, 3, 4, 5), np.float32)
+    proto = nnx.onnx.export(model, x, tmp_path / "f.onnx", dynamic_axes={"input": {2: "height"}})
+    assert dims(proto.graph.input[0]) == ["batch", 3, "height", 5]
+    assert dims(proto.graph.output[0]) == [0]  # neither a size nor one name: unknown
+    y = np.arange(3 * 3 * 6 * 5, dtype=np.float32).reshape(3, 3, 6, 5)
+    np.testing.assert_array_equal(run_onnx(tmp_path / "f.onnx", y)[0], y.reshape(-1))
+    with pytest.raises(ValueError, match="dynamic_axes: 'x' is not an input name"):
+        nnx.onnx.export(model, x, tmp_path / "f.onnx", dynamic_axes={"x": {1: "c"}})
+    with pytest.raises(ValueError, match=r"dynamic_axes\['input'\]: expected \{axis: dimension name\}"):
+        nnx.onnx.export(model, x, tmp_path / "f.onnx", dynamic_axes={"input": {4: "c"}})
 
 
 @pytest.mark.parametrize("opset", [nnx.onnx.MIN_OPSET, 17, 18, nnx.onnx.MAX_OPSET])
