@@ -17,10 +17,12 @@ from . import functional, nn, optim  # noqa: F401,E402
 from . import data, models  # noqa: F401,E402
 from .io import CheckpointError, load, save  # noqa: F401,E402
 from .train import History, evaluate, fit  # noqa: F401,E402
-from . import onnx  # noqa: F401,E402  (the onnx package itself is imported only when export runs)
+# nnx.onnx, kept out of __all__ so `from nnx import *` cannot shadow the onnx package. The onnx package
+# itself is imported only when export or load_weights runs.
+from . import onnx  # noqa: F401,E402
 
 __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "reference", "gradcheck",
            "GradcheckError", "manual_seed", "__version__", "Tensor", "tensor", "cat", "stack", "no_grad",
            "enable_grad", "is_grad_enabled", "functional", "nn", "optim", "data", "save", "load", "models",
            "fit", "evaluate", "History", "CheckpointError", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
-           "AnomalyError", "onnx"]
+           "AnomalyError"]
