@@ -211,6 +211,9 @@ def test_initializers_are_state_dict_keys(tmp_path):
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(inits[k], v)
+    # The file depends on the model only: another example (values, batch size) gives the same bytes.
+    nnx.onnx.export(model, _images(1, 28, 28)(5), tmp_path / "again.onnx")
+    assert (tmp_path / "again.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
 
 
 def test_export_restores_training_mode(tmp_path):
