@@ -270,7 +270,8 @@ def load_weights(model, path):
     except OSError:
         raise
     except Exception as exc:  # protobuf's DecodeError and kin: the file is not an ONNX model
-        raise ValueError(f"path: {os.fspath(path)} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"path: {os.fspath(path)} is not a readable ONNX model "
+                         f"({type(exc).__name__}: {exc})") from None
     inits = _constant_values(onnx, proto.graph)
     state = model.state_dict()
     for prefix, m in model.named_modules():
