@@ -1,13 +1,14 @@
 """Optimizer step benchmarks: one update of a single float32 parameter of 1 M and 16 M elements by SGD with
-momentum, Adam and RMSprop; nnx (C++ fused loop, through Optimizer.step) against the same update written
-in NumPy (in place, as few temporaries as the expression allows) and torch.optim (default implementation
-for CPU tensors) on the same thread count.
+momentum, Adam, RMSprop, Adagrad and Adadelta; nnx (C++ fused loop, through Optimizer.step) against the
+same update written in NumPy (in place, as few temporaries as the expression allows) and torch.optim
+(default implementation for CPU tensors) on the same thread count.
 
     python -m pytest bench/test_optim.py --threads 1 --benchmark-only
     python bench/report.py bench/test_optim.py --threads 1 2
 
 bytes_moved is what the update must read and write: SGD+momentum reads p, g, buf and writes p, buf (5
-arrays); Adam reads p, g, m, v and writes p, m, v (7); RMSprop reads p, g, s and writes p, s (5).
+arrays); Adam reads p, g, m, v and writes p, m, v (7); RMSprop and Adagrad read p, g, s and write p, s
+(5); Adadelta reads p, g, s, u and writes p, s, u (7).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from nnx import optim
 from nnx.nn import Parameter
 
 SIZES = {"1M": 1 << 20, "16M": 1 << 24}
-ARRAYS_MOVED = {"sgd_momentum": 5, "adam": 7, "rmsprop": 5}
+ARRAYS_MOVED = {"sgd_momentum": 5, "adam": 7, "rmsprop": 5, "adagrad": 5, "adadelta": 7}
 HYPER = {"sgd_momentum": ("SGD", dict(lr=1e-3, momentum=0.9)), "adam": ("Adam", dict(lr=1e-3)),
-         "rmsprop": ("RMSprop", dict(lr=1e-3))}
+         "rmsprop": ("RMSprop", dict(lr=1e-3)), "adagrad": ("Adagrad", dict(lr=1e-2)),
+         "adadelta": ("Adadelta", dict(lr=1.0))}
 
 
 def _numpy_step(kind, p, g):
@@ -48,6 +50,22 @@ def _numpy_step(kind, p, g):
             denom /= np.float32(np.sqrt(1 - 0.999 ** t[0]))
             denom += np.float32(1e-8)
             p -= np.float32(1e-3 / (1 - 0.9 ** t[0])) * m / denom
+        return step
+    if kind == "adagrad":
+        acc = np.zeros_like(p)
+
+        def step():
+            acc[...] += g * g
+            p[...] -= np.float32(1e-2) * g / (np.sqrt(acc) + np.float32(1e-10))
+        return step
+    if kind == "adadelta":
+        sq, u = np.zeros_like(p), np.zeros_like(p)
+
+        def step():
+            sq[...] = 0.9 * sq + 0.1 * g * g
+            d = np.sqrt(u + np.float32(1e-6)) / np.sqrt(sq + np.float32(1e-6)) * g
+            u[...] = 0.9 * u + 0.1 * d * d
+            p[...] -= d
         return step
     s = np.zeros_like(p)
 

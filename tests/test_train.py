@@ -212,7 +212,8 @@ def test_checkpoint_resume_is_bitwise_identical(tmp_path):
 
 @pytest.mark.parametrize("name, params", [("mlp", 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10),
                                           ("lenet5", 61706),
-                                          ("convnet", 832 + 51264 + 3136 * 1024 + 1024 + 10250)])
+                                          ("convnet", 832 + 51264 + 3136 * 1024 + 1024 + 10250),
+                                          ("convnet_bn", 800 + 64 + 51200 + 128 + 3136 * 256 + 512 + 2570)])
 def test_models_shapes_and_sizes(name, params):
     require_ops("relu", "conv2d", "max_pool2d")
     nnx.manual_seed(0)

@@ -31,14 +31,14 @@ template const ActUkernels<float>& act_ukernels<float>();
 template const ActUkernels<double>& act_ukernels<double>();
 
 template <class T>
-void act_forward(ActFn fn, const T* x, T* y, int64_t n, T param, int nthreads) {
+void act_forward(Act fn, const T* x, T* y, int64_t n, T param, int nthreads) {
   const auto& k = act_ukernels<T>();
   parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) { k.forward(fn, x + b, y + b, e - b, param); },
                kAlign);
 }
 
 template <class T>
-void act_backward(ActFn fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads) {
+void act_backward(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads) {
   const auto& k = act_ukernels<T>();
   parallel_for(n, kElementwiseGrain, nthreads,
                [&](int64_t b, int64_t e) { k.backward(fn, dy + b, x + b, dx + b, e - b, param); }, kAlign);
@@ -55,7 +55,7 @@ void act_backward_from_output(Act act, const T* dy, const T* y, T* dz, int64_t n
 template <class T>
 void act_forward_inplace(Act act, T* x, int64_t n, T slope) {
   if (act == Act::none) return;
-  act_ukernels<T>().forward(static_cast<ActFn>(static_cast<int>(act)), x, x, n, slope);
+  act_ukernels<T>().forward(act, x, x, n, slope);
 }
 
 template <class T>
@@ -119,8 +119,8 @@ const char* act_ukernel_name() {
 }
 
 #define NNX_ACT_INSTANTIATE(T)                                                                              \
-  template void act_forward<T>(ActFn, const T*, T*, int64_t, T, int);                                       \
-  template void act_backward<T>(ActFn, const T*, const T*, T*, int64_t, T, int);                            \
+  template void act_forward<T>(Act, const T*, T*, int64_t, T, int);                                       \
+  template void act_backward<T>(Act, const T*, const T*, T*, int64_t, T, int);                            \
   template void act_backward_from_output<T>(Act, const T*, const T*, T*, int64_t, T, int);                  \
   template void act_forward_inplace<T>(Act, T*, int64_t, T);                                                \
   template void softmax_forward<T>(const T*, T*, int64_t, int64_t, int64_t, bool, int);                     \

@@ -15,16 +15,13 @@
 
 namespace nnx {
 
-// Element-wise activation codes; 1..4 equal the codes of the fused epilogue's Act enum.
-enum class ActFn : int { relu = 1, leaky_relu = 2, sigmoid = 3, tanh = 4, elu = 5 };
-
-// y = f(x) for n elements. `param` is leaky_relu's negative slope or elu's alpha (ignored otherwise).
+// y = f(x) for n elements (fn is any activation code but Act::none, common/epilogue.h). `param` is leaky_relu's negative slope or elu's alpha (ignored otherwise).
 template <class T>
-void act_forward(ActFn fn, const T* x, T* y, int64_t n, T param, int nthreads);
+void act_forward(Act fn, const T* x, T* y, int64_t n, T param, int nthreads);
 
 // dx = dy * f'(x), f' taken at the forward input x.
 template <class T>
-void act_backward(ActFn fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads);
+void act_backward(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads);
 
 // The fused-epilogue backward: dz = dy * act'(z) written through the forward output y = act(z)
 // (relu: [y > 0], leaky_relu: 1 or slope, sigmoid: y (1 - y), tanh: 1 - y^2, none: 1).

@@ -1,5 +1,5 @@
 // The activation micro-kernels, written once against a small vector interface V and instantiated per
-// ISA (act_portable.cpp: one-lane scalar V with std:: math; act_avx2.cpp: 8 x float / 4 x double).
+// ISA (act_ukernels_portable.cpp: one-lane scalar V with std:: math; act_ukernels_avx2.cpp: 8 x float / 4 x double).
 //
 // V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; load_partial(p, cnt, pad) /
 // store_partial(p, v, cnt) for the first cnt < W lanes; add/sub/mul/div; max/min with
@@ -64,17 +64,18 @@ inline typename V::R sigmoid(typename V::R v) {
 }
 
 template <class V>
-void forward(ActFn fn, const typename V::T* x, typename V::T* y, int64_t n, typename V::T param) {
+void forward(Act fn, const typename V::T* x, typename V::T* y, int64_t n, typename V::T param) {
   using R = typename V::R;
   const R zero = V::zero(), p = V::set1(param);
   switch (fn) {
-    case ActFn::relu: map1<V>(x, y, n, [&](R v) { return V::max(zero, v); }); break;
-    case ActFn::leaky_relu:
+    case Act::none: std::memmove(y, x, sizeof(typename V::T) * n); break;
+    case Act::relu: map1<V>(x, y, n, [&](R v) { return V::max(zero, v); }); break;
+    case Act::leaky_relu:
       map1<V>(x, y, n, [&](R v) { return V::select(V::gt(v, zero), v, V::mul(v, p)); });
       break;
-    case ActFn::sigmoid: map1<V>(x, y, n, [](R v) { return sigmoid<V>(v); }); break;
-    case ActFn::tanh: map1<V>(x, y, n, [](R v) { return V::tanh(v); }); break;
-    case ActFn::elu:
+    case Act::sigmoid: map1<V>(x, y, n, [](R v) { return sigmoid<V>(v); }); break;
+    case Act::tanh: map1<V>(x, y, n, [](R v) { return V::tanh(v); }); break;
+    case Act::elu:
       map1<V>(x, y, n, [&](R v) {
         return V::select(V::gt(v, zero), v, V::mul(p, V::expm1_nonpos(V::min(zero, v))));
       });
@@ -83,34 +84,35 @@ void forward(ActFn fn, const typename V::T* x, typename V::T* y, int64_t n, type
 }
 
 template <class V>
-void backward(ActFn fn, const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t n,
+void backward(Act fn, const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t n,
               typename V::T param) {
   using R = typename V::R;
   const R zero = V::zero(), one = V::set1(1), p = V::set1(param);
   switch (fn) {
-    case ActFn::relu:
+    case Act::none: std::memmove(dx, dy, sizeof(typename V::T) * n); break;
+    case Act::relu:
       map2<V>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, zero); });
       break;
-    case ActFn::leaky_relu:
+    case Act::leaky_relu:
       map2<V>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, V::mul(g, p)); });
       break;
     // s (1 - s) and 1 - tanh^2 cancel where the curves flatten; e / (1 + e)^2 with e = exp(-|x|)
     // (sigmoid) and 4 e / (1 + e)^2 with e = exp(-2|x|) (tanh, = 1 / cosh^2) are exact rewrites that don't.
-    case ActFn::sigmoid:
+    case Act::sigmoid:
       map2<V>(dy, x, dx, n, [&](R g, R v) {
         R e = V::exp(V::sub(zero, V::abs(v)));
         R d = V::add(one, e);
         return V::div(V::mul(g, e), V::mul(d, d));
       });
       break;
-    case ActFn::tanh:
+    case Act::tanh:
       map2<V>(dy, x, dx, n, [&](R g, R v) {
         R e = V::exp(V::mul(V::set1(-2), V::abs(v)));
         R d = V::add(one, e);
         return V::div(V::mul(V::mul(g, V::set1(4)), e), V::mul(d, d));
       });
       break;
-    case ActFn::elu:
+    case Act::elu:
       map2<V>(dy, x, dx, n, [&](R g, R v) {
         return V::select(V::gt(v, zero), g, V::mul(g, V::mul(p, V::exp(V::min(zero, v)))));
       });
@@ -136,6 +138,9 @@ void backward_from_output(Act act, const typename V::T* dy, const typename V::T*
       break;
     case Act::tanh:
       map2<V>(dy, y, dz, n, [&](R g, R v) { return V::mul(g, V::sub(one, V::mul(v, v))); });
+      break;
+    case Act::elu:  // not fusable (act_fusable); the bindings never pass it: the scalar definition, for completeness
+      for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * act_grad_from_output(act, y[i], slope);
       break;
   }
 }

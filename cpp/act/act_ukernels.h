@@ -12,8 +12,8 @@ namespace nnx {
 template <class T>
 struct ActUkernels {
   const char* name;
-  void (*forward)(ActFn fn, const T* x, T* y, int64_t n, T param);
-  void (*backward)(ActFn fn, const T* dy, const T* x, T* dx, int64_t n, T param);
+  void (*forward)(Act fn, const T* x, T* y, int64_t n, T param);
+  void (*backward)(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param);
   void (*backward_from_output)(Act act, const T* dy, const T* y, T* dz, int64_t n, T slope);
   // `rows` contiguous rows of length n.
   void (*softmax_rows)(const T* x, T* y, int64_t rows, int64_t n, bool log);

@@ -13,17 +13,23 @@
 namespace nnx {
 namespace {
 
-template <class A, class B>
-void require_same_contiguous(const A& a, const char* an, const B& b, const char* bn) {
-  require(a.contiguous(), std::string(an) + ": expected a C-contiguous array");
-  require(b.contiguous(), std::string(bn) + ": expected a C-contiguous array");
-  require(a.ndim == b.ndim, std::string(bn) + ": expected the shape of " + an);
-  for (int i = 0; i < a.ndim; ++i) require(a.shape[i] == b.shape[i], std::string(bn) + ": expected the shape of " + an);
+Act act_fn(int code) {
+  require(code > static_cast<int>(Act::none) && code <= static_cast<int>(kActLast),
+          "act: unknown activation code " + std::to_string(code));
+  return static_cast<Act>(code);
 }
 
-ActFn act_fn(int code) {
-  require(code >= 1 && code <= 5, "act: unknown activation code " + std::to_string(code));
-  return static_cast<ActFn>(code);
+// Python's names of the codes; the compiler's -Wswitch flags a code added to Act without a name here.
+const char* act_name(Act act) {
+  switch (act) {
+    case Act::none: return "none";
+    case Act::relu: return "relu";
+    case Act::leaky_relu: return "leaky_relu";
+    case Act::sigmoid: return "sigmoid";
+    case Act::tanh: return "tanh";
+    case Act::elu: return "elu";
+  }
+  return "?";
 }
 
 template <class T>
@@ -31,7 +37,7 @@ void forward_py(const py::array& x, py::array& out, int code, double param) {
   auto X = view_in<T>(x, "x");
   auto Y = view_out<T>(out, "out");
   require_same_contiguous(X, "x", Y, "out");
-  ActFn fn = act_fn(code);
+  Act fn = act_fn(code);
   py::gil_scoped_release release;
   act_forward<T>(fn, X.data, Y.data, X.size(), static_cast<T>(param), num_threads());
 }
@@ -43,7 +49,7 @@ void backward_py(const py::array& dy, const py::array& x, py::array& out, int co
   auto D = view_out<T>(out, "out");
   require_same_contiguous(X, "x", G, "dy");
   require_same_contiguous(X, "x", D, "out");
-  ActFn fn = act_fn(code);
+  Act fn = act_fn(code);
   py::gil_scoped_release release;
   act_backward<T>(fn, G.data, X.data, D.data, X.size(), static_cast<T>(param), num_threads());
 }
@@ -55,7 +61,8 @@ void backward_from_output_py(const py::array& dy, const py::array& y, py::array&
   auto D = view_out<T>(out, "out");
   require_same_contiguous(Y, "y", G, "dy");
   require_same_contiguous(Y, "y", D, "out");
-  require(code >= 0 && code <= 4, "activation: unknown activation code " + std::to_string(code));
+  require(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
+          "activation: unknown epilogue activation code " + std::to_string(code));
   py::gil_scoped_release release;
   act_backward_from_output<T>(static_cast<Act>(code), G.data, Y.data, D.data, Y.size(), static_cast<T>(slope),
                               num_threads());
@@ -64,7 +71,8 @@ void backward_from_output_py(const py::array& dy, const py::array& y, py::array&
 template <class T>
 void forward_inplace_py(py::array& x, int code, double slope) {
   auto X = view_out<T>(x, "x");
-  require(code >= 0 && code <= 4, "activation: unknown activation code " + std::to_string(code));
+  require(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
+          "activation: unknown epilogue activation code " + std::to_string(code));
   py::gil_scoped_release release;
   act_forward_inplace<T>(static_cast<Act>(code), X.data, X.size(), static_cast<T>(slope));
 }
@@ -106,12 +114,20 @@ void softmax_backward_py(const py::array& dy, const py::array& x, py::array& out
 }  // namespace
 
 void bind_act(py::module_& m) {
+  py::dict codes, epilogue;
+  for (int c = 0; c <= static_cast<int>(kActLast); ++c) {
+    const Act act = static_cast<Act>(c);
+    if (act != Act::none) codes[act_name(act)] = c;
+    if (act_fusable(act)) epilogue[act_name(act)] = c;
+  }
+  m.attr("ACTIVATION_CODES") = codes;     // element-wise kernels (act_forward / act_backward)
+  m.attr("EPILOGUE_ACTIVATIONS") = epilogue;  // fused bias + activation of linear / conv2d
   m.def("act_forward", [](const py::array& x, py::array& out, int act, double param) {
           if (is_f32(x)) forward_py<float>(x, out, act, param);
           else forward_py<double>(x, out, act, param);
         },
         py::arg("x"), py::arg("out"), py::arg("act"), py::arg("param") = 0.0,
-        "out = act(x) element-wise; act: 1 relu, 2 leaky_relu, 3 sigmoid, 4 tanh, 5 elu; param: slope or alpha.");
+        "out = act(x) element-wise; act: a code of ACTIVATION_CODES; param: slope or alpha.");
   m.def("act_backward", [](const py::array& dy, const py::array& x, py::array& out, int act, double param) {
           if (is_f32(x)) backward_py<float>(dy, x, out, act, param);
           else backward_py<double>(dy, x, out, act, param);

@@ -89,6 +89,23 @@ inline void require(bool ok, const std::string& msg) {
   if (!ok) throw py::value_error(msg);
 }
 
+// "(2, 3, 4)" (and "(5,)"), as Python prints a shape.
+inline std::string shape_str(const int64_t* s, int n) {
+  std::string r = "(";
+  for (int i = 0; i < n; ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + (n == 1 ? ",)" : ")");
+}
+inline std::string pair_str(int64_t a, int64_t b) { return "(" + std::to_string(a) + ", " + std::to_string(b) + ")"; }
+
+// Both views C-contiguous and of one shape (element-wise kernels read them in lockstep).
+template <class A, class B>
+void require_same_contiguous(const A& a, const char* an, const B& b, const char* bn) {
+  require(a.contiguous(), std::string(an) + ": expected a C-contiguous array");
+  require(b.contiguous(), std::string(bn) + ": expected a C-contiguous array");
+  require(a.ndim == b.ndim, std::string(bn) + ": expected the shape of " + an);
+  for (int i = 0; i < a.ndim; ++i) require(a.shape[i] == b.shape[i], std::string(bn) + ": expected the shape of " + an);
+}
+
 // True for a float32 array (the bindings are registered per dtype and dispatch on this).
 inline bool is_f32(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize() == 4; }
 

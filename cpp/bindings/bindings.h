@@ -10,4 +10,6 @@ void bind_loss(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_dropout(py::module_& m);
 }  // namespace nnx

@@ -14,13 +14,8 @@ namespace {
 
 using Pair = std::pair<int64_t, int64_t>;
 
-std::string shape_str(const int64_t* s, int n) {
-  std::string r = "(";
-  for (int i = 0; i < n; ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + (n == 1 ? ",)" : ")");
-}
-
-// Checks every size the kernels rely on and returns the geometry; raises ValueError otherwise.
+// The one validation of a convolution's geometry (nnx.ops reads the output shape from it): checks every
+// size the kernels rely on and returns the geometry; raises ValueError naming the argument otherwise.
 ConvGeom make_geom(const int64_t* xs, const int64_t* ws, Pair stride, Pair padding, Pair dilation,
                    int64_t groups) {
   // Below 2^30 (as nnx.ops checks): keeps H + 2 * padding and dilation * (R - 1) + 1 inside int64 for any
@@ -49,16 +44,19 @@ ConvGeom make_geom(const int64_t* xs, const int64_t* ws, Pair stride, Pair paddi
   g.K = ws[0], g.R = ws[2], g.S = ws[3];
   g.sh = stride.first, g.sw = stride.second, g.ph = padding.first, g.pw = padding.second;
   g.dh = dilation.first, g.dw = dilation.second, g.groups = groups;
-  require(g.C >= 1 && g.H >= 1 && g.W >= 1, "x: expected C, H, W >= 1, got " + shape_str(xs, 4));
-  require(g.C % groups == 0, "groups: " + std::to_string(groups) + " does not divide C = " + std::to_string(g.C));
+  const std::string G = std::to_string(groups), Cs = std::to_string(g.C);
+  require(g.C >= 1 && g.H >= 1 && g.W >= 1, "x: expected C, H, W >= 1, got shape " + shape_str(xs, 4));
+  require(g.C % groups == 0, "groups: expected a divisor of the " + Cs + " input channels of x, got " + G);
   require(g.K >= 1 && g.K % groups == 0 && ws[1] == g.C / groups && g.R >= 1 && g.S >= 1,
-          "w: expected shape (K, " + std::to_string(g.C / groups) + ", R, S) with K a multiple of groups=" +
-              std::to_string(groups) + ", got " + shape_str(ws, 4));
-  int64_t eh = g.dh * (g.R - 1) + 1, ew = g.dw * (g.S - 1) + 1;
+          "w: expected shape (K, " + std::to_string(g.C / groups) + ", R, S) with K a positive multiple of groups=" +
+              G + " for x with " + Cs + " channels, got " + shape_str(ws, 4));
+  const int64_t eh = g.dh * (g.R - 1) + 1, ew = g.dw * (g.S - 1) + 1;
   require(eh <= g.H + 2 * g.ph && ew <= g.W + 2 * g.pw,
-          "w: the dilated kernel " + std::to_string(eh) + "x" + std::to_string(ew) +
-              " is larger than the padded input " + std::to_string(g.H + 2 * g.ph) + "x" +
-              std::to_string(g.W + 2 * g.pw));
+          "w: the kernel " + std::to_string(g.R) + "x" + std::to_string(g.S) + " with dilation (" +
+              std::to_string(g.dh) + ", " + std::to_string(g.dw) + ") spans " + std::to_string(eh) + "x" +
+              std::to_string(ew) + ", larger than the input " + std::to_string(g.H) + "x" + std::to_string(g.W) +
+              " padded by (" + std::to_string(g.ph) + ", " + std::to_string(g.pw) + ") (" +
+              std::to_string(g.H + 2 * g.ph) + "x" + std::to_string(g.W + 2 * g.pw) + ")");
   g.P = (g.H + 2 * g.ph - eh) / g.sh + 1;
   g.Q = (g.W + 2 * g.pw - ew) / g.sw + 1;
   return g;
@@ -66,19 +64,45 @@ ConvGeom make_geom(const int64_t* xs, const int64_t* ws, Pair stride, Pair paddi
 
 ConvAlgo parse_algo(const std::string& name, const ConvGeom& g) {
   ConvAlgo a;
-  if (!conv_algo_parse(name, &a))
-    throw py::value_error("algorithm: expected one of 'auto', 'gemm1x1', 'im2col', 'direct', 'depthwise', 'implicit', got '" +
-                          name + "'");
+  if (!conv_algo_parse(name, &a)) {
+    std::string known;
+    for (int k = 0; k <= static_cast<int>(kConvAlgoLast); ++k)
+      known += std::string(known.empty() ? "'" : ", '") + conv_algo_name(static_cast<ConvAlgo>(k)) + "'";
+    throw py::value_error("algorithm: expected one of " + known + ", got '" + name + "'");
+  }
   std::string why;
   if (!conv_algo_applies(a, g, &why))
     throw py::value_error("algorithm: '" + name + "' needs " + why);
   return a;
 }
 
+// A validated convolution: the geometry for one (x shape, w shape, stride, padding, dilation, groups)
+// and the algorithm asked for. nnx.ops builds one per distinct call (memoised), so the geometry is checked
+// once, not on every forward and backward; the kernels' entry points below only check that the arrays
+// they are handed have the plan's shapes (memory safety, not validation).
+struct ConvPlan {
+  ConvGeom g;
+  ConvAlgo algo;  // as asked for (automatic stays automatic: the kernels pick per call)
+};
+
 template <class V>
 void require_contiguous(const V& v, const char* name) {
   require(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
 }
+
+template <class V>
+void require_shape(const V& v, const int64_t* expect, int n, const char* name, const char* what) {
+  for (int i = 0; i < n; ++i)
+    if (v.shape[i] != expect[i])
+      throw py::value_error(std::string(name) + ": expected shape " + shape_str(expect, n) + " (" + what +
+                            "), got " + shape_str(v.shape, n));
+}
+
+struct PlanShapes {
+  int64_t x[4], w[4], y[4], b[1];
+  explicit PlanShapes(const ConvGeom& g)
+      : x{g.N, g.C, g.H, g.W}, w{g.K, g.Cg(), g.R, g.S}, y{g.N, g.K, g.P, g.Q}, b{g.K} {}
+};
 
 Act act_of(int act) {
   require(act >= 0 && act <= 4, "activation: unknown activation code " + std::to_string(act));
@@ -86,101 +110,114 @@ Act act_of(int act) {
 }
 
 template <class T>
-void forward_py(const py::array& x, const py::array& w, const py::object& b, py::array& y, Pair stride,
-                Pair padding, Pair dilation, int64_t groups, int act, double slope, const std::string& algo) {
+void forward_py(const py::array& x, const py::array& w, const py::object& b, py::array& y, const ConvPlan& plan,
+                int act, double slope) {
+  const ConvGeom& g = plan.g;
+  const PlanShapes s(g);
   auto X = view_in<T>(x, "x", 4);
   auto Wt = view_in<T>(w, "w", 4);
   auto B = view_opt<T>(b, "b", 1);
   auto Y = view_out<T>(y, "out", 4);
+  require_shape(X, s.x, 4, "x", "the plan's input");
+  require_shape(Wt, s.w, 4, "w", "the plan's filters");
+  require_shape(Y, s.y, 4, "out", "the output");
   require_contiguous(X, "x");
   require_contiguous(Wt, "w");
-  ConvGeom g = make_geom(X.shape, Wt.shape, stride, padding, dilation, groups);
-  ConvAlgo a = parse_algo(algo, g);
   if (B.data) {
-    require(B.shape[0] == g.K, "b: expected shape (" + std::to_string(g.K) + ",)");
+    require_shape(B, s.b, 1, "b", "one bias per output channel");
     require_contiguous(B, "b");
   }
-  const int64_t ys[4] = {g.N, g.K, g.P, g.Q};
-  for (int i = 0; i < 4; ++i) require(Y.shape[i] == ys[i], "out: expected shape " + shape_str(ys, 4));
   Act ac = act_of(act);
   py::gil_scoped_release release;
-  conv2d_forward<T>(g, X.data, Wt.data, B.data, Y.data, ac, static_cast<T>(slope), a, num_threads());
+  conv2d_forward<T>(g, X.data, Wt.data, B.data, Y.data, ac, static_cast<T>(slope), plan.algo, num_threads());
+}
+
+// The gradient array `name` (None to skip it): its data pointer after checking it has `shape`.
+template <class T>
+T* grad_out(const py::object& arr, py::array* keep, const int64_t* shape, int n, const char* name) {
+  if (arr.is_none()) return nullptr;
+  *keep = py::cast<py::array>(arr);
+  auto v = view_out<T>(*keep, name, n);
+  require_shape(v, shape, n, name, "the shape of its variable");
+  return v.data;
 }
 
 template <class T>
 void backward_py(const py::array& dy, const py::array& x, const py::array& w, const py::object& y,
-                 const py::object& dx, const py::object& dw, const py::object& db, Pair stride, Pair padding,
-                 Pair dilation, int64_t groups, int act, double slope, const std::string& algo) {
+                 const py::object& dx, const py::object& dw, const py::object& db, const ConvPlan& plan, int act,
+                 double slope) {
+  const ConvGeom& g = plan.g;
+  const PlanShapes s(g);
   auto DY = view_in<T>(dy, "dy", 4);
   auto X = view_in<T>(x, "x", 4);
   auto Wt = view_in<T>(w, "w", 4);
   auto Yv = view_opt<T>(y, "y", 4);
+  require_shape(X, s.x, 4, "x", "the plan's input");
+  require_shape(Wt, s.w, 4, "w", "the plan's filters");
+  require_shape(DY, s.y, 4, "dy", "the output of conv2d");
   require_contiguous(DY, "dy");
   require_contiguous(X, "x");
   require_contiguous(Wt, "w");
-  ConvGeom g = make_geom(X.shape, Wt.shape, stride, padding, dilation, groups);
-  ConvAlgo a = parse_algo(algo, g);
-  const int64_t ys[4] = {g.N, g.K, g.P, g.Q};
-  for (int i = 0; i < 4; ++i) require(DY.shape[i] == ys[i], "dy: expected shape " + shape_str(ys, 4));
   Act ac = act_of(act);
   if (ac != Act::none) {
     require(!y.is_none(), "y: conv2d_backward with an activation needs the forward output y");
+    require_shape(Yv, s.y, 4, "y", "the output of conv2d");
     require_contiguous(Yv, "y");
-    for (int i = 0; i < 4; ++i) require(Yv.shape[i] == ys[i], "y: expected shape " + shape_str(ys, 4));
   }
-  T* pdx = nullptr;
-  T* pdw = nullptr;
-  T* pdb = nullptr;
   py::array adx, adw, adb;
-  if (!dx.is_none()) {
-    adx = py::cast<py::array>(dx);
-    auto v = view_out<T>(adx, "dx", 4);
-    for (int i = 0; i < 4; ++i) require(v.shape[i] == X.shape[i], "dx: expected the shape of x");
-    pdx = v.data;
-  }
-  if (!dw.is_none()) {
-    adw = py::cast<py::array>(dw);
-    auto v = view_out<T>(adw, "dw", 4);
-    for (int i = 0; i < 4; ++i) require(v.shape[i] == Wt.shape[i], "dw: expected the shape of w");
-    pdw = v.data;
-  }
-  if (!db.is_none()) {
-    adb = py::cast<py::array>(db);
-    auto v = view_out<T>(adb, "db", 1);
-    require(v.shape[0] == g.K, "db: expected shape (K,)");
-    pdb = v.data;
-  }
+  T* pdx = grad_out<T>(dx, &adx, s.x, 4, "dx");
+  T* pdw = grad_out<T>(dw, &adw, s.w, 4, "dw");
+  T* pdb = grad_out<T>(db, &adb, s.b, 1, "db");
   const T* py_ = ac == Act::none ? nullptr : Yv.data;
   py::gil_scoped_release release;
-  conv2d_backward<T>(g, DY.data, X.data, Wt.data, py_, ac, static_cast<T>(slope), pdx, pdw, pdb, a,
+  conv2d_backward<T>(g, DY.data, X.data, Wt.data, py_, ac, static_cast<T>(slope), pdx, pdw, pdb, plan.algo,
                      num_threads());
 }
+
+py::tuple tuple4(const int64_t* v) { return py::make_tuple(v[0], v[1], v[2], v[3]); }
 
 }  // namespace
 
 void bind_conv(py::module_& m) {
-  m.def("conv2d",
-        [](const py::array& x, const py::array& w, const py::object& b, py::array& out, Pair stride, Pair padding,
-           Pair dilation, int64_t groups, int act, double slope, const std::string& algo) {
-          if (is_f32(x)) forward_py<float>(x, w, b, out, stride, padding, dilation, groups, act, slope, algo);
-          else forward_py<double>(x, w, b, out, stride, padding, dilation, groups, act, slope, algo);
+  py::list algorithms;
+  for (int k = 0; k <= static_cast<int>(kConvAlgoLast); ++k) algorithms.append(conv_algo_name(static_cast<ConvAlgo>(k)));
+  m.attr("CONV_ALGORITHMS") = py::tuple(algorithms);  // "auto" first, then the algorithms it chooses from
+  py::class_<ConvPlan>(m, "Conv2dPlan",
+                       "A validated conv2d geometry and algorithm (build it with conv2d_plan; immutable).")
+      .def_property_readonly("x_shape", [](const ConvPlan& p) { return tuple4(PlanShapes(p.g).x); })
+      .def_property_readonly("w_shape", [](const ConvPlan& p) { return tuple4(PlanShapes(p.g).w); })
+      .def_property_readonly("out_shape", [](const ConvPlan& p) { return tuple4(PlanShapes(p.g).y); })
+      .def_property_readonly("algorithm", [](const ConvPlan& p) {
+        return std::string(conv_algo_name(p.algo == ConvAlgo::automatic ? conv_pick_algorithm(p.g) : p.algo));
+      });
+  m.def("conv2d_plan",
+        [](std::array<int64_t, 4> xs, std::array<int64_t, 4> ws, Pair stride, Pair padding, Pair dilation,
+           int64_t groups, const std::string& algo) {
+          ConvPlan p;
+          p.g = make_geom(xs.data(), ws.data(), stride, padding, dilation, groups);
+          p.algo = parse_algo(algo, p.g);
+          return p;
         },
-        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("out"), py::arg("stride"), py::arg("padding"),
-        py::arg("dilation"), py::arg("groups"), py::arg("act") = 0, py::arg("slope") = 0.01,
-        py::arg("algorithm") = "auto",
-        "out = act(conv2d(x, w) + b); all arrays C-contiguous, out preallocated (N, K, P, Q).");
+        py::arg("x_shape"), py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("groups"), py::arg("algorithm") = "auto",
+        "Validates a convolution's geometry and algorithm once; conv2d and conv2d_backward take the plan.");
+  m.def("conv2d",
+        [](const py::array& x, const py::array& w, const py::object& b, py::array& out, const ConvPlan& plan,
+           int act, double slope) {
+          if (is_f32(x)) forward_py<float>(x, w, b, out, plan, act, slope);
+          else forward_py<double>(x, w, b, out, plan, act, slope);
+        },
+        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("out"), py::arg("plan"), py::arg("act") = 0,
+        py::arg("slope") = 0.01,
+        "out = act(conv2d(x, w) + b); all arrays C-contiguous with the plan's shapes, out preallocated.");
   m.def("conv2d_backward",
         [](const py::array& dy, const py::array& x, const py::array& w, const py::object& y, const py::object& dx,
-           const py::object& dw, const py::object& db, Pair stride, Pair padding, Pair dilation, int64_t groups,
-           int act, double slope, const std::string& algo) {
-          if (is_f32(x))
-            backward_py<float>(dy, x, w, y, dx, dw, db, stride, padding, dilation, groups, act, slope, algo);
-          else
-            backward_py<double>(dy, x, w, y, dx, dw, db, stride, padding, dilation, groups, act, slope, algo);
+           const py::object& dw, const py::object& db, const ConvPlan& plan, int act, double slope) {
+          if (is_f32(x)) backward_py<float>(dy, x, w, y, dx, dw, db, plan, act, slope);
+          else backward_py<double>(dy, x, w, y, dx, dw, db, plan, act, slope);
         },
         py::arg("dy"), py::arg("x"), py::arg("w"), py::arg("y"), py::arg("dx"), py::arg("dw"), py::arg("db"),
-        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("act") = 0,
-        py::arg("slope") = 0.01, py::arg("algorithm") = "auto",
+        py::arg("plan"), py::arg("act") = 0, py::arg("slope") = 0.01,
         "Writes the requested gradients (dx, dw, db may be None) of conv2d into preallocated arrays.");
   m.def("conv2d_algorithm",
         [](std::array<int64_t, 4> xs, std::array<int64_t, 4> ws, Pair stride, Pair padding, Pair dilation,

@@ -39,13 +39,6 @@ void require_matrix(const V& v, const char* name) {
   require(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
 }
 
-template <class A, class B>
-void require_same_contiguous(const A& a, const char* an, const B& b, const char* bn) {
-  require(a.contiguous() && b.contiguous(), std::string(an) + ", " + bn + ": expected C-contiguous arrays");
-  require(a.ndim == b.ndim, std::string(bn) + ": expected the shape of " + an);
-  for (int i = 0; i < a.ndim; ++i) require(a.shape[i] == b.shape[i], std::string(bn) + ": expected the shape of " + an);
-}
-
 double* partials_for(int64_t rows, int64_t cols) {
   return workspace_as<double>(kWsMisc, static_cast<size_t>(loss_num_partials(rows, cols)) + 1);
 }

@@ -47,4 +47,6 @@ PYBIND11_MODULE(_C, m) {
   nnx::bind_conv(m);
   nnx::bind_pool(m);
   nnx::bind_optim(m);
+  nnx::bind_norm(m);
+  nnx::bind_dropout(m);
 }

@@ -74,6 +74,27 @@ void rmsprop_py(py::array& param, const py::array& grad, py::array& s, const py:
   rmsprop_step<T>(n, p, g, sp, bp, ap, h, num_threads());
 }
 
+template <class T>
+void adagrad_py(py::array& param, const py::array& grad, py::array& s, const AdagradHyper& h) {
+  const int64_t n = view_out<T>(param, "param").size();
+  T* p = inout<T>(param, "param", n);
+  const T* g = input<T>(grad, "grad", n);
+  T* sp = inout<T>(s, "state_sum", n);
+  py::gil_scoped_release release;
+  adagrad_step<T>(n, p, g, sp, h, num_threads());
+}
+
+template <class T>
+void adadelta_py(py::array& param, const py::array& grad, py::array& s, py::array& u, const AdadeltaHyper& h) {
+  const int64_t n = view_out<T>(param, "param").size();
+  T* p = inout<T>(param, "param", n);
+  const T* g = input<T>(grad, "grad", n);
+  T* sp = inout<T>(s, "square_avg", n);
+  T* up = inout<T>(u, "acc_delta", n);
+  py::gil_scoped_release release;
+  adadelta_step<T>(n, p, g, sp, up, h, num_threads());
+}
+
 }  // namespace
 
 void bind_optim(py::module_& m) {
@@ -112,6 +133,24 @@ void bind_optim(py::module_& m) {
         py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("momentum_buffer"), py::arg("grad_avg"),
         py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"), py::arg("momentum"),
         py::arg("centered"), "RMSprop update of param and its state in place; see cpp/optim/optim.h.");
+  m.def("adagrad_step",
+        [](py::array& param, const py::array& grad, py::array& state_sum, double lr, double eps,
+           double weight_decay, double clr) {
+          AdagradHyper h{lr, eps, weight_decay, clr};
+          if (is_f32(param)) adagrad_py<float>(param, grad, state_sum, h);
+          else adagrad_py<double>(param, grad, state_sum, h);
+        },
+        py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::arg("lr"), py::arg("eps"),
+        py::arg("weight_decay"), py::arg("clr"), "Adagrad update of param and state_sum in place; see cpp/optim/optim.h.");
+  m.def("adadelta_step",
+        [](py::array& param, const py::array& grad, py::array& square_avg, py::array& acc_delta, double lr,
+           double rho, double eps, double weight_decay) {
+          AdadeltaHyper h{lr, rho, eps, weight_decay};
+          if (is_f32(param)) adadelta_py<float>(param, grad, square_avg, acc_delta, h);
+          else adadelta_py<double>(param, grad, square_avg, acc_delta, h);
+        },
+        py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("acc_delta"), py::arg("lr"), py::arg("rho"),
+        py::arg("eps"), py::arg("weight_decay"), "Adadelta update of param and its state in place; see cpp/optim/optim.h.");
 }
 
 }  // namespace nnx

@@ -1,8 +1,10 @@
 // Pooling bindings: checks every size the kernels rely on (pool/pool.h), then calls them without the GIL.
 #include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
@@ -12,9 +14,11 @@
 namespace nnx {
 namespace {
 
-enum PoolKind : int { kMax = 0, kAvg = 1, kLp = 2, kGlobalAvg = 3 };
+constexpr int kMax = static_cast<int>(PoolKind::max), kAvg = static_cast<int>(PoolKind::avg),
+              kLp = static_cast<int>(PoolKind::lp), kGlobalAvg = static_cast<int>(PoolKind::global_avg);
 
-std::string str(int64_t a, int64_t b) { return "(" + std::to_string(a) + ", " + std::to_string(b) + ")"; }
+// A pair as the user most likely wrote it: one number when both are equal.
+std::string show(int64_t a, int64_t b) { return a == b ? std::to_string(a) : pair_str(a, b); }
 
 // Builds and validates the shape of a pooling of x (N, C, H, W) into y (N, C, OH, OW).
 Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t kh, int64_t kw, int64_t sh,
@@ -23,7 +27,7 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
   s.planes = xs[0] * xs[1];
   s.H = xs[2], s.W = xs[3];
   s.kh = kh, s.kw = kw, s.sh = sh, s.sw = sw, s.ph = ph, s.pw = pw, s.dh = dh, s.dw = dw;
-  require(s.H >= 1 && s.W >= 1, "x: expected H and W >= 1, got " + str(s.H, s.W));
+  require(s.H >= 1 && s.W >= 1, "x: expected H and W >= 1, got " + pair_str(s.H, s.W));
   require(s.H * s.W < (int64_t(1) << 31), "x: planes of 2^31 or more elements are not supported");
   if (kind == kGlobalAvg) {
     s.OH = s.OW = 1;
@@ -32,20 +36,25 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
     const int64_t lim = int64_t(1) << 30;  // keeps every product below in int64
     require(kh <= lim && kw <= lim && sh <= lim && sw <= lim && ph <= lim && pw <= lim && dh <= lim && dw <= lim,
             "pooling: window parameters must be below 2^30");
-    require(kh >= 1 && kw >= 1, "kernel_size: expected >= 1, got " + str(kh, kw));
-    require(sh >= 1 && sw >= 1, "stride: expected >= 1, got " + str(sh, sw));
-    require(dh >= 1 && dw >= 1, "dilation: expected >= 1, got " + str(dh, dw));
+    require(kh >= 1 && kw >= 1, "kernel_size: expected >= 1, got " + pair_str(kh, kw));
+    require(sh >= 1 && sw >= 1, "stride: expected >= 1, got " + pair_str(sh, sw));
+    require(dh >= 1 && dw >= 1, "dilation: expected >= 1, got " + pair_str(dh, dw));
     require(kind == kMax || (dh == 1 && dw == 1), "dilation: only max pooling supports dilation");
     require(kind != kLp || (ph == 0 && pw == 0), "padding: lp_pool2d takes no padding");
-    int64_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
+    // PyTorch's limit: half the kernel (not of the dilated window).
     require(ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
-            "padding: expected at most half the kernel size, got " + str(ph, pw));
-    int64_t oh = (s.H + 2 * ph - ekh) / sh + 1, ow = (s.W + 2 * pw - ekw) / sw + 1;
-    require(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw && oh >= 1 && ow >= 1,
-            "kernel_size: the window does not fit in the padded input");
+            "padding: expected at most half the kernel size (" + show(kh / 2, kw / 2) + " for kernel_size=" +
+                pair_str(kh, kw) + "), got " + show(ph, pw));
+    const int64_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
+    require(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw,
+            "kernel_size: the window " + pair_str(ekh, ekw) + " (kernel_size=" + pair_str(kh, kw) + ", dilation=" +
+                pair_str(dh, dw) + ") is larger than the padded input " + pair_str(s.H + 2 * ph, s.W + 2 * pw) +
+                " (x of shape (" + std::to_string(xs[0]) + ", " + std::to_string(xs[1]) + ", " +
+                std::to_string(s.H) + ", " + std::to_string(s.W) + "), padding=" + pair_str(ph, pw) + ")");
+    const int64_t oh = pool_output_size(s.H, kh, sh, ph, dh), ow = pool_output_size(s.W, kw, sw, pw, dw);
     s.OH = oh, s.OW = ow;
   }
-  require(ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == s.OH && ys[3] == s.OW,
+  require(ys == nullptr || (ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == s.OH && ys[3] == s.OW),
           "pooling: output/gradient shape does not match the input and parameters");
   return s;
 }
@@ -140,6 +149,18 @@ void check_kind(int kind, double p) {
 }  // namespace
 
 void bind_pool(py::module_& m) {
+  py::dict kinds;
+  kinds["max"] = kMax, kinds["avg"] = kAvg, kinds["lp"] = kLp, kinds["global_avg"] = kGlobalAvg;
+  m.attr("POOL_KINDS") = kinds;
+  m.def("pool2d_output_shape",
+        [](int kind, std::vector<int64_t> xs, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+           int64_t dh, int64_t dw) {
+          require(kind >= kMax && kind <= kGlobalAvg, "pooling: unknown kind " + std::to_string(kind));
+          require(xs.size() == 4, "x: expected 4 dimensions (N, C, H, W)");
+          Pool2dShape s = pool_shape(kind, xs.data(), nullptr, kh, kw, sh, sw, ph, pw, dh, dw);
+          return py::make_tuple(xs[0], xs[1], s.OH, s.OW);
+        },
+        "(N, C, OH, OW) of a pooling of x of shape (N, C, H, W); ValueError naming the bad parameter.");
   m.def("pool2d_forward",
         [](int kind, const py::array& x, py::array& out, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
            int64_t ph, int64_t pw, int64_t dh, int64_t dw, double p) {

@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <exception>
 
 #include "act/act.h"
 #include "common/threads.h"
 #include "common/workspace.h"
-#include "conv/conv_kernels.h"
+#include "conv/conv_ukernels.h"
 #include "gemm/gemm.h"
 
 namespace nnx {
@@ -30,10 +29,9 @@ const char* conv_algo_name(ConvAlgo a) {
 }
 
 bool conv_algo_parse(const std::string& name, ConvAlgo* out) {
-  for (ConvAlgo a : {ConvAlgo::automatic, ConvAlgo::gemm1x1, ConvAlgo::im2col, ConvAlgo::direct,
-                     ConvAlgo::depthwise, ConvAlgo::implicit})
-    if (name == conv_algo_name(a)) {
-      *out = a;
+  for (int c = 0; c <= static_cast<int>(kConvAlgoLast); ++c)
+    if (name == conv_algo_name(static_cast<ConvAlgo>(c))) {
+      *out = static_cast<ConvAlgo>(c);
       return true;
     }
   return false;
@@ -90,66 +88,35 @@ namespace {
 // ---------------------------------------------------------------------------------------------------
 // Parallel loops
 
+// One image, tile, filter or batch chunk is worth a thread of its own.
+constexpr Grain kConvUnitGrain{1};
+
 // Calls fn(unit, gemm_threads) for every unit. With enough units they are spread over the threads (each
 // GEMM then runs single-threaded); otherwise they run in order on this thread and the GEMM gets the
 // threads. Either way every unit is computed by exactly the same code, so results do not depend on it.
 template <class F>
-void for_units(int64_t units, int nthreads, bool inner_parallel, F fn) {
-  bool outer = nthreads > 1 && units >= nthreads &&
-               (units % nthreads == 0 || units >= 3 * nthreads || !inner_parallel);
+void for_each_unit(int64_t units, int nthreads, bool inner_parallel, F fn) {
+  const bool outer = nthreads > 1 && units >= nthreads &&
+                     (units % nthreads == 0 || units >= 3 * nthreads || !inner_parallel);
   if (!outer) {
     for (int64_t u = 0; u < units; ++u) fn(u, nthreads);
     return;
   }
-  std::exception_ptr err = nullptr;
-#if defined(NNX_OPENMP)
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-#endif
-  for (int64_t u = 0; u < units; ++u) {
-    try {
-      fn(u, 1);
-    } catch (...) {
-#if defined(NNX_OPENMP)
-#pragma omp critical(nnx_conv_err)
-#endif
-      if (!err) err = std::current_exception();
-    }
-  }
-  if (err) std::rethrow_exception(err);
-}
-
-// Element-wise loops (no reduction, so any split gives the same result).
-template <class F>
-void for_range(int64_t n, int nthreads, F fn) {
-  int t = threads_for(n, 1 << 15, nthreads);
-  if (t <= 1) {
-    fn(int64_t(0), n);
-    return;
-  }
-#if defined(NNX_OPENMP)
-#pragma omp parallel num_threads(t)
-  {
-    int i = omp_get_thread_num(), nt = omp_get_num_threads();
-    int64_t lo = n * i / nt, hi = n * (i + 1) / nt;
-    fn(lo, hi);
-  }
-#else
-  fn(int64_t(0), n);
-#endif
+  parallel_for_each(units, kConvUnitGrain, nthreads, [&](int64_t u) { fn(u, 1); });
 }
 
 // ---------------------------------------------------------------------------------------------------
 // im2col / col2im over a run of output pixels of one image
 
-// im2col_run / col2im_run live in the per-ISA kernel table (conv_simd.inc): their short copies are
+// im2col_run / col2im_run live in the per-ISA kernel table (simd/im2col.inc): their short copies are
 // vectorised for the ISA (strided gathers included).
 template <class T>
 inline void im2col_run(const ConvGeom& g, const T* x, int64_t pq0, int64_t len, T* col, int64_t ldc) {
-  conv_direct_kernels<T>().im2col(g, x, pq0, len, col, ldc);
+  conv_ukernels<T>().im2col(g, x, pq0, len, col, ldc);
 }
 template <class T>
 inline void col2im_run(const ConvGeom& g, const T* col, int64_t ldc, int64_t pq0, int64_t len, T* dx) {
-  conv_direct_kernels<T>().col2im(g, col, ldc, pq0, len, dx);
+  conv_ukernels<T>().col2im(g, col, ldc, pq0, len, dx);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -254,7 +221,7 @@ void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, A
   const int64_t Kg = g.Kg(), CgRS = g.CgRS(), PQ = g.PQ();
   Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N);
   if (plain1x1) t = Tiling{1, 1, PQ, g.N};  // x itself is the column matrix: one GEMM per image
-  for_units(t.tiles, nthreads, true, [&](int64_t i, int gthreads) {
+  for_each_unit(t.tiles, nthreads, true, [&](int64_t i, int gthreads) {
     Tile tl = tile_at(g, t, 0, g.N, i);
     T* col = plain1x1 ? nullptr : workspace_as<T>(kWsConvCol, CgRS * tl.len);
     T* tmp = tl.nimg > 1 ? workspace_as<T>(kWsConvAux, g.K * tl.len) : nullptr;
@@ -274,7 +241,7 @@ void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, A
       // Bias + activation on the tile just written, while it is still in cache. (Done here rather than
       // through gemm's Epilogue, whose generic per-element loop measured 15% of the 7x7 stem's forward.)
       if (b || act != Act::none)
-        conv_direct_kernels<T>().bias_act_rows(C, Kg, tl.len, ldc, b ? b + gi * Kg : nullptr, act, slope);
+        conv_ukernels<T>().bias_act_rows(C, Kg, tl.len, ldc, b ? b + gi * Kg : nullptr, act, slope);
     }
     if (tmp)
       for (int64_t k = 0; k < g.K; ++k)
@@ -286,30 +253,24 @@ void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, A
 template <class T>
 void forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                     int nthreads) {
-  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
-  const int64_t scratch = conv_direct_scratch_elems<T>(g);
-  for_units(g.N, nthreads, false, [&](int64_t n, int) {
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t scratch = kern.direct_scratch(g);
+  for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
     kern.direct_fwd(g, x + n * g.C * g.H * g.W, w, b, y + n * g.K * g.PQ(), act, slope, s);
   });
 }
 
-// Kp: the implicit GEMM's filters per group rounded up to its vector pair (igemm_kblock).
-template <class T>
-int64_t igemm_channels(const ConvGeom& g, const ConvDirectKernels<T>& kern) {
-  return (g.Kg() + kern.igemm_kblock - 1) / kern.igemm_kblock * kern.igemm_kblock;
-}
-
 template <class T>
 void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                       int nthreads) {
-  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
-  const int64_t scratch = conv_direct_scratch_elems<T>(g);
-  const int64_t kp = igemm_channels(g, kern);
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t scratch = kern.igemm_scratch(g);
+  const int64_t kp = conv_igemm_channels(g, kern.igemm_kblock);
   T* wpack = workspace_as<T>(kWsConvPack, g.groups * kp * (g.CgRS() + 1));
   T* bpack = wpack + g.groups * kp * g.CgRS();
   kern.igemm_pack(g, w, b, wpack, bpack);
-  for_units(g.N, nthreads, false, [&](int64_t n, int) {
+  for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
     kern.igemm_fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, y + n * g.K * g.PQ(), act, slope, s);
   });
@@ -318,9 +279,9 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* 
 template <class T>
 void forward_depthwise(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                        int nthreads) {
-  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
-  const int64_t scratch = conv_direct_scratch_elems<T>(g), m = g.Kg(), HW = g.H * g.W, RS = g.R * g.S;
-  for_units(g.N * g.C, nthreads, false, [&](int64_t u, int) {
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t scratch = kern.dwise_scratch(g), m = g.Kg(), HW = g.H * g.W, RS = g.R * g.S;
+  for_each_unit(g.N * g.C, nthreads, false, [&](int64_t u, int) {
     int64_t n = u / g.C, c = u % g.C;
     T* s = workspace_as<T>(kWsConvCol, scratch);
     kern.dwise_fwd(g, x + (n * g.C + c) * HW, w + c * m * RS, b ? b + c * m : nullptr,
@@ -352,11 +313,11 @@ template <class T, class F>
 void reduce_chunks(int64_t nelem, int64_t N, T* dw, int nthreads, F chunk_fn) {
   const int64_t ipc = images_per_chunk(N), nchunks = (N + ipc - 1) / ipc;
   T* parts = nchunks > 1 ? workspace_as<T>(kWsConvAux2, (nchunks - 1) * nelem) : nullptr;
-  for_units(nchunks, nthreads, true, [&](int64_t ch, int gthreads) {
+  for_each_unit(nchunks, nthreads, true, [&](int64_t ch, int gthreads) {
     T* dst = ch == 0 ? dw : parts + (ch - 1) * nelem;
     chunk_fn(ch * ipc, std::min(ipc, N - ch * ipc), dst, gthreads);
   });
-  for_range(nelem, nthreads, [&](int64_t lo, int64_t hi) {
+  parallel_for(nelem, kElementwiseGrain, nthreads, [&](int64_t lo, int64_t hi) {
     for (int64_t ch = 1; ch < nchunks; ++ch) {
       const T* p = parts + (ch - 1) * nelem;
       for (int64_t i = lo; i < hi; ++i) dw[i] += p[i];
@@ -367,7 +328,7 @@ void reduce_chunks(int64_t nelem, int64_t N, T* dw, int nthreads, F chunk_fn) {
 template <class T>
 void bias_grad(const ConvGeom& g, const T* dz, T* db, int nthreads) {
   const int64_t PQ = g.PQ();
-  for_units(g.K, nthreads, false, [&](int64_t k, int) {
+  for_each_unit(g.K, nthreads, false, [&](int64_t k, int) {
     T total = T(0);
     for (int64_t n = 0; n < g.N; ++n) {
       const T* d = dz + (n * g.K + k) * PQ;
@@ -392,7 +353,7 @@ void backward_data_gemm(const ConvGeom& g, const T* dz, const T* w, T* dx, bool 
   // Units own whole images so col2im's scatter-adds into dx never race and keep one order.
   const int64_t units = t.nb > 1 ? t.tiles : g.N;
   const int64_t tiles_per_unit = t.nb > 1 ? 1 : t.tpi;
-  for_units(units, nthreads, true, [&](int64_t u, int gthreads) {
+  for_each_unit(units, nthreads, true, [&](int64_t u, int gthreads) {
     for (int64_t ti = 0; ti < tiles_per_unit; ++ti) {
       Tile tl = tile_at(g, t, 0, g.N, u * tiles_per_unit + ti);
       if (!plain1x1 && ti == 0) std::memset(static_cast<void*>(dx + tl.n0 * img), 0, sizeof(T) * tl.nimg * img);
@@ -441,8 +402,8 @@ void backward_weights_gemm(const ConvGeom& g, const T* x, const T* dz, T* dw, bo
 
 template <class T>
 void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
-  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
-  const int64_t scratch = conv_direct_scratch_elems<T>(g), nelem = g.K * g.CgRS();
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t scratch = kern.direct_scratch(g), nelem = g.K * g.CgRS();
   reduce_chunks<T>(nelem, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
     T* lanes = workspace_as<T>(kWsConvAux, nelem * kern.lanes);
     std::memset(static_cast<void*>(lanes), 0, sizeof(T) * nelem * kern.lanes);
@@ -457,9 +418,9 @@ void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, 
 // image order, then transposed into the chunk's (K, CgRS) partial.
 template <class T>
 void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
-  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
-  const int64_t scratch = conv_direct_scratch_elems<T>(g), ntaps = g.CgRS(), Kg = g.Kg();
-  const int64_t kp = igemm_channels(g, kern);
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t scratch = kern.igemm_scratch(g), ntaps = g.CgRS(), Kg = g.Kg();
+  const int64_t kp = conv_igemm_channels(g, kern.igemm_kblock);
   reduce_chunks<T>(g.K * ntaps, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
     T* dwT = workspace_as<T>(kWsConvAux, g.groups * ntaps * kp);
     std::memset(static_cast<void*>(dwT), 0, sizeof(T) * g.groups * ntaps * kp);
@@ -475,11 +436,11 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
 // dx of one image at a time by the direct kernel (stride 1 only).
 template <class T>
 void backward_data_direct(const ConvGeom& g, const T* dz, const T* w, T* dx, int nthreads) {
-  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
-  const int64_t scratch = conv_direct_scratch_elems<T>(g), HW = g.H * g.W;
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t scratch = kern.direct_dx_scratch(g), HW = g.H * g.W;
   T* wt = workspace_as<T>(kWsConvPack, g.K * g.CgRS());
   kern.dx_flip_filters(g, w, wt);
-  for_units(g.N, nthreads, false, [&](int64_t n, int) {
+  for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
     for (int64_t gi = 0; gi < g.groups; ++gi)
       kern.direct_dx_group(g, dz + (n * g.K + gi * g.Kg()) * g.PQ(), wt + gi * g.Kg() * g.CgRS(),
@@ -489,8 +450,10 @@ void backward_data_direct(const ConvGeom& g, const T* dz, const T* w, T* dx, int
 
 template <class T>
 void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, T* dx, T* dw, int nthreads) {
-  const ConvDirectKernels<T>& kern = conv_direct_kernels<T>();
-  const int64_t scratch = conv_direct_scratch_elems<T>(g), m = g.Kg(), HW = g.H * g.W, RS = g.R * g.S;
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  // dx of stride 1 runs the direct kernel's gather form (direct_dx_group), so its scratch counts too.
+  const int64_t scratch = std::max(kern.dwise_scratch(g), kern.direct_dx_scratch(g));
+  const int64_t m = g.Kg(), HW = g.H * g.W, RS = g.R * g.S;
   const bool unit_stride = g.sh == 1 && g.sw == 1;
   T* wt = nullptr;
   if (dx && unit_stride) {
@@ -498,7 +461,7 @@ void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, 
     kern.dx_flip_filters(g, w, wt);
   }
   if (dx)
-    for_units(g.N * g.C, nthreads, false, [&](int64_t u, int) {
+    for_each_unit(g.N * g.C, nthreads, false, [&](int64_t u, int) {
       int64_t n = u / g.C, c = u % g.C;
       T* s = workspace_as<T>(kWsConvCol, scratch);
       if (unit_stride)  // gather form: no read-after-write of overlapping vectors
@@ -508,7 +471,7 @@ void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, 
     });
   if (dw)
     // One filter per unit, images in order: each dw element has one summation order for any threads.
-    for_units(g.K, nthreads, false, [&](int64_t k, int) {
+    for_each_unit(g.K, nthreads, false, [&](int64_t k, int) {
       T* s = workspace_as<T>(kWsConvCol, scratch);
       T* dwk = dw + k * RS;
       std::memset(static_cast<void*>(dwk), 0, sizeof(T) * RS);

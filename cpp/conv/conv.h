@@ -43,7 +43,10 @@ struct ConvGeom {
 //              channels), the first operand read from x through offsets instead of im2col columns; for
 //              few input channels and at least 16 filters, where output rows are too short to fill
 //              the direct kernel's vectors. Its dx is the direct kernel's (stride 1) or im2col's.
+// The convolution algorithms, the one list of them (names: conv_algo_name; exported to Python as
+// nnx._C.CONV_ALGORITHMS, in this order).
 enum class ConvAlgo : int { automatic = 0, gemm1x1 = 1, im2col = 2, direct = 3, depthwise = 4, implicit = 5 };
+constexpr ConvAlgo kConvAlgoLast = ConvAlgo::implicit;
 
 const char* conv_algo_name(ConvAlgo a);
 bool conv_algo_parse(const std::string& name, ConvAlgo* out);

@@ -19,41 +19,13 @@
 
 #include <algorithm>
 
-#include "common/cpu.h"
+#include "common/isa_table.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "gemm/ukernel.h"
 
 namespace nnx {
 namespace {
-
-// The dispatch table: portable first, then overridden by the best kernels the active ISA allows.
-template <class T>
-const GemmKernels<T>& kernels_for(Isa isa);
-
-template <>
-const GemmKernels<float>& kernels_for<float>(Isa isa) {
-  const GemmKernels<float>* k = &sgemm_kernels_portable();
-#if defined(NNX_X86)
-  if (isa == Isa::avx2) k = &sgemm_kernels_avx2();
-  if (isa == Isa::avx512) k = &sgemm_kernels_avx512();
-#elif defined(NNX_ARM64)
-  if (isa == Isa::neon) k = &sgemm_kernels_neon();
-#endif
-  return *k;
-}
-
-template <>
-const GemmKernels<double>& kernels_for<double>(Isa isa) {
-  const GemmKernels<double>* k = &dgemm_kernels_portable();
-#if defined(NNX_X86)
-  if (isa == Isa::avx2) k = &dgemm_kernels_avx2();
-  if (isa == Isa::avx512) k = &dgemm_kernels_avx512();
-#elif defined(NNX_ARM64)
-  if (isa == Isa::neon) k = &dgemm_kernels_neon();
-#endif
-  return *k;
-}
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
@@ -72,7 +44,7 @@ void scale_c(int64_t M, int64_t N, T beta, T* c, int64_t rs_c, int64_t cs_c, con
 // One thread's GEMM on an M x N block of C whose top-left element is C(row0, col0) of the full matrix
 // (for the bias). a, b and c already point at the block.
 template <class T>
-void gemm_block(const GemmKernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
+void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
                 int64_t rs_a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c,
                 int64_t rs_c, int64_t cs_c, const Epilogue<T>& ep, int64_t row0, int64_t col0) {
   if (M <= 0 || N <= 0) return;
@@ -184,7 +156,7 @@ constexpr int64_t kFlopsPerThread = 1 << 20;
 
 // Splits the product over threads (see choose_grid) and runs gemm_block on each thread's block.
 template <class T>
-void gemm_threads(const GemmKernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
+void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
                   int64_t rs_a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c,
                   int64_t rs_c, int64_t cs_c, int nthreads, const Epilogue<T>& ep) {
   const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
@@ -218,11 +190,19 @@ void gemm_threads(const GemmKernels<T>& kr, int64_t M, int64_t N, int64_t K, T a
 }  // namespace
 
 template <class T>
+const GemmUkernels<T>& gemm_ukernels() {
+  static const IsaTable<GemmUkernels<T>> table(IsaFills<GemmUkernels<T>>{
+      gemm_ukernels_fill_portable<T>, NNX_X86_FILL(gemm_ukernels_fill_avx2<T>),
+      NNX_X86_FILL(gemm_ukernels_fill_avx512<T>), NNX_ARM64_FILL(gemm_ukernels_fill_neon<T>)});
+  return table.active();
+}
+
+template <class T>
 void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a,
           const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
           int nthreads, const Epilogue<T>& ep) {
   if (M <= 0 || N <= 0) return;
-  const GemmKernels<T>& kr = kernels_for<T>(active_isa());
+  const GemmUkernels<T>& kr = gemm_ukernels<T>();
   const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
   if (swap_operands(M, N, K, MR, NR)) {
     Epilogue<T> ep_t = ep;
@@ -235,7 +215,7 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, in
 
 template <class T>
 const char* gemm_ukernel_name() {
-  return kernels_for<T>(active_isa()).name;
+  return gemm_ukernels<T>().name;
 }
 
 template void gemm<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*,
@@ -245,5 +225,7 @@ template void gemm<double>(int64_t, int64_t, int64_t, double, const double*, int
                            const Epilogue<double>&);
 template const char* gemm_ukernel_name<float>();
 template const char* gemm_ukernel_name<double>();
+template const GemmUkernels<float>& gemm_ukernels<float>();
+template const GemmUkernels<double>& gemm_ukernels<double>();
 
 }  // namespace nnx

@@ -45,7 +45,7 @@ using GemmEpilogue = bool (*)(const Epilogue<T>& ep, int64_t row0, int64_t col0,
                               int64_t rs_c, int64_t cs_c);
 
 template <class T>
-struct GemmKernels {
+struct GemmUkernels {
   GemmBlocking blocking;
   GemmUkernel<T> ukernel;
   GemmUkernelStridedA<T> ukernel_strided_a;
@@ -55,19 +55,23 @@ struct GemmKernels {
   const char* name;  // the micro-kernel's name, e.g. "sgemm_ukernel_avx2_6x16"
 };
 
-// One table per ISA; each is defined in the file compiled for that ISA (ukernel_<isa>.cpp) and may only
-// be called when the CPU supports it (nnx::isa_supported).
-const GemmKernels<float>& sgemm_kernels_portable();
-const GemmKernels<double>& dgemm_kernels_portable();
+// One fill per ISA (the dispatch idiom of common/isa_table.h), each defined in the file compiled for that
+// ISA (gemm_ukernels_<isa>.cpp) and called only on CPUs that have it.
+template <class T>
+void gemm_ukernels_fill_portable(GemmUkernels<T>& table);
 #if defined(NNX_X86)
-const GemmKernels<float>& sgemm_kernels_avx2();
-const GemmKernels<double>& dgemm_kernels_avx2();
-const GemmKernels<float>& sgemm_kernels_avx512();
-const GemmKernels<double>& dgemm_kernels_avx512();
+template <class T>
+void gemm_ukernels_fill_avx2(GemmUkernels<T>& table);
+template <class T>
+void gemm_ukernels_fill_avx512(GemmUkernels<T>& table);
 #endif
 #if defined(NNX_ARM64)
-const GemmKernels<float>& sgemm_kernels_neon();
-const GemmKernels<double>& dgemm_kernels_neon();
+template <class T>
+void gemm_ukernels_fill_neon(GemmUkernels<T>& table);
 #endif
+
+// The table of the active ISA.
+template <class T>
+const GemmUkernels<T>& gemm_ukernels();
 
 }  // namespace nnx

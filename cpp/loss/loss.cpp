@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "act/act.h"
-#include "common/cpu.h"
+#include "common/isa_table.h"
 #include "loss/loss_ukernels.h"
 #include "common/threads.h"
 
@@ -18,53 +18,35 @@ namespace {
 
 constexpr int64_t kChunkElements = 4096;
 // Chunks per thread worth waking a thread for.
-constexpr int64_t kChunkGrain = 8;
+constexpr Grain kChunkGrain{8};
 
 // partials[c] = chunk_sum(c) for every chunk, in parallel; then the partials in chunk order.
 template <class F>
 double chunked_sum(int64_t rows, int64_t cols, double* partials, int nthreads, F chunk_sum) {
   const int64_t per = loss_chunk_rows(cols);
   const int64_t chunks = loss_num_partials(rows, cols);
-  const int nt = threads_for(chunks, kChunkGrain, nthreads);
-#if defined(NNX_OPENMP)
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-#endif
-  for (int64_t c = 0; c < chunks; ++c) partials[c] = chunk_sum(c * per, std::min(rows, (c + 1) * per));
+  parallel_for_each(chunks, kChunkGrain, nthreads,
+                    [&](int64_t c) { partials[c] = chunk_sum(c * per, std::min(rows, (c + 1) * per)); });
   double total = 0.0;
   for (int64_t c = 0; c < chunks; ++c) total += partials[c];
   return total;
 }
 
-// body(begin, end) over row ranges, in parallel when there is enough work.
+// body(begin, end) over the chunks' row ranges, in parallel when there is enough work.
 template <class F>
-void parallel_rows(int64_t rows, int64_t cols, int nthreads, F body) {
+void for_row_chunks(int64_t rows, int64_t cols, int nthreads, F body) {
   const int64_t per = loss_chunk_rows(cols);
   const int64_t chunks = loss_num_partials(rows, cols);
-  const int nt = threads_for(chunks, kChunkGrain, nthreads);
-#if defined(NNX_OPENMP)
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-#endif
-  for (int64_t c = 0; c < chunks; ++c) body(c * per, std::min(rows, (c + 1) * per));
+  parallel_for_each(chunks, kChunkGrain, nthreads, [&](int64_t c) { body(c * per, std::min(rows, (c + 1) * per)); });
 }
-
-template <class T>
-struct LossTables {
-  LossUkernels<T> by_isa[4];
-  LossTables() {
-    for (auto& t : by_isa) t = loss_ukernels_portable<T>();
-#if defined(NNX_X86)
-    by_isa[static_cast<int>(Isa::avx2)] = loss_ukernels_avx2<T>();
-    by_isa[static_cast<int>(Isa::avx512)] = loss_ukernels_avx2<T>();  // no AVX-512 loss kernels yet
-#endif
-  }
-};
 
 }  // namespace
 
 template <class T>
 const LossUkernels<T>& loss_ukernels() {
-  static const LossTables<T> tables;
-  return tables.by_isa[static_cast<int>(active_isa())];
+  static const IsaTable<LossUkernels<T>> table(
+      IsaFills<LossUkernels<T>>{loss_ukernels_fill_portable<T>, NNX_X86_FILL(loss_ukernels_fill_avx2<T>)});
+  return table.active();
 }
 
 int64_t loss_chunk_rows(int64_t cols) { return std::max<int64_t>(1, kChunkElements / std::max<int64_t>(1, cols)); }
@@ -91,7 +73,7 @@ double cross_entropy_sum(const T* z, const int64_t* target, int64_t N, int64_t C
 
 template <class T>
 void cross_entropy_backward(const T* z, const int64_t* target, int64_t N, int64_t C, T scale, T* dz, int nthreads) {
-  parallel_rows(N, C, nthreads, [&](int64_t b, int64_t e) {
+  for_row_chunks(N, C, nthreads, [&](int64_t b, int64_t e) {
     softmax_rows<T>(z + b * C, dz + b * C, e - b, C);
     for (int64_t i = b; i < e; ++i) {
       T* di = dz + i * C;
@@ -110,7 +92,7 @@ double mse_sum(const T* p, const T* t, int64_t n, double* partials, int nthreads
 template <class T>
 void mse_backward(const T* p, const T* t, int64_t n, T scale, T* dp, int nthreads) {
   const T s2 = scale * T(2);
-  parallel_rows(n, 1, nthreads, [&](int64_t b, int64_t e) {
+  for_row_chunks(n, 1, nthreads, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) dp[i] = s2 * (p[i] - t[i]);
   });
 }
@@ -124,8 +106,8 @@ double bce_with_logits_sum(const T* z, const T* t, int64_t n, double* partials, 
 
 template <class T>
 void bce_with_logits_backward(const T* z, const T* t, int64_t n, T scale, T* dz, int nthreads) {
-  parallel_rows(n, 1, nthreads, [&](int64_t b, int64_t e) {
-    act_forward<T>(ActFn::sigmoid, z + b, dz + b, e - b, T(0), 1);  // SIMD sigmoid into dz, then in place
+  for_row_chunks(n, 1, nthreads, [&](int64_t b, int64_t e) {
+    act_forward<T>(Act::sigmoid, z + b, dz + b, e - b, T(0), 1);  // SIMD sigmoid into dz, then in place
     for (int64_t i = b; i < e; ++i) dz[i] = scale * (dz[i] - t[i]);
   });
 }
@@ -154,7 +136,7 @@ double multiclass_hinge_sum(const T* s, const int64_t* target, int64_t N, int64_
 template <class T>
 void multiclass_hinge_backward(const T* s, const int64_t* target, int64_t N, int64_t C, T margin, T scale, T* ds,
                                int nthreads) {
-  parallel_rows(N, C, nthreads, [&](int64_t b, int64_t e) {
+  for_row_chunks(N, C, nthreads, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const T* si = s + i * C;
       T* di = ds + i * C;

@@ -1,7 +1,7 @@
 // Per-ISA micro-kernels of the loss family: single-threaded sums over one chunk of elements, always
 // accumulated in double (so float32 losses over millions of elements keep float32 accuracy). The
-// portable twins are in loss_portable.cpp, the AVX2 versions in loss_avx2.cpp; loss.cpp picks the
-// active ISA's table per call and splits the chunks across threads.
+// portable twins are in loss_ukernels_portable.cpp, the AVX2 versions in loss_ukernels_avx2.cpp (AVX-512
+// CPUs run them too); loss.cpp picks the active ISA's table per call and splits the chunks across threads.
 #pragma once
 #include <cstdint>
 
@@ -16,15 +16,12 @@ struct LossUkernels {
   double (*bce_with_logits_sum)(const T* z, const T* t, int64_t n);
 };
 
+// Fills of the one dispatch idiom (common/isa_table.h), each in loss_ukernels_<isa>.cpp.
 template <class T>
-const LossUkernels<T>& loss_ukernels_portable();
+void loss_ukernels_fill_portable(LossUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
-const LossUkernels<T>& loss_ukernels_avx2();
-template <>
-const LossUkernels<float>& loss_ukernels_avx2<float>();
-template <>
-const LossUkernels<double>& loss_ukernels_avx2<double>();
+void loss_ukernels_fill_avx2(LossUkernels<T>& table);
 #endif
 
 // The table of the active ISA (portable first, overridden by what the CPU has; looked up per call).

@@ -54,4 +54,23 @@ template <class T>
 void rmsprop_step(int64_t n, T* param, const T* grad, T* square_avg, T* momentum_buf, T* grad_avg,
                   const RmspropHyper& h, int nthreads);
 
+struct AdagradHyper {
+  double lr, eps, weight_decay;
+  double clr;  // lr / (1 + (step - 1) * lr_decay), the step's decayed learning rate
+};
+
+// g = grad + wd * p;  s = s + g^2;  p -= clr * g / (sqrt(s) + eps)
+template <class T>
+void adagrad_step(int64_t n, T* param, const T* grad, T* state_sum, const AdagradHyper& h, int nthreads);
+
+struct AdadeltaHyper {
+  double lr, rho, eps, weight_decay;
+};
+
+// g = grad + wd * p;  s = rho s + (1 - rho) g^2
+// d = sqrt(u + eps) / sqrt(s + eps) * g;  u = rho u + (1 - rho) d^2;  p -= lr d
+template <class T>
+void adadelta_step(int64_t n, T* param, const T* grad, T* square_avg, T* acc_delta, const AdadeltaHyper& h,
+                   int nthreads);
+
 }  // namespace nnx

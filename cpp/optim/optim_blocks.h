@@ -1,5 +1,5 @@
 // Bodies of the optimizer updates over one block [b, e) of a tensor. This header is compiled twice:
-// by optim.cpp for the baseline ISA (namespace optim_portable) and by optim_avx2.cpp with -mavx2 -mfma
+// by optim_ukernels_portable.cpp for the baseline ISA (namespace optim_portable) and by optim_ukernels_avx2.cpp with -mavx2 -mfma
 // (namespace optim_avx2), so the compiler vectorises the same loops 4- or 8-wide. Loop-invariant flags
 // are template-free booleans that GCC/Clang unswitch out of the loops (checked with -fopt-info-vec).
 // Including file defines NNX_OPTIM_NS before including.
@@ -82,6 +82,34 @@ void rmsprop_block(int64_t b, int64_t e, T* __restrict param, const T* __restric
     } else {
       param[i] -= lr * g / avg;
     }
+  }
+}
+
+template <class T>
+void adagrad_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict grad, T* __restrict s,
+                   const AdagradHyper& h) {
+  const T clr = static_cast<T>(h.clr), eps = static_cast<T>(h.eps), wd = static_cast<T>(h.weight_decay);
+  for (int64_t i = b; i < e; ++i) {
+    const T g = grad[i] + wd * param[i];
+    const T si = s[i] + g * g;
+    s[i] = si;
+    param[i] -= clr * (g / (std::sqrt(si) + eps));
+  }
+}
+
+template <class T>
+void adadelta_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict grad, T* __restrict s,
+                    T* __restrict u, const AdadeltaHyper& h) {
+  const T lr = static_cast<T>(h.lr), rho = static_cast<T>(h.rho), rc = static_cast<T>(1.0 - h.rho);
+  const T eps = static_cast<T>(h.eps), wd = static_cast<T>(h.weight_decay);
+  for (int64_t i = b; i < e; ++i) {
+    const T g = grad[i] + wd * param[i];
+    const T si = rho * s[i] + rc * g * g;
+    s[i] = si;
+    // PyTorch's order: (sqrt(u + eps) / sqrt(s + eps)) * g
+    const T d = std::sqrt(u[i] + eps) / std::sqrt(si + eps) * g;
+    u[i] = rho * u[i] + rc * d * d;
+    param[i] -= lr * d;
   }
 }
 

@@ -1,5 +1,5 @@
 // Pooling drivers: planes split across threads, output rows in chunks, the window walked tap by tap in
-// row-major order with the row micro-kernels of pool_kernels.h. The 2x2 stride-2 case (LeNet, VGG,
+// row-major order with the row micro-kernels of pool_ukernels.h. The 2x2 stride-2 case (LeNet, VGG,
 // ResNet's downsampling) has its own kernels that read each input once.
 #include "pool/pool.h"
 
@@ -9,134 +9,12 @@
 #include <limits>
 #include <type_traits>
 
-#include "common/cpu.h"
+#include "common/isa_table.h"
 #include "common/threads.h"
-#include "pool/pool_kernels.h"
+#include "pool/pool_ukernels.h"
 
 namespace nnx {
 namespace {
-
-// ---------------------------------------------------------------------------------------------------
-// Portable row kernels (the reference twins of the SIMD ones).
-
-template <class T>
-void max_tap_portable(T* acc, const T* x, int64_t n, int64_t stride) {
-  for (int64_t o = 0; o < n; ++o) {
-    T v = x[o * stride];
-    if (pool_max_takes(v, acc[o])) acc[o] = v;
-  }
-}
-
-template <class T>
-void max_tap_idx_portable(T* acc, int32_t* idx, const T* x, int64_t n, int64_t stride, int32_t off) {
-  for (int64_t o = 0; o < n; ++o) {
-    T v = x[o * stride];
-    if (idx[o] < 0 || pool_max_takes(v, acc[o])) {
-      acc[o] = v;
-      idx[o] = off + static_cast<int32_t>(o * stride);
-    }
-  }
-}
-
-template <class T>
-void sum_tap_portable(T* acc, const T* x, int64_t n, int64_t stride) {
-  for (int64_t o = 0; o < n; ++o) acc[o] += x[o * stride];
-}
-
-template <class T>
-void scatter_add_tap_portable(T* dx, const T* g, int64_t n, int64_t stride) {
-  for (int64_t o = 0; o < n; ++o) dx[o * stride] += g[o];
-}
-
-template <class T>
-void max_window_portable(T* y, const T* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
-  for (int64_t o = 0; o < n; ++o) {
-    const T* xo = x + o * stride;
-    T m = xo[taps[0]];
-    for (int64_t t = 1; t < ntaps; ++t)
-      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]];
-    y[o] = m;
-  }
-}
-
-template <class T>
-void max_window_idx_portable(int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
-                             int64_t ntaps) {
-  for (int64_t o = 0; o < n; ++o) {
-    const T* xo = x + o * stride;
-    T m = xo[taps[0]];
-    int64_t k = taps[0];
-    for (int64_t t = 1; t < ntaps; ++t)
-      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]], k = taps[t];
-    idx[o] = static_cast<int32_t>(k + o * stride);
-  }
-}
-
-template <class T>
-void max_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
-  for (int64_t o = 0; o < n; ++o) {
-    T m = r0[2 * o];
-    if (pool_max_takes(r0[2 * o + 1], m)) m = r0[2 * o + 1];
-    if (pool_max_takes(r1[2 * o], m)) m = r1[2 * o];
-    if (pool_max_takes(r1[2 * o + 1], m)) m = r1[2 * o + 1];
-    y[o] = m;
-  }
-}
-
-template <class T>
-void max_2x2s2_backward_portable(const T* r0, const T* r1, const T* dy, T* d0, T* d1, int64_t n) {
-  for (int64_t o = 0; o < n; ++o) {
-    T m = r0[2 * o];
-    int k = 0;
-    if (pool_max_takes(r0[2 * o + 1], m)) m = r0[2 * o + 1], k = 1;
-    if (pool_max_takes(r1[2 * o], m)) m = r1[2 * o], k = 2;
-    if (pool_max_takes(r1[2 * o + 1], m)) m = r1[2 * o + 1], k = 3;
-    T g = dy[o];
-    d0[2 * o] = k == 0 ? g : T(0);
-    d0[2 * o + 1] = k == 1 ? g : T(0);
-    d1[2 * o] = k == 2 ? g : T(0);
-    d1[2 * o + 1] = k == 3 ? g : T(0);
-  }
-}
-
-template <class T>
-void max_2x2s2_indices_portable(const T* r0, T* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
-  const T* r1 = r0 + W;
-  for (int64_t o = 0; o < n; ++o) {
-    T m = r0[2 * o];
-    int64_t k = 2 * o;
-    if (pool_max_takes(r0[2 * o + 1], m)) m = r0[2 * o + 1], k = 2 * o + 1;
-    if (pool_max_takes(r1[2 * o], m)) m = r1[2 * o], k = W + 2 * o;
-    if (pool_max_takes(r1[2 * o + 1], m)) m = r1[2 * o + 1], k = W + 2 * o + 1;
-    y[o] = m;
-    idx[o] = off + static_cast<int32_t>(k);
-  }
-}
-
-template <class T>
-void avg_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
-  for (int64_t o = 0; o < n; ++o) y[o] = (((r0[2 * o] + r0[2 * o + 1]) + r1[2 * o]) + r1[2 * o + 1]) / T(4);
-}
-
-template <class T>
-void avg_2x2s2_backward_portable(const T* dy, T* d0, T* d1, int64_t n) {
-  for (int64_t o = 0; o < n; ++o) {
-    T g = dy[o] / T(4);
-    d0[2 * o] = d0[2 * o + 1] = d1[2 * o] = d1[2 * o + 1] = g;
-  }
-}
-
-template <class T>
-const PoolKernels<T>& kernels() {
-#if defined(NNX_X86)
-  if constexpr (std::is_same_v<T, float>) {
-    if (active_isa() == Isa::avx2 || active_isa() == Isa::avx512) {
-      if (const PoolKernels<float>* k = pool_kernels_avx2_f32()) return *k;
-    }
-  }
-#endif
-  return pool_kernels_portable<T>();
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Driver helpers.
@@ -152,15 +30,9 @@ inline void valid_outputs(int64_t c, int64_t sw, int64_t W, int64_t OW, int64_t*
   if (*lo > *hi) *lo = *hi;
 }
 
-// Calls body(p) for every plane p, one plane per iteration, planes split statically across threads.
-template <class F>
-void for_planes(int64_t planes, int64_t work_per_plane, int nthreads, F body) {
-  int nt = threads_for(planes * std::max<int64_t>(work_per_plane, 1), 1 << 15, nthreads);
-  nt = static_cast<int>(std::min<int64_t>(nt, planes));
-#if defined(NNX_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-  for (int64_t p = 0; p < planes; ++p) body(p);
+// Planes per thread worth waking a thread for, given the elements one plane reads and writes.
+inline Grain plane_grain(int64_t work_per_plane) {
+  return Grain{std::max<int64_t>(1, kElementwiseGrain.units / std::max<int64_t>(work_per_plane, 1))};
 }
 
 // Valid output ranges of the kernel columns j, computed once per call (divisions are slow enough to
@@ -258,25 +130,20 @@ void zero_2x2s2_leftovers(const Pool2dShape& s, T* dxp) {
 }  // namespace
 
 template <class T>
-const PoolKernels<T>& pool_kernels_portable() {
-  static const PoolKernels<T> k = {"portable",
-                                   max_tap_portable<T>,
-                                   max_tap_idx_portable<T>,
-                                   sum_tap_portable<T>,
-                                   scatter_add_tap_portable<T>,
-                                   max_window_portable<T>,
-                                   max_window_idx_portable<T>,
-                                   max_2x2s2_portable<T>,
-                                   max_2x2s2_backward_portable<T>,
-                                   max_2x2s2_indices_portable<T>,
-                                   avg_2x2s2_portable<T>,
-                                   avg_2x2s2_backward_portable<T>};
-  return k;
+const PoolUkernels<T>& pool_ukernels_table(Isa isa) {
+  static const IsaTable<PoolUkernels<T>> table(
+      IsaFills<PoolUkernels<T>>{pool_ukernels_fill_portable<T>, pool_ukernels_avx2_fill<T>()});
+  return table.for_isa(isa);
+}
+
+template <class T>
+const PoolUkernels<T>& pool_ukernels() {
+  return pool_ukernels_table<T>(active_isa());
 }
 
 template <class T>
 const char* pool_kernels_name() {
-  return kernels<T>().name;
+  return pool_ukernels<T>().name;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -285,10 +152,10 @@ const char* pool_kernels_name() {
 template <class T>
 void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   const TapColumns cols(s);
-  const PoolKernels<T>& K = kernels<T>();
+  const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
-  for_planes(s.planes, in_plane + out_plane, nthreads, [&](int64_t p) {
+  parallel_for_each(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
     alignas(64) T acc[kChunk + kPoolRowPad];
@@ -332,7 +199,7 @@ struct ArgmaxScratch {
 
 // idx[0 .. o1-o0) = plane offsets of the elements the scan picks for outputs [o0, o1) of row oh.
 template <class T>
-void row_argmax(const Pool2dShape& s, const TapColumns& cols, const PoolKernels<T>& K, const T* xp,
+void row_argmax(const Pool2dShape& s, const TapColumns& cols, const PoolUkernels<T>& K, const T* xp,
                 int64_t oh, int64_t o0, int64_t o1, ArgmaxScratch<T>& w) {
   int32_t* idx = w.idx;
   int64_t ntaps, olo, ohi;
@@ -363,10 +230,10 @@ void row_argmax(const Pool2dShape& s, const TapColumns& cols, const PoolKernels<
 template <class T>
 void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, int nthreads) {
   const TapColumns cols(s);
-  const PoolKernels<T>& K = kernels<T>();
+  const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
-  for_planes(s.planes, 2 * in_plane + out_plane, nthreads, [&](int64_t p) {
+  parallel_for_each(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     const T* dyp = dy + p * out_plane;
     T* dxp = dx + p * in_plane;
@@ -395,10 +262,10 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
 template <class T>
 void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t* indices, int nthreads) {
   const TapColumns cols(s);
-  const PoolKernels<T>& K = kernels<T>();
+  const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
-  for_planes(s.planes, in_plane + 2 * out_plane, nthreads, [&](int64_t p) {
+  parallel_for_each(s.planes, plane_grain(in_plane + 2 * out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     ArgmaxScratch<T> w;
     for (int64_t oh = 0; oh < s.OH; ++oh) {
@@ -425,7 +292,7 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_
                                  int nthreads) {
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   int bad = 0;
-  for_planes(s.planes, 2 * in_plane + out_plane, nthreads, [&](int64_t p) {
+  parallel_for_each(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* dyp = dy + p * out_plane;
     const int32_t* ip = indices + p * out_plane;
     T* dxp = dx + p * in_plane;
@@ -452,11 +319,11 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_
 template <class T>
 void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   const TapColumns cols(s);
-  const PoolKernels<T>& K = kernels<T>();
+  const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
   const T count = static_cast<T>(s.kh * s.kw);
-  for_planes(s.planes, in_plane + out_plane, nthreads, [&](int64_t p) {
+  parallel_for_each(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
     alignas(64) T acc[kChunk + kPoolRowPad];
@@ -481,11 +348,11 @@ void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
 template <class T>
 void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads) {
   const TapColumns cols(s);
-  const PoolKernels<T>& K = kernels<T>();
+  const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
   const T count = static_cast<T>(s.kh * s.kw);
-  for_planes(s.planes, 2 * in_plane + out_plane, nthreads, [&](int64_t p) {
+  parallel_for_each(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* dyp = dy + p * out_plane;
     T* dxp = dx + p * in_plane;
     if (fast) {
@@ -503,7 +370,7 @@ void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads)
         for (int64_t o = o0; o < o1; ++o) g[o - o0] = dyr[o] / count;
         for_taps(s, cols, oh, o0, o1, [&](int64_t xoff, int64_t a, int64_t n) {
           if (xoff + pool_scatter_reach(n, s.sw) <= in_plane) K.scatter_add_tap(dxp + xoff, g + a, n, s.sw);
-          else pool_kernels_portable<T>().scatter_add_tap(dxp + xoff, g + a, n, s.sw);
+          else pool_ukernels_portable<T>().scatter_add_tap(dxp + xoff, g + a, n, s.sw);
         });
       }
     }
@@ -546,7 +413,7 @@ template <class T>
 void lp_pool2d_forward(const Pool2dShape& s, T p, const T* x, T* y, int nthreads) {
   const TapColumns cols(s);
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
-  for_planes(s.planes, 4 * (in_plane + out_plane), nthreads, [&](int64_t p_) {
+  parallel_for_each(s.planes, plane_grain(4 * (in_plane + out_plane)), nthreads, [&](int64_t p_) {
     const T* xp = x + p_ * in_plane;
     T* yp = y + p_ * out_plane;
     for (int64_t oh = 0; oh < s.OH; ++oh) {
@@ -564,7 +431,7 @@ template <class T>
 void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* dx, int nthreads) {
   const TapColumns cols(s);
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
-  for_planes(s.planes, 4 * (2 * in_plane + out_plane), nthreads, [&](int64_t p_) {
+  parallel_for_each(s.planes, plane_grain(4 * (2 * in_plane + out_plane)), nthreads, [&](int64_t p_) {
     const T* xp = x + p_ * in_plane;
     const T* dyp = dy + p_ * out_plane;
     T* dxp = dx + p_ * in_plane;
@@ -605,7 +472,7 @@ void lp_pool2d_backward(const Pool2dShape& s, T p, const T* dy, const T* x, T* d
 template <class T>
 void global_avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   const int64_t in_plane = s.H * s.W;
-  for_planes(s.planes, in_plane, nthreads, [&](int64_t p) {
+  parallel_for_each(s.planes, plane_grain(in_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
@@ -620,14 +487,13 @@ void global_avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthre
 template <class T>
 void global_avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads) {
   const int64_t in_plane = s.H * s.W;
-  for_planes(s.planes, in_plane, nthreads, [&](int64_t p) {
+  parallel_for_each(s.planes, plane_grain(in_plane), nthreads, [&](int64_t p) {
     T g = dy[p] / static_cast<T>(in_plane);
     std::fill(dx + p * in_plane, dx + (p + 1) * in_plane, g);
   });
 }
 
 #define NNX_POOL_INSTANTIATE(T)                                                                  \
-  template const PoolKernels<T>& pool_kernels_portable<T>();                                     \
   template const char* pool_kernels_name<T>();                                                   \
   template void max_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
   template void max_pool2d_backward<T>(const Pool2dShape&, const T*, const T*, T*, int);         \
@@ -643,8 +509,5 @@ void global_avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nt
 NNX_POOL_INSTANTIATE(float)
 NNX_POOL_INSTANTIATE(double)
 
-#if !defined(NNX_X86)
-const PoolKernels<float>* pool_kernels_avx2_f32() { return nullptr; }
-#endif
 
 }  // namespace nnx

@@ -16,6 +16,15 @@
 
 namespace nnx {
 
+// The pooling kinds, the one list of them (exported to Python as nnx._C.POOL_KINDS).
+enum class PoolKind : int { max = 0, avg = 1, lp = 2, global_avg = 3 };
+
+// One output extent of a window of `k` taps, `d` apart, moved by `s` over `n` inputs padded by `p` on both
+// sides (PyTorch's size without ceil_mode); < 1 when the window does not fit. The shape formula of nnx.ops.
+inline int64_t pool_output_size(int64_t n, int64_t k, int64_t s, int64_t p, int64_t d) {
+  return (n + 2 * p - (d * (k - 1) + 1)) / s + 1;
+}
+
 struct Pool2dShape {
   int64_t planes;   // N * C
   int64_t H, W;     // input plane

@@ -111,11 +111,83 @@ def _load_dataset(name: str, root):
         return data.fashion_mnist_sample("train"), data.fashion_mnist_sample("test"), "Fashion-MNIST sample"
 
 
+def _start_distributed(args):
+    """(rank, world size). MPI starts only when a launcher (mpiexec) started this process as one of
+    several, so a plain `python -m nnx train` never touches it."""
+    from . import distributed as dist
+
+    if dist.launcher_world_size() <= 1:
+        return 0, 1
+    dist.init()  # from here an uncaught exception on any rank aborts them all
+    world = dist.world_size()
+    if world > 1 and not args.threads and "OMP_NUM_THREADS" not in os.environ:
+        # The ranks on one machine share its cores: one OpenMP team each over all cores would oversubscribe.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        args.threads = max(1, cores // dist.local_size())
+    return dist.rank(), world
+
+
+def _rank_seed(seed: int, epoch: int, rank: int) -> int:
+    """Each rank's stream for dropout in an epoch: its own, and a function of (seed, epoch, rank) only, so a
+    resumed run draws what an uninterrupted one would."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, np.uint64)[0])
+
+
+def _resume(args, ckpt_path, model, opt, scheduler, config, world):
+    """Restores the checkpoint (rank 0's job). Returns (exit code, epochs done, History)."""
+    from .train import History, load_checkpoint
+
+    if not os.path.exists(ckpt_path):
+        print(f"error: --resume: no checkpoint at {ckpt_path}", file=sys.stderr)
+        return 1, 0, History()
+    try:
+        start_epoch, history, saved = load_checkpoint(ckpt_path, model, opt, scheduler)
+    except ValueError as exc:  # a corrupt file (CheckpointError) or another model's (StateDictError)
+        print(f"error: --resume: {exc}", file=sys.stderr)
+        return 1, 0, History()
+    # Checkpoints from before --scale-lr existed have no "scale_lr": they were made without it.
+    saved = {"scale_lr": False, **saved}
+    different = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+    if different:
+        desc = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())
+        print(f"error: --resume: {ckpt_path} was made with different settings ({desc})", file=sys.stderr)
+        return 1, 0, History()
+    saved_world = int(saved.get("world_size", 1))
+    print(f"resuming from {ckpt_path} after epoch {start_epoch}" +
+          (f" (saved by {saved_world} ranks, now {world})" if saved_world != world else ""))
+    if args.scale_lr and saved_world != world:
+        factor = world / saved_world
+        for g in opt.param_groups:
+            g["lr"] *= factor
+            if "initial_lr" in g:
+                g["initial_lr"] *= factor
+        if scheduler is not None:
+            scheduler.base_lrs = [b * factor for b in scheduler.base_lrs]
+        print(f"--scale-lr: learning rate scaled by {world}/{saved_world} for the new rank count")
+    return 0, start_epoch, history
+
+
+def _describe_parallelism(args, world, lr, threads) -> str:
+    if world == 1:
+        return ""
+    scaled = (f"scaled by {world} (--scale-lr) from {args.lr}" if args.scale_lr
+              else f"not scaled; --scale-lr would use {args.lr * world:g}")
+    return (f"data-parallel over {world} MPI ranks x {threads} threads: batch {args.batch_size} per rank, "
+            f"{args.batch_size * world} per step; learning rate {lr:g} ({scaled})")
+
+
 def train(args) -> int:
     import nnx
     from . import data, models, nn, optim
-    from .train import Checkpoint, History, evaluate, fit, load_checkpoint
+    from . import distributed as dist
+    from .train import History
 
+    try:
+        rank, world = _start_distributed(args)
+    except RuntimeError as exc:  # started by mpiexec without mpi4py
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    say = print if rank == 0 else (lambda *a, **k: None)
     if args.threads:
         nnx.set_num_threads(args.threads)
     nnx.manual_seed(args.seed)
@@ -126,61 +198,100 @@ def train(args) -> int:
     mean, std = float(X.mean()) / 255, float(X.std()) / 255
     transform = functools.partial(data.to_float_images, mean=mean, std=std)
 
+    # Augmentation runs on the raw training images, then they are scaled as the test images are.
+    train_transform = (data.Compose([data.augment.build_augmentation(args.augment), transform]) if args.augment
+                       else transform)
     model = models.build(args.model)
-    opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    lr = args.lr * world if args.scale_lr else args.lr
+    opt = optim.SGD(model.parameters(), lr=lr, momentum=args.momentum, weight_decay=args.weight_decay)
     # Cosine annealing: the learning rate falls smoothly to zero at the last epoch, which settles the
     # weights in a flatter minimum (about half a point of test accuracy for LeNet-5 here).
     scheduler = (optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
                  if args.schedule == "cosine" else None)
     loss_fn = nn.CrossEntropyLoss()
-    os.makedirs(args.out, exist_ok=True)
+    if rank == 0:
+        os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.npz")
     config = {"model": args.model, "dataset": described, "batch_size": args.batch_size, "lr": args.lr,
               "momentum": args.momentum, "seed": args.seed, "limit": args.limit or 0,
               "weight_decay": args.weight_decay, "schedule": args.schedule,
-              "epochs": args.epochs if args.schedule == "cosine" else None}
+              "epochs": args.epochs if args.schedule == "cosine" else None, "scale_lr": args.scale_lr,
+              "augment": args.augment}
     start_epoch, history = 0, History()
     if args.resume:
-        if not os.path.exists(ckpt_path):
-            print(f"error: --resume: no checkpoint at {ckpt_path}", file=sys.stderr)
-            return 1
-        try:
-            start_epoch, history, saved = load_checkpoint(ckpt_path, model, opt, scheduler)
-        except ValueError as exc:  # a corrupt file (CheckpointError) or another model's (StateDictError)
-            print(f"error: --resume: {exc}", file=sys.stderr)
-            return 1
-        different = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
-        if different:
-            desc = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in different.items())
-            print(f"error: --resume: {ckpt_path} was made with different settings ({desc})", file=sys.stderr)
-            return 1
-        print(f"resuming from {ckpt_path} after epoch {start_epoch}")
+        if rank == 0:
+            code, start_epoch, history = _resume(args, ckpt_path, model, opt, scheduler, config, world)
+        else:
+            code = None
+        if world > 1:
+            # Rank 0 alone reads the file (other machines need not see it) and hands the rest what it found.
+            code, start_epoch, done = dist.broadcast_object((code, start_epoch, history.to_dict()))
+            history = History.from_dict(done)
+        if code:
+            return code
+    if world > 1:
+        model = dist.DistributedDataParallel(model)  # gives every rank rank 0's parameters
+        if args.resume:
+            dist.broadcast_optimizer_state(opt)
+            if scheduler is not None:
+                scheduler.load_state_dict(dist.broadcast_object(scheduler.state_dict()))
+        nnx.manual_seed(_rank_seed(args.seed, start_epoch, rank))
+        train_data = data.DataLoader(X, y, batch_size=args.batch_size, shuffle=True, transform=train_transform,
+                                     seed=args.seed, rank=rank, world_size=world)
+    elif args.augment:
+        train_data = data.DataLoader(X, y, batch_size=args.batch_size, shuffle=True, transform=train_transform)
+    else:
+        train_data = (X, y)
     n_params = sum(p.data.size for p in model.parameters())
-    print(f"training {args.model} ({n_params} parameters) on {described}: {len(X)} train / {len(Xt)} test "
-          f"images, epochs {start_epoch + 1}..{args.epochs}, batch {args.batch_size}, SGD lr {args.lr} "
-          f"momentum {args.momentum}, {args.schedule} schedule, {nnx.get_num_threads()} threads, seed {args.seed}")
+    say(f"training {args.model} ({n_params} parameters) on {described}: {len(X)} train / {len(Xt)} test "
+        f"images, epochs {start_epoch + 1}..{args.epochs}, batch {args.batch_size}, SGD lr {lr:g} "
+        f"momentum {args.momentum}, {args.schedule} schedule, {nnx.get_num_threads()} threads, seed {args.seed}")
+    if world > 1:
+        say(_describe_parallelism(args, world, lr, nnx.get_num_threads()))
+    return _fit_and_report(args, model, loss_fn, opt, scheduler, train_data, (Xt, yt), transform, history,
+                           start_epoch, ckpt_path, {**config, "world_size": world}, rank, world, described)
+
+
+def _fit_and_report(args, model, loss_fn, opt, scheduler, train_data, test, transform, history, start_epoch,
+                    ckpt_path, extra, rank, world, described) -> int:
+    """Trains, then (rank 0) evaluates and writes the results. Only rank 0 prints and writes files."""
+    import nnx
+    from . import distributed as dist
+    from .train import Checkpoint, evaluate, fit
+
+    Xt, yt = test
 
     def save_history(epoch, hist):
         hist.save_json(os.path.join(args.out, "history.json"))
 
+    def reseed(epoch, hist):
+        nnx.manual_seed(_rank_seed(args.seed, epoch, rank))
+
+    callbacks = [Checkpoint(ckpt_path, model, opt, scheduler, extra=extra), save_history] if rank == 0 else []
+    if world > 1:
+        callbacks.append(reseed)
     try:
-        history = fit(model, loss_fn, opt, (X, y), epochs=args.epochs, batch_size=args.batch_size,
-                      val=(Xt, yt), transform=transform, progress=not args.no_progress, start_epoch=start_epoch,
-                      history=history, scheduler=scheduler,
-                      callbacks=[Checkpoint(ckpt_path, model, opt, scheduler, extra=config), save_history])
+        history = fit(model, loss_fn, opt, train_data, epochs=args.epochs, batch_size=args.batch_size,
+                      val=(Xt, yt), transform=transform, progress=not args.no_progress and rank == 0,
+                      start_epoch=start_epoch, history=history, scheduler=scheduler, callbacks=callbacks)
     except KeyboardInterrupt:
-        if os.path.exists(ckpt_path):
-            done = nnx.load(ckpt_path)["epoch"]
-            print(f"\ninterrupted: {ckpt_path} (after epoch {done}) is intact; continue with --resume",
-                  file=sys.stderr)
-        else:
-            print("\ninterrupted before the first epoch finished; no checkpoint written", file=sys.stderr)
+        if rank == 0:
+            if os.path.exists(ckpt_path):
+                done = nnx.load(ckpt_path)["epoch"]
+                print(f"\ninterrupted: {ckpt_path} (after epoch {done}) is intact; continue with --resume",
+                      file=sys.stderr)
+            else:
+                print("\ninterrupted before the first epoch finished; no checkpoint written", file=sys.stderr)
+        if world > 1:
+            dist.abort(130)  # a rank may be inside a collective that would wait for the others forever
         return 130
+    if rank != 0:
+        return 0
     test_loss, test_acc = evaluate(model, Xt, yt, transform=transform)
     print(f"test accuracy {test_acc:.4f} (loss {test_loss:.4f})")
     history.save_json(os.path.join(args.out, "history.json"))
     with open(os.path.join(args.out, "result.json"), "w") as f:
-        json.dump({"test_accuracy": test_acc, "test_loss": test_loss, **config}, f, indent=1)
+        json.dump({"test_accuracy": test_acc, "test_loss": test_loss, **extra}, f, indent=1)
     png = os.path.join(args.out, "learning_curve.png")
     if len(history):
         try:
@@ -237,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--float64", action="store_true", help="run in float64 instead of float32")
     t = sub.add_parser("train", help="train an image classifier with checkpoints and learning curves")
-    t.add_argument("--model", choices=["mlp", "lenet5", "convnet"], default="lenet5")
+    t.add_argument("--model", choices=["mlp", "lenet5", "convnet", "convnet_bn"], default="lenet5")
     t.add_argument("--dataset", choices=["fashion-mnist", "mnist", "sample"], default="fashion-mnist")
     t.add_argument("--data-root", default=None, help="directory holding the IDX files (else $NNX_DATA, "
                                                      "/usr/share/datasets)")
@@ -249,12 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=0.0, help="L2 regularisation (SGD weight_decay)")
     t.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                    help="learning rate over the epochs: cosine annealing to zero (default) or constant")
+    t.add_argument("--augment", default=None, help="augment training images: comma-separated crop, flip, "
+                                                    "translate, cutout (nnx.data.augment)")
     t.add_argument("--threads", type=int, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=0, help="use only the first N training images (quick runs)")
     t.add_argument("--out", default=None, help="output directory (default runs/<model>)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     t.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    t.add_argument("--scale-lr", action="store_true",
+                   help="under mpiexec, multiply --lr by the number of ranks (the global batch grows with "
+                        "them); without it the learning rate is used as given")
     e = sub.add_parser("export", help="write a checkpoint's model as ONNX (needs the onnx extra)")
     e.add_argument("checkpoint", help="a checkpoint from `nnx train` (or an nnx.save'd state dict with --model)")
     e.add_argument("output", help="the .onnx file to write")
@@ -287,6 +403,12 @@ def main(argv=None) -> int:
     _positive(parser, args, ["epochs", "batch_size", "threads"])
     if args.limit < 0:
         parser.error(f"--limit: expected a non-negative integer, got {args.limit}")
+    if args.augment is not None:
+        from .data.augment import build_augmentation
+        try:
+            build_augmentation(args.augment)
+        except ValueError as exc:
+            parser.error(f"--{exc}")
     if args.out is None:
         args.out = os.path.join("runs", args.model)
     try:

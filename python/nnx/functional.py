@@ -18,7 +18,10 @@ import contextlib
 
 import numpy as np
 
+from . import losses as _losses
 from . import ops as _ops
+from .losses import (elastic_net_penalty, huber_loss, kl_div, l1_loss, l1_penalty, nll_loss,  # noqa: F401
+                     smooth_l1_loss, sparsity_penalty)
 from .random import get_rng
 from .tensor import Tensor, is_grad_enabled
 
@@ -199,8 +202,11 @@ def _loss(name: str, x, target, grad_target=None, **kw) -> Tensor:
     return Tensor._make(out, parents, backward, name)
 
 
-def cross_entropy(logits, target, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of logits (N, C) against integer class indices (N,)."""
+def cross_entropy(logits, target, reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy of logits (N, C) against integer class indices (N,). With label_smoothing
+    eps the target distribution is (1 - eps) onehot + eps / C, as torch's."""
+    if label_smoothing:
+        return _losses.cross_entropy_smoothed(logits, target, label_smoothing, reduction)
     return _loss("cross_entropy", logits, target, reduction=reduction)
 
 
@@ -218,86 +224,99 @@ def multiclass_hinge_loss(scores, target, margin: float = 1.0, reduction: str = 
 
 
 # ---------------------------------------------------------------------------- regularisation, normalisation
-def dropout(x, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(x, p: float = 0.5, training: bool = True, seed=None) -> Tensor:
     """Inverted dropout: in training each element is zeroed with probability p and the survivors are
-    scaled by 1/(1-p), so evaluation (identity) needs no rescaling. The mask comes from nnx.random."""
+    scaled by 1/(1-p), so evaluation (identity) needs no rescaling. The mask is a hash of (seed, element
+    index) (nnx.ops.dropout); the seed is drawn from nnx.random unless given, and the backward regenerates
+    the same mask from it instead of storing one."""
     x = _t(x)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p: expected a dropout probability in [0, 1], got {p}")
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p: expected a dropout probability in [0, 1], got {p!r}")
     if not training or p == 0.0:
         return x
-    keep = get_rng().random(x.shape) >= p
-    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    mask = keep.astype(x.dtype) * np.asarray(scale, dtype=x.dtype)
-    return Tensor._make(x.data * mask, (x,), lambda g: (g * mask,), "dropout")
+    if seed is None:
+        seed = int(get_rng().integers(0, 1 << 63))
+    b = _backend
+    kw = dict(p=float(p), training=True, seed=seed)
+    y = _fn(b, "dropout")(x.data, **kw)
+    xd = x.data
+    return Tensor._make(y, (x,), lambda g: (_fn(b, "dropout_backward")(g, xd, **kw),), "dropout")
+
+
+def _vector_parents(*tensors):
+    return tuple(t for t in tensors if t is not None)
 
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training: bool = False,
-               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Batch normalisation over the batch (and spatial) axes of x: (N, C), (N, C, L) or (N, C, H, W).
+               momentum: float = 0.1, eps: float = 1e-5, activation=None) -> Tensor:
+    """Batch normalisation over the batch (and spatial) axes of x: (N, C) or (N, C, *spatial).
 
     training: statistics of this batch, xhat = (x - mean) / sqrt(var + eps) with the biased variance, and
     the running statistics (ndarrays, updated in place) move by `momentum` towards the batch mean and the
-    unbiased variance, as PyTorch does. Otherwise the running statistics normalise.
-    y = xhat * weight + bias. Backward (training), per channel over its n values:
-    dx = (1/n) invstd (n dxhat - sum(dxhat) - xhat sum(dxhat xhat)), dxhat = dy weight.
+    unbiased variance, as PyTorch does. Otherwise the running statistics normalise (the batch's when
+    there are none). y = xhat * weight + bias, then relu when activation="relu" (one fused pass; the
+    backward masks dy with y > 0). The forward keeps its mean and 1/std for the backward.
     """
     x = _t(x)
     weight = None if weight is None else _t(weight)
     bias = None if bias is None else _t(bias)
-    if x.ndim not in (2, 3, 4):
-        raise ValueError(f"x: expected a 2-D (N, C), 3-D (N, C, L) or 4-D (N, C, H, W) array, got shape {x.shape}")
+    if x.ndim < 2:
+        raise ValueError(f"x: expected an array (N, C, *spatial) with at least 2 dimensions, got shape {x.shape}")
+    use_batch = bool(training) or running_mean is None or running_var is None
+    rm, rv = (running_mean, running_var) if training or not use_batch else (None, None)
+    be = _backend
+    wd = None if weight is None else weight.data
+    bd = None if bias is None else bias.data
+    kw = dict(training=use_batch, momentum=momentum, eps=eps, activation=activation)
+    y, mean, invstd = _fn(be, "batch_norm")(x.data, wd, bd, rm, rv, return_stats=True, **kw)
     xd = x.data
-    C = xd.shape[1]
-    axes = (0,) + tuple(range(2, xd.ndim))
-    bshape = (1, C) + (1,) * (xd.ndim - 2)
-    for name, a in (("running_mean", running_mean), ("running_var", running_var),
-                    ("weight", weight), ("bias", bias)):
-        if a is not None and tuple(a.shape) != (C,):
-            raise ValueError(f"{name}: expected shape ({C},) (one value per channel of x {xd.shape}), got {a.shape}")
-    use_batch = training or running_mean is None or running_var is None
-    n = xd.size // C if C else 0
-    dt = xd.dtype
-    if use_batch:
-        if n <= 1:
-            raise ValueError(f"x: batch norm in training needs more than 1 value per channel, got shape {xd.shape}")
-        mean = xd.mean(axis=axes)
-        var = xd.var(axis=axes)
-        m = dt.type(momentum)
-        if training and running_mean is not None:
-            running_mean *= 1 - m
-            running_mean += m * mean.astype(running_mean.dtype)
-        if training and running_var is not None:
-            running_var *= 1 - m
-            running_var += m * (var * (n / (n - 1))).astype(running_var.dtype)
-    else:
-        mean, var = running_mean.astype(dt), running_var.astype(dt)
-    invstd = (1.0 / np.sqrt(var + dt.type(eps))).astype(dt)
-    xhat = (xd - mean.reshape(bshape)) * invstd.reshape(bshape)
-    w = np.ones(C, dt) if weight is None else weight.data
-    y = xhat * w.reshape(bshape)
-    if bias is not None:
-        y = y + bias.data.reshape(bshape)
 
     def backward(g):
-        dw = (g * xhat).sum(axis=axes) if weight is not None and weight.requires_grad else None
-        db = g.sum(axis=axes) if bias is not None and bias.requires_grad else None
-        dx = None
-        if x.requires_grad:
-            dxhat = g * w.reshape(bshape)
-            if use_batch:
-                s1 = dxhat.sum(axis=axes).reshape(bshape)
-                s2 = (dxhat * xhat).sum(axis=axes).reshape(bshape)
-                dx = (invstd.reshape(bshape) / n) * (n * dxhat - s1 - xhat * s2)
-            else:
-                dx = dxhat * invstd.reshape(bshape)
-        return dx, dw, db
+        needs = (x.requires_grad, weight is not None and weight.requires_grad,
+                 bias is not None and bias.requires_grad)
+        dx, dw, db = _fn(be, "batch_norm_backward")(g, xd, wd, bd, None, None, mean=mean, invstd=invstd,
+                                                    y=y if activation is not None else None, needs=needs, **kw)
+        return (dx,) + ((dw,) if weight is not None else ()) + ((db,) if bias is not None else ())
 
-    parents = [x]
-    parents.append(weight if weight is not None else Tensor(np.zeros(0, dt)))
-    parents.append(bias if bias is not None else Tensor(np.zeros(0, dt)))
-    return Tensor._make(np.ascontiguousarray(y, dtype=dt), parents, backward, "batch_norm")
+    name = "batch_norm" if activation is None else f"batch_norm+{activation}"
+    return Tensor._make(y, _vector_parents(x, weight, bias), backward, name)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Layer normalisation over the trailing `normalized_shape` axes of x (each leading index by its own
+    mean and biased variance), then * weight + bias (shaped like normalized_shape)."""
+    x = _t(x)
+    weight = None if weight is None else _t(weight)
+    bias = None if bias is None else _t(bias)
+    be = _backend
+    wd = None if weight is None else weight.data
+    bd = None if bias is None else bias.data
+    y, mean, invstd = _fn(be, "layer_norm")(x.data, normalized_shape, wd, bd, eps, return_stats=True)
+    xd = x.data
+
+    def backward(g):
+        needs = (x.requires_grad, weight is not None and weight.requires_grad,
+                 bias is not None and bias.requires_grad)
+        dx, dw, db = _fn(be, "layer_norm_backward")(g, xd, normalized_shape, wd, bd, eps, mean=mean,
+                                                    invstd=invstd, needs=needs)
+        return (dx,) + ((dw,) if weight is not None else ()) + ((db,) if bias is not None else ())
+
+    return Tensor._make(y, _vector_parents(x, weight, bias), backward, "layer_norm")
 
 
 def flatten(x, start_dim: int = 1, end_dim: int = -1) -> Tensor:
     return _t(x).flatten(start_dim, end_dim)
+
+
+def maxout(x, pieces: int, dim: int = 1) -> Tensor:
+    """Maxout: the maximum over groups of `pieces` consecutive features along `dim` (channels of a
+    conv feature map, or the outputs of a Linear with out_features * pieces units). The forward keeps
+    which piece won, so the backward is a scatter."""
+    x = _t(x)
+    b = _backend
+    kw = dict(pieces=pieces, axis=dim)
+    if not (x.requires_grad and is_grad_enabled()):
+        return Tensor(_fn(b, "maxout")(x.data, **kw))
+    y, idx = _fn(b, "maxout")(x.data, return_indices=True, **kw)
+    xd = x.data
+    return Tensor._make(y, (x,), lambda g: (_fn(b, "maxout_backward")(g, xd, indices=idx, **kw),), "maxout")

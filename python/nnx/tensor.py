@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import anomaly as _anomaly
+from ._tensor_methods import TensorMethods, _axis, _keep
 
 # Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
 _grad_mode = threading.local()
@@ -83,11 +84,17 @@ def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     return g.reshape(shape)
 
 
-class Tensor:
-    """An ndarray with an optional gradient and the record of the operation that produced it."""
+class Tensor(TensorMethods):
+    """An ndarray with an optional gradient and the record of the operation that produced it.
+
+    Reductions take PyTorch's `dim`/`keepdim` or NumPy's `axis`/`keepdims`; comparisons are element-wise
+    and give bool tensors (see _tensor_methods.py)."""
 
     # ndarray <op> Tensor must call Tensor's reflected operator instead of broadcasting over the Tensor.
     __array_ufunc__ = None
+    # Gradient-ready hooks of a leaf (register_grad_ready_hook); a class-level empty tuple, so the tensors
+    # that have none (nearly all) pay nothing per instance.
+    _grad_hooks: tuple = ()
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data: np.ndarray = _to_array(data, dtype)
@@ -136,17 +143,14 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
 
-        order = self._topological_order()
+        order, waiting = self._topological_order()
         grads = {id(self): grad}
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             if node._backward is None:  # a leaf
-                # A private C-contiguous copy: backward closures may hand the same array to several
-                # parents, and optimizers need contiguous gradients.
-                g = np.array(g, dtype=node.dtype, order="C")
-                node.grad = g if node.grad is None else node.grad + g
+                _accumulate(node, g)
                 continue
             parent_grads = node._backward(g)
             if _anomaly.active:
@@ -158,6 +162,16 @@ class Tensor:
                     pg = _unbroadcast(pg, p.shape)
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg
+            if waiting:
+                # A leaf with a gradient-ready hook is finished as soon as its last consumer has run, not
+                # where the reverse order reaches it (for a layer's weights that is often after the whole
+                # rest of the network), so its hook fires as early as the gradient exists. Same sums.
+                for p in node._parents:
+                    left = waiting.get(id(p))
+                    if left is not None:
+                        waiting[id(p)] = left - 1
+                        if left == 1 and id(p) in grads:
+                            _accumulate(p, grads.pop(id(p)))
             if not retain_graph:
                 node._backward = _freed_graph
         # Parents are kept referenced by the order list until here; drop the links when freeing.
@@ -166,9 +180,10 @@ class Tensor:
                 if node._backward is _freed_graph:
                     node._parents = ()
 
-    def _topological_order(self) -> list:
-        """Every tensor of the graph that requires grad, parents before children (iterative DFS)."""
-        order, seen = [], set()
+    def _topological_order(self) -> tuple:
+        """Every tensor of the graph that requires grad, parents before children (iterative DFS), and for
+        each leaf that has gradient-ready hooks the number of its consumers in the graph."""
+        order, seen, waiting = [], set(), {}
         stack = [(self, False)]
         while stack:
             node, expanded = stack.pop()
@@ -183,9 +198,11 @@ class Tensor:
                 raise RuntimeError("backward: the graph was freed by an earlier backward(); pass "
                                    "retain_graph=True to the first call to go through it twice")
             for p in node._parents:
+                if p._grad_hooks:
+                    waiting[id(p)] = waiting.get(id(p), 0) + 1
                 if p.requires_grad and id(p) not in seen:
                     stack.append((p, False))
-        return order
+        return order, waiting
 
     # ----------------------------------------------------------------- ndarray-like views
     @property
@@ -229,6 +246,19 @@ class Tensor:
 
     def zero_grad(self) -> None:
         self.grad = None
+
+    def register_grad_ready_hook(self, hook: Callable) -> "_HookHandle":
+        """Calls hook(self) during backward() as soon as this leaf's gradient for that backward is complete
+        (self.grad holds it, accumulated with any earlier one), before the rest of the graph is walked.
+        nnx.distributed uses it to start averaging gradients while backward still runs. Returns a handle
+        whose remove() unregisters the hook."""
+        if not callable(hook):
+            raise TypeError(f"hook: expected a callable taking the tensor, got {type(hook).__name__}")
+        if not self.is_leaf:
+            raise ValueError("register_grad_ready_hook: only leaf tensors (parameters) keep a gradient; this "
+                             f"tensor was computed by {self._op!r}")
+        self._grad_hooks = self._grad_hooks + (hook,)
+        return _HookHandle(self, hook)
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, precision=4, separator=", ", prefix="Tensor(")
@@ -361,7 +391,8 @@ class Tensor:
         return F.tanh(self)
 
     # ----------------------------------------------------------------- reductions
-    def sum(self, axis=None, keepdims: bool = False):
+    def sum(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis(dim, axis, "axis"), _keep(keepdim, keepdims)
         shape = self.shape
 
         def backward(g):
@@ -371,7 +402,8 @@ class Tensor:
 
         return Tensor._make(np.asarray(self.data.sum(axis=axis, keepdims=keepdims)), (self,), backward, "sum")
 
-    def mean(self, axis=None, keepdims: bool = False):
+    def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
+        axis, keepdims = _axis(dim, axis, "axis"), _keep(keepdim, keepdims)
         n = self.data.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
 
@@ -426,12 +458,48 @@ class Tensor:
         return Tensor._make(np.asarray(x[index]), (self,), backward, "getitem")
 
 
+def _accumulate(leaf: Tensor, g) -> None:
+    """Adds a leaf's complete gradient of this backward to leaf.grad, then runs its gradient-ready hooks."""
+    # A private C-contiguous copy: backward closures may hand the same array to several parents, and
+    # optimizers need contiguous gradients.
+    g = np.array(g, dtype=leaf.dtype, order="C")
+    leaf.grad = g if leaf.grad is None else leaf.grad + g
+    for hook in leaf._grad_hooks:
+        hook(leaf)
+
+
+class _HookHandle:
+    """What register_grad_ready_hook returns: remove() unregisters the hook (twice is harmless)."""
+
+    def __init__(self, tensor: Tensor, hook: Callable):
+        self._tensor, self._hook = tensor, hook
+
+    def remove(self) -> None:
+        hooks = list(self._tensor._grad_hooks)
+        if self._hook in hooks:
+            hooks.remove(self._hook)
+            self._tensor._grad_hooks = tuple(hooks)
+
+
 def _freed_graph(g):  # pragma: no cover - only a marker, never called
     raise RuntimeError("graph freed")
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+    """A new Tensor holding a copy of `data` (Python floats become float32, as torch.tensor)."""
+    return Tensor(np.array(_to_array(data, dtype), copy=True), requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A Tensor sharing memory with `array` (no copy, dtype kept), as torch.from_numpy."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"array: expected a numpy.ndarray, got {type(array).__name__}")
+    return Tensor(array)
+
+
+def flatten(x, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """torch.flatten: axes start_dim..end_dim merged into one (all of them by default)."""
+    return (x if isinstance(x, Tensor) else Tensor(x)).flatten(start_dim, end_dim)
 
 
 def cat(tensors: Sequence, axis: int = 0, dim: int | None = None) -> Tensor:

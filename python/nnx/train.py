@@ -120,12 +120,22 @@ class History:
         return f"History({len(self)} epochs, last={self.last()})"
 
 
-def _loader(data, batch_size, shuffle, transform, name):
+def _loader(data, batch_size, shuffle, transform, name, ddp=None):
+    """The DataLoader for `data`; for a DistributedDataParallel model, this rank's shard of the training
+    set (a ready DataLoader must already be sharded for that many ranks)."""
+    world = 1 if ddp is None else ddp.world_size
     if isinstance(data, DataLoader):
         if data.y is None:
             raise ValueError(f"{name}: expected a DataLoader with targets (built with y), got one without")
+        if world > 1 and (data.world_size, data.rank) != (world, ddp.rank):
+            raise ValueError(f"{name}: the model is data-parallel over {world} ranks, so each rank needs its "
+                             f"shard: DataLoader(..., rank={ddp.rank}, world_size={world}, seed=...); got a "
+                             f"loader for rank {data.rank} of {data.world_size}")
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2:
+        if world > 1:
+            return DataLoader(data[0], data[1], batch_size=batch_size, shuffle=shuffle, transform=transform,
+                              seed=ddp.shared_seed(), rank=ddp.rank, world_size=world)
         return DataLoader(data[0], data[1], batch_size=batch_size, shuffle=shuffle, transform=transform)
     raise TypeError(f"{name}: expected an (X, y) pair or a DataLoader, got {type(data).__name__}")
 
@@ -188,20 +198,34 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
 
     train and val are (X, y) pairs (batched by a shuffling DataLoader of batch_size, with `transform`
     applied to each batch) or DataLoaders. Each step: zero_grad, forward, loss, backward, optimizer step;
-    scheduler.step() after each epoch. After each epoch every callback is called as
-    callback(epoch, history) with the number of epochs completed; a callback may raise StopTraining.
+    scheduler.step() after each epoch (after each step for a scheduler with per_batch = True, such as
+    OneCycleLR; with the epoch's val_loss, or loss without val, for ReduceLROnPlateau). After each epoch
+    every callback is called as callback(epoch, history) with the number of epochs completed; a callback
+    may raise StopTraining. Callbacks with set_model(model) get the model before the first epoch, and
+    those with on_train_end(history) are called once when training ends (see nnx.callbacks).
     With progress=True a tqdm bar shows loss and images/s on a terminal and a summary line is printed per
     epoch. Shuffling and dropout draw from nnx.random, so a run is reproducible under nnx.manual_seed and
     resuming from a checkpoint (start_epoch, history, restored RNG state) reproduces it exactly.
+
+    With a nnx.distributed.DistributedDataParallel model, every rank calls fit: (X, y) is sharded across
+    the ranks (a DataLoader must be built sharded), and after each epoch the BatchNorm running statistics
+    are averaged over the ranks and the recorded loss, accuracy and images/s cover all of them. Pass
+    progress and callbacks (checkpoints) on rank 0 only.
     """
     from tqdm.auto import tqdm
+    from .distributed.ddp import DistributedDataParallel
 
     if int(start_epoch) < 0 or int(start_epoch) > int(epochs):
         raise ValueError(f"start_epoch: expected 0 to epochs={epochs}, got {start_epoch}")
-    train_loader = _loader(train, batch_size, True, transform, "train")
+    ddp = model if isinstance(model, DistributedDataParallel) else None
+    train_loader = _loader(train, batch_size, True, transform, "train", ddp)
     val_loader = None if val is None else _loader(val, max(batch_size, 1000), False, transform, "val")
     history = History() if history is None else history
     callbacks = [callbacks] if callable(callbacks) else list(callbacks)
+    for cb in callbacks:  # callbacks that act on the model (EarlyStopping, ModelCheckpoint) get to see it
+        if hasattr(cb, "set_model"):
+            cb.set_model(model)
+    per_batch = getattr(scheduler, "per_batch", False)  # OneCycleLR steps after every optimizer step
     show = bool(progress)
     for epoch in range(int(start_epoch), int(epochs)):
         model.train()
@@ -211,6 +235,8 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
         bar = tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                    disable=not (show and _is_tty()), dynamic_ncols=True)
         start = time.perf_counter()
+        if hasattr(train_loader, "set_epoch"):  # a seeded loader's permutation follows the epoch (resume)
+            train_loader.set_epoch(epoch)
         try:
             for step, (xb, yb) in enumerate(train_loader):
                 optimizer.zero_grad()
@@ -218,6 +244,8 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
                 loss = loss_fn(out, yb)
                 loss.backward()
                 optimizer.step()
+                if per_batch:
+                    scheduler.step()
                 value = float(loss.item())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, batch {step + 1}; "
@@ -234,12 +262,17 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
         finally:
             bar.close()
         seconds = time.perf_counter() - start
+        if ddp is not None:
+            seen, loss_sum, correct = ddp.end_epoch(seen, loss_sum, correct)
         record = dict(loss=loss_sum / seen if seen else None, accuracy=correct / seen if seen else None,
                       seconds=seconds, images_per_s=seen / seconds if seconds > 0 else None, lr=lr)
         if val_loader is not None:
             record["val_loss"], record["val_accuracy"] = evaluate(model, val_loader, loss_fn=loss_fn)
         history.append(epoch + 1, **record)
-        if scheduler is not None:
+        if getattr(scheduler, "needs_metric", False):  # ReduceLROnPlateau watches the validation loss
+            r = history.last()
+            scheduler.step(r["loss"] if math.isnan(r["val_loss"]) else r["val_loss"])
+        elif scheduler is not None and not per_batch:
             scheduler.step()
         if show:
             r = history.last()
@@ -251,11 +284,17 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
             line += f" ({r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s)"
             tqdm.write(line, file=sys.stdout)
             sys.stdout.flush()  # a log file sees each epoch as it ends
-        try:
-            for cb in callbacks:
+        stop = False
+        for cb in callbacks:  # every callback sees the epoch, even after one asked to stop
+            try:
                 cb(epoch + 1, history)
-        except StopTraining:
+            except StopTraining:
+                stop = True
+        if stop:
             break
+    for cb in callbacks:
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(history)
     return history
 
 

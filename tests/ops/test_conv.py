@@ -6,7 +6,7 @@ import nnx
 from nnx import ops, reference as ref
 from optest import assert_close, check_op, random
 
-ALGOS = ["auto", "im2col", "direct", "gemm1x1", "depthwise", "implicit"]
+ALGOS = list(nnx.ops.conv.ALGORITHMS)  # every algorithm the extension knows (cpp/conv/conv.h)
 
 # (x shape, w shape, conv kwargs): the benchmark layers in small-batch form plus odd cases.
 CASES = {
@@ -154,24 +154,31 @@ def test_errors():
 
 
 def test_bindings_check_shapes_themselves():
-    """The extension must raise, not crash, when called directly with inconsistent arrays."""
+    """The extension must raise, not crash, when called directly with arrays that do not match the plan."""
     from nnx._backend import _C
 
     x = np.ones((1, 2, 4, 4), np.float32)
-    w = np.ones((3, 2, 5, 5), np.float32)
-    out = np.empty((1, 3, 1, 1), np.float32)
-    with pytest.raises(ValueError):
-        _C.conv2d(x, w, None, out, (1, 1), (0, 0), (1, 1), 1)
-    with pytest.raises(ValueError):
-        _C.conv2d(x, np.ones((3, 2, 3, 3), np.float32), None, out, (1, 1), (0, 0), (1, 1), 1)
-    with pytest.raises(ValueError):
-        _C.conv2d(x, np.ones((3, 1, 3, 3), np.float32), None, np.empty((1, 3, 2, 2), np.float32), (1, 1),
-                  (0, 0), (1, 1), 1)
+    w = np.ones((3, 2, 3, 3), np.float32)
+    plan = _C.conv2d_plan(x.shape, w.shape, (1, 1), (0, 0), (1, 1), 1)
+    assert plan.out_shape == (1, 3, 2, 2) and plan.x_shape == x.shape and plan.w_shape == w.shape
+    out = np.empty((1, 3, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="larger than the input"):
+        _C.conv2d_plan(x.shape, (3, 2, 5, 5), (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match=r"out: expected shape \(1, 3, 2, 2\)"):
+        _C.conv2d(x, w, None, np.empty((1, 3, 1, 1), np.float32), plan)
+    with pytest.raises(ValueError, match=r"w: expected shape \(3, 2, 3, 3\)"):
+        _C.conv2d(x, np.ones((3, 2, 5, 5), np.float32), None, out, plan)
+    with pytest.raises(ValueError, match=r"x: expected shape \(1, 2, 4, 4\)"):
+        _C.conv2d(np.ones((2, 2, 4, 4), np.float32), w, None, out, plan)
+    with pytest.raises(ValueError, match=r"b: expected shape \(3,\)"):
+        _C.conv2d(x, w, np.ones(2, np.float32), out, plan)
     with pytest.raises(TypeError):
-        _C.conv2d(x, np.ones((3, 2, 3, 3)), None, np.empty((1, 3, 2, 2), np.float32), (1, 1), (0, 0), (1, 1), 1)
-    with pytest.raises(ValueError):
-        _C.conv2d_backward(np.ones((1, 3, 2, 2), np.float32), x, np.ones((3, 2, 3, 3), np.float32), None,
-                           np.empty((1, 2, 4, 5), np.float32), None, None, (1, 1), (0, 0), (1, 1), 1)
+        _C.conv2d(x, np.ones((3, 2, 3, 3)), None, out, plan)
+    with pytest.raises(ValueError, match="dx: expected shape"):
+        _C.conv2d_backward(np.ones((1, 3, 2, 2), np.float32), x, w, None, np.empty((1, 2, 4, 5), np.float32), None,
+                           None, plan)
+    with pytest.raises(ValueError, match="dy: expected shape"):
+        _C.conv2d_backward(np.ones((1, 3, 2, 3), np.float32), x, w, None, None, None, None, plan)
 
 
 def test_algorithm_choice():

@@ -8,7 +8,7 @@ import pytest
 
 import nnx
 from nnx import ops
-from nnx.ops import _checks
+from nnx import _args as _checks
 
 PIB = 1 << 50  # more memory than any machine these tests run on
 
@@ -59,11 +59,9 @@ def test_conv2d_window_parameters_past_2_to_30(param):
 
 def test_conv_binding_refuses_parameters_that_would_overflow():
     # The C++ geometry is the last line for a direct call of the extension.
-    x, w = np.ones((1, 1, 4, 4), np.float32), np.ones((1, 1, 1, 1), np.float32)
-    y = np.empty((1, 1, 3, 3), np.float32)
     big = (1 << 62, 1 << 62)
     with pytest.raises(ValueError, match="^stride: "):
-        nnx._C.conv2d(x, w, None, y, big, big, (1, 1), 1)
+        nnx._C.conv2d_plan((1, 1, 4, 4), (1, 1, 1, 1), big, big, (1, 1), 1)
     with pytest.raises(ValueError, match="^w: "):
         nnx._C.conv2d_algorithm((1, 1, 4, 4), (1 << 33, 1, 1, 1), (1, 1), (0, 0), (1, 1), 1)
     with pytest.raises(ValueError, match="^x: "):

@@ -1,7 +1,7 @@
 """Sequential and ModuleList."""
 from __future__ import annotations
 
-from .layers import Conv2d, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .layers import Conv2d, LeakyReLU, Linear, ReLU, Sigmoid, Tanh, _BatchNorm
 from .module import Module
 
 # Activations that GEMM/conv can apply in their epilogue while the output tile is still in cache.
@@ -41,8 +41,9 @@ class ModuleList(Module):
 
 class Sequential(ModuleList):
     """Runs its modules in order. A Linear or Conv2d directly followed by ReLU, Sigmoid, Tanh or LeakyReLU
-    runs as one fused op (bias and activation applied by the kernel's epilogue) with the same result;
-    set `fuse = False` on an instance to run every module separately."""
+    runs as one fused op (bias and activation applied by the kernel's epilogue) with the same result, and
+    so does a BatchNorm directly followed by ReLU (one pass writes relu(bn(x))); set `fuse = False` on an
+    instance to run every module separately."""
 
     fuse = True
 
@@ -63,6 +64,9 @@ class Sequential(ModuleList):
             if self.fuse and type(m) in (Linear, Conv2d) and type(nxt) in _FUSABLE:
                 slope = getattr(nxt, "negative_slope", 0.01)
                 x = m(x, activation=nxt.fused_activation, negative_slope=slope)
+                i += 2
+            elif self.fuse and isinstance(m, _BatchNorm) and type(nxt) is ReLU:
+                x = m(x, activation="relu")
                 i += 2
             else:
                 x = m(x)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..ops._checks import pair, to_int
+from .._args import pair, to_int
 from . import init
 from .module import Module, Parameter
 
@@ -247,7 +247,8 @@ class _BatchNorm(Module):
         else:
             self.running_mean = self.running_var = None
 
-    def forward(self, x):
+    def forward(self, x, activation=None):
+        """activation="relu" applies a following ReLU in the same pass (Sequential does this itself)."""
         x = F._t(x)
         if x.ndim not in self._ndims:
             raise ValueError(f"x: {type(self).__name__} expects a {' or '.join(f'{d}-D' for d in self._ndims)} input, "
@@ -261,7 +262,7 @@ class _BatchNorm(Module):
                 momentum = 1.0 / float(self.num_batches_tracked)
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=self.training or not self.track_running_stats,
-                            momentum=momentum or 0.0, eps=self.eps)
+                            momentum=momentum or 0.0, eps=self.eps, activation=activation)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -278,6 +279,28 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalisation of (N, C, H, W) per channel; running statistics are used in eval mode."""
 
     _ndims = (4,)
+
+
+class LayerNorm(Module):
+    """Normalises the trailing `normalized_shape` axes of its input (per leading index, mean and biased
+    variance), then * weight + bias (ones and zeros at first, shaped like normalized_shape)."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 dtype=np.float32):
+        super().__init__()
+        shape = (normalized_shape,) if not isinstance(normalized_shape, (tuple, list)) else normalized_shape
+        self.normalized_shape = tuple(to_int(s, "normalized_shape", 1) for s in shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        dt = _float_dtype(dtype)
+        self.weight = Parameter(np.ones(self.normalized_shape, dt)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dt)) if elementwise_affine and bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
 class Residual(Module):

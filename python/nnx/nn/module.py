@@ -168,6 +168,22 @@ class Module:
             else:
                 p.grad.fill(0)
 
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Sets requires_grad on every parameter (False freezes the module, e.g. pretrained layers)."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def apply(self, fn) -> "Module":
+        """Calls fn(module) on every sub-module, children first, then on self (as torch's apply); e.g.
+        model.apply(init_fn) to re-initialise every Linear."""
+        if not callable(fn):
+            raise TypeError(f"fn: expected a callable taking a module, got {type(fn).__name__}")
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
     def to(self, dtype) -> "Module":
         """Converts parameters and floating-point buffers to `dtype` (np.float32 or np.float64)."""
         dtype = np.dtype(dtype)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from .. import nn
-from ..ops._checks import pair
+from .._args import pair
 from ._graph import child, register
 
 

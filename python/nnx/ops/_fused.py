@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import _C
-from ._checks import contiguous, empty
+from .._args import contiguous, empty
 
-# Epilogue codes (cpp/common/epilogue.h, Act).
-_CODES = {None: 0, "none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+# Epilogue codes: defined once in C++ (cpp/common/epilogue.h, Act), exported by the bindings.
+_CODES = {None: 0, **_C.EPILOGUE_ACTIVATIONS}
 
 
 def activation_backward_from_output(dy: np.ndarray, y: np.ndarray, activation, negative_slope=0.01):

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_axis, check_same_shape, contiguous, empty, float_array, same_dtype
+from .._args import check_axis, check_same_shape, contiguous, empty, float_array, same_dtype
 
 __all__ = [
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
@@ -15,8 +15,9 @@ __all__ = [
     "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
 ]
 
-# Kernel codes (cpp/act/act.h, ActFn).
-_RELU, _LEAKY_RELU, _SIGMOID, _TANH, _ELU = 1, 2, 3, 4, 5
+# Kernel codes: defined once in C++ (cpp/common/epilogue.h, Act), exported by the bindings.
+_CODES = _C.ACTIVATION_CODES
+_RELU, _LEAKY_RELU, _SIGMOID, _TANH, _ELU = (_CODES[n] for n in ("relu", "leaky_relu", "sigmoid", "tanh", "elu"))
 
 
 def _real(v, name: str) -> float:

@@ -15,15 +15,16 @@ Any algorithm can be forced with `algorithm=`, which the tests use to check each
 """
 from __future__ import annotations
 
-import numpy as np
+import functools
 
 from .._backend import _C
-from ._checks import contiguous, empty, float_array, pair, same_dtype, to_int
+from .._args import contiguous, empty, float_array, pair, same_dtype, to_int
 from .gemm import activation_code
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm"]
 
-ALGORITHMS = ("auto", "gemm1x1", "im2col", "direct", "depthwise", "implicit")
+# The algorithm names: defined once in C++ (cpp/conv/conv.h, ConvAlgo), exported by the bindings.
+ALGORITHMS = _C.CONV_ALGORITHMS
 
 
 def _params(stride, padding, dilation, groups):
@@ -31,49 +32,34 @@ def _params(stride, padding, dilation, groups):
             to_int(groups, "groups", 1))
 
 
-def _check_shapes(x_shape, w_shape, stride, padding, dilation, groups, b_shape=None):
-    """Validates the geometry and returns the output shape (N, K, P, Q)."""
-    if len(x_shape) != 4:
-        raise ValueError(f"x: expected a 4-D array (N, C, H, W), got shape {tuple(x_shape)}")
-    if len(w_shape) != 4:
-        raise ValueError(f"w: expected a 4-D array (K, C/groups, R, S), got shape {tuple(w_shape)}")
-    n, c, h, wid = x_shape
-    k, cg, r, s = w_shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    if c < 1 or h < 1 or wid < 1:
-        raise ValueError(f"x: expected C, H, W >= 1, got shape {tuple(x_shape)}")
-    if c % groups:
-        raise ValueError(f"groups: expected a divisor of the {c} input channels of x, got {groups}")
-    if k < 1 or r < 1 or s < 1 or cg != c // groups or k % groups:
-        raise ValueError(f"w: expected shape (K, {c // groups}, R, S) with K a positive multiple of "
-                         f"groups={groups} for x with {c} channels, got {tuple(w_shape)}")
-    eh, ew = dh * (r - 1) + 1, dw * (s - 1) + 1
-    if eh > h + 2 * ph or ew > wid + 2 * pw:
-        raise ValueError(f"w: the kernel {r}x{s} with dilation {dilation} spans {eh}x{ew}, larger than the "
-                         f"input {h}x{wid} padded by {padding} ({h + 2 * ph}x{wid + 2 * pw})")
-    if b_shape is not None and tuple(b_shape) != (k,):
-        raise ValueError(f"b: expected shape ({k},) (one bias per output channel), got {tuple(b_shape)}")
-    return (n, k, (h + 2 * ph - eh) // sh + 1, (wid + 2 * pw - ew) // sw + 1)
+@functools.lru_cache(maxsize=256)
+def _plan_cached(x_shape, w_shape, params, algorithm):
+    return _C.conv2d_plan(x_shape, w_shape, *params, algorithm)
 
 
-def _check_algorithm(algorithm, w_shape, stride, padding):
-    """A known name that applies to the shapes (the kernels check too; this also covers a backward call
-    that needs no gradient and so never reaches them)."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm: expected one of {', '.join(repr(a) for a in ALGORITHMS)}, got {algorithm!r}")
-    if algorithm == "gemm1x1" and (w_shape[2:] != (1, 1) or stride != (1, 1) or padding != (0, 0)):
-        raise ValueError("algorithm: 'gemm1x1' needs a 1x1 kernel with stride 1 and padding 0")
-    if algorithm == "depthwise" and w_shape[1] != 1:
-        raise ValueError("algorithm: 'depthwise' needs one input channel per group (groups == C)")
-    return algorithm
+def _plan(x, w, b, stride, padding, dilation, groups, algorithm):
+    """The extension's validated plan (geometry and algorithm; it raises ValueError naming the argument).
+    Memoised: a training loop convolves the same shapes every step, forward and backward, and the geometry
+    is checked once per distinct call rather than in each of them."""
+    for name, a in (("x", x), ("w", w)):
+        if a.ndim != 4:
+            kind = "(N, C, H, W)" if name == "x" else "(K, C/groups, R, S)"
+            raise ValueError(f"{name}: expected a 4-D array {kind}, got shape {a.shape}")
+    if not isinstance(algorithm, str):
+        raise TypeError(f"algorithm: expected a str, got {type(algorithm).__name__}")
+    plan = _plan_cached(x.shape, w.shape, _params(stride, padding, dilation, groups), algorithm)
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"b: expected shape ({w.shape[0]},) (one bias per output channel), got {b.shape}")
+    return plan
 
 
 def conv2d_algorithm(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1) -> str:
     """The algorithm conv2d(..., algorithm="auto") runs for these shapes."""
-    st, pad, dil, groups = _params(stride, padding, dilation, groups)
     x_shape, w_shape = tuple(int(v) for v in x_shape), tuple(int(v) for v in w_shape)
-    _check_shapes(x_shape, w_shape, st, pad, dil, groups)
-    return _C.conv2d_algorithm(x_shape, w_shape, st, pad, dil, groups)
+    for name, s in (("x", x_shape), ("w", w_shape)):
+        if len(s) != 4:
+            raise ValueError(f"{name}: expected a 4-D shape, got {s}")
+    return _plan_cached(x_shape, w_shape, _params(stride, padding, dilation, groups), "auto").algorithm
 
 
 def _inputs(x, w, b):
@@ -90,13 +76,11 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, activatio
     optional activation ('relu', 'leaky_relu', 'sigmoid', 'tanh') are applied in the same pass as the
     convolution's output tile."""
     x, w, b = _inputs(x, w, b)
-    st, pad, dil, groups = _params(stride, padding, dilation, groups)
-    out_shape = _check_shapes(x.shape, w.shape, st, pad, dil, groups, None if b is None else b.shape)
+    plan = _plan(x, w, b, stride, padding, dilation, groups, algorithm)
     act = activation_code(activation)
-    algorithm = _check_algorithm(algorithm, w.shape, st, pad)
-    out = empty(out_shape, x.dtype, "y")
-    _C.conv2d(contiguous(x, "x"), contiguous(w, "w"), None if b is None else contiguous(b, "b"), out, st, pad, dil, groups,
-              act, float(negative_slope), algorithm)
+    out = empty(plan.out_shape, x.dtype, "y")
+    _C.conv2d(contiguous(x, "x"), contiguous(w, "w"), None if b is None else contiguous(b, "b"), out, plan, act,
+              float(negative_slope))
     return out
 
 
@@ -108,12 +92,11 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     x, w, b = _inputs(x, w, b)
     dy = float_array(dy, "dy")
     same_dtype(x=x, dy=dy)
-    st, pad, dil, groups = _params(stride, padding, dilation, groups)
-    out_shape = _check_shapes(x.shape, w.shape, st, pad, dil, groups, None if b is None else b.shape)
+    plan = _plan(x, w, b, stride, padding, dilation, groups, algorithm)
+    out_shape = plan.out_shape
     if dy.shape != out_shape:
         raise ValueError(f"dy: expected shape {out_shape} (the output of conv2d), got {dy.shape}")
     act = activation_code(activation)
-    algorithm = _check_algorithm(algorithm, w.shape, st, pad)
     if act:
         if y is None:
             raise ValueError("y: conv2d_backward with an activation needs the forward output y")
@@ -129,6 +112,6 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     dw = empty(w.shape, x.dtype, "dw") if needs[1] else None
     db = empty(w.shape[0], x.dtype, "db") if (needs[2] and b is not None) else None
     if dx is not None or dw is not None or db is not None:
-        _C.conv2d_backward(contiguous(dy, "dy"), contiguous(x, "x"), contiguous(w, "w"), y, dx, dw, db, st, pad, dil, groups,
-                           act, float(negative_slope), algorithm)
+        _C.conv2d_backward(contiguous(dy, "dy"), contiguous(x, "x"), contiguous(w, "w"), y, dx, dw, db, plan, act,
+                           float(negative_slope))
     return dx, dw, db

@@ -5,19 +5,19 @@ import numpy as np
 
 from .._backend import _C
 from ._fused import activation_backward_from_output
-from ._checks import check_ndim, contiguous, empty, float_array, kernel_ready, same_dtype
+from .._args import check_ndim, contiguous, empty, float_array, kernel_ready, same_dtype
 
-# Activation codes understood by the C++ epilogue (cpp/common/epilogue.h).
-ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+# Activations the fused epilogue of linear / conv2d takes, with their codes: defined once in C++
+# (cpp/common/epilogue.h, Act) and exported by the bindings.
+ACTIVATIONS = {None: 0, **_C.EPILOGUE_ACTIVATIONS}
 
 
 def activation_code(activation) -> int:
     try:
         return ACTIVATIONS[activation]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"activation: expected one of None, 'relu', 'leaky_relu', 'sigmoid', 'tanh', got {activation!r}"
-        ) from None
+        names = ", ".join(repr(a) for a in ACTIVATIONS)
+        raise ValueError(f"activation: expected one of {names}, got {activation!r}") from None
 
 
 def _op(x: np.ndarray, trans: bool) -> np.ndarray:

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from ._checks import (check_ndim, check_reduction, check_same_shape, class_targets, contiguous, empty, float_array,
+from .._args import (check_ndim, check_reduction, check_same_shape, class_targets, contiguous, empty, float_array,
                       same_dtype)
 
 __all__ = [

@@ -13,16 +13,13 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_alloc, check_ndim, empty, float_array, pair, same_dtype
+from .._args import check_alloc, check_ndim, empty, float_array, pair, same_dtype
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "lp_pool2d",
            "lp_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward"]
 
-_MAX, _AVG, _LP, _GLOBAL = 0, 1, 2, 3
-
-
-def _show(v):
-    return v[0] if v[0] == v[1] else v
+# Pooling kinds: defined once in C++ (cpp/pool/pool.h, PoolKind), exported by the bindings.
+_MAX, _AVG, _LP, _GLOBAL = (_C.POOL_KINDS[k] for k in ("max", "avg", "lp", "global_avg"))
 
 
 class _Pool:
@@ -33,21 +30,9 @@ class _Pool:
         self.s = self.k if stride is None else pair(stride, "stride", 1)
         self.p = pair(padding, "padding", 0)
         self.d = pair(dilation, "dilation", 1)
-        n, c, h, w = x_shape
-        if h < 1 or w < 1:
-            raise ValueError(f"x: expected H and W >= 1, got shape {x_shape}")
-        span = tuple(d * (k - 1) + 1 for d, k in zip(self.d, self.k))  # the dilated window
-        half = tuple(k // 2 for k in self.k)  # PyTorch's limit (of the kernel, not the dilated window)
-        if self.p[0] > half[0] or self.p[1] > half[1]:
-            raise ValueError(f"padding: expected at most half the kernel size ({_show(half)} for "
-                             f"kernel_size={self.k}), got {_show(self.p)}")
-        if h + 2 * self.p[0] < span[0] or w + 2 * self.p[1] < span[1]:
-            raise ValueError(f"kernel_size: the window {span} (kernel_size={self.k}, dilation={self.d}) "
-                             f"is larger than the padded input {(h + 2 * self.p[0], w + 2 * self.p[1])} "
-                             f"(x of shape {x_shape}, padding={self.p})")
-        oh = (h + 2 * self.p[0] - span[0]) // self.s[0] + 1
-        ow = (w + 2 * self.p[1] - span[1]) // self.s[1] + 1
-        self.out_shape = (n, c, oh, ow)
+        # The output-shape formula and its checks live in C++ (cpp/pool/pool.h, the bindings' pool_shape).
+        self.out_shape = _C.pool2d_output_shape(_MAX, tuple(x_shape), *self.args())
+        n, c = x_shape[:2]
         self.empty = n * c == 0
 
     def args(self):

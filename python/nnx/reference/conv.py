@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops._checks import float_array, pair, same_dtype
+from .._args import float_array, pair, same_dtype
 from ._act import act_forward, act_grad_from_output
 
 __all__ = ["conv2d", "conv2d_backward"]

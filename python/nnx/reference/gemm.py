@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops._checks import check_ndim, float_array, same_dtype
+from .._args import check_ndim, float_array, same_dtype
 from ._act import act_forward, act_grad_from_output
 
 

@@ -1,0 +1,91 @@
+// The per-ISA micro-kernel table of the convolution family (the one dispatch idiom, common/isa_table.h):
+// the kernels that work on NCHW images directly (direct, depthwise, implicit GEMM) and the short copies
+// around the GEMM algorithms (im2col, col2im, bias + activation rows). conv.cpp's drivers call them.
+//
+// The kernels are written once (cpp/conv/simd/*.inc, one file per algorithm, each kernel's scratch layout
+// beside it) and compiled by each ISA's translation unit, conv_ukernels_<isa>.cpp, inside a namespace of
+// its own, so no ISA's code can be picked by the linker for another ISA's caller.
+//
+// Every kernel is single-threaded, takes the scratch its table entry `*_scratch(g)` asks for (elements
+// of T, 64-byte aligned, from nnx::workspace) and never allocates. Inputs are C-contiguous; within a
+// kernel the order of every sum is fixed, so results do not depend on which thread runs which call.
+#pragma once
+#include <cstdint>
+
+#include "common/epilogue.h"
+#include "conv/conv.h"
+
+namespace nnx {
+
+template <class T>
+struct ConvUkernels {
+  // --- direct (simd/direct.inc): SIMD along an output row, all filter taps in registers.
+  // y_img (K, P, Q) = act(conv(x_img (C, H, W), w) + b) for one image, any groups/stride/dilation.
+  void (*direct_fwd)(const ConvGeom& g, const T* x_img, const T* w, const T* b, T* y_img, Act act, T slope,
+                     T* scratch);
+  // dw_lanes += the weight gradient of one image, sum over p, q of dz_img * x_img window, kept as
+  // `lanes` partial sums per element of dw (K*CgRS*lanes values); reduce_lanes turns them into dw once
+  // all images of a chunk are in, so the lane reduction is paid once per chunk.
+  void (*direct_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, T* dw_lanes, T* scratch);
+  int64_t (*direct_scratch)(const ConvGeom& g);  // direct_fwd and direct_dw
+  // out[i] = sum of the lanes of vector i of v, in lane order.
+  void (*reduce_lanes)(const T* v, int64_t n, T* out);
+  int lanes;
+  // Stride 1 only: dx for one group of one image, dx_g (Cg planes H x W) from dz_g (Kg planes P x Q)
+  // and wt_g (Cg, R, Kg, S), as a direct convolution of the padded dz with the flipped filters.
+  void (*direct_dx_group)(const ConvGeom& g, const T* dz_g, const T* wt_g, T* dx_g, T* scratch);
+  int64_t (*direct_dx_scratch)(const ConvGeom& g);
+  // wt (K * Cg * R * S elements): every group's filters flipped and transposed for direct_dx_group.
+  void (*dx_flip_filters)(const ConvGeom& g, const T* w, T* wt);
+
+  // --- depthwise (simd/depthwise.inc): C/groups == 1, m = K/C filters per channel.
+  // For input plane c of one image, y planes c*m .. c*m+m-1 (each P x Q) = act(conv(x_plane, w[c*m+i]) + b).
+  void (*dwise_fwd)(const ConvGeom& g, const T* x_plane, const T* w_c, const T* b_c, T* y_planes, Act act,
+                    T slope, T* scratch);
+  // dx_plane (H x W) = sum over the m output planes of channel c of dz scattered back through w.
+  void (*dwise_dx)(const ConvGeom& g, const T* dz_planes, const T* w_c, T* dx_plane, T* scratch);
+  // dw_k (R x S) += correlation of one image's dz plane k with its input plane k / m.
+  void (*dwise_dw)(const ConvGeom& g, const T* x_plane, const T* dz_plane, T* dw_k, T* scratch);
+  int64_t (*dwise_scratch)(const ConvGeom& g);  // dwise_fwd, dwise_dx and dwise_dw
+
+  // --- im2col (simd/im2col.inc): the copies around the GEMM of gemm.h.
+  // col(row, j) for rows (c, r, s) of the group's Cg channels of one image (x points at its first channel)
+  // and output pixels pq0 .. pq0+len-1 of that image; col's row stride ldc; zero where the window is in
+  // the padding.
+  void (*im2col)(const ConvGeom& g, const T* x, int64_t pq0, int64_t len, T* col, int64_t ldc);
+  // The adjoint: dx (the group's channels of one image) += col scattered back.
+  void (*col2im)(const ConvGeom& g, const T* col, int64_t ldc, int64_t pq0, int64_t len, T* dx);
+  // rows x cols block of C (row stride ld): c = act(c + bias[row]) (bias may be null), vectorised.
+  void (*bias_act_rows)(T* c, int64_t rows, int64_t cols, int64_t ld, const T* bias, Act act, T slope);
+
+  // --- implicit GEMM (simd/implicit.inc). igemm_pack lays out w and b once per call: wpack
+  // (groups * Kp * CgRS elements) and bpack (groups * Kp), Kp = conv_igemm_channels(g, igemm_kblock).
+  void (*igemm_pack)(const ConvGeom& g, const T* w, const T* b, T* wpack, T* bpack);
+  // y_img (K, P, Q) = act(conv(x_img, w) + b) for one image from the packed weights.
+  void (*igemm_fwd)(const ConvGeom& g, const T* x_img, const T* wpack, const T* bpack, T* y_img, Act act, T slope,
+                    T* scratch);
+  // dwT (groups, CgRS, Kp) += one image's weight gradient, transposed and zero-padded to Kp channels.
+  void (*igemm_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, T* dwT, T* scratch);
+  int64_t (*igemm_scratch)(const ConvGeom& g);  // igemm_fwd and igemm_dw
+  int igemm_kblock;  // channels per vector pair
+
+  const char* isa;
+};
+
+// The implicit GEMM's filters per group, Kg rounded up to the kernel's channel block: the one formula
+// the kernels (their packing and scratch) and the drivers (workspace sizes, the transposed dw) all read.
+int64_t conv_igemm_channels(const ConvGeom& g, int64_t kblock);
+
+// Fills of the one dispatch idiom, each in conv_ukernels_<isa>.cpp.
+template <class T>
+void conv_ukernels_fill_portable(ConvUkernels<T>& table);
+#if defined(NNX_X86)
+template <class T>
+void conv_ukernels_fill_avx2(ConvUkernels<T>& table);
+#endif
+
+// The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).
+template <class T>
+const ConvUkernels<T>& conv_ukernels();
+
+}  // namespace nnx

@@ -1,0 +1,26 @@
+// The per-ISA micro-kernel table of the dropout family (portable scalar; AVX2: 8 hashes per step).
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+
+template <class T>
+struct DropoutUkernels {
+  const char* name;
+  // y[j] = x[j] * (kept(start + j) ? scale : 0) for j in [0, n); the indices start .. start + n - 1 share
+  // their high 32 bits (the driver splits a range at multiples of 2^32).
+  void (*apply)(const T* x, T* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold, T scale);
+};
+
+// Fills of the one dispatch idiom (common/isa_table.h), each in dropout_ukernels_<isa>.cpp.
+template <class T>
+void dropout_ukernels_fill_portable(DropoutUkernels<T>& table);
+#if defined(NNX_X86)
+template <class T>
+void dropout_ukernels_fill_avx2(DropoutUkernels<T>& table);
+#endif
+
+template <class T>
+const DropoutUkernels<T>& dropout_ukernels();
+
+}  // namespace nnx

@@ -1,0 +1,89 @@
+// AVX2 dropout kernel: eight mask hashes per step with 32-bit lane multiplies; float32 uses them for
+// one vector of 8, float64 for two vectors of 4. Ragged tails go through masked loads and stores, so
+// every element gets exactly the arithmetic of the full vectors.
+#include <immintrin.h>
+
+#include "dropout/dropout_ukernels.h"
+
+namespace nnx {
+namespace {
+
+inline __m256i mix32(__m256i x) {
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7feb352d));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(0x846ca68bU)));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+}
+
+// All-ones lanes where the element is dropped (h < threshold, unsigned), for indices lo .. lo + 7.
+inline __m256i dropped(uint32_t lo, __m256i k0, __m256i hik1, __m256i thr_biased) {
+  const __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(lo)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i h = mix32(_mm256_xor_si256(mix32(_mm256_xor_si256(idx, k0)), hik1));
+  const __m256i bias = _mm256_set1_epi32(static_cast<int>(0x80000000U));
+  return _mm256_cmpgt_epi32(thr_biased, _mm256_xor_si256(h, bias));
+}
+
+inline __m256i lanes_below32(int64_t cnt) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cnt)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+inline __m256i lanes_below64(int64_t cnt) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x(cnt), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+
+void apply_avx2(const float* x, float* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold,
+               float scale) {
+  const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
+  const __m256i hik1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
+  const __m256i thr = _mm256_set1_epi32(static_cast<int>(threshold ^ 0x80000000U));
+  const __m256 s = _mm256_set1_ps(scale);
+  const uint32_t lo0 = static_cast<uint32_t>(start);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 m = _mm256_andnot_ps(_mm256_castsi256_ps(dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr)), s);
+    _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), m));
+  }
+  if (j < n) {
+    const __m256i lanes = lanes_below32(n - j);
+    const __m256 m = _mm256_andnot_ps(_mm256_castsi256_ps(dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr)), s);
+    _mm256_maskstore_ps(y + j, lanes, _mm256_mul_ps(_mm256_maskload_ps(x + j, lanes), m));
+  }
+}
+
+void apply_avx2(const double* x, double* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold,
+               double scale) {
+  const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
+  const __m256i hik1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
+  const __m256i thr = _mm256_set1_epi32(static_cast<int>(threshold ^ 0x80000000U));
+  const __m256d s = _mm256_set1_pd(scale);
+  const uint32_t lo0 = static_cast<uint32_t>(start);
+  for (int64_t j = 0; j < n; j += 8) {
+    const __m256i d = dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr);
+    // Widen the eight 32-bit lane masks to two vectors of four 64-bit ones (sign extension keeps all-ones).
+    const __m256d m0 = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(d))), s);
+    const __m256d m1 = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(d, 1))), s);
+    const int64_t left = n - j;
+    if (left >= 8) {
+      _mm256_storeu_pd(y + j, _mm256_mul_pd(_mm256_loadu_pd(x + j), m0));
+      _mm256_storeu_pd(y + j + 4, _mm256_mul_pd(_mm256_loadu_pd(x + j + 4), m1));
+    } else {
+      const __m256i l0 = lanes_below64(left), l1 = lanes_below64(left - 4);
+      _mm256_maskstore_pd(y + j, l0, _mm256_mul_pd(_mm256_maskload_pd(x + j, l0), m0));
+      _mm256_maskstore_pd(y + j + 4, l1, _mm256_mul_pd(_mm256_maskload_pd(x + j + 4, l1), m1));
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void dropout_ukernels_fill_avx2(DropoutUkernels<T>& table) {
+  table.name = sizeof(T) == 4 ? "dropout_avx2_f32" : "dropout_avx2_f64";
+  table.apply = apply_avx2;
+}
+
+template void dropout_ukernels_fill_avx2<float>(DropoutUkernels<float>&);
+template void dropout_ukernels_fill_avx2<double>(DropoutUkernels<double>&);
+
+}  // namespace nnx

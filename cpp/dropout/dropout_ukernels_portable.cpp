@@ -1,0 +1,26 @@
+// Portable dropout kernel: one hash per element.
+#include "dropout/dropout_hash.h"
+#include "dropout/dropout_ukernels.h"
+
+namespace nnx {
+namespace {
+
+template <class T>
+void apply_portable(const T* x, T* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold,
+                    T scale) {
+  for (int64_t j = 0; j < n; ++j)
+    y[j] = x[j] * (dropout_bits(start + static_cast<uint64_t>(j), k0, k1) >= threshold ? scale : T(0));
+}
+
+}  // namespace
+
+template <class T>
+void dropout_ukernels_fill_portable(DropoutUkernels<T>& table) {
+  table.name = sizeof(T) == 4 ? "dropout_portable_f32" : "dropout_portable_f64";
+  table.apply = apply_portable<T>;
+}
+
+template void dropout_ukernels_fill_portable<float>(DropoutUkernels<float>&);
+template void dropout_ukernels_fill_portable<double>(DropoutUkernels<double>&);
+
+}  // namespace nnx

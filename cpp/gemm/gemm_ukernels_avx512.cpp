@@ -1,0 +1,80 @@
+// AVX-512 micro-kernels (sgemm 6x32, dgemm 6x16): the AVX2 kernel with zmm registers. Filled into the
+// table only when the CPU has AVX-512 F/DQ/BW/VL (common/isa_table.h); the tests' `isa` fixture runs
+// them on AVX-512 machines beside the AVX2 and portable kernels.
+#include <immintrin.h>
+
+#include "gemm/epilogue_tile.h"
+#include "gemm/pack.h"
+#include "gemm/ukernel.h"
+#include "gemm/ukernel_simd.h"
+
+namespace nnx {
+namespace {
+
+struct Avx512Float {
+  using T = float;
+  using vec = __m512;
+  static constexpr int W = 16;
+  static vec zero() { return _mm512_setzero_ps(); }
+  static vec load(const T* p) { return _mm512_load_ps(p); }
+  static vec loadu(const T* p) { return _mm512_loadu_ps(p); }
+  static void storeu(T* p, vec v) { _mm512_storeu_ps(p, v); }
+  static vec set1(T x) { return _mm512_set1_ps(x); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+};
+
+struct Avx512Double {
+  using T = double;
+  using vec = __m512d;
+  static constexpr int W = 8;
+  static vec zero() { return _mm512_setzero_pd(); }
+  static vec load(const T* p) { return _mm512_load_pd(p); }
+  static vec loadu(const T* p) { return _mm512_loadu_pd(p); }
+  static void storeu(T* p, vec v) { _mm512_storeu_pd(p, v); }
+  static vec set1(T x) { return _mm512_set1_pd(x); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
+  static vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }
+};
+
+constexpr GemmBlocking kS = kSgemmBlockingAvx512;
+constexpr GemmBlocking kD = kDgemmBlockingAvx512;
+static_assert(kS.mr == 6 && kS.nr == 32 && kD.mr == 6 && kD.nr == 16, "tile names below");
+
+}  // namespace
+
+void sgemm_ukernel_avx512_6x32(int64_t k, const float* a, const float* b, float* c, int64_t rs_c,
+                                    int64_t cs_c, int64_t m, int64_t n, float alpha, float beta) {
+  ukernel_simd<Avx512Float, 6, 2, false>(k, a, 0, 0, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+void sgemm_ukernel_avx512_6x32_strided_a(int64_t k, const float* a, int64_t rs_a, int64_t cs_a, const float* b,
+                                   float* c, int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, float alpha,
+                                   float beta) {
+  ukernel_simd<Avx512Float, 6, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+void dgemm_ukernel_avx512_6x16(int64_t k, const double* a, const double* b, double* c, int64_t rs_c,
+                                    int64_t cs_c, int64_t m, int64_t n, double alpha, double beta) {
+  ukernel_simd<Avx512Double, 6, 2, false>(k, a, 0, 0, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+void dgemm_ukernel_avx512_6x16_strided_a(int64_t k, const double* a, int64_t rs_a, int64_t cs_a, const double* b,
+                                   double* c, int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, double alpha,
+                                   double beta) {
+  ukernel_simd<Avx512Double, 6, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+template <>
+void gemm_ukernels_fill_avx512<float>(GemmUkernels<float>& table) {
+  table = GemmUkernels<float>{kS, sgemm_ukernel_avx512_6x32, sgemm_ukernel_avx512_6x32_strided_a,
+                              pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_avx512_6x32"};
+}
+
+template <>
+void gemm_ukernels_fill_avx512<double>(GemmUkernels<double>& table) {
+  table = GemmUkernels<double>{kD, dgemm_ukernel_avx512_6x16, dgemm_ukernel_avx512_6x16_strided_a,
+                               pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_avx512_6x16"};
+}
+
+}  // namespace nnx

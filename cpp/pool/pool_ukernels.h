@@ -1,0 +1,86 @@
+// Row micro-kernels of the pooling drivers (cpp/pool/pool.cpp), one table per scalar type: filled with
+// the portable kernels (pool_ukernels_portable.cpp), then overridden by the active ISA's
+// (pool_ukernels_avx2.cpp). Every SIMD kernel computes
+// exactly what its portable twin computes, element by element in the same order of operations.
+//
+// A "tap" is one offset (i, j) of the pooling window: for a row of outputs o = 0..n-1 it reads the input
+// x[o * stride] (x already points at the first output's element of that tap). The drivers call the tap
+// kernels in row-major window order, so running reductions see the window in PyTorch's scan order.
+// Pointers may be unaligned; kernels read/write only the elements named in their contract (tails use
+// masked loads/stores), because the element after a row may belong to a plane another thread writes.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+namespace nnx {
+
+// PyTorch's max-pool scan step: the candidate v replaces the current maximum m when v > m or v is NaN.
+template <class T>
+inline bool pool_max_takes(T v, T m) {
+  return v > m || v != v;
+}
+
+// Scratch rows (acc, idx) given to the tap kernels hold kPoolRowPad extra elements past the n outputs:
+// SIMD kernels may read and write them (full vectors, no masked stores, whose store-to-load forwarding
+// stalls cost more than the work on AMD cores).
+constexpr int64_t kPoolRowPad = 8;
+
+// How far scatter_add_tap may reach from dx for n outputs: it reads and writes back unchanged (adding
+// -0.0) elements up to this count; the driver uses the portable kernel where that would leave the plane.
+inline int64_t pool_scatter_reach(int64_t n, int64_t stride) {
+  return ((n + 7) / 8) * 8 * stride + 8;
+}
+
+template <class T>
+struct PoolUkernels {
+  const char* name;
+  // acc[o] = v if pool_max_takes(v = x[o*stride], acc[o]) else acc[o]. acc is a padded scratch row.
+  void (*max_tap)(T* acc, const T* x, int64_t n, int64_t stride);
+  // Same scan with the position: where idx[o] < 0 or pool_max_takes(v, acc[o]): acc[o] = v and
+  // idx[o] = off + o*stride (off: plane offset of x[0]).
+  void (*max_tap_idx)(T* acc, int32_t* idx, const T* x, int64_t n, int64_t stride, int32_t off);
+  // acc[o] += x[o*stride]. acc is a padded scratch row.
+  void (*sum_tap)(T* acc, const T* x, int64_t n, int64_t stride);
+  // dx[o*stride] += g[o]; may touch dx[0 .. pool_scatter_reach(n, stride)) (see above).
+  void (*scatter_add_tap)(T* dx, const T* g, int64_t n, int64_t stride);
+  // Whole windows, for outputs whose every tap is inside the input (the row's interior): tap t of output
+  // o reads x[taps[t] + o*stride]; taps are in row-major window order. Reads nothing else of x.
+  // y[o] = the scan's maximum (y[0 .. n) written, nothing past it).
+  void (*max_window)(T* y, const T* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps);
+  // idx[o] = taps[t] + o*stride of the element the scan picks. idx is a padded scratch row.
+  void (*max_window_idx)(int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
+                         int64_t ntaps);
+  // 2x2 windows, stride 2, no padding: r0/r1 are the two input rows of an output row of n outputs.
+  // y[o] = scan of r0[2o], r0[2o+1], r1[2o], r1[2o+1].
+  void (*max_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
+  // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] at the element the scan picks, 0 elsewhere.
+  void (*max_2x2s2_backward)(const T* r0, const T* r1, const T* dy, T* d0, T* d1, int64_t n);
+  // max_2x2s2 that also writes idx[o] = the plane offset of the element the scan picks, where r0[0] is at
+  // plane offset off and r1 = r0 + W.
+  void (*max_2x2s2_indices)(const T* r0, T* y, int32_t* idx, int64_t n, int32_t off, int64_t W);
+  // y[o] = (((r0[2o] + r0[2o+1]) + r1[2o]) + r1[2o+1]) / 4.
+  void (*avg_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
+  // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] / 4.
+  void (*avg_2x2s2_backward)(const T* dy, T* d0, T* d1, int64_t n);
+};
+
+// Fills of the one dispatch idiom (common/isa_table.h): pool_ukernels_portable.cpp fills every entry for
+// both types; pool_ukernels_avx2.cpp overrides the float entries (double keeps the portable kernels).
+template <class T>
+void pool_ukernels_fill_portable(PoolUkernels<T>& table);
+#if defined(NNX_X86)
+void pool_ukernels_fill_avx2_f32(PoolUkernels<float>& table);
+#endif
+// The portable entries alone: SIMD kernels hand the cases they do not cover (other strides, row ends near
+// the plane's end) to their portable twins through it.
+template <class T>
+const PoolUkernels<T>& pool_ukernels_portable();
+template <class T>
+constexpr void (*pool_ukernels_avx2_fill())(PoolUkernels<T>&) {
+#if defined(NNX_X86)
+  if constexpr (std::is_same_v<T, float>) return pool_ukernels_fill_avx2_f32;
+#endif
+  return nullptr;
+}
+
+}  // namespace nnx

@@ -1,0 +1,175 @@
+"""Argument normalisation shared by nnx.ops, nnx.reference and the layers: dtype policy, shapes, clear errors.
+
+Pure Python and NumPy: nnx.reference, the oracle, imports it too and must never load the extension.
+
+Every error names the argument, what was expected and what came, so a user can fix the call without
+reading the source.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Window parameters (stride, padding, dilation, kernel size) above this are refused: no real layer comes
+# near it, and it keeps every size product in the C++ geometry (e.g. dilation * (kernel - 1)) inside int64.
+MAX_PARAM = 1 << 30
+
+# Allocations below this many bytes are not worth checking against the free memory (reading it costs more
+# than a small op); above it, a request larger than what the machine has is refused before it is made.
+_CHECK_ABOVE = 1 << 28
+_INT64_MAX = (1 << 63) - 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else physical memory), or None."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
+    """Raises before a (shape, dtype) allocation that cannot succeed: ValueError when its size overflows
+    int64, MemoryError when it exceeds the available memory (where NumPy might get the address space from
+    the OS and the process be killed when the pages are touched)."""
+    if isinstance(shape, numbers.Integral):
+        shape = (shape,)
+    count = math.prod(map(int, shape))
+    nbytes = count * np.dtype(dtype).itemsize
+    if nbytes <= _CHECK_ABOVE:
+        return
+    if nbytes > _INT64_MAX:
+        raise ValueError(f"{name}: {what} of shape {tuple(shape)} ({np.dtype(dtype)}) would take {nbytes} bytes, "
+                         f"which overflows a 64-bit size")
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{name}: {what} of shape {tuple(shape)} ({np.dtype(dtype)}) needs {nbytes} bytes "
+                          f"({nbytes / 2**30:.1f} GiB), more than the {avail} bytes ({avail / 2**30:.1f} GiB) of "
+                          f"memory available")
+
+
+def empty(shape, dtype, name: str) -> np.ndarray:
+    """np.empty after check_alloc: the result `name` of an op."""
+    check_alloc(shape, dtype, name, "the result")
+    return np.empty(shape, dtype=dtype)
+
+
+def float_array(x, name: str) -> np.ndarray:
+    """Returns `x` as a float32/float64 ndarray (no copy when it already is one)."""
+    if not isinstance(x, np.ndarray):
+        if hasattr(x, "data") and isinstance(getattr(x, "data"), np.ndarray):  # nnx.Tensor
+            x = x.data
+        else:
+            try:
+                x = np.asarray(x)
+            except Exception as exc:  # noqa: BLE001 - report any conversion failure uniformly
+                raise TypeError(f"{name}: expected a float32 or float64 array, got {type(x).__name__}") from exc
+            if x.dtype.kind in "iub":  # python lists of numbers: accept as float64
+                x = x.astype(np.float64)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}")
+    return x
+
+
+def same_dtype(**arrays: np.ndarray) -> np.dtype:
+    """All arrays share one floating dtype; mixing float32 and float64 is a TypeError naming both."""
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    first_name, first = items[0]
+    for name, arr in items[1:]:
+        if arr.dtype != first.dtype:
+            raise TypeError(
+                f"{first_name} is {first.dtype} but {name} is {arr.dtype}: nnx does not mix float32 "
+                f"and float64 in one call; convert one with .astype()"
+            )
+    return first.dtype
+
+
+def check_ndim(x: np.ndarray, name: str, ndim: int, what: str = "") -> None:
+    if x.ndim != ndim:
+        hint = f" ({what})" if what else ""
+        raise ValueError(f"{name}: expected a {ndim}-D array{hint}, got shape {x.shape}")
+
+
+def kernel_ready(x: np.ndarray) -> np.ndarray:
+    """An array the kernels can address: strides in whole items and aligned data, else a contiguous copy."""
+    # NumPy's ALIGNED flag is exactly "data pointer and every stride are multiples of the item size",
+    # and reading it is several times cheaper than x.ctypes.data (this runs on every call).
+    # np.array copies into a fresh (aligned) buffer; ascontiguousarray would hand back an unaligned but
+    # contiguous x unchanged.
+    return x if x.flags.aligned else np.array(x, order="C")
+
+
+def contiguous(x: np.ndarray, name: str = "array") -> np.ndarray:
+    """C-contiguous, aligned array (copy only when needed), of x's shape."""
+    if x.nbytes > _CHECK_ABOVE and not (x.flags.c_contiguous and x.flags.aligned):
+        check_alloc(x.shape, x.dtype, name, "a contiguous copy")  # e.g. of a broadcast view
+    y = np.ascontiguousarray(x)
+    if y.ndim != x.ndim:  # ascontiguousarray makes a 0-d array 1-d
+        y = y.reshape(x.shape)
+    return y if y.flags.aligned else y.copy()
+
+
+def to_int(v, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}")
+    v = int(v)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name}: expected an int <= {maximum}, got {v}")
+    return v
+
+
+def pair(v, name: str, minimum: int | None = None, maximum: int | None = MAX_PARAM) -> tuple[int, int]:
+    """An int or a pair of ints -> (int, int), as PyTorch accepts for stride/padding/dilation."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name}: expected an int or a pair of ints, got {v!r}")
+        return (to_int(v[0], name, minimum, maximum), to_int(v[1], name, minimum, maximum))
+    x = to_int(v, name, minimum, maximum)
+    return (x, x)
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def check_axis(axis, ndim: int, name: str = "axis") -> int:
+    a = to_int(axis, name)
+    if not -ndim <= a < ndim:
+        raise ValueError(f"{name}: expected an axis in [{-ndim}, {ndim - 1}] for a {ndim}-D array, got {axis}")
+    return a % ndim
+
+
+def check_same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{b_name}: expected shape {a.shape} (the shape of {a_name}), got {b.shape}")
+
+
+def class_targets(target, n: int, num_classes: int, name: str = "target") -> np.ndarray:
+    """Integer class indices of shape (n,), each in [0, num_classes): int64 C-contiguous."""
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class indices, got dtype {t.dtype}")
+    if t.shape != (n,):
+        raise ValueError(f"{name}: expected shape ({n},) (one class index per row), got {t.shape}")
+    if t.dtype != np.int64 or not t.flags.c_contiguous:
+        check_alloc(t.shape, np.int64, name, "an int64 copy")  # before scanning a giant broadcast view
+    if n and (t.min() < 0 or t.max() >= num_classes):
+        bad = t[(t < 0) | (t >= num_classes)][0]
+        raise ValueError(f"{name}: class indices must lie in [0, {num_classes}), found {int(bad)}")
+    return np.ascontiguousarray(t, dtype=np.int64)

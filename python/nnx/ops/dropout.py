@@ -1,0 +1,59 @@
+"""Dropout on the C++ kernel (cpp/dropout). Same names and signatures as nnx.reference.dropout.
+
+The mask is a pure function of (seed, flat element index in C order) (cpp/dropout/dropout.h gives the
+hash), so the backward regenerates it instead of storing it, and a result is bitwise reproducible from
+the seed on any thread count. nn.Dropout draws a fresh seed from nnx's generator (nnx.random) per call.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+from .._backend import _C
+from ._checks import check_same_shape, contiguous, empty, float_array, same_dtype
+
+__all__ = ["dropout", "dropout_backward"]
+
+SEED_LIMIT = 1 << 64
+
+
+def _args(p, training, seed):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p: expected a probability (a real number), got {type(p).__name__} {p!r}")
+    if not (0.0 <= float(p) <= 1.0) or math.isnan(float(p)):
+        raise ValueError(f"p: expected a dropout probability in [0, 1], got {p}")
+    if not isinstance(training, bool):
+        raise TypeError(f"training: expected True or False, got {type(training).__name__} {training!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(f"seed: expected an int in [0, 2**64), got {seed}")
+    return float(p), int(seed)
+
+
+def _apply(x, p, seed, name):
+    out = empty(x.shape, x.dtype, name)
+    _C.dropout(contiguous(x, "x").reshape(-1), out.reshape(-1), p, seed)
+    return out
+
+
+def dropout(x, p=0.5, training=True, seed=0):
+    """In training: x * mask / (1 - p), each element kept with probability 1 - p by the (seed, index)
+    hash; p = 1 gives x * 0. In evaluation (or p = 0): a copy of x."""
+    x = float_array(x, "x")
+    p, seed = _args(p, training, seed)
+    if not training or p == 0.0:
+        return contiguous(x, "x").copy()
+    return _apply(x, p, seed, "y")
+
+
+def dropout_backward(dy, x, p=0.5, training=True, seed=0):
+    """dx = dy * mask / (1 - p) with the forward's mask (same seed); dy itself in evaluation."""
+    dy = float_array(dy, "dy")
+    x = float_array(x, "x")
+    same_dtype(dy=dy, x=x)
+    check_same_shape(x, "x", dy, "dy")
+    p, seed = _args(p, training, seed)
+    if not training or p == 0.0:
+        return contiguous(dy, "dy").copy()
+    return _apply(dy, p, seed, "dx")

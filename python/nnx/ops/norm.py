@@ -1,0 +1,255 @@
+"""Batch norm and layer norm on the C++ kernels (cpp/norm). Same names and signatures as
+nnx.reference.norm; inputs of any layout, results new C-contiguous arrays.
+
+batch_norm normalises over every axis but 1 of x (N, C, *spatial): in training with this batch's mean and
+biased variance (the running statistics, when given, move towards the batch mean and the UNBIASED
+variance by `momentum`, in place, as PyTorch does), in evaluation with the running statistics.
+Keyword-only extras: activation="relu" fuses a following ReLU (its backward then takes y=, the forward
+output, to mask dy); return_stats=True also returns the (mean, invstd) the forward used, which the
+backward takes as mean=/invstd= instead of recomputing them from x; needs=(dx, dweight, dbias) skips
+gradients nobody uses.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .._backend import _C
+from ._checks import check_same_shape, contiguous, empty, float_array, same_dtype
+
+__all__ = ["batch_norm", "batch_norm_backward", "layer_norm", "layer_norm_backward"]
+
+
+def _real(v, name: str, minimum: float | None = None) -> float:
+    if type(v) is float and math.isfinite(v) and (minimum is None or v >= minimum):
+        return v  # the common case, without the slower numbers.Real check
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+        raise TypeError(f"{name}: expected a finite real number, got {type(v).__name__} {v!r}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name}: expected a number >= {minimum}, got {v}")
+    return float(v)
+
+
+def _flag(v, name: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(v).__name__} {v!r}")
+    return bool(v)
+
+
+def _relu_flag(activation) -> bool:
+    if activation is None:
+        return False
+    if activation == "relu":
+        return True
+    raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
+
+
+def _needs(needs) -> tuple:
+    if needs is None:
+        return (True, True, True)
+    if not isinstance(needs, (tuple, list)) or len(needs) != 3:
+        raise ValueError(f"needs: expected a tuple of 3 booleans (dx, dweight, dbias), got {needs!r}")
+    return tuple(bool(n) for n in needs)
+
+
+def _vector(a, name: str, shape: tuple, what: str):
+    """An optional per-channel (or per-feature) array of `shape`, C-contiguous; None stays None."""
+    if a is None:
+        return None
+    a = float_array(a, name)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} ({what}), got {a.shape}")
+    return contiguous(a, name)
+
+
+def _bn_input(x):
+    x = float_array(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x: expected an array (N, C, *spatial) with at least 2 dimensions, got shape {x.shape}")
+    return x
+
+
+def _nc_s(x: np.ndarray) -> tuple:
+    """(N, C, S): the kernels' view of x (N, C, *spatial)."""
+    return (x.shape[0], x.shape[1], math.prod(x.shape[2:]))
+
+
+def _bn_params(x, weight, bias):
+    c = x.shape[1]
+    what = f"one value per channel of x {x.shape}"
+    w = _vector(weight, "weight", (c,), what)
+    b = _vector(bias, "bias", (c,), what)
+    same_dtype(x=x, weight=w, bias=b)
+    return w, b
+
+
+def _running(a, name: str, x: np.ndarray):
+    """A running statistic: an ndarray of x's dtype and shape (C,), updated in place by training."""
+    if a is None:
+        return None
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}: expected an ndarray (it is updated in place), got {type(a).__name__}")
+    same_dtype(x=x, **{name: float_array(a, name)})
+    if a.shape != (x.shape[1],):
+        raise ValueError(f"{name}: expected shape ({x.shape[1]},) (one value per channel of x {x.shape}), got {a.shape}")
+    return a
+
+
+def _check_batch(x, training: bool):
+    n, c, s = _nc_s(x)
+    if training and n * s <= 1 and c > 0:
+        raise ValueError(f"x: batch norm in training needs more than 1 value per channel, got shape {x.shape}")
+
+
+def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, training=True, momentum=0.1,
+               eps=1e-5, *, activation=None, return_stats=False):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias per channel (axis 1), then relu when
+    activation="relu". Returns y, or (y, mean, invstd) with return_stats=True."""
+    x = _bn_input(x)
+    training = _flag(training, "training")
+    momentum = _real(momentum, "momentum")
+    eps = _real(eps, "eps", 0.0)
+    relu = _relu_flag(activation)
+    w, b = _bn_params(x, weight, bias)
+    rm = _running(running_mean, "running_mean", x)
+    rv = _running(running_var, "running_var", x)
+    if not training and (rm is None or rv is None):
+        raise ValueError("running_mean: evaluation (training=False) needs running_mean and running_var")
+    _check_batch(x, training)
+    xc = contiguous(x, "x")
+    y = empty(x.shape, x.dtype, "y")
+    c = x.shape[1]
+    mean, invstd = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    # The kernel updates the running statistics in place; a view it cannot address gets a copy written back.
+    rm_k = rm if rm is None or (rm.flags.c_contiguous and rm.flags.aligned and rm.flags.writeable) else rm.copy()
+    rv_k = rv if rv is None or (rv.flags.c_contiguous and rv.flags.aligned and rv.flags.writeable) else rv.copy()
+    for name, orig, k in (("running_mean", rm, rm_k), ("running_var", rv, rv_k)):
+        if training and orig is not None and k is not orig and not orig.flags.writeable:
+            raise ValueError(f"{name}: expected a writeable array (training updates it in place)")
+    v = _nc_s(x)
+    _C.batch_norm(xc.reshape(v), y.reshape(v), w, b, rm_k, rv_k, training, momentum, eps, relu, mean, invstd)
+    if training:
+        if rm_k is not rm:
+            rm[...] = rm_k
+        if rv_k is not rv:
+            rv[...] = rv_k
+    return (y, mean, invstd) if return_stats else y
+
+
+def batch_norm_backward(dy, x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
+                        momentum=0.1, eps=1e-5, *, activation=None, y=None, mean=None, invstd=None, needs=None):
+    """(dx, dweight, dbias) of batch_norm (None for an absent weight/bias or an unneeded gradient).
+    Never touches the running statistics. Training: dx = weight * invstd * (g - mean(g) - xhat * mean(g *
+    xhat)) with g = dy (masked by y > 0 for activation="relu"); evaluation: dx = weight * invstd * g."""
+    x = _bn_input(x)
+    dy = float_array(dy, "dy")
+    same_dtype(dy=dy, x=x)
+    check_same_shape(x, "x", dy, "dy")
+    training = _flag(training, "training")
+    _real(momentum, "momentum")
+    eps = _real(eps, "eps", 0.0)
+    relu = _relu_flag(activation)
+    w, b = _bn_params(x, weight, bias)
+    rm, rv = _running(running_mean, "running_mean", x), _running(running_var, "running_var", x)
+    c = x.shape[1]
+    if relu:
+        if y is None:
+            raise ValueError("y: batch_norm_backward with activation='relu' needs the forward output y")
+        y = float_array(y, "y")
+        same_dtype(x=x, y=y)
+        check_same_shape(x, "x", y, "y")
+        y = contiguous(y, "y").reshape(_nc_s(x))
+    else:
+        y = None
+    if (mean is None) != (invstd is None):
+        raise ValueError("mean: pass both mean and invstd (the forward's return_stats) or neither")
+    if mean is None:
+        if training:
+            _check_batch(x, True)
+            _, mean, invstd = batch_norm(x, None, None, None, None, True, 0.0, eps, return_stats=True)
+        else:
+            if rm is None or rv is None:
+                raise ValueError("running_mean: evaluation (training=False) needs running_mean and running_var")
+            mean = np.ascontiguousarray(rm)
+            invstd = (1.0 / np.sqrt(rv.astype(np.float64) + eps)).astype(x.dtype)
+    what = f"one value per channel of x {x.shape}"
+    mean = _vector(mean, "mean", (c,), what)
+    invstd = _vector(invstd, "invstd", (c,), what)
+    same_dtype(x=x, mean=mean, invstd=invstd)
+    nx, nw, nb = _needs(needs)
+    dx = empty(x.shape, x.dtype, "dx") if nx else None
+    dw = np.empty(c, x.dtype) if nw and w is not None else None
+    db = np.empty(c, x.dtype) if nb and b is not None else None
+    v = _nc_s(x)
+    _C.batch_norm_backward(contiguous(dy, "dy").reshape(v), contiguous(x, "x").reshape(v), y,
+                           None if dx is None else dx.reshape(v), w, mean, invstd, training, dw, db)
+    return dx, dw, db
+
+
+def _normalized(x, normalized_shape) -> tuple:
+    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+        shape = (int(normalized_shape),)
+    elif isinstance(normalized_shape, (tuple, list)) and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in normalized_shape):
+        shape = tuple(int(s) for s in normalized_shape)
+    else:
+        raise TypeError(f"normalized_shape: expected an int or a tuple of ints, got {normalized_shape!r}")
+    if not shape or x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim:
+        raise ValueError(f"normalized_shape: expected the trailing dimensions of x {x.shape}, got {shape}")
+    return shape
+
+
+def _ln_args(x, normalized_shape, weight, bias):
+    x = float_array(x, "x")
+    shape = _normalized(x, normalized_shape)
+    what = "normalized_shape"
+    w = _vector(weight, "weight", shape, what)
+    b = _vector(bias, "bias", shape, what)
+    same_dtype(x=x, weight=w, bias=b)
+    d = int(np.prod(shape, dtype=np.int64))
+    r = int(np.prod(x.shape[:x.ndim - len(shape)], dtype=np.int64))
+    return x, shape, w, b, (r, d)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_stats=False):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_shape` axes of x
+    (mean and biased variance per leading index). Returns y, or (y, mean, invstd) with return_stats=True
+    (mean, invstd shaped like x's leading axes)."""
+    x, shape, w, b, rd = _ln_args(x, normalized_shape, weight, bias)
+    eps = _real(eps, "eps", 0.0)
+    y = empty(x.shape, x.dtype, "y")
+    lead = x.shape[:x.ndim - len(shape)]
+    mean, invstd = np.empty(lead, x.dtype), np.empty(lead, x.dtype)
+    _C.layer_norm(contiguous(x, "x").reshape(rd), y.reshape(rd), None if w is None else w.reshape(-1),
+                  None if b is None else b.reshape(-1), eps, mean.reshape(-1), invstd.reshape(-1))
+    return (y, mean, invstd) if return_stats else y
+
+
+def layer_norm_backward(dy, x, normalized_shape, weight=None, bias=None, eps=1e-5, *, mean=None, invstd=None,
+                        needs=None):
+    """(dx, dweight, dbias) of layer_norm: per row dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with
+    g = dy * weight; dweight = sum over rows of dy * xhat, dbias = sum of dy."""
+    x, shape, w, b, rd = _ln_args(x, normalized_shape, weight, bias)
+    dy = float_array(dy, "dy")
+    same_dtype(dy=dy, x=x)
+    check_same_shape(x, "x", dy, "dy")
+    eps = _real(eps, "eps", 0.0)
+    lead = x.shape[:x.ndim - len(shape)]
+    if (mean is None) != (invstd is None):
+        raise ValueError("mean: pass both mean and invstd (the forward's return_stats) or neither")
+    if mean is None:
+        _, mean, invstd = layer_norm(x, shape, None, None, eps, return_stats=True)
+    mean = _vector(mean, "mean", lead, "x's leading axes")
+    invstd = _vector(invstd, "invstd", lead, "x's leading axes")
+    same_dtype(x=x, mean=mean, invstd=invstd)
+    nx, nw, nb = _needs(needs)
+    dx = empty(x.shape, x.dtype, "dx") if nx else None
+    dw = np.empty(shape, x.dtype) if nw and w is not None else None
+    db = np.empty(shape, x.dtype) if nb and b is not None else None
+    _C.layer_norm_backward(contiguous(dy, "dy").reshape(rd), contiguous(x, "x").reshape(rd),
+                           None if dx is None else dx.reshape(rd), None if w is None else w.reshape(-1),
+                           mean.reshape(-1), invstd.reshape(-1), None if dw is None else dw.reshape(-1),
+                           None if db is None else db.reshape(-1))
+    return dx, dw, db

@@ -1,0 +1,115 @@
+"""The emulated-CPU matrix's test (scripts/isa_matrix.sh runs this file under qemu-x86_64 -cpu Nehalem,
+SandyBridge and Haswell-v4, and natively): every op family forward and backward against nnx.reference, a
+training step of a small network through nn/autograd, and every optimizer. It also runs in the normal suite.
+
+Under emulation a kernel compiled for an ISA the emulated CPU lacks dies with SIGILL, failing the run; the
+file also asserts which ISA nnx chose when NNX_EXPECT_ISA names one (the matrix sets it per CPU model).
+"""
+import os
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx import nn, optim
+from nnx import reference as ref
+
+from optest import assert_close
+
+RNG = np.random.default_rng(7)
+
+
+def _r(*shape, dtype=np.float32):
+    return RNG.uniform(-1, 1, size=shape).astype(dtype)
+
+
+def test_expected_isa():
+    want = os.environ.get("NNX_EXPECT_ISA")
+    if not want:
+        pytest.skip("NNX_EXPECT_ISA not set (set by scripts/isa_matrix.sh per emulated CPU)")
+    assert nnx.cpu_info()["detected_isa"] == want
+    assert nnx.cpu_info()["active_isa"] == want
+
+
+X4 = _r(2, 3, 9, 9)
+W4 = _r(4, 3, 3, 3)
+B4 = _r(4)
+LOGITS = _r(5, 7)
+TARGET = np.array([0, 6, 3, 3, 1])
+
+# name -> (args, kwargs): one small case per op of the ops contract; a new family adds its lines here.
+CASES = {
+    "gemm": ((_r(5, 6), _r(6, 7)), {}),
+    "linear": ((_r(5, 6), _r(3, 6), _r(3)), {}),
+    "relu": ((X4,), {}),
+    "sigmoid": ((X4,), {}),
+    "tanh": ((X4,), {}),
+    "leaky_relu": ((X4,), {"negative_slope": 0.1}),
+    "elu": ((X4,), {}),
+    "softmax": ((LOGITS,), {}),
+    "log_softmax": ((LOGITS,), {}),
+    "cross_entropy": ((LOGITS, TARGET), {}),
+    "mse_loss": ((LOGITS, _r(5, 7)), {}),
+    "binary_cross_entropy_with_logits": ((LOGITS, (_r(5, 7) > 0).astype(np.float32)), {}),
+    "multiclass_hinge_loss": ((LOGITS, TARGET), {}),
+    "conv2d": ((X4, W4, B4), {"padding": 1}),
+    "conv2d_stride2": ((X4, W4, B4), {"stride": 2}),
+    "conv2d_depthwise": ((X4, _r(6, 1, 3, 3), None), {"groups": 3}),
+    "max_pool2d": ((X4,), {"kernel_size": 2}),
+    "max_pool2d_3s2": ((X4,), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    "avg_pool2d": ((X4,), {"kernel_size": 2}),
+    "lp_pool2d": ((np.abs(X4) + 0.1, 2.0, 3), {}),
+    "global_avg_pool2d": ((X4,), {}),
+}
+
+
+def _op_name(case):
+    for suffix in ("_stride2", "_depthwise", "_3s2"):
+        if case.endswith(suffix):
+            return case[: -len(suffix)]
+    return case
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_forward_backward_against_reference(case, dtype):
+    name = _op_name(case)
+    args, kwargs = CASES[case]
+    args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args)
+    got, want = getattr(nnx.ops, name)(*args, **kwargs), getattr(ref, name)(*args, **kwargs)
+    assert_close(got, want, dtype=dtype, k=64, name=f"{case} forward")
+    dy = np.ones_like(want) if np.ndim(want) == 0 else _r(*np.shape(want), dtype=dtype)
+    dy = np.asarray(dy, dtype=dtype)
+    g_got = getattr(nnx.ops, name + "_backward")(dy, *args, **kwargs)
+    g_want = getattr(ref, name + "_backward")(dy, *args, **kwargs)
+    g_got = g_got if isinstance(g_got, tuple) else (g_got,)
+    g_want = g_want if isinstance(g_want, tuple) else (g_want,)
+    for i, (g, w) in enumerate(zip(g_got, g_want)):
+        if w is None:
+            assert g is None
+        else:
+            assert_close(g, w, dtype=dtype, k=256, name=f"{case} backward, gradient {i}")
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda p: optim.SGD(p, lr=0.05, momentum=0.9),
+    lambda p: optim.Adam(p, lr=0.01),
+    lambda p: optim.RMSprop(p, lr=0.01),
+], ids=["sgd", "adam", "rmsprop"])
+def test_training_step_lowers_loss(make_opt):
+    nnx.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 16), nn.Tanh(), nn.Linear(16, 3))
+    opt = make_opt(model.parameters())
+    x = _r(12, 1, 8, 8)
+    y = np.arange(12) % 3
+    loss_fn = nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.7 * losses[0], losses
