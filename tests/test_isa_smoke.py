@@ -60,11 +60,17 @@ CASES = {
     "avg_pool2d": ((X4,), {"kernel_size": 2}),
     "lp_pool2d": ((np.abs(X4) + 0.1, 2.0, 3), {}),
     "global_avg_pool2d": ((X4,), {}),
+    "batch_norm": ((X4, _r(3), _r(3)), {"training": True}),
+    "batch_norm_eval": ((X4, _r(3), _r(3), _r(3), np.abs(_r(3)) + 0.5), {"training": False}),
+    "layer_norm": ((X4, (9, 9), _r(9, 9), _r(9, 9)), {}),
+    "dropout": ((X4,), {"p": 0.3, "seed": 5}),
+    "maxout": ((_r(5, 12),), {"pieces": 3}),
+    "embedding": ((np.array([[1, 0, 4], [4, 2, 2]]), _r(5, 3)), {}),
 }
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_3s2"):
+    for suffix in ("_stride2", "_depthwise", "_3s2", "_eval"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case
@@ -91,11 +97,31 @@ def test_forward_backward_against_reference(case, dtype):
             assert_close(g, w, dtype=dtype, k=256, name=f"{case} backward, gradient {i}")
 
 
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_recurrent_forward_backward_against_reference(cell, gates, dtype):
+    T, N, I, H = 5, 3, 4, 6
+    x, h0, c0 = _r(T, N, I, dtype=dtype), _r(N, H, dtype=dtype), _r(N, H, dtype=dtype)
+    w = (_r(gates * H, I, dtype=dtype), _r(gates * H, H, dtype=dtype), _r(gates * H, dtype=dtype),
+         _r(gates * H, dtype=dtype))
+    states = (h0, c0) if cell == "lstm" else (h0,)
+    got, want = getattr(nnx.ops, cell)(x, *states, *w), getattr(ref, cell)(x, *states, *w)
+    for i, (g, v) in enumerate(zip(got, want)):
+        assert_close(g, v, dtype=dtype, k=64, name=f"{cell} forward, output {i}")
+    upstream = tuple(_r(*np.shape(v), dtype=dtype) for v in want)  # dy, dh_n (, dc_n)
+    g_got = getattr(nnx.ops, cell + "_backward")(*upstream, x, *states, *w)
+    g_want = getattr(ref, cell + "_backward")(*upstream, x, *states, *w)
+    for i, (g, v) in enumerate(zip(g_got, g_want)):
+        assert_close(g, v, dtype=dtype, k=256, name=f"{cell} backward, gradient {i}")
+
+
 @pytest.mark.parametrize("make_opt", [
     lambda p: optim.SGD(p, lr=0.05, momentum=0.9),
     lambda p: optim.Adam(p, lr=0.01),
     lambda p: optim.RMSprop(p, lr=0.01),
-], ids=["sgd", "adam", "rmsprop"])
+    lambda p: optim.Adagrad(p, lr=0.05),
+    lambda p: optim.Adadelta(p, lr=1.0),
+], ids=["sgd", "adam", "rmsprop", "adagrad", "adadelta"])
 def test_training_step_lowers_loss(make_opt):
     nnx.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),

@@ -300,6 +300,10 @@ REFERENCE_CASES = [
     ("AdamW", dict(lr=0.01, weight_decay=0.1), "adamw"),
     ("RMSprop", dict(lr=0.01), "rmsprop"),
     ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01), "rmsprop"),
+    ("Adagrad", dict(lr=0.05), "adagrad"),
+    ("Adagrad", dict(lr=0.05, lr_decay=0.1, weight_decay=0.01), "adagrad"),
+    ("Adadelta", dict(lr=1.0), "adadelta"),
+    ("Adadelta", dict(lr=0.5, rho=0.8, weight_decay=0.01), "adadelta"),
 ]
 
 
@@ -317,6 +321,11 @@ def _reference_run(kind, kw, p, grads):
             p, state["m"], state["v"], state["vmax"] = ref.adam_step(
                 p, g, m, v, t, max_exp_avg_sq=state.get("vmax"), decoupled=kind == "adamw",
                 **({"weight_decay": 1e-2} | akw if kind == "adamw" else akw))
+        elif kind == "adagrad":
+            p, state["s"] = ref.adagrad_step(p, g, state.get("s", np.zeros_like(p)), t, **kw)
+        elif kind == "adadelta":
+            p, state["s"], state["u"] = ref.adadelta_step(p, g, state.get("s", np.zeros_like(p)),
+                                                          state.get("u", np.zeros_like(p)), **kw)
         else:
             s = state.get("s", np.zeros_like(p))
             p, state["s"], state["b"], state["a"] = ref.rmsprop_step(

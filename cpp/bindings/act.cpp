@@ -8,6 +8,7 @@
 #include "act/act.h"
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 
 namespace nnx {
@@ -38,8 +39,12 @@ void forward_py(const py::array& x, py::array& out, int code, double param) {
   auto Y = view_out<T>(out, "out");
   require_same_contiguous(X, "x", Y, "out");
   Act fn = act_fn(code);
-  py::gil_scoped_release release;
-  act_forward<T>(fn, X.data, Y.data, X.size(), static_cast<T>(param), num_threads());
+  const T* px = X.data;
+  T* py_ = Y.data;
+  const int64_t n = X.size();
+  const T pa = static_cast<T>(param);
+  run_kernel("act_forward", {{x, Use::read}, {out, Use::write}}, {double(code), param},
+             [=](int nt) { act_forward<T>(fn, px, py_, n, pa, nt); });
 }
 
 template <class T>
@@ -50,8 +55,12 @@ void backward_py(const py::array& dy, const py::array& x, py::array& out, int co
   require_same_contiguous(X, "x", G, "dy");
   require_same_contiguous(X, "x", D, "out");
   Act fn = act_fn(code);
-  py::gil_scoped_release release;
-  act_backward<T>(fn, G.data, X.data, D.data, X.size(), static_cast<T>(param), num_threads());
+  const T *pg = G.data, *px = X.data;
+  T* pd = D.data;
+  const int64_t n = X.size();
+  const T pa = static_cast<T>(param);
+  run_kernel("act_backward", {{dy, Use::read}, {x, Use::read}, {out, Use::write}}, {double(code), param},
+             [=](int nt) { act_backward<T>(fn, pg, px, pd, n, pa, nt); });
 }
 
 template <class T>
@@ -63,9 +72,13 @@ void backward_from_output_py(const py::array& dy, const py::array& y, py::array&
   require_same_contiguous(Y, "y", D, "out");
   require(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
           "activation: unknown epilogue activation code " + std::to_string(code));
-  py::gil_scoped_release release;
-  act_backward_from_output<T>(static_cast<Act>(code), G.data, Y.data, D.data, Y.size(), static_cast<T>(slope),
-                              num_threads());
+  const T *pg = G.data, *py_ = Y.data;
+  T* pd = D.data;
+  const int64_t n = Y.size();
+  const T sl = static_cast<T>(slope);
+  const Act ac = static_cast<Act>(code);
+  run_kernel("act_backward_from_output", {{dy, Use::read}, {y, Use::read}, {out, Use::write}}, {double(code), slope},
+             [=](int nt) { act_backward_from_output<T>(ac, pg, py_, pd, n, sl, nt); });
 }
 
 template <class T>
@@ -73,8 +86,12 @@ void forward_inplace_py(py::array& x, int code, double slope) {
   auto X = view_out<T>(x, "x");
   require(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
           "activation: unknown epilogue activation code " + std::to_string(code));
-  py::gil_scoped_release release;
-  act_forward_inplace<T>(static_cast<Act>(code), X.data, X.size(), static_cast<T>(slope));
+  T* px = X.data;
+  const int64_t n = X.size();
+  const T sl = static_cast<T>(slope);
+  const Act ac = static_cast<Act>(code);
+  run_kernel("act_forward_inplace", {{x, Use::update}}, {double(code), slope},
+             [=](int) { act_forward_inplace<T>(ac, px, n, sl); });
 }
 
 template <class V>
@@ -94,8 +111,10 @@ void softmax_py(const py::array& x, py::array& out, int axis, bool log) {
   require_same_contiguous(X, "x", Y, "out");
   int64_t outer, n, inner;
   split_axis(X, axis, &outer, &n, &inner);
-  py::gil_scoped_release release;
-  softmax_forward<T>(X.data, Y.data, outer, n, inner, log, num_threads());
+  const T* px = X.data;
+  T* py_ = Y.data;
+  run_kernel("softmax", {{x, Use::read}, {out, Use::write}}, {double(axis), double(log)},
+             [=](int nt) { softmax_forward<T>(px, py_, outer, n, inner, log, nt); });
 }
 
 template <class T>
@@ -107,8 +126,10 @@ void softmax_backward_py(const py::array& dy, const py::array& x, py::array& out
   require_same_contiguous(X, "x", D, "out");
   int64_t outer, n, inner;
   split_axis(X, axis, &outer, &n, &inner);
-  py::gil_scoped_release release;
-  softmax_backward<T>(G.data, X.data, D.data, outer, n, inner, log, num_threads());
+  const T *pg = G.data, *px = X.data;
+  T* pd = D.data;
+  run_kernel("softmax_backward", {{dy, Use::read}, {x, Use::read}, {out, Use::write}}, {double(axis), double(log)},
+             [=](int nt) { softmax_backward<T>(pg, px, pd, outer, n, inner, log, nt); });
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 #include "conv/conv.h"
 
@@ -109,6 +110,13 @@ Act act_of(int act) {
   return static_cast<Act>(act);
 }
 
+// What nnx.compile compares between two recordings of a conv call: the whole geometry and the epilogue.
+std::vector<double> plan_attrs(const ConvPlan& p, int act, double slope) {
+  const ConvGeom& g = p.g;
+  return {double(g.sh), double(g.sw), double(g.ph), double(g.pw), double(g.dh), double(g.dw), double(g.groups),
+          double(act), slope, double(static_cast<int>(p.algo))};
+}
+
 template <class T>
 void forward_py(const py::array& x, const py::array& w, const py::object& b, py::array& y, const ConvPlan& plan,
                 int act, double slope) {
@@ -128,8 +136,12 @@ void forward_py(const py::array& x, const py::array& w, const py::object& b, py:
     require_contiguous(B, "b");
   }
   Act ac = act_of(act);
-  py::gil_scoped_release release;
-  conv2d_forward<T>(g, X.data, Wt.data, B.data, Y.data, ac, static_cast<T>(slope), plan.algo, num_threads());
+  const T *px = X.data, *pw = Wt.data, *pb = B.data;
+  T* py_ = Y.data;
+  const T sl = static_cast<T>(slope);
+  const ConvAlgo a = plan.algo;
+  run_kernel("conv2d", {{x, Use::read}, {w, Use::read}, {b, Use::read}, {y, Use::write}}, plan_attrs(plan, act, slope),
+             [=](int nt) { conv2d_forward<T>(g, px, pw, pb, py_, ac, sl, a, nt); });
 }
 
 // The gradient array `name` (None to skip it): its data pointer after checking it has `shape`.
@@ -169,9 +181,14 @@ void backward_py(const py::array& dy, const py::array& x, const py::array& w, co
   T* pdw = grad_out<T>(dw, &adw, s.w, 4, "dw");
   T* pdb = grad_out<T>(db, &adb, s.b, 1, "db");
   const T* py_ = ac == Act::none ? nullptr : Yv.data;
-  py::gil_scoped_release release;
-  conv2d_backward<T>(g, DY.data, X.data, Wt.data, py_, ac, static_cast<T>(slope), pdx, pdw, pdb, plan.algo,
-                     num_threads());
+  const T *pdy = DY.data, *px = X.data, *pw = Wt.data;
+  const T sl = static_cast<T>(slope);
+  const ConvAlgo a = plan.algo;
+  run_kernel("conv2d_backward",
+             {{dy, Use::read}, {x, Use::read}, {w, Use::read}, {ac == Act::none ? py::handle() : py::handle(y), Use::read},
+              {dx, Use::write}, {dw, Use::write}, {db, Use::write}},
+             plan_attrs(plan, act, slope),
+             [=](int nt) { conv2d_backward<T>(g, pdy, px, pw, py_, ac, sl, pdx, pdw, pdb, a, nt); });
 }
 
 py::tuple tuple4(const int64_t* v) { return py::make_tuple(v[0], v[1], v[2], v[3]); }

@@ -2,6 +2,7 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 #include "gemm/gemm.h"
 
@@ -27,10 +28,13 @@ void gemm_py(const py::array& a, const py::array& b, py::array& c, double alpha,
   require(act >= 0 && act <= 4, "gemm: unknown activation code");
   ep.act = static_cast<Act>(act);
   ep.slope = static_cast<T>(slope);
-  py::gil_scoped_release release;
-  gemm<T>(A.shape[0], B.shape[1], A.shape[1], static_cast<T>(alpha), A.data, A.strides[0], A.strides[1],
-          B.data, B.strides[0], B.strides[1], static_cast<T>(beta), C.data, C.strides[0], C.strides[1],
-          num_threads(), ep);
+  const T al = static_cast<T>(alpha), be = static_cast<T>(beta);
+  run_kernel("gemm", {{a, Use::read}, {b, Use::read}, {c, beta != 0.0 ? Use::update : Use::write}, {bias, Use::read}},
+             {alpha, beta, double(bias_per_row), double(act), slope},
+             [=](int nt) {
+               gemm<T>(A.shape[0], B.shape[1], A.shape[1], al, A.data, A.strides[0], A.strides[1], B.data,
+                       B.strides[0], B.strides[1], be, C.data, C.strides[0], C.strides[1], nt, ep);
+             });
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "loss/loss.h"
@@ -25,12 +26,25 @@ Targets class_targets(const py::array& t, int64_t rows, int64_t classes) {
   require(t.ndim() == 1 && t.shape(0) == rows, "target: expected shape (" + std::to_string(rows) + ",)");
   // A single row is contiguous whatever its stride (NumPy flags it so and does not copy it).
   require(rows <= 1 || t.strides(0) == 8, "target: expected a C-contiguous array");
-  const int64_t* p = static_cast<const int64_t*>(t.data());
+  return {static_cast<const int64_t*>(t.data()), rows};
+}
+
+// Run by each kernel call itself (not by the binding), so a replayed step checks the targets it is given.
+// Throws without touching Python: it may run without the GIL.
+void check_class_range(const int64_t* p, int64_t rows, int64_t classes) {
   for (int64_t i = 0; i < rows; ++i)
     if (p[i] < 0 || p[i] >= classes)  // the message is only built on failure: this loop runs per row
       throw py::value_error("target: class indices must lie in [0, " + std::to_string(classes) + "), found " +
                             std::to_string(p[i]));
-  return {p, rows};
+}
+
+// The one-element array a reduced loss is written to, as (T)(sum / divisor).
+template <class T>
+T* scalar_out(const py::object& out) {
+  py::array a = py::cast<py::array>(out);
+  auto v = view_out<T>(a, "out");
+  require(v.size() == 1, "out: expected a one-element array for the reduced loss");
+  return v.data;
 }
 
 template <class V>
@@ -45,14 +59,39 @@ double* partials_for(int64_t rows, int64_t cols) {
 
 // ---- class-index losses: (N, C) scores + int64 targets ----
 
+// A reduced loss: `sum(nt)` computes the sum. With out=None it is returned to Python (a capture cannot replay
+// that); otherwise (T)(sum / divisor) is written to out, and the call can be replayed.
+template <class T, class Sum>
+py::object reduce_into(const char* op, std::initializer_list<ArrayUse> arrays, const py::object& out, double divisor,
+                       Sum sum) {
+  if (out.is_none()) {
+    refuse_capture(std::string(op) + " returned the loss to Python (call it with out= to capture it)");
+    double total;
+    {
+      py::gil_scoped_release release;
+      total = sum(num_threads());
+    }
+    return py::float_(total);
+  }
+  T* po = scalar_out<T>(out);
+  std::vector<ArrayUse> uses(arrays);
+  uses.push_back({out, Use::write});
+  run_kernel(op, uses, {divisor}, [=](int nt) { *po = static_cast<T>(sum(nt) / divisor); });
+  return py::none();
+}
+
 template <class T>
-double cross_entropy_py(const py::array& z, const py::array& t) {
+py::object cross_entropy_py(const py::array& z, const py::array& t, const py::object& out, double divisor) {
   auto Z = view_in<T>(z, "logits", 2);
   require_matrix(Z, "logits");
   auto tg = class_targets(t, Z.shape[0], Z.shape[1]);
-  double* partials = partials_for(Z.shape[0], Z.shape[1]);
-  py::gil_scoped_release release;
-  return cross_entropy_sum<T>(Z.data, tg.data, Z.shape[0], Z.shape[1], partials, num_threads());
+  const T* pz = Z.data;
+  const int64_t* pt = tg.data;
+  const int64_t rows = Z.shape[0], cols = Z.shape[1];
+  return reduce_into<T>("cross_entropy_sum", {{z, Use::read}, {t, Use::read}}, out, divisor, [=](int nt) {
+    check_class_range(pt, rows, cols);
+    return cross_entropy_sum<T>(pz, pt, rows, cols, partials_for(rows, cols), nt);
+  });
 }
 
 template <class T>
@@ -62,19 +101,30 @@ void cross_entropy_backward_py(const py::array& z, const py::array& t, double sc
   auto D = view_out<T>(out, "out", 2);
   require_same_contiguous(Z, "logits", D, "out");
   auto tg = class_targets(t, Z.shape[0], Z.shape[1]);
-  py::gil_scoped_release release;
-  cross_entropy_backward<T>(Z.data, tg.data, Z.shape[0], Z.shape[1], static_cast<T>(scale), D.data, num_threads());
+  const T* pz = Z.data;
+  const int64_t* pt = tg.data;
+  T* pd = D.data;
+  const int64_t rows = Z.shape[0], cols = Z.shape[1];
+  const T sc = static_cast<T>(scale);
+  run_kernel("cross_entropy_backward", {{z, Use::read}, {t, Use::read}, {out, Use::write}}, {scale}, [=](int nt) {
+    check_class_range(pt, rows, cols);
+    cross_entropy_backward<T>(pz, pt, rows, cols, sc, pd, nt);
+  });
 }
 
 template <class T>
-double hinge_py(const py::array& s, const py::array& t, double margin) {
+py::object hinge_py(const py::array& s, const py::array& t, double margin, const py::object& out, double divisor) {
   auto S = view_in<T>(s, "scores", 2);
   require_matrix(S, "scores");
   auto tg = class_targets(t, S.shape[0], S.shape[1]);
-  double* partials = partials_for(S.shape[0], S.shape[1]);
-  py::gil_scoped_release release;
-  return multiclass_hinge_sum<T>(S.data, tg.data, S.shape[0], S.shape[1], static_cast<T>(margin), partials,
-                                 num_threads());
+  const T* ps = S.data;
+  const int64_t* pt = tg.data;
+  const int64_t rows = S.shape[0], cols = S.shape[1];
+  const T mg = static_cast<T>(margin);
+  return reduce_into<T>("multiclass_hinge_sum", {{s, Use::read}, {t, Use::read}}, out, divisor, [=](int nt) {
+    check_class_range(pt, rows, cols);
+    return multiclass_hinge_sum<T>(ps, pt, rows, cols, mg, partials_for(rows, cols), nt);
+  });
 }
 
 template <class T>
@@ -84,22 +134,33 @@ void hinge_backward_py(const py::array& s, const py::array& t, double margin, do
   auto D = view_out<T>(out, "out", 2);
   require_same_contiguous(S, "scores", D, "out");
   auto tg = class_targets(t, S.shape[0], S.shape[1]);
-  py::gil_scoped_release release;
-  multiclass_hinge_backward<T>(S.data, tg.data, S.shape[0], S.shape[1], static_cast<T>(margin),
-                               static_cast<T>(scale), D.data, num_threads());
+  const T* ps = S.data;
+  const int64_t* pt = tg.data;
+  T* pd = D.data;
+  const int64_t rows = S.shape[0], cols = S.shape[1];
+  const T mg = static_cast<T>(margin), sc = static_cast<T>(scale);
+  run_kernel("multiclass_hinge_backward", {{s, Use::read}, {t, Use::read}, {out, Use::write}}, {margin, scale},
+             [=](int nt) {
+               check_class_range(pt, rows, cols);
+               multiclass_hinge_backward<T>(ps, pt, rows, cols, mg, sc, pd, nt);
+             });
 }
 
 // ---- element-wise losses: prediction and target of one shape ----
 
 template <class T>
-double elementwise_py(const py::array& p, const py::array& t, bool bce) {
+py::object elementwise_py(const py::array& p, const py::array& t, bool bce, const py::object& out, double divisor) {
   auto P = view_in<T>(p, "input");
   auto Tg = view_in<T>(t, "target");
   require_same_contiguous(P, "input", Tg, "target");
-  double* partials = partials_for(P.size(), 1);
-  py::gil_scoped_release release;
-  return bce ? bce_with_logits_sum<T>(P.data, Tg.data, P.size(), partials, num_threads())
-             : mse_sum<T>(P.data, Tg.data, P.size(), partials, num_threads());
+  const T *pp = P.data, *pt = Tg.data;
+  const int64_t n = P.size();
+  return reduce_into<T>(bce ? "bce_with_logits_sum" : "mse_sum", {{p, Use::read}, {t, Use::read}}, out, divisor,
+                        [=](int nt) {
+                          double* partials = partials_for(n, 1);
+                          return bce ? bce_with_logits_sum<T>(pp, pt, n, partials, nt)
+                                     : mse_sum<T>(pp, pt, n, partials, nt);
+                        });
 }
 
 template <class T>
@@ -109,47 +170,59 @@ void elementwise_backward_py(const py::array& p, const py::array& t, double scal
   auto D = view_out<T>(out, "out");
   require_same_contiguous(P, "input", Tg, "target");
   require_same_contiguous(P, "input", D, "out");
-  py::gil_scoped_release release;
-  if (bce) bce_with_logits_backward<T>(P.data, Tg.data, P.size(), static_cast<T>(scale), D.data, num_threads());
-  else mse_backward<T>(P.data, Tg.data, P.size(), static_cast<T>(scale), D.data, num_threads());
+  const T *pp = P.data, *pt = Tg.data;
+  T* pd = D.data;
+  const int64_t n = P.size();
+  const T sc = static_cast<T>(scale);
+  run_kernel(bce ? "bce_with_logits_backward" : "mse_backward", {{p, Use::read}, {t, Use::read}, {out, Use::write}},
+             {scale}, [=](int nt) {
+               if (bce) bce_with_logits_backward<T>(pp, pt, n, sc, pd, nt);
+               else mse_backward<T>(pp, pt, n, sc, pd, nt);
+             });
 }
 
 }  // namespace
 
 void bind_loss(py::module_& m) {
-  m.def("cross_entropy_sum", [](const py::array& z, const py::array& t) {
-          return is_f32(z) ? cross_entropy_py<float>(z, t) : cross_entropy_py<double>(z, t);
+  // The reduced losses return the sum (a float) when out is None; with `out` (a one-element array of the
+  // input's dtype) they write (T)(sum / divisor) there instead and return None, which nnx.compile can replay.
+  m.def("cross_entropy_sum", [](const py::array& z, const py::array& t, const py::object& out, double divisor) {
+          return is_f32(z) ? cross_entropy_py<float>(z, t, out, divisor) : cross_entropy_py<double>(z, t, out, divisor);
         },
-        py::arg("logits"), py::arg("target"), "Sum over rows of -log_softmax(logits)[i, target[i]] (double).");
+        py::arg("logits"), py::arg("target"), py::arg("out") = py::none(), py::arg("divisor") = 1.0,
+        "Sum over rows of -log_softmax(logits)[i, target[i]] (double), or (T)(sum / divisor) written to out.");
   m.def("cross_entropy_backward", [](const py::array& z, const py::array& t, double scale, py::array& out) {
           if (is_f32(z)) cross_entropy_backward_py<float>(z, t, scale, out);
           else cross_entropy_backward_py<double>(z, t, scale, out);
         },
         py::arg("logits"), py::arg("target"), py::arg("scale"), py::arg("out"),
         "out = scale * (softmax(logits) - onehot(target)).");
-  m.def("multiclass_hinge_sum", [](const py::array& s, const py::array& t, double margin) {
-          return is_f32(s) ? hinge_py<float>(s, t, margin) : hinge_py<double>(s, t, margin);
+  m.def("multiclass_hinge_sum", [](const py::array& s, const py::array& t, double margin, const py::object& out,
+                                   double divisor) {
+          return is_f32(s) ? hinge_py<float>(s, t, margin, out, divisor) : hinge_py<double>(s, t, margin, out, divisor);
         },
-        py::arg("scores"), py::arg("target"), py::arg("margin"));
+        py::arg("scores"), py::arg("target"), py::arg("margin"), py::arg("out") = py::none(), py::arg("divisor") = 1.0);
   m.def("multiclass_hinge_backward",
         [](const py::array& s, const py::array& t, double margin, double scale, py::array& out) {
           if (is_f32(s)) hinge_backward_py<float>(s, t, margin, scale, out);
           else hinge_backward_py<double>(s, t, margin, scale, out);
         },
         py::arg("scores"), py::arg("target"), py::arg("margin"), py::arg("scale"), py::arg("out"));
-  m.def("mse_sum", [](const py::array& p, const py::array& t) {
-          return is_f32(p) ? elementwise_py<float>(p, t, false) : elementwise_py<double>(p, t, false);
+  m.def("mse_sum", [](const py::array& p, const py::array& t, const py::object& out, double divisor) {
+          return is_f32(p) ? elementwise_py<float>(p, t, false, out, divisor)
+                           : elementwise_py<double>(p, t, false, out, divisor);
         },
-        py::arg("input"), py::arg("target"));
+        py::arg("input"), py::arg("target"), py::arg("out") = py::none(), py::arg("divisor") = 1.0);
   m.def("mse_backward", [](const py::array& p, const py::array& t, double scale, py::array& out) {
           if (is_f32(p)) elementwise_backward_py<float>(p, t, scale, out, false);
           else elementwise_backward_py<double>(p, t, scale, out, false);
         },
         py::arg("input"), py::arg("target"), py::arg("scale"), py::arg("out"), "out = scale * 2 (input - target).");
-  m.def("bce_with_logits_sum", [](const py::array& p, const py::array& t) {
-          return is_f32(p) ? elementwise_py<float>(p, t, true) : elementwise_py<double>(p, t, true);
+  m.def("bce_with_logits_sum", [](const py::array& p, const py::array& t, const py::object& out, double divisor) {
+          return is_f32(p) ? elementwise_py<float>(p, t, true, out, divisor)
+                           : elementwise_py<double>(p, t, true, out, divisor);
         },
-        py::arg("input"), py::arg("target"));
+        py::arg("input"), py::arg("target"), py::arg("out") = py::none(), py::arg("divisor") = 1.0);
   m.def("bce_with_logits_backward", [](const py::array& p, const py::array& t, double scale, py::array& out) {
           if (is_f32(p)) elementwise_backward_py<float>(p, t, scale, out, true);
           else elementwise_backward_py<double>(p, t, scale, out, true);

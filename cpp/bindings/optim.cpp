@@ -3,8 +3,13 @@
 // kernel's contract allows it.
 #include <pybind11/numpy.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 #include "optim/optim.h"
 
@@ -44,8 +49,9 @@ void sgd_py(py::array& param, const py::array& grad, const py::object& buf, cons
   T* p = inout<T>(param, "param", n);
   const T* g = input<T>(grad, "grad", n);
   T* b = inout_opt<T>(buf, "momentum_buffer", n, h.momentum != 0.0);
-  py::gil_scoped_release release;
-  sgd_step<T>(n, p, g, b, h, num_threads());
+  run_kernel("sgd_step", {{param, Use::update}, {grad, Use::read}, {buf, Use::update}},
+             {h.lr, h.momentum, h.dampening, h.weight_decay, double(h.nesterov), double(h.first_step)},
+             [=](int nt) { sgd_step<T>(n, p, g, b, h, nt); });
 }
 
 template <class T>
@@ -57,8 +63,10 @@ void adam_py(py::array& param, const py::array& grad, py::array& m, py::array& v
   T* mp = inout<T>(m, "exp_avg", n);
   T* vp = inout<T>(v, "exp_avg_sq", n);
   T* vmaxp = inout_opt<T>(vmax, "max_exp_avg_sq", n, h.amsgrad);
-  py::gil_scoped_release release;
-  adam_step<T>(n, p, g, mp, vp, vmaxp, h, num_threads());
+  run_kernel("adam_step", {{param, Use::update}, {grad, Use::read}, {m, Use::update}, {v, Use::update}, {vmax, Use::update}},
+             {h.lr, h.beta1, h.beta2, h.eps, h.weight_decay, double(h.decoupled_weight_decay), double(h.amsgrad),
+              h.bias_correction1, h.bias_correction2_sqrt},
+             [=](int nt) { adam_step<T>(n, p, g, mp, vp, vmaxp, h, nt); });
 }
 
 template <class T>
@@ -70,8 +78,146 @@ void rmsprop_py(py::array& param, const py::array& grad, py::array& s, const py:
   T* sp = inout<T>(s, "square_avg", n);
   T* bp = inout_opt<T>(buf, "momentum_buffer", n, h.momentum > 0.0);
   T* ap = inout_opt<T>(a, "grad_avg", n, h.centered);
-  py::gil_scoped_release release;
-  rmsprop_step<T>(n, p, g, sp, bp, ap, h, num_threads());
+  run_kernel("rmsprop_step", {{param, Use::update}, {grad, Use::read}, {s, Use::update}, {buf, Use::update}, {a, Use::update}},
+             {h.lr, h.alpha, h.eps, h.weight_decay, h.momentum, double(h.centered)},
+             [=](int nt) { rmsprop_step<T>(n, p, g, sp, bp, ap, h, nt); });
+}
+
+// ---- multi-tensor updates: one call per parameter group (PyTorch's foreach path) ----
+//
+// The hyperparameters come in a float64 array that each call reads when it runs, so a captured step
+// (nnx.compile) replays with the learning rate and step counts the optimizer writes there before each replay.
+
+// The parameters of one group, each with its gradient and up to three state arrays (null where absent).
+template <class T>
+struct Group {
+  std::vector<int64_t> n;
+  std::vector<T*> p;
+  std::vector<const T*> g;
+  std::vector<T*> s[3];
+  std::vector<ArrayUse> uses;
+};
+
+std::string nth(const char* name, size_t i) { return std::string(name) + "[" + std::to_string(i) + "]"; }
+
+// lists[0] = params, lists[1] = grads, lists[2..] = state lists (or None: no such state in this group).
+template <class T>
+Group<T> make_group(const py::list& params, const py::list& grads, std::initializer_list<std::pair<py::object, const char*>> states) {
+  Group<T> gr;
+  const size_t k = params.size();
+  require(grads.size() == k, "grads: expected " + std::to_string(k) + " arrays (one per param), got " +
+                                 std::to_string(grads.size()));
+  int si = 0;
+  std::vector<py::list> state_lists;
+  for (const auto& st : states) {
+    if (!st.first.is_none()) {
+      py::list l = py::cast<py::list>(st.first);
+      require(l.size() == k, std::string(st.second) + ": expected " + std::to_string(k) + " entries (one per param)");
+      state_lists.push_back(l);
+    } else {
+      state_lists.push_back(py::list());
+    }
+    ++si;
+  }
+  for (size_t i = 0; i < k; ++i) {
+    py::array pa = py::cast<py::array>(params[i]);
+    const std::string pn = nth("params", i);
+    const int64_t n = view_out<T>(pa, pn.c_str()).size();
+    gr.n.push_back(n);
+    gr.p.push_back(inout<T>(pa, pn.c_str(), n));
+    gr.uses.push_back({params[i], Use::update});
+    py::array ga = py::cast<py::array>(grads[i]);
+    gr.g.push_back(input<T>(ga, nth("grads", i).c_str(), n));
+    gr.uses.push_back({grads[i], Use::read});
+    si = 0;
+    for (const auto& st : states) {
+      T* ptr = nullptr;
+      if (state_lists[si].size() == k && !state_lists[si][i].is_none()) {
+        py::array sa = py::cast<py::array>(state_lists[si][i]);
+        ptr = inout<T>(sa, nth(st.second, i).c_str(), n);
+        gr.uses.push_back({state_lists[si][i], Use::update});
+      }
+      gr.s[si].push_back(ptr);
+      ++si;
+    }
+  }
+  return gr;
+}
+
+const double* hyper_array(const py::array& a, int64_t count) {
+  auto v = view_in<double>(a, "hyper", 1);
+  require(v.size() == count && v.strides[0] == 1,
+          "hyper: expected a contiguous float64 array of " + std::to_string(count) + " hyperparameters");
+  return v.data;
+}
+
+// Thrown when the hyperparameters read at run time need a state array the group was called without.
+void need_state(bool ok, const char* what) {
+  if (!ok) throw py::value_error(std::string(what) + ": this update needs the state array, got None");
+}
+
+template <class T>
+void sgd_multi_py(const py::list& params, const py::list& grads, const py::object& bufs, const py::array& hyper) {
+  Group<T> gr = make_group<T>(params, grads, {{bufs, "momentum_buffers"}});
+  const double* h = hyper_array(hyper, 6);
+  gr.uses.push_back({hyper, Use::read});
+  const auto n = gr.n;
+  const auto p = gr.p;
+  const auto g = gr.g;
+  const auto b = gr.s[0];
+  run_kernel("sgd_step_multi", gr.uses, {}, [=](int nt) {
+    const SgdHyper hy{h[0], h[1], h[2], h[3], h[4] != 0.0, h[5] != 0.0};
+    for (size_t i = 0; i < p.size(); ++i) {
+      need_state(hy.momentum == 0.0 || b[i] != nullptr, "momentum_buffers");
+      sgd_step<T>(n[i], p[i], g[i], b[i], hy, nt);
+    }
+  });
+}
+
+template <class T>
+void adam_multi_py(const py::list& params, const py::list& grads, const py::list& m, const py::list& v,
+                   const py::object& vmax, const py::array& hyper) {
+  Group<T> gr = make_group<T>(params, grads, {{m, "exp_avgs"}, {v, "exp_avg_sqs"}, {vmax, "max_exp_avg_sqs"}});
+  const double* h = hyper_array(hyper, 9);
+  gr.uses.push_back({hyper, Use::read});
+  const auto n = gr.n;
+  const auto p = gr.p;
+  const auto g = gr.g;
+  const auto s0 = gr.s[0], s1 = gr.s[1], s2 = gr.s[2];
+  run_kernel("adam_step_multi", gr.uses, {}, [=](int nt) {
+    const AdamHyper hy{h[0], h[1], h[2], h[3], h[4], h[5] != 0.0, h[6] != 0.0, h[7], h[8]};
+    for (size_t i = 0; i < p.size(); ++i) {
+      need_state(s0[i] != nullptr && s1[i] != nullptr, "exp_avgs, exp_avg_sqs");
+      need_state(!hy.amsgrad || s2[i] != nullptr, "max_exp_avg_sqs");
+      adam_step<T>(n[i], p[i], g[i], s0[i], s1[i], s2[i], hy, nt);
+    }
+  });
+}
+
+template <class T>
+void rmsprop_multi_py(const py::list& params, const py::list& grads, const py::list& sq, const py::object& bufs,
+                      const py::object& avgs, const py::array& hyper) {
+  Group<T> gr = make_group<T>(params, grads, {{sq, "square_avgs"}, {bufs, "momentum_buffers"}, {avgs, "grad_avgs"}});
+  const double* h = hyper_array(hyper, 6);
+  gr.uses.push_back({hyper, Use::read});
+  const auto n = gr.n;
+  const auto p = gr.p;
+  const auto g = gr.g;
+  const auto s0 = gr.s[0], s1 = gr.s[1], s2 = gr.s[2];
+  run_kernel("rmsprop_step_multi", gr.uses, {}, [=](int nt) {
+    const RmspropHyper hy{h[0], h[1], h[2], h[3], h[4], h[5] != 0.0};
+    for (size_t i = 0; i < p.size(); ++i) {
+      need_state(s0[i] != nullptr, "square_avgs");
+      need_state(hy.momentum <= 0.0 || s1[i] != nullptr, "momentum_buffers");
+      need_state(!hy.centered || s2[i] != nullptr, "grad_avgs");
+      rmsprop_step<T>(n[i], p[i], g[i], s0[i], s1[i], s2[i], hy, nt);
+    }
+  });
+}
+
+bool list_f32(const py::list& params) {
+  require(params.size() > 0, "params: expected at least one parameter");
+  return is_f32(py::cast<py::array>(params[0]));
 }
 
 template <class T>
@@ -151,6 +297,33 @@ void bind_optim(py::module_& m) {
         },
         py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("acc_delta"), py::arg("lr"), py::arg("rho"),
         py::arg("eps"), py::arg("weight_decay"), "Adadelta update of param and its state in place; see cpp/optim/optim.h.");
+  m.def("sgd_step_multi",
+        [](const py::list& params, const py::list& grads, const py::object& bufs, const py::array& hyper) {
+          if (list_f32(params)) sgd_multi_py<float>(params, grads, bufs, hyper);
+          else sgd_multi_py<double>(params, grads, bufs, hyper);
+        },
+        py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("hyper"),
+        "sgd_step on every param of a group; hyper = float64 [lr, momentum, dampening, weight_decay, nesterov, "
+        "first_step], read when the call runs.");
+  m.def("adam_step_multi",
+        [](const py::list& params, const py::list& grads, const py::list& m1, const py::list& v,
+           const py::object& vmax, const py::array& hyper) {
+          if (list_f32(params)) adam_multi_py<float>(params, grads, m1, v, vmax, hyper);
+          else adam_multi_py<double>(params, grads, m1, v, vmax, hyper);
+        },
+        py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
+        py::arg("hyper"),
+        "adam_step on every param of a group; hyper = float64 [lr, beta1, beta2, eps, weight_decay, decoupled, "
+        "amsgrad, bias_correction1, bias_correction2_sqrt].");
+  m.def("rmsprop_step_multi",
+        [](const py::list& params, const py::list& grads, const py::list& sq, const py::object& bufs,
+           const py::object& avgs, const py::array& hyper) {
+          if (list_f32(params)) rmsprop_multi_py<float>(params, grads, sq, bufs, avgs, hyper);
+          else rmsprop_multi_py<double>(params, grads, sq, bufs, avgs, hyper);
+        },
+        py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("momentum_buffers"), py::arg("grad_avgs"),
+        py::arg("hyper"),
+        "rmsprop_step on every param of a group; hyper = float64 [lr, alpha, eps, weight_decay, momentum, centered].");
 }
 
 }  // namespace nnx

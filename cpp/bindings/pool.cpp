@@ -8,6 +8,7 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 #include "pool/pool.h"
 
@@ -67,14 +68,20 @@ void forward(int kind, const py::array& x, py::array& y, int64_t kh, int64_t kw,
   require(X.contiguous(), "x: the kernels need a C-contiguous array");
   Pool2dShape s = pool_shape(kind, X.shape, Y.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   if (s.planes == 0) return;
-  int nt = num_threads();
-  py::gil_scoped_release release;
-  switch (kind) {
-    case kMax: max_pool2d_forward<T>(s, X.data, Y.data, nt); break;
-    case kAvg: avg_pool2d_forward<T>(s, X.data, Y.data, nt); break;
-    case kLp: lp_pool2d_forward<T>(s, static_cast<T>(p), X.data, Y.data, nt); break;
-    default: global_avg_pool2d_forward<T>(s, X.data, Y.data, nt); break;
-  }
+  const T* px = X.data;
+  T* py_ = Y.data;
+  const T pp = static_cast<T>(p);
+  run_kernel("pool2d_forward", {{x, Use::read}, {y, Use::write}},
+             {double(kind), double(kh), double(kw), double(sh), double(sw), double(ph), double(pw), double(dh),
+              double(dw), p},
+             [=](int nt) {
+               switch (kind) {
+                 case kMax: max_pool2d_forward<T>(s, px, py_, nt); break;
+                 case kAvg: avg_pool2d_forward<T>(s, px, py_, nt); break;
+                 case kLp: lp_pool2d_forward<T>(s, pp, px, py_, nt); break;
+                 default: global_avg_pool2d_forward<T>(s, px, py_, nt); break;
+               }
+             });
 }
 
 template <class T>
@@ -87,14 +94,20 @@ void backward(int kind, const py::array& dy, const py::array& x, py::array& dx, 
   for (int i = 0; i < 4; ++i) require(DX.shape[i] == X.shape[i], "dx: expected the shape of x");
   Pool2dShape s = pool_shape(kind, X.shape, DY.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   if (s.planes == 0) return;
-  int nt = num_threads();
-  py::gil_scoped_release release;
-  switch (kind) {
-    case kMax: max_pool2d_backward<T>(s, DY.data, X.data, DX.data, nt); break;
-    case kAvg: avg_pool2d_backward<T>(s, DY.data, DX.data, nt); break;
-    case kLp: lp_pool2d_backward<T>(s, static_cast<T>(p), DY.data, X.data, DX.data, nt); break;
-    default: global_avg_pool2d_backward<T>(s, DY.data, DX.data, nt); break;
-  }
+  const T *pdy = DY.data, *px = X.data;
+  T* pdx = DX.data;
+  const T pp = static_cast<T>(p);
+  run_kernel("pool2d_backward", {{dy, Use::read}, {x, Use::read}, {dx, Use::write}},
+             {double(kind), double(kh), double(kw), double(sh), double(sw), double(ph), double(pw), double(dh),
+              double(dw), p},
+             [=](int nt) {
+               switch (kind) {
+                 case kMax: max_pool2d_backward<T>(s, pdy, px, pdx, nt); break;
+                 case kAvg: avg_pool2d_backward<T>(s, pdy, pdx, nt); break;
+                 case kLp: lp_pool2d_backward<T>(s, pp, pdy, px, pdx, nt); break;
+                 default: global_avg_pool2d_backward<T>(s, pdy, pdx, nt); break;
+               }
+             });
 }
 
 // int32 (N, C, OH, OW) C-contiguous index array matching `shape`.
@@ -117,9 +130,11 @@ void max_indices_forward(const py::array& x, py::array& y, py::array& idx, int64
   Pool2dShape s = pool_shape(kMax, X.shape, Y.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   int32_t* ip = indices_ptr(idx, Y.shape, true);
   if (s.planes == 0) return;
-  int nt = num_threads();
-  py::gil_scoped_release release;
-  max_pool2d_forward_indices<T>(s, X.data, Y.data, ip, nt);
+  const T* px = X.data;
+  T* py_ = Y.data;
+  run_kernel("max_pool2d_indices_forward", {{x, Use::read}, {y, Use::write}, {idx, Use::write}},
+             {double(kh), double(kw), double(sh), double(sw), double(ph), double(pw), double(dh), double(dw)},
+             [=](int nt) { max_pool2d_forward_indices<T>(s, px, py_, ip, nt); });
 }
 
 template <class T>
@@ -131,14 +146,16 @@ void max_indices_backward(const py::array& dy, py::array& idx, py::array& dx, in
   Pool2dShape s = pool_shape(kMax, DX.shape, DY.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   const int32_t* ip = indices_ptr(idx, DY.shape, false);
   if (s.planes == 0) return;
-  int nt = num_threads();
-  bool ok;
-  {
-    py::gil_scoped_release release;
-    ok = max_pool2d_backward_indices<T>(s, DY.data, ip, DX.data, nt);
-  }
-  require(ok, "indices: expected plane offsets in [-1, " + std::to_string(s.H * s.W) +
-                  ") (as returned by max_pool2d(..., return_indices=True)), found one outside");
+  const T* pdy = DY.data;
+  T* pdx = DX.data;
+  run_kernel("max_pool2d_indices_backward", {{dy, Use::read}, {idx, Use::read}, {dx, Use::write}},
+             {double(kh), double(kw), double(sh), double(sw), double(ph), double(pw), double(dh), double(dw)},
+             [=](int nt) {
+               // Thrown without touching Python: the call may run without the GIL (replay).
+               if (!max_pool2d_backward_indices<T>(s, pdy, ip, pdx, nt))
+                 throw py::value_error("indices: expected plane offsets in [-1, " + std::to_string(s.H * s.W) +
+                                       ") (as returned by max_pool2d(..., return_indices=True)), found one outside");
+             });
 }
 
 void check_kind(int kind, double p) {

@@ -187,6 +187,74 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
 #endif
 }
 
+// ---- one-row products (a batch-1 layer): C (1 x N) = alpha * a (1 x K) B (K x N) + beta C, then the epilogue.
+// Packing B, as gemm_block does, reads and writes all of B once more than the product itself and costs as
+// much; these loops read B in place, in the direction it is contiguous. Each output element is summed by one
+// thread in an order that depends on K alone, so results are bitwise identical for any thread count (they may
+// differ in the last bits from the same row computed inside a larger batch, as between ISAs).
+
+constexpr int64_t kGemvLanes = 16;   // independent partial sums of a dot product (fills the vector units)
+constexpr int64_t kGemvCols = 256;   // columns accumulated at once by the row-major form (on the stack)
+
+template <class T>
+inline T finish_gemv(T sum, T alpha, T beta, const T* cj, const Epilogue<T>& ep, int64_t j) {
+  T v = alpha * sum;
+  if (beta != T(0)) v += beta * *cj;
+  if (!ep.empty()) {
+    if (ep.bias) v += ep.bias[ep.bias_per_row ? 0 : j];
+    v = apply_act(ep.act, v, ep.slope);
+  }
+  return v;
+}
+
+// B's columns contiguous (rs_b == 1, e.g. a weight matrix W used as W^T): one dot product per output.
+template <class T>
+void gemv_dot(int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, const T* b, int64_t cs_b, T beta, T* c,
+              int64_t cs_c, const Epilogue<T>& ep) {
+  const int64_t kv = K / kGemvLanes * kGemvLanes;
+  for (int64_t j = j0; j < j1; ++j) {
+    const T* bj = b + j * cs_b;
+    T acc[kGemvLanes] = {};
+    for (int64_t k = 0; k < kv; k += kGemvLanes)
+      for (int64_t l = 0; l < kGemvLanes; ++l) acc[l] += a[k + l] * bj[k + l];
+    for (int64_t k = kv; k < K; ++k) acc[k - kv] += a[k] * bj[k];
+    for (int64_t w = kGemvLanes / 2; w >= 1; w /= 2)  // pairwise, in a fixed order
+      for (int64_t l = 0; l < w; ++l) acc[l] += acc[l + w];
+    c[j * cs_c] = finish_gemv(acc[0], alpha, beta, c + j * cs_c, ep, j);
+  }
+}
+
+// B's rows contiguous (cs_b == 1): the row of C accumulates a[k] * B(k, :) for k in order.
+template <class T>
+void gemv_axpy(int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, int64_t cs_a, const T* b, int64_t rs_b,
+               T beta, T* c, int64_t cs_c, const Epilogue<T>& ep) {
+  T acc[kGemvCols];
+  for (int64_t jb = j0; jb < j1; jb += kGemvCols) {
+    const int64_t n = std::min(kGemvCols, j1 - jb);
+    for (int64_t j = 0; j < n; ++j) acc[j] = T(0);
+    for (int64_t k = 0; k < K; ++k) {
+      const T ak = a[k * cs_a];
+      const T* bk = b + k * rs_b + jb;
+      for (int64_t j = 0; j < n; ++j) acc[j] += ak * bk[j];
+    }
+    for (int64_t j = 0; j < n; ++j) c[(jb + j) * cs_c] = finish_gemv(acc[j], alpha, beta, c + (jb + j) * cs_c, ep, jb + j);
+  }
+}
+
+template <class T>
+bool gemv_row(int64_t N, int64_t K, T alpha, const T* a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b,
+              T beta, T* c, int64_t cs_c, int nthreads, const Epilogue<T>& ep) {
+  const bool dot = rs_b == 1 && cs_a == 1;
+  if (K <= 0 || !(dot || cs_b == 1)) return false;
+  // Columns per thread: at least kFlopsPerThread of work, whole cache lines of C.
+  const Grain grain{std::max<int64_t>(1, kFlopsPerThread / (2 * K))};
+  parallel_for(N, grain, nthreads, [&](int64_t j0, int64_t j1) {
+    if (dot) gemv_dot(j0, j1, K, alpha, a, b, cs_b, beta, c, cs_c, ep);
+    else gemv_axpy(j0, j1, K, alpha, a, cs_a, b, rs_b, beta, c, cs_c, ep);
+  }, 16);
+  return true;
+}
+
 }  // namespace
 
 template <class T>
@@ -202,6 +270,7 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, in
           const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
           int nthreads, const Epilogue<T>& ep) {
   if (M <= 0 || N <= 0) return;
+  if (M == 1 && gemv_row(N, K, alpha, a, cs_a, b, rs_b, cs_b, beta, c, cs_c, nthreads, ep)) return;
   const GemmUkernels<T>& kr = gemm_ukernels<T>();
   const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
   if (swap_operands(M, N, K, MR, NR)) {

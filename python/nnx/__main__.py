@@ -273,7 +273,8 @@ def _fit_and_report(args, model, loss_fn, opt, scheduler, train_data, test, tran
     try:
         history = fit(model, loss_fn, opt, train_data, epochs=args.epochs, batch_size=args.batch_size,
                       val=(Xt, yt), transform=transform, progress=not args.no_progress and rank == 0,
-                      start_epoch=start_epoch, history=history, scheduler=scheduler, callbacks=callbacks)
+                      start_epoch=start_epoch, history=history, scheduler=scheduler, callbacks=callbacks,
+                      compile=not args.no_compile)
     except KeyboardInterrupt:
         if rank == 0:
             if os.path.exists(ckpt_path):
@@ -348,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--float64", action="store_true", help="run in float64 instead of float32")
     t = sub.add_parser("train", help="train an image classifier with checkpoints and learning curves")
-    t.add_argument("--model", choices=["mlp", "lenet5", "convnet", "convnet_bn"], default="lenet5")
+    t.add_argument("--model", choices=["mlp", "lenet5", "convnet", "convnet_bn", "lstm", "gru", "rnn"],
+                   default="lenet5", help="lstm, gru, rnn: a recurrent layer reading the image row by row")
     t.add_argument("--dataset", choices=["fashion-mnist", "mnist", "sample"], default="fashion-mnist")
     t.add_argument("--data-root", default=None, help="directory holding the IDX files (else $NNX_DATA, "
                                                      "/usr/share/datasets)")
@@ -378,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "the checkpoint records)")
     e.add_argument("--opset", type=int, default=17)
     e.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 instead of leaving it free")
+    from .charlm import add_commands as add_charlm_commands
+    add_charlm_commands(sub)
+    t.add_argument("--no-compile", action="store_true",
+                   help="run every training step eagerly instead of capturing it with nnx.compile (same results)")
     return p
 
 
@@ -400,6 +406,9 @@ def main(argv=None) -> int:
         return demo(args.steps, args.lr, args.every, args.seed, np.float64 if args.float64 else np.float32)
     if args.command == "export":
         return export(args)
+    if args.command in ("charlm", "generate"):
+        from .charlm import run as run_charlm
+        return run_charlm(parser, args)
     _positive(parser, args, ["epochs", "batch_size", "threads"])
     if args.limit < 0:
         parser.error(f"--limit: expected a non-negative integer, got {args.limit}")

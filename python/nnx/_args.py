@@ -47,6 +47,8 @@ def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
     if isinstance(shape, numbers.Integral):
         shape = (shape,)
     count = math.prod(map(int, shape))
+    if count <= _CHECK_ABOVE // 16:  # no item is larger than 16 bytes: small, whatever the dtype (fast path)
+        return
     nbytes = count * np.dtype(dtype).itemsize
     if nbytes <= _CHECK_ABOVE:
         return
@@ -62,6 +64,8 @@ def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
 
 def empty(shape, dtype, name: str) -> np.ndarray:
     """np.empty after check_alloc: the result `name` of an op."""
+    if type(shape) is tuple and math.prod(shape) <= _CHECK_ABOVE // 16:  # the common small case, checked cheaply
+        return np.empty(shape, dtype=dtype)
     check_alloc(shape, dtype, name, "the result")
     return np.empty(shape, dtype=dtype)
 
@@ -169,7 +173,23 @@ def class_targets(target, n: int, num_classes: int, name: str = "target") -> np.
         raise ValueError(f"{name}: expected shape ({n},) (one class index per row), got {t.shape}")
     if t.dtype != np.int64 or not t.flags.c_contiguous:
         check_alloc(t.shape, np.int64, name, "an int64 copy")  # before scanning a giant broadcast view
-    if n and (t.min() < 0 or t.max() >= num_classes):
-        bad = t[(t < 0) | (t >= num_classes)][0]
-        raise ValueError(f"{name}: class indices must lie in [0, {num_classes}), found {int(bad)}")
+    # The range [0, num_classes) is checked by the kernel call itself (cpp/bindings/loss.cpp), which raises
+    # the same ValueError: a captured step (nnx.compile) checks the targets of every replay that way too.
     return np.ascontiguousarray(t, dtype=np.int64)
+
+
+# Read-only arrays of constants the ops pass to kernels (e.g. the ones vector of a column sum), made once
+# per shape and dtype. nnx.compile treats them as state a captured step may read.
+CONSTANTS: dict = {}
+
+
+def constant_ones(shape: tuple, dtype) -> np.ndarray:
+    key = ("ones", shape, np.dtype(dtype).str)
+    a = CONSTANTS.get(key)
+    if a is None:
+        if len(CONSTANTS) >= 256:  # many distinct batch sizes: start over rather than grow without bound
+            CONSTANTS.clear()
+        a = np.ones(shape, dtype=dtype)
+        a.flags.writeable = False
+        CONSTANTS[key] = a
+    return a

@@ -320,3 +320,82 @@ def maxout(x, pieces: int, dim: int = 1) -> Tensor:
     y, idx = _fn(b, "maxout")(x.data, return_indices=True, **kw)
     xd = x.data
     return Tensor._make(y, (x,), lambda g: (_fn(b, "maxout_backward")(g, xd, indices=idx, **kw),), "maxout")
+
+
+# ---------------------------------------------------------------------------- recurrent, embedding
+def _recurrent(name: str, x, states, w_ih, w_hh, b_ih, b_hh, lengths, kw) -> tuple:
+    """One recurrent layer over a time-major sequence: Tensors (y, h_n) or (y, h_n, c_n).
+
+    The op returns several arrays but the graph records one node, y's: h_n (c_n) are children of y whose
+    backward only stashes their gradient (and hands y a free broadcast zero), and y's backward, which
+    the topological order runs after theirs, passes all of them to the op's backward through time with
+    the forward's workspace (the gate activations of every step)."""
+    x, w_ih, w_hh = _t(x), _t(w_ih), _t(w_hh)
+    states = [None if s is None else _t(s) for s in states]
+    b_ih = None if b_ih is None else _t(b_ih)
+    b_hh = None if b_hh is None else _t(b_hh)
+    inputs = [x, *states, w_ih, w_hh, b_ih, b_hh]
+    args = tuple(None if t is None else t.data for t in inputs)
+    be = _backend
+    need = is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    outs = _fn(be, name)(*args, lengths=lengths, return_workspace=need, **kw)
+    if not need:
+        return tuple(Tensor(o) for o in outs)
+    *outs, ws = outs
+    state_grads = {}
+
+    def backward(gy):
+        gs = [state_grads.pop(i, None) for i in range(1, len(outs))]
+        grads = _fn(be, name + "_backward")(gy, *gs, *args, lengths=lengths, workspace=ws, **kw)
+        return tuple(g for g, t in zip(grads, inputs) if t is not None)
+
+    y = Tensor._make(outs[0], tuple(t for t in inputs if t is not None), backward, name)
+    zero = np.broadcast_to(np.zeros((), outs[0].dtype), outs[0].shape)
+
+    def stash(i):
+        def bw(g):
+            state_grads[i] = g
+            return (zero,)
+        return bw
+
+    return (y,) + tuple(Tensor._make(o, (y,), stash(i), f"{name}.state") for i, o in enumerate(outs[1:], 1))
+
+
+def rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity: str = "tanh", lengths=None) -> tuple:
+    """(y, h_n) of one Elman RNN layer over x (T, N, input_size); see nnx.ops.rnn."""
+    return _recurrent("rnn", x, [h0], w_ih, w_hh, b_ih, b_hh, lengths, {"nonlinearity": nonlinearity})
+
+
+def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None) -> tuple:
+    """(y, h_n, c_n) of one LSTM layer over x (T, N, input_size); see nnx.ops.lstm."""
+    return _recurrent("lstm", x, [h0, c0], w_ih, w_hh, b_ih, b_hh, lengths, {})
+
+
+def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, lengths=None) -> tuple:
+    """(y, h_n) of one GRU layer over x (T, N, input_size); see nnx.ops.gru."""
+    return _recurrent("gru", x, [h0], w_ih, w_hh, b_ih, b_hh, lengths, {})
+
+
+def flip_sequences(x, lengths=None) -> Tensor:
+    """x (T, N, ...) with each sequence's steps reversed: all T of them, or the first lengths[n] of row n
+    (the padding stays where it is), so a reverse-direction layer reads each sequence from its end."""
+    x = _t(x)
+    if lengths is None:
+        return Tensor._make(np.ascontiguousarray(x.data[::-1]), (x,), lambda g: (g[::-1],), "flip_sequences")
+    T, N = x.shape[:2]
+    lens = np.asarray(lengths).reshape(1, N)
+    t = np.arange(T).reshape(T, 1)
+    src = np.where(t < lens, lens - 1 - t, t)  # a permutation that is its own inverse
+    cols = np.arange(N).reshape(1, N)
+    return Tensor._make(x.data[src, cols], (x,), lambda g: (g[src, cols],), "flip_sequences")
+
+
+def embedding(ids, weight, padding_idx=None) -> Tensor:
+    """weight[ids] for integer ids of any shape; the padding_idx row gets no gradient."""
+    weight = _t(weight)
+    be = _backend
+    idd = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    wd = weight.data
+    y = _fn(be, "embedding")(idd, wd, padding_idx)
+    return Tensor._make(y, (weight,), lambda g: (_fn(be, "embedding_backward")(g, idd, wd, padding_idx),),
+                        "embedding")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import nn
 from .rbm import RBM  # noqa: F401
+from .tensor import Tensor
 
 
 def mlp(hidden=(256, 128), in_features: int = 28 * 28, num_classes: int = 10, dropout: float = 0.0):
@@ -51,7 +52,60 @@ def convnet_bn(num_classes: int = 10):
                          nn.Linear(256, num_classes))
 
 
-MODELS = {"mlp": mlp, "lenet5": lenet5, "convnet": convnet, "convnet_bn": convnet_bn}
+class RowSequenceClassifier(nn.Module):
+    """Reads a 28x28 image row by row (28 steps of 28 pixels) with a recurrent layer (mode 'rnn', 'lstm'
+    or 'gru') and classifies from the output of the last step with a Linear layer."""
+
+    def __init__(self, mode: str = "lstm", input_size: int = 28, hidden_size: int = 128, num_classes: int = 10,
+                 num_layers: int = 1):
+        super().__init__()
+        layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[mode]
+        self.rnn = layer(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.fc = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x):
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        if x.ndim == 4:  # (N, 1, rows, cols) images
+            x = x.reshape((x.shape[0], x.shape[2], x.shape[3]))
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1])
+
+
+class CharLM(nn.Module):
+    """A character-level language model: Embedding(vocab, embed) -> recurrent layer(s) -> Linear(hidden,
+    vocab) on every step. forward(ids (N, T), state=None) returns (logits (N, T, vocab), state)."""
+
+    def __init__(self, vocab_size: int, embed_size: int = 64, hidden_size: int = 256, mode: str = "lstm",
+                 num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[mode]
+        self.mode = mode
+        self.embed = nn.Embedding(vocab_size, embed_size)
+        self.rnn = layer(embed_size, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout)
+        self.fc = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, ids, state=None):
+        y, state = self.rnn(self.embed(ids), state)
+        return self.fc(y), state
+
+
+def row_lstm(num_classes: int = 10, hidden_size: int = 128):
+    """LSTM(28 -> hidden_size) over the rows of a 28x28 image, Linear on the last step."""
+    return RowSequenceClassifier("lstm", 28, hidden_size, num_classes)
+
+
+def row_gru(num_classes: int = 10, hidden_size: int = 128):
+    """GRU(28 -> hidden_size) over the rows of a 28x28 image, Linear on the last step."""
+    return RowSequenceClassifier("gru", 28, hidden_size, num_classes)
+
+
+def row_rnn(num_classes: int = 10, hidden_size: int = 128):
+    """tanh RNN(28 -> hidden_size) over the rows of a 28x28 image, Linear on the last step."""
+    return RowSequenceClassifier("rnn", 28, hidden_size, num_classes)
+
+
+MODELS = {"mlp": mlp, "lenet5": lenet5, "convnet": convnet, "convnet_bn": convnet_bn,
+          "lstm": row_lstm, "gru": row_gru, "rnn": row_rnn}
 
 
 def build(name: str, **kwargs):

@@ -12,6 +12,7 @@ parameters), as PyTorch does; the graph is freed after backward unless retain_gr
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import threading
 from typing import Callable, Sequence
@@ -138,19 +139,22 @@ class Tensor(TensorMethods):
                 raise RuntimeError(f"backward: grad can be omitted only for a single-element tensor, "
                                    f"got shape {self.shape}")
             grad = np.ones_like(self.data)
+            shared = set()
         else:
             grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if grad.shape != self.shape:
                 raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
+            shared = {id(grad)}  # the caller's array: never becomes a leaf's .grad itself
 
         order, waiting = self._topological_order()
         grads = {id(self): grad}
+        handed = set()  # ids of the gradient arrays handed to parents so far; repeats go to `shared`
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             if node._backward is None:  # a leaf
-                _accumulate(node, g)
+                _accumulate(node, g, shared)
                 continue
             parent_grads = node._backward(g)
             if _anomaly.active:
@@ -160,6 +164,10 @@ class Tensor(TensorMethods):
                     continue
                 if pg.shape != p.shape:
                     pg = _unbroadcast(pg, p.shape)
+                if id(pg) in handed:
+                    shared.add(id(pg))
+                else:
+                    handed.add(id(pg))
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg
             if waiting:
@@ -171,7 +179,7 @@ class Tensor(TensorMethods):
                     if left is not None:
                         waiting[id(p)] = left - 1
                         if left == 1 and id(p) in grads:
-                            _accumulate(p, grads.pop(id(p)))
+                            _accumulate(p, grads.pop(id(p)), shared)
             if not retain_graph:
                 node._backward = _freed_graph
         # Parents are kept referenced by the order list until here; drop the links when freeing.
@@ -419,7 +427,7 @@ class Tensor(TensorMethods):
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
         nd = max(self.ndim, 1)
         s, e = start_dim % nd, end_dim % nd
-        shape = self.shape[:s] + (int(np.prod(self.shape[s:e + 1])),) + self.shape[e + 1:]
+        shape = self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:]
         return self.reshape(shape)
 
     def transpose(self, dim0: int = None, dim1: int = None):
@@ -458,11 +466,14 @@ class Tensor(TensorMethods):
         return Tensor._make(np.asarray(x[index]), (self,), backward, "getitem")
 
 
-def _accumulate(leaf: Tensor, g) -> None:
+def _accumulate(leaf: Tensor, g, shared: set) -> None:
     """Adds a leaf's complete gradient of this backward to leaf.grad, then runs its gradient-ready hooks."""
-    # A private C-contiguous copy: backward closures may hand the same array to several parents, and
-    # optimizers need contiguous gradients.
-    g = np.array(g, dtype=leaf.dtype, order="C")
+    # The leaf keeps the array a backward made for it (most are fresh kernel outputs), copied only when it
+    # might be seen elsewhere (a view, an array handed to two parents, the caller's: ids in `shared`) or the
+    # optimizers could not use it (not C-contiguous, other dtype).
+    if (g.base is not None or id(g) in shared or g.dtype != leaf.dtype or type(g) is not np.ndarray
+            or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
+        g = np.array(g, dtype=leaf.dtype, order="C")
     leaf.grad = g if leaf.grad is None else leaf.grad + g
     for hook in leaf._grad_hooks:
         hook(leaf)

@@ -191,9 +191,31 @@ def evaluate(model, X, y=None, batch_size: int = 1000, loss_fn=None, transform=N
     return loss_sum / total, correct / total
 
 
+def _train_step(model, loss_fn, optimizer, compile: bool):
+    """The training step fit runs on each batch: (loss, output). With compile=True it is captured and
+    replayed from C++ (nnx.compile) wherever it can be, with the same results bit for bit; a step that cannot
+    be replayed (e.g. batch norm or dropout, which have no C++ kernels yet) runs eagerly after one
+    CompileWarning."""
+    def step(xb, yb):
+        optimizer.zero_grad()
+        out = model(xb)
+        loss = loss_fn(out, yb)
+        loss.backward()
+        optimizer.step()
+        return loss, out
+
+    from .distributed.ddp import DistributedDataParallel
+
+    # A data-parallel step averages gradients over MPI from Python hooks, which a captured plan cannot replay.
+    if not compile or isinstance(model, DistributedDataParallel):
+        return step
+    from .compile import compile as nnx_compile
+    return nnx_compile(step, warn=False)
+
+
 def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64, val=None, callbacks=(),
         progress: bool = True, scheduler=None, start_epoch: int = 0, history: History | None = None,
-        transform=None) -> History:
+        transform=None, compile: bool = True) -> History:
     """Trains `model` for epochs start_epoch+1 .. epochs and returns the History.
 
     train and val are (X, y) pairs (batched by a shuffling DataLoader of batch_size, with `transform`
@@ -211,6 +233,9 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
     the ranks (a DataLoader must be built sharded), and after each epoch the BatchNorm running statistics
     are averaged over the ranks and the recorded loss, accuracy and images/s cover all of them. Pass
     progress and callbacks (checkpoints) on rank 0 only.
+
+    compile=True (the default) captures the training step with nnx.compile and replays it from C++ where it
+    applies (same results bit for bit); compile=False runs every step eagerly in Python.
     """
     from tqdm.auto import tqdm
     from .distributed.ddp import DistributedDataParallel
@@ -227,6 +252,7 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
             cb.set_model(model)
     per_batch = getattr(scheduler, "per_batch", False)  # OneCycleLR steps after every optimizer step
     show = bool(progress)
+    train_step = _train_step(model, loss_fn, optimizer, bool(compile))
     for epoch in range(int(start_epoch), int(epochs)):
         model.train()
         lr = _lr(optimizer)
@@ -239,11 +265,7 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
             train_loader.set_epoch(epoch)
         try:
             for step, (xb, yb) in enumerate(train_loader):
-                optimizer.zero_grad()
-                out = model(xb)
-                loss = loss_fn(out, yb)
-                loss.backward()
-                optimizer.step()
+                loss, out = train_step(xb, yb)
                 if per_batch:
                     scheduler.step()
                 value = float(loss.item())
@@ -282,6 +304,10 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
             if val_loader is not None:
                 line += f", val_loss {r['val_loss']:.4f}, val_accuracy {r['val_accuracy']:.4f}"
             line += f" ({r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s)"
+            refusals = getattr(train_step, "refusals", ())
+            if refusals and epoch == int(start_epoch):
+                tqdm.write(f"note: the training step runs eagerly (nnx.compile cannot replay it: {refusals[0]})",
+                           file=sys.stderr)
             tqdm.write(line, file=sys.stdout)
             sys.stdout.flush()  # a log file sees each epoch as it ends
         stop = False

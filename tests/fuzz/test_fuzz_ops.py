@@ -479,6 +479,9 @@ def _maxout(backward):
                 wrong.reshape(-1)[0] = k
                 bad.append(("indices", wrong, ValueError))
         return Case(kw, floats=("dy", "x"), ints=ints, determined=det, bad=bad)
+    return build
+
+
 def _spread(x: np.ndarray, groups_axis_first) -> np.ndarray:
     """x with -2 and 2 planted in the first two values of every normalisation group, so no group's variance
     is near 0 (1/sqrt(var + eps) would then amplify rounding noise past any tolerance)."""
@@ -570,6 +573,65 @@ def _dropout(backward):
     return build
 
 
+_RNN_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _recurrent(cell, backward):
+    G = _RNN_GATES[cell]
+
+    def build(draw, rng, dtype):
+        T, N, I, H = (draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 5)),
+                      draw(st.integers(1, 9)))
+        kw = {"x": _arr(rng, (T, N, I), dtype, -2, 2), "h0": _arr(rng, (N, H), dtype),
+              "w_ih": _arr(rng, (G * H, I), dtype), "w_hh": _arr(rng, (G * H, H), dtype)}
+        floats = ["x", "h0", "w_ih", "w_hh"]
+        if cell == "lstm":
+            kw["c0"] = _arr(rng, (N, H), dtype)
+            floats.append("c0")
+        if draw(st.booleans()):
+            kw["b_ih"], kw["b_hh"] = _arr(rng, G * H, dtype), _arr(rng, G * H, dtype)
+            floats += ["b_ih", "b_hh"]
+        ints = ()
+        if draw(st.booleans()):
+            kw["lengths"] = rng.integers(1, T + 1, size=N)
+            ints = ("lengths",)
+        bad = [("lengths", np.zeros(N, np.int64), ValueError), ("lengths", np.ones(N), TypeError)]
+        if cell == "rnn":
+            # relu only forward: a float32 pre-activation within rounding of 0 may take either side of the kink
+            kw["nonlinearity"] = draw(st.sampled_from(["tanh"] if backward else ["tanh", "relu"]))
+            bad.append(("nonlinearity", "sigmoid", ValueError))
+        determined = {key: "all" for key in floats if key != "x"}
+        if backward:
+            kw["dy"] = _arr(rng, (T, N, H), dtype)
+            kw["dh_n"] = _arr(rng, (N, H), dtype)
+            extra = ["dy", "dh_n"]
+            if cell == "lstm":
+                kw["dc_n"] = _arr(rng, (N, H), dtype)
+                extra.append("dc_n")
+            floats += extra
+            determined.update({key: "all" for key in extra})
+        return Case(kw, k=T * N * (I + H + 1) * G, floats=tuple(floats), ints=ints,
+                    ranked=("x", "h0", "w_ih", "w_hh"), determined=determined, bad=bad)
+    return build
+
+
+def _embedding(backward):
+    def build(draw, rng, dtype):
+        V, D = draw(st.integers(1, 6)), draw(st.integers(1, 4))
+        ids = rng.integers(0, V, size=_dims(draw, draw(st.integers(0, 3)), 0, 4))
+        kw = {"ids": ids, "weight": _arr(rng, (V, D), dtype)}
+        if draw(st.booleans()):
+            kw["padding_idx"] = int(draw(st.integers(-V, V - 1)))
+        bad = [("ids", ids.astype(np.float64), TypeError), ("ids", np.array([V]), ValueError),
+               ("padding_idx", V + 3, ValueError)]
+        if backward:
+            kw["dy"] = _arr(rng, ids.shape + (D,), dtype)
+            return Case(kw, k=max(1, ids.size), floats=("dy", "weight"), ints=("ids",), ranked=("weight",),
+                        determined={"dy": "all"}, bad=bad)
+        return Case(kw, floats=("weight",), ints=("ids",), ranked=("weight",), bad=bad)
+    return build
+
+
 BUILDERS = {
     "maxout": _maxout(False), "maxout_backward": _maxout(True),
     "gemm": build_gemm, "gemm_backward": build_gemm_backward, "linear": build_linear,
@@ -594,6 +656,10 @@ for _name in ("cross_entropy", "multiclass_hinge_loss"):
 for _name in ("mse_loss", "binary_cross_entropy_with_logits"):
     BUILDERS[_name] = _pair_loss(_name, False)
     BUILDERS[_name + "_backward"] = _pair_loss(_name, True)
+for _name in _RNN_GATES:
+    BUILDERS[_name] = _recurrent(_name, False)
+    BUILDERS[_name + "_backward"] = _recurrent(_name, True)
+BUILDERS["embedding"], BUILDERS["embedding_backward"] = _embedding(False), _embedding(True)
 
 OPS = sorted(ops.__all__)
 

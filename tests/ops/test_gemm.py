@@ -146,3 +146,26 @@ def test_fused_activation_propagates_nan(isa, dtype, activation):
     xi[0, 0, 2, 3] = np.nan
     yc = ops.conv2d(xi, np.ones((2, 1, 3, 3), dtype), np.zeros(2, dtype), activation=activation)
     assert np.isnan(yc).sum() == 2 * 9  # every output whose window holds the NaN, for both filters
+
+
+@pytest.mark.parametrize("n,k", [(256, 784), (10, 33), (300, 15)])
+@pytest.mark.parametrize("tb", [False, True])
+def test_gemm_one_row(isa, dtype, rng, n, k, tb):
+    # A batch-1 layer: one-row products read B in place (dot products for W^T, row updates for row-major B).
+    a = random(rng, (1, k), dtype)
+    b = random(rng, (n, k) if tb else (k, n), dtype)
+    c = random(rng, (1, n), dtype)
+    check_op(ops.gemm, ref.gemm, (a, b), dict(trans_b=tb), dtype, k=k)
+    check_op(ops.gemm, ref.gemm, (a, b, c), dict(trans_b=tb, alpha=-0.5, beta=2.0), dtype, k=k)
+    w, bias = random(rng, (n, k), dtype), random(rng, (n,), dtype)
+    threads = nnx.get_num_threads()
+    try:
+        for act in (None, "relu", "tanh"):
+            outs = []
+            for t in (1, 2, 3):
+                nnx.set_num_threads(t)
+                outs.append(ops.linear(a, w, bias, activation=act))
+            assert_close(outs[0], ref.linear(a, w, bias, activation=act), dtype, k=k)
+            assert all(o.tobytes() == outs[0].tobytes() for o in outs)
+    finally:
+        nnx.set_num_threads(threads)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .layers import Conv2d, LeakyReLU, Linear, ReLU, Sigmoid, Tanh, _BatchNorm
-from .module import Module
+from .module import Module, _structure
 
 # Activations that GEMM/conv can apply in their epilogue while the output tile is still in cache.
 _FUSABLE = (ReLU, Sigmoid, Tanh, LeakyReLU)
@@ -36,6 +36,7 @@ class ModuleList(Module):
         if not isinstance(module, Module):
             raise TypeError(f"module: expected an nnx.nn.Module, got {type(module).__name__}")
         self._layers.append(module)
+        _structure[0] += 1
         return self
 
 

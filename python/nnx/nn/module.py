@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import _capture
 from .. import anomaly as _anomaly
 from ..tensor import Tensor
 
@@ -37,6 +38,10 @@ class StateDictError(KeyError, ValueError):
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+# Bumped whenever a module attribute that can hold parameters is assigned (see Module.__setattr__).
+_structure = [0]
+
+
 class Module:
     """Base class of layers and models: override forward(); call the module to run it."""
 
@@ -52,28 +57,46 @@ class Module:
         # Floating ndarray inputs are converted to the module's dtype (float64 data into a float32 model);
         # Tensors are taken as they are. Inner modules receive Tensors, so the parameter walk that finds
         # the dtype runs only for the outermost call.
-        if any(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args):
-            dtype = self._param_dtype()
-            if dtype is not None:
-                args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
-                             else a for a in args)
+        for a in args:
+            if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+                dtype = self._param_dtype()
+                if dtype is not None:
+                    args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype != dtype
+                                 else a for a in args)
+                break
+        rec = _capture.current()
+        if rec is not None:  # nnx.compile: this module's parameters and buffers are step state
+            rec.add_module(self)
         if _anomaly.active:  # anomaly mode names the calling module, so it keeps a module call stack
             return _anomaly.call_module(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
+    def __setattr__(self, name, value):
+        # Assigning a module, parameter or list may change which parameter _param_dtype finds first.
+        if isinstance(value, (Module, Parameter, list, tuple)):
+            _structure[0] += 1
+        object.__setattr__(self, name, value)
+
     def _param_dtype(self):
         """The dtype of the first parameter found (own ones first, then depth-first in the children), or
-        None. A direct walk over _members: parameters() builds generator chains that cost more than the
-        step's ops on tiny inputs."""
+        None. Which parameter that is, is remembered until a module, parameter or list attribute is assigned
+        anywhere (the walk costs more than the ops of a batch-1 step); its dtype is read afresh each time."""
+        cached = self.__dict__.get("_first_param")
+        if cached is None or cached[0] != _structure[0]:
+            cached = self.__dict__["_first_param"] = (_structure[0], self._find_first_param())
+        p = cached[1]
+        return None if p is None else p.dtype
+
+    def _find_first_param(self):
         children = []
         for _, value in self._members():
             if isinstance(value, Parameter):
-                return value.dtype
+                return value
             children.append(value)
         for c in children:
-            d = c._param_dtype()
-            if d is not None:
-                return d
+            p = c._find_first_param()
+            if p is not None:
+                return p
         return None
 
     def register_buffer(self, name: str, value) -> None:

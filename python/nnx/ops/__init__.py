@@ -16,7 +16,7 @@ def _export(module) -> None:
 def _load_families() -> None:
     import importlib
 
-    for fam in ("activation", "loss", "conv", "pool", "maxout", "norm", "dropout"):
+    for fam in ("activation", "loss", "conv", "pool", "maxout", "norm", "dropout", "rnn"):
         try:
             mod = importlib.import_module(f"{__name__}.{fam}")
         except ModuleNotFoundError as exc:  # a family not built yet

@@ -5,7 +5,7 @@ import numpy as np
 
 from .._backend import _C
 from ._fused import activation_backward_from_output
-from .._args import check_ndim, contiguous, empty, float_array, kernel_ready, same_dtype
+from .._args import FLOAT_DTYPES, check_ndim, constant_ones, contiguous, empty, float_array, kernel_ready, same_dtype
 
 # Activations the fused epilogue of linear / conv2d takes, with their codes: defined once in C++
 # (cpp/common/epilogue.h, Act) and exported by the bindings.
@@ -96,6 +96,12 @@ def gemm_backward(dy, a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, 
 
 
 def _check_linear(x, w, b):
+    # Fast path for what the layers pass every step (float ndarrays of matching shapes): one expression
+    # instead of the general checks below, which then only run to build the error message or convert.
+    if (type(x) is np.ndarray and type(w) is np.ndarray and x.ndim == 2 and w.ndim == 2
+            and x.dtype is w.dtype and x.dtype in FLOAT_DTYPES and w.shape[1] == x.shape[1]
+            and (b is None or (type(b) is np.ndarray and b.dtype is x.dtype and b.shape == (w.shape[0],)))):
+        return x, w, b
     x = float_array(x, "x")
     w = float_array(w, "w")
     b = None if b is None else float_array(b, "b")
@@ -157,7 +163,7 @@ def linear_backward(dy, x, w, b=None, *, activation=None, negative_slope=0.01, y
 
 def _column_sum(dy: np.ndarray) -> np.ndarray:
     """Sum over the batch with the same order for any thread count: a GEMM of ones^T . dy."""
-    ones = np.ones((1, dy.shape[0]), dtype=dy.dtype)
-    out = empty((1, dy.shape[1]), dy.dtype, "db")
-    _C.gemm(ones, dy, out, 1.0, 0.0)
-    return out[0]
+    ones = constant_ones((1, dy.shape[0]), dy.dtype)
+    out = empty(dy.shape[1], dy.dtype, "db")  # its own array (not a view), so it can become a .grad as it is
+    _C.gemm(ones, dy, out.reshape(1, -1), 1.0, 0.0)
+    return out

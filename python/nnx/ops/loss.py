@@ -35,10 +35,13 @@ def _scalar_dy(dy) -> float:
     return float(arr.reshape(()))
 
 
-def _finish(total: float, count: int, reduction: str, dtype) -> np.ndarray:
-    if reduction == "sum":
-        return np.asarray(total, dtype=dtype)
-    return np.asarray(total / count if count else np.nan, dtype=dtype)
+def _reduce(fn, *args, count: int, reduction: str, dtype) -> np.ndarray:
+    """The 0-d loss: the kernel writes (dtype)(sum / count) ("mean") or (dtype)(sum) into it, so the value
+    never passes through Python and a captured step (nnx.compile) can replay it. An empty batch's mean is
+    0 / 0 = NaN."""
+    out = np.empty((), dtype=dtype)
+    fn(*args, out, float(count) if reduction == "mean" else 1.0)
+    return out
 
 
 def _scale(dy, count: int, reduction: str) -> float:
@@ -72,7 +75,7 @@ def cross_entropy(logits, target, reduction="mean"):
     """-log softmax(logits)[i, target[i]], log-softmax fused; logits (N, C), target int (N,) in [0, C)."""
     check_reduction(reduction)
     z, t = _class_inputs(logits, target, "logits")
-    return _finish(_C.cross_entropy_sum(z, t), z.shape[0], reduction, z.dtype)
+    return _reduce(_C.cross_entropy_sum, z, t, count=z.shape[0], reduction=reduction, dtype=z.dtype)
 
 
 def cross_entropy_backward(dy, logits, target, reduction="mean"):
@@ -88,7 +91,7 @@ def mse_loss(pred, target, reduction="mean"):
     """(pred - target)^2, summed or averaged over all elements."""
     check_reduction(reduction)
     p, t, _ = _pair_inputs(pred, target, "pred")
-    return _finish(_C.mse_sum(p, t), p.size, reduction, p.dtype)
+    return _reduce(_C.mse_sum, p, t, count=p.size, reduction=reduction, dtype=p.dtype)
 
 
 def mse_loss_backward(dy, pred, target, reduction="mean"):
@@ -103,7 +106,7 @@ def binary_cross_entropy_with_logits(z, target, reduction="mean"):
     """max(z, 0) - z * target + log1p(exp(-|z|)): binary cross-entropy of sigmoid(z), stable for any |z|."""
     check_reduction(reduction)
     z, t, _ = _pair_inputs(z, target, "z")
-    return _finish(_C.bce_with_logits_sum(z, t), z.size, reduction, z.dtype)
+    return _reduce(_C.bce_with_logits_sum, z, t, count=z.size, reduction=reduction, dtype=z.dtype)
 
 
 def binary_cross_entropy_with_logits_backward(dy, z, target, reduction="mean"):
@@ -118,7 +121,8 @@ def multiclass_hinge_loss(scores, target, margin=1.0, reduction="mean"):
     """sum over wrong classes j of max(0, s_j - s_target + margin); scores (N, C), target int (N,)."""
     check_reduction(reduction)
     s, t = _class_inputs(scores, target, "scores")
-    return _finish(_C.multiclass_hinge_sum(s, t, _real(margin, "margin")), s.shape[0], reduction, s.dtype)
+    return _reduce(_C.multiclass_hinge_sum, s, t, _real(margin, "margin"), count=s.shape[0], reduction=reduction,
+                   dtype=s.dtype)
 
 
 def multiclass_hinge_loss_backward(dy, scores, target, margin=1.0, reduction="mean"):

@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 
+from .. import _capture
 from ..tensor import Tensor
 
 
@@ -63,17 +64,63 @@ class Optimizer:
                     p.grad.fill(0)
 
     def step(self, closure=None):
-        """Updates every parameter that has a gradient. `closure` (optional) re-evaluates the loss."""
+        """Updates every parameter that has a gradient. `closure` (optional) re-evaluates the loss.
+
+        One C++ call per parameter group (and dtype) updates all its parameters (PyTorch's multi-tensor
+        path). Hyperparameters reach that call through a small float64 array per call site, which the
+        optimizer rewrites before each call, and before each replay of a step captured by nnx.compile
+        (so learning-rate schedules keep working on a captured step)."""
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                self._update(p, _kernel_grad(p), group, self.state.setdefault(p, {}))
+        for gi, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            dt = params[0].data.dtype
+            if all(p.data.dtype == dt for p in params):
+                self._step_params(gi, 0, group, params)
+            else:  # a group mixing float32 and float64 parameters: one call per dtype
+                for k, d in enumerate(sorted({p.data.dtype.str for p in params})):
+                    self._step_params(gi, k, group, [p for p in params if p.data.dtype.str == d])
         return loss
 
-    def _update(self, p, grad: np.ndarray, group: dict, state: dict) -> None:
+    def _step_params(self, gi: int, key: int, group: dict, params: list) -> None:
+        """Updates `params` (one dtype, all with gradients) of param_groups[gi]. Subclasses implement
+        _prepare(group, params) -> (hyper values, call(hyper)), where call makes the multi-tensor C++ call;
+        the same _prepare refreshes the hyperparameters before a captured step's replay."""
+        grads = [_kernel_grad(p) for p in params]
+        for p in params:
+            if p not in self.state:
+                self.state[p] = {}
+        values, call = self._prepare(group, params, grads)
+        hyper = self._hyper_array((gi, key, len(values)))
+        hyper[:] = values
+        call(hyper)
+        rec = _capture.current()
+        if rec is not None:
+            rec.add_optimizer_step(self, gi, key, group, params, self._replay_hook(group, params, hyper))
+
+    def _hyper_array(self, key) -> np.ndarray:
+        # The same array for the same call site every step: a captured plan reads it when it replays.
+        arrays = self.__dict__.setdefault("_hyper", {})
+        h = arrays.get(key)
+        if h is None:
+            h = arrays[key] = np.zeros(key[-1], dtype=np.float64)
+        return h
+
+    def _prepare(self, group: dict, params: list, grads: list):
         raise NotImplementedError
+
+    def _replay_hook(self, group: dict, params: list, hyper: np.ndarray):
+        """A function run before each replay of a captured step: writes this step's hyperparameters into
+        `hyper` and returns None or a function to run after a successful replay (advancing the counters that
+        step() advances in Python). Raises _capture.Stale when the state arrays the plan updates are no
+        longer this optimizer's (load_state_dict) or must change (e.g. momentum switched on): the step is
+        then captured again."""
+        raise NotImplementedError
+
+    def _state_arrays(self, params: list, names) -> list:
+        """The state arrays `names` of each param, in order (the ones a replay updates in place)."""
+        return [self.state[p].get(n) for p in params for n in names]
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -153,14 +200,19 @@ class Optimizer:
 def _kernel_grad(p) -> np.ndarray:
     """The gradient as the C++ update needs it: C-contiguous, same dtype and shape as the parameter."""
     g = p.grad
-    if g.shape != p.shape:
-        raise ValueError(f"grad: expected the parameter's shape {p.shape}, got {g.shape}")
-    if not (p.data.flags.c_contiguous and p.data.flags.writeable and p.data.flags.aligned):
+    d = p.data
+    pf = d.flags
+    if not (pf.c_contiguous and pf.writeable and pf.aligned):
         raise ValueError("param: the optimizer updates parameters in place and needs writable, aligned, "
-                         f"C-contiguous arrays, got one with strides {p.data.strides} "
-                         f"(writeable={p.data.flags.writeable}, aligned={p.data.flags.aligned})")
-    if g.dtype != p.dtype:
-        raise TypeError(f"grad is {g.dtype} but param is {p.dtype}: nnx does not mix float32 and float64")
+                         f"C-contiguous arrays, got one with strides {d.strides} "
+                         f"(writeable={pf.writeable}, aligned={pf.aligned})")
+    if g.shape != d.shape:
+        raise ValueError(f"grad: expected the parameter's shape {d.shape}, got {g.shape}")
+    if g.dtype != d.dtype:
+        raise TypeError(f"grad is {g.dtype} but param is {d.dtype}: nnx does not mix float32 and float64")
+    flags = g.flags
+    if flags.c_contiguous and flags.aligned:
+        return g
     g = np.ascontiguousarray(g)
     return g if g.flags.aligned else g.copy()
 

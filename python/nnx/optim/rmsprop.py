@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .._backend import _C
+from .. import _capture
 from .optimizer import Optimizer, _zeros_like
 
 
@@ -25,17 +26,47 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered))
 
-    def _update(self, p, grad, group, state):
-        if not state:
-            state["step"] = 0
-            state["square_avg"] = _zeros_like(p)
-        if group["momentum"] > 0 and "momentum_buffer" not in state:
-            state["momentum_buffer"] = _zeros_like(p)
-        if group["centered"] and "grad_avg" not in state:
-            state["grad_avg"] = _zeros_like(p)
-        state["step"] = int(state["step"]) + 1
-        _C.rmsprop_step(p.data, grad, state["square_avg"],
-                        state["momentum_buffer"] if group["momentum"] > 0 else None,
-                        state["grad_avg"] if group["centered"] else None,
-                        float(group["lr"]), float(group["alpha"]), float(group["eps"]),
-                        float(group["weight_decay"]), float(group["momentum"]), bool(group["centered"]))
+    @staticmethod
+    def _values(group):
+        return (float(group["lr"]), float(group["alpha"]), float(group["eps"]), float(group["weight_decay"]),
+                float(group["momentum"]), float(bool(group["centered"])))
+
+    @staticmethod
+    def _names(group):
+        return ("square_avg",) + (("momentum_buffer",) if group["momentum"] > 0 else ()) + \
+            (("grad_avg",) if group["centered"] else ())
+
+    def _prepare(self, group, params, grads):
+        for p in params:
+            st = self.state[p]
+            if not st:
+                st["step"] = 0
+                st["square_avg"] = _zeros_like(p)
+            if group["momentum"] > 0 and "momentum_buffer" not in st:
+                st["momentum_buffer"] = _zeros_like(p)
+            if group["centered"] and "grad_avg" not in st:
+                st["grad_avg"] = _zeros_like(p)
+            st["step"] = int(st["step"]) + 1
+        st = [self.state[p] for p in params]
+        sq = [s["square_avg"] for s in st]
+        bufs = [s["momentum_buffer"] for s in st] if group["momentum"] > 0 else None
+        avgs = [s["grad_avg"] for s in st] if group["centered"] else None
+        datas = [p.data for p in params]
+        return self._values(group), lambda h: _C.rmsprop_step_multi(datas, grads, sq, bufs, avgs, h)
+
+    def _replay_hook(self, group, params, hyper):
+        names = self._names(group)
+        arrays = self._state_arrays(params, names)
+
+        def hook():
+            if self._names(group) != names:
+                raise _capture.Stale("RMSprop momentum or centered was changed")
+            if any(a is not b for a, b in zip(self._state_arrays(params, names), arrays)):
+                raise _capture.Stale("RMSprop state arrays were replaced (load_state_dict?)")
+            hyper[:] = self._values(group)
+
+            def advance():
+                for p in params:
+                    self.state[p]["step"] = int(self.state[p]["step"]) + 1
+            return advance
+        return hook

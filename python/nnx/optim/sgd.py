@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .._backend import _C
+from .. import _capture
 from .optimizer import Optimizer, _zeros_like
 
 
@@ -26,11 +27,47 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                       nesterov=nesterov))
 
-    def _update(self, p, grad, group, state):
-        momentum = group["momentum"]
-        buf = state.get("momentum_buffer")
-        first = buf is None
-        if momentum != 0 and first:
-            buf = state["momentum_buffer"] = _zeros_like(p)
-        _C.sgd_step(p.data, grad, buf if momentum != 0 else None, float(group["lr"]), float(momentum),
-                    float(group["dampening"]), float(group["weight_decay"]), bool(group["nesterov"]), first)
+    @staticmethod
+    def _values(group, first):
+        return (float(group["lr"]), float(group["momentum"]), float(group["dampening"]),
+                float(group["weight_decay"]), float(bool(group["nesterov"])), float(first))
+
+    def _step_params(self, gi, key, group, params):
+        # Parameters whose momentum buffer is not made yet (their first step) take a call of their own.
+        if group["momentum"] != 0:
+            fresh = [p for p in params if self.state.get(p, {}).get("momentum_buffer") is None]
+            if fresh and len(fresh) != len(params):
+                rest = [p for p in params if self.state.get(p, {}).get("momentum_buffer") is not None]
+                super()._step_params(gi, 2 * key, group, fresh)
+                super()._step_params(gi, 2 * key + 1, group, rest)
+                return
+        super()._step_params(gi, key, group, params)
+
+    def _prepare(self, group, params, grads):
+        first = False
+        bufs = None
+        if group["momentum"] != 0:
+            bufs = []
+            for p in params:
+                st = self.state[p]
+                b = st.get("momentum_buffer")
+                if b is None:
+                    first = True
+                    b = st["momentum_buffer"] = _zeros_like(p)
+                bufs.append(b)
+        datas = [p.data for p in params]
+        return self._values(group, first), lambda h: _C.sgd_step_multi(datas, grads, bufs, h)
+
+    def _replay_hook(self, group, params, hyper):
+        with_momentum = group["momentum"] != 0
+        bufs = self._state_arrays(params, ("momentum_buffer",)) if with_momentum else None
+
+        def hook():
+            if (group["momentum"] != 0) != with_momentum:
+                raise _capture.Stale("SGD momentum was switched on or off")
+            if bufs is not None and any(self.state.get(p, {}).get("momentum_buffer") is not b
+                                        for p, b in zip(params, bufs)):
+                raise _capture.Stale("SGD momentum buffers were replaced (load_state_dict?)")
+            hyper[:] = self._values(group, False)
+            return None
+        return hook

@@ -2,14 +2,14 @@
 
 Each function takes one parameter, its gradient and its state arrays, and returns the new parameter and
 new state as fresh arrays (nothing is changed in place), in the parameters' dtype. The equations are
-PyTorch's (torch.optim.SGD, Adam/AdamW, RMSprop); `step` counts from 1. nnx's C++ loops compute the
+PyTorch's (torch.optim.SGD, Adam/AdamW, RMSprop, Adagrad, Adadelta); `step` counts from 1. nnx's C++ loops compute the
 same expressions (tests/test_optim.py compares them over several steps).
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sgd_step", "adam_step", "rmsprop_step"]
+__all__ = ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step", "adadelta_step"]
 
 
 def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -79,3 +79,35 @@ def rmsprop_step(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weig
         b = t(momentum) * (np.zeros_like(param) if momentum_buffer is None else momentum_buffer) + g / d
         return param - t(lr) * b, s, b, a
     return param - t(lr) * g / d, s, b, a
+
+
+def adagrad_step(param, grad, state_sum, step, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10):
+    """Returns (param, state_sum).
+
+        g <- g + weight_decay * p
+        clr = lr / (1 + (t - 1) * lr_decay)
+        s <- s + g^2
+        p <- p - clr * g / (sqrt(s) + eps)
+    """
+    t = param.dtype.type
+    g = grad + t(weight_decay) * param
+    s = state_sum + g * g
+    clr = lr / (1 + (step - 1) * lr_decay)
+    return param - t(clr) * g / (np.sqrt(s) + t(eps)), s
+
+
+def adadelta_step(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+    """Returns (param, square_avg, acc_delta).
+
+        g <- g + weight_decay * p
+        s <- rho * s + (1 - rho) * g^2
+        d = sqrt(u + eps) / sqrt(s + eps) * g
+        u <- rho * u + (1 - rho) * d^2
+        p <- p - lr * d
+    """
+    t = param.dtype.type
+    g = grad + t(weight_decay) * param
+    s = t(rho) * square_avg + t(1 - rho) * g * g
+    d = np.sqrt(acc_delta + t(eps)) / np.sqrt(s + t(eps)) * g
+    u = t(rho) * acc_delta + t(1 - rho) * d * d
+    return param - t(lr) * d, s, u

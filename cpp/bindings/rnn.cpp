@@ -1,0 +1,189 @@
+// Bindings of the recurrent family. The ops layer (python/nnx/ops/rnn.py) has already checked dtypes,
+// shapes and lengths and made the inputs C-contiguous; these checks only keep a wrong call from reaching
+// a kernel with a bad pointer or an out-of-range length.
+#include <pybind11/numpy.h>
+
+#include <string>
+
+#include "bindings/array_view.h"
+#include "bindings/bindings.h"
+#include "common/threads.h"
+#include "rnn/rnn.h"
+
+namespace nnx {
+namespace {
+
+RnnCell cell_of(int code) {
+  require(code >= 0 && code <= 3, "cell: unknown recurrent cell code " + std::to_string(code));
+  return static_cast<RnnCell>(code);
+}
+
+template <class V>
+void require_shape(const V& v, const char* name, std::initializer_list<int64_t> shape) {
+  require(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
+  require(v.ndim == static_cast<int>(shape.size()), std::string(name) + ": wrong number of dimensions");
+  int i = 0;
+  for (int64_t s : shape) require(v.shape[i++] == s, std::string(name) + ": wrong shape");
+}
+
+template <class T>
+T* opt_out(const py::object& o, const char* name, std::initializer_list<int64_t> shape) {
+  if (o.is_none()) return nullptr;
+  py::array a = py::cast<py::array>(o);
+  auto v = view_out<T>(a, name);
+  require_shape(v, name, shape);
+  return v.data;
+}
+
+template <class T>
+const T* opt_in(const py::object& o, const char* name, std::initializer_list<int64_t> shape) {
+  if (o.is_none()) return nullptr;
+  auto v = view_in<T>(py::cast<py::array>(o), name);
+  require_shape(v, name, shape);
+  return v.data;
+}
+
+const int64_t* lengths_of(const py::object& o, int64_t steps, int64_t N) {
+  if (o.is_none()) return nullptr;
+  auto a = py::cast<py::array>(o);
+  require(py::isinstance<py::array_t<int64_t>>(a) && a.dtype().kind() == 'i' && a.itemsize() == 8,
+          "lengths: expected an int64 array");
+  require(a.ndim() == 1 && a.shape(0) == N && (N <= 1 || a.strides(0) == 8), "lengths: expected a contiguous (N,) array");
+  const int64_t* p = static_cast<const int64_t*>(a.data());
+  for (int64_t n = 0; n < N; ++n) require(p[n] >= 1 && p[n] <= steps, "lengths: values must lie in [1, steps]");
+  return p;
+}
+
+struct Sizes {
+  int64_t steps, N, I, H, G;
+};
+
+template <class T>
+Sizes sizes_of(RnnCell cell, const py::array& x, const py::array& w_hh) {
+  auto X = view_in<T>(x, "x", 3);
+  auto W = view_in<T>(w_hh, "w_hh", 2);
+  Sizes s{X.shape[0], X.shape[1], X.shape[2], W.shape[1], rnn_gate_count(cell)};
+  require(s.steps >= 1 && s.N >= 1 && s.I >= 1 && s.H >= 1, "x, w_hh: every size must be at least 1");
+  return s;
+}
+
+template <class T>
+void forward_py(int code, const py::array& x, const py::array& h0, const py::object& c0, const py::array& w_ih,
+                const py::array& w_hh, const py::object& b_ih, const py::object& b_hh, const py::object& lengths,
+                py::array& y, py::array& h_n, const py::object& c_n, py::array& ws) {
+  const RnnCell cell = cell_of(code);
+  const Sizes s = sizes_of<T>(cell, x, w_hh);
+  const int64_t GH = s.G * s.H;
+  require_shape(view_in<T>(x, "x"), "x", {s.steps, s.N, s.I});
+  require_shape(view_in<T>(h0, "h0"), "h0", {s.N, s.H});
+  require_shape(view_in<T>(w_ih, "w_ih"), "w_ih", {GH, s.I});
+  require_shape(view_in<T>(w_hh, "w_hh"), "w_hh", {GH, s.H});
+  const bool lstm = cell == RnnCell::lstm;
+  require(!lstm || (!c0.is_none() && !c_n.is_none()), "c0, c_n: the LSTM needs both");
+  const T* c0p = lstm ? opt_in<T>(c0, "c0", {s.N, s.H}) : nullptr;
+  T* cnp = lstm ? opt_out<T>(c_n, "c_n", {s.N, s.H}) : nullptr;
+  const T* bi = opt_in<T>(b_ih, "b_ih", {GH});
+  const T* bh = opt_in<T>(b_hh, "b_hh", {GH});
+  const int64_t* len = lengths_of(lengths, s.steps, s.N);
+  auto Y = view_out<T>(y, "y");
+  require_shape(Y, "y", {s.steps, s.N, s.H});
+  auto HN = view_out<T>(h_n, "h_n");
+  require_shape(HN, "h_n", {s.N, s.H});
+  auto WS = view_out<T>(ws, "workspace", 1);
+  require(WS.shape[0] >= rnn_workspace_size(cell, s.steps, s.N, s.H), "workspace: too small");
+  const T* xp = view_in<T>(x, "x").data;
+  const T* h0p = view_in<T>(h0, "h0").data;
+  const T* wi = view_in<T>(w_ih, "w_ih").data;
+  const T* wh = view_in<T>(w_hh, "w_hh").data;
+  py::gil_scoped_release release;
+  rnn_forward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, bi, bh, len, Y.data, HN.data, cnp, WS.data,
+                 num_threads());
+}
+
+template <class T>
+void backward_py(int code, const py::array& x, const py::array& h0, const py::object& c0, const py::array& w_ih,
+                 const py::array& w_hh, const py::object& lengths, const py::array& y, const py::array& dy,
+                 const py::object& dh_n, const py::object& dc_n, py::array& ws, const py::object& dx,
+                 const py::object& dh0, const py::object& dc0, const py::object& dw_ih, const py::object& dw_hh,
+                 const py::object& db_ih, const py::object& db_hh) {
+  const RnnCell cell = cell_of(code);
+  const Sizes s = sizes_of<T>(cell, x, w_hh);
+  const int64_t GH = s.G * s.H;
+  require_shape(view_in<T>(x, "x"), "x", {s.steps, s.N, s.I});
+  require_shape(view_in<T>(h0, "h0"), "h0", {s.N, s.H});
+  require_shape(view_in<T>(w_ih, "w_ih"), "w_ih", {GH, s.I});
+  require_shape(view_in<T>(w_hh, "w_hh"), "w_hh", {GH, s.H});
+  require_shape(view_in<T>(y, "y"), "y", {s.steps, s.N, s.H});
+  require_shape(view_in<T>(dy, "dy"), "dy", {s.steps, s.N, s.H});
+  const bool lstm = cell == RnnCell::lstm;
+  require(!lstm || !c0.is_none(), "c0: the LSTM needs it");
+  const T* c0p = lstm ? opt_in<T>(c0, "c0", {s.N, s.H}) : nullptr;
+  const T* dhn = opt_in<T>(dh_n, "dh_n", {s.N, s.H});
+  const T* dcn = lstm ? opt_in<T>(dc_n, "dc_n", {s.N, s.H}) : nullptr;
+  const int64_t* len = lengths_of(lengths, s.steps, s.N);
+  auto WS = view_out<T>(ws, "workspace", 1);
+  require(WS.shape[0] >= rnn_workspace_size(cell, s.steps, s.N, s.H), "workspace: too small");
+  T* dxp = opt_out<T>(dx, "dx", {s.steps, s.N, s.I});
+  T* dh0p = opt_out<T>(dh0, "dh0", {s.N, s.H});
+  T* dc0p = lstm ? opt_out<T>(dc0, "dc0", {s.N, s.H}) : nullptr;
+  T* dwi = opt_out<T>(dw_ih, "dw_ih", {GH, s.I});
+  T* dwh = opt_out<T>(dw_hh, "dw_hh", {GH, s.H});
+  T* dbi = opt_out<T>(db_ih, "db_ih", {GH});
+  T* dbh = opt_out<T>(db_hh, "db_hh", {GH});
+  const T* xp = view_in<T>(x, "x").data;
+  const T* h0p = view_in<T>(h0, "h0").data;
+  const T* wi = view_in<T>(w_ih, "w_ih").data;
+  const T* wh = view_in<T>(w_hh, "w_hh").data;
+  const T* yp = view_in<T>(y, "y").data;
+  const T* dyp = view_in<T>(dy, "dy").data;
+  py::gil_scoped_release release;
+  rnn_backward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, len, yp, dyp, dhn, dcn, WS.data, dxp, dh0p,
+                  dc0p, dwi, dwh, dbi, dbh, num_threads());
+}
+
+}  // namespace
+
+void bind_rnn(py::module_& m) {
+  m.def("rnn_gate_count", [](int cell) { return rnn_gate_count(cell_of(cell)); }, py::arg("cell"),
+        "Gate blocks of H columns: 1 (rnn_tanh, rnn_relu), 4 (lstm), 3 (gru).");
+  m.def("rnn_workspace_size", [](int cell, int64_t steps, int64_t N, int64_t H) {
+          require(steps >= 0 && N >= 0 && H >= 0, "rnn_workspace_size: sizes must be non-negative");
+          return rnn_workspace_size(cell_of(cell), steps, N, H);
+        },
+        py::arg("cell"), py::arg("steps"), py::arg("N"), py::arg("H"),
+        "Elements of the workspace rnn_forward / rnn_backward need (cell codes: 0 rnn_tanh, 1 rnn_relu, 2 lstm, 3 gru).");
+  m.def("rnn_forward",
+        [](int cell, const py::array& x, const py::array& h0, const py::object& c0, const py::array& w_ih,
+           const py::array& w_hh, const py::object& b_ih, const py::object& b_hh, const py::object& lengths,
+           py::array& y, py::array& h_n, const py::object& c_n, py::array& ws) {
+          if (is_f32(x)) forward_py<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, c_n, ws);
+          else forward_py<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, c_n, ws);
+        },
+        py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih"), py::arg("b_hh"), py::arg("lengths"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
+        py::arg("workspace"), "One recurrent layer over a time-major sequence (cpp/rnn/rnn.h).");
+  m.def("rnn_backward",
+        [](int cell, const py::array& x, const py::array& h0, const py::object& c0, const py::array& w_ih,
+           const py::array& w_hh, const py::object& lengths, const py::array& y, const py::array& dy,
+           const py::object& dh_n, const py::object& dc_n, py::array& ws, const py::object& dx,
+           const py::object& dh0, const py::object& dc0, const py::object& dw_ih, const py::object& dw_hh,
+           const py::object& db_ih, const py::object& db_hh) {
+          if (is_f32(x))
+            backward_py<float>(cell, x, h0, c0, w_ih, w_hh, lengths, y, dy, dh_n, dc_n, ws, dx, dh0, dc0, dw_ih,
+                               dw_hh, db_ih, db_hh);
+          else
+            backward_py<double>(cell, x, h0, c0, w_ih, w_hh, lengths, y, dy, dh_n, dc_n, ws, dx, dh0, dc0, dw_ih,
+                                dw_hh, db_ih, db_hh);
+        },
+        py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("lengths"), py::arg("y"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("workspace"),
+        py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"),
+        py::arg("db_hh"),
+        "Backward through time of rnn_forward; consumes (overwrites) the forward's workspace.");
+  m.def("rnn_ukernel_name", [](bool f32) {
+          return std::string(f32 ? rnn_ukernel_name<float>() : rnn_ukernel_name<double>());
+        },
+        py::arg("f32") = true, "Name of the recurrent step micro-kernel set the active ISA uses.");
+}
+
+}  // namespace nnx

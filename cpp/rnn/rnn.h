@@ -1,0 +1,61 @@
+// Recurrent layers over a whole sequence: Elman RNN (tanh, relu), LSTM and GRU, forward and backward
+// through time, one layer and one direction per call (stacks and reverse directions are composed by the
+// caller). Gate order and parameter shapes are PyTorch's:
+//   rnn:  h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)                       G = 1 gate block
+//   lstm: [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh                       G = 4
+//         i, f, o = sigmoid, g = tanh; c_t = f c_{t-1} + i g; h_t = o tanh(c_t)
+//   gru:  [r z n]: r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z),                  G = 3
+//         n = tanh(x_n + r h_n) with x_* = (W_ih x_t + b_ih)_*, h_* = (W_hh h_{t-1} + b_hh)_*;
+//         h_t = (1 - z) n + z h_{t-1}
+//
+// Layout (all C-contiguous): x (steps, N, I) time-major; h0, c0, h_n, c_n (N, H); y (steps, N, H);
+// w_ih (G*H, I); w_hh (G*H, H); b_ih, b_hh (G*H) or null (no bias).
+//
+// Forward: the input projection of all steps is one GEMM into the workspace; each step is one GEMM
+// h_{t-1} W_hh^T accumulated onto that step's projection (GRU: into its own buffer, since r multiplies
+// the hidden side alone), then one element-wise pass per row (the ISA micro-kernels, rnn_ukernels.h)
+// applies the gate nonlinearities and the state update and keeps the activations for the backward.
+//
+// Backward through time, steps - 1 down to 0: an element-wise pass turns dh, dc and the kept activations
+// into the gate gradients (overwriting the activations), then one GEMM dG_t W_hh carries dh to step t - 1.
+// After the loop: dx = dG W_ih and dW_ih = dG^T x are one GEMM each over all steps, dW_hh = sum_t
+// dG_t^T h_{t-1} is two (the h0 step, then the rest), the bias gradients are column sums over all steps.
+//
+// lengths (N int64 values in [1, steps], or null = all `steps`): row n takes part in steps t < lengths[n]
+// only. Its outputs y[t, n] at later steps are 0, its h_n / c_n are the states after its last step, and
+// the backward carries dh_n / dc_n back to that step unchanged. Padded inputs must be finite.
+//
+// The workspace (rnn_workspace_size elements) is written by the forward and read, then overwritten, by
+// the backward of the same call arguments; the caller keeps it between the two (training).
+// Results are bitwise identical for any `nthreads`: GEMMs never split K, element-wise passes split rows,
+// column sums split columns.
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+
+enum class RnnCell : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
+
+// Gate blocks of H columns per cell: 1, 1, 4, 3.
+int rnn_gate_count(RnnCell cell);
+
+// Elements of T the workspace holds for one call of these sizes.
+int64_t rnn_workspace_size(RnnCell cell, int64_t steps, int64_t N, int64_t H);
+
+template <class T>
+void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, const T* x, const T* h0,
+                 const T* c0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, const int64_t* lengths,
+                 T* y, T* h_n, T* c_n, T* ws, int nthreads);
+
+// dy (steps, N, H); dh_n, dc_n may be null (zero). Outputs dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh may each
+// be null (not needed); dc0 is used by the LSTM only. y is the forward's output.
+template <class T>
+void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, const T* x, const T* h0,
+                  const T* c0, const T* w_ih, const T* w_hh, const int64_t* lengths, const T* y, const T* dy,
+                  const T* dh_n, const T* dc_n, T* ws, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
+                  T* db_hh, int nthreads);
+
+template <class T>
+const char* rnn_ukernel_name();
+
+}  // namespace nnx

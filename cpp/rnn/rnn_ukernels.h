@@ -1,0 +1,48 @@
+// The per-ISA micro-kernel table of the recurrent family: the element-wise pass of one step over n
+// contiguous values: one hidden unit across the batch (rnn.cpp keeps every per-step buffer unit-major,
+// (units x batch), and runs the units in parallel). Each entry is one template (rnn_generic.h)
+// instantiated on a vector type: the portable twin on a one-lane scalar with std:: math, the AVX2 version
+// on __m256 / __m256d with the polynomial exp / tanh of act/vecmath_avx2.h (AVX-512 CPUs run it too).
+//
+// Arguments (each points at this unit's n values of this step):
+//   g     gate rows, gs elements apart: preactivations in, activations out (forward); activations in,
+//         gradients of the preactivations out (backward). The Elman cell's forward only reads g.
+//   gh    GRU only: the hidden-side rows W_hh h_{t-1} + b_hh (same layout); backward overwrites them with
+//         the gradient of that block (differs from g's in the n row, which r multiplies)
+//   dy    gradient of this step's output; carry: dh arriving from step t + 1; pass: the part of dh_{t-1}
+//         that does not go through W_hh (0 for RNN and LSTM, dh z for the GRU), which the driver's GEMM
+//         then accumulates onto
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+
+template <class T>
+struct RnnUkernels {
+  const char* name;
+  // h = act(g) (relu: max(g, 0)); backward g = (dy + carry) act'(through h), pass = 0.
+  void (*rnn_tanh_forward)(int64_t n, const T* g, T* h);
+  void (*rnn_relu_forward)(int64_t n, const T* g, T* h);
+  void (*rnn_tanh_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass);
+  void (*rnn_relu_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass);
+  // c = f c_prev + i g, h = o tanh(c). Backward: dc in (from step t + 1) and out (to step t - 1).
+  void (*lstm_forward)(int64_t n, int64_t gs, T* g, const T* c_prev, T* c, T* h);
+  void (*lstm_backward)(int64_t n, int64_t gs, T* g, const T* c_prev, const T* c, const T* dy, const T* carry, T* dc,
+                        T* pass);
+  void (*gru_forward)(int64_t n, int64_t gs, T* g, const T* gh, const T* h_prev, T* h);
+  void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass);
+};
+
+// Fills of the one dispatch idiom (common/isa_table.h), each in rnn_ukernels_<isa>.cpp.
+template <class T>
+void rnn_ukernels_fill_portable(RnnUkernels<T>& table);
+#if defined(NNX_X86)
+template <class T>
+void rnn_ukernels_fill_avx2(RnnUkernels<T>& table);
+#endif
+
+// The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).
+template <class T>
+const RnnUkernels<T>& rnn_ukernels();
+
+}  // namespace nnx
