@@ -226,6 +226,8 @@ void adagrad_py(py::array& param, const py::array& grad, py::array& s, const Ada
   T* p = inout<T>(param, "param", n);
   const T* g = input<T>(grad, "grad", n);
   T* sp = inout<T>(s, "state_sum", n);
+  refuse_capture("adagrad_step: Adagrad updates each parameter by its own call, which a captured step cannot "
+                 "replay (it runs eagerly)");
   py::gil_scoped_release release;
   adagrad_step<T>(n, p, g, sp, h, num_threads());
 }
@@ -237,6 +239,8 @@ void adadelta_py(py::array& param, const py::array& grad, py::array& s, py::arra
   const T* g = input<T>(grad, "grad", n);
   T* sp = inout<T>(s, "square_avg", n);
   T* up = inout<T>(u, "acc_delta", n);
+  refuse_capture("adadelta_step: Adadelta updates each parameter by its own call, which a captured step cannot "
+                 "replay (it runs eagerly)");
   py::gil_scoped_release release;
   adadelta_step<T>(n, p, g, sp, up, h, num_threads());
 }

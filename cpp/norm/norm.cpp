@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "common/isa_table.h"
 #include "common/threads.h"
@@ -222,7 +223,11 @@ void batch_norm_backward(const T* dy, const T* x, const T* y, T* dx, int64_t N, 
 template <class T>
 void layer_norm_forward(const T* x, T* y, int64_t R, int64_t D, const T* weight, const T* bias, double eps,
                         T* mean_out, T* invstd_out, int nthreads) {
-  if (R <= 0 || D <= 0) return;
+  if (D <= 0) {  // statistics of no values: NaN, as the mean of an empty array
+    for (int64_t r = 0; r < R; ++r) mean_out[r] = invstd_out[r] = std::numeric_limits<T>::quiet_NaN();
+    return;
+  }
+  if (R <= 0) return;
   const auto& k = norm_ukernels<T>();
   const Grain rows{std::max<int64_t>(1, kElementwiseGrain.units / D)};
   parallel_for_each(R, rows, nthreads, [&](int64_t r) {

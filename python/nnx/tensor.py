@@ -2,63 +2,25 @@
 
 A Tensor holds `data` (an ndarray) and, when it was computed from tensors that require gradients, its
 `_parents` and a `_backward` closure. `_backward(g)` receives d(loss)/d(self) and returns d(loss)/d(parent)
-for each parent (None where a parent needs none). `backward()` orders the graph topologically and walks it
-from the output to the leaves, summing the gradient contributions of every consumer of a tensor (a tensor
-used twice, branching and residual graphs), in the spirit of micrograd and tinygrad.
+for each parent (None where a parent needs none). `backward()` hands the graph to nnx.autograd, which walks
+it from the output to the leaves (the engine and the grad mode live there, so this class reads in one
+sitting), in the spirit of micrograd and tinygrad.
 
 Gradients are stored on leaves only (tensors created by the user with requires_grad=True, such as
 parameters), as PyTorch does; the graph is freed after backward unless retain_graph=True.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-import threading
 from typing import Callable, Sequence
 
 import numpy as np
 
 from . import anomaly as _anomaly
+from . import autograd as _autograd
 from ._tensor_methods import TensorMethods, _axis, _keep
-
-# Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
-_grad_mode = threading.local()
-
-
-def is_grad_enabled() -> bool:
-    return getattr(_grad_mode, "enabled", True)
-
-
-class _GradMode(contextlib.ContextDecorator):
-    _mode = True
-
-    def __enter__(self):
-        # A stack, not one saved value: the same no_grad() object may be entered again while active (a
-        # decorated function calling itself).
-        self.__dict__.setdefault("_prev", []).append(is_grad_enabled())
-        _grad_mode.enabled = self._mode
-        return self
-
-    def __exit__(self, *exc):
-        _grad_mode.enabled = self._prev.pop()
-        return False
-
-    def _recreate_cm(self):  # a decorated function gets a fresh context per call (threads share none)
-        return type(self)()
-
-
-class no_grad(_GradMode):
-    """Context manager and decorator: tensors computed inside record no graph (inference, updates)."""
-
-    _mode = False
-
-
-class enable_grad(_GradMode):
-    """Turns graph recording back on inside a no_grad block."""
-
-    _mode = True
-
+from .autograd import _unbroadcast, enable_grad, is_grad_enabled, no_grad  # noqa: F401
 
 def _to_array(data, dtype=None) -> np.ndarray:
     if isinstance(data, Tensor):
@@ -70,19 +32,6 @@ def _to_array(data, dtype=None) -> np.ndarray:
     if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.generic):
         arr = arr.astype(np.float32)
     return arr
-
-
-def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sums `g` over the axes along which an operand of `shape` was broadcast to g's shape."""
-    if g.shape == shape:
-        return g
-    extra = g.ndim - len(shape)
-    if extra > 0:
-        g = g.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
 
 
 class Tensor(TensorMethods):
@@ -130,87 +79,9 @@ class Tensor(TensorMethods):
         """Computes d(self)/d(leaf) for every leaf that requires grad and adds it to leaf.grad.
 
         grad defaults to 1 for a single-element tensor (a loss); otherwise it must be given, shaped like self.
+        The engine (graph order, gradient sums, hooks, freeing the graph) is nnx.autograd.backward.
         """
-        if not self.requires_grad:
-            raise RuntimeError("backward: this tensor does not require grad and has no graph (was it computed "
-                               "under no_grad, or from tensors without requires_grad=True?)")
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(f"backward: grad can be omitted only for a single-element tensor, "
-                                   f"got shape {self.shape}")
-            grad = np.ones_like(self.data)
-            shared = set()
-        else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"grad: expected shape {self.shape}, got {grad.shape}")
-            shared = {id(grad)}  # the caller's array: never becomes a leaf's .grad itself
-
-        order, waiting = self._topological_order()
-        grads = {id(self): grad}
-        handed = set()  # ids of the gradient arrays handed to parents so far; repeats go to `shared`
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if node._backward is None:  # a leaf
-                _accumulate(node, g, shared)
-                continue
-            parent_grads = node._backward(g)
-            if _anomaly.active:
-                _anomaly.check_backward(node, g, parent_grads)
-            for p, pg in zip(node._parents, parent_grads):
-                if pg is None or not p.requires_grad:
-                    continue
-                if pg.shape != p.shape:
-                    pg = _unbroadcast(pg, p.shape)
-                if id(pg) in handed:
-                    shared.add(id(pg))
-                else:
-                    handed.add(id(pg))
-                prev = grads.get(id(p))
-                grads[id(p)] = pg if prev is None else prev + pg
-            if waiting:
-                # A leaf with a gradient-ready hook is finished as soon as its last consumer has run, not
-                # where the reverse order reaches it (for a layer's weights that is often after the whole
-                # rest of the network), so its hook fires as early as the gradient exists. Same sums.
-                for p in node._parents:
-                    left = waiting.get(id(p))
-                    if left is not None:
-                        waiting[id(p)] = left - 1
-                        if left == 1 and id(p) in grads:
-                            _accumulate(p, grads.pop(id(p)), shared)
-            if not retain_graph:
-                node._backward = _freed_graph
-        # Parents are kept referenced by the order list until here; drop the links when freeing.
-        if not retain_graph:
-            for node in order:
-                if node._backward is _freed_graph:
-                    node._parents = ()
-
-    def _topological_order(self) -> tuple:
-        """Every tensor of the graph that requires grad, parents before children (iterative DFS), and for
-        each leaf that has gradient-ready hooks the number of its consumers in the graph."""
-        order, seen, waiting = [], set(), {}
-        stack = [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            if node._backward is _freed_graph:
-                raise RuntimeError("backward: the graph was freed by an earlier backward(); pass "
-                                   "retain_graph=True to the first call to go through it twice")
-            for p in node._parents:
-                if p._grad_hooks:
-                    waiting[id(p)] = waiting.get(id(p), 0) + 1
-                if p.requires_grad and id(p) not in seen:
-                    stack.append((p, False))
-        return order, waiting
+        _autograd.backward(self, grad, retain_graph)
 
     # ----------------------------------------------------------------- ndarray-like views
     @property
@@ -466,19 +337,6 @@ class Tensor(TensorMethods):
         return Tensor._make(np.asarray(x[index]), (self,), backward, "getitem")
 
 
-def _accumulate(leaf: Tensor, g, shared: set) -> None:
-    """Adds a leaf's complete gradient of this backward to leaf.grad, then runs its gradient-ready hooks."""
-    # The leaf keeps the array a backward made for it (most are fresh kernel outputs), copied only when it
-    # might be seen elsewhere (a view, an array handed to two parents, the caller's: ids in `shared`) or the
-    # optimizers could not use it (not C-contiguous, other dtype).
-    if (g.base is not None or id(g) in shared or g.dtype != leaf.dtype or type(g) is not np.ndarray
-            or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
-        g = np.array(g, dtype=leaf.dtype, order="C")
-    leaf.grad = g if leaf.grad is None else leaf.grad + g
-    for hook in leaf._grad_hooks:
-        hook(leaf)
-
-
 class _HookHandle:
     """What register_grad_ready_hook returns: remove() unregisters the hook (twice is harmless)."""
 
@@ -490,10 +348,6 @@ class _HookHandle:
         if self._hook in hooks:
             hooks.remove(self._hook)
             self._tensor._grad_hooks = tuple(hooks)
-
-
-def _freed_graph(g):  # pragma: no cover - only a marker, never called
-    raise RuntimeError("graph freed")
 
 
 def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:

@@ -9,10 +9,12 @@ The profiles are registered under "nnx-fuzz" / "nnx-fuzz-long" and applied to th
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import collections
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, settings, strategies as st
 
 FUZZ_DEFAULT_EXAMPLES = 80
 LONG_FACTOR = 10
@@ -37,3 +39,35 @@ FUZZ_SETTINGS = settings(max_examples=_examples(), **_COMMON)
 # (op, "valid" | "invalid") -> number of examples executed, and the invalid ones by exception type.
 CASES: collections.Counter = collections.Counter()
 RAISED: collections.Counter = collections.Counter()
+
+
+# ----------------------------------------------------------------------------------------------------
+# What a builder returns, and the small helpers every builder uses.
+
+@dataclass
+class Case:
+    """One call: keyword arguments for ops.<name> and reference.<name>, and what the mutations may change."""
+    kw: dict
+    k: int = 1                                      # longest sum behind an output (tolerance)
+    floats: tuple = ()                              # keys of float arrays
+    ints: tuple = ()                                # keys of integer arrays (class targets, indices)
+    ranked: tuple = ()                              # keys whose rank is fixed
+    determined: dict = field(default_factory=dict)  # key -> axes whose size the other arguments fix
+    bad: list = field(default_factory=list)         # (key, invalid value, exception type[, name in message])
+    floor: str | None = None                        # key whose magnitude (times k) bounds cancelling terms
+
+
+def _arr(rng, shape, dtype, low=-1.0, high=1.0):
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def _param(draw, v):
+    """An int pair given as an int (when equal), a tuple or a list, as the ops accept."""
+    a, b = v
+    if a == b and draw(st.booleans()):
+        return a
+    return draw(st.sampled_from([(a, b), [a, b]]))
+
+
+def _dims(draw, n, lo=0, hi=4):
+    return tuple(draw(st.integers(lo, hi)) for _ in range(n))

@@ -299,6 +299,13 @@ def test_empty_batches(dtype):
     assert dx.shape == (0, 5)
     np.testing.assert_array_equal(dw, 0)
     np.testing.assert_array_equal(db, 0)
+    # Rows of no values: NaN statistics (the mean of an empty array), empty results; no channels: empty.
+    y, mean, invstd = ops.layer_norm(np.zeros((3, 0), dtype), (0,), return_stats=True)
+    assert y.shape == (3, 0) and np.isnan(mean).all() and np.isnan(invstd).all()
+    x0 = np.zeros((4, 0, 3), dtype)
+    y, mean, invstd = ops.batch_norm(x0, return_stats=True)
+    assert y.shape == x0.shape and mean.shape == invstd.shape == (0,)
+    assert ops.batch_norm_backward(x0, x0)[0].shape == x0.shape
 
 
 def test_errors():

@@ -75,6 +75,12 @@ class Optimizer:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
+            if type(self)._prepare is Optimizer._prepare:
+                # An optimizer with per-parameter kernels only (Adagrad, Adadelta): one C++ call per parameter,
+                # which a captured step cannot replay (the bindings tell nnx.compile so).
+                for p in params:
+                    self._update(p, _kernel_grad(p), group, self.state.setdefault(p, {}))
+                continue
             dt = params[0].data.dtype
             if all(p.data.dtype == dt for p in params):
                 self._step_params(gi, 0, group, params)
@@ -108,6 +114,10 @@ class Optimizer:
         return h
 
     def _prepare(self, group: dict, params: list, grads: list):
+        raise NotImplementedError
+
+    def _update(self, p, grad: np.ndarray, group: dict, state: dict) -> None:
+        """The per-parameter update of an optimizer without a multi-tensor _prepare."""
         raise NotImplementedError
 
     def _replay_hook(self, group: dict, params: list, hyper: np.ndarray):

@@ -35,7 +35,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     dt = x.dtype
     if training:
         axes = _channel_axes(x)
-        n = x.size // x.shape[1]
+        n = x.size // max(x.shape[1], 1)
         mean = x.mean(axis=axes)
         var = ((x - _per_channel(mean, x)) ** 2).mean(axis=axes)
         if running_mean is not None:
@@ -69,7 +69,7 @@ def batch_norm_backward(dy, x, weight=None, bias=None, running_mean=None, runnin
             invstd = (1 / np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)).astype(dt)
     g = dy * (np.asarray(y) > 0) if activation == "relu" else dy
     axes = _channel_axes(x)
-    n = x.size // x.shape[1]
+    n = x.size // max(x.shape[1], 1)
     xhat = (x - _per_channel(mean, x)) * _per_channel(invstd, x)
     dbias = g.sum(axis=axes)
     dweight = (g * xhat).sum(axis=axes)

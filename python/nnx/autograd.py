@@ -1,0 +1,175 @@
+"""The autograd engine behind Tensor.backward, and the grad mode (no_grad, enable_grad).
+
+backward(root) orders the graph below `root` topologically (parents before children) and walks it from the
+output to the leaves: each node's `_backward(g)` turns d(loss)/d(node) into d(loss)/d(parent), and the
+contributions of every consumer of a tensor are summed (a tensor used twice, branching and residual
+graphs). Gradients land on leaves only, as in PyTorch; the graph is freed afterwards unless retain_graph.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from . import anomaly as _anomaly
+
+# Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
+_grad_mode = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_grad_mode, "enabled", True)
+
+
+class _GradMode(contextlib.ContextDecorator):
+    _mode = True
+
+    def __enter__(self):
+        # A stack, not one saved value: the same no_grad() object may be entered again while active (a
+        # decorated function calling itself).
+        self.__dict__.setdefault("_prev", []).append(is_grad_enabled())
+        _grad_mode.enabled = self._mode
+        return self
+
+    def __exit__(self, *exc):
+        _grad_mode.enabled = self._prev.pop()
+        return False
+
+    def _recreate_cm(self):  # a decorated function gets a fresh context per call (threads share none)
+        return type(self)()
+
+
+class no_grad(_GradMode):
+    """Context manager and decorator: tensors computed inside record no graph (inference, updates)."""
+
+    _mode = False
+
+
+class enable_grad(_GradMode):
+    """Turns graph recording back on inside a no_grad block."""
+
+    _mode = True
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sums `g` over the axes along which an operand of `shape` was broadcast to g's shape."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _tensor_type():
+    from .tensor import Tensor  # the Tensor class imports this module
+
+    return Tensor
+
+
+def backward(root, grad=None, retain_graph: bool = False) -> None:
+    """Computes d(root)/d(leaf) for every leaf that requires grad and adds it to leaf.grad.
+
+    grad defaults to 1 for a single-element tensor (a loss); otherwise it must be given, shaped like root.
+    """
+    if not root.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad and has no graph (was it computed "
+                           "under no_grad, or from tensors without requires_grad=True?)")
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(f"backward: grad can be omitted only for a single-element tensor, "
+                               f"got shape {root.shape}")
+        grad = np.ones_like(root.data)
+        shared = set()
+    else:
+        grad = np.asarray(grad.data if isinstance(grad, _tensor_type()) else grad, dtype=root.dtype)
+        if grad.shape != root.shape:
+            raise ValueError(f"grad: expected shape {root.shape}, got {grad.shape}")
+        shared = {id(grad)}  # the caller's array: never becomes a leaf's .grad itself
+
+    order, waiting = _topological_order(root)
+    grads = {id(root): grad}
+    handed = set()  # ids of the gradient arrays handed to parents so far; repeats go to `shared`
+    for node in reversed(order):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if node._backward is None:  # a leaf
+            _accumulate(node, g, shared)
+            continue
+        parent_grads = node._backward(g)
+        if _anomaly.active:
+            _anomaly.check_backward(node, g, parent_grads)
+        for p, pg in zip(node._parents, parent_grads):
+            if pg is None or not p.requires_grad:
+                continue
+            if pg.shape != p.shape:
+                pg = _unbroadcast(pg, p.shape)
+            if id(pg) in handed:
+                shared.add(id(pg))
+            else:
+                handed.add(id(pg))
+            prev = grads.get(id(p))
+            grads[id(p)] = pg if prev is None else prev + pg
+        if waiting:
+            # A leaf with a gradient-ready hook is finished as soon as its last consumer has run, not
+            # where the reverse order reaches it (for a layer's weights that is often after the whole
+            # rest of the network), so its hook fires as early as the gradient exists. Same sums.
+            for p in node._parents:
+                left = waiting.get(id(p))
+                if left is not None:
+                    waiting[id(p)] = left - 1
+                    if left == 1 and id(p) in grads:
+                        _accumulate(p, grads.pop(id(p)), shared)
+        if not retain_graph:
+            node._backward = _freed_graph
+    # Parents are kept referenced by the order list until here; drop the links when freeing.
+    if not retain_graph:
+        for node in order:
+            if node._backward is _freed_graph:
+                node._parents = ()
+
+def _topological_order(root) -> tuple:
+    """Every tensor of the graph that requires grad, parents before children (iterative DFS), and for
+    each leaf that has gradient-ready hooks the number of its consumers in the graph."""
+    order, seen, waiting = [], set(), {}
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if node._backward is _freed_graph:
+            raise RuntimeError("backward: the graph was freed by an earlier backward(); pass "
+                               "retain_graph=True to the first call to go through it twice")
+        for p in node._parents:
+            if p._grad_hooks:
+                waiting[id(p)] = waiting.get(id(p), 0) + 1
+            if p.requires_grad and id(p) not in seen:
+                stack.append((p, False))
+    return order, waiting
+
+
+def _accumulate(leaf, g, shared: set) -> None:
+    """Adds a leaf's complete gradient of this backward to leaf.grad, then runs its gradient-ready hooks."""
+    # The leaf keeps the array a backward made for it (most are fresh kernel outputs), copied only when it
+    # might be seen elsewhere (a view, an array handed to two parents, the caller's: ids in `shared`) or the
+    # optimizers could not use it (not C-contiguous, other dtype).
+    if (g.base is not None or id(g) in shared or g.dtype != leaf.dtype or type(g) is not np.ndarray
+            or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
+        g = np.array(g, dtype=leaf.dtype, order="C")
+    leaf.grad = g if leaf.grad is None else leaf.grad + g
+    for hook in leaf._grad_hooks:
+        hook(leaf)
+
+
+def _freed_graph(g):  # pragma: no cover - only a marker, never called
+    raise RuntimeError("graph freed")
