@@ -82,7 +82,8 @@ def main(argv=None) -> int:
         nnx.onnx.export(model, np.zeros((1, 1, 28, 28), np.float32), path)
         print(f"LeNet-5 inference, nnx {nnx.__version__} ({nnx.cpu_info()['active_isa']}) vs onnxruntime "
               f"{ort.__version__} CPU; {os.cpu_count()} logical CPUs; medians of interleaved blocks")
-        print(f"{'threads':>7} {'batch':>6} {'nnx ms':>10} {'ort ms':>10} {'ort/nnx':>8} {'IQR':>13} {'max rel diff':>13}")
+        print(f"{'threads':>7} {'batch':>6} {'nnx ms':>10} {'ort ms':>10} {'ort/nnx':>8} {'IQR':>13} "
+              f"{'max rel diff':>13}")
         rows = []
         for threads in args.threads:
             for batch in args.batches:

@@ -19,7 +19,9 @@ from . import data, models  # noqa: F401,E402
 from .io import CheckpointError, load, save  # noqa: F401,E402
 from .train import History, evaluate, fit  # noqa: F401,E402
 from . import distributed  # noqa: F401,E402  (imports mpi4py only when init() is called)
-from . import onnx  # noqa: F401,E402  (the onnx package itself is imported only when export runs)
+# nnx.onnx, kept out of __all__ so `from nnx import *` cannot shadow the onnx package. The onnx package
+# itself is imported only when export or load_weights runs.
+from . import onnx  # noqa: F401,E402
 from . import callbacks  # noqa: F401,E402
 from .callbacks import CSVLogger, EarlyStopping, ModelCheckpoint  # noqa: F401,E402
 from .compile import CompileError, CompileWarning, compile  # noqa: F401,E402,A001
@@ -28,5 +30,5 @@ __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "
            "GradcheckError", "manual_seed", "__version__", "Tensor", "tensor", "cat", "stack", "no_grad",
            "enable_grad", "is_grad_enabled", "functional", "nn", "optim", "data", "save", "load", "models",
            "fit", "evaluate", "History", "CheckpointError", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
-           "AnomalyError", "distributed", "onnx", "callbacks", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
+           "AnomalyError", "distributed", "callbacks", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
            "flatten", "from_numpy", "compile", "CompileError", "CompileWarning"]

@@ -26,6 +26,11 @@ def rel_err(got, want) -> float:
     return float(np.abs(got[~nan] - want[~nan]).max() / scale)
 
 
+def dims(value_info) -> list:
+    """The declared shape of a graph input/output: sizes, dimension names, 0 where neither."""
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
 def session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 

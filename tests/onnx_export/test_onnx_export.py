@@ -6,7 +6,7 @@ import inspect
 import numpy as np
 import pytest
 
-from onnx_support import check_export, onnx, run_onnx  # skips the module without onnx/onnxruntime
+from onnx_support import check_export, dims, onnx, run_onnx  # skips the module without onnx/onnxruntime
 
 import nnx
 from nnx import nn
@@ -168,6 +168,20 @@ def test_static_batch_and_names(tmp_path):
     assert dyn.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
+def test_axis_grown_by_two_dimensions_is_left_unnamed(tmp_path):
+    model = nn.Flatten(0, -1)
+    x = np.ones((2, 3, 4, 5), np.float32)
+    proto = nnx.onnx.export(model, x, tmp_path / "f.onnx", dynamic_axes={"input": {2: "height"}})
+    assert dims(proto.graph.input[0]) == ["batch", 3, "height", 5]
+    assert dims(proto.graph.output[0]) == [0]  # neither a size nor one name: unknown
+    y = np.arange(3 * 3 * 6 * 5, dtype=np.float32).reshape(3, 3, 6, 5)
+    np.testing.assert_array_equal(run_onnx(tmp_path / "f.onnx", y)[0], y.reshape(-1))
+    with pytest.raises(ValueError, match="dynamic_axes: 'x' is not an input name"):
+        nnx.onnx.export(model, x, tmp_path / "f.onnx", dynamic_axes={"x": {1: "c"}})
+    with pytest.raises(ValueError, match=r"dynamic_axes\['input'\]: expected \{axis: dimension name\}"):
+        nnx.onnx.export(model, x, tmp_path / "f.onnx", dynamic_axes={"input": {4: "c"}})
+
+
 @pytest.mark.parametrize("opset", [nnx.onnx.MIN_OPSET, 17, 18, nnx.onnx.MAX_OPSET])
 def test_opsets_pin_ir_version(opset, tmp_path):
     """Each opset is written with the oldest IR version that has it (not the onnx wheel's newest)."""
@@ -197,6 +211,9 @@ def test_initializers_are_state_dict_keys(tmp_path):
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(inits[k], v)
+    # The file depends on the model only: another example (values, batch size) gives the same bytes.
+    nnx.onnx.export(model, _images(1, 28, 28)(5), tmp_path / "again.onnx")
+    assert (tmp_path / "again.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
 
 
 def test_export_restores_training_mode(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnx_support import check_export  # skips the module without onnx/onnxruntime
+from onnx_support import check_export, dims, nnx_outputs, rel_err, run_onnx  # skips without onnx/onnxruntime
 
 import nnx
 from nnx import nn
@@ -134,6 +134,25 @@ def test_other_opsets(kind, opset, stand_ins, tmp_path):
                  dynamic_batch=axes, opset=opset)
     check_export(stand_ins[kind + "Cell"](), _cell_inputs(kind, True), tmp_path,
                  dynamic_batch=[0, 0] + ([0] if kind == "LSTM" else []), opset=opset)
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["stand-in", "nnx"])
+def test_free_time_axis(real, request, tmp_path):
+    """dynamic_axes frees the sequence length: one file runs any batch size and any length."""
+    if real and not hasattr(nn, "LSTM"):
+        pytest.skip("nnx.nn has no LSTM yet")
+    nnx.manual_seed(0)
+    kw = dict(num_layers=2, bidirectional=True, batch_first=True)
+    model = nn.LSTM(I, H, **kw) if real else request.getfixturevalue("stand_ins")["LSTM"](**kw)
+    path = tmp_path / "lstm.onnx"
+    x = np.random.default_rng(0).standard_normal((1, T, I)).astype(np.float32)
+    proto = nnx.onnx.export(model, x, path, dynamic_axes={"input": {1: "time"}})
+    assert dims(proto.graph.input[0]) == ["batch", "time", I]
+    assert [dims(o) for o in proto.graph.output] == [["batch", "time", 2 * H], [4, "batch", H], [4, "batch", H]]
+    for b, t in ((1, 3), (7, 8)):
+        xs = np.random.default_rng(b).standard_normal((b, t, I)).astype(np.float32)
+        for got, want in zip(run_onnx(path, xs), nnx_outputs(model, xs)):
+            assert rel_err(got, want) <= 1e-5
 
 
 def test_rnn_relu_matches_pytorch(stand_ins, tmp_path):

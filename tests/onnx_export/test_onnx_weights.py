@@ -56,7 +56,8 @@ def _torch_pairs(torch):
             tnn.Flatten(), tnn.Linear(8 * 16, 10), tnn.BatchNorm1d(10), tnn.LogSoftmax(dim=1)), (4, 3, 8, 8)),
     }
     if hasattr(nn, "LayerNorm"):
-        pairs["layer_norm"] = (lambda: nn.LayerNorm((4, 5)), lambda: _perturbed(torch, tnn.LayerNorm((4, 5))), (3, 4, 5))
+        pairs["layer_norm"] = (lambda: nn.LayerNorm((4, 5)), lambda: _perturbed(torch, tnn.LayerNorm((4, 5))),
+                               (3, 4, 5))
     return pairs
 
 

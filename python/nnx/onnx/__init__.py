@@ -142,7 +142,27 @@ def _build(onnx, model, arrays, structure, opset, in_names, names):
     return g, _flat(outs if isinstance(outs, tuple) else (outs,))
 
 
-def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, names=None):
+def _free_input_axes(batch_axes, dynamic_axes, in_names, arrays) -> list:
+    """Per input array, {axis: dimension name}: the batch axis ("batch") and those of dynamic_axes."""
+    free = [{} if a is None else {a: "batch"} for a in batch_axes]
+    if dynamic_axes is None:
+        return free
+    if not isinstance(dynamic_axes, dict):
+        raise ValueError(f"dynamic_axes: expected {{input name: {{axis: dimension name}}}}, got {dynamic_axes!r}")
+    for name, axes in dynamic_axes.items():
+        if name not in in_names:
+            raise ValueError(f"dynamic_axes: {name!r} is not an input name (the inputs are {in_names})")
+        i = in_names.index(name)
+        if not isinstance(axes, dict) or not all(
+                isinstance(a, int) and not isinstance(a, bool) and 0 <= a < arrays[i].ndim and isinstance(d, str) and d
+                for a, d in axes.items()):
+            raise ValueError(f"dynamic_axes[{name!r}]: expected {{axis: dimension name}} with axes of its shape "
+                             f"{arrays[i].shape}, got {axes!r}")
+        free[i].update(axes)
+    return free
+
+
+def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, names=None, dynamic_axes=None):
     """Writes `model` (evaluated in eval mode) as an ONNX file at `path` and returns the ModelProto.
 
     example_input: an array, or a tuple with one entry per forward argument (an entry may itself be a
@@ -152,6 +172,8 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, n
     every input array free (named "batch") and, in the outputs, every axis that grows with it, so one file
     serves any batch size; False fixes every shape; or a list with the batch axis (or None) of each input
     array in order (e.g. [1] for a time-major LSTM's (T, B, I) input, [0, 1, 1] with its h0 and c0).
+    dynamic_axes frees more input axes, by input name: {"input": {1: "time"}} for a batch-first sequence;
+    output axes that grow with each named dimension get its name.
     names: (input names, output names), each a string or a list of strings (default "input"/"output",
     numbered when several). opset: from MIN_OPSET to MAX_OPSET; the IR version written is the oldest that
     opset needs. The model must be float32 (onnxruntime's CPU kernels are float32); its train/eval flags
@@ -178,7 +200,8 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, n
         out_names = _name_list(names, 1, len(outs), "output")
         if len(set(in_names + out_names)) != len(in_names) + len(out_names):
             raise ValueError(f"names: input and output names must all differ, got {in_names + out_names}")
-        free_out = _free_axes(model, arrays, structure, axes, outs)
+        free_in = _free_input_axes(axes, dynamic_axes, in_names, arrays)
+        free_out = _free_axes(model, arrays, structure, free_in, outs)
     finally:
         for m, flag in modes.values():
             m.training = flag
@@ -187,12 +210,12 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, n
         g.nodes.append(helper.make_node("Identity", [o.name], [name], name=g.fresh(f"{name}_node")))
 
     def info(name, a, free):
-        dims = ["batch" if i in free else int(d) for i, d in enumerate(a.shape)]
+        dims = [free.get(i, int(d)) for i, d in enumerate(a.shape)]
         return helper.make_tensor_value_info(name, TP.FLOAT if a.dtype.kind == "f" else TP.INT64, dims)
 
     graph = helper.make_graph(
         g.nodes, type(model).__name__,
-        [info(n, a, {ax}) for n, a, ax in zip(in_names, arrays, axes)],
+        [info(n, a, f) for n, a, f in zip(in_names, arrays, free_in)],
         [info(n, o.array, f) for n, o, f in zip(out_names, outs, free_out)],
         initializer=list(g.initializers.values()))
     opsets = [helper.make_opsetid("", opset)]
@@ -205,17 +228,26 @@ def export(model, example_input, path, *, opset: int = 17, dynamic_batch=True, n
     return proto
 
 
-def _free_axes(model, arrays, structure, axes, outs) -> list:
-    """Which output axes follow the batch: found by running the model on one more sample."""
+def _free_axes(model, arrays, structure, free_in, outs) -> list:
+    """Per output, {axis: dimension name}: the model runs once more for each named input dimension, that
+    dimension grown by one, and the output axes that change take its name (None: grown by several)."""
     from ..tensor import no_grad
 
-    if all(a is None for a in axes):
-        return [set() for _ in outs]
-    more = [x if a is None else np.concatenate([x, x.take([0], axis=a)], axis=a) for x, a in zip(arrays, axes)]
-    with no_grad():
-        out = model(*_rebuild(structure, more))
-    flat = [o.data if isinstance(o, Tensor) else np.asarray(o) for o in _flat_outputs(out)]
-    return [{i for i, (a, b) in enumerate(zip(o.array.shape, f.shape)) if a != b} for o, f in zip(outs, flat)]
+    found = [{} for _ in outs]
+    for dim in sorted({d for f in free_in for d in f.values()}):
+        more = list(arrays)
+        for i, f in enumerate(free_in):
+            for axis, d in f.items():
+                if d == dim:
+                    more[i] = np.concatenate([more[i], more[i].take([0], axis=axis)], axis=axis)
+        with no_grad():
+            out = model(*_rebuild(structure, more))
+        flat = [o.data if isinstance(o, Tensor) else np.asarray(o) for o in _flat_outputs(out)]
+        for fo, o, f in zip(found, outs, flat):
+            for i, (a, b) in enumerate(zip(o.array.shape, f.shape)):
+                if a != b:
+                    fo[i] = None if i in fo else dim
+    return found
 
 
 def _flat_outputs(out):
@@ -238,7 +270,8 @@ def load_weights(model, path):
     except OSError:
         raise
     except Exception as exc:  # protobuf's DecodeError and kin: the file is not an ONNX model
-        raise ValueError(f"path: {os.fspath(path)} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"path: {os.fspath(path)} is not a readable ONNX model "
+                         f"({type(exc).__name__}: {exc})") from None
     inits = _constant_values(onnx, proto.graph)
     state = model.state_dict()
     for prefix, m in model.named_modules():
