@@ -130,7 +130,7 @@ class LPPool2d(Module):
 
 
 class GlobalAvgPool2d(Module):
-    """(N, C, H, W) -> (N, C): the mean over each channel's plane."""
+    """(N, C, H, W) -> (N, C, 1, 1): the mean over each channel's plane (follow it with Flatten for (N, C))."""
 
     def forward(self, x):
         return F.global_avg_pool2d(x)
