@@ -5,9 +5,10 @@
 # The instrumented extension is staged with a copy of python/nnx under build/asan/stage, so the normal
 # build (build/dev, linked into python/nnx) and an installed nnx are left alone.
 #
-# The subset covers every kernel family (gemm, act, loss, conv with all four algorithms, pool, optim), the
-# nn/autograd/training path, and both dispatch paths: the tests' `isa` fixture runs each kernel test on
-# the detected ISA and on the portable one, and test_backend starts a subprocess with NNX_ISA=portable.
+# The subset covers every kernel family (gemm, activation, loss, conv with all its algorithms, pool, norm,
+# dropout, rnn, optim), the nn/autograd/training path, the replay of captured steps (nnx.compile runs the
+# kernels from C++ without the GIL), and every dispatch path: the tests' `isa` fixture runs each kernel test
+# on every ISA the CPU has, and test_backend starts a subprocess with NNX_ISA=portable.
 # Of test_leaks only the workspace tests run: ASan's quarantine of freed memory makes RSS meaningless.
 # Extra arguments go to pytest (e.g. scripts/sanitize.sh -x -k conv).
 set -euo pipefail
@@ -49,7 +50,7 @@ start=$SECONDS
 # --capture=sys: a report goes to the real stderr; pytest's fd capture would swallow it when ASan aborts.
 python -m pytest -q --capture=sys -p no:cacheprovider \
   tests/ops tests/nn tests/test_optim.py tests/test_backend.py tests/test_tensor.py tests/test_determinism.py \
-  tests/test_optim_more.py \
+  tests/test_optim_more.py tests/test_compile.py \
   tests/test_leaks.py::test_workspace_is_bounded_when_shapes_change \
   tests/test_leaks.py::test_concurrent_threads_compute_correctly_and_free_their_workspace \
   "$@"
