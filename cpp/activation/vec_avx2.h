@@ -1,6 +1,6 @@
 // The vector interface of act/activation_generic.h on AVX2 + FMA registers: 8 x float (VecF32Avx2) and 4 x double
 // (VecF64Avx2), with the polynomial exp / expm1 / tanh of vecmath_avx2.h. Shared by the families whose
-// element-wise kernels are written against that interface (activations, recurrent gates). Include only
+// element-wise kernels are written against that interface (activations, normalization, recurrent gates). Include only
 // from *_avx2.cpp files; the types live in the ISA-named namespace so no portable code can link to them.
 #pragma once
 #include <immintrin.h>
@@ -32,6 +32,7 @@ struct VecF32Avx2 {
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
   static R sub(R a, R b) { return _mm256_sub_ps(a, b); }
   static R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  static R fmadd(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
   static R div(R a, R b) { return _mm256_div_ps(a, b); }
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
   static R min(R a, R b) { return _mm256_min_ps(a, b); }
@@ -76,6 +77,7 @@ struct VecF64Avx2 {
   static R add(R a, R b) { return _mm256_add_pd(a, b); }
   static R sub(R a, R b) { return _mm256_sub_pd(a, b); }
   static R mul(R a, R b) { return _mm256_mul_pd(a, b); }
+  static R fmadd(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
   static R div(R a, R b) { return _mm256_div_pd(a, b); }
   static R max(R a, R b) { return _mm256_max_pd(a, b); }
   static R min(R a, R b) { return _mm256_min_pd(a, b); }

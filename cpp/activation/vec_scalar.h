@@ -1,6 +1,6 @@
 // The vector interface of act/activation_generic.h on one scalar lane with the C library's exp / expm1 / tanh:
 // the portable twin of every family whose element-wise kernels are written against that interface
-// (activations, recurrent gates), built for the baseline ISA.
+// (activations, normalization, recurrent gates), built for the baseline ISA.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -24,6 +24,7 @@ struct ScalarVec {
   static R add(R a, R b) { return a + b; }
   static R sub(R a, R b) { return a - b; }
   static R mul(R a, R b) { return a * b; }
+  static R fmadd(R a, R b, R c) { return a * b + c; }
   static R div(R a, R b) { return a / b; }
   // x86 maxps/minps semantics: an unordered (NaN) pair returns b.
   static R max(R a, R b) { return a > b ? a : b; }
