@@ -25,18 +25,7 @@ CASES = [
 IDS = [f"{c[0]}-{i}" for i, c in enumerate(CASES)]
 
 
-def _run(cls, kw, p0, grads):
-    p = Parameter(p0.copy())
-    opt = cls([p], **kw)
-    for g in grads:
-        p.grad = g.copy()
-        opt.step()
-    return p.data, opt
-
-
-def _grads(shape, steps, seed=0, dtype=np.float64):
-    r = np.random.default_rng(seed)
-    return [r.standard_normal(shape).astype(dtype) for _ in range(steps)]
+from test_optim import _grads, run_nnx as _run  # noqa: E402  (the same step loop as the other optimizers)
 
 
 @needs_torch
