@@ -2,6 +2,9 @@
 
     python tests/mpi_worker.py SCENARIO OUTDIR
 
+It imports whichever nnx its PYTHONPATH finds: the test passes the directory of the nnx it runs against
+(the installed package in CI, python/ with scripts/dev_build.sh), so both use one build.
+
 Scenarios: `train` (several SGD steps of DistributedDataParallel on sharded data; records every step's
 parameter digest on every rank, the final parameters, and which samples each rank saw), `batchnorm`
 (running statistics averaged at the end of an epoch), `mismatch` (rank 1 builds another model), `kill`
@@ -18,7 +21,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import nnx  # noqa: E402
 from nnx import nn, optim  # noqa: E402
 
