@@ -106,7 +106,9 @@ def mismatch_scenario(out: str) -> None:
     try:
         dist.broadcast_parameters(model)
     except ValueError as exc:
-        print(f"rank {dist.rank()}: {exc}", flush=True)
+        # One write per line: two ranks share the pipe, and print's separate newline write could interleave.
+        sys.stdout.write(f"rank {dist.rank()}: {exc}\n")
+        sys.stdout.flush()
         sys.exit(3)
 
 
