@@ -94,14 +94,16 @@ def test_batchnorm2d_and_layernorm_as_pytorch():
 
 
 def test_convnet_bn_ops_match_reference():
+    # float64: batch statistics over a batch of 4 amplify float32 rounding past any fixed tolerance in a few
+    # of the 800k gradient elements (seen with the sanitizer build's different code generation).
     nnx.manual_seed(3)
-    model = models.build("convnet_bn")
-    twin = models.build("convnet_bn")
+    model = models.build("convnet_bn").to(np.float64)
+    twin = models.build("convnet_bn").to(np.float64)
     twin.load_state_dict(model.state_dict())
     rng = np.random.default_rng(3)
-    x, y = rng.standard_normal((4, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 4)
+    x, y = rng.standard_normal((4, 1, 28, 28)), rng.integers(0, 10, 4)
     out, grads = _run(model, x, y, nnx.ops)
     out_r, grads_r = _run(twin, x, y, nnx.reference)
-    assert_close(out, out_r, np.float32, 3136, "logits")
+    assert_close(out, out_r, np.float64, 3136, "logits")
     for g, r in zip(grads, grads_r):
-        assert_close(g, r, np.float32, 3136, "grad")
+        assert_close(g, r, np.float64, 3136, "grad")
