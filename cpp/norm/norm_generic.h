@@ -1,5 +1,5 @@
 // The normalization micro-kernels, written once against a small vector interface V and instantiated per
-// ISA (norm_ukernels_portable.cpp: one lane; norm_ukernels_avx2.cpp / _avx512.cpp: full registers).
+// ISA (norm_ukernels_portable.cpp: one lane; norm_ukernels_avx2.cpp: 8 x float / 4 x double).
 //
 // V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; load_partial(p, cnt, pad) /
 // store_partial(p, v, cnt) for the first cnt < W lanes (never touching memory past them); add/sub/mul;
@@ -12,21 +12,15 @@
 #pragma once
 #include <cstdint>
 
+#include "activation/activation_generic.h"
 #include "norm/norm_ukernels.h"
 
 namespace nnx {
 namespace norm_generic {
 
-template <class V>
-inline typename V::R load_part(const typename V::T* p, int64_t cnt, typename V::T pad) {
-  return cnt >= V::W ? V::load(p) : V::load_partial(p, cnt, pad);
-}
-
-template <class V>
-inline void store_part(typename V::T* p, typename V::R v, int64_t cnt) {
-  if (cnt >= V::W) V::store(p, v);
-  else V::store_partial(p, v, cnt);
-}
+// Whole or partial vectors, as the activation kernels load and store them (one definition of the tail rule).
+using act_generic::load_part;
+using act_generic::store_part;
 
 // Sum over [0, n) of f(i, pad) where f returns the vector of elements i .. i + W - 1 (`cnt` valid lanes).
 template <class V, class F>
