@@ -173,25 +173,33 @@ def test_changes_between_calls_are_seen_or_captured_again():
     run_both("mlp", data, each=each)
 
 
-@pytest.mark.parametrize("name", ["bn", "dropout"])
-def test_numpy_layers_are_refused_and_run_eagerly(name):
-    # batch_norm and dropout run in NumPy (no C++ kernels yet): a replay would freeze their results.
+def test_numpy_arithmetic_in_the_step_is_refused_and_runs_eagerly():
+    # Tensor arithmetic runs in NumPy (no kernel records it): a replay would freeze its result, so the step is
+    # refused and keeps running eagerly, with the eager results.
     data = batches((8, 20), 4)
-    m1, o1, s1 = build(name)
-    m2, o2, s2 = build(name)
-    nnx.manual_seed(7)
+    m1, o1, _ = build("mlp")
+    m2, o2, _ = build("mlp")
+
+    def scaled(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = nn.CrossEntropyLoss()(model(x) * 0.5, y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step
+    s1, s2 = scaled(m1, o1), scaled(m2, o2)
     c = nnx.compile(s2)
     with pytest.warns(CompileWarning, match="computed by NumPy or Python between kernels"):
         for x, y in data:
             c(x, y)
-    nnx.manual_seed(7)
     for x, y in data:
         s1(x, y)
     assert_same_state(m1, o1, m2, o2)
     assert c.stats()[0]["state"] == "eager"
-    m3, o3, s3 = build(name)
+    m3, o3, _ = build("mlp")
     with pytest.raises(CompileError, match="runs eagerly"):
-        nnx.compile(s3, strict=True)(*data[0])
+        nnx.compile(scaled(m3, o3), strict=True)(*data[0])
 
 
 def test_dropout_network_in_eval_mode_compiles_for_inference():
@@ -343,14 +351,23 @@ def test_bad_arguments():
         nnx.compile(lambda: None, cache_size=0)
 
 
-def test_fit_compiled_matches_eager_and_resumes_bitwise(tmp_path):
+@pytest.mark.parametrize("name", ["mlp", "bn", "dropout"])
+def test_fit_compiled_matches_eager_and_resumes_bitwise(tmp_path, monkeypatch, name):
+    import nnx.train
     from nnx.train import Checkpoint, fit, load_checkpoint
+    steps = []
+    make_step = nnx.train._train_step
+
+    def recording_step(*a, **k):
+        steps.append(make_step(*a, **k))
+        return steps[-1]
+    monkeypatch.setattr(nnx.train, "_train_step", recording_step)
     r = np.random.default_rng(4)
     X = r.standard_normal((100, 20)).astype(np.float32)
     y = r.integers(0, 10, 100)
 
     def train(compile, epochs, path=None, resume=False):
-        model, opt, _ = build("mlp")
+        model, opt, _ = build(name)
         sched = optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
         nnx.manual_seed(11)
         start, hist = 0, None
@@ -362,8 +379,11 @@ def test_fit_compiled_matches_eager_and_resumes_bitwise(tmp_path):
         return model, opt
 
     m1, o1 = train(False, 3)
+    g1 = nnx.random.get_rng().bit_generator.state
     m2, o2 = train(True, 3)
+    assert nnx.random.get_rng().bit_generator.state == g1
     assert_same_state(m1, o1, m2, o2)
+    assert {s["state"] for s in steps[-1].stats()} == {"plan"}  # every batch size was replayed
     path = tmp_path / "c.npz"
     train(True, 1, path)
     m3, o3 = train(True, 3, path, resume=True)

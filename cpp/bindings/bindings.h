@@ -13,5 +13,6 @@ void bind_optim(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_dropout(py::module_& m);
 void bind_rnn(py::module_& m);
+void bind_layout(py::module_& m);
 void bind_compile(py::module_& m);
 }  // namespace nnx

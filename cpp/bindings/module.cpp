@@ -50,5 +50,6 @@ PYBIND11_MODULE(_C, m) {
   nnx::bind_norm(m);
   nnx::bind_dropout(m);
   nnx::bind_rnn(m);
+  nnx::bind_layout(m);
   nnx::bind_compile(m);
 }

@@ -4,9 +4,11 @@
 #include <pybind11/numpy.h>
 
 #include <string>
+#include <vector>
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
 #include "norm/norm.h"
 
@@ -51,10 +53,32 @@ T* arr_out(const py::object& o, const char* name, const View<const T>& like) {
   return v.data;
 }
 
+// The running statistics' momentum: a float, or a one-element float64 array read when the kernel runs (a
+// captured step whose momentum changes from call to call, momentum=None's 1 / num_batches_tracked, refreshes
+// it before each replay).
+struct Momentum {
+  double value = 0;
+  const double* at = nullptr;
+  double get() const { return at != nullptr ? *at : value; }
+};
+
+Momentum momentum_of(const py::object& o) {
+  Momentum m;
+  if (py::isinstance<py::array>(o)) {
+    py::array a = py::cast<py::array>(o);
+    require(a.dtype().kind() == 'f' && a.itemsize() == 8 && a.size() == 1 && a.ndim() == 1,
+            "momentum: expected a float or a one-element float64 array");
+    m.at = static_cast<const double*>(a.data());
+  } else {
+    m.value = py::cast<double>(o);
+  }
+  return m;
+}
+
 template <class T>
 void bn_forward_py(const py::array& x, const py::object& y, const py::object& weight, const py::object& bias,
-                   const py::object& running_mean, const py::object& running_var, bool training, double momentum,
-                   double eps, bool relu, const py::object& mean, const py::object& invstd) {
+                   const py::object& running_mean, const py::object& running_var, bool training,
+                   const py::object& momentum, double eps, bool relu, const py::object& mean, const py::object& invstd) {
   auto X = view_in<T>(x, "x", 3);
   require(X.contiguous(), "x: expected a C-contiguous array");
   const int64_t N = X.shape[0], C = X.shape[1], S = X.shape[2];
@@ -70,8 +94,18 @@ void bn_forward_py(const py::array& x, const py::object& y, const py::object& we
   T* m = vec_out<T>(mean, "mean", C);
   T* is = vec_out<T>(invstd, "invstd", C);
   require(m != nullptr && is != nullptr, "mean: expected output arrays for mean and invstd");
-  py::gil_scoped_release release;
-  batch_norm_forward<T>(X.data, Y, N, C, S, w, b, rm, rv, training, momentum, eps, relu, m, is, num_threads());
+  const Momentum mom = momentum_of(momentum);
+  const T* px = X.data;
+  const Use stats = training ? Use::update : Use::read;
+  std::vector<double> attrs{double(N), double(C), double(S), double(training), eps, double(relu)};
+  if (mom.at == nullptr) attrs.push_back(mom.value);
+  run_kernel("batch_norm",
+             {{x, Use::read}, {weight, Use::read}, {bias, Use::read}, {running_mean, stats}, {running_var, stats},
+              {mom.at != nullptr ? momentum : py::none(), Use::read}, {y, Use::write}, {mean, Use::write},
+              {invstd, Use::write}},
+             std::move(attrs), [=](int nt) {
+               batch_norm_forward<T>(px, Y, N, C, S, w, b, rm, rv, training, mom.get(), eps, relu, m, is, nt);
+             });
 }
 
 template <class T>
@@ -95,8 +129,12 @@ void bn_backward_py(const py::array& dy, const py::array& x, const py::object& y
   const T* is = vec_in<T>(invstd, "invstd", C);
   T* dw = vec_out<T>(dweight, "dweight", C);
   T* db = vec_out<T>(dbias, "dbias", C);
-  py::gil_scoped_release release;
-  batch_norm_backward<T>(G.data, X.data, Y, DX, N, C, S, w, m, is, training, dw, db, num_threads());
+  const T *pg = G.data, *px = X.data;
+  run_kernel("batch_norm_backward",
+             {{dy, Use::read}, {x, Use::read}, {y, Use::read}, {weight, Use::read}, {mean, Use::read},
+              {invstd, Use::read}, {dx, Use::write}, {dweight, Use::write}, {dbias, Use::write}},
+             {double(N), double(C), double(S), double(training)},
+             [=](int nt) { batch_norm_backward<T>(pg, px, Y, DX, N, C, S, w, m, is, training, dw, db, nt); });
 }
 
 template <class T>
@@ -112,8 +150,11 @@ void ln_forward_py(const py::array& x, const py::object& y, const py::object& we
   T* m = vec_out<T>(mean, "mean", R);
   T* is = vec_out<T>(invstd, "invstd", R);
   require(m != nullptr && is != nullptr, "mean: expected output arrays for mean and invstd");
-  py::gil_scoped_release release;
-  layer_norm_forward<T>(X.data, Y, R, D, w, b, eps, m, is, num_threads());
+  const T* px = X.data;
+  run_kernel("layer_norm",
+             {{x, Use::read}, {weight, Use::read}, {bias, Use::read}, {y, Use::write}, {mean, Use::write},
+              {invstd, Use::write}},
+             {double(R), double(D), eps}, [=](int nt) { layer_norm_forward<T>(px, Y, R, D, w, b, eps, m, is, nt); });
 }
 
 template <class T>
@@ -131,8 +172,11 @@ void ln_backward_py(const py::array& dy, const py::array& x, const py::object& d
   const T* is = vec_in<T>(invstd, "invstd", R);
   T* dw = vec_out<T>(dweight, "dweight", D);
   T* db = vec_out<T>(dbias, "dbias", D);
-  py::gil_scoped_release release;
-  layer_norm_backward<T>(G.data, X.data, DX, R, D, w, m, is, dw, db, num_threads());
+  const T *pg = G.data, *px = X.data;
+  run_kernel("layer_norm_backward",
+             {{dy, Use::read}, {x, Use::read}, {weight, Use::read}, {mean, Use::read}, {invstd, Use::read},
+              {dx, Use::write}, {dweight, Use::write}, {dbias, Use::write}},
+             {double(R), double(D)}, [=](int nt) { layer_norm_backward<T>(pg, px, DX, R, D, w, m, is, dw, db, nt); });
 }
 
 }  // namespace
@@ -140,8 +184,8 @@ void ln_backward_py(const py::array& dy, const py::array& x, const py::object& d
 void bind_norm(py::module_& m) {
   m.def("batch_norm",
         [](const py::array& x, const py::object& y, const py::object& weight, const py::object& bias,
-           const py::object& running_mean, const py::object& running_var, bool training, double momentum,
-           double eps, bool relu, const py::object& mean, const py::object& invstd) {
+           const py::object& running_mean, const py::object& running_var, bool training,
+           const py::object& momentum, double eps, bool relu, const py::object& mean, const py::object& invstd) {
           if (is_f32(x)) bn_forward_py<float>(x, y, weight, bias, running_mean, running_var, training, momentum, eps, relu, mean, invstd);
           else bn_forward_py<double>(x, y, weight, bias, running_mean, running_var, training, momentum, eps, relu, mean, invstd);
         },

@@ -7,7 +7,9 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/record.h"
 #include "common/threads.h"
+#include "rnn/embedding.h"
 #include "rnn/rnn.h"
 
 namespace nnx {
@@ -43,6 +45,15 @@ const T* opt_in(const py::object& o, const char* name, std::initializer_list<int
   return v.data;
 }
 
+// Run by each kernel call itself (not only by the binding), so a replayed step checks the lengths it is
+// given: they are data of the step, and the kernel would use a bad one as an address. Throws without
+// touching Python (it may run without the GIL).
+void check_lengths(const int64_t* p, int64_t steps, int64_t N) {
+  if (p == nullptr) return;
+  for (int64_t n = 0; n < N; ++n)
+    if (p[n] < 1 || p[n] > steps) throw py::value_error("lengths: values must lie in [1, steps]");
+}
+
 const int64_t* lengths_of(const py::object& o, int64_t steps, int64_t N) {
   if (o.is_none()) return nullptr;
   auto a = py::cast<py::array>(o);
@@ -50,7 +61,7 @@ const int64_t* lengths_of(const py::object& o, int64_t steps, int64_t N) {
           "lengths: expected an int64 array");
   require(a.ndim() == 1 && a.shape(0) == N && (N <= 1 || a.strides(0) == 8), "lengths: expected a contiguous (N,) array");
   const int64_t* p = static_cast<const int64_t*>(a.data());
-  for (int64_t n = 0; n < N; ++n) require(p[n] >= 1 && p[n] <= steps, "lengths: values must lie in [1, steps]");
+  check_lengths(p, steps, N);
   return p;
 }
 
@@ -95,9 +106,15 @@ void forward_py(int code, const py::array& x, const py::array& h0, const py::obj
   const T* h0p = view_in<T>(h0, "h0").data;
   const T* wi = view_in<T>(w_ih, "w_ih").data;
   const T* wh = view_in<T>(w_hh, "w_hh").data;
-  py::gil_scoped_release release;
-  rnn_forward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, bi, bh, len, Y.data, HN.data, cnp, WS.data,
-                 num_threads());
+  T *yp = Y.data, *hnp = HN.data, *wsp = WS.data;
+  run_kernel("rnn_forward",
+             {{x, Use::read}, {h0, Use::read}, {c0, Use::read}, {w_ih, Use::read}, {w_hh, Use::read},
+              {b_ih, Use::read}, {b_hh, Use::read}, {lengths, Use::read}, {y, Use::write}, {h_n, Use::write},
+              {c_n, Use::write}, {ws, Use::write}},
+             {double(code), double(s.steps), double(s.N), double(s.I), double(s.H)}, [=](int nt) {
+               check_lengths(len, s.steps, s.N);
+               rnn_forward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, bi, bh, len, yp, hnp, cnp, wsp, nt);
+             });
 }
 
 template <class T>
@@ -136,9 +153,69 @@ void backward_py(int code, const py::array& x, const py::array& h0, const py::ob
   const T* wh = view_in<T>(w_hh, "w_hh").data;
   const T* yp = view_in<T>(y, "y").data;
   const T* dyp = view_in<T>(dy, "dy").data;
-  py::gil_scoped_release release;
-  rnn_backward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, len, yp, dyp, dhn, dcn, WS.data, dxp, dh0p,
-                  dc0p, dwi, dwh, dbi, dbh, num_threads());
+  T* wsp = WS.data;
+  // The backward overwrites the forward's workspace with gate gradients: it updates it.
+  run_kernel("rnn_backward",
+             {{x, Use::read}, {h0, Use::read}, {lstm ? c0 : py::none(), Use::read}, {w_ih, Use::read},
+              {w_hh, Use::read}, {lengths, Use::read}, {y, Use::read}, {dy, Use::read}, {dh_n, Use::read},
+              {lstm ? dc_n : py::none(), Use::read}, {ws, Use::update}, {dx, Use::write}, {dh0, Use::write},
+              {lstm ? dc0 : py::none(), Use::write}, {dw_ih, Use::write}, {dw_hh, Use::write}, {db_ih, Use::write},
+              {db_hh, Use::write}},
+             {double(code), double(s.steps), double(s.N), double(s.I), double(s.H)}, [=](int nt) {
+               check_lengths(len, s.steps, s.N);
+               rnn_backward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, len, yp, dyp, dhn, dcn, wsp, dxp,
+                               dh0p, dc0p, dwi, dwh, dbi, dbh, nt);
+             });
+}
+
+// ---- embedding ----
+
+const int64_t* ids_of(const py::array& ids) {
+  require(py::isinstance<py::array_t<int64_t>>(ids) && ids.dtype().kind() == 'i' && ids.itemsize() == 8,
+          "ids: expected an int64 array");
+  require(ids.flags() & py::array::c_style, "ids: expected a C-contiguous array");
+  return static_cast<const int64_t*>(ids.data());
+}
+
+// Run by each kernel call, so a replayed step checks the ids it is given (they are used as addresses).
+void check_ids(const int64_t* p, int64_t n, int64_t V) {
+  for (int64_t i = 0; i < n; ++i)
+    if (p[i] < 0 || p[i] >= V)
+      throw py::value_error("ids: expected ids in [0, " + std::to_string(V) + "), found " + std::to_string(p[i]));
+}
+
+template <class T>
+void embedding_py(const py::array& ids, const py::array& weight, py::array& y) {
+  auto W = view_in<T>(weight, "weight", 2);
+  require(W.contiguous(), "weight: expected a C-contiguous array");
+  const int64_t V = W.shape[0], D = W.shape[1], n = ids.size();
+  const int64_t* pi = ids_of(ids);
+  auto Y = view_out<T>(y, "y");
+  require(Y.size() == n * D, "y: expected ids.size * embedding_dim elements");
+  const T* pw = W.data;
+  T* py_ = Y.data;
+  run_kernel("embedding", {{ids, Use::read}, {weight, Use::read}, {y, Use::write}}, {double(V), double(D)},
+             [=](int nt) {
+               check_ids(pi, n, V);
+               embedding_forward<T>(pw, D, pi, n, py_, nt);
+             });
+}
+
+template <class T>
+void embedding_backward_py(const py::array& dy, const py::array& ids, int64_t padding_idx, py::array& dweight) {
+  auto DW = view_out<T>(dweight, "dweight", 2);
+  const int64_t V = DW.shape[0], D = DW.shape[1], n = ids.size();
+  const int64_t* pi = ids_of(ids);
+  auto G = view_in<T>(dy, "dy");
+  require(G.contiguous() && G.size() == n * D, "dy: expected a C-contiguous array of ids.size * embedding_dim elements");
+  require(padding_idx >= -1 && padding_idx < V, "padding_idx: expected -1 (none) or a row of the table");
+  const T* pg = G.data;
+  T* pd = DW.data;
+  run_kernel("embedding_backward", {{dy, Use::read}, {ids, Use::read}, {dweight, Use::write}},
+             {double(V), double(D), double(padding_idx)}, [=](int nt) {
+               check_ids(pi, n, V);
+               embedding_backward<T>(pg, pi, n, V, D, padding_idx, pd, nt);
+             });
 }
 
 }  // namespace
@@ -180,6 +257,17 @@ void bind_rnn(py::module_& m) {
         py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"),
         py::arg("db_hh"),
         "Backward through time of rnn_forward; consumes (overwrites) the forward's workspace.");
+  m.def("embedding", [](const py::array& ids, const py::array& weight, py::array& y) {
+          if (is_f32(weight)) embedding_py<float>(ids, weight, y);
+          else embedding_py<double>(ids, weight, y);
+        },
+        py::arg("ids"), py::arg("weight"), py::arg("y"), "y = weight[ids] (ids int64, y ids.shape + (D,)).");
+  m.def("embedding_backward", [](const py::array& dy, const py::array& ids, int64_t padding_idx, py::array& dweight) {
+          if (is_f32(dweight)) embedding_backward_py<float>(dy, ids, padding_idx, dweight);
+          else embedding_backward_py<double>(dy, ids, padding_idx, dweight);
+        },
+        py::arg("dy"), py::arg("ids"), py::arg("padding_idx"), py::arg("dweight"),
+        "dweight = dy summed per id in input order (padding_idx -1: none; that row stays 0).");
   m.def("rnn_ukernel_name", [](bool f32) {
           return std::string(f32 ? rnn_ukernel_name<float>() : rnn_ukernel_name<double>());
         },

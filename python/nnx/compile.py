@@ -86,11 +86,34 @@ class _Recording:
     """One eager run of the step with its kernel calls recorded (what _capture.current() returns on the
     capturing thread)."""
 
-    def __init__(self):
+    def __init__(self, slots: dict):
         self.plan = _C.Plan()
         self.modules = {}
         self.opt_steps = []
         self.refusals = []
+        self.slots = slots  # the signature's replay values, the same arrays in each of its recordings
+        self._slot_counts = {}
+        self.values = []  # (array, refresh) in call order
+        self.python_buffers = set()  # (id(module), name) of buffers that hooks rebind, not kernels write
+
+    def replay_value(self, kind: str, dtype, value, refresh) -> np.ndarray:
+        """A one-element array holding `value`, for a kernel to read a value that Python computes per call
+        (a dropout seed, batch norm's momentum): the k-th call of `kind` gets the same array in every
+        recording of the step, and before each replay refresh() is called (in call order) and its result
+        written into it, so the replay reads what the eager call would have computed."""
+        k = self._slot_counts.get(kind, 0)
+        self._slot_counts[kind] = k + 1
+        a = self.slots.get((kind, k))
+        if a is None or a.dtype != np.dtype(dtype):
+            a = self.slots[(kind, k)] = np.zeros(1, dtype=dtype)
+        a[0] = value
+        self.values.append((a, refresh))
+        return a
+
+    def python_buffer(self, module, name: str) -> None:
+        """A buffer of `module` that Python rebinds each call and a replay hook advances (batch norm's
+        num_batches_tracked): not a replaced buffer when the replay finds a new array there."""
+        self.python_buffers.add((id(module), name))
 
     def refuse(self, why: str) -> None:
         """Something in the step that a replay would not redo (said by the Python side, e.g. an optimizer)."""
@@ -103,13 +126,18 @@ class _Recording:
         self.opt_steps.append((opt, params, hook))
 
 
+def _refresh(array: np.ndarray, refresh) -> None:
+    """A replay hook of a replay value (_Recording.replay_value): writes this call's value."""
+    array[0] = refresh()
+
+
 class _Analysis:
     """What a recording needs to be replayed, and the signature that two recordings must share."""
 
     def __init__(self, rec: _Recording, inputs: list, result):
         self.plan = rec.plan
         self.inputs = inputs
-        self.hooks = [h for _, _, h in rec.opt_steps]
+        self.hooks = [functools.partial(_refresh, a, f) for a, f in rec.values] + [h for _, _, h in rec.opt_steps]
         params = {}
         for m in rec.modules.values():
             for p in m.parameters():
@@ -120,11 +148,11 @@ class _Analysis:
         self.params = [(p, p.data) for p in params.values()]
         self.flags = [(m, m.training) for m in rec.modules.values()]
         self.buffers = [(m, n, b) for m in rec.modules.values() for n, b in m._own_buffers()
-                        if isinstance(b, np.ndarray)]
+                        if isinstance(b, np.ndarray) and (id(m), n) not in rec.python_buffers]
         state = [d for _, d in self.params] + [b for _, _, b in self.buffers]
         # Hyperparameter arrays (rewritten by the optimizer before each call) and constants are read like state
         # but are not the step's state: a verifying replay neither restores nor compares them.
-        settings = list(_checks.CONSTANTS.values())
+        settings = list(_checks.CONSTANTS.values()) + [a for a, _ in rec.values]
         for opt, ps, _ in rec.opt_steps:
             for p in ps:
                 state += [v for v in opt.state.get(p, {}).values() if isinstance(v, np.ndarray)]
@@ -228,9 +256,10 @@ def _flat_arrays(spec, out):
 class _Entry:
     """The state of one signature: recording ('pending'), a plan ('plan'), or refused ('eager')."""
 
-    __slots__ = ("state", "analysis", "attempts", "calls", "capture_s", "reason")
+    __slots__ = ("state", "analysis", "attempts", "calls", "capture_s", "reason", "slots")
 
     def __init__(self):
+        self.slots = {}
         self.state = "pending"
         self.analysis = None
         self.attempts = 0
@@ -386,13 +415,13 @@ class CompiledStep:
                 call.append(a)
         return bufs, call
 
-    def _record(self, args, kwargs):
+    def _record(self, entry: _Entry, args, kwargs):
         """Runs the step eagerly on copies of its inputs while recording: (analysis or refusal, result)."""
         if _capture.current() is not None:
             raise RuntimeError("nnx.compile: a compiled step was called while another one is being captured on this "
                                "thread (nested compiled steps are not supported)")
         bufs, call = self._inputs(args)
-        rec = _Recording()
+        rec = _Recording(entry.slots)
         _capture.set_current(rec)
         rec.plan.begin()
         try:
@@ -424,7 +453,7 @@ class CompiledStep:
         snapshot = None
         if prev is not None:  # the state this call starts from, to verify a replay against the eager call
             snapshot = [(arr, arr.copy()) for arr in prev.touched_state.values()]
-        analysis, result = self._record(args, kwargs)
+        analysis, result = self._record(entry, args, kwargs)
         if isinstance(analysis, _Refuse):
             entry.capture_s += time.perf_counter() - t0
             self._refuse(entry, str(analysis))
@@ -485,7 +514,7 @@ class CompiledStep:
 
     def _check(self, entry: _Entry, args, kwargs):
         """A checking call: runs eagerly while recording and compares the kernels with the plan's."""
-        analysis, result = self._record(args, kwargs)
+        analysis, result = self._record(entry, args, kwargs)
         if isinstance(analysis, _Refuse):
             self._refuse(entry, str(analysis))
         elif analysis.signature != entry.analysis.signature:

@@ -18,6 +18,7 @@ import contextlib
 
 import numpy as np
 
+from . import _capture
 from . import losses as _losses
 from . import ops as _ops
 from .losses import (elastic_net_penalty, huber_loss, kl_div, l1_loss, l1_penalty, nll_loss,  # noqa: F401
@@ -235,12 +236,20 @@ def dropout(x, p: float = 0.5, training: bool = True, seed=None) -> Tensor:
     if not training or p == 0.0:
         return x
     if seed is None:
-        seed = int(get_rng().integers(0, 1 << 63))
+        seed = _draw_seed()
+        rec = _capture.current()
+        if rec is not None:  # nnx.compile: the kernels read the seed from an array a replay refills first
+            seed = rec.replay_value("dropout.seed", np.uint64, seed, _draw_seed)
     b = _backend
     kw = dict(p=float(p), training=True, seed=seed)
     y = _fn(b, "dropout")(x.data, **kw)
     xd = x.data
     return Tensor._make(y, (x,), lambda g: (_fn(b, "dropout_backward")(g, xd, **kw),), "dropout")
+
+
+def _draw_seed() -> int:
+    """A dropout mask's seed: the next draw of nnx's generator."""
+    return int(get_rng().integers(0, 1 << 63))
 
 
 def _vector_parents(*tensors):

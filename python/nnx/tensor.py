@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import _capture
 from . import anomaly as _anomaly
 from . import autograd as _autograd
 from ._tensor_methods import TensorMethods, _axis, _keep
@@ -291,7 +292,7 @@ class Tensor(TensorMethods):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         src = self.shape
-        return Tensor._make(self.data.reshape(shape), (self,), lambda g: (g.reshape(src),), "reshape")
+        return Tensor._make(_reshaped(self.data, shape), (self,), lambda g: (_reshaped(g, src),), "reshape")
 
     view = reshape
 
@@ -329,12 +330,36 @@ class Tensor(TensorMethods):
         x = self.data
 
         def backward(g):
+            if _capture.current() is not None and _basic_index(index) and x.dtype.kind == "f":
+                # nnx.compile: zeros and the add as recorded kernel calls (same bits as below), so a replay
+                # redoes them. A basic index (ints, slices) selects each element at most once.
+                from .ops import _checks
+                full = _checks.zeros(x.shape, x.dtype, "grad")
+                _checks._C.add_into(np.asarray(g, dtype=x.dtype), full[index])
+                return (full,)
             full = np.zeros_like(x)
             # add.at, not assignment: an index that appears twice (x[[0, 0]]) must collect both gradients.
             np.add.at(full, index, g)
             return (full,)
 
         return Tensor._make(np.asarray(x[index]), (self,), backward, "getitem")
+
+
+def _reshaped(a: np.ndarray, shape) -> np.ndarray:
+    """a.reshape(shape); when that copies (a non-contiguous view) while nnx.compile captures a step, the copy
+    is a recorded kernel call instead, so a replay redoes it (same bits)."""
+    out = a.reshape(shape)
+    if out.size and _capture.current() is not None and not np.may_share_memory(out, a):
+        from .ops import _checks
+        out = _checks.contiguous(a, "x").reshape(shape)
+    return out
+
+
+def _basic_index(index) -> bool:
+    """True for an index of ints, slices, Ellipsis and None only (a view; no element picked twice)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, slice)
+               or (isinstance(p, (int, np.integer)) and not isinstance(p, bool)) for p in parts)
 
 
 class _HookHandle:

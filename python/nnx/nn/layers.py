@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from .. import _capture
 from .. import functional as F
 from .._args import pair, to_int
 from . import init
@@ -255,14 +256,23 @@ class _BatchNorm(Module):
                              f"got shape {x.shape}")
         if x.shape[1] != self.num_features:
             raise ValueError(f"x: expected {self.num_features} channels (axis 1), got shape {x.shape}")
-        momentum = self.momentum
+        momentum = self.momentum or 0.0
         if self.training and self.track_running_stats:
-            self.num_batches_tracked = np.array(self.num_batches_tracked + 1, dtype=np.int64)
-            if momentum is None:  # cumulative moving average, as PyTorch
-                momentum = 1.0 / float(self.num_batches_tracked)
+            momentum = self._count_batch()
+            rec = _capture.current()
+            if rec is not None:  # nnx.compile: a replay advances the count and reads the momentum from an array
+                rec.python_buffer(self, "num_batches_tracked")
+                momentum = rec.replay_value("batch_norm.momentum", np.float64, momentum, self._count_batch)
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=self.training or not self.track_running_stats,
-                            momentum=momentum or 0.0, eps=self.eps, activation=activation)
+                            momentum=momentum, eps=self.eps, activation=activation)
+
+    def _count_batch(self) -> float:
+        """Counts a training batch; returns the running statistics' momentum for it."""
+        self.num_batches_tracked = np.array(self.num_batches_tracked + 1, dtype=np.int64)
+        if self.momentum is None:  # cumulative moving average, as PyTorch
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum or 0.0
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

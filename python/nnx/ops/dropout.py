@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
+
 from .._backend import _C
 from ._checks import check_same_shape, contiguous, empty, float_array, same_dtype
 
@@ -24,6 +26,10 @@ def _args(p, training, seed):
         raise ValueError(f"p: expected a dropout probability in [0, 1], got {p}")
     if not isinstance(training, bool):
         raise TypeError(f"training: expected True or False, got {type(training).__name__} {training!r}")
+    if isinstance(seed, np.ndarray):  # read when the kernel runs (a captured step refills it per call)
+        if seed.dtype != np.uint64 or seed.shape != (1,):
+            raise ValueError(f"seed: expected an int or a uint64 array of shape (1,), got {seed.dtype} {seed.shape}")
+        return float(p), seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
     if not 0 <= int(seed) < SEED_LIMIT:

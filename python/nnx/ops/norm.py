@@ -32,6 +32,16 @@ def _real(v, name: str, minimum: float | None = None) -> float:
     return float(v)
 
 
+def _momentum(v):
+    """A float, or a float64 array of shape (1,) that the kernel reads when it runs (a captured step refills
+    it per call: momentum=None's 1 / num_batches_tracked)."""
+    if isinstance(v, np.ndarray):
+        if v.dtype != np.float64 or v.shape != (1,):
+            raise ValueError(f"momentum: expected a number or a float64 array of shape (1,), got {v.dtype} {v.shape}")
+        return v
+    return _real(v, "momentum")
+
+
 def _flag(v, name: str) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {type(v).__name__} {v!r}")
@@ -109,7 +119,7 @@ def batch_norm(x, weight=None, bias=None, running_mean=None, running_var=None, t
     activation="relu". Returns y, or (y, mean, invstd) with return_stats=True."""
     x = _bn_input(x)
     training = _flag(training, "training")
-    momentum = _real(momentum, "momentum")
+    momentum = _momentum(momentum)
     eps = _real(eps, "eps", 0.0)
     relu = _relu_flag(activation)
     w, b = _bn_params(x, weight, bias)
@@ -148,7 +158,7 @@ def batch_norm_backward(dy, x, weight=None, bias=None, running_mean=None, runnin
     same_dtype(dy=dy, x=x)
     check_same_shape(x, "x", dy, "dy")
     training = _flag(training, "training")
-    _real(momentum, "momentum")
+    _momentum(momentum)
     eps = _real(eps, "eps", 0.0)
     relu = _relu_flag(activation)
     w, b = _bn_params(x, weight, bias)

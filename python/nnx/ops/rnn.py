@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import _C
-from ._checks import check_alloc, contiguous, empty, float_array, same_dtype
+from ._checks import check_alloc, contiguous, empty, float_array, same_dtype, zeros
 
 __all__ = ["rnn", "rnn_backward", "lstm", "lstm_backward", "gru", "gru_backward",
            "embedding", "embedding_backward"]
@@ -48,7 +48,9 @@ def _lengths(lengths, T: int, N: int):
     if N and (arr.min() < 1 or arr.max() > T):
         bad = arr[(arr < 1) | (arr > T)][0]
         raise ValueError(f"lengths: expected every length in [1, {T}] (T = x.shape[0]), found {int(bad)}")
-    return np.array(arr, dtype=np.int64)  # a fresh aligned copy: the kernel reads it as int64
+    if arr.dtype == np.int64 and arr.flags.c_contiguous and arr.flags.aligned:
+        return arr  # as it is (a captured step's lengths input stays the buffer its replays refill)
+    return np.array(arr, dtype=np.int64)  # an aligned int64 copy: the kernel reads it as int64
 
 
 def _state(s, name: str, N: int, H: int, dtype):
@@ -101,8 +103,8 @@ def _forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace)
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, (T, N, I, H) = _check(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
     dt = x.dtype
     lstm = cell == "lstm"
-    h0k = np.zeros((N, H), dt) if h0 is None else h0
-    c0k = (np.zeros((N, H), dt) if c0 is None else c0) if lstm else None
+    h0k = zeros((N, H), dt, "h0") if h0 is None else h0
+    c0k = (zeros((N, H), dt, "h0") if c0 is None else c0) if lstm else None
     y = empty((T, N, H), dt, "y")
     h_n = empty((N, H), dt, "h_n")
     c_n = empty((N, H), dt, "c_n") if lstm else None
@@ -132,8 +134,8 @@ def _backward(cell, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, 
     if workspace.ws.size < int(_C.rnn_workspace_size(_CELLS[cell], T, N, H)) or workspace.y.shape != (T, N, H):
         raise ValueError("workspace: it was made by a forward of other sizes than these arguments")
     workspace.used = True  # the backward overwrites the activations with gate gradients
-    h0k = np.zeros((N, H), dt) if h0 is None else h0
-    c0k = (np.zeros((N, H), dt) if c0 is None else c0) if lstm else None
+    h0k = zeros((N, H), dt, "h0") if h0 is None else h0
+    c0k = (zeros((N, H), dt, "h0") if c0 is None else c0) if lstm else None
     dx = empty(x.shape, dt, "dx")
     dh0 = empty((N, H), dt, "dh0") if h0 is not None else None
     dc0 = empty((N, H), dt, "dc0") if lstm and c0 is not None else None
@@ -197,34 +199,26 @@ def _check_embedding(ids, weight, padding_idx):
                 or not -V <= padding_idx < V:
             raise ValueError(f"padding_idx: expected None or an int in [{-V}, {V}), got {padding_idx!r}")
         padding_idx = int(padding_idx) % V
-    return np.asarray(ids, dtype=np.intp), weight, padding_idx
+    return contiguous(np.asarray(ids, dtype=np.int64), "ids"), weight, padding_idx
 
 
 def embedding(ids, weight, padding_idx=None):
     """weight[ids]: shape ids.shape + (embedding_dim,), a new C-contiguous array."""
     ids, weight, _ = _check_embedding(ids, weight, padding_idx)
-    check_alloc(ids.shape + weight.shape[1:], weight.dtype, "y", "the result")
-    return np.take(weight, ids, axis=0)
+    y = empty(ids.shape + weight.shape[1:], weight.dtype, "y")
+    _C.embedding(ids, contiguous(weight, "weight"), y)
+    return y
 
 
 def embedding_backward(dy, ids, weight, padding_idx=None):
-    """dweight: dy summed over the positions of each id (rows in id order, positions in input order, so
-    the result does not depend on threads); the padding_idx row gets no gradient."""
+    """dweight: dy summed over the positions of each id (per column in input order, so the result does not
+    depend on threads); the padding_idx row gets no gradient."""
     ids, weight, padding_idx = _check_embedding(ids, weight, padding_idx)
     dy = float_array(dy, "dy")
     same_dtype(weight=weight, dy=dy)
     if dy.shape != ids.shape + weight.shape[1:]:
         raise ValueError(f"dy: expected shape {ids.shape + weight.shape[1:]} (ids.shape + (embedding_dim,)), "
                          f"got {dy.shape}")
-    flat = ids.reshape(-1)
-    rows = dy.reshape(flat.size, weight.shape[1])
-    dw = np.zeros(weight.shape, weight.dtype)
-    # A stable sort groups each id's positions in input order; reduceat sums each group in that order.
-    order = np.argsort(flat, kind="stable")
-    sorted_ids = flat[order]
-    if sorted_ids.size:
-        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-        dw[sorted_ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
-    if padding_idx is not None:
-        dw[padding_idx] = 0
+    dw = empty(weight.shape, weight.dtype, "dweight")
+    _C.embedding_backward(contiguous(dy, "dy"), ids, -1 if padding_idx is None else padding_idx, dw)
     return dw

@@ -1,0 +1,33 @@
+// Layout kernels: copies between strided and C-contiguous arrays, a strided accumulate and a fill. They let
+// the few NumPy layout steps inside a step (a transpose or slice made contiguous for the next op, the
+// gradient of a slice, an all-zero initial state) run as kernel calls that a captured step (nnx.compile)
+// records and replays. Elementwise and memory bound, so one portable implementation and no ISA table; each
+// element is copied or added once, so results do not depend on the thread count.
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+
+constexpr int kLayoutMaxDims = 8;
+
+// One iteration space read through two sets of strides (in elements, possibly 0 or negative).
+struct StridedPair {
+  int ndim = 0;  // 0: a single element
+  int64_t shape[kLayoutMaxDims] = {0};
+  int64_t src[kLayoutMaxDims] = {0};
+  int64_t dst[kLayoutMaxDims] = {0};
+};
+
+// dst[i] = src[i] for every index i of g.shape (bit copies: T is an unsigned integer of the item size).
+template <class T>
+void layout_copy(const T* src, T* dst, const StridedPair& g, int nthreads);
+
+// dst[i] += src[i] (float, double); dst's elements must be distinct.
+template <class T>
+void layout_add(const T* src, T* dst, const StridedPair& g, int nthreads);
+
+// dst[0..n) = 0 (all bits zero, for any element type T).
+template <class T>
+void layout_zero(T* dst, int64_t n, int nthreads);
+
+}  // namespace nnx
