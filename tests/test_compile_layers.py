@@ -54,6 +54,10 @@ def make(name):
                              nn.Linear(16, 10)), (8, 20), 10
     if name in ("gru", "lstm", "rnn"):
         return RowGRU(name), (4, 7, 6), 5
+    if name == "bilstm":  # both directions, concatenated
+        m = RowGRU("lstm")
+        m.rnn, m.fc = nn.LSTM(6, 4, batch_first=True, bidirectional=True), nn.Linear(8, 5)
+        return m, (4, 7, 6), 5
     if name == "lm":
         return TinyLM(), (3, 5), 11
     raise ValueError(name)
@@ -91,7 +95,7 @@ def run(name, batches, compiled, opt_cls=optim.SGD, **opt_kw):
     return model, opt, losses, outs, nnx.random.get_rng().bit_generator.state, fn
 
 
-NAMES = ["bn1d", "bn_cumulative", "conv_bn", "dropout", "layer_norm", "gru", "lstm", "rnn", "lm"]
+NAMES = ["bn1d", "bn_cumulative", "conv_bn", "dropout", "layer_norm", "gru", "lstm", "rnn", "bilstm", "lm"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -163,6 +167,35 @@ def test_eval_mode_inference_of_batch_norm_and_recurrent_models():
                 want = model(x).numpy()
             assert same_bits(want, predict(x).numpy())
         assert predict.stats()[0]["state"] == "plan"
+
+
+def test_variable_length_sequences_as_a_step_argument():
+    # lengths= read from the step's input buffer: each replay uses the new lengths, checked by the kernel.
+    batches = []
+    r = np.random.default_rng(5)
+    for _ in range(5):
+        batches.append((r.standard_normal((7, 4, 6)).astype(np.float32), r.integers(1, 8, 4), r.integers(0, 5, 4)))
+    results = []
+    for compiled in (False, True):
+        nnx.manual_seed(0)
+        rnn, fc = nn.LSTM(6, 8), nn.Linear(8, 5)
+        opt = optim.Adam(list(rnn.parameters()) + list(fc.parameters()), lr=1e-2)
+
+        def step(x, lengths, y):
+            opt.zero_grad()
+            _, (h, _) = rnn(x, lengths=lengths)
+            loss = nn.CrossEntropyLoss()(fc(h[0]), y)
+            loss.backward()
+            opt.step()
+            return loss
+        fn = nnx.compile(step, strict=True) if compiled else step
+        results.append([fn(*b).numpy().tobytes() for b in batches])
+        results.append([p.data.tobytes() for p in list(rnn.parameters()) + list(fc.parameters())])
+        if compiled:
+            assert fn.stats()[0]["state"] == "plan"
+            with pytest.raises(ValueError, match="lengths"):
+                fn(batches[0][0], np.array([1, 2, 9, 3]), batches[0][2])
+    assert results[0] == results[2] and results[1] == results[3]
 
 
 def test_replayed_recurrent_step_checks_its_ids():

@@ -183,6 +183,19 @@ def class_targets(target, n: int, num_classes: int, name: str = "target") -> np.
 CONSTANTS: dict = {}
 
 
+def constant_zeros(shape: tuple, dtype) -> np.ndarray:
+    """A read-only zeros array kept in CONSTANTS (so a captured step may read it, e.g. broadcast)."""
+    key = ("zeros", shape, np.dtype(dtype).str)
+    a = CONSTANTS.get(key)
+    if a is None:
+        if len(CONSTANTS) >= 256:
+            CONSTANTS.clear()
+        a = np.zeros(shape, dtype=dtype)
+        a.flags.writeable = False
+        CONSTANTS[key] = a
+    return a
+
+
 def constant_ones(shape: tuple, dtype) -> np.ndarray:
     key = ("ones", shape, np.dtype(dtype).str)
     a = CONSTANTS.get(key)

@@ -23,9 +23,12 @@ outputs (Tensors without a graph). A new signature captures a new plan (up to `c
 used dropped).
 
 What is refused (a CompileWarning and eager calls for that signature, or CompileError with strict=True):
-NumPy work between kernels (batch norm and dropout until their kernel families land, gradient accumulation
-across steps, dtype conversions of inputs), steps whose kernels or scalars differ between calls, outputs
-that are not arrays/Tensors made by kernels. Detected before each replay, and answered by capturing again:
+NumPy work between kernels (Tensor arithmetic, gradient accumulation across steps or two gradients of one
+tensor summed, fancy indexing, dtype conversions of inputs), steps whose kernels or scalars differ between
+calls, outputs that are not arrays/Tensors made by kernels. Values Python computes per call for a kernel
+(dropout seeds, batch norm's momentum and num_batches_tracked) are replay values: refreshed before each
+replay by the code that computes them eagerly (_Recording.replay_value). Layout copies made while capturing
+(contiguous copies of transposes, slice gradients, zero initial states) are recorded kernels (cpp/layout). Detected before each replay, and answered by capturing again:
 a parameter array replaced (p.data = ...), optimizer state replaced (load_state_dict), a hyperparameter that
 decides which state exists (momentum switched on), a module's train/eval mode changed. Calls from two threads
 at once raise RuntimeError. In-place changes to parameters between calls (load_state_dict, manual edits) are
@@ -176,9 +179,8 @@ class _Analysis:
                             f"kernel call {i} ({op}) reads an array of shape {a.shape} that no earlier kernel of "
                             f"the step wrote and that is not a step input, a parameter or buffer of a module "
                             f"called in the step, optimizer state or a constant: it was computed by NumPy or "
-                            f"Python between kernels, or by a kernel whose bindings do not record it yet (today "
-                            f"batch_norm, dropout, recurrent layers; also gradient accumulation, a dtype "
-                            f"conversion of an input), which a replay would not redo")
+                            f"Python between kernels (Tensor arithmetic, fancy indexing, gradient accumulation, "
+                            f"a dtype conversion of an input), which a replay would not redo")
                     lo, hi = _bounds(a)
                     self._temps.append((lo, hi))
                     c = ("new", len(self._temps) - 1, hi - lo)

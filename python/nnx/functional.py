@@ -359,7 +359,7 @@ def _recurrent(name: str, x, states, w_ih, w_hh, b_ih, b_hh, lengths, kw) -> tup
         return tuple(g for g, t in zip(grads, inputs) if t is not None)
 
     y = Tensor._make(outs[0], tuple(t for t in inputs if t is not None), backward, name)
-    zero = np.broadcast_to(np.zeros((), outs[0].dtype), outs[0].shape)
+    zero = np.broadcast_to(_ops._checks.constant_zeros((), outs[0].dtype), outs[0].shape)  # a declared constant
 
     def stash(i):
         def bw(g):
@@ -390,7 +390,8 @@ def flip_sequences(x, lengths=None) -> Tensor:
     (the padding stays where it is), so a reverse-direction layer reads each sequence from its end."""
     x = _t(x)
     if lengths is None:
-        return Tensor._make(np.ascontiguousarray(x.data[::-1]), (x,), lambda g: (g[::-1],), "flip_sequences")
+        flipped = _ops._checks.contiguous(x.data[::-1], "x")  # a recorded copy while nnx.compile captures
+        return Tensor._make(flipped, (x,), lambda g: (g[::-1],), "flip_sequences")
     T, N = x.shape[:2]
     lens = np.asarray(lengths).reshape(1, N)
     t = np.arange(T).reshape(T, 1)

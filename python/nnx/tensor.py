@@ -355,6 +355,26 @@ def _reshaped(a: np.ndarray, shape) -> np.ndarray:
     return out
 
 
+def _concatenated(arrays: list, axis: int) -> np.ndarray:
+    """np.concatenate(arrays, axis); while nnx.compile captures a step, each piece's copy is a recorded
+    kernel call (same bits), so a replay redoes it."""
+    a0 = arrays[0]
+    if (_capture.current() is None or not isinstance(axis, (int, np.integer)) or a0.ndim == 0
+            or any(a.dtype != a0.dtype or a.ndim != a0.ndim for a in arrays)):
+        return np.concatenate(arrays, axis=axis)
+    ax = int(axis) % a0.ndim
+    if any(a.shape[:ax] + a.shape[ax + 1:] != a0.shape[:ax] + a0.shape[ax + 1:] for a in arrays):
+        return np.concatenate(arrays, axis=axis)  # NumPy's error
+    from .ops import _checks
+    shape = a0.shape[:ax] + (sum(a.shape[ax] for a in arrays),) + a0.shape[ax + 1:]
+    out = _checks.empty(shape, a0.dtype, "cat")
+    start = 0
+    for a in arrays:
+        _checks._C.copy_into(a, out[(slice(None),) * ax + (slice(start, start + a.shape[ax]),)])
+        start += a.shape[ax]
+    return out
+
+
 def _basic_index(index) -> bool:
     """True for an index of ints, slices, Ellipsis and None only (a view; no element picked twice)."""
     parts = index if isinstance(index, tuple) else (index,)
@@ -399,7 +419,7 @@ def cat(tensors: Sequence, axis: int = 0, dim: int | None = None) -> Tensor:
     ts = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     if not ts:
         raise ValueError("tensors: expected at least one tensor to concatenate, got none")
-    data = np.concatenate([t.data for t in ts], axis=axis)
+    data = _concatenated([t.data for t in ts], axis)
     bounds = np.cumsum([t.shape[axis] for t in ts])[:-1]
 
     def backward(g):

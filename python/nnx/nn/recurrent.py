@@ -45,7 +45,7 @@ def _check_lengths(lengths, T: int, N: int):
         raise ValueError(f"lengths: expected shape ({N},) (one length per sequence of the batch), got {arr.shape}")
     if N and (arr.min() < 1 or arr.max() > T):
         raise ValueError(f"lengths: expected every length in [1, {T}] (the sequence length), got {arr.tolist()}")
-    return arr.astype(np.int64)
+    return arr.astype(np.int64, copy=False)  # no copy of int64 lengths (a captured step's input buffer)
 
 
 class _RNNBase(Module):

@@ -1,0 +1,106 @@
+"""The layout kernels (cpp/layout) behind nnx.compile's recorded copies: nnx._C.copy_into / add_into /
+zero_fill give NumPy's bits for any strides and dtypes, on any thread count, and refuse bad arguments."""
+import numpy as np
+import pytest
+
+import nnx
+from nnx._backend import _C
+from nnx.ops import _checks
+
+
+def views(rng, dtype):
+    a = (rng.standard_normal((6, 5, 7)) * 100).astype(dtype)
+    yield a.transpose(2, 0, 1)
+    yield a[::-1, 1:4, ::2]
+    yield a[:, 2]
+    yield a[3, 1, 4:5]
+    yield a[2, 3, 4, ...]  # 0-d
+    yield np.broadcast_to(a[0, 0, :1], (4, 3))
+    yield a[:0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32, np.int16, np.uint8, np.bool_])
+def test_copy_into_matches_numpy_for_any_strides(rng, dtype):
+    for v in views(rng, dtype):
+        out = np.full(v.shape, 1, dtype)
+        _C.copy_into(v, out)
+        assert out.tobytes() == np.ascontiguousarray(v).tobytes()
+        dst = np.zeros((v.size * 2,), dtype)[::2].reshape(v.shape) if v.ndim else np.zeros((), dtype)
+        _C.copy_into(v, dst)  # a strided destination
+        assert np.array_equal(dst, v)
+
+
+def test_add_into_and_zero_fill_give_numpys_bits(rng, dtype):
+    src = rng.standard_normal((5, 8)).astype(dtype)
+    full = np.empty((5, 3, 8), dtype)
+    _C.zero_fill(full)
+    assert not full.any()
+    _C.add_into(src, full[:, -1])
+    want = np.zeros_like(full)
+    np.add.at(want, (slice(None), -1), src)
+    assert full.tobytes() == want.tobytes()
+    _C.add_into(src.T, full[:, 0].T)
+    want[:, 0] += src
+    assert full.tobytes() == want.tobytes()
+
+
+def test_results_do_not_depend_on_threads(rng):
+    src = rng.standard_normal((300, 700)).astype(np.float32).T  # larger than one thread's grain
+    outs, before = [], nnx.get_num_threads()
+    for t in (1, 2, 3):
+        nnx.set_num_threads(t)
+        try:
+            c = np.empty(src.shape, src.dtype)
+            _C.copy_into(src, c)
+            z = np.empty((2, 700, 300), src.dtype)
+            _C.zero_fill(z)
+            _C.add_into(src, z[1])
+            outs.append(c.tobytes() + z.tobytes())
+        finally:
+            nnx.set_num_threads(before)
+    assert outs[0] == outs[1] == outs[2]
+    assert outs[0][: src.nbytes] == np.ascontiguousarray(src).tobytes()
+
+
+def test_bad_arguments_raise():
+    a = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match="dst: expected the shape of src"):
+        _C.copy_into(a, np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match="dst: expected the dtype of src"):
+        _C.copy_into(a, np.zeros((3, 4), np.int32))
+    ro = np.zeros((3, 4), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        _C.copy_into(a, ro)
+    with pytest.raises(ValueError, match="read-only"):
+        _C.zero_fill(ro)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.zero_fill(np.zeros((4, 4))[:, ::2])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _C.add_into(np.zeros(3, np.int64), np.zeros(3, np.int64))
+    with pytest.raises(TypeError, match="item size"):
+        _C.copy_into(np.zeros(3, np.complex128), np.zeros(3, np.complex128))
+
+
+def test_ops_helpers_copy_like_numpy_outside_a_capture(rng):
+    v = rng.standard_normal((4, 6)).astype(np.float32).T
+    assert np.array_equal(_checks.contiguous(v), np.ascontiguousarray(v))
+    z = _checks.zeros((2, 3), np.float64)
+    assert z.dtype == np.float64 and not z.any()
+
+
+def test_embedding_backward_does_not_depend_on_threads(rng):
+    w = rng.standard_normal((7, 40)).astype(np.float32)
+    ids = rng.integers(0, 7, size=(50, 40))  # many repeats, n * D over one thread's grain
+    dy = rng.standard_normal((50, 40, 40)).astype(np.float32)
+    outs, before = [], nnx.get_num_threads()
+    for t in (1, 2, 3):
+        nnx.set_num_threads(t)
+        try:
+            outs.append(nnx.ops.embedding_backward(dy, ids, w, padding_idx=3).tobytes())
+        finally:
+            nnx.set_num_threads(before)
+    assert outs[0] == outs[1] == outs[2]
+    want = nnx.reference.embedding_backward(dy.astype(np.float64), ids, w.astype(np.float64), padding_idx=3)
+    got = np.frombuffer(outs[0], np.float32).reshape(w.shape)
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-4) and not got[3].any()
