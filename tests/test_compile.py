@@ -87,7 +87,10 @@ def test_training_step_is_bit_identical_to_eager(name, shape):
 @pytest.mark.parametrize("opt_cls, kw", [(optim.Adam, {"lr": 1e-2}), (optim.AdamW, {"lr": 1e-2, "amsgrad": True}),
                                          (optim.RMSprop, {"lr": 1e-2, "momentum": 0.5, "centered": True}),
                                          (optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True,
-                                                      "weight_decay": 1e-3})])
+                                                      "weight_decay": 1e-3}),
+                                         (optim.Adagrad, {"lr": 0.1, "lr_decay": 0.1, "weight_decay": 1e-3,
+                                                          "initial_accumulator_value": 0.1}),
+                                         (optim.Adadelta, {"lr": 1.0, "rho": 0.8, "weight_decay": 1e-3})])
 def test_optimizers_replay_with_their_step_counts(opt_cls, kw):
     c = run_both("mlp", batches((4, 20), 6), opt_cls, **kw)
     assert c.stats()[0]["state"] == "plan"
@@ -269,20 +272,37 @@ def test_other_refusals():
             c(x.astype(np.float64), y)
 
 
-def test_optimizer_without_multi_tensor_update_is_refused():
-    # Adagrad/Adadelta update each parameter by its own call (no multi-tensor kernel): a capture refuses them
-    # and they keep stepping eagerly, with the eager results.
-    for cls in (optim.Adagrad, optim.Adadelta):
-        m1, o1, s1 = build("mlp", cls, lr=0.1)
-        m2, o2, s2 = build("mlp", cls, lr=0.1)
-        c = nnx.compile(s2)
-        data = batches((4, 20), 3)
-        with pytest.warns(CompileWarning, match="updates each parameter by its own call"):
-            for x, y in data:
-                c(x, y)
+def test_per_parameter_updates_are_refused_and_run_eagerly():
+    # An optimizer without a multi-tensor update calls a kernel per parameter from Python (the per-parameter
+    # bindings tell the capture so): it is refused and keeps stepping eagerly, with the eager results.
+    class PerParameterSGD(optim.Optimizer):
+        def __init__(self, params, lr):
+            super().__init__(params, dict(lr=lr))
+
+        def _update(self, p, grad, group, state):
+            nnx._C.adagrad_step(p.data, grad, state.setdefault("sum", np.zeros_like(p.data)), group["lr"], 1e-10,
+                                0.0, group["lr"])
+    ms, os_, cs = [], [], []
+    for compiled in (False, True):
+        m, _, _ = build("mlp")
+        o = PerParameterSGD(m.parameters(), lr=0.1)
+
+        def step(x, y, m=m, o=o):
+            o.zero_grad()
+            loss = nn.CrossEntropyLoss()(m(x), y)
+            loss.backward()
+            o.step()
+            return loss
+        ms.append(m)
+        os_.append(o)
+        cs.append(nnx.compile(step) if compiled else step)
+    data = batches((4, 20), 3)
+    with pytest.warns(CompileWarning, match="updates each parameter by its own call"):
         for x, y in data:
-            s1(x, y)
-        assert_same_state(m1, o1, m2, o2)
+            cs[1](x, y)
+    for x, y in data:
+        cs[0](x, y)
+    assert_same_state(ms[0], os_[0], ms[1], os_[1])
 
 
 def test_bad_targets_raise_on_replay():

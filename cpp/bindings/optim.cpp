@@ -215,6 +215,43 @@ void rmsprop_multi_py(const py::list& params, const py::list& grads, const py::l
   });
 }
 
+template <class T>
+void adagrad_multi_py(const py::list& params, const py::list& grads, const py::list& sums, const py::array& hyper) {
+  Group<T> gr = make_group<T>(params, grads, {{sums, "state_sums"}});
+  const double* h = hyper_array(hyper, 4);
+  gr.uses.push_back({hyper, Use::read});
+  const auto n = gr.n;
+  const auto p = gr.p;
+  const auto g = gr.g;
+  const auto s0 = gr.s[0];
+  run_kernel("adagrad_step_multi", gr.uses, {}, [=](int nt) {
+    const AdagradHyper hy{h[0], h[1], h[2], h[3]};
+    for (size_t i = 0; i < p.size(); ++i) {
+      need_state(s0[i] != nullptr, "state_sums");
+      adagrad_step<T>(n[i], p[i], g[i], s0[i], hy, nt);
+    }
+  });
+}
+
+template <class T>
+void adadelta_multi_py(const py::list& params, const py::list& grads, const py::list& sq, const py::list& acc,
+                       const py::array& hyper) {
+  Group<T> gr = make_group<T>(params, grads, {{sq, "square_avgs"}, {acc, "acc_deltas"}});
+  const double* h = hyper_array(hyper, 4);
+  gr.uses.push_back({hyper, Use::read});
+  const auto n = gr.n;
+  const auto p = gr.p;
+  const auto g = gr.g;
+  const auto s0 = gr.s[0], s1 = gr.s[1];
+  run_kernel("adadelta_step_multi", gr.uses, {}, [=](int nt) {
+    const AdadeltaHyper hy{h[0], h[1], h[2], h[3]};
+    for (size_t i = 0; i < p.size(); ++i) {
+      need_state(s0[i] != nullptr && s1[i] != nullptr, "square_avgs, acc_deltas");
+      adadelta_step<T>(n[i], p[i], g[i], s0[i], s1[i], hy, nt);
+    }
+  });
+}
+
 bool list_f32(const py::list& params) {
   require(params.size() > 0, "params: expected at least one parameter");
   return is_f32(py::cast<py::array>(params[0]));
@@ -301,6 +338,21 @@ void bind_optim(py::module_& m) {
         },
         py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("acc_delta"), py::arg("lr"), py::arg("rho"),
         py::arg("eps"), py::arg("weight_decay"), "Adadelta update of param and its state in place; see cpp/optim/optim.h.");
+  m.def("adagrad_step_multi",
+        [](const py::list& params, const py::list& grads, const py::list& state_sums, const py::array& hyper) {
+          if (list_f32(params)) adagrad_multi_py<float>(params, grads, state_sums, hyper);
+          else adagrad_multi_py<double>(params, grads, state_sums, hyper);
+        },
+        py::arg("params"), py::arg("grads"), py::arg("state_sums"), py::arg("hyper"),
+        "Adagrad update of a parameter group; hyper = float64 [lr, eps, weight_decay, clr], read when it runs.");
+  m.def("adadelta_step_multi",
+        [](const py::list& params, const py::list& grads, const py::list& square_avgs, const py::list& acc_deltas,
+           const py::array& hyper) {
+          if (list_f32(params)) adadelta_multi_py<float>(params, grads, square_avgs, acc_deltas, hyper);
+          else adadelta_multi_py<double>(params, grads, square_avgs, acc_deltas, hyper);
+        },
+        py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("acc_deltas"), py::arg("hyper"),
+        "Adadelta update of a parameter group; hyper = float64 [lr, rho, eps, weight_decay], read when it runs.");
   m.def("sgd_step_multi",
         [](const py::list& params, const py::list& grads, const py::object& bufs, const py::array& hyper) {
           if (list_f32(params)) sgd_multi_py<float>(params, grads, bufs, hyper);

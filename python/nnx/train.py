@@ -194,7 +194,7 @@ def evaluate(model, X, y=None, batch_size: int = 1000, loss_fn=None, transform=N
 def _train_step(model, loss_fn, optimizer, compile: bool):
     """The training step fit runs on each batch: (loss, output). With compile=True it is captured and
     replayed from C++ (nnx.compile) wherever it can be, with the same results bit for bit; a step that cannot
-    be replayed (NumPy work between kernels, Adagrad/Adadelta) runs eagerly after one CompileWarning. A data-parallel model's step is never captured: its gradients are averaged
+    be replayed (NumPy work between kernels) runs eagerly after one CompileWarning. A data-parallel model's step is never captured: its gradients are averaged
     from Python hooks."""
     def step(xb, yb):
         optimizer.zero_grad()

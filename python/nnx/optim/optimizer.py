@@ -76,7 +76,7 @@ class Optimizer:
             if not params:
                 continue
             if type(self)._prepare is Optimizer._prepare:
-                # An optimizer with per-parameter kernels only (Adagrad, Adadelta): one C++ call per parameter,
+                # An optimizer with per-parameter kernels only (none of nnx.optim's): one C++ call per parameter,
                 # which a captured step cannot replay (the bindings tell nnx.compile so).
                 for p in params:
                     self._update(p, _kernel_grad(p), group, self.state.setdefault(p, {}))
