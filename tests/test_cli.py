@@ -228,3 +228,29 @@ def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     capsys.readouterr()
     assert main(TINY + ["--epochs", "2", "--out", str(out), "--resume"]) == 1
     assert re.search(r"error: --resume: .*checkpoint.npz: (truncated or corrupt|not a valid)", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("model", ["convnet_bn", "lstm"])
+def test_captured_training_of_batch_norm_and_recurrent_models_equals_eager_and_resumes_bitwise(tmp_path, capsys,
+                                                                                               monkeypatch, model):
+    require_nn()
+    sample = nnx.data.fashion_mnist_sample
+
+    def small_test_set(split, *a, **k):  # the per-epoch validation of 1000 images would dominate the test
+        X, y = sample(split, *a, **k)
+        return (X[:64], y[:64]) if split == "test" else (X, y)
+    monkeypatch.setattr(nnx.data, "fashion_mnist_sample", small_test_set)
+    small = ["train", "--model", model, "--dataset", "sample", "--limit", "80", "--batch-size", "32", "--seed", "3",
+             "--schedule", "constant"]
+    runs = {name: tmp_path / name for name in ("compiled", "eager", "resumed")}
+    assert main(small + ["--epochs", "2", "--out", str(runs["compiled"])]) == 0
+    assert "runs eagerly" not in capsys.readouterr().err  # the step was captured and replayed
+    assert main(small + ["--epochs", "2", "--out", str(runs["eager"]), "--no-compile", "--no-progress"]) == 0
+    assert main(small + ["--epochs", "1", "--out", str(runs["resumed"]), "--no-progress"]) == 0
+    assert main(small + ["--epochs", "2", "--out", str(runs["resumed"]), "--resume", "--no-progress"]) == 0
+    cks = {k: nnx.load(p / "checkpoint.npz") for k, p in runs.items()}
+    for other in ("eager", "resumed"):
+        for k in cks["compiled"]["model"]:
+            assert cks["compiled"]["model"][k].tobytes() == cks[other]["model"][k].tobytes(), (other, k)
+        assert cks["compiled"]["history"]["loss"] == cks[other]["history"]["loss"], other
+        assert cks["compiled"]["rng"] == cks[other]["rng"], other
