@@ -207,6 +207,8 @@ inline T finish_gemv(T sum, T alpha, T beta, const T* cj, const Epilogue<T>& ep,
   return v;
 }
 
+constexpr int64_t kGemvGather = 2048;  // longest strided `a` gathered onto the stack for the dot form
+
 // B's columns contiguous (rs_b == 1, e.g. a weight matrix W used as W^T): one dot product per output.
 template <class T>
 void gemv_dot(int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, const T* b, int64_t cs_b, T beta, T* c,
@@ -244,13 +246,23 @@ void gemv_axpy(int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, int64_t c
 template <class T>
 bool gemv_row(int64_t N, int64_t K, T alpha, const T* a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b,
               T beta, T* c, int64_t cs_c, int nthreads, const Epilogue<T>& ep) {
-  const bool dot = rs_b == 1 && cs_a == 1;
+  // Contiguous dot products first, then row-wise accumulation, then dot products of a short strided `a` (a
+  // column of a wider matrix, e.g. one step's gate gradients of a batch-1 recurrent layer) gathered onto the
+  // stack: the same sums in the same order as a contiguous `a`.
+  const bool dot = rs_b == 1 && (cs_a == 1 || (cs_b != 1 && K <= kGemvGather));
   if (K <= 0 || !(dot || cs_b == 1)) return false;
   // Columns per thread: at least kFlopsPerThread of work, whole cache lines of C.
   const Grain grain{std::max<int64_t>(1, kFlopsPerThread / (2 * K))};
   parallel_for(N, grain, nthreads, [&](int64_t j0, int64_t j1) {
-    if (dot) gemv_dot(j0, j1, K, alpha, a, b, cs_b, beta, c, cs_c, ep);
-    else gemv_axpy(j0, j1, K, alpha, a, cs_a, b, rs_b, beta, c, cs_c, ep);
+    if (dot && cs_a != 1) {
+      T gathered[kGemvGather];
+      for (int64_t k = 0; k < K; ++k) gathered[k] = a[k * cs_a];
+      gemv_dot(j0, j1, K, alpha, gathered, b, cs_b, beta, c, cs_c, ep);
+    } else if (dot) {
+      gemv_dot(j0, j1, K, alpha, a, b, cs_b, beta, c, cs_c, ep);
+    } else {
+      gemv_axpy(j0, j1, K, alpha, a, cs_a, b, rs_b, beta, c, cs_c, ep);
+    }
   }, 16);
   return true;
 }
@@ -294,6 +306,11 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, in
           int nthreads, const Epilogue<T>& ep) {
   if (M <= 0 || N <= 0) return;
   if (M == 1 && gemv_row(N, K, alpha, a, cs_a, b, rs_b, cs_b, beta, c, cs_c, nthreads, ep)) return;
+  if (N == 1) {  // one column of C (a batch-1 recurrent step's W h): the transposed one-row product, C^T = B^T A^T
+    Epilogue<T> ep_t = ep;
+    ep_t.bias_per_row = !ep.bias_per_row;
+    if (gemv_row(M, K, alpha, b, rs_b, a, cs_a, rs_a, beta, c, rs_c, nthreads, ep_t)) return;
+  }
   const GemmUkernels<T>& kr = gemm_ukernels_for<T>(M, N, cs_b);
   const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
   if (swap_operands(M, N, K, MR, NR)) {

@@ -148,6 +148,33 @@ def test_fused_activation_propagates_nan(isa, dtype, activation):
     assert np.isnan(yc).sum() == 2 * 9  # every output whose window holds the NaN, for both filters
 
 
+@pytest.mark.parametrize("m,k", [(512, 128), (9, 33), (128, 3000)])
+def test_gemm_one_column(isa, dtype, rng, m, k):
+    # C (m x 1), e.g. a batch-1 recurrent step's W h: the transposed one-row product, also with a strided
+    # column of B (gathered when k is short, the blocked product otherwise). Same bits for any thread count.
+    a = random(rng, (m, k), dtype)
+    wide = random(rng, (k, 7), dtype)
+    bias = random(rng, (m,), dtype)
+    threads = nnx.get_num_threads()
+    try:
+        for b in (np.ascontiguousarray(wide[:, 2:3]), wide[:, 2:3]):
+            c = random(rng, (m, 1), dtype)
+            check_op(ops.gemm, ref.gemm, (a, b), {}, dtype, k=k)
+            check_op(ops.gemm, ref.gemm, (a, b, c), dict(alpha=-0.5, beta=2.0), dtype, k=k)
+            outs = []
+            for t in (1, 2, 3):
+                nnx.set_num_threads(t)
+                outs.append(ops.linear(b.T, a, None))
+                outs.append(ops.gemm(a, b))
+            assert_close(outs[0], ref.linear(b.T, a, None), dtype, k=k)
+            assert outs[0].tobytes() == outs[2].tobytes() == outs[4].tobytes()
+            assert outs[1].tobytes() == outs[3].tobytes() == outs[5].tobytes()
+        x = random(rng, (5, k), dtype)  # a linear layer with one output: x @ w.T is one column
+        check_op(ops.linear, ref.linear, (x, a[:1], bias[:1]), dict(activation="tanh"), dtype, k=k)
+    finally:
+        nnx.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("n,k", [(256, 784), (10, 33), (300, 15)])
 @pytest.mark.parametrize("tb", [False, True])
 def test_gemm_one_row(isa, dtype, rng, n, k, tb):
