@@ -22,7 +22,7 @@ def _recordable(x: np.ndarray) -> bool:
 def contiguous(x: np.ndarray, name: str = "array") -> np.ndarray:
     """C-contiguous, aligned array (copy only when needed), of x's shape; while a step is captured the copy
     is a recorded kernel call."""
-    if (_capture.current() is not None and not (x.flags.c_contiguous and x.flags.aligned)
+    if (not (x.flags.c_contiguous and x.flags.aligned) and _capture.current() is not None
             and _recordable(x)):
         y = _args.empty(x.shape, x.dtype, name)
         _C.copy_into(x, y)
