@@ -128,3 +128,28 @@ def test_same_bits_for_any_thread_count(dtype):
 
 def test_kernel_names_follow_the_isa(isa):
     assert nnx._C.maxout_ukernel_name(True).startswith("maxout_" + ("avx2" if isa in ("avx2", "avx512") else "portable"))
+
+
+def test_compiled_step_replays_the_maxout_kernels_bit_for_bit():
+    """Both kernels go through run_kernel, so nnx.compile captures a maxout network's step (strict: no
+    eager fallback) and its replays give the eager step's bits."""
+    data = [(random(np.random.default_rng(s), (8, 20), np.float32), np.arange(8) % 5) for s in range(5)]
+    runs = []
+    for compiled in (False, True):
+        nnx.manual_seed(0)
+        model = nn.Sequential(nn.Maxout(20, 12, pieces=3), nn.Maxout(12, 8, pieces=2), nn.Linear(8, 5))
+        opt = nnx.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        run = nnx.compile(step, strict=True) if compiled else step
+        losses = [run(x, y).numpy().tobytes() for x, y in data]
+        runs.append((losses, [p.data.tobytes() for p in model.parameters()]))
+        if compiled:
+            assert run.stats()[0]["state"] == "plan"
+    assert runs[0] == runs[1]
