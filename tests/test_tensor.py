@@ -235,3 +235,22 @@ def test_grad_mode_is_per_thread_and_reentrant():
         return countdown(n - 1) if n else nnx.is_grad_enabled()
 
     assert countdown(3) is False and nnx.is_grad_enabled()
+
+
+def test_a_leaf_keeps_the_gradient_array_its_backward_made_even_when_ids_are_reused():
+    # The engine copies a gradient handed to two parents. It tells them apart by id, which a freed gradient
+    # array's successor may reuse: a fresh array must still be kept, not copied (nnx.compile needs the leaf's
+    # .grad to be the array a kernel wrote).
+    import nnx
+    x = nnx.Tensor(np.ones(4, np.float32), requires_grad=True)
+    made = []
+
+    def fresh(g):
+        out = np.array(g, copy=True)
+        made[:] = [out]  # only the newest: the earlier ones are freed once used, and their ids may be reused
+        return (out,)
+    t = x
+    for _ in range(6):
+        t = nnx.Tensor._make(t.data + 1, (t,), fresh, "fresh")
+    t.backward(np.ones(4, np.float32))
+    assert x.grad is made[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -85,16 +86,18 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
             raise RuntimeError(f"backward: grad can be omitted only for a single-element tensor, "
                                f"got shape {root.shape}")
         grad = np.ones_like(root.data)
-        shared = set()
+        shared = {}
     else:
         grad = np.asarray(grad.data if isinstance(grad, _tensor_type()) else grad, dtype=root.dtype)
         if grad.shape != root.shape:
             raise ValueError(f"grad: expected shape {root.shape}, got {grad.shape}")
-        shared = {id(grad)}  # the caller's array: never becomes a leaf's .grad itself
+        shared = {id(grad): _ref(grad)}  # the caller's array: never becomes a leaf's .grad itself
 
     order, waiting = _topological_order(root)
     grads = {id(root): grad}
-    handed = set()  # ids of the gradient arrays handed to parents so far; repeats go to `shared`
+    # The gradient arrays handed to parents so far, by id (weakly, so each is freed when used; an id is checked
+    # against its array because a freed array's id can be reused by a new one); repeats go to `shared`.
+    handed = {}
     for node in reversed(order):
         g = grads.pop(id(node), None)
         if g is None:
@@ -110,10 +113,11 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
                 continue
             if pg.shape != p.shape:
                 pg = _unbroadcast(pg, p.shape)
-            if id(pg) in handed:
-                shared.add(id(pg))
+            r = handed.get(id(pg))
+            if r is not None and r() is pg:
+                shared[id(pg)] = r
             else:
-                handed.add(id(pg))
+                handed[id(pg)] = _ref(pg)
             prev = grads.get(id(p))
             grads[id(p)] = pg if prev is None else prev + pg
         if waiting:
@@ -159,12 +163,21 @@ def _topological_order(root) -> tuple:
     return order, waiting
 
 
-def _accumulate(leaf, g, shared: set) -> None:
+def _ref(a):
+    """A weak reference to `a` (a strong one for the few objects that take no weak reference)."""
+    try:
+        return weakref.ref(a)
+    except TypeError:
+        return lambda: a
+
+
+def _accumulate(leaf, g, shared: dict) -> None:
     """Adds a leaf's complete gradient of this backward to leaf.grad, then runs its gradient-ready hooks."""
     # The leaf keeps the array a backward made for it (most are fresh kernel outputs), copied only when it
     # might be seen elsewhere (a view, an array handed to two parents, the caller's: ids in `shared`) or the
     # optimizers could not use it (not C-contiguous, other dtype).
-    if (g.base is not None or id(g) in shared or g.dtype != leaf.dtype or type(g) is not np.ndarray
+    r = shared.get(id(g))
+    if (g.base is not None or (r is not None and r() is g) or g.dtype != leaf.dtype or type(g) is not np.ndarray
             or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
         g = np.array(g, dtype=leaf.dtype, order="C")
     leaf.grad = g if leaf.grad is None else leaf.grad + g
