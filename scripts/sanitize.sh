@@ -50,7 +50,7 @@ start=$SECONDS
 # --capture=sys: a report goes to the real stderr; pytest's fd capture would swallow it when ASan aborts.
 python -m pytest -q --capture=sys -p no:cacheprovider \
   tests/ops tests/nn tests/test_optim.py tests/test_backend.py tests/test_tensor.py tests/test_determinism.py \
-  tests/test_optim_more.py tests/test_compile.py \
+  tests/test_optim_more.py tests/test_compile.py tests/test_compile_layers.py \
   tests/test_leaks.py::test_workspace_is_bounded_when_shapes_change \
   tests/test_leaks.py::test_concurrent_threads_compute_correctly_and_free_their_workspace \
   "$@"
