@@ -12,8 +12,16 @@
 //   dy    gradient of this step's output; carry: dh arriving from step t + 1; pass: the part of dh_{t-1}
 //         that does not go through W_hh (0 for RNN and LSTM, dh z for the GRU), which the driver's GEMM
 //         then accumulates onto
+//
+// step_ukernel: the micro-kernel of the per-step recurrent product (ukernel.h's strided-A contract; A is
+//   the step's N x K state rows, B the recurrent weight packed once per call by step_pack_b), with its tile
+//   in step_blocking (mr, nr, kc). Null: the GEMM family's table of the same ISA is used. The batch is the
+//   product's M, often 16..64 rows, so a tile of 8 rows (AVX-512's 32 registers hold 8 x 2 accumulators)
+//   fills it where GEMM's 6-row tile leaves a third of a tile idle (32 rows = 6 tiles of 6, or 4 of 8).
 #pragma once
 #include <cstdint>
+
+#include "gemm/ukernel.h"
 
 namespace nnx {
 
@@ -31,6 +39,9 @@ struct RnnUkernels {
                         T* pass);
   void (*gru_forward)(int64_t n, int64_t gs, T* g, const T* gh, const T* h_prev, T* h);
   void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass);
+  GemmBlocking step_blocking;
+  GemmUkernelStridedA<T> step_ukernel;
+  GemmPackB<T> step_pack_b;
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in rnn_ukernels_<isa>.cpp.
@@ -39,6 +50,8 @@ void rnn_ukernels_fill_portable(RnnUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
 void rnn_ukernels_fill_avx2(RnnUkernels<T>& table);
+template <class T>
+void rnn_ukernels_fill_avx512(RnnUkernels<T>& table);
 #endif
 
 // The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).
