@@ -126,6 +126,40 @@ void column_sums(const T* g, int64_t rows, int64_t cols, T* out, int nthreads) {
   }, 16);
 }
 
+// dW_ih = dG^T x and dW_hh = dGh^T h_prev over all steps (h_prev: h0 at step 0, then y of the step before).
+// Where both read the same dG (RNN, LSTM), they are one product dG^T [x | h_prev] of I + H columns: the
+// GEMM then packs dG^T once (with I or H columns alone it reads dG^T in place, 4 KB apart per k on the
+// LSTM 64 -> 256 case) and the h0 step joins the same sum. Measured there (1 thread, Zen 4): 14.7 ms
+// against 17.0 ms for the two products.
+template <class T>
+void weight_gradients(int64_t steps, int64_t N, int64_t I, int64_t H, int64_t GH, const T* dg, const T* dgh,
+                      const T* x, const T* h0, const T* y, T* dw_ih, T* dw_hh, int nthreads) {
+  const int64_t R = steps * N;
+  if (dg == dgh && dw_ih && dw_hh) {
+    const int64_t C = I + H;
+    T* cat = workspace_as<T>(kWsMisc, static_cast<size_t>(R * C + GH * C));
+    T* out = cat + R * C;
+    parallel_for(R, Grain{kElementwiseGrain.units / C + 1}, nthreads,
+                 [&](int64_t b, int64_t e) {
+                   for (int64_t r = b; r < e; ++r) {
+                     std::memcpy(cat + r * C, x + r * I, sizeof(T) * I);
+                     std::memcpy(cat + r * C + I, r < N ? h0 + r * H : y + (r - N) * H, sizeof(T) * H);
+                   }
+                 });
+    gemm<T>(GH, C, R, T(1), dg, 1, GH, cat, C, 1, T(0), out, C, 1, nthreads);
+    for (int64_t j = 0; j < GH; ++j) {
+      std::memcpy(dw_ih + j * I, out + j * C, sizeof(T) * I);
+      std::memcpy(dw_hh + j * H, out + j * C + I, sizeof(T) * H);
+    }
+    return;
+  }
+  if (dw_ih) gemm<T>(GH, I, R, T(1), dg, 1, GH, x, I, 1, T(0), dw_ih, I, 1, nthreads);
+  if (dw_hh) {  // the h0 step, then the outputs of steps 0 .. steps - 2
+    gemm<T>(GH, H, N, T(1), dgh, 1, GH, h0, H, 1, T(0), dw_hh, H, 1, nthreads);
+    if (steps > 1) gemm<T>(GH, H, R - N, T(1), dgh + N * GH, 1, GH, y, H, 1, T(1), dw_hh, H, 1, nthreads);
+  }
+}
+
 inline bool row_active(const int64_t* lengths, int64_t n, int64_t t) { return lengths == nullptr || t < lengths[n]; }
 
 // Everything one call's sequences share: sizes, inputs, the packed recurrent weight, the step kernels.
@@ -312,11 +346,7 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
   // Products over all steps at once: K is never split, so each sum keeps one order.
   const T* dgh = gru ? extra : gates;  // the hidden-side gate gradients (the gates' own for RNN and LSTM)
   if (dx) gemm<T>(R, I, GH, T(1), gates, GH, 1, w_ih, I, 1, T(0), dx, I, 1, nthreads);   // dx = dG W_ih
-  if (dw_ih) gemm<T>(GH, I, R, T(1), gates, 1, GH, x, I, 1, T(0), dw_ih, I, 1, nthreads);  // dG^T x
-  if (dw_hh) {  // sum_t dG_t^T h_{t-1}: the h0 step, then the outputs of steps 0 .. steps - 2
-    gemm<T>(GH, H, N, T(1), dgh, 1, GH, h0, H, 1, T(0), dw_hh, H, 1, nthreads);
-    if (steps > 1) gemm<T>(GH, H, R - N, T(1), dgh + N * GH, 1, GH, y, H, 1, T(1), dw_hh, H, 1, nthreads);
-  }
+  weight_gradients(steps, N, I, H, GH, gates, dgh, x, h0, y, dw_ih, dw_hh, nthreads);
   if (db_ih) column_sums(gates, R, GH, db_ih, nthreads);
   if (db_hh) {
     if (gru || !db_ih) column_sums(dgh, R, GH, db_hh, nthreads);

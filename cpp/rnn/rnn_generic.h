@@ -1,7 +1,7 @@
 // The element-wise step kernels of the recurrent family, written once against the vector interface of
 // act/activation_generic.h (V: load/store, partial loads for ragged tails, add/sub/mul/div, select, exp, tanh)
-// and instantiated per ISA in rnn_ukernels_<isa>.cpp. Each kernel handles H contiguous values (one hidden
-// unit across the batch, see rnn_ukernels.h) whose gate rows lie gs apart; a ragged tail is a partial
+// and instantiated per ISA in rnn_ukernels_<isa>.cpp. Each kernel handles H contiguous values (the hidden
+// units of one sequence, see rnn_ukernels.h) whose gate blocks lie gs apart; a ragged tail is a partial
 // vector, so every value sees the same arithmetic wherever it falls.
 //
 // Derivatives are taken through the kept activations: sigmoid' = s (1 - s), tanh' = 1 - t^2. The LSTM
