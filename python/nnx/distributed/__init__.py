@@ -15,8 +15,9 @@ from .comm import (abort, agree, allreduce_, average_buffers, barrier, broadcast
                    broadcast_optimizer_state, broadcast_parameters, check_in_sync, digest, init,
                    is_available, is_initialized, launcher_world_size, local_size, mpi, rank, world_size)
 from .ddp import DistributedDataParallel  # noqa: F401
+from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm, sync_batch_norm  # noqa: F401
 
 __all__ = ["init", "is_available", "is_initialized", "rank", "world_size", "local_size", "barrier", "abort",
            "allreduce_", "broadcast_parameters", "broadcast_optimizer_state", "broadcast_object",
            "average_buffers", "digest", "check_in_sync", "agree", "launcher_world_size", "mpi",
-           "DistributedDataParallel"]
+           "DistributedDataParallel", "SyncBatchNorm", "convert_sync_batchnorm", "sync_batch_norm"]
