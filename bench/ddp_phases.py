@@ -7,8 +7,10 @@ Each step is split into zero_grad, forward (model + loss), backward, optimizer s
 loop. Under DistributedDataParallel, backward is further split into the gradient-ready hooks (bucket
 copy, starting Iallreduce, a progress poke), the final wait for the allreduces and the unpacking of the
 averages into .grad; "backward compute" is what is left (the kernels and the autograd engine).
-Per phase: median wall time over the steps and median CPU time of the main thread (time.thread_time),
-so a phase that was preempted shows wall > CPU. The process CPU time (time.process_time) minus the main
+Per phase: median wall time over the steps, median CPU time of the main thread (time.thread_time) and,
+on Linux, the main thread's run-queue wait from /proc/thread-self/schedstat (runnable but preempted by
+other work: the machine's load). wall - CPU - run-queue is time the thread chose to wait: sleeping for
+the other rank, for the GIL, or in MPI's naps. The process CPU time (time.process_time) minus the main
 thread's is the progress thread's (and MPI's helper threads') CPU. Printed per rank, as JSON with --json.
 """
 from __future__ import annotations
@@ -29,24 +31,40 @@ if not os.environ.get("PYTHONPATH"):
 PHASES = ("zero_grad", "forward", "backward", "step", "other", "hooks", "wait", "unpack", "bw_compute", "total")
 
 
+def _runq() -> float:
+    """Seconds the calling thread has spent runnable but not running (0 where schedstat is missing)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) * 1e-9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _now():
+    return time.perf_counter(), time.thread_time(), _runq()
+
+
 class _Clock:
-    """Accumulates wall and main-thread CPU time per phase within one step."""
+    """Accumulates (wall, main-thread CPU, run-queue wait) per phase within one step."""
 
     def __init__(self):
-        self.wall, self.cpu = {}, {}
+        self.t = {}
 
-    def add(self, name, wall, cpu):
-        self.wall[name] = self.wall.get(name, 0.0) + wall
-        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+    def add(self, name, start, end):
+        old = self.t.get(name, (0.0, 0.0, 0.0))
+        self.t[name] = tuple(o + e - s for o, s, e in zip(old, start, end))
+
+    def get(self, name):
+        return self.t.get(name, (0.0, 0.0, 0.0))
 
 
 def _timed(clock_ref, name, fn):
     def wrapper(*a, **k):
-        w, c = time.perf_counter(), time.thread_time()
+        start = _now()
         try:
             return fn(*a, **k)
         finally:
-            clock_ref[0].add(name, time.perf_counter() - w, time.thread_time() - c)
+            clock_ref[0].add(name, start, _now())
     return wrapper
 
 
@@ -117,38 +135,41 @@ def main(argv=None):
             polls[0] = 0
             pcpu0 = progress_cpu()
         clock[0] = c = _Clock()
-        w0, c0, pc0 = time.perf_counter(), time.thread_time(), time.process_time()
+        pc0 = time.process_time()
+        t0 = _now()
         opt.zero_grad()
-        w1, c1 = time.perf_counter(), time.thread_time()
+        t1 = _now()
         loss = loss_fn(net(x), y)
-        w2, c2 = time.perf_counter(), time.thread_time()
+        t2 = _now()
         loss.backward()
-        w3, c3 = time.perf_counter(), time.thread_time()
+        t3 = _now()
         opt.step()
-        w4, c4 = time.perf_counter(), time.thread_time()
+        t4 = _now()
         float(loss.item())
-        w5, c5, pc5 = time.perf_counter(), time.thread_time(), time.process_time()
+        t5, pc5 = _now(), time.process_time()
         if i < args.warmup:
             if i == args.warmup - 1:
                 t_loop, p_loop = time.perf_counter(), time.process_time()
             continue
-        rec = {"zero_grad": (w1 - w0, c1 - c0), "forward": (w2 - w1, c2 - c1), "backward": (w3 - w2, c3 - c2),
-               "step": (w4 - w3, c4 - c3), "other": (w5 - w4, c5 - c4), "total": (w5 - w0, c5 - c0),
-               "process_cpu": pc5 - pc0}
+        d = lambda a, b: tuple(y - x for x, y in zip(a, b))  # noqa: E731
+        rec = {"zero_grad": d(t0, t1), "forward": d(t1, t2), "backward": d(t2, t3), "step": d(t3, t4),
+               "other": d(t4, t5), "total": d(t0, t5), "process_cpu": pc5 - pc0}
         if ddp is not None:
-            wait = (c.wall.get("wait", 0.0), c.cpu.get("wait", 0.0))
-            fin = (c.wall.get("finish", 0.0), c.cpu.get("finish", 0.0))
-            hooks = (c.wall.get("hooks", 0.0) - fin[0], c.cpu.get("hooks", 0.0) - fin[1])
-            unpack = (fin[0] - wait[0], fin[1] - wait[1])
+            wait, fin = c.get("wait"), c.get("finish")
+            hooks = d(fin, c.get("hooks"))
+            unpack = d(wait, fin)
             rec.update(hooks=hooks, wait=wait, unpack=unpack,
-                       bw_compute=tuple(rec["backward"][k] - hooks[k] - wait[k] - unpack[k] for k in (0, 1)))
+                       bw_compute=tuple(rec["backward"][k] - hooks[k] - wait[k] - unpack[k] for k in range(3)))
         records.append(rec)
     loop_wall, loop_cpu = time.perf_counter() - t_loop, time.process_time() - t_loop * 0 - p_loop
     out = dict(info)
     for name in PHASES:
         if name in records[0]:
             out[name] = {"wall_ms": round(1e3 * statistics.median(r[name][0] for r in records), 3),
-                         "cpu_ms": round(1e3 * statistics.median(r[name][1] for r in records), 3)}
+                         "cpu_ms": round(1e3 * statistics.median(r[name][1] for r in records), 3),
+                         "runq_ms": round(1e3 * statistics.median(r[name][2] for r in records), 3),
+                         "waited_ms": round(1e3 * statistics.median(r[name][0] - r[name][1] - r[name][2]
+                                                                    for r in records), 3)}
     out["process_cpu_ms"] = round(1e3 * statistics.median(r["process_cpu"] for r in records), 3)
     out["mean_step_ms"] = round(1e3 * loop_wall / args.steps, 3)
     out["mean_process_cpu_ms"] = round(1e3 * loop_cpu / args.steps, 3)
