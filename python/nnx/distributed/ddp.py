@@ -312,15 +312,23 @@ class DistributedDataParallel:
             self._progress.add(self.comm.Iallreduce(self._MPI.IN_PLACE, b.reduced(), op=self._MPI.SUM))
             self._next += 1
 
+    def _average(self, total: np.ndarray, out=None) -> np.ndarray:
+        """total / world_size; for a power-of-two world as a multiplication by its inverse, which gives the
+        same bits (both are the correctly rounded total * 2**-k) and costs less than a division."""
+        world = self.world_size
+        if world & (world - 1) == 0:
+            return np.multiply(total, 1.0 / world, out=out, dtype=total.dtype)
+        return np.divide(total, world, out=out, dtype=total.dtype)
+
     def _finish(self) -> None:
         start = time.perf_counter()
         self._progress.wait_all()
         self.comm_wait_seconds += time.perf_counter() - start
-        world = self.world_size
+        average = self._average
         for b in self._buckets:
             if b.inplace is not None:  # the sum is in the gradient array itself
                 g, b.inplace = b.inplace, None
-                np.divide(g, world, out=g)
+                average(g, out=g)
                 b.params[0].grad = g
                 b.ready[0] = False
                 b.n_ready = 0
@@ -328,9 +336,9 @@ class DistributedDataParallel:
             for i, p in enumerate(b.params):
                 g = p.grad
                 if _reducible_in_place(g, p):
-                    np.divide(b.view(i), world, out=g)
+                    average(b.view(i), out=g)
                 else:
-                    p.grad = b.view(i) / world
+                    p.grad = average(b.view(i))
                 b.ready[i] = False
             b.n_ready = 0
         self._n_ready = 0
