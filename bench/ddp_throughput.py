@@ -212,6 +212,10 @@ def main(argv=None):
             # images per CPU-second of 2 ranks against 1 x 2 threads, paired per block
             "median_paired_cpu_ratio": statistics.median(b["single"]["cpu_s_per_image"] / b["ddp"]["cpu_s_per_image"]
                                                          for b in blocks),
+            # images per CPU-second of 2 ranks against twice one 1-thread process (no OpenMP spinning on
+            # that side, which inflates the 2-thread process's CPU time on a loaded machine)
+            "median_paired_cpu_efficiency": statistics.median(b["single1"]["cpu_s_per_image"] /
+                                                              b["ddp"]["cpu_s_per_image"] for b in blocks),
             "loadavg": [b["ddp"]["loadavg"] for b in blocks],
             **{f"ddp_{k}": med("ddp", k) for k in ("step_s", "compute_s", "allreduce_s", "exposed_s",
                                                    "no_overlap_s", "excess_s")},
@@ -227,7 +231,8 @@ def main(argv=None):
               f"{m['ddp_excess_s'] * 1e3:.2f} ms; exposed wait "
               f"{m['ddp_exposed_s'] * 1e3:.2f} ms; without overlap {m['ddp_no_overlap_s'] * 1e3:.1f} ms; "
               f"timeline of block {len(blocks) // 2 + 1} (ms after backward began): {m['timeline_ms']}; "
-              f"images per CPU-second, 2 ranks / 1x2, median paired {m['median_paired_cpu_ratio']:.3f}; "
+              f"images per CPU-second, 2 ranks / 1x2, median paired {m['median_paired_cpu_ratio']:.3f}, 2 ranks / "
+              f"1x1, median paired {m['median_paired_cpu_efficiency']:.3f}; "
               f"load {m['loadavg']}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
