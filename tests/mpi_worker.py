@@ -252,4 +252,5 @@ if __name__ == "__main__":
     scenario, outdir = sys.argv[1], sys.argv[2]
     nnx.set_num_threads(1)
     {"train": train_scenario, "batchnorm": lambda o: train_scenario(o, batchnorm=True),
-     "syncbn": sync_bn_scenario, "mismatch": mismatch_scenario, "kill": kill_scenario, "cli_fail": cli_fail_scenario, "single": single_scenario}[scenario](outdir)
+     "syncbn": sync_bn_scenario, "mismatch": mismatch_scenario, "kill": kill_scenario,
+     "cli_fail": cli_fail_scenario, "single": single_scenario}[scenario](outdir)

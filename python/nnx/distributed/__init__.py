@@ -8,7 +8,8 @@
                                  rank=dist.rank(), world_size=dist.world_size())
     nnx.fit(model, loss_fn, opt, loader, epochs=5, progress=dist.rank() == 0)
 
-Run it with `mpiexec -n 4 python train.py`. The extra `nnx[mpi]` installs mpi4py and the mpich wheel;
+Run it with `mpiexec -n 4 python train.py`. `convert_sync_batchnorm(model)` (before wrapping) makes its
+BatchNorm layers normalise with the statistics of all ranks' batches together (SyncBatchNorm). The extra `nnx[mpi]` installs mpi4py and the mpich wheel;
 `import nnx` never needs them. See docs/DISTRIBUTED.md for the measurements and a scaling model.
 """
 from .comm import (abort, agree, allreduce_, average_buffers, barrier, broadcast_object,  # noqa: F401
