@@ -8,8 +8,8 @@ PyTorch's design (Li et al., "PyTorch Distributed", VLDB 2020) on nnx's autograd
   on with the earlier layers. A bucket that holds one parameter (one larger than bucket_cap_mb, such as
   the convnet's 12 MiB fc weight) is reduced in place in that parameter's .grad, without the copy in and
   out of a flat buffer: those two passes over the gradient cost more CPU than the allreduce's own
-  copies here (measured in docs/DISTRIBUTED.md). Buckets start strictly in index order, so every rank issues the same
-  sequence of collectives whatever order its gradients come in;
+  copies here (measured in docs/DISTRIBUTED.md). Buckets start strictly in index order, so every rank
+  issues the same sequence of collectives whatever order its gradients come in;
 - MPI only moves a non-blocking collective forward while some thread is inside MPI, so a progress
   thread tests the requests in flight every progress_interval seconds (it sleeps otherwise; the C++
   kernels release the GIL, so it runs beside them);
