@@ -105,3 +105,26 @@ def test_errors():
         SyncBatchNorm.from_batchnorm(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="nnx.nn.Module"):
         convert_sync_batchnorm("model")
+
+
+@pytest.mark.parametrize("affine,track", [(False, True), (True, False), (False, False)])
+def test_without_affine_or_running_statistics(affine, track):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 3, 2, 2))
+    bn = nn.BatchNorm2d(3, affine=affine, track_running_stats=track, dtype=np.float64)
+    sync = SyncBatchNorm.from_batchnorm(copy.deepcopy(bn), comm=MPI.COMM_SELF)
+    grads = []
+    for layer in (bn, sync):
+        xt = nnx.Tensor(x.copy(), requires_grad=True)
+        y = layer(xt)
+        (y * nnx.Tensor(x[::-1].copy())).sum().backward()
+        grads.append((y.data, xt.grad) + ((layer.weight.grad,) if affine else ()))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+    # Input without a gradient: only the parameters' gradients, no allreduce of the backward sums needed.
+    if affine:
+        for layer in (bn, sync):
+            layer.weight.grad = layer.bias.grad = None
+            (layer(nnx.Tensor(x.copy())) * nnx.Tensor(x[::-1].copy())).sum().backward()
+        np.testing.assert_allclose(sync.weight.grad, bn.weight.grad, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(sync.bias.grad, bn.bias.grad, rtol=1e-10, atol=1e-12)
