@@ -5,9 +5,11 @@
 nnx: every function of nnx.ops (and Tensor.__add__, the residual add) is wrapped in a timer for the run;
 times are exclusive (an op that calls another op is charged only its own part), keyed by op and input
 shape, summed over the steps and divided by their number; "rest" is the step's time outside every timed
-op (autograd bookkeeping, gradient accumulation at branch points, the optimizer's NumPy). PyTorch: its
-profiler's self CPU time per aten op and input shapes. Both in process CPU time at 1 thread (wall clock
-otherwise), after 3 warm-up steps. A profile, not an A/B: compare it with bench/network_ab.py's totals.
+op (autograd bookkeeping, gradient accumulation at branch points, the optimizer's NumPy); nnx's times are
+process CPU time at 1 thread (wall clock otherwise). PyTorch: its profiler's self CPU time per aten op and
+input shapes, which the profiler takes from the wall clock and inflates with its own overhead: on a loaded
+machine read its shares, not its totals (bench/conv_layers_ab.py --passes compares the conv passes in CPU
+time). After 3 warm-up steps. A profile, not an A/B: compare it with bench/network_ab.py's totals.
 """
 from __future__ import annotations
 
