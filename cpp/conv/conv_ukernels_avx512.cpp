@@ -8,9 +8,8 @@
 // a 16 x 16 in-register transposition) measured 0.89-1.10x of the AVX2 kernel, below 1 on 10 of 12
 // passes of ResNet-20's and the BatchNorm net's layers (1 thread, best of 30 interleaved calls), and
 // 2 x 8 by 12 measured 0.94-1.02x; the direct weight gradient's 4-filter blocks gained 1.06-1.29x (the
-// 1- and 3-channel stems). Every sum keeps its AVX2
-// order (the blocking changes which outputs share a pass, not how one is summed), so this table gives
-// the AVX2 table's bits.
+// 1- and 3-channel stems). Every sum keeps its AVX2 order (the blocking changes which outputs share a
+// pass, not how one is summed), so this table gives the AVX2 table's bits.
 #define NNX_CONV_NS conv_avx512
 #define NNX_CONV_IG_NV 2
 #define NNX_CONV_IG_MR 12
