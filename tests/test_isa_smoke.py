@@ -66,12 +66,13 @@ CASES = {
     "layer_norm": ((X4, (9, 9), _r(9, 9), _r(9, 9)), {}),
     "dropout": ((X4,), {"p": 0.3, "seed": 5}),
     "maxout": ((_r(5, 12),), {"pieces": 3}),
+    "maxout_channels": ((X4,), {"pieces": 3, "axis": 1}),
     "embedding": ((np.array([[1, 0, 4], [4, 2, 2]]), _r(5, 3)), {}),
 }
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_wide", "_3s2", "_eval"):
+    for suffix in ("_stride2", "_depthwise", "_wide", "_3s2", "_eval", "_channels"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case

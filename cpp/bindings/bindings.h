@@ -12,6 +12,7 @@ void bind_pool(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_dropout(py::module_& m);
+void bind_maxout(py::module_& m);
 void bind_rnn(py::module_& m);
 void bind_compile(py::module_& m);
 }  // namespace nnx

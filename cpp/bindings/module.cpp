@@ -49,6 +49,7 @@ PYBIND11_MODULE(_C, m) {
   nnx::bind_optim(m);
   nnx::bind_norm(m);
   nnx::bind_dropout(m);
+  nnx::bind_maxout(m);
   nnx::bind_rnn(m);
   nnx::bind_compile(m);
 }

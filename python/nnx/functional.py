@@ -310,16 +310,16 @@ def flatten(x, start_dim: int = 1, end_dim: int = -1) -> Tensor:
 
 def maxout(x, pieces: int, dim: int = 1) -> Tensor:
     """Maxout: the maximum over groups of `pieces` consecutive features along `dim` (channels of a
-    conv feature map, or the outputs of a Linear with out_features * pieces units). The forward keeps
-    which piece won, so the backward is a scatter."""
+    conv feature map, or the outputs of a Linear with out_features * pieces units). The backward finds
+    which piece won again from x, as max pooling does."""
     x = _t(x)
     b = _backend
     kw = dict(pieces=pieces, axis=dim)
+    y = _fn(b, "maxout")(x.data, **kw)
     if not (x.requires_grad and is_grad_enabled()):
-        return Tensor(_fn(b, "maxout")(x.data, **kw))
-    y, idx = _fn(b, "maxout")(x.data, return_indices=True, **kw)
+        return Tensor(y)
     xd = x.data
-    return Tensor._make(y, (x,), lambda g: (_fn(b, "maxout_backward")(g, xd, indices=idx, **kw),), "maxout")
+    return Tensor._make(y, (x,), lambda g: (_fn(b, "maxout_backward")(g, xd, **kw),), "maxout")
 
 
 # ---------------------------------------------------------------------------- recurrent, embedding
