@@ -3,9 +3,18 @@
 figure on a shared machine. The backward computes dw and db, and dx except for a network's first layer.
 
     python bench/conv_layers_ab.py        # prints a markdown table
+    python bench/conv_layers_ab.py --passes [--isa avx2 avx512] [--layers 'resnet 16>16 32x32' ...]
+
+--passes times the forward, the data gradient and the weight gradient (with db) separately, against
+PyTorch's aten.convolution_backward with the matching output mask; with --isa each pass is timed under
+every listed nnx ISA (nnx.set_isa), interleaved with PyTorch in the same rounds. GFLOP/s counts 2 flops per
+multiply-add of the pass; "peak" divides by bench/machine.json's per-core float32 FMA peak.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import time
 
 import numpy as np
@@ -32,7 +41,83 @@ def cpu_per_call(f, n: int) -> float:
     return (time.process_time() - start) / n
 
 
+def _tensors(rng, xs, k, r, st, pad):
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = (rng.standard_normal((k, xs[1], r, r)) * 0.1).astype(np.float32)
+    b = np.zeros(k, np.float32)
+    p = (xs[2] + 2 * pad - r) // st + 1
+    dy = rng.standard_normal((xs[0], k, p, p)).astype(np.float32)
+    return x, w, b, p, dy
+
+
+def passes(names, isas, rounds, which=("fwd", "dx", "dw")):
+    """Per pass (forward, dx, dw+db) CPU time of nnx under each ISA and of PyTorch, interleaved."""
+    import nnx
+    import torch
+    from nnx import ops
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "machine.json")) as f:
+        peak = json.load(f)["fma_gflops_per_core"]
+    nnx.set_num_threads(1)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    cols = " | ".join(f"nnx {i} ms | GFLOP/s (peak)" for i in isas)
+    print(f"| layer (batch 64) | pass | algo | {cols} | torch ms | torch GFLOP/s | " +
+          " | ".join(f"torch/{i}" for i in isas) + " |")
+    print("|---|---|---|" + "---|---|" * len(isas) + "---|---|" + "---|" * len(isas))
+    for name in names:
+        xs, k, r, st, pad, need_dx = LAYERS[name]
+        x, w, b, p, dy = _tensors(rng, xs, k, r, st, pad)
+        tx, tw, tb, tdy = (torch.from_numpy(a) for a in (x, w, b, dy))
+        flops = 2 * xs[0] * k * xs[1] * r * r * p * p
+        cases = {"fwd": (lambda: ops.conv2d(x, w, b, st, pad),
+                         lambda: torch.nn.functional.conv2d(tx, tw, tb, st, pad))}
+        if need_dx:
+            cases["dx"] = (lambda: ops.conv2d_backward(dy, x, w, b, st, pad, needs=(True, False, False)),
+                           lambda: torch.ops.aten.convolution_backward(
+                               tdy, tx, tw, [k], [st, st], [pad, pad], [1, 1], False, [0, 0], 1, [True, False, False]))
+        cases["dw"] = (lambda: ops.conv2d_backward(dy, x, w, b, st, pad, needs=(False, True, True)),
+                       lambda: torch.ops.aten.convolution_backward(
+                           tdy, tx, tw, [k], [st, st], [pad, pad], [1, 1], False, [0, 0], 1, [False, True, True]))
+        for pname, (fa, fb) in cases.items():
+            if pname not in which:
+                continue
+            for i in isas:
+                nnx.set_isa(i)
+                fa()
+            fb()
+            a = {i: [] for i in isas}
+            t = []
+            for _ in range(rounds):
+                for i in isas:
+                    nnx.set_isa(i)
+                    a[i].append(cpu_per_call(fa, 4))
+                t.append(cpu_per_call(fb, 4))
+            mt = float(np.median(t))
+            ma = {i: float(np.median(v)) for i, v in a.items()}
+            algo = ops.conv2d_algorithm(xs, w.shape, st, pad)
+            cells = " | ".join(f"{ma[i] * 1e3:.2f} | {flops / ma[i] / 1e9:.0f} ({flops / ma[i] / 1e9 / peak:.0%})"
+                               for i in isas)
+            print(f"| {name} | {pname} | {algo} | {cells} | {mt * 1e3:.2f} | {flops / mt / 1e9:.0f} | " +
+                  " | ".join(f"{mt / ma[i]:.2f}" for i in isas) + " |", flush=True)
+    nnx.set_isa(isas[-1])
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--passes", action="store_true")
+    ap.add_argument("--isa", nargs="+", default=None, help="nnx ISAs to compare (with --passes)")
+    ap.add_argument("--layers", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--pass", dest="which", nargs="+", default=["fwd", "dx", "dw"], choices=["fwd", "dx", "dw"])
+    args = ap.parse_args()
+    if args.passes:
+        import nnx
+        passes(args.layers, args.isa or [nnx.cpu_info()["active_isa"]], args.rounds, args.which)
+        return
+    whole(args.layers)
+
+
+def whole(names):
     import nnx
     import torch
     from nnx import ops
@@ -40,12 +125,9 @@ def main():
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     print("| layer (batch 64) | algo | nnx ms | nnx GFLOP/s | torch ms | torch/nnx |\n|---|---|---|---|---|---|")
-    for name, (xs, k, r, st, pad, need_dx) in LAYERS.items():
-        x = rng.standard_normal(xs).astype(np.float32)
-        w = (rng.standard_normal((k, xs[1], r, r)) * 0.1).astype(np.float32)
-        b = np.zeros(k, np.float32)
-        p = (xs[2] + 2 * pad - r) // st + 1
-        dy = rng.standard_normal((xs[0], k, p, p)).astype(np.float32)
+    for name in names:
+        xs, k, r, st, pad, need_dx = LAYERS[name]
+        x, w, b, p, dy = _tensors(rng, xs, k, r, st, pad)
 
         def nnx_call():
             ops.conv2d(x, w, b, st, pad)

@@ -18,6 +18,9 @@ Inside each 2-rank job, after the timed DDP steps, the same ranks also time (med
 - exposed: the time backward spent waiting for the allreduces per step (DistributedDataParallel's
   comm_wait_seconds).
 Overlap is working when step - compute < allreduce.
+
+Every side also reports its CPU time per image (all threads, all ranks), the figure to compare when the
+machine is shared: wall-clock ratios then say more about the load than about nnx.
 """
 from __future__ import annotations
 
@@ -45,12 +48,14 @@ def _setup(model_name: str, batch: int):
     return nnx, model, optim, nn.CrossEntropyLoss(), x, y[:batch].astype(np.int64)
 
 
-def _time_steps(model, opt, loss_fn, x, y, steps: int, warmup: int = 3, sync=None, after=None) -> list:
+def _time_steps(model, opt, loss_fn, x, y, steps: int, warmup: int = 3, sync=None, after=None, cpu=None) -> list:
+    """Wall seconds of each timed step; with a list `cpu`, also appends each step's CPU seconds of this
+    process (all its threads: time.process_time), which a loaded machine inflates much less."""
     times = []
     for i in range(warmup + steps):
         if sync is not None:
             sync()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         opt.zero_grad()
         loss = loss_fn(model(x), y)
         t_backward = time.perf_counter()
@@ -58,6 +63,8 @@ def _time_steps(model, opt, loss_fn, x, y, steps: int, warmup: int = 3, sync=Non
         opt.step()
         if i >= warmup:
             times.append(time.perf_counter() - t)
+            if cpu is not None:
+                cpu.append(time.process_time() - c)
             if after is not None:
                 after(t_backward)
     return times
@@ -79,8 +86,10 @@ def run_single(args) -> dict:
     nnx, model, optim, loss_fn, x, y = _setup(args.model, args.batch)
     nnx.set_num_threads(args.threads)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    t = statistics.median(_time_steps(model, opt, loss_fn, x, y, args.steps))
-    return {"step_s": t, "images_per_s": args.batch / t, "threads": args.threads}
+    cpu = []
+    t = statistics.median(_time_steps(model, opt, loss_fn, x, y, args.steps, cpu=cpu))
+    return {"step_s": t, "images_per_s": args.batch / t, "threads": args.threads,
+            "cpu_s_per_image": statistics.median(cpu) / args.batch, "loadavg": os.getloadavg()[0]}
 
 
 def run_ddp(args) -> dict:
@@ -109,12 +118,14 @@ def run_ddp(args) -> dict:
         offset = ddp._progress.events[0][1] - t_backward
         timelines.append([(what, t + offset) for what, t in first])
 
+    cpu = []  # this rank's CPU seconds per overlapped step
     for _ in range(args.rounds):
         for key, overlap in (("step_s", True), ("no_overlap_s", False)):
             ddp.overlap = overlap
             waited = ddp.comm_wait_seconds
             rounds[key].append(statistics.median(_time_steps(ddp, opt, loss_fn, x, y, per_round, warmup=1,
-                                                             after=keep_timeline if overlap else None)))
+                                                             after=keep_timeline if overlap else None,
+                                                             cpu=cpu if overlap else None)))
             if overlap:
                 rounds["exposed_s"].append((ddp.comm_wait_seconds - waited) / (per_round + 1))
         with ddp.no_sync():  # both ranks start each step together; per step, the slower rank's time
@@ -128,6 +139,9 @@ def run_ddp(args) -> dict:
             ar.append(time.perf_counter() - t)
         rounds["allreduce_s"].append(statistics.median(ar))
     result = {k: statistics.median(v) for k, v in rounds.items()}
+    # CPU of the whole job per image: per step, the ranks' CPU seconds summed, over the global batch.
+    result["cpu_s_per_image"] = statistics.median(np.sum(comm.allgather(cpu), axis=0)) / args.batch
+    result["loadavg"] = os.getloadavg()[0]
     # Paired per round: how far the overlapped step exceeds the slower rank's compute, against the allreduce.
     result["excess_s"] = statistics.median(s - c for s, c in zip(rounds["step_s"], rounds["compute_s"]))
     result["rounds"] = rounds
@@ -183,7 +197,9 @@ def main(argv=None):
                   f"of 1x2, {d['images_per_s'] / (2 * s1['images_per_s']):.2f} of 2x 1x1); step "
                   f"{d['step_s'] * 1e3:.1f} ms, compute {d['compute_s'] * 1e3:.1f}, allreduce "
                   f"{d['allreduce_s'] * 1e3:.2f}, excess {d['excess_s'] * 1e3:.2f}, exposed {d['exposed_s'] * 1e3:.2f}, no-overlap step "
-                  f"{d['no_overlap_s'] * 1e3:.1f}", flush=True)
+                  f"{d['no_overlap_s'] * 1e3:.1f}; CPU ms/image 1x2 {s['cpu_s_per_image'] * 1e3:.3f}, 1x1 "
+                  f"{s1['cpu_s_per_image'] * 1e3:.3f}, 2 ranks {d['cpu_s_per_image'] * 1e3:.3f}; load "
+                  f"{d['loadavg']:.1f}", flush=True)
         med = lambda side, key: statistics.median(b[side][key] for b in blocks)  # noqa: E731
         ratios = [b["ddp"]["images_per_s"] / b["single"]["images_per_s"] for b in blocks]
         efficiency = [b["ddp"]["images_per_s"] / (2 * b["single1"]["images_per_s"]) for b in blocks]
@@ -193,6 +209,14 @@ def main(argv=None):
             "median_paired_efficiency": statistics.median(efficiency), "paired_efficiencies": efficiency,
             "ratio_of_medians": med("ddp", "images_per_s") / med("single", "images_per_s"),
             "median_paired_ratio": statistics.median(ratios), "paired_ratios": ratios,
+            # images per CPU-second of 2 ranks against 1 x 2 threads, paired per block
+            "median_paired_cpu_ratio": statistics.median(b["single"]["cpu_s_per_image"] / b["ddp"]["cpu_s_per_image"]
+                                                         for b in blocks),
+            # images per CPU-second of 2 ranks against twice one 1-thread process (no OpenMP spinning on
+            # that side, which inflates the 2-thread process's CPU time on a loaded machine)
+            "median_paired_cpu_efficiency": statistics.median(b["single1"]["cpu_s_per_image"] /
+                                                              b["ddp"]["cpu_s_per_image"] for b in blocks),
+            "loadavg": [b["ddp"]["loadavg"] for b in blocks],
             **{f"ddp_{k}": med("ddp", k) for k in ("step_s", "compute_s", "allreduce_s", "exposed_s",
                                                    "no_overlap_s", "excess_s")},
             "allreduce_mib": blocks[0]["ddp"]["allreduce_mib"], "bucket_mib": blocks[0]["ddp"]["bucket_mib"],
@@ -206,7 +230,10 @@ def main(argv=None):
               f"{m['ddp_allreduce_s'] * 1e3:.2f} ms ({m['allreduce_mib']:.2f} MiB); paired excess of step over compute "
               f"{m['ddp_excess_s'] * 1e3:.2f} ms; exposed wait "
               f"{m['ddp_exposed_s'] * 1e3:.2f} ms; without overlap {m['ddp_no_overlap_s'] * 1e3:.1f} ms; "
-              f"timeline of block {len(blocks) // 2 + 1} (ms after backward began): {m['timeline_ms']}", flush=True)
+              f"timeline of block {len(blocks) // 2 + 1} (ms after backward began): {m['timeline_ms']}; "
+              f"images per CPU-second, 2 ranks / 1x2, median paired {m['median_paired_cpu_ratio']:.3f}, 2 ranks / "
+              f"1x1, median paired {m['median_paired_cpu_efficiency']:.3f}; "
+              f"load {m['loadavg']}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)

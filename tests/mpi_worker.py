@@ -99,6 +99,62 @@ def train_scenario(out: str, batchnorm: bool = False) -> None:
             json.dump(everyone, f)
 
 
+def sync_bn_model():
+    """float64: conv + BatchNorm2d + ReLU + pool, Linear + BatchNorm1d + ReLU, Linear (no bias before a
+    BatchNorm: its gradient would be zero)."""
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(4 * 6 * 6, 20, bias=False), nn.BatchNorm1d(20), nn.ReLU(),
+                         nn.Linear(20, 10)).double()
+
+
+def sync_bn_batches(world: int, steps: int):
+    """Per step the global batch of world * PER_RANK_BATCH samples (float64), rank r's share being rows
+    r * PER_RANK_BATCH onwards."""
+    X, y = tiny_data(world * PER_RANK_BATCH * steps)
+    X = X.astype(np.float64)
+    g = world * PER_RANK_BATCH
+    return [(X[i * g:(i + 1) * g], y[i * g:(i + 1) * g]) for i in range(steps)]
+
+
+def run_sync_bn_steps(model, batches, rank: int = 0, per_rank: int | None = None, after_step=None):
+    """SGD steps on the given batches (rank `rank`'s rows of each when per_rank is given); returns the
+    first step's outputs."""
+    opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    loss_fn = nn.CrossEntropyLoss()
+    first = None
+    for step, (xb, yb) in enumerate(batches):
+        if per_rank is not None:
+            xb, yb = xb[rank * per_rank:(rank + 1) * per_rank], yb[rank * per_rank:(rank + 1) * per_rank]
+        opt.zero_grad()
+        out = model(xb)
+        first = out.data.copy() if first is None else first
+        loss_fn(out, yb).backward()
+        opt.step()
+        if after_step is not None:
+            after_step()
+    return first
+
+
+def sync_bn_scenario(out: str) -> None:
+    """SyncBatchNorm (convert_sync_batchnorm) under DistributedDataParallel, float64, STEPS steps."""
+    dist = nnx.distributed
+    dist.init()
+    rank, world = dist.rank(), dist.world_size()
+    nnx.manual_seed(SEED)
+    model = dist.convert_sync_batchnorm(sync_bn_model())
+    assert isinstance(model[1], dist.SyncBatchNorm) and isinstance(model[6], dist.SyncBatchNorm)
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb=BUCKET_CAP_MB)
+    digests = []
+    first = run_sync_bn_steps(ddp, sync_bn_batches(world, STEPS), rank, PER_RANK_BATCH,
+                              lambda: digests.append(dist.check_in_sync(ddp)))  # running statistics too
+    np.save(os.path.join(out, f"first_output_rank{rank}.npy"), first)
+    everyone = ddp.comm.gather({"rank": rank, "digests": digests}, root=0)
+    if rank == 0:
+        nnx.save(model.state_dict(), os.path.join(out, "params.npz"))
+        with open(os.path.join(out, "report.json"), "w") as f:
+            json.dump(everyone, f)
+
+
 def mismatch_scenario(out: str) -> None:
     dist = nnx.distributed
     dist.init(abort_on_exception=False)  # the error is the result: let every rank print and exit
@@ -196,4 +252,5 @@ if __name__ == "__main__":
     scenario, outdir = sys.argv[1], sys.argv[2]
     nnx.set_num_threads(1)
     {"train": train_scenario, "batchnorm": lambda o: train_scenario(o, batchnorm=True),
-     "mismatch": mismatch_scenario, "kill": kill_scenario, "cli_fail": cli_fail_scenario, "single": single_scenario}[scenario](outdir)
+     "syncbn": sync_bn_scenario, "mismatch": mismatch_scenario, "kill": kill_scenario,
+     "cli_fail": cli_fail_scenario, "single": single_scenario}[scenario](outdir)

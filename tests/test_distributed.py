@@ -124,6 +124,30 @@ def test_three_ranks_uneven_shards_and_batchnorm_statistics(tmp_path):
 
 
 @needs_mpi
+def test_sync_batchnorm_two_ranks_equal_one_process_on_the_concatenated_batch(tmp_path):
+    rc, so, se = _worker(2, "syncbn", tmp_path)
+    assert rc == 0, se
+    report = json.loads((tmp_path / "report.json").read_text())
+    # Running statistics included: the ranks agree bitwise after every step without end_epoch().
+    assert len(report[0]["digests"]) == W.STEPS and report[0]["digests"] == report[1]["digests"]
+    params = nnx.load(tmp_path / "params.npz")
+    nnx.manual_seed(W.SEED)
+    ref = W.sync_bn_model()  # plain BatchNorm, one process, batch 2 * PER_RANK_BATCH
+    initial = {k: v.copy() for k, v in ref.state_dict().items()}
+    first = W.run_sync_bn_steps(ref, W.sync_bn_batches(2, W.STEPS))
+    b = W.PER_RANK_BATCH
+    for rank in (0, 1):
+        mine = np.load(tmp_path / f"first_output_rank{rank}.npy")
+        np.testing.assert_allclose(mine, first[rank * b:(rank + 1) * b], rtol=1e-10, atol=1e-12)
+    for k, v in ref.state_dict().items():
+        if v.dtype.kind == "f":
+            assert not np.allclose(v, initial[k]), f"{k} did not move: the comparison would prove nothing"
+            np.testing.assert_allclose(params[k], v, rtol=1e-10, atol=1e-12, err_msg=k)
+        else:
+            assert params[k] == v, k
+
+
+@needs_mpi
 def test_different_models_are_refused_at_broadcast(tmp_path):
     rc, so, se = _worker(2, "mismatch", tmp_path)
     assert rc != 0

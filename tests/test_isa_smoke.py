@@ -55,6 +55,7 @@ CASES = {
     "conv2d": ((X4, W4, B4), {"padding": 1}),
     "conv2d_stride2": ((X4, W4, B4), {"stride": 2}),
     "conv2d_depthwise": ((X4, _r(6, 1, 3, 3), None), {"groups": 3}),
+    "conv2d_wide": ((X4, _r(20, 3, 3, 3), _r(20)), {"padding": 1}),  # wide AVX-512 register blocks
     "max_pool2d": ((X4,), {"kernel_size": 2}),
     "max_pool2d_3s2": ((X4,), {"kernel_size": 3, "stride": 2, "padding": 1}),
     "avg_pool2d": ((X4,), {"kernel_size": 2}),
@@ -71,7 +72,7 @@ CASES = {
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_3s2", "_eval", "_channels"):
+    for suffix in ("_stride2", "_depthwise", "_wide", "_3s2", "_eval", "_channels"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case

@@ -24,7 +24,8 @@ constexpr int64_t kColumnBlock = 256;
 template <class T>
 const ActivationUkernels<T>& activation_ukernels() {
   static const IsaTable<ActivationUkernels<T>> table(
-      IsaFills<ActivationUkernels<T>>{activation_ukernels_fill_portable<T>, NNX_X86_FILL(activation_ukernels_fill_avx2<T>)});
+      IsaFills<ActivationUkernels<T>>{activation_ukernels_fill_portable<T>, NNX_X86_FILL(activation_ukernels_fill_avx2<T>),
+                                      NNX_X86_FILL(activation_ukernels_fill_avx512<T>)});
   return table.active();
 }
 template const ActivationUkernels<float>& activation_ukernels<float>();

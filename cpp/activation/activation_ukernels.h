@@ -32,6 +32,8 @@ void activation_ukernels_fill_portable(ActivationUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
 void activation_ukernels_fill_avx2(ActivationUkernels<T>& table);
+template <class T>
+void activation_ukernels_fill_avx512(ActivationUkernels<T>& table);
 #endif
 
 // The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).

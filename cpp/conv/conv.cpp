@@ -436,9 +436,14 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
     T* s = workspace_as<T>(kWsConvCol, scratch);
     for (int64_t n = n0; n < n0 + cnt; ++n)
       kern.igemm_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), dwT, s);
+    // Along dwT's rows: a walk down its columns (kp elements apart) misses L1 on every element once dwT
+    // outgrows it (800 taps x 64 channels is 200 KB); the writes here stay within Kg lines.
     for (int64_t gi = 0; gi < g.groups; ++gi)
-      for (int64_t k = 0; k < Kg; ++k)
-        for (int64_t t = 0; t < ntaps; ++t) dst[(gi * Kg + k) * ntaps + t] = dwT[(gi * ntaps + t) * kp + k];
+      for (int64_t t = 0; t < ntaps; ++t) {
+        const T* src = dwT + (gi * ntaps + t) * kp;
+        T* d = dst + gi * Kg * ntaps + t;
+        for (int64_t k = 0; k < Kg; ++k) d[k * ntaps] = src[k];
+      }
   });
 }
 

@@ -13,7 +13,8 @@ int64_t conv_igemm_channels(const ConvGeom& g, int64_t kblock) {
 template <class T>
 const ConvUkernels<T>& conv_ukernels() {
   static const IsaTable<ConvUkernels<T>> table(
-      IsaFills<ConvUkernels<T>>{conv_ukernels_fill_portable<T>, NNX_X86_FILL(conv_ukernels_fill_avx2<T>)});
+      IsaFills<ConvUkernels<T>>{conv_ukernels_fill_portable<T>, NNX_X86_FILL(conv_ukernels_fill_avx2<T>),
+                                NNX_X86_FILL(conv_ukernels_fill_avx512<T>)});
   return table.active();
 }
 template const ConvUkernels<float>& conv_ukernels<float>();

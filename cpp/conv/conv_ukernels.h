@@ -82,6 +82,8 @@ void conv_ukernels_fill_portable(ConvUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
 void conv_ukernels_fill_avx2(ConvUkernels<T>& table);
+template <class T>
+void conv_ukernels_fill_avx512(ConvUkernels<T>& table);
 #endif
 
 // The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).

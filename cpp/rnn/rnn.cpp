@@ -8,86 +8,253 @@
 
 #include "common/isa_table.h"
 #include "common/threads.h"
+#include "common/workspace.h"
 #include "gemm/gemm.h"
+#include "gemm/ukernel.h"
 #include "rnn/rnn_ukernels.h"
 
 namespace nnx {
 
 namespace {
 
-// Every per-step buffer is unit-major: a step's gate block is GH rows (gate g of unit u is row g*H + u) of
-// N batch values, and the gate blocks of all steps sit side by side in one GH x (steps*N) matrix, so the
-// input projection of all steps is one GEMM and each step's products write plain rows (the micro-kernel's
-// contiguous store) of the batch's values. States are (H x N) per step. The element-wise kernels then run
-// over the N contiguous values of one unit.
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+// Every per-step buffer is batch-major, as y is: a step's gate block is N rows (one per sequence) of GH
+// values (gate g of unit u at column g*H + u), and the blocks of all steps sit one after another in one
+// (steps*N) x GH matrix, so the input projection of all steps is one GEMM with x as it comes, each step's
+// state is a plain N x H slice of y, and nothing is ever transposed. A sequence's rows depend on no other
+// sequence's rows at any step, which is what lets threads own disjoint sets of sequences for the whole call.
 //
 // Workspace segments, in elements, each rounded up to a 64-byte multiple so the next starts on a cache
 // line (the caller's buffer itself is aligned by NumPy to at least 16 bytes).
 struct Layout {
-  int64_t bias, gates, extra, hs, h0t, c0t, carry, dc, dc_save, dyt, wt, total;
+  int64_t bias, gates, extra, carry, dc, total;
   Layout(RnnCell cell, int64_t steps, int64_t N, int64_t H) {
-    const int64_t GH = rnn_gate_count(cell) * H, R = steps * N, HN = H * N;
+    const int64_t GH = rnn_gate_count(cell) * H, R = steps * N, NH = N * H;
     const bool lstm = cell == RnnCell::lstm;
     auto seg = [](int64_t n) { return (n + 15) / 16 * 16; };
     bias = 0;
     gates = bias + seg(GH);
-    extra = gates + seg(GH * R);  // LSTM: the cell states of every step; GRU: the hidden-side gate blocks
-    hs = extra + seg(lstm ? H * R : cell == RnnCell::gru ? GH * R : 0);
-    h0t = hs + seg(H * R);
-    c0t = h0t + seg(HN);
-    carry = c0t + seg(lstm ? HN : 0);
-    dc = carry + seg(2 * HN);
-    dc_save = dc + seg(lstm ? HN : 0);
-    dyt = dc_save + seg(lstm ? HN : 0);
-    wt = dyt + seg(H * R);
-    total = wt + seg(GH * H);
+    extra = gates + seg(R * GH);  // LSTM: the cell states of every step; GRU: the hidden-side gate blocks
+    carry = extra + seg(lstm ? R * H : cell == RnnCell::gru ? R * GH : 0);
+    dc = carry + seg(2 * NH);
+    total = dc + seg(lstm ? NH : 0);
   }
 };
 
-// Units of one step's element-wise pass worth a thread: a gate value costs about four passes over memory
-// (loads, stores and an exp or tanh), so one thread should get at least a quarter of the element-wise grain.
-Grain step_units_grain(int64_t G, int64_t N) { return Grain{std::max<int64_t>(1, kElementwiseGrain.units / (4 * G * N))}; }
-
-// Rows of a bias-gradient sum worth a thread.
-constexpr Grain kRowSumRows{16};
-
-// out[i] = sum of row i (n contiguous values), in 16 interleaved partial sums combined in a fixed order:
-// vectorisable, and the same order for any thread count.
+// The recurrent weight as the B operand of the per-step products, packed once per call (gemm_block would
+// pack it again at every step): KC-deep blocks of NR-wide slivers, the layout of GemmUkernels::pack_b, in
+// the calling thread's kWsMisc buffer. Every step then runs the micro-kernel on it directly: the step
+// table's own (rnn_ukernels.h) where the ISA has one, else the GEMM family's.
 template <class T>
-void row_sums(const T* g, int64_t rows, int64_t n, int64_t ld, T* out, int nthreads) {
-  constexpr int L = 16;
-  parallel_for(rows, kRowSumRows, nthreads, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const T* r = g + i * ld;
-      T acc[L] = {};
-      int64_t j = 0;
-      for (; j + L <= n; j += L)
-        for (int l = 0; l < L; ++l) acc[l] += r[j + l];
-      for (int l = 0; j < n; ++j, ++l) acc[l] += r[j];
-      for (int w = L / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-      out[i] = acc[0];
-    }
-  });
+struct PackedPanel {
+  GemmUkernelStridedA<T> ukernel;
+  int64_t MR, NR, KC;
+  const T* buf;
+  int64_t K, N, Np;  // Np: N rounded up to whole slivers
+};
+
+template <class T>
+PackedPanel<T> pack_panel(const RnnUkernels<T>& k, int64_t K, int64_t N, const T* b, int64_t rs_b, int64_t cs_b) {
+  const GemmUkernels<T>& g = gemm_ukernels<T>();
+  const bool own = k.step_ukernel != nullptr;
+  const GemmBlocking& bl = own ? k.step_blocking : g.blocking;
+  const GemmPackB<T> pack = own ? k.step_pack_b : g.pack_b;
+  // KC as gemm_block chooses it: equal blocks, depending on K alone (the summation order).
+  const int64_t KC = round_up(ceil_div(K, ceil_div(K, bl.kc)), 8);
+  const int64_t Np = round_up(N, bl.nr);
+  T* buf = workspace_as<T>(kWsMisc, static_cast<size_t>(Np * K));
+  for (int64_t pc = 0; pc < K; pc += KC) pack(std::min(KC, K - pc), N, b + pc * rs_b, rs_b, cs_b, buf + pc * Np);
+  return PackedPanel<T>{own ? k.step_ukernel : g.ukernel_strided_a, bl.mr, bl.nr, KC, buf, K, N, Np};
 }
 
-// out (cols x rows) = in^T, in tiles that stay in L1.
+// C (m x N, rows ldc apart) = A (m x K, rows lda apart, read in place) B + beta C, B packed. Slivers of B
+// outer, row tiles inner: each sliver is read from L2 once and reused from L1 by every row tile. Every
+// element is one micro-kernel sum over the same KC blocks wherever its rows fall, so a row's result does
+// not depend on which rows are computed with it.
 template <class T>
-void transpose(int64_t rows, int64_t cols, const T* in, T* out) {
-  constexpr int64_t B = 32;
-  for (int64_t i0 = 0; i0 < rows; i0 += B)
-    for (int64_t j0 = 0; j0 < cols; j0 += B)
-      for (int64_t j = j0; j < std::min(cols, j0 + B); ++j)
-        for (int64_t i = i0; i < std::min(rows, i0 + B); ++i) out[j * rows + i] = in[i * cols + j];
+void rows_times_panel(const PackedPanel<T>& p, int64_t m, const T* a, int64_t lda, T beta, T* c, int64_t ldc) {
+  for (int64_t pc = 0; pc < p.K; pc += p.KC) {
+    const int64_t kc = std::min(p.KC, p.K - pc);
+    const T beta_pc = pc == 0 ? beta : T(1);
+    for (int64_t jr = 0; jr < p.N; jr += p.NR) {
+      const T* bp = p.buf + pc * p.Np + jr * kc;
+      const int64_t n = std::min(p.NR, p.N - jr);
+      for (int64_t ir = 0; ir < m; ir += p.MR)
+        p.ukernel(kc, a + ir * lda + pc, lda, 1, bp, c + ir * ldc + jr, ldc, 1, std::min(p.MR, m - ir), n, T(1),
+                  beta_pc);
+    }
+  }
+}
+
+// Sequences of a call worth a thread: each runs steps * GH * (I + H) multiply-adds, so even a handful
+// outweighs waking a thread; the split is in whole row tiles (the align argument of parallel_for).
+Grain sequences_grain(int64_t steps, int64_t GH, int64_t H) {
+  const int64_t flops = std::max<int64_t>(1, 2 * steps * GH * H);
+  return Grain{std::max<int64_t>(1, (int64_t{1} << 20) / flops)};
+}
+
+// out[j] = sum over the rows of column j of g (rows x cols, row-major), in 8 interleaved partial sums
+// combined in a fixed order: vectorised along the row, and each column's order is the same for any thread
+// count (threads split the columns).
+constexpr Grain kColumnSumCols{64};
+
+template <class T>
+void column_sums(const T* g, int64_t rows, int64_t cols, T* out, int nthreads) {
+  constexpr int L = 8;
+  constexpr int64_t B = 256;  // columns per pass: 8 x 256 partial sums stay in L1
+  parallel_for(cols, kColumnSumCols, nthreads, [&](int64_t b, int64_t e) {
+    T acc[L][B];
+    for (int64_t j0 = b; j0 < e; j0 += B) {
+      const int64_t w = std::min(B, e - j0);
+      for (int l = 0; l < L; ++l)
+        for (int64_t j = 0; j < w; ++j) acc[l][j] = T(0);
+      int64_t r = 0;
+      for (; r + L <= rows; r += L)
+        for (int l = 0; l < L; ++l) {
+          const T* gr = g + (r + l) * cols + j0;
+          for (int64_t j = 0; j < w; ++j) acc[l][j] += gr[j];
+        }
+      for (int l = 0; r < rows; ++r, ++l)
+        for (int64_t j = 0; j < w; ++j) acc[l][j] += g[r * cols + j0 + j];
+      for (int h = L / 2; h >= 1; h /= 2)
+        for (int l = 0; l < h; ++l)
+          for (int64_t j = 0; j < w; ++j) acc[l][j] += acc[l + h][j];
+      for (int64_t j = 0; j < w; ++j) out[j0 + j] = acc[0][j];
+    }
+  }, 16);
+}
+
+// dW_ih = dG^T x and dW_hh = dGh^T h_prev over all steps (h_prev: h0 at step 0, then y of the step before).
+// Where both read the same dG (RNN, LSTM), they are one product dG^T [x | h_prev] of I + H columns: the
+// GEMM then packs dG^T once (with I or H columns alone it reads dG^T in place, 4 KB apart per k on the
+// LSTM 64 -> 256 case) and the h0 step joins the same sum. Measured there (1 thread, Zen 4): 14.7 ms
+// against 17.0 ms for the two products.
+template <class T>
+void weight_gradients(int64_t steps, int64_t N, int64_t I, int64_t H, int64_t GH, const T* dg, const T* dgh,
+                      const T* x, const T* h0, const T* y, T* dw_ih, T* dw_hh, int nthreads) {
+  const int64_t R = steps * N;
+  if (dg == dgh && dw_ih && dw_hh) {
+    const int64_t C = I + H;
+    T* cat = workspace_as<T>(kWsMisc, static_cast<size_t>(R * C + GH * C));
+    T* out = cat + R * C;
+    parallel_for(R, Grain{kElementwiseGrain.units / C + 1}, nthreads,
+                 [&](int64_t b, int64_t e) {
+                   for (int64_t r = b; r < e; ++r) {
+                     std::memcpy(cat + r * C, x + r * I, sizeof(T) * I);
+                     std::memcpy(cat + r * C + I, r < N ? h0 + r * H : y + (r - N) * H, sizeof(T) * H);
+                   }
+                 });
+    gemm<T>(GH, C, R, T(1), dg, 1, GH, cat, C, 1, T(0), out, C, 1, nthreads);
+    for (int64_t j = 0; j < GH; ++j) {
+      std::memcpy(dw_ih + j * I, out + j * C, sizeof(T) * I);
+      std::memcpy(dw_hh + j * H, out + j * C + I, sizeof(T) * H);
+    }
+    return;
+  }
+  if (dw_ih) gemm<T>(GH, I, R, T(1), dg, 1, GH, x, I, 1, T(0), dw_ih, I, 1, nthreads);
+  if (dw_hh) {  // the h0 step, then the outputs of steps 0 .. steps - 2
+    gemm<T>(GH, H, N, T(1), dgh, 1, GH, h0, H, 1, T(0), dw_hh, H, 1, nthreads);
+    if (steps > 1) gemm<T>(GH, H, R - N, T(1), dgh + N * GH, 1, GH, y, H, 1, T(1), dw_hh, H, 1, nthreads);
+  }
 }
 
 inline bool row_active(const int64_t* lengths, int64_t n, int64_t t) { return lengths == nullptr || t < lengths[n]; }
 
-inline bool any_inactive(const int64_t* lengths, int64_t N, int64_t t) {
-  if (!lengths) return false;
-  for (int64_t n = 0; n < N; ++n)
-    if (t >= lengths[n]) return true;
-  return false;
+// Everything one call's sequences share: sizes, inputs, the packed recurrent weight, the step kernels.
+template <class T>
+struct Seq {
+  RnnCell cell;
+  int64_t steps, N, H, GH;
+  const T *h0, *c0, *b_hh;
+  const int64_t* lengths;
+  T *gates, *extra, *y;
+  PackedPanel<T> w;
+  const RnnUkernels<T>* k;
+};
+
+// Forward through all steps for sequences [b, e): per step the recurrent product of these rows, then
+// their gate pass while the rows are still in cache.
+template <class T>
+void forward_rows(const Seq<T>& s, int64_t b, int64_t e) {
+  const int64_t N = s.N, H = s.H, GH = s.GH, m = e - b;
+  const RnnUkernels<T>& k = *s.k;
+  for (int64_t t = 0; t < s.steps; ++t) {
+    const int64_t r0 = t * N + b;  // first row of this block in the step-stacked matrices
+    const T* hp = t == 0 ? s.h0 + b * H : s.y + (r0 - N) * H;
+    T* gt = s.gates + r0 * GH;
+    T* ht = s.y + r0 * H;
+    T* ght = s.extra + r0 * GH;  // GRU: hidden side W_hh h + b_hh, kept apart since r multiplies its n block
+    if (s.cell == RnnCell::gru) {
+      for (int64_t r = 0; r < m; ++r) {
+        if (s.b_hh) std::memcpy(ght + r * GH, s.b_hh, sizeof(T) * GH);
+        else std::fill(ght + r * GH, ght + (r + 1) * GH, T(0));
+      }
+      rows_times_panel(s.w, m, hp, H, T(1), ght, GH);
+    } else {
+      rows_times_panel(s.w, m, hp, H, T(1), gt, GH);  // onto the input projection
+    }
+    for (int64_t r = 0; r < m; ++r) {
+      T* h = ht + r * H;
+      T* c = s.extra + (r0 + r) * H;
+      if (!row_active(s.lengths, b + r, t)) {  // a finished sequence: output (and cell state) 0
+        std::fill(h, h + H, T(0));
+        if (s.cell == RnnCell::lstm) std::fill(c, c + H, T(0));
+        continue;
+      }
+      T* g = gt + r * GH;
+      switch (s.cell) {
+        case RnnCell::rnn_tanh: k.rnn_tanh_forward(H, g, h); break;
+        case RnnCell::rnn_relu: k.rnn_relu_forward(H, g, h); break;
+        case RnnCell::lstm: k.lstm_forward(H, H, g, t == 0 ? s.c0 + (b + r) * H : c - N * H, c, h); break;
+        case RnnCell::gru: k.gru_forward(H, H, g, ght + r * GH, hp + r * H, h); break;
+      }
+    }
+  }
+}
+
+// Backward through all steps, steps - 1 down to 0, for sequences [b, e): per step the gate gradients of
+// these rows (overwriting their activations), then dh of step t - 1 = pass + dG_t W_hh. carry and pass
+// swap roles every step; the caller finds dh0 in the one the parity of `steps` says.
+template <class T>
+void backward_rows(const Seq<T>& s, const T* dy, T* carry, T* pass, T* dc, int64_t b, int64_t e) {
+  const int64_t N = s.N, H = s.H, GH = s.GH, m = e - b;
+  const RnnUkernels<T>& k = *s.k;
+  const bool gru = s.cell == RnnCell::gru;
+  T* cr = carry + b * H;
+  T* pr = pass + b * H;
+  for (int64_t t = s.steps - 1; t >= 0; --t) {
+    const int64_t r0 = t * N + b;
+    T* gt = s.gates + r0 * GH;
+    T* ght = (gru ? s.extra : s.gates) + r0 * GH;  // the hidden-side gate gradients
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t n = b + r;
+      T* g = gt + r * GH;
+      T* cin = cr + r * H;
+      T* cout = pr + r * H;
+      if (!row_active(s.lengths, n, t)) {  // a step this sequence does not take: dh (and dc) pass through
+        std::fill(g, g + GH, T(0));
+        if (gru) std::fill(ght + r * GH, ght + (r + 1) * GH, T(0));
+        std::memcpy(cout, cin, sizeof(T) * H);
+        continue;
+      }
+      const T* dyr = dy + (r0 + r) * H;
+      const T* hp = t == 0 ? s.h0 + n * H : s.y + (r0 + r - N) * H;
+      switch (s.cell) {
+        case RnnCell::rnn_tanh: k.rnn_tanh_backward(H, s.y + (r0 + r) * H, dyr, cin, g, cout); break;
+        case RnnCell::rnn_relu: k.rnn_relu_backward(H, s.y + (r0 + r) * H, dyr, cin, g, cout); break;
+        case RnnCell::lstm: {
+          const T* c = s.extra + (r0 + r) * H;
+          k.lstm_backward(H, H, g, t == 0 ? s.c0 + n * H : c - N * H, c, dyr, cin, dc + n * H, cout);
+          break;
+        }
+        case RnnCell::gru: k.gru_backward(H, H, g, ght + r * GH, hp, dyr, cin, cout); break;
+      }
+    }
+    rows_times_panel(s.w, m, ght, GH, T(1), pr, H);
+    std::swap(cr, pr);
+  }
 }
 
 }  // namespace
@@ -107,7 +274,8 @@ int64_t rnn_workspace_size(RnnCell cell, int64_t steps, int64_t N, int64_t H) {
 template <class T>
 const RnnUkernels<T>& rnn_ukernels() {
   static const IsaTable<RnnUkernels<T>> table(
-      IsaFills<RnnUkernels<T>>{rnn_ukernels_fill_portable<T>, NNX_X86_FILL(rnn_ukernels_fill_avx2<T>)});
+      IsaFills<RnnUkernels<T>>{rnn_ukernels_fill_portable<T>, NNX_X86_FILL(rnn_ukernels_fill_avx2<T>),
+                               NNX_X86_FILL(rnn_ukernels_fill_avx512<T>)});
   return table.active();
 }
 
@@ -117,72 +285,30 @@ void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, c
                  T* y, T* h_n, T* c_n, T* ws, int nthreads) {
   if (steps <= 0 || N <= 0 || H <= 0) return;
   const Layout L(cell, steps, N, H);
-  const int G = rnn_gate_count(cell);
-  const int64_t GH = G * H, HN = H * N, R = steps * N, gs = H * R;
+  const int64_t GH = rnn_gate_count(cell) * H, R = steps * N;
   const bool gru = cell == RnnCell::gru, lstm = cell == RnnCell::lstm;
-  const auto& k = rnn_ukernels<T>();
   T* gates = ws + L.gates;
   T* extra = ws + L.extra;
-  T* hs = ws + L.hs;
-  T* h0t = ws + L.h0t;
-  T* c0t = ws + L.c0t;
-  transpose(N, H, h0, h0t);
-  if (lstm) transpose(N, H, c0, c0t);
 
-  // Input projection of all steps, gates = W_ih x^T. RNN and LSTM add both biases here (their sum is all
-  // the cell sees); the GRU's b_hh goes with the hidden side, where r multiplies its n block.
+  // Input projection of all steps, gates = x W_ih^T + bias. RNN and LSTM add both biases here (their sum is
+  // all the cell sees); the GRU's b_hh goes with the hidden side, where r multiplies its n block.
   Epilogue<T> ep_x;
-  ep_x.bias_per_row = true;
   if (b_ih || (b_hh && !gru)) {
     T* bias = ws + L.bias;
     for (int64_t j = 0; j < GH; ++j) bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && !gru ? b_hh[j] : T(0));
     ep_x.bias = bias;
   }
-  gemm<T>(GH, R, I, T(1), w_ih, I, 1, x, 1, I, T(0), gates, R, 1, nthreads, ep_x);
-  Epilogue<T> ep_h;
-  ep_h.bias_per_row = true;
-  ep_h.bias = gru ? b_hh : nullptr;
+  gemm<T>(R, GH, I, T(1), x, I, 1, w_ih, 1, I, T(0), gates, GH, 1, nthreads, ep_x);
 
-  const Grain units = step_units_grain(G, N);
-  for (int64_t t = 0; t < steps; ++t) {
-    const T* hp = t == 0 ? h0t : hs + (t - 1) * HN;
-    T* ht = hs + t * HN;
-    T* gt = gates + t * N;
-    // The recurrent product W_hh h_{t-1}: W_hh is read in place (the batch is the narrow side), only the
-    // small h is packed.
-    if (gru) {
-      T* ght = extra + t * N;
-      gemm<T>(GH, N, H, T(1), w_hh, H, 1, hp, N, 1, T(0), ght, R, 1, nthreads, ep_h);
-      parallel_for(H, units, nthreads, [&](int64_t b, int64_t e) {
-        for (int64_t u = b; u < e; ++u) k.gru_forward(N, gs, gt + u * R, ght + u * R, hp + u * N, ht + u * N);
-      });
-    } else {
-      gemm<T>(GH, N, H, T(1), w_hh, H, 1, hp, N, 1, T(1), gt, R, 1, nthreads);
-      const T* cp = t == 0 ? c0t : extra + (t - 1) * HN;
-      T* ct = extra + t * HN;
-      parallel_for(H, units, nthreads, [&](int64_t b, int64_t e) {
-        for (int64_t u = b; u < e; ++u) {
-          if (lstm) k.lstm_forward(N, gs, gt + u * R, cp + u * N, ct + u * N, ht + u * N);
-          else if (cell == RnnCell::rnn_tanh) k.rnn_tanh_forward(N, gt + u * R, ht + u * N);
-          else k.rnn_relu_forward(N, gt + u * R, ht + u * N);
-        }
-      });
-    }
-    if (any_inactive(lengths, N, t)) {  // outputs (and cell states) of finished sequences are 0
-      for (int64_t n = 0; n < N; ++n) {
-        if (row_active(lengths, n, t)) continue;
-        for (int64_t u = 0; u < H; ++u) ht[u * N + n] = T(0);
-        if (lstm)
-          for (int64_t u = 0; u < H; ++u) extra[t * HN + u * N + n] = T(0);
-      }
-    }
-    transpose(H, N, ht, y + t * HN);
-  }
+  const RnnUkernels<T>& k = rnn_ukernels<T>();
+  // Per step gates += h_{t-1} W_hh^T: B(k, j) = W_hh(j, k).
+  const Seq<T> s{cell, steps, N, H, GH, h0, c0, b_hh, lengths, gates, extra, y, pack_panel(k, H, GH, w_hh, 1, H), &k};
+  parallel_for(N, sequences_grain(steps, GH, H), nthreads,
+               [&](int64_t b, int64_t e) { forward_rows(s, b, e); }, s.w.MR);
   for (int64_t n = 0; n < N; ++n) {  // h_n, c_n: the states after each row's last step
     const int64_t last = (lengths ? lengths[n] : steps) - 1;
     std::memcpy(h_n + n * H, y + (last * N + n) * H, sizeof(T) * H);
-    if (lstm && c_n)
-      for (int64_t u = 0; u < H; ++u) c_n[n * H + u] = extra[last * HN + u * N + n];
+    if (lstm && c_n) std::memcpy(c_n + n * H, extra + (last * N + n) * H, sizeof(T) * H);
   }
 }
 
@@ -193,83 +319,37 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
                   T* db_hh, int nthreads) {
   if (steps <= 0 || N <= 0 || H <= 0) return;
   const Layout L(cell, steps, N, H);
-  const int G = rnn_gate_count(cell);
-  const int64_t GH = G * H, HN = H * N, R = steps * N, gs = H * R;
+  const int64_t GH = rnn_gate_count(cell) * H, NH = N * H, R = steps * N;
   const bool gru = cell == RnnCell::gru, lstm = cell == RnnCell::lstm;
-  const auto& k = rnn_ukernels<T>();
   T* gates = ws + L.gates;
   T* extra = ws + L.extra;
-  const T* hs = ws + L.hs;
-  const T* h0t = ws + L.h0t;
-  const T* c0t = ws + L.c0t;
   T* carry = ws + L.carry;  // dh arriving from step t + 1
-  T* pass = carry + HN;     // dh leaving for step t - 1
+  T* pass = carry + NH;     // dh leaving for step t - 1
   T* dc = ws + L.dc;
-  T* dc_save = ws + L.dc_save;
-  T* dyt = ws + L.dyt;
-  T* wt = ws + L.wt;  // W_hh^T, so the dh product reads contiguous rows
-  transpose(GH, H, w_hh, wt);
-  for (int64_t t = 0; t < steps; ++t) transpose(N, H, dy + t * HN, dyt + t * HN);
-  if (dh_n) transpose(N, H, dh_n, carry);
-  else std::fill(carry, carry + HN, T(0));
+  if (dh_n) std::memcpy(carry, dh_n, sizeof(T) * NH);
+  else std::fill(carry, carry + NH, T(0));
   if (lstm) {
-    if (dc_n) transpose(N, H, dc_n, dc);
-    else std::fill(dc, dc + HN, T(0));
+    if (dc_n) std::memcpy(dc, dc_n, sizeof(T) * NH);
+    else std::fill(dc, dc + NH, T(0));
   }
-  // The gradient of the hidden-side gate block: the GRU keeps its own, the others share the gates'.
-  T* dgh = gru ? extra : gates;
 
-  const Grain units = step_units_grain(G, N);
-  for (int64_t t = steps - 1; t >= 0; --t) {
-    const T* hp = t == 0 ? h0t : hs + (t - 1) * HN;
-    const T* ht = hs + t * HN;
-    const T* dy_t = dyt + t * HN;
-    T* gt = gates + t * N;
-    T* ght = dgh + t * N;
-    const bool masked = any_inactive(lengths, N, t);
-    if (lstm && masked) std::memcpy(dc_save, dc, sizeof(T) * HN);
-    parallel_for(H, units, nthreads, [&](int64_t b, int64_t e) {
-      for (int64_t u = b; u < e; ++u) {
-        const int64_t o = u * N;
-        switch (cell) {
-          case RnnCell::rnn_tanh: k.rnn_tanh_backward(N, ht + o, dy_t + o, carry + o, gt + u * R, pass + o); break;
-          case RnnCell::rnn_relu: k.rnn_relu_backward(N, ht + o, dy_t + o, carry + o, gt + u * R, pass + o); break;
-          case RnnCell::lstm: {
-            const T* cp = t == 0 ? c0t + o : extra + (t - 1) * HN + o;
-            k.lstm_backward(N, gs, gt + u * R, cp, extra + t * HN + o, dy_t + o, carry + o, dc + o, pass + o);
-            break;
-          }
-          case RnnCell::gru: k.gru_backward(N, gs, gt + u * R, ght + u * R, hp + o, dy_t + o, carry + o, pass + o); break;
-        }
-      }
-    });
-    if (masked) {  // a step a row does not take: no gate gradient, dh (and dc) pass through unchanged
-      for (int64_t n = 0; n < N; ++n) {
-        if (row_active(lengths, n, t)) continue;
-        for (int64_t i = 0; i < GH; ++i) gt[i * R + n] = T(0);
-        if (gru)
-          for (int64_t i = 0; i < GH; ++i) ght[i * R + n] = T(0);
-        for (int64_t u = 0; u < H; ++u) pass[u * N + n] = carry[u * N + n];
-        if (lstm)
-          for (int64_t u = 0; u < H; ++u) dc[u * N + n] = dc_save[u * N + n];
-      }
-    }
-    gemm<T>(H, N, GH, T(1), wt, GH, 1, ght, R, 1, T(1), pass, N, 1, nthreads);
-    std::swap(carry, pass);
-  }
-  if (dh0) transpose(H, N, carry, dh0);
-  if (lstm && dc0) transpose(H, N, dc, dc0);
+  const RnnUkernels<T>& k = rnn_ukernels<T>();
+  // Per step dh_{t-1} += dG_t W_hh: B = W_hh as stored. The Seq's y is read only.
+  const Seq<T> s{cell, steps, N, H, GH, h0, c0, nullptr, lengths, gates, extra, const_cast<T*>(y),
+                 pack_panel(k, GH, H, w_hh, H, 1), &k};
+  parallel_for(N, sequences_grain(steps, GH, H), nthreads,
+               [&](int64_t b, int64_t e) { backward_rows(s, dy, carry, pass, dc, b, e); }, s.w.MR);
+  const T* dh_first = steps % 2 == 0 ? carry : pass;  // each step swapped the two
+  if (dh0) std::memcpy(dh0, dh_first, sizeof(T) * NH);
+  if (lstm && dc0) std::memcpy(dc0, dc, sizeof(T) * NH);
 
   // Products over all steps at once: K is never split, so each sum keeps one order.
-  if (dx) gemm<T>(I, R, GH, T(1), w_ih, 1, I, gates, R, 1, T(0), dx, 1, I, nthreads);  // dx^T = W_ih^T dG
-  if (dw_ih) gemm<T>(GH, I, R, T(1), gates, R, 1, x, I, 1, T(0), dw_ih, I, 1, nthreads);
-  if (dw_hh) {  // sum_t dG_t h_{t-1}: the h0 step, then the outputs of steps 0 .. steps - 2
-    gemm<T>(GH, H, N, T(1), dgh, R, 1, h0, H, 1, T(0), dw_hh, H, 1, nthreads);
-    if (steps > 1) gemm<T>(GH, H, R - N, T(1), dgh + N, R, 1, y, H, 1, T(1), dw_hh, H, 1, nthreads);
-  }
-  if (db_ih) row_sums(gates, GH, R, R, db_ih, nthreads);
+  const T* dgh = gru ? extra : gates;  // the hidden-side gate gradients (the gates' own for RNN and LSTM)
+  if (dx) gemm<T>(R, I, GH, T(1), gates, GH, 1, w_ih, I, 1, T(0), dx, I, 1, nthreads);   // dx = dG W_ih
+  weight_gradients(steps, N, I, H, GH, gates, dgh, x, h0, y, dw_ih, dw_hh, nthreads);
+  if (db_ih) column_sums(gates, R, GH, db_ih, nthreads);
   if (db_hh) {
-    if (gru || !db_ih) row_sums(dgh, GH, R, R, db_hh, nthreads);
+    if (gru || !db_ih) column_sums(dgh, R, GH, db_hh, nthreads);
     else std::memcpy(db_hh, db_ih, sizeof(T) * GH);
   }
 }

@@ -11,24 +11,30 @@
 // Layout (all C-contiguous): x (steps, N, I) time-major; h0, c0, h_n, c_n (N, H); y (steps, N, H);
 // w_ih (G*H, I); w_hh (G*H, H); b_ih, b_hh (G*H) or null (no bias).
 //
-// Forward: the input projection of all steps is one GEMM into the workspace; each step is one GEMM
-// h_{t-1} W_hh^T accumulated onto that step's projection (GRU: into its own buffer, since r multiplies
-// the hidden side alone), then one element-wise pass per row (the ISA micro-kernels, rnn_ukernels.h)
-// applies the gate nonlinearities and the state update and keeps the activations for the backward.
+// Forward: the input projection of all steps is one GEMM into the workspace (gates = x W_ih^T + bias, one
+// row per sequence and step, as y). W_hh is packed once per call; each step is then the micro-kernel
+// product h_{t-1} W_hh^T of each block of sequences accumulated onto that step's projection (GRU: into its
+// own buffer, since r multiplies the hidden side alone), followed at once by the element-wise pass of the
+// same rows (the ISA micro-kernels, rnn_ukernels.h) that applies the gate nonlinearities and the state
+// update and keeps the activations for the backward.
 //
-// Backward through time, steps - 1 down to 0: an element-wise pass turns dh, dc and the kept activations
-// into the gate gradients (overwriting the activations), then one GEMM dG_t W_hh carries dh to step t - 1.
-// After the loop: dx = dG W_ih and dW_ih = dG^T x are one GEMM each over all steps, dW_hh = sum_t
-// dG_t^T h_{t-1} is two (the h0 step, then the rest), the bias gradients are column sums over all steps.
+// Backward through time, steps - 1 down to 0, per block of sequences: an element-wise pass turns dh, dc
+// and the kept activations into the gate gradients (overwriting the activations), then the product
+// dG_t W_hh (W_hh packed once per call) carries dh to step t - 1. After the loop: dx = dG W_ih is one GEMM
+// over all steps, dW_ih and dW_hh one or two more (rnn.cpp, weight_gradients), the bias gradients are
+// column sums over all steps.
 //
 // lengths (N int64 values in [1, steps], or null = all `steps`): row n takes part in steps t < lengths[n]
 // only. Its outputs y[t, n] at later steps are 0, its h_n / c_n are the states after its last step, and
 // the backward carries dh_n / dc_n back to that step unchanged. Padded inputs must be finite.
 //
 // The workspace (rnn_workspace_size elements) is written by the forward and read, then overwritten, by
-// the backward of the same call arguments; the caller keeps it between the two (training).
-// Results are bitwise identical for any `nthreads`: GEMMs never split K, element-wise passes split rows,
-// column sums split columns.
+// the backward of the same call arguments; the caller keeps it between the two (training). The packed
+// W_hh and the weight-gradient operands live in the calling thread's kWsMisc buffer (common/workspace.h)
+// during a call.
+// Results are bitwise identical for any `nthreads`: a sequence's rows depend on no other sequence's, and
+// threads own whole sequences for a whole call (every element is the same micro-kernel sum wherever its
+// rows fall); the GEMMs over all steps never split K; column sums split columns.
 #pragma once
 #include <cstdint>
 

@@ -1,7 +1,7 @@
 // The element-wise step kernels of the recurrent family, written once against the vector interface of
 // act/activation_generic.h (V: load/store, partial loads for ragged tails, add/sub/mul/div, select, exp, tanh)
-// and instantiated per ISA in rnn_ukernels_<isa>.cpp. Each kernel handles H contiguous values (one hidden
-// unit across the batch, see rnn_ukernels.h) whose gate rows lie gs apart; a ragged tail is a partial
+// and instantiated per ISA in rnn_ukernels_<isa>.cpp. Each kernel handles H contiguous values (the hidden
+// units of one sequence, see rnn_ukernels.h) whose gate blocks lie gs apart; a ragged tail is a partial
 // vector, so every value sees the same arithmetic wherever it falls.
 //
 // Derivatives are taken through the kept activations: sigmoid' = s (1 - s), tanh' = 1 - t^2. The LSTM
@@ -150,6 +150,9 @@ RnnUkernels<typename V::T> make_table(const char* name) {
   t.lstm_backward = lstm_backward<V>;
   t.gru_forward = gru_forward<V>;
   t.gru_backward = gru_backward<V>;
+  t.step_blocking = GemmBlocking{0, 0, 0, 0, 0};
+  t.step_ukernel = nullptr;  // the GEMM family's (an ISA fill may set its own)
+  t.step_pack_b = nullptr;
   return t;
 }
 

@@ -1,19 +1,28 @@
 // The per-ISA micro-kernel table of the recurrent family: the element-wise pass of one step over n
-// contiguous values: one hidden unit across the batch (rnn.cpp keeps every per-step buffer unit-major,
-// (units x batch), and runs the units in parallel). Each entry is one template (rnn_generic.h)
-// instantiated on a vector type: the portable twin on a one-lane scalar with std:: math, the AVX2 version
-// on __m256 / __m256d with the polynomial exp / tanh of act/vecmath_avx2.h (AVX-512 CPUs run it too).
+// contiguous values: the H hidden units of one sequence (rnn.cpp keeps every per-step buffer batch-major,
+// one row per sequence, gate blocks H apart). Each entry is one template (rnn_generic.h) instantiated on
+// a vector type: the portable twin on a one-lane scalar with std:: math, the AVX2 version on __m256 /
+// __m256d with the polynomial exp / tanh of act/vecmath_avx2.h, the AVX-512 one on __m512 / __m512d with
+// the same polynomials (act/vec_avx512.h).
 //
-// Arguments (each points at this unit's n values of this step):
-//   g     gate rows, gs elements apart: preactivations in, activations out (forward); activations in,
+// Arguments (each points at this sequence's n values of this step):
+//   g     gate blocks, gs elements apart: preactivations in, activations out (forward); activations in,
 //         gradients of the preactivations out (backward). The Elman cell's forward only reads g.
 //   gh    GRU only: the hidden-side rows W_hh h_{t-1} + b_hh (same layout); backward overwrites them with
 //         the gradient of that block (differs from g's in the n row, which r multiplies)
 //   dy    gradient of this step's output; carry: dh arriving from step t + 1; pass: the part of dh_{t-1}
 //         that does not go through W_hh (0 for RNN and LSTM, dh z for the GRU), which the driver's GEMM
 //         then accumulates onto
+//
+// step_ukernel: the micro-kernel of the per-step recurrent product (ukernel.h's strided-A contract; A is
+//   the step's N x K state rows, B the recurrent weight packed once per call by step_pack_b), with its tile
+//   in step_blocking (mr, nr, kc). Null: the GEMM family's table of the same ISA is used. The batch is the
+//   product's M, often 16..64 rows, which a tile of 8 rows (AVX-512's 32 registers hold 8 x 2 accumulators)
+//   divides and GEMM's 6-row tile does not (32 rows: 6 tiles of 6 with 4 rows idle, or 4 full tiles of 8).
 #pragma once
 #include <cstdint>
+
+#include "gemm/ukernel.h"
 
 namespace nnx {
 
@@ -31,6 +40,9 @@ struct RnnUkernels {
                         T* pass);
   void (*gru_forward)(int64_t n, int64_t gs, T* g, const T* gh, const T* h_prev, T* h);
   void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass);
+  GemmBlocking step_blocking;
+  GemmUkernelStridedA<T> step_ukernel;
+  GemmPackB<T> step_pack_b;
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in rnn_ukernels_<isa>.cpp.
@@ -39,6 +51,8 @@ void rnn_ukernels_fill_portable(RnnUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
 void rnn_ukernels_fill_avx2(RnnUkernels<T>& table);
+template <class T>
+void rnn_ukernels_fill_avx512(RnnUkernels<T>& table);
 #endif
 
 // The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).

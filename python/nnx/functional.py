@@ -355,7 +355,8 @@ def _recurrent(name: str, x, states, w_ih, w_hh, b_ih, b_hh, lengths, kw) -> tup
 
     def backward(gy):
         gs = [state_grads.pop(i, None) for i in range(1, len(outs))]
-        grads = _fn(be, name + "_backward")(gy, *gs, *args, lengths=lengths, workspace=ws, **kw)
+        grads = _fn(be, name + "_backward")(gy, *gs, *args, lengths=lengths, workspace=ws,
+                                            needs_dx=x.requires_grad, **kw)
         return tuple(g for g, t in zip(grads, inputs) if t is not None)
 
     y = Tensor._make(outs[0], tuple(t for t in inputs if t is not None), backward, name)

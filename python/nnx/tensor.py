@@ -329,6 +329,12 @@ class Tensor(TensorMethods):
             index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
         x = self.data
 
+        # A basic index (ints, slices, ..., None) selects each element at most once, so plain assignment
+        # scatters the gradient; an integer or boolean array may repeat an element (x[[0, 0]]), and add.at
+        # collects every copy's gradient (several times slower).
+        basic = all(i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer))
+                    for i in (index if isinstance(index, tuple) else (index,)))
+
         def backward(g):
             if _capture.current() is not None and _basic_index(index) and x.dtype.kind == "f":
                 # nnx.compile: zeros and the add as recorded kernel calls (same bits as below), so a replay
@@ -338,8 +344,10 @@ class Tensor(TensorMethods):
                 _checks._C.add_into(np.asarray(g, dtype=x.dtype), full[index])
                 return (full,)
             full = np.zeros_like(x)
-            # add.at, not assignment: an index that appears twice (x[[0, 0]]) must collect both gradients.
-            np.add.at(full, index, g)
+            if basic:
+                full[index] = g
+            else:
+                np.add.at(full, index, g)
             return (full,)
 
         return Tensor._make(np.asarray(x[index]), (self,), backward, "getitem")

@@ -213,6 +213,48 @@ def _train_step(model, loss_fn, optimizer, compile: bool):
     return nnx_compile(step, warn=False)
 
 
+def _train_epoch(train_step, loader, batch_scheduler, epoch: int, epochs: int, bar: bool):
+    """One pass over the loader: (images seen, sum of loss * batch size, correct predictions, seconds).
+    batch_scheduler (OneCycleLR) steps after every optimizer step; a non-finite loss stops training."""
+    from tqdm.auto import tqdm
+
+    seen = 0
+    loss_sum = correct = 0.0
+    progress = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=not bar, dynamic_ncols=True)
+    start = time.perf_counter()
+    try:
+        for step, (xb, yb) in enumerate(loader):
+            loss, out = train_step(xb, yb)
+            if batch_scheduler is not None:
+                batch_scheduler.step()
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, batch {step + 1}; "
+                                         f"try a smaller learning rate")
+            n = len(yb)
+            seen += n
+            loss_sum += value * n
+            correct += _correct(out.numpy(), yb)
+            if not progress.disable:
+                elapsed = time.perf_counter() - start
+                progress.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / max(elapsed, 1e-9):.0f}",
+                                     refresh=False)
+                progress.update(1)
+    finally:
+        progress.close()
+    return seen, loss_sum, correct, time.perf_counter() - start
+
+
+def _epoch_line(r: dict, epoch: int, epochs: int, with_val: bool) -> str:
+    """The summary line printed after each epoch."""
+    line = f"epoch {epoch + 1}/{epochs}: loss {r['loss']:.4f}"
+    if not math.isnan(r["accuracy"]):
+        line += f", accuracy {r['accuracy']:.4f}"
+    if with_val:
+        line += f", val_loss {r['val_loss']:.4f}, val_accuracy {r['val_accuracy']:.4f}"
+    return line + f" ({r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s)"
+
+
 def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64, val=None, callbacks=(),
         progress: bool = True, scheduler=None, start_epoch: int = 0, history: History | None = None,
         transform=None, compile: bool = True) -> History:
@@ -256,34 +298,10 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
     for epoch in range(int(start_epoch), int(epochs)):
         model.train()
         lr = _lr(optimizer)
-        seen = 0
-        loss_sum = correct = 0.0
-        bar = tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
-                   disable=not (show and _is_tty()), dynamic_ncols=True)
-        start = time.perf_counter()
         if hasattr(train_loader, "set_epoch"):  # a seeded loader's permutation follows the epoch (resume)
             train_loader.set_epoch(epoch)
-        try:
-            for step, (xb, yb) in enumerate(train_loader):
-                loss, out = train_step(xb, yb)
-                if per_batch:
-                    scheduler.step()
-                value = float(loss.item())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, batch {step + 1}; "
-                                             f"try a smaller learning rate")
-                n = len(yb)
-                seen += n
-                loss_sum += value * n
-                correct += _correct(out.numpy(), yb)
-                if not bar.disable:
-                    elapsed = time.perf_counter() - start
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / max(elapsed, 1e-9):.0f}",
-                                    refresh=False)
-                    bar.update(1)
-        finally:
-            bar.close()
-        seconds = time.perf_counter() - start
+        seen, loss_sum, correct, seconds = _train_epoch(train_step, train_loader, scheduler if per_batch else None,
+                                                        epoch, epochs, show and _is_tty())
         if ddp is not None:
             seen, loss_sum, correct = ddp.end_epoch(seen, loss_sum, correct)
         record = dict(loss=loss_sum / seen if seen else None, accuracy=correct / seen if seen else None,
@@ -297,18 +315,11 @@ def fit(model, loss_fn, optimizer, train, epochs: int = 1, batch_size: int = 64,
         elif scheduler is not None and not per_batch:
             scheduler.step()
         if show:
-            r = history.last()
-            line = f"epoch {epoch + 1}/{epochs}: loss {r['loss']:.4f}"
-            if not math.isnan(r["accuracy"]):
-                line += f", accuracy {r['accuracy']:.4f}"
-            if val_loader is not None:
-                line += f", val_loss {r['val_loss']:.4f}, val_accuracy {r['val_accuracy']:.4f}"
-            line += f" ({r['seconds']:.1f} s, {r['images_per_s']:.0f} img/s)"
             refusals = getattr(train_step, "refusals", ())
             if refusals and epoch == int(start_epoch):
                 tqdm.write(f"note: the training step runs eagerly (nnx.compile cannot replay it: {refusals[0]})",
                            file=sys.stderr)
-            tqdm.write(line, file=sys.stdout)
+            tqdm.write(_epoch_line(history.last(), epoch, epochs, val_loader is not None), file=sys.stdout)
             sys.stdout.flush()  # a log file sees each epoch as it ends
         stop = False
         for cb in callbacks:  # every callback sees the epoch, even after one asked to stop

@@ -232,3 +232,40 @@ def test_hypothesis_random_shapes(shape, data):
             _check_softmax_backward(sm, dy, x, axis, dtype, shape[axis])
     finally:
         nnx.set_isa(before)
+
+
+@pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)
+@pytest.mark.parametrize("n", [5, 16, 69, 1031])
+def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
+    """The float32 AVX-512 kernels compute each element as an AVX2 lane does (same polynomial, same
+    steps), including extreme values and the ragged tails of masked loads: bitwise equal outputs."""
+    if not _has_avx512():
+        pytest.skip("this CPU has no AVX-512")
+    vals = np.array([0.0, -0.0, 1e-30, 88.5, -88.5, 100.0, -100.0, 1e4, -1e4, np.inf, -np.inf, np.nan], np.float32)
+    x = np.concatenate([vals, random(rng, (n,), np.float32) * 8])[:n]
+    dy = random(rng, x.shape, np.float32)
+    out = {}
+    before = nnx.cpu_info()["active_isa"]
+    try:
+        with np.errstate(all="ignore"):
+            for isa in ("avx2", "avx512"):
+                nnx.set_isa(isa)
+                y = getattr(ops, name)(x, **kw)
+                out[isa] = (y, getattr(ops, name + "_backward")(dy, x, **kw))
+                if name != "elu":  # the fused epilogues' activations
+                    out[isa] += (activation_backward_from_output(dy, y, name, kw.get("negative_slope", 0.01)),)
+    finally:
+        nnx.set_isa(before)
+    for a, b in zip(out["avx2"], out["avx512"]):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
+def _has_avx512():
+    before = nnx.cpu_info()["active_isa"]
+    try:
+        nnx.set_isa("avx512")
+    except ValueError:
+        return False
+    finally:
+        nnx.set_isa(before)
+    return True

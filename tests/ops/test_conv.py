@@ -27,6 +27,11 @@ CASES = {
     "pad_beyond_kernel": ((2, 3, 6, 5), (4, 3, 2, 2), dict(padding=(3, 2))),
     "depthwise_pad_beyond": ((1, 2, 5, 4), (2, 1, 1, 2), dict(padding=2, groups=2)),
     "big_image": ((1, 4, 41, 43), (5, 4, 3, 3), dict(padding=1)),  # several column tiles per image
+    # Wide register blocks of the AVX-512 kernels: 20 filters = a 12-filter block and a partial one
+    # (direct), 4-filter weight-gradient blocks; 36 channels = 3 channel blocks, the last partial, and 63
+    # pixels / 45 taps = full 12-tiles, 4-tiles and a partial one (implicit).
+    "wide_direct": ((2, 2, 9, 13), (20, 2, 3, 3), dict(padding=1)),
+    "wide_implicit": ((2, 5, 7, 9), (36, 5, 3, 3), dict(padding=1)),
 }
 
 
@@ -266,3 +271,38 @@ def test_dx_as_transposed_implicit_gemm(rng, kw):
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
     nnx.gradcheck(lambda x, w, b: ops.conv2d(x, w, b, algorithm="implicit", **kw), (x[:1], w, b),
                   lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, algorithm="implicit", **kw))
+
+
+@pytest.mark.parametrize("case", ["wide_direct", "wide_implicit", "lenet1", "lenet2", "strided3x3", "odd"])
+@pytest.mark.parametrize("algo", ["direct", "implicit"])
+def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
+    """The AVX-512 conv kernels block differently but sum every output in the AVX2 kernels' order, so
+    conv.cpp may pick either table per shape: forward and every gradient are bitwise equal."""
+    if not _has_avx512():
+        pytest.skip("this CPU has no AVX-512")
+    xs, ws, kw = CASES[case]
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[:1], dtype)
+    dy = None
+    out = {}
+    before = nnx.cpu_info()["active_isa"]
+    try:
+        for isa in ("avx2", "avx512"):
+            nnx.set_isa(isa)
+            y = ops.conv2d(x, w, b, algorithm=algo, activation="relu", **kw)
+            dy = random(rng, y.shape, dtype) if dy is None else dy
+            out[isa] = (y,) + ops.conv2d_backward(dy, x, w, b, algorithm=algo, activation="relu", y=y, **kw)
+    finally:
+        nnx.set_isa(before)
+    for name, a, c in zip(("y", "dx", "dw", "db"), out["avx2"], out["avx512"]):
+        assert np.array_equal(a, c), f"{name}: AVX-512 differs from AVX2"
+
+
+def _has_avx512():
+    before = nnx.cpu_info()["active_isa"]
+    try:
+        nnx.set_isa("avx512")
+    except ValueError:
+        return False
+    finally:
+        nnx.set_isa(before)
+    return True

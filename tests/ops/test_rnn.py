@@ -64,6 +64,25 @@ def test_forward_backward_match_reference(isa, dtype, rng, cell, shape, masked):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+def test_needs_dx_false_skips_dx_only(rng, cell):
+    """needs_dx=False (an input that needs no gradient): dx is None in ops and reference, every other
+    gradient is the same array as with dx."""
+    name, kw = _op(cell)
+    T, N, I, H = 4, 5, 6, 7
+    args = _case(rng, cell, T, N, I, H, np.float64)
+    dys = _grads_out(rng, cell, T, N, H, np.float64)
+    full = getattr(ops, name + "_backward")(*dys, *args, **kw)
+    for mod in (ops, ref):
+        part = getattr(mod, name + "_backward")(*dys, *args, needs_dx=False, **kw)
+        assert part[0] is None and len(part) == len(full)
+        for g, f in zip(part[1:], full[1:]):
+            assert (g is None and f is None) or np.allclose(g, f, rtol=1e-12, atol=1e-12)
+    nx = ops.__dict__[name + "_backward"](*dys, *args, needs_dx=False, **kw)
+    for g, f in zip(nx[1:], full[1:]):
+        assert (g is None and f is None) or g.tobytes() == f.tobytes()
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_no_bias_no_initial_state(rng, cell):
     name, kw = _op(cell)
     args = list(_case(rng, cell, 4, 3, 5, 6, np.float64, bias=False))

@@ -5,8 +5,11 @@ PyTorch's design (Li et al., "PyTorch Distributed", VLDB 2020) on nnx's autograd
   because backward produces the last layer's gradients first;
 - a gradient-ready hook on every parameter (Tensor.register_grad_ready_hook) copies its gradient into
   the bucket's flat buffer; when a bucket is full its MPI_Iallreduce starts at once, while backward goes
-  on with the earlier layers. Buckets start strictly in index order, so every rank issues the same
-  sequence of collectives whatever order its gradients come in;
+  on with the earlier layers. A bucket that holds one parameter (one larger than bucket_cap_mb, such as
+  the convnet's 12 MiB fc weight) is reduced in place in that parameter's .grad, without the copy in and
+  out of a flat buffer: those two passes over the gradient cost more CPU than the allreduce's own
+  copies here (measured in docs/DISTRIBUTED.md). Buckets start strictly in index order, so every rank
+  issues the same sequence of collectives whatever order its gradients come in;
 - MPI only moves a non-blocking collective forward while some thread is inside MPI, so a progress
   thread tests the requests in flight every progress_interval seconds (it sleeps otherwise; the C++
   kernels release the GIL, so it runs beside them);
@@ -38,9 +41,23 @@ class _Bucket:
         self.index, self.dtype = index, np.dtype(dtype)
         self.params, self.offsets = [], []
         self.size = 0
-        self.buffer = None
+        self.buffer = None  # the flat buffer (a one-parameter bucket makes it only when it needs it)
         self.ready = None   # per parameter: its gradient of this round is in the buffer
         self.n_ready = 0
+        self.inplace = None  # this round, a one-parameter bucket's gradient array, reduced in place
+
+    @property
+    def single(self) -> bool:
+        return len(self.params) == 1
+
+    def flat(self) -> np.ndarray:
+        if self.buffer is None:
+            self.buffer = np.empty(self.size, self.dtype)
+        return self.buffer
+
+    def reduced(self) -> np.ndarray:
+        """The array this round's Iallreduce works on."""
+        return self.inplace if self.inplace is not None else self.flat()
 
     def add(self, p) -> None:
         self.params.append(p)
@@ -53,7 +70,7 @@ class _Bucket:
 
     def view(self, i: int) -> np.ndarray:
         off = self.offsets[i]
-        return self.buffer[off:off + self.params[i].data.size].reshape(self.params[i].shape)
+        return self.flat()[off:off + self.params[i].data.size].reshape(self.params[i].shape)
 
 
 class _Progress:
@@ -114,6 +131,12 @@ class _Progress:
                     self._wake.clear()
             if busy:
                 time.sleep(self._interval)
+
+
+def _reducible_in_place(g, p) -> bool:
+    """Whether `g` can take the averaged gradient of `p` in place (else a new array replaces it)."""
+    return (type(g) is np.ndarray and g.dtype == p.dtype and g.shape == p.shape and g.flags.c_contiguous
+            and g.flags.writeable and g.flags.aligned)
 
 
 class DistributedDataParallel:
@@ -248,7 +271,8 @@ class DistributedDataParallel:
                 buckets.append(b)
             b.add(p)
         for b in buckets:
-            b.buffer = np.empty(b.size, b.dtype)
+            if not b.single:
+                b.flat()
             b.ready = [False] * len(b.params)
         return buckets
 
@@ -266,7 +290,11 @@ class DistributedDataParallel:
                                "gradient); call ddp.synchronize() after each backward in that case")
         if self._n_ready == 0:
             self._progress.events = [("first_grad", time.perf_counter())]
-        np.copyto(b.view(i), p.grad)
+        g = p.grad
+        if b.single and _reducible_in_place(g, p):
+            b.inplace = g
+        else:
+            np.copyto(b.view(i), g)
         b.ready[i] = True
         b.n_ready += 1
         self._n_ready += 1
@@ -281,22 +309,36 @@ class DistributedDataParallel:
     def _start_in_order(self) -> None:
         while self._next < len(self._buckets) and self._buckets[self._next].n_ready == len(self._buckets[self._next].params):
             b = self._buckets[self._next]
-            self._progress.add(self.comm.Iallreduce(self._MPI.IN_PLACE, b.buffer, op=self._MPI.SUM))
+            self._progress.add(self.comm.Iallreduce(self._MPI.IN_PLACE, b.reduced(), op=self._MPI.SUM))
             self._next += 1
+
+    def _average(self, total: np.ndarray, out=None) -> np.ndarray:
+        """total / world_size; for a power-of-two world as a multiplication by its inverse, which gives the
+        same bits (both are the correctly rounded total * 2**-k) and costs less than a division."""
+        world = self.world_size
+        if world & (world - 1) == 0:
+            return np.multiply(total, 1.0 / world, out=out, dtype=total.dtype)
+        return np.divide(total, world, out=out, dtype=total.dtype)
 
     def _finish(self) -> None:
         start = time.perf_counter()
         self._progress.wait_all()
         self.comm_wait_seconds += time.perf_counter() - start
-        world = self.world_size
+        average = self._average
         for b in self._buckets:
+            if b.inplace is not None:  # the sum is in the gradient array itself
+                g, b.inplace = b.inplace, None
+                average(g, out=g)
+                b.params[0].grad = g
+                b.ready[0] = False
+                b.n_ready = 0
+                continue
             for i, p in enumerate(b.params):
                 g = p.grad
-                if isinstance(g, np.ndarray) and g.dtype == b.dtype and g.flags.c_contiguous and g.flags.writeable \
-                        and g.shape == p.shape:
-                    np.divide(b.view(i), world, out=g)
+                if _reducible_in_place(g, p):
+                    average(b.view(i), out=g)
                 else:
-                    p.grad = b.view(i) / world
+                    p.grad = average(b.view(i))
                 b.ready[i] = False
             b.n_ready = 0
         self._n_ready = 0

@@ -116,7 +116,7 @@ def _forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace)
     return out + (_Workspace(cell, ws, y),) if return_workspace else out
 
 
-def _backward(cell, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace):
+def _backward(cell, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx=True):
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, (T, N, I, H) = _check(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
     dt = x.dtype
     lstm = cell == "lstm"
@@ -136,7 +136,7 @@ def _backward(cell, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, 
     workspace.used = True  # the backward overwrites the activations with gate gradients
     h0k = zeros((N, H), dt, "h0") if h0 is None else h0
     c0k = (zeros((N, H), dt, "h0") if c0 is None else c0) if lstm else None
-    dx = empty(x.shape, dt, "dx")
+    dx = empty(x.shape, dt, "dx") if needs_dx else None
     dh0 = empty((N, H), dt, "dh0") if h0 is not None else None
     dc0 = empty((N, H), dt, "dc0") if lstm and c0 is not None else None
     dw_ih = empty(w_ih.shape, dt, "dw_ih")
@@ -156,10 +156,11 @@ def rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths
 
 
 def rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None,
-                 workspace=None):
-    """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n may be None (no gradient on h_n)."""
+                 workspace=None, needs_dx=True):
+    """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n may be None (no gradient on h_n). With
+    needs_dx=False dx is None and its product is skipped (an input that needs no gradient)."""
     return _backward(_rnn_cell(nonlinearity), dy, dh_n, None, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths,
-                     workspace)
+                     workspace, needs_dx)
 
 
 def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False):
@@ -167,9 +168,11 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_wo
     return _forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace)
 
 
-def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None):
-    """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n / dc_n may be None."""
-    return _backward("lstm", dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace)
+def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
+                  needs_dx=True):
+    """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n / dc_n may be None; dx is None with
+    needs_dx=False."""
+    return _backward("lstm", dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx)
 
 
 def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False):
@@ -177,9 +180,10 @@ def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspa
     return _forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace)
 
 
-def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None):
-    """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n may be None."""
-    return _backward("gru", dy, dh_n, None, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, workspace)
+def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
+                 needs_dx=True):
+    """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n may be None; dx is None with needs_dx=False."""
+    return _backward("gru", dy, dh_n, None, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx)
 
 
 # ---------------------------------------------------------------------------- embedding

@@ -78,7 +78,7 @@ def rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths
 
 
 def rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None,
-                 workspace=None):
+                 workspace=None, needs_dx=True):
     """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dh0 is None when h0 is None, the biases' when they are."""
     if workspace is None:
         workspace = rnn(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, lengths=lengths,
@@ -97,7 +97,7 @@ def rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinear
         dw_hh += dpre.T @ hs[t]
         db += dpre.sum(0)
         dh = np.where(live, dpre @ w_hh, dh)                       # on to h_{t-1}
-    return (dx, None if h0 is None else dh, dw_ih, dw_hh,
+    return (dx if needs_dx else None, None if h0 is None else dh, dw_ih, dw_hh,
             None if b_ih is None else db, None if b_hh is None else db.copy())
 
 
@@ -127,7 +127,8 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_wo
     return out + (saved,) if return_workspace else out
 
 
-def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None):
+def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
+                  needs_dx=True):
     """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
     if workspace is None:
         workspace = lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, return_workspace=True)[-1]
@@ -152,7 +153,7 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *
         db += dpre.sum(0)
         dh = np.where(live, dpre @ w_hh, dh)
         dc = np.where(live, dct * f, dc)
-    return (dx, None if h0 is None else dh, None if c0 is None else dc, dw_ih, dw_hh,
+    return (dx if needs_dx else None, None if h0 is None else dh, None if c0 is None else dc, dw_ih, dw_hh,
             None if b_ih is None else db, None if b_hh is None else db.copy())
 
 
@@ -179,7 +180,8 @@ def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspa
     return out + (saved,) if return_workspace else out
 
 
-def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None):
+def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
+                 needs_dx=True):
     """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
     if workspace is None:
         workspace = gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, return_workspace=True)[-1]
@@ -203,7 +205,7 @@ def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=N
         db_i += da.sum(0)
         db_h += db.sum(0)
         dh = np.where(live, db @ w_hh + dht * z, dh)
-    return (dx, None if h0 is None else dh, dw_ih, dw_hh,
+    return (dx if needs_dx else None, None if h0 is None else dh, dw_ih, dw_hh,
             None if b_ih is None else db_i, None if b_hh is None else db_h)
 
 

@@ -1,0 +1,191 @@
+// The vector interface of activation/activation_generic.h on AVX-512 registers: 16 x float (VecF32Avx512) and 8 x double
+// (VecF64Avx512), with exp / expm1 / tanh by the same reduction and polynomials as vecmath_avx2.h, operation for
+// operation, so a value gets the same bits from either ISA's kernels. Ragged tails use mask registers. Include
+// only from *_avx512.cpp files; the types live in the ISA-named namespace so no portable code can link to them.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace nnx {
+namespace avx512 {
+
+// ---------------- float ----------------
+
+inline __m512 pow2i_f32(__m512 n) {  // 2^n for integral n in [-126, 127]
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+}
+
+inline __m512 expm1_poly_f32(__m512 r) {  // e^r - 1 for |r| <= ln2/2
+  __m512 q = _mm512_set1_ps(1.f / 5040.f);
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.f / 720.f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.f / 120.f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.f / 24.f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.f / 6.f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
+  return _mm512_fmadd_ps(q, _mm512_mul_ps(r, r), r);
+}
+
+inline void reduce_ln2_f32(__m512 x, __m512* n, __m512* r) {
+  *n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 t = _mm512_fnmadd_ps(*n, _mm512_set1_ps(0.693359375f), x);
+  *r = _mm512_fnmadd_ps(*n, _mm512_set1_ps(-2.12194440e-4f), t);
+}
+
+inline __m512 exp_f32(__m512 x) {
+  // max/min with the bound first: a NaN x (unordered pair) comes out as the second operand, x.
+  x = _mm512_max_ps(_mm512_set1_ps(-115.f), _mm512_min_ps(_mm512_set1_ps(89.f), x));
+  __m512 n, r;
+  reduce_ln2_f32(x, &n, &r);
+  __m512 p = expm1_poly_f32(r);
+  __m512 n1 = _mm512_roundscale_ps(_mm512_mul_ps(n, _mm512_set1_ps(0.5f)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 s1 = pow2i_f32(n1), s2 = pow2i_f32(_mm512_sub_ps(n, n1));
+  return _mm512_mul_ps(_mm512_fmadd_ps(p, s1, s1), s2);
+}
+
+inline __m512 expm1_nonpos_f32(__m512 x) {  // x <= 0 (or NaN)
+  x = _mm512_max_ps(_mm512_set1_ps(-80.f), x);
+  __m512 n, r;
+  reduce_ln2_f32(x, &n, &r);
+  __m512 p = expm1_poly_f32(r);
+  __m512 s = pow2i_f32(n);
+  return _mm512_fmadd_ps(s, p, _mm512_sub_ps(s, _mm512_set1_ps(1.f)));
+}
+
+inline __m512 tanh_f32(__m512 x) {  // tanh|x| = -m / (m + 2), m = expm1(-2|x|); the sign put back
+  const __m512 sign = _mm512_set1_ps(-0.f);
+  __m512 a = _mm512_andnot_ps(sign, x);
+  __m512 m = expm1_nonpos_f32(_mm512_mul_ps(a, _mm512_set1_ps(-2.f)));
+  __m512 t = _mm512_div_ps(_mm512_xor_ps(m, sign), _mm512_add_ps(m, _mm512_set1_ps(2.f)));
+  return _mm512_or_ps(t, _mm512_and_ps(sign, x));
+}
+
+// ---------------- double ----------------
+
+inline __m512d pow2i_f64(__m512d n) {  // 2^n for integral n in [-1022, 1023]
+  __m512i bits = _mm512_castpd_si512(_mm512_add_pd(n, _mm512_set1_pd(6755399441055744.0)));
+  return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(bits, _mm512_set1_epi64(1023)), 52));
+}
+
+inline __m512d expm1_poly_f64(__m512d r) {  // e^r - 1 for |r| <= ln2/2, Taylor to degree 12
+  static constexpr double c[] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+                                 1.0 / 40320.0,     1.0 / 5040.0,     1.0 / 720.0,     1.0 / 120.0,
+                                 1.0 / 24.0,        1.0 / 6.0,        0.5};
+  __m512d q = _mm512_set1_pd(c[0]);
+  for (int i = 1; i < 11; ++i) q = _mm512_fmadd_pd(q, r, _mm512_set1_pd(c[i]));
+  return _mm512_fmadd_pd(q, _mm512_mul_pd(r, r), r);
+}
+
+inline void reduce_ln2_f64(__m512d x, __m512d* n, __m512d* r) {
+  *n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634074)),
+                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512d t = _mm512_fnmadd_pd(*n, _mm512_set1_pd(6.93147180369123816490e-01), x);
+  *r = _mm512_fnmadd_pd(*n, _mm512_set1_pd(1.90821492927058770002e-10), t);
+}
+
+inline __m512d exp_f64(__m512d x) {
+  x = _mm512_max_pd(_mm512_set1_pd(-760.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
+  __m512d n, r;
+  reduce_ln2_f64(x, &n, &r);
+  __m512d p = expm1_poly_f64(r);
+  __m512d n1 = _mm512_roundscale_pd(_mm512_mul_pd(n, _mm512_set1_pd(0.5)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512d s1 = pow2i_f64(n1), s2 = pow2i_f64(_mm512_sub_pd(n, n1));
+  return _mm512_mul_pd(_mm512_fmadd_pd(p, s1, s1), s2);
+}
+
+inline __m512d expm1_nonpos_f64(__m512d x) {
+  x = _mm512_max_pd(_mm512_set1_pd(-700.0), x);
+  __m512d n, r;
+  reduce_ln2_f64(x, &n, &r);
+  __m512d p = expm1_poly_f64(r);
+  __m512d s = pow2i_f64(n);
+  return _mm512_fmadd_pd(s, p, _mm512_sub_pd(s, _mm512_set1_pd(1.0)));
+}
+
+inline __m512d tanh_f64(__m512d x) {
+  const __m512d sign = _mm512_set1_pd(-0.0);
+  __m512d a = _mm512_andnot_pd(sign, x);
+  __m512d m = expm1_nonpos_f64(_mm512_mul_pd(a, _mm512_set1_pd(-2.0)));
+  __m512d t = _mm512_div_pd(_mm512_xor_pd(m, sign), _mm512_add_pd(m, _mm512_set1_pd(2.0)));
+  return _mm512_or_pd(t, _mm512_and_pd(sign, x));
+}
+
+// ---------------- the vector interface ----------------
+
+struct VecF32Avx512 {
+  using T = float;
+  using R = __m512;
+  using M = __mmask16;
+  static constexpr int W = 16;
+  static __mmask16 lanes_below(int64_t cnt) { return static_cast<__mmask16>((1u << cnt) - 1u); }  // cnt < 16
+  static R load(const T* p) { return _mm512_loadu_ps(p); }
+  static void store(T* p, R v) { _mm512_storeu_ps(p, v); }
+  static R load_partial(const T* p, int64_t cnt, T pad) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(pad), lanes_below(cnt), p);
+  }
+  static void store_partial(T* p, R v, int64_t cnt) { _mm512_mask_storeu_ps(p, lanes_below(cnt), v); }
+  static R set1(T v) { return _mm512_set1_ps(v); }
+  static R zero() { return _mm512_setzero_ps(); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R div(R a, R b) { return _mm512_div_ps(a, b); }
+  static R max(R a, R b) { return _mm512_max_ps(a, b); }
+  static R min(R a, R b) { return _mm512_min_ps(a, b); }
+  static R abs(R a) { return _mm512_andnot_ps(_mm512_set1_ps(-0.f), a); }
+  static M gt(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static M ge(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
+  static R select(M m, R a, R b) { return _mm512_mask_blend_ps(m, b, a); }
+  static R exp(R a) { return exp_f32(a); }
+  static R expm1_nonpos(R a) { return expm1_nonpos_f32(a); }
+  static R tanh(R a) { return tanh_f32(a); }
+  static T hsum(R a) {  // the AVX2 order: halves added, then that 8-lane vector reduced as VecF32Avx2 does
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+  static T hmax(R a) { return _mm512_reduce_max_ps(a); }
+};
+
+struct VecF64Avx512 {
+  using T = double;
+  using R = __m512d;
+  using M = __mmask8;
+  static constexpr int W = 8;
+  static __mmask8 lanes_below(int64_t cnt) { return static_cast<__mmask8>((1u << cnt) - 1u); }  // cnt < 8
+  static R load(const T* p) { return _mm512_loadu_pd(p); }
+  static void store(T* p, R v) { _mm512_storeu_pd(p, v); }
+  static R load_partial(const T* p, int64_t cnt, T pad) {
+    return _mm512_mask_loadu_pd(_mm512_set1_pd(pad), lanes_below(cnt), p);
+  }
+  static void store_partial(T* p, R v, int64_t cnt) { _mm512_mask_storeu_pd(p, lanes_below(cnt), v); }
+  static R set1(T v) { return _mm512_set1_pd(v); }
+  static R zero() { return _mm512_setzero_pd(); }
+  static R add(R a, R b) { return _mm512_add_pd(a, b); }
+  static R sub(R a, R b) { return _mm512_sub_pd(a, b); }
+  static R mul(R a, R b) { return _mm512_mul_pd(a, b); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
+  static R div(R a, R b) { return _mm512_div_pd(a, b); }
+  static R max(R a, R b) { return _mm512_max_pd(a, b); }
+  static R min(R a, R b) { return _mm512_min_pd(a, b); }
+  static R abs(R a) { return _mm512_andnot_pd(_mm512_set1_pd(-0.0), a); }
+  static M gt(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+  static M ge(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
+  static R select(M m, R a, R b) { return _mm512_mask_blend_pd(m, b, a); }
+  static R exp(R a) { return exp_f64(a); }
+  static R expm1_nonpos(R a) { return expm1_nonpos_f64(a); }
+  static R tanh(R a) { return tanh_f64(a); }
+  static T hsum(R a) {
+    __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(a), _mm512_extractf64x4_pd(a, 1));
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+  static T hmax(R a) { return _mm512_reduce_max_pd(a); }
+};
+
+}  // namespace avx512
+}  // namespace nnx

@@ -1,0 +1,72 @@
+// AVX-512 step kernels of the recurrent family: rnn_generic.h on 16 x float / 8 x double (ragged tails
+// through mask registers), and the per-step product's 8-row micro-kernel (rnn_ukernels.h).
+#include <immintrin.h>
+
+#include <type_traits>
+
+#include "activation/vec_avx512.h"
+#include "gemm/pack.h"
+#include "gemm/ukernel_simd.h"
+#include "rnn/rnn_generic.h"
+
+namespace nnx {
+namespace {
+
+// ukernel_simd's vector traits on zmm registers (as gemm_ukernels_avx512.cpp's, kept in this file's own
+// anonymous namespace).
+template <class Tp>
+struct StepVec;
+
+template <>
+struct StepVec<float> {
+  using T = float;
+  using vec = __m512;
+  static constexpr int W = 16;
+  static vec zero() { return _mm512_setzero_ps(); }
+  static vec load(const T* p) { return _mm512_load_ps(p); }
+  static vec loadu(const T* p) { return _mm512_loadu_ps(p); }
+  static void storeu(T* p, vec v) { _mm512_storeu_ps(p, v); }
+  static vec set1(T x) { return _mm512_set1_ps(x); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+};
+
+template <>
+struct StepVec<double> {
+  using T = double;
+  using vec = __m512d;
+  static constexpr int W = 8;
+  static vec zero() { return _mm512_setzero_pd(); }
+  static vec load(const T* p) { return _mm512_load_pd(p); }
+  static vec loadu(const T* p) { return _mm512_loadu_pd(p); }
+  static void storeu(T* p, vec v) { _mm512_storeu_pd(p, v); }
+  static vec set1(T x) { return _mm512_set1_pd(x); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
+  static vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }
+};
+
+// 8 rows x 2 vectors: 16 accumulators, 2 B vectors and a broadcast of the 32 zmm registers.
+constexpr int kStepMR = 8;
+
+template <class T>
+void step_ukernel_8x2v(int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const T* b, T* c, int64_t rs_c,
+                       int64_t cs_c, int64_t m, int64_t n, T alpha, T beta) {
+  ukernel_simd<StepVec<T>, kStepMR, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
+}  // namespace
+
+template <class T>
+void rnn_ukernels_fill_avx512(RnnUkernels<T>& table) {
+  using V = typename std::conditional<std::is_same<T, float>::value, avx512::VecF32Avx512, avx512::VecF64Avx512>::type;
+  table = rnn_generic::make_table<V>(sizeof(T) == 4 ? "rnn_avx512_f32" : "rnn_avx512_f64");
+  constexpr int NR = 2 * StepVec<T>::W;
+  table.step_blocking = GemmBlocking{kStepMR, NR, 256, 0, 0};
+  table.step_ukernel = step_ukernel_8x2v<T>;
+  table.step_pack_b = pack_b_panels<NR, T>;
+}
+
+template void rnn_ukernels_fill_avx512<float>(RnnUkernels<float>&);
+template void rnn_ukernels_fill_avx512<double>(RnnUkernels<double>&);
+
+}  // namespace nnx
