@@ -7,35 +7,13 @@
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 #include "gemm/ukernel_simd.h"
+#include "gemm/ukernel_vec_avx512.h"
 
 namespace nnx {
 namespace {
 
-struct Avx512Float {
-  using T = float;
-  using vec = __m512;
-  static constexpr int W = 16;
-  static vec zero() { return _mm512_setzero_ps(); }
-  static vec load(const T* p) { return _mm512_load_ps(p); }
-  static vec loadu(const T* p) { return _mm512_loadu_ps(p); }
-  static void storeu(T* p, vec v) { _mm512_storeu_ps(p, v); }
-  static vec set1(T x) { return _mm512_set1_ps(x); }
-  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
-  static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
-};
-
-struct Avx512Double {
-  using T = double;
-  using vec = __m512d;
-  static constexpr int W = 8;
-  static vec zero() { return _mm512_setzero_pd(); }
-  static vec load(const T* p) { return _mm512_load_pd(p); }
-  static vec loadu(const T* p) { return _mm512_loadu_pd(p); }
-  static void storeu(T* p, vec v) { _mm512_storeu_pd(p, v); }
-  static vec set1(T x) { return _mm512_set1_pd(x); }
-  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
-  static vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }
-};
+using avx512::Avx512Double;
+using avx512::Avx512Float;
 
 constexpr GemmBlocking kS = kSgemmBlockingAvx512;
 constexpr GemmBlocking kD = kDgemmBlockingAvx512;

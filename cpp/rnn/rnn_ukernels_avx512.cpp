@@ -7,43 +7,16 @@
 #include "activation/vec_avx512.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel_simd.h"
+#include "gemm/ukernel_vec_avx512.h"
 #include "rnn/rnn_generic.h"
 
 namespace nnx {
 namespace {
 
-// ukernel_simd's vector traits on zmm registers (as gemm_ukernels_avx512.cpp's, kept in this file's own
-// anonymous namespace).
-template <class Tp>
-struct StepVec;
-
-template <>
-struct StepVec<float> {
-  using T = float;
-  using vec = __m512;
-  static constexpr int W = 16;
-  static vec zero() { return _mm512_setzero_ps(); }
-  static vec load(const T* p) { return _mm512_load_ps(p); }
-  static vec loadu(const T* p) { return _mm512_loadu_ps(p); }
-  static void storeu(T* p, vec v) { _mm512_storeu_ps(p, v); }
-  static vec set1(T x) { return _mm512_set1_ps(x); }
-  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
-  static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
-};
-
-template <>
-struct StepVec<double> {
-  using T = double;
-  using vec = __m512d;
-  static constexpr int W = 8;
-  static vec zero() { return _mm512_setzero_pd(); }
-  static vec load(const T* p) { return _mm512_load_pd(p); }
-  static vec loadu(const T* p) { return _mm512_loadu_pd(p); }
-  static void storeu(T* p, vec v) { _mm512_storeu_pd(p, v); }
-  static vec set1(T x) { return _mm512_set1_pd(x); }
-  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
-  static vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }
-};
+// ukernel_simd's vector traits on zmm registers, as the GEMM's AVX-512 micro-kernels use them.
+template <class T>
+using StepVec = typename std::conditional<std::is_same<T, float>::value, avx512::Avx512Float,
+                                          avx512::Avx512Double>::type;
 
 // 8 rows x 2 vectors: 16 accumulators, 2 B vectors and a broadcast of the 32 zmm registers.
 constexpr int kStepMR = 8;

@@ -1,0 +1,37 @@
+// The vector traits of gemm/ukernel_simd.h on zmm registers: 16 x float, 8 x double. Shared by the GEMM's
+// AVX-512 micro-kernels and the recurrent family's AVX-512 step product; include only from *_avx512.cpp
+// files (the types live in an ISA-named namespace, so no portable code can link to them).
+#pragma once
+#include <immintrin.h>
+
+namespace nnx {
+namespace avx512 {
+
+struct Avx512Float {
+  using T = float;
+  using vec = __m512;
+  static constexpr int W = 16;
+  static vec zero() { return _mm512_setzero_ps(); }
+  static vec load(const T* p) { return _mm512_load_ps(p); }
+  static vec loadu(const T* p) { return _mm512_loadu_ps(p); }
+  static void storeu(T* p, vec v) { _mm512_storeu_ps(p, v); }
+  static vec set1(T x) { return _mm512_set1_ps(x); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+};
+
+struct Avx512Double {
+  using T = double;
+  using vec = __m512d;
+  static constexpr int W = 8;
+  static vec zero() { return _mm512_setzero_pd(); }
+  static vec load(const T* p) { return _mm512_load_pd(p); }
+  static vec loadu(const T* p) { return _mm512_loadu_pd(p); }
+  static void storeu(T* p, vec v) { _mm512_storeu_pd(p, v); }
+  static vec set1(T x) { return _mm512_set1_pd(x); }
+  static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
+  static vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }
+};
+
+}  // namespace avx512
+}  // namespace nnx
