@@ -183,26 +183,24 @@ def class_targets(target, n: int, num_classes: int, name: str = "target") -> np.
 CONSTANTS: dict = {}
 
 
-def constant_zeros(shape: tuple, dtype) -> np.ndarray:
-    """A read-only zeros array kept in CONSTANTS (so a captured step may read it, e.g. broadcast)."""
-    key = ("zeros", shape, np.dtype(dtype).str)
-    a = CONSTANTS.get(key)
-    if a is None:
-        if len(CONSTANTS) >= 256:
-            CONSTANTS.clear()
-        a = np.zeros(shape, dtype=dtype)
-        a.flags.writeable = False
-        CONSTANTS[key] = a
-    return a
-
-
-def constant_ones(shape: tuple, dtype) -> np.ndarray:
-    key = ("ones", shape, np.dtype(dtype).str)
+def _constant(kind: str, make, shape: tuple, dtype) -> np.ndarray:
+    """The read-only array make(shape, dtype) kept in CONSTANTS under (kind, shape, dtype)."""
+    key = (kind, shape, np.dtype(dtype).str)
     a = CONSTANTS.get(key)
     if a is None:
         if len(CONSTANTS) >= 256:  # many distinct batch sizes: start over rather than grow without bound
             CONSTANTS.clear()
-        a = np.ones(shape, dtype=dtype)
+        a = make(shape, dtype=dtype)
         a.flags.writeable = False
         CONSTANTS[key] = a
     return a
+
+
+def constant_zeros(shape: tuple, dtype) -> np.ndarray:
+    """A read-only zeros array kept in CONSTANTS (so a captured step may read it, e.g. broadcast)."""
+    return _constant("zeros", np.zeros, shape, dtype)
+
+
+def constant_ones(shape: tuple, dtype) -> np.ndarray:
+    """A read-only ones array kept in CONSTANTS (e.g. the ones vector of a column sum)."""
+    return _constant("ones", np.ones, shape, dtype)
