@@ -16,6 +16,8 @@ For each case, block i runs `steps` calls of each implementation in turn (nnx ea
 and, with --torch-compile, torch.compile'd), so all see the same machine load; the table gives median call
 times and the ratios torch-eager / nnx of the medians. "kernels" is the share of the compiled call spent in the
 C++ replay itself (Plan.run, timed alone on the captured plan), the rest being the Python around it.
+With more than one thread, "compiled, all threads" is a second compiled copy with tune_threads=False (every
+kernel call on all threads), and "calls on 1 thread" counts the calls the tuned plan chose to run on one thread.
 The first calls of the compiled versions (capture, and torch.compile's compilation) are timed separately and
 reported as compile times.
 """
@@ -55,12 +57,13 @@ def _data(model: str, batch: int):
 
 
 def nnx_calls(model: str, batch: int, kind: str):
-    """(eager call, compiled call, compiled object) for nnx: two copies of the model, one per mode."""
+    """(eager call, compiled call, compiled object, compiled call with every kernel on all threads) for nnx:
+    three copies of the model, one per mode."""
     import nnx
     from nnx import nn, optim
     x, y = _data(model, batch)
     fns = []
-    for _ in range(2):
+    for _ in range(3):
         nnx.manual_seed(0)
         m = nnx.models.mlp(hidden=(256, 128)) if model == "mlp" else nnx.models.MODELS[
             "lenet5" if model == "lenet" else model]()
@@ -78,12 +81,13 @@ def nnx_calls(model: str, batch: int, kind: str):
             return loss
         fns.append(step)
     compiled = nnx.compile(fns[1], strict=True)
+    untuned = nnx.compile(fns[2], strict=True, tune_threads=False)
     if kind == "infer":
         def eager():
             with nnx.no_grad():
                 return fns[0](x)
-        return eager, (lambda: compiled(x)), compiled
-    return (lambda: fns[0](x, y)), (lambda: compiled(x, y)), compiled
+        return eager, (lambda: compiled(x)), compiled, (lambda: untuned(x))
+    return (lambda: fns[0](x, y)), (lambda: compiled(x, y)), compiled, (lambda: untuned(x, y))
 
 
 def torch_call(model: str, batch: int, kind: str, compiled: bool):
@@ -156,13 +160,14 @@ def measure(case: str, threads: int, blocks: int, steps: int, torch_compile: boo
     torch.set_num_threads(threads)
     model, batch, kind = CASES[case]
     steps = max(1, steps // SLOW.get(case, 1))
-    eager, comp, compiled = nnx_calls(model, batch, kind)
+    eager, comp, compiled, untuned = nnx_calls(model, batch, kind)
     t0, c0 = time.perf_counter(), time.process_time()
     comp()
     comp()  # capture: two recorded eager calls and a verifying replay
     capture_s, capture_cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    stats = compiled.stats()[0]
     impls = {"nnx eager": eager, "nnx compiled": comp, "torch eager": torch_call(model, batch, kind, False)}
+    if threads > 1:
+        impls["nnx compiled, all threads"] = untuned
     tc_s = None
     if torch_compile:
         tc = torch_call(model, batch, kind, True)
@@ -170,9 +175,10 @@ def measure(case: str, threads: int, blocks: int, steps: int, torch_compile: boo
         tc()
         tc_s = time.perf_counter() - t0
         impls["torch.compile"] = tc
-    for f in impls.values():  # warm-up
-        for _ in range(3):
+    for f in impls.values():  # warm-up (and the replays that choose threads per call, compile/plan.h)
+        for _ in range(8):
             f()
+    stats = compiled.stats()[0]
     times = {k: [] for k in impls}
     times["replay only"] = []
     for _ in range(blocks):
@@ -182,6 +188,7 @@ def measure(case: str, threads: int, blocks: int, steps: int, torch_compile: boo
     med = {k: float(np.median(v)) for k, v in times.items()}
     return {"case": case, "threads": threads, "median_s": med, "capture_s": capture_s, "capture_cpu_s": capture_cpu_s,
             "torch_compile_s": tc_s, "plan_bytes": stats["plan_bytes"], "kernel_calls": stats["kernel_calls"],
+            "calls_on_one_thread": sum(t == 1 for t in stats["threads"]) if threads > 1 else stats["kernel_calls"],
             "eager_ratio": med["torch eager"] / med["nnx eager"],
             "compiled_ratio": med["torch eager"] / med["nnx compiled"],
             "kernel_share": med["replay only"] / med["nnx compiled"]}
@@ -211,8 +218,9 @@ def main():
           f"(ISA {nnx.cpu_info()['active_isa']}, load average {os.getloadavg()[0]:.2f} at the start)")
     tc = " torch.compile us |" if args.torch_compile else ""
     print(f"| case | threads | nnx eager us | nnx compiled us | torch eager us |{tc} torch/nnx eager | "
-          f"torch/nnx compiled | kernels' share | capture ms (cpu) | plan KiB |")
-    print("|---" * (10 + bool(args.torch_compile)) + "|", flush=True)
+          f"torch/nnx compiled | compiled, all threads us | calls on 1 thread | kernels' share | capture ms (cpu) | "
+          f"plan KiB |")
+    print("|---" * (12 + bool(args.torch_compile)) + "|", flush=True)
     rows = []
     for t, c in [(t, c) for t in args.threads for c in args.cases]:
         r = measure(c, t, args.blocks, args.steps, args.torch_compile)
@@ -221,6 +229,8 @@ def main():
         tcs = f" {m['torch.compile'] * 1e6:.1f} (compile {r['torch_compile_s']:.1f} s) |" if args.torch_compile else ""
         print(f"| {r['case']} | {r['threads']} | {m['nnx eager'] * 1e6:.1f} | {m['nnx compiled'] * 1e6:.1f} | "
               f"{m['torch eager'] * 1e6:.1f} |{tcs} {r['eager_ratio']:.2f}x | {r['compiled_ratio']:.2f}x | "
+              f"{m.get('nnx compiled, all threads', m['nnx compiled']) * 1e6:.1f} | "
+              f"{r['calls_on_one_thread']}/{r['kernel_calls']} | "
               f"{r['kernel_share'] * 100:.0f}% | {r['capture_s'] * 1e3:.1f} ({r['capture_cpu_s'] * 1e3:.1f}) | "
               f"{r['plan_bytes'] / 1024:.0f} |",
               flush=True)

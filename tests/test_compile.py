@@ -84,6 +84,33 @@ def test_training_step_is_bit_identical_to_eager(name, shape):
     assert st["plan_bytes"] > 0 and st["capture_seconds"] > 0
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_chosen_per_call_keep_the_bits(threads):
+    # The first replays with more than one thread time each call at 1 and at `threads` threads, alternating,
+    # and later ones run each call at the faster count; every replay must still give the eager bits (computed
+    # here at one thread) and the choice covers every call.
+    data = batches((3, 1, 28, 28), 12)
+    m1, o1, s1 = build("lenet")
+    eager = [s1(x, y) for x, y in data]
+    m2, o2, s2 = build("lenet")
+    c2 = nnx.compile(s2, strict=True)
+    tuned = nnx.compile(build("lenet")[2], strict=True, tune_threads=False)
+    before = nnx.get_num_threads()
+    nnx.set_num_threads(threads)
+    try:
+        for i, (x, y) in enumerate(data):
+            l2, out2 = c2(x, y)
+            assert same_bits(eager[i][0].numpy(), l2.numpy()), i
+            assert same_bits(eager[i][1].numpy(), out2.numpy()), i
+            tuned(x, y)
+    finally:
+        nnx.set_num_threads(before)
+    assert_same_state(m1, o1, m2, o2)
+    (st,) = c2.stats()
+    assert len(st["threads"]) == st["kernel_calls"] and set(st["threads"]) <= {1, threads}
+    assert tuned.stats()[0]["threads"] == []
+
+
 @pytest.mark.parametrize("opt_cls, kw", [(optim.Adam, {"lr": 1e-2}), (optim.AdamW, {"lr": 1e-2, "amsgrad": True}),
                                          (optim.RMSprop, {"lr": 1e-2, "momentum": 0.5, "centered": True}),
                                          (optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True,

@@ -61,12 +61,15 @@ class PyPlan final : public Recorder {
     return out;
   }
 
-  void run() const {
+  void run() {
     if (tl_recorder == this) throw py::value_error("nnx.compile: a plan cannot replay while it records");
     int nt = num_threads();
     py::gil_scoped_release release;
     plan_.run(nt);
   }
+
+  void set_tuning(bool on) { plan_.set_tuning(on); }
+  std::vector<int> thread_choice() const { return plan_.thread_choice(); }
 
   std::vector<std::string> refusals() const { return refusals_; }
   size_t size() const { return plan_.size(); }
@@ -89,6 +92,10 @@ void bind_compile(py::module_& m) {
       .def("log", &PyPlan::log, "[(op, attrs, [(array, use 'r'|'w'|'u'), ...]), ...] in call order.")
       .def("refusals", &PyPlan::refusals, "Why the recorded step cannot be replayed (empty when it can).")
       .def("run", &PyPlan::run, "Replays the recorded calls in order, without the GIL.")
+      .def("set_tuning", &PyPlan::set_tuning,
+           "Whether replays choose the thread count per call by timing (on by default; compile/plan.h).")
+      .def("thread_choice", &PyPlan::thread_choice,
+           "The thread count chosen for each call, or [] while none is chosen (one thread, tuning off, or timing).")
       .def("__len__", &PyPlan::size);
 }
 

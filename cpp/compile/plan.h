@@ -6,7 +6,16 @@
 // thread count at replay time and fetches its workspace when it runs (workspaces are per thread, and a plan
 // may be replayed from another thread than the one that recorded it). A call that finds its inputs invalid
 // (e.g. a class index out of range in new targets) throws; the replay stops there and the exception
-// propagates to the caller, with the calls before it done.
+// propagates to the caller, with the calls before it done. run() is not reentrant: one replay at a time
+// (nnx.compile refuses calls from two threads at once).
+//
+// Threads per call. Every kernel gives the same bits for any thread count, so a plan may run each call with
+// whichever count is fastest for it. A step of small kernels (a batch-1 MLP) runs slower with two threads
+// than with one, because waking a thread and moving data between cores costs more than the kernel; in the
+// same step a large GEMM gains. So the first kTuneReplays replays with nthreads > 1 time every call at one
+// thread and at nthreads, alternating from call to call and replay to replay, and later replays run each
+// call at the count with the smaller best time (more threads only when they save at least kParallelGain).
+// The choice is made again when the thread count changes.
 //
 // How a kernel family joins: its bindings pass each kernel call through run_kernel (bindings/record.h), as a
 // lambda capturing pointers and scalars by value; nothing else is needed here.
@@ -23,18 +32,33 @@ using KernelCall = std::function<void(int nthreads)>;
 
 class Plan {
  public:
+  static constexpr int kTuneReplays = 6;        // 3 timings per call at each thread count
+  static constexpr double kParallelGain = 0.95;  // use nthreads only when its best time is below 95% of 1 thread's
+
   void add(std::string op, KernelCall call) {
     ops_.push_back(std::move(op));
     calls_.push_back(std::move(call));
   }
-  // Runs every call in recorded order with `nthreads` threads.
-  void run(int nthreads) const;
+  // Runs every call in recorded order with at most `nthreads` threads each (see "Threads per call").
+  void run(int nthreads);
   size_t size() const { return calls_.size(); }
   const std::string& op(size_t i) const { return ops_[i]; }
+  // Whether run() chooses threads per call (on by default); off, every call runs with nthreads.
+  void set_tuning(bool on) { tuning_ = on; }
+  // The thread count chosen for each call, or empty while no choice is made (nthreads 1, tuning off, or
+  // still timing).
+  std::vector<int> thread_choice() const;
 
  private:
+  void run_timed(int nthreads);
+
   std::vector<std::string> ops_;
   std::vector<KernelCall> calls_;
+  bool tuning_ = true;
+  int tuned_for_ = 0;  // the nthreads that best_one_/best_many_ were timed at
+  int timed_replays_ = 0;
+  std::vector<double> best_one_, best_many_;  // best seconds per call at 1 thread and at tuned_for_
+  std::vector<int> threads_;                   // the choice, once timed_replays_ == kTuneReplays
 };
 
 }  // namespace nnx

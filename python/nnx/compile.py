@@ -274,7 +274,7 @@ class CompiledStep:
     """A step function captured and replayed by nnx.compile (see the module docstring)."""
 
     def __init__(self, fn, *, strict: bool = False, check_every: int = 0, cache_size: int = 8,
-                 inference: bool = False, warn: bool = True):
+                 inference: bool = False, warn: bool = True, tune_threads: bool = True):
         if not callable(fn):
             raise TypeError(f"fn: expected a callable (a step function or an nnx.nn.Module), got "
                             f"{type(fn).__name__}")
@@ -287,6 +287,7 @@ class CompiledStep:
         self.warn = bool(warn)
         self.check_every = check_every
         self.cache_size = cache_size
+        self.tune_threads = bool(tune_threads)
         self.inference = inference
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
@@ -312,13 +313,15 @@ class CompiledStep:
     def stats(self) -> list:
         """One dict per cached signature: state ('plan', 'pending' or 'eager'), kernel calls, bytes held
         by the plan (inputs and intermediate arrays; parameters and optimizer state not counted), capture
-        seconds (the recorded eager calls, their checks and the verifying replay), calls so far, and why a
+        seconds (the recorded eager calls, their checks and the verifying replay), calls so far, the thread
+        count chosen for each kernel call (empty until chosen; see tune_threads in nnx.compile), and why a
         refused signature runs eagerly."""
         out = []
         for key, e in self._cache.items():
-            a = e.analysis
-            out.append({"state": e.state, "kernel_calls": len(a.plan) if a is not None and e.state == "plan" else 0,
-                        "plan_bytes": a.nbytes if a is not None and e.state == "plan" else 0,
+            a = e.analysis if e.state == "plan" else None
+            out.append({"state": e.state, "kernel_calls": len(a.plan) if a is not None else 0,
+                        "plan_bytes": a.nbytes if a is not None else 0,
+                        "threads": list(a.plan.thread_choice()) if a is not None else [],
                         "capture_seconds": e.capture_s, "calls": e.calls, "reason": e.reason, "key": key})
         return out
 
@@ -424,6 +427,7 @@ class CompiledStep:
                                "thread (nested compiled steps are not supported)")
         bufs, call = self._inputs(args)
         rec = _Recording(entry.slots)
+        rec.plan.set_tuning(self.tune_threads)
         _capture.set_current(rec)
         rec.plan.begin()
         try:
@@ -525,20 +529,27 @@ class CompiledStep:
         return result
 
 
-def compile(fn=None, *, strict: bool = False, check_every: int = 0, cache_size: int = 8, warn: bool = True):
+def compile(fn=None, *, strict: bool = False, check_every: int = 0, cache_size: int = 8, warn: bool = True,
+            tune_threads: bool = True):
     """Captures `fn` (a step function, or an nnx.nn.Module for inference) and replays it from C++ on later
     calls with the same input shapes and dtypes. Usable as @nnx.compile or @nnx.compile(strict=True).
 
     strict: raise CompileError instead of warning (CompileWarning) and running eagerly when the step cannot
     be replayed (warn=False: run eagerly without a warning; the reasons are kept in .refusals).
     check_every: every N-th call runs eagerly and its kernels are compared with the plan.
-    cache_size: plans kept, one per input signature. A Module is compiled for inference: called under
+    cache_size: plans kept, one per input signature.
+    tune_threads: with more than one thread (nnx.set_num_threads), the first replays time each kernel call at
+    one thread and at all of them, and later replays run each call at the faster count (the bits are the same
+    for any count; small kernels run faster on one thread). False: every call uses all threads.
+    A Module is compiled for inference: called under
     no_grad (put it in eval mode first). See the module docstring for what is captured and what is refused."""
     if fn is None:
-        return functools.partial(compile, strict=strict, check_every=check_every, cache_size=cache_size, warn=warn)
+        return functools.partial(compile, strict=strict, check_every=check_every, cache_size=cache_size, warn=warn,
+                                 tune_threads=tune_threads)
     from .nn.module import Module
 
     if isinstance(fn, Module):
         return CompiledStep(fn, strict=strict, check_every=check_every, cache_size=cache_size, inference=True,
-                            warn=warn)
-    return CompiledStep(fn, strict=strict, check_every=check_every, cache_size=cache_size, warn=warn)
+                            warn=warn, tune_threads=tune_threads)
+    return CompiledStep(fn, strict=strict, check_every=check_every, cache_size=cache_size, warn=warn,
+                        tune_threads=tune_threads)
