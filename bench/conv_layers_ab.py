@@ -1,4 +1,4 @@
-"""The conv layers of bench/network_ab.py's ResNet-20 and BatchNorm network, forward + backward, batch 64, at
+"""The conv layers of bench/network_ab.py's ResNet-20, BatchNorm network and LeNet-5, forward + backward, batch 64, at
 1 thread, nnx against PyTorch interleaved (5 rounds of 4 calls each), timed in process CPU time, the steadier
 figure on a shared machine. The backward computes dw and db, and dx except for a network's first layer.
 
@@ -31,6 +31,8 @@ LAYERS = {
     "resnet 64>64 8x8": ((N, 64, 8, 8), 64, 3, 1, 1, True),
     "bn-net c1 1>32 5x5": ((N, 1, 28, 28), 32, 5, 1, 2, False),
     "bn-net c2 32>64 5x5": ((N, 32, 14, 14), 64, 5, 1, 2, True),
+    "lenet c1 1>6 5x5": ((N, 1, 28, 28), 6, 5, 1, 2, False),
+    "lenet c2 6>16 5x5": ((N, 6, 14, 14), 16, 5, 1, 0, True),
 }
 
 

@@ -71,6 +71,20 @@ class PyPlan final : public Recorder {
   void set_tuning(bool on) { plan_.set_tuning(on); }
   std::vector<int> thread_choice() const { return plan_.thread_choice(); }
 
+  py::list profile(int replays) {
+    if (replays < 1) throw py::value_error("replays: expected an int >= 1, got " + std::to_string(replays));
+    if (tl_recorder == this) throw py::value_error("nnx.compile: a plan cannot replay while it records");
+    std::vector<double> best;
+    {
+      int nt = num_threads();
+      py::gil_scoped_release release;
+      best = plan_.profile(nt, replays);
+    }
+    py::list out;
+    for (size_t i = 0; i < best.size(); ++i) out.append(py::make_tuple(plan_.op(i), best[i]));
+    return out;
+  }
+
   std::vector<std::string> refusals() const { return refusals_; }
   size_t size() const { return plan_.size(); }
 
@@ -96,6 +110,8 @@ void bind_compile(py::module_& m) {
            "Whether replays choose the thread count per call by timing (on by default; compile/plan.h).")
       .def("thread_choice", &PyPlan::thread_choice,
            "The thread count chosen for each call, or [] while none is chosen (one thread, tuning off, or timing).")
+      .def("profile", &PyPlan::profile, py::arg("replays"),
+           "Replays `replays` times (with the step's effects: a training step trains) and returns [(op, best seconds), ...], one per recorded call.")
       .def("__len__", &PyPlan::size);
 }
 

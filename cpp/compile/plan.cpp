@@ -43,6 +43,20 @@ void Plan::run_timed(int nthreads) {
   }
 }
 
+std::vector<double> Plan::profile(int nthreads, int replays) {
+  using clock = std::chrono::steady_clock;
+  const std::vector<int> chosen = nthreads > 1 && tuned_for_ == nthreads ? thread_choice() : std::vector<int>{};
+  std::vector<double> best(calls_.size(), std::numeric_limits<double>::infinity());
+  for (int r = 0; r < replays; ++r)
+    for (size_t i = 0; i < calls_.size(); ++i) {
+      const auto t0 = clock::now();
+      calls_[i](chosen.empty() ? nthreads : chosen[i]);
+      const double s = std::chrono::duration<double>(clock::now() - t0).count();
+      if (s < best[i]) best[i] = s;
+    }
+  return best;
+}
+
 std::vector<int> Plan::thread_choice() const {
   if (!tuning_ || tuned_for_ <= 1 || timed_replays_ < kTuneReplays) return {};
   return threads_;

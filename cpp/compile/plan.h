@@ -48,6 +48,9 @@ class Plan {
   // The thread count chosen for each call, or empty while no choice is made (nthreads 1, tuning off, or
   // still timing).
   std::vector<int> thread_choice() const;
+  // Replays the plan `replays` times, each call at the thread count run() would give it, and returns each
+  // call's best time in seconds (where a step spends its time; tuning state is left as it was).
+  std::vector<double> profile(int nthreads, int replays);
 
  private:
   void run_timed(int nthreads);
