@@ -276,12 +276,14 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* 
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const int64_t scratch = kern.igemm_scratch(g);
   const int64_t kp = conv_igemm_channels(g, kern.igemm_kblock);
-  T* wpack = workspace_as<T>(kWsConvPack, g.groups * kp * (g.CgRS() + 1));
+  T* wpack = workspace_as<T>(kWsConvPack, g.groups * kp * (g.CgRS() + 1) + kern.igemm_offsets_elems(g));
   T* bpack = wpack + g.groups * kp * g.CgRS();
+  T* offs = bpack + g.groups * kp;
   kern.igemm_pack(g, w, b, wpack, bpack);
+  kern.igemm_offsets(g, offs);
   for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
-    kern.igemm_fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, y + n * g.K * g.PQ(), act, slope, s);
+    kern.igemm_fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, offs, y + n * g.K * g.PQ(), act, slope, s);
   });
 }
 
@@ -430,12 +432,14 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const int64_t scratch = kern.igemm_scratch(g), ntaps = g.CgRS(), Kg = g.Kg();
   const int64_t kp = conv_igemm_channels(g, kern.igemm_kblock);
+  T* offs = workspace_as<T>(kWsConvPack, kern.igemm_offsets_elems(g));
+  kern.igemm_offsets(g, offs);
   reduce_chunks<T>(g.K * ntaps, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
     T* dwT = workspace_as<T>(kWsConvAux, g.groups * ntaps * kp);
     std::memset(static_cast<void*>(dwT), 0, sizeof(T) * g.groups * ntaps * kp);
     T* s = workspace_as<T>(kWsConvCol, scratch);
     for (int64_t n = n0; n < n0 + cnt; ++n)
-      kern.igemm_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), dwT, s);
+      kern.igemm_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), offs, dwT, s);
     // Along dwT's rows: a walk down its columns (kp elements apart) misses L1 on every element once dwT
     // outgrows it (800 taps x 64 channels is 200 KB); the writes here stay within Kg lines.
     for (int64_t gi = 0; gi < g.groups; ++gi)
@@ -452,13 +456,12 @@ template <class T>
 void backward_data_direct(const ConvGeom& g, const T* dz, const T* w, T* dx, int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const int64_t scratch = kern.direct_dx_scratch(g), HW = g.H * g.W;
-  T* wt = workspace_as<T>(kWsConvPack, g.K * g.CgRS());
+  T* wt = workspace_as<T>(kWsConvPack, kern.dx_filters_elems(g));
   kern.dx_flip_filters(g, w, wt);
   for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
     for (int64_t gi = 0; gi < g.groups; ++gi)
-      kern.direct_dx_group(g, dz + (n * g.K + gi * g.Kg()) * g.PQ(), wt + gi * g.Kg() * g.CgRS(),
-                           dx + (n * g.C + gi * g.Cg()) * HW, s);
+      kern.direct_dx_group(g, gi, dz + (n * g.K + gi * g.Kg()) * g.PQ(), wt, dx + (n * g.C + gi * g.Cg()) * HW, s);
   });
 }
 
@@ -511,7 +514,7 @@ void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, 
   const bool unit_stride = g.sh == 1 && g.sw == 1;
   T* wt = nullptr;
   if (dx && unit_stride) {
-    wt = workspace_as<T>(kWsConvPack, g.K * RS);
+    wt = workspace_as<T>(kWsConvPack, kern.dx_filters_elems(g));
     kern.dx_flip_filters(g, w, wt);
   }
   if (dx)
@@ -519,7 +522,7 @@ void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, 
       int64_t n = u / g.C, c = u % g.C;
       T* s = workspace_as<T>(kWsConvCol, scratch);
       if (unit_stride)  // gather form: no read-after-write of overlapping vectors
-        kern.direct_dx_group(g, dz + (n * g.K + c * m) * g.PQ(), wt + c * m * RS, dx + (n * g.C + c) * HW, s);
+        kern.direct_dx_group(g, c, dz + (n * g.K + c * m) * g.PQ(), wt, dx + (n * g.C + c) * HW, s);
       else
         kern.dwise_dx(g, dz + (n * g.K + c * m) * g.PQ(), w + c * m * RS, dx + (n * g.C + c) * HW, s);
     });

@@ -9,7 +9,7 @@
 // - Backward takes dy and, when act != none, the forward output y (the activation's derivative is taken
 //   from it); any of dx, dw, db may be null to skip that gradient. y == nullptr with act == none.
 // - Kernels never allocate: scratch comes from nnx::workspace slots kWsConvCol / kWsConvAux (per thread)
-//   and kWsConvAux2 / kWsMisc / kWsConvPack (the calling thread; packed or flipped filters).
+//   and kWsConvAux2 / kWsMisc / kWsConvPack (the calling thread; packed or flipped filters, tap offsets).
 // - Results are bitwise identical for any nthreads: forward tiles and dx images are each computed by one
 //   thread in a fixed order; dw and db are reduced over the batch in chunks whose boundaries depend only
 //   on the shape, each chunk into its own buffer, the chunks then added in index order.

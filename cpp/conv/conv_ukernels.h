@@ -31,12 +31,14 @@ struct ConvUkernels {
   // out[i] = sum of the lanes of vector i of v, in lane order.
   void (*reduce_lanes)(const T* v, int64_t n, T* out);
   int lanes;
-  // Stride 1 only: dx for one group of one image, dx_g (Cg planes H x W) from dz_g (Kg planes P x Q)
-  // and wt_g (Cg, R, Kg, S), as a direct convolution of the padded dz with the flipped filters.
-  void (*direct_dx_group)(const ConvGeom& g, const T* dz_g, const T* wt_g, T* dx_g, T* scratch);
+  // Stride 1 only: dx for group gi of one image, dx_g (Cg planes H x W) from dz_g (Kg planes P x Q) and
+  // dx_flip_filters' wt, as a direct convolution of the padded dz with the flipped filters.
+  void (*direct_dx_group)(const ConvGeom& g, int64_t gi, const T* dz_g, const T* wt, T* dx_g, T* scratch);
   int64_t (*direct_dx_scratch)(const ConvGeom& g);
-  // wt (K * Cg * R * S elements): every group's filters flipped and transposed for direct_dx_group.
+  // wt (dx_filters_elems(g) elements), once per call: every group's filters flipped and transposed, and the
+  // tap offsets, for direct_dx_group.
   void (*dx_flip_filters)(const ConvGeom& g, const T* w, T* wt);
+  int64_t (*dx_filters_elems)(const ConvGeom& g);
 
   // --- depthwise (simd/depthwise.inc): C/groups == 1, m = K/C filters per channel.
   // For input plane c of one image, y planes c*m .. c*m+m-1 (each P x Q) = act(conv(x_plane, w[c*m+i]) + b).
@@ -61,11 +63,14 @@ struct ConvUkernels {
   // --- implicit GEMM (simd/implicit.inc). igemm_pack lays out w and b once per call: wpack
   // (groups * Kp * CgRS elements) and bpack (groups * Kp), Kp = conv_igemm_channels(g, igemm_kblock).
   void (*igemm_pack)(const ConvGeom& g, const T* w, const T* b, T* wpack, T* bpack);
+  // offs (igemm_offsets_elems(g) elements), once per call: the pixel and tap offsets both kernels read.
+  void (*igemm_offsets)(const ConvGeom& g, T* offs);
+  int64_t (*igemm_offsets_elems)(const ConvGeom& g);
   // y_img (K, P, Q) = act(conv(x_img, w) + b) for one image from the packed weights.
-  void (*igemm_fwd)(const ConvGeom& g, const T* x_img, const T* wpack, const T* bpack, T* y_img, Act act, T slope,
-                    T* scratch);
+  void (*igemm_fwd)(const ConvGeom& g, const T* x_img, const T* wpack, const T* bpack, const T* offs, T* y_img,
+                    Act act, T slope, T* scratch);
   // dwT (groups, CgRS, Kp) += one image's weight gradient, transposed and zero-padded to Kp channels.
-  void (*igemm_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, T* dwT, T* scratch);
+  void (*igemm_dw)(const ConvGeom& g, const T* x_img, const T* dz_img, const T* offs, T* dwT, T* scratch);
   int64_t (*igemm_scratch)(const ConvGeom& g);  // igemm_fwd and igemm_dw
   int igemm_kblock;  // channels per vector pair
 
