@@ -132,7 +132,8 @@ void zero_2x2s2_leftovers(const Pool2dShape& s, T* dxp) {
 template <class T>
 const PoolUkernels<T>& pool_ukernels_table(Isa isa) {
   static const IsaTable<PoolUkernels<T>> table(
-      IsaFills<PoolUkernels<T>>{pool_ukernels_fill_portable<T>, pool_ukernels_avx2_fill<T>()});
+      IsaFills<PoolUkernels<T>>{pool_ukernels_fill_portable<T>, pool_ukernels_avx2_fill<T>(),
+                                pool_ukernels_avx512_fill<T>()});
   return table.for_isa(isa);
 }
 

@@ -65,11 +65,13 @@ struct PoolUkernels {
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h): pool_ukernels_portable.cpp fills every entry for
-// both types; pool_ukernels_avx2.cpp overrides the float entries (double keeps the portable kernels).
+// both types; pool_ukernels_avx2.cpp overrides the float entries (double keeps the portable kernels), and
+// pool_ukernels_avx512.cpp the float 2x2 stride-2 max windows of those.
 template <class T>
 void pool_ukernels_fill_portable(PoolUkernels<T>& table);
 #if defined(NNX_X86)
 void pool_ukernels_fill_avx2_f32(PoolUkernels<float>& table);
+void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table);
 #endif
 // The portable entries alone: SIMD kernels hand the cases they do not cover (other strides, row ends near
 // the plane's end) to their portable twins through it.
@@ -79,6 +81,13 @@ template <class T>
 constexpr void (*pool_ukernels_avx2_fill())(PoolUkernels<T>&) {
 #if defined(NNX_X86)
   if constexpr (std::is_same_v<T, float>) return pool_ukernels_fill_avx2_f32;
+#endif
+  return nullptr;
+}
+template <class T>
+constexpr void (*pool_ukernels_avx512_fill())(PoolUkernels<T>&) {
+#if defined(NNX_X86)
+  if constexpr (std::is_same_v<T, float>) return pool_ukernels_fill_avx512_f32;
 #endif
   return nullptr;
 }

@@ -1,0 +1,93 @@
+// AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the 2x2 stride-2 max windows of
+// pool_ukernels_avx2.cpp with mask registers at the row tails. AVX2's vmaskmov loads and stores are slow on
+// AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a tail, or a
+// tail alone); a k-masked load or store costs what a plain one does, and masked-off lanes never fault.
+// Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the results
+// are identical. The other entries stay AVX2's (IsaTable derives this table from the AVX2 one).
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "pool/pool_ukernels.h"
+
+namespace nnx {
+namespace {
+
+// The first `lanes` lanes (any int64; <= 0: none, >= 8: all).
+inline __mmask8 first_lanes(int64_t lanes) {
+  if (lanes >= 8) return 0xFF;
+  return lanes <= 0 ? 0 : static_cast<__mmask8>((1u << lanes) - 1);
+}
+
+// [a0 a2 a4 a6 b0 b2 b4 b6] and [a1 a3 a5 a7 b1 b3 b5 b7] from a = x[0..7], b = x[8..15].
+inline __m256 evens(__m256 a, __m256 b) {
+  __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+inline __m256 odds(__m256 a, __m256 b) {
+  __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+// pool_max_takes(v, m): v > m or v is NaN.
+inline __mmask8 takes(__m256 v, __m256 m) {
+  return _mm256_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm256_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+}
+// m -> (takes(v, m) ? v : m): vmaxps(v, m) is m when either is NaN or v == m, v when v > m; a NaN v is
+// then let through.
+inline __m256 scan(__m256 m, __m256 v) {
+  return _mm256_mask_blend_ps(_mm256_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm256_max_ps(v, m), v);
+}
+
+// The four window elements of outputs o..o+r-1 as lanes (a = r0[2o], b = r0[2o+1], c = r1[2o],
+// d = r1[2o+1]), reading only the 2r elements of each row.
+inline void load_2x2(const float* r0, const float* r1, int64_t r, __m256* a, __m256* b, __m256* c, __m256* d) {
+  const __mmask8 k0 = first_lanes(2 * r), k1 = first_lanes(2 * r - 8);
+  __m256 x0 = _mm256_maskz_loadu_ps(k0, r0), x1 = _mm256_maskz_loadu_ps(k1, r0 + 8);
+  __m256 y0 = _mm256_maskz_loadu_ps(k0, r1), y1 = _mm256_maskz_loadu_ps(k1, r1 + 8);
+  *a = evens(x0, x1), *b = odds(x0, x1), *c = evens(y0, y1), *d = odds(y0, y1);
+}
+
+void max_2x2s2_avx512(const float* r0, const float* r1, float* y, int64_t n) {
+  for (int64_t o = 0; o < n; o += 8) {
+    const int64_t r = n - o < 8 ? n - o : 8;
+    __m256 a, b, c, d;
+    load_2x2(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
+    _mm256_mask_storeu_ps(y + o, first_lanes(r), scan(scan(scan(a, b), c), d));
+  }
+}
+
+void max_2x2s2_indices_avx512(const float* r0, float* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
+  const float* r1 = r0 + W;
+  const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i one = _mm256_set1_epi32(1), row = _mm256_set1_epi32(static_cast<int32_t>(W));
+  for (int64_t o = 0; o < n; o += 8) {
+    const int64_t r = n - o < 8 ? n - o : 8;
+    __m256 a, b, c, d;
+    load_2x2(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
+    const __m256i ia = _mm256_add_epi32(_mm256_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
+    const __m256i ic = _mm256_add_epi32(ia, row);
+    // The pick is the last element that takes the maximum in scan order a, b, c, d.
+    const __mmask8 tb = takes(b, a);
+    __m256 m = scan(a, b);
+    const __mmask8 tc = takes(c, m);
+    m = scan(m, c);
+    const __mmask8 td = takes(d, m);
+    m = scan(m, d);
+    __m256i id = _mm256_mask_blend_epi32(tb, ia, _mm256_add_epi32(ia, one));
+    id = _mm256_mask_blend_epi32(tc, id, ic);
+    id = _mm256_mask_blend_epi32(td, id, _mm256_add_epi32(ic, one));
+    const __mmask8 k = first_lanes(r);
+    _mm256_mask_storeu_ps(y + o, k, m);
+    _mm256_mask_storeu_epi32(idx + o, k, id);
+  }
+}
+
+}  // namespace
+
+void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
+  table.max_2x2s2 = max_2x2s2_avx512;
+  table.max_2x2s2_indices = max_2x2s2_indices_avx512;
+}
+
+}  // namespace nnx
