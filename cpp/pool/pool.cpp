@@ -292,11 +292,25 @@ template <class T>
 bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_t* indices, T* dx,
                                  int nthreads) {
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  const PoolUkernels<T>& K = pool_ukernels<T>();
+  const bool fast = is_2x2s2(s);
   int bad = 0;
   parallel_for_each(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* dyp = dy + p * out_plane;
     const int32_t* ip = indices + p * out_plane;
     T* dxp = dx + p * in_plane;
+    // 2x2 stride 2 whose indices each name an element of their own window (as max_pool2d's do): every dx
+    // element written once, no zeroing pass; otherwise the scatter below, which also validates.
+    if (fast) {
+      bool own = true;
+      for (int64_t oh = 0; oh < s.OH && own; ++oh)
+        own = K.max_2x2s2_backward_indices(ip + oh * s.OW, dyp + oh * s.OW, dxp + 2 * oh * s.W,
+                                           dxp + (2 * oh + 1) * s.W, s.OW, static_cast<int32_t>(2 * oh * s.W), s.W);
+      if (own) {
+        zero_2x2s2_leftovers(s, dxp);
+        return;
+      }
+    }
     std::memset(dxp, 0, sizeof(T) * in_plane);
     bool ok = true;
     for (int64_t o = 0; o < out_plane; ++o) {

@@ -1,5 +1,5 @@
 // AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the 2x2 stride-2 max windows of
-// pool_ukernels_avx2.cpp with mask registers at the row tails. AVX2's vmaskmov loads and stores are slow on
+// pool_ukernels_avx2.cpp, and their backward from indices, with mask registers at the row tails. AVX2's vmaskmov loads and stores are slow on
 // AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a tail, or a
 // tail alone); a k-masked load or store costs what a plain one does, and masked-off lanes never fault.
 // Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the results
@@ -83,11 +83,40 @@ void max_2x2s2_indices_avx512(const float* r0, float* y, int32_t* idx, int64_t n
   }
 }
 
+// [e0 o0 e1 o1 ...] of the first r outputs' pairs, into dst[0 .. 2r).
+inline void store_pairs(float* dst, __m256 e, __m256 o, int64_t r) {
+  const __m256 l = _mm256_unpacklo_ps(e, o), h = _mm256_unpackhi_ps(e, o);
+  _mm256_mask_storeu_ps(dst, first_lanes(2 * r), _mm256_permute2f128_ps(l, h, 0x20));
+  _mm256_mask_storeu_ps(dst + 8, first_lanes(2 * r - 8), _mm256_permute2f128_ps(l, h, 0x31));
+}
+
+bool max_2x2s2_backward_indices_avx512(const int32_t* idx, const float* dy, float* d0, float* d1, int64_t n,
+                                       int32_t off, int64_t W) {
+  const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i one = _mm256_set1_epi32(1), row = _mm256_set1_epi32(static_cast<int32_t>(W));
+  for (int64_t o = 0; o < n; o += 8) {
+    const int64_t r = n - o < 8 ? n - o : 8;
+    const __mmask8 k = first_lanes(r);
+    const __m256i id = _mm256_maskz_loadu_epi32(k, idx + o);
+    const __m256i ia = _mm256_add_epi32(_mm256_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
+    const __m256i ic = _mm256_add_epi32(ia, row);
+    const __mmask8 pa = _mm256_cmpeq_epi32_mask(id, ia), pb = _mm256_cmpeq_epi32_mask(id, _mm256_add_epi32(ia, one));
+    const __mmask8 pc = _mm256_cmpeq_epi32_mask(id, ic), pd = _mm256_cmpeq_epi32_mask(id, _mm256_add_epi32(ic, one));
+    if (static_cast<__mmask8>((pa | pb | pc | pd) & k) != k) return false;
+    const __m256 g = _mm256_add_ps(_mm256_setzero_ps(), _mm256_maskz_loadu_ps(k, dy + o));
+    store_pairs(d0 + 2 * o, _mm256_maskz_mov_ps(pa, g), _mm256_maskz_mov_ps(pb, g), r);
+    store_pairs(d1 + 2 * o, _mm256_maskz_mov_ps(pc, g), _mm256_maskz_mov_ps(pd, g), r);
+  }
+  return true;
+}
+
 }  // namespace
 
 void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
+  table.name = "avx512";
   table.max_2x2s2 = max_2x2s2_avx512;
   table.max_2x2s2_indices = max_2x2s2_indices_avx512;
+  table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_avx512;
 }
 
 }  // namespace nnx

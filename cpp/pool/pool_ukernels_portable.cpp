@@ -89,6 +89,21 @@ void max_2x2s2_backward_portable(const T* r0, const T* r1, const T* dy, T* d0, T
 }
 
 template <class T>
+bool max_2x2s2_backward_indices_portable(const int32_t* idx, const T* dy, T* d0, T* d1, int64_t n, int32_t off,
+                                         int64_t W) {
+  for (int64_t o = 0; o < n; ++o) {
+    const int64_t k = int64_t{idx[o]} - off - 2 * o;
+    if (k != 0 && k != 1 && k != W && k != W + 1) return false;
+    const T g = T(0) + dy[o];
+    d0[2 * o] = k == 0 ? g : T(0);
+    d0[2 * o + 1] = k == 1 ? g : T(0);
+    d1[2 * o] = k == W ? g : T(0);
+    d1[2 * o + 1] = k == W + 1 ? g : T(0);
+  }
+  return true;
+}
+
+template <class T>
 void max_2x2s2_indices_portable(const T* r0, T* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
   const T* r1 = r0 + W;
   for (int64_t o = 0; o < n; ++o) {
@@ -129,6 +144,7 @@ void pool_ukernels_fill_portable(PoolUkernels<T>& table) {
                           max_2x2s2_portable<T>,
                           max_2x2s2_backward_portable<T>,
                           max_2x2s2_indices_portable<T>,
+                          max_2x2s2_backward_indices_portable<T>,
                           avg_2x2s2_portable<T>,
                           avg_2x2s2_backward_portable<T>};
 }

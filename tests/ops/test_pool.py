@@ -155,6 +155,31 @@ def test_max_pool2d_window_on_padding_only(isa, dtype, rng):
     assert np.all(ref.max_pool2d_backward(dy, x, (1, 2), **kw) == 0)
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 28, 28), (2, 3, 11, 13), (1, 2, 4, 34)])
+def test_2x2_backward_from_indices(isa, dtype, rng, shape):
+    """2x2 stride 2 from saved indices writes each window directly when every index names an element of its
+    own window (max_pool2d's own), and scatters otherwise (foreign but valid indices, repeated targets):
+    both against an independent NumPy scatter-add, -0.0 gradients included (0 + -0.0 is +0.0)."""
+    x = random(rng, shape, dtype)
+    y, idx = ops.max_pool2d(x, 2, return_indices=True)
+    dy = random(rng, y.shape, dtype)
+    dy.flat[::7] = -0.0
+
+    def scatter(index):
+        want = np.zeros(x.shape, dtype).reshape(shape[0] * shape[1], -1)
+        for plane, (i, g) in enumerate(zip(index.reshape(len(want), -1), dy.reshape(len(want), -1))):
+            np.add.at(want[plane], i, g)
+        return want.reshape(x.shape)
+
+    got = ops.max_pool2d_backward(dy, x, 2, indices=idx)
+    assert got.tobytes() == scatter(idx).tobytes()
+    foreign = idx.copy()
+    foreign[0, 0, -1, -1] = 0          # names an element of another window: the whole plane scatters
+    foreign[-1, -1, 0, 0] = foreign[-1, -1, 0, 1]  # two outputs onto one element
+    got = ops.max_pool2d_backward(dy, x, 2, indices=foreign)
+    assert got.tobytes() == scatter(foreign).tobytes()
+
+
 def test_max_pool2d_indices_errors():
     x = np.ones((1, 1, 4, 4), np.float32)
     dy = np.ones((1, 1, 2, 2), np.float32)
