@@ -21,8 +21,9 @@
 // Backward through time, steps - 1 down to 0, per block of sequences: an element-wise pass turns dh, dc
 // and the kept activations into the gate gradients (overwriting the activations), then the product
 // dG_t W_hh (W_hh packed once per call) carries dh to step t - 1. After the loop: dx = dG W_ih is one GEMM
-// over all steps, dW_ih and dW_hh one or two more (rnn.cpp, weight_gradients), the bias gradients are
-// column sums over all steps.
+// over all steps, dW_ih and dW_hh one or two more (rnn.cpp, weight_gradients). The bias gradients are
+// accumulated per sequence by the gate pass (over the steps, while each gradient is in a register) and
+// summed over the sequences after the loop.
 //
 // lengths (N int64 values in [1, steps], or null = all `steps`): row n takes part in steps t < lengths[n]
 // only. Its outputs y[t, n] at later steps are 0, its h_n / c_n are the states after its last step, and
@@ -34,7 +35,7 @@
 // during a call.
 // Results are bitwise identical for any `nthreads`: a sequence's rows depend on no other sequence's, and
 // threads own whole sequences for a whole call (every element is the same micro-kernel sum wherever its
-// rows fall); the GEMMs over all steps never split K; column sums split columns.
+// rows fall); the GEMMs over all steps never split K; the bias sums add the sequences in their order.
 #pragma once
 #include <cstdint>
 

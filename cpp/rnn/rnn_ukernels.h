@@ -13,6 +13,10 @@
 //   dy    gradient of this step's output; carry: dh arriving from step t + 1; pass: the part of dh_{t-1}
 //         that does not go through W_hh (0 for RNN and LSTM, dh z for the GRU), which the driver's GEMM
 //         then accumulates onto
+//   db    backward, null or this sequence's bias-gradient row: each gate gradient written to g (and, for
+//         the GRU, to gh's n block) is also added to it, gate blocks gs apart (GRU: r, z, n of g, then the
+//         n block of gh), while it is in a register; the driver sums the rows of all sequences after the
+//         loop (rnn.cpp), so the bias gradients never re-read the gradients of every step from memory
 //
 // step_ukernel: the micro-kernel of the per-step recurrent product (ukernel.h's strided-A contract; A is
 //   the step's N x K state rows, B the recurrent weight packed once per call by step_pack_b), with its tile
@@ -32,14 +36,15 @@ struct RnnUkernels {
   // h = act(g) (relu: max(g, 0)); backward g = (dy + carry) act'(through h), pass = 0.
   void (*rnn_tanh_forward)(int64_t n, const T* g, T* h);
   void (*rnn_relu_forward)(int64_t n, const T* g, T* h);
-  void (*rnn_tanh_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass);
-  void (*rnn_relu_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass);
+  void (*rnn_tanh_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass, T* db);
+  void (*rnn_relu_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass, T* db);
   // c = f c_prev + i g, h = o tanh(c). Backward: dc in (from step t + 1) and out (to step t - 1).
   void (*lstm_forward)(int64_t n, int64_t gs, T* g, const T* c_prev, T* c, T* h);
   void (*lstm_backward)(int64_t n, int64_t gs, T* g, const T* c_prev, const T* c, const T* dy, const T* carry, T* dc,
-                        T* pass);
+                        T* pass, T* db);
   void (*gru_forward)(int64_t n, int64_t gs, T* g, const T* gh, const T* h_prev, T* h);
-  void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass);
+  void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass,
+                       T* db);
   GemmBlocking step_blocking;
   GemmUkernelStridedA<T> step_ukernel;
   GemmPackB<T> step_pack_b;
