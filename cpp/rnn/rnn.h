@@ -8,8 +8,10 @@
 //         n = tanh(x_n + r h_n) with x_* = (W_ih x_t + b_ih)_*, h_* = (W_hh h_{t-1} + b_hh)_*;
 //         h_t = (1 - z) n + z h_{t-1}
 //
-// Layout (all C-contiguous): x (steps, N, I) time-major; h0, c0, h_n, c_n (N, H); y (steps, N, H);
-// w_ih (G*H, I); w_hh (G*H, H); b_ih, b_hh (G*H) or null (no bias).
+// Layout (all C-contiguous): x (steps, N, I) time-major, or (N, steps, I) with batch_first; h0, c0, h_n,
+// c_n (N, H); y, dy (steps, N, H) or (N, steps, H) and dx like x; w_ih (G*H, I); w_hh (G*H, H); b_ih, b_hh
+// (G*H) or null (no bias). Both layouts are read and written in place: the per-step matrices of the
+// workspace take the rows in the order x has them, and a step's sequences are then 1 or `steps` rows apart.
 //
 // Forward: the input projection of all steps is one GEMM into the workspace (gates = x W_ih^T + bias, one
 // row per sequence and step, as y). W_hh is packed once per call; each step is then the micro-kernel
@@ -52,7 +54,7 @@ int64_t rnn_workspace_size(RnnCell cell, int64_t steps, int64_t N, int64_t H);
 template <class T>
 void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, const T* x, const T* h0,
                  const T* c0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, const int64_t* lengths,
-                 T* y, T* h_n, T* c_n, T* ws, int nthreads);
+                 T* y, T* h_n, T* c_n, T* ws, int nthreads, bool batch_first = false);
 
 // dy (steps, N, H); dh_n, dc_n may be null (zero). Outputs dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh may each
 // be null (not needed); dc0 is used by the LSTM only. y is the forward's output.
@@ -60,7 +62,7 @@ template <class T>
 void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, const T* x, const T* h0,
                   const T* c0, const T* w_ih, const T* w_hh, const int64_t* lengths, const T* y, const T* dy,
                   const T* dh_n, const T* dc_n, T* ws, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
-                  T* db_hh, int nthreads);
+                  T* db_hh, int nthreads, bool batch_first = false);
 
 template <class T>
 const char* rnn_ukernel_name();
