@@ -209,13 +209,9 @@ void forward_rows(const Seq<T>& s, int64_t b, int64_t e) {
     const int64_t ldh = t == 0 ? H : q * H;
     T* gt = s.gates + r0 * GH;
     T* ht = s.y + r0 * H;
-    T* ght = s.extra + r0 * GH;  // GRU: hidden side W_hh h + b_hh, kept apart since r multiplies its n block
+    T* ght = s.extra + r0 * GH;  // GRU: hidden side W_hh h (+ b_hn), kept apart since r multiplies its n block
     if (s.cell == RnnCell::gru) {
-      for (int64_t r = 0; r < m; ++r) {
-        if (s.b_hh) std::memcpy(ght + r * q * GH, s.b_hh, sizeof(T) * GH);
-        else std::fill(ght + r * q * GH, ght + r * q * GH + GH, T(0));
-      }
-      rows_times_panel(s.w, m, hp, ldh, T(1), ght, q * GH);
+      rows_times_panel(s.w, m, hp, ldh, T(0), ght, q * GH);
     } else {
       rows_times_panel(s.w, m, hp, ldh, T(1), gt, q * GH);  // onto the input projection
     }
@@ -236,7 +232,8 @@ void forward_rows(const Seq<T>& s, int64_t b, int64_t e) {
           k.lstm_forward(H, H, g, c_prev, c, h);
           break;
         }
-        case RnnCell::gru: k.gru_forward(H, H, g, ght + r * q * GH, hp + r * ldh, h); break;
+        case RnnCell::gru: k.gru_forward(H, H, g, ght + r * q * GH, s.b_hh ? s.b_hh + 2 * H : nullptr, hp + r * ldh, h);
+          break;
       }
     }
   }
@@ -325,11 +322,13 @@ void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, c
   T* extra = ws + L.extra;
 
   // Input projection of all steps, gates = x W_ih^T + bias. RNN and LSTM add both biases here (their sum is
-  // all the cell sees); the GRU's b_hh goes with the hidden side, where r multiplies its n block.
+  // all the cell sees), the GRU those of its r and z blocks; its b_hn goes with the hidden side, where r
+  // multiplies it (the step kernel adds it).
   Epilogue<T> ep_x;
-  if (b_ih || (b_hh && !gru)) {
+  if (b_ih || b_hh) {
     T* bias = ws + L.bias;
-    for (int64_t j = 0; j < GH; ++j) bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && !gru ? b_hh[j] : T(0));
+    const int64_t hh_end = gru ? 2 * H : GH;  // the columns of b_hh added here
+    for (int64_t j = 0; j < GH; ++j) bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && j < hh_end ? b_hh[j] : T(0));
     ep_x.bias = bias;
   }
   gemm<T>(R, GH, I, T(1), x, I, 1, w_ih, 1, I, T(0), gates, GH, 1, nthreads, ep_x);

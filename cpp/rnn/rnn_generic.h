@@ -116,13 +116,18 @@ void lstm_backward(int64_t H, int64_t gs, typename V::T* g, const typename V::T*
 }
 
 template <class V>
-void gru_forward(int64_t H, int64_t gs, typename V::T* g, const typename V::T* gh, const typename V::T* h_prev,
-                 typename V::T* h) {
+void gru_forward(int64_t H, int64_t gs, typename V::T* g, typename V::T* gh, const typename V::T* b_hn,
+                 const typename V::T* h_prev, typename V::T* h) {
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
     auto r = sigmoid<V>(V::add(load_part<V>(g + j, n, 0), load_part<V>(gh + j, n, 0)));
     auto z = sigmoid<V>(V::add(load_part<V>(g + gs + j, n, 0), load_part<V>(gh + gs + j, n, 0)));
-    auto nn = V::tanh(V::add(load_part<V>(g + 2 * gs + j, n, 0), V::mul(r, load_part<V>(gh + 2 * gs + j, n, 0))));
+    auto hn = load_part<V>(gh + 2 * gs + j, n, 0);
+    if (b_hn) {  // the hidden side's n block keeps its bias (the backward reads it)
+      hn = V::add(hn, load_part<V>(b_hn + j, n, 0));
+      store_part<V>(gh + 2 * gs + j, hn, n);
+    }
+    auto nn = V::tanh(V::add(load_part<V>(g + 2 * gs + j, n, 0), V::mul(r, hn)));
     store_part<V>(g + j, r, n);
     store_part<V>(g + gs + j, z, n);
     store_part<V>(g + 2 * gs + j, nn, n);

@@ -8,8 +8,9 @@
 // Arguments (each points at this sequence's n values of this step):
 //   g     gate blocks, gs elements apart: preactivations in, activations out (forward); activations in,
 //         gradients of the preactivations out (backward). The Elman cell's forward only reads g.
-//   gh    GRU only: the hidden-side rows W_hh h_{t-1} + b_hh (same layout); backward overwrites them with
-//         the gradient of that block (differs from g's in the n row, which r multiplies)
+//   gh    GRU only: the hidden-side rows W_hh h_{t-1} (same layout); the forward adds b_hn to its n block
+//         (the r and z parts of b_hh are in g already) and keeps that sum for the backward, which overwrites
+//         the rows with the gradient of that block (differs from g's in the n row, which r multiplies)
 //   dy    gradient of this step's output; carry: dh arriving from step t + 1; pass: the part of dh_{t-1}
 //         that does not go through W_hh (0 for RNN and LSTM, dh z for the GRU), which the driver's GEMM
 //         then accumulates onto
@@ -42,7 +43,8 @@ struct RnnUkernels {
   void (*lstm_forward)(int64_t n, int64_t gs, T* g, const T* c_prev, T* c, T* h);
   void (*lstm_backward)(int64_t n, int64_t gs, T* g, const T* c_prev, const T* c, const T* dy, const T* carry, T* dc,
                         T* pass, T* db);
-  void (*gru_forward)(int64_t n, int64_t gs, T* g, const T* gh, const T* h_prev, T* h);
+  // gh: W_hh h_{t-1} without bias; b_hn (null: none) is added to its n block, which keeps the sum.
+  void (*gru_forward)(int64_t n, int64_t gs, T* g, T* gh, const T* b_hn, const T* h_prev, T* h);
   void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass,
                        T* db);
   GemmBlocking step_blocking;
