@@ -70,10 +70,10 @@ struct Sizes {
 };
 
 template <class T>
-Sizes sizes_of(RnnCell cell, const py::array& x, const py::array& w_hh) {
+Sizes sizes_of(RnnCell cell, const py::array& x, const py::array& w_hh, bool batch_first) {
   auto X = view_in<T>(x, "x", 3);
   auto W = view_in<T>(w_hh, "w_hh", 2);
-  Sizes s{X.shape[0], X.shape[1], X.shape[2], W.shape[1], rnn_gate_count(cell)};
+  Sizes s{X.shape[batch_first ? 1 : 0], X.shape[batch_first ? 0 : 1], X.shape[2], W.shape[1], rnn_gate_count(cell)};
   require(s.steps >= 1 && s.N >= 1 && s.I >= 1 && s.H >= 1, "x, w_hh: every size must be at least 1");
   return s;
 }
@@ -81,11 +81,11 @@ Sizes sizes_of(RnnCell cell, const py::array& x, const py::array& w_hh) {
 template <class T>
 void forward_py(int code, const py::array& x, const py::array& h0, const py::object& c0, const py::array& w_ih,
                 const py::array& w_hh, const py::object& b_ih, const py::object& b_hh, const py::object& lengths,
-                py::array& y, py::array& h_n, const py::object& c_n, py::array& ws) {
+                py::array& y, py::array& h_n, const py::object& c_n, py::array& ws, bool bf) {
   const RnnCell cell = cell_of(code);
-  const Sizes s = sizes_of<T>(cell, x, w_hh);
-  const int64_t GH = s.G * s.H;
-  require_shape(view_in<T>(x, "x"), "x", {s.steps, s.N, s.I});
+  const Sizes s = sizes_of<T>(cell, x, w_hh, bf);
+  const int64_t GH = s.G * s.H, D0 = bf ? s.N : s.steps, D1 = bf ? s.steps : s.N;  // the two leading axes
+  require_shape(view_in<T>(x, "x"), "x", {D0, D1, s.I});
   require_shape(view_in<T>(h0, "h0"), "h0", {s.N, s.H});
   require_shape(view_in<T>(w_ih, "w_ih"), "w_ih", {GH, s.I});
   require_shape(view_in<T>(w_hh, "w_hh"), "w_hh", {GH, s.H});
@@ -97,7 +97,7 @@ void forward_py(int code, const py::array& x, const py::array& h0, const py::obj
   const T* bh = opt_in<T>(b_hh, "b_hh", {GH});
   const int64_t* len = lengths_of(lengths, s.steps, s.N);
   auto Y = view_out<T>(y, "y");
-  require_shape(Y, "y", {s.steps, s.N, s.H});
+  require_shape(Y, "y", {D0, D1, s.H});
   auto HN = view_out<T>(h_n, "h_n");
   require_shape(HN, "h_n", {s.N, s.H});
   auto WS = view_out<T>(ws, "workspace", 1);
@@ -111,9 +111,10 @@ void forward_py(int code, const py::array& x, const py::array& h0, const py::obj
              {{x, Use::read}, {h0, Use::read}, {c0, Use::read}, {w_ih, Use::read}, {w_hh, Use::read},
               {b_ih, Use::read}, {b_hh, Use::read}, {lengths, Use::read}, {y, Use::write}, {h_n, Use::write},
               {c_n, Use::write}, {ws, Use::write}},
-             {double(code), double(s.steps), double(s.N), double(s.I), double(s.H)}, [=](int nt) {
+             {double(code), double(s.steps), double(s.N), double(s.I), double(s.H), double(bf)}, [=](int nt) {
                check_lengths(len, s.steps, s.N);
-               rnn_forward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, bi, bh, len, yp, hnp, cnp, wsp, nt);
+               rnn_forward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, bi, bh, len, yp, hnp, cnp, wsp, nt,
+                              bf);
              });
 }
 
@@ -122,16 +123,16 @@ void backward_py(int code, const py::array& x, const py::array& h0, const py::ob
                  const py::array& w_hh, const py::object& lengths, const py::array& y, const py::array& dy,
                  const py::object& dh_n, const py::object& dc_n, py::array& ws, const py::object& dx,
                  const py::object& dh0, const py::object& dc0, const py::object& dw_ih, const py::object& dw_hh,
-                 const py::object& db_ih, const py::object& db_hh) {
+                 const py::object& db_ih, const py::object& db_hh, bool bf) {
   const RnnCell cell = cell_of(code);
-  const Sizes s = sizes_of<T>(cell, x, w_hh);
-  const int64_t GH = s.G * s.H;
-  require_shape(view_in<T>(x, "x"), "x", {s.steps, s.N, s.I});
+  const Sizes s = sizes_of<T>(cell, x, w_hh, bf);
+  const int64_t GH = s.G * s.H, D0 = bf ? s.N : s.steps, D1 = bf ? s.steps : s.N;  // the two leading axes
+  require_shape(view_in<T>(x, "x"), "x", {D0, D1, s.I});
   require_shape(view_in<T>(h0, "h0"), "h0", {s.N, s.H});
   require_shape(view_in<T>(w_ih, "w_ih"), "w_ih", {GH, s.I});
   require_shape(view_in<T>(w_hh, "w_hh"), "w_hh", {GH, s.H});
-  require_shape(view_in<T>(y, "y"), "y", {s.steps, s.N, s.H});
-  require_shape(view_in<T>(dy, "dy"), "dy", {s.steps, s.N, s.H});
+  require_shape(view_in<T>(y, "y"), "y", {D0, D1, s.H});
+  require_shape(view_in<T>(dy, "dy"), "dy", {D0, D1, s.H});
   const bool lstm = cell == RnnCell::lstm;
   require(!lstm || !c0.is_none(), "c0: the LSTM needs it");
   const T* c0p = lstm ? opt_in<T>(c0, "c0", {s.N, s.H}) : nullptr;
@@ -140,7 +141,7 @@ void backward_py(int code, const py::array& x, const py::array& h0, const py::ob
   const int64_t* len = lengths_of(lengths, s.steps, s.N);
   auto WS = view_out<T>(ws, "workspace", 1);
   require(WS.shape[0] >= rnn_workspace_size(cell, s.steps, s.N, s.H), "workspace: too small");
-  T* dxp = opt_out<T>(dx, "dx", {s.steps, s.N, s.I});
+  T* dxp = opt_out<T>(dx, "dx", {D0, D1, s.I});
   T* dh0p = opt_out<T>(dh0, "dh0", {s.N, s.H});
   T* dc0p = lstm ? opt_out<T>(dc0, "dc0", {s.N, s.H}) : nullptr;
   T* dwi = opt_out<T>(dw_ih, "dw_ih", {GH, s.I});
@@ -161,10 +162,10 @@ void backward_py(int code, const py::array& x, const py::array& h0, const py::ob
               {lstm ? dc_n : py::none(), Use::read}, {ws, Use::update}, {dx, Use::write}, {dh0, Use::write},
               {lstm ? dc0 : py::none(), Use::write}, {dw_ih, Use::write}, {dw_hh, Use::write}, {db_ih, Use::write},
               {db_hh, Use::write}},
-             {double(code), double(s.steps), double(s.N), double(s.I), double(s.H)}, [=](int nt) {
+             {double(code), double(s.steps), double(s.N), double(s.I), double(s.H), double(bf)}, [=](int nt) {
                check_lengths(len, s.steps, s.N);
                rnn_backward<T>(cell, s.steps, s.N, s.I, s.H, xp, h0p, c0p, wi, wh, len, yp, dyp, dhn, dcn, wsp, dxp,
-                               dh0p, dc0p, dwi, dwh, dbi, dbh, nt);
+                               dh0p, dc0p, dwi, dwh, dbi, dbh, nt, bf);
              });
 }
 
@@ -232,30 +233,33 @@ void bind_rnn(py::module_& m) {
   m.def("rnn_forward",
         [](int cell, const py::array& x, const py::array& h0, const py::object& c0, const py::array& w_ih,
            const py::array& w_hh, const py::object& b_ih, const py::object& b_hh, const py::object& lengths,
-           py::array& y, py::array& h_n, const py::object& c_n, py::array& ws) {
-          if (is_f32(x)) forward_py<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, c_n, ws);
-          else forward_py<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, c_n, ws);
+           py::array& y, py::array& h_n, const py::object& c_n, py::array& ws, bool batch_first) {
+          if (is_f32(x))
+            forward_py<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, c_n, ws, batch_first);
+          else
+            forward_py<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, y, h_n, c_n, ws, batch_first);
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih"), py::arg("b_hh"), py::arg("lengths"), py::arg("y"), py::arg("h_n"), py::arg("c_n"),
-        py::arg("workspace"), "One recurrent layer over a time-major sequence (cpp/rnn/rnn.h).");
+        py::arg("workspace"), py::arg("batch_first") = false,
+        "One recurrent layer over a time-major (or batch_first) sequence (cpp/rnn/rnn.h).");
   m.def("rnn_backward",
         [](int cell, const py::array& x, const py::array& h0, const py::object& c0, const py::array& w_ih,
            const py::array& w_hh, const py::object& lengths, const py::array& y, const py::array& dy,
            const py::object& dh_n, const py::object& dc_n, py::array& ws, const py::object& dx,
            const py::object& dh0, const py::object& dc0, const py::object& dw_ih, const py::object& dw_hh,
-           const py::object& db_ih, const py::object& db_hh) {
+           const py::object& db_ih, const py::object& db_hh, bool batch_first) {
           if (is_f32(x))
             backward_py<float>(cell, x, h0, c0, w_ih, w_hh, lengths, y, dy, dh_n, dc_n, ws, dx, dh0, dc0, dw_ih,
-                               dw_hh, db_ih, db_hh);
+                               dw_hh, db_ih, db_hh, batch_first);
           else
             backward_py<double>(cell, x, h0, c0, w_ih, w_hh, lengths, y, dy, dh_n, dc_n, ws, dx, dh0, dc0, dw_ih,
-                                dw_hh, db_ih, db_hh);
+                                dw_hh, db_ih, db_hh, batch_first);
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("lengths"), py::arg("y"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("workspace"),
         py::arg("dx"), py::arg("dh0"), py::arg("dc0"), py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"),
-        py::arg("db_hh"),
+        py::arg("db_hh"), py::arg("batch_first") = false,
         "Backward through time of rnn_forward; consumes (overwrites) the forward's workspace.");
   m.def("embedding", [](const py::array& ids, const py::array& weight, py::array& y) {
           if (is_f32(weight)) embedding_py<float>(ids, weight, y);

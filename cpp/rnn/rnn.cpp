@@ -29,7 +29,7 @@ inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 // Workspace segments, in elements, each rounded up to a 64-byte multiple so the next starts on a cache
 // line (the caller's buffer itself is aligned by NumPy to at least 16 bytes).
 struct Layout {
-  int64_t bias, gates, extra, carry, dc, total;
+  int64_t bias, gates, extra, carry, dc, dbias, total;
   Layout(RnnCell cell, int64_t steps, int64_t N, int64_t H) {
     const int64_t GH = rnn_gate_count(cell) * H, R = steps * N, NH = N * H;
     const bool lstm = cell == RnnCell::lstm;
@@ -39,7 +39,12 @@ struct Layout {
     extra = gates + seg(R * GH);  // LSTM: the cell states of every step; GRU: the hidden-side gate blocks
     carry = extra + seg(lstm ? R * H : cell == RnnCell::gru ? R * GH : 0);
     dc = carry + seg(2 * NH);
-    total = dc + seg(lstm ? NH : 0);
+    dbias = dc + seg(lstm ? NH : 0);  // backward: one bias-gradient row per sequence (bias_row_width)
+    total = dbias + seg(N * bias_row_width(cell, H));
+  }
+  // The GRU's row holds its gate blocks r, z, n and then the hidden side's n block (r and z are shared).
+  static int64_t bias_row_width(RnnCell cell, int64_t H) {
+    return cell == RnnCell::gru ? 4 * H : rnn_gate_count(cell) * H;
   }
 };
 
@@ -95,69 +100,84 @@ Grain sequences_grain(int64_t steps, int64_t GH, int64_t H) {
   return Grain{std::max<int64_t>(1, (int64_t{1} << 20) / flops)};
 }
 
-// out[j] = sum over the rows of column j of g (rows x cols, row-major), in 8 interleaved partial sums
-// combined in a fixed order: vectorised along the row, and each column's order is the same for any thread
-// count (threads split the columns).
-constexpr Grain kColumnSumCols{64};
-
+// The bias gradients: the per-sequence rows the backward's gate pass accumulated (rnn_ukernels.h, db),
+// summed over the sequences in their order, so the result is the same for any thread count. RNN and LSTM
+// see one bias sum (both biases get it); the GRU's hidden side differs from the input side in its n block.
 template <class T>
-void column_sums(const T* g, int64_t rows, int64_t cols, T* out, int nthreads) {
-  constexpr int L = 8;
-  constexpr int64_t B = 256;  // columns per pass: 8 x 256 partial sums stay in L1
-  parallel_for(cols, kColumnSumCols, nthreads, [&](int64_t b, int64_t e) {
-    T acc[L][B];
-    for (int64_t j0 = b; j0 < e; j0 += B) {
-      const int64_t w = std::min(B, e - j0);
-      for (int l = 0; l < L; ++l)
-        for (int64_t j = 0; j < w; ++j) acc[l][j] = T(0);
-      int64_t r = 0;
-      for (; r + L <= rows; r += L)
-        for (int l = 0; l < L; ++l) {
-          const T* gr = g + (r + l) * cols + j0;
-          for (int64_t j = 0; j < w; ++j) acc[l][j] += gr[j];
-        }
-      for (int l = 0; r < rows; ++r, ++l)
-        for (int64_t j = 0; j < w; ++j) acc[l][j] += g[r * cols + j0 + j];
-      for (int h = L / 2; h >= 1; h /= 2)
-        for (int l = 0; l < h; ++l)
-          for (int64_t j = 0; j < w; ++j) acc[l][j] += acc[l + h][j];
-      for (int64_t j = 0; j < w; ++j) out[j0 + j] = acc[0][j];
-    }
-  }, 16);
+void bias_gradients(RnnCell cell, int64_t N, int64_t H, const T* rows, T* db_ih, T* db_hh) {
+  const int64_t GH = rnn_gate_count(cell) * H, W = Layout::bias_row_width(cell, H);
+  auto sum_rows = [&](int64_t col, int64_t n_cols, T* out) {
+    for (int64_t j = 0; j < n_cols; ++j) out[j] = rows[col + j];
+    for (int64_t n = 1; n < N; ++n)
+      for (int64_t j = 0; j < n_cols; ++j) out[j] += rows[n * W + col + j];
+  };
+  T* first = db_ih ? db_ih : db_hh;
+  sum_rows(0, GH, first);
+  if (db_hh && db_hh != first) std::memcpy(db_hh, first, sizeof(T) * GH);
+  if (cell == RnnCell::gru && db_hh) sum_rows(3 * H, H, db_hh + 2 * H);  // the hidden side's n block
 }
 
+// Where the row of sequence n at step t lies in x, y, dy, dx and every per-step matrix of the workspace:
+// time-major t * N + n, batch-first n * steps + t (the caller's layout, so neither is ever transposed). The
+// rows of one step's sequences are `seq` rows apart.
+struct RowMap {
+  int64_t steps, N;
+  bool batch_first;
+  int64_t row(int64_t t, int64_t n) const { return batch_first ? n * steps + t : t * N + n; }
+  int64_t seq() const { return batch_first ? steps : 1; }
+  // h_{t-1} of row r: the y row of the step before, or -1 at t = 0 (h0's row n)
+  int64_t prev(int64_t r) const { return batch_first ? (r % steps == 0 ? -1 : r - 1) : (r < N ? -1 : r - N); }
+  int64_t seq_of(int64_t r) const { return batch_first ? r / steps : r % N; }
+};
+
 // dW_ih = dG^T x and dW_hh = dGh^T h_prev over all steps (h_prev: h0 at step 0, then y of the step before).
-// Where both read the same dG (RNN, LSTM), they are one product dG^T [x | h_prev] of I + H columns: the
-// GEMM then packs dG^T once (with I or H columns alone it reads dG^T in place, 4 KB apart per k on the
-// LSTM 64 -> 256 case) and the h0 step joins the same sum. Measured there (1 thread, Zen 4): 14.7 ms
-// against 17.0 ms for the two products.
+// Where both read the same dG (RNN, LSTM), they are one product of I + H columns, computed transposed:
+// [x | h_prev]^T dG, whose B operand (dG, rows of GH values) the GEMM packs from contiguous rows and whose
+// M = I + H fills GEMM's row tiles better than GH does; the h0 step joins the same sum. Measured with the
+// GEMM alone (1 thread, Zen 4): 0.66 against 0.75 ms on RNN 28 -> 128, 13.6 against 14.4 ms on LSTM 64 -> 256,
+// equal on RNN 64 -> 256; and one product against two (dG^T x, dG^T h): 14.7 against 17.0 ms on LSTM 64.
 template <class T>
-void weight_gradients(int64_t steps, int64_t N, int64_t I, int64_t H, int64_t GH, const T* dg, const T* dgh,
-                      const T* x, const T* h0, const T* y, T* dw_ih, T* dw_hh, int nthreads) {
-  const int64_t R = steps * N;
+void weight_gradients(const RowMap& rm, int64_t I, int64_t H, int64_t GH, const T* dg, const T* dgh, const T* x,
+                      const T* h0, const T* y, T* dw_ih, T* dw_hh, int nthreads) {
+  const int64_t N = rm.N, R = rm.steps * N;
+  auto h_prev = [&](int64_t r) { const int64_t p = rm.prev(r); return p < 0 ? h0 + rm.seq_of(r) * H : y + p * H; };
   if (dg == dgh && dw_ih && dw_hh) {
     const int64_t C = I + H;
     T* cat = workspace_as<T>(kWsMisc, static_cast<size_t>(R * C + GH * C));
-    T* out = cat + R * C;
+    T* out = cat + R * C;  // C x GH: row i is column i of [dW_ih | dW_hh]
     parallel_for(R, Grain{kElementwiseGrain.units / C + 1}, nthreads,
                  [&](int64_t b, int64_t e) {
                    for (int64_t r = b; r < e; ++r) {
                      std::memcpy(cat + r * C, x + r * I, sizeof(T) * I);
-                     std::memcpy(cat + r * C + I, r < N ? h0 + r * H : y + (r - N) * H, sizeof(T) * H);
+                     std::memcpy(cat + r * C + I, h_prev(r), sizeof(T) * H);
                    }
                  });
-    gemm<T>(GH, C, R, T(1), dg, 1, GH, cat, C, 1, T(0), out, C, 1, nthreads);
-    for (int64_t j = 0; j < GH; ++j) {
-      std::memcpy(dw_ih + j * I, out + j * C, sizeof(T) * I);
-      std::memcpy(dw_hh + j * H, out + j * C + I, sizeof(T) * H);
+    gemm<T>(C, GH, R, T(1), cat, 1, C, dg, GH, 1, T(0), out, GH, 1, nthreads);
+    constexpr int64_t B = 16;  // columns of `out` per pass: one cache line of each row read, 16 rows written
+    for (int64_t j0 = 0; j0 < GH; j0 += B) {
+      const int64_t je = std::min(GH, j0 + B);
+      for (int64_t i = 0; i < C; ++i) {
+        const T* src = out + i * GH;
+        T* dst = i < I ? dw_ih + i : dw_hh + (i - I);
+        const int64_t ld = i < I ? I : H;
+        for (int64_t j = j0; j < je; ++j) dst[j * ld] = src[j];
+      }
     }
     return;
   }
   if (dw_ih) gemm<T>(GH, I, R, T(1), dg, 1, GH, x, I, 1, T(0), dw_ih, I, 1, nthreads);
-  if (dw_hh) {  // the h0 step, then the outputs of steps 0 .. steps - 2
+  if (!dw_hh) return;
+  if (!rm.batch_first) {  // the h0 step, then the outputs of steps 0 .. steps - 2, read in place
     gemm<T>(GH, H, N, T(1), dgh, 1, GH, h0, H, 1, T(0), dw_hh, H, 1, nthreads);
-    if (steps > 1) gemm<T>(GH, H, R - N, T(1), dgh + N * GH, 1, GH, y, H, 1, T(1), dw_hh, H, 1, nthreads);
+    if (rm.steps > 1) gemm<T>(GH, H, R - N, T(1), dgh + N * GH, 1, GH, y, H, 1, T(1), dw_hh, H, 1, nthreads);
+    return;
   }
+  // batch-first: each sequence's h0 interrupts the rows of y, so h_prev is gathered into one matrix first
+  T* hp = workspace_as<T>(kWsMisc, static_cast<size_t>(R * H));
+  parallel_for(R, Grain{kElementwiseGrain.units / H + 1}, nthreads, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) std::memcpy(hp + r * H, h_prev(r), sizeof(T) * H);
+  });
+  gemm<T>(GH, H, R, T(1), dgh, 1, GH, hp, H, 1, T(0), dw_hh, H, 1, nthreads);
 }
 
 inline bool row_active(const int64_t* lengths, int64_t n, int64_t t) { return lengths == nullptr || t < lengths[n]; }
@@ -166,49 +186,54 @@ inline bool row_active(const int64_t* lengths, int64_t n, int64_t t) { return le
 template <class T>
 struct Seq {
   RnnCell cell;
+  RowMap rm;
   int64_t steps, N, H, GH;
   const T *h0, *c0, *b_hh;
   const int64_t* lengths;
   T *gates, *extra, *y;
   PackedPanel<T> w;
   const RnnUkernels<T>* k;
+  T* dbias;       // backward: the per-sequence bias-gradient rows, or null (no bias gradient wanted)
+  bool need_dh0;  // backward: false skips step 0's product dG_0 W_hh (dh0 not wanted)
 };
 
 // Forward through all steps for sequences [b, e): per step the recurrent product of these rows, then
 // their gate pass while the rows are still in cache.
 template <class T>
 void forward_rows(const Seq<T>& s, int64_t b, int64_t e) {
-  const int64_t N = s.N, H = s.H, GH = s.GH, m = e - b;
+  const int64_t H = s.H, GH = s.GH, m = e - b, q = s.rm.seq();
   const RnnUkernels<T>& k = *s.k;
   for (int64_t t = 0; t < s.steps; ++t) {
-    const int64_t r0 = t * N + b;  // first row of this block in the step-stacked matrices
-    const T* hp = t == 0 ? s.h0 + b * H : s.y + (r0 - N) * H;
+    const int64_t r0 = s.rm.row(t, b);  // row of the block's first sequence; the next is q rows on
+    const T* hp = t == 0 ? s.h0 + b * H : s.y + s.rm.row(t - 1, b) * H;
+    const int64_t ldh = t == 0 ? H : q * H;
     T* gt = s.gates + r0 * GH;
     T* ht = s.y + r0 * H;
-    T* ght = s.extra + r0 * GH;  // GRU: hidden side W_hh h + b_hh, kept apart since r multiplies its n block
+    T* ght = s.extra + r0 * GH;  // GRU: hidden side W_hh h (+ b_hn), kept apart since r multiplies its n block
     if (s.cell == RnnCell::gru) {
-      for (int64_t r = 0; r < m; ++r) {
-        if (s.b_hh) std::memcpy(ght + r * GH, s.b_hh, sizeof(T) * GH);
-        else std::fill(ght + r * GH, ght + (r + 1) * GH, T(0));
-      }
-      rows_times_panel(s.w, m, hp, H, T(1), ght, GH);
+      rows_times_panel(s.w, m, hp, ldh, T(0), ght, q * GH);
     } else {
-      rows_times_panel(s.w, m, hp, H, T(1), gt, GH);  // onto the input projection
+      rows_times_panel(s.w, m, hp, ldh, T(1), gt, q * GH);  // onto the input projection
     }
     for (int64_t r = 0; r < m; ++r) {
-      T* h = ht + r * H;
-      T* c = s.extra + (r0 + r) * H;
+      T* h = ht + r * q * H;
+      T* c = s.extra + (r0 + r * q) * H;
       if (!row_active(s.lengths, b + r, t)) {  // a finished sequence: output (and cell state) 0
         std::fill(h, h + H, T(0));
         if (s.cell == RnnCell::lstm) std::fill(c, c + H, T(0));
         continue;
       }
-      T* g = gt + r * GH;
+      T* g = gt + r * q * GH;
       switch (s.cell) {
         case RnnCell::rnn_tanh: k.rnn_tanh_forward(H, g, h); break;
         case RnnCell::rnn_relu: k.rnn_relu_forward(H, g, h); break;
-        case RnnCell::lstm: k.lstm_forward(H, H, g, t == 0 ? s.c0 + (b + r) * H : c - N * H, c, h); break;
-        case RnnCell::gru: k.gru_forward(H, H, g, ght + r * GH, hp + r * H, h); break;
+        case RnnCell::lstm: {
+          const T* c_prev = t == 0 ? s.c0 + (b + r) * H : s.extra + s.rm.row(t - 1, b + r) * H;
+          k.lstm_forward(H, H, g, c_prev, c, h);
+          break;
+        }
+        case RnnCell::gru: k.gru_forward(H, H, g, ght + r * q * GH, s.b_hh ? s.b_hh + 2 * H : nullptr, hp + r * ldh, h);
+          break;
       }
     }
   }
@@ -219,40 +244,45 @@ void forward_rows(const Seq<T>& s, int64_t b, int64_t e) {
 // swap roles every step; the caller finds dh0 in the one the parity of `steps` says.
 template <class T>
 void backward_rows(const Seq<T>& s, const T* dy, T* carry, T* pass, T* dc, int64_t b, int64_t e) {
-  const int64_t N = s.N, H = s.H, GH = s.GH, m = e - b;
+  const int64_t H = s.H, GH = s.GH, m = e - b, q = s.rm.seq();
   const RnnUkernels<T>& k = *s.k;
   const bool gru = s.cell == RnnCell::gru;
   T* cr = carry + b * H;
   T* pr = pass + b * H;
+  const int64_t DW = Layout::bias_row_width(s.cell, H);
+  if (s.dbias) std::fill(s.dbias + b * DW, s.dbias + e * DW, T(0));
   for (int64_t t = s.steps - 1; t >= 0; --t) {
-    const int64_t r0 = t * N + b;
+    const int64_t r0 = s.rm.row(t, b);
     T* gt = s.gates + r0 * GH;
     T* ght = (gru ? s.extra : s.gates) + r0 * GH;  // the hidden-side gate gradients
     for (int64_t r = 0; r < m; ++r) {
-      const int64_t n = b + r;
-      T* g = gt + r * GH;
+      const int64_t n = b + r, row = r0 + r * q;
+      T* g = gt + r * q * GH;
       T* cin = cr + r * H;
       T* cout = pr + r * H;
       if (!row_active(s.lengths, n, t)) {  // a step this sequence does not take: dh (and dc) pass through
         std::fill(g, g + GH, T(0));
-        if (gru) std::fill(ght + r * GH, ght + (r + 1) * GH, T(0));
+        if (gru) std::fill(ght + r * q * GH, ght + r * q * GH + GH, T(0));
         std::memcpy(cout, cin, sizeof(T) * H);
         continue;
       }
-      const T* dyr = dy + (r0 + r) * H;
-      const T* hp = t == 0 ? s.h0 + n * H : s.y + (r0 + r - N) * H;
+      const T* dyr = dy + row * H;
+      const int64_t prev = t == 0 ? -1 : s.rm.row(t - 1, n);
+      const T* hp = prev < 0 ? s.h0 + n * H : s.y + prev * H;
+      T* db = s.dbias ? s.dbias + n * DW : nullptr;
       switch (s.cell) {
-        case RnnCell::rnn_tanh: k.rnn_tanh_backward(H, s.y + (r0 + r) * H, dyr, cin, g, cout); break;
-        case RnnCell::rnn_relu: k.rnn_relu_backward(H, s.y + (r0 + r) * H, dyr, cin, g, cout); break;
+        case RnnCell::rnn_tanh: k.rnn_tanh_backward(H, s.y + row * H, dyr, cin, g, cout, db); break;
+        case RnnCell::rnn_relu: k.rnn_relu_backward(H, s.y + row * H, dyr, cin, g, cout, db); break;
         case RnnCell::lstm: {
-          const T* c = s.extra + (r0 + r) * H;
-          k.lstm_backward(H, H, g, t == 0 ? s.c0 + n * H : c - N * H, c, dyr, cin, dc + n * H, cout);
+          const T* c = s.extra + row * H;
+          k.lstm_backward(H, H, g, prev < 0 ? s.c0 + n * H : s.extra + prev * H, c, dyr, cin, dc + n * H, cout, db);
           break;
         }
-        case RnnCell::gru: k.gru_backward(H, H, g, ght + r * GH, hp, dyr, cin, cout); break;
+        case RnnCell::gru: k.gru_backward(H, H, g, ght + r * q * GH, hp, dyr, cin, cout, db); break;
       }
     }
-    rows_times_panel(s.w, m, ght, GH, T(1), pr, H);
+    // dh of step t - 1 (at t == 0: dh0, which only pass + this product gives; skipped when not wanted)
+    if (t > 0 || s.need_dh0) rows_times_panel(s.w, m, ght, q * GH, T(1), pr, H);
     std::swap(cr, pr);
   }
 }
@@ -282,8 +312,9 @@ const RnnUkernels<T>& rnn_ukernels() {
 template <class T>
 void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, const T* x, const T* h0,
                  const T* c0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, const int64_t* lengths,
-                 T* y, T* h_n, T* c_n, T* ws, int nthreads) {
+                 T* y, T* h_n, T* c_n, T* ws, int nthreads, bool batch_first) {
   if (steps <= 0 || N <= 0 || H <= 0) return;
+  const RowMap rm{steps, N, batch_first};
   const Layout L(cell, steps, N, H);
   const int64_t GH = rnn_gate_count(cell) * H, R = steps * N;
   const bool gru = cell == RnnCell::gru, lstm = cell == RnnCell::lstm;
@@ -291,24 +322,27 @@ void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, c
   T* extra = ws + L.extra;
 
   // Input projection of all steps, gates = x W_ih^T + bias. RNN and LSTM add both biases here (their sum is
-  // all the cell sees); the GRU's b_hh goes with the hidden side, where r multiplies its n block.
+  // all the cell sees), the GRU those of its r and z blocks; its b_hn goes with the hidden side, where r
+  // multiplies it (the step kernel adds it).
   Epilogue<T> ep_x;
-  if (b_ih || (b_hh && !gru)) {
+  if (b_ih || b_hh) {
     T* bias = ws + L.bias;
-    for (int64_t j = 0; j < GH; ++j) bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && !gru ? b_hh[j] : T(0));
+    const int64_t hh_end = gru ? 2 * H : GH;  // the columns of b_hh added here
+    for (int64_t j = 0; j < GH; ++j) bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && j < hh_end ? b_hh[j] : T(0));
     ep_x.bias = bias;
   }
   gemm<T>(R, GH, I, T(1), x, I, 1, w_ih, 1, I, T(0), gates, GH, 1, nthreads, ep_x);
 
   const RnnUkernels<T>& k = rnn_ukernels<T>();
   // Per step gates += h_{t-1} W_hh^T: B(k, j) = W_hh(j, k).
-  const Seq<T> s{cell, steps, N, H, GH, h0, c0, b_hh, lengths, gates, extra, y, pack_panel(k, H, GH, w_hh, 1, H), &k};
+  const Seq<T> s{cell, rm, steps, N, H, GH, h0, c0, b_hh, lengths, gates, extra, y, pack_panel(k, H, GH, w_hh, 1, H),
+                 &k, nullptr, false};
   parallel_for(N, sequences_grain(steps, GH, H), nthreads,
                [&](int64_t b, int64_t e) { forward_rows(s, b, e); }, s.w.MR);
   for (int64_t n = 0; n < N; ++n) {  // h_n, c_n: the states after each row's last step
     const int64_t last = (lengths ? lengths[n] : steps) - 1;
-    std::memcpy(h_n + n * H, y + (last * N + n) * H, sizeof(T) * H);
-    if (lstm && c_n) std::memcpy(c_n + n * H, extra + (last * N + n) * H, sizeof(T) * H);
+    std::memcpy(h_n + n * H, y + rm.row(last, n) * H, sizeof(T) * H);
+    if (lstm && c_n) std::memcpy(c_n + n * H, extra + rm.row(last, n) * H, sizeof(T) * H);
   }
 }
 
@@ -316,8 +350,9 @@ template <class T>
 void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, const T* x, const T* h0,
                   const T* c0, const T* w_ih, const T* w_hh, const int64_t* lengths, const T* y, const T* dy,
                   const T* dh_n, const T* dc_n, T* ws, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
-                  T* db_hh, int nthreads) {
+                  T* db_hh, int nthreads, bool batch_first) {
   if (steps <= 0 || N <= 0 || H <= 0) return;
+  const RowMap rm{steps, N, batch_first};
   const Layout L(cell, steps, N, H);
   const int64_t GH = rnn_gate_count(cell) * H, NH = N * H, R = steps * N;
   const bool gru = cell == RnnCell::gru, lstm = cell == RnnCell::lstm;
@@ -335,8 +370,9 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
 
   const RnnUkernels<T>& k = rnn_ukernels<T>();
   // Per step dh_{t-1} += dG_t W_hh: B = W_hh as stored. The Seq's y is read only.
-  const Seq<T> s{cell, steps, N, H, GH, h0, c0, nullptr, lengths, gates, extra, const_cast<T*>(y),
-                 pack_panel(k, GH, H, w_hh, H, 1), &k};
+  T* dbias = db_ih || db_hh ? ws + L.dbias : nullptr;
+  const Seq<T> s{cell, rm, steps, N, H, GH, h0, c0, nullptr, lengths, gates, extra, const_cast<T*>(y),
+                 pack_panel(k, GH, H, w_hh, H, 1), &k, dbias, dh0 != nullptr};
   parallel_for(N, sequences_grain(steps, GH, H), nthreads,
                [&](int64_t b, int64_t e) { backward_rows(s, dy, carry, pass, dc, b, e); }, s.w.MR);
   const T* dh_first = steps % 2 == 0 ? carry : pass;  // each step swapped the two
@@ -346,12 +382,8 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
   // Products over all steps at once: K is never split, so each sum keeps one order.
   const T* dgh = gru ? extra : gates;  // the hidden-side gate gradients (the gates' own for RNN and LSTM)
   if (dx) gemm<T>(R, I, GH, T(1), gates, GH, 1, w_ih, I, 1, T(0), dx, I, 1, nthreads);   // dx = dG W_ih
-  weight_gradients(steps, N, I, H, GH, gates, dgh, x, h0, y, dw_ih, dw_hh, nthreads);
-  if (db_ih) column_sums(gates, R, GH, db_ih, nthreads);
-  if (db_hh) {
-    if (gru || !db_ih) column_sums(dgh, R, GH, db_hh, nthreads);
-    else std::memcpy(db_hh, db_ih, sizeof(T) * GH);
-  }
+  weight_gradients(rm, I, H, GH, gates, dgh, x, h0, y, dw_ih, dw_hh, nthreads);
+  if (dbias) bias_gradients(cell, N, H, dbias, db_ih, db_hh);
 }
 
 template <class T>
@@ -362,10 +394,11 @@ const char* rnn_ukernel_name() {
 #define NNX_RNN_INSTANTIATE(T)                                                                                   \
   template const RnnUkernels<T>& rnn_ukernels<T>();                                                              \
   template void rnn_forward<T>(RnnCell, int64_t, int64_t, int64_t, int64_t, const T*, const T*, const T*,        \
-                               const T*, const T*, const T*, const T*, const int64_t*, T*, T*, T*, T*, int);     \
+                               const T*, const T*, const T*, const T*, const int64_t*, T*, T*, T*, T*, int,      \
+                               bool);                                                                             \
   template void rnn_backward<T>(RnnCell, int64_t, int64_t, int64_t, int64_t, const T*, const T*, const T*,       \
                                 const T*, const T*, const int64_t*, const T*, const T*, const T*, const T*, T*,  \
-                                T*, T*, T*, T*, T*, T*, T*, int);                                                \
+                                T*, T*, T*, T*, T*, T*, T*, int, bool);                                          \
   template const char* rnn_ukernel_name<T>();
 NNX_RNN_INSTANTIATE(float)
 NNX_RNN_INSTANTIATE(double)

@@ -8,8 +8,10 @@
 //         n = tanh(x_n + r h_n) with x_* = (W_ih x_t + b_ih)_*, h_* = (W_hh h_{t-1} + b_hh)_*;
 //         h_t = (1 - z) n + z h_{t-1}
 //
-// Layout (all C-contiguous): x (steps, N, I) time-major; h0, c0, h_n, c_n (N, H); y (steps, N, H);
-// w_ih (G*H, I); w_hh (G*H, H); b_ih, b_hh (G*H) or null (no bias).
+// Layout (all C-contiguous): x (steps, N, I) time-major, or (N, steps, I) with batch_first; h0, c0, h_n,
+// c_n (N, H); y, dy (steps, N, H) or (N, steps, H) and dx like x; w_ih (G*H, I); w_hh (G*H, H); b_ih, b_hh
+// (G*H) or null (no bias). Both layouts are read and written in place: the per-step matrices of the
+// workspace take the rows in the order x has them, and a step's sequences are then 1 or `steps` rows apart.
 //
 // Forward: the input projection of all steps is one GEMM into the workspace (gates = x W_ih^T + bias, one
 // row per sequence and step, as y). W_hh is packed once per call; each step is then the micro-kernel
@@ -21,8 +23,9 @@
 // Backward through time, steps - 1 down to 0, per block of sequences: an element-wise pass turns dh, dc
 // and the kept activations into the gate gradients (overwriting the activations), then the product
 // dG_t W_hh (W_hh packed once per call) carries dh to step t - 1. After the loop: dx = dG W_ih is one GEMM
-// over all steps, dW_ih and dW_hh one or two more (rnn.cpp, weight_gradients), the bias gradients are
-// column sums over all steps.
+// over all steps, dW_ih and dW_hh one or two more (rnn.cpp, weight_gradients). The bias gradients are
+// accumulated per sequence by the gate pass (over the steps, while each gradient is in a register) and
+// summed over the sequences after the loop.
 //
 // lengths (N int64 values in [1, steps], or null = all `steps`): row n takes part in steps t < lengths[n]
 // only. Its outputs y[t, n] at later steps are 0, its h_n / c_n are the states after its last step, and
@@ -34,7 +37,7 @@
 // during a call.
 // Results are bitwise identical for any `nthreads`: a sequence's rows depend on no other sequence's, and
 // threads own whole sequences for a whole call (every element is the same micro-kernel sum wherever its
-// rows fall); the GEMMs over all steps never split K; column sums split columns.
+// rows fall); the GEMMs over all steps never split K; the bias sums add the sequences in their order.
 #pragma once
 #include <cstdint>
 
@@ -51,7 +54,7 @@ int64_t rnn_workspace_size(RnnCell cell, int64_t steps, int64_t N, int64_t H);
 template <class T>
 void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, const T* x, const T* h0,
                  const T* c0, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, const int64_t* lengths,
-                 T* y, T* h_n, T* c_n, T* ws, int nthreads);
+                 T* y, T* h_n, T* c_n, T* ws, int nthreads, bool batch_first = false);
 
 // dy (steps, N, H); dh_n, dc_n may be null (zero). Outputs dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh may each
 // be null (not needed); dc0 is used by the LSTM only. y is the forward's output.
@@ -59,7 +62,7 @@ template <class T>
 void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, const T* x, const T* h0,
                   const T* c0, const T* w_ih, const T* w_hh, const int64_t* lengths, const T* y, const T* dy,
                   const T* dh_n, const T* dc_n, T* ws, T* dx, T* dh0, T* dc0, T* dw_ih, T* dw_hh, T* db_ih,
-                  T* db_hh, int nthreads);
+                  T* db_hh, int nthreads, bool batch_first = false);
 
 template <class T>
 const char* rnn_ukernel_name();

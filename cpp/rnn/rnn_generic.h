@@ -19,6 +19,12 @@ using act_generic::load_part;
 using act_generic::store_part;
 using act_generic::sigmoid;
 
+// db += d over the lanes of one vector (the bias-gradient row of this sequence; db null: not wanted).
+template <class V>
+inline void accumulate(typename V::T* db, int64_t j, typename V::R d, int64_t n) {
+  if (db) store_part<V>(db + j, V::add(load_part<V>(db + j, n, 0), d), n);
+}
+
 template <class V>
 void rnn_tanh_forward(int64_t H, const typename V::T* g, typename V::T* y) {
   for (int64_t j = 0; j < H; j += V::W) store_part<V>(y + j, V::tanh(load_part<V>(g + j, H - j, 0)), H - j);
@@ -33,25 +39,29 @@ void rnn_relu_forward(int64_t H, const typename V::T* g, typename V::T* y) {
 
 template <class V>
 void rnn_tanh_backward(int64_t H, const typename V::T* y, const typename V::T* dy, const typename V::T* carry,
-                       typename V::T* g, typename V::T* pass) {
+                       typename V::T* g, typename V::T* pass, typename V::T* db) {
   const auto one = V::set1(1);
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
     auto v = load_part<V>(y + j, n, 0);
     auto dh = V::add(load_part<V>(dy + j, n, 0), load_part<V>(carry + j, n, 0));
-    store_part<V>(g + j, V::mul(dh, V::sub(one, V::mul(v, v))), n);
+    auto d = V::mul(dh, V::sub(one, V::mul(v, v)));
+    store_part<V>(g + j, d, n);
+    accumulate<V>(db, j, d, n);
     store_part<V>(pass + j, V::zero(), n);
   }
 }
 
 template <class V>
 void rnn_relu_backward(int64_t H, const typename V::T* y, const typename V::T* dy, const typename V::T* carry,
-                       typename V::T* g, typename V::T* pass) {
+                       typename V::T* g, typename V::T* pass, typename V::T* db) {
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
     auto v = load_part<V>(y + j, n, 0);
     auto dh = V::add(load_part<V>(dy + j, n, 0), load_part<V>(carry + j, n, 0));
-    store_part<V>(g + j, V::select(V::gt(v, V::zero()), dh, V::zero()), n);
+    auto d = V::select(V::gt(v, V::zero()), dh, V::zero());
+    store_part<V>(g + j, d, n);
+    accumulate<V>(db, j, d, n);
     store_part<V>(pass + j, V::zero(), n);
   }
 }
@@ -76,7 +86,8 @@ void lstm_forward(int64_t H, int64_t gs, typename V::T* g, const typename V::T* 
 
 template <class V>
 void lstm_backward(int64_t H, int64_t gs, typename V::T* g, const typename V::T* c_prev, const typename V::T* c,
-                   const typename V::T* dy, const typename V::T* carry, typename V::T* dc, typename V::T* pass) {
+                   const typename V::T* dy, const typename V::T* carry, typename V::T* dc, typename V::T* pass,
+                   typename V::T* db) {
   const auto one = V::set1(1);
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
@@ -95,19 +106,28 @@ void lstm_backward(int64_t H, int64_t gs, typename V::T* g, const typename V::T*
     store_part<V>(g + gs + j, df, n);
     store_part<V>(g + 2 * gs + j, dz, n);
     store_part<V>(g + 3 * gs + j, dout, n);
+    accumulate<V>(db, j, di, n);
+    accumulate<V>(db, gs + j, df, n);
+    accumulate<V>(db, 2 * gs + j, dz, n);
+    accumulate<V>(db, 3 * gs + j, dout, n);
     store_part<V>(dc + j, V::mul(dcv, f), n);
     store_part<V>(pass + j, V::zero(), n);
   }
 }
 
 template <class V>
-void gru_forward(int64_t H, int64_t gs, typename V::T* g, const typename V::T* gh, const typename V::T* h_prev,
-                 typename V::T* h) {
+void gru_forward(int64_t H, int64_t gs, typename V::T* g, typename V::T* gh, const typename V::T* b_hn,
+                 const typename V::T* h_prev, typename V::T* h) {
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
     auto r = sigmoid<V>(V::add(load_part<V>(g + j, n, 0), load_part<V>(gh + j, n, 0)));
     auto z = sigmoid<V>(V::add(load_part<V>(g + gs + j, n, 0), load_part<V>(gh + gs + j, n, 0)));
-    auto nn = V::tanh(V::add(load_part<V>(g + 2 * gs + j, n, 0), V::mul(r, load_part<V>(gh + 2 * gs + j, n, 0))));
+    auto hn = load_part<V>(gh + 2 * gs + j, n, 0);
+    if (b_hn) {  // the hidden side's n block keeps its bias (the backward reads it)
+      hn = V::add(hn, load_part<V>(b_hn + j, n, 0));
+      store_part<V>(gh + 2 * gs + j, hn, n);
+    }
+    auto nn = V::tanh(V::add(load_part<V>(g + 2 * gs + j, n, 0), V::mul(r, hn)));
     store_part<V>(g + j, r, n);
     store_part<V>(g + gs + j, z, n);
     store_part<V>(g + 2 * gs + j, nn, n);
@@ -117,7 +137,7 @@ void gru_forward(int64_t H, int64_t gs, typename V::T* g, const typename V::T* g
 
 template <class V>
 void gru_backward(int64_t H, int64_t gs, typename V::T* g, typename V::T* gh, const typename V::T* h_prev,
-                  const typename V::T* dy, const typename V::T* carry, typename V::T* pass) {
+                  const typename V::T* dy, const typename V::T* carry, typename V::T* pass, typename V::T* db) {
   const auto one = V::set1(1);
   for (int64_t j = 0; j < H; j += V::W) {
     const int64_t n = H - j;
@@ -133,7 +153,12 @@ void gru_backward(int64_t H, int64_t gs, typename V::T* g, typename V::T* gh, co
     store_part<V>(g + 2 * gs + j, dn, n);
     store_part<V>(gh + j, dr, n);
     store_part<V>(gh + gs + j, dz, n);
-    store_part<V>(gh + 2 * gs + j, V::mul(dn, r), n);
+    auto dhn = V::mul(dn, r);
+    store_part<V>(gh + 2 * gs + j, dhn, n);
+    accumulate<V>(db, j, dr, n);
+    accumulate<V>(db, gs + j, dz, n);
+    accumulate<V>(db, 2 * gs + j, dn, n);
+    accumulate<V>(db, 3 * gs + j, dhn, n);
     store_part<V>(pass + j, V::mul(dh, z), n);
   }
 }

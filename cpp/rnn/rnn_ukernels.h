@@ -8,11 +8,16 @@
 // Arguments (each points at this sequence's n values of this step):
 //   g     gate blocks, gs elements apart: preactivations in, activations out (forward); activations in,
 //         gradients of the preactivations out (backward). The Elman cell's forward only reads g.
-//   gh    GRU only: the hidden-side rows W_hh h_{t-1} + b_hh (same layout); backward overwrites them with
-//         the gradient of that block (differs from g's in the n row, which r multiplies)
+//   gh    GRU only: the hidden-side rows W_hh h_{t-1} (same layout); the forward adds b_hn to its n block
+//         (the r and z parts of b_hh are in g already) and keeps that sum for the backward, which overwrites
+//         the rows with the gradient of that block (differs from g's in the n row, which r multiplies)
 //   dy    gradient of this step's output; carry: dh arriving from step t + 1; pass: the part of dh_{t-1}
 //         that does not go through W_hh (0 for RNN and LSTM, dh z for the GRU), which the driver's GEMM
 //         then accumulates onto
+//   db    backward, null or this sequence's bias-gradient row: each gate gradient written to g (and, for
+//         the GRU, to gh's n block) is also added to it, gate blocks gs apart (GRU: r, z, n of g, then the
+//         n block of gh), while it is in a register; the driver sums the rows of all sequences after the
+//         loop (rnn.cpp), so the bias gradients never re-read the gradients of every step from memory
 //
 // step_ukernel: the micro-kernel of the per-step recurrent product (ukernel.h's strided-A contract; A is
 //   the step's N x K state rows, B the recurrent weight packed once per call by step_pack_b), with its tile
@@ -32,14 +37,16 @@ struct RnnUkernels {
   // h = act(g) (relu: max(g, 0)); backward g = (dy + carry) act'(through h), pass = 0.
   void (*rnn_tanh_forward)(int64_t n, const T* g, T* h);
   void (*rnn_relu_forward)(int64_t n, const T* g, T* h);
-  void (*rnn_tanh_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass);
-  void (*rnn_relu_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass);
+  void (*rnn_tanh_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass, T* db);
+  void (*rnn_relu_backward)(int64_t n, const T* h, const T* dy, const T* carry, T* g, T* pass, T* db);
   // c = f c_prev + i g, h = o tanh(c). Backward: dc in (from step t + 1) and out (to step t - 1).
   void (*lstm_forward)(int64_t n, int64_t gs, T* g, const T* c_prev, T* c, T* h);
   void (*lstm_backward)(int64_t n, int64_t gs, T* g, const T* c_prev, const T* c, const T* dy, const T* carry, T* dc,
-                        T* pass);
-  void (*gru_forward)(int64_t n, int64_t gs, T* g, const T* gh, const T* h_prev, T* h);
-  void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass);
+                        T* pass, T* db);
+  // gh: W_hh h_{t-1} without bias; b_hn (null: none) is added to its n block, which keeps the sum.
+  void (*gru_forward)(int64_t n, int64_t gs, T* g, T* gh, const T* b_hn, const T* h_prev, T* h);
+  void (*gru_backward)(int64_t n, int64_t gs, T* g, T* gh, const T* h_prev, const T* dy, const T* carry, T* pass,
+                       T* db);
   GemmBlocking step_blocking;
   GemmUkernelStridedA<T> step_ukernel;
   GemmPackB<T> step_pack_b;

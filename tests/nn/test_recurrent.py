@@ -23,7 +23,8 @@ def _pair(torch, mode, dtype, **kw):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("cfg", [dict(num_layers=1), dict(num_layers=2, bidirectional=True, batch_first=True),
-                                 dict(num_layers=3, bias=False)], ids=["1layer", "2layer-bidir-bf", "3layer-nobias"])
+                                 dict(num_layers=3, bias=False), dict(num_layers=2, batch_first=True)],
+                         ids=["1layer", "2layer-bidir-bf", "3layer-nobias", "2layer-bf"])
 def test_torch_state_dict_gives_same_outputs_and_grads(rng, dtype, mode, cfg):
     torch = _torch()
     I, H, T, N = 5, 6, 7, 3

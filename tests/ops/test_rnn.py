@@ -64,6 +64,39 @@ def test_forward_backward_match_reference(isa, dtype, rng, cell, shape, masked):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "lengths"])
+def test_batch_first_matches_reference_and_time_major(isa, dtype, rng, cell, masked):
+    """batch_first=True: x, y, dy, dx are (N, T, ...) and read in place; the results are the reference's and
+    the time-major call's on the transposed arrays."""
+    T, N, I, H = 5, 6, 4, 13
+    name, kw = _op(cell)
+    args = _case(rng, cell, T, N, I, H, dtype)
+    if masked:
+        kw = dict(kw, lengths=rng.integers(1, T + 1, size=N))
+    xb = np.ascontiguousarray(args[0].swapaxes(0, 1))
+    bargs = (xb,) + args[1:]
+    got = getattr(ops, name)(*bargs, return_workspace=True, batch_first=True, **kw)
+    want = getattr(ref, name)(*bargs, batch_first=True, **kw)
+    tm = getattr(ops, name)(*args, **kw)
+    assert got[0].shape == (N, T, H)
+    k = (I + H) * T
+    for i, (g, w, t) in enumerate(zip(got[:-1], want, tm)):
+        assert_close(g, w, dtype, k=k, name=f"{name} output {i}")
+        assert_close(g, t.swapaxes(0, 1) if i == 0 else t, dtype, k=k, name=f"{name} output {i} (time-major)")
+    dys = _grads_out(rng, cell, T, N, H, dtype)
+    dyb = (np.ascontiguousarray(dys[0].swapaxes(0, 1)),) + dys[1:]
+    got_b = getattr(ops, name + "_backward")(*dyb, *bargs, workspace=got[-1], batch_first=True, **kw)
+    want_b = getattr(ref, name + "_backward")(*dyb, *bargs, batch_first=True, **kw)
+    tm_b = getattr(ops, name + "_backward")(*dys, *args, **kw)
+    assert got_b[0].shape == xb.shape
+    for i, (g, w, t) in enumerate(zip(got_b, want_b, tm_b)):
+        assert_close(g, w, dtype, k=k * N, name=f"{name}_backward output {i}")
+        assert_close(g, t.swapaxes(0, 1) if i == 0 else t, dtype, k=k * N, name=f"{name}_backward output {i} (tm)")
+    with pytest.raises(ValueError, match="dy"):
+        getattr(ops, name + "_backward")(*dys, *bargs, batch_first=True, **kw)  # a time-major dy
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_needs_dx_false_skips_dx_only(rng, cell):
     """needs_dx=False (an input that needs no gradient): dx is None in ops and reference, every other
     gradient is the same array as with dx."""
@@ -125,12 +158,16 @@ def test_gradcheck_through_time(rng, cell, backend, masked):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_bitwise_identical_for_any_thread_count(rng, cell):
+@pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
+def test_bitwise_identical_for_any_thread_count(rng, cell, batch_first):
     name, kw = _op(cell)
     T, N, I, H = 6, 96, 20, 64  # enough rows and columns for both the GEMMs and the step passes to split
     args = _case(rng, cell, T, N, I, H, np.float32)
-    kw = dict(kw, lengths=rng.integers(1, T + 1, size=N))
+    kw = dict(kw, lengths=rng.integers(1, T + 1, size=N), batch_first=batch_first)
     dys = _grads_out(rng, cell, T, N, H, np.float32)
+    if batch_first:
+        args = (np.ascontiguousarray(args[0].swapaxes(0, 1)),) + args[1:]
+        dys = (np.ascontiguousarray(dys[0].swapaxes(0, 1)),) + dys[1:]
     before = nnx.get_num_threads()
     runs = []
     try:

@@ -89,8 +89,13 @@ class _RNNBase(Module):
         g = lambda n: getattr(self, f"{n}_l{layer}{suffix}", None)  # noqa: E731
         return g("weight_ih"), g("weight_hh"), g("bias_ih"), g("bias_hh")
 
-    def _layer(self, x, states, weights, lengths):
-        """One direction of one layer: (y, h_n[, c_n]) over time-major x."""
+    def _layer(self, x, states, weights, lengths, batch_first=False):
+        """One direction of one layer: (y, h_n[, c_n]) over time-major x, or batch-first x in place."""
+        if batch_first:
+            kw = {"batch_first": True}
+            if self.mode == "RNN":
+                kw["nonlinearity"] = self.nonlinearity
+            return F._recurrent(self.mode.lower(), x, states, *weights, lengths, kw)
         if self.mode == "LSTM":
             return F.lstm(x, states[0], states[1], *weights, lengths=lengths)
         if self.mode == "GRU":
@@ -131,11 +136,14 @@ class _RNNBase(Module):
             raise ValueError(f"input: expected a 3-D (T, N, input_size) array ({'N, T' if self.batch_first else 'T, N'} "
                              f"order as batch_first says) or a 2-D unbatched one, got shape {x.shape}")
         batched = x.ndim == 3
+        # One direction reads and writes batch-first sequences in place (the kernels take either layout);
+        # the reverse direction's flips are time-major, so bidirectional layers transpose.
+        native = batched and self.batch_first and not self.bidirectional
         if not batched:
             x = x.reshape((x.shape[0], 1, x.shape[1]))
-        elif self.batch_first:
+        elif self.batch_first and not native:
             x = x.transpose(0, 1)
-        T, N, I = x.shape
+        N, T, I = x.shape if native else (x.shape[1], x.shape[0], x.shape[2])
         if I != self.input_size:
             raise ValueError(f"input: expected input_size {self.input_size} in the last axis, got shape {tuple(input.shape)}")
         if T == 0:
@@ -151,7 +159,7 @@ class _RNNBase(Module):
                 k = layer * self.num_directions + d
                 states = [None if s is None else s[k] for s in init_states]
                 inp = x if d == 0 else F.flip_sequences(x, lengths)
-                y, *hs = self._layer(inp, states, self._weights(layer, suffix), lengths)
+                y, *hs = self._layer(inp, states, self._weights(layer, suffix), lengths, native)
                 outs.append(y if d == 0 else F.flip_sequences(y, lengths))
                 for f, h in zip(finals, hs):
                     f.append(h)
@@ -162,7 +170,7 @@ class _RNNBase(Module):
         if not batched:
             x = x.reshape((T, x.shape[2]))
             states_n = [s.reshape((s.shape[0], s.shape[2])) for s in states_n]
-        elif self.batch_first:
+        elif self.batch_first and not native:
             x = x.transpose(0, 1)
         return (x, (states_n[0], states_n[1])) if self.mode == "LSTM" else (x, states_n[0])
 

@@ -1,7 +1,8 @@
 """Recurrent layers (Elman RNN, LSTM, GRU) and embeddings on the C++ kernels (cpp/rnn). Same names and
 signatures as nnx.reference.rnn, which states the equations.
 
-One layer, one direction, the whole sequence per call, time-major: x (T, N, input_size), states (N, H);
+One layer, one direction, the whole sequence per call, time-major: x (T, N, input_size), states (N, H)
+(batch_first=True: x, y, dy, dx are (N, T, ...), read and written in place by the kernels, no transposes);
 PyTorch's gate order and parameter shapes. h0 / c0 may be None (zeros; their gradient is then None).
 `lengths` (N ints in [1, T]) runs row n for its first lengths[n] steps only. With
 return_workspace=True the forward also returns an opaque workspace (the gate activations of every step)
@@ -64,7 +65,7 @@ def _state(s, name: str, N: int, H: int, dtype):
     return contiguous(s, name)
 
 
-def _check(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
+def _check(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first=False):
     """Normalised arguments of one layer: C-contiguous arrays of one dtype, sizes checked."""
     x = float_array(x, "x")
     w_ih = float_array(w_ih, "w_ih")
@@ -73,10 +74,13 @@ def _check(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
     b_hh = None if b_hh is None else float_array(b_hh, "b_hh")
     dtype = same_dtype(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh)
     if x.ndim != 3:
-        raise ValueError(f"x: expected a 3-D (T, N, input_size) array (time-major), got shape {x.shape}")
-    T, N, I = x.shape
+        order = "(N, T" if batch_first else "(T, N"
+        raise ValueError(f"x: expected a 3-D {order}, input_size) array, got shape {x.shape}")
+    N, T, I = x.shape if batch_first else (x.shape[1], x.shape[0], x.shape[2])
     if T == 0:
         raise ValueError(f"x: expected a sequence of at least 1 step, got T = 0 (shape {x.shape})")
+    if not isinstance(batch_first, bool):
+        raise TypeError(f"batch_first: expected a bool, got {type(batch_first).__name__}")
     if N == 0:
         raise ValueError(f"x: expected a batch of at least 1 sequence, got N = 0 (shape {x.shape})")
     if I == 0:
@@ -99,39 +103,43 @@ def _check(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths):
             lens, (T, N, I, H))
 
 
-def _forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace):
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, (T, N, I, H) = _check(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
+def _forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace, batch_first=False):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, (T, N, I, H) = _check(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
+                                                                   batch_first)
     dt = x.dtype
     lstm = cell == "lstm"
     h0k = zeros((N, H), dt, "h0") if h0 is None else h0
     c0k = (zeros((N, H), dt, "h0") if c0 is None else c0) if lstm else None
-    y = empty((T, N, H), dt, "y")
+    y = empty((N, T, H) if batch_first else (T, N, H), dt, "y")
     h_n = empty((N, H), dt, "h_n")
     c_n = empty((N, H), dt, "c_n") if lstm else None
     size = int(_C.rnn_workspace_size(_CELLS[cell], T, N, H))
     check_alloc(size, dt, "workspace", "the gate activations of every step")
     ws = np.empty(size, dt)
-    _C.rnn_forward(_CELLS[cell], x, h0k, c0k, w_ih, w_hh, b_ih, b_hh, lens, y, h_n, c_n, ws)
+    _C.rnn_forward(_CELLS[cell], x, h0k, c0k, w_ih, w_hh, b_ih, b_hh, lens, y, h_n, c_n, ws, batch_first)
     out = (y, h_n, c_n) if lstm else (y, h_n)
     return out + (_Workspace(cell, ws, y),) if return_workspace else out
 
 
-def _backward(cell, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx=True):
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, (T, N, I, H) = _check(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
+def _backward(cell, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx=True,
+              batch_first=False):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, (T, N, I, H) = _check(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
+                                                                   batch_first)
+    ys = (N, T, H) if batch_first else (T, N, H)
     dt = x.dtype
     lstm = cell == "lstm"
     dy = float_array(dy, "dy")
     same_dtype(x=x, dy=dy)
-    if dy.shape != (T, N, H):
-        raise ValueError(f"dy: expected shape {(T, N, H)} (the shape of y), got {dy.shape}")
+    if dy.shape != ys:
+        raise ValueError(f"dy: expected shape {ys} (the shape of y), got {dy.shape}")
     dh_n = _state(dh_n, "dh_n", N, H, dt)
     dc_n = _state(dc_n, "dc_n", N, H, dt) if lstm else None
     if workspace is not None and not isinstance(workspace, _Workspace):
         raise TypeError(f"workspace: expected the workspace returned by nnx.ops.{cell.split('_')[0]}"
                         f"(..., return_workspace=True), got {type(workspace).__name__}")
     if workspace is None or workspace.used or workspace.key != cell:
-        workspace = _forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, True)[-1]
-    if workspace.ws.size < int(_C.rnn_workspace_size(_CELLS[cell], T, N, H)) or workspace.y.shape != (T, N, H):
+        workspace = _forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lens, True, batch_first)[-1]
+    if workspace.ws.size < int(_C.rnn_workspace_size(_CELLS[cell], T, N, H)) or workspace.y.shape != ys:
         raise ValueError("workspace: it was made by a forward of other sizes than these arguments")
     workspace.used = True  # the backward overwrites the activations with gate gradients
     h0k = zeros((N, H), dt, "h0") if h0 is None else h0
@@ -144,46 +152,50 @@ def _backward(cell, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, 
     db_ih = empty(b_ih.shape, dt, "db_ih") if b_ih is not None else None
     db_hh = empty(b_hh.shape, dt, "db_hh") if b_hh is not None else None
     _C.rnn_backward(_CELLS[cell], x, h0k, c0k, w_ih, w_hh, lens, workspace.y, contiguous(dy, "dy"), dh_n, dc_n,
-                    workspace.ws, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+                    workspace.ws, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, batch_first)
     if lstm:
         return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
-def rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None, return_workspace=False):
+def rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None, return_workspace=False,
+        batch_first=False):
     """(y, h_n) of an Elman RNN, h_t = phi(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), phi tanh or relu."""
-    return _forward(_rnn_cell(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace)
+    return _forward(_rnn_cell(nonlinearity), x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace,
+                    batch_first)
 
 
 def rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None,
-                 workspace=None, needs_dx=True):
+                 workspace=None, needs_dx=True, batch_first=False):
     """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n may be None (no gradient on h_n). With
     needs_dx=False dx is None and its product is skipped (an input that needs no gradient)."""
     return _backward(_rnn_cell(nonlinearity), dy, dh_n, None, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths,
-                     workspace, needs_dx)
+                     workspace, needs_dx, batch_first)
 
 
-def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False):
+def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False, batch_first=False):
     """(y, h_n, c_n) of an LSTM (gates i, f, g, o)."""
-    return _forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace)
+    return _forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace, batch_first)
 
 
 def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
-                  needs_dx=True):
+                  needs_dx=True, batch_first=False):
     """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n / dc_n may be None; dx is None with
     needs_dx=False."""
-    return _backward("lstm", dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx)
+    return _backward("lstm", dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx,
+                     batch_first)
 
 
-def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False):
+def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False, batch_first=False):
     """(y, h_n) of a GRU (gates r, z, n; n = tanh(W_in x + b_in + r (W_hn h + b_hn)), PyTorch's form)."""
-    return _forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace)
+    return _forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, return_workspace, batch_first)
 
 
 def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
-                 needs_dx=True):
+                 needs_dx=True, batch_first=False):
     """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh) through time; dh_n may be None; dx is None with needs_dx=False."""
-    return _backward("gru", dy, dh_n, None, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx)
+    return _backward("gru", dy, dh_n, None, x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, workspace, needs_dx,
+                     batch_first)
 
 
 # ---------------------------------------------------------------------------- embedding

@@ -1,6 +1,7 @@
 """Recurrent layers and embeddings in plain NumPy: the oracle for cpp/rnn.
 
-One layer, one direction, the whole sequence per call, time-major: x is (T, N, I), states are (N, H).
+One layer, one direction, the whole sequence per call, time-major: x is (T, N, I) ((N, T, I) with
+batch_first=True), states are (N, H).
 Gate order and parameter shapes are PyTorch's (w_ih (G*H, I), w_hh (G*H, H), biases (G*H,)):
 
   rnn:  h_t = phi(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), phi = tanh or relu
@@ -56,7 +57,7 @@ def _phi(nonlinearity):
     raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
 
 
-def rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None, return_workspace=False):
+def _rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None, return_workspace=False):
     """(y, h_n) of an Elman RNN; with return_workspace, also what rnn_backward needs."""
     x, h, lengths, T, N, H = _prepare(x, h0, w_hh, lengths)
     phi, _ = _phi(nonlinearity)
@@ -77,12 +78,12 @@ def rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths
     return out + ((hs, y),) if return_workspace else out
 
 
-def rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None,
-                 workspace=None, needs_dx=True):
+def _rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None,
+                  workspace=None, needs_dx=True):
     """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dh0 is None when h0 is None, the biases' when they are."""
     if workspace is None:
-        workspace = rnn(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, lengths=lengths,
-                        return_workspace=True)[-1]
+        workspace = _rnn(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, lengths=lengths,
+                         return_workspace=True)[-1]
     hs, y = workspace
     x, _, lengths, T, N, H = _prepare(x, h0, w_hh, lengths)
     _, dphi = _phi(nonlinearity)
@@ -102,7 +103,7 @@ def rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinear
 
 
 # ---------------------------------------------------------------------------- LSTM
-def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False):
+def _lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False):
     """(y, h_n, c_n) of an LSTM; with return_workspace, also what lstm_backward needs."""
     x, h, lengths, T, N, H = _prepare(x, h0, w_hh, lengths)
     c = np.zeros((N, H), x.dtype) if c0 is None else np.asarray(c0, dtype=x.dtype)
@@ -127,11 +128,11 @@ def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_wo
     return out + (saved,) if return_workspace else out
 
 
-def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
-                  needs_dx=True):
+def _lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
+                   needs_dx=True):
     """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
     if workspace is None:
-        workspace = lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, return_workspace=True)[-1]
+        workspace = _lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, return_workspace=True)[-1]
     x, _, lengths, T, N, H = _prepare(x, h0, w_hh, lengths)
     dx = np.zeros_like(x)
     dw_ih, dw_hh, db = np.zeros_like(w_ih), np.zeros_like(w_hh), np.zeros(4 * H, x.dtype)
@@ -158,7 +159,7 @@ def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *
 
 
 # ---------------------------------------------------------------------------- GRU
-def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False):
+def _gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False):
     """(y, h_n) of a GRU; with return_workspace, also what gru_backward needs."""
     x, h, lengths, T, N, H = _prepare(x, h0, w_hh, lengths)
     bi = np.zeros(3 * H, x.dtype) if b_ih is None else b_ih
@@ -180,11 +181,11 @@ def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspa
     return out + (saved,) if return_workspace else out
 
 
-def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
-                 needs_dx=True):
+def _gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
+                  needs_dx=True):
     """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
     if workspace is None:
-        workspace = gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, return_workspace=True)[-1]
+        workspace = _gru(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, return_workspace=True)[-1]
     x, _, lengths, T, N, H = _prepare(x, h0, w_hh, lengths)
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
@@ -207,6 +208,59 @@ def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=N
         dh = np.where(live, db @ w_hh + dht * z, dh)
     return (dx if needs_dx else None, None if h0 is None else dh, dw_ih, dw_hh,
             None if b_ih is None else db_i, None if b_hh is None else db_h)
+
+
+
+# ---------------------------------------------------------------------------- the public names
+# With batch_first=True, x, y, dy and dx are (N, T, ...) instead of (T, N, ...); the loops above stay
+# time-major (the workspace they return is time-major too).
+def _swap(a, batch_first):
+    return np.ascontiguousarray(np.swapaxes(np.asarray(a), 0, 1)) if batch_first and a is not None else a
+
+
+def rnn(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None, return_workspace=False,
+        batch_first=False):
+    """(y, h_n) of an Elman RNN; with return_workspace, also what rnn_backward needs."""
+    out = _rnn(_swap(x, batch_first), h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, lengths=lengths,
+               return_workspace=return_workspace)
+    return (_swap(out[0], batch_first),) + out[1:]
+
+
+def rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", lengths=None,
+                 workspace=None, needs_dx=True, batch_first=False):
+    """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh); dh0 is None when h0 is None, the biases' when they are."""
+    g = _rnn_backward(_swap(dy, batch_first), dh_n, _swap(x, batch_first), h0, w_ih, w_hh, b_ih, b_hh,
+                      nonlinearity=nonlinearity, lengths=lengths, workspace=workspace, needs_dx=needs_dx)
+    return (_swap(g[0], batch_first),) + g[1:]
+
+
+def lstm(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False, batch_first=False):
+    """(y, h_n, c_n) of an LSTM; with return_workspace, also what lstm_backward needs."""
+    out = _lstm(_swap(x, batch_first), h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
+                return_workspace=return_workspace)
+    return (_swap(out[0], batch_first),) + out[1:]
+
+
+def lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
+                  needs_dx=True, batch_first=False):
+    """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
+    g = _lstm_backward(_swap(dy, batch_first), dh_n, dc_n, _swap(x, batch_first), h0, c0, w_ih, w_hh, b_ih, b_hh,
+                       lengths=lengths, workspace=workspace, needs_dx=needs_dx)
+    return (_swap(g[0], batch_first),) + g[1:]
+
+
+def gru(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, return_workspace=False, batch_first=False):
+    """(y, h_n) of a GRU; with return_workspace, also what gru_backward needs."""
+    out = _gru(_swap(x, batch_first), h0, w_ih, w_hh, b_ih, b_hh, lengths=lengths, return_workspace=return_workspace)
+    return (_swap(out[0], batch_first),) + out[1:]
+
+
+def gru_backward(dy, dh_n, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, lengths=None, workspace=None,
+                 needs_dx=True, batch_first=False):
+    """(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    g = _gru_backward(_swap(dy, batch_first), dh_n, _swap(x, batch_first), h0, w_ih, w_hh, b_ih, b_hh,
+                      lengths=lengths, workspace=workspace, needs_dx=needs_dx)
+    return (_swap(g[0], batch_first),) + g[1:]
 
 
 # ---------------------------------------------------------------------------- embedding
