@@ -176,7 +176,7 @@ def measure(case: str, threads: int, blocks: int, steps: int, torch_compile: boo
         tc_s = time.perf_counter() - t0
         impls["torch.compile"] = tc
     for f in impls.values():  # warm-up (and the replays that choose threads per call, compile/plan.h)
-        for _ in range(8):
+        for _ in range(30):
             f()
     stats = compiled.stats()[0]
     times = {k: [] for k in impls}

@@ -87,9 +87,9 @@ def test_training_step_is_bit_identical_to_eager(name, shape):
 @pytest.mark.parametrize("threads", [2, 3])
 def test_threads_chosen_per_call_keep_the_bits(threads):
     # The first replays with more than one thread time each call at 1 and at `threads` threads, alternating,
-    # and later ones run each call at the faster count; every replay must still give the eager bits (computed
-    # here at one thread) and the choice covers every call.
-    data = batches((3, 1, 28, 28), 12)
+    # then whole replays of three candidate choices, and later ones run the fastest; every replay must still
+    # give the eager bits (computed here at one thread) and the choice covers every call.
+    data = batches((3, 1, 28, 28), 28)
     m1, o1, s1 = build("lenet")
     eager = [s1(x, y) for x, y in data]
     m2, o2, s2 = build("lenet")
@@ -108,7 +108,8 @@ def test_threads_chosen_per_call_keep_the_bits(threads):
     assert_same_state(m1, o1, m2, o2)
     (st,) = c2.stats()
     assert len(st["threads"]) == st["kernel_calls"] and set(st["threads"]) <= {1, threads}
-    assert tuned.stats()[0]["threads"] == []
+    assert len(st["thread_candidates_s"]) == 3 and min(st["thread_candidates_s"]) > 0
+    assert tuned.stats()[0]["threads"] == [] and tuned.stats()[0]["thread_candidates_s"] == []
 
 
 @pytest.mark.parametrize("opt_cls, kw", [(optim.Adam, {"lr": 1e-2}), (optim.AdamW, {"lr": 1e-2, "amsgrad": True}),

@@ -70,6 +70,7 @@ class PyPlan final : public Recorder {
 
   void set_tuning(bool on) { plan_.set_tuning(on); }
   std::vector<int> thread_choice() const { return plan_.thread_choice(); }
+  std::vector<double> candidate_times() const { return plan_.candidate_times(); }
 
   py::list profile(int replays) {
     if (replays < 1) throw py::value_error("replays: expected an int >= 1, got " + std::to_string(replays));
@@ -110,6 +111,9 @@ void bind_compile(py::module_& m) {
            "Whether replays choose the thread count per call by timing (on by default; compile/plan.h).")
       .def("thread_choice", &PyPlan::thread_choice,
            "The thread count chosen for each call, or [] while none is chosen (one thread, tuning off, or timing).")
+      .def("candidate_times", &PyPlan::candidate_times,
+           "Best whole-replay seconds of the per-call choice, all calls on one thread and all on every thread "
+           "(compile/plan.h), or [] before they are timed.")
       .def("profile", &PyPlan::profile, py::arg("replays"),
            "Replays `replays` times (with the step's effects: a training step trains) and returns [(op, best seconds), ...], one per recorded call.")
       .def("__len__", &PyPlan::size);

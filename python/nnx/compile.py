@@ -314,14 +314,16 @@ class CompiledStep:
         """One dict per cached signature: state ('plan', 'pending' or 'eager'), kernel calls, bytes held
         by the plan (inputs and intermediate arrays; parameters and optimizer state not counted), capture
         seconds (the recorded eager calls, their checks and the verifying replay), calls so far, the thread
-        count chosen for each kernel call (empty until chosen; see tune_threads in nnx.compile), and why a
-        refused signature runs eagerly."""
+        count chosen for each kernel call and the replay-time scores (seconds) of the three candidates it was
+        chosen from (per-call choice, all on one thread, all on every thread; empty until chosen, see
+        tune_threads in nnx.compile), and why a refused signature runs eagerly."""
         out = []
         for key, e in self._cache.items():
             a = e.analysis if e.state == "plan" else None
             out.append({"state": e.state, "kernel_calls": len(a.plan) if a is not None else 0,
                         "plan_bytes": a.nbytes if a is not None else 0,
                         "threads": list(a.plan.thread_choice()) if a is not None else [],
+                        "thread_candidates_s": list(a.plan.candidate_times()) if a is not None else [],
                         "capture_seconds": e.capture_s, "calls": e.calls, "reason": e.reason, "key": key})
         return out
 
@@ -538,9 +540,10 @@ def compile(fn=None, *, strict: bool = False, check_every: int = 0, cache_size: 
     be replayed (warn=False: run eagerly without a warning; the reasons are kept in .refusals).
     check_every: every N-th call runs eagerly and its kernels are compared with the plan.
     cache_size: plans kept, one per input signature.
-    tune_threads: with more than one thread (nnx.set_num_threads), the first replays time each kernel call at
-    one thread and at all of them, and later replays run each call at the faster count (the bits are the same
-    for any count; small kernels run faster on one thread). False: every call uses all threads.
+    tune_threads: with more than one thread (nnx.set_num_threads), the first 24 replays time each kernel call
+    at one thread and at all of them, then whole replays of that per-call choice, of all calls on one thread
+    and of all on every thread, and later replays run the fastest (the bits are the same for any count; small
+    kernels run faster on one thread). False: every call uses all threads.
     A Module is compiled for inference: called under
     no_grad (put it in eval mode first). See the module docstring for what is captured and what is refused."""
     if fn is None:
