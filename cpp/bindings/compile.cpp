@@ -112,7 +112,7 @@ void bind_compile(py::module_& m) {
       .def("thread_choice", &PyPlan::thread_choice,
            "The thread count chosen for each call, or [] while none is chosen (one thread, tuning off, or timing).")
       .def("candidate_times", &PyPlan::candidate_times,
-           "Best whole-replay seconds of the per-call choice, all calls on one thread and all on every thread "
+           "Median replay seconds of the per-call choice, all calls on one thread and all on every thread "
            "(compile/plan.h), or [] before they are timed.")
       .def("profile", &PyPlan::profile, py::arg("replays"),
            "Replays `replays` times (with the step's effects: a training step trains) and returns [(op, best seconds), ...], one per recorded call.")
