@@ -7,18 +7,12 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # for optest
 
 import nnx  # noqa: E402
+from optest import has_isa  # noqa: E402
+
 
 def _supported_isas():
     """Every kernel path this CPU can run (an AVX-512 machine also runs the AVX2 kernels), best first."""
-    active, found = nnx.cpu_info()["active_isa"], []
-    for name in ("avx512", "avx2", "neon", "portable"):
-        try:
-            nnx.set_isa(name)
-        except ValueError:
-            continue
-        found.append(name)
-    nnx.set_isa(active)
-    return found
+    return [name for name in ("avx512", "avx2", "neon", "portable") if has_isa(name)]
 
 
 ISAS = _supported_isas()

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+import nnx
+
 BASE_RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-9}
 
 
@@ -65,3 +67,16 @@ def check_op(op, ref, args, kwargs=None, dtype=None, k: int = 1, name: str | Non
         assert_close(got, want, dtype, k, label)
         assert np.asarray(got).flags.c_contiguous, f"{label}: result is not C-contiguous"
     return got
+
+
+def has_isa(name: str) -> bool:
+    """Whether this CPU can run nnx's kernels for ISA `name` (nnx.set_isa accepts it); the active ISA is left
+    as it was."""
+    before = nnx.cpu_info()["active_isa"]
+    try:
+        nnx.set_isa(name)
+    except ValueError:
+        return False
+    finally:
+        nnx.set_isa(before)
+    return True

@@ -6,7 +6,7 @@ import nnx
 from nnx import ops, reference as ref
 from nnx.ops._fused import activation_backward_from_output
 from nnx.reference._act import act_forward, act_grad_from_output
-from optest import assert_close, check_op, random, rtol_for
+from optest import assert_close, check_op, has_isa, random, rtol_for
 
 # (name, kwargs) of every element-wise activation
 ELEMENTWISE = [("relu", {}), ("sigmoid", {}), ("tanh", {}), ("leaky_relu", {}), ("leaky_relu", dict(negative_slope=0.2)),
@@ -239,7 +239,7 @@ def test_hypothesis_random_shapes(shape, data):
 def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
     """The float32 AVX-512 kernels compute each element as an AVX2 lane does (same polynomial, same
     steps), including extreme values and the ragged tails of masked loads: bitwise equal outputs."""
-    if not _has_avx512():
+    if not has_isa("avx512"):
         pytest.skip("this CPU has no AVX-512")
     vals = np.array([0.0, -0.0, 1e-30, 88.5, -88.5, 100.0, -100.0, 1e4, -1e4, np.inf, -np.inf, np.nan], np.float32)
     x = np.concatenate([vals, random(rng, (n,), np.float32) * 8])[:n]
@@ -258,14 +258,3 @@ def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
         nnx.set_isa(before)
     for a, b in zip(out["avx2"], out["avx512"]):
         assert np.array_equal(a, b, equal_nan=True)
-
-
-def _has_avx512():
-    before = nnx.cpu_info()["active_isa"]
-    try:
-        nnx.set_isa("avx512")
-    except ValueError:
-        return False
-    finally:
-        nnx.set_isa(before)
-    return True

@@ -4,7 +4,7 @@ from hypothesis import given, settings, strategies as st
 
 import nnx
 from nnx import ops, reference as ref
-from optest import assert_close, check_op, random
+from optest import assert_close, check_op, has_isa, random
 
 ALGOS = list(nnx.ops.conv.ALGORITHMS)  # every algorithm the extension knows (cpp/conv/conv.h)
 
@@ -278,7 +278,7 @@ def test_dx_as_transposed_implicit_gemm(rng, kw):
 def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
     """The AVX-512 conv kernels block differently but sum every output in the AVX2 kernels' order, so
     conv.cpp may pick either table per shape: forward and every gradient are bitwise equal."""
-    if not _has_avx512():
+    if not has_isa("avx512"):
         pytest.skip("this CPU has no AVX-512")
     xs, ws, kw = CASES[case]
     x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[:1], dtype)
@@ -295,14 +295,3 @@ def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
         nnx.set_isa(before)
     for name, a, c in zip(("y", "dx", "dw", "db"), out["avx2"], out["avx512"]):
         assert np.array_equal(a, c), f"{name}: AVX-512 differs from AVX2"
-
-
-def _has_avx512():
-    before = nnx.cpu_info()["active_isa"]
-    try:
-        nnx.set_isa("avx512")
-    except ValueError:
-        return False
-    finally:
-        nnx.set_isa(before)
-    return True
