@@ -85,25 +85,29 @@ void Plan::run_candidate() {
 
 std::vector<double> Plan::profile(int nthreads, int replays) {
   using clock = std::chrono::steady_clock;
-  const std::vector<int> chosen = nthreads > 1 && tuned_for_ == nthreads ? thread_choice() : std::vector<int>{};
+  const std::vector<int> counts = tuned_for_ == nthreads ? thread_choice() : std::vector<int>{};
   std::vector<double> best(calls_.size(), std::numeric_limits<double>::infinity());
   for (int r = 0; r < replays; ++r)
     for (size_t i = 0; i < calls_.size(); ++i) {
       const auto t0 = clock::now();
-      calls_[i](chosen.empty() ? nthreads : chosen[i]);
+      calls_[i](counts.empty() ? nthreads : counts[i]);
       const double s = std::chrono::duration<double>(clock::now() - t0).count();
       if (s < best[i]) best[i] = s;
     }
   return best;
 }
 
+bool Plan::chosen() const {
+  return tuning_ && tuned_for_ > 1 && timed_replays_ >= kTuneReplays + kWholeReplays;
+}
+
 std::vector<int> Plan::thread_choice() const {
-  if (!tuning_ || tuned_for_ <= 1 || timed_replays_ < kTuneReplays + kWholeReplays) return {};
+  if (!chosen()) return {};
   return threads_;
 }
 
 std::vector<double> Plan::candidate_times() const {
-  if (!tuning_ || tuned_for_ <= 1 || timed_replays_ < kTuneReplays + kWholeReplays) return {};
+  if (!chosen()) return {};
   return {median(whole_[0]), median(whole_[1]), median(whole_[2])};
 }
 

@@ -71,6 +71,7 @@ class Plan {
   void run_timed(int nthreads);
   void run_candidate();
   void run_with(const std::vector<int>& threads);
+  bool chosen() const;  // tuning is on and its choice for tuned_for_ threads is made
 
   std::vector<std::string> ops_;
   std::vector<KernelCall> calls_;

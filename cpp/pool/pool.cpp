@@ -132,8 +132,9 @@ void zero_2x2s2_leftovers(const Pool2dShape& s, T* dxp) {
 template <class T>
 const PoolUkernels<T>& pool_ukernels_table(Isa isa) {
   static const IsaTable<PoolUkernels<T>> table(
-      IsaFills<PoolUkernels<T>>{pool_ukernels_fill_portable<T>, pool_ukernels_avx2_fill<T>(),
-                                pool_ukernels_avx512_fill<T>()});
+      IsaFills<PoolUkernels<T>>{pool_ukernels_fill_portable<T>,
+                                pool_float_fill<T>(NNX_X86_FILL(pool_ukernels_fill_avx2_f32)),
+                                pool_float_fill<T>(NNX_X86_FILL(pool_ukernels_fill_avx512_f32))});
   return table.for_isa(isa);
 }
 

@@ -82,19 +82,12 @@ void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table);
 // the plane's end) to their portable twins through it.
 template <class T>
 const PoolUkernels<T>& pool_ukernels_portable();
+// A float-only fill as a fill of the table for T: itself for float, none for double (whose entries stay
+// those of the ISA below). f is null where the ISA is not built (NNX_X86_FILL).
 template <class T>
-constexpr void (*pool_ukernels_avx2_fill())(PoolUkernels<T>&) {
-#if defined(NNX_X86)
-  if constexpr (std::is_same_v<T, float>) return pool_ukernels_fill_avx2_f32;
-#endif
-  return nullptr;
-}
-template <class T>
-constexpr void (*pool_ukernels_avx512_fill())(PoolUkernels<T>&) {
-#if defined(NNX_X86)
-  if constexpr (std::is_same_v<T, float>) return pool_ukernels_fill_avx512_f32;
-#endif
-  return nullptr;
+constexpr void (*pool_float_fill(void (*f)(PoolUkernels<float>&)))(PoolUkernels<T>&) {
+  if constexpr (std::is_same_v<T, float>) return f;
+  else return nullptr;
 }
 
 }  // namespace nnx
