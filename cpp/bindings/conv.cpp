@@ -206,7 +206,22 @@ void bind_conv(py::module_& m) {
       .def_property_readonly("out_shape", [](const ConvPlan& p) { return tuple4(PlanShapes(p.g).y); })
       .def_property_readonly("algorithm", [](const ConvPlan& p) {
         return std::string(conv_algo_name(p.algo == ConvAlgo::automatic ? conv_pick_algorithm(p.g) : p.algo));
-      });
+      })
+      .def_property_readonly("dx_path", [](const ConvPlan& p) {
+        return std::string(conv_dx_path_name(conv_dx_path(p.g, p.algo)));
+      }, "How conv2d_backward computes dx for this plan (cpp/conv/conv.h, ConvDxPath).");
+  m.def("set_conv_dx_path",
+        [](const std::string& name) {
+          for (int k = 0; k <= static_cast<int>(ConvDxPath::depthwise); ++k)
+            if (name == conv_dx_path_name(static_cast<ConvDxPath>(k))) {
+              conv_force_dx_path(static_cast<ConvDxPath>(k));
+              return;
+            }
+          throw py::value_error("set_conv_dx_path: expected 'auto', 'col2im', 'direct', 'implicit', 'kvec' or "
+                                "'depthwise', got '" + name + "'");
+        },
+        py::arg("name"),
+        "For tests and benchmarks: compute dx by this path wherever it applies ('auto' restores the choice).");
   m.def("conv2d_plan",
         [](std::array<int64_t, 4> xs, std::array<int64_t, 4> ws, Pair stride, Pair padding, Pair dilation,
            int64_t groups, const std::string& algo) {

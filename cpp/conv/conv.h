@@ -55,6 +55,20 @@ bool conv_algo_applies(ConvAlgo a, const ConvGeom& g, std::string* why);
 // The algorithm `automatic` runs for this shape (never `automatic`).
 ConvAlgo conv_pick_algorithm(const ConvGeom& g);
 
+// How conv2d_backward computes dx for a plan's algorithm (direct and implicit choose per shape among
+// direct, implicit and kvec by a modelled cost; strided layers go through col2im).
+//   col2im:    GEMM of the filters with dz into columns, scattered back (im2col, gemm1x1, strided);
+//   direct:    stride 1: the direct kernel over dz zero-padded by the kernel's extent, flipped filters;
+//   implicit:  stride 1: the implicit GEMM of that transposed convolution (SIMD along the channels);
+//   kvec:      stride 1: per dx element, only the taps that land on dz, SIMD along the filters;
+//   depthwise: the depthwise algorithm's own.
+enum class ConvDxPath : int { automatic = 0, col2im, direct, implicit, kvec, depthwise };
+ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo);
+const char* conv_dx_path_name(ConvDxPath p);
+// For tests and benchmarks: run this dx path wherever it applies (direct and implicit plans; automatic
+// restores the choice). Not thread-safe against running convolutions.
+void conv_force_dx_path(ConvDxPath p);
+
 template <class T>
 void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                     ConvAlgo algo, int nthreads);

@@ -40,6 +40,14 @@ struct ConvUkernels {
   void (*dx_flip_filters)(const ConvGeom& g, const T* w, T* wt);
   int64_t (*dx_filters_elems)(const ConvGeom& g);
 
+  // --- kvec (simd/kvec_dx.inc), stride 1 only: dx for group gi of one image with SIMD along the filters,
+  // only the taps that land on dz multiplied; wt is kvec_dx_filters' (kvec_filters_elems(g) elements, once
+  // per call: every group's filters as (Cg, R, S, Kg rounded up to the lanes)).
+  void (*kvec_dx_group)(const ConvGeom& g, int64_t gi, const T* dz_g, const T* wt, T* dx_g, T* scratch);
+  int64_t (*kvec_scratch)(const ConvGeom& g);
+  void (*kvec_dx_filters)(const ConvGeom& g, const T* w, T* wt);
+  int64_t (*kvec_filters_elems)(const ConvGeom& g);
+
   // --- depthwise (simd/depthwise.inc): C/groups == 1, m = K/C filters per channel.
   // For input plane c of one image, y planes c*m .. c*m+m-1 (each P x Q) = act(conv(x_plane, w[c*m+i]) + b).
   void (*dwise_fwd)(const ConvGeom& g, const T* x_plane, const T* w_c, const T* b_c, T* y_planes, Act act,

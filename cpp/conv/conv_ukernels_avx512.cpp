@@ -1,7 +1,7 @@
 // AVX-512 build of the convolution micro-kernels (simd/*.inc): the AVX2 kernels with EVEX encodings and
 // register blocks sized for 32 registers. The implicit GEMM runs 12 pixels (forward) or 12 taps (weight
 // gradient) by 2 x 8 float channels, 24 accumulators; the direct kernels keep 8 filters (forward, dx) and
-// 4 (weight gradient) in registers.
+// 4 (weight gradient) in registers, kvec's dx 12 channels of a pixel pair.
 //
 // Why 32-byte vectors: on Zen 4, which issues a 512-bit operation as two 256-bit halves, an implicit GEMM
 // of one zmm of 16 channels by 12 pixels (broadcasts folded into the multiply-adds, outputs stored through
@@ -16,6 +16,7 @@
 #define NNX_CONV_IG_MRT 6
 #define NNX_CONV_DIRECT_KB 8
 #define NNX_CONV_DIRECT_DW_KB 4
+#define NNX_CONV_KVEC_CB 12
 #include "conv/simd/table.inc"
 
 namespace nnx {

@@ -295,3 +295,88 @@ def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
         nnx.set_isa(before)
     for name, a, c in zip(("y", "dx", "dw", "db"), out["avx2"], out["avx512"]):
         assert np.array_equal(a, c), f"{name}: AVX-512 differs from AVX2"
+
+
+DX_PATHS = ("direct", "implicit", "kvec")
+
+
+@pytest.fixture
+def forced_dx_path():
+    """Sets the dx path with nnx._C.set_conv_dx_path and restores the automatic choice afterwards."""
+    from nnx import _C
+    yield _C.set_conv_dx_path
+    _C.set_conv_dx_path("auto")
+
+
+def _dx_path(xs, ws, kw):
+    from nnx import _C
+    p = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    return _C.conv2d_plan(xs, ws, p(kw.get("stride", 1)), p(kw.get("padding", 0)), p(kw.get("dilation", 1)),
+                          kw.get("groups", 1), "auto").dx_path
+
+
+@pytest.mark.parametrize("case", ["lenet2", "resnet3x3", "dilated", "groups2", "pad_beyond_kernel", "one_pixel",
+                                  "whole_input", "big_image", "wide_direct", "wide_implicit"])
+@pytest.mark.parametrize("path", DX_PATHS)
+def test_every_stride1_dx_path_matches_reference(isa, dtype, rng, case, path, forced_dx_path):
+    """Each way of computing a stride-1 dx (direct's full correlation, the transposed implicit GEMM, kvec's
+    sum over the filters of only the taps on dz), forced where it applies, against the reference; strided
+    cases fall back to col2im whatever is forced."""
+    xs, ws, kw = CASES[case]
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[:1], dtype)
+    dy = random(rng, ref.conv2d(x, w, b, **kw).shape, dtype)
+    want = ref.conv2d_backward(dy, x, w, b, **kw)
+    forced_dx_path(path)
+    for algo in ("direct", "implicit"):
+        got = ops.conv2d_backward(dy, x, w, b, algorithm=algo, activation=None, **kw)
+        for name, a, c in zip(("dx", "dw", "db"), got, want):
+            assert_close(a, c, dtype, k=max(1, _k(ws, dy.shape)), name=f"{path} {algo} {name}")
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(padding=2), dict(padding=(1, 3), dilation=(2, 1)), dict(groups=3)])
+def test_kvec_dx_float64_and_gradcheck(rng, kw, forced_dx_path):
+    """kvec in float64 to 1e-10 of the reference for filter counts around the vector width (3, 12 and 20
+    filters per group: partial vectors, one and a half, two and a half), odd widths (a single pixel after
+    the pairs) and, through nnx.gradcheck, the C++ backward against finite differences."""
+    forced_dx_path("kvec")
+    for k in (3, 12, 20):
+        cg = 2
+        groups = kw.get("groups", 1)
+        x = rng.standard_normal((2, cg * groups, 7, 9))
+        w = rng.standard_normal((k * groups, cg, 3, 4)) * 0.3
+        b = rng.standard_normal(k * groups)
+        dy = rng.standard_normal(ref.conv2d(x, w, b, **kw).shape)
+        got = ops.conv2d_backward(dy, x, w, b, algorithm="direct", **kw)[0]
+        np.testing.assert_allclose(got, ref.conv2d_backward(dy, x, w, b, **kw)[0], rtol=1e-10, atol=1e-10)
+    nnx.gradcheck(lambda x, w, b: ops.conv2d(x, w, b, algorithm="direct", **kw), (x[:1], w, b),
+                  lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, algorithm="direct", **kw))
+
+
+def test_dx_path_choice(forced_dx_path):
+    """The modelled choice of conv.cpp's conv_dx_path on the layers it was fitted to (1 thread, AVX-512)."""
+    assert _dx_path((64, 6, 14, 14), (16, 6, 5, 5), {}) == "kvec"             # LeNet conv2: half its taps on padding
+    assert _dx_path((64, 16, 32, 32), (16, 16, 3, 3), dict(padding=1)) == "direct"
+    assert _dx_path((64, 64, 8, 8), (64, 64, 3, 3), dict(padding=1)) == "implicit"
+    assert _dx_path((64, 32, 14, 14), (64, 32, 5, 5), dict(padding=2)) == "implicit"
+    assert _dx_path((64, 16, 32, 32), (32, 16, 3, 3), dict(stride=2, padding=1)) == "col2im"
+    assert _dx_path((64, 256, 16, 16), (64, 256, 1, 1), {}) == "col2im"
+    forced_dx_path("kvec")
+    assert _dx_path((64, 64, 8, 8), (64, 64, 3, 3), dict(padding=1)) == "kvec"
+    assert _dx_path((64, 16, 32, 32), (32, 16, 3, 3), dict(stride=2, padding=1)) == "col2im"  # stride 1 only
+    with pytest.raises(ValueError, match="set_conv_dx_path: expected"):
+        forced_dx_path("winograd")
+
+
+def test_kvec_dx_is_thread_count_invariant(rng, forced_dx_path):
+    forced_dx_path("kvec")
+    x, w = random(rng, (5, 6, 14, 14), np.float32), random(rng, (16, 6, 5, 5), np.float32)
+    dy = random(rng, (5, 16, 10, 10), np.float32)
+    before = nnx.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            nnx.set_num_threads(t)
+            outs.append(ops.conv2d_backward(dy, x, w, None, algorithm="implicit", needs=(True, False, False))[0])
+    finally:
+        nnx.set_num_threads(before)
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
