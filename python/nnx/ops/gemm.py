@@ -30,6 +30,15 @@ def gemm(a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     a and b may have any strides (transposed views cost nothing); c, when given, must broadcast to the
     result's shape. Returns a new C-contiguous array.
     """
+    if c is None and type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is b.dtype and a.ndim == 2 \
+            and b.ndim == 2 and a.dtype in FLOAT_DTYPES and a.flags.aligned and b.flags.aligned:
+        # The common call (two float arrays, no c) in one test instead of the general checks below, which
+        # cost about 2 us, a third of a 64 x 64 x 64 product.
+        opa, opb = (a.T if trans_a else a), (b.T if trans_b else b)
+        if opa.shape[1] == opb.shape[0]:
+            out = empty((opa.shape[0], opb.shape[1]), a.dtype, "y")
+            _C.gemm(opa, opb, out, float(alpha), 0.0)
+            return out
     a = float_array(a, "a")
     b = float_array(b, "b")
     c = None if c is None else float_array(c, "c")
