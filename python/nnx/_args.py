@@ -126,6 +126,8 @@ def contiguous(x: np.ndarray, name: str = "array") -> np.ndarray:
 
 
 def to_int(v, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    if type(v) is int and (minimum is None or v >= minimum) and (maximum is None or v <= maximum):
+        return v  # the common case, without the (slow) abstract-base-class test below
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(v).__name__} {v!r}")
     v = int(v)
