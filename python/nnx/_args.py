@@ -89,10 +89,13 @@ def float_array(x, name: str) -> np.ndarray:
 
 def same_dtype(**arrays: np.ndarray) -> np.dtype:
     """All arrays share one floating dtype; mixing float32 and float64 is a TypeError naming both."""
-    items = [(k, v) for k, v in arrays.items() if v is not None]
-    first_name, first = items[0]
-    for name, arr in items[1:]:
-        if arr.dtype != first.dtype:
+    first_name = first = None
+    for name, arr in arrays.items():
+        if arr is None:
+            continue
+        if first is None:
+            first_name, first = name, arr
+        elif arr.dtype != first.dtype:
             raise TypeError(
                 f"{first_name} is {first.dtype} but {name} is {arr.dtype}: nnx does not mix float32 "
                 f"and float64 in one call; convert one with .astype()"
@@ -117,6 +120,10 @@ def kernel_ready(x: np.ndarray) -> np.ndarray:
 
 def contiguous(x: np.ndarray, name: str = "array") -> np.ndarray:
     """C-contiguous, aligned array (copy only when needed), of x's shape."""
+    if type(x) is np.ndarray:
+        f = x.flags
+        if f.c_contiguous and f.aligned:  # the common case: x itself, as below, with less work
+            return x
     if x.nbytes > _CHECK_ABOVE and not (x.flags.c_contiguous and x.flags.aligned):
         check_alloc(x.shape, x.dtype, name, "a contiguous copy")  # e.g. of a broadcast view
     y = np.ascontiguousarray(x)

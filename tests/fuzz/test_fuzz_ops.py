@@ -429,7 +429,7 @@ BUILDERS = {
     "maxout": _maxout(False), "maxout_backward": _maxout(True),
     "gemm": build_gemm, "gemm_backward": build_gemm_backward, "linear": build_linear,
     "linear_backward": build_linear_backward, "conv2d": build_conv2d, "conv2d_backward": build_conv2d_backward,
-    "conv2d_algorithm": build_conv2d_algorithm,
+    "conv2d_algorithm": build_conv2d_algorithm, "conv2d_dx_path": build_conv2d_algorithm,
     "max_pool2d": build_max_pool2d, "max_pool2d_backward": build_max_pool2d_backward,
     "avg_pool2d": build_avg_pool2d, "avg_pool2d_backward": build_avg_pool2d_backward,
     "lp_pool2d": build_lp_pool2d, "lp_pool2d_backward": build_lp_pool2d_backward,
@@ -526,6 +526,14 @@ def test_valid_arguments_match_reference(name, data):
     CASES[(name, "valid")] += 1  # counted once every draw is made: an example hypothesis discards is not a case
     with backend:
         got = getattr(ops, name)(**kw)
+    if name == "conv2d_dx_path":
+        st = tuple(np.broadcast_to(np.asarray(kw.get("stride", 1)), (2,)))
+        assert got in ("col2im", "direct", "implicit", "kvec", "depthwise")
+        if got in ("direct", "implicit", "kvec"):  # the stride-1 forms of dx
+            assert st == (1, 1)
+        assert got == "depthwise" or got in ("col2im", "direct", "implicit", "kvec") and \
+            (got == "col2im") == (ops.conv2d_algorithm(**kw) in ("im2col", "gemm1x1") or st != (1, 1))
+        return
     if name == "conv2d_algorithm":
         from nnx.ops.conv import ALGORITHMS
         assert got in ALGORITHMS and got != "auto"

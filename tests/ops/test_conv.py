@@ -309,10 +309,7 @@ def forced_dx_path():
 
 
 def _dx_path(xs, ws, kw):
-    from nnx import _C
-    p = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
-    return _C.conv2d_plan(xs, ws, p(kw.get("stride", 1)), p(kw.get("padding", 0)), p(kw.get("dilation", 1)),
-                          kw.get("groups", 1), "auto").dx_path
+    return ops.conv2d_dx_path(xs, ws, **kw)
 
 
 @pytest.mark.parametrize("case", ["lenet2", "resnet3x3", "dilated", "groups2", "pad_beyond_kernel", "one_pixel",

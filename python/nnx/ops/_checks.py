@@ -22,8 +22,10 @@ def _recordable(x: np.ndarray) -> bool:
 def contiguous(x: np.ndarray, name: str = "array") -> np.ndarray:
     """C-contiguous, aligned array (copy only when needed), of x's shape; while a step is captured the copy
     is a recorded kernel call."""
-    if (not (x.flags.c_contiguous and x.flags.aligned) and _capture.current() is not None
-            and _recordable(x)):
+    f = x.flags
+    if f.c_contiguous and f.aligned and type(x) is np.ndarray:
+        return x
+    if _capture.current() is not None and _recordable(x):
         y = _args.empty(x.shape, x.dtype, name)
         _C.copy_into(x, y)
         return y

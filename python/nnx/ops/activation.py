@@ -2,6 +2,7 @@
 nnx.reference.activation; inputs of any layout, results new C-contiguous arrays."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -97,7 +98,7 @@ def _softmax_input(x, axis):
 
 def _as_3d(shape, ax):
     """(outer, n, inner) of a C-contiguous array softmaxed along `ax`: the kernels' view, any ndim."""
-    return (int(np.prod(shape[:ax], dtype=np.int64)), shape[ax], int(np.prod(shape[ax + 1:], dtype=np.int64)))
+    return (math.prod(shape[:ax]), shape[ax], math.prod(shape[ax + 1:]))
 
 
 def _softmax(x, axis, log: bool) -> np.ndarray:

@@ -7,9 +7,11 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   whichever a cost model (multiply-adds over the fraction of vector lanes kept busy, plus implicit's
   transposed stores) rates cheaper: "direct" runs SIMD along an output row with the taps in registers
   (LeNet's conv1: 6 filters, 28-wide rows), "implicit" is an implicit GEMM with SIMD along the filters,
-  reading x through offsets instead of im2col columns (LeNet's conv2: 16 filters, 10-wide rows); both take
-  the stride-1 dx as a convolution of dz with the flipped filters, by the direct kernel or by the implicit
-  GEMM, whichever keeps more lanes busy (the implicit one for many channels on maps narrower than a vector);
+  reading x through offsets instead of im2col columns (LeNet's conv2: 16 filters, 10-wide rows); for the
+  stride-1 dx both choose by a modelled cost among the direct kernel over dz padded by the kernel's extent,
+  the implicit GEMM of that transposed convolution (many channels on maps narrower than a vector), and
+  "kvec", which sums over the filters in vector lanes and multiplies only the taps that land on dz (LeNet's
+  conv2, whose full correlation is half padding); `conv2d_dx_path` says which;
 - "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
   ones included (their dx goes through im2col's col2im), except 1x1 kernels with a stride;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
@@ -24,7 +26,7 @@ from .._backend import _C
 from .._args import contiguous, empty, float_array, pair, same_dtype, to_int
 from .gemm import activation_code
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm", "conv2d_dx_path"]
 
 # The algorithm names: defined once in C++ (cpp/conv/conv.h, ConvAlgo), exported by the bindings.
 ALGORITHMS = _C.CONV_ALGORITHMS
@@ -56,13 +58,23 @@ def _plan(x, w, b, stride, padding, dilation, groups, algorithm):
     return plan
 
 
-def conv2d_algorithm(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1) -> str:
-    """The algorithm conv2d(..., algorithm="auto") runs for these shapes."""
+def _shape_plan(x_shape, w_shape, stride, padding, dilation, groups, algorithm):
     x_shape, w_shape = tuple(int(v) for v in x_shape), tuple(int(v) for v in w_shape)
     for name, s in (("x", x_shape), ("w", w_shape)):
         if len(s) != 4:
             raise ValueError(f"{name}: expected a 4-D shape, got {s}")
-    return _plan_cached(x_shape, w_shape, _params(stride, padding, dilation, groups), "auto").algorithm
+    return _plan_cached(x_shape, w_shape, _params(stride, padding, dilation, groups), algorithm)
+
+
+def conv2d_algorithm(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1) -> str:
+    """The algorithm conv2d(..., algorithm="auto") runs for these shapes."""
+    return _shape_plan(x_shape, w_shape, stride, padding, dilation, groups, "auto").algorithm
+
+
+def conv2d_dx_path(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, algorithm="auto") -> str:
+    """How conv2d_backward computes dx for these shapes: "col2im", "direct", "implicit", "kvec" or
+    "depthwise" (cpp/conv/conv.h, ConvDxPath)."""
+    return _shape_plan(x_shape, w_shape, stride, padding, dilation, groups, algorithm).dx_path
 
 
 def _inputs(x, w, b):
