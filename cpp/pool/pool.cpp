@@ -269,14 +269,14 @@ void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t*
   const bool fast = is_2x2s2(s);
   parallel_for_each(s.planes, plane_grain(in_plane + 2 * out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
+    if (fast) {
+      K.max_2x2s2_indices(xp, y + p * out_plane, indices + p * out_plane, s.OH, s.OW, s.W);
+      return;
+    }
     ArgmaxScratch<T> w;
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       T* yr = y + p * out_plane + oh * s.OW;
       int32_t* ir = indices + p * out_plane + oh * s.OW;
-      if (fast) {
-        K.max_2x2s2_indices(xp + 2 * oh * s.W, yr, ir, s.OW, static_cast<int32_t>(2 * oh * s.W), s.W);
-        continue;
-      }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
         row_argmax(s, cols, K, xp, oh, o0, o1, w);
@@ -303,11 +303,7 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_
     // 2x2 stride 2 whose indices each name an element of their own window (as max_pool2d's do): every dx
     // element written once, no zeroing pass; otherwise the scatter below, which also validates.
     if (fast) {
-      bool own = true;
-      for (int64_t oh = 0; oh < s.OH && own; ++oh)
-        own = K.max_2x2s2_backward_indices(ip + oh * s.OW, dyp + oh * s.OW, dxp + 2 * oh * s.W,
-                                           dxp + (2 * oh + 1) * s.W, s.OW, static_cast<int32_t>(2 * oh * s.W), s.W);
-      if (own) {
+      if (K.max_2x2s2_backward_indices(ip, dyp, dxp, s.OH, s.OW, s.W)) {
         zero_2x2s2_leftovers(s, dxp);
         return;
       }

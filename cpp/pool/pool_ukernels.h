@@ -55,14 +55,15 @@ struct PoolUkernels {
   void (*max_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
   // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] at the element the scan picks, 0 elsewhere.
   void (*max_2x2s2_backward)(const T* r0, const T* r1, const T* dy, T* d0, T* d1, int64_t n);
-  // max_2x2s2 that also writes idx[o] = the plane offset of the element the scan picks, where r0[0] is at
-  // plane offset off and r1 = r0 + W.
-  void (*max_2x2s2_indices)(const T* r0, T* y, int32_t* idx, int64_t n, int32_t off, int64_t W);
-  // The backward of max_2x2s2_indices from its indices: d0[2o], d0[2o+1], d1[2o], d1[2o+1] = 0 + dy[o] at
-  // the element idx[o] names, 0 elsewhere (off, W as there; 0 + dy as a scatter-add into zeros gives it).
-  // False, the rows partly written, when some idx[o] is not one of its own window's four offsets.
-  bool (*max_2x2s2_backward_indices)(const int32_t* idx, const T* dy, T* d0, T* d1, int64_t n, int32_t off,
-                                     int64_t W);
+  // A whole plane at once (LeNet's 10 x 10 planes have 5-output rows: a call per row cost as much as the
+  // work): for output rows oh < OH of OW outputs, max_2x2s2 of input rows 2 oh and 2 oh + 1 (W wide) of
+  // x, also writing idx[oh * OW + o] = the plane offset of the element the scan picks.
+  void (*max_2x2s2_indices)(const T* x, T* y, int32_t* idx, int64_t OH, int64_t OW, int64_t W);
+  // The backward of max_2x2s2_indices from its indices, a whole plane: the four elements of window
+  // (oh, o) in dx's rows 2 oh and 2 oh + 1 = 0 + dy at the element the index names, 0 elsewhere (0 + dy
+  // as a scatter-add into zeros gives it). False, the plane partly written, when some index is not one of
+  // its own window's four offsets.
+  bool (*max_2x2s2_backward_indices)(const int32_t* idx, const T* dy, T* dx, int64_t OH, int64_t OW, int64_t W);
   // y[o] = (((r0[2o] + r0[2o+1]) + r1[2o]) + r1[2o+1]) / 4.
   void (*avg_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
   // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] / 4.

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "pool/pool_plane.h"
 #include "pool/pool_ukernels.h"
 
 namespace nnx {
@@ -115,8 +116,8 @@ bool max_2x2s2_backward_indices_avx512(const int32_t* idx, const float* dy, floa
 void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
   table.name = "avx512";
   table.max_2x2s2 = max_2x2s2_avx512;
-  table.max_2x2s2_indices = max_2x2s2_indices_avx512;
-  table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_avx512;
+  table.max_2x2s2_indices = max_2x2s2_indices_plane<float, max_2x2s2_indices_avx512>;
+  table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx512>;
 }
 
 }  // namespace nnx

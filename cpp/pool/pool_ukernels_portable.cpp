@@ -2,6 +2,7 @@
 // checked against, and the table every ISA starts from (common/isa_table.h).
 #include <cstdint>
 
+#include "pool/pool_plane.h"
 #include "pool/pool_ukernels.h"
 
 namespace nnx {
@@ -143,8 +144,8 @@ void pool_ukernels_fill_portable(PoolUkernels<T>& table) {
                           max_window_idx_portable<T>,
                           max_2x2s2_portable<T>,
                           max_2x2s2_backward_portable<T>,
-                          max_2x2s2_indices_portable<T>,
-                          max_2x2s2_backward_indices_portable<T>,
+                          max_2x2s2_indices_plane<T, max_2x2s2_indices_portable<T>>,
+                          max_2x2s2_backward_indices_plane<T, max_2x2s2_backward_indices_portable<T>>,
                           avg_2x2s2_portable<T>,
                           avg_2x2s2_backward_portable<T>};
 }

@@ -1,0 +1,30 @@
+// The plane forms of the 2x2 stride-2 row kernels with indices (pool_ukernels.h's max_2x2s2_indices and
+// max_2x2s2_backward_indices): one table call per plane, the rows looped here with the ISA's row kernel
+// inlined, so its constants are set up once per plane. LeNet's second pooling has 5-output rows, where a
+// call per row cost as much as the work.
+//
+// Internal linkage (an anonymous namespace) in every translation unit that includes it: each ISA's copy
+// is compiled with that ISA's instructions and must never serve another ISA's caller.
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+namespace {
+
+template <class T, void (*Row)(const T*, T*, int32_t*, int64_t, int32_t, int64_t)>
+void max_2x2s2_indices_plane(const T* x, T* y, int32_t* idx, int64_t OH, int64_t OW, int64_t W) {
+  for (int64_t oh = 0; oh < OH; ++oh)
+    Row(x + 2 * oh * W, y + oh * OW, idx + oh * OW, OW, static_cast<int32_t>(2 * oh * W), W);
+}
+
+template <class T, bool (*Row)(const int32_t*, const T*, T*, T*, int64_t, int32_t, int64_t)>
+bool max_2x2s2_backward_indices_plane(const int32_t* idx, const T* dy, T* dx, int64_t OH, int64_t OW, int64_t W) {
+  for (int64_t oh = 0; oh < OH; ++oh)
+    if (!Row(idx + oh * OW, dy + oh * OW, dx + 2 * oh * W, dx + (2 * oh + 1) * W, OW, static_cast<int32_t>(2 * oh * W),
+             W))
+      return false;
+  return true;
+}
+
+}  // namespace
+}  // namespace nnx
