@@ -34,7 +34,12 @@ _COMMON = dict(deadline=None, print_blob=True,
                                       HealthCheck.filter_too_much])
 settings.register_profile("nnx-fuzz", max_examples=FUZZ_DEFAULT_EXAMPLES, **_COMMON)
 settings.register_profile("nnx-fuzz-long", max_examples=FUZZ_DEFAULT_EXAMPLES * LONG_FACTOR, **_COMMON)
-FUZZ_SETTINGS = settings(max_examples=_examples(), **_COMMON)
+# The default run (the one CI makes) draws the same examples every time, so a failure there is one any
+# developer reproduces by running the suite, never a fresh draw that only CI happened to make: a float32
+# rnn_backward example whose weight gradient came from cancelling terms once failed CI that way. The long
+# run (NNX_FUZZ=long) draws new examples each time, to explore.
+FUZZ_SETTINGS = settings(max_examples=_examples(), derandomize=os.environ.get("NNX_FUZZ", "").lower() != "long",
+                         **_COMMON)
 
 # (op, "valid" | "invalid") -> number of examples executed, and the invalid ones by exception type.
 CASES: collections.Counter = collections.Counter()
