@@ -1,8 +1,9 @@
 """Settings and case counting for the fuzz tests (see test_fuzz_ops.py's docstring for the modes).
 
 The example budget is per test (one test = one op, valid or invalid arguments):
-    default                 FUZZ_DEFAULT_EXAMPLES (the normal suite's share of the CI budget)
-    NNX_FUZZ=long           10x the default
+    default                 FUZZ_DEFAULT_EXAMPLES (the normal suite's share of the CI budget), the same
+                            examples on every run
+    NNX_FUZZ=long           10x the default, fresh examples on every run
     NNX_FUZZ_EXAMPLES=N     exactly N
 The profiles are registered under "nnx-fuzz" / "nnx-fuzz-long" and applied to the fuzz tests only
 (loading a profile globally would change every other hypothesis test in the session).
