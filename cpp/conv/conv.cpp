@@ -491,8 +491,8 @@ bool dx_by_implicit(const ConvGeom& g) {
 }
 
 // Filter rows whose tap lands on dz (not on its padding), averaged over dx's rows: what the direct kernel
-// and kvec multiply per row. Filter columns likewise, averaged over kvec's pixel pairs (each pair takes the
-// union of its two pixels' columns).
+// and kvec multiply per row. Filter columns likewise, averaged over kvec's pixel pairs (kKvecWB in
+// simd/kvec_dx.inc; each pair takes the union of its two pixels' columns).
 double dx_rows_on_dz(const ConvGeom& g) {
   int64_t n = 0;
   for (int64_t h = 0; h < g.H; ++h)

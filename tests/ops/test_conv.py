@@ -308,10 +308,6 @@ def forced_dx_path():
     _C.set_conv_dx_path("auto")
 
 
-def _dx_path(xs, ws, kw):
-    return ops.conv2d_dx_path(xs, ws, **kw)
-
-
 @pytest.mark.parametrize("case", ["lenet2", "resnet3x3", "dilated", "groups2", "pad_beyond_kernel", "one_pixel",
                                   "whole_input", "big_image", "wide_direct", "wide_implicit"])
 @pytest.mark.parametrize("path", DX_PATHS)
@@ -351,15 +347,15 @@ def test_kvec_dx_float64_and_gradcheck(rng, kw, forced_dx_path):
 
 def test_dx_path_choice(forced_dx_path):
     """The modelled choice of conv.cpp's conv_dx_path on the layers it was fitted to (1 thread, AVX-512)."""
-    assert _dx_path((64, 6, 14, 14), (16, 6, 5, 5), {}) == "kvec"             # LeNet conv2: half its taps on padding
-    assert _dx_path((64, 16, 32, 32), (16, 16, 3, 3), dict(padding=1)) == "direct"
-    assert _dx_path((64, 64, 8, 8), (64, 64, 3, 3), dict(padding=1)) == "implicit"
-    assert _dx_path((64, 32, 14, 14), (64, 32, 5, 5), dict(padding=2)) == "implicit"
-    assert _dx_path((64, 16, 32, 32), (32, 16, 3, 3), dict(stride=2, padding=1)) == "col2im"
-    assert _dx_path((64, 256, 16, 16), (64, 256, 1, 1), {}) == "col2im"
+    assert ops.conv2d_dx_path((64, 6, 14, 14), (16, 6, 5, 5)) == "kvec"             # LeNet conv2: half its taps on padding
+    assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "direct"
+    assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "implicit"
+    assert ops.conv2d_dx_path((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "implicit"
+    assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1) == "col2im"
+    assert ops.conv2d_dx_path((64, 256, 16, 16), (64, 256, 1, 1)) == "col2im"
     forced_dx_path("kvec")
-    assert _dx_path((64, 64, 8, 8), (64, 64, 3, 3), dict(padding=1)) == "kvec"
-    assert _dx_path((64, 16, 32, 32), (32, 16, 3, 3), dict(stride=2, padding=1)) == "col2im"  # stride 1 only
+    assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "kvec"
+    assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1) == "col2im"  # stride 1 only
     with pytest.raises(ValueError, match="set_conv_dx_path: expected"):
         forced_dx_path("winograd")
 
