@@ -212,13 +212,16 @@ void bind_conv(py::module_& m) {
       }, "How conv2d_backward computes dx for this plan (cpp/conv/conv.h, ConvDxPath).");
   m.def("set_conv_dx_path",
         [](const std::string& name) {
-          for (int k = 0; k <= static_cast<int>(ConvDxPath::depthwise); ++k)
-            if (name == conv_dx_path_name(static_cast<ConvDxPath>(k))) {
+          std::string names;
+          for (int k = 0; k <= static_cast<int>(kConvDxPathLast); ++k) {
+            const char* known = conv_dx_path_name(static_cast<ConvDxPath>(k));
+            if (name == known) {
               conv_force_dx_path(static_cast<ConvDxPath>(k));
               return;
             }
-          throw py::value_error("set_conv_dx_path: expected 'auto', 'col2im', 'direct', 'implicit', 'kvec' or "
-                                "'depthwise', got '" + name + "'");
+            names += std::string(k ? ", '" : "'") + known + "'";
+          }
+          throw py::value_error("set_conv_dx_path: expected one of " + names + ", got '" + name + "'");
         },
         py::arg("name"),
         "For tests and benchmarks: compute dx by this path wherever it applies ('auto' restores the choice).");

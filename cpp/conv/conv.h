@@ -43,10 +43,20 @@ struct ConvGeom {
 //              channels), the first operand read from x through offsets instead of im2col columns; for
 //              few input channels and at least 16 filters, where output rows are too short to fill
 //              the direct kernel's vectors. Its dx is the direct kernel's (stride 1) or im2col's.
+//   winograd:  3x3, stride 1, no dilation, one group: Winograd F(2x2, 3x3) (winograd.h), 16 multiply-adds
+//              per 2x2 outputs, channel and filter instead of 36; its dx is the same algorithm over dz.
 // The convolution algorithms, the one list of them (names: conv_algo_name; exported to Python as
 // nnx._C.CONV_ALGORITHMS, in this order).
-enum class ConvAlgo : int { automatic = 0, gemm1x1 = 1, im2col = 2, direct = 3, depthwise = 4, implicit = 5 };
-constexpr ConvAlgo kConvAlgoLast = ConvAlgo::implicit;
+enum class ConvAlgo : int {
+  automatic = 0,
+  gemm1x1 = 1,
+  im2col = 2,
+  direct = 3,
+  depthwise = 4,
+  implicit = 5,
+  winograd = 6
+};
+constexpr ConvAlgo kConvAlgoLast = ConvAlgo::winograd;
 
 const char* conv_algo_name(ConvAlgo a);
 bool conv_algo_parse(const std::string& name, ConvAlgo* out);
@@ -61,8 +71,10 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g);
 //   direct:    stride 1: the direct kernel over dz zero-padded by the kernel's extent, flipped filters;
 //   implicit:  stride 1: the implicit GEMM of that transposed convolution (SIMD along the channels);
 //   kvec:      stride 1: per dx element, only the taps that land on dz, SIMD along the filters;
-//   depthwise: the depthwise algorithm's own.
-enum class ConvDxPath : int { automatic = 0, col2im, direct, implicit, kvec, depthwise };
+//   depthwise: the depthwise algorithm's own;
+//   winograd:  3x3 stride 1 with a transposed padding of at most 2: Winograd F(2x2, 3x3) over dz.
+enum class ConvDxPath : int { automatic = 0, col2im, direct, implicit, kvec, depthwise, winograd };
+constexpr ConvDxPath kConvDxPathLast = ConvDxPath::winograd;
 ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo);
 const char* conv_dx_path_name(ConvDxPath p);
 // For tests and benchmarks: run this dx path wherever it applies (direct and implicit plans; automatic

@@ -196,7 +196,9 @@ def _conv_kw(draw, rng, dtype):
     n, groups, cg, kg, r, s, h, wd, st_, pad, dil = _conv_geometry(draw)
     c, k = cg * groups, kg * groups
     plain1x1 = r == s == 1 and st_ == (1, 1) and pad == (0, 0)
-    algos = ["auto", "im2col", "direct", "implicit"] + (["gemm1x1"] if plain1x1 else []) + (["depthwise"] if cg == 1 else [])
+    winograd = r == s == 3 and st_ == (1, 1) and dil == (1, 1) and groups == 1
+    algos = ["auto", "im2col", "direct", "implicit"] + (["gemm1x1"] if plain1x1 else []) + \
+        (["depthwise"] if cg == 1 else []) + (["winograd"] if winograd else [])
     kw = {"x": _arr(rng, (n, c, h, wd), dtype), "w": _arr(rng, (k, cg, r, s), dtype),
           "stride": _param(draw, st_), "padding": _param(draw, pad), "dilation": _param(draw, dil),
           "groups": groups, "activation": draw(st.sampled_from(ACTIVATIONS)),
@@ -528,10 +530,12 @@ def test_valid_arguments_match_reference(name, data):
         got = getattr(ops, name)(**kw)
     if name == "conv2d_dx_path":
         st = tuple(np.broadcast_to(np.asarray(kw.get("stride", 1)), (2,)))
-        assert got in ("col2im", "direct", "implicit", "kvec", "depthwise")
-        if got in ("direct", "implicit", "kvec"):  # the stride-1 forms of dx
+        assert got in ("col2im", "direct", "implicit", "kvec", "depthwise", "winograd")
+        if got in ("direct", "implicit", "kvec", "winograd"):  # the stride-1 forms of dx
             assert st == (1, 1)
-        assert got == "depthwise" or got in ("col2im", "direct", "implicit", "kvec") and \
+        if got == "winograd":
+            assert kw["w_shape"][2:] == (3, 3)
+        assert got in ("depthwise", "winograd") or got in ("col2im", "direct", "implicit", "kvec") and \
             (got == "col2im") == (ops.conv2d_algorithm(**kw) in ("im2col", "gemm1x1") or st != (1, 1))
         return
     if name == "conv2d_algorithm":
@@ -542,6 +546,8 @@ def test_valid_arguments_match_reference(name, data):
             assert cg == 1 and kw["groups"] > 1
         if got == "gemm1x1":
             assert r == s == 1
+        if got == "winograd":
+            assert (r, s) == (3, 3) and kw.get("groups", 1) == 1
         if got == "implicit":  # auto picks the implicit GEMM for stride 1 only (strided dx has no direct form)
             st = kw.get("stride", 1)
             assert tuple(np.broadcast_to(np.asarray(st), (2,))) == (1, 1)

@@ -41,7 +41,15 @@ def _applies(algo, w_shape, kw):
         return w_shape[2:] == (1, 1) and s in (1, (1, 1)) and kw.get("padding", 0) in (0, (0, 0))
     if algo == "depthwise":
         return w_shape[1] == 1
+    if algo == "winograd":
+        return winograd_applies(w_shape, kw)
     return True
+
+
+def winograd_applies(w_shape, kw):
+    """3x3, stride 1, dilation 1, one group (cpp/conv/winograd.h)."""
+    return (w_shape[2:] == (3, 3) and kw.get("stride", 1) in (1, (1, 1)) and kw.get("dilation", 1) in (1, (1, 1))
+            and kw.get("groups", 1) == 1)
 
 
 def _k(w_shape, dy_shape):
@@ -190,8 +198,11 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
     assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "implicit"
     assert ops.conv2d_algorithm((64, 1, 28, 28), (32, 1, 5, 5), padding=2) == "direct"  # 25 taps: stores weigh
-    assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "implicit"
-    assert ops.conv2d_algorithm((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "im2col"  # 1152 taps
+    assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "winograd"
+    assert ops.conv2d_algorithm((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "winograd"  # 128 channels
+    assert ops.conv2d_algorithm((16, 64, 8, 8), (64, 64, 3, 3), padding=1) == "implicit"  # 4 tiles a row
+    assert ops.conv2d_algorithm((64, 32, 32, 32), (32, 32, 3, 3), padding=1) == "implicit"  # 32 channels
+    assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == "im2col"  # 1152 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
     assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "implicit"
@@ -243,6 +254,8 @@ def test_conv2d_random_shapes(n, cg, groups, kg, h, wid, r, s, sh, sw, ph, pw, d
     if algo == "gemm1x1" and not (r == s == 1 and sh == sw == 1 and ph == pw == 0):
         algo = "auto"
     if algo == "depthwise" and cg != 1:
+        algo = "auto"
+    if algo == "winograd" and not winograd_applies(ws, kw):
         algo = "auto"
     g = np.random.default_rng(seed)
     x, w, b = random(g, (n, cg * groups, h, wid), dtype), random(g, ws, dtype), random(g, ws[:1], dtype)
@@ -297,7 +310,7 @@ def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
         assert np.array_equal(a, c), f"{name}: AVX-512 differs from AVX2"
 
 
-DX_PATHS = ("direct", "implicit", "kvec")
+DX_PATHS = ("direct", "implicit", "kvec", "winograd")
 
 
 @pytest.fixture
@@ -353,11 +366,16 @@ def test_dx_path_choice(forced_dx_path):
     assert ops.conv2d_dx_path((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "implicit"
     assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1) == "col2im"
     assert ops.conv2d_dx_path((64, 256, 16, 16), (64, 256, 1, 1)) == "col2im"
+    assert ops.conv2d_dx_path((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "winograd"  # a Winograd plan
     forced_dx_path("kvec")
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "kvec"
     assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1) == "col2im"  # stride 1 only
-    with pytest.raises(ValueError, match="set_conv_dx_path: expected"):
-        forced_dx_path("winograd")
+    forced_dx_path("winograd")  # applies to 3x3 stride-1 layers with padding at most 2, whatever the plan
+    assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd"
+    assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=3) != "winograd"
+    assert ops.conv2d_dx_path((64, 6, 14, 14), (16, 6, 5, 5)) == "kvec"
+    with pytest.raises(ValueError, match="set_conv_dx_path: expected one of 'auto', .*'winograd', got 'fft'"):
+        forced_dx_path("fft")
 
 
 def test_kvec_dx_is_thread_count_invariant(rng, forced_dx_path):
@@ -373,3 +391,49 @@ def test_kvec_dx_is_thread_count_invariant(rng, forced_dx_path):
     finally:
         nnx.set_num_threads(before)
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.parametrize("shape,padding", [
+    ((2, 3, 7, 9, 5), 1),      # odd output sizes: partial 2x2 tiles on the last row and column
+    ((3, 6, 8, 8, 4), 0),      # no padding; a band spans several images
+    ((2, 4, 5, 7, 3), 2),      # padding 2: dx's transposed padding 0
+    ((1, 5, 9, 37, 7), 1),     # 19 tiles a row: tile blocks straddle the GEMM's tile slivers
+    ((2, 9, 16, 66, 11), 1),   # rows of 33 tiles, several bands per image
+])
+def test_winograd_float64_and_gradcheck(rng, shape, padding):
+    """Winograd F(2x2, 3x3) forward and its dx (the same algorithm over dy, filters flipped and transposed)
+    against the reference in float64 to 1e-10, with a fused activation; the C++ backward against finite
+    differences."""
+    n, c, h, wd, k = shape
+    x, w, b = rng.standard_normal((n, c, h, wd)), rng.standard_normal((k, c, 3, 3)) * 0.3, rng.standard_normal(k)
+    for act in (None, "sigmoid"):
+        y = ops.conv2d(x, w, b, padding=padding, activation=act, algorithm="winograd")
+        np.testing.assert_allclose(y, ref.conv2d(x, w, b, padding=padding, activation=act), rtol=1e-10, atol=1e-10)
+        dy = rng.standard_normal(y.shape)
+        got = ops.conv2d_backward(dy, x, w, b, padding=padding, activation=act, y=y, algorithm="winograd")
+        want = ref.conv2d_backward(dy, x, w, b, padding=padding, activation=act, y=y)
+        for name, g, r in zip(("dx", "dw", "db"), got, want):
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, err_msg=name)
+    assert ops.conv2d_dx_path(x.shape, w.shape, padding=padding, algorithm="winograd") == "winograd"
+    small = x[:1, :, :6, :7]
+    nnx.gradcheck(lambda x, w, b: ops.conv2d(x, w, b, padding=padding, algorithm="winograd"), (small, w, b),
+                  lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, padding=padding, algorithm="winograd"))
+
+
+def test_winograd_refuses_other_shapes():
+    x = np.ones((1, 4, 8, 8), np.float32)
+    for w, kw in ((np.ones((4, 4, 5, 5), np.float32), {}), (np.ones((4, 4, 3, 3), np.float32), dict(stride=2)),
+                  (np.ones((4, 2, 3, 3), np.float32), dict(groups=2)),
+                  (np.ones((4, 4, 3, 3), np.float32), dict(dilation=2))):
+        with pytest.raises(ValueError, match="winograd.*3x3 kernel with stride 1, dilation 1 and one group"):
+            ops.conv2d(x, w, algorithm="winograd", **kw)
+
+
+def test_winograd_float32_accuracy(rng):
+    """The transforms' additions and halvings on the 64-channel layer auto runs through Winograd: float32
+    within 1e-5 of the float64 reference, relative to the largest output."""
+    x, w = rng.standard_normal((4, 64, 16, 16)), rng.standard_normal((64, 64, 3, 3)) / 24
+    y = ops.conv2d(x.astype(np.float32), w.astype(np.float32), padding=1)
+    want = ref.conv2d(x, w, padding=1)
+    assert ops.conv2d_algorithm(x.shape, w.shape, padding=1) == "winograd"
+    assert np.abs(y - want).max() <= 1e-5 * np.abs(want).max()

@@ -12,6 +12,11 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   the implicit GEMM of that transposed convolution (many channels on maps narrower than a vector), and
   "kvec", which sums over the filters in vector lanes and multiplies only the taps that land on dz (LeNet's
   conv2, whose full correlation is half padding); `conv2d_dx_path` says which;
+- "winograd" for 3x3 kernels with stride 1, no dilation and one group where both channel counts are at
+  least 48 and an output row holds at least 6 2x2 tiles (or at least 128 channels): Winograd F(2x2, 3x3),
+  16 multiply-adds per 2x2 outputs, channel and filter instead of 36 (transforms in cpp/conv/simd/
+  winograd.inc, 16 GEMMs on the GEMM family's micro-kernel); its dx is the same algorithm over dy, its dw
+  the implicit GEMM's;
 - "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
   ones included (their dx goes through im2col's col2im), except 1x1 kernels with a stride;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
@@ -72,8 +77,8 @@ def conv2d_algorithm(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1
 
 
 def conv2d_dx_path(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, algorithm="auto") -> str:
-    """How conv2d_backward computes dx for these shapes: "col2im", "direct", "implicit", "kvec" or
-    "depthwise" (cpp/conv/conv.h, ConvDxPath)."""
+    """How conv2d_backward computes dx for these shapes: "col2im", "direct", "implicit", "kvec",
+    "depthwise" or "winograd" (cpp/conv/conv.h, ConvDxPath)."""
     return _shape_plan(x_shape, w_shape, stride, padding, dilation, groups, algorithm).dx_path
 
 

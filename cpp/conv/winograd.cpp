@@ -1,0 +1,87 @@
+// Winograd F(2x2, 3x3) driver (contract in winograd.h): the filters transformed and packed once per call,
+// then the batch's tile rows cut into bands, each band done by one thread: its input patches transformed
+// into the GEMM's packed B operand, 16 GEMMs (one per point of the 4x4 transform), the products
+// transformed back into the output rows. A band's transformed inputs and products stay in the L2.
+#include "conv/winograd.h"
+
+#include <algorithm>
+
+#include "common/threads.h"
+#include "common/workspace.h"
+#include "conv/conv_ukernels.h"
+#include "gemm/ukernel.h"
+
+namespace nnx {
+
+namespace {
+
+// Bytes of one band's transformed inputs and products (16 x tiles x (C + K) elements): about 3/4 of a
+// Zen 4 core's 1 MiB L2, leaving room for the packed filters' current slice and the band's input rows.
+constexpr int64_t kWinoBandBytes = 768 << 10;
+
+// A band of tile rows is worth a thread of its own.
+constexpr Grain kWinoBandGrain{1};
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+}  // namespace
+
+bool conv_winograd_applies(const ConvGeom& g, std::string* why) {
+  if (g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1) return true;
+  if (why) *why = "a 3x3 kernel with stride 1, dilation 1 and one group";
+  return false;
+}
+
+template <class T>
+void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipped, const T* b, T* y, Act act,
+                           T slope, int nthreads) {
+  if (g.N == 0) return;
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const GemmUkernels<T>& gk = gemm_ukernels<T>();
+  const int64_t MR = gk.blocking.mr, NR = gk.blocking.nr, K = g.K, C = g.C;
+  const int64_t TP = wino_tiles_p(g), TQ = wino_tiles_q(g), tile_rows = g.N * TP;
+  const int64_t Kp = round_up(K, MR);  // the products keep the packed filters' zero rows: full micro-tiles
+
+  // The filters: transformed (16, K, C), then each of the 16 packed as the GEMMs' A operand.
+  T* u = workspace_as<T>(kWsConvAux2, 16 * K * C);
+  T* upack = workspace_as<T>(kWsConvPack, 16 * Kp * C);
+  kern.wino_weights(g, w, flipped, u);
+  for (int xi = 0; xi < 16; ++xi) gk.pack_a(K, C, u + xi * K * C, C, 1, upack + xi * Kp * C);
+
+  // Bands of whole tile rows, as many as fit the L2 budget, then evened out.
+  const int64_t budget_tiles = std::max<int64_t>(NR, kWinoBandBytes / int64_t(sizeof(T)) / (16 * (C + Kp)));
+  int64_t rows = std::clamp<int64_t>(budget_tiles / TQ, 1, tile_rows);
+  const int64_t bands = (tile_rows + rows - 1) / rows;
+  rows = (tile_rows + bands - 1) / bands;
+  const int64_t max_slivers = (rows * TQ + NR - 1) / NR;
+  const int64_t sl_stride = round_up(C * NR, 16);  // keeps every sliver 64-byte aligned (aligned B loads)
+  const int64_t v_elems = 16 * max_slivers * sl_stride, m_elems = 16 * Kp * max_slivers * NR;
+  const int64_t scratch = v_elems + m_elems + kern.wino_scratch(g);
+
+  parallel_for_each(bands, kWinoBandGrain, nthreads, [&](int64_t band) {
+    const int64_t gr0 = band * rows, nrows = std::min(rows, tile_rows - gr0);
+    const int64_t slivers = (nrows * TQ + NR - 1) / NR, ldm = slivers * NR;
+    const int64_t v_xi = slivers * sl_stride, m_xi = Kp * ldm;
+    T* v = workspace_as<T>(kWsConvCol, scratch);
+    T* m = v + v_elems;
+    T* s = m + m_elems;
+    kern.wino_input(g, x, gr0, nrows, v, NR, sl_stride, v_xi, s);
+    for (int xi = 0; xi < 16; ++xi) {
+      const T* ux = upack + xi * Kp * C;
+      for (int64_t sl = 0; sl < slivers; ++sl) {
+        const T* vs = v + xi * v_xi + sl * sl_stride;
+        T* ms = m + xi * m_xi + sl * NR;
+        for (int64_t k0 = 0; k0 < Kp; k0 += MR)
+          gk.ukernel(C, ux + k0 * C, vs, ms + k0 * ldm, ldm, 1, MR, NR, T(1), T(0));
+      }
+    }
+    kern.wino_output(g, m, ldm, m_xi, gr0, nrows, b, y, act, slope, s);
+  });
+}
+
+template void conv_winograd_forward<float>(const ConvGeom&, const float*, const float*, bool, const float*, float*,
+                                           Act, float, int);
+template void conv_winograd_forward<double>(const ConvGeom&, const double*, const double*, bool, const double*,
+                                            double*, Act, double, int);
+
+}  // namespace nnx
