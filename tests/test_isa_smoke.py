@@ -56,6 +56,7 @@ CASES = {
     "conv2d_stride2": ((X4, W4, B4), {"stride": 2}),
     "conv2d_depthwise": ((X4, _r(6, 1, 3, 3), None), {"groups": 3}),
     "conv2d_wide": ((X4, _r(20, 3, 3, 3), _r(20)), {"padding": 1}),  # wide AVX-512 register blocks
+    "conv2d_winograd": ((X4, W4, B4), {"padding": 1, "algorithm": "winograd"}),  # nnx only: not a reference kwarg
     "max_pool2d": ((X4,), {"kernel_size": 2}),
     "max_pool2d_3s2": ((X4,), {"kernel_size": 3, "stride": 2, "padding": 1}),
     "avg_pool2d": ((X4,), {"kernel_size": 2}),
@@ -72,7 +73,7 @@ CASES = {
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_wide", "_3s2", "_eval", "_channels"):
+    for suffix in ("_stride2", "_depthwise", "_wide", "_winograd", "_3s2", "_eval", "_channels"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case
@@ -84,12 +85,13 @@ def test_forward_backward_against_reference(case, dtype):
     name = _op_name(case)
     args, kwargs = CASES[case]
     args = tuple(a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args)
-    got, want = getattr(nnx.ops, name)(*args, **kwargs), getattr(ref, name)(*args, **kwargs)
+    ref_kwargs = {k: v for k, v in kwargs.items() if k != "algorithm"}
+    got, want = getattr(nnx.ops, name)(*args, **kwargs), getattr(ref, name)(*args, **ref_kwargs)
     assert_close(got, want, dtype=dtype, k=64, name=f"{case} forward")
     dy = np.ones_like(want) if np.ndim(want) == 0 else _r(*np.shape(want), dtype=dtype)
     dy = np.asarray(dy, dtype=dtype)
     g_got = getattr(nnx.ops, name + "_backward")(dy, *args, **kwargs)
-    g_want = getattr(ref, name + "_backward")(dy, *args, **kwargs)
+    g_want = getattr(ref, name + "_backward")(dy, *args, **ref_kwargs)
     g_got = g_got if isinstance(g_got, tuple) else (g_got,)
     g_want = g_want if isinstance(g_want, tuple) else (g_want,)
     for i, (g, w) in enumerate(zip(g_got, g_want)):
