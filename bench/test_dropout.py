@@ -3,10 +3,12 @@ elements and on a conv feature map (64, 32, 28, 28); nnx against the NumPy refer
 
     python -m pytest bench/test_dropout.py --threads 2 --benchmark-only
 
-bytes_moved is x read + y written (2 arrays). nnx generates the mask from (seed, index) in registers and
-its backward regenerates it, so it moves no mask. PyTorch's functional dropout draws a Bernoulli mask
-array and multiplies; its backward is dy times the mask autograd saved (torch.mul here: dy and the mask
-read, dx written). Both are counted as 2 arrays, so the GB/s columns describe the same work.
+bytes_moved is x read + y written (2 arrays). "nnx" generates the mask from (seed, index) in registers
+and its backward regenerates it, so it moves no mask. "nnx-mask" is what nn.Dropout runs in training: the
+forward also saves the mask as bits (1/32 of the float32 array) and the backward reads them instead of
+hashing (dropout(..., return_mask=True), dropout_backward(..., mask=)). PyTorch's functional dropout draws
+a Bernoulli mask array and multiplies; its backward is dy times the mask autograd saved (torch.mul here:
+dy and the mask read, dx written). All are counted as 2 arrays, so the GB/s columns describe the same work.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ CASES = [(op, s) for op in ("fwd", "bwd") for s in SIZES]
 P, SEED = 0.5, 1234
 
 
-@pytest.mark.parametrize("impl", ["nnx", "numpy", "torch"])
+@pytest.mark.parametrize("impl", ["nnx", "nnx-mask", "numpy", "torch"])
 @pytest.mark.parametrize("op,size", CASES, ids=[f"{o}-{s}" for o, s in CASES])
 def test_dropout(benchmark, op, size, impl):
     x = rand(SIZES[size], seed=1)
@@ -37,6 +39,12 @@ def test_dropout(benchmark, op, size, impl):
         else:
             mask = torch.nn.functional.dropout(torch.ones_like(tx), P, True)  # saved scaled mask
             fn = lambda: tdy * mask  # noqa: E731
+    elif impl == "nnx-mask":
+        if op == "fwd":
+            fn = lambda: ops.dropout(x, P, True, SEED, return_mask=True)  # noqa: E731
+        else:
+            _, mask = ops.dropout(x, P, True, SEED, return_mask=True)
+            fn = lambda: ops.dropout_backward(dy, x, P, True, SEED, mask=mask)  # noqa: E731
     else:
         lib = ops if impl == "nnx" else ref
         fn = (lambda: lib.dropout(x, P, True, SEED)) if op == "fwd" else (lambda: lib.dropout_backward(dy, x, P, True, SEED))

@@ -57,9 +57,77 @@ void apply_py(const py::array& x, py::array& out, double p, const py::object& se
              });
 }
 
+// uint8 C-contiguous array of ceil(n / 8) bytes: the saved mask bits of n elements.
+uint8_t* bits_ptr(py::array& a, int64_t n, bool writable) {
+  require(a.dtype().kind() == 'u' && a.itemsize() == 1, "mask: expected a uint8 array, got " +
+                                                            std::string(py::str(a.dtype())));
+  require(a.ndim() == 1 && a.shape(0) == (n + 7) / 8,
+          "mask: expected shape (" + std::to_string((n + 7) / 8) + ",), one bit per element of x");
+  require((a.flags() & py::array::c_style) != 0, "mask: expected a C-contiguous array");
+  require(!writable || a.writeable(), "mask: output array is read-only");
+  return static_cast<uint8_t*>(writable ? a.mutable_data() : const_cast<void*>(a.data()));
+}
+
+template <class T>
+void save_py(const py::array& x, py::array& out, py::array& mask, double p, const py::object& seed) {
+  auto X = view_in<T>(x, "x");
+  auto Y = view_out<T>(out, "out");
+  require(X.contiguous(), "x: expected a C-contiguous array");
+  require(X.size() == Y.size(), "out: expected as many elements as x");
+  require(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got " + std::to_string(p));
+  // p == 1: the saved bits are the hash's (kept only where it is 2^32 - 1), as nnx.reference's; every element
+  // is multiplied by 0 either way.
+  const uint32_t thr = dropout_threshold(p);
+  const T scale = p < 1 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
+  const Seed sd = seed_of(seed);
+  const T* px = X.data;
+  T* py_ = Y.data;
+  const int64_t n = X.size();
+  uint8_t* bits = bits_ptr(mask, n, true);
+  std::vector<double> attrs{p};
+  if (sd.at == nullptr) attrs.push_back(static_cast<double>(sd.value));
+  run_kernel("dropout_save",
+             {{x, Use::read}, {sd.at != nullptr ? seed : py::none(), Use::read}, {out, Use::write},
+              {mask, Use::write}},
+             std::move(attrs), [=](int nt) {
+               const DropoutKey key = dropout_key(sd.at != nullptr ? *sd.at : sd.value);
+               dropout_apply_save<T>(px, py_, bits, n, key, thr, scale, nt);
+             });
+}
+
+template <class T>
+void from_bits_py(const py::array& dy, py::array& mask, py::array& out, double p) {
+  auto DY = view_in<T>(dy, "dy");
+  auto DX = view_out<T>(out, "out");
+  require(DY.contiguous(), "dy: expected a C-contiguous array");
+  require(DY.size() == DX.size(), "out: expected as many elements as dy");
+  require(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got " + std::to_string(p));
+  const T scale = p < 1 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
+  const int64_t n = DY.size();
+  const uint8_t* bits = bits_ptr(mask, n, false);
+  const T* pdy = DY.data;
+  T* pdx = DX.data;
+  run_kernel("dropout_from_mask", {{dy, Use::read}, {mask, Use::read}, {out, Use::write}}, {p},
+             [=](int nt) { dropout_apply_bits<T>(pdy, pdx, bits, n, scale, nt); });
+}
+
 }  // namespace
 
 void bind_dropout(py::module_& m) {
+  m.def("dropout_save",
+        [](const py::array& x, py::array& out, py::array& mask, double p, const py::object& seed) {
+          if (is_f32(x)) save_py<float>(x, out, mask, p, seed);
+          else save_py<double>(x, out, mask, p, seed);
+        },
+        py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("p"), py::arg("seed"),
+        "dropout, and the kept bits into mask (uint8, ceil(n / 8); bit j of byte b: element 8b + j).");
+  m.def("dropout_from_mask",
+        [](const py::array& dy, py::array& mask, py::array& out, double p) {
+          if (is_f32(dy)) from_bits_py<float>(dy, mask, out, p);
+          else from_bits_py<double>(dy, mask, out, p);
+        },
+        py::arg("dy"), py::arg("mask"), py::arg("out"), py::arg("p"),
+        "out = dy * (bit ? 1 / (1 - p) : 0) from the bits dropout_save saved.");
   m.def("dropout", [](const py::array& x, py::array& out, double p, const py::object& seed) {
           if (is_f32(x)) apply_py<float>(x, out, p, seed);
           else apply_py<double>(x, out, p, seed);

@@ -49,12 +49,40 @@ void dropout_apply(const T* x, T* y, int64_t n, DropoutKey key, uint32_t thresho
 }
 
 template <class T>
+void dropout_apply_save(const T* x, T* y, uint8_t* bits, int64_t n, DropoutKey key, uint32_t threshold, T scale,
+                        int nthreads) {
+  const auto& k = dropout_ukernels<T>();
+  constexpr int64_t kAlign = 64;  // ranges start on a cache line, and on a byte of bits
+  parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) {
+    while (b < e) {
+      const int64_t next_word = (b / (int64_t{1} << 32) + 1) * (int64_t{1} << 32);
+      const int64_t stop = std::min(e, next_word);
+      k.apply_save(x + b, y + b, bits + b / 8, stop - b, static_cast<uint64_t>(b), key.k0, key.k1, threshold, scale);
+      b = stop;
+    }
+  }, kAlign);
+}
+
+template <class T>
+void dropout_apply_bits(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale, int nthreads) {
+  const auto& k = dropout_ukernels<T>();
+  parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) {
+    k.apply_bits(dy + b, dx + b, bits + b / 8, e - b, scale);
+  }, 64);
+}
+
+template <class T>
 const char* dropout_ukernel_name() {
   return dropout_ukernels<T>().name;
 }
 
 template void dropout_apply<float>(const float*, float*, int64_t, DropoutKey, uint32_t, float, int);
 template void dropout_apply<double>(const double*, double*, int64_t, DropoutKey, uint32_t, double, int);
+template void dropout_apply_save<float>(const float*, float*, uint8_t*, int64_t, DropoutKey, uint32_t, float, int);
+template void dropout_apply_save<double>(const double*, double*, uint8_t*, int64_t, DropoutKey, uint32_t, double,
+                                         int);
+template void dropout_apply_bits<float>(const float*, float*, const uint8_t*, int64_t, float, int);
+template void dropout_apply_bits<double>(const double*, double*, const uint8_t*, int64_t, double, int);
 template const char* dropout_ukernel_name<float>();
 template const char* dropout_ukernel_name<double>();
 

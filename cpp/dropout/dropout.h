@@ -24,6 +24,16 @@ uint32_t dropout_threshold(double p);
 template <class T>
 void dropout_apply(const T* x, T* y, int64_t n, DropoutKey key, uint32_t threshold, T scale, int nthreads);
 
+// The same with the mask saved as bits, so that the backward reads n/8 bytes instead of hashing again:
+// bit j of bits[b] is 1 when element 8b + j is kept (np.packbits(kept, bitorder="little")); the bits past n
+// in the last byte are 0. Forward: y as dropout_apply, and bits.
+template <class T>
+void dropout_apply_save(const T* x, T* y, uint8_t* bits, int64_t n, DropoutKey key, uint32_t threshold, T scale,
+                        int nthreads);
+// Backward from saved bits: dx[i] = dy[i] * (bit i ? scale : 0).
+template <class T>
+void dropout_apply_bits(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale, int nthreads);
+
 template <class T>
 const char* dropout_ukernel_name();
 

@@ -1,4 +1,5 @@
-// The per-ISA micro-kernel table of the dropout family (portable scalar; AVX2: 8 hashes per step).
+// The per-ISA micro-kernel table of the dropout family (portable scalar; AVX2: 8 hashes or 8 saved bits per
+// step).
 #pragma once
 #include <cstdint>
 
@@ -10,6 +11,12 @@ struct DropoutUkernels {
   // y[j] = x[j] * (kept(start + j) ? scale : 0) for j in [0, n); the indices start .. start + n - 1 share
   // their high 32 bits (the driver splits a range at multiples of 2^32).
   void (*apply)(const T* x, T* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold, T scale);
+  // apply, and the kept bits of elements start .. start + n - 1 into bits[0 .. ceil(n / 8)) (start is a
+  // multiple of 8; the bits past n in the last byte are 0).
+  void (*apply_save)(const T* x, T* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
+                     uint32_t threshold, T scale);
+  // dx[j] = dy[j] * (bit j of bits ? scale : 0) for j in [0, n).
+  void (*apply_bits)(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale);
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in dropout_ukernels_<isa>.cpp.

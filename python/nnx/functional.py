@@ -228,8 +228,8 @@ def multiclass_hinge_loss(scores, target, margin: float = 1.0, reduction: str = 
 def dropout(x, p: float = 0.5, training: bool = True, seed=None) -> Tensor:
     """Inverted dropout: in training each element is zeroed with probability p and the survivors are
     scaled by 1/(1-p), so evaluation (identity) needs no rescaling. The mask is a hash of (seed, element
-    index) (nnx.ops.dropout); the seed is drawn from nnx.random unless given, and the backward regenerates
-    the same mask from it instead of storing one."""
+    index) (nnx.ops.dropout); the seed is drawn from nnx.random unless given. The forward saves the mask as
+    bits (1/32 of a float32 array), which the backward reads instead of hashing every element again."""
     x = _t(x)
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"p: expected a dropout probability in [0, 1], got {p!r}")
@@ -242,9 +242,9 @@ def dropout(x, p: float = 0.5, training: bool = True, seed=None) -> Tensor:
             seed = rec.replay_value("dropout.seed", np.uint64, seed, _draw_seed)
     b = _backend
     kw = dict(p=float(p), training=True, seed=seed)
-    y = _fn(b, "dropout")(x.data, **kw)
+    y, mask = _fn(b, "dropout")(x.data, return_mask=True, **kw)
     xd = x.data
-    return Tensor._make(y, (x,), lambda g: (_fn(b, "dropout_backward")(g, xd, **kw),), "dropout")
+    return Tensor._make(y, (x,), lambda g: (_fn(b, "dropout_backward")(g, xd, mask=mask, **kw),), "dropout")
 
 
 def _draw_seed() -> int:

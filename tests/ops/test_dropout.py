@@ -133,3 +133,58 @@ def test_errors():
         ops.dropout_backward(np.zeros(4, np.float64), x)
     with pytest.raises(TypeError, match="x: expected a float32 or float64 array"):
         ops.dropout(np.zeros(3, np.int32))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("p", [0.1, 0.5, 1.0])
+def test_saved_mask_bits_match_reference_and_the_hash(isa, dtype, rng, shape, p):
+    """return_mask=True: the bits are np.packbits of the reference's keep mask (little bit order, the last
+    byte's unused bits 0), y is the plain forward's, and the backward from the bits equals the backward
+    that hashes again, bit for bit, on every ISA's kernels."""
+    x, dy = random(rng, shape, dtype), random(rng, shape, dtype)
+    y, mask = ops.dropout(x, p, True, 777, return_mask=True)
+    want_y, want_mask = ref.dropout(x, p, True, 777, return_mask=True)
+    np.testing.assert_array_equal(mask, want_mask)
+    np.testing.assert_array_equal(mask, np.packbits(keep_mask(shape, p, 777).reshape(-1), bitorder="little"))
+    assert mask.dtype == np.uint8 and mask.shape == ((x.size + 7) // 8,)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(y, ops.dropout(x, p, True, 777))
+    dx = ops.dropout_backward(dy, x, p, True, 777, mask=mask)
+    np.testing.assert_array_equal(dx, ops.dropout_backward(dy, x, p, True, 777))
+    np.testing.assert_array_equal(dx, ref.dropout_backward(dy, x, p, True, 777, mask=want_mask))
+
+
+def test_saved_mask_in_evaluation_and_across_threads(rng):
+    x = random(rng, (3, 100_003), np.float32)
+    y, mask = ops.dropout(x, 0.5, False, 1, return_mask=True)
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(np.unpackbits(mask, count=x.size, bitorder="little"), np.ones(x.size, np.uint8))
+    assert mask[-1] == (1 << (x.size % 8)) - 1
+    before = nnx.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            nnx.set_num_threads(n)
+            y, m = ops.dropout(x, 0.4, True, 99, return_mask=True)
+            outs.append((y, m, ops.dropout_backward(x, x, 0.4, True, 99, mask=m)))
+    finally:
+        nnx.set_num_threads(before)
+    for o in outs[1:]:
+        for a, b in zip(o, outs[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_saved_mask_errors():
+    x = np.ones(20, np.float32)
+    _, mask = ops.dropout(x, 0.5, True, 3, return_mask=True)
+    with pytest.raises(ValueError, match=r"mask: expected shape \(3,\), one bit per element of x, got \(2,\)"):
+        ops.dropout_backward(x, x, 0.5, True, 3, mask=mask[:2])
+    with pytest.raises(TypeError, match="mask: expected the uint8 bits"):
+        ops.dropout_backward(x, x, 0.5, True, 3, mask=mask.astype(np.int32))
+    from nnx import _C
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        _C.dropout_from_mask(x, mask[:1], np.empty_like(x), 0.5)
+    with pytest.raises(ValueError, match="mask: output array is read-only"):
+        ro = np.empty(3, np.uint8)
+        ro.setflags(write=False)
+        _C.dropout_save(x, np.empty_like(x), ro, 0.5, 3)

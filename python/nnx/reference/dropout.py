@@ -52,13 +52,24 @@ def _masked(x, p, seed):
     return np.array(x * m, order="C")
 
 
-def dropout(x, p=0.5, training=True, seed=0):
+def dropout(x, p=0.5, training=True, seed=0, *, return_mask=False):
+    """return_mask=True: also the kept mask as bits, np.packbits(kept, bitorder="little")."""
+    x = np.asarray(x)
     if not training or p == 0.0:
-        return np.array(x, order="C")
-    return _masked(x, p, seed)
+        y = np.array(x, order="C")
+        kept = np.ones(x.size, bool)
+    else:
+        y = _masked(x, p, seed)
+        kept = keep_mask(x.shape, p, seed).reshape(-1)
+    return (y, np.packbits(kept, bitorder="little")) if return_mask else y
 
 
-def dropout_backward(dy, x, p=0.5, training=True, seed=0):
+def dropout_backward(dy, x, p=0.5, training=True, seed=0, *, mask=None):
     if not training or p == 0.0:
         return np.array(dy, order="C")
-    return _masked(dy, p, seed)
+    if mask is None:
+        return _masked(dy, p, seed)
+    dy = np.asarray(dy)
+    kept = np.unpackbits(np.asarray(mask), count=dy.size, bitorder="little").astype(bool).reshape(dy.shape)
+    scale = dy.dtype.type(0) if p == 1.0 else dy.dtype.type(1.0 / (1.0 - p))
+    return np.array(dy * np.where(kept, scale, dy.dtype.type(0)).astype(dy.dtype), order="C")
