@@ -20,7 +20,11 @@ def rtol_for(dtype, k: int = 1) -> float:
     return BASE_RTOL[np.dtype(dtype)] * max(1.0, math.sqrt(max(k, 1)) / 8)
 
 
-def assert_close(got, want, dtype=None, k: int = 1, name: str = "result", rtol: float | None = None):
+def assert_close(got, want, dtype=None, k: int = 1, name: str = "result", rtol: float | None = None,
+                 floor: float = 0.0):
+    """got against want elementwise, relative to |want| plus 1% of the largest |want|. `floor`: differences
+    below rtol * floor also pass, where floor is the size of the terms that cancelled (for algorithms whose
+    rounding follows their intermediate values, such as Winograd's transforms)."""
     got = np.asarray(got)
     want = np.asarray(want)
     dtype = np.dtype(dtype or want.dtype)
@@ -35,7 +39,10 @@ def assert_close(got, want, dtype=None, k: int = 1, name: str = "result", rtol: 
     finite = np.isfinite(w)
     same_nonfinite = (~finite) & ((g == w) | (np.isnan(g) & np.isnan(w)))
     scale = np.abs(w) + 0.01 * (np.abs(w[finite]).max() if finite.any() else 0.0) + np.finfo(dtype).tiny
-    err = np.where(finite, np.abs(g - w) / scale, 0.0)
+    diff = np.abs(g - w)
+    if floor:
+        diff = np.where(diff <= tol * floor, 0.0, diff)
+    err = np.where(finite, diff / scale, 0.0)
     bad = (finite & ~(err <= tol)) | (~finite & ~same_nonfinite)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])

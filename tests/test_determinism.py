@@ -124,6 +124,7 @@ CONV_CASES = {
     "im2col_strided_groups": ((7, 8, 15, 13), (16, 4, 3, 3), dict(stride=2, padding=1, groups=2), "im2col"),
     # Winograd: bands of tile rows spread over the threads, 33 tiles a row (blocks straddle tile slivers).
     "winograd": ((6, 48, 20, 66), (48, 48, 3, 3), dict(padding=1), "winograd"),
+    "winograd_5x5": ((7, 32, 14, 14), (64, 32, 5, 5), dict(padding=2), "winograd"),
     "im2col_big_image": ((3, 4, 61, 63), (8, 4, 3, 3), dict(padding=1), "im2col"),  # several tiles per image
 }
 

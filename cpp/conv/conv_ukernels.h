@@ -82,18 +82,19 @@ struct ConvUkernels {
   int64_t (*igemm_scratch)(const ConvGeom& g);  // igemm_fwd and igemm_dw
   int igemm_kblock;  // channels per vector pair
 
-  // --- Winograd F(2x2, 3x3) (simd/winograd.inc): the transforms around conv/winograd.cpp's 16 GEMMs.
-  // u (16, K, C) = the filters transformed, G f G^T (flipped: conv2d's dx filters, see winograd.h).
-  void (*wino_weights)(const ConvGeom& g, const T* w, bool flipped, T* u);
+  // --- Winograd F(2x2, RxR) (simd/winograd.inc; conv/winograd.h), one entry per filter size: index
+  // wino_index(R), 0 for R = 3 and 1 for R = 5; alpha = R + 1 and xi runs over the alpha^2 points.
+  // u (alpha^2, K, C) = the filters transformed, G f G^T (flipped: conv2d's dx filters, see winograd.h).
+  void (*wino_weights[2])(const ConvGeom& g, const T* w, bool flipped, T* u);
   // The transformed input patches of tile rows gr0 .. gr0+nrows-1 of the batch x, as the GEMMs' packed B
   // operands: xi's at v + xi * xi_stride, slivers of nr tiles sl_stride apart, C rows of nr values each.
-  void (*wino_input)(const ConvGeom& g, const T* x, int64_t gr0, int64_t nrows, T* v, int64_t nr,
-                     int64_t sl_stride, int64_t xi_stride, T* scratch);
+  void (*wino_input[2])(const ConvGeom& g, const T* x, int64_t gr0, int64_t nrows, T* v, int64_t nr,
+                        int64_t sl_stride, int64_t xi_stride, T* scratch);
   // Those tile rows of y = act(A^T M A + b), from the products m (row k of xi's at m + xi * xi_stride +
   // k * ldm, one column per tile).
-  void (*wino_output)(const ConvGeom& g, const T* m, int64_t ldm, int64_t xi_stride, int64_t gr0,
-                      int64_t nrows, const T* b, T* y, Act act, T slope, T* scratch);
-  int64_t (*wino_scratch)(const ConvGeom& g);  // wino_input and wino_output
+  void (*wino_output[2])(const ConvGeom& g, const T* m, int64_t ldm, int64_t xi_stride, int64_t gr0,
+                         int64_t nrows, const T* b, T* y, Act act, T slope, T* scratch);
+  int64_t (*wino_scratch[2])(const ConvGeom& g);  // wino_input and wino_output
 
   const char* isa;
 };

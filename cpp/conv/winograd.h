@@ -1,17 +1,19 @@
-// Winograd F(2x2, 3x3) convolution (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
-// 2016): 3x3 filters, stride 1, no dilation, one group, any padding. Each 2x2 block of outputs costs 16
-// multiply-adds per input channel and filter instead of 36: the input patches and the filters are
+// Winograd F(2x2, 3x3) and F(2x2, 5x5) convolution (Lavin and Gray, "Fast Algorithms for Convolutional
+// Neural Networks", 2016): 3x3 or 5x5 filters, stride 1, no dilation, one group, any padding. Each 2x2 block
+// of outputs costs 16 (3x3) or 36 (5x5) multiply-adds per input channel and filter instead of 36 or 100:
+// the input patches and the filters are
 // transformed (simd/winograd.inc, per ISA), multiplied as 16 GEMMs over the channels (the GEMM family's
 // micro-kernel on packed operands) and transformed back.
 //
 // Driver contract (winograd.cpp): y = act(conv(x, w) + b) as conv2d_forward's, for a geometry for which
 // conv_winograd_applies holds. With `flipped` the filters are given as conv2d's dx needs them: w is the
-// forward layer's (C, K, 3, 3) and the filter from input channel c to output channel k is w[c][k] rotated
+// forward layer's (C, K, R, R) and the filter from input channel c to output channel k is w[c][k] rotated
 // by 180 degrees, so conv2d_backward's dx is this forward over dz with the transposed geometry.
 // Each output depends only on its own tile's arithmetic (the GEMM sums the channels in order in one
 // micro-kernel call), so results are bitwise identical for any thread count and blocking.
-// Accuracy: the transforms' additions and halvings add a few units of rounding to each output; the
-// float32 results stay within 1e-5 relative of the direct sum on unit-scale data.
+// Accuracy: the transforms add a few units of rounding to each output (more for 5x5, whose points 2 and -2
+// scale terms by up to 5 and G holds sixths); float32 results stay within 1e-5 (3x3) and 1e-4 (5x5) of the
+// largest output of the float64 direct sum on unit-scale data (tests).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -24,6 +26,35 @@ namespace nnx {
 // Output tiles per image: rows and columns of 2x2 blocks (the last one partial when P or Q is odd).
 inline int64_t wino_tiles_p(const ConvGeom& g) { return (g.P + 1) / 2; }
 inline int64_t wino_tiles_q(const ConvGeom& g) { return (g.Q + 1) / 2; }
+
+// The transforms of F(2x2, R x R), alpha = R + 1 points: 0, 1, -1 (and 2, -2 for R = 5) and infinity
+// (Toom-Cook with the scaling in G, as scripts/winograd_matrices.py derives and checks them in 2-D).
+// Y = A^T [(G w G^T) . (B^T d B)] A for a 2x2 block of outputs and its alpha x alpha input patch d.
+template <int R>
+struct WinoF2;
+template <>
+struct WinoF2<3> {
+  static constexpr int alpha = 4;
+  static constexpr double BT[4][4] = {{-1, 0, 1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
+  static constexpr double G[4][3] = {{-1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, 1}};
+};
+template <>
+struct WinoF2<5> {
+  static constexpr int alpha = 6;
+  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                      {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr double G[6][5] = {{1.0 / 4, 0, 0, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
+                                     {0, 0, 0, 0, 1}};
+  static constexpr double AT[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
+};
+
+// The index of the transforms for R x R filters in the kernel table (conv_ukernels.h).
+inline int wino_index(int64_t R) { return R == 3 ? 0 : 1; }
 
 bool conv_winograd_applies(const ConvGeom& g, std::string* why);
 

@@ -12,11 +12,12 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   the implicit GEMM of that transposed convolution (many channels on maps narrower than a vector), and
   "kvec", which sums over the filters in vector lanes and multiplies only the taps that land on dz (LeNet's
   conv2, whose full correlation is half padding); `conv2d_dx_path` says which;
-- "winograd" for 3x3 kernels with stride 1, no dilation and one group where both channel counts are at
-  least 48 and an output row holds at least 6 2x2 tiles (or at least 128 channels): Winograd F(2x2, 3x3),
-  16 multiply-adds per 2x2 outputs, channel and filter instead of 36 (transforms in cpp/conv/simd/
-  winograd.inc, 16 GEMMs on the GEMM family's micro-kernel); its dx is the same algorithm over dy, its dw
-  the implicit GEMM's;
+- "winograd" for 3x3 and 5x5 kernels with stride 1, no dilation and one group where both channel counts
+  are at least 16 and the smaller times the 2x2 tiles of an output row is at least 128 (for 5x5 also at
+  least 5 tiles a row): Winograd F(2x2, 3x3) or F(2x2, 5x5), 16 or 36 multiply-adds per 2x2 outputs,
+  channel and filter instead of 36 or 100 (transforms in cpp/conv/simd/winograd.inc, one GEMM per
+  transform point on the GEMM family's micro-kernel); its dx is the same algorithm over dy, its dw the
+  implicit GEMM's;
 - "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
   ones included (their dx goes through im2col's col2im), except 1x1 kernels with a stride;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
