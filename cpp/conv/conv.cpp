@@ -466,6 +466,18 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
   });
 }
 
+// dw by Winograd: the transformed gradient dU of chunks of images (conv_winograd_dw_chunk), the chunks added
+// in order, then transformed into dw once.
+template <class T>
+void backward_weights_winograd(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
+  const int64_t nelem = (g.R + 1) * (g.R + 1) * g.K * g.C;
+  T* du = workspace_as<T>(kWsConvPack, nelem);
+  reduce_chunks<T>(nelem, g.N, du, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int gthreads) {
+    conv_winograd_dw_chunk(g, x, dz, n0, cnt, dst, gthreads);
+  });
+  conv_winograd_dw_finish(g, du, dw);
+}
+
 // dx of one image at a time by a per-group kernel of stride 1, its filters prepared once per call: the
 // direct kernel's full correlation (kvec false) or kvec's sums over the filters.
 template <class T>
@@ -679,6 +691,7 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
       }
       if (dw) {
         if (algo == ConvAlgo::direct) backward_weights_direct(g, x, dz, dw, nthreads);
+        else if (algo == ConvAlgo::winograd) backward_weights_winograd(g, x, dz, dw, nthreads);
         else backward_weights_implicit(g, x, dz, dw, nthreads);
       }
       break;

@@ -43,8 +43,10 @@ struct ConvGeom {
 //              channels), the first operand read from x through offsets instead of im2col columns; for
 //              few input channels and at least 16 filters, where output rows are too short to fill
 //              the direct kernel's vectors. Its dx is the direct kernel's (stride 1) or im2col's.
-//   winograd:  3x3, stride 1, no dilation, one group: Winograd F(2x2, 3x3) (winograd.h), 16 multiply-adds
-//              per 2x2 outputs, channel and filter instead of 36; its dx is the same algorithm over dz.
+//   winograd:  3x3 or 5x5, stride 1, no dilation, one group: Winograd F(2x2, 3x3) or F(2x2, 5x5)
+//              (winograd.h), 16 or 36 multiply-adds per 2x2 outputs, channel and filter instead of 36 or
+//              100; its dx is the same algorithm over dz, its dw the sum over tiles of the transformed dz
+//              and x (one GEMM per transform point), transformed back.
 // The convolution algorithms, the one list of them (names: conv_algo_name; exported to Python as
 // nnx._C.CONV_ALGORITHMS, in this order).
 enum class ConvAlgo : int {
@@ -72,7 +74,8 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g);
 //   implicit:  stride 1: the implicit GEMM of that transposed convolution (SIMD along the channels);
 //   kvec:      stride 1: per dx element, only the taps that land on dz, SIMD along the filters;
 //   depthwise: the depthwise algorithm's own;
-//   winograd:  3x3 stride 1 with a transposed padding of at most 2: Winograd F(2x2, 3x3) over dz.
+//   winograd:  3x3 or 5x5 stride 1 with padding at most R - 1 (a transposed padding of at least 0):
+//              Winograd over dz.
 enum class ConvDxPath : int { automatic = 0, col2im, direct, implicit, kvec, depthwise, winograd };
 constexpr ConvDxPath kConvDxPathLast = ConvDxPath::winograd;
 ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo);

@@ -95,6 +95,13 @@ struct ConvUkernels {
   void (*wino_output[2])(const ConvGeom& g, const T* m, int64_t ldm, int64_t xi_stride, int64_t gr0,
                          int64_t nrows, const T* b, T* y, Act act, T slope, T* scratch);
   int64_t (*wino_scratch[2])(const ConvGeom& g);  // wino_input and wino_output
+  // For the weight gradient: the band's 2x2 blocks of dz transformed, A dY A^T (filter k, point xi, tile t at
+  // out[xi * xi_stride + k * ld + t]), and dw (K, C, R, R) = G^T dU G from their products with the inputs'
+  // transforms summed over the tiles, dU (alpha^2, K, C).
+  void (*wino_dy[2])(const ConvGeom& g, const T* dz, int64_t gr0, int64_t nrows, T* out, int64_t ld,
+                     int64_t xi_stride, T* scratch);
+  int64_t (*wino_dy_scratch)(const ConvGeom& g);
+  void (*wino_weights_grad[2])(const ConvGeom& g, const T* du, T* dw);
 
   const char* isa;
 };

@@ -10,6 +10,7 @@
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "conv/conv_ukernels.h"
+#include "gemm/gemm.h"
 #include "gemm/ukernel.h"
 
 namespace nnx {
@@ -97,9 +98,48 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   });
 }
 
+template <class T>
+void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t n0, int64_t nimg, T* du,
+                            int nthreads) {
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t K = g.K, C = g.C, TP = wino_tiles_p(g), TQ = wino_tiles_q(g), tile_rows = nimg * TP;
+  const int wi = wino_index(g.R);
+  const int xis = static_cast<int>((g.R + 1) * (g.R + 1));
+  const int64_t budget_tiles = std::max<int64_t>(16, kWinoBandBytes / int64_t(sizeof(T)) / (xis * (C + K)));
+  const int64_t rows = std::clamp<int64_t>(budget_tiles / TQ, 1, tile_rows);
+  constexpr int64_t kPlanePad = 64 / sizeof(T);  // as in the forward: planes not a multiple of 4 KiB apart
+  const int64_t ld = round_up(rows * TQ, 16);
+  const int64_t v_xi = C * ld + kPlanePad, y_xi = K * ld + kPlanePad;
+  const int64_t slab = std::max(kern.wino_scratch[wi](g), kern.wino_dy_scratch(g));
+  T* v = workspace_as<T>(kWsConvCol, xis * (v_xi + y_xi) + slab);
+  T* yh = v + xis * v_xi;
+  T* s = yh + xis * y_xi;
+  for (int64_t r0 = 0; r0 < tile_rows; r0 += rows) {
+    const int64_t gr0 = n0 * TP + r0, nrows = std::min(rows, tile_rows - r0), ntiles = nrows * TQ;
+    // The inputs' transforms as one sliver of all the band's tiles: v[xi][c][t].
+    kern.wino_input[wi](g, x, gr0, nrows, v, ld, C * ld, v_xi, s);
+    kern.wino_dy[wi](g, dz, gr0, nrows, yh, ld, y_xi, s);
+    // dU[xi] (K x C) += Yh[xi] (K x tiles) V[xi]^T (tiles x C), the bands in order.
+    for (int xi = 0; xi < xis; ++xi)
+      gemm<T>(K, C, ntiles, T(1), yh + xi * y_xi, ld, 1, v + xi * v_xi, 1, ld, r0 == 0 ? T(0) : T(1),
+              du + xi * K * C, C, 1, nthreads);
+  }
+}
+
+template <class T>
+void conv_winograd_dw_finish(const ConvGeom& g, const T* du, T* dw) {
+  conv_ukernels<T>().wino_weights_grad[wino_index(g.R)](g, du, dw);
+}
+
 template void conv_winograd_forward<float>(const ConvGeom&, const float*, const float*, bool, const float*, float*,
                                            Act, float, int);
 template void conv_winograd_forward<double>(const ConvGeom&, const double*, const double*, bool, const double*,
                                             double*, Act, double, int);
+template void conv_winograd_dw_chunk<float>(const ConvGeom&, const float*, const float*, int64_t, int64_t, float*,
+                                            int);
+template void conv_winograd_dw_chunk<double>(const ConvGeom&, const double*, const double*, int64_t, int64_t,
+                                             double*, int);
+template void conv_winograd_dw_finish<float>(const ConvGeom&, const float*, float*);
+template void conv_winograd_dw_finish<double>(const ConvGeom&, const double*, double*);
 
 }  // namespace nnx

@@ -1,9 +1,9 @@
 // Winograd F(2x2, 3x3) and F(2x2, 5x5) convolution (Lavin and Gray, "Fast Algorithms for Convolutional
 // Neural Networks", 2016): 3x3 or 5x5 filters, stride 1, no dilation, one group, any padding. Each 2x2 block
 // of outputs costs 16 (3x3) or 36 (5x5) multiply-adds per input channel and filter instead of 36 or 100:
-// the input patches and the filters are
-// transformed (simd/winograd.inc, per ISA), multiplied as 16 GEMMs over the channels (the GEMM family's
-// micro-kernel on packed operands) and transformed back.
+// the input patches and the filters are transformed (simd/winograd.inc, per ISA), multiplied as one GEMM
+// over the channels per transform point (alpha^2 of them; the GEMM family's micro-kernel on packed
+// operands) and transformed back.
 //
 // Driver contract (winograd.cpp): y = act(conv(x, w) + b) as conv2d_forward's, for a geometry for which
 // conv_winograd_applies holds. With `flipped` the filters are given as conv2d's dx needs them: w is the
@@ -61,5 +61,16 @@ bool conv_winograd_applies(const ConvGeom& g, std::string* why);
 template <class T>
 void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipped, const T* b, T* y, Act act,
                            T slope, int nthreads);
+
+// The weight gradient by Winograd, dw (K, C, R, R) = G^T dU G with dU (alpha^2, K, C) the sum over the
+// batch's tiles of (A dY A^T) . (B^T d B). dw_chunk: dU of images n0 .. n0+nimg-1 (overwritten), the tiles
+// summed band by band in a fixed order, each point's sum a GEMM over the band's tiles (gemm.h, nthreads for
+// its M/N split), so it depends on the shape only; conv2d_backward adds the chunks of a batch in order, then
+// dw_finish transforms the sum once.
+template <class T>
+void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t n0, int64_t nimg, T* du,
+                            int nthreads);
+template <class T>
+void conv_winograd_dw_finish(const ConvGeom& g, const T* du, T* dw);
 
 }  // namespace nnx

@@ -17,7 +17,7 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   least 5 tiles a row): Winograd F(2x2, 3x3) or F(2x2, 5x5), 16 or 36 multiply-adds per 2x2 outputs,
   channel and filter instead of 36 or 100 (transforms in cpp/conv/simd/winograd.inc, one GEMM per
   transform point on the GEMM family's micro-kernel); its dx is the same algorithm over dy, its dw the
-  implicit GEMM's;
+  sum over tiles of the transformed dy and x, one GEMM per transform point, transformed back;
 - "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
   ones included (their dx goes through im2col's col2im), except 1x1 kernels with a stride;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
