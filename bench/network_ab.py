@@ -18,7 +18,8 @@ reported are the median step time of each, img/s, the ratio of the medians and t
 per-block ratios. GFLOP/s counts the multiply-adds of the convolutions and linear layers only (2 flops
 each): forward, plus the weight gradient and the data gradient of every layer but the first (whose input
 needs no gradient); BatchNorm, pooling, activations and the optimizer are not counted. The fraction of peak
-divides by threads x the per-core float32 FMA peak of bench/machine.json (bench/machine_peak.py).
+divides by threads x the per-core float32 FMA peak of bench/machine.json (bench/machine_peak.py). Layers run
+by Winograd do fewer multiply-adds than this direct count, so the rate is an effective one.
 """
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ torch.nn.functional.conv2d and torch.ops.aten.convolution_backward with the same
 
 flops = 3 * 2*N*K*(C/groups)*R*S*P*Q: the forward and the two backward products (dx and dw), each of the
 forward's size (for LeNet conv1 dx is skipped but still counted, so its GFLOP/s compare across impls only).
+It counts the direct convolution's multiply-adds whatever an implementation does: Winograd layers (nnx's
+"winograd", and oneDNN where it chooses it) do fewer, so their rate is an effective one and can exceed the
+machine's peak.
 """
 from __future__ import annotations
 

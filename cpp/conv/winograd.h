@@ -30,6 +30,9 @@ inline int64_t wino_tiles_q(const ConvGeom& g) { return (g.Q + 1) / 2; }
 // The transforms of F(2x2, R x R), alpha = R + 1 points: 0, 1, -1 (and 2, -2 for R = 5) and infinity
 // (Toom-Cook with the scaling in G, as scripts/winograd_matrices.py derives and checks them in 2-D).
 // Y = A^T [(G w G^T) . (B^T d B)] A for a 2x2 block of outputs and its alpha x alpha input patch d.
+// In an anonymous namespace: each translation unit, baseline or ISA-compiled, has its own copy of the
+// tables, so no symbol is shared between code built for different ISAs (scripts/check_isa_symbols.py).
+namespace {
 template <int R>
 struct WinoF2;
 template <>
@@ -52,6 +55,7 @@ struct WinoF2<5> {
                                      {0, 0, 0, 0, 1}};
   static constexpr double AT[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
 };
+}  // namespace
 
 // The index of the transforms for R x R filters in the kernel table (conv_ukernels.h).
 inline int wino_index(int64_t R) { return R == 3 ? 0 : 1; }
