@@ -67,7 +67,7 @@ template <class T>
 void dropout_apply_bits(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale, int nthreads) {
   const auto& k = dropout_ukernels<T>();
   parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) {
-    k.apply_bits(dy + b, dx + b, bits + b / 8, e - b, scale);
+    k.apply_from_bits(dy + b, dx + b, bits + b / 8, e - b, scale);
   }, 64);
 }
 

@@ -16,7 +16,7 @@ struct DropoutUkernels {
   void (*apply_save)(const T* x, T* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
                      uint32_t threshold, T scale);
   // dx[j] = dy[j] * (bit j of bits ? scale : 0) for j in [0, n).
-  void (*apply_bits)(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale);
+  void (*apply_from_bits)(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale);
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in dropout_ukernels_<isa>.cpp.

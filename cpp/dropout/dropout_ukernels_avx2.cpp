@@ -32,8 +32,28 @@ inline __m256i lanes_below64(int64_t cnt) {
   return _mm256_cmpgt_epi64(_mm256_set1_epi64x(cnt), _mm256_setr_epi64x(0, 1, 2, 3));
 }
 
-void apply_avx2(const float* x, float* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold,
-               float scale) {
+// y[0 .. 8) = x * (m0, m1) for doubles, only the first `left` when fewer remain (masked loads and stores).
+inline void mul8(const double* x, double* y, __m256d m0, __m256d m1, int64_t left) {
+  if (left >= 8) {
+    _mm256_storeu_pd(y, _mm256_mul_pd(_mm256_loadu_pd(x), m0));
+    _mm256_storeu_pd(y + 4, _mm256_mul_pd(_mm256_loadu_pd(x + 4), m1));
+  } else {
+    const __m256i l0 = lanes_below64(left), l1 = lanes_below64(left - 4);
+    _mm256_maskstore_pd(y, l0, _mm256_mul_pd(_mm256_maskload_pd(x, l0), m0));
+    _mm256_maskstore_pd(y + 4, l1, _mm256_mul_pd(_mm256_maskload_pd(x + 4, l1), m1));
+  }
+}
+
+// The kept bits of 8 elements from their dropped lanes, the lanes at and past `cnt` cleared.
+inline uint8_t kept_byte(__m256i dropped_lanes, int64_t cnt) {
+  const unsigned kept = ~static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(dropped_lanes))) & 0xFFu;
+  return static_cast<uint8_t>(cnt >= 8 ? kept : kept & ((1u << cnt) - 1u));
+}
+
+// y = x * mask for elements start .. start + n - 1 and, when bits is not null, the kept bits (the forward
+// that saves its mask for the backward).
+void apply_save_avx2(const float* x, float* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
+                    uint32_t threshold, float scale) {
   const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
   const __m256i hik1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
   const __m256i thr = _mm256_set1_epi32(static_cast<int>(threshold ^ 0x80000000U));
@@ -41,18 +61,21 @@ void apply_avx2(const float* x, float* y, int64_t n, uint64_t start, uint32_t k0
   const uint32_t lo0 = static_cast<uint32_t>(start);
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
-    const __m256 m = _mm256_andnot_ps(_mm256_castsi256_ps(dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr)), s);
-    _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), m));
+    const __m256i d = dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr);
+    _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), _mm256_andnot_ps(_mm256_castsi256_ps(d), s)));
+    if (bits) bits[j / 8] = kept_byte(d, 8);
   }
   if (j < n) {
     const __m256i lanes = lanes_below32(n - j);
-    const __m256 m = _mm256_andnot_ps(_mm256_castsi256_ps(dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr)), s);
+    const __m256i d = dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr);
+    const __m256 m = _mm256_andnot_ps(_mm256_castsi256_ps(d), s);
     _mm256_maskstore_ps(y + j, lanes, _mm256_mul_ps(_mm256_maskload_ps(x + j, lanes), m));
+    if (bits) bits[j / 8] = kept_byte(d, n - j);
   }
 }
 
-void apply_avx2(const double* x, double* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold,
-               double scale) {
+void apply_save_avx2(const double* x, double* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
+                    uint32_t threshold, double scale) {
   const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
   const __m256i hik1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
   const __m256i thr = _mm256_set1_epi32(static_cast<int>(threshold ^ 0x80000000U));
@@ -64,71 +87,18 @@ void apply_avx2(const double* x, double* y, int64_t n, uint64_t start, uint32_t 
     const __m256d m0 = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(d))), s);
     const __m256d m1 = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(d, 1))), s);
     const int64_t left = n - j;
-    if (left >= 8) {
-      _mm256_storeu_pd(y + j, _mm256_mul_pd(_mm256_loadu_pd(x + j), m0));
-      _mm256_storeu_pd(y + j + 4, _mm256_mul_pd(_mm256_loadu_pd(x + j + 4), m1));
-    } else {
-      const __m256i l0 = lanes_below64(left), l1 = lanes_below64(left - 4);
-      _mm256_maskstore_pd(y + j, l0, _mm256_mul_pd(_mm256_maskload_pd(x + j, l0), m0));
-      _mm256_maskstore_pd(y + j + 4, l1, _mm256_mul_pd(_mm256_maskload_pd(x + j + 4, l1), m1));
-    }
+    mul8(x + j, y + j, m0, m1, left);
+    if (bits) bits[j / 8] = kept_byte(d, left);
   }
 }
 
-// The kept bits of 8 elements from their dropped lanes, the lanes at and past `cnt` cleared.
-inline uint8_t kept_byte(__m256i dropped_lanes, int64_t cnt) {
-  const unsigned kept = ~static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(dropped_lanes))) & 0xFFu;
-  return static_cast<uint8_t>(cnt >= 8 ? kept : kept & ((1u << cnt) - 1u));
-}
-
-void apply_save_avx2(const float* x, float* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
-                     uint32_t threshold, float scale) {
-  const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
-  const __m256i hik1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
-  const __m256i thr = _mm256_set1_epi32(static_cast<int>(threshold ^ 0x80000000U));
-  const __m256 s = _mm256_set1_ps(scale);
-  const uint32_t lo0 = static_cast<uint32_t>(start);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256i d = dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr);
-    _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), _mm256_andnot_ps(_mm256_castsi256_ps(d), s)));
-    bits[j / 8] = kept_byte(d, 8);
-  }
-  if (j < n) {
-    const __m256i lanes = lanes_below32(n - j);
-    const __m256i d = dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr);
-    const __m256 m = _mm256_andnot_ps(_mm256_castsi256_ps(d), s);
-    _mm256_maskstore_ps(y + j, lanes, _mm256_mul_ps(_mm256_maskload_ps(x + j, lanes), m));
-    bits[j / 8] = kept_byte(d, n - j);
-  }
-}
-
-void apply_save_avx2(const double* x, double* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0,
-                     uint32_t k1, uint32_t threshold, double scale) {
-  const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
-  const __m256i hik1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
-  const __m256i thr = _mm256_set1_epi32(static_cast<int>(threshold ^ 0x80000000U));
-  const __m256d s = _mm256_set1_pd(scale);
-  const uint32_t lo0 = static_cast<uint32_t>(start);
-  for (int64_t j = 0; j < n; j += 8) {
-    const __m256i d = dropped(lo0 + static_cast<uint32_t>(j), vk0, hik1, thr);
-    const __m256d m0 = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(d))), s);
-    const __m256d m1 = _mm256_andnot_pd(_mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(d, 1))), s);
-    const int64_t left = n - j;
-    if (left >= 8) {
-      _mm256_storeu_pd(y + j, _mm256_mul_pd(_mm256_loadu_pd(x + j), m0));
-      _mm256_storeu_pd(y + j + 4, _mm256_mul_pd(_mm256_loadu_pd(x + j + 4), m1));
-    } else {
-      const __m256i l0 = lanes_below64(left), l1 = lanes_below64(left - 4);
-      _mm256_maskstore_pd(y + j, l0, _mm256_mul_pd(_mm256_maskload_pd(x + j, l0), m0));
-      _mm256_maskstore_pd(y + j + 4, l1, _mm256_mul_pd(_mm256_maskload_pd(x + j + 4, l1), m1));
-    }
-    bits[j / 8] = kept_byte(d, left);
-  }
+template <class T>
+void apply_avx2(const T* x, T* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold, T scale) {
+  apply_save_avx2(x, y, nullptr, n, start, k0, k1, threshold, scale);
 }
 
 // From saved bits: one byte per 8 elements, broadcast and tested against each lane's bit.
-void apply_bits_avx2(const float* dy, float* dx, const uint8_t* bits, int64_t n, float scale) {
+void apply_from_bits_avx2(const float* dy, float* dx, const uint8_t* bits, int64_t n, float scale) {
   const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
   const __m256 s = _mm256_set1_ps(scale);
   int64_t j = 0;
@@ -144,22 +114,14 @@ void apply_bits_avx2(const float* dy, float* dx, const uint8_t* bits, int64_t n,
   }
 }
 
-void apply_bits_avx2(const double* dy, double* dx, const uint8_t* bits, int64_t n, double scale) {
+void apply_from_bits_avx2(const double* dy, double* dx, const uint8_t* bits, int64_t n, double scale) {
   const __m256i sel0 = _mm256_setr_epi64x(1, 2, 4, 8), sel1 = _mm256_setr_epi64x(16, 32, 64, 128);
   const __m256d s = _mm256_set1_pd(scale);
   for (int64_t j = 0; j < n; j += 8) {
     const __m256i b = _mm256_set1_epi64x(bits[j / 8]);
     const __m256d m0 = _mm256_and_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(b, sel0), sel0)), s);
     const __m256d m1 = _mm256_and_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(b, sel1), sel1)), s);
-    const int64_t left = n - j;
-    if (left >= 8) {
-      _mm256_storeu_pd(dx + j, _mm256_mul_pd(_mm256_loadu_pd(dy + j), m0));
-      _mm256_storeu_pd(dx + j + 4, _mm256_mul_pd(_mm256_loadu_pd(dy + j + 4), m1));
-    } else {
-      const __m256i l0 = lanes_below64(left), l1 = lanes_below64(left - 4);
-      _mm256_maskstore_pd(dx + j, l0, _mm256_mul_pd(_mm256_maskload_pd(dy + j, l0), m0));
-      _mm256_maskstore_pd(dx + j + 4, l1, _mm256_mul_pd(_mm256_maskload_pd(dy + j + 4, l1), m1));
-    }
+    mul8(dy + j, dx + j, m0, m1, n - j);
   }
 }
 
@@ -168,9 +130,9 @@ void apply_bits_avx2(const double* dy, double* dx, const uint8_t* bits, int64_t 
 template <class T>
 void dropout_ukernels_fill_avx2(DropoutUkernels<T>& table) {
   table.name = sizeof(T) == 4 ? "dropout_avx2_f32" : "dropout_avx2_f64";
-  table.apply = apply_avx2;
+  table.apply = apply_avx2<T>;
   table.apply_save = apply_save_avx2;
-  table.apply_bits = apply_bits_avx2;
+  table.apply_from_bits = apply_from_bits_avx2;
 }
 
 template void dropout_ukernels_fill_avx2<float>(DropoutUkernels<float>&);

@@ -27,7 +27,7 @@ void apply_save_portable(const T* x, T* y, uint8_t* bits, int64_t n, uint64_t st
 }
 
 template <class T>
-void apply_bits_portable(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale) {
+void apply_from_bits_portable(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale) {
   for (int64_t j = 0; j < n; ++j) dx[j] = dy[j] * ((bits[j / 8] >> (j % 8)) & 1u ? scale : T(0));
 }
 
@@ -38,7 +38,7 @@ void dropout_ukernels_fill_portable(DropoutUkernels<T>& table) {
   table.name = sizeof(T) == 4 ? "dropout_portable_f32" : "dropout_portable_f64";
   table.apply = apply_portable<T>;
   table.apply_save = apply_save_portable<T>;
-  table.apply_bits = apply_bits_portable<T>;
+  table.apply_from_bits = apply_from_bits_portable<T>;
 }
 
 template void dropout_ukernels_fill_portable<float>(DropoutUkernels<float>&);
