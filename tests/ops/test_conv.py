@@ -212,7 +212,7 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
     assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "implicit"
     assert ops.conv2d_algorithm((64, 1, 28, 28), (32, 1, 5, 5), padding=2) == "direct"  # 25 taps: stores weigh
-    # Winograd: both channel counts >= 16, channels x tiles a row >= 128, and >= 5 tiles a row for 5x5.
+    # Winograd: both channel counts >= 16, >= 4 tiles a row (5 for 5x5), channels x tiles a row >= 128.
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_algorithm((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_algorithm((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "winograd"  # 16 x 16 tiles
@@ -220,6 +220,7 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 16, 8, 8), (16, 16, 3, 3), padding=1) == "implicit"  # 16 x 4 tiles
     assert ops.conv2d_algorithm((64, 8, 32, 32), (16, 8, 3, 3), padding=1) == "direct"  # 8 channels
     assert ops.conv2d_algorithm((64, 32, 7, 7), (64, 32, 5, 5), padding=2) == "implicit"  # 5x5, 4 tiles a row
+    assert ops.conv2d_algorithm((16, 512, 4, 4), (512, 512, 3, 3), padding=1) == "im2col"  # 2 tiles a row
     assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == "im2col"  # 1152 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
