@@ -66,6 +66,9 @@ bool conv_algo_applies(ConvAlgo a, const ConvGeom& g, std::string* why) {
   }
 }
 
+// Taps (C/groups x R x S) up to which the implicit GEMM beats im2col (see conv_pick_algorithm).
+constexpr int64_t kImplicitMaxTaps = 1024;
+
 ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   if (g.Cg() == 1 && g.groups > 1) return ConvAlgo::depthwise;
   if (is_plain_1x1(g)) return ConvAlgo::gemm1x1;
@@ -104,7 +107,7 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // ResNet-20's 16->32 3x3 s2 2.17 / 2.65 against im2col's 3.58 / 3.91, 32->64 1.96 / 2.70 against 2.93 /
   // 3.20, a 7x7 s2 stem 0.95 / 1.43 against 1.32 / 1.59), except 1x1 kernels, a plain subsampling GEMM
   // (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes).
-  if (g.Kg() >= 16 && g.CgRS() <= 1024 && (g.sh * g.sw == 1 || g.R * g.S > 1)) return ConvAlgo::implicit;
+  if (g.Kg() >= 16 && g.CgRS() <= kImplicitMaxTaps && (g.sh * g.sw == 1 || g.R * g.S > 1)) return ConvAlgo::implicit;
   return ConvAlgo::im2col;
 }
 
@@ -467,6 +470,17 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
   });
 }
 
+// The partial sums of a Winograd dw, one transformed gradient (alpha^2 K C) per chunk of images: above this
+// the weight gradient goes through the implicit GEMM or im2col instead (512 -> 512 3x3 would hold 16 chunks
+// of 16 MiB).
+constexpr int64_t kWinoDwPartialsBytes = int64_t{64} << 20;
+
+bool winograd_dw_fits(const ConvGeom& g, size_t elem) {
+  const int64_t nelem = (g.R + 1) * (g.R + 1) * g.K * g.C;
+  const int64_t chunks = (g.N + images_per_chunk(g.N) - 1) / images_per_chunk(g.N);
+  return nelem * chunks * static_cast<int64_t>(elem) <= kWinoDwPartialsBytes;
+}
+
 // dw by Winograd: the transformed gradient dU of chunks of images (conv_winograd_dw_chunk), the chunks added
 // in order, then transformed into dw once.
 template <class T>
@@ -692,7 +706,10 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
       }
       if (dw) {
         if (algo == ConvAlgo::direct) backward_weights_direct(g, x, dz, dw, nthreads);
-        else if (algo == ConvAlgo::winograd) backward_weights_winograd(g, x, dz, dw, nthreads);
+        else if (algo == ConvAlgo::winograd && winograd_dw_fits(g, sizeof(T)))
+          backward_weights_winograd(g, x, dz, dw, nthreads);
+        else if (algo == ConvAlgo::winograd && g.CgRS() > kImplicitMaxTaps)
+          backward_weights_gemm(g, x, dz, dw, false, nthreads);
         else backward_weights_implicit(g, x, dz, dw, nthreads);
       }
       break;

@@ -472,3 +472,19 @@ def test_winograd_float32_accuracy(rng, r, tol):
                              needs=(True, False, False))[0]
     want_dx = ref.conv2d_backward(dy, x, w, padding=p, needs=(True, False, False))[0]
     assert np.abs(dx - want_dx).max() <= tol * np.abs(want_dx).max()
+
+
+def test_winograd_weight_gradient_falls_back_when_its_partials_are_large(rng):
+    """A Winograd dw holds one transformed gradient (16 K C values) per chunk of images; past 64 MiB of them
+    (256 -> 256 channels, 16 images: 16 chunks of 4 MiB) conv2d_backward computes dw by im2col instead
+    (conv.cpp, winograd_dw_fits). On such a layer, dx (Winograd) and dw (that fallback) against the
+    reference."""
+    x, w = random(rng, (16, 256, 7, 7), np.float32), random(rng, (256, 256, 3, 3), np.float32) / 48
+    dy = random(rng, (16, 256, 7, 7), np.float32)
+    assert ops.conv2d_algorithm(x.shape, w.shape, padding=1) == "winograd"
+    dx, dw, _ = ops.conv2d_backward(dy, x, w, padding=1)
+    want_dx, want_dw, _ = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                              padding=1)
+    fy, fdx = winograd_floors("winograd", dy, x, w, dict(padding=1))
+    assert_close(dx, want_dx, np.float32, k=256 * 9, name="dx", floor=fdx)
+    assert_close(dw, want_dw, np.float32, k=16 * 49, name="dw")
