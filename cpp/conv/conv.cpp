@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "activation/activation.h"
+#include "common/int_math.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "conv/conv_ukernels.h"
@@ -341,7 +342,7 @@ int64_t images_per_chunk(int64_t N) { return std::max<int64_t>(1, (N + 15) / 16)
 // writes the chunk's sum (overwriting partial).
 template <class T, class F>
 void reduce_chunks(int64_t nelem, int64_t N, T* dw, int nthreads, F chunk_fn) {
-  const int64_t ipc = images_per_chunk(N), nchunks = (N + ipc - 1) / ipc;
+  const int64_t ipc = images_per_chunk(N), nchunks = ceil_div(N, ipc);
   T* parts = nchunks > 1 ? workspace_as<T>(kWsConvAux2, (nchunks - 1) * nelem) : nullptr;
   for_each_unit(nchunks, nthreads, true, [&](int64_t ch, int gthreads) {
     T* dst = ch == 0 ? dw : parts + (ch - 1) * nelem;
@@ -475,17 +476,19 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
 // of 16 MiB).
 constexpr int64_t kWinoDwPartialsBytes = int64_t{64} << 20;
 
+// Elements of one transformed weight gradient dU (alpha^2, K, C).
+int64_t winograd_du_elems(const ConvGeom& g) { return wino_points(g) * g.K * g.C; }
+
 bool winograd_dw_fits(const ConvGeom& g, size_t elem) {
-  const int64_t nelem = (g.R + 1) * (g.R + 1) * g.K * g.C;
-  const int64_t chunks = (g.N + images_per_chunk(g.N) - 1) / images_per_chunk(g.N);
-  return nelem * chunks * static_cast<int64_t>(elem) <= kWinoDwPartialsBytes;
+  const int64_t chunks = ceil_div(g.N, images_per_chunk(g.N));
+  return winograd_du_elems(g) * chunks * static_cast<int64_t>(elem) <= kWinoDwPartialsBytes;
 }
 
 // dw by Winograd: the transformed gradient dU of chunks of images (conv_winograd_dw_chunk), the chunks added
 // in order, then transformed into dw once.
 template <class T>
 void backward_weights_winograd(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
-  const int64_t nelem = (g.R + 1) * (g.R + 1) * g.K * g.C;
+  const int64_t nelem = winograd_du_elems(g);
   T* du = workspace_as<T>(kWsConvPack, nelem);
   reduce_chunks<T>(nelem, g.N, du, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int gthreads) {
     conv_winograd_dw_chunk(g, x, dz, n0, cnt, dst, gthreads);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "common/int_math.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "conv/conv_ukernels.h"
@@ -23,8 +24,6 @@ constexpr int64_t kWinoBandBytes = 768 << 10;
 
 // A band of tile rows is worth a thread of its own.
 constexpr Grain kWinoBandGrain{1};
-
-int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 }  // namespace
 
@@ -45,7 +44,7 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   const int64_t TP = wino_tiles_p(g), TQ = wino_tiles_q(g), tile_rows = g.N * TP;
   const int64_t Kp = round_up(K, MR);  // the products keep the packed filters' zero rows: full micro-tiles
   const int wi = wino_index(g.R);
-  const int xis = static_cast<int>((g.R + 1) * (g.R + 1));  // alpha^2 transform points, one GEMM each
+  const int xis = wino_points(g);
 
   // The filters: transformed (alpha^2, K, C), then each point's packed as its GEMM's A operand.
   T* u = workspace_as<T>(kWsConvAux2, xis * K * C);
@@ -104,7 +103,7 @@ void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t 
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const int64_t K = g.K, C = g.C, TP = wino_tiles_p(g), TQ = wino_tiles_q(g), tile_rows = nimg * TP;
   const int wi = wino_index(g.R);
-  const int xis = static_cast<int>((g.R + 1) * (g.R + 1));
+  const int xis = wino_points(g);
   const int64_t budget_tiles = std::max<int64_t>(16, kWinoBandBytes / int64_t(sizeof(T)) / (xis * (C + K)));
   const int64_t rows = std::clamp<int64_t>(budget_tiles / TQ, 1, tile_rows);
   constexpr int64_t kPlanePad = 64 / sizeof(T);  // as in the forward: planes not a multiple of 4 KiB apart

@@ -59,6 +59,8 @@ struct WinoF2<5> {
 
 // The index of the transforms for R x R filters in the kernel table (conv_ukernels.h).
 inline int wino_index(int64_t R) { return R == 3 ? 0 : 1; }
+// The transform points, alpha^2 = (R + 1)^2: one GEMM each, and the size of a transformed filter.
+inline int wino_points(const ConvGeom& g) { return static_cast<int>((g.R + 1) * (g.R + 1)); }
 
 bool conv_winograd_applies(const ConvGeom& g, std::string* why);
 

@@ -20,15 +20,13 @@
 #include <algorithm>
 
 #include "common/isa_table.h"
+#include "common/int_math.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "gemm/ukernel.h"
 
 namespace nnx {
 namespace {
-
-inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
 // C = beta * C (beta == 0 writes zeros without reading C), then the epilogue: the whole GEMM when K == 0.
 template <class T>

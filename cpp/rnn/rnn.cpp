@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/isa_table.h"
+#include "common/int_math.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "gemm/gemm.h"
@@ -16,9 +17,6 @@
 namespace nnx {
 
 namespace {
-
-inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-inline int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
 // Every per-step buffer is batch-major, as y is: a step's gate block is N rows (one per sequence) of GH
 // values (gate g of unit u at column g*H + u), and the blocks of all steps sit one after another in one

@@ -1,0 +1,16 @@
+// Integer rounding for sizes and blocks, one definition for every family. In an anonymous namespace: each
+// translation unit, baseline or ISA-compiled, keeps its own copy, so none is shared across ISAs
+// (scripts/check_isa_symbols.py).
+#pragma once
+#include <cstdint>
+
+namespace nnx {
+namespace {
+
+// x rounded up to a multiple of m (m > 0, x >= 0).
+constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+// The number of blocks of m that cover x.
+constexpr int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+}  // namespace
+}  // namespace nnx
