@@ -310,3 +310,22 @@ def test_failed_rename_keeps_previous_checkpoint(tmp_path, monkeypatch, error):
     assert os.listdir(tmp_path) == ["ckpt.npz"]  # the temporary file is gone
     assert p.read_bytes() == before
     _assert_tree_equal(_small_checkpoint(), nnx.load(p))
+
+
+def test_interrupt_right_after_the_temporary_file_is_created_leaves_no_file(tmp_path, monkeypatch):
+    """A Ctrl-C can land between the open that creates the temporary file and the next statement (seen in
+    a real SIGINT run of the CLI): save must still remove it, and leave the previous checkpoint alone."""
+    p = tmp_path / "ck.npz"
+    nnx.save({"w": np.ones(3)}, p)
+    real_open = os.open
+
+    def open_then_interrupt(*args, **kwargs):
+        real_open(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        nnx.save({"w": np.zeros(3)}, p)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["ck.npz"]
+    np.testing.assert_array_equal(nnx.load(p)["w"], np.ones(3))

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import struct
-import tempfile
+import uuid
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -27,16 +27,6 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """A file that nnx.load cannot trust: not a checkpoint, truncated, corrupted, or holding pickled data."""
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
-_UMASK = _current_umask()
 
 
 def _as_array(value):
@@ -116,14 +106,19 @@ def save(obj, path) -> None:
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    # The temporary file's name is fixed before the file exists, so a Ctrl-C at any point after its creation
+    # (even between the open and the next statement, which tempfile.mkstemp's caller cannot cover) finds the
+    # name to remove. Created with the usual permissions (0666 less the umask).
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **members)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except FileExistsError:  # another writer's file of the same random name: not ours to remove
+        raise
     except BaseException:
         try:
             os.unlink(tmp)
