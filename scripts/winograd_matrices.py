@@ -1,6 +1,6 @@
-"""Derives the Winograd F(2x2, RxR) transforms that cpp/conv/winograd.h holds (WinoF2<R>) and checks them.
+"""Derives the Winograd F(MxM, RxR) transforms that cpp/conv/winograd.h holds (WinoF<M, R>) and checks them.
 
-Toom-Cook with the interpolation points 0, 1, -1 (and 2, -2 for R = 5) and infinity, the Lagrange scaling
+Toom-Cook with the interpolation points 0, 1, -1 (and 2, -2 for alpha = M + R - 1 = 6) and infinity, the Lagrange scaling
 put in G: A^T[i][j] = a_j^i, G[j][k] = a_j^k / prod_{l != j}(a_j - a_l), the point at infinity taking the
 leading coefficients; B^T is then the solution of the 1-D identity y_i = sum_k g_k d_{i+k}. Prints the three
 matrices, the largest error of A^T [(G g G^T) . (B^T d B)] A against the direct 2-D correlation, and the
@@ -31,13 +31,13 @@ def transforms(r, points, m=2):
 def main():
     np.set_printoptions(precision=6, suppress=True, linewidth=120)
     rng = np.random.default_rng(0)
-    for r, points in ((3, [0, 1, -1]), (5, [0, 1, -1, 2, -2])):
-        at, g, bt = transforms(r, points)
-        a = r + 1
+    for m, r, points in ((2, 3, [0, 1, -1]), (2, 5, [0, 1, -1, 2, -2]), (4, 3, [0, 1, -1, 2, -2])):
+        at, g, bt = transforms(r, points, m)
+        a = m + r - 1
         d, w = rng.standard_normal((a, a)), rng.standard_normal((r, r))
         y = at @ ((g @ w @ g.T) * (bt @ d @ bt.T)) @ at.T
-        want = np.array([[np.sum(w * d[i:i + r, j:j + r]) for j in range(2)] for i in range(2)])
-        print(f"F(2x2, {r}x{r}), points {points} and infinity\nB^T =\n{bt}\nG =\n{g}\nA^T =\n{at}")
+        want = np.array([[np.sum(w * d[i:i + r, j:j + r]) for j in range(m)] for i in range(m)])
+        print(f"F({m}x{m}, {r}x{r}), points {points} and infinity\nB^T =\n{bt}\nG =\n{g}\nA^T =\n{at}")
         print(f"largest error against the direct sum: {np.abs(y - want).max():.1e}")
         at32, g32, bt32 = (m.astype(np.float32) for m in (at, g, bt))
         worst = 0.0
@@ -45,8 +45,8 @@ def main():
             d = rng.uniform(-1, 1, (a, a)).astype(np.float32)
             w = rng.uniform(-1, 1, (r, r)).astype(np.float32)
             y = at32 @ ((g32 @ w @ g32.T) * (bt32 @ d @ bt32.T)) @ at32.T
-            exact = np.array([[np.sum(w.astype(np.float64) * d[i:i + r, j:j + r]) for j in range(2)] for i in range(2)])
-            terms = np.array([[np.sum(np.abs(w) * np.abs(d[i:i + r, j:j + r])) for j in range(2)] for i in range(2)])
+            exact = np.array([[np.sum(w.astype(np.float64) * d[i:i + r, j:j + r]) for j in range(m)] for i in range(m)])
+            terms = np.array([[np.sum(np.abs(w) * np.abs(d[i:i + r, j:j + r])) for j in range(m)] for i in range(m)])
             worst = max(worst, float((np.abs(y - exact) / terms).max()))
         print(f"float32: largest error / sum of |terms| over 2000 patches: {worst:.1e}\n")
 

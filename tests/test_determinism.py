@@ -122,8 +122,10 @@ CONV_CASES = {
     "im2col": ((18, 64, 10, 10), (64, 64, 3, 3), dict(padding=1), "im2col"),
     "im2col_strided": ((7, 8, 11, 11), (16, 8, 3, 3), dict(stride=2, padding=1), "im2col"),
     "im2col_strided_groups": ((7, 8, 15, 13), (16, 4, 3, 3), dict(stride=2, padding=1, groups=2), "im2col"),
-    # Winograd: bands of tile rows spread over the threads, 33 tiles a row (blocks straddle tile slivers).
+    # Winograd: bands of tile rows spread over the threads, 17 tiles of 4x4 a row (blocks straddle tile
+    # slivers); 64 channels on 8x8, F(2x2, 3x3).
     "winograd": ((6, 48, 20, 66), (48, 48, 3, 3), dict(padding=1), "winograd"),
+    "winograd_2x2": ((20, 64, 8, 8), (64, 64, 3, 3), dict(padding=1), "winograd"),
     "winograd_5x5": ((7, 32, 14, 14), (64, 32, 5, 5), dict(padding=2), "winograd"),
     "im2col_big_image": ((3, 4, 61, 63), (8, 4, 3, 3), dict(padding=1), "im2col"),  # several tiles per image
 }

@@ -58,6 +58,8 @@ CASES = {
     "conv2d_wide": ((X4, _r(20, 3, 3, 3), _r(20)), {"padding": 1}),  # wide AVX-512 register blocks
     "conv2d_winograd": ((X4, W4, B4), {"padding": 1, "algorithm": "winograd"}),  # nnx only: not a reference kwarg
     "conv2d_winograd5": ((X4, _r(4, 3, 5, 5), _r(4)), {"padding": 2, "algorithm": "winograd"}),
+    # 18 columns: 5 tiles of 4x4 a row, so F(4x4, 3x3) (on 9x9 it is F(2x2, 3x3))
+    "conv2d_winograd4": ((_r(2, 3, 7, 18), W4, B4), {"padding": 1, "algorithm": "winograd"}),
     "max_pool2d": ((X4,), {"kernel_size": 2}),
     "max_pool2d_3s2": ((X4,), {"kernel_size": 3, "stride": 2, "padding": 1}),
     "avg_pool2d": ((X4,), {"kernel_size": 2}),
@@ -74,7 +76,7 @@ CASES = {
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_wide", "_winograd5", "_winograd", "_3s2", "_eval", "_channels"):
+    for suffix in ("_stride2", "_depthwise", "_wide", "_winograd5", "_winograd4", "_winograd", "_3s2", "_eval", "_channels"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case

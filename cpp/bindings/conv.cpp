@@ -9,6 +9,7 @@
 #include "bindings/record.h"
 #include "common/threads.h"
 #include "conv/conv.h"
+#include "conv/winograd.h"
 
 namespace nnx {
 namespace {
@@ -225,6 +226,21 @@ void bind_conv(py::module_& m) {
         },
         py::arg("name"),
         "For tests and benchmarks: compute dx by this path wherever it applies ('auto' restores the choice).");
+  m.def("set_winograd_tile",
+        [](int m) {
+          if (m != 0 && m != 2 && m != 4)
+            throw py::value_error("set_winograd_tile: expected 2, 4 or 0 (the choice by shape), got " + std::to_string(m));
+          conv_winograd_force_tile(m);
+        },
+        py::arg("m"),
+        "For tests and benchmarks: 3x3 Winograd layers use F(2x2, 3x3) (2) or F(4x4, 3x3) (4); 0 restores the "
+        "choice by shape.");
+  m.def("winograd_tile",
+        [](std::array<int64_t, 4> xs, std::array<int64_t, 4> ws, Pair padding) {
+          return conv_winograd_tile(make_geom(xs.data(), ws.data(), Pair{1, 1}, padding, Pair{1, 1}, 1));
+        },
+        py::arg("x_shape"), py::arg("w_shape"), py::arg("padding"),
+        "The output tile M of F(MxM, RxR) a stride-1 Winograd layer of these shapes uses.");
   m.def("conv2d_plan",
         [](std::array<int64_t, 4> xs, std::array<int64_t, 4> ws, Pair stride, Pair padding, Pair dilation,
            int64_t groups, const std::string& algo) {

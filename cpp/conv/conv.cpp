@@ -98,7 +98,7 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // lost below (8 -> 16 channels on 32x32 0.96 / 0.85x, 5x5 32 -> 64 on 7x7 0.96 / 0.90x; on 4x4 maps, 2 tiles
   // a row: 64 channels 0.53x forward, 512 channels 0.95x forward and 0.66x for the backward).
   if (conv_winograd_applies(g, nullptr)) {
-    const int64_t channels = std::min(g.C, g.K), tq = wino_tiles_q(g);
+    const int64_t channels = std::min(g.C, g.K), tq = wino_tiles(g.Q, 2);
     if (channels >= 16 && channels * tq >= 128 && tq >= (g.R == 3 ? 4 : 5)) return ConvAlgo::winograd;
   }
   // Up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the columns.

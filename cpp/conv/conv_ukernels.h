@@ -14,6 +14,7 @@
 
 #include "common/epilogue.h"
 #include "conv/conv.h"
+#include "conv/winograd.h"
 
 namespace nnx {
 
@@ -82,26 +83,27 @@ struct ConvUkernels {
   int64_t (*igemm_scratch)(const ConvGeom& g);  // igemm_fwd and igemm_dw
   int igemm_kblock;  // channels per vector pair
 
-  // --- Winograd F(2x2, RxR) (simd/winograd.inc; conv/winograd.h), one entry per filter size: index
-  // wino_index(R), 0 for R = 3 and 1 for R = 5; alpha = R + 1 and xi runs over the alpha^2 points.
+  // --- Winograd F(MxM, RxR) (simd/winograd.inc; conv/winograd.h), one entry per variant: index
+  // wino_index(g), F(2x2, 3x3), F(2x2, 5x5), F(4x4, 3x3); alpha = M + R - 1 and xi runs over the alpha^2 points.
   // u (alpha^2, K, C) = the filters transformed, G f G^T (flipped: conv2d's dx filters, see winograd.h).
-  void (*wino_weights[2])(const ConvGeom& g, const T* w, bool flipped, T* u);
+  void (*wino_weights[kWinoVariants])(const ConvGeom& g, const T* w, bool flipped, T* u, T* scratch);
+  int64_t (*wino_filter_scratch[kWinoVariants])(const ConvGeom& g);  // wino_weights and wino_weights_grad
   // The transformed input patches of tile rows gr0 .. gr0+nrows-1 of the batch x, as the GEMMs' packed B
   // operands: xi's at v + xi * xi_stride, slivers of nr tiles sl_stride apart, C rows of nr values each.
-  void (*wino_input[2])(const ConvGeom& g, const T* x, int64_t gr0, int64_t nrows, T* v, int64_t nr,
+  void (*wino_input[kWinoVariants])(const ConvGeom& g, const T* x, int64_t gr0, int64_t nrows, T* v, int64_t nr,
                         int64_t sl_stride, int64_t xi_stride, T* scratch);
   // Those tile rows of y = act(A^T M A + b), from the products m (row k of xi's at m + xi * xi_stride +
   // k * ldm, one column per tile).
-  void (*wino_output[2])(const ConvGeom& g, const T* m, int64_t ldm, int64_t xi_stride, int64_t gr0,
+  void (*wino_output[kWinoVariants])(const ConvGeom& g, const T* m, int64_t ldm, int64_t xi_stride, int64_t gr0,
                          int64_t nrows, const T* b, T* y, Act act, T slope, T* scratch);
-  int64_t (*wino_scratch[2])(const ConvGeom& g);  // wino_input and wino_output
-  // For the weight gradient: the band's 2x2 blocks of dz transformed, A dY A^T (filter k, point xi, tile t at
+  int64_t (*wino_scratch[kWinoVariants])(const ConvGeom& g);  // wino_input and wino_output
+  // For the weight gradient: the band's M x M blocks of dz transformed, A dY A^T (filter k, point xi, tile t at
   // out[xi * xi_stride + k * ld + t]), and dw (K, C, R, R) = G^T dU G from their products with the inputs'
   // transforms summed over the tiles, dU (alpha^2, K, C).
-  void (*wino_dy[2])(const ConvGeom& g, const T* dz, int64_t gr0, int64_t nrows, T* out, int64_t ld,
+  void (*wino_dy[kWinoVariants])(const ConvGeom& g, const T* dz, int64_t gr0, int64_t nrows, T* out, int64_t ld,
                      int64_t xi_stride, T* scratch);
-  int64_t (*wino_dy_scratch)(const ConvGeom& g);
-  void (*wino_weights_grad[2])(const ConvGeom& g, const T* du, T* dw);
+  int64_t (*wino_dy_scratch[kWinoVariants])(const ConvGeom& g);
+  void (*wino_weights_grad[kWinoVariants])(const ConvGeom& g, const T* du, T* dw, T* scratch);
 
   const char* isa;
 };

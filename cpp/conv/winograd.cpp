@@ -1,7 +1,7 @@
-// Winograd F(2x2, RxR) driver (contract in winograd.h): the filters transformed and packed once per call,
+// Winograd F(MxM, RxR) driver (contract in winograd.h): the filters transformed and packed once per call,
 // then the batch's tile rows cut into bands, each band done by one thread: its input patches transformed
-// into the GEMM's packed B operand, alpha^2 GEMMs (one per point of the alpha x alpha transform: 16 for 3x3,
-// 36 for 5x5), the products transformed back into the output rows. A band's transformed inputs and products
+// into the GEMM's packed B operand, alpha^2 GEMMs (one per point of the alpha x alpha transform: 16 for
+// F(2x2, 3x3), 36 for F(4x4, 3x3) and F(2x2, 5x5)), the products transformed back into the output rows. A band's transformed inputs and products
 // stay in the L2.
 #include "conv/winograd.h"
 
@@ -27,6 +27,24 @@ constexpr Grain kWinoBandGrain{1};
 
 }  // namespace
 
+namespace {
+int forced_tile = 0;
+}  // namespace
+
+void conv_winograd_force_tile(int m) { forced_tile = m; }
+
+// F(4x4, 3x3) against F(2x2, 3x3) (1 thread, AVX-512 Zen 4, forward / dx / dw, medians of 3 interleaved runs):
+// ResNet-20's 16-channel 32x32 layer 1.37 / 1.37 / 1.30x, 32-channel 16x16 1.24 / 1.31 / 1.13x, 64 channels on
+// 56x56 (16 images) 1.33 / 1.33 / 1.09x, 128 on 28x28 (4 images) 1.17 / 1.17 / 1.00x. The transforms' vectors
+// run along a row of tiles, so with fewer than 4 tiles a row most lanes idle: 64 channels on 8x8 0.86 / 1.34 /
+// 0.79x, 32 on 7x7 0.96 / 0.96 / 0.93x. With 256 channels the 36 points' GEMMs over few tiles lost (14x14:
+// 1.03 / 0.99 / 0.66x).
+int conv_winograd_tile(const ConvGeom& g) {
+  if (g.R != 3) return 2;
+  if (forced_tile) return forced_tile;
+  return wino_tiles(g.Q, 4) >= 4 && std::max(g.C, g.K) <= 128 ? 4 : 2;
+}
+
 bool conv_winograd_applies(const ConvGeom& g, std::string* why) {
   if ((g.R == 3 || g.R == 5) && g.S == g.R && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.groups == 1)
     return true;
@@ -43,13 +61,13 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   const int64_t MR = gk.blocking.mr, NR = gk.blocking.nr, K = g.K, C = g.C;
   const int64_t TP = wino_tiles_p(g), TQ = wino_tiles_q(g), tile_rows = g.N * TP;
   const int64_t Kp = round_up(K, MR);  // the products keep the packed filters' zero rows: full micro-tiles
-  const int wi = wino_index(g.R);
+  const int wi = wino_index(g);
   const int xis = wino_points(g);
 
   // The filters: transformed (alpha^2, K, C), then each point's packed as its GEMM's A operand.
-  T* u = workspace_as<T>(kWsConvAux2, xis * K * C);
+  T* u = workspace_as<T>(kWsConvAux2, xis * K * C + kern.wino_filter_scratch[wi](g));
   T* upack = workspace_as<T>(kWsConvPack, xis * Kp * C);
-  kern.wino_weights[wi](g, w, flipped, u);
+  kern.wino_weights[wi](g, w, flipped, u, u + xis * K * C);
   for (int xi = 0; xi < xis; ++xi) gk.pack_a(K, C, u + xi * K * C, C, 1, upack + xi * Kp * C);
 
   // Bands of whole tile rows within the L2 budget. The GEMMs run whole slivers of NR tiles, so among the
@@ -102,14 +120,14 @@ void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t 
                             int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const int64_t K = g.K, C = g.C, TP = wino_tiles_p(g), TQ = wino_tiles_q(g), tile_rows = nimg * TP;
-  const int wi = wino_index(g.R);
+  const int wi = wino_index(g);
   const int xis = wino_points(g);
   const int64_t budget_tiles = std::max<int64_t>(16, kWinoBandBytes / int64_t(sizeof(T)) / (xis * (C + K)));
   const int64_t rows = std::clamp<int64_t>(budget_tiles / TQ, 1, tile_rows);
   constexpr int64_t kPlanePad = 64 / sizeof(T);  // as in the forward: planes not a multiple of 4 KiB apart
   const int64_t ld = round_up(rows * TQ, 16);
   const int64_t v_xi = C * ld + kPlanePad, y_xi = K * ld + kPlanePad;
-  const int64_t slab = std::max(kern.wino_scratch[wi](g), kern.wino_dy_scratch(g));
+  const int64_t slab = std::max(kern.wino_scratch[wi](g), kern.wino_dy_scratch[wi](g));
   T* v = workspace_as<T>(kWsConvCol, xis * (v_xi + y_xi) + slab);
   T* yh = v + xis * v_xi;
   T* s = yh + xis * y_xi;
@@ -127,7 +145,9 @@ void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t 
 
 template <class T>
 void conv_winograd_dw_finish(const ConvGeom& g, const T* du, T* dw) {
-  conv_ukernels<T>().wino_weights_grad[wino_index(g.R)](g, du, dw);
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int wi = wino_index(g);
+  kern.wino_weights_grad[wi](g, du, dw, workspace_as<T>(kWsConvCol, kern.wino_filter_scratch[wi](g)));
 }
 
 template void conv_winograd_forward<float>(const ConvGeom&, const float*, const float*, bool, const float*, float*,

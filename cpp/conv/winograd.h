@@ -1,6 +1,7 @@
-// Winograd F(2x2, 3x3) and F(2x2, 5x5) convolution (Lavin and Gray, "Fast Algorithms for Convolutional
-// Neural Networks", 2016): 3x3 or 5x5 filters, stride 1, no dilation, one group, any padding. Each 2x2 block
-// of outputs costs 16 (3x3) or 36 (5x5) multiply-adds per input channel and filter instead of 36 or 100:
+// Winograd F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) convolution (Lavin and Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2016): 3x3 or 5x5 filters, stride 1, no dilation, one group, any padding.
+// Each 2x2 block of outputs costs 16 (3x3) or 36 (5x5) multiply-adds per input channel and filter instead of
+// 36 or 100, each 4x4 block 36 (3x3) instead of 144:
 // the input patches and the filters are transformed (simd/winograd.inc, per ISA), multiplied as one GEMM
 // over the channels per transform point (alpha^2 of them; the GEMM family's micro-kernel on packed
 // operands) and transformed back.
@@ -11,9 +12,10 @@
 // by 180 degrees, so conv2d_backward's dx is this forward over dz with the transposed geometry.
 // Each output depends only on its own tile's arithmetic (the GEMM sums the channels in order in one
 // micro-kernel call), so results are bitwise identical for any thread count and blocking.
-// Accuracy: the transforms add a few units of rounding to each output (more for 5x5, whose points 2 and -2
-// scale terms by up to 5 and G holds sixths); float32 results stay within 1e-5 (3x3) and 1e-4 (5x5) of the
-// largest output of the float64 direct sum on unit-scale data (tests).
+// Accuracy: the transforms add a few units of rounding to each output (more for the six-point ones, F(4x4,
+// 3x3) and F(2x2, 5x5), whose points 2 and -2 scale terms by up to 8 and whose G holds sixths): on unit-scale
+// data float32 results stay within 1e-5 (F(2x2, 3x3)), 5e-5 (F(4x4, 3x3)) and 1e-4 (F(2x2, 5x5)) of the
+// largest output of the float64 direct sum (tests; measured 4e-7, 6e-6 and 4e-6).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -23,30 +25,41 @@
 
 namespace nnx {
 
-// Output tiles per image: rows and columns of 2x2 blocks (the last one partial when P or Q is odd).
-inline int64_t wino_tiles_p(const ConvGeom& g) { return (g.P + 1) / 2; }
-inline int64_t wino_tiles_q(const ConvGeom& g) { return (g.Q + 1) / 2; }
+// The tile M: each transform yields an M x M block of outputs from an alpha x alpha input patch, alpha =
+// M + R - 1. F(4x4, 3x3) multiplies 36 times per 16 outputs, channel and filter (F(2x2, 3x3): 16 per 4), so
+// it does 9/16 of F(2x2, 3x3)'s GEMM work and writes 9/16 of its transformed values, for costlier transforms;
+// conv_winograd_tile (winograd.cpp) chooses between them. 5x5 filters use F(2x2, 5x5) only.
+int conv_winograd_tile(const ConvGeom& g);
+// For tests: 2 or 4 makes every 3x3 Winograd layer use that tile, 0 restores the choice by shape.
+void conv_winograd_force_tile(int m);
 
-// The transforms of F(2x2, R x R), alpha = R + 1 points: 0, 1, -1 (and 2, -2 for R = 5) and infinity
-// (Toom-Cook with the scaling in G, as scripts/winograd_matrices.py derives and checks them in 2-D).
-// Y = A^T [(G w G^T) . (B^T d B)] A for a 2x2 block of outputs and its alpha x alpha input patch d.
+// Output tiles of an extent: the last one partial when M does not divide it.
+inline int64_t wino_tiles(int64_t extent, int m) { return (extent + m - 1) / m; }
+inline int64_t wino_tiles_p(const ConvGeom& g) { return wino_tiles(g.P, conv_winograd_tile(g)); }
+inline int64_t wino_tiles_q(const ConvGeom& g) { return wino_tiles(g.Q, conv_winograd_tile(g)); }
+
+// The transforms of F(MxM, RxR), alpha = M + R - 1 points: 0, 1, -1 (and 2, -2 when alpha = 6) and infinity
+// (Toom-Cook with the scaling in G, as scripts/winograd_matrices.py derives and checks them in 2-D; B^T
+// depends on the points only, so F(4x4, 3x3) and F(2x2, 5x5) share it).
+// Y = A^T [(G w G^T) . (B^T d B)] A for an M x M block of outputs and its alpha x alpha input patch d.
 // In an anonymous namespace: each translation unit, baseline or ISA-compiled, has its own copy of the
 // tables, so no symbol is shared between code built for different ISAs (scripts/check_isa_symbols.py).
 namespace {
-template <int R>
-struct WinoF2;
+constexpr double kWinoBT6[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                   {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+template <int M, int R>
+struct WinoF;
 template <>
-struct WinoF2<3> {
+struct WinoF<2, 3> {
   static constexpr int alpha = 4;
   static constexpr double BT[4][4] = {{-1, 0, 1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, -1, 0, 1}};
   static constexpr double G[4][3] = {{-1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, 1}};
 };
 template <>
-struct WinoF2<5> {
+struct WinoF<2, 5> {
   static constexpr int alpha = 6;
-  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
-                                      {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr const double (&BT)[6][6] = kWinoBT6;
   static constexpr double G[6][5] = {{1.0 / 4, 0, 0, 0, 0},
                                      {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
                                      {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6},
@@ -55,12 +68,28 @@ struct WinoF2<5> {
                                      {0, 0, 0, 0, 1}};
   static constexpr double AT[2][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 1}};
 };
+template <>
+struct WinoF<4, 3> {
+  static constexpr int alpha = 6;
+  static constexpr const double (&BT)[6][6] = kWinoBT6;
+  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};
+  static constexpr double AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+};
 }  // namespace
 
-// The index of the transforms for R x R filters in the kernel table (conv_ukernels.h).
-inline int wino_index(int64_t R) { return R == 3 ? 0 : 1; }
-// The transform points, alpha^2 = (R + 1)^2: one GEMM each, and the size of a transformed filter.
-inline int wino_points(const ConvGeom& g) { return static_cast<int>((g.R + 1) * (g.R + 1)); }
+// The variants in the kernel table (conv_ukernels.h): F(2x2, 3x3), F(2x2, 5x5), F(4x4, 3x3).
+constexpr int kWinoVariants = 3;
+inline int wino_index(const ConvGeom& g) { return g.R == 5 ? 1 : conv_winograd_tile(g) == 4 ? 2 : 0; }
+// The transform points, alpha^2: one GEMM each, and the size of a transformed filter.
+inline int wino_points(const ConvGeom& g) {
+  const int alpha = conv_winograd_tile(g) + static_cast<int>(g.R) - 1;
+  return alpha * alpha;
+}
 
 bool conv_winograd_applies(const ConvGeom& g, std::string* why);
 

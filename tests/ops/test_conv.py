@@ -416,21 +416,40 @@ def test_kvec_dx_is_thread_count_invariant(rng, forced_dx_path):
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
 
 
-@pytest.mark.parametrize("shape,padding", [
-    ((2, 3, 7, 9, 5, 3), 1),      # odd output sizes: partial 2x2 tiles on the last row and column
+@pytest.fixture
+def winograd_tile(request):
+    """Runs the test with every 3x3 Winograd layer on the tile given as the test's parameter (F(2x2, 3x3) or
+    F(4x4, 3x3), nnx._C.set_winograd_tile); the choice by shape is restored afterwards."""
+    from nnx import _C
+    _C.set_winograd_tile(request.param)
+    yield request.param
+    _C.set_winograd_tile(0)
+
+
+WINOGRAD_SHAPES = [
+    ((2, 3, 7, 9, 5, 3), 1),      # odd output sizes: partial tiles on the last row and column
     ((3, 6, 8, 8, 4, 3), 0),      # no padding; a band spans several images
     ((2, 4, 5, 7, 3, 3), 2),      # padding 2: dx's transposed padding 0
-    ((1, 5, 9, 37, 7, 3), 1),     # 19 tiles a row: tile blocks straddle the GEMM's tile slivers
-    ((2, 9, 16, 66, 11, 3), 1),   # rows of 33 tiles, several bands per image
+    ((1, 5, 9, 37, 7, 3), 1),     # 19 (F(2x2)) or 10 (F(4x4)) tiles a row: blocks straddle the GEMM's slivers
+    ((2, 9, 16, 66, 11, 3), 1),   # rows of 33 or 17 tiles, several bands per image
+    ((1, 3, 3, 2, 2, 3), 1),      # one partial tile: an F(4x4) tile of 3x2 outputs
     ((2, 3, 9, 11, 5, 5), 2),     # 5x5: odd sizes
     ((3, 4, 8, 7, 6, 5), 0),      # 5x5 without padding (dx's transposed padding 4)
     ((1, 6, 12, 40, 5, 5), 4),    # 5x5, padding 4 (dx's transposed padding 0), blocks straddling slivers
-])
-def test_winograd_float64_and_gradcheck(rng, shape, padding):
-    """Winograd F(2x2, 3x3) and F(2x2, 5x5) forward and dx (the same algorithm over dy, filters flipped and
-    transposed) against the reference in float64 to 1e-10, with a fused activation; the C++ backward
-    against finite differences."""
+]
+
+
+# 3x3 shapes on both tiles, 5x5 on F(2x2, 5x5), its only one.
+@pytest.mark.parametrize("shape,padding,winograd_tile", [(s, p, m) for s, p in WINOGRAD_SHAPES
+                                                         for m in ((2, 4) if s[-1] == 3 else (2,))],
+                         indirect=["winograd_tile"])
+def test_winograd_float64_and_gradcheck(rng, winograd_tile, shape, padding):
+    """Winograd F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5) forward, dx (the same algorithm over dy, filters
+    flipped and transposed) and dw (the transformed products summed over the tiles) against the reference
+    in float64 to 1e-10, with a fused activation; the C++ backward against finite differences."""
     n, c, h, wd, k, r = shape
+    from nnx import _C
+    assert _C.winograd_tile((n, c, h, wd), (k, c, r, r), (padding, padding)) == (winograd_tile if r == 3 else 2)
     x, w, b = rng.standard_normal((n, c, h, wd)), rng.standard_normal((k, c, r, r)) * 0.3, rng.standard_normal(k)
     for act in (None, "sigmoid"):
         y = ops.conv2d(x, w, b, padding=padding, activation=act, algorithm="winograd")
@@ -446,6 +465,29 @@ def test_winograd_float64_and_gradcheck(rng, shape, padding):
                   lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, padding=padding, algorithm="winograd"))
 
 
+def test_winograd_tile_choice():
+    """F(4x4, 3x3) where it measured faster (cpp/conv/winograd.cpp, conv_winograd_tile): at least 4 tiles a
+    row and at most 128 channels; F(2x2, 3x3) on small maps and wide layers; 5x5 always F(2x2, 5x5)."""
+    from nnx import _C
+    tile = _C.winograd_tile
+    assert tile((64, 16, 32, 32), (16, 16, 3, 3), (1, 1)) == 4    # ResNet-20's first stage
+    assert tile((64, 32, 16, 16), (32, 32, 3, 3), (1, 1)) == 4    # 4 tiles a row
+    assert tile((64, 64, 8, 8), (64, 64, 3, 3), (1, 1)) == 2      # 2 tiles a row
+    assert tile((64, 64, 14, 14), (64, 64, 3, 3), (0, 0)) == 2    # 12 outputs a row: 3 tiles
+    assert tile((8, 256, 14, 14), (256, 256, 3, 3), (1, 1)) == 2  # 256 channels
+    assert tile((8, 128, 14, 14), (256, 128, 3, 3), (1, 1)) == 2  # 256 filters
+    assert tile((64, 32, 14, 14), (64, 32, 5, 5), (2, 2)) == 2
+    try:
+        _C.set_winograd_tile(4)
+        assert tile((64, 64, 8, 8), (64, 64, 3, 3), (1, 1)) == 4
+        assert tile((64, 32, 14, 14), (64, 32, 5, 5), (2, 2)) == 2
+    finally:
+        _C.set_winograd_tile(0)
+    assert tile((64, 64, 8, 8), (64, 64, 3, 3), (1, 1)) == 2
+    with pytest.raises(ValueError, match="set_winograd_tile: expected 2, 4 or 0"):
+        _C.set_winograd_tile(3)
+
+
 def test_winograd_refuses_other_shapes():
     x = np.ones((1, 4, 8, 8), np.float32)
     for w, kw in ((np.ones((4, 4, 4, 4), np.float32), {}), (np.ones((4, 4, 3, 3), np.float32), dict(stride=2)),
@@ -456,14 +498,17 @@ def test_winograd_refuses_other_shapes():
             ops.conv2d(x, w, algorithm="winograd", **kw)
 
 
-@pytest.mark.parametrize("r,tol", [(3, 1e-5), (5, 1e-4)])
-def test_winograd_float32_accuracy(rng, r, tol):
+@pytest.mark.parametrize("r,tile,tol", [(3, 4, 5e-5), (5, 2, 1e-4)])
+def test_winograd_float32_accuracy(rng, r, tile, tol):
     """The transforms' rounding on 64-channel layers auto runs through Winograd: float32 forward and dx
-    within 1e-5 (3x3) and 1e-4 (5x5, whose points 2 and -2 and sixths in G round more) of the float64
-    reference, relative to the largest value."""
+    within 1e-5 (F(2x2, 3x3)), 5e-5 (F(4x4, 3x3)) and 1e-4 (F(2x2, 5x5)) of the float64 reference, relative
+    to the largest value (measured: 4e-7, 6e-6 and 4e-6). The six-point transforms round more: their points
+    2 and -2 scale terms by up to 8 and G holds sixths."""
+    from nnx import _C
     x, w = rng.standard_normal((4, 64, 16, 16)), rng.standard_normal((64, 64, r, r)) / (8 * r)
     p = r // 2
     assert ops.conv2d_algorithm(x.shape, w.shape, padding=p) == "winograd"
+    assert _C.winograd_tile(x.shape, w.shape, (p, p)) == tile  # 16x16 maps, 64 channels: F(4x4) for 3x3
     y = ops.conv2d(x.astype(np.float32), w.astype(np.float32), padding=p)
     want = ref.conv2d(x, w, padding=p)
     assert np.abs(y - want).max() <= tol * np.abs(want).max()
@@ -472,6 +517,16 @@ def test_winograd_float32_accuracy(rng, r, tol):
                              needs=(True, False, False))[0]
     want_dx = ref.conv2d_backward(dy, x, w, padding=p, needs=(True, False, False))[0]
     assert np.abs(dx - want_dx).max() <= tol * np.abs(want_dx).max()
+    if tile == 4:  # and the same layer on F(2x2, 3x3)
+        try:
+            _C.set_winograd_tile(2)
+            y = ops.conv2d(x.astype(np.float32), w.astype(np.float32), padding=p)
+            dx = ops.conv2d_backward(dy.astype(np.float32), x.astype(np.float32), w.astype(np.float32), padding=p,
+                                     needs=(True, False, False))[0]
+        finally:
+            _C.set_winograd_tile(0)
+        assert np.abs(y - want).max() <= 1e-5 * np.abs(want).max()
+        assert np.abs(dx - want_dx).max() <= 1e-5 * np.abs(want_dx).max()
 
 
 def test_winograd_weight_gradient_falls_back_when_its_partials_are_large(rng):

@@ -14,8 +14,9 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   conv2, whose full correlation is half padding); `conv2d_dx_path` says which;
 - "winograd" for 3x3 and 5x5 kernels with stride 1, no dilation and one group where both channel counts
   are at least 16, an output row holds at least 4 2x2 tiles (5 for 5x5) and the smaller channel count
-  times those tiles is at least 128: Winograd F(2x2, 3x3) or F(2x2, 5x5), 16 or 36 multiply-adds per 2x2 outputs,
-  channel and filter instead of 36 or 100 (transforms in cpp/conv/simd/winograd.inc, one GEMM per
+  times those tiles is at least 128: Winograd F(4x4, 3x3) (at least 4 tiles of 4x4 a row and at most 128
+  channels: 36 multiply-adds per 4x4 outputs, channel and filter instead of 144), else F(2x2, 3x3) or
+  F(2x2, 5x5) (16 or 36 per 2x2 outputs instead of 36 or 100) (transforms in cpp/conv/simd/winograd.inc, one GEMM per
   transform point on the GEMM family's micro-kernel); its dx is the same algorithm over dy, its dw the
   sum over tiles of the transformed dy and x, one GEMM per transform point, transformed back;
 - "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
