@@ -123,9 +123,10 @@ CONV_CASES = {
     "im2col_strided": ((7, 8, 11, 11), (16, 8, 3, 3), dict(stride=2, padding=1), "im2col"),
     "im2col_strided_groups": ((7, 8, 15, 13), (16, 4, 3, 3), dict(stride=2, padding=1, groups=2), "im2col"),
     # Winograd: bands of tile rows spread over the threads, 17 tiles of 4x4 a row (blocks straddle tile
-    # slivers); 64 channels on 8x8, F(2x2, 3x3).
+    # slivers); 64 channels on 8x8 (F(4x4), vectors spanning tile rows); 256 channels, F(2x2, 3x3).
     "winograd": ((6, 48, 20, 66), (48, 48, 3, 3), dict(padding=1), "winograd"),
-    "winograd_2x2": ((20, 64, 8, 8), (64, 64, 3, 3), dict(padding=1), "winograd"),
+    "winograd_8x8": ((20, 64, 8, 8), (64, 64, 3, 3), dict(padding=1), "winograd"),
+    "winograd_2x2_tiles": ((4, 256, 9, 9), (256, 256, 3, 3), dict(padding=1), "winograd"),
     "winograd_5x5": ((7, 32, 14, 14), (64, 32, 5, 5), dict(padding=2), "winograd"),
     "im2col_big_image": ((3, 4, 61, 63), (8, 4, 3, 3), dict(padding=1), "im2col"),  # several tiles per image
 }

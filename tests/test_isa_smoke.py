@@ -58,8 +58,12 @@ CASES = {
     "conv2d_wide": ((X4, _r(20, 3, 3, 3), _r(20)), {"padding": 1}),  # wide AVX-512 register blocks
     "conv2d_winograd": ((X4, W4, B4), {"padding": 1, "algorithm": "winograd"}),  # nnx only: not a reference kwarg
     "conv2d_winograd5": ((X4, _r(4, 3, 5, 5), _r(4)), {"padding": 2, "algorithm": "winograd"}),
-    # 18 columns: 5 tiles of 4x4 a row, so F(4x4, 3x3) (on 9x9 it is F(2x2, 3x3))
+    # Winograd's 3x3 variants (cpp/conv/winograd.cpp, conv_winograd_tile) and paths (simd/winograd.inc): on 9x9
+    # above F(4x4) with vectors spanning tile rows (3 tiles a row); 18 columns, F(4x4) along a row of 5 tiles;
+    # 4 columns, F(2x2) spanning rows; 130 filters, F(2x2) along a row of 9 tiles.
     "conv2d_winograd4": ((_r(2, 3, 7, 18), W4, B4), {"padding": 1, "algorithm": "winograd"}),
+    "conv2d_winograd2": ((_r(2, 3, 5, 4), W4, B4), {"padding": 1, "algorithm": "winograd"}),
+    "conv2d_winograd130": ((_r(1, 3, 5, 18), _r(130, 3, 3, 3), _r(130)), {"padding": 1, "algorithm": "winograd"}),
     "max_pool2d": ((X4,), {"kernel_size": 2}),
     "max_pool2d_3s2": ((X4,), {"kernel_size": 3, "stride": 2, "padding": 1}),
     "avg_pool2d": ((X4,), {"kernel_size": 2}),
@@ -76,7 +80,7 @@ CASES = {
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_wide", "_winograd5", "_winograd4", "_winograd", "_3s2", "_eval", "_channels"):
+    for suffix in ("_stride2", "_depthwise", "_wide", "_winograd5", "_winograd4", "_winograd2", "_winograd130", "_winograd", "_3s2", "_eval", "_channels"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case

@@ -89,17 +89,20 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
     const double implicit_cost = taps / (lane_fill(g.Kg(), 16) * lane_fill(g.PQ(), 6)) + 1.0;
     return implicit_cost < direct_cost ? ConvAlgo::implicit : ConvAlgo::direct;
   }
-  // Winograd F(2x2, 3x3) and F(2x2, 5x5) multiply 16/36 and 36/100 as much, but their transforms cost per
-  // tile and channel, and their vectors run along a row of tiles (TQ of them): they won where both channel
-  // counts are at least 16 and channels x TQ reaches 128, with at least 4 tiles a row (5 for 5x5) (1 thread,
-  // AVX-512 Zen 4, forward / dx time against the implicit GEMM, paired medians: ResNet-20's 16-channel
-  // 32x32 layer 1.09 / 1.06x, 32-channel 16x16 1.36 / 1.33x, 64-channel 8x8 1.34 / 1.36x; the BatchNorm
-  // net's 5x5 32 -> 64 on 14x14 1.33 / 1.23x, 64 on 14x14 1.47 / 1.49x (3x3) and 1.46 / 1.48x (5x5)), and
-  // lost below (8 -> 16 channels on 32x32 0.96 / 0.85x, 5x5 32 -> 64 on 7x7 0.96 / 0.90x; on 4x4 maps, 2 tiles
-  // a row: 64 channels 0.53x forward, 512 channels 0.95x forward and 0.66x for the backward).
+  // Winograd multiplies 36/144 (F(4x4, 3x3)), 16/36 (F(2x2, 3x3)) or 36/100 (F(2x2, 5x5)) as much, but its
+  // transforms cost per tile and channel. 5x5 (F(2x2, 5x5), vectors along a row of 2x2 tiles): it won with
+  // both channel counts at least 16, channels x TQ at least 128 and at least 5 tiles a row (1 thread, AVX-512
+  // Zen 4, forward / dx against the implicit GEMM: the BatchNorm net's 32 -> 64 on 14x14 1.33 / 1.23x, 64 on
+  // 14x14 1.46 / 1.48x) and lost below (32 -> 64 on 7x7 0.96 / 0.90x). 3x3 (forward + backward against the
+  // implicit GEMM or im2col, whichever the rule below picks, 64 images): with at least 16 channels it won
+  // from 6x6 maps up (32 channels on 6x6 1.32x, 16 on 8x8 1.19x, ResNet-20's 16-channel 32x32 layer 1.3x)
+  // and, with at least 64 channels, on smaller maps too (64 on 4x4 1.7x, 256 on 4x4 1.9x, 64 on 2x2 1.5x;
+  // 512 channels on 4x4, 16 images, even); it lost on 5x5 maps with 32 channels (0.89x) and with fewer than
+  // 16 channels (8 -> 16 on 16x16 0.80x).
   if (conv_winograd_applies(g, nullptr)) {
     const int64_t channels = std::min(g.C, g.K), tq = wino_tiles(g.Q, 2);
-    if (channels >= 16 && channels * tq >= 128 && tq >= (g.R == 3 ? 4 : 5)) return ConvAlgo::winograd;
+    if (g.R == 5 && channels >= 16 && channels * tq >= 128 && tq >= 5) return ConvAlgo::winograd;
+    if (g.R == 3 && channels >= 16 && (g.Q >= 6 || channels >= 64)) return ConvAlgo::winograd;
   }
   // Up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the columns.
   // Measured 1.2-1.4x faster than im2col for 64-channel 3x3 and the TensorFlow-tutorial 32->64 5x5 layer

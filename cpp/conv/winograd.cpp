@@ -35,14 +35,14 @@ void conv_winograd_force_tile(int m) { forced_tile = m; }
 
 // F(4x4, 3x3) against F(2x2, 3x3) (1 thread, AVX-512 Zen 4, forward / dx / dw, medians of 3 interleaved runs):
 // ResNet-20's 16-channel 32x32 layer 1.37 / 1.37 / 1.30x, 32-channel 16x16 1.24 / 1.31 / 1.13x, 64 channels on
-// 56x56 (16 images) 1.33 / 1.33 / 1.09x, 128 on 28x28 (4 images) 1.17 / 1.17 / 1.00x. The transforms' vectors
-// run along a row of tiles, so with fewer than 4 tiles a row most lanes idle: 64 channels on 8x8 0.86 / 1.34 /
-// 0.79x, 32 on 7x7 0.96 / 0.96 / 0.93x. With 256 channels the 36 points' GEMMs over few tiles lost (14x14:
-// 1.03 / 0.99 / 0.66x).
+// 8x8 1.64 / 1.55 / 1.30x (its transforms' vectors spanning tile rows, simd/winograd.inc), 32 on 7x7 1.55 /
+// 1.66 / 1.30x, 64 channels on 56x56 (16 images) 1.52 / 1.52 / 1.29x, 128 on 28x28 (4 images) 1.13 / 1.22 /
+// 0.95x. With 256 channels its 36 points' GEMMs over few tiles lost (8 images of 14x14: 0.97 / 0.96 / 0.92x;
+// 7x7: 0.83 / 0.82 / 0.90x). Below 5 outputs a row a 4x4 tile is mostly padding.
 int conv_winograd_tile(const ConvGeom& g) {
   if (g.R != 3) return 2;
   if (forced_tile) return forced_tile;
-  return wino_tiles(g.Q, 4) >= 4 && std::max(g.C, g.K) <= 128 ? 4 : 2;
+  return g.Q >= 5 && std::max(g.C, g.K) <= 128 ? 4 : 2;
 }
 
 bool conv_winograd_applies(const ConvGeom& g, std::string* why) {

@@ -212,15 +212,18 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
     assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "implicit"
     assert ops.conv2d_algorithm((64, 1, 28, 28), (32, 1, 5, 5), padding=2) == "direct"  # 25 taps: stores weigh
-    # Winograd: both channel counts >= 16, >= 4 tiles a row (5 for 5x5), channels x tiles a row >= 128.
+    # Winograd (cpp/conv/conv.cpp): 3x3 with both channel counts >= 16 on maps at least 6 wide, or with at
+    # least 64 channels on any; 5x5 with >= 16 channels, >= 5 tiles a row and channels x tiles a row >= 128.
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_algorithm((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "winograd"
-    assert ops.conv2d_algorithm((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "winograd"  # 16 x 16 tiles
+    assert ops.conv2d_algorithm((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "winograd"  # ResNet-20
     assert ops.conv2d_algorithm((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"  # BatchNorm net conv2
-    assert ops.conv2d_algorithm((64, 16, 8, 8), (16, 16, 3, 3), padding=1) == "implicit"  # 16 x 4 tiles
+    assert ops.conv2d_algorithm((64, 16, 8, 8), (16, 16, 3, 3), padding=1) == "winograd"  # 8 wide
+    assert ops.conv2d_algorithm((64, 16, 4, 4), (16, 16, 3, 3), padding=1) == "implicit"  # 4 wide, 16 channels
+    assert ops.conv2d_algorithm((64, 32, 5, 5), (32, 32, 3, 3), padding=1) == "implicit"  # 5 wide, 32 channels
+    assert ops.conv2d_algorithm((16, 512, 4, 4), (512, 512, 3, 3), padding=1) == "winograd"  # 4 wide, 512
     assert ops.conv2d_algorithm((64, 8, 32, 32), (16, 8, 3, 3), padding=1) == "direct"  # 8 channels
     assert ops.conv2d_algorithm((64, 32, 7, 7), (64, 32, 5, 5), padding=2) == "implicit"  # 5x5, 4 tiles a row
-    assert ops.conv2d_algorithm((16, 512, 4, 4), (512, 512, 3, 3), padding=1) == "im2col"  # 2 tiles a row
     assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == "im2col"  # 1152 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
@@ -466,24 +469,25 @@ def test_winograd_float64_and_gradcheck(rng, winograd_tile, shape, padding):
 
 
 def test_winograd_tile_choice():
-    """F(4x4, 3x3) where it measured faster (cpp/conv/winograd.cpp, conv_winograd_tile): at least 4 tiles a
-    row and at most 128 channels; F(2x2, 3x3) on small maps and wide layers; 5x5 always F(2x2, 5x5)."""
+    """F(4x4, 3x3) where it measured faster (cpp/conv/winograd.cpp, conv_winograd_tile): at most 128 channels
+    and at least 5 outputs a row; F(2x2, 3x3) on smaller maps and wider layers; 5x5 always F(2x2, 5x5)."""
     from nnx import _C
     tile = _C.winograd_tile
     assert tile((64, 16, 32, 32), (16, 16, 3, 3), (1, 1)) == 4    # ResNet-20's first stage
     assert tile((64, 32, 16, 16), (32, 32, 3, 3), (1, 1)) == 4    # 4 tiles a row
-    assert tile((64, 64, 8, 8), (64, 64, 3, 3), (1, 1)) == 2      # 2 tiles a row
-    assert tile((64, 64, 14, 14), (64, 64, 3, 3), (0, 0)) == 2    # 12 outputs a row: 3 tiles
+    assert tile((64, 64, 8, 8), (64, 64, 3, 3), (1, 1)) == 4      # 2 tiles a row: vectors span tile rows
+    assert tile((64, 64, 5, 5), (64, 64, 3, 3), (1, 1)) == 4      # 5 outputs a row
+    assert tile((64, 64, 4, 4), (64, 64, 3, 3), (1, 1)) == 2      # 4 outputs a row
     assert tile((8, 256, 14, 14), (256, 256, 3, 3), (1, 1)) == 2  # 256 channels
     assert tile((8, 128, 14, 14), (256, 128, 3, 3), (1, 1)) == 2  # 256 filters
     assert tile((64, 32, 14, 14), (64, 32, 5, 5), (2, 2)) == 2
     try:
         _C.set_winograd_tile(4)
-        assert tile((64, 64, 8, 8), (64, 64, 3, 3), (1, 1)) == 4
+        assert tile((64, 64, 4, 4), (64, 64, 3, 3), (1, 1)) == 4
         assert tile((64, 32, 14, 14), (64, 32, 5, 5), (2, 2)) == 2
     finally:
         _C.set_winograd_tile(0)
-    assert tile((64, 64, 8, 8), (64, 64, 3, 3), (1, 1)) == 2
+    assert tile((64, 64, 4, 4), (64, 64, 3, 3), (1, 1)) == 2
     with pytest.raises(ValueError, match="set_winograd_tile: expected 2, 4 or 0"):
         _C.set_winograd_tile(3)
 
