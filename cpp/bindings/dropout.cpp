@@ -59,8 +59,8 @@ void apply_py(const py::array& x, py::array& out, double p, const py::object& se
 
 // uint8 C-contiguous array of ceil(n / 8) bytes: the saved mask bits of n elements.
 uint8_t* bits_ptr(py::array& a, int64_t n, bool writable) {
-  require(a.dtype().kind() == 'u' && a.itemsize() == 1, "mask: expected a uint8 array, got " +
-                                                            std::string(py::str(a.dtype())));
+  if (a.dtype().kind() != 'u' || a.itemsize() != 1)  // the message only on failure: str(dtype) runs Python
+    throw py::value_error("mask: expected a uint8 array, got " + std::string(py::str(a.dtype())));
   require(a.ndim() == 1 && a.shape(0) == (n + 7) / 8,
           "mask: expected shape (" + std::to_string((n + 7) / 8) + ",), one bit per element of x");
   require((a.flags() & py::array::c_style) != 0, "mask: expected a C-contiguous array");

@@ -112,8 +112,8 @@ void backward(int kind, const py::array& dy, const py::array& x, py::array& dx, 
 
 // int32 (N, C, OH, OW) C-contiguous index array matching `shape`.
 int32_t* indices_ptr(py::array& a, const int64_t* shape, bool writable) {
-  require(a.dtype().kind() == 'i' && a.itemsize() == 4, "indices: expected an int32 array, got " +
-                                                            std::string(py::str(a.dtype())));
+  if (a.dtype().kind() != 'i' || a.itemsize() != 4)  // the message only on failure: str(dtype) runs Python
+    throw py::value_error("indices: expected an int32 array, got " + std::string(py::str(a.dtype())));
   require(a.ndim() == 4, "indices: expected 4 dimensions");
   for (int i = 0; i < 4; ++i) require(a.shape(i) == shape[i], "indices: expected the shape of the output");
   require((a.flags() & py::array::c_style) != 0, "indices: expected a C-contiguous array");

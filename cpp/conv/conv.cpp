@@ -480,7 +480,7 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
 constexpr int64_t kWinoDwPartialsBytes = int64_t{64} << 20;
 
 // Elements of one transformed weight gradient dU (alpha^2, K, C).
-int64_t winograd_du_elems(const ConvGeom& g) { return wino_points(g) * g.K * g.C; }
+int64_t winograd_du_elems(const ConvGeom& g) { return wino_points(g) * wino_point_stride(g); }
 
 bool winograd_dw_fits(const ConvGeom& g, size_t elem) {
   const int64_t chunks = ceil_div(g.N, images_per_chunk(g.N));

@@ -65,10 +65,11 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   const int xis = wino_points(g);
 
   // The filters: transformed (alpha^2, K, C), then each point's packed as its GEMM's A operand.
-  T* u = workspace_as<T>(kWsConvAux2, xis * K * C + kern.wino_filter_scratch[wi](g));
+  const int64_t ldu = wino_point_stride(g);
+  T* u = workspace_as<T>(kWsConvAux2, xis * ldu + kern.wino_filter_scratch[wi](g));
   T* upack = workspace_as<T>(kWsConvPack, xis * Kp * C);
-  kern.wino_weights[wi](g, w, flipped, u, u + xis * K * C);
-  for (int xi = 0; xi < xis; ++xi) gk.pack_a(K, C, u + xi * K * C, C, 1, upack + xi * Kp * C);
+  kern.wino_weights[wi](g, w, flipped, u, u + xis * ldu);
+  for (int xi = 0; xi < xis; ++xi) gk.pack_a(K, C, u + xi * ldu, C, 1, upack + xi * Kp * C);
 
   // Bands of whole tile rows within the L2 budget. The GEMMs run whole slivers of NR tiles, so among the
   // sizes from half the budget up, the band whose tiles fill their slivers best (49 tiles in 2 slivers of
@@ -139,7 +140,7 @@ void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t 
     // dU[xi] (K x C) += Yh[xi] (K x tiles) V[xi]^T (tiles x C), the bands in order.
     for (int xi = 0; xi < xis; ++xi)
       gemm<T>(K, C, ntiles, T(1), yh + xi * y_xi, ld, 1, v + xi * v_xi, 1, ld, r0 == 0 ? T(0) : T(1),
-              du + xi * K * C, C, 1, nthreads);
+              du + xi * wino_point_stride(g), C, 1, nthreads);
   }
 }
 

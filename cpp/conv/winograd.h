@@ -85,6 +85,11 @@ struct WinoF<4, 3> {
 // The variants in the kernel table (conv_ukernels.h): F(2x2, 3x3), F(2x2, 5x5), F(4x4, 3x3).
 constexpr int kWinoVariants = 3;
 inline int wino_index(const ConvGeom& g) { return g.R == 5 ? 1 : conv_winograd_tile(g) == 4 ? 2 : 0; }
+// The distance between two points' planes of the transformed filters u and weight gradients dU (alpha^2
+// planes of K x C): K C and a cache line, so that the alpha^2 stores (or loads) of one filter's transform do
+// not all fall in one set of the L1 when K C is a multiple of 1024 (64 x 64 filters: the transform's
+// scattered stores took 10x longer).
+inline int64_t wino_point_stride(const ConvGeom& g) { return g.K * g.C + 16; }
 // The transform points, alpha^2: one GEMM each, and the size of a transformed filter.
 inline int wino_points(const ConvGeom& g) {
   const int alpha = conv_winograd_tile(g) + static_cast<int>(g.R) - 1;
@@ -97,7 +102,8 @@ template <class T>
 void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipped, const T* b, T* y, Act act,
                            T slope, int nthreads);
 
-// The weight gradient by Winograd, dw (K, C, R, R) = G^T dU G with dU (alpha^2, K, C) the sum over the
+// The weight gradient by Winograd, dw (K, C, R, R) = G^T dU G with dU (alpha^2, K, C; the planes
+// wino_point_stride apart) the sum over the
 // batch's tiles of (A dY A^T) . (B^T d B). dw_chunk: dU of images n0 .. n0+nimg-1 (overwritten), the tiles
 // summed band by band in a fixed order, each point's sum a GEMM over the band's tiles (gemm.h, nthreads for
 // its M/N split), so it depends on the shape only; conv2d_backward adds the chunks of a batch in order, then
