@@ -38,11 +38,13 @@ void conv_winograd_force_tile(int m) { forced_tile = m; }
 // 8x8 1.64 / 1.55 / 1.30x (its transforms' vectors spanning tile rows, simd/winograd.inc), 32 on 7x7 1.55 /
 // 1.66 / 1.30x, 64 channels on 56x56 (16 images) 1.52 / 1.52 / 1.29x, 128 on 28x28 (4 images) 1.13 / 1.22 /
 // 0.95x. With 256 channels its 36 points' GEMMs over few tiles lost (8 images of 14x14: 0.97 / 0.96 / 0.92x;
-// 7x7: 0.83 / 0.82 / 0.90x). Below 5 outputs a row a 4x4 tile is mostly padding.
+// 7x7: 0.83 / 0.82 / 0.90x). On 5- and 6-wide maps two 4x4 tiles cover 8 columns where three 2x2 cover 6:
+// 64 channels on 6x6 0.93 / 0.96 / 0.67x, 128 on 5x5 0.86 / 0.85 / 0.73x; from 7 wide it gains (128 channels
+// on 7x7 1.40 / 1.40 / 1.22x).
 int conv_winograd_tile(const ConvGeom& g) {
   if (g.R != 3) return 2;
   if (forced_tile) return forced_tile;
-  return g.Q >= 5 && std::max(g.C, g.K) <= 128 ? 4 : 2;
+  return g.Q >= 7 && std::max(g.C, g.K) <= 128 ? 4 : 2;
 }
 
 bool conv_winograd_applies(const ConvGeom& g, std::string* why) {

@@ -470,14 +470,14 @@ def test_winograd_float64_and_gradcheck(rng, winograd_tile, shape, padding):
 
 def test_winograd_tile_choice():
     """F(4x4, 3x3) where it measured faster (cpp/conv/winograd.cpp, conv_winograd_tile): at most 128 channels
-    and at least 5 outputs a row; F(2x2, 3x3) on smaller maps and wider layers; 5x5 always F(2x2, 5x5)."""
+    and at least 7 outputs a row; F(2x2, 3x3) on smaller maps and wider layers; 5x5 always F(2x2, 5x5)."""
     from nnx import _C
     tile = _C.winograd_tile
     assert tile((64, 16, 32, 32), (16, 16, 3, 3), (1, 1)) == 4    # ResNet-20's first stage
     assert tile((64, 32, 16, 16), (32, 32, 3, 3), (1, 1)) == 4    # 4 tiles a row
     assert tile((64, 64, 8, 8), (64, 64, 3, 3), (1, 1)) == 4      # 2 tiles a row: vectors span tile rows
-    assert tile((64, 64, 5, 5), (64, 64, 3, 3), (1, 1)) == 4      # 5 outputs a row
-    assert tile((64, 64, 4, 4), (64, 64, 3, 3), (1, 1)) == 2      # 4 outputs a row
+    assert tile((64, 32, 7, 7), (32, 32, 3, 3), (1, 1)) == 4      # 7 outputs a row
+    assert tile((64, 64, 6, 6), (64, 64, 3, 3), (1, 1)) == 2      # 6 outputs a row: 2x2 tiles cover it exactly
     assert tile((8, 256, 14, 14), (256, 256, 3, 3), (1, 1)) == 2  # 256 channels
     assert tile((8, 128, 14, 14), (256, 128, 3, 3), (1, 1)) == 2  # 256 filters
     assert tile((64, 32, 14, 14), (64, 32, 5, 5), (2, 2)) == 2
