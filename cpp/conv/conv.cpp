@@ -94,15 +94,16 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // both channel counts at least 16, channels x TQ at least 128 and at least 5 tiles a row (1 thread, AVX-512
   // Zen 4, forward / dx against the implicit GEMM: the BatchNorm net's 32 -> 64 on 14x14 1.33 / 1.23x, 64 on
   // 14x14 1.46 / 1.48x) and lost below (32 -> 64 on 7x7 0.96 / 0.90x). 3x3 (forward + backward against the
-  // implicit GEMM or im2col, whichever the rule below picks, 64 images): with at least 16 channels it won
-  // from 6x6 maps up (32 channels on 6x6 1.32x, 16 on 8x8 1.19x, ResNet-20's 16-channel 32x32 layer 1.3x)
-  // and, with at least 64 channels, on smaller maps too (64 on 4x4 1.7x, 256 on 4x4 1.9x, 64 on 2x2 1.5x;
-  // 512 channels on 4x4, 16 images, even); it lost on 5x5 maps with 32 channels (0.89x) and with fewer than
-  // 16 channels (8 -> 16 on 16x16 0.80x).
+  // implicit GEMM or im2col, whichever the rule below picks, 64 images): with at least 64 channels it won on
+  // every map size tried (64 on 4x4 1.7x, 64 on 5x5 1.2x, 128 on 5x5 1.5x, 256 on 4x4 1.9x, 64 on 2x2 1.5x;
+  // 512 channels on 4x4, 16 images, even), with 32 from 6x6 maps up (1.3x; on 5x5 0.89x), with 16 from 8x8
+  // up (1.19x; on 6x6 0.80x, on 7x7 even; ResNet-20's 16-channel 32x32 layer 1.3x), and with fewer than 16
+  // channels it lost (8 -> 16 on 16x16 0.80x).
   if (conv_winograd_applies(g, nullptr)) {
     const int64_t channels = std::min(g.C, g.K), tq = wino_tiles(g.Q, 2);
     if (g.R == 5 && channels >= 16 && channels * tq >= 128 && tq >= 5) return ConvAlgo::winograd;
-    if (g.R == 3 && channels >= 16 && (g.Q >= 6 || channels >= 64)) return ConvAlgo::winograd;
+    if (g.R == 3 && (channels >= 64 || (channels >= 32 && g.Q >= 6) || (channels >= 16 && g.Q >= 8)))
+      return ConvAlgo::winograd;
   }
   // Up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the columns.
   // Measured 1.2-1.4x faster than im2col for 64-channel 3x3 and the TensorFlow-tutorial 32->64 5x5 layer

@@ -212,14 +212,17 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 1, 28, 28), (6, 1, 5, 5), padding=2) == "direct"
     assert ops.conv2d_algorithm((64, 6, 14, 14), (16, 6, 5, 5)) == "implicit"
     assert ops.conv2d_algorithm((64, 1, 28, 28), (32, 1, 5, 5), padding=2) == "direct"  # 25 taps: stores weigh
-    # Winograd (cpp/conv/conv.cpp): 3x3 with both channel counts >= 16 on maps at least 6 wide, or with at
-    # least 64 channels on any; 5x5 with >= 16 channels, >= 5 tiles a row and channels x tiles a row >= 128.
+    # Winograd (cpp/conv/conv.cpp): 3x3 with both channel counts >= 64 on any map, >= 32 on maps at least 6
+    # wide, >= 16 at least 8 wide; 5x5 with >= 16 channels, >= 5 tiles a row and channels x tiles a row >= 128.
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_algorithm((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_algorithm((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "winograd"  # ResNet-20
     assert ops.conv2d_algorithm((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"  # BatchNorm net conv2
     assert ops.conv2d_algorithm((64, 16, 8, 8), (16, 16, 3, 3), padding=1) == "winograd"  # 8 wide
     assert ops.conv2d_algorithm((64, 16, 4, 4), (16, 16, 3, 3), padding=1) == "implicit"  # 4 wide, 16 channels
+    assert ops.conv2d_algorithm((64, 16, 6, 6), (16, 16, 3, 3), padding=1) == "implicit"  # 6 wide, 16 channels
+    assert ops.conv2d_algorithm((64, 32, 6, 6), (32, 32, 3, 3), padding=1) == "winograd"  # 6 wide, 32 channels
+    assert ops.conv2d_algorithm((64, 64, 5, 5), (64, 64, 3, 3), padding=1) == "winograd"  # 5 wide, 64 channels
     assert ops.conv2d_algorithm((64, 32, 5, 5), (32, 32, 3, 3), padding=1) == "implicit"  # 5 wide, 32 channels
     assert ops.conv2d_algorithm((16, 512, 4, 4), (512, 512, 3, 3), padding=1) == "winograd"  # 4 wide, 512
     assert ops.conv2d_algorithm((64, 8, 32, 32), (16, 8, 3, 3), padding=1) == "direct"  # 8 channels

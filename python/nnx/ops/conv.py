@@ -12,13 +12,15 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   the implicit GEMM of that transposed convolution (many channels on maps narrower than a vector), and
   "kvec", which sums over the filters in vector lanes and multiplies only the taps that land on dz (LeNet's
   conv2, whose full correlation is half padding); `conv2d_dx_path` says which;
-- "winograd" for 3x3 and 5x5 kernels with stride 1, no dilation and one group where both channel counts
-  are at least 16, an output row holds at least 4 2x2 tiles (5 for 5x5) and the smaller channel count
-  times those tiles is at least 128: Winograd F(4x4, 3x3) (at least 4 tiles of 4x4 a row and at most 128
-  channels: 36 multiply-adds per 4x4 outputs, channel and filter instead of 144), else F(2x2, 3x3) or
-  F(2x2, 5x5) (16 or 36 per 2x2 outputs instead of 36 or 100) (transforms in cpp/conv/simd/winograd.inc, one GEMM per
-  transform point on the GEMM family's micro-kernel); its dx is the same algorithm over dy, its dw the
-  sum over tiles of the transformed dy and x, one GEMM per transform point, transformed back;
+- "winograd" for 3x3 kernels with stride 1, no dilation and one group where the smaller channel count is
+  at least 64, or at least 32 on maps at least 6 wide, or at least 16 on maps at least 8 wide; and for 5x5
+  kernels where both channel counts are at least 16, an output row holds at least 5 2x2 tiles and the
+  smaller channel count times those tiles is at least 128. 3x3 runs Winograd F(4x4, 3x3) (at most 128
+  channels and at least 7 outputs a row: 36 multiply-adds per 4x4 outputs, channel and filter instead of
+  144) or F(2x2, 3x3) (16 per 2x2 instead of 36), 5x5 F(2x2, 5x5) (36 instead of 100); transforms in
+  cpp/conv/simd/winograd.inc, one GEMM per transform point on the GEMM family's micro-kernel; its dx is the
+  same algorithm over dy, its dw the sum over tiles of the transformed dy and x, one GEMM per transform
+  point, transformed back;
 - "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
   ones included (their dx goes through im2col's col2im), except 1x1 kernels with a stride;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
