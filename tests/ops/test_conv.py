@@ -471,6 +471,30 @@ def test_winograd_float64_and_gradcheck(rng, winograd_tile, shape, padding):
                   lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, padding=padding, algorithm="winograd"))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+# Widths with fewer tiles a row than half the lanes: 8 float32 lanes take all; 4 float64 lanes only 1 tile.
+@pytest.mark.parametrize("tile,width", [(2, 6), (4, 8), (4, 10), (2, 2), (4, 4)])
+def test_winograd_row_spanning_path_gives_the_row_paths_bits(rng, dtype, tile, width):
+    """On maps with fewer tiles a row than half a vector's lanes the transforms take their vectors across
+    tile rows (gathers); on wide maps, along a row (cpp/conv/simd/winograd.inc). Each tile's arithmetic is
+    the same, so a narrow image and the same image followed by zero columns (which are the narrow one's
+    padding) give the same bits in the narrow image's output columns."""
+    from nnx import _C
+    x = random(rng, (3, 5, 9, width), dtype)
+    w, b = random(rng, (7, 5, 3, 3), dtype), random(rng, (7,), dtype)
+    wide = np.zeros((3, 5, 9, 40), dtype)
+    wide[..., :width] = x
+    try:
+        _C.set_winograd_tile(tile)
+        narrow_y = ops.conv2d(x, w, b, padding=1, activation="relu", algorithm="winograd")
+        wide_y = ops.conv2d(wide, w, b, padding=1, activation="relu", algorithm="winograd")
+    finally:
+        _C.set_winograd_tile(0)
+    assert np.array_equal(narrow_y, wide_y[..., :width])
+    assert_close(narrow_y, ref.conv2d(x, w, b, padding=1, activation="relu"), dtype, k=45,
+                 floor=winograd_floors("winograd", narrow_y, x, w, dict(padding=1))[0])
+
+
 def test_winograd_tile_choice():
     """F(4x4, 3x3) where it measured faster (cpp/conv/winograd.cpp, conv_winograd_tile): at most 128 channels
     and at least 7 outputs a row; F(2x2, 3x3) on smaller maps and wider layers; 5x5 always F(2x2, 5x5)."""
