@@ -229,7 +229,8 @@ void bind_conv(py::module_& m) {
   m.def("set_winograd_tile",
         [](int m) {
           if (m != 0 && m != 2 && m != 4)
-            throw py::value_error("set_winograd_tile: expected 2, 4 or 0 (the choice by shape), got " + std::to_string(m));
+            throw py::value_error("set_winograd_tile: expected 2, 4 or 0 (the choice by shape), got " +
+                                  std::to_string(m));
           conv_winograd_force_tile(m);
         },
         py::arg("m"),

@@ -85,7 +85,8 @@ struct ConvUkernels {
 
   // --- Winograd F(MxM, RxR) (simd/winograd.inc; conv/winograd.h), one entry per variant: index
   // wino_index(g), F(2x2, 3x3), F(2x2, 5x5), F(4x4, 3x3); alpha = M + R - 1 and xi runs over the alpha^2 points.
-  // u (alpha^2, K, C) = the filters transformed, G f G^T (flipped: conv2d's dx filters, see winograd.h).
+  // u (alpha^2, K, C; planes wino_point_stride apart) = the filters transformed, G f G^T (flipped: conv2d's dx
+  // filters, see winograd.h); scratch: wino_filter_scratch elements.
   void (*wino_weights[kWinoVariants])(const ConvGeom& g, const T* w, bool flipped, T* u, T* scratch);
   int64_t (*wino_filter_scratch[kWinoVariants])(const ConvGeom& g);  // wino_weights and wino_weights_grad
   // The transformed input patches of tile rows gr0 .. gr0+nrows-1 of the batch x, as the GEMMs' packed B
@@ -99,7 +100,7 @@ struct ConvUkernels {
   int64_t (*wino_scratch[kWinoVariants])(const ConvGeom& g);  // wino_input and wino_output
   // For the weight gradient: the band's M x M blocks of dz transformed, A dY A^T (filter k, point xi, tile t at
   // out[xi * xi_stride + k * ld + t]), and dw (K, C, R, R) = G^T dU G from their products with the inputs'
-  // transforms summed over the tiles, dU (alpha^2, K, C).
+  // transforms summed over the tiles, dU (alpha^2, K, C; planes wino_point_stride apart).
   void (*wino_dy[kWinoVariants])(const ConvGeom& g, const T* dz, int64_t gr0, int64_t nrows, T* out, int64_t ld,
                      int64_t xi_stride, T* scratch);
   int64_t (*wino_dy_scratch[kWinoVariants])(const ConvGeom& g);

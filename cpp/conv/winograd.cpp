@@ -1,8 +1,8 @@
 // Winograd F(MxM, RxR) driver (contract in winograd.h): the filters transformed and packed once per call,
 // then the batch's tile rows cut into bands, each band done by one thread: its input patches transformed
 // into the GEMM's packed B operand, alpha^2 GEMMs (one per point of the alpha x alpha transform: 16 for
-// F(2x2, 3x3), 36 for F(4x4, 3x3) and F(2x2, 5x5)), the products transformed back into the output rows. A band's transformed inputs and products
-// stay in the L2.
+// F(2x2, 3x3), 36 for F(4x4, 3x3) and F(2x2, 5x5)), the products transformed back into the output rows. A
+// band's transformed inputs and products stay in the L2.
 #include "conv/winograd.h"
 
 #include <algorithm>
@@ -25,10 +25,8 @@ constexpr int64_t kWinoBandBytes = 768 << 10;
 // A band of tile rows is worth a thread of its own.
 constexpr Grain kWinoBandGrain{1};
 
-}  // namespace
+int forced_tile = 0;  // conv_winograd_force_tile's, for tests
 
-namespace {
-int forced_tile = 0;
 }  // namespace
 
 void conv_winograd_force_tile(int m) { forced_tile = m; }
