@@ -33,6 +33,15 @@ int64_t wino_band_bytes(const ConvGeom& g) {
   return std::max(g.C, g.K) <= 32 ? kWinoBandBytesFewChannels : kWinoBandBytes;
 }
 
+// The weight gradient's bands hold at least this many tiles, the depth of each point's GEMM: wide layers'
+// L2-sized bands were a few dozen tiles (10 for 256 channels), too short a sum to pay for the GEMM's packing
+// and its tiles' loads and stores. Its GEMMs read one point's operands at a time, so a band larger than the
+// L2 costs little. Measured against the L2 budget alone (1 thread, fastest of 4 x 8 alternated calls): 256
+// channels on 14x14 (8 images) 1.20x, 128 on 28x28 1.18-1.21x, 32 on 16x16 1.04x, others within the noise
+// (+-1.5% between two runs of one build); 96 tiles gained as much on the wide layers, and near 200 lost on the
+// narrow ones (32 channels on 16x16 0.96x against about 100).
+constexpr int64_t kWinoDwMinTiles = 64;
+
 // A band of tile rows is worth a thread of its own.
 constexpr Grain kWinoBandGrain{1};
 
@@ -136,7 +145,7 @@ void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t 
   const int64_t K = g.K, C = g.C, TP = wino_tiles_p(g), TQ = wino_tiles_q(g), tile_rows = nimg * TP;
   const int wi = wino_index(g);
   const int xis = wino_points(g);
-  const int64_t budget_tiles = std::max<int64_t>(16, wino_band_bytes(g) / int64_t(sizeof(T)) / (xis * (C + K)));
+  const int64_t budget_tiles = std::max<int64_t>(kWinoDwMinTiles, wino_band_bytes(g) / int64_t(sizeof(T)) / (xis * (C + K)));
   const int64_t rows = std::clamp<int64_t>(budget_tiles / TQ, 1, tile_rows);
   const int64_t ld = round_up(rows * TQ, 16);
   const int64_t v_xi = C * ld + kPlanePad<T>, y_xi = K * ld + kPlanePad<T>;
