@@ -145,7 +145,8 @@ void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t 
   const int64_t K = g.K, C = g.C, TP = wino_tiles_p(g), TQ = wino_tiles_q(g), tile_rows = nimg * TP;
   const int wi = wino_index(g);
   const int xis = wino_points(g);
-  const int64_t budget_tiles = std::max<int64_t>(kWinoDwMinTiles, wino_band_bytes(g) / int64_t(sizeof(T)) / (xis * (C + K)));
+  const int64_t budget_tiles =
+      std::max<int64_t>(kWinoDwMinTiles, wino_band_bytes(g) / int64_t(sizeof(T)) / (xis * (C + K)));
   const int64_t rows = std::clamp<int64_t>(budget_tiles / TQ, 1, tile_rows);
   const int64_t ld = round_up(rows * TQ, 16);
   const int64_t v_xi = C * ld + kPlanePad<T>, y_xi = K * ld + kPlanePad<T>;
