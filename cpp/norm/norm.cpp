@@ -54,6 +54,8 @@ struct BnChunks {
     }
   }
   int64_t index(int64_t c, int64_t k) const { return rows ? k * C + c : c * count + k; }
+  // index(c, k) = index(0, k) + c * channel_stride(): chunk k's partials of consecutive channels.
+  int64_t channel_stride() const { return rows ? 1 : count; }
   // Plane mode: runs (planes) and elements per run of chunk k.
   int64_t runs(int64_t k) const { return std::min(planes, N - (k / per_plane) * planes); }
   int64_t len(int64_t k) const { return std::min(kNormChunk, S - (k % per_plane) * kNormChunk); }
@@ -144,45 +146,31 @@ void batch_norm_forward(const T* x, T* y, int64_t N, int64_t C, int64_t S, const
     // M2 = sum (M2_k + n_k (mean_k - mean)^2) (Chan et al.'s formula for many parts at once). The loops over
     // the channels are innermost so they vectorise (a channel at a time, with its square root and division,
     // was a third of a 64 x 256 batch's forward); each channel's sums keep their order.
-    const auto chunk = [&](const double* p, int64_t c, int64_t q) { return p[ch.index(c, q)]; };
+    const int64_t cs = ch.channel_stride();
     for (int64_t c = 0; c < C; ++c) s.sum[c] = s.m2[c] = 0;
     for (int64_t q = 0; q < ch.count; ++q) {
-      const double size = static_cast<double>(ch.size(q));
-      if (ch.rows) {
-        const double* p1 = s.p1 + ch.index(0, q);  // row mode: chunk q's channels are consecutive
-        for (int64_t c = 0; c < C; ++c) s.sum[c] += size * p1[c];
-      } else {
-        for (int64_t c = 0; c < C; ++c) s.sum[c] += size * chunk(s.p1, c, q);
-      }
+      const double size = static_cast<double>(ch.size(q)), *p1 = s.p1 + ch.index(0, q);
+      for (int64_t c = 0; c < C; ++c) s.sum[c] += size * p1[c * cs];
     }
     for (int64_t c = 0; c < C; ++c) s.sum[c] /= n;  // now the mean
     for (int64_t q = 0; q < ch.count; ++q) {
-      const double size = static_cast<double>(ch.size(q));
-      if (ch.rows) {
-        const double *p1 = s.p1 + ch.index(0, q), *p2 = s.p2 + ch.index(0, q);
-        for (int64_t c = 0; c < C; ++c) {
-          const double d = p1[c] - s.sum[c];
-          s.m2[c] += p2[c] + size * d * d;
-        }
-      } else {
-        for (int64_t c = 0; c < C; ++c) {
-          const double d = chunk(s.p1, c, q) - s.sum[c];
-          s.m2[c] += chunk(s.p2, c, q) + size * d * d;
-        }
+      const double size = static_cast<double>(ch.size(q)), *p1 = s.p1 + ch.index(0, q), *p2 = s.p2 + ch.index(0, q);
+      for (int64_t c = 0; c < C; ++c) {
+        const double d = p1[c * cs] - s.sum[c];
+        s.m2[c] += p2[c * cs] + size * d * d;
       }
     }
     for (int64_t c = 0; c < C; ++c) {
-      const double mean = s.sum[c], var = std::max(0.0, s.m2[c] / n);
-      mean_out[c] = static_cast<T>(mean);
-      invstd_out[c] = static_cast<T>(1.0 / std::sqrt(var + eps));
+      s.m2[c] = std::max(0.0, s.m2[c] / n);  // now the variance
+      mean_out[c] = static_cast<T>(s.sum[c]);
+      invstd_out[c] = static_cast<T>(1.0 / std::sqrt(s.m2[c] + eps));
     }
     if (running_mean)
       for (int64_t c = 0; c < C; ++c)
         running_mean[c] = static_cast<T>((1 - momentum) * running_mean[c] + momentum * s.sum[c]);
     if (running_var && n > 1)
       for (int64_t c = 0; c < C; ++c)
-        running_var[c] =
-            static_cast<T>((1 - momentum) * running_var[c] + momentum * std::max(0.0, s.m2[c] / n) * n / (n - 1));
+        running_var[c] = static_cast<T>((1 - momentum) * running_var[c] + momentum * s.m2[c] * n / (n - 1));
   } else {
     for (int64_t c = 0; c < C; ++c) {
       mean_out[c] = running_mean[c];
@@ -222,21 +210,15 @@ void batch_norm_backward(const T* dy, const T* x, const T* y, T* dx, int64_t N, 
   const double n = static_cast<double>(N) * static_cast<double>(S);
   // As in the forward, the chunks' partials are added with the channels innermost, in chunk order.
   for (int64_t c = 0; c < C; ++c) s.sum[c] = s.m2[c] = 0;
+  const int64_t cs = ch.channel_stride();
   for (int64_t q = 0; need_sums && q < ch.count; ++q) {
-    if (ch.rows) {
-      const double *p1 = s.p1 + ch.index(0, q), *p2 = s.p2 + ch.index(0, q);
-      for (int64_t c = 0; c < C; ++c) {
-        s.sum[c] += p1[c];
-        s.m2[c] += p2[c];
-      }
-    } else {
-      for (int64_t c = 0; c < C; ++c) {
-        s.sum[c] += s.p1[ch.index(c, q)];
-        s.m2[c] += s.p2[ch.index(c, q)];
-      }
+    const double *p1 = s.p1 + ch.index(0, q), *p2 = s.p2 + ch.index(0, q);
+    for (int64_t c = 0; c < C; ++c) {
+      s.sum[c] += p1[c * cs];
+      s.m2[c] += p2[c * cs];
     }
   }
-  // One loop per output, none with a branch inside, so each vectorises.
+  // Loops over the channels whose conditions are the same for every channel, so they vectorise.
   if (dweight)
     for (int64_t c = 0; c < C; ++c) dweight[c] = static_cast<T>(s.m2[c] * static_cast<double>(invstd[c]));
   if (dbias)
@@ -245,15 +227,8 @@ void batch_norm_backward(const T* dy, const T* x, const T* y, T* dx, int64_t N, 
     const double is = invstd[c], a = (weight ? static_cast<double>(weight[c]) : 1.0) * is;
     s.m[c] = mean[c];
     s.a[c] = static_cast<T>(a);
-  }
-  if (training) {
-    for (int64_t c = 0; c < C; ++c) {
-      const double is = invstd[c], a = (weight ? static_cast<double>(weight[c]) : 1.0) * is;
-      s.b[c] = static_cast<T>(-a * is * is * s.m2[c] / n);
-      s.d[c] = static_cast<T>(-a * s.sum[c] / n);
-    }
-  } else {
-    for (int64_t c = 0; c < C; ++c) s.b[c] = s.d[c] = T(0);
+    s.b[c] = training ? static_cast<T>(-a * is * is * s.m2[c] / n) : T(0);
+    s.d[c] = training ? static_cast<T>(-a * s.sum[c] / n) : T(0);
   }
   if (!dx) return;
   for_each_plane(
