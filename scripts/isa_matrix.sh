@@ -9,6 +9,8 @@
 #      Nehalem      SSE4.2 only          -> portable
 #      SandyBridge  AVX, no AVX2/FMA     -> portable
 #      Haswell-v4   AVX2 + FMA           -> avx2
+#    On an AVX-512 machine the native run is made twice, NNX_WIDE_FMA=0 and 1, for the conv family's two
+#    AVX-512 tables (cpp/conv/conv_ukernels_avx512.cpp and conv_ukernels_zmm_avx512.cpp).
 #    A kernel compiled for an ISA the emulated CPU lacks dies there with SIGILL and fails the run.
 #
 # Runs against whichever nnx `python -c "import nnx"` finds (the installed one in CI; with
@@ -45,7 +47,13 @@ run() {  # run LABEL EXPECTED_ISA [qemu args...]
     echo "isa_matrix: $label ($want) FAILED:"; tail -30 "/tmp/isa_matrix_$label.log"; exit 1
   fi
 }
-run native "$native"
+if [ "$native" = avx512 ]; then
+  # Both AVX-512 conv tables (cpu.h's wide_vector_fma picks one per CPU), whichever this CPU would pick.
+  NNX_WIDE_FMA=0 run native-halves "$native"
+  NNX_WIDE_FMA=1 run native-full-width "$native"
+else
+  run native "$native"
+fi
 run Nehalem portable qemu-x86_64 -cpu Nehalem
 run SandyBridge portable qemu-x86_64 -cpu SandyBridge
 run Haswell-v4 avx2 qemu-x86_64 -cpu Haswell-v4

@@ -64,6 +64,10 @@ CASES = {
     "conv2d_winograd4": ((_r(2, 3, 7, 18), W4, B4), {"padding": 1, "algorithm": "winograd"}),
     "conv2d_winograd2": ((_r(2, 3, 5, 4), W4, B4), {"padding": 1, "algorithm": "winograd"}),
     "conv2d_winograd130": ((_r(1, 3, 5, 18), _r(130, 3, 3, 3), _r(130)), {"padding": 1, "algorithm": "winograd"}),
+    # The implicit GEMM's two register tiles (conv_ukernels.h, igemm_for): 12 filters take the narrow channel
+    # block, 40 the wide one (two blocks, the second partly empty).
+    "conv2d_implicit": ((X4, _r(12, 3, 3, 3), _r(12)), {"padding": 1, "algorithm": "implicit"}),
+    "conv2d_implicit40": ((X4, _r(40, 3, 3, 3), _r(40)), {"stride": 2, "padding": 1, "algorithm": "implicit"}),
     "max_pool2d": ((X4,), {"kernel_size": 2}),
     "max_pool2d_3s2": ((X4,), {"kernel_size": 3, "stride": 2, "padding": 1}),
     "avg_pool2d": ((X4,), {"kernel_size": 2}),
@@ -80,7 +84,7 @@ CASES = {
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_wide", "_winograd5", "_winograd4", "_winograd2", "_winograd130", "_winograd", "_3s2", "_eval", "_channels"):
+    for suffix in ("_stride2", "_depthwise", "_wide", "_implicit40", "_implicit", "_winograd5", "_winograd4", "_winograd2", "_winograd130", "_winograd", "_3s2", "_eval", "_channels"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case

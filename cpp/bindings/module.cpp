@@ -21,6 +21,8 @@ PYBIND11_MODULE(_C, m) {
     d["openmp"] = nnx::openmp_enabled();
     d["num_threads"] = nnx::num_threads();
     d["malloc_tuned"] = nnx::malloc_tuned();
+    d["wide_vector_fma"] = nnx::wide_vector_fma();
+    d["fma512_rate_ratio"] = nnx::fma512_rate_ratio();
     d["sgemm_ukernel"] = nnx::gemm_ukernel_name<float>();
     d["dgemm_ukernel"] = nnx::gemm_ukernel_name<double>();
     return d;

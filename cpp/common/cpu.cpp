@@ -39,6 +39,31 @@ std::atomic<int>& active_slot() {
 
 }  // namespace
 
+#if defined(NNX_X86)
+double fma512_rate_ratio_avx512();  // fma_width_avx512.cpp
+#endif
+
+double fma512_rate_ratio() {
+#if defined(NNX_X86)
+  static const double ratio = isa_supported(Isa::avx512) ? fma512_rate_ratio_avx512() : 0.0;
+  return ratio;
+#else
+  return 0.0;
+#endif
+}
+
+bool wide_vector_fma() {
+  static const bool wide = [] {
+    if (!isa_supported(Isa::avx512)) return false;
+    if (const char* env = std::getenv("NNX_WIDE_FMA")) {
+      if (env[0] == '0' && env[1] == '\0') return false;
+      if (env[0] == '1' && env[1] == '\0') return true;
+    }
+    return fma512_rate_ratio() > 1.4;
+  }();
+  return wide;
+}
+
 Isa detected_isa() {
   static const Isa isa = detect();
   return isa;

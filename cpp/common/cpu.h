@@ -24,4 +24,14 @@ bool parse_isa(const std::string& name, Isa* out);
 // True when `isa` may be used on this machine (portable always can).
 bool isa_supported(Isa isa);
 
+// Whether this CPU runs 512-bit multiply-adds at about twice its 256-bit rate: two full-width FMA pipes, as
+// Intel's server cores have; Zen 4 issues a 512-bit operation as two 256-bit halves, so there the two rates
+// are equal and 256-bit kernels, with their cheaper shuffles and tails, measured as fast or faster. A
+// family whose AVX-512 table has full-width variants fills them from this (cpp/conv/). Measured once, on
+// first use, by a microbenchmark of about 2 ms (fma512_rate_ratio > 1.4); NNX_WIDE_FMA=0 or 1 overrides
+// it. False on CPUs without AVX-512. The choice never depends on the thread count.
+bool wide_vector_fma();
+// 512-bit over 256-bit multiply-add flops per second as measured here (0 when not measured: no AVX-512).
+double fma512_rate_ratio();
+
 }  // namespace nnx

@@ -298,16 +298,17 @@ template <class T>
 void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                       int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
-  const int64_t scratch = kern.igemm_scratch(g);
-  const int64_t kp = conv_igemm_channels(g, kern.igemm_kblock);
+  const auto& ig = kern.igemm_for(g);
+  const int64_t scratch = ig.scratch(g);
+  const int64_t kp = conv_igemm_channels(g, ig.kblock);
   T* wpack = workspace_as<T>(kWsConvPack, g.groups * kp * (g.CgRS() + 1) + kern.igemm_offsets_elems(g));
   T* bpack = wpack + g.groups * kp * g.CgRS();
   T* offs = bpack + g.groups * kp;
-  kern.igemm_pack(g, w, b, wpack, bpack);
+  ig.pack(g, w, b, wpack, bpack);
   kern.igemm_offsets(g, offs);
   for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
-    kern.igemm_fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, offs, y + n * g.K * g.PQ(), act, slope, s);
+    ig.fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, offs, y + n * g.K * g.PQ(), act, slope, s);
   });
 }
 
@@ -454,8 +455,9 @@ void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, 
 template <class T>
 void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
-  const int64_t scratch = kern.igemm_scratch(g), ntaps = g.CgRS(), Kg = g.Kg();
-  const int64_t kp = conv_igemm_channels(g, kern.igemm_kblock);
+  const auto& ig = kern.igemm_for(g);
+  const int64_t scratch = ig.scratch(g), ntaps = g.CgRS(), Kg = g.Kg();
+  const int64_t kp = conv_igemm_channels(g, ig.kblock);
   T* offs = workspace_as<T>(kWsConvPack, kern.igemm_offsets_elems(g));
   kern.igemm_offsets(g, offs);
   reduce_chunks<T>(g.K * ntaps, g.N, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
@@ -463,7 +465,7 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
     std::memset(static_cast<void*>(dwT), 0, sizeof(T) * g.groups * ntaps * kp);
     T* s = workspace_as<T>(kWsConvCol, scratch);
     for (int64_t n = n0; n < n0 + cnt; ++n)
-      kern.igemm_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), offs, dwT, s);
+      ig.dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), offs, dwT, s);
     // Along dwT's rows: a walk down its columns (kp elements apart) misses L1 on every element once dwT
     // outgrows it (800 taps x 64 channels is 200 KB); the writes here stay within Kg lines.
     for (int64_t gi = 0; gi < g.groups; ++gi)

@@ -1,4 +1,5 @@
-// AVX-512 build of the convolution micro-kernels (simd/*.inc): the AVX2 kernels with EVEX encodings and
+// AVX-512 build of the convolution micro-kernels (simd/*.inc) for CPUs that issue a 512-bit operation as two
+// 256-bit halves (Zen 4; cpu.h's wide_vector_fma is false): the AVX2 kernels with EVEX encodings and
 // register blocks sized for 32 registers. The implicit GEMM runs 12 pixels (forward) or 12 taps (weight
 // gradient) by 2 x 8 float channels, 24 accumulators; the direct kernels keep 8 filters (forward, dx) and
 // 4 (weight gradient) in registers, kvec's dx 12 channels of a pixel pair.
@@ -17,13 +18,18 @@
 #define NNX_CONV_DIRECT_KB 8
 #define NNX_CONV_DIRECT_DW_KB 4
 #define NNX_CONV_KVEC_CB 12
+#include "common/cpu.h"
 #include "conv/simd/table.inc"
 
 namespace nnx {
 
+// CPUs with full-width 512-bit FMA pipes take conv_ukernels_zmm_avx512.cpp's table instead (cpu.h).
 template <class T>
 void conv_ukernels_fill_avx512(ConvUkernels<T>& table) {
-  conv_avx512::fill(table, "avx512");
+  if (wide_vector_fma())
+    conv_ukernels_fill_avx512_zmm(table);
+  else
+    conv_avx512::fill(table, "avx512");
 }
 
 template void conv_ukernels_fill_avx512<float>(ConvUkernels<float>&);
