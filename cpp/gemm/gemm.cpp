@@ -285,14 +285,19 @@ const GemmUkernels<T>& gemm_ukernels() {
 // - a narrow C (4096 x 16 x 256: 0.37 ms against 1.0-2.1 ms): N fills half the wide tile, and
 //   swap_operands' way around that packs with transposing copies;
 // - B stored by columns (a linear layer's x @ w.T, 64 x 120 x 400: 71 us against 94 us): packing a
-//   32-wide sliver then reads 32 rows side by side, twice the read streams of the 16-wide one.
-// The choice depends on the shape and layout alone, so results stay independent of the thread count.
+//   32-wide sliver then reads 32 rows side by side, twice the read streams of the 16-wide one. Not so on a
+//   CPU with full-width 512-bit FMA pipes (cpu.h's wide_vector_fma), where the wide tile does twice the
+//   work per cycle: there the wide table, with its transposing pack (pack_transposed_x86.h), measured
+//   1.41-1.75x on x @ w.T from 64 x 120 x 400 to 512^3 and 1.09-1.26x on the Winograd weight gradients
+//   of 32 and 64 channels (Xeon, 1 thread, fastest of 3 alternated runs), the same bits.
+// The choice depends on the shape, the layout and the CPU alone, so results stay independent of the thread
+// count.
 template <class T>
 static const GemmUkernels<T>& gemm_ukernels_for(int64_t M, int64_t N, int64_t cs_b) {
   const GemmUkernels<T>& kr = gemm_ukernels<T>();
   if (active_isa() != Isa::avx512) return kr;
   const GemmUkernels<T>& narrow = gemm_tables<T>().for_isa(Isa::avx2);
-  if (cs_b != 1) return narrow;
+  if (cs_b != 1 && !wide_vector_fma()) return narrow;
   const double wide_fill = tile_efficiency(M, N, kr.blocking.mr, kr.blocking.nr);
   const double narrow_fill = tile_efficiency(M, N, narrow.blocking.mr, narrow.blocking.nr);
   return narrow_fill > 1.25 * wide_fill ? narrow : kr;

@@ -5,6 +5,7 @@
 
 #include "gemm/epilogue_tile.h"
 #include "gemm/pack.h"
+#include "gemm/pack_transposed_x86.h"
 #include "gemm/ukernel.h"
 #include "gemm/ukernel_simd.h"
 #include "gemm/ukernel_vec_avx512.h"
@@ -46,13 +47,13 @@ void dgemm_ukernel_avx512_6x16_strided_a(int64_t k, const double* a, int64_t rs_
 template <>
 void gemm_ukernels_fill_avx512<float>(GemmUkernels<float>& table) {
   table = GemmUkernels<float>{kS, sgemm_ukernel_avx512_6x32, sgemm_ukernel_avx512_6x32_strided_a,
-                              pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_avx512_6x32"};
+                              pack_a_panels<kS.mr, float>, pack_b_transposed<kS.nr>, epilogue_tile<float>, "sgemm_ukernel_avx512_6x32"};
 }
 
 template <>
 void gemm_ukernels_fill_avx512<double>(GemmUkernels<double>& table) {
   table = GemmUkernels<double>{kD, dgemm_ukernel_avx512_6x16, dgemm_ukernel_avx512_6x16_strided_a,
-                               pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_avx512_6x16"};
+                               pack_a_panels<kD.mr, double>, pack_b_transposed<kD.nr>, epilogue_tile<double>, "dgemm_ukernel_avx512_6x16"};
 }
 
 }  // namespace nnx
