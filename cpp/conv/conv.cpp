@@ -44,6 +44,15 @@ bool conv_algo_parse(const std::string& name, ConvAlgo* out) {
 // Fraction of the lanes doing useful work when n items are processed in units of `unit`.
 static double lane_fill(int64_t n, int64_t unit) { return double(n) / double((n + unit - 1) / unit * unit); }
 
+// The implicit GEMM's useful multiply-add lanes per cycle over the direct kernels' (16-lane row tiles of
+// 32-byte vectors) for this many output channels and pixels: the lanes of its tile's channel block and
+// pixel rows that work, times the tile's rate (the float table's, so that the choice does not depend on
+// the dtype).
+static double implicit_rate(int64_t channels, int64_t pixels) {
+  const auto& ig = conv_ukernels<float>().igemm_for_channels(channels);
+  return lane_fill(channels, ig.kblock) * lane_fill(pixels, ig.mr) * ig.rate;
+}
+
 static bool is_plain_1x1(const ConvGeom& g) {
   return g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
@@ -79,14 +88,18 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   if (g.Cg() <= 8 && g.sh == 1 && g.sw == 1 && g.CgRS() <= 256) {
     // A modelled cost per output element, in vector multiply-adds: both kernels issue CgRS / 8 of them
     // when every lane works, divided by the fraction of lanes that do (direct runs its 16-lane tiles along
-    // an output row, Q of round_up(Q, 16); implicit along the filters, Kg of round_up(Kg, 16), 6 output
-    // pixels at a time); implicit also stores each output as a scalar through a transposition, about one
-    // multiply-add's time. LeNet's conv1 (6 filters, 28-wide rows) and the 1 -> 32 5x5 stem of the
-    // BatchNorm network (25 taps: the stores weigh, measured 2.15 ms direct against 2.94 ms implicit)
-    // are direct, LeNet's conv2 (16 filters, 10-wide rows, 150 taps) implicit. Ties go to direct.
+    // an output row, Q of round_up(Q, 16); implicit along the filters, a channel block at a time, MR output
+    // pixels at a time, at its tile's rate: implicit_rate); implicit also stores each output through a
+    // transposition, about one multiply-add's time. Ties go to direct. On Zen 4 LeNet's conv1 (6 filters,
+    // 28-wide rows) and the 1 -> 32 5x5 stem of the BatchNorm network (25 taps: the stores weigh, measured
+    // 2.15 ms direct against 2.94 ms implicit) are direct, LeNet's conv2 (16 filters, 10-wide rows, 150 taps)
+    // implicit. With full-width 512-bit pipes (the wide tile's rate 2) that stem goes implicit (1 thread,
+    // forward / weight gradient: 0.83 / 1.25 ms against direct's 1.10 / 1.31), as do 8 -> 32 and 4 -> 64 3x3
+    // on 16x16 (0.55 / 0.64 against 0.71 / 1.01; 0.75 / 0.95 against 0.79 / 1.18), and ResNet's 3 -> 16 stem
+    // stays direct (0.67 / 0.89 against 0.90 / 0.91).
     const double taps = static_cast<double>(g.CgRS()) / 8.0;
     const double direct_cost = taps / lane_fill(g.Q, 16);
-    const double implicit_cost = taps / (lane_fill(g.Kg(), 16) * lane_fill(g.PQ(), 6)) + 1.0;
+    const double implicit_cost = taps / implicit_rate(g.Kg(), g.PQ()) + 1.0;
     return implicit_cost < direct_cost ? ConvAlgo::implicit : ConvAlgo::direct;
   }
   // Winograd multiplies 36/144 (F(4x4, 3x3)), 16/36 (F(2x2, 3x3)) or 36/100 (F(2x2, 5x5)) as much, but its
@@ -537,7 +550,7 @@ bool transposed_geom(const ConvGeom& g, ConvGeom* t) {
 bool dx_by_implicit(const ConvGeom& g) {
   ConvGeom t;
   if (!transposed_geom(g, &t)) return false;
-  return lane_fill(g.Cg(), 16) * lane_fill(g.H * g.W, 6) > lane_fill(g.W, 16);
+  return implicit_rate(g.Cg(), g.H * g.W) > lane_fill(g.W, 16);
 }
 
 // Filter rows whose tap lands on dz (not on its padding), averaged over dx's rows: what the direct kernel
@@ -590,7 +603,7 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   double best = Kg * rows * static_cast<double>(g.S) / 8.0 / lane_fill(g.W, 16);
   ConvDxPath path = ConvDxPath::direct;
   if (dx_by_implicit(g)) {
-    best = Kg * static_cast<double>(g.R * g.S) / 8.0 / (lane_fill(g.Cg(), 16) * lane_fill(g.H * g.W, 6)) + 1.0;
+    best = Kg * static_cast<double>(g.R * g.S) / 8.0 / implicit_rate(g.Cg(), g.H * g.W) + 1.0;
     path = ConvDxPath::implicit;
   }
   const double kvec = 1.3 * std::ceil(Kg / 8.0) * rows * dx_cols_on_dz_pairs(g) + 1.0;

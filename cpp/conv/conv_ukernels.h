@@ -85,11 +85,17 @@ struct ConvUkernels {
     void (*dw)(const ConvGeom& g, const T* x_img, const T* dz_img, const T* offs, T* dwT, T* scratch);
     int64_t (*scratch)(const ConvGeom& g);  // fwd and dw
     int kblock;                             // output channels per block
+    int mr;                                 // output pixels (forward) per tile
+    // Multiply-add lanes per cycle over a 32-byte vector's, where every lane works: conv_pick_algorithm's
+    // model of its cost against the direct kernels'. 2 for the wide tile of full-width 512-bit pipes
+    // (two 64-byte multiply-adds per broadcast input), else 1.
+    double rate;
   } igemm[2];
   // The wide tile for groups of more channels than the narrow block holds (so its lanes are not half
   // empty): measured 1.29-1.47x faster than the narrow one on ResNet-20's 16->32 and 32->64 stride-2 layers on
   // a CPU with full-width 512-bit FMA pipes, where LeNet-5's 16-channel conv2 lost 0.86-0.90x with it.
-  const Igemm& igemm_for(const ConvGeom& g) const { return igemm[g.Kg() > igemm[0].kblock ? 1 : 0]; }
+  const Igemm& igemm_for(const ConvGeom& g) const { return igemm_for_channels(g.Kg()); }
+  const Igemm& igemm_for_channels(int64_t kg) const { return igemm[kg > igemm[0].kblock ? 1 : 0]; }
 
   // --- Winograd F(MxM, RxR) (simd/winograd.inc; conv/winograd.h), one entry per variant: index
   // wino_index(g), F(2x2, 3x3), F(2x2, 5x5), F(4x4, 3x3); alpha = M + R - 1 and xi runs over the alpha^2 points.

@@ -5,7 +5,10 @@
 // accumulators) for wider ones, so each broadcast input feeds two multiply-adds. Measured against the
 // 32-byte table on such a CPU (Xeon, 1 thread, fastest of 3 x 15 alternated calls): ResNet-20's 16->32 stride-2
 // layer forward 1.47x and weight gradient 1.47x, its 32->64 stride-2 layer 1.55x and 1.46x, LeNet-5's conv2
-// (16 channels, one vector) 1.43x and 1.30x. The other kernels are the 32-byte ones of conv_ukernels_avx512.cpp.
+// (16 channels, one vector) 1.43x and 1.30x. Gathers (AVX2's, on 32-byte vectors) cost less here than on Zen
+// 4, so the Winograd transforms gather their tiles across rows up to rows of 3/4 of the lanes
+// (NNX_CONV_WINO_SPAN_MAX_FILL, simd/winograd.inc). The other kernels are the 32-byte ones of
+// conv_ukernels_avx512.cpp.
 // Each output's sum keeps its tap order, so the bits are those of the other tables.
 #define NNX_CONV_NS conv_avx512_zmm
 #define NNX_CONV_IG_NV 1
@@ -13,9 +16,11 @@
 #define NNX_CONV_IG_MRT 6
 #define NNX_CONV_IG_WIDE_NV 2
 #define NNX_CONV_IG_WIDE_BLOCK_BYTES 128
+#define NNX_CONV_IG_WIDE_RATE 2
 #define NNX_CONV_DIRECT_KB 8
 #define NNX_CONV_DIRECT_DW_KB 4
 #define NNX_CONV_KVEC_CB 12
+#define NNX_CONV_WINO_SPAN_MAX_FILL 75
 #include "conv/simd/table.inc"
 
 namespace nnx {
