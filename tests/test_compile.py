@@ -17,6 +17,17 @@ def batches(shape, n, classes=10, seed=1):
     return [(r.standard_normal(shape).astype(np.float32), r.integers(0, classes, shape[0])) for _ in range(n)]
 
 
+class _Residual(nn.Module):
+    # relu(x + bn(conv(x))): the residual sum and the sum of x's two gradients are kernel calls when large
+    # enough (nnx.ops._checks), so such a step can be captured.
+    def __init__(self, c):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return nnx.functional.relu(x + self.bn(self.conv(x)))
+
+
 def build(name, opt_cls=optim.SGD, seed=0, **opt_kw):
     nnx.manual_seed(seed)
     if name == "lenet":
@@ -27,6 +38,9 @@ def build(name, opt_cls=optim.SGD, seed=0, **opt_kw):
         model = nn.Sequential(nn.Linear(20, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
     elif name == "dropout":
         model = nnx.models.mlp(hidden=(32, 16), in_features=20, dropout=0.3)
+    elif name == "residual":
+        model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), _Residual(8), _Residual(8), nn.GlobalAvgPool2d(),
+                              nn.Flatten(), nn.Linear(8, 10))
     opt = opt_cls(model.parameters(), **(opt_kw or {"lr": 0.05, "momentum": 0.9}))
     loss_fn = nn.CrossEntropyLoss()
 
@@ -76,7 +90,8 @@ def run_both(name, data, opt_cls=optim.SGD, each=None, **opt_kw):
     return c2
 
 
-@pytest.mark.parametrize("name, shape", [("mlp", (4, 20)), ("lenet", (3, 1, 28, 28))])
+@pytest.mark.parametrize("name, shape", [("mlp", (4, 20)), ("lenet", (3, 1, 28, 28)),
+                                         ("residual", (4, 1, 32, 32))])
 def test_training_step_is_bit_identical_to_eager(name, shape):
     c = run_both(name, batches(shape, 6))
     (st,) = c.stats()

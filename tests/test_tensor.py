@@ -197,6 +197,47 @@ def test_shared_gradient_arrays_are_not_aliased():
     assert b.grad[0] == 1
 
 
+# ------------------------------------------------------------------ large sums: the sum kernels
+BIG = (64, 16, 4, 8)  # 32768 elements: above nnx.ops._checks._KERNEL_SUM_MIN, so summed by the kernel
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_sum_has_numpys_bits_and_gradient(dtype):
+    a, b = rand(*BIG).astype(dtype), rand(*BIG).astype(dtype)
+    b[0, 0, 0, :4] = [np.inf, -0.0, np.nan, 1e-45]
+    for threads in (1, 2):
+        nnx.set_num_threads(threads)
+        ta, tb = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+        out = ta + tb
+        assert out.data.dtype == dtype and np.array_equal(out.data.view(np.uint8), (a + b).view(np.uint8))
+        g = rand(*BIG).astype(dtype)
+        out.backward(g)
+        assert np.array_equal(ta.grad, g) and np.array_equal(tb.grad, g)
+    # Operands the kernel does not take (a transposed view, a broadcast) go through NumPy's rules.
+    t = Tensor(a) + Tensor(b.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2))
+    assert np.array_equal(t.data, a + b, equal_nan=True)
+    assert np.array_equal((Tensor(a) + Tensor(b[0])).data, a + b[0], equal_nan=True)
+
+
+def test_gradient_sums_in_place_only_into_arrays_nobody_else_holds():
+    # y's two consumers hand it gradients; the engine may sum them into one of them only when no one else
+    # holds it. Here one of them is the caller's own gradient array (add's backward hands g on unchanged),
+    # which must come back untouched, and the doubled branch a fresh array, which may take the sum.
+    x = Tensor(rand(*BIG), requires_grad=True)
+    y = x.relu()
+    g = rand(*BIG)
+    keep = g.copy()
+    ((y * 2.0) + y).backward(g)
+    assert np.array_equal(g, keep)
+    np.testing.assert_allclose(x.grad, 3.0 * keep * (x.data > 0), rtol=1e-15)
+    # One array handed to both parents of an add of a tensor with itself: both contributions count.
+    x2 = Tensor(rand(*BIG), requires_grad=True)
+    h = x2.relu()
+    (h + h).backward(g)
+    assert np.array_equal(g, keep)
+    np.testing.assert_allclose(x2.grad, 2.0 * keep * (x2.data > 0), rtol=1e-15)
+
+
 # ------------------------------------------------------------------ random broadcasting shapes
 from hypothesis import given, settings, strategies as st  # noqa: E402
 

@@ -1,9 +1,11 @@
-// Bindings of the layout kernels (cpp/layout): copy_into, add_into and zero_fill, through run_kernel so that
-// a captured step records them. The ops layer calls them only while a step is captured (nnx.ops._checks);
-// eager steps keep NumPy's copies, which give the same bits.
+// Bindings of the layout kernels (cpp/layout): copy_into, add_into, sum_into and zero_fill, through run_kernel
+// so that a captured step records them. The ops layer calls copy_into and zero_fill only while a step is
+// captured (nnx.ops._checks), eager steps keeping NumPy's copies, which give the same bits; Tensor's sum of two
+// arrays and autograd's sum of a tensor's gradients call sum_into and add_into (threaded, no allocation).
 #include <pybind11/numpy.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "bindings/array_view.h"
@@ -72,6 +74,29 @@ void add_into(const py::array& src, py::array& dst) {
   else throw py::type_error("src: expected a float32 or float64 array, got " + std::string(py::str(src.dtype())));
 }
 
+template <class T>
+void sum_typed(const py::array& a, const py::array& b, py::array& out) {
+  const T* pa = static_cast<const T*>(a.data());
+  const T* pb = static_cast<const T*>(b.data());
+  T* po = static_cast<T*>(out.mutable_data());
+  const int64_t n = a.size();
+  run_kernel("layout_sum", {{a, Use::read}, {b, Use::read}, {out, Use::write}}, {},
+             [=](int nt) { layout_sum<T>(pa, pb, po, n, nt); });
+}
+
+void sum_into(const py::array& a, const py::array& b, py::array& out) {
+  require(out.writeable(), "out: output array is read-only");
+  for (const py::array* arr : std::initializer_list<const py::array*>{&a, &b, &out}) {
+    require(arr->flags() & py::array::c_style, "a, b, out: expected C-contiguous arrays");
+    require(arr->dtype().equal(a.dtype()), "b, out: expected the dtype of a");
+    require(arr->ndim() == a.ndim(), "b, out: expected the shape of a");
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) require(arr->shape(d) == a.shape(d), "b, out: expected the shape of a");
+  }
+  if (is_f32(a)) sum_typed<float>(a, b, out);
+  else if (a.dtype().kind() == 'f' && a.itemsize() == 8) sum_typed<double>(a, b, out);
+  else throw py::type_error("a: expected a float32 or float64 array, got " + std::string(py::str(a.dtype())));
+}
+
 void zero_fill(py::array& dst) {
   require(dst.writeable(), "dst: output array is read-only");
   require(dst.flags() & py::array::c_style, "dst: expected a C-contiguous array");
@@ -87,6 +112,8 @@ void bind_layout(py::module_& m) {
         "dst[...] = src for arrays of one shape and dtype, any strides (dst writeable).");
   m.def("add_into", &add_into, py::arg("src"), py::arg("dst"),
         "dst[...] += src for float arrays of one shape and dtype, any strides (dst's elements distinct).");
+  m.def("sum_into", &sum_into, py::arg("a"), py::arg("b"), py::arg("out"),
+        "out[...] = a + b for C-contiguous float arrays of one shape and dtype (out may be a or b).");
   m.def("zero_fill", &zero_fill, py::arg("dst"), "Sets every byte of a C-contiguous array to 0.");
 }
 

@@ -55,7 +55,18 @@ void layout_add(const T* src, T* dst, const StridedPair& g, int nthreads) {
   for_rows(g, nthreads, [=](int64_t so, int64_t dof, int64_t n, int64_t ss, int64_t ds) {
     const T* s = src + so;
     T* d = dst + dof;
+    if (ss == 1 && ds == 1) {  // the usual case (a gradient accumulated in place): a loop that vectorises
+      for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+      return;
+    }
     for (int64_t i = 0; i < n; ++i) d[i * ds] += s[i * ss];
+  });
+}
+
+template <class T>
+void layout_sum(const T* a, const T* b, T* out, int64_t n, int nthreads) {
+  parallel_for(n, kElementwiseGrain, nthreads, [=](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = a[i] + b[i];
   });
 }
 
@@ -72,6 +83,8 @@ template void layout_copy<uint32_t>(const uint32_t*, uint32_t*, const StridedPai
 template void layout_copy<uint64_t>(const uint64_t*, uint64_t*, const StridedPair&, int);
 template void layout_add<float>(const float*, float*, const StridedPair&, int);
 template void layout_add<double>(const double*, double*, const StridedPair&, int);
+template void layout_sum<float>(const float*, const float*, float*, int64_t, int);
+template void layout_sum<double>(const double*, const double*, double*, int64_t, int);
 template void layout_zero<uint8_t>(uint8_t*, int64_t, int);
 template void layout_zero<float>(float*, int64_t, int);
 template void layout_zero<double>(double*, int64_t, int);

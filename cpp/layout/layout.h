@@ -1,7 +1,7 @@
-// Layout kernels: copies between strided and C-contiguous arrays, a strided accumulate and a fill. They let
-// the few NumPy layout steps inside a step (a transpose or slice made contiguous for the next op, the
-// gradient of a slice, an all-zero initial state) run as kernel calls that a captured step (nnx.compile)
-// records and replays. Elementwise and memory bound, so one portable implementation and no ISA table; each
+// Layout kernels: copies between strided and C-contiguous arrays, a strided accumulate, a sum and a fill. They
+// let the few NumPy steps inside a step (a transpose or slice made contiguous for the next op, the gradient of
+// a slice, an all-zero initial state, a residual add and the sum of a tensor's two gradients) run as kernel
+// calls that a captured step (nnx.compile) records and replays, threaded. Elementwise and memory bound, so one portable implementation and no ISA table; each
 // element is copied or added once, so results do not depend on the thread count.
 #pragma once
 #include <cstdint>
@@ -25,6 +25,10 @@ void layout_copy(const T* src, T* dst, const StridedPair& g, int nthreads);
 // dst[i] += src[i] (float, double); dst's elements must be distinct.
 template <class T>
 void layout_add(const T* src, T* dst, const StridedPair& g, int nthreads);
+
+// out[i] = a[i] + b[i] for C-contiguous arrays of n elements (float, double); out may be a or b.
+template <class T>
+void layout_sum(const T* a, const T* b, T* out, int64_t n, int nthreads);
 
 // dst[0..n) = 0 (all bits zero, for any element type T).
 template <class T>

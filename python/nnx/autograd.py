@@ -8,6 +8,7 @@ graphs). Gradients land on leaves only, as in PyTorch; the graph is freed afterw
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import weakref
 
@@ -73,6 +74,18 @@ def _tensor_type():
     return Tensor
 
 
+def _sole_refs() -> int:
+    # sys.getrefcount of an array held only by a dict and read into a local, as `prev` below: the sum of a
+    # tensor's gradients may then go into it (no one else holds it, nor a view of it, which would hold it
+    # too). Measured here rather than assumed, as interpreters differ in what the call itself holds.
+    held = {0: np.empty(1)}
+    prev = held.get(0)
+    return sys.getrefcount(prev)
+
+
+_SOLE_REFS = _sole_refs()
+
+
 def backward(root, grad=None, retain_graph: bool = False) -> None:
     """Computes d(root)/d(leaf) for every leaf that requires grad and adds it to leaf.grad.
 
@@ -92,6 +105,8 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
         if grad.shape != root.shape:
             raise ValueError(f"grad: expected shape {root.shape}, got {grad.shape}")
         shared = {id(grad): _ref(grad)}  # the caller's array: never becomes a leaf's .grad itself
+
+    from .ops import _checks  # the sum kernels (imported here: nnx.ops imports this module's users)
 
     order, waiting = _topological_order(root)
     grads = {id(root): grad}
@@ -119,7 +134,10 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
             else:
                 handed[id(pg)] = _ref(pg)
             prev = grads.get(id(p))
-            grads[id(p)] = pg if prev is None else prev + pg
+            if prev is None:
+                grads[id(p)] = pg
+            elif not (sys.getrefcount(prev) <= _SOLE_REFS and prev.base is None and _checks.add_inplace(prev, pg)):
+                grads[id(p)] = _checks.add(prev, pg)
         if waiting:
             # A leaf with a gradient-ready hook is finished as soon as its last consumer has run, not
             # where the reverse order reaches it (for a layer's weights that is often after the whole

@@ -23,8 +23,9 @@ outputs (Tensors without a graph). A new signature captures a new plan (up to `c
 used dropped).
 
 What is refused (a CompileWarning and eager calls for that signature, or CompileError with strict=True):
-NumPy work between kernels (Tensor arithmetic, gradient accumulation across steps or two gradients of one
-tensor summed, fancy indexing, dtype conversions of inputs), steps whose kernels or scalars differ between
+NumPy work between kernels (Tensor arithmetic, gradient accumulation across steps, fancy indexing, dtype
+conversions of inputs; a sum of two tensors, or of two gradients of one tensor, is a recorded kernel call when
+both have one shape and float dtype and are C-contiguous, as a residual block's are), steps whose kernels or scalars differ between
 calls, outputs that are not arrays/Tensors made by kernels. Values Python computes per call for a kernel
 (dropout seeds, batch norm's momentum and num_batches_tracked) are replay values: refreshed before each
 replay by the code that computes them eagerly (_Recording.replay_value). Layout copies made while capturing

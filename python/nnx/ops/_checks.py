@@ -39,3 +39,35 @@ def zeros(shape, dtype, name: str = "array") -> np.ndarray:
         _C.zero_fill(y)
         return y
     return np.zeros(shape, dtype)
+
+
+# Sums of two arrays, for Tensor's + and autograd's sum of a tensor's gradients (a residual block's two
+# branches): of one shape and float dtype, C-contiguous, and at least this many elements, they are a kernel
+# call (threaded; an IEEE sum, so the bits are NumPy's); smaller ones stay NumPy's, whose fixed cost is lower.
+# While a step is captured every such sum is a kernel call, so that nnx.compile can record it.
+_KERNEL_SUM_MIN = 1 << 14
+
+
+def _kernel_summable(a, b) -> bool:
+    return (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype == b.dtype and a.dtype.kind == "f"
+            and a.itemsize in (4, 8) and a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous
+            and a.flags.aligned and b.flags.aligned
+            and (a.size >= _KERNEL_SUM_MIN or _capture.current() is not None))
+
+
+def add(a, b):
+    """a + b, a new array (NumPy's broadcasting and type rules where the kernel does not apply)."""
+    if _kernel_summable(a, b):
+        out = np.empty_like(a)
+        _C.sum_into(a, b, out)
+        return out
+    return a + b
+
+
+def add_inplace(dst, src) -> bool:
+    """dst += src when the kernel applies and dst is writeable; returns whether it was done (the caller then
+    computes dst + src itself)."""
+    if dst.flags.writeable and _kernel_summable(dst, src):
+        _C.add_into(src, dst)
+        return True
+    return False
