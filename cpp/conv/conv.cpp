@@ -106,7 +106,8 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // transforms cost per tile and channel. 5x5 (F(2x2, 5x5), vectors along a row of 2x2 tiles): it won with
   // both channel counts at least 16, channels x TQ at least 128 and at least 5 tiles a row (1 thread, AVX-512
   // Zen 4, forward / dx against the implicit GEMM: the BatchNorm net's 32 -> 64 on 14x14 1.33 / 1.23x, 64 on
-  // 14x14 1.46 / 1.48x) and lost below (32 -> 64 on 7x7 0.96 / 0.90x). 3x3 (forward + backward against the
+  // 14x14 1.46 / 1.48x) and lost below (32 -> 64 on 7x7 0.96 / 0.90x); the full-width AVX-512 table wins from
+  // 4 tiles a row (wino5_min_tiles_q, conv_ukernels_zmm_avx512.cpp). 3x3 (forward + backward against the
   // implicit GEMM or im2col, whichever the rule below picks, 64 images): with at least 64 channels it won on
   // every map size tried (64 on 4x4 1.7x, 64 on 5x5 1.2x, 128 on 5x5 1.5x, 256 on 4x4 1.9x, 64 on 2x2 1.5x;
   // 512 channels on 4x4, 16 images, even), with 32 from 6x6 maps up (1.3x; on 5x5 0.89x), with 16 from 8x8
@@ -114,7 +115,8 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // channels it lost (8 -> 16 on 16x16 0.80x).
   if (conv_winograd_applies(g, nullptr)) {
     const int64_t channels = std::min(g.C, g.K), tq = wino_tiles(g.Q, 2);
-    if (g.R == 5 && channels >= 16 && channels * tq >= 128 && tq >= 5) return ConvAlgo::winograd;
+    if (g.R == 5 && channels >= 16 && channels * tq >= 128 && tq >= conv_ukernels<float>().wino5_min_tiles_q)
+      return ConvAlgo::winograd;
     if (g.R == 3 && (channels >= 64 || (channels >= 32 && g.Q >= 6) || (channels >= 16 && g.Q >= 8)))
       return ConvAlgo::winograd;
   }

@@ -120,6 +120,9 @@ struct ConvUkernels {
   int64_t (*wino_dy_scratch[kWinoVariants])(const ConvGeom& g);
   void (*wino_weights_grad[kWinoVariants])(const ConvGeom& g, const T* du, T* dw, T* scratch);
 
+  // conv_pick_algorithm: the fewest 2x2 tiles a row (of the output) with which a 5x5 layer goes Winograd.
+  int wino5_min_tiles_q;
+
   const char* isa;
 };
 

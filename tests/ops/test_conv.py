@@ -229,7 +229,9 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 32, 5, 5), (32, 32, 3, 3), padding=1) == "implicit"  # 5 wide, 32 channels
     assert ops.conv2d_algorithm((16, 512, 4, 4), (512, 512, 3, 3), padding=1) == "winograd"  # 4 wide, 512
     assert ops.conv2d_algorithm((64, 8, 32, 32), (16, 8, 3, 3), padding=1) == "direct"  # 8 channels
-    assert ops.conv2d_algorithm((64, 32, 7, 7), (64, 32, 5, 5), padding=2) == "implicit"  # 5x5, 4 tiles a row
+    # 5x5 with 4 tiles a row: Winograd on the full-width AVX-512 table (its gathered rows), else implicit
+    assert ops.conv2d_algorithm((64, 32, 7, 7), (64, 32, 5, 5), padding=2) == ("winograd" if wide else "implicit")
+    assert ops.conv2d_algorithm((64, 32, 5, 5), (64, 32, 5, 5), padding=2) == "implicit"  # 3 tiles a row
     assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == "im2col"  # 1152 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
