@@ -64,6 +64,10 @@ CASES = {
     "conv2d_winograd4": ((_r(2, 3, 7, 18), W4, B4), {"padding": 1, "algorithm": "winograd"}),
     "conv2d_winograd2": ((_r(2, 3, 5, 4), W4, B4), {"padding": 1, "algorithm": "winograd"}),
     "conv2d_winograd130": ((_r(1, 3, 5, 18), _r(130, 3, 3, 3), _r(130)), {"padding": 1, "algorithm": "winograd"}),
+    # Rows of 8 tiles (F(4x4) on 32 columns) and of 7 (F(2x2, 5x5) on 14), 3 and 7 tile rows an image: the
+    # full-width table's transforms take two rows a vector and the odd one alone (NNX_CONV_WINO_PAIR_ROWS).
+    "conv2d_winograd_rows8": ((_r(2, 3, 9, 32), W4, B4), {"padding": 1, "algorithm": "winograd"}),
+    "conv2d_winograd5_rows7": ((_r(2, 3, 14, 14), _r(4, 3, 5, 5), _r(4)), {"padding": 2, "algorithm": "winograd"}),
     # The implicit GEMM's two register tiles (conv_ukernels.h, igemm_for): 12 filters take the narrow channel
     # block, 40 the wide one (two blocks, the second partly empty).
     "conv2d_implicit": ((X4, _r(12, 3, 3, 3), _r(12)), {"padding": 1, "algorithm": "implicit"}),
@@ -84,7 +88,8 @@ CASES = {
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_wide", "_implicit40", "_implicit", "_winograd5", "_winograd4", "_winograd2", "_winograd130", "_winograd", "_3s2", "_eval", "_channels"):
+    for suffix in ("_stride2", "_depthwise", "_wide", "_implicit40", "_implicit", "_winograd_rows8",
+                   "_winograd5_rows7", "_winograd5", "_winograd4", "_winograd2", "_winograd130", "_winograd", "_3s2", "_eval", "_channels"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case

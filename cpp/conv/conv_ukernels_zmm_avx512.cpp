@@ -24,6 +24,7 @@
 // 5x5 32 -> 64 on 7x7 (4 tiles a row, its rows gathered): Winograd 1.28 / 1.73 / 1.25x the implicit GEMM
 // (forward / dx / dw, 1 thread), where Zen 4's measurements put the threshold at 5.
 #define NNX_CONV_WINO5_MIN_TILES_Q 4
+#define NNX_CONV_WINO_PAIR_ROWS 1
 #include "conv/simd/table.inc"
 
 namespace nnx {

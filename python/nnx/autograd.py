@@ -136,7 +136,8 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
             prev = grads.get(id(p))
             if prev is None:
                 grads[id(p)] = pg
-            elif not (sys.getrefcount(prev) <= _SOLE_REFS and prev.base is None and _checks.add_inplace(prev, pg)):
+            elif not (type(prev) is np.ndarray and sys.getrefcount(prev) <= _SOLE_REFS and prev.base is None
+                      and _checks.add_inplace(prev, pg)):
                 grads[id(p)] = _checks.add(prev, pg)
         if waiting:
             # A leaf with a gradient-ready hook is finished as soon as its last consumer has run, not
