@@ -35,15 +35,10 @@ __m512 set512(float x) { return _mm512_set1_ps(x); }
 __m512 add512(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
 
 template <class F>
-double best_seconds(F f, int reps) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s < best) best = s;
-  }
-  return best;
+double seconds(F f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
@@ -56,8 +51,8 @@ double fma512_rate_ratio_avx512() {
   constexpr long kIters = 20000;
   double t256 = 1e30, t512 = 1e30;
   for (int round = 0; round < 7; ++round) {
-    t256 = std::min(t256, best_seconds([&] { sink = sink + fma_chains<__m256, fma256, set256, add256>(kIters)[0]; }, 1));
-    t512 = std::min(t512, best_seconds([&] { sink = sink + fma_chains<__m512, fma512, set512, add512>(kIters)[0]; }, 1));
+    t256 = std::min(t256, seconds([&] { sink = sink + fma_chains<__m256, fma256, set256, add256>(kIters)[0]; }));
+    t512 = std::min(t512, seconds([&] { sink = sink + fma_chains<__m512, fma512, set512, add512>(kIters)[0]; }));
   }
   return 2.0 * t256 / t512;
 }

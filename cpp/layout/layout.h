@@ -1,8 +1,9 @@
 // Layout kernels: copies between strided and C-contiguous arrays, a strided accumulate, a sum and a fill. They
 // let the few NumPy steps inside a step (a transpose or slice made contiguous for the next op, the gradient of
 // a slice, an all-zero initial state, a residual add and the sum of a tensor's two gradients) run as kernel
-// calls that a captured step (nnx.compile) records and replays, threaded. Elementwise and memory bound, so one portable implementation and no ISA table; each
-// element is copied or added once, so results do not depend on the thread count.
+// calls that a captured step (nnx.compile) records and replays, threaded. Elementwise and memory bound, so
+// one portable implementation and no ISA table; each element is copied or added once, so results do not
+// depend on the thread count.
 #pragma once
 #include <cstdint>
 
