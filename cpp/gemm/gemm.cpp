@@ -290,14 +290,49 @@ const GemmUkernels<T>& gemm_ukernels() {
 //   work per cycle: there the wide table, with its transposing pack (pack_transposed_x86.h), measured
 //   1.41-1.75x on x @ w.T from 64 x 120 x 400 to 512^3 and 1.09-1.26x on the Winograd weight gradients
 //   of 32 and 64 channels (Xeon, 1 thread, fastest of 3 alternated runs), the same bits.
+// On such a CPU a narrow product runs on the 16 x 16 AVX-512 tile (kSgemmBlockingAvx512Narrow) rather than
+// AVX2's 6 x 16, unless AVX2's tile, at half the rate, fits the shape more than twice as well, either way
+// round (25 x 6 x 784 fills 78% of 6 x 16 swapped, 29% of 16 x 16). Measured against AVX2's tile (Xeon,
+// 1 thread, fastest of 2 x 200 calls): 16 x 16 x 4096 (a Winograd dw point of 16 channels) 1.22x,
+// 256 x 10 x 784 1.33x, 784 x 16 x 64 1.30x, 64 x 16 x 400 1.28x, 4096 x 16 x 256 1.02-1.06x; ResNet-20's
+// 16-channel Winograd dw 1.16x.
 // The choice depends on the shape, the layout and the CPU alone, so results stay independent of the thread
 // count.
+template <class T>
+static double best_fill(const GemmUkernels<T>& t, int64_t M, int64_t N) {
+  return std::max(tile_efficiency(M, N, t.blocking.mr, t.blocking.nr),
+                  tile_efficiency(N, M, t.blocking.mr, t.blocking.nr));
+}
+
+#if defined(NNX_X86)
+template <class T>
+static const GemmUkernels<T>& gemm_ukernels_avx512_narrow() {
+  static const GemmUkernels<T> table = [] {
+    GemmUkernels<T> t;
+    gemm_ukernels_fill_avx512_narrow<T>(t);
+    return t;
+  }();
+  return table;
+}
+#endif
+
 template <class T>
 static const GemmUkernels<T>& gemm_ukernels_for(int64_t M, int64_t N, int64_t cs_b) {
   const GemmUkernels<T>& kr = gemm_ukernels<T>();
   if (active_isa() != Isa::avx512) return kr;
-  const GemmUkernels<T>& narrow = gemm_tables<T>().for_isa(Isa::avx2);
-  if (cs_b != 1 && !wide_vector_fma()) return narrow;
+  const GemmUkernels<T>& avx2 = gemm_tables<T>().for_isa(Isa::avx2);
+  if (!wide_vector_fma()) {
+    if (cs_b != 1) return avx2;
+    const double wide_fill = tile_efficiency(M, N, kr.blocking.mr, kr.blocking.nr);
+    const double narrow_fill = tile_efficiency(M, N, avx2.blocking.mr, avx2.blocking.nr);
+    return narrow_fill > 1.25 * wide_fill ? avx2 : kr;
+  }
+#if defined(NNX_X86)
+  const GemmUkernels<T>& zn = gemm_ukernels_avx512_narrow<T>();
+  const GemmUkernels<T>& narrow = best_fill(avx2, M, N) > 2 * best_fill(zn, M, N) ? avx2 : zn;
+#else
+  const GemmUkernels<T>& narrow = avx2;
+#endif
   const double wide_fill = tile_efficiency(M, N, kr.blocking.mr, kr.blocking.nr);
   const double narrow_fill = tile_efficiency(M, N, narrow.blocking.mr, narrow.blocking.nr);
   return narrow_fill > 1.25 * wide_fill ? narrow : kr;

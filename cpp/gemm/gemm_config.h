@@ -30,6 +30,11 @@ constexpr GemmBlocking kDgemmBlockingAvx2{6, 8, 256, 72, 4080};
 constexpr GemmBlocking kSgemmBlockingAvx512{6, 32, 256, 144, 4096};
 constexpr GemmBlocking kDgemmBlockingAvx512{6, 16, 256, 72, 4096};
 
+// AVX-512 for narrow products (C at most one vector wide, e.g. 16 float columns) on CPUs with full-width
+// 512-bit FMA pipes (common/cpu.h's wide_vector_fma): one vector of B per k step and 16 rows of A.
+constexpr GemmBlocking kSgemmBlockingAvx512Narrow{16, 16, 256, 144, 4096};
+constexpr GemmBlocking kDgemmBlockingAvx512Narrow{16, 8, 256, 144, 4096};
+
 // NEON (AArch64, 32 q registers of 128 bits): 8 x 3 vectors = 24 accumulators.
 constexpr GemmBlocking kSgemmBlockingNeon{8, 12, 256, 128, 4080};
 constexpr GemmBlocking kDgemmBlockingNeon{8, 6, 256, 64, 4080};

@@ -64,6 +64,9 @@ template <class T>
 void gemm_ukernels_fill_avx2(GemmUkernels<T>& table);
 template <class T>
 void gemm_ukernels_fill_avx512(GemmUkernels<T>& table);
+// The AVX-512 table for narrow products on CPUs with full-width 512-bit FMA (gemm.cpp's gemm_ukernels_for).
+template <class T>
+void gemm_ukernels_fill_avx512_narrow(GemmUkernels<T>& table);
 #endif
 #if defined(NNX_ARM64)
 template <class T>
