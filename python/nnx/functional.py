@@ -15,10 +15,12 @@ needs=(dx?, dw?, db?) from the inputs' requires_grad (the first layer of a netwo
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import numpy as np
 
 from . import _capture
+from . import anomaly as _anomaly
 from . import losses as _losses
 from . import ops as _ops
 from .losses import (elastic_net_penalty, huber_loss, kl_div, l1_loss, l1_penalty, nll_loss,  # noqa: F401
@@ -84,15 +86,17 @@ def linear(x, w, b=None, activation=None, negative_slope: float = 0.01) -> Tenso
     be = _backend
     act_kw = {} if activation is None else {"activation": activation, "negative_slope": negative_slope}
     bd = None if b is None else b.data
-    y = _fn(be, "linear")(x.data, w.data, bd, **act_kw)
+    slot = _ReluSlot(_fn(be, "linear")(x.data, w.data, bd, **act_kw), be)
+    slot.activation = activation
 
     def backward(g):
         needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-        kw = dict(act_kw, y=y) if activation is not None else {}
+        kw = dict(act_kw, activation=slot.activation, y=slot.y) if slot.activation is not None else {}
         return _fn(be, "linear_backward")(g, x.data, w.data, bd, needs=needs, **kw)
 
     parents = (x, w) if b is None else (x, w, b)
-    return Tensor._make(y, parents, backward, "linear" if activation is None else f"linear+{activation}")
+    return _with_slot(Tensor._make(slot.y, parents, backward, "linear" if activation is None
+                                   else f"linear+{activation}"), slot)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
@@ -109,15 +113,17 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=N
         if activation == "leaky_relu":
             act_kw["negative_slope"] = negative_slope
     bd = None if b is None else b.data
-    y = _fn(be, "conv2d")(x.data, w.data, bd, **geom, **act_kw)
+    slot = _ReluSlot(_fn(be, "conv2d")(x.data, w.data, bd, **geom, **act_kw), be)
+    slot.activation = activation
 
     def backward(g):
         needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
-        kw = dict(act_kw, y=y) if activation is not None else {}
+        kw = dict(act_kw, activation=slot.activation, y=slot.y) if slot.activation is not None else {}
         return _fn(be, "conv2d_backward")(g, x.data, w.data, bd, **geom, needs=needs, **kw)
 
     parents = (x, w) if b is None else (x, w, b)
-    return Tensor._make(y, parents, backward, "conv2d" if activation is None else f"conv2d+{activation}")
+    return _with_slot(Tensor._make(slot.y, parents, backward, "conv2d" if activation is None
+                                   else f"conv2d+{activation}"), slot)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
@@ -147,8 +153,79 @@ def global_avg_pool2d(x) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- activations
+# relu(op(...)), where op has a fused form with a trailing ReLU (batch_norm, conv2d and linear called without
+# an activation) and op's result is a temporary that nothing else holds, as in `relu(self.bn1(self.conv1(x)))`:
+# the ReLU overwrites that result in place and op's backward becomes its fused form (dy masked by y > 0
+# inside op's backward kernel). That saves relu's new array in the forward and relu_backward's pass over dy
+# and y in the backward, with the same values, bit for bit. Sequential fuses such pairs before op runs (one
+# pass); this takes the functional form, which cannot know of the ReLU until op has returned.
+class _ReluSlot:
+    """Carried by a fusable op's result (Tensor._relu_slot) and read by that op's backward: the activation
+    it differentiates (None, or "relu" once a following relu was absorbed) and its output array y."""
+
+    __slots__ = ("activation", "y", "backend")
+
+    def __init__(self, y, backend):
+        self.activation, self.y, self.backend = None, y, backend
+
+
+def _with_slot(out: Tensor, slot: _ReluSlot) -> Tensor:
+    """out, offering to absorb a following relu when its op ran without an activation."""
+    if slot.activation is None:
+        out._relu_slot = slot
+    return out
+
+
+def _refs_of_argument(x) -> int:
+    refs = sys.getrefcount(x)  # as relu takes it
+    return refs
+
+
+def _refs_of_data(x) -> int:
+    y = x.data
+    return sys.getrefcount(y)
+
+
+def _calibrate_sole_refs():
+    """What _refs_of_argument gives for a Tensor passed as a temporary, and _refs_of_data for an array held
+    only by its Tensor and a _ReluSlot; measured rather than assumed, as interpreters differ in what a call
+    holds. None when a Tensor held by a variable counts no more than a temporary (an interpreter whose calls
+    borrow references): then no relu is absorbed."""
+    temp = _refs_of_argument(Tensor(np.empty(1)))
+    held = Tensor(np.empty(1))
+    var = _refs_of_argument(held)
+    held._relu_slot = _ReluSlot(held.data, None)
+    return (temp, _refs_of_data(held)) if var > temp else None
+
+
+def _absorbs_relu(x, refs: int) -> bool:
+    # refs: sys.getrefcount(x) as relu took it. Nothing else may hold x (it is returned, changed, as relu's
+    # result) nor its array (a forward hook keeping out.data, a view of it), the array must be its own (not a
+    # view of another), and the anomaly mode must be off (it checks every op by name).
+    slot = x._relu_slot
+    if (_SOLE_REFS is None or refs > _SOLE_REFS[0] or slot.activation is not None or _anomaly.active
+            or _refs_of_data(x) > _SOLE_REFS[1]):
+        return False
+    y = x.data
+    return slot.y is y and y.base is None and y.flags.c_contiguous and y.flags.writeable
+
+
 def relu(x) -> Tensor:
+    """max(x, 0) element-wise. Applied to the temporary result of batch_norm, conv2d or linear, it is fused
+    into that op (see _ReluSlot)."""
+    refs = sys.getrefcount(x)  # first, as _refs_of_argument takes it
+    if type(x) is Tensor and x._relu_slot is not None and _absorbs_relu(x, refs):
+        slot = x._relu_slot
+        _fn(slot.backend, "relu_")(slot.y)
+        slot.activation = "relu"
+        x._relu_slot = None
+        if x._op:
+            x._op += "+relu"
+        return x
     return _unary("relu", x)
+
+
+_SOLE_REFS = _calibrate_sole_refs()
 
 
 def sigmoid(x) -> Tensor:
@@ -278,17 +355,21 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     bd = None if bias is None else bias.data
     kw = dict(training=use_batch, momentum=momentum, eps=eps, activation=activation)
     y, mean, invstd = _fn(be, "batch_norm")(x.data, wd, bd, rm, rv, return_stats=True, **kw)
+    slot = _ReluSlot(y, be)
+    slot.activation = activation
+    del y
     xd = x.data
 
     def backward(g):
         needs = (x.requires_grad, weight is not None and weight.requires_grad,
                  bias is not None and bias.requires_grad)
-        dx, dw, db = _fn(be, "batch_norm_backward")(g, xd, wd, bd, None, None, mean=mean, invstd=invstd,
-                                                    y=y if activation is not None else None, needs=needs, **kw)
+        dx, dw, db = _fn(be, "batch_norm_backward")(
+            g, xd, wd, bd, None, None, mean=mean, invstd=invstd, y=slot.y if slot.activation else None,
+            needs=needs, **dict(kw, activation=slot.activation))
         return (dx,) + ((dw,) if weight is not None else ()) + ((db,) if bias is not None else ())
 
     name = "batch_norm" if activation is None else f"batch_norm+{activation}"
-    return Tensor._make(y, _vector_parents(x, weight, bias), backward, name)
+    return _with_slot(Tensor._make(slot.y, _vector_parents(x, weight, bias), backward, name), slot)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5) -> Tensor:

@@ -46,6 +46,8 @@ class Tensor(TensorMethods):
     # Gradient-ready hooks of a leaf (register_grad_ready_hook); a class-level empty tuple, so the tensors
     # that have none (nearly all) pay nothing per instance.
     _grad_hooks: tuple = ()
+    # A fusable op's offer to absorb a following relu (functional._ReluSlot); None on most tensors.
+    _relu_slot = None
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data: np.ndarray = _to_array(data, dtype)

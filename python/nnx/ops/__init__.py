@@ -27,3 +27,6 @@ def _load_families() -> None:
 
 
 _load_families()
+# Not a public op (no twin in __all__ to fuzz): the in-place step of functional.relu when it fuses into the op
+# before it.
+from .activation import relu_  # noqa: E402,F401

@@ -50,6 +50,15 @@ def relu(x):
     return _forward(x, _RELU)
 
 
+def relu_(x):  # not in __all__: functional.relu's in-place step when it fuses into the op before it
+    """x = max(x, 0) in place (x a C-contiguous float array); returns x."""
+    if not (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) and x.flags.c_contiguous
+            and x.flags.writeable):
+        raise TypeError("x: relu_ needs a writeable C-contiguous float32 or float64 ndarray")
+    _C.act_forward(x.reshape(-1), x.reshape(-1), _RELU, 0.0)
+    return x
+
+
 def relu_backward(dy, x):
     return _backward(dy, x, _RELU)
 
