@@ -621,7 +621,8 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   // kvec: the taps on dz of a pixel pair, Kg rounded up to whole vectors, at 1/1.3 of the others' rate
   // (a weight load per 2 multiply-adds; fitted to 1-thread AVX-512 timings: 0.45 ms against direct's 0.52
   // on LeNet's conv2, 1.14x implicit's time on 64 channels 8x8, 1.07x on the BatchNorm net's 32 -> 64
-  // 5x5), plus about one multiply-add's time for the horizontal sum.
+  // 5x5), plus about one multiply-add's time for the horizontal sum; kvec_wide_rate as fast where the
+  // table's multiply-adds span kvec_wide vectors and Kg fills them.
   const double rows = dx_rows_on_dz(g), Kg = static_cast<double>(g.Kg());
   double best = Kg * rows * static_cast<double>(g.S) / 8.0 / lane_fill(g.W, 16);
   ConvDxPath path = ConvDxPath::direct;
@@ -629,7 +630,9 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
     best = Kg * static_cast<double>(g.R * g.S) / 8.0 / implicit_rate(g.Cg(), g.H * g.W) + 1.0;
     path = ConvDxPath::implicit;
   }
-  const double kvec = 1.3 * std::ceil(Kg / 8.0) * rows * dx_cols_on_dz_pairs(g) + 1.0;
+  const auto& kern = conv_ukernels<float>();
+  const double kvec_rate = g.Kg() % (8 * kern.kvec_wide) == 0 ? kern.kvec_wide_rate : 1.0;
+  const double kvec = 1.3 * std::ceil(Kg / 8.0) / kvec_rate * rows * dx_cols_on_dz_pairs(g) + 1.0;
   return kvec < best ? ConvDxPath::kvec : path;
 }
 

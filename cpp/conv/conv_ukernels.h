@@ -48,6 +48,10 @@ struct ConvUkernels {
   int64_t (*kvec_scratch)(const ConvGeom& g);
   void (*kvec_dx_filters)(const ConvGeom& g, const T* w, T* wt);
   int64_t (*kvec_filters_elems)(const ConvGeom& g);
+  // 32-byte vectors per multiply-add (2 on the table for full-width 512-bit pipes) where Kg fills them, and
+  // the speed that gives over one vector per multiply-add, as measured (conv_dx_path's cost model reads it).
+  int kvec_wide;
+  double kvec_wide_rate;
 
   // --- depthwise (simd/depthwise.inc): C/groups == 1, m = K/C filters per channel.
   // For input plane c of one image, y planes c*m .. c*m+m-1 (each P x Q) = act(conv(x_plane, w[c*m+i]) + b).

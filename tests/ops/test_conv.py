@@ -321,13 +321,16 @@ def test_dx_as_transposed_implicit_gemm(rng, kw):
 @pytest.mark.parametrize("algo", ["direct", "implicit"])
 def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
     """The AVX-512 conv kernels block differently but sum every output in the AVX2 kernels' order, so
-    conv.cpp may pick either table per shape: forward and every gradient are bitwise equal."""
+    conv.cpp may pick either table per shape: forward and every gradient are bitwise equal. One exception:
+    on CPUs with full-width 512-bit FMA the kvec dx sums filters k and k + 8 (float; 4 for double) in lanes
+    of their own where the filters fill whole 64-byte vectors (simd/kvec_dx.inc), so that dx only agrees
+    to rounding."""
     if not has_isa("avx512"):
         pytest.skip("this CPU has no AVX-512")
     xs, ws, kw = CASES[case]
     x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[:1], dtype)
     dy = None
-    out = {}
+    out, dx_path = {}, {}
     before = nnx.cpu_info()["active_isa"]
     try:
         for isa in ("avx2", "avx512"):
@@ -335,10 +338,18 @@ def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
             y = ops.conv2d(x, w, b, algorithm=algo, activation="relu", **kw)
             dy = random(rng, y.shape, dtype) if dy is None else dy
             out[isa] = (y,) + ops.conv2d_backward(dy, x, w, b, algorithm=algo, activation="relu", y=y, **kw)
+            dx_path[isa] = ops.conv2d_dx_path(xs, ws, algorithm=algo, **kw)
     finally:
         nnx.set_isa(before)
+    filters = ws[0] // kw.get("groups", 1)
+    wide_kvec = (nnx.cpu_info()["wide_vector_fma"] and dx_path["avx512"] == "kvec"
+                 and filters % (64 // np.dtype(dtype).itemsize) == 0)
+    assert dx_path["avx2"] == dx_path["avx512"]
     for name, a, c in zip(("y", "dx", "dw", "db"), out["avx2"], out["avx512"]):
-        assert np.array_equal(a, c), f"{name}: AVX-512 differs from AVX2"
+        if name == "dx" and wide_kvec:
+            assert_close(c, a, dtype, k=max(1, ws[0] * ws[2] * ws[3]), name=name)
+        else:
+            assert np.array_equal(a, c), f"{name}: AVX-512 differs from AVX2"
 
 
 DX_PATHS = ("direct", "implicit", "kvec", "winograd")
