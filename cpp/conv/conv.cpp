@@ -126,8 +126,13 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // channels, 3x3). Strided layers too (CPU time per call, 1 thread, forward / weight gradient, ms:
   // ResNet-20's 16->32 3x3 s2 2.17 / 2.65 against im2col's 3.58 / 3.91, 32->64 1.96 / 2.70 against 2.93 /
   // 3.20, a 7x7 s2 stem 0.95 / 1.43 against 1.32 / 1.59), except 1x1 kernels, a plain subsampling GEMM
-  // (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes).
-  if (g.Kg() >= 16 && g.CgRS() <= kImplicitMaxTaps && (g.sh * g.sw == 1 || g.R * g.S > 1)) return ConvAlgo::implicit;
+  // (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes), unless the implicit
+  // GEMM's tile for these filters runs at twice the 32-byte rate (full-width 512-bit pipes: those
+  // projections' forward and weight gradient 0.62 / 0.44 ms against im2col's 0.83 / 0.53, Xeon, 1 thread).
+  const bool strided_1x1 = g.sh * g.sw > 1 && g.R * g.S == 1;
+  if (g.Kg() >= 16 && g.CgRS() <= kImplicitMaxTaps &&
+      (!strided_1x1 || conv_ukernels<float>().igemm_for_channels(g.Kg()).rate > 1))
+    return ConvAlgo::implicit;
   return ConvAlgo::im2col;
 }
 

@@ -237,7 +237,10 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
     assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "implicit"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (128, 64, 3, 3), stride=2, padding=1) == "implicit"
-    assert ops.conv2d_algorithm((16, 16, 32, 32), (32, 16, 1, 1), stride=2) == "im2col"
+    # A strided 1x1 projection: im2col's subsampling GEMM, or the implicit GEMM's 32-channel tile on full-width
+    # 512-bit pipes (its 16-channel one stays im2col)
+    assert ops.conv2d_algorithm((16, 16, 32, 32), (32, 16, 1, 1), stride=2) == ("implicit" if wide else "im2col")
+    assert ops.conv2d_algorithm((16, 32, 32, 32), (16, 32, 1, 1), stride=2) == "im2col"
     with pytest.raises(ValueError, match="w: expected shape"):
         ops.conv2d_algorithm((1, 4, 8, 8), (2, 3, 3, 3))
 
