@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "activation/activation.h"
 #include "common/int_math.h"
@@ -381,21 +382,24 @@ void reduce_chunks(int64_t nelem, int64_t N, int64_t ipc, T* dw, int nthreads, F
   });
 }
 
+// One output plane's share of the bias gradient: 8 lane sums, then a fixed tree.
+template <class T>
+T plane_sum(const T* d, int64_t PQ) {
+  T acc[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= PQ; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += d[i + l];
+  for (; i < PQ; ++i) acc[i & 7] += d[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// db[k] = the planes' sums added image by image.
 template <class T>
 void bias_grad(const ConvGeom& g, const T* dz, T* db, int nthreads) {
   const int64_t PQ = g.PQ();
   for_each_unit(g.K, nthreads, false, [&](int64_t k, int) {
     T total = T(0);
-    for (int64_t n = 0; n < g.N; ++n) {
-      const T* d = dz + (n * g.K + k) * PQ;
-      T acc[8] = {};
-      int64_t i = 0;
-      for (; i + 8 <= PQ; i += 8)
-        for (int l = 0; l < 8; ++l) acc[l] += d[i + l];
-      for (; i < PQ; ++i) acc[i & 7] += d[i];
-      T s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-      total += s;
-    }
+    for (int64_t n = 0; n < g.N; ++n) total += plane_sum(dz + (n * g.K + k) * PQ, PQ);
     db[k] = total;
   });
 }
@@ -469,6 +473,37 @@ void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, 
       kern.direct_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), lanes, s);
     kern.reduce_lanes(lanes, nelem, dst);
   });
+}
+
+// backward_weights_direct and bias_grad for a layer with a fused activation whose dx nobody needs (a first
+// layer): dz = dy * act'(y) one image at a time into a buffer of the thread's, where the general path
+// writes it for the whole batch first and reads it back (LeNet-5's conv1: 1.2 MB each way, a third of its
+// backward). The same sums in the same order, so the same bits.
+template <class T>
+void backward_weights_direct_act(const ConvGeom& g, const T* x, const T* dy, const T* y, Act act, T slope, T* dw,
+                                 T* db, int nthreads) {
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t scratch = kern.direct_scratch(g), nelem = g.K * g.CgRS(), PQ = g.PQ(), img = g.K * PQ;
+  std::vector<T> sums(db ? g.N * g.K : 0);  // each image's plane sums, for db
+  reduce_chunks<T>(nelem, g.N, images_per_chunk(g.N), dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
+    T* lanes = workspace_as<T>(kWsConvAux, nelem * kern.lanes);
+    std::memset(static_cast<void*>(lanes), 0, sizeof(T) * nelem * kern.lanes);
+    T* s = workspace_as<T>(kWsConvCol, scratch);
+    T* dz = workspace_as<T>(kWsMisc, img);
+    for (int64_t n = n0; n < n0 + cnt; ++n) {
+      act_backward_from_output<T>(act, dy + n * img, y + n * img, dz, img, slope, 1);
+      if (db)
+        for (int64_t k = 0; k < g.K; ++k) sums[n * g.K + k] = plane_sum(dz + k * PQ, PQ);
+      kern.direct_dw(g, x + n * g.C * g.H * g.W, dz, lanes, s);
+    }
+    kern.reduce_lanes(lanes, nelem, dst);
+  });
+  if (db)
+    for (int64_t k = 0; k < g.K; ++k) {
+      T total = T(0);
+      for (int64_t n = 0; n < g.N; ++n) total += sums[n * g.K + k];
+      db[k] = total;
+    }
 }
 
 // dw by the implicit GEMM: per chunk, the images' transposed gradients summed into the chunk's dwT (groups,
@@ -741,6 +776,10 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
     return;
   }
   if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
+  if (algo == ConvAlgo::direct && act != Act::none && !dx && dw) {
+    backward_weights_direct_act(g, x, dy, y, act, slope, dw, db, nthreads);
+    return;
+  }
   const T* dz = activation_grad(g, dy, y, act, slope, nthreads);
   if (db) bias_grad(g, dz, db, nthreads);
   switch (algo) {
