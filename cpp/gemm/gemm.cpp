@@ -80,34 +80,18 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
       const int64_t kc = std::min(KC, K - pc);
       const T beta_pc = pc == 0 ? beta : T(1);
       const bool last = pc + kc == K;
-      if (sliver_at_a_time) {
-        // One block of A: pack it, then each sliver of B just before its micro-tiles use it.
-        if (!strided_a) kr.pack_a(M, kc, a + pc * cs_a, rs_a, cs_a, bufa);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int64_t n = std::min(NR, nc - jr);
-          kr.pack_b(kc, n, b + pc * rs_b + (jc + jr) * cs_b, rs_b, cs_b, bufb);
-          for (int64_t ir = 0; ir < M; ir += MR) {
-            const int64_t m = std::min(MR, M - ir);
-            T* ct = c + ir * rs_c + (jc + jr) * cs_c;
-            if (strided_a)
-              kr.ukernel_strided_a(kc, a + ir * rs_a + pc * cs_a, rs_a, cs_a, bufb, ct, rs_c, cs_c, m, n, alpha,
-                                   beta_pc);
-            else
-              kr.ukernel(kc, bufa + ir * kc, bufb, ct, rs_c, cs_c, m, n, alpha, beta_pc);
-            if (last && has_ep && !kr.epilogue(ep, row0 + ir, col0 + jc + jr, m, n, ct, rs_c, cs_c))
-              apply_epilogue(ep, row0 + ir, col0 + jc + jr, m, n, ct, rs_c, cs_c);
-          }
-        }
-        continue;
-      }
-      kr.pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bufb);
-      for (int64_t ic = 0; ic < M; ic += MC) {
+      if (!sliver_at_a_time) kr.pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bufb);
+      for (int64_t ic = 0; ic < M; ic += MC) {  // one block when sliver_at_a_time
         const int64_t mc = std::min(MC, M - ic);
         const T* ablock = a + ic * rs_a + pc * cs_a;
         if (!strided_a) kr.pack_a(mc, kc, ablock, rs_a, cs_a, bufa);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t n = std::min(NR, nc - jr);
           const T* bp = bufb + jr * kc;
+          if (sliver_at_a_time) {
+            kr.pack_b(kc, n, b + pc * rs_b + (jc + jr) * cs_b, rs_b, cs_b, bufb);
+            bp = bufb;
+          }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t m = std::min(MR, mc - ir);
             T* ct = c + (ic + ir) * rs_c + (jc + jr) * cs_c;
@@ -350,21 +334,17 @@ static const GemmUkernels<T>& gemm_ukernels_for(int64_t M, int64_t N, int64_t cs
   const GemmUkernels<T>& kr = gemm_ukernels<T>();
   if (active_isa() != Isa::avx512) return kr;
   const GemmUkernels<T>& avx2 = gemm_tables<T>().for_isa(Isa::avx2);
-  if (!wide_vector_fma()) {
-    if (cs_b != 1) return avx2;
-    const double wide_fill = tile_efficiency(M, N, kr.blocking.mr, kr.blocking.nr);
-    const double narrow_fill = tile_efficiency(M, N, avx2.blocking.mr, avx2.blocking.nr);
-    return narrow_fill > 1.25 * wide_fill ? avx2 : kr;
-  }
+  if (cs_b != 1 && !wide_vector_fma()) return avx2;
+  const GemmUkernels<T>* narrow = &avx2;
 #if defined(NNX_X86)
-  const GemmUkernels<T>& zn = gemm_ukernels_avx512_narrow<T>();
-  const GemmUkernels<T>& narrow = best_fill(avx2, M, N) > 2 * best_fill(zn, M, N) ? avx2 : zn;
-#else
-  const GemmUkernels<T>& narrow = avx2;
+  if (wide_vector_fma()) {
+    const GemmUkernels<T>& zn = gemm_ukernels_avx512_narrow<T>();
+    if (best_fill(avx2, M, N) <= 2 * best_fill(zn, M, N)) narrow = &zn;
+  }
 #endif
   const double wide_fill = tile_efficiency(M, N, kr.blocking.mr, kr.blocking.nr);
-  const double narrow_fill = tile_efficiency(M, N, narrow.blocking.mr, narrow.blocking.nr);
-  return narrow_fill > 1.25 * wide_fill ? narrow : kr;
+  const double narrow_fill = tile_efficiency(M, N, narrow->blocking.mr, narrow->blocking.nr);
+  return narrow_fill > 1.25 * wide_fill ? *narrow : kr;
 }
 
 template <class T>

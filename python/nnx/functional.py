@@ -86,8 +86,7 @@ def linear(x, w, b=None, activation=None, negative_slope: float = 0.01) -> Tenso
     be = _backend
     act_kw = {} if activation is None else {"activation": activation, "negative_slope": negative_slope}
     bd = None if b is None else b.data
-    slot = _ReluSlot(_fn(be, "linear")(x.data, w.data, bd, **act_kw), be)
-    slot.activation = activation
+    slot = _ReluSlot(_fn(be, "linear")(x.data, w.data, bd, **act_kw), be, activation)
 
     def backward(g):
         needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
@@ -113,8 +112,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=N
         if activation == "leaky_relu":
             act_kw["negative_slope"] = negative_slope
     bd = None if b is None else b.data
-    slot = _ReluSlot(_fn(be, "conv2d")(x.data, w.data, bd, **geom, **act_kw), be)
-    slot.activation = activation
+    slot = _ReluSlot(_fn(be, "conv2d")(x.data, w.data, bd, **geom, **act_kw), be, activation)
 
     def backward(g):
         needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
@@ -165,8 +163,8 @@ class _ReluSlot:
 
     __slots__ = ("activation", "y", "backend")
 
-    def __init__(self, y, backend):
-        self.activation, self.y, self.backend = None, y, backend
+    def __init__(self, y, backend, activation=None):
+        self.activation, self.y, self.backend = activation, y, backend
 
 
 def _with_slot(out: Tensor, slot: _ReluSlot) -> Tensor:
@@ -355,8 +353,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     bd = None if bias is None else bias.data
     kw = dict(training=use_batch, momentum=momentum, eps=eps, activation=activation)
     y, mean, invstd = _fn(be, "batch_norm")(x.data, wd, bd, rm, rv, return_stats=True, **kw)
-    slot = _ReluSlot(y, be)
-    slot.activation = activation
+    slot = _ReluSlot(y, be, activation)
     del y
     xd = x.data
 
