@@ -125,6 +125,46 @@ void for_each_plane(const BnChunks& ch, int nthreads, Planes plane_body, Rows ro
   }
 }
 
+// The backward one channel at a time (plane mode): its sums' pass brings the channel's dy, x (and y) into L2,
+// and its dx pass reads them back from there instead of from memory. Worth it while a channel fits well in
+// L2 and there are channels enough for every thread. Per channel: the same chunks, partials, combination
+// order and arithmetic as the two-sweep form below, so the same bits.
+constexpr int64_t kChannelInL2Bytes = 1 << 20;
+
+inline bool channel_at_a_time(const BnChunks& ch, bool masked, size_t elem, int nthreads) {
+  const int64_t bytes = ch.N * ch.S * static_cast<int64_t>(elem) * (masked ? 3 : 2);
+  return !ch.rows && bytes <= kChannelInL2Bytes && ch.C >= 2 * static_cast<int64_t>(std::max(nthreads, 1));
+}
+
+template <class T>
+void batch_norm_backward_by_channel(const NormUkernels<T>& k, const BnChunks& ch, BnScratch<T>& s, const T* dy,
+                                    const T* x, const T* y, T* dx, const T* weight, const T* mean,
+                                    const T* invstd, bool training, T* dweight, T* dbias, int nthreads) {
+  const int64_t C = ch.C, S = ch.S;
+  const double n = static_cast<double>(ch.N) * static_cast<double>(S);
+  parallel_for_each(C, Grain{1}, nthreads, [&](int64_t c) {
+    double sum = 0, m2 = 0;
+    for (int64_t q = 0; q < ch.count; ++q) {
+      const int64_t n0 = (q / ch.per_plane) * ch.planes, j = q % ch.per_plane;
+      const int64_t off = (n0 * C + c) * S + j * kNormChunk;
+      const int64_t i = ch.index(c, q);
+      k.grad_sums(dy + off, x + off, y ? y + off : nullptr, ch.runs(q), ch.len(q), C * S, mean[c], s.p1 + i, s.p2 + i);
+      sum += s.p1[i];
+      m2 += s.p2[i];
+    }
+    if (dweight) dweight[c] = static_cast<T>(m2 * static_cast<double>(invstd[c]));
+    if (dbias) dbias[c] = static_cast<T>(sum);
+    const double is = invstd[c], a = (weight ? static_cast<double>(weight[c]) : 1.0) * is;
+    const T ta = static_cast<T>(a);
+    const T tb = training ? static_cast<T>(-a * is * is * m2 / n) : T(0);
+    const T td = training ? static_cast<T>(-a * sum / n) : T(0);
+    for (int64_t b = 0; b < ch.N; ++b) {
+      const int64_t o = (b * C + c) * S;
+      k.grad_apply(dy + o, x + o, y ? y + o : nullptr, dx + o, S, mean[c], ta, tb, td);
+    }
+  });
+}
+
 }  // namespace
 
 template <class T>
@@ -199,6 +239,10 @@ void batch_norm_backward(const T* dy, const T* x, const T* y, T* dx, int64_t N, 
   const BnChunks ch(N, C, S);
   BnScratch<T> s(ch);
   const bool need_sums = training || dweight || dbias;
+  if (need_sums && dx && channel_at_a_time(ch, y != nullptr, sizeof(T), nthreads)) {
+    batch_norm_backward_by_channel(k, ch, s, dy, x, y, dx, weight, mean, invstd, training, dweight, dbias, nthreads);
+    return;
+  }
   if (need_sums) {
     for_each_chunk(ch, nthreads, [&](int64_t c0, int64_t w, int64_t q, int64_t off, int64_t runs, int64_t len) {
       const int64_t i = ch.index(c0, q);
