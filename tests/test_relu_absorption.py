@@ -1,4 +1,4 @@
-"""functional.relu applied to the temporary result of batch_norm, conv2d or linear fuses into that op (its
+"""functional.relu applied to the temporary result of batch_norm, conv2d, linear or a Tensor sum fuses into that op (its
 result overwritten in place, its backward switched to the fused form): the same values and gradients, bit
 for bit, as the two ops apart, and never when anything else could see the overwritten array."""
 import numpy as np
@@ -15,7 +15,8 @@ def _inputs(dtype, seed=0):
     rng = np.random.default_rng(seed)
     return {"x": rng.standard_normal((4, 3, 6, 6)).astype(dtype), "w": rng.standard_normal((5, 3, 3, 3)).astype(dtype),
             "gamma": np.linspace(0.5, 1.5, 5).astype(dtype), "beta": np.linspace(-0.3, 0.3, 5).astype(dtype),
-            "fw": rng.standard_normal((7, 5 * 36)).astype(dtype), "fb": rng.standard_normal(7).astype(dtype)}
+            "fw": rng.standard_normal((7, 5 * 36)).astype(dtype), "fb": rng.standard_normal(7).astype(dtype),
+            "r": rng.standard_normal((4, 5, 6, 6)).astype(dtype)}
 
 
 def _producers():
@@ -25,6 +26,7 @@ def _producers():
                                              np.ones(5, p["x"].dtype), p["gamma"], p["beta"], training=True),
         "conv2d": lambda p: F.conv2d(p["x"], p["w"], padding=1),
         "linear": lambda p: F.linear(F.conv2d(p["x"], p["w"], padding=1).reshape(4, -1), p["fw"], p["fb"]),
+        "add": lambda p: F.conv2d(p["x"], p["w"], padding=1) + p["r"],  # a residual block's relu(out + identity)
     }
 
 
@@ -46,7 +48,7 @@ def _step(name, dtype, absorbed, backend=None):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["batch_norm", "conv2d", "linear"])
+@pytest.mark.parametrize("name", ["batch_norm", "conv2d", "linear", "add"])
 def test_absorbed_relu_is_bitwise_the_pair(name, dtype):
     op_a, out_a, grads_a = _step(name, dtype, absorbed=True)
     op_p, out_p, grads_p = _step(name, dtype, absorbed=False)
@@ -58,7 +60,7 @@ def test_absorbed_relu_is_bitwise_the_pair(name, dtype):
         np.testing.assert_array_equal(grads_a[k], grads_p[k], err_msg=k)
 
 
-@pytest.mark.parametrize("name", ["batch_norm", "conv2d", "linear"])
+@pytest.mark.parametrize("name", ["batch_norm", "conv2d", "linear", "add"])
 def test_absorbed_relu_matches_the_reference(name):
     op, out, grads = _step(name, np.float64, absorbed=True)
     op_r, out_r, grads_r = _step(name, np.float64, absorbed=True, backend=nnx.reference)
@@ -98,3 +100,14 @@ def test_second_relu_and_no_grad():
     with nnx.no_grad():
         h = F.relu(F.conv2d(p["x"], p["w"], padding=1))
     np.testing.assert_array_equal(h.data, ref)
+
+
+def test_sum_absorbs_relu_with_broadcasting_and_keeps_integer_sums_apart():
+    x = Tensor(np.array([[-2.0, 0.5], [1.0, -0.25]]), requires_grad=True)
+    h = F.relu(x + 0.5)  # a scalar operand: still a new array of the sum's own
+    assert h._op == "add+relu"
+    np.testing.assert_array_equal(h.data, [[0.0, 1.0], [1.5, 0.25]])
+    h.sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0.0, 1.0], [1.0, 1.0]])
+    held = x + 0.5  # held by a variable: relu makes a new array
+    assert F.relu(held)._op == "relu" and held.data[0, 0] == -1.5

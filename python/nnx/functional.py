@@ -152,7 +152,7 @@ def global_avg_pool2d(x) -> Tensor:
 
 # ---------------------------------------------------------------------------- activations
 # relu(op(...)), where op has a fused form with a trailing ReLU (batch_norm, conv2d and linear called without
-# an activation) and op's result is a temporary that nothing else holds, as in `relu(self.bn1(self.conv1(x)))`:
+# an activation; a Tensor sum, whose backward then masks its gradient) and op's result is a temporary that nothing else holds, as in `relu(self.bn1(self.conv1(x)))`:
 # the ReLU overwrites that result in place and op's backward becomes its fused form (dy masked by y > 0
 # inside op's backward kernel). That saves relu's new array in the forward and relu_backward's pass over dy
 # and y in the backward, with the same values, bit for bit. Sequential fuses such pairs before op runs (one
@@ -205,12 +205,13 @@ def _absorbs_relu(x, refs: int) -> bool:
             or _refs_of_data(x) > _SOLE_REFS[1]):
         return False
     y = x.data
-    return slot.y is y and y.base is None and y.flags.c_contiguous and y.flags.writeable
+    return (slot.y is y and y.base is None and y.flags.c_contiguous and y.flags.writeable
+            and y.dtype in (np.float32, np.float64))
 
 
 def relu(x) -> Tensor:
-    """max(x, 0) element-wise. Applied to the temporary result of batch_norm, conv2d or linear, it is fused
-    into that op (see _ReluSlot)."""
+    """max(x, 0) element-wise. Applied to the temporary result of batch_norm, conv2d, linear or a Tensor
+    sum (a + b), it is fused into that op (see _ReluSlot)."""
     refs = sys.getrefcount(x)  # first, as _refs_of_argument takes it
     if type(x) is Tensor and x._relu_slot is not None and _absorbs_relu(x, refs):
         slot = x._relu_slot

@@ -172,8 +172,18 @@ class Tensor(TensorMethods):
 
     def __add__(self, other):
         from .ops import _checks  # the sum kernel for large same-shape arrays (same bits as NumPy's)
+        from . import functional as F
         o = self._operand(other)
-        return Tensor._make(_checks.add(self.data, o.data), (self, o), lambda g: (g, g), "add")
+        # The sum offers to absorb a following relu, as a residual block's relu(out + identity) is written
+        # (functional._ReluSlot): the relu then runs in place on it and this backward masks g by y > 0.
+        slot = F._ReluSlot(_checks.add(self.data, o.data), F._backend)
+
+        def backward(g):
+            if slot.activation is not None:
+                g = F._fn(slot.backend, "relu_backward")(g, slot.y)
+            return g, g
+
+        return F._with_slot(Tensor._make(slot.y, (self, o), backward, "add"), slot)
 
     __radd__ = __add__
 

@@ -302,6 +302,26 @@ def test_python_forward_is_traced(tmp_path):
             np.testing.assert_array_equal(w, v, err_msg=k)
 
 
+class Residual(nn.Module):
+    """relu(out + identity) as residual blocks write it: the sum absorbs the relu (op "add+relu")."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return nnx.functional.relu(self.conv(x) + x)
+
+
+def test_sum_with_absorbed_relu_is_traced(tmp_path):
+    nnx.manual_seed(0)
+    model = Residual()
+    assert model(nnx.Tensor(_images(h=8)(2), requires_grad=True))._op == "add+relu"  # as the tracer sees it
+    check_export(model, _images(h=8), tmp_path)
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node]
+    assert ops[ops.index("Add") + 1] == "Relu"
+
+
 def test_untranslatable_forward_is_refused(tmp_path):
     with pytest.raises(nnx.onnx.UnsupportedModuleError, match=r"^model: .*Python forward.*operation 'sum'"):
         nnx.onnx.export(Reduces(), _rows(4)(2), tmp_path / "m.onnx")

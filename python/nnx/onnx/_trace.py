@@ -118,7 +118,9 @@ class _Emitter:
             return
         ins = [self.names[id(p)] for p in t._parents]
         op = t._op
-        if op in OPS:
+        if op.endswith("+relu") and op[:-5] in OPS:  # a sum that absorbed the relu after it (F.relu)
+            self.names[id(t)] = g.node("Relu", [g.node(OPS[op[:-5]], ins)])
+        elif op in OPS:
             self.names[id(t)] = g.node(OPS[op], ins)
         elif op == "reshape":
             src = t._parents[0].shape
