@@ -62,9 +62,13 @@ def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
                           f"memory available")
 
 
+# Elements of a result small enough to allocate without check_alloc (empty's common case).
+SMALL_ALLOC = _CHECK_ABOVE // 16
+
+
 def empty(shape, dtype, name: str) -> np.ndarray:
     """np.empty after check_alloc: the result `name` of an op."""
-    if type(shape) is tuple and math.prod(shape) <= _CHECK_ABOVE // 16:  # the common small case, checked cheaply
+    if type(shape) is tuple and math.prod(shape) <= SMALL_ALLOC:  # the common small case, checked cheaply
         return np.empty(shape, dtype=dtype)
     check_alloc(shape, dtype, name, "the result")
     return np.empty(shape, dtype=dtype)

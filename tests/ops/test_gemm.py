@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -47,6 +49,28 @@ def test_gemm_errors():
         ops.gemm(np.ones((3, 4), np.int32), np.ones((4, 2), np.float32))
     with pytest.raises(ValueError, match="a: expected a 2-D array"):
         ops.gemm(np.ones(3, np.float32), np.ones((3, 2), np.float32))
+
+
+def test_gemm_fast_path_falls_back(rng, monkeypatch):
+    """ops.gemm hands two plain arrays straight to _C.matmul; what that refuses takes the general path: data
+    not aligned to its item size (copied first), and results past SMALL_ALLOC (checked against the free
+    memory before they are allocated)."""
+    gemm_mod = sys.modules["nnx.ops.gemm"]  # (nnx.ops.gemm is the function)
+    buf = bytearray(4 * 12 + 1)
+    a = np.frombuffer(buf, np.float32, count=12, offset=1).reshape(3, 4)
+    a[...] = random(rng, (3, 4), np.float32)
+    assert not a.flags.aligned
+    b = random(rng, (4, 5), np.float32)
+    assert_close(ops.gemm(a, b), ref.gemm(a.copy(), b), np.float32, k=4)
+    allocated = []
+    real_empty = gemm_mod.empty
+    monkeypatch.setattr(gemm_mod, "empty", lambda *args: allocated.append(args[0]) or real_empty(*args))
+    monkeypatch.setattr(gemm_mod, "SMALL_ALLOC", 14)
+    assert_close(ops.gemm(a.copy(), b), ref.gemm(a.copy(), b), np.float32, k=4)  # 15 elements: general path
+    assert allocated == [(3, 5)]
+    monkeypatch.setattr(gemm_mod, "SMALL_ALLOC", 15)
+    ops.gemm(a.copy(), b)  # the fast path: empty() not called
+    assert allocated == [(3, 5)]
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh"])
