@@ -39,6 +39,17 @@ constexpr GemmBlocking kDgemmBlockingAvx512Narrow{16, 8, 256, 144, 4096};
 constexpr GemmBlocking kSgemmBlockingNeon{8, 12, 256, 128, 4080};
 constexpr GemmBlocking kDgemmBlockingNeon{8, 6, 256, 64, 4080};
 
+// Large C: each KC block of the k loop loads and stores all of C once more, and a C past the caches goes to
+// memory each time (2048^3 float: 16 MiB of C, 8 passes). Where C has more than kDeepKcMinCBytes and K spans
+// at least kDeepKcMinBlocks KC blocks, the blocks are twice as deep (KC 512 for float: half the passes over
+// C; the 64 KiB B sliver no longer fits L1, which costs less than the passes it saves once there are enough
+// of them). Measured on the Xeon (1 thread, fastest of 3 alternated runs), 2048 x 2048 x K: K = 1024 1.05x,
+// 1536 1.07x, 2048 1.04x, 3072 1.05x, but K = 600 (3 -> 2 blocks) 0.95x; 1024 x 3136 x 1024 1.02x; 1536 x
+// 1536 x 2048 1.00x; 1024^3 (4 MiB of C) 0.98x, so it stays below. A function of M, N and K only, so the sums
+// are the same for any thread count.
+constexpr long kDeepKcMinCBytes = 8L << 20;
+constexpr int kDeepKcMinBlocks = 4;
+
 // Narrow products: when C has at most this many NR-wide column slivers, each sliver of A is used too few
 // times to pay for packing it, and the micro-kernel reads A in place (if A is contiguous along a row or
 // a column). Measured on Zen3: 4096x16x256 runs 2x faster, 64x120x400 about 8% faster.

@@ -73,6 +73,22 @@ def test_gemm_fast_path_falls_back(rng, monkeypatch):
     assert allocated == [(3, 5)]
 
 
+def test_gemm_deep_kc_blocks(rng):
+    """A C of more than 8 MiB with K of 4 KC blocks runs blocks twice as deep (gemm_config.h,
+    kDeepKcMinCBytes): against the reference, and the same bits at 1 and 2 threads."""
+    a, b = rng.standard_normal((1040, 1024)), rng.standard_normal((1024, 1030))  # C: 8.2 MiB of float64
+    before = nnx.get_num_threads()
+    try:
+        nnx.set_num_threads(1)
+        one = ops.gemm(a, b)
+        nnx.set_num_threads(2)
+        two = ops.gemm(a, b)
+    finally:
+        nnx.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+    assert_close(one, a @ b, np.float64, k=1024)
+
+
 @pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh"])
 def test_linear_forward_backward(isa, dtype, rng, activation):
     x, w, b = random(rng, (33, 17), dtype), random(rng, (10, 17), dtype), random(rng, (10,), dtype)
