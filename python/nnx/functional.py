@@ -152,7 +152,8 @@ def global_avg_pool2d(x) -> Tensor:
 
 # ---------------------------------------------------------------------------- activations
 # relu(op(...)), where op has a fused form with a trailing ReLU (batch_norm, conv2d and linear called without
-# an activation; a Tensor sum, whose backward then masks its gradient) and op's result is a temporary that nothing else holds, as in `relu(self.bn1(self.conv1(x)))`:
+# an activation; a Tensor sum, whose backward then masks its gradient) and op's result is a temporary that
+# nothing else holds, as in `relu(self.bn1(self.conv1(x)))` or `relu(out + identity)`:
 # the ReLU overwrites that result in place and op's backward becomes its fused form (dy masked by y > 0
 # inside op's backward kernel). That saves relu's new array in the forward and relu_backward's pass over dy
 # and y in the backward, with the same values, bit for bit. Sequential fuses such pairs before op runs (one

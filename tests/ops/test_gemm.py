@@ -71,6 +71,9 @@ def test_gemm_fast_path_falls_back(rng, monkeypatch):
     monkeypatch.setattr(gemm_mod, "SMALL_ALLOC", 15)
     ops.gemm(a.copy(), b)  # the fast path: empty() not called
     assert allocated == [(3, 5)]
+    # m * n past int64 from arrays with no elements: refused by the fast path without overflowing
+    with pytest.raises(ValueError, match="overflows a 64-bit size"):
+        ops.gemm(np.empty((2**40, 0), np.float32), np.empty((0, 2**40), np.float32))
 
 
 def test_gemm_deep_kc_blocks(rng):

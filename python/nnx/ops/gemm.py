@@ -5,7 +5,8 @@ import numpy as np
 
 from .._backend import _C
 from ._fused import activation_backward_from_output
-from .._args import FLOAT_DTYPES, SMALL_ALLOC, check_ndim, constant_ones, contiguous, empty, float_array, kernel_ready, same_dtype
+from .._args import (FLOAT_DTYPES, SMALL_ALLOC, check_ndim, constant_ones, contiguous, empty, float_array, kernel_ready,
+                     same_dtype)
 
 # Activations the fused epilogue of linear / conv2d takes, with their codes: defined once in C++
 # (cpp/common/epilogue.h, Act) and exported by the bindings.
