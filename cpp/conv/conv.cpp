@@ -461,18 +461,24 @@ void backward_weights_gemm(const ConvGeom& g, const T* x, const T* dz, T* dw, bo
   });
 }
 
-template <class T>
-void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
+// dw by the direct kernel: per chunk of images, each image's taps summed into the thread's lane partials, then
+// those reduced into the chunk's sum. dz_of(n) gives image n's dz (called in image order on the chunk's thread).
+template <class T, class DzOf>
+void backward_weights_direct(const ConvGeom& g, const T* x, T* dw, int nthreads, DzOf dz_of) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const int64_t scratch = kern.direct_scratch(g), nelem = g.K * g.CgRS();
   reduce_chunks<T>(nelem, g.N, images_per_chunk(g.N), dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
     T* lanes = workspace_as<T>(kWsConvAux, nelem * kern.lanes);
     std::memset(static_cast<void*>(lanes), 0, sizeof(T) * nelem * kern.lanes);
     T* s = workspace_as<T>(kWsConvCol, scratch);
-    for (int64_t n = n0; n < n0 + cnt; ++n)
-      kern.direct_dw(g, x + n * g.C * g.H * g.W, dz + n * g.K * g.PQ(), lanes, s);
+    for (int64_t n = n0; n < n0 + cnt; ++n) kern.direct_dw(g, x + n * g.C * g.H * g.W, dz_of(n), lanes, s);
     kern.reduce_lanes(lanes, nelem, dst);
   });
+}
+
+template <class T>
+void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, int nthreads) {
+  backward_weights_direct(g, x, dw, nthreads, [&](int64_t n) { return dz + n * g.K * g.PQ(); });
 }
 
 // backward_weights_direct and bias_grad for a layer with a fused activation whose dx nobody needs (a first
@@ -482,21 +488,14 @@ void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, 
 template <class T>
 void backward_weights_direct_act(const ConvGeom& g, const T* x, const T* dy, const T* y, Act act, T slope, T* dw,
                                  T* db, int nthreads) {
-  const ConvUkernels<T>& kern = conv_ukernels<T>();
-  const int64_t scratch = kern.direct_scratch(g), nelem = g.K * g.CgRS(), PQ = g.PQ(), img = g.K * PQ;
+  const int64_t PQ = g.PQ(), img = g.K * PQ;
   std::vector<T> sums(db ? g.N * g.K : 0);  // each image's plane sums, for db
-  reduce_chunks<T>(nelem, g.N, images_per_chunk(g.N), dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int) {
-    T* lanes = workspace_as<T>(kWsConvAux, nelem * kern.lanes);
-    std::memset(static_cast<void*>(lanes), 0, sizeof(T) * nelem * kern.lanes);
-    T* s = workspace_as<T>(kWsConvCol, scratch);
+  backward_weights_direct(g, x, dw, nthreads, [&](int64_t n) -> const T* {
     T* dz = workspace_as<T>(kWsMisc, img);
-    for (int64_t n = n0; n < n0 + cnt; ++n) {
-      act_backward_from_output<T>(act, dy + n * img, y + n * img, dz, img, slope, 1);
-      if (db)
-        for (int64_t k = 0; k < g.K; ++k) sums[n * g.K + k] = plane_sum(dz + k * PQ, PQ);
-      kern.direct_dw(g, x + n * g.C * g.H * g.W, dz, lanes, s);
-    }
-    kern.reduce_lanes(lanes, nelem, dst);
+    act_backward_from_output<T>(act, dy + n * img, y + n * img, dz, img, slope, 1);
+    if (db)
+      for (int64_t k = 0; k < g.K; ++k) sums[n * g.K + k] = plane_sum(dz + k * PQ, PQ);
+    return dz;
   });
   if (db)
     for (int64_t k = 0; k < g.K; ++k) {

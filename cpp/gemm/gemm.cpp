@@ -359,10 +359,14 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, in
     if (gemv_row(M, K, alpha, b, rs_b, a, cs_a, rs_a, beta, c, rs_c, nthreads, ep_t)) return;
   }
   const GemmUkernels<T>& table = gemm_ukernels_for<T>(M, N, cs_b);
-  GemmUkernels<T> deep = table;  // kDeepKcMinCBytes: a C past the caches, read back once per KC block
+  // kDeepKcMinCBytes: a C past the caches, read back once per KC block. The table is copied only then.
   const bool deep_kc = M * N * static_cast<int64_t>(sizeof(T)) > kDeepKcMinCBytes &&
                        K >= int64_t{kDeepKcMinBlocks} * table.blocking.kc;
-  if (deep_kc) deep.blocking.kc = 2 * table.blocking.kc;
+  GemmUkernels<T> deep;
+  if (deep_kc) {
+    deep = table;
+    deep.blocking.kc = 2 * table.blocking.kc;
+  }
   const GemmUkernels<T>& kr = deep_kc ? deep : table;
   const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
   if (swap_operands(M, N, K, MR, NR)) {
