@@ -18,6 +18,10 @@
 #include "gemm/gemm.h"
 
 #include <algorithm>
+#include <cstdint>
+#if defined(NNX_X86)
+#include <xmmintrin.h>
+#endif
 
 #include "common/isa_table.h"
 #include "common/int_math.h"
@@ -44,7 +48,7 @@ void scale_c(int64_t M, int64_t N, T beta, T* c, int64_t rs_c, int64_t cs_c, con
 template <class T>
 void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
                 int64_t rs_a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c,
-                int64_t rs_c, int64_t cs_c, const Epilogue<T>& ep, int64_t row0, int64_t col0) {
+                int64_t rs_c, int64_t cs_c, const Epilogue<T>& ep, int64_t row0, int64_t col0, bool stream_c) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     scale_c(M, N, beta, c, rs_c, cs_c, ep, row0, col0);
@@ -98,7 +102,7 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
             if (strided_a)
               kr.ukernel_strided_a(kc, ablock + ir * rs_a, rs_a, cs_a, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
             else
-              kr.ukernel(kc, bufa + ir * kc, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
+              (stream_c ? kr.ukernel_stream_c : kr.ukernel)(kc, bufa + ir * kc, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
             if (last && has_ep && !kr.epilogue(ep, row0 + ic + ir, col0 + jc + jr, m, n, ct, rs_c, cs_c))
               apply_epilogue(ep, row0 + ic + ir, col0 + jc + jr, m, n, ct, rs_c, cs_c);
           }
@@ -106,6 +110,9 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
       }
     }
   }
+#if defined(NNX_X86)
+  if (stream_c) _mm_sfence();  // the non-temporal stores are weakly ordered: visible before the caller goes on
+#endif
 }
 
 // A packed element costs about as much as this many multiply-adds (a copy through memory against a fused
@@ -169,12 +176,12 @@ constexpr int64_t kFlopsPerThread = 1 << 20;
 template <class T>
 void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
                   int64_t rs_a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c,
-                  int64_t rs_c, int64_t cs_c, int nthreads, const Epilogue<T>& ep) {
+                  int64_t rs_c, int64_t cs_c, int nthreads, const Epilogue<T>& ep, bool stream_c = false) {
   const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
   const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
   const int nt = threads_for(flops, kFlopsPerThread, nthreads);
   if (nt <= 1) {
-    gemm_block(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, ep, 0, 0);
+    gemm_block(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, ep, 0, 0, stream_c);
     return;
   }
 #if defined(NNX_OPENMP)
@@ -190,11 +197,11 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
       split_range(M, MR, tm, t / tn, &i0, &i1);
       split_range(N, NR, tn, t % tn, &j0, &j1);
       gemm_block(kr, i1 - i0, j1 - j0, K, alpha, a + i0 * rs_a, rs_a, cs_a, b + j0 * cs_b, rs_b, cs_b,
-                 beta, c + i0 * rs_c + j0 * cs_c, rs_c, cs_c, ep, i0, j0);
+                 beta, c + i0 * rs_c + j0 * cs_c, rs_c, cs_c, ep, i0, j0, stream_c);
     }
   }
 #else
-  gemm_block(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, ep, 0, 0);
+  gemm_block(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, ep, 0, 0, stream_c);
 #endif
 }
 
@@ -347,6 +354,27 @@ static const GemmUkernels<T>& gemm_ukernels_for(int64_t M, int64_t N, int64_t cs
   return narrow_fill > 1.25 * wide_fill ? *narrow : kr;
 }
 
+// A large C written in one pass (beta == 0, K within one KC block, no epilogue) goes to memory past the
+// caches (ukernel_stream_c): a C bigger than them is evicted before anyone reads it, and writing it through
+// them first reads every line of it from memory. Returns the number of leading columns to run as usual so
+// the rest starts on a cache line (every row then does: rs_c is a multiple of a line), or -1 for no
+// streaming. Where an element's tile lies never changes its value (ukernel.h), so neither does the split.
+template <class T>
+int64_t stream_c_lead(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T beta, const T* c, int64_t rs_c,
+                      int64_t cs_c, const Epilogue<T>& ep) {
+  constexpr int64_t kLine = 64;
+  if (kr.ukernel_stream_c == nullptr || beta != T(0) || !ep.empty() || cs_c != 1 || K > kr.blocking.kc ||
+      ceil_div(N, kr.blocking.nr) <= kStridedAMaxSlivers)  // narrow C reads A in place, never this kernel
+    return -1;
+  if (M * N * static_cast<int64_t>(sizeof(T)) < kStreamCMinBytes || rs_c * static_cast<int64_t>(sizeof(T)) % kLine ||
+      kr.blocking.nr * static_cast<int64_t>(sizeof(T)) % kLine)
+    return -1;
+  const auto addr = reinterpret_cast<uintptr_t>(c);
+  if (addr % sizeof(T)) return -1;
+  const int64_t lead = static_cast<int64_t>((kLine - addr % kLine) % kLine / sizeof(T));
+  return N - lead >= kr.blocking.nr ? lead : -1;
+}
+
 template <class T>
 void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a,
           const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
@@ -373,9 +401,17 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, in
     Epilogue<T> ep_t = ep;
     ep_t.bias_per_row = !ep.bias_per_row;
     gemm_threads(kr, N, M, K, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c, nthreads, ep_t);
-  } else {
-    gemm_threads(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+    return;
   }
+  const int64_t lead = stream_c_lead(kr, M, N, K, beta, c, rs_c, cs_c, ep);
+  if (lead < 0) {
+    gemm_threads(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+    return;
+  }
+  // The columns before C's first cache-line boundary as usual, the rest with rows that start on one.
+  if (lead > 0) gemm_threads(kr, M, lead, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+  gemm_threads(kr, M, N - lead, K, alpha, a, rs_a, cs_a, b + lead * cs_b, rs_b, cs_b, beta, c + lead, rs_c, cs_c,
+               nthreads, ep, true);
 }
 
 template <class T>

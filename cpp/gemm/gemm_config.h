@@ -50,6 +50,10 @@ constexpr GemmBlocking kDgemmBlockingNeon{8, 6, 256, 64, 4080};
 constexpr long kDeepKcMinCBytes = 8L << 20;
 constexpr int kDeepKcMinBlocks = 4;
 
+// A C of at least this many bytes written in one pass (beta == 0, K within one KC block: a linear layer's
+// weight gradient, K = the batch) is stored past the caches (gemm.cpp's stream_c_lead).
+constexpr long kStreamCMinBytes = 4L << 20;
+
 // Narrow products: when C has at most this many NR-wide column slivers, each sliver of A is used too few
 // times to pay for packing it, and the micro-kernel reads A in place (if A is contiguous along a row or
 // a column). Measured on Zen3: 4096x16x256 runs 2x faster, 64x120x400 about 8% faster.

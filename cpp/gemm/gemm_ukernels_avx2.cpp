@@ -19,6 +19,7 @@ struct Avx2Float {
   static vec load(const T* p) { return _mm256_load_ps(p); }
   static vec loadu(const T* p) { return _mm256_loadu_ps(p); }
   static void storeu(T* p, vec v) { _mm256_storeu_ps(p, v); }
+  static void stream(T* p, vec v) { _mm256_stream_ps(p, v); }
   static vec set1(T x) { return _mm256_set1_ps(x); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   static vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
@@ -32,6 +33,7 @@ struct Avx2Double {
   static vec load(const T* p) { return _mm256_load_pd(p); }
   static vec loadu(const T* p) { return _mm256_loadu_pd(p); }
   static void storeu(T* p, vec v) { _mm256_storeu_pd(p, v); }
+  static void stream(T* p, vec v) { _mm256_stream_pd(p, v); }
   static vec set1(T x) { return _mm256_set1_pd(x); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_pd(a, b, c); }
   static vec mul(vec a, vec b) { return _mm256_mul_pd(a, b); }
@@ -54,6 +56,11 @@ void sgemm_ukernel_avx2_6x16_strided_a(int64_t k, const float* a, int64_t rs_a, 
   ukernel_simd<Avx2Float, 6, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
+void sgemm_ukernel_avx2_6x16_stream_c(int64_t k, const float* a, const float* b, float* c, int64_t rs_c,
+                                      int64_t cs_c, int64_t m, int64_t n, float alpha, float beta) {
+  ukernel_simd<Avx2Float, 6, 2, false, true>(k, a, 0, 0, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
 void dgemm_ukernel_avx2_6x8(int64_t k, const double* a, const double* b, double* c, int64_t rs_c,
                                  int64_t cs_c, int64_t m, int64_t n, double alpha, double beta) {
   ukernel_simd<Avx2Double, 6, 2, false>(k, a, 0, 0, b, c, rs_c, cs_c, m, n, alpha, beta);
@@ -65,16 +72,23 @@ void dgemm_ukernel_avx2_6x8_strided_a(int64_t k, const double* a, int64_t rs_a, 
   ukernel_simd<Avx2Double, 6, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
+void dgemm_ukernel_avx2_6x8_stream_c(int64_t k, const double* a, const double* b, double* c, int64_t rs_c,
+                                     int64_t cs_c, int64_t m, int64_t n, double alpha, double beta) {
+  ukernel_simd<Avx2Double, 6, 2, false, true>(k, a, 0, 0, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
 template <>
 void gemm_ukernels_fill_avx2<float>(GemmUkernels<float>& table) {
   table = GemmUkernels<float>{kS, sgemm_ukernel_avx2_6x16, sgemm_ukernel_avx2_6x16_strided_a,
-                              pack_a_panels<kS.mr, float>, pack_b_transposed<kS.nr>, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16"};
+                              pack_a_panels<kS.mr, float>, pack_b_transposed<kS.nr>, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16",
+                              sgemm_ukernel_avx2_6x16_stream_c};
 }
 
 template <>
 void gemm_ukernels_fill_avx2<double>(GemmUkernels<double>& table) {
   table = GemmUkernels<double>{kD, dgemm_ukernel_avx2_6x8, dgemm_ukernel_avx2_6x8_strided_a,
-                               pack_a_panels<kD.mr, double>, pack_b_transposed<kD.nr>, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8"};
+                               pack_a_panels<kD.mr, double>, pack_b_transposed<kD.nr>, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8",
+                               dgemm_ukernel_avx2_6x8_stream_c};
 }
 
 }  // namespace nnx

@@ -9,6 +9,10 @@
 //   p, so every element of the tile is summed in the same order wherever it lies in C), then writes
 //     C(i, j) = alpha * AB(i, j) + beta * C(i, j)   for i < m, j < n only (m <= MR, n <= NR)
 //   with C(i, j) = c[i * rs_c + j * cs_c]. beta == 0 never reads C. k may be 0 (then AB = 0).
+// ukernel_stream_c: the same as ukernel (k <= KC, one block); full tiles with beta == 0 are written with
+//   non-temporal stores, which skip reading C's lines into the caches before writing them. Needs cs_c == 1
+//   and each row of the tile to start on a 64-byte boundary (NR values are whole cache lines); the caller
+//   fences after the last one. Absent (nullptr) where the ISA has no such store.
 // ukernel_strided_a: the same with A read in place, A(i, p) = a[i * rs_a + p * cs_a] for i < m (rows
 //   past m are never touched). Same arithmetic in the same order, so both give bitwise equal tiles; it
 //   saves packing when each sliver of A meets only a few slivers of B (narrow N).
@@ -53,6 +57,7 @@ struct GemmUkernels {
   GemmPackB<T> pack_b;
   GemmEpilogue<T> epilogue;
   const char* name;  // the micro-kernel's name, e.g. "sgemm_ukernel_avx2_6x16"
+  GemmUkernel<T> ukernel_stream_c = nullptr;
 };
 
 // One fill per ISA (the dispatch idiom of common/isa_table.h), each defined in the file compiled for that

@@ -1,7 +1,7 @@
 // The register-blocked micro-kernel written once over a small vector-traits type V (AVX2, AVX-512, ...),
 // instantiated in each ISA's file. Contract: ukernel.h. V provides:
 //   T, vec, W (lanes), zero(), load(p) (aligned), loadu(p), storeu(p, v), set1(x), fma(a, b, c) = a*b+c,
-//   mul(a, b).
+//   mul(a, b); and stream(p, v) (a non-temporal store to an aligned p) where kStreamC is used.
 // The tile is MR rows by NV vectors (NR = NV * W columns): MR * NV accumulators, NV loads of B and MR
 // broadcasts of A per k step.
 #pragma once
@@ -12,7 +12,9 @@ namespace {
 
 // kStridedA: A is read in place, A(i, p) = a[i * rs_a + p * cs_a] (rows >= m are never read: they
 // repeat row m - 1 and are dropped at the store); otherwise a is a packed sliver (rs_a, cs_a ignored).
-template <class V, int MR, int NV, bool kStridedA>
+// kStreamC: a full tile with beta == 0 goes to memory with non-temporal stores, past the caches (the
+// ukernel_stream_c contract of ukernel.h: each row of the tile starts on a cache line); the same values.
+template <class V, int MR, int NV, bool kStridedA, bool kStreamC = false>
 void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, int64_t cs_a,
                   const typename V::T* __restrict b, typename V::T* c, int64_t rs_c, int64_t cs_c,
                   int64_t m, int64_t n, typename V::T alpha, typename V::T beta) {
@@ -28,7 +30,7 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
 
   // C's tile is needed only after the k loop; touching it now overlaps its cache misses with the
   // arithmetic (BLIS's kernels do the same).
-  if (cs_c == 1) {
+  if (cs_c == 1 && !(kStreamC && beta == T(0))) {
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       __builtin_prefetch(c + i * rs_c, 1, 3);
@@ -77,7 +79,10 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) V::storeu(c + i * rs_c + j * W, V::mul(va, acc[i][j]));
+        for (int j = 0; j < NV; ++j) {
+          if constexpr (kStreamC) V::stream(c + i * rs_c + j * W, V::mul(va, acc[i][j]));
+          else V::storeu(c + i * rs_c + j * W, V::mul(va, acc[i][j]));
+        }
     } else {
       const vec vb = V::set1(beta);
 #pragma GCC unroll 16

@@ -15,6 +15,7 @@ struct Avx512Float {
   static vec load(const T* p) { return _mm512_load_ps(p); }
   static vec loadu(const T* p) { return _mm512_loadu_ps(p); }
   static void storeu(T* p, vec v) { _mm512_storeu_ps(p, v); }
+  static void stream(T* p, vec v) { _mm512_stream_ps(p, v); }
   static vec set1(T x) { return _mm512_set1_ps(x); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
@@ -28,6 +29,7 @@ struct Avx512Double {
   static vec load(const T* p) { return _mm512_load_pd(p); }
   static vec loadu(const T* p) { return _mm512_loadu_pd(p); }
   static void storeu(T* p, vec v) { _mm512_storeu_pd(p, v); }
+  static void stream(T* p, vec v) { _mm512_stream_pd(p, v); }
   static vec set1(T x) { return _mm512_set1_pd(x); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
   static vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import nnx
-from nnx import ops, reference as ref
+from nnx import _C, ops, reference as ref
 from optest import assert_close, check_op, random
 
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 9), (6, 16, 8), (7, 17, 13), (13, 31, 257), (64, 120, 400),
@@ -90,6 +90,35 @@ def test_gemm_deep_kc_blocks(rng):
         nnx.set_num_threads(before)
     np.testing.assert_array_equal(one, two)
     assert_close(one, a @ b, np.float64, k=1024)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 5])
+def test_gemm_streamed_c_gives_the_cached_bits(isa, dtype, rng, offset):
+    """A C of at least 4 MiB written in one KC block with beta = 0 (a weight gradient, K = the batch) goes to
+    memory with non-temporal stores (gemm_config.h, kStreamCMinBytes), its leading columns as usual until
+    the rows reach a cache line. For every misalignment of C: the bits of the same product computed in row
+    blocks too small to stream, the same bits at 1 and 2 threads, and close to the reference."""
+    m = 1024 if dtype == np.float32 else 512
+    n, k = 1040, 64  # rows of 65 (float32) / 130 (float64) cache lines; C just over 4 MiB
+    a, b = random(rng, (k, m), dtype).T, random(rng, (k, n), dtype)  # a^T x: a weight gradient's layout
+    buf = np.full(m * n + 16, np.nan, dtype)
+    c = buf[offset:offset + m * n].reshape(m, n)
+    blocks = np.full((m, n), np.nan, dtype)
+    before = nnx.get_num_threads()
+    try:
+        nnx.set_num_threads(1)
+        for i in range(0, m, 128):
+            _C.gemm(a[i:i + 128], b, blocks[i:i + 128], 1.0, 0.0)
+        _C.gemm(a, b, c, 1.0, 0.0)
+        one = c.copy()
+        nnx.set_num_threads(2)
+        c[:] = np.nan
+        _C.gemm(a, b, c, 1.0, 0.0)
+    finally:
+        nnx.set_num_threads(before)
+    np.testing.assert_array_equal(one, blocks)
+    np.testing.assert_array_equal(c, one)
+    assert_close(one, (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype), dtype, k=k)
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh"])
