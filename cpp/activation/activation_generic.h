@@ -201,53 +201,70 @@ template <class V>
 typename V::T row_dot(const typename V::T* a, const typename V::T* b, int64_t n) {
   auto s0 = V::zero(), s1 = V::zero();
   int64_t i = 0;
+  // Fused multiply-adds written out, not left to the compiler's contraction, so that every ISA's version
+  // (activation_ukernels_avx512.cpp's PairedHalves) rounds each step the same way.
   for (; i + 2 * V::W <= n; i += 2 * V::W) {
-    s0 = V::add(s0, V::mul(V::load(a + i), V::load(b + i)));
-    s1 = V::add(s1, V::mul(V::load(a + i + V::W), V::load(b + i + V::W)));
+    s0 = V::fmadd(V::load(a + i), V::load(b + i), s0);
+    s1 = V::fmadd(V::load(a + i + V::W), V::load(b + i + V::W), s1);
   }
-  for (; i < n; i += V::W) s0 = V::add(s0, V::mul(load_part<V>(a + i, n - i, 0), load_part<V>(b + i, n - i, 0)));
+  for (; i < n; i += V::W) s0 = V::fmadd(load_part<V>(a + i, n - i, 0), load_part<V>(b + i, n - i, 0), s0);
   return V::hsum(V::add(s0, s1));
 }
 
+// The row reductions of the softmax kernels below, as a policy: these two-accumulator loops on V by default;
+// the AVX-512 table substitutes loops that keep AVX2's lane order in half the instructions
+// (activation_ukernels_avx512.cpp), so a row sums the same way on either.
 template <class V>
+struct TwoAccumulators {
+  using T = typename V::T;
+  static T max(const T* x, int64_t n) { return row_max<V>(x, n); }
+  template <bool kStore>
+  static T exp_shift_sum(const T* x, T shift, T* y, int64_t n) {
+    return act_generic::exp_shift_sum<V, kStore>(x, shift, y, n);
+  }
+  static T sum(const T* x, int64_t n) { return row_sum<V>(x, n); }
+  static T dot(const T* a, const T* b, int64_t n) { return row_dot<V>(a, b, n); }
+};
+
+template <class V, class Red = TwoAccumulators<V>>
 typename V::T log_sum_exp_shifted(const typename V::T* x, int64_t n, typename V::T* max_out) {
-  typename V::T m = row_max<V>(x, n);
+  typename V::T m = Red::max(x, n);
   *max_out = m;
-  return std::log(exp_shift_sum<V, false>(x, m, nullptr, n));
+  return std::log(Red::template exp_shift_sum<false>(x, m, nullptr, n));
 }
 
-template <class V>
+template <class V, class Red = TwoAccumulators<V>>
 void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_t n, bool log) {
   using T = typename V::T;
   using R = typename V::R;
   for (int64_t r = 0; r < rows; ++r, x += n, y += n) {
-    T m = row_max<V>(x, n);
+    T m = Red::max(x, n);
     if (!log) {
-      T s = exp_shift_sum<V, true>(x, m, y, n);
+      T s = Red::template exp_shift_sum<true>(x, m, y, n);
       const R inv = V::set1(T(1) / s);
       map1<V>(y, y, n, [&](R e) { return V::mul(e, inv); });
     } else {
       // (x - max) - log(sum exp(x - max)), the reference's order of operations.
-      const R mv = V::set1(m), ls = V::set1(std::log(exp_shift_sum<V, false>(x, m, nullptr, n)));
+      const R mv = V::set1(m), ls = V::set1(std::log(Red::template exp_shift_sum<false>(x, m, nullptr, n)));
       map1<V>(x, y, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });
     }
   }
 }
 
-template <class V>
+template <class V, class Red = TwoAccumulators<V>>
 void softmax_rows_backward(const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t rows,
                            int64_t n, bool log) {
   using T = typename V::T;
   using R = typename V::R;
   for (int64_t r = 0; r < rows; ++r, x += n, dy += n, dx += n) {
-    T m = row_max<V>(x, n);
-    T s = exp_shift_sum<V, true>(x, m, dx, n);  // dx holds exp(x - max) until overwritten below
+    T m = Red::max(x, n);
+    T s = Red::template exp_shift_sum<true>(x, m, dx, n);  // dx holds exp(x - max) until overwritten below
     const R inv = V::set1(T(1) / s);
     if (!log) {
-      const R dot = V::set1(row_dot<V>(dy, dx, n) / s);  // sum(dy * softmax)
+      const R dot = V::set1(Red::dot(dy, dx, n) / s);  // sum(dy * softmax)
       map2<V>(dx, dy, dx, n, [&](R e, R g) { return V::mul(V::mul(e, inv), V::sub(g, dot)); });
     } else {
-      const R sdy = V::set1(row_sum<V>(dy, n));
+      const R sdy = V::set1(Red::sum(dy, n));
       map2<V>(dx, dy, dx, n, [&](R e, R g) { return V::sub(g, V::mul(V::mul(e, inv), sdy)); });
     }
   }
@@ -347,11 +364,11 @@ ActivationUkernels<typename V::T> make_table(const char* name) {
   t.forward = &forward<V>;
   t.backward = &backward<V>;
   t.backward_from_output = &backward_from_output<V>;
-  t.softmax_rows = &softmax_rows<V>;
-  t.softmax_rows_backward = &softmax_rows_backward<V>;
+  t.softmax_rows = &softmax_rows<V, TwoAccumulators<V>>;
+  t.softmax_rows_backward = &softmax_rows_backward<V, TwoAccumulators<V>>;
   t.softmax_cols = &softmax_cols<V>;
   t.softmax_cols_backward = &softmax_cols_backward<V>;
-  t.log_sum_exp_shifted = &log_sum_exp_shifted<V>;
+  t.log_sum_exp_shifted = &log_sum_exp_shifted<V, TwoAccumulators<V>>;
   return t;
 }
 

@@ -1,7 +1,8 @@
 // The per-ISA micro-kernel table of the activation family. Every entry is one template (activation_generic.h)
 // instantiated on a vector type: the portable twin on a one-lane scalar "vector" with std:: math, the
 // AVX2 version on __m256 / __m256d with the polynomial exp of vecmath_avx2.h; on AVX-512 CPUs the float32
-// element-wise entries run on 16 lanes (vec_avx512.h, same polynomial, same bits) and the rest stay AVX2.
+// entries run on 16 lanes (vec_avx512.h, same polynomial, softmax rows summed in AVX2's order: the same bits)
+// and float64 stays AVX2.
 // All entries are single-threaded; activation.cpp splits the work across threads.
 #pragma once
 #include <cstdint>

@@ -1,6 +1,7 @@
 // The vector interface of activation/activation_generic.h on AVX-512 registers: 16 x float (VecF32Avx512) and 8 x double
 // (VecF64Avx512), with exp / expm1 / tanh by the same reduction and polynomials as vecmath_avx2.h, operation for
-// operation, so a value gets the same bits from either ISA's kernels. Ragged tails use mask registers. Include
+// operation, and the same scaling by 2^n in one vscalefps where AVX2 assembles the power in the exponent field (an
+// exact power either way, rounded once into the result), so a value gets the same bits from either ISA's kernels. Ragged tails use mask registers. Include
 // only from *_avx512.cpp files; the types live in the ISA-named namespace so no portable code can link to them.
 #pragma once
 #include <immintrin.h>
@@ -11,10 +12,6 @@ namespace nnx {
 namespace avx512 {
 
 // ---------------- float ----------------
-
-inline __m512 pow2i_f32(__m512 n) {  // 2^n for integral n in [-126, 127]
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
-}
 
 inline __m512 expm1_poly_f32(__m512 r) {  // e^r - 1 for |r| <= ln2/2
   __m512 q = _mm512_set1_ps(1.f / 5040.f);
@@ -38,10 +35,10 @@ inline __m512 exp_f32(__m512 x) {
   x = _mm512_max_ps(_mm512_set1_ps(-115.f), _mm512_min_ps(_mm512_set1_ps(89.f), x));
   __m512 n, r;
   reduce_ln2_f32(x, &n, &r);
-  __m512 p = expm1_poly_f32(r);
-  __m512 n1 = _mm512_roundscale_ps(_mm512_mul_ps(n, _mm512_set1_ps(0.5f)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512 s1 = pow2i_f32(n1), s2 = pow2i_f32(_mm512_sub_ps(n, n1));
-  return _mm512_mul_ps(_mm512_fmadd_ps(p, s1, s1), s2);
+  // (1 + p) 2^n in one instruction. The AVX2 twin scales by two powers of two, 2^(n/2) inside its fused
+  // multiply-add and the rest after, because one power cannot reach the whole range; both round (1 + p)
+  // once and its product with 2^n once (the subnormal results), so the bits are the same.
+  return _mm512_scalef_ps(_mm512_add_ps(expm1_poly_f32(r), _mm512_set1_ps(1.f)), n);
 }
 
 inline __m512 expm1_nonpos_f32(__m512 x) {  // x <= 0 (or NaN)
@@ -49,7 +46,7 @@ inline __m512 expm1_nonpos_f32(__m512 x) {  // x <= 0 (or NaN)
   __m512 n, r;
   reduce_ln2_f32(x, &n, &r);
   __m512 p = expm1_poly_f32(r);
-  __m512 s = pow2i_f32(n);
+  __m512 s = _mm512_scalef_ps(_mm512_set1_ps(1.f), n);  // 2^n, exactly the AVX2 twin's exponent-field power
   return _mm512_fmadd_ps(s, p, _mm512_sub_ps(s, _mm512_set1_ps(1.f)));
 }
 
@@ -62,11 +59,6 @@ inline __m512 tanh_f32(__m512 x) {  // tanh|x| = -m / (m + 2), m = expm1(-2|x|);
 }
 
 // ---------------- double ----------------
-
-inline __m512d pow2i_f64(__m512d n) {  // 2^n for integral n in [-1022, 1023]
-  __m512i bits = _mm512_castpd_si512(_mm512_add_pd(n, _mm512_set1_pd(6755399441055744.0)));
-  return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_add_epi64(bits, _mm512_set1_epi64(1023)), 52));
-}
 
 inline __m512d expm1_poly_f64(__m512d r) {  // e^r - 1 for |r| <= ln2/2, Taylor to degree 12
   static constexpr double c[] = {1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
@@ -88,10 +80,7 @@ inline __m512d exp_f64(__m512d x) {
   x = _mm512_max_pd(_mm512_set1_pd(-760.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
   __m512d n, r;
   reduce_ln2_f64(x, &n, &r);
-  __m512d p = expm1_poly_f64(r);
-  __m512d n1 = _mm512_roundscale_pd(_mm512_mul_pd(n, _mm512_set1_pd(0.5)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512d s1 = pow2i_f64(n1), s2 = pow2i_f64(_mm512_sub_pd(n, n1));
-  return _mm512_mul_pd(_mm512_fmadd_pd(p, s1, s1), s2);
+  return _mm512_scalef_pd(_mm512_add_pd(expm1_poly_f64(r), _mm512_set1_pd(1.0)), n);  // as exp_f32
 }
 
 inline __m512d expm1_nonpos_f64(__m512d x) {
@@ -99,7 +88,7 @@ inline __m512d expm1_nonpos_f64(__m512d x) {
   __m512d n, r;
   reduce_ln2_f64(x, &n, &r);
   __m512d p = expm1_poly_f64(r);
-  __m512d s = pow2i_f64(n);
+  __m512d s = _mm512_scalef_pd(_mm512_set1_pd(1.0), n);
   return _mm512_fmadd_pd(s, p, _mm512_sub_pd(s, _mm512_set1_pd(1.0)));
 }
 

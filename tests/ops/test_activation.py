@@ -234,6 +234,37 @@ def test_hypothesis_random_shapes(shape, data):
         nnx.set_isa(before)
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 23, 24, 31, 32, 33, 1000])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_avx512_softmax_gives_the_avx2_bits(rng, n, axis):
+    """The float32 AVX-512 softmax kernels sum a row as AVX2's two accumulators do (their halves of one zmm
+    register, the ragged tail in blocks of 8) and a column lane by lane: softmax, log_softmax and their
+    backwards bitwise equal to AVX2's on every tail length, with extreme values among them."""
+    if not has_isa("avx512"):
+        pytest.skip("this CPU has no AVX-512")
+    rows = 5
+    x = random(rng, (rows, n), np.float32) * 8
+    x[1, :] = np.array([88.5, -88.5, 100.0, -100.0, 1e4, -1e4, 0.0, -0.0, 1e-30] * n, np.float32)[:n]
+    x[2, n // 2] = np.inf
+    x[3, (n - 1) // 3] = np.nan
+    x[4, -1] = -np.inf
+    dy = random(rng, x.shape, np.float32)
+    if axis == 0:
+        x, dy = x.T.copy(), dy.T.copy()
+    out = {}
+    before = nnx.cpu_info()["active_isa"]
+    try:
+        with np.errstate(all="ignore"):
+            for isa in ("avx2", "avx512"):
+                nnx.set_isa(isa)
+                out[isa] = tuple(f(x, axis=axis) for f in (ops.softmax, ops.log_softmax)) + tuple(
+                    f(dy, x, axis=axis) for f in (ops.softmax_backward, ops.log_softmax_backward))
+    finally:
+        nnx.set_isa(before)
+    for a, b in zip(out["avx2"], out["avx512"]):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
 @pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)
 @pytest.mark.parametrize("n", [5, 16, 69, 1031])
 def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
