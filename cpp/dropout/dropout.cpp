@@ -14,7 +14,8 @@ namespace nnx {
 template <class T>
 const DropoutUkernels<T>& dropout_ukernels() {
   static const IsaTable<DropoutUkernels<T>> table(IsaFills<DropoutUkernels<T>>{
-      dropout_ukernels_fill_portable<T>, NNX_X86_FILL(dropout_ukernels_fill_avx2<T>)});
+      dropout_ukernels_fill_portable<T>, NNX_X86_FILL(dropout_ukernels_fill_avx2<T>),
+      NNX_X86_FILL(dropout_ukernels_fill_avx512<T>)});
   return table.active();
 }
 template const DropoutUkernels<float>& dropout_ukernels<float>();

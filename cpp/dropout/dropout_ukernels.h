@@ -1,5 +1,5 @@
 // The per-ISA micro-kernel table of the dropout family (portable scalar; AVX2: 8 hashes or 8 saved bits per
-// step).
+// step; AVX-512, float: 16).
 #pragma once
 #include <cstdint>
 
@@ -25,6 +25,8 @@ void dropout_ukernels_fill_portable(DropoutUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
 void dropout_ukernels_fill_avx2(DropoutUkernels<T>& table);
+template <class T>
+void dropout_ukernels_fill_avx512(DropoutUkernels<T>& table);
 #endif
 
 template <class T>
