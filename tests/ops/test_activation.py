@@ -234,14 +234,30 @@ def test_hypothesis_random_shapes(shape, data):
         nnx.set_isa(before)
 
 
+def _assert_avx512_gives_the_avx2_bits(run):
+    """run() -> a tuple of arrays; computed on the AVX2 and on the AVX-512 kernels, bitwise equal (NaN = NaN)."""
+    if not has_isa("avx512"):
+        pytest.skip("this CPU has no AVX-512")
+    out = {}
+    before = nnx.cpu_info()["active_isa"]
+    try:
+        with np.errstate(all="ignore"):
+            for isa in ("avx2", "avx512"):
+                nnx.set_isa(isa)
+                out[isa] = run()
+    finally:
+        nnx.set_isa(before)
+    assert len(out["avx2"]) == len(out["avx512"])
+    for a, b in zip(out["avx2"], out["avx512"]):
+        assert np.array_equal(a, b, equal_nan=True)
+
+
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 23, 24, 31, 32, 33, 1000])
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_avx512_softmax_gives_the_avx2_bits(rng, n, axis):
     """The float32 AVX-512 softmax kernels sum a row as AVX2's two accumulators do (their halves of one zmm
     register, the ragged tail in blocks of 8) and a column lane by lane: softmax, log_softmax and their
     backwards bitwise equal to AVX2's on every tail length, with extreme values among them."""
-    if not has_isa("avx512"):
-        pytest.skip("this CPU has no AVX-512")
     rows = 5
     x = random(rng, (rows, n), np.float32) * 8
     x[1, :] = np.array([88.5, -88.5, 100.0, -100.0, 1e4, -1e4, 0.0, -0.0, 1e-30] * n, np.float32)[:n]
@@ -251,18 +267,9 @@ def test_avx512_softmax_gives_the_avx2_bits(rng, n, axis):
     dy = random(rng, x.shape, np.float32)
     if axis == 0:
         x, dy = x.T.copy(), dy.T.copy()
-    out = {}
-    before = nnx.cpu_info()["active_isa"]
-    try:
-        with np.errstate(all="ignore"):
-            for isa in ("avx2", "avx512"):
-                nnx.set_isa(isa)
-                out[isa] = tuple(f(x, axis=axis) for f in (ops.softmax, ops.log_softmax)) + tuple(
-                    f(dy, x, axis=axis) for f in (ops.softmax_backward, ops.log_softmax_backward))
-    finally:
-        nnx.set_isa(before)
-    for a, b in zip(out["avx2"], out["avx512"]):
-        assert np.array_equal(a, b, equal_nan=True)
+    _assert_avx512_gives_the_avx2_bits(
+        lambda: tuple(f(x, axis=axis) for f in (ops.softmax, ops.log_softmax))
+        + tuple(f(dy, x, axis=axis) for f in (ops.softmax_backward, ops.log_softmax_backward)))
 
 
 @pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)
@@ -270,22 +277,14 @@ def test_avx512_softmax_gives_the_avx2_bits(rng, n, axis):
 def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
     """The float32 AVX-512 kernels compute each element as an AVX2 lane does (same polynomial, same
     steps), including extreme values and the ragged tails of masked loads: bitwise equal outputs."""
-    if not has_isa("avx512"):
-        pytest.skip("this CPU has no AVX-512")
     vals = np.array([0.0, -0.0, 1e-30, 88.5, -88.5, 100.0, -100.0, 1e4, -1e4, np.inf, -np.inf, np.nan], np.float32)
     x = np.concatenate([vals, random(rng, (n,), np.float32) * 8])[:n]
     dy = random(rng, x.shape, np.float32)
-    out = {}
-    before = nnx.cpu_info()["active_isa"]
-    try:
-        with np.errstate(all="ignore"):
-            for isa in ("avx2", "avx512"):
-                nnx.set_isa(isa)
-                y = getattr(ops, name)(x, **kw)
-                out[isa] = (y, getattr(ops, name + "_backward")(dy, x, **kw))
-                if name != "elu":  # the fused epilogues' activations
-                    out[isa] += (activation_backward_from_output(dy, y, name, kw.get("negative_slope", 0.01)),)
-    finally:
-        nnx.set_isa(before)
-    for a, b in zip(out["avx2"], out["avx512"]):
-        assert np.array_equal(a, b, equal_nan=True)
+
+    def run():
+        y = getattr(ops, name)(x, **kw)
+        out = (y, getattr(ops, name + "_backward")(dy, x, **kw))
+        if name != "elu":  # the fused epilogues' activations
+            out += (activation_backward_from_output(dy, y, name, kw.get("negative_slope", 0.01)),)
+        return out
+    _assert_avx512_gives_the_avx2_bits(run)
