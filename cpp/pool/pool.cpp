@@ -1,6 +1,7 @@
 // Pooling drivers: planes split across threads, output rows in chunks, the window walked tap by tap in
 // row-major order with the row micro-kernels of pool_ukernels.h. The 2x2 stride-2 case (LeNet, VGG,
-// ResNet's downsampling) has its own kernels that read each input once.
+// ResNet's downsampling) has its own kernels that read each input once. Max pooling whose windows reach
+// past the plane (padding) runs on a copy of the plane with -inf around it (see PaddedGeometry).
 #include "pool/pool.h"
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "common/isa_table.h"
 #include "common/threads.h"
@@ -127,6 +129,95 @@ void zero_2x2s2_leftovers(const Pool2dShape& s, T* dxp) {
   if (s.H > 2 * s.OH) std::memset(dxp + 2 * s.OH * s.W, 0, sizeof(T) * (s.H - 2 * s.OH) * s.W);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Padded planes. Where windows reach past the plane (padding, ceil_mode), each clipped output at a row's
+// ends took a scalar scan with bounds checks, which on 28-output rows cost as much as the vector kernel's
+// whole row. Instead the plane is copied into per-thread scratch with -inf around it, where every window
+// is whole and the window kernels cover every output. -inf padding never changes a maximum; it changes
+// the pick only where a window's real elements are all -inf and a padded tap comes first in the scan
+// (PyTorch picks the first real element). Such outputs, whose maximum is -inf, are redone by
+// argmax_clipped.
+
+constexpr int64_t kPaddedPlaneMax = int64_t{1} << 16;  // elements: the padded x and dx planes stay in L2
+
+struct PaddedGeometry {
+  int64_t Hp = 0, Wp = 0;  // the plane at (ph, pw), -inf around it out to the farthest window's reach
+  int64_t ntaps = 0;
+  int64_t taps[kMaxTaps];  // tap i*kw + j at i*dh*Wp + j*dw from its output's window origin
+  int64_t olo = 0, ohi = 0;  // outputs whose window columns are all inside the plane's
+  bool use = false;          // windows reach past the plane, and the padded plane is small enough
+  explicit PaddedGeometry(const Pool2dShape& s) {
+    if (s.OH <= 0 || s.OW <= 0 || s.kh * s.kw > kMaxTaps) return;
+    Hp = std::max(s.H + s.ph, (s.OH - 1) * s.sh + (s.kh - 1) * s.dh + 1);
+    Wp = std::max(s.W + s.pw, (s.OW - 1) * s.sw + (s.kw - 1) * s.dw + 1);
+    use = (Hp > s.H || Wp > s.W) && Hp * Wp <= kPaddedPlaneMax;
+    int64_t lo, hi;
+    valid_outputs(-s.pw, s.sw, s.W, s.OW, &olo, &hi);
+    valid_outputs((s.kw - 1) * s.dw - s.pw, s.sw, s.W, s.OW, &lo, &ohi);
+    ohi = std::max(olo, std::min(ohi, hi));
+    ntaps = s.kh * s.kw;
+    for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t j = 0; j < s.kw; ++j) taps[i * s.kw + j] = i * s.dh * Wp + j * s.dw;
+  }
+  // Whether output row oh's window rows are all inside the plane's.
+  bool row_inside(const Pool2dShape& s, int64_t oh) const {
+    return oh * s.sh - s.ph >= 0 && oh * s.sh - s.ph + (s.kh - 1) * s.dh < s.H;
+  }
+  int64_t origin(const Pool2dShape& s, int64_t oh, int64_t o) const { return oh * s.sh * Wp + o * s.sw; }
+  int64_t padded(const Pool2dShape& s, int64_t k) const { return (k / s.W + s.ph) * Wp + k % s.W + s.pw; }
+  int64_t size() const { return Hp * Wp; }
+};
+
+// The scan of output (oh, o) over its real elements only: the plane offset of the pick, -1 when the
+// window holds no real element.
+template <class T>
+int64_t argmax_clipped(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o) {
+  T m = -std::numeric_limits<T>::infinity();
+  int64_t k = -1;
+  for (int64_t i = 0; i < s.kh; ++i) {
+    const int64_t ih = oh * s.sh - s.ph + i * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    for (int64_t j = 0; j < s.kw; ++j) {
+      const int64_t iw = o * s.sw - s.pw + j * s.dw;
+      if (iw < 0 || iw >= s.W) continue;
+      const T v = xp[ih * s.W + iw];
+      if (k < 0 || pool_max_takes(v, m)) m = v, k = ih * s.W + iw;
+    }
+  }
+  return k;
+}
+
+// One thread's padded planes: x's border is filled once, its interior rewritten per plane.
+template <class T>
+struct PaddedScratch {
+  std::vector<T> x, dx;
+  alignas(64) int32_t idx[kChunk + kPoolRowPad];
+  PaddedScratch(const PaddedGeometry& g, bool with_dx)
+      : x(g.size(), -std::numeric_limits<T>::infinity()), dx(with_dx ? g.size() : 0) {}
+  void load(const Pool2dShape& s, const PaddedGeometry& g, const T* xp) {
+    for (int64_t r = 0; r < s.H; ++r) std::memcpy(&x[(r + s.ph) * g.Wp + s.pw], xp + r * s.W, sizeof(T) * s.W);
+  }
+  // idx[0 .. n) = padded-plane offsets of the picks of outputs [o0, o0 + n) of row oh; -1: none.
+  void row_argmax(const Pool2dShape& s, const PaddedGeometry& g, const PoolUkernels<T>& K, const T* xp, int64_t oh,
+                  int64_t o0, int64_t n) {
+    const int64_t origin = g.origin(s, oh, o0);
+    int64_t taps[kMaxTaps];  // from the plane's start, so that the kernel's offsets are the plane's
+    for (int64_t t = 0; t < g.ntaps; ++t) taps[t] = g.taps[t] + origin;
+    K.max_window_idx(idx, x.data(), n, s.sw, taps, g.ntaps);
+    // Only windows that hold padding can pick it: on rows whose window rows are all inside, those at the
+    // row's ends.
+    int64_t lo = n, hi = n;
+    if (g.row_inside(s, oh)) lo = std::clamp(g.olo - o0, int64_t{0}, n), hi = std::clamp(g.ohi - o0, lo, n);
+    auto redo = [&](int64_t o) {
+      if (x[idx[o]] != -std::numeric_limits<T>::infinity()) return;
+      const int64_t k = argmax_clipped(s, xp, oh, o0 + o);
+      idx[o] = static_cast<int32_t>(k < 0 ? -1 : g.padded(s, k));
+    };
+    for (int64_t o = 0; o < lo; ++o) redo(o);
+    for (int64_t o = hi; o < n; ++o) redo(o);
+  }
+};
+
 }  // namespace
 
 template <class T>
@@ -157,6 +248,18 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
+  const PaddedGeometry g(s);
+  if (!fast && g.use) {
+    parallel_for(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p0, int64_t p1) {
+      PaddedScratch<T> w(g, false);
+      for (int64_t p = p0; p < p1; ++p) {
+        w.load(s, g, x + p * in_plane);
+        for (int64_t oh = 0; oh < s.OH; ++oh)
+          K.max_window(y + p * out_plane + oh * s.OW, w.x.data() + g.origin(s, oh, 0), s.OW, s.sw, g.taps, g.ntaps);
+      }
+    });
+    return;
+  }
   parallel_for_each(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
@@ -235,6 +338,32 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
   const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
+  const PaddedGeometry g(s);
+  if (!fast && g.use) {
+    // The gradient gathers in a padded plane too (the picks are its offsets), copied out at the end.
+    parallel_for(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p0, int64_t p1) {
+      PaddedScratch<T> w(g, true);
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* xp = x + p * in_plane;
+        w.load(s, g, xp);
+        std::fill(w.dx.begin(), w.dx.end(), T(0));
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          const T* dyr = dy + p * out_plane + oh * s.OW;
+          for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+            const int64_t n = std::min(s.OW - o0, kChunk);
+            w.row_argmax(s, g, K, xp, oh, o0, n);
+            // In output order, so overlapping windows add up in the same order on any thread count.
+            for (int64_t o = 0; o < n; ++o)
+              if (w.idx[o] >= 0) w.dx[w.idx[o]] += dyr[o0 + o];
+          }
+        }
+        T* dxp = dx + p * in_plane;
+        for (int64_t r = 0; r < s.H; ++r)
+          std::memcpy(dxp + r * s.W, &w.dx[(r + s.ph) * g.Wp + s.pw], sizeof(T) * s.W);
+      }
+    });
+    return;
+  }
   parallel_for_each(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     const T* dyp = dy + p * out_plane;
@@ -267,6 +396,36 @@ void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t*
   const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
+  const PaddedGeometry g(s);
+  if (!fast && g.use) {
+    // Padded offsets back to plane offsets: u rows and columns from an output row's window origin is
+    // unpad[u] from that row's origin in the plane, (oh * sh - ph) * W - pw.
+    std::vector<int32_t> unpad(((s.kh - 1) * s.dh + 1) * g.Wp);
+    for (int64_t u = 0; u < static_cast<int64_t>(unpad.size()); ++u)
+      unpad[u] = static_cast<int32_t>(u / g.Wp * s.W + u % g.Wp);
+    parallel_for(s.planes, plane_grain(in_plane + 2 * out_plane), nthreads, [&](int64_t p0, int64_t p1) {
+      PaddedScratch<T> w(g, false);
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* xp = x + p * in_plane;
+        w.load(s, g, xp);
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          const int64_t origin = g.origin(s, oh, 0), plane_origin = (oh * s.sh - s.ph) * s.W - s.pw;
+          T* yr = y + p * out_plane + oh * s.OW;
+          int32_t* ir = indices + p * out_plane + oh * s.OW;
+          for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
+            const int64_t n = std::min(s.OW - o0, kChunk);
+            w.row_argmax(s, g, K, xp, oh, o0, n);
+            for (int64_t o = 0; o < n; ++o) {
+              const int32_t q = w.idx[o];
+              yr[o0 + o] = q >= 0 ? w.x[q] : -std::numeric_limits<T>::infinity();
+              ir[o0 + o] = q >= 0 ? static_cast<int32_t>(unpad[q - origin] + plane_origin) : -1;
+            }
+          }
+        }
+      }
+    });
+    return;
+  }
   parallel_for_each(s.planes, plane_grain(in_plane + 2 * out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     if (fast) {

@@ -20,10 +20,10 @@ inline bool pool_max_takes(T v, T m) {
   return v > m || v != v;
 }
 
-// Scratch rows (acc, idx) given to the tap kernels hold kPoolRowPad extra elements past the n outputs:
-// SIMD kernels may read and write them (full vectors, no masked stores, whose store-to-load forwarding
-// stalls cost more than the work on AMD cores).
-constexpr int64_t kPoolRowPad = 8;
+// Scratch rows (acc, idx) given to the tap and window kernels hold kPoolRowPad extra elements past the n
+// outputs: SIMD kernels may read and write them (full vectors, no masked stores, which the loads that
+// follow cannot be forwarded from: they wait for the store to retire).
+constexpr int64_t kPoolRowPad = 16;
 
 // How far scatter_add_tap may reach from dx for n outputs: it reads and writes back unchanged (adding
 // -0.0) elements up to this count; the driver uses the portable kernel where that would leave the plane.
@@ -72,7 +72,7 @@ struct PoolUkernels {
 
 // Fills of the one dispatch idiom (common/isa_table.h): pool_ukernels_portable.cpp fills every entry for
 // both types; pool_ukernels_avx2.cpp overrides the float entries (double keeps the portable kernels), and
-// pool_ukernels_avx512.cpp the float 2x2 stride-2 max windows of those.
+// pool_ukernels_avx512.cpp the float window kernels and 2x2 stride-2 max windows of those.
 template <class T>
 void pool_ukernels_fill_portable(PoolUkernels<T>& table);
 #if defined(NNX_X86)

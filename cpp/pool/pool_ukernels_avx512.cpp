@@ -1,9 +1,10 @@
-// AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the 2x2 stride-2 max windows of
-// pool_ukernels_avx2.cpp, and their backward from indices, with mask registers at the row tails. AVX2's vmaskmov loads and stores are slow on
-// AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a tail, or a
-// tail alone); a k-masked load or store costs what a plain one does, and masked-off lanes never fault.
-// Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the results
-// are identical. The other entries stay AVX2's (IsaTable derives this table from the AVX2 one).
+// AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the window kernels (max_window,
+// max_window_idx) with 16 outputs a vector, and the 2x2 stride-2 max windows of pool_ukernels_avx2.cpp and
+// their backward from indices, with mask registers at the row tails. AVX2's vmaskmov loads and stores are
+// slow on AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a
+// tail, or a tail alone); a k-masked load or store costs what a plain one does, and masked-off lanes never
+// fault. Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the
+// results are identical. The other entries stay AVX2's (IsaTable derives this table from the AVX2 one).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -111,10 +112,125 @@ bool max_2x2s2_backward_indices_avx512(const int32_t* idx, const float* dy, floa
   return true;
 }
 
+// Window kernels (max_window, max_window_idx) on zmm: 16 outputs a vector, two vectors a pass (two
+// dependency chains through the taps), the row's tail under masks. Stride 2 takes the even elements of 32
+// consecutive inputs with one two-source permute, so the lanes stay in output order. Lanes past n are
+// never stored (they may hold anything).
+template <int S>
+struct ZmmTap {
+  __mmask16 out, lo, hi;  // lanes of the block's outputs; of x[0..15] and x[16..31] that stride 2 reads
+  explicit ZmmTap(int64_t r) {  // r = outputs in the block (1..16)
+    out = static_cast<__mmask16>(r >= 16 ? 0xFFFF : (1u << r) - 1);
+    const int64_t span = S * (r - 1) + 1;  // x[0 .. span) holds the block's elements
+    lo = static_cast<__mmask16>(span >= 16 ? 0xFFFF : (1u << span) - 1);
+    hi = static_cast<__mmask16>(span <= 16 ? 0 : (span >= 32 ? 0xFFFF : (1u << (span - 16)) - 1));
+  }
+  __m512 load(const float* p) const {
+    if constexpr (S == 1) {
+      return _mm512_maskz_loadu_ps(out, p);
+    } else {
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(lo, p), even, _mm512_maskz_loadu_ps(hi, p + 16));
+    }
+  }
+};
+
+// pool_max_takes(v, m) and the scan step on 16 lanes (as the 8-lane ones above).
+inline __mmask16 takes16(__m512 v, __m512 m) {
+  return _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+}
+inline __m512 scan16(__m512 m, __m512 v) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_max_ps(v, m), v);
+}
+
+template <int S>
+void max_window_s(float* y, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
+  int64_t o = 0;
+  for (; o + 16 < n; o += 32) {
+    const ZmmTap<S> a(16), b(n - o - 16 < 16 ? n - o - 16 : 16);
+    const float* pa = x + o * S;
+    const float* pb = pa + 16 * S;
+    __m512 ma = a.load(pa + taps[0]), mb = b.load(pb + taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) {
+      ma = scan16(ma, a.load(pa + taps[t]));
+      mb = scan16(mb, b.load(pb + taps[t]));
+    }
+    _mm512_storeu_ps(y + o, ma);
+    _mm512_mask_storeu_ps(y + o + 16, b.out, mb);
+  }
+  if (o < n) {
+    const ZmmTap<S> a(n - o);
+    const float* pa = x + o * S;
+    __m512 m = a.load(pa + taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) m = scan16(m, a.load(pa + taps[t]));
+    _mm512_mask_storeu_ps(y + o, a.out, m);
+  }
+}
+
+void max_window_avx512(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
+  if (stride == 1) return max_window_s<1>(y, x, n, taps, ntaps);
+  if (stride == 2) return max_window_s<2>(y, x, n, taps, ntaps);
+  pool_ukernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
+}
+
+// One block's argmax: the index follows the scan through the take mask.
+template <int S>
+struct ArgmaxZmm {
+  ZmmTap<S> lanes;
+  const float* p;  // x at the block's first output
+  __m512i base;    // offset of each lane's output (o * S), before the tap's offset
+  __m512 m;
+  __m512i id;
+  ArgmaxZmm(const float* x, int64_t o, int64_t r, int64_t tap0) : lanes(r), p(x + o * S) {
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(o * S)),
+                            _mm512_mullo_epi32(iota, _mm512_set1_epi32(S)));
+    m = lanes.load(p + tap0);
+    id = _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(tap0)));
+  }
+  void step(int64_t tap) {
+    const __m512 v = lanes.load(p + tap);
+    const __mmask16 take = takes16(v, m);
+    m = _mm512_mask_mov_ps(m, take, v);
+    id = _mm512_mask_blend_epi32(take, id, _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(tap))));
+  }
+  // A full store (idx is a padded scratch row): the driver's scalar loads of idx that follow are then
+  // forwarded from it, where after a masked store they would wait for it to retire.
+  void store(int32_t* idx) const { _mm512_storeu_si512(idx, id); }
+};
+
+template <int S>
+void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
+  int64_t o = 0;
+  for (; o + 16 < n; o += 32) {
+    ArgmaxZmm<S> a(x, o, 16, taps[0]), b(x, o + 16, n - o - 16 < 16 ? n - o - 16 : 16, taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) {
+      a.step(taps[t]);
+      b.step(taps[t]);
+    }
+    a.store(idx + o);
+    b.store(idx + o + 16);
+  }
+  if (o < n) {
+    ArgmaxZmm<S> a(x, o, n - o, taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) a.step(taps[t]);
+    a.store(idx + o);
+  }
+}
+
+void max_window_idx_avx512(int32_t* idx, const float* x, int64_t n, int64_t stride, const int64_t* taps,
+                           int64_t ntaps) {
+  if (stride == 1) return max_window_idx_s<1>(idx, x, n, taps, ntaps);
+  if (stride == 2) return max_window_idx_s<2>(idx, x, n, taps, ntaps);
+  pool_ukernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
+}
+
 }  // namespace
 
 void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
   table.name = "avx512";
+  table.max_window = max_window_avx512;
+  table.max_window_idx = max_window_idx_avx512;
   table.max_2x2s2 = max_2x2s2_avx512;
   table.max_2x2s2_indices = max_2x2s2_indices_plane<float, max_2x2s2_indices_avx512>;
   table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx512>;

@@ -155,6 +155,27 @@ def test_max_pool2d_window_on_padding_only(isa, dtype, rng):
     assert np.all(ref.max_pool2d_backward(dy, x, (1, 2), **kw) == 0)
 
 
+@pytest.mark.parametrize("shape,k,s,p,d", [((2, 3, 14, 17), 3, 2, 1, 1), ((1, 2, 10, 10), 3, 2, 1, 1),
+                                             ((1, 2, 9, 12), (2, 3), (1, 2), (1, 0), (2, 1)),
+                                             ((1, 1, 254, 254), 3, 2, 1, 1),   # padded plane 256 x 256: the limit
+                                             ((1, 1, 255, 255), 3, 2, 1, 1)])  # one past it: the clipped path
+def test_max_pool2d_padded_plane_picks(isa, dtype, rng, shape, k, s, p, d):
+    # Windows over the padding whose real elements are all -inf pick their first real element (a padded
+    # -inf tap scanned first must not win), in the indices, the forward and the backward's routing.
+    x = np.round(random(rng, shape, dtype) * 2) / 2
+    x[..., :5, :5] = -np.inf
+    x[..., -4:, -3:] = -np.inf
+    x[..., 3, -1] = np.nan
+    kw = dict(stride=s, padding=p, dilation=d)
+    y, idx = ops.max_pool2d(x, k, return_indices=True, **kw)
+    y_ref, idx_ref = ref.max_pool2d(x, k, return_indices=True, **kw)
+    np.testing.assert_array_equal(idx, idx_ref)
+    assert_close(y, y_ref, dtype)
+    assert_close(ops.max_pool2d(x, k, **kw), y_ref, dtype)
+    dy = random(rng, y.shape, dtype)
+    assert_close(ops.max_pool2d_backward(dy, x, k, **kw), ref.max_pool2d_backward(dy, x, k, **kw), dtype, k=9)
+
+
 @pytest.mark.parametrize("shape", [(3, 2, 28, 28), (2, 3, 11, 13), (1, 2, 4, 34)])
 def test_2x2_backward_from_indices(isa, dtype, rng, shape):
     """2x2 stride 2 from saved indices writes each window directly when every index names an element of its
