@@ -19,10 +19,13 @@
 #define NNX_CONV_IG_WIDE_RATE 2
 #define NNX_CONV_DIRECT_KB 8
 // The direct forward (and dx) in 32-column tiles of two 64-byte vectors where the padded row holds them:
-// LeNet-5's conv1 forward 1.18x, ResNet-20's 3 -> 16 stem 1.26x (1 thread); same bits. Its weight gradient
-// stays 32-byte: two taps a 64-byte multiply-add (same bits) measured 0.86x / 1.06x, the joins of the
-// halves sharing the port of the second FMA unit.
+// LeNet-5's conv1 forward 1.18x, ResNet-20's 3 -> 16 stem 1.26x (1 thread); same bits. Up to 6 filters
+// (LeNet-5's conv1) two output rows at a time: 0.177 -> 0.144 ms. The weight gradient stays 32-byte: two
+// taps a 64-byte multiply-add (same bits) measured 0.86x / 1.06x, the joins of the halves sharing the port of
+// the second FMA unit; 16 columns a multiply-add (other bits) took 0.84-0.90x the time in 4-filter blocks
+// (ResNet-20's stem, the BatchNorm net's conv1) but 1.01-1.13x in LeNet-5's 3-filter blocks.
 #define NNX_CONV_DIRECT_WIDE 2
+#define NNX_CONV_DIRECT_ROWS 2
 #define NNX_CONV_DIRECT_DW_KB 4
 #define NNX_CONV_KVEC_CB 12
 // kvec's dx with 16 float (8 double) filters a multiply-add: LeNet-5's conv2 0.34 ms against 0.44 ms (1.29x)
