@@ -187,6 +187,22 @@ int64_t argmax_clipped(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o)
   return k;
 }
 
+// Share `part` of `parts` of the next plane's x (read) and dx (written; may be null) lines, so that memory
+// streams them in while this plane is worked on in L1: the copies in and out are otherwise phases of memory
+// traffic alone. 64 x 32 x 56 x 56, 3 x 3 stride 2 padding 1, 1 thread: forward 1.15x, backward without
+// indices 1.14x, forward with indices 1.05x. Planes under kPrefetchPlaneBytes (LeNet's 28 x 28 and
+// 10 x 10: 0.89-0.96x, the batch already in L2) are left to the hardware.
+constexpr int64_t kPrefetchPlaneBytes = 4096;
+template <class T>
+inline void prefetch_share(const T* x, T* dx, int64_t n, int64_t part, int64_t parts) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  const int64_t lines = (n + kLine - 1) / kLine, l0 = lines * part / parts, l1 = lines * (part + 1) / parts;
+  for (int64_t l = l0; l < l1; ++l) {
+    __builtin_prefetch(x + l * kLine, 0, 3);
+    if (dx) __builtin_prefetch(dx + l * kLine, 1, 3);
+  }
+}
+
 // One thread's padded planes: x's border is filled once, its interior rewritten per plane.
 template <class T>
 struct PaddedScratch {
@@ -249,13 +265,16 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
   const PaddedGeometry g(s);
+  const bool prefetch = in_plane * static_cast<int64_t>(sizeof(T)) >= kPrefetchPlaneBytes;
   if (!fast && g.use) {
     parallel_for(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p0, int64_t p1) {
       PaddedScratch<T> w(g, false);
       for (int64_t p = p0; p < p1; ++p) {
         w.load(s, g, x + p * in_plane);
-        for (int64_t oh = 0; oh < s.OH; ++oh)
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          if (p + 1 < p1 && prefetch) prefetch_share<T>(x + (p + 1) * in_plane, nullptr, in_plane, oh, s.OH);
           K.max_window(y + p * out_plane + oh * s.OW, w.x.data() + g.origin(s, oh, 0), s.OW, s.sw, g.taps, g.ntaps);
+        }
       }
     });
     return;
@@ -339,6 +358,7 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
   const PaddedGeometry g(s);
+  const bool prefetch = in_plane * static_cast<int64_t>(sizeof(T)) >= kPrefetchPlaneBytes;
   if (!fast && g.use) {
     // The gradient gathers in a padded plane too (the picks are its offsets), copied out at the end.
     parallel_for(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p0, int64_t p1) {
@@ -348,6 +368,8 @@ void max_pool2d_backward(const Pool2dShape& s, const T* dy, const T* x, T* dx, i
         w.load(s, g, xp);
         std::fill(w.dx.begin(), w.dx.end(), T(0));
         for (int64_t oh = 0; oh < s.OH; ++oh) {
+          if (p + 1 < p1 && prefetch)
+            prefetch_share(x + (p + 1) * in_plane, dx + (p + 1) * in_plane, in_plane, oh, s.OH);
           const T* dyr = dy + p * out_plane + oh * s.OW;
           for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
             const int64_t n = std::min(s.OW - o0, kChunk);
@@ -397,6 +419,7 @@ void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t*
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
   const bool fast = is_2x2s2(s);
   const PaddedGeometry g(s);
+  const bool prefetch = in_plane * static_cast<int64_t>(sizeof(T)) >= kPrefetchPlaneBytes;
   if (!fast && g.use) {
     // Padded offsets back to plane offsets: u rows and columns from an output row's window origin is
     // unpad[u] from that row's origin in the plane, (oh * sh - ph) * W - pw.
@@ -409,6 +432,7 @@ void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t*
         const T* xp = x + p * in_plane;
         w.load(s, g, xp);
         for (int64_t oh = 0; oh < s.OH; ++oh) {
+          if (p + 1 < p1 && prefetch) prefetch_share<T>(x + (p + 1) * in_plane, nullptr, in_plane, oh, s.OH);
           const int64_t origin = g.origin(s, oh, 0), plane_origin = (oh * s.sh - s.ph) * s.W - s.pw;
           T* yr = y + p * out_plane + oh * s.OW;
           int32_t* ir = indices + p * out_plane + oh * s.OW;
