@@ -1,12 +1,14 @@
 // The plane forms of the 2x2 stride-2 row kernels with indices (pool_ukernels.h's max_2x2s2_indices and
 // max_2x2s2_backward_indices): one table call per plane, the rows looped here with the ISA's row kernel
 // inlined, so its constants are set up once per plane. LeNet's second pooling has 5-output rows, where a
-// call per row cost as much as the work.
+// call per row cost as much as the work. And the window kernels' dispatch by stride, alike for every ISA.
 //
 // Internal linkage (an anonymous namespace) in every translation unit that includes it: each ISA's copy
 // is compiled with that ISA's instructions and must never serve another ISA's caller.
 #pragma once
 #include <cstdint>
+
+#include "pool/pool_ukernels.h"
 
 namespace nnx {
 namespace {
@@ -24,6 +26,25 @@ bool max_2x2s2_backward_indices_plane(const int32_t* idx, const T* dy, T* dx, in
              W))
       return false;
   return true;
+}
+
+// The window kernels of pool_ukernels.h by stride: 1 and 2 to an ISA's kernels (templates on the stride),
+// others to the portable twin.
+template <void (*S1)(float*, const float*, int64_t, const int64_t*, int64_t),
+          void (*S2)(float*, const float*, int64_t, const int64_t*, int64_t)>
+void max_window_by_stride(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
+  if (stride == 1) return S1(y, x, n, taps, ntaps);
+  if (stride == 2) return S2(y, x, n, taps, ntaps);
+  pool_ukernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
+}
+
+template <void (*S1)(int32_t*, const float*, int64_t, const int64_t*, int64_t),
+          void (*S2)(int32_t*, const float*, int64_t, const int64_t*, int64_t)>
+void max_window_idx_by_stride(int32_t* idx, const float* x, int64_t n, int64_t stride, const int64_t* taps,
+                              int64_t ntaps) {
+  if (stride == 1) return S1(idx, x, n, taps, ntaps);
+  if (stride == 2) return S2(idx, x, n, taps, ntaps);
+  pool_ukernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
 }
 
 }  // namespace

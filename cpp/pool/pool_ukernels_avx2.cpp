@@ -196,11 +196,6 @@ void max_window_s(float* y, const float* x, int64_t n, const int64_t* taps, int6
   }
 }
 
-void max_window_avx2(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
-  if (stride == 1) return max_window_s<1>(y, x, n, taps, ntaps);
-  if (stride == 2) return max_window_s<2>(y, x, n, taps, ntaps);
-  pool_ukernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
-}
 
 // One block's argmax state: m runs the scan (a 2-cycle chain); the index follows through a mask that
 // is computed off the chain.
@@ -250,12 +245,6 @@ void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* ta
   }
 }
 
-void max_window_idx_avx2(int32_t* idx, const float* x, int64_t n, int64_t stride, const int64_t* taps,
-                         int64_t ntaps) {
-  if (stride == 1) return max_window_idx_s<1>(idx, x, n, taps, ntaps);
-  if (stride == 2) return max_window_idx_s<2>(idx, x, n, taps, ntaps);
-  pool_ukernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
-}
 
 // The first `lanes` (0..8) lanes of p: a plain load when all 8 are wanted, masked otherwise (zeros).
 inline __m256 load_lanes(const float* p, int64_t lanes) {
@@ -369,8 +358,8 @@ void pool_ukernels_fill_avx2_f32(PoolUkernels<float>& table) {
                               max_tap_idx_avx2,
                               sum_tap_avx2,
                               scatter_add_tap_avx2,
-                              max_window_avx2,
-                              max_window_idx_avx2,
+                              max_window_by_stride<max_window_s<1>, max_window_s<2>>,
+                              max_window_idx_by_stride<max_window_idx_s<1>, max_window_idx_s<2>>,
                               max_2x2s2_avx2,
                               max_2x2s2_backward_avx2,
                               max_2x2s2_indices_plane<float, max_2x2s2_indices_avx2>,

@@ -167,11 +167,6 @@ void max_window_s(float* y, const float* x, int64_t n, const int64_t* taps, int6
   }
 }
 
-void max_window_avx512(float* y, const float* x, int64_t n, int64_t stride, const int64_t* taps, int64_t ntaps) {
-  if (stride == 1) return max_window_s<1>(y, x, n, taps, ntaps);
-  if (stride == 2) return max_window_s<2>(y, x, n, taps, ntaps);
-  pool_ukernels_portable<float>().max_window(y, x, n, stride, taps, ntaps);
-}
 
 // One block's argmax: the index follows the scan through the take mask.
 template <int S>
@@ -218,19 +213,13 @@ void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* ta
   }
 }
 
-void max_window_idx_avx512(int32_t* idx, const float* x, int64_t n, int64_t stride, const int64_t* taps,
-                           int64_t ntaps) {
-  if (stride == 1) return max_window_idx_s<1>(idx, x, n, taps, ntaps);
-  if (stride == 2) return max_window_idx_s<2>(idx, x, n, taps, ntaps);
-  pool_ukernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
-}
 
 }  // namespace
 
 void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
   table.name = "avx512";
-  table.max_window = max_window_avx512;
-  table.max_window_idx = max_window_idx_avx512;
+  table.max_window = max_window_by_stride<max_window_s<1>, max_window_s<2>>;
+  table.max_window_idx = max_window_idx_by_stride<max_window_idx_s<1>, max_window_idx_s<2>>;
   table.max_2x2s2 = max_2x2s2_avx512;
   table.max_2x2s2_indices = max_2x2s2_indices_plane<float, max_2x2s2_indices_avx512>;
   table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx512>;
