@@ -130,7 +130,7 @@ void zero_2x2s2_leftovers(const Pool2dShape& s, T* dxp) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Padded planes. Where windows reach past the plane (padding, ceil_mode), each clipped output at a row's
+// Padded planes. Where windows reach past the plane (padding), each clipped output at a row's
 // ends took a scalar scan with bounds checks, which on 28-output rows cost as much as the vector kernel's
 // whole row. Instead the plane is copied into per-thread scratch with -inf around it, where every window
 // is whole and the window kernels cover every output. -inf padding never changes a maximum; it changes
@@ -190,8 +190,9 @@ int64_t argmax_clipped(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o)
 // Share `part` of `parts` of the next plane's x (read) and dx (written; may be null) lines, so that memory
 // streams them in while this plane is worked on in L1: the copies in and out are otherwise phases of memory
 // traffic alone. 64 x 32 x 56 x 56, 3 x 3 stride 2 padding 1, 1 thread: forward 1.15x, backward without
-// indices 1.14x, forward with indices 1.05x. Planes under kPrefetchPlaneBytes (LeNet's 28 x 28 and
-// 10 x 10: 0.89-0.96x, the batch already in L2) are left to the hardware.
+// indices 1.14x, forward with indices 1.05x. Planes under kPrefetchPlaneBytes (LeNet-sized, whose batches
+// fit in L2) are left to the hardware: with the prefetch they measured 0.89-0.96x, within this VM's noise
+// for calls of 0.1-0.3 ms.
 constexpr int64_t kPrefetchPlaneBytes = 4096;
 template <class T>
 inline void prefetch_share(const T* x, T* dx, int64_t n, int64_t part, int64_t parts) {
