@@ -92,29 +92,6 @@ inline bool row_window(const Pool2dShape& s, const TapColumns& cols, int64_t oh,
   return true;
 }
 
-// Output o of a row whose window is clipped by the left/right padding (a few outputs per row), by the
-// scan over the row's taps (from row_window, unshifted) whose column is inside the input. Branch-free
-// update: the outcome of each comparison is data, and mispredicted branches cost more than the work.
-template <class T>
-inline void max_edge(const Pool2dShape& s, const T* xp, const int64_t* taps, int64_t ntaps, int64_t o, T* best,
-                     int32_t* idx) {
-  T m = -std::numeric_limits<T>::infinity();
-  int64_t k = -1;
-  for (int64_t r = 0; r < ntaps; r += s.kw) {
-    for (int64_t j = 0; j < s.kw; ++j) {
-      int64_t iw = o * s.sw + j * s.dw - s.pw;
-      if (iw < 0 || iw >= s.W) continue;  // the same pattern on every row: predictable
-      int64_t off = taps[r + j] + o * s.sw;
-      T v = xp[off];
-      bool take = (k < 0) | (v > m) | (v != v);
-      m = take ? v : m;
-      k = take ? off : k;
-    }
-  }
-  *best = m;
-  *idx = static_cast<int32_t>(k);
-}
-
 inline bool is_2x2s2(const Pool2dShape& s) {
   return s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.ph == 0 && s.pw == 0 && s.dh == 1 &&
          s.dw == 1;
@@ -168,8 +145,9 @@ struct PaddedGeometry {
   int64_t size() const { return Hp * Wp; }
 };
 
-// The scan of output (oh, o) over its real elements only: the plane offset of the pick, -1 when the
-// window holds no real element.
+// The scan of output (oh, o) over its real elements only (a window clipped by the padding): the plane offset
+// of the pick, -1 when the window holds no real element. Branch-free update: the outcome of each comparison
+// is data, and mispredicted branches cost more than the work; the bounds skip the same taps on every row.
 template <class T>
 int64_t argmax_clipped(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o) {
   T m = -std::numeric_limits<T>::infinity();
@@ -180,8 +158,11 @@ int64_t argmax_clipped(const Pool2dShape& s, const T* xp, int64_t oh, int64_t o)
     for (int64_t j = 0; j < s.kw; ++j) {
       const int64_t iw = o * s.sw - s.pw + j * s.dw;
       if (iw < 0 || iw >= s.W) continue;
-      const T v = xp[ih * s.W + iw];
-      if (k < 0 || pool_max_takes(v, m)) m = v, k = ih * s.W + iw;
+      const int64_t off = ih * s.W + iw;
+      const T v = xp[off];
+      const bool take = (k < 0) | pool_max_takes(v, m);
+      m = take ? v : m;
+      k = take ? off : k;
     }
   }
   return k;
@@ -295,9 +276,12 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
       if (row_window(s, cols, oh, taps, &ntaps, &olo, &ohi)) {
         // Interior outputs keep their running maximum in a register across the whole window.
         if (ohi > olo) K.max_window(yr + olo, xp + olo * s.sw, ohi - olo, s.sw, taps, ntaps);
-        int32_t unused;
-        for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, taps, ntaps, o, &yr[o], &unused);
-        for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, taps, ntaps, o, &yr[o], &unused);
+        auto edge = [&](int64_t o) {
+          const int64_t k = argmax_clipped(s, xp, oh, o);
+          yr[o] = k < 0 ? -std::numeric_limits<T>::infinity() : xp[k];
+        };
+        for (int64_t o = 0; o < olo; ++o) edge(o);
+        for (int64_t o = ohi; o < s.OW; ++o) edge(o);
         continue;
       }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
@@ -336,8 +320,8 @@ void row_argmax(const Pool2dShape& s, const TapColumns& cols, const PoolUkernels
       K.max_window_idx(idx + olo, xp, ohi - olo, s.sw, w.taps, ntaps);
       for (int64_t t = 0; t < ntaps; ++t) w.taps[t] -= olo * s.sw;
     }
-    for (int64_t o = 0; o < olo; ++o) max_edge(s, xp, w.taps, ntaps, o, &w.best[0], &idx[o]);
-    for (int64_t o = ohi; o < s.OW; ++o) max_edge(s, xp, w.taps, ntaps, o, &w.best[0], &idx[o]);
+    for (int64_t o = 0; o < olo; ++o) idx[o] = static_cast<int32_t>(argmax_clipped(s, xp, oh, o));
+    for (int64_t o = ohi; o < s.OW; ++o) idx[o] = static_cast<int32_t>(argmax_clipped(s, xp, oh, o));
     return;
   }
   std::fill(w.best, w.best + (o1 - o0) + kPoolRowPad, -std::numeric_limits<T>::infinity());
