@@ -3,17 +3,18 @@
 // every element gets exactly the arithmetic of the full vectors.
 #include <immintrin.h>
 
+#include "dropout/dropout_hash.h"
 #include "dropout/dropout_ukernels.h"
 
 namespace nnx {
 namespace {
 
-inline __m256i mix32(__m256i x) {
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x7feb352d));
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(0x846ca68bU)));
-  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+inline __m256i mix32(__m256i x) {  // dropout_mix32 on each lane
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, kDropoutMixShift[0]));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(kDropoutMixMul[0])));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, kDropoutMixShift[1]));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(kDropoutMixMul[1])));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, kDropoutMixShift[2]));
 }
 
 // All-ones lanes where the element is dropped (h < threshold, unsigned), for indices lo .. lo + 7.

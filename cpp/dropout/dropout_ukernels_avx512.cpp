@@ -5,17 +5,18 @@
 // tails go through masked loads and stores. float64 keeps the AVX2 kernels.
 #include <immintrin.h>
 
+#include "dropout/dropout_hash.h"
 #include "dropout/dropout_ukernels.h"
 
 namespace nnx {
 namespace {
 
-inline __m512i mix32(__m512i x) {
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(0x7feb352d));
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, 15));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(0x846ca68bU)));
-  return _mm512_xor_si512(x, _mm512_srli_epi32(x, 16));
+inline __m512i mix32(__m512i x) {  // dropout_mix32 on each lane
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, kDropoutMixShift[0]));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(kDropoutMixMul[0])));
+  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, kDropoutMixShift[1]));
+  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(kDropoutMixMul[1])));
+  return _mm512_xor_si512(x, _mm512_srli_epi32(x, kDropoutMixShift[2]));
 }
 
 // Lanes whose element is kept (hash >= threshold, unsigned), for indices lo .. lo + 15 (wrapping as uint32).
