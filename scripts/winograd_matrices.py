@@ -1,6 +1,7 @@
 """Derives the Winograd F(MxM, RxR) transforms that cpp/conv/winograd.h holds (WinoF<M, R>) and checks them.
 
-Toom-Cook with the interpolation points 0, 1, -1 (and 2, -2 for alpha = M + R - 1 = 6) and infinity, the Lagrange scaling
+Toom-Cook with the interpolation points 0, 1, -1 (and 2, -2 for alpha = M + R - 1 = 6; 2, -2, 1/2, -1/2 for
+alpha = 8) and infinity, the Lagrange scaling
 put in G: A^T[i][j] = a_j^i, G[j][k] = a_j^k / prod_{l != j}(a_j - a_l), the point at infinity taking the
 leading coefficients; B^T is then the solution of the 1-D identity y_i = sum_k g_k d_{i+k}. Prints the three
 matrices, the largest error of A^T [(G g G^T) . (B^T d B)] A against the direct 2-D correlation, and the
@@ -31,7 +32,8 @@ def transforms(r, points, m=2):
 def main():
     np.set_printoptions(precision=6, suppress=True, linewidth=120)
     rng = np.random.default_rng(0)
-    for m, r, points in ((2, 3, [0, 1, -1]), (2, 5, [0, 1, -1, 2, -2]), (4, 3, [0, 1, -1, 2, -2])):
+    for m, r, points in ((2, 3, [0, 1, -1]), (2, 5, [0, 1, -1, 2, -2]), (4, 3, [0, 1, -1, 2, -2]),
+                         (4, 5, [0, 1, -1, 2, -2, 0.5, -0.5])):
         at, g, bt = transforms(r, points, m)
         a = m + r - 1
         d, w = rng.standard_normal((a, a)), rng.standard_normal((r, r))

@@ -87,3 +87,17 @@ def has_isa(name: str) -> bool:
     finally:
         nnx.set_isa(before)
     return True
+
+
+def winograd_floors(algo, dy, x, w, kw):
+    """For Winograd, the largest sum of |terms| of an output and of a dx element (0 for other algorithms):
+    its rounding follows the transforms' intermediate values, which grow with those sums, not with the
+    result (F(2x2, 5x5) in float32: up to 2e-6 of them, measured, where a result may cancel to far less;
+    F(4x4, 5x5) about as much)."""
+    if algo != "winograd":
+        return 0.0, 0.0
+    ax, aw = np.abs(x).astype(np.float64), np.abs(w).astype(np.float64)
+    fy = float(np.abs(nnx.reference.conv2d(ax, aw, **kw)).max(initial=0.0))
+    fdx = float(np.abs(nnx.reference.conv2d_backward(np.abs(dy).astype(np.float64), ax, aw, **kw,
+                                                     needs=(True, False, False))[0]).max(initial=0.0))
+    return fy, fdx

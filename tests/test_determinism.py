@@ -127,7 +127,8 @@ CONV_CASES = {
     "winograd": ((6, 48, 20, 66), (48, 48, 3, 3), dict(padding=1), "winograd"),
     "winograd_8x8": ((20, 64, 8, 8), (64, 64, 3, 3), dict(padding=1), "winograd"),
     "winograd_2x2_tiles": ((4, 256, 9, 9), (256, 256, 3, 3), dict(padding=1), "winograd"),
-    "winograd_5x5": ((7, 32, 14, 14), (64, 32, 5, 5), dict(padding=2), "winograd"),
+    "winograd_5x5": ((7, 32, 14, 14), (64, 32, 5, 5), dict(padding=2), "winograd"),  # F(4x4, 5x5)
+    "winograd_5x5_wide": ((3, 136, 9, 9), (136, 136, 5, 5), dict(padding=2), "winograd"),  # F(2x2, 5x5)
     "im2col_big_image": ((3, 4, 61, 63), (8, 4, 3, 3), dict(padding=1), "im2col"),  # several tiles per image
 }
 

@@ -83,6 +83,17 @@ constexpr int64_t kImplicitMaxTaps = 1024;
 ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   if (g.Cg() == 1 && g.groups > 1) return ConvAlgo::depthwise;
   if (is_plain_1x1(g)) return ConvAlgo::gemm1x1;
+  // 5x5 on F(4x4, 5x5) tiles (64 multiplies per 16 outputs, channel and filter, against 400 direct): from 8
+  // channels each way and 4 outputs a row it beat the implicit GEMM and direct (1 thread, full-width AVX-512
+  // Xeon, forward + dx + dw, 64 images, fastest of 5 alternated calls, ms): 8 -> 16 on 16x16 2.18 against
+  // direct's 3.15, 8 -> 8 on 8x8 0.41 against 0.49 (implicit), 16 -> 32 on 8x8 1.14 against 2.06, 32 -> 64 on
+  // 4x4 1.00 against 2.10, on 5x5 2.98 against 3.40, 16 -> 16 on 14x14 2.48 against 3.16. With fewer channels
+  // it lost (6 -> 16 on 12x12 0.61 / 0.98 against 0.54 / 0.94 implicit, with and without padding; 3 -> 16 on
+  // 32x32 4.60 against 4.01; 1 -> 32 on 28x28 5.84 against 1.74), and on 2-wide outputs (16 channels, 6x6
+  // without padding, 0.36 against 0.18).
+  if (conv_winograd_applies(g, nullptr) && g.R == 5 && conv_winograd_tile(g) == 4 && std::min(g.C, g.K) >= 8 &&
+      g.Q >= 4)
+    return ConvAlgo::winograd;
   // Few input channels: a GEMM with CRS as its inner dimension would be short and im2col would copy
   // each input value R*S times for little work; the direct kernel keeps every tap in registers.
   // (LeNet's conv2, 6 channels 5x5, measured faster direct than through im2col's short columns.)
@@ -104,7 +115,8 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
     return implicit_cost < direct_cost ? ConvAlgo::implicit : ConvAlgo::direct;
   }
   // Winograd multiplies 36/144 (F(4x4, 3x3)), 16/36 (F(2x2, 3x3)) or 36/100 (F(2x2, 5x5)) as much, but its
-  // transforms cost per tile and channel. 5x5 (F(2x2, 5x5), vectors along a row of 2x2 tiles): it won with
+  // transforms cost per tile and channel. 5x5 layers wider than F(4x4, 5x5)'s 128 channels (F(2x2, 5x5),
+  // vectors along a row of 2x2 tiles; the thresholds measured when it was the only 5x5 variant): it won with
   // both channel counts at least 16, channels x TQ at least 128 and at least 5 tiles a row (1 thread, AVX-512
   // Zen 4, forward / dx against the implicit GEMM: the BatchNorm net's 32 -> 64 on 14x14 1.33 / 1.23x, 64 on
   // 14x14 1.46 / 1.48x) and lost below (32 -> 64 on 7x7 0.96 / 0.90x); the full-width AVX-512 table wins from

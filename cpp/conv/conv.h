@@ -43,10 +43,11 @@ struct ConvGeom {
 //              channels), the first operand read from x through offsets instead of im2col columns; for
 //              few input channels and at least 16 filters, where output rows are too short to fill
 //              the direct kernel's vectors. Its dx is the direct kernel's (stride 1) or im2col's.
-//   winograd:  3x3 or 5x5, stride 1, no dilation, one group: Winograd F(4x4, 3x3) or F(2x2, 3x3) (by
-//              shape, conv_winograd_tile) or F(2x2, 5x5) (winograd.h), 36 multiply-adds per 4x4 outputs,
-//              channel and filter instead of 144, or 16 or 36 per 2x2 instead of 36 or 100; its dx is the same algorithm over dz, its dw the sum over tiles of the transformed dz
-//              and x (one GEMM per transform point), transformed back.
+//   winograd:  3x3 or 5x5, stride 1, no dilation, one group: Winograd F(4x4) or F(2x2) tiles (by shape,
+//              conv_winograd_tile; winograd.h), 36 (3x3) or 64 (5x5) multiply-adds per 4x4 outputs, channel
+//              and filter instead of 144 or 400, or 16 or 36 per 2x2 instead of 36 or 100; its dx is the same
+//              algorithm over dz, its dw the sum over tiles of the transformed dz and x (one GEMM per
+//              transform point), transformed back.
 // The convolution algorithms, the one list of them (names: conv_algo_name; exported to Python as
 // nnx._C.CONV_ALGORITHMS, in this order).
 enum class ConvAlgo : int {

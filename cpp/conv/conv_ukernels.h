@@ -102,7 +102,8 @@ struct ConvUkernels {
   const Igemm& igemm_for_channels(int64_t kg) const { return igemm[kg > igemm[0].kblock ? 1 : 0]; }
 
   // --- Winograd F(MxM, RxR) (simd/winograd.inc; conv/winograd.h), one entry per variant: index
-  // wino_index(g), F(2x2, 3x3), F(2x2, 5x5), F(4x4, 3x3); alpha = M + R - 1 and xi runs over the alpha^2 points.
+  // wino_index(g), F(2x2, 3x3), F(2x2, 5x5), F(4x4, 3x3), F(4x4, 5x5); alpha = M + R - 1 and xi runs over the
+  // alpha^2 points.
   // u (alpha^2, K, C; planes wino_point_stride apart) = the filters transformed, G f G^T (flipped: conv2d's dx
   // filters, see winograd.h); scratch: wino_filter_scratch elements.
   void (*wino_weights[kWinoVariants])(const ConvGeom& g, const T* w, bool flipped, T* u, T* scratch);

@@ -1,7 +1,8 @@
 // Winograd F(MxM, RxR) driver (contract in winograd.h): the filters transformed and packed once per call,
 // then the batch's tile rows cut into bands, each band done by one thread: its input patches transformed
 // into the GEMM's packed B operand, alpha^2 GEMMs (one per point of the alpha x alpha transform: 16 for
-// F(2x2, 3x3), 36 for F(4x4, 3x3) and F(2x2, 5x5)), the products transformed back into the output rows. A
+// F(2x2, 3x3), 36 for F(4x4, 3x3) and F(2x2, 5x5), 64 for F(4x4, 5x5)), the products transformed back into the
+// output rows. A
 // band's transformed inputs and products stay in the L2.
 #include "conv/winograd.h"
 
@@ -66,9 +67,17 @@ void conv_winograd_force_tile(int m) { forced_tile = m; }
 // 7x7: 0.83 / 0.82 / 0.90x). On 5- and 6-wide maps two 4x4 tiles cover 8 columns where three 2x2 cover 6:
 // 64 channels on 6x6 0.93 / 0.96 / 0.67x, 128 on 5x5 0.86 / 0.85 / 0.73x; from 7 wide it gains (128 channels
 // on 7x7 1.40 / 1.40 / 1.22x).
+//
+// F(4x4, 5x5) against F(2x2, 5x5) (1 thread, full-width AVX-512 Xeon, forward / dx / dw, fastest of 5
+// alternated calls): 64 images, 32 -> 64 on 14x14 (the convnet's and the BatchNorm net's conv2) 1.67 / 1.77 /
+// 1.65x, on 7x7 1.74 / 1.86 / 1.84x, on 5x5 and 6x6 (two tiles of 4 for 5 or 6 columns) 1.16-1.25x, 16 -> 32
+// on 28x28 1.83 / 1.83 / 1.72x, 8 -> 16 on 16x16 1.27 / 1.40 / 1.63x, 128 channels on 7x7 1.71 / 1.70 /
+// 1.86x; the AVX2 table on the same CPU 1.58-2.72x. With 256 channels (16 images of 14x14) the forward and dx
+// gained 1.49 / 1.58x but the weight gradient lost (0.34x: 64 planes of 256 x 256 partial sums), so wider
+// layers keep F(2x2, 5x5).
 int conv_winograd_tile(const ConvGeom& g) {
-  if (g.R != 3) return 2;
   if (forced_tile) return forced_tile;
+  if (g.R == 5) return std::max(g.C, g.K) <= 128 ? 4 : 2;
   return g.Q >= 7 && std::max(g.C, g.K) <= 128 ? 4 : 2;
 }
 
