@@ -26,6 +26,7 @@ from nnx import ops, reference
 SHAPES = {
     "lenet-conv1": ((64, 1, 28, 28), 6, 5, 1, 2, 1, False),
     "lenet-conv2": ((64, 6, 14, 14), 16, 5, 1, 0, 1, True),
+    "convnet-5x5": ((64, 32, 14, 14), 64, 5, 1, 2, 1, True),  # the convnet's and BatchNorm net's conv2
     "resnet-3x3": ((16, 64, 32, 32), 64, 3, 1, 1, 1, True),
     "strided-3x3": ((16, 64, 32, 32), 128, 3, 2, 1, 1, True),
     "pointwise-1x1": ((16, 256, 16, 16), 64, 1, 1, 0, 1, True),

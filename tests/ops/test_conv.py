@@ -401,6 +401,9 @@ def test_kvec_dx_float64_and_gradcheck(rng, kw, forced_dx_path):
 def test_dx_path_choice(forced_dx_path):
     """The modelled choice of conv.cpp's conv_dx_path on the layers it was fitted to (1 thread, AVX-512)."""
     assert ops.conv2d_dx_path((64, 6, 14, 14), (16, 6, 5, 5)) == "kvec"             # LeNet conv2: half its taps on padding
+    # kvec only while an image's dz fits in 32 KB (L1): 16 x 28 x 28 floats do not
+    assert ops.conv2d_dx_path((64, 6, 28, 28), (16, 6, 5, 5), padding=2) == "direct"
+    assert ops.conv2d_dx_path((64, 3, 32, 32), (32, 3, 5, 5), padding=2) == "direct"
     assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "winograd"  # Winograd plans
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_dx_path((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"
