@@ -17,7 +17,8 @@ namespace nnx {
 template <class T>
 const NormUkernels<T>& norm_ukernels() {
   static const IsaTable<NormUkernels<T>> table(
-      IsaFills<NormUkernels<T>>{norm_ukernels_fill_portable<T>, NNX_X86_FILL(norm_ukernels_fill_avx2<T>)});
+      IsaFills<NormUkernels<T>>{norm_ukernels_fill_portable<T>, NNX_X86_FILL(norm_ukernels_fill_avx2<T>),
+                                NNX_X86_FILL(norm_ukernels_fill_avx512<T>)});
   return table.active();
 }
 template const NormUkernels<float>& norm_ukernels<float>();

@@ -1,5 +1,6 @@
 // The normalization micro-kernels, written once against a small vector interface V and instantiated per
-// ISA (norm_ukernels_portable.cpp: one lane; norm_ukernels_avx2.cpp: 8 x float / 4 x double).
+// ISA (norm_ukernels_portable.cpp: one lane; norm_ukernels_avx2.cpp: 8 x float / 4 x double;
+// norm_ukernels_avx512.cpp: 16 x float / 8 x double).
 //
 // V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; load_partial(p, cnt, pad) /
 // store_partial(p, v, cnt) for the first cnt < W lanes (never touching memory past them); add/sub/mul;
@@ -148,60 +149,85 @@ void grad_apply(const typename V::T* dy, const typename V::T* x, const typename 
 }
 
 // ---------------------------------------------------------------- (N, C) blocks: vectors across columns
-template <class V>
-void col_moments(const typename V::T* x, int64_t rows, int64_t w, int64_t ld, double* mean, double* m2) {
+// Each column's sums run down the rows in order, one chain per vector of columns; G vectors of columns are
+// summed side by side so that G chains are in flight (one chain was bound by the adds' latency: a 64 x 256
+// batch's forward spent 40% of its time there). The grouping changes no column's order, so no bits.
+constexpr int kColGroup = 4;
+
+template <class V, int G>
+void col_moments_group(const typename V::T* x, int64_t rows, int64_t w, int64_t ld, double* mean, double* m2) {
   using T = typename V::T;
   using R = typename V::R;
-  T buf[V::W];
-  for (int64_t j = 0; j < w; j += V::W) {
-    const int64_t cnt = w - j;
-    R s = V::zero();
-    for (int64_t r = 0; r < rows; ++r) s = V::add(s, load_part<V>(x + r * ld + j, cnt, T(0)));
-    V::store(buf, s);
-    T mt[V::W];
-    double m[V::W];
-    for (int l = 0; l < V::W; ++l) {
-      m[l] = static_cast<double>(buf[l]) / static_cast<double>(rows);
-      mt[l] = static_cast<T>(m[l]);
+  R s[G], q[G], mv[G];
+  for (int g = 0; g < G; ++g) s[g] = q[g] = V::zero();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int g = 0; g < G; ++g) s[g] = V::add(s[g], load_part<V>(x + r * ld + g * V::W, w - g * V::W, T(0)));
+  T buf[G * V::W], mt[G * V::W];
+  double m[G * V::W];
+  for (int g = 0; g < G; ++g) V::store(buf + g * V::W, s[g]);
+  for (int l = 0; l < G * V::W; ++l) {
+    m[l] = static_cast<double>(buf[l]) / static_cast<double>(rows);
+    mt[l] = static_cast<T>(m[l]);
+  }
+  for (int g = 0; g < G; ++g) mv[g] = V::load(mt + g * V::W);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int g = 0; g < G; ++g) {
+      const R d = V::sub(load_part<V>(x + r * ld + g * V::W, w - g * V::W, T(0)), mv[g]);
+      q[g] = V::fmadd(d, d, q[g]);
     }
-    const R mv = V::load(mt);
-    R q = V::zero();
-    for (int64_t r = 0; r < rows; ++r) {
-      const R d = V::sub(load_part<V>(x + r * ld + j, cnt, T(0)), mv);
-      q = V::fmadd(d, d, q);
+  for (int g = 0; g < G; ++g) V::store(buf + g * V::W, q[g]);
+  for (int l = 0; l < G * V::W && l < w; ++l) {
+    const double shift = m[l] - static_cast<double>(mt[l]);
+    mean[l] = m[l];
+    m2[l] = static_cast<double>(buf[l]) - static_cast<double>(rows) * shift * shift;
+  }
+}
+
+template <class V>
+void col_moments(const typename V::T* x, int64_t rows, int64_t w, int64_t ld, double* mean, double* m2) {
+  int64_t j = 0;
+  for (; j + kColGroup * V::W <= w; j += kColGroup * V::W)
+    col_moments_group<V, kColGroup>(x + j, rows, w - j, ld, mean + j, m2 + j);
+  for (; j < w; j += V::W) col_moments_group<V, 1>(x + j, rows, w - j, ld, mean + j, m2 + j);
+}
+
+template <class V, bool Masked, int G>
+void col_grad_sums_group(const typename V::T* dy, const typename V::T* x, const typename V::T* y, int64_t rows,
+                         int64_t w, int64_t ld, const typename V::T* mean, double* s1, double* s2) {
+  using T = typename V::T;
+  using R = typename V::R;
+  R mv[G], a1[G], a2[G];
+  for (int g = 0; g < G; ++g) {
+    mv[g] = load_part<V>(mean + g * V::W, w - g * V::W, T(0));
+    a1[g] = a2[g] = V::zero();
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int g = 0; g < G; ++g) {
+      const int64_t o = r * ld + g * V::W, cnt = w - g * V::W;
+      const R gr = grad_at<V, Masked>(dy, y, o, cnt);
+      a1[g] = V::add(a1[g], gr);
+      a2[g] = V::fmadd(gr, V::sub(load_part<V>(x + o, cnt, T(0)), mv[g]), a2[g]);
     }
-    V::store(buf, q);
-    for (int l = 0; l < V::W && l < cnt; ++l) {
-      const double shift = m[l] - static_cast<double>(mt[l]);
-      mean[j + l] = m[l];
-      m2[j + l] = static_cast<double>(buf[l]) - static_cast<double>(rows) * shift * shift;
-    }
+  T b1[G * V::W], b2[G * V::W];
+  for (int g = 0; g < G; ++g) {
+    V::store(b1 + g * V::W, a1[g]);
+    V::store(b2 + g * V::W, a2[g]);
+  }
+  for (int l = 0; l < G * V::W && l < w; ++l) {
+    s1[l] = b1[l];
+    s2[l] = b2[l];
   }
 }
 
 template <class V, bool Masked>
 void col_grad_sums_run(const typename V::T* dy, const typename V::T* x, const typename V::T* y, int64_t rows,
                        int64_t w, int64_t ld, const typename V::T* mean, double* s1, double* s2) {
-  using T = typename V::T;
-  using R = typename V::R;
-  T b1[V::W], b2[V::W];
-  for (int64_t j = 0; j < w; j += V::W) {
-    const int64_t cnt = w - j;
-    const R mv = load_part<V>(mean + j, cnt, T(0));
-    R a1 = V::zero(), a2 = V::zero();
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t o = r * ld + j;
-      const R g = grad_at<V, Masked>(dy, y, o, cnt);
-      a1 = V::add(a1, g);
-      a2 = V::fmadd(g, V::sub(load_part<V>(x + o, cnt, T(0)), mv), a2);
-    }
-    V::store(b1, a1);
-    V::store(b2, a2);
-    for (int l = 0; l < V::W && l < cnt; ++l) {
-      s1[j + l] = b1[l];
-      s2[j + l] = b2[l];
-    }
-  }
+  int64_t j = 0;
+  for (; j + kColGroup * V::W <= w; j += kColGroup * V::W)
+    col_grad_sums_group<V, Masked, kColGroup>(dy + j, x + j, y ? y + j : y, rows, w - j, ld, mean + j, s1 + j,
+                                              s2 + j);
+  for (; j < w; j += V::W)
+    col_grad_sums_group<V, Masked, 1>(dy + j, x + j, y ? y + j : y, rows, w - j, ld, mean + j, s1 + j, s2 + j);
 }
 
 template <class V>

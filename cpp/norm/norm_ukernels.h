@@ -1,5 +1,6 @@
 // The per-ISA micro-kernel table of the normalization family. Every entry is one template of
-// norm_generic.h instantiated on a vector type (portable: one-lane scalar; AVX2: 8 x float / 4 x double).
+// norm_generic.h instantiated on a vector type (portable: one-lane scalar; AVX2: 8 x float / 4 x double;
+// AVX-512: 16 x float / 8 x double, with some AVX2 entries, see norm_ukernels_avx512.cpp).
 // All entries are single-threaded and reduce in a fixed lane order; norm.cpp cuts the work into
 // shape-fixed chunks and merges chunk results in chunk order.
 //
@@ -53,6 +54,8 @@ void norm_ukernels_fill_portable(NormUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
 void norm_ukernels_fill_avx2(NormUkernels<T>& table);
+template <class T>
+void norm_ukernels_fill_avx512(NormUkernels<T>& table);
 #endif
 
 // The table of the active ISA (looked up per call, so nnx.set_isa takes effect at once).
