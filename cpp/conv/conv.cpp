@@ -90,10 +90,13 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // 4x4 1.00 against 2.10, on 5x5 2.98 against 3.40, 16 -> 16 on 14x14 2.48 against 3.16. With fewer channels
   // it lost (6 -> 16 on 12x12 0.61 / 0.98 against 0.54 / 0.94 implicit, with and without padding; 3 -> 16 on
   // 32x32 4.60 against 4.01; 1 -> 32 on 28x28 5.84 against 1.74), and on 2-wide outputs (16 channels, 6x6
-  // without padding, 0.36 against 0.18).
-  if (conv_winograd_applies(g, nullptr) && g.R == 5 && conv_winograd_tile(g) == 4 && std::min(g.C, g.K) >= 8 &&
-      g.Q >= 4)
-    return ConvAlgo::winograd;
+  // without padding, 0.36 against 0.18). The AVX2 table needs more channels (wino45_min_channels and
+  // wino45_min_channel_sum, conv_ukernels_avx2.cpp).
+  if (conv_winograd_applies(g, nullptr) && g.R == 5 && conv_winograd_tile(g) == 4 && g.Q >= 4) {
+    const auto& kern = conv_ukernels<float>();
+    if (std::min(g.C, g.K) >= kern.wino45_min_channels && g.C + g.K >= kern.wino45_min_channel_sum)
+      return ConvAlgo::winograd;
+  }
   // Few input channels: a GEMM with CRS as its inner dimension would be short and im2col would copy
   // each input value R*S times for little work; the direct kernel keeps every tap in registers.
   // (LeNet's conv2, 6 channels 5x5, measured faster direct than through im2col's short columns.)
@@ -128,7 +131,8 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // channels it lost (8 -> 16 on 16x16 0.80x).
   if (conv_winograd_applies(g, nullptr)) {
     const int64_t channels = std::min(g.C, g.K), tq = wino_tiles(g.Q, 2);
-    if (g.R == 5 && channels >= 16 && channels * tq >= 128 && tq >= conv_ukernels<float>().wino5_min_tiles_q)
+    if (g.R == 5 && conv_winograd_tile(g) == 2 && channels >= 16 && channels * tq >= 128 &&
+        tq >= conv_ukernels<float>().wino5_min_tiles_q)
       return ConvAlgo::winograd;
     if (g.R == 3 && (channels >= 64 || (channels >= 32 && g.Q >= 6) || (channels >= 16 && g.Q >= 8)))
       return ConvAlgo::winograd;

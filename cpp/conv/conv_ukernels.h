@@ -127,6 +127,9 @@ struct ConvUkernels {
 
   // conv_pick_algorithm: the fewest 2x2 tiles a row (of the output) with which a 5x5 layer goes Winograd.
   int wino5_min_tiles_q;
+  // conv_pick_algorithm: the fewest channels each way, and channels both ways together, with which a 5x5
+  // layer goes Winograd on F(4x4, 5x5) tiles.
+  int wino45_min_channels, wino45_min_channel_sum;
 
   const char* isa;
 };

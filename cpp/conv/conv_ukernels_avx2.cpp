@@ -1,6 +1,13 @@
 // AVX2/FMA build of the convolution micro-kernels (simd/*.inc): the 32-byte vectors are ymm registers and
 // a*b+c becomes an FMA.
 #define NNX_CONV_NS conv_avx2
+// F(4x4, 5x5) against the implicit GEMM on this table (1 thread, the full-width Xeon with NNX_ISA=avx2, forward
+// + dx + dw, fastest of 5 alternated calls, ms): it lost with 8 channels (8 -> 16 on 16x16 4.20 against 2.99,
+// on 28x28 14.3 against 9.7) and 16 -> 16 (on 14x14 5.34 against 4.21, on 16x16 even), and won from 16 -> 32
+// (on 28x28 30.1 against 33.6, on 8x8 1.39 against 2.81), 24 -> 24 (on 14x14 8.7 against 11.3) and 32 -> 64
+// (on 7x7 4.4 against 8.9).
+#define NNX_CONV_WINO45_MIN_CHANNELS 16
+#define NNX_CONV_WINO45_MIN_CHANNEL_SUM 48
 #include "conv/simd/table.inc"
 
 namespace nnx {

@@ -216,13 +216,10 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 32, 5, 5), (32, 32, 3, 3), padding=1) == "implicit"  # 5 wide, 32 channels
     assert ops.conv2d_algorithm((16, 512, 4, 4), (512, 512, 3, 3), padding=1) == "winograd"  # 4 wide, 512
     assert ops.conv2d_algorithm((64, 8, 32, 32), (16, 8, 3, 3), padding=1) == "direct"  # 8 channels
-    # 5x5 up to 128 channels (F(4x4, 5x5)): Winograd from 8 channels each way and 4 outputs a row
+    # 5x5 up to 128 channels (F(4x4, 5x5)): see test_winograd_5x5_choice_per_table
     assert ops.conv2d_algorithm((64, 32, 7, 7), (64, 32, 5, 5), padding=2) == "winograd"
     assert ops.conv2d_algorithm((64, 32, 5, 5), (64, 32, 5, 5), padding=2) == "winograd"
     assert ops.conv2d_algorithm((64, 32, 4, 4), (64, 32, 5, 5), padding=2) == "winograd"
-    assert ops.conv2d_algorithm((64, 8, 16, 16), (16, 8, 5, 5), padding=2) == "winograd"  # 8 channels
-    assert ops.conv2d_algorithm((64, 16, 6, 6), (16, 16, 5, 5)) == "implicit"  # 2 outputs a row
-    assert ops.conv2d_algorithm((64, 6, 12, 12), (16, 6, 5, 5), padding=2) == "implicit"  # 6 channels
     # wider 5x5 layers (F(2x2, 5x5)): >= 5 tiles of 2 a row (4 on the full-width AVX-512 table), else implicit
     assert ops.conv2d_algorithm((16, 256, 14, 14), (256, 256, 5, 5), padding=2) == "winograd"
     assert ops.conv2d_algorithm((16, 256, 7, 7), (256, 256, 5, 5), padding=2) == ("winograd" if wide else "implicit")
@@ -509,6 +506,19 @@ def test_winograd_row_spanning_path_gives_the_row_paths_bits(rng, dtype, tile, w
     assert np.array_equal(narrow_y, wide_y[..., :width])
     assert_close(narrow_y, ref.conv2d(x, w, b, padding=1, activation="relu"), dtype, k=45,
                  floor=winograd_floors("winograd", narrow_y, x, w, dict(padding=1))[0])
+
+
+def test_winograd_5x5_choice_per_table(isa):
+    """5x5 layers of up to 128 channels go Winograd (F(4x4, 5x5)) from 8 channels each way and 4 outputs a row
+    on the AVX-512 and portable tables; the AVX2 table, where 8 -> 16 and 16 -> 16 measured slower than the
+    implicit GEMM, from 16 channels each way and 48 both ways together (cpp/conv/conv_ukernels_avx2.cpp)."""
+    avx2 = isa == "avx2"
+    assert ops.conv2d_algorithm((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"
+    assert ops.conv2d_algorithm((64, 16, 28, 28), (32, 16, 5, 5), padding=2) == "winograd"
+    assert (ops.conv2d_algorithm((64, 8, 16, 16), (16, 8, 5, 5), padding=2) == "winograd") == (not avx2)
+    assert (ops.conv2d_algorithm((64, 16, 14, 14), (16, 16, 5, 5), padding=2) == "winograd") == (not avx2)
+    assert ops.conv2d_algorithm((64, 16, 6, 6), (16, 16, 5, 5)) != "winograd"  # 2 outputs a row
+    assert ops.conv2d_algorithm((64, 6, 12, 12), (16, 6, 5, 5), padding=2) != "winograd"  # 6 channels
 
 
 def test_winograd_tile_choice():
