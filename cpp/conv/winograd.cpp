@@ -72,9 +72,10 @@ void conv_winograd_force_tile(int m) { forced_tile = m; }
 // alternated calls): 64 images, 32 -> 64 on 14x14 (the convnet's and the BatchNorm net's conv2) 1.67 / 1.77 /
 // 1.65x, on 7x7 1.74 / 1.86 / 1.84x, on 5x5 and 6x6 (two tiles of 4 for 5 or 6 columns) 1.16-1.25x, 16 -> 32
 // on 28x28 1.83 / 1.83 / 1.72x, 8 -> 16 on 16x16 1.27 / 1.40 / 1.63x, 128 channels on 7x7 1.71 / 1.70 /
-// 1.86x; the AVX2 table on the same CPU 1.58-2.72x. With 256 channels (16 images of 14x14) the forward and dx
-// gained 1.49 / 1.58x but the weight gradient lost (0.34x: 64 planes of 256 x 256 partial sums), so wider
-// layers keep F(2x2, 5x5).
+// 1.86x; at 2 threads 1.37-1.71x on the 32 -> 64 layers; the AVX2 table on the same CPU (NNX_ISA=avx2) 32 -> 64
+// on 7x7 2.27 / 2.72 / 2.22x, 8 -> 16 on 16x16 1.03 / 1.01 / 1.22x. With 256 channels (16 images of 14x14) the
+// forward and dx gained 1.49 / 1.58x but the weight gradient lost (0.34x: 64 planes of 256 x 256 partial sums),
+// so wider layers keep F(2x2, 5x5).
 int conv_winograd_tile(const ConvGeom& g) {
   if (forced_tile) return forced_tile;
   if (g.R == 5) return std::max(g.C, g.K) <= 128 ? 4 : 2;
