@@ -1,23 +1,21 @@
-// The scalar mask hash of dropout.h, for the portable kernel and the seed expansion, and its constants, which
-// the SIMD kernels' lane-wise copies read. Internal linkage in every translation unit that includes it, so an
-// ISA-compiled copy can never serve a portable caller.
+// The mask hash of dropout.h, written once for the portable kernel, the seed expansion and the SIMD kernels'
+// lanes. Internal linkage in every translation unit that includes it, so an ISA-compiled copy can never serve
+// a portable caller.
 #pragma once
 #include <cstdint>
 
 namespace nnx {
 namespace {
 
-// dropout_mix32: x ^= x >> kDropoutMixShift[0]; x *= kDropoutMixMul[0]; x ^= x >> kDropoutMixShift[1];
-// x *= kDropoutMixMul[1]; x ^= x >> kDropoutMixShift[2].
-constexpr int kDropoutMixShift[3] = {16, 15, 16};
-constexpr uint32_t kDropoutMixMul[2] = {0x7feb352dU, 0x846ca68bU};
-
-inline uint32_t dropout_mix32(uint32_t x) {
-  x ^= x >> kDropoutMixShift[0];
-  x *= kDropoutMixMul[0];
-  x ^= x >> kDropoutMixShift[1];
-  x *= kDropoutMixMul[1];
-  x ^= x >> kDropoutMixShift[2];
+// Wellons' "lowbias32" on a uint32_t, or on each lane of a GCC vector of them (the AVX2 and AVX-512 kernels
+// pass their registers as such): the same integer arithmetic everywhere, so every ISA draws the same masks.
+template <class U>
+inline U dropout_mix32(U x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
   return x;
 }
 

@@ -9,12 +9,10 @@
 namespace nnx {
 namespace {
 
+typedef uint32_t U32x8 __attribute__((vector_size(sizeof(__m256i))));
+
 inline __m256i mix32(__m256i x) {  // dropout_mix32 on each lane
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, kDropoutMixShift[0]));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(kDropoutMixMul[0])));
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, kDropoutMixShift[1]));
-  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(kDropoutMixMul[1])));
-  return _mm256_xor_si256(x, _mm256_srli_epi32(x, kDropoutMixShift[2]));
+  return reinterpret_cast<__m256i>(dropout_mix32(reinterpret_cast<U32x8>(x)));
 }
 
 // All-ones lanes where the element is dropped (h < threshold, unsigned), for indices lo .. lo + 7.

@@ -11,12 +11,10 @@
 namespace nnx {
 namespace {
 
+typedef uint32_t U32x16 __attribute__((vector_size(sizeof(__m512i))));
+
 inline __m512i mix32(__m512i x) {  // dropout_mix32 on each lane
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, kDropoutMixShift[0]));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(kDropoutMixMul[0])));
-  x = _mm512_xor_si512(x, _mm512_srli_epi32(x, kDropoutMixShift[1]));
-  x = _mm512_mullo_epi32(x, _mm512_set1_epi32(static_cast<int>(kDropoutMixMul[1])));
-  return _mm512_xor_si512(x, _mm512_srli_epi32(x, kDropoutMixShift[2]));
+  return reinterpret_cast<__m512i>(dropout_mix32(reinterpret_cast<U32x16>(x)));
 }
 
 // Lanes whose element is kept (hash >= threshold, unsigned), for indices lo .. lo + 15 (wrapping as uint32).
