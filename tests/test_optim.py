@@ -344,3 +344,29 @@ def test_against_reference_twin(name, kw, kind, dtype, isa):
     assert got.dtype == want.dtype == dtype
     np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+# Running states that decay under the smallest normal number are stored as 0, by the C++ loops and their
+# NumPy twins alike (cpp/optim/optim_blocks.h, flush_subnormal): gradients of a few times that number, then
+# zeros, as a dead unit sees them.
+FLUSH_CASES = [("SGD", dict(lr=0.1, momentum=0.9), "sgd"), ("Adam", dict(lr=0.01), "adam"),
+               ("AdamW", dict(lr=0.01), "adamw"), ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True), "rmsprop"),
+               ("Adadelta", dict(lr=1.0), "adadelta")]
+
+
+@pytest.mark.parametrize("name,kw,kind", FLUSH_CASES, ids=[c[0] for c in FLUSH_CASES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_decayed_states_flush_to_zero(name, kw, kind, dtype, isa):
+    tiny = np.finfo(dtype).tiny
+    r = np.random.default_rng(5)
+    p0 = np.ones(37, dtype)
+    first = (r.choice([-1.0, 1.0], 37) * r.uniform(20, 60, 37) * tiny).astype(dtype)
+    grads = [first] + [np.zeros(37, dtype)] * 400
+    got, opt = run_nnx(getattr(optim, name), kw, p0, grads)
+    states = [v for v in opt.state[opt.param_groups[0]["params"][0]].values() if isinstance(v, np.ndarray)]
+    assert states
+    for s in states:
+        subnormal = (s != 0) & (np.abs(s) < tiny)
+        assert not subnormal.any(), f"{name}: {subnormal.sum()} subnormal state values"
+    want = _reference_run(kind, kw, p0.copy(), grads)
+    np.testing.assert_array_equal(got, want)

@@ -4,7 +4,9 @@
 // scalar type T (float or double), and do not overlap. Each element is updated independently of all
 // others, so splitting [0, n) over any number of threads gives bitwise identical results. Hyperparameters
 // arrive as double and are rounded to T once, so float32 updates run in float32 arithmetic as PyTorch's.
-// The equations are PyTorch's (torch.optim, single-tensor path); they are repeated at each kernel.
+// The equations are PyTorch's (torch.optim, single-tensor path); they are repeated at each kernel. One
+// difference: a decaying running state (momentum, Adam's moments, RMSprop's and Adadelta's averages) that
+// falls under T's smallest normal number is stored as 0 (optim_blocks.h, flush_subnormal, says why).
 #pragma once
 #include <cstdint>
 

@@ -5,11 +5,23 @@
 // Including file defines NNX_OPTIM_NS before including.
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "optim/optim.h"
 
 namespace nnx {
 namespace NNX_OPTIM_NS {
+
+// A running state that its decay has brought under the smallest normal number is stored as zero. A unit
+// whose gradient stays zero (a dead ReLU) otherwise decays its momentum into the subnormals, where
+// momentum * b rounds back to the smallest subnormal forever, and every later step pays a microcode assist
+// on each such element: LeNet-5's SGD step went from 0.04 to 0.37 ms after 1000 steps of batch 1, 27K of
+// its 61K buffers subnormal. nnx.reference.optim flushes the same values. NaN passes (both compares false).
+template <class T>
+inline T flush_subnormal(T x) {
+  constexpr T tiny = std::numeric_limits<T>::min();
+  return (x < tiny && x > -tiny) ? T(0) : x;
+}
 
 template <class T>
 void sgd_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict grad, T* __restrict buf,
@@ -23,7 +35,7 @@ void sgd_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict gr
   const bool first = h.first_step, nesterov = h.nesterov;
   for (int64_t i = b; i < e; ++i) {
     const T g = grad[i] + wd * param[i];
-    const T m = first ? g : mom * buf[i] + damp * g;
+    const T m = flush_subnormal(first ? g : mom * buf[i] + damp * g);
     buf[i] = m;
     param[i] -= lr * (nesterov ? g + mom * m : m);
   }
@@ -43,8 +55,8 @@ void adam_block(int64_t b, int64_t e, T* __restrict param, const T* __restrict g
     T g = grad[i];
     if (decoupled) p *= decay;
     else g += wd * p;
-    const T mi = m[i] + b1c * (g - m[i]);
-    const T vi = b2 * v[i] + b2c * g * g;
+    const T mi = flush_subnormal(m[i] + b1c * (g - m[i]));
+    const T vi = flush_subnormal(b2 * v[i] + b2c * g * g);
     m[i] = mi;
     v[i] = vi;
     T vv = vi;
@@ -65,18 +77,18 @@ void rmsprop_block(int64_t b, int64_t e, T* __restrict param, const T* __restric
   const bool centered = h.centered, use_mom = h.momentum > 0.0;
   for (int64_t i = b; i < e; ++i) {
     const T g = grad[i] + wd * param[i];
-    const T si = alpha * s[i] + ac * g * g;
+    const T si = flush_subnormal(alpha * s[i] + ac * g * g);
     s[i] = si;
     T avg;
     if (centered) {
-      const T ai = alpha * a[i] + ac * g;
+      const T ai = flush_subnormal(alpha * a[i] + ac * g);
       a[i] = ai;
       avg = std::sqrt(si - ai * ai) + eps;
     } else {
       avg = std::sqrt(si) + eps;
     }
     if (use_mom) {
-      const T bi = mom * buf[i] + g / avg;
+      const T bi = flush_subnormal(mom * buf[i] + g / avg);
       buf[i] = bi;
       param[i] -= lr * bi;
     } else {
@@ -104,11 +116,11 @@ void adadelta_block(int64_t b, int64_t e, T* __restrict param, const T* __restri
   const T eps = static_cast<T>(h.eps), wd = static_cast<T>(h.weight_decay);
   for (int64_t i = b; i < e; ++i) {
     const T g = grad[i] + wd * param[i];
-    const T si = rho * s[i] + rc * g * g;
+    const T si = flush_subnormal(rho * s[i] + rc * g * g);
     s[i] = si;
     // PyTorch's order: (sqrt(u + eps) / sqrt(s + eps)) * g
     const T d = std::sqrt(u[i] + eps) / std::sqrt(si + eps) * g;
-    u[i] = rho * u[i] + rc * d * d;
+    u[i] = flush_subnormal(rho * u[i] + rc * d * d);
     param[i] -= lr * d;
   }
 }

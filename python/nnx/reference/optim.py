@@ -3,13 +3,21 @@
 Each function takes one parameter, its gradient and its state arrays, and returns the new parameter and
 new state as fresh arrays (nothing is changed in place), in the parameters' dtype. The equations are
 PyTorch's (torch.optim.SGD, Adam/AdamW, RMSprop, Adagrad, Adadelta); `step` counts from 1. nnx's C++ loops compute the
-same expressions (tests/test_optim.py compares them over several steps).
+same expressions (tests/test_optim.py compares them over several steps). One departure from PyTorch, shared
+with the C++ loops: a decaying state (momentum, the moments and averages) whose magnitude falls under the
+dtype's smallest normal number is stored as 0 (`_flush`), so that a dead unit's state does not sit in the
+subnormals, where every step's arithmetic on it is many times slower.
 """
 from __future__ import annotations
 
 import numpy as np
 
 __all__ = ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step", "adadelta_step"]
+
+
+def _flush(x):
+    """x with its subnormal elements (0 < |x| < the smallest normal number) set to 0; NaN passes."""
+    return np.where(np.abs(x) < np.finfo(x.dtype).tiny, x.dtype.type(0), x)
 
 
 def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -25,7 +33,7 @@ def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0
     g = grad + t(weight_decay) * param
     buf = None
     if momentum != 0:
-        buf = g.copy() if momentum_buffer is None else t(momentum) * momentum_buffer + t(1 - dampening) * g
+        buf = _flush(g if momentum_buffer is None else t(momentum) * momentum_buffer + t(1 - dampening) * g)
         g = g + t(momentum) * buf if nesterov else buf
     return param - t(lr) * g, buf
 
@@ -47,8 +55,8 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, *, lr=1e-3, betas=(0.9, 0.
         param = param * t(1 - lr * weight_decay)
     else:
         g = g + t(weight_decay) * param
-    m = exp_avg + t(1 - beta1) * (g - exp_avg)
-    v = t(beta2) * exp_avg_sq + t(1 - beta2) * g * g
+    m = _flush(exp_avg + t(1 - beta1) * (g - exp_avg))
+    v = _flush(t(beta2) * exp_avg_sq + t(1 - beta2) * g * g)
     vmax = None
     if amsgrad:
         vmax = v.copy() if max_exp_avg_sq is None else np.maximum(max_exp_avg_sq, v)
@@ -67,16 +75,16 @@ def rmsprop_step(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weig
     """
     t = param.dtype.type
     g = grad + t(weight_decay) * param
-    s = t(alpha) * square_avg + t(1 - alpha) * g * g
+    s = _flush(t(alpha) * square_avg + t(1 - alpha) * g * g)
     a = None
     if centered:
-        a = t(alpha) * (np.zeros_like(param) if grad_avg is None else grad_avg) + t(1 - alpha) * g
+        a = _flush(t(alpha) * (np.zeros_like(param) if grad_avg is None else grad_avg) + t(1 - alpha) * g)
         d = np.sqrt(s - a * a) + t(eps)
     else:
         d = np.sqrt(s) + t(eps)
     b = None
     if momentum > 0:
-        b = t(momentum) * (np.zeros_like(param) if momentum_buffer is None else momentum_buffer) + g / d
+        b = _flush(t(momentum) * (np.zeros_like(param) if momentum_buffer is None else momentum_buffer) + g / d)
         return param - t(lr) * b, s, b, a
     return param - t(lr) * g / d, s, b, a
 
@@ -107,7 +115,7 @@ def adadelta_step(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e
     """
     t = param.dtype.type
     g = grad + t(weight_decay) * param
-    s = t(rho) * square_avg + t(1 - rho) * g * g
+    s = _flush(t(rho) * square_avg + t(1 - rho) * g * g)
     d = np.sqrt(acc_delta + t(eps)) / np.sqrt(s + t(eps)) * g
-    u = t(rho) * acc_delta + t(1 - rho) * d * d
+    u = _flush(t(rho) * acc_delta + t(1 - rho) * d * d)
     return param - t(lr) * d, s, u
