@@ -27,6 +27,7 @@
 #define NNX_CONV_DIRECT_WIDE 2
 #define NNX_CONV_DIRECT_ROWS 2
 #define NNX_CONV_DIRECT_DW_KB 4
+#define NNX_CONV_DIRECT_DW_ROWS 2
 #define NNX_CONV_KVEC_CB 12
 // kvec's dx with 16 float (8 double) filters a multiply-add: LeNet-5's conv2 0.34 ms against 0.44 ms (1.29x)
 // with the 32-byte vectors (1 thread), other bits (simd/kvec_dx.inc).

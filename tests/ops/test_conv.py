@@ -316,10 +316,11 @@ def test_dx_as_transposed_implicit_gemm(rng, kw):
 @pytest.mark.parametrize("algo", ["direct", "implicit"])
 def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
     """The AVX-512 conv kernels block differently but sum every output in the AVX2 kernels' order, so
-    conv.cpp may pick either table per shape: forward and every gradient are bitwise equal. One exception:
-    on CPUs with full-width 512-bit FMA the kvec dx sums filters k and k + 8 (float; 4 for double) in lanes
-    of their own where the filters fill whole 64-byte vectors (simd/kvec_dx.inc), so that dx only agrees
-    to rounding."""
+    conv.cpp may pick either table per shape: forward and every gradient are bitwise equal. Two exceptions
+    on CPUs with full-width 512-bit FMA, which only agree to rounding: the kvec dx sums filters k and k + 8
+    (float; 4 for double) in lanes of their own where the filters fill whole 64-byte vectors
+    (simd/kvec_dx.inc), and the direct weight gradient of stride-1 3x3 and 5x5 filters sums 64-byte column
+    blocks (simd/direct.inc, dw_rows_block)."""
     if not has_isa("avx512"):
         pytest.skip("this CPU has no AVX-512")
     xs, ws, kw = CASES[case]
@@ -339,9 +340,13 @@ def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
     filters = ws[0] // kw.get("groups", 1)
     wide_kvec = (nnx.cpu_info()["wide_vector_fma"] and dx_path["avx512"] == "kvec"
                  and filters % (64 // np.dtype(dtype).itemsize) == 0)
+    wide_dw_rows = (nnx.cpu_info()["wide_vector_fma"] and algo == "direct" and ws[2] == ws[3] in (3, 5)
+                    and kw.get("stride", 1) == 1 and kw.get("dilation", 1) == 1)
     assert dx_path["avx2"] == dx_path["avx512"]
     for name, a, c in zip(("y", "dx", "dw", "db"), out["avx2"], out["avx512"]):
-        if name == "dx" and wide_kvec:
+        if name == "dw" and wide_dw_rows:
+            assert_close(c, a, dtype, k=xs[0] * xs[2] * xs[3], name=name)
+        elif name == "dx" and wide_kvec:
             assert_close(c, a, dtype, k=max(1, ws[0] * ws[2] * ws[3]), name=name)
         else:
             assert np.array_equal(a, c), f"{name}: AVX-512 differs from AVX2"
