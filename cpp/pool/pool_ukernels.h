@@ -31,6 +31,10 @@ inline int64_t pool_scatter_reach(int64_t n, int64_t stride) {
   return ((n + 7) / 8) * 8 * stride + 8;
 }
 
+// The small planes of max_2x2s2_backward_indices_small: outputs, and dx columns a row uses.
+constexpr int64_t kPoolSmallPlaneOutputs = 32;
+constexpr int64_t kPoolSmallPlaneRow = 16;
+
 template <class T>
 struct PoolUkernels {
   const char* name;
@@ -64,6 +68,10 @@ struct PoolUkernels {
   // as a scatter-add into zeros gives it). False, the plane partly written, when some index is not one of
   // its own window's four offsets.
   bool (*max_2x2s2_backward_indices)(const int32_t* idx, const T* dy, T* dx, int64_t OH, int64_t OW, int64_t W);
+  // The same for a small plane, OH * OW <= kPoolSmallPlaneOutputs and 2 * OW <= kPoolSmallPlaneRow, in one
+  // piece (null where the ISA has none: the driver then scatters, as for other planes of short rows).
+  bool (*max_2x2s2_backward_indices_small)(const int32_t* idx, const T* dy, T* dx, int64_t OH, int64_t OW,
+                                           int64_t W);
   // y[o] = (((r0[2o] + r0[2o+1]) + r1[2o]) + r1[2o+1]) / 4.
   void (*avg_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
   // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] / 4.

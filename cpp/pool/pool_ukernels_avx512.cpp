@@ -112,6 +112,38 @@ bool max_2x2s2_backward_indices_avx512(const int32_t* idx, const float* dy, floa
   return true;
 }
 
+// max_2x2s2_backward_indices_small: the plane's indices and gradients in two registers each; each pair of
+// dx rows is the window's index and gradient of every column (a permute by 0 0 1 1 2 2 ...) where the index
+// names that column, 0 + gradient, and 0 elsewhere. An index outside its own window matches no column, so
+// the plane is valid when the matches number the outputs. LeNet-5's second pooling (10 x 10 planes, 5
+// outputs a row): a row kernel call per output row had cost more than the scatter.
+bool max_2x2s2_backward_indices_small_avx512(const int32_t* idx, const float* dy, float* dx, int64_t OH,
+                                             int64_t OW, int64_t W) {
+  const int64_t n = OH * OW;
+  const __mmask16 lo = n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
+  const __mmask16 hi = n <= 16 ? 0 : static_cast<__mmask16>((1u << (n - 16)) - 1);
+  const __m512i i0 = _mm512_maskz_loadu_epi32(lo, idx), i1 = _mm512_maskz_loadu_epi32(hi, idx + 16);
+  const __m512 g0 = _mm512_maskz_loadu_ps(lo, dy), g1 = _mm512_maskz_loadu_ps(hi, dy + 16);
+  const __m512i col = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i half = _mm512_srli_epi32(col, 1);  // the window of each column: 0 0 1 1 2 2 ...
+  const __mmask16 cols = static_cast<__mmask16>((1u << (2 * OW)) - 1);
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t matches = 0;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const __m512i win = _mm512_add_epi32(half, _mm512_set1_epi32(static_cast<int32_t>(oh * OW)));
+    const __m512i id = _mm512_permutex2var_epi32(i0, win, i1);
+    const __m512 g = _mm512_add_ps(zero, _mm512_permutex2var_ps(g0, win, g1));
+    for (int64_t r = 0; r < 2; ++r) {
+      const int64_t row = 2 * oh + r;
+      const __m512i k = _mm512_add_epi32(col, _mm512_set1_epi32(static_cast<int32_t>(row * W)));
+      const __mmask16 hit = _mm512_mask_cmpeq_epi32_mask(cols, id, k);
+      matches += __builtin_popcount(hit);
+      _mm512_mask_storeu_ps(dx + row * W, cols, _mm512_maskz_mov_ps(hit, g));
+    }
+  }
+  return matches == n;
+}
+
 // Window kernels (max_window, max_window_idx) on zmm: 16 outputs a vector, two vectors a pass (two
 // dependency chains through the taps), the row's tail under masks. Stride 2 takes the even elements of 32
 // consecutive inputs with one two-source permute, so the lanes stay in output order. Lanes past n are
@@ -223,6 +255,7 @@ void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
   table.max_2x2s2 = max_2x2s2_avx512;
   table.max_2x2s2_indices = max_2x2s2_indices_plane<float, max_2x2s2_indices_avx512>;
   table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx512>;
+  table.max_2x2s2_backward_indices_small = max_2x2s2_backward_indices_small_avx512;
 }
 
 }  // namespace nnx

@@ -176,11 +176,12 @@ def test_max_pool2d_padded_plane_picks(isa, dtype, rng, shape, k, s, p, d):
     assert_close(ops.max_pool2d_backward(dy, x, k, **kw), ref.max_pool2d_backward(dy, x, k, **kw), dtype, k=9)
 
 
-@pytest.mark.parametrize("shape", [(3, 2, 28, 28), (2, 3, 11, 13), (1, 2, 4, 34)])
+@pytest.mark.parametrize("shape", [(3, 2, 28, 28), (2, 3, 11, 13), (1, 2, 4, 34), (2, 4, 10, 10), (2, 2, 9, 16)])
 def test_2x2_backward_from_indices(isa, dtype, rng, shape):
     """2x2 stride 2 from saved indices writes each window directly when every index names an element of its
     own window (max_pool2d's own), and scatters otherwise (foreign but valid indices, repeated targets):
-    both against an independent NumPy scatter-add, -0.0 gradients included (0 + -0.0 is +0.0)."""
+    both against an independent NumPy scatter-add, -0.0 gradients included (0 + -0.0 is +0.0). The planes of
+    17 to 32 outputs (11 x 13, 10 x 10, 9 x 16) take the AVX-512 table's whole-plane kernel."""
     x = random(rng, shape, dtype)
     y, idx = ops.max_pool2d(x, 2, return_indices=True)
     dy = random(rng, y.shape, dtype)
