@@ -1,10 +1,12 @@
 """Pooling benchmarks: nnx against PyTorch CPU and (small LeNet shapes only) the NumPy reference.
 
 Pooling is memory-bound, so the rate reported is GB/s of the arrays each pass must touch: forward reads x
-and writes y; max backward reads dy and x and writes dx (nnx recomputes the argmax from x; PyTorch reads
-the int64 indices its forward saved instead of x, which is more bytes, but the work counted is the same
-for every implementation); avg backward reads dy and writes dx. "nnx-indices" is nnx's optional max
-backward from saved int32 indices (max_pool2d(..., return_indices=True)), PyTorch's way.
+and writes y; max backward reads dy and x and writes dx (the work counted is the same for every
+implementation, whatever it reads); avg backward reads dy and writes dx. The max backward is timed as
+training runs it in both frameworks: from the indices the forward saved (nnx's int32 from
+max_pool2d(..., return_indices=True), which nnx.functional.max_pool2d keeps for its backward; PyTorch's
+int64). "nnx-recompute" is nnx's other max backward, which takes x instead of indices and finds each
+window's maximum again: more work, with no PyTorch counterpart (its ratio is to nnx's from indices).
 
     python -m pytest bench/test_pool.py --benchmark-only --threads 2
 """
@@ -58,7 +60,7 @@ def test_pool_forward(benchmark, case, impl, torch_or_skip_if_torch):
     benchmark(fn)
 
 
-@pytest.mark.parametrize("impl", IMPLS + ["nnx-indices"])
+@pytest.mark.parametrize("impl", IMPLS + ["nnx-recompute"])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_pool_backward(benchmark, case, impl, torch_or_skip_if_torch):
     name, op, args, x, dy = _setup(case)
@@ -66,10 +68,12 @@ def test_pool_backward(benchmark, case, impl, torch_or_skip_if_torch):
     if impl == "numpy" and shape not in SMALL:
         pytest.skip("the NumPy reference is only timed on the small LeNet shapes")
     k, s, p = args
-    if impl == "nnx-indices":
-        # nnx's optional path that, like PyTorch, scatters through indices saved by the forward pass.
+    if impl == "nnx-recompute":
         if op != "max_pool2d":
-            pytest.skip("only max pooling has saved indices")
+            pytest.skip("only max pooling has a backward from indices to compare against")
+        fn = lambda: ops.max_pool2d_backward(dy, x, *args)  # noqa: E731
+    elif impl == "nnx" and op == "max_pool2d":
+        # As training runs it (nnx.functional.max_pool2d saves the indices), and as PyTorch does.
         _, idx = ops.max_pool2d(x, *args, return_indices=True)
         fn = lambda: ops.max_pool2d_backward(dy, x, *args, indices=idx)  # noqa: E731
     elif impl == "nnx":
