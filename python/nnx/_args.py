@@ -68,6 +68,8 @@ SMALL_ALLOC = _CHECK_ABOVE // 16
 
 def empty(shape, dtype, name: str) -> np.ndarray:
     """np.empty after check_alloc: the result `name` of an op."""
+    if type(shape) is int:  # a vector (a bias's gradient): check_alloc's Integral test costs microseconds
+        shape = (shape,)
     if type(shape) is tuple and math.prod(shape) <= SMALL_ALLOC:  # the common small case, checked cheaply
         return np.empty(shape, dtype=dtype)
     check_alloc(shape, dtype, name, "the result")
