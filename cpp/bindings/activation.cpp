@@ -15,7 +15,7 @@ namespace nnx {
 namespace {
 
 Act act_fn(int code) {
-  require(code > static_cast<int>(Act::none) && code <= static_cast<int>(kActLast),
+  NNX_REQUIRE(code > static_cast<int>(Act::none) && code <= static_cast<int>(kActLast),
           "act: unknown activation code " + std::to_string(code));
   return static_cast<Act>(code);
 }
@@ -70,7 +70,7 @@ void backward_from_output_py(const py::array& dy, const py::array& y, py::array&
   auto D = view_out<T>(out, "out");
   require_same_contiguous(Y, "y", G, "dy");
   require_same_contiguous(Y, "y", D, "out");
-  require(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
+  NNX_REQUIRE(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
           "activation: unknown epilogue activation code " + std::to_string(code));
   const T *pg = G.data, *py_ = Y.data;
   T* pd = D.data;
@@ -84,7 +84,7 @@ void backward_from_output_py(const py::array& dy, const py::array& y, py::array&
 template <class T>
 void forward_inplace_py(py::array& x, int code, double slope) {
   auto X = view_out<T>(x, "x");
-  require(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
+  NNX_REQUIRE(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
           "activation: unknown epilogue activation code " + std::to_string(code));
   T* px = X.data;
   const int64_t n = X.size();
@@ -96,7 +96,7 @@ void forward_inplace_py(py::array& x, int code, double slope) {
 
 template <class V>
 void split_axis(const V& v, int axis, int64_t* outer, int64_t* n, int64_t* inner) {
-  require(v.ndim >= 1 && axis >= 0 && axis < v.ndim, "axis: out of range");
+  NNX_REQUIRE(v.ndim >= 1 && axis >= 0 && axis < v.ndim, "axis: out of range");
   *outer = 1;
   *inner = 1;
   for (int i = 0; i < axis; ++i) *outer *= v.shape[i];

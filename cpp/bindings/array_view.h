@@ -85,9 +85,13 @@ View<const T> view_opt(const py::object& o, const char* name, int ndim = -1) {
   return view_in<T>(py::cast<py::array>(o), name, ndim);
 }
 
-inline void require(bool ok, const std::string& msg) {
-  if (!ok) throw py::value_error(msg);
-}
+// Raises ValueError(message) unless ok. A macro, so that the message (often built from strings and numbers)
+// is only made on failure: built on every call, the messages of a small op's checks cost microseconds, a
+// tenth of a 64 x 256 layer norm.
+#define NNX_REQUIRE(ok, ...)                                 \
+  do {                                                       \
+    if (!(ok)) throw pybind11::value_error(__VA_ARGS__);     \
+  } while (0)
 
 // "(2, 3, 4)" (and "(5,)"), as Python prints a shape.
 inline std::string shape_str(const int64_t* s, int n) {
@@ -100,10 +104,10 @@ inline std::string pair_str(int64_t a, int64_t b) { return "(" + std::to_string(
 // Both views C-contiguous and of one shape (element-wise kernels read them in lockstep).
 template <class A, class B>
 void require_same_contiguous(const A& a, const char* an, const B& b, const char* bn) {
-  require(a.contiguous(), std::string(an) + ": expected a C-contiguous array");
-  require(b.contiguous(), std::string(bn) + ": expected a C-contiguous array");
-  require(a.ndim == b.ndim, std::string(bn) + ": expected the shape of " + an);
-  for (int i = 0; i < a.ndim; ++i) require(a.shape[i] == b.shape[i], std::string(bn) + ": expected the shape of " + an);
+  NNX_REQUIRE(a.contiguous(), std::string(an) + ": expected a C-contiguous array");
+  NNX_REQUIRE(b.contiguous(), std::string(bn) + ": expected a C-contiguous array");
+  NNX_REQUIRE(a.ndim == b.ndim, std::string(bn) + ": expected the shape of " + an);
+  for (int i = 0; i < a.ndim; ++i) NNX_REQUIRE(a.shape[i] == b.shape[i], std::string(bn) + ": expected the shape of " + an);
 }
 
 // True for a float32 array (the bindings are registered per dtype and dispatch on this).

@@ -23,37 +23,37 @@ ConvGeom make_geom(const int64_t* xs, const int64_t* ws, Pair stride, Pair paddi
   // Below 2^30 (as nnx.ops checks): keeps H + 2 * padding and dilation * (R - 1) + 1 inside int64 for any
   // R, H of an array that fits in memory, and the kernels' index arithmetic with them.
   const int64_t lim = int64_t(1) << 30;
-  require(stride.first >= 1 && stride.second >= 1, "stride: expected values >= 1");
-  require(padding.first >= 0 && padding.second >= 0, "padding: expected values >= 0");
-  require(dilation.first >= 1 && dilation.second >= 1, "dilation: expected values >= 1");
-  require(stride.first <= lim && stride.second <= lim, "stride: expected values <= 2^30");
-  require(padding.first <= lim && padding.second <= lim, "padding: expected values <= 2^30");
-  require(dilation.first <= lim && dilation.second <= lim, "dilation: expected values <= 2^30");
+  NNX_REQUIRE(stride.first >= 1 && stride.second >= 1, "stride: expected values >= 1");
+  NNX_REQUIRE(padding.first >= 0 && padding.second >= 0, "padding: expected values >= 0");
+  NNX_REQUIRE(dilation.first >= 1 && dilation.second >= 1, "dilation: expected values >= 1");
+  NNX_REQUIRE(stride.first <= lim && stride.second <= lim, "stride: expected values <= 2^30");
+  NNX_REQUIRE(padding.first <= lim && padding.second <= lim, "padding: expected values <= 2^30");
+  NNX_REQUIRE(dilation.first <= lim && dilation.second <= lim, "dilation: expected values <= 2^30");
   // Dimensions below 2^32 and element counts below 2^62 (real arrays are far smaller; conv2d_algorithm
   // takes bare shapes): with the limits above, no size product in the geometry or the kernels wraps.
   double xn = 1, wn = 1;
   for (int i = 0; i < 4; ++i) {
-    require(xs[i] >= 0 && xs[i] < (lim << 2), "x: dimensions must lie in [0, 2^32), got " + shape_str(xs, 4));
-    require(ws[i] >= 0 && ws[i] < (lim << 2), "w: dimensions must lie in [0, 2^32), got " + shape_str(ws, 4));
+    NNX_REQUIRE(xs[i] >= 0 && xs[i] < (lim << 2), "x: dimensions must lie in [0, 2^32), got " + shape_str(xs, 4));
+    NNX_REQUIRE(ws[i] >= 0 && ws[i] < (lim << 2), "w: dimensions must lie in [0, 2^32), got " + shape_str(ws, 4));
     xn *= static_cast<double>(xs[i]);
     wn *= static_cast<double>(ws[i]);
   }
-  require(xn < 0x1p62, "x: more than 2^62 elements in " + shape_str(xs, 4));
-  require(wn < 0x1p62, "w: more than 2^62 elements in " + shape_str(ws, 4));
-  require(groups >= 1, "groups: expected an int >= 1");
+  NNX_REQUIRE(xn < 0x1p62, "x: more than 2^62 elements in " + shape_str(xs, 4));
+  NNX_REQUIRE(wn < 0x1p62, "w: more than 2^62 elements in " + shape_str(ws, 4));
+  NNX_REQUIRE(groups >= 1, "groups: expected an int >= 1");
   ConvGeom g{};
   g.N = xs[0], g.C = xs[1], g.H = xs[2], g.W = xs[3];
   g.K = ws[0], g.R = ws[2], g.S = ws[3];
   g.sh = stride.first, g.sw = stride.second, g.ph = padding.first, g.pw = padding.second;
   g.dh = dilation.first, g.dw = dilation.second, g.groups = groups;
   const std::string G = std::to_string(groups), Cs = std::to_string(g.C);
-  require(g.C >= 1 && g.H >= 1 && g.W >= 1, "x: expected C, H, W >= 1, got shape " + shape_str(xs, 4));
-  require(g.C % groups == 0, "groups: expected a divisor of the " + Cs + " input channels of x, got " + G);
-  require(g.K >= 1 && g.K % groups == 0 && ws[1] == g.C / groups && g.R >= 1 && g.S >= 1,
+  NNX_REQUIRE(g.C >= 1 && g.H >= 1 && g.W >= 1, "x: expected C, H, W >= 1, got shape " + shape_str(xs, 4));
+  NNX_REQUIRE(g.C % groups == 0, "groups: expected a divisor of the " + Cs + " input channels of x, got " + G);
+  NNX_REQUIRE(g.K >= 1 && g.K % groups == 0 && ws[1] == g.C / groups && g.R >= 1 && g.S >= 1,
           "w: expected shape (K, " + std::to_string(g.C / groups) + ", R, S) with K a positive multiple of groups=" +
               G + " for x with " + Cs + " channels, got " + shape_str(ws, 4));
   const int64_t eh = g.dh * (g.R - 1) + 1, ew = g.dw * (g.S - 1) + 1;
-  require(eh <= g.H + 2 * g.ph && ew <= g.W + 2 * g.pw,
+  NNX_REQUIRE(eh <= g.H + 2 * g.ph && ew <= g.W + 2 * g.pw,
           "w: the kernel " + std::to_string(g.R) + "x" + std::to_string(g.S) + " with dilation (" +
               std::to_string(g.dh) + ", " + std::to_string(g.dw) + ") spans " + std::to_string(eh) + "x" +
               std::to_string(ew) + ", larger than the input " + std::to_string(g.H) + "x" + std::to_string(g.W) +
@@ -89,7 +89,7 @@ struct ConvPlan {
 
 template <class V>
 void require_contiguous(const V& v, const char* name) {
-  require(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
+  NNX_REQUIRE(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
 }
 
 template <class V>
@@ -107,7 +107,7 @@ struct PlanShapes {
 };
 
 Act act_of(int act) {
-  require(act >= 0 && act <= 4, "activation: unknown activation code " + std::to_string(act));
+  NNX_REQUIRE(act >= 0 && act <= 4, "activation: unknown activation code " + std::to_string(act));
   return static_cast<Act>(act);
 }
 
@@ -173,7 +173,7 @@ void backward_py(const py::array& dy, const py::array& x, const py::array& w, co
   require_contiguous(Wt, "w");
   Act ac = act_of(act);
   if (ac != Act::none) {
-    require(!y.is_none(), "y: conv2d_backward with an activation needs the forward output y");
+    NNX_REQUIRE(!y.is_none(), "y: conv2d_backward with an activation needs the forward output y");
     require_shape(Yv, s.y, 4, "y", "the output of conv2d");
     require_contiguous(Yv, "y");
   }

@@ -25,7 +25,7 @@ Seed seed_of(const py::object& o) {
   Seed s;
   if (py::isinstance<py::array>(o)) {
     py::array a = py::cast<py::array>(o);
-    require(a.dtype().kind() == 'u' && a.itemsize() == 8 && a.size() == 1 && a.ndim() == 1,
+    NNX_REQUIRE(a.dtype().kind() == 'u' && a.itemsize() == 8 && a.size() == 1 && a.ndim() == 1,
             "seed: expected an int or a one-element uint64 array");
     s.at = static_cast<const uint64_t*>(a.data());
   } else {
@@ -38,9 +38,9 @@ template <class T>
 void apply_py(const py::array& x, py::array& out, double p, const py::object& seed) {
   auto X = view_in<T>(x, "x");
   auto Y = view_out<T>(out, "out");
-  require(X.contiguous(), "x: expected a C-contiguous array");
-  require(X.size() == Y.size(), "out: expected as many elements as x");
-  require(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got " + std::to_string(p));
+  NNX_REQUIRE(X.contiguous(), "x: expected a C-contiguous array");
+  NNX_REQUIRE(X.size() == Y.size(), "out: expected as many elements as x");
+  NNX_REQUIRE(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got " + std::to_string(p));
   // p == 1 drops everything: every element is multiplied by 0 (a NaN stays NaN, as in PyTorch).
   const uint32_t thr = p < 1 ? dropout_threshold(p) : 0;
   const T scale = p < 1 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
@@ -61,10 +61,10 @@ void apply_py(const py::array& x, py::array& out, double p, const py::object& se
 uint8_t* bits_ptr(py::array& a, int64_t n, bool writable) {
   if (a.dtype().kind() != 'u' || a.itemsize() != 1)  // the message only on failure: str(dtype) runs Python
     throw py::value_error("mask: expected a uint8 array, got " + std::string(py::str(a.dtype())));
-  require(a.ndim() == 1 && a.shape(0) == (n + 7) / 8,
+  NNX_REQUIRE(a.ndim() == 1 && a.shape(0) == (n + 7) / 8,
           "mask: expected shape (" + std::to_string((n + 7) / 8) + ",), one bit per element of x");
-  require((a.flags() & py::array::c_style) != 0, "mask: expected a C-contiguous array");
-  require(!writable || a.writeable(), "mask: output array is read-only");
+  NNX_REQUIRE((a.flags() & py::array::c_style) != 0, "mask: expected a C-contiguous array");
+  NNX_REQUIRE(!writable || a.writeable(), "mask: output array is read-only");
   return static_cast<uint8_t*>(writable ? a.mutable_data() : const_cast<void*>(a.data()));
 }
 
@@ -72,9 +72,9 @@ template <class T>
 void save_py(const py::array& x, py::array& out, py::array& mask, double p, const py::object& seed) {
   auto X = view_in<T>(x, "x");
   auto Y = view_out<T>(out, "out");
-  require(X.contiguous(), "x: expected a C-contiguous array");
-  require(X.size() == Y.size(), "out: expected as many elements as x");
-  require(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got " + std::to_string(p));
+  NNX_REQUIRE(X.contiguous(), "x: expected a C-contiguous array");
+  NNX_REQUIRE(X.size() == Y.size(), "out: expected as many elements as x");
+  NNX_REQUIRE(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got " + std::to_string(p));
   // p == 1: the saved bits are the hash's (kept only where it is 2^32 - 1), as nnx.reference's; every element
   // is multiplied by 0 either way.
   const uint32_t thr = dropout_threshold(p);
@@ -99,9 +99,9 @@ template <class T>
 void from_bits_py(const py::array& dy, py::array& mask, py::array& out, double p) {
   auto DY = view_in<T>(dy, "dy");
   auto DX = view_out<T>(out, "out");
-  require(DY.contiguous(), "dy: expected a C-contiguous array");
-  require(DY.size() == DX.size(), "out: expected as many elements as dy");
-  require(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got " + std::to_string(p));
+  NNX_REQUIRE(DY.contiguous(), "dy: expected a C-contiguous array");
+  NNX_REQUIRE(DY.size() == DX.size(), "out: expected as many elements as dy");
+  NNX_REQUIRE(p >= 0 && p <= 1, "p: expected a dropout probability in [0, 1], got " + std::to_string(p));
   const T scale = p < 1 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
   const int64_t n = DY.size();
   const uint8_t* bits = bits_ptr(mask, n, false);

@@ -15,17 +15,17 @@ void gemm_py(const py::array& a, const py::array& b, py::array& c, double alpha,
   auto A = view_in<T>(a, "a", 2);
   auto B = view_in<T>(b, "b", 2);
   auto C = view_out<T>(c, "out", 2);
-  require(A.shape[1] == B.shape[0], "gemm: inner dimensions differ");
-  require(C.shape[0] == A.shape[0] && C.shape[1] == B.shape[1], "gemm: output shape mismatch");
+  NNX_REQUIRE(A.shape[1] == B.shape[0], "gemm: inner dimensions differ");
+  NNX_REQUIRE(C.shape[0] == A.shape[0] && C.shape[1] == B.shape[1], "gemm: output shape mismatch");
   Epilogue<T> ep;
   auto bias_v = view_opt<T>(bias, "bias", 1);
   if (bias_v.data) {
-    require(bias_v.shape[0] == (bias_per_row ? C.shape[0] : C.shape[1]), "gemm: bias length mismatch");
-    require(bias_v.strides[0] == 1 || bias_v.shape[0] <= 1, "gemm: bias must be contiguous");
+    NNX_REQUIRE(bias_v.shape[0] == (bias_per_row ? C.shape[0] : C.shape[1]), "gemm: bias length mismatch");
+    NNX_REQUIRE(bias_v.strides[0] == 1 || bias_v.shape[0] <= 1, "gemm: bias must be contiguous");
     ep.bias = bias_v.data;
     ep.bias_per_row = bias_per_row;
   }
-  require(act >= 0 && act <= 4, "gemm: unknown activation code");
+  NNX_REQUIRE(act >= 0 && act <= 4, "gemm: unknown activation code");
   ep.act = static_cast<Act>(act);
   ep.slope = static_cast<T>(slope);
   const T al = static_cast<T>(alpha), be = static_cast<T>(beta);
@@ -54,9 +54,9 @@ void bind_gemm(py::module_& m) {
   // max_elems elements are refused (ValueError), as is anything gemm_py refuses: ops.gemm then takes its
   // general path, which checks the allocation against the free memory and says what is wrong.
   m.def("matmul", [](const py::array& a, const py::array& b, double alpha, py::ssize_t max_elems) -> py::array {
-          require(a.ndim() == 2 && b.ndim() == 2, "matmul: a and b must be 2-D");
+          NNX_REQUIRE(a.ndim() == 2 && b.ndim() == 2, "matmul: a and b must be 2-D");
           const py::ssize_t m = a.shape(0), n = b.shape(1);
-          require(m == 0 || n <= max_elems / m, "matmul: a result this large goes through ops.gemm's checks");
+          NNX_REQUIRE(m == 0 || n <= max_elems / m, "matmul: a result this large goes through ops.gemm's checks");
           if (is_f32(a)) {
             py::array c = py::array_t<float>({m, n});
             gemm_py<float>(a, b, c, alpha, 0.0, py::none(), false, 0, 0.0);

@@ -18,18 +18,18 @@ namespace {
 
 // The iteration space of src and dst (same shape), strides in elements.
 StridedPair pair_of(const py::array& src, const py::array& dst) {
-  require(src.ndim() == dst.ndim(), "dst: expected the shape of src");
-  require(src.ndim() <= kLayoutMaxDims, "src: at most 8 dimensions are supported");
-  require(src.itemsize() == dst.itemsize(), "dst: expected the item size of src");
+  NNX_REQUIRE(src.ndim() == dst.ndim(), "dst: expected the shape of src");
+  NNX_REQUIRE(src.ndim() <= kLayoutMaxDims, "src: at most 8 dimensions are supported");
+  NNX_REQUIRE(src.itemsize() == dst.itemsize(), "dst: expected the item size of src");
   const auto item = static_cast<py::ssize_t>(src.itemsize());
-  require(reinterpret_cast<std::uintptr_t>(src.data()) % item == 0 &&
+  NNX_REQUIRE(reinterpret_cast<std::uintptr_t>(src.data()) % item == 0 &&
               reinterpret_cast<std::uintptr_t>(dst.data()) % item == 0,
           "src, dst: data must be aligned to the item size");
   StridedPair g;
   g.ndim = static_cast<int>(src.ndim());
   for (int d = 0; d < g.ndim; ++d) {
-    require(src.shape(d) == dst.shape(d), "dst: expected the shape of src");
-    require(src.strides(d) % item == 0 && dst.strides(d) % item == 0, "src, dst: strides must be multiples of the item size");
+    NNX_REQUIRE(src.shape(d) == dst.shape(d), "dst: expected the shape of src");
+    NNX_REQUIRE(src.strides(d) % item == 0 && dst.strides(d) % item == 0, "src, dst: strides must be multiples of the item size");
     g.shape[d] = src.shape(d);
     g.src[d] = src.strides(d) / item;
     g.dst[d] = dst.strides(d) / item;
@@ -46,8 +46,8 @@ void copy_typed(const py::array& src, py::array& dst, const StridedPair& g) {
 }
 
 void copy_into(const py::array& src, py::array& dst) {
-  require(dst.writeable(), "dst: output array is read-only");
-  require(src.dtype().is(dst.dtype()) || src.dtype().equal(dst.dtype()), "dst: expected the dtype of src");
+  NNX_REQUIRE(dst.writeable(), "dst: output array is read-only");
+  NNX_REQUIRE(src.dtype().is(dst.dtype()) || src.dtype().equal(dst.dtype()), "dst: expected the dtype of src");
   const StridedPair g = pair_of(src, dst);
   switch (src.itemsize()) {
     case 1: return copy_typed<uint8_t>(src, dst, g);
@@ -67,8 +67,8 @@ void add_typed(const py::array& src, py::array& dst) {
 }
 
 void add_into(const py::array& src, py::array& dst) {
-  require(dst.writeable(), "dst: output array is read-only");
-  require(src.dtype().equal(dst.dtype()), "dst: expected the dtype of src");
+  NNX_REQUIRE(dst.writeable(), "dst: output array is read-only");
+  NNX_REQUIRE(src.dtype().equal(dst.dtype()), "dst: expected the dtype of src");
   if (is_f32(src)) add_typed<float>(src, dst);
   else if (src.dtype().kind() == 'f' && src.itemsize() == 8) add_typed<double>(src, dst);
   else throw py::type_error("src: expected a float32 or float64 array, got " + std::string(py::str(src.dtype())));
@@ -85,12 +85,12 @@ void sum_typed(const py::array& a, const py::array& b, py::array& out) {
 }
 
 void sum_into(const py::array& a, const py::array& b, py::array& out) {
-  require(out.writeable(), "out: output array is read-only");
+  NNX_REQUIRE(out.writeable(), "out: output array is read-only");
   for (const py::array* arr : std::initializer_list<const py::array*>{&a, &b, &out}) {
-    require(arr->flags() & py::array::c_style, "a, b, out: expected C-contiguous arrays");
-    require(arr->dtype().equal(a.dtype()), "b, out: expected the dtype of a");
-    require(arr->ndim() == a.ndim(), "b, out: expected the shape of a");
-    for (py::ssize_t d = 0; d < a.ndim(); ++d) require(arr->shape(d) == a.shape(d), "b, out: expected the shape of a");
+    NNX_REQUIRE(arr->flags() & py::array::c_style, "a, b, out: expected C-contiguous arrays");
+    NNX_REQUIRE(arr->dtype().equal(a.dtype()), "b, out: expected the dtype of a");
+    NNX_REQUIRE(arr->ndim() == a.ndim(), "b, out: expected the shape of a");
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) NNX_REQUIRE(arr->shape(d) == a.shape(d), "b, out: expected the shape of a");
   }
   if (is_f32(a)) sum_typed<float>(a, b, out);
   else if (a.dtype().kind() == 'f' && a.itemsize() == 8) sum_typed<double>(a, b, out);
@@ -98,8 +98,8 @@ void sum_into(const py::array& a, const py::array& b, py::array& out) {
 }
 
 void zero_fill(py::array& dst) {
-  require(dst.writeable(), "dst: output array is read-only");
-  require(dst.flags() & py::array::c_style, "dst: expected a C-contiguous array");
+  NNX_REQUIRE(dst.writeable(), "dst: output array is read-only");
+  NNX_REQUIRE(dst.flags() & py::array::c_style, "dst: expected a C-contiguous array");
   uint8_t* d = static_cast<uint8_t*>(dst.mutable_data());
   const int64_t n = dst.nbytes();
   run_kernel("layout_zero", {{dst, Use::write}}, {}, [=](int nt) { layout_zero<uint8_t>(d, n, nt); });

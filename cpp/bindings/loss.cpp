@@ -23,9 +23,9 @@ struct Targets {
 Targets class_targets(const py::array& t, int64_t rows, int64_t classes) {
   if (t.dtype().kind() != 'i' || t.itemsize() != 8)
     throw py::type_error("target: expected an int64 array, got " + std::string(py::str(t.dtype())));
-  require(t.ndim() == 1 && t.shape(0) == rows, "target: expected shape (" + std::to_string(rows) + ",)");
+  NNX_REQUIRE(t.ndim() == 1 && t.shape(0) == rows, "target: expected shape (" + std::to_string(rows) + ",)");
   // A single row is contiguous whatever its stride (NumPy flags it so and does not copy it).
-  require(rows <= 1 || t.strides(0) == 8, "target: expected a C-contiguous array");
+  NNX_REQUIRE(rows <= 1 || t.strides(0) == 8, "target: expected a C-contiguous array");
   return {static_cast<const int64_t*>(t.data()), rows};
 }
 
@@ -43,14 +43,14 @@ template <class T>
 T* scalar_out(const py::object& out) {
   py::array a = py::cast<py::array>(out);
   auto v = view_out<T>(a, "out");
-  require(v.size() == 1, "out: expected a one-element array for the reduced loss");
+  NNX_REQUIRE(v.size() == 1, "out: expected a one-element array for the reduced loss");
   return v.data;
 }
 
 template <class V>
 void require_matrix(const V& v, const char* name) {
-  require(v.ndim == 2, std::string(name) + ": expected a 2-D array");
-  require(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
+  NNX_REQUIRE(v.ndim == 2, std::string(name) + ": expected a 2-D array");
+  NNX_REQUIRE(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
 }
 
 double* partials_for(int64_t rows, int64_t cols) {

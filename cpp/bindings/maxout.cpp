@@ -15,16 +15,16 @@ namespace {
 
 template <class T>
 MaxoutShape maxout_shape(const View<const T>& x, int64_t pieces, int64_t axis) {
-  require(x.ndim >= 1, "x: expected at least 1 axis, got a 0-d array");
-  require(axis >= -x.ndim && axis < x.ndim, "axis: expected an axis of x (" + std::to_string(x.ndim) +
+  NNX_REQUIRE(x.ndim >= 1, "x: expected at least 1 axis, got a 0-d array");
+  NNX_REQUIRE(axis >= -x.ndim && axis < x.ndim, "axis: expected an axis of x (" + std::to_string(x.ndim) +
                                                 " dimensions), got " + std::to_string(axis));
   const int a = static_cast<int>(axis < 0 ? axis + x.ndim : axis);
-  require(pieces >= 1 && pieces < kMaxoutMaxPieces,
+  NNX_REQUIRE(pieces >= 1 && pieces < kMaxoutMaxPieces,
           "pieces: expected 1 <= pieces < 2^24, got " + std::to_string(pieces));
-  require(x.shape[a] % pieces == 0, "pieces: the size of axis " + std::to_string(a) + " of x (" +
+  NNX_REQUIRE(x.shape[a] % pieces == 0, "pieces: the size of axis " + std::to_string(a) + " of x (" +
                                         std::to_string(x.shape[a]) + ") must be a multiple of pieces=" +
                                         std::to_string(pieces));
-  require(x.contiguous(), "x: expected a C-contiguous array");
+  NNX_REQUIRE(x.contiguous(), "x: expected a C-contiguous array");
   MaxoutShape s{1, x.shape[a] / pieces, pieces, 1};
   for (int i = 0; i < a; ++i) s.outer *= x.shape[i];
   for (int i = a + 1; i < x.ndim; ++i) s.inner *= x.shape[i];
@@ -36,7 +36,7 @@ void forward(const py::array& x, py::array& out, int64_t pieces, int64_t axis) {
   auto X = view_in<T>(x, "x");
   auto Y = view_out<T>(out, "out");
   const MaxoutShape s = maxout_shape(X, pieces, axis);
-  require(Y.size() == s.rows() * s.inner, "out: expected x's shape with axis " + std::to_string(axis) +
+  NNX_REQUIRE(Y.size() == s.rows() * s.inner, "out: expected x's shape with axis " + std::to_string(axis) +
                                               " divided by pieces");
   if (Y.size() == 0) return;
   const T* px = X.data;
@@ -51,9 +51,9 @@ void backward(const py::array& dy, const py::array& x, py::array& dx, int64_t pi
   auto X = view_in<T>(x, "x");
   auto DX = view_out<T>(dx, "dx");
   const MaxoutShape s = maxout_shape(X, pieces, axis);
-  require(DY.contiguous(), "dy: expected a C-contiguous array");
-  require(DY.size() == s.rows() * s.inner, "dy: expected the shape of maxout(x)");
-  require(DX.size() == X.size(), "dx: expected the shape of x");
+  NNX_REQUIRE(DY.contiguous(), "dy: expected a C-contiguous array");
+  NNX_REQUIRE(DY.size() == s.rows() * s.inner, "dy: expected the shape of maxout(x)");
+  NNX_REQUIRE(DX.size() == X.size(), "dx: expected the shape of x");
   if (DX.size() == 0) return;
   const T *pdy = DY.data, *px = X.data;
   T* pdx = DX.data;

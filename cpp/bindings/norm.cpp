@@ -17,13 +17,14 @@ namespace {
 
 template <class V>
 void require_shape(const V& v, const char* name, std::initializer_list<int64_t> shape) {
-  require(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
+  NNX_REQUIRE(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
   bool ok = v.ndim == static_cast<int>(shape.size());
   int i = 0;
   for (int64_t s : shape) ok = ok && v.shape[i++] == s;
+  if (ok) return;
   std::string want = "(";
   for (int64_t s : shape) want += std::to_string(s) + ",";
-  require(ok, std::string(name) + ": expected shape " + want + ")");
+  throw py::value_error(std::string(name) + ": expected shape " + want + ")");
 }
 
 // A per-channel (or per-row) vector of n values: None -> nullptr.
@@ -49,7 +50,7 @@ T* arr_out(const py::object& o, const char* name, const View<const T>& like) {
   if (o.is_none()) return nullptr;
   py::array a = py::cast<py::array>(o);
   auto v = view_out<T>(a, name, like.ndim);
-  for (int i = 0; i < like.ndim; ++i) require(v.shape[i] == like.shape[i], std::string(name) + ": expected the shape of x");
+  for (int i = 0; i < like.ndim; ++i) NNX_REQUIRE(v.shape[i] == like.shape[i], std::string(name) + ": expected the shape of x");
   return v.data;
 }
 
@@ -66,7 +67,7 @@ Momentum momentum_of(const py::object& o) {
   Momentum m;
   if (py::isinstance<py::array>(o)) {
     py::array a = py::cast<py::array>(o);
-    require(a.dtype().kind() == 'f' && a.itemsize() == 8 && a.size() == 1 && a.ndim() == 1,
+    NNX_REQUIRE(a.dtype().kind() == 'f' && a.itemsize() == 8 && a.size() == 1 && a.ndim() == 1,
             "momentum: expected a float or a one-element float64 array");
     m.at = static_cast<const double*>(a.data());
   } else {
@@ -80,20 +81,20 @@ void bn_forward_py(const py::array& x, const py::object& y, const py::object& we
                    const py::object& running_mean, const py::object& running_var, bool training,
                    const py::object& momentum, double eps, bool relu, const py::object& mean, const py::object& invstd) {
   auto X = view_in<T>(x, "x", 3);
-  require(X.contiguous(), "x: expected a C-contiguous array");
+  NNX_REQUIRE(X.contiguous(), "x: expected a C-contiguous array");
   const int64_t N = X.shape[0], C = X.shape[1], S = X.shape[2];
-  require(!training || N * S > 1, "x: batch norm in training needs more than 1 value per channel");
-  require(training || (!running_mean.is_none() && !running_var.is_none()),
+  NNX_REQUIRE(!training || N * S > 1, "x: batch norm in training needs more than 1 value per channel");
+  NNX_REQUIRE(training || (!running_mean.is_none() && !running_var.is_none()),
           "running_mean: evaluation mode needs running_mean and running_var");
   T* Y = arr_out<T>(y, "y", X);
-  require(Y != nullptr, "y: expected an output array");
+  NNX_REQUIRE(Y != nullptr, "y: expected an output array");
   const T* w = vec_in<T>(weight, "weight", C);
   const T* b = vec_in<T>(bias, "bias", C);
   T* rm = vec_out<T>(running_mean, "running_mean", C);
   T* rv = vec_out<T>(running_var, "running_var", C);
   T* m = vec_out<T>(mean, "mean", C);
   T* is = vec_out<T>(invstd, "invstd", C);
-  require(m != nullptr && is != nullptr, "mean: expected output arrays for mean and invstd");
+  NNX_REQUIRE(m != nullptr && is != nullptr, "mean: expected output arrays for mean and invstd");
   const Momentum mom = momentum_of(momentum);
   const T* px = X.data;
   const Use stats = training ? Use::update : Use::read;
@@ -144,12 +145,12 @@ void ln_forward_py(const py::array& x, const py::object& y, const py::object& we
   const int64_t R = X.shape[0], D = X.shape[1];
   require_shape(X, "x", {R, D});
   T* Y = arr_out<T>(y, "y", X);
-  require(Y != nullptr, "y: expected an output array");
+  NNX_REQUIRE(Y != nullptr, "y: expected an output array");
   const T* w = vec_in<T>(weight, "weight", D);
   const T* b = vec_in<T>(bias, "bias", D);
   T* m = vec_out<T>(mean, "mean", R);
   T* is = vec_out<T>(invstd, "invstd", R);
-  require(m != nullptr && is != nullptr, "mean: expected output arrays for mean and invstd");
+  NNX_REQUIRE(m != nullptr && is != nullptr, "mean: expected output arrays for mean and invstd");
   const T* px = X.data;
   run_kernel("layer_norm",
              {{x, Use::read}, {weight, Use::read}, {bias, Use::read}, {y, Use::write}, {mean, Use::write},

@@ -19,7 +19,7 @@ namespace {
 template <class T>
 T* inout(py::array& a, const char* name, int64_t n) {
   auto v = view_out<T>(a, name);
-  require(v.size() == n, std::string(name) + ": expected " + std::to_string(n) + " elements (the size of param), got " +
+  NNX_REQUIRE(v.size() == n, std::string(name) + ": expected " + std::to_string(n) + " elements (the size of param), got " +
                              std::to_string(v.size()));
   return v.data;
 }
@@ -27,7 +27,7 @@ T* inout(py::array& a, const char* name, int64_t n) {
 template <class T>
 T* inout_opt(const py::object& o, const char* name, int64_t n, bool needed) {
   if (o.is_none()) {
-    require(!needed, std::string(name) + ": this update needs the state array, got None");
+    NNX_REQUIRE(!needed, std::string(name) + ": this update needs the state array, got None");
     return nullptr;
   }
   py::array a = py::cast<py::array>(o);
@@ -37,8 +37,8 @@ T* inout_opt(const py::object& o, const char* name, int64_t n, bool needed) {
 template <class T>
 const T* input(const py::array& a, const char* name, int64_t n) {
   auto v = view_in<T>(a, name);
-  require(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
-  require(v.size() == n, std::string(name) + ": expected " + std::to_string(n) + " elements (the size of param), got " +
+  NNX_REQUIRE(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
+  NNX_REQUIRE(v.size() == n, std::string(name) + ": expected " + std::to_string(n) + " elements (the size of param), got " +
                              std::to_string(v.size()));
   return v.data;
 }
@@ -105,14 +105,14 @@ template <class T>
 Group<T> make_group(const py::list& params, const py::list& grads, std::initializer_list<std::pair<py::object, const char*>> states) {
   Group<T> gr;
   const size_t k = params.size();
-  require(grads.size() == k, "grads: expected " + std::to_string(k) + " arrays (one per param), got " +
+  NNX_REQUIRE(grads.size() == k, "grads: expected " + std::to_string(k) + " arrays (one per param), got " +
                                  std::to_string(grads.size()));
   int si = 0;
   std::vector<py::list> state_lists;
   for (const auto& st : states) {
     if (!st.first.is_none()) {
       py::list l = py::cast<py::list>(st.first);
-      require(l.size() == k, std::string(st.second) + ": expected " + std::to_string(k) + " entries (one per param)");
+      NNX_REQUIRE(l.size() == k, std::string(st.second) + ": expected " + std::to_string(k) + " entries (one per param)");
       state_lists.push_back(l);
     } else {
       state_lists.push_back(py::list());
@@ -146,7 +146,7 @@ Group<T> make_group(const py::list& params, const py::list& grads, std::initiali
 
 const double* hyper_array(const py::array& a, int64_t count) {
   auto v = view_in<double>(a, "hyper", 1);
-  require(v.size() == count && v.strides[0] == 1,
+  NNX_REQUIRE(v.size() == count && v.strides[0] == 1,
           "hyper: expected a contiguous float64 array of " + std::to_string(count) + " hyperparameters");
   return v.data;
 }
@@ -253,7 +253,7 @@ void adadelta_multi_py(const py::list& params, const py::list& grads, const py::
 }
 
 bool list_f32(const py::list& params) {
-  require(params.size() > 0, "params: expected at least one parameter");
+  NNX_REQUIRE(params.size() > 0, "params: expected at least one parameter");
   return is_f32(py::cast<py::array>(params[0]));
 }
 

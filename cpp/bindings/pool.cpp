@@ -28,26 +28,26 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
   s.planes = xs[0] * xs[1];
   s.H = xs[2], s.W = xs[3];
   s.kh = kh, s.kw = kw, s.sh = sh, s.sw = sw, s.ph = ph, s.pw = pw, s.dh = dh, s.dw = dw;
-  require(s.H >= 1 && s.W >= 1, "x: expected H and W >= 1, got " + pair_str(s.H, s.W));
-  require(s.H * s.W < (int64_t(1) << 31), "x: planes of 2^31 or more elements are not supported");
+  NNX_REQUIRE(s.H >= 1 && s.W >= 1, "x: expected H and W >= 1, got " + pair_str(s.H, s.W));
+  NNX_REQUIRE(s.H * s.W < (int64_t(1) << 31), "x: planes of 2^31 or more elements are not supported");
   if (kind == kGlobalAvg) {
     s.OH = s.OW = 1;
     s.kh = s.H, s.kw = s.W, s.sh = s.sw = s.dh = s.dw = 1, s.ph = s.pw = 0;
   } else {
     const int64_t lim = int64_t(1) << 30;  // keeps every product below in int64
-    require(kh <= lim && kw <= lim && sh <= lim && sw <= lim && ph <= lim && pw <= lim && dh <= lim && dw <= lim,
+    NNX_REQUIRE(kh <= lim && kw <= lim && sh <= lim && sw <= lim && ph <= lim && pw <= lim && dh <= lim && dw <= lim,
             "pooling: window parameters must be below 2^30");
-    require(kh >= 1 && kw >= 1, "kernel_size: expected >= 1, got " + pair_str(kh, kw));
-    require(sh >= 1 && sw >= 1, "stride: expected >= 1, got " + pair_str(sh, sw));
-    require(dh >= 1 && dw >= 1, "dilation: expected >= 1, got " + pair_str(dh, dw));
-    require(kind == kMax || (dh == 1 && dw == 1), "dilation: only max pooling supports dilation");
-    require(kind != kLp || (ph == 0 && pw == 0), "padding: lp_pool2d takes no padding");
+    NNX_REQUIRE(kh >= 1 && kw >= 1, "kernel_size: expected >= 1, got " + pair_str(kh, kw));
+    NNX_REQUIRE(sh >= 1 && sw >= 1, "stride: expected >= 1, got " + pair_str(sh, sw));
+    NNX_REQUIRE(dh >= 1 && dw >= 1, "dilation: expected >= 1, got " + pair_str(dh, dw));
+    NNX_REQUIRE(kind == kMax || (dh == 1 && dw == 1), "dilation: only max pooling supports dilation");
+    NNX_REQUIRE(kind != kLp || (ph == 0 && pw == 0), "padding: lp_pool2d takes no padding");
     // PyTorch's limit: half the kernel (not of the dilated window).
-    require(ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
+    NNX_REQUIRE(ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
             "padding: expected at most half the kernel size (" + show(kh / 2, kw / 2) + " for kernel_size=" +
                 pair_str(kh, kw) + "), got " + show(ph, pw));
     const int64_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
-    require(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw,
+    NNX_REQUIRE(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw,
             "kernel_size: the window " + pair_str(ekh, ekw) + " (kernel_size=" + pair_str(kh, kw) + ", dilation=" +
                 pair_str(dh, dw) + ") is larger than the padded input " + pair_str(s.H + 2 * ph, s.W + 2 * pw) +
                 " (x of shape (" + std::to_string(xs[0]) + ", " + std::to_string(xs[1]) + ", " +
@@ -55,7 +55,7 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
     const int64_t oh = pool_output_size(s.H, kh, sh, ph, dh), ow = pool_output_size(s.W, kw, sw, pw, dw);
     s.OH = oh, s.OW = ow;
   }
-  require(ys == nullptr || (ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == s.OH && ys[3] == s.OW),
+  NNX_REQUIRE(ys == nullptr || (ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == s.OH && ys[3] == s.OW),
           "pooling: output/gradient shape does not match the input and parameters");
   return s;
 }
@@ -65,7 +65,7 @@ void forward(int kind, const py::array& x, py::array& y, int64_t kh, int64_t kw,
              int64_t ph, int64_t pw, int64_t dh, int64_t dw, double p) {
   auto X = view_in<T>(x, "x", 4);
   auto Y = view_out<T>(y, "out", 4);
-  require(X.contiguous(), "x: the kernels need a C-contiguous array");
+  NNX_REQUIRE(X.contiguous(), "x: the kernels need a C-contiguous array");
   Pool2dShape s = pool_shape(kind, X.shape, Y.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   if (s.planes == 0) return;
   const T* px = X.data;
@@ -90,8 +90,8 @@ void backward(int kind, const py::array& dy, const py::array& x, py::array& dx, 
   auto DY = view_in<T>(dy, "dy", 4);
   auto X = view_in<T>(x, "x", 4);
   auto DX = view_out<T>(dx, "dx", 4);
-  require(X.contiguous() && DY.contiguous(), "x, dy: the kernels need C-contiguous arrays");
-  for (int i = 0; i < 4; ++i) require(DX.shape[i] == X.shape[i], "dx: expected the shape of x");
+  NNX_REQUIRE(X.contiguous() && DY.contiguous(), "x, dy: the kernels need C-contiguous arrays");
+  for (int i = 0; i < 4; ++i) NNX_REQUIRE(DX.shape[i] == X.shape[i], "dx: expected the shape of x");
   Pool2dShape s = pool_shape(kind, X.shape, DY.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   if (s.planes == 0) return;
   const T *pdy = DY.data, *px = X.data;
@@ -114,10 +114,10 @@ void backward(int kind, const py::array& dy, const py::array& x, py::array& dx, 
 int32_t* indices_ptr(py::array& a, const int64_t* shape, bool writable) {
   if (a.dtype().kind() != 'i' || a.itemsize() != 4)  // the message only on failure: str(dtype) runs Python
     throw py::value_error("indices: expected an int32 array, got " + std::string(py::str(a.dtype())));
-  require(a.ndim() == 4, "indices: expected 4 dimensions");
-  for (int i = 0; i < 4; ++i) require(a.shape(i) == shape[i], "indices: expected the shape of the output");
-  require((a.flags() & py::array::c_style) != 0, "indices: expected a C-contiguous array");
-  require(!writable || a.writeable(), "indices: output array is read-only");
+  NNX_REQUIRE(a.ndim() == 4, "indices: expected 4 dimensions");
+  for (int i = 0; i < 4; ++i) NNX_REQUIRE(a.shape(i) == shape[i], "indices: expected the shape of the output");
+  NNX_REQUIRE((a.flags() & py::array::c_style) != 0, "indices: expected a C-contiguous array");
+  NNX_REQUIRE(!writable || a.writeable(), "indices: output array is read-only");
   return static_cast<int32_t*>(writable ? a.mutable_data() : const_cast<void*>(a.data()));
 }
 
@@ -126,7 +126,7 @@ void max_indices_forward(const py::array& x, py::array& y, py::array& idx, int64
                          int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   auto X = view_in<T>(x, "x", 4);
   auto Y = view_out<T>(y, "out", 4);
-  require(X.contiguous(), "x: the kernels need a C-contiguous array");
+  NNX_REQUIRE(X.contiguous(), "x: the kernels need a C-contiguous array");
   Pool2dShape s = pool_shape(kMax, X.shape, Y.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   int32_t* ip = indices_ptr(idx, Y.shape, true);
   if (s.planes == 0) return;
@@ -142,7 +142,7 @@ void max_indices_backward(const py::array& dy, py::array& idx, py::array& dx, in
                           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   auto DY = view_in<T>(dy, "dy", 4);
   auto DX = view_out<T>(dx, "dx", 4);
-  require(DY.contiguous(), "dy: the kernels need a C-contiguous array");
+  NNX_REQUIRE(DY.contiguous(), "dy: the kernels need a C-contiguous array");
   Pool2dShape s = pool_shape(kMax, DX.shape, DY.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   const int32_t* ip = indices_ptr(idx, DY.shape, false);
   if (s.planes == 0) return;
@@ -159,8 +159,8 @@ void max_indices_backward(const py::array& dy, py::array& idx, py::array& dx, in
 }
 
 void check_kind(int kind, double p) {
-  require(kind >= kMax && kind <= kGlobalAvg, "pooling: unknown kind " + std::to_string(kind));
-  require(kind != kLp || (std::isfinite(p) && p > 0), "norm_type: expected a finite number > 0");
+  NNX_REQUIRE(kind >= kMax && kind <= kGlobalAvg, "pooling: unknown kind " + std::to_string(kind));
+  NNX_REQUIRE(kind != kLp || (std::isfinite(p) && p > 0), "norm_type: expected a finite number > 0");
 }
 
 }  // namespace
@@ -172,8 +172,8 @@ void bind_pool(py::module_& m) {
   m.def("pool2d_output_shape",
         [](int kind, std::vector<int64_t> xs, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
            int64_t dh, int64_t dw) {
-          require(kind >= kMax && kind <= kGlobalAvg, "pooling: unknown kind " + std::to_string(kind));
-          require(xs.size() == 4, "x: expected 4 dimensions (N, C, H, W)");
+          NNX_REQUIRE(kind >= kMax && kind <= kGlobalAvg, "pooling: unknown kind " + std::to_string(kind));
+          NNX_REQUIRE(xs.size() == 4, "x: expected 4 dimensions (N, C, H, W)");
           Pool2dShape s = pool_shape(kind, xs.data(), nullptr, kh, kw, sh, sw, ph, pw, dh, dw);
           return py::make_tuple(xs[0], xs[1], s.OH, s.OW);
         },

@@ -16,16 +16,16 @@ namespace nnx {
 namespace {
 
 RnnCell cell_of(int code) {
-  require(code >= 0 && code <= 3, "cell: unknown recurrent cell code " + std::to_string(code));
+  NNX_REQUIRE(code >= 0 && code <= 3, "cell: unknown recurrent cell code " + std::to_string(code));
   return static_cast<RnnCell>(code);
 }
 
 template <class V>
 void require_shape(const V& v, const char* name, std::initializer_list<int64_t> shape) {
-  require(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
-  require(v.ndim == static_cast<int>(shape.size()), std::string(name) + ": wrong number of dimensions");
+  NNX_REQUIRE(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
+  NNX_REQUIRE(v.ndim == static_cast<int>(shape.size()), std::string(name) + ": wrong number of dimensions");
   int i = 0;
-  for (int64_t s : shape) require(v.shape[i++] == s, std::string(name) + ": wrong shape");
+  for (int64_t s : shape) NNX_REQUIRE(v.shape[i++] == s, std::string(name) + ": wrong shape");
 }
 
 template <class T>
@@ -57,9 +57,9 @@ void check_lengths(const int64_t* p, int64_t steps, int64_t N) {
 const int64_t* lengths_of(const py::object& o, int64_t steps, int64_t N) {
   if (o.is_none()) return nullptr;
   auto a = py::cast<py::array>(o);
-  require(py::isinstance<py::array_t<int64_t>>(a) && a.dtype().kind() == 'i' && a.itemsize() == 8,
+  NNX_REQUIRE(py::isinstance<py::array_t<int64_t>>(a) && a.dtype().kind() == 'i' && a.itemsize() == 8,
           "lengths: expected an int64 array");
-  require(a.ndim() == 1 && a.shape(0) == N && (N <= 1 || a.strides(0) == 8), "lengths: expected a contiguous (N,) array");
+  NNX_REQUIRE(a.ndim() == 1 && a.shape(0) == N && (N <= 1 || a.strides(0) == 8), "lengths: expected a contiguous (N,) array");
   const int64_t* p = static_cast<const int64_t*>(a.data());
   check_lengths(p, steps, N);
   return p;
@@ -74,7 +74,7 @@ Sizes sizes_of(RnnCell cell, const py::array& x, const py::array& w_hh, bool bat
   auto X = view_in<T>(x, "x", 3);
   auto W = view_in<T>(w_hh, "w_hh", 2);
   Sizes s{X.shape[batch_first ? 1 : 0], X.shape[batch_first ? 0 : 1], X.shape[2], W.shape[1], rnn_gate_count(cell)};
-  require(s.steps >= 1 && s.N >= 1 && s.I >= 1 && s.H >= 1, "x, w_hh: every size must be at least 1");
+  NNX_REQUIRE(s.steps >= 1 && s.N >= 1 && s.I >= 1 && s.H >= 1, "x, w_hh: every size must be at least 1");
   return s;
 }
 
@@ -90,7 +90,7 @@ void forward_py(int code, const py::array& x, const py::array& h0, const py::obj
   require_shape(view_in<T>(w_ih, "w_ih"), "w_ih", {GH, s.I});
   require_shape(view_in<T>(w_hh, "w_hh"), "w_hh", {GH, s.H});
   const bool lstm = cell == RnnCell::lstm;
-  require(!lstm || (!c0.is_none() && !c_n.is_none()), "c0, c_n: the LSTM needs both");
+  NNX_REQUIRE(!lstm || (!c0.is_none() && !c_n.is_none()), "c0, c_n: the LSTM needs both");
   const T* c0p = lstm ? opt_in<T>(c0, "c0", {s.N, s.H}) : nullptr;
   T* cnp = lstm ? opt_out<T>(c_n, "c_n", {s.N, s.H}) : nullptr;
   const T* bi = opt_in<T>(b_ih, "b_ih", {GH});
@@ -101,7 +101,7 @@ void forward_py(int code, const py::array& x, const py::array& h0, const py::obj
   auto HN = view_out<T>(h_n, "h_n");
   require_shape(HN, "h_n", {s.N, s.H});
   auto WS = view_out<T>(ws, "workspace", 1);
-  require(WS.shape[0] >= rnn_workspace_size(cell, s.steps, s.N, s.H), "workspace: too small");
+  NNX_REQUIRE(WS.shape[0] >= rnn_workspace_size(cell, s.steps, s.N, s.H), "workspace: too small");
   const T* xp = view_in<T>(x, "x").data;
   const T* h0p = view_in<T>(h0, "h0").data;
   const T* wi = view_in<T>(w_ih, "w_ih").data;
@@ -134,13 +134,13 @@ void backward_py(int code, const py::array& x, const py::array& h0, const py::ob
   require_shape(view_in<T>(y, "y"), "y", {D0, D1, s.H});
   require_shape(view_in<T>(dy, "dy"), "dy", {D0, D1, s.H});
   const bool lstm = cell == RnnCell::lstm;
-  require(!lstm || !c0.is_none(), "c0: the LSTM needs it");
+  NNX_REQUIRE(!lstm || !c0.is_none(), "c0: the LSTM needs it");
   const T* c0p = lstm ? opt_in<T>(c0, "c0", {s.N, s.H}) : nullptr;
   const T* dhn = opt_in<T>(dh_n, "dh_n", {s.N, s.H});
   const T* dcn = lstm ? opt_in<T>(dc_n, "dc_n", {s.N, s.H}) : nullptr;
   const int64_t* len = lengths_of(lengths, s.steps, s.N);
   auto WS = view_out<T>(ws, "workspace", 1);
-  require(WS.shape[0] >= rnn_workspace_size(cell, s.steps, s.N, s.H), "workspace: too small");
+  NNX_REQUIRE(WS.shape[0] >= rnn_workspace_size(cell, s.steps, s.N, s.H), "workspace: too small");
   T* dxp = opt_out<T>(dx, "dx", {D0, D1, s.I});
   T* dh0p = opt_out<T>(dh0, "dh0", {s.N, s.H});
   T* dc0p = lstm ? opt_out<T>(dc0, "dc0", {s.N, s.H}) : nullptr;
@@ -172,9 +172,9 @@ void backward_py(int code, const py::array& x, const py::array& h0, const py::ob
 // ---- embedding ----
 
 const int64_t* ids_of(const py::array& ids) {
-  require(py::isinstance<py::array_t<int64_t>>(ids) && ids.dtype().kind() == 'i' && ids.itemsize() == 8,
+  NNX_REQUIRE(py::isinstance<py::array_t<int64_t>>(ids) && ids.dtype().kind() == 'i' && ids.itemsize() == 8,
           "ids: expected an int64 array");
-  require(ids.flags() & py::array::c_style, "ids: expected a C-contiguous array");
+  NNX_REQUIRE(ids.flags() & py::array::c_style, "ids: expected a C-contiguous array");
   return static_cast<const int64_t*>(ids.data());
 }
 
@@ -188,11 +188,11 @@ void check_ids(const int64_t* p, int64_t n, int64_t V) {
 template <class T>
 void embedding_py(const py::array& ids, const py::array& weight, py::array& y) {
   auto W = view_in<T>(weight, "weight", 2);
-  require(W.contiguous(), "weight: expected a C-contiguous array");
+  NNX_REQUIRE(W.contiguous(), "weight: expected a C-contiguous array");
   const int64_t V = W.shape[0], D = W.shape[1], n = ids.size();
   const int64_t* pi = ids_of(ids);
   auto Y = view_out<T>(y, "y");
-  require(Y.size() == n * D, "y: expected ids.size * embedding_dim elements");
+  NNX_REQUIRE(Y.size() == n * D, "y: expected ids.size * embedding_dim elements");
   const T* pw = W.data;
   T* py_ = Y.data;
   run_kernel("embedding", {{ids, Use::read}, {weight, Use::read}, {y, Use::write}}, {double(V), double(D)},
@@ -208,8 +208,8 @@ void embedding_backward_py(const py::array& dy, const py::array& ids, int64_t pa
   const int64_t V = DW.shape[0], D = DW.shape[1], n = ids.size();
   const int64_t* pi = ids_of(ids);
   auto G = view_in<T>(dy, "dy");
-  require(G.contiguous() && G.size() == n * D, "dy: expected a C-contiguous array of ids.size * embedding_dim elements");
-  require(padding_idx >= -1 && padding_idx < V, "padding_idx: expected -1 (none) or a row of the table");
+  NNX_REQUIRE(G.contiguous() && G.size() == n * D, "dy: expected a C-contiguous array of ids.size * embedding_dim elements");
+  NNX_REQUIRE(padding_idx >= -1 && padding_idx < V, "padding_idx: expected -1 (none) or a row of the table");
   const T* pg = G.data;
   T* pd = DW.data;
   run_kernel("embedding_backward", {{dy, Use::read}, {ids, Use::read}, {dweight, Use::write}},
@@ -225,7 +225,7 @@ void bind_rnn(py::module_& m) {
   m.def("rnn_gate_count", [](int cell) { return rnn_gate_count(cell_of(cell)); }, py::arg("cell"),
         "Gate blocks of H columns: 1 (rnn_tanh, rnn_relu), 4 (lstm), 3 (gru).");
   m.def("rnn_workspace_size", [](int cell, int64_t steps, int64_t N, int64_t H) {
-          require(steps >= 0 && N >= 0 && H >= 0, "rnn_workspace_size: sizes must be non-negative");
+          NNX_REQUIRE(steps >= 0 && N >= 0 && H >= 0, "rnn_workspace_size: sizes must be non-negative");
           return rnn_workspace_size(cell_of(cell), steps, N, H);
         },
         py::arg("cell"), py::arg("steps"), py::arg("N"), py::arg("H"),
