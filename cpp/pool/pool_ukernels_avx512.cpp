@@ -1,6 +1,8 @@
 // AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the window kernels (max_window,
 // max_window_idx) with 16 outputs a vector, and the 2x2 stride-2 max windows of pool_ukernels_avx2.cpp and
-// their backward from indices, with mask registers at the row tails. AVX2's vmaskmov loads and stores are
+// their backward from indices, with mask registers at the row tails (rows of more than 8 outputs 16 a
+// vector: LeNet-5's first pooling, 14 a row, forward 1.2-1.3x and backward from indices 1.2-1.4x against two
+// 8-lane passes, 1 thread). AVX2's vmaskmov loads and stores are
 // slow on AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a
 // tail, or a tail alone); a k-masked load or store costs what a plain one does, and masked-off lanes never
 // fault. Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the
@@ -50,7 +52,41 @@ inline void load_2x2(const float* r0, const float* r1, int64_t r, __m256* a, __m
   *a = evens(x0, x1), *b = odds(x0, x1), *c = evens(y0, y1), *d = odds(y0, y1);
 }
 
+// The 16-output forms (zmm) of load_2x2, takes and scan, for rows of more than 8 outputs: one pass of 16 lanes
+// does the work of two of 8 (on CPUs that split 512-bit operations in halves, as much as those two).
+inline __mmask16 first_lanes16(int64_t lanes) {
+  if (lanes >= 16) return 0xFFFF;
+  return lanes <= 0 ? 0 : static_cast<__mmask16>((1u << lanes) - 1);
+}
+
+inline void load_2x2_16(const float* r0, const float* r1, int64_t r, __m512* a, __m512* b, __m512* c, __m512* d) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __mmask16 k0 = first_lanes16(2 * r), k1 = first_lanes16(2 * r - 16);
+  const __m512 x0 = _mm512_maskz_loadu_ps(k0, r0), x1 = _mm512_maskz_loadu_ps(k1, r0 + 16);
+  const __m512 y0 = _mm512_maskz_loadu_ps(k0, r1), y1 = _mm512_maskz_loadu_ps(k1, r1 + 16);
+  *a = _mm512_permutex2var_ps(x0, even, x1), *b = _mm512_permutex2var_ps(x0, odd, x1);
+  *c = _mm512_permutex2var_ps(y0, even, y1), *d = _mm512_permutex2var_ps(y0, odd, y1);
+}
+
+// pool_max_takes(v, m) and the scan step on 16 lanes (as the 8-lane ones above).
+inline __mmask16 takes16(__m512 v, __m512 m) {
+  return _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+}
+inline __m512 scan16(__m512 m, __m512 v) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_max_ps(v, m), v);
+}
+
 void max_2x2s2_avx512(const float* r0, const float* r1, float* y, int64_t n) {
+  if (n > 8) {  // 16 lanes at once (load_2x2_16)
+    for (int64_t o = 0; o < n; o += 16) {
+      const int64_t r = n - o < 16 ? n - o : 16;
+      __m512 a, b, c, d;
+      load_2x2_16(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
+      _mm512_mask_storeu_ps(y + o, first_lanes16(r), scan16(scan16(scan16(a, b), c), d));
+    }
+    return;
+  }
   for (int64_t o = 0; o < n; o += 8) {
     const int64_t r = n - o < 8 ? n - o : 8;
     __m256 a, b, c, d;
@@ -59,10 +95,37 @@ void max_2x2s2_avx512(const float* r0, const float* r1, float* y, int64_t n) {
   }
 }
 
+// Outputs o .. o + r - 1 (r <= 16) of max_2x2s2_indices_avx512.
+inline void max_2x2s2_indices_16(const float* r0, const float* r1, float* y, int32_t* idx, int64_t o, int64_t r,
+                                 int32_t off, int64_t W) {
+  const __m512i two = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i one = _mm512_set1_epi32(1), row = _mm512_set1_epi32(static_cast<int32_t>(W));
+  __m512 a, b, c, d;
+  load_2x2_16(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
+  const __m512i ia = _mm512_add_epi32(_mm512_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
+  const __m512i ic = _mm512_add_epi32(ia, row);
+  const __mmask16 tb = takes16(b, a);
+  __m512 m = scan16(a, b);
+  const __mmask16 tc = takes16(c, m);
+  m = scan16(m, c);
+  const __mmask16 td = takes16(d, m);
+  m = scan16(m, d);
+  __m512i id = _mm512_mask_blend_epi32(tb, ia, _mm512_add_epi32(ia, one));
+  id = _mm512_mask_blend_epi32(tc, id, ic);
+  id = _mm512_mask_blend_epi32(td, id, _mm512_add_epi32(ic, one));
+  const __mmask16 k = first_lanes16(r);
+  _mm512_mask_storeu_ps(y + o, k, m);
+  _mm512_mask_storeu_epi32(idx + o, k, id);
+}
+
 void max_2x2s2_indices_avx512(const float* r0, float* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
   const float* r1 = r0 + W;
   const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m256i one = _mm256_set1_epi32(1), row = _mm256_set1_epi32(static_cast<int32_t>(W));
+  if (n > 8) {  // LeNet-5's first pooling (14 outputs a row): 16 lanes at once
+    for (int64_t o = 0; o < n; o += 16) max_2x2s2_indices_16(r0, r1, y, idx, o, n - o < 16 ? n - o : 16, off, W);
+    return;
+  }
   for (int64_t o = 0; o < n; o += 8) {
     const int64_t r = n - o < 8 ? n - o : 8;
     __m256 a, b, c, d;
@@ -92,10 +155,42 @@ inline void store_pairs(float* dst, __m256 e, __m256 o, int64_t r) {
   _mm256_mask_storeu_ps(dst + 8, first_lanes(2 * r - 8), _mm256_permute2f128_ps(l, h, 0x31));
 }
 
+// [e0 o0 e1 o1 ...] of the first r (<= 16) outputs' pairs, into dst[0 .. 2r).
+inline void store_pairs16(float* dst, __m512 e, __m512 o, int64_t r) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+  _mm512_mask_storeu_ps(dst, first_lanes16(2 * r), _mm512_permutex2var_ps(e, lo, o));
+  _mm512_mask_storeu_ps(dst + 16, first_lanes16(2 * r - 16), _mm512_permutex2var_ps(e, hi, o));
+}
+
+// Outputs o .. o + r - 1 (r <= 16) of max_2x2s2_backward_indices_avx512; false when an index is outside its
+// window (nothing written then).
+inline bool max_2x2s2_backward_indices_16(const int32_t* idx, const float* dy, float* d0, float* d1, int64_t o,
+                                          int64_t r, int32_t off, int64_t W) {
+  const __m512i two = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i one = _mm512_set1_epi32(1), row = _mm512_set1_epi32(static_cast<int32_t>(W));
+  const __mmask16 k = first_lanes16(r);
+  const __m512i id = _mm512_maskz_loadu_epi32(k, idx + o);
+  const __m512i ia = _mm512_add_epi32(_mm512_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
+  const __m512i ic = _mm512_add_epi32(ia, row);
+  const __mmask16 pa = _mm512_cmpeq_epi32_mask(id, ia), pb = _mm512_cmpeq_epi32_mask(id, _mm512_add_epi32(ia, one));
+  const __mmask16 pc = _mm512_cmpeq_epi32_mask(id, ic), pd = _mm512_cmpeq_epi32_mask(id, _mm512_add_epi32(ic, one));
+  if (static_cast<__mmask16>((pa | pb | pc | pd) & k) != k) return false;
+  const __m512 g = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(k, dy + o));
+  store_pairs16(d0 + 2 * o, _mm512_maskz_mov_ps(pa, g), _mm512_maskz_mov_ps(pb, g), r);
+  store_pairs16(d1 + 2 * o, _mm512_maskz_mov_ps(pc, g), _mm512_maskz_mov_ps(pd, g), r);
+  return true;
+}
+
 bool max_2x2s2_backward_indices_avx512(const int32_t* idx, const float* dy, float* d0, float* d1, int64_t n,
                                        int32_t off, int64_t W) {
   const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m256i one = _mm256_set1_epi32(1), row = _mm256_set1_epi32(static_cast<int32_t>(W));
+  if (n > 8) {  // 16 lanes at once, as max_2x2s2_indices_avx512
+    for (int64_t o = 0; o < n; o += 16)
+      if (!max_2x2s2_backward_indices_16(idx, dy, d0, d1, o, n - o < 16 ? n - o : 16, off, W)) return false;
+    return true;
+  }
   for (int64_t o = 0; o < n; o += 8) {
     const int64_t r = n - o < 8 ? n - o : 8;
     const __mmask8 k = first_lanes(r);
@@ -166,14 +261,6 @@ struct ZmmTap {
     }
   }
 };
-
-// pool_max_takes(v, m) and the scan step on 16 lanes (as the 8-lane ones above).
-inline __mmask16 takes16(__m512 v, __m512 m) {
-  return _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-}
-inline __m512 scan16(__m512 m, __m512 v) {
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_max_ps(v, m), v);
-}
 
 template <int S>
 void max_window_s(float* y, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
