@@ -1,8 +1,7 @@
 // AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the window kernels (max_window,
 // max_window_idx) with 16 outputs a vector, and the 2x2 stride-2 max windows of pool_ukernels_avx2.cpp and
 // their backward from indices, with mask registers at the row tails (rows of more than 8 outputs 16 a
-// vector: LeNet-5's first pooling, 14 a row, forward 1.2-1.3x and backward from indices 1.2-1.4x against two
-// 8-lane passes, 1 thread). AVX2's vmaskmov loads and stores are
+// vector, Zmm16 below). AVX2's vmaskmov loads and stores are
 // slow on AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a
 // tail, or a tail alone); a k-masked load or store costs what a plain one does, and masked-off lanes never
 // fault. Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the
@@ -17,193 +16,196 @@
 namespace nnx {
 namespace {
 
-// The first `lanes` lanes (any int64; <= 0: none, >= 8: all).
-inline __mmask8 first_lanes(int64_t lanes) {
-  if (lanes >= 8) return 0xFF;
-  return lanes <= 0 ? 0 : static_cast<__mmask8>((1u << lanes) - 1);
-}
+// The 2x2 stride-2 kernels below are written once over the lane width: Ymm8 (8 outputs a vector, the AVX2
+// kernels' lanes) and Zmm16 (16, for rows of more than 8 outputs: one pass does the work of two, and on CPUs
+// that split 512-bit operations in halves as much as those two; LeNet-5's first pooling, 14 outputs a row,
+// forward 1.2-1.3x and backward from indices 1.2-1.4x, 1 thread). Each lane computes what the AVX2 lane does.
+struct Ymm8 {
+  static constexpr int kLanes = 8;
+  using F = __m256;
+  using I = __m256i;
+  using M = __mmask8;
+  static M first(int64_t lanes) {  // the first `lanes` lanes (any int64; <= 0: none, >= 8: all)
+    if (lanes >= 8) return 0xFF;
+    return lanes <= 0 ? 0 : static_cast<M>((1u << lanes) - 1);
+  }
+  static F load(M k, const float* p) { return _mm256_maskz_loadu_ps(k, p); }
+  static I load_idx(M k, const int32_t* p) { return _mm256_maskz_loadu_epi32(k, p); }
+  static void store(float* p, M k, F v) { _mm256_mask_storeu_ps(p, k, v); }
+  static void store_idx(int32_t* p, M k, I v) { _mm256_mask_storeu_epi32(p, k, v); }
+  // The even and odd elements of x[0 .. 16): [x0 x2 .. x14] and [x1 x3 .. x15] from a = x[0..7], b = x[8..15].
+  static F evens(F a, F b) {
+    const F e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  static F odds(F a, F b) {
+    const F o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  // [e0 o0 e1 o1 ...]: the first and second halves of the interleaving.
+  static F pairs_lo(F e, F o) { return _mm256_permute2f128_ps(_mm256_unpacklo_ps(e, o), _mm256_unpackhi_ps(e, o), 0x20); }
+  static F pairs_hi(F e, F o) { return _mm256_permute2f128_ps(_mm256_unpacklo_ps(e, o), _mm256_unpackhi_ps(e, o), 0x31); }
+  static M gt(F a, F b) { return _mm256_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static M unordered(F a) { return _mm256_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+  static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  static F blend(M k, F a, F b) { return _mm256_mask_blend_ps(k, a, b); }
+  static F zero_unless(M k, F a) { return _mm256_maskz_mov_ps(k, a); }
+  static F plus_zero(F a) { return _mm256_add_ps(_mm256_setzero_ps(), a); }
+  static I iota2() { return _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14); }
+  static I set1(int32_t v) { return _mm256_set1_epi32(v); }
+  static I add(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I blend_idx(M k, I a, I b) { return _mm256_mask_blend_epi32(k, a, b); }
+  static M eq(I a, I b) { return _mm256_cmpeq_epi32_mask(a, b); }
+};
 
-// [a0 a2 a4 a6 b0 b2 b4 b6] and [a1 a3 a5 a7 b1 b3 b5 b7] from a = x[0..7], b = x[8..15].
-inline __m256 evens(__m256 a, __m256 b) {
-  __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
-}
-inline __m256 odds(__m256 a, __m256 b) {
-  __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
-}
+struct Zmm16 {
+  static constexpr int kLanes = 16;
+  using F = __m512;
+  using I = __m512i;
+  using M = __mmask16;
+  static M first(int64_t lanes) {
+    if (lanes >= 16) return 0xFFFF;
+    return lanes <= 0 ? 0 : static_cast<M>((1u << lanes) - 1);
+  }
+  static F load(M k, const float* p) { return _mm512_maskz_loadu_ps(k, p); }
+  static I load_idx(M k, const int32_t* p) { return _mm512_maskz_loadu_epi32(k, p); }
+  static void store(float* p, M k, F v) { _mm512_mask_storeu_ps(p, k, v); }
+  static void store_idx(int32_t* p, M k, I v) { _mm512_mask_storeu_epi32(p, k, v); }
+  static F evens(F a, F b) { return _mm512_permutex2var_ps(a, iota2(), b); }
+  static F odds(F a, F b) { return _mm512_permutex2var_ps(a, add(iota2(), set1(1)), b); }
+  static F pairs_lo(F e, F o) {
+    return _mm512_permutex2var_ps(e, _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), o);
+  }
+  static F pairs_hi(F e, F o) {
+    return _mm512_permutex2var_ps(e, _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
+                                  o);
+  }
+  static M gt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
+  static M unordered(F a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+  static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  static F blend(M k, F a, F b) { return _mm512_mask_blend_ps(k, a, b); }
+  static F zero_unless(M k, F a) { return _mm512_maskz_mov_ps(k, a); }
+  static F plus_zero(F a) { return _mm512_add_ps(_mm512_setzero_ps(), a); }
+  static I iota2() { return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
+  static I set1(int32_t v) { return _mm512_set1_epi32(v); }
+  static I add(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I blend_idx(M k, I a, I b) { return _mm512_mask_blend_epi32(k, a, b); }
+  static M eq(I a, I b) { return _mm512_cmpeq_epi32_mask(a, b); }
+};
 
 // pool_max_takes(v, m): v > m or v is NaN.
-inline __mmask8 takes(__m256 v, __m256 m) {
-  return _mm256_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm256_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+template <class V>
+inline typename V::M takes(typename V::F v, typename V::F m) {
+  return V::gt(v, m) | V::unordered(v);
 }
 // m -> (takes(v, m) ? v : m): vmaxps(v, m) is m when either is NaN or v == m, v when v > m; a NaN v is
 // then let through.
-inline __m256 scan(__m256 m, __m256 v) {
-  return _mm256_mask_blend_ps(_mm256_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm256_max_ps(v, m), v);
+template <class V>
+inline typename V::F scan(typename V::F m, typename V::F v) {
+  return V::blend(V::unordered(v), V::max(v, m), v);
 }
 
-// The four window elements of outputs o..o+r-1 as lanes (a = r0[2o], b = r0[2o+1], c = r1[2o],
-// d = r1[2o+1]), reading only the 2r elements of each row.
-inline void load_2x2(const float* r0, const float* r1, int64_t r, __m256* a, __m256* b, __m256* c, __m256* d) {
-  const __mmask8 k0 = first_lanes(2 * r), k1 = first_lanes(2 * r - 8);
-  __m256 x0 = _mm256_maskz_loadu_ps(k0, r0), x1 = _mm256_maskz_loadu_ps(k1, r0 + 8);
-  __m256 y0 = _mm256_maskz_loadu_ps(k0, r1), y1 = _mm256_maskz_loadu_ps(k1, r1 + 8);
-  *a = evens(x0, x1), *b = odds(x0, x1), *c = evens(y0, y1), *d = odds(y0, y1);
+// The four window elements of r outputs as lanes (a = r0[2o], b = r0[2o+1], c = r1[2o], d = r1[2o+1]),
+// reading only the 2r elements of each row.
+template <class V>
+inline void load_2x2(const float* r0, const float* r1, int64_t r, typename V::F* a, typename V::F* b,
+                     typename V::F* c, typename V::F* d) {
+  constexpr int L = V::kLanes;
+  const typename V::M k0 = V::first(2 * r), k1 = V::first(2 * r - L);
+  const typename V::F x0 = V::load(k0, r0), x1 = V::load(k1, r0 + L);
+  const typename V::F y0 = V::load(k0, r1), y1 = V::load(k1, r1 + L);
+  *a = V::evens(x0, x1), *b = V::odds(x0, x1), *c = V::evens(y0, y1), *d = V::odds(y0, y1);
 }
 
-// The 16-output forms (zmm) of load_2x2, takes and scan, for rows of more than 8 outputs: one pass of 16 lanes
-// does the work of two of 8 (on CPUs that split 512-bit operations in halves, as much as those two).
-inline __mmask16 first_lanes16(int64_t lanes) {
-  if (lanes >= 16) return 0xFFFF;
-  return lanes <= 0 ? 0 : static_cast<__mmask16>((1u << lanes) - 1);
+// Outputs o .. o + r - 1 (r <= V::kLanes) of max_2x2s2_avx512.
+template <class V>
+__attribute__((always_inline)) inline void max_2x2s2_block(const float* r0, const float* r1, float* y, int64_t o,
+                                                           int64_t r) {
+  typename V::F a, b, c, d;
+  load_2x2<V>(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
+  V::store(y + o, V::first(r), scan<V>(scan<V>(scan<V>(a, b), c), d));
 }
 
-inline void load_2x2_16(const float* r0, const float* r1, int64_t r, __m512* a, __m512* b, __m512* c, __m512* d) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __mmask16 k0 = first_lanes16(2 * r), k1 = first_lanes16(2 * r - 16);
-  const __m512 x0 = _mm512_maskz_loadu_ps(k0, r0), x1 = _mm512_maskz_loadu_ps(k1, r0 + 16);
-  const __m512 y0 = _mm512_maskz_loadu_ps(k0, r1), y1 = _mm512_maskz_loadu_ps(k1, r1 + 16);
-  *a = _mm512_permutex2var_ps(x0, even, x1), *b = _mm512_permutex2var_ps(x0, odd, x1);
-  *c = _mm512_permutex2var_ps(y0, even, y1), *d = _mm512_permutex2var_ps(y0, odd, y1);
+// Outputs o .. o + r - 1 of max_2x2s2_indices_avx512.
+template <class V>
+__attribute__((always_inline)) inline void max_2x2s2_indices_block(const float* r0, const float* r1, float* y,
+                                                                   int32_t* idx, int64_t o, int64_t r, int32_t off,
+                                                                   int64_t W) {
+  typename V::F a, b, c, d;
+  load_2x2<V>(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
+  const typename V::I one = V::set1(1);
+  const typename V::I ia = V::add(V::set1(off + static_cast<int32_t>(2 * o)), V::iota2());
+  const typename V::I ic = V::add(ia, V::set1(static_cast<int32_t>(W)));
+  // The pick is the last element that takes the maximum in scan order a, b, c, d.
+  const typename V::M tb = takes<V>(b, a);
+  typename V::F m = scan<V>(a, b);
+  const typename V::M tc = takes<V>(c, m);
+  m = scan<V>(m, c);
+  const typename V::M td = takes<V>(d, m);
+  m = scan<V>(m, d);
+  typename V::I id = V::blend_idx(tb, ia, V::add(ia, one));
+  id = V::blend_idx(tc, id, ic);
+  id = V::blend_idx(td, id, V::add(ic, one));
+  const typename V::M k = V::first(r);
+  V::store(y + o, k, m);
+  V::store_idx(idx + o, k, id);
 }
 
-// pool_max_takes(v, m) and the scan step on 16 lanes (as the 8-lane ones above).
-inline __mmask16 takes16(__m512 v, __m512 m) {
-  return _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-}
-inline __m512 scan16(__m512 m, __m512 v) {
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_max_ps(v, m), v);
+// [e0 o0 e1 o1 ...] of the first r outputs' pairs, into dst[0 .. 2r).
+template <class V>
+__attribute__((always_inline)) inline void store_pairs(float* dst, typename V::F e, typename V::F o, int64_t r) {
+  V::store(dst, V::first(2 * r), V::pairs_lo(e, o));
+  V::store(dst + V::kLanes, V::first(2 * r - V::kLanes), V::pairs_hi(e, o));
 }
 
+// Outputs o .. o + r - 1 of max_2x2s2_backward_indices_avx512; false (nothing written) when an index is not
+// one of its window's four offsets.
+template <class V>
+__attribute__((always_inline)) inline bool max_2x2s2_backward_indices_block(const int32_t* idx, const float* dy,
+                                                                            float* d0, float* d1, int64_t o,
+                                                                            int64_t r, int32_t off, int64_t W) {
+  const typename V::M k = V::first(r);
+  const typename V::I one = V::set1(1);
+  const typename V::I id = V::load_idx(k, idx + o);
+  const typename V::I ia = V::add(V::set1(off + static_cast<int32_t>(2 * o)), V::iota2());
+  const typename V::I ic = V::add(ia, V::set1(static_cast<int32_t>(W)));
+  const typename V::M pa = V::eq(id, ia), pb = V::eq(id, V::add(ia, one));
+  const typename V::M pc = V::eq(id, ic), pd = V::eq(id, V::add(ic, one));
+  if (static_cast<typename V::M>((pa | pb | pc | pd) & k) != k) return false;
+  const typename V::F g = V::plus_zero(V::load(k, dy + o));
+  store_pairs<V>(d0 + 2 * o, V::zero_unless(pa, g), V::zero_unless(pb, g), r);
+  store_pairs<V>(d1 + 2 * o, V::zero_unless(pc, g), V::zero_unless(pd, g), r);
+  return true;
+}
+
+// The row kernels: Zmm16 blocks for rows of more than 8 outputs, Ymm8 ones otherwise.
 void max_2x2s2_avx512(const float* r0, const float* r1, float* y, int64_t n) {
-  if (n > 8) {  // 16 lanes at once (load_2x2_16)
-    for (int64_t o = 0; o < n; o += 16) {
-      const int64_t r = n - o < 16 ? n - o : 16;
-      __m512 a, b, c, d;
-      load_2x2_16(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
-      _mm512_mask_storeu_ps(y + o, first_lanes16(r), scan16(scan16(scan16(a, b), c), d));
-    }
+  if (n > 8) {
+    for (int64_t o = 0; o < n; o += 16) max_2x2s2_block<Zmm16>(r0, r1, y, o, n - o < 16 ? n - o : 16);
     return;
   }
-  for (int64_t o = 0; o < n; o += 8) {
-    const int64_t r = n - o < 8 ? n - o : 8;
-    __m256 a, b, c, d;
-    load_2x2(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
-    _mm256_mask_storeu_ps(y + o, first_lanes(r), scan(scan(scan(a, b), c), d));
-  }
-}
-
-// Outputs o .. o + r - 1 (r <= 16) of max_2x2s2_indices_avx512.
-inline void max_2x2s2_indices_16(const float* r0, const float* r1, float* y, int32_t* idx, int64_t o, int64_t r,
-                                 int32_t off, int64_t W) {
-  const __m512i two = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i one = _mm512_set1_epi32(1), row = _mm512_set1_epi32(static_cast<int32_t>(W));
-  __m512 a, b, c, d;
-  load_2x2_16(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
-  const __m512i ia = _mm512_add_epi32(_mm512_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
-  const __m512i ic = _mm512_add_epi32(ia, row);
-  const __mmask16 tb = takes16(b, a);
-  __m512 m = scan16(a, b);
-  const __mmask16 tc = takes16(c, m);
-  m = scan16(m, c);
-  const __mmask16 td = takes16(d, m);
-  m = scan16(m, d);
-  __m512i id = _mm512_mask_blend_epi32(tb, ia, _mm512_add_epi32(ia, one));
-  id = _mm512_mask_blend_epi32(tc, id, ic);
-  id = _mm512_mask_blend_epi32(td, id, _mm512_add_epi32(ic, one));
-  const __mmask16 k = first_lanes16(r);
-  _mm512_mask_storeu_ps(y + o, k, m);
-  _mm512_mask_storeu_epi32(idx + o, k, id);
+  for (int64_t o = 0; o < n; o += 8) max_2x2s2_block<Ymm8>(r0, r1, y, o, n - o < 8 ? n - o : 8);
 }
 
 void max_2x2s2_indices_avx512(const float* r0, float* y, int32_t* idx, int64_t n, int32_t off, int64_t W) {
   const float* r1 = r0 + W;
-  const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m256i one = _mm256_set1_epi32(1), row = _mm256_set1_epi32(static_cast<int32_t>(W));
-  if (n > 8) {  // LeNet-5's first pooling (14 outputs a row): 16 lanes at once
-    for (int64_t o = 0; o < n; o += 16) max_2x2s2_indices_16(r0, r1, y, idx, o, n - o < 16 ? n - o : 16, off, W);
+  if (n > 8) {
+    for (int64_t o = 0; o < n; o += 16)
+      max_2x2s2_indices_block<Zmm16>(r0, r1, y, idx, o, n - o < 16 ? n - o : 16, off, W);
     return;
   }
-  for (int64_t o = 0; o < n; o += 8) {
-    const int64_t r = n - o < 8 ? n - o : 8;
-    __m256 a, b, c, d;
-    load_2x2(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
-    const __m256i ia = _mm256_add_epi32(_mm256_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
-    const __m256i ic = _mm256_add_epi32(ia, row);
-    // The pick is the last element that takes the maximum in scan order a, b, c, d.
-    const __mmask8 tb = takes(b, a);
-    __m256 m = scan(a, b);
-    const __mmask8 tc = takes(c, m);
-    m = scan(m, c);
-    const __mmask8 td = takes(d, m);
-    m = scan(m, d);
-    __m256i id = _mm256_mask_blend_epi32(tb, ia, _mm256_add_epi32(ia, one));
-    id = _mm256_mask_blend_epi32(tc, id, ic);
-    id = _mm256_mask_blend_epi32(td, id, _mm256_add_epi32(ic, one));
-    const __mmask8 k = first_lanes(r);
-    _mm256_mask_storeu_ps(y + o, k, m);
-    _mm256_mask_storeu_epi32(idx + o, k, id);
-  }
-}
-
-// [e0 o0 e1 o1 ...] of the first r outputs' pairs, into dst[0 .. 2r).
-inline void store_pairs(float* dst, __m256 e, __m256 o, int64_t r) {
-  const __m256 l = _mm256_unpacklo_ps(e, o), h = _mm256_unpackhi_ps(e, o);
-  _mm256_mask_storeu_ps(dst, first_lanes(2 * r), _mm256_permute2f128_ps(l, h, 0x20));
-  _mm256_mask_storeu_ps(dst + 8, first_lanes(2 * r - 8), _mm256_permute2f128_ps(l, h, 0x31));
-}
-
-// [e0 o0 e1 o1 ...] of the first r (<= 16) outputs' pairs, into dst[0 .. 2r).
-inline void store_pairs16(float* dst, __m512 e, __m512 o, int64_t r) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-  _mm512_mask_storeu_ps(dst, first_lanes16(2 * r), _mm512_permutex2var_ps(e, lo, o));
-  _mm512_mask_storeu_ps(dst + 16, first_lanes16(2 * r - 16), _mm512_permutex2var_ps(e, hi, o));
-}
-
-// Outputs o .. o + r - 1 (r <= 16) of max_2x2s2_backward_indices_avx512; false when an index is outside its
-// window (nothing written then).
-inline bool max_2x2s2_backward_indices_16(const int32_t* idx, const float* dy, float* d0, float* d1, int64_t o,
-                                          int64_t r, int32_t off, int64_t W) {
-  const __m512i two = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i one = _mm512_set1_epi32(1), row = _mm512_set1_epi32(static_cast<int32_t>(W));
-  const __mmask16 k = first_lanes16(r);
-  const __m512i id = _mm512_maskz_loadu_epi32(k, idx + o);
-  const __m512i ia = _mm512_add_epi32(_mm512_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
-  const __m512i ic = _mm512_add_epi32(ia, row);
-  const __mmask16 pa = _mm512_cmpeq_epi32_mask(id, ia), pb = _mm512_cmpeq_epi32_mask(id, _mm512_add_epi32(ia, one));
-  const __mmask16 pc = _mm512_cmpeq_epi32_mask(id, ic), pd = _mm512_cmpeq_epi32_mask(id, _mm512_add_epi32(ic, one));
-  if (static_cast<__mmask16>((pa | pb | pc | pd) & k) != k) return false;
-  const __m512 g = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(k, dy + o));
-  store_pairs16(d0 + 2 * o, _mm512_maskz_mov_ps(pa, g), _mm512_maskz_mov_ps(pb, g), r);
-  store_pairs16(d1 + 2 * o, _mm512_maskz_mov_ps(pc, g), _mm512_maskz_mov_ps(pd, g), r);
-  return true;
+  for (int64_t o = 0; o < n; o += 8) max_2x2s2_indices_block<Ymm8>(r0, r1, y, idx, o, n - o < 8 ? n - o : 8, off, W);
 }
 
 bool max_2x2s2_backward_indices_avx512(const int32_t* idx, const float* dy, float* d0, float* d1, int64_t n,
                                        int32_t off, int64_t W) {
-  const __m256i two = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m256i one = _mm256_set1_epi32(1), row = _mm256_set1_epi32(static_cast<int32_t>(W));
-  if (n > 8) {  // 16 lanes at once, as max_2x2s2_indices_avx512
+  if (n > 8) {
     for (int64_t o = 0; o < n; o += 16)
-      if (!max_2x2s2_backward_indices_16(idx, dy, d0, d1, o, n - o < 16 ? n - o : 16, off, W)) return false;
+      if (!max_2x2s2_backward_indices_block<Zmm16>(idx, dy, d0, d1, o, n - o < 16 ? n - o : 16, off, W)) return false;
     return true;
   }
-  for (int64_t o = 0; o < n; o += 8) {
-    const int64_t r = n - o < 8 ? n - o : 8;
-    const __mmask8 k = first_lanes(r);
-    const __m256i id = _mm256_maskz_loadu_epi32(k, idx + o);
-    const __m256i ia = _mm256_add_epi32(_mm256_set1_epi32(off + static_cast<int32_t>(2 * o)), two);
-    const __m256i ic = _mm256_add_epi32(ia, row);
-    const __mmask8 pa = _mm256_cmpeq_epi32_mask(id, ia), pb = _mm256_cmpeq_epi32_mask(id, _mm256_add_epi32(ia, one));
-    const __mmask8 pc = _mm256_cmpeq_epi32_mask(id, ic), pd = _mm256_cmpeq_epi32_mask(id, _mm256_add_epi32(ic, one));
-    if (static_cast<__mmask8>((pa | pb | pc | pd) & k) != k) return false;
-    const __m256 g = _mm256_add_ps(_mm256_setzero_ps(), _mm256_maskz_loadu_ps(k, dy + o));
-    store_pairs(d0 + 2 * o, _mm256_maskz_mov_ps(pa, g), _mm256_maskz_mov_ps(pb, g), r);
-    store_pairs(d1 + 2 * o, _mm256_maskz_mov_ps(pc, g), _mm256_maskz_mov_ps(pd, g), r);
-  }
+  for (int64_t o = 0; o < n; o += 8)
+    if (!max_2x2s2_backward_indices_block<Ymm8>(idx, dy, d0, d1, o, n - o < 8 ? n - o : 8, off, W)) return false;
   return true;
 }
 
@@ -271,8 +273,8 @@ void max_window_s(float* y, const float* x, int64_t n, const int64_t* taps, int6
     const float* pb = pa + 16 * S;
     __m512 ma = a.load(pa + taps[0]), mb = b.load(pb + taps[0]);
     for (int64_t t = 1; t < ntaps; ++t) {
-      ma = scan16(ma, a.load(pa + taps[t]));
-      mb = scan16(mb, b.load(pb + taps[t]));
+      ma = scan<Zmm16>(ma, a.load(pa + taps[t]));
+      mb = scan<Zmm16>(mb, b.load(pb + taps[t]));
     }
     _mm512_storeu_ps(y + o, ma);
     _mm512_mask_storeu_ps(y + o + 16, b.out, mb);
@@ -281,7 +283,7 @@ void max_window_s(float* y, const float* x, int64_t n, const int64_t* taps, int6
     const ZmmTap<S> a(n - o);
     const float* pa = x + o * S;
     __m512 m = a.load(pa + taps[0]);
-    for (int64_t t = 1; t < ntaps; ++t) m = scan16(m, a.load(pa + taps[t]));
+    for (int64_t t = 1; t < ntaps; ++t) m = scan<Zmm16>(m, a.load(pa + taps[t]));
     _mm512_mask_storeu_ps(y + o, a.out, m);
   }
 }
@@ -304,7 +306,7 @@ struct ArgmaxZmm {
   }
   void step(int64_t tap) {
     const __m512 v = lanes.load(p + tap);
-    const __mmask16 take = takes16(v, m);
+    const __mmask16 take = takes<Zmm16>(v, m);
     m = _mm512_mask_mov_ps(m, take, v);
     id = _mm512_mask_blend_epi32(take, id, _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(tap))));
   }
