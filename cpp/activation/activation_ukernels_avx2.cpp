@@ -2,19 +2,14 @@
 // with the polynomial exp / expm1 / tanh of vecmath_avx2.h.
 #include <immintrin.h>
 
-#include <type_traits>
-
 #include "activation/activation_generic.h"
 #include "activation/vec_avx2.h"
 
 namespace nnx {
 
-using avx2::VecF32Avx2;
-using avx2::VecF64Avx2;
-
 template <class T>
 void activation_ukernels_fill_avx2(ActivationUkernels<T>& table) {
-  using V = typename std::conditional<std::is_same<T, float>::value, VecF32Avx2, VecF64Avx2>::type;
+  using V = avx2::VecOf<T>;
   table = act_generic::make_table<V>(sizeof(T) == 4 ? "act_avx2_f32" : "act_avx2_f64");
 }
 

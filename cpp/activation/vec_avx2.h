@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "activation/vecmath_avx2.h"
 
@@ -97,6 +98,10 @@ struct VecF64Avx2 {
     return _mm_cvtsd_f64(_mm_max_sd(s, _mm_unpackhi_pd(s, s)));
   }
 };
+
+// The vector type of scalar T (float or double): the type each family's fill instantiates its generic kernels on.
+template <class T>
+using VecOf = typename std::conditional<std::is_same<T, float>::value, VecF32Avx2, VecF64Avx2>::type;
 
 }  // namespace avx2
 }  // namespace nnx

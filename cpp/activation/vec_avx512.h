@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace nnx {
 namespace avx512 {
@@ -176,6 +177,10 @@ struct VecF64Avx512 {
   }
   static T hmax(R a) { return _mm512_reduce_max_pd(a); }
 };
+
+// The vector type of scalar T (float or double): the type each family's fill instantiates its generic kernels on.
+template <class T>
+using VecOf = typename std::conditional<std::is_same<T, float>::value, VecF32Avx512, VecF64Avx512>::type;
 
 }  // namespace avx512
 }  // namespace nnx

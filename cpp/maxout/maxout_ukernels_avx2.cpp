@@ -2,19 +2,14 @@
 // tails through masked loads and stores.
 #include <immintrin.h>
 
-#include <type_traits>
-
 #include "activation/vec_avx2.h"
 #include "maxout/maxout_generic.h"
 
 namespace nnx {
 
-using avx2::VecF32Avx2;
-using avx2::VecF64Avx2;
-
 template <class T>
 void maxout_ukernels_fill_avx2(MaxoutUkernels<T>& table) {
-  using V = typename std::conditional<std::is_same<T, float>::value, VecF32Avx2, VecF64Avx2>::type;
+  using V = avx2::VecOf<T>;
   table = maxout_generic::make_table<V>(sizeof(T) == 4 ? "maxout_avx2_f32" : "maxout_avx2_f64");
 }
 

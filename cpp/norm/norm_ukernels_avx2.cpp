@@ -1,19 +1,14 @@
 // AVX2 + FMA normalization micro-kernels: the generic kernels (norm_generic.h) on 8 x float / 4 x double.
 #include <immintrin.h>
 
-#include <type_traits>
-
 #include "activation/vec_avx2.h"
 #include "norm/norm_generic.h"
 
 namespace nnx {
 
-using avx2::VecF32Avx2;
-using avx2::VecF64Avx2;
-
 template <class T>
 void norm_ukernels_fill_avx2(NormUkernels<T>& table) {
-  using V = typename std::conditional<std::is_same<T, float>::value, VecF32Avx2, VecF64Avx2>::type;
+  using V = avx2::VecOf<T>;
   table = norm_generic::make_table<V>(sizeof(T) == 4 ? "norm_avx2_f32" : "norm_avx2_f64");
 }
 

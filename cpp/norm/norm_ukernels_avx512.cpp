@@ -10,19 +10,14 @@
 // every shape tried, the layer-norm forward 1.05-1.13x on the large rows.
 #include <immintrin.h>
 
-#include <type_traits>
-
 #include "activation/vec_avx512.h"
 #include "norm/norm_generic.h"
 
 namespace nnx {
 
-using avx512::VecF32Avx512;
-using avx512::VecF64Avx512;
-
 template <class T>
 void norm_ukernels_fill_avx512(NormUkernels<T>& table) {
-  using V = typename std::conditional<std::is_same<T, float>::value, VecF32Avx512, VecF64Avx512>::type;
+  using V = avx512::VecOf<T>;
   table = norm_generic::make_table<V>(sizeof(T) == 4 ? "norm_avx512_f32" : "norm_avx512_f64");
   NormUkernels<T> avx2;
   norm_ukernels_fill_avx2<T>(avx2);

@@ -1,6 +1,4 @@
 // AVX2 + FMA step kernels of the recurrent family: rnn_generic.h on 8 x float / 4 x double.
-#include <type_traits>
-
 #include "activation/vec_avx2.h"
 #include "rnn/rnn_generic.h"
 
@@ -8,7 +6,7 @@ namespace nnx {
 
 template <class T>
 void rnn_ukernels_fill_avx2(RnnUkernels<T>& table) {
-  using V = typename std::conditional<std::is_same<T, float>::value, avx2::VecF32Avx2, avx2::VecF64Avx2>::type;
+  using V = avx2::VecOf<T>;
   table = rnn_generic::make_table<V>(sizeof(T) == 4 ? "rnn_avx2_f32" : "rnn_avx2_f64");
 }
 

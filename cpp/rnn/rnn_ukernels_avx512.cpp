@@ -31,7 +31,7 @@ void step_ukernel_8x2v(int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const 
 
 template <class T>
 void rnn_ukernels_fill_avx512(RnnUkernels<T>& table) {
-  using V = typename std::conditional<std::is_same<T, float>::value, avx512::VecF32Avx512, avx512::VecF64Avx512>::type;
+  using V = avx512::VecOf<T>;
   table = rnn_generic::make_table<V>(sizeof(T) == 4 ? "rnn_avx512_f32" : "rnn_avx512_f64");
   constexpr int NR = 2 * StepVec<T>::W;
   table.step_blocking = GemmBlocking{kStepMR, NR, 256, 0, 0};
