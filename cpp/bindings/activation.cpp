@@ -16,7 +16,7 @@ namespace {
 
 Act act_fn(int code) {
   NNX_REQUIRE(code > static_cast<int>(Act::none) && code <= static_cast<int>(kActLast),
-          "act: unknown activation code " + std::to_string(code));
+              "act: unknown activation code " + std::to_string(code));
   return static_cast<Act>(code);
 }
 
@@ -71,7 +71,7 @@ void backward_from_output_py(const py::array& dy, const py::array& y, py::array&
   require_same_contiguous(Y, "y", G, "dy");
   require_same_contiguous(Y, "y", D, "out");
   NNX_REQUIRE(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
-          "activation: unknown epilogue activation code " + std::to_string(code));
+              "activation: unknown epilogue activation code " + std::to_string(code));
   const T *pg = G.data, *py_ = Y.data;
   T* pd = D.data;
   const int64_t n = Y.size();
@@ -85,7 +85,7 @@ template <class T>
 void forward_inplace_py(py::array& x, int code, double slope) {
   auto X = view_out<T>(x, "x");
   NNX_REQUIRE(code >= 0 && code <= static_cast<int>(kActLast) && act_fusable(static_cast<Act>(code)),
-          "activation: unknown epilogue activation code " + std::to_string(code));
+              "activation: unknown epilogue activation code " + std::to_string(code));
   T* px = X.data;
   const int64_t n = X.size();
   const T sl = static_cast<T>(slope);

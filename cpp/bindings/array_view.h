@@ -107,7 +107,8 @@ void require_same_contiguous(const A& a, const char* an, const B& b, const char*
   NNX_REQUIRE(a.contiguous(), std::string(an) + ": expected a C-contiguous array");
   NNX_REQUIRE(b.contiguous(), std::string(bn) + ": expected a C-contiguous array");
   NNX_REQUIRE(a.ndim == b.ndim, std::string(bn) + ": expected the shape of " + an);
-  for (int i = 0; i < a.ndim; ++i) NNX_REQUIRE(a.shape[i] == b.shape[i], std::string(bn) + ": expected the shape of " + an);
+  for (int i = 0; i < a.ndim; ++i) NNX_REQUIRE(a.shape[i] == b.shape[i],
+                                               std::string(bn) + ": expected the shape of " + an);
 }
 
 // True for a float32 array (the bindings are registered per dtype and dispatch on this).

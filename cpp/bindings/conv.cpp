@@ -50,11 +50,12 @@ ConvGeom make_geom(const int64_t* xs, const int64_t* ws, Pair stride, Pair paddi
   NNX_REQUIRE(g.C >= 1 && g.H >= 1 && g.W >= 1, "x: expected C, H, W >= 1, got shape " + shape_str(xs, 4));
   NNX_REQUIRE(g.C % groups == 0, "groups: expected a divisor of the " + Cs + " input channels of x, got " + G);
   NNX_REQUIRE(g.K >= 1 && g.K % groups == 0 && ws[1] == g.C / groups && g.R >= 1 && g.S >= 1,
-          "w: expected shape (K, " + std::to_string(g.C / groups) + ", R, S) with K a positive multiple of groups=" +
-              G + " for x with " + Cs + " channels, got " + shape_str(ws, 4));
+              "w: expected shape (K, " + std::to_string(g.C / groups) +
+                  ", R, S) with K a positive multiple of groups=" + G + " for x with " + Cs + " channels, got " +
+                  shape_str(ws, 4));
   const int64_t eh = g.dh * (g.R - 1) + 1, ew = g.dw * (g.S - 1) + 1;
   NNX_REQUIRE(eh <= g.H + 2 * g.ph && ew <= g.W + 2 * g.pw,
-          "w: the kernel " + std::to_string(g.R) + "x" + std::to_string(g.S) + " with dilation (" +
+              "w: the kernel " + std::to_string(g.R) + "x" + std::to_string(g.S) + " with dilation (" +
               std::to_string(g.dh) + ", " + std::to_string(g.dw) + ") spans " + std::to_string(eh) + "x" +
               std::to_string(ew) + ", larger than the input " + std::to_string(g.H) + "x" + std::to_string(g.W) +
               " padded by (" + std::to_string(g.ph) + ", " + std::to_string(g.pw) + ") (" +

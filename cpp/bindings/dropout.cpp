@@ -26,7 +26,7 @@ Seed seed_of(const py::object& o) {
   if (py::isinstance<py::array>(o)) {
     py::array a = py::cast<py::array>(o);
     NNX_REQUIRE(a.dtype().kind() == 'u' && a.itemsize() == 8 && a.size() == 1 && a.ndim() == 1,
-            "seed: expected an int or a one-element uint64 array");
+                "seed: expected an int or a one-element uint64 array");
     s.at = static_cast<const uint64_t*>(a.data());
   } else {
     s.value = py::cast<uint64_t>(o);
@@ -62,7 +62,7 @@ uint8_t* bits_ptr(py::array& a, int64_t n, bool writable) {
   if (a.dtype().kind() != 'u' || a.itemsize() != 1)  // the message only on failure: str(dtype) runs Python
     throw py::value_error("mask: expected a uint8 array, got " + std::string(py::str(a.dtype())));
   NNX_REQUIRE(a.ndim() == 1 && a.shape(0) == (n + 7) / 8,
-          "mask: expected shape (" + std::to_string((n + 7) / 8) + ",), one bit per element of x");
+              "mask: expected shape (" + std::to_string((n + 7) / 8) + ",), one bit per element of x");
   NNX_REQUIRE((a.flags() & py::array::c_style) != 0, "mask: expected a C-contiguous array");
   NNX_REQUIRE(!writable || a.writeable(), "mask: output array is read-only");
   return static_cast<uint8_t*>(writable ? a.mutable_data() : const_cast<void*>(a.data()));

@@ -24,12 +24,13 @@ StridedPair pair_of(const py::array& src, const py::array& dst) {
   const auto item = static_cast<py::ssize_t>(src.itemsize());
   NNX_REQUIRE(reinterpret_cast<std::uintptr_t>(src.data()) % item == 0 &&
               reinterpret_cast<std::uintptr_t>(dst.data()) % item == 0,
-          "src, dst: data must be aligned to the item size");
+              "src, dst: data must be aligned to the item size");
   StridedPair g;
   g.ndim = static_cast<int>(src.ndim());
   for (int d = 0; d < g.ndim; ++d) {
     NNX_REQUIRE(src.shape(d) == dst.shape(d), "dst: expected the shape of src");
-    NNX_REQUIRE(src.strides(d) % item == 0 && dst.strides(d) % item == 0, "src, dst: strides must be multiples of the item size");
+    NNX_REQUIRE(src.strides(d) % item == 0 && dst.strides(d) % item == 0,
+                "src, dst: strides must be multiples of the item size");
     g.shape[d] = src.shape(d);
     g.src[d] = src.strides(d) / item;
     g.dst[d] = dst.strides(d) / item;
@@ -90,7 +91,8 @@ void sum_into(const py::array& a, const py::array& b, py::array& out) {
     NNX_REQUIRE(arr->flags() & py::array::c_style, "a, b, out: expected C-contiguous arrays");
     NNX_REQUIRE(arr->dtype().equal(a.dtype()), "b, out: expected the dtype of a");
     NNX_REQUIRE(arr->ndim() == a.ndim(), "b, out: expected the shape of a");
-    for (py::ssize_t d = 0; d < a.ndim(); ++d) NNX_REQUIRE(arr->shape(d) == a.shape(d), "b, out: expected the shape of a");
+    for (py::ssize_t d = 0; d < a.ndim(); ++d) NNX_REQUIRE(arr->shape(d) == a.shape(d),
+                                                           "b, out: expected the shape of a");
   }
   if (is_f32(a)) sum_typed<float>(a, b, out);
   else if (a.dtype().kind() == 'f' && a.itemsize() == 8) sum_typed<double>(a, b, out);

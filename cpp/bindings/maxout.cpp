@@ -20,7 +20,7 @@ MaxoutShape maxout_shape(const View<const T>& x, int64_t pieces, int64_t axis) {
                                                 " dimensions), got " + std::to_string(axis));
   const int a = static_cast<int>(axis < 0 ? axis + x.ndim : axis);
   NNX_REQUIRE(pieces >= 1 && pieces < kMaxoutMaxPieces,
-          "pieces: expected 1 <= pieces < 2^24, got " + std::to_string(pieces));
+              "pieces: expected 1 <= pieces < 2^24, got " + std::to_string(pieces));
   NNX_REQUIRE(x.shape[a] % pieces == 0, "pieces: the size of axis " + std::to_string(a) + " of x (" +
                                         std::to_string(x.shape[a]) + ") must be a multiple of pieces=" +
                                         std::to_string(pieces));

@@ -50,7 +50,8 @@ T* arr_out(const py::object& o, const char* name, const View<const T>& like) {
   if (o.is_none()) return nullptr;
   py::array a = py::cast<py::array>(o);
   auto v = view_out<T>(a, name, like.ndim);
-  for (int i = 0; i < like.ndim; ++i) NNX_REQUIRE(v.shape[i] == like.shape[i], std::string(name) + ": expected the shape of x");
+  for (int i = 0; i < like.ndim; ++i) NNX_REQUIRE(v.shape[i] == like.shape[i],
+                                                  std::string(name) + ": expected the shape of x");
   return v.data;
 }
 
@@ -68,7 +69,7 @@ Momentum momentum_of(const py::object& o) {
   if (py::isinstance<py::array>(o)) {
     py::array a = py::cast<py::array>(o);
     NNX_REQUIRE(a.dtype().kind() == 'f' && a.itemsize() == 8 && a.size() == 1 && a.ndim() == 1,
-            "momentum: expected a float or a one-element float64 array");
+                "momentum: expected a float or a one-element float64 array");
     m.at = static_cast<const double*>(a.data());
   } else {
     m.value = py::cast<double>(o);
@@ -85,7 +86,7 @@ void bn_forward_py(const py::array& x, const py::object& y, const py::object& we
   const int64_t N = X.shape[0], C = X.shape[1], S = X.shape[2];
   NNX_REQUIRE(!training || N * S > 1, "x: batch norm in training needs more than 1 value per channel");
   NNX_REQUIRE(training || (!running_mean.is_none() && !running_var.is_none()),
-          "running_mean: evaluation mode needs running_mean and running_var");
+              "running_mean: evaluation mode needs running_mean and running_var");
   T* Y = arr_out<T>(y, "y", X);
   NNX_REQUIRE(Y != nullptr, "y: expected an output array");
   const T* w = vec_in<T>(weight, "weight", C);

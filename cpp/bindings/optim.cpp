@@ -19,8 +19,9 @@ namespace {
 template <class T>
 T* inout(py::array& a, const char* name, int64_t n) {
   auto v = view_out<T>(a, name);
-  NNX_REQUIRE(v.size() == n, std::string(name) + ": expected " + std::to_string(n) + " elements (the size of param), got " +
-                             std::to_string(v.size()));
+  NNX_REQUIRE(v.size() == n,
+              std::string(name) + ": expected " + std::to_string(n) + " elements (the size of param), got " +
+                  std::to_string(v.size()));
   return v.data;
 }
 
@@ -38,8 +39,9 @@ template <class T>
 const T* input(const py::array& a, const char* name, int64_t n) {
   auto v = view_in<T>(a, name);
   NNX_REQUIRE(v.contiguous(), std::string(name) + ": expected a C-contiguous array");
-  NNX_REQUIRE(v.size() == n, std::string(name) + ": expected " + std::to_string(n) + " elements (the size of param), got " +
-                             std::to_string(v.size()));
+  NNX_REQUIRE(v.size() == n,
+              std::string(name) + ": expected " + std::to_string(n) + " elements (the size of param), got " +
+                  std::to_string(v.size()));
   return v.data;
 }
 
@@ -112,7 +114,8 @@ Group<T> make_group(const py::list& params, const py::list& grads, std::initiali
   for (const auto& st : states) {
     if (!st.first.is_none()) {
       py::list l = py::cast<py::list>(st.first);
-      NNX_REQUIRE(l.size() == k, std::string(st.second) + ": expected " + std::to_string(k) + " entries (one per param)");
+      NNX_REQUIRE(l.size() == k,
+                  std::string(st.second) + ": expected " + std::to_string(k) + " entries (one per param)");
       state_lists.push_back(l);
     } else {
       state_lists.push_back(py::list());
@@ -147,7 +150,7 @@ Group<T> make_group(const py::list& params, const py::list& grads, std::initiali
 const double* hyper_array(const py::array& a, int64_t count) {
   auto v = view_in<double>(a, "hyper", 1);
   NNX_REQUIRE(v.size() == count && v.strides[0] == 1,
-          "hyper: expected a contiguous float64 array of " + std::to_string(count) + " hyperparameters");
+              "hyper: expected a contiguous float64 array of " + std::to_string(count) + " hyperparameters");
   return v.data;
 }
 

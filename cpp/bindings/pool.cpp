@@ -36,7 +36,7 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
   } else {
     const int64_t lim = int64_t(1) << 30;  // keeps every product below in int64
     NNX_REQUIRE(kh <= lim && kw <= lim && sh <= lim && sw <= lim && ph <= lim && pw <= lim && dh <= lim && dw <= lim,
-            "pooling: window parameters must be below 2^30");
+                "pooling: window parameters must be below 2^30");
     NNX_REQUIRE(kh >= 1 && kw >= 1, "kernel_size: expected >= 1, got " + pair_str(kh, kw));
     NNX_REQUIRE(sh >= 1 && sw >= 1, "stride: expected >= 1, got " + pair_str(sh, sw));
     NNX_REQUIRE(dh >= 1 && dw >= 1, "dilation: expected >= 1, got " + pair_str(dh, dw));
@@ -44,11 +44,11 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
     NNX_REQUIRE(kind != kLp || (ph == 0 && pw == 0), "padding: lp_pool2d takes no padding");
     // PyTorch's limit: half the kernel (not of the dilated window).
     NNX_REQUIRE(ph >= 0 && pw >= 0 && 2 * ph <= kh && 2 * pw <= kw,
-            "padding: expected at most half the kernel size (" + show(kh / 2, kw / 2) + " for kernel_size=" +
+                "padding: expected at most half the kernel size (" + show(kh / 2, kw / 2) + " for kernel_size=" +
                 pair_str(kh, kw) + "), got " + show(ph, pw));
     const int64_t ekh = dh * (kh - 1) + 1, ekw = dw * (kw - 1) + 1;
     NNX_REQUIRE(s.H + 2 * ph >= ekh && s.W + 2 * pw >= ekw,
-            "kernel_size: the window " + pair_str(ekh, ekw) + " (kernel_size=" + pair_str(kh, kw) + ", dilation=" +
+                "kernel_size: the window " + pair_str(ekh, ekw) + " (kernel_size=" + pair_str(kh, kw) + ", dilation=" +
                 pair_str(dh, dw) + ") is larger than the padded input " + pair_str(s.H + 2 * ph, s.W + 2 * pw) +
                 " (x of shape (" + std::to_string(xs[0]) + ", " + std::to_string(xs[1]) + ", " +
                 std::to_string(s.H) + ", " + std::to_string(s.W) + "), padding=" + pair_str(ph, pw) + ")");
@@ -56,7 +56,7 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
     s.OH = oh, s.OW = ow;
   }
   NNX_REQUIRE(ys == nullptr || (ys[0] == xs[0] && ys[1] == xs[1] && ys[2] == s.OH && ys[3] == s.OW),
-          "pooling: output/gradient shape does not match the input and parameters");
+              "pooling: output/gradient shape does not match the input and parameters");
   return s;
 }
 

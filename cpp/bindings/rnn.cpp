@@ -58,8 +58,9 @@ const int64_t* lengths_of(const py::object& o, int64_t steps, int64_t N) {
   if (o.is_none()) return nullptr;
   auto a = py::cast<py::array>(o);
   NNX_REQUIRE(py::isinstance<py::array_t<int64_t>>(a) && a.dtype().kind() == 'i' && a.itemsize() == 8,
-          "lengths: expected an int64 array");
-  NNX_REQUIRE(a.ndim() == 1 && a.shape(0) == N && (N <= 1 || a.strides(0) == 8), "lengths: expected a contiguous (N,) array");
+              "lengths: expected an int64 array");
+  NNX_REQUIRE(a.ndim() == 1 && a.shape(0) == N && (N <= 1 || a.strides(0) == 8),
+              "lengths: expected a contiguous (N,) array");
   const int64_t* p = static_cast<const int64_t*>(a.data());
   check_lengths(p, steps, N);
   return p;
@@ -173,7 +174,7 @@ void backward_py(int code, const py::array& x, const py::array& h0, const py::ob
 
 const int64_t* ids_of(const py::array& ids) {
   NNX_REQUIRE(py::isinstance<py::array_t<int64_t>>(ids) && ids.dtype().kind() == 'i' && ids.itemsize() == 8,
-          "ids: expected an int64 array");
+              "ids: expected an int64 array");
   NNX_REQUIRE(ids.flags() & py::array::c_style, "ids: expected a C-contiguous array");
   return static_cast<const int64_t*>(ids.data());
 }
@@ -208,7 +209,8 @@ void embedding_backward_py(const py::array& dy, const py::array& ids, int64_t pa
   const int64_t V = DW.shape[0], D = DW.shape[1], n = ids.size();
   const int64_t* pi = ids_of(ids);
   auto G = view_in<T>(dy, "dy");
-  NNX_REQUIRE(G.contiguous() && G.size() == n * D, "dy: expected a C-contiguous array of ids.size * embedding_dim elements");
+  NNX_REQUIRE(G.contiguous() && G.size() == n * D,
+              "dy: expected a C-contiguous array of ids.size * embedding_dim elements");
   NNX_REQUIRE(padding_idx >= -1 && padding_idx < V, "padding_idx: expected -1 (none) or a row of the table");
   const T* pg = G.data;
   T* pd = DW.data;
