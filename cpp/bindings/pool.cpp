@@ -123,7 +123,7 @@ int32_t* indices_ptr(py::array& a, const int64_t* shape, bool writable) {
 
 template <class T>
 void max_indices_forward(const py::array& x, py::array& y, py::array& idx, int64_t kh, int64_t kw, int64_t sh,
-                         int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+                         int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool relu) {
   auto X = view_in<T>(x, "x", 4);
   auto Y = view_out<T>(y, "out", 4);
   NNX_REQUIRE(X.contiguous(), "x: the kernels need a C-contiguous array");
@@ -133,26 +133,39 @@ void max_indices_forward(const py::array& x, py::array& y, py::array& idx, int64
   const T* px = X.data;
   T* py_ = Y.data;
   run_kernel("max_pool2d_indices_forward", {{x, Use::read}, {y, Use::write}, {idx, Use::write}},
-             {double(kh), double(kw), double(sh), double(sw), double(ph), double(pw), double(dh), double(dw)},
-             [=](int nt) { max_pool2d_forward_indices<T>(s, px, py_, ip, nt); });
+             {double(kh), double(kw), double(sh), double(sw), double(ph), double(pw), double(dh), double(dw),
+              double(relu)},
+             [=](int nt) {
+               if (relu) max_pool2d_relu_forward_indices<T>(s, px, py_, ip, nt);
+               else max_pool2d_forward_indices<T>(s, px, py_, ip, nt);
+             });
 }
 
+// relu_y: None, or the output of a forward run with relu (the ReLU's mask is read on it).
 template <class T>
 void max_indices_backward(const py::array& dy, py::array& idx, py::array& dx, int64_t kh, int64_t kw, int64_t sh,
-                          int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+                          int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, const py::object& relu_y) {
   auto DY = view_in<T>(dy, "dy", 4);
   auto DX = view_out<T>(dx, "dx", 4);
   NNX_REQUIRE(DY.contiguous(), "dy: the kernels need a C-contiguous array");
   Pool2dShape s = pool_shape(kMax, DX.shape, DY.shape, kh, kw, sh, sw, ph, pw, dh, dw);
   const int32_t* ip = indices_ptr(idx, DY.shape, false);
+  auto Y = view_opt<T>(relu_y, "relu_y", 4);
+  if (Y.data) {
+    NNX_REQUIRE(Y.contiguous(), "relu_y: the kernels need a C-contiguous array");
+    for (int i = 0; i < 4; ++i) NNX_REQUIRE(Y.shape[i] == DY.shape[i], "relu_y: expected dy's shape");
+  }
+  const T* py_ = Y.data;
   if (s.planes == 0) return;
   const T* pdy = DY.data;
   T* pdx = DX.data;
-  run_kernel("max_pool2d_indices_backward", {{dy, Use::read}, {idx, Use::read}, {dx, Use::write}},
-             {double(kh), double(kw), double(sh), double(sw), double(ph), double(pw), double(dh), double(dw)},
+  run_kernel("max_pool2d_indices_backward", {{dy, Use::read}, {idx, Use::read}, {dx, Use::write}, {relu_y, Use::read}},
+             {double(kh), double(kw), double(sh), double(sw), double(ph), double(pw), double(dh), double(dw),
+              double(py_ != nullptr)},
              [=](int nt) {
                // Thrown without touching Python: the call may run without the GIL (replay).
-               if (!max_pool2d_backward_indices<T>(s, pdy, ip, pdx, nt))
+               if (!(py_ ? max_pool2d_relu_backward_indices<T>(s, pdy, py_, ip, pdx, nt)
+                         : max_pool2d_backward_indices<T>(s, pdy, ip, pdx, nt)))
                  throw py::value_error("indices: expected plane offsets in [-1, " + std::to_string(s.H * s.W) +
                                        ") (as returned by max_pool2d(..., return_indices=True)), found one outside");
              });
@@ -200,18 +213,24 @@ void bind_pool(py::module_& m) {
         py::arg("p") = 1.0, "Pooling backward: dy, x (C-contiguous) -> dx (x's shape).");
   m.def("max_pool2d_indices_forward",
         [](const py::array& x, py::array& out, py::array& indices, int64_t kh, int64_t kw, int64_t sh,
-           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
-          if (is_f32(x)) max_indices_forward<float>(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw);
-          else max_indices_forward<double>(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw);
+           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, bool relu) {
+          if (is_f32(x)) max_indices_forward<float>(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw, relu);
+          else max_indices_forward<double>(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw, relu);
         },
-        "Max pooling forward that also writes the int32 plane offset of each output's pick.");
+        py::arg("x"), py::arg("out"), py::arg("indices"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+        py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("relu") = false,
+        "Max pooling forward that also writes the int32 plane offset of each output's pick; relu=True writes "
+        "relu of the maxima (the indices stay those of the maxima).");
   m.def("max_pool2d_indices_backward",
         [](const py::array& dy, py::array& indices, py::array& dx, int64_t kh, int64_t kw, int64_t sh,
-           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
-          if (is_f32(dy)) max_indices_backward<float>(dy, indices, dx, kh, kw, sh, sw, ph, pw, dh, dw);
-          else max_indices_backward<double>(dy, indices, dx, kh, kw, sh, sw, ph, pw, dh, dw);
+           int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, const py::object& relu_y) {
+          if (is_f32(dy)) max_indices_backward<float>(dy, indices, dx, kh, kw, sh, sw, ph, pw, dh, dw, relu_y);
+          else max_indices_backward<double>(dy, indices, dx, kh, kw, sh, sw, ph, pw, dh, dw, relu_y);
         },
-        "Max pooling backward from saved indices: dx = dy scattered to them (dx has x's shape).");
+        py::arg("dy"), py::arg("indices"), py::arg("dx"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+        py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"), py::arg("relu_y") = py::none(),
+        "Max pooling backward from saved indices: dx = dy scattered to them (dx has x's shape); with relu_y (the "
+        "output of a relu=True forward) dy is first masked by relu_y > 0.");
   m.def("pool_kernels", [](bool f64) {
     return std::string(f64 ? pool_kernels_name<double>() : pool_kernels_name<float>());
   });

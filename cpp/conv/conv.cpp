@@ -497,18 +497,23 @@ void backward_weights_direct(const ConvGeom& g, const T* x, const T* dz, T* dw, 
   backward_weights_direct(g, x, dw, nthreads, [&](int64_t n) { return dz + n * g.K * g.PQ(); });
 }
 
-// backward_weights_direct and bias_grad for a layer with a fused activation whose dx nobody needs (a first
-// layer): dz = dy * act'(y) one image at a time into a buffer of the thread's, where the general path
+// backward_weights_direct and bias_grad for a layer whose dx nobody needs (a first layer), one image at a
+// time: with a fused activation dz = dy * act'(y) goes into a buffer of the thread's, where the general path
 // writes it for the whole batch first and reads it back (LeNet-5's conv1: 1.2 MB each way, a third of its
-// backward). The same sums in the same order, so the same bits.
+// backward); db's plane sums are taken while the image's dz is in cache, without bias_grad's own pass and
+// parallel region. The same sums in the same order, so the same bits.
 template <class T>
-void backward_weights_direct_act(const ConvGeom& g, const T* x, const T* dy, const T* y, Act act, T slope, T* dw,
-                                 T* db, int nthreads) {
+void backward_weights_direct_no_dx(const ConvGeom& g, const T* x, const T* dy, const T* y, Act act, T slope,
+                                   T* dw, T* db, int nthreads) {
   const int64_t PQ = g.PQ(), img = g.K * PQ;
   std::vector<T> sums(db ? g.N * g.K : 0);  // each image's plane sums, for db
   backward_weights_direct(g, x, dw, nthreads, [&](int64_t n) -> const T* {
-    T* dz = workspace_as<T>(kWsMisc, img);
-    act_backward_from_output<T>(act, dy + n * img, y + n * img, dz, img, slope, 1);
+    const T* dz = dy + n * img;
+    if (act != Act::none) {
+      T* buf = workspace_as<T>(kWsMisc, img);
+      act_backward_from_output<T>(act, dz, y + n * img, buf, img, slope, 1);
+      dz = buf;
+    }
     if (db)
       for (int64_t k = 0; k < g.K; ++k) sums[n * g.K + k] = plane_sum(dz + k * PQ, PQ);
     return dz;
@@ -800,8 +805,8 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
     return;
   }
   if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
-  if (algo == ConvAlgo::direct && act != Act::none && !dx && dw) {
-    backward_weights_direct_act(g, x, dy, y, act, slope, dw, db, nthreads);
+  if (algo == ConvAlgo::direct && !dx && dw) {
+    backward_weights_direct_no_dx(g, x, dy, y, act, slope, dw, db, nthreads);
     return;
   }
   const T* dz = activation_grad(g, dy, y, act, slope, nthreads);

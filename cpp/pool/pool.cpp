@@ -5,14 +5,17 @@
 #include "pool/pool.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
+#include "activation/activation.h"
 #include "common/isa_table.h"
 #include "common/threads.h"
+#include "common/workspace.h"
 #include "pool/pool_ukernels.h"
 
 namespace nnx {
@@ -684,12 +687,60 @@ void global_avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nt
   });
 }
 
+// The ReLU runs on each block of planes right after its pooling (forward) or before its scatter (backward),
+// while the block's outputs are in L1: a pass of its own over the pooled array, and a masked copy of dy
+// through memory, cost LeNet-5 more than the mask saved in the convolution's backward. The act family's
+// kernels: the same relu and mask as a conv's fused ReLU, so the bits of Conv2d+ReLU, then the pooling.
+constexpr int64_t kReluBlockOutputs = 2048;
+
+// Calls body(sub, p) for blocks of planes p .. p + sub.planes - 1 (sub: s over that many planes), each
+// about kReluBlockOutputs outputs, the blocks split across threads.
+template <class F>
+void for_plane_blocks(const Pool2dShape& s, int nthreads, F body) {
+  const int64_t out_plane = s.OH * s.OW;
+  const int64_t per = std::max<int64_t>(1, kReluBlockOutputs / std::max<int64_t>(out_plane, 1));
+  const int64_t blocks = (s.planes + per - 1) / per;
+  parallel_for_each(blocks, plane_grain((s.H * s.W + out_plane) * per), nthreads, [&](int64_t b) {
+    Pool2dShape sub = s;
+    sub.planes = std::min(per, s.planes - b * per);
+    body(sub, b * per);
+  });
+}
+
+template <class T>
+void max_pool2d_relu_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t* indices, int nthreads) {
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  for_plane_blocks(s, nthreads, [&](const Pool2dShape& sub, int64_t p) {
+    T* yb = y + p * out_plane;
+    max_pool2d_forward_indices(sub, x + p * in_plane, yb, indices + p * out_plane, 1);
+    act_forward_inplace<T>(Act::relu, yb, sub.planes * out_plane, T(0));
+  });
+}
+
+template <class T>
+bool max_pool2d_relu_backward_indices(const Pool2dShape& s, const T* dy, const T* y, const int32_t* indices, T* dx,
+                                      int nthreads) {
+  const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
+  std::atomic<bool> ok{true};
+  for_plane_blocks(s, nthreads, [&](const Pool2dShape& sub, int64_t p) {
+    const int64_t n = sub.planes * out_plane;
+    T* masked = workspace_as<T>(kWsPool, static_cast<size_t>(n));  // the running thread's
+    act_backward_from_output<T>(Act::relu, dy + p * out_plane, y + p * out_plane, masked, n, T(0), 1);
+    if (!max_pool2d_backward_indices(sub, masked, indices + p * out_plane, dx + p * in_plane, 1))
+      ok.store(false, std::memory_order_relaxed);
+  });
+  return ok.load();
+}
+
 #define NNX_POOL_INSTANTIATE(T)                                                                  \
   template const char* pool_kernels_name<T>();                                                   \
   template void max_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
   template void max_pool2d_backward<T>(const Pool2dShape&, const T*, const T*, T*, int);         \
   template void max_pool2d_forward_indices<T>(const Pool2dShape&, const T*, T*, int32_t*, int);  \
   template bool max_pool2d_backward_indices<T>(const Pool2dShape&, const T*, const int32_t*, T*, int); \
+  template void max_pool2d_relu_forward_indices<T>(const Pool2dShape&, const T*, T*, int32_t*, int); \
+  template bool max_pool2d_relu_backward_indices<T>(const Pool2dShape&, const T*, const T*, const int32_t*, T*, \
+                                                    int);                                           \
   template void avg_pool2d_forward<T>(const Pool2dShape&, const T*, T*, int);                    \
   template void avg_pool2d_backward<T>(const Pool2dShape&, const T*, T*, int);                   \
   template void lp_pool2d_forward<T>(const Pool2dShape&, T, const T*, T*, int);                  \

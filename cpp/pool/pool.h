@@ -55,6 +55,17 @@ template <class T>
 bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_t* indices, T* dx,
                                  int nthreads);
 
+// relu(max_pool2d(x)) with max_pool2d(x)'s indices: the pooling of Conv2d -> ReLU -> MaxPool2d run in the
+// other order (the two commute: relu is non-decreasing and the identity where the maximum is positive), so
+// the ReLU's mask is read on the pooled output, a quarter of the conv output for 2x2, in the backward.
+template <class T>
+void max_pool2d_relu_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t* indices, int nthreads);
+// Its backward: dy masked by y > 0 (y: that forward's output) into the calling thread's kWsPool workspace,
+// then max_pool2d_backward_indices. Returns false as that does.
+template <class T>
+bool max_pool2d_relu_backward_indices(const Pool2dShape& s, const T* dy, const T* y, const int32_t* indices, T* dx,
+                                      int nthreads);
+
 // y = (sum of the window, padding counting as zeros) / (kh*kw).
 template <class T>
 void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads);

@@ -124,18 +124,24 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=N
                                    else f"conv2d+{activation}"), slot)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1) -> Tensor:
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, activation=None) -> Tensor:
     """Max pooling. When a backward will follow, the forward also returns which element each window
-    took, so the backward only scatters dy instead of searching every window again."""
+    took, so the backward only scatters dy instead of searching every window again. activation="relu"
+    gives relu of the maxima (the pooling of relu(x) where every window holds a real element), its
+    backward masking dy by the pooled output."""
     x = _t(x)
     kw = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
+    if activation is not None:
+        kw["activation"] = activation
     if not (x.requires_grad and is_grad_enabled()):
-        return _unary("max_pool2d", x, **kw)
+        return _unary("max_pool2d", x, **kw)  # no graph is recorded: its backward is never called
     b = _backend
     y, idx = _fn(b, "max_pool2d")(x.data, return_indices=True, **kw)
     xd = x.data
+    if activation is not None:
+        kw["y"] = y
     return Tensor._make(y, (x,), lambda g: (_fn(b, "max_pool2d_backward")(g, xd, indices=idx, **kw),),
-                        "max_pool2d")
+                        "max_pool2d" if activation is None else f"max_pool2d+{activation}")
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0) -> Tensor:

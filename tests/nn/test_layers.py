@@ -255,6 +255,43 @@ def test_fused_sequential_equals_unfused(backend, make, shape, families):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
+def _conv_relu_pool_cnn(dtype):
+    # Conv2d, ReLU, MaxPool2d (run as the convolution, then the pooling with the ReLU on its output), once
+    # with overlapping windows; and once with a padded pooling, which keeps the Conv2d+ReLU fusion.
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 3, 3, dtype=dtype), nn.ReLU(), nn.MaxPool2d(3, 1),
+                         nn.Conv2d(3, 3, 1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2, padding=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_relu_pool_is_bitwise_the_unfused_layers(dtype, threads):
+    need("conv", "pool")
+    nnx.manual_seed(3)
+    model = _conv_relu_pool_cnn(dtype)
+    x = np.random.default_rng(4).standard_normal((3, 2, 16, 16)).astype(dtype)
+    before = nnx.get_num_threads()
+    nnx.set_num_threads(threads)
+    try:
+        h = model[:3](Tensor(x, requires_grad=True))
+        assert h._op == "max_pool2d+relu"
+        fused = _run(model, x, nnx.ops)
+        model.fuse = False
+        unfused = _run(model, x, nnx.ops)
+    finally:
+        nnx.set_num_threads(before)
+    assert (fused[0] == 0).any() and (fused[0] > 0).any()
+    np.testing.assert_array_equal(fused[0], unfused[0])
+    np.testing.assert_array_equal(fused[1], unfused[1])
+    for a, b in zip(fused[2], unfused[2]):
+        np.testing.assert_array_equal(a, b)
+    model.fuse = True
+    want = _run(model, x, nnx.reference)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-12)
+    for a, b in zip([fused[0], fused[1], *fused[2]], [want[0], want[1], *want[2]]):
+        np.testing.assert_allclose(a, b, **tol)
+
+
 def test_sequential_calls_the_fused_op():
     model = nn.Sequential(nn.Linear(3, 2), nn.Sigmoid(), nn.Linear(2, 2), nn.LeakyReLU(0.2), nn.Linear(2, 1))
     with F.use_backend(nnx.reference):

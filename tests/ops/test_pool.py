@@ -142,6 +142,48 @@ def test_max_pool2d_indices(isa, dtype, rng, shape, k, s, p, d):
     assert_close(ops.max_pool2d_backward(dy, x, k, indices=idx.astype(np.int64), **kw), want, dtype, k=9)
 
 
+@pytest.mark.parametrize("shape,k,s,p,d", MAX_CASES[::2])
+def test_max_pool2d_relu(isa, dtype, rng, shape, k, s, p, d):
+    # activation="relu": relu of the maxima and max_pool2d's indices; the backward masks dy by y > 0 first.
+    # Without padding it equals pooling relu(x) (what nn.Sequential relies on), bit for bit.
+    x = np.round(random(rng, shape, dtype) * 3) / 3  # ties, zeros and negative maxima
+    kw = dict(stride=s, padding=p, dilation=d)
+    y, idx = ops.max_pool2d(x, k, return_indices=True, activation="relu", **kw)
+    y_ref, idx_ref = ref.max_pool2d(x, k, return_indices=True, activation="relu", **kw)
+    np.testing.assert_array_equal(idx, ops.max_pool2d(x, k, return_indices=True, **kw)[1])
+    np.testing.assert_array_equal(idx, idx_ref)
+    assert_close(y, y_ref, dtype)
+    assert (y >= 0).all()
+    np.testing.assert_array_equal(ops.max_pool2d(x, k, activation="relu", **kw), y)
+    dy = random(rng, y.shape, dtype)
+    want = ref.max_pool2d_backward(dy, x, k, activation="relu", y=y_ref, **kw)
+    np.testing.assert_array_equal(want, ref.max_pool2d_backward(dy * (y_ref > 0), x, k, **kw))
+    got = ops.max_pool2d_backward(dy, x, k, indices=idx, activation="relu", y=y, **kw)
+    assert_close(got, want, dtype, k=9)
+    np.testing.assert_array_equal(ops.max_pool2d_backward(dy, x, k, activation="relu", y=y, **kw), got)
+    if p == 0 and x.size:
+        xr = np.maximum(x, 0)
+        y2, idx2 = ops.max_pool2d(xr, k, return_indices=True, **kw)
+        np.testing.assert_array_equal(y, y2)
+        dz = ops.max_pool2d_backward(dy, xr, k, indices=idx2, **kw) * (xr > 0)
+        np.testing.assert_array_equal(got, dz)
+
+
+def test_max_pool2d_relu_errors(rng):
+    x = random(rng, (1, 2, 4, 4), np.float32)
+    y, idx = ops.max_pool2d(x, 2, return_indices=True, activation="relu")
+    dy = np.ones_like(y)
+    for backend in (ops, ref):
+        with pytest.raises(ValueError, match="activation"):
+            backend.max_pool2d(x, 2, activation="tanh")
+        with pytest.raises(ValueError, match="y: activation='relu' needs"):
+            backend.max_pool2d_backward(dy, x, 2, indices=idx, activation="relu")
+    with pytest.raises(ValueError, match="y"):
+        ops.max_pool2d_backward(dy, x, 2, indices=idx, activation="relu", y=y[:, :1])
+    with pytest.raises((TypeError, ValueError)):
+        ops.max_pool2d_backward(dy, x, 2, indices=idx, activation="relu", y=y.astype(np.float64))
+
+
 def test_max_pool2d_window_on_padding_only(isa, dtype, rng):
     # kernel 2 with dilation 3 and padding 1 on a width of 2: the window's taps are at -1 and 2.
     x = random(rng, (1, 2, 3, 2), dtype)
@@ -299,6 +341,10 @@ def test_ops_backward_gradcheck_float64(rng):
     for op, args in [("max_pool2d", (3, 2, 1)), ("avg_pool2d", (3, 2, 1)), ("max_pool2d", (2,))]:
         f, b = getattr(ops, op), getattr(ops, op + "_backward")
         nnx.gradcheck(lambda x: f(x, *args), (x,), lambda dy, x: b(dy, x, *args))
+    # With the ReLU (x's values are at least 0.05 from 0 and from each other: no kink within the step).
+    nnx.gradcheck(lambda x: ops.max_pool2d(x, 2, activation="relu"), (x + 0.05,),
+                  lambda dy, x: ops.max_pool2d_backward(dy, x, 2, activation="relu",
+                                                        y=ops.max_pool2d(x, 2, activation="relu")))
     nnx.gradcheck(lambda x: ops.lp_pool2d(x, 2, 3, 2), (np.abs(x) + 0.1,),
                   lambda dy, x: ops.lp_pool2d_backward(dy, x, 2, 3, 2))
 

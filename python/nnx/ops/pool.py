@@ -14,12 +14,14 @@ import numpy as np
 
 from .._backend import _C
 from .._args import check_alloc, check_ndim, empty, float_array, pair, same_dtype
+from ._fused import activation_backward_from_output
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "lp_pool2d",
            "lp_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward"]
 
 # Pooling kinds: defined once in C++ (cpp/pool/pool.h, PoolKind), exported by the bindings.
 _MAX, _AVG, _LP, _GLOBAL = (_C.POOL_KINDS[k] for k in ("max", "avg", "lp", "global_avg"))
+_RELU = _C.EPILOGUE_ACTIVATIONS["relu"]
 
 
 class _Pool:
@@ -94,33 +96,61 @@ def _backward(kind, dy, x, pool, p=1.0):
     return dx
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indices=False):
+def _relu(activation):
+    """True for activation="relu", False for None; the one activation that commutes with the maximum."""
+    if activation is None:
+        return False
+    if activation == "relu":
+        return True
+    raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, activation=None):
     """Maximum over each window (stride defaults to kernel_size). Padded positions never win; a NaN in a
     window makes its output NaN (as PyTorch). A dilated window lying wholly on padding gives -inf (index
     -1, no gradient).
 
     With return_indices=True returns (y, indices): indices (int32, y's shape) holds the offset ih*W + iw
     inside its plane of the element each output took (PyTorch's indices), for a backward pass that only
-    scatters: max_pool2d_backward(..., indices=indices)."""
+    scatters: max_pool2d_backward(..., indices=indices).
+
+    activation="relu" returns relu of the maxima, the indices staying those of the maxima: equal to pooling
+    relu(x) wherever a window holds a real element (relu is non-decreasing), with the ReLU applied to the
+    pooled array instead of x (nn.Sequential runs Conv2d, ReLU, MaxPool2d so)."""
     x = _input(x)
+    relu = _relu(activation)
     pool = _pool(x.shape, kernel_size, stride, padding, dilation)
     if not return_indices:
-        return _forward(_MAX, x, pool)
+        out = _forward(_MAX, x, pool)
+        if relu and out.size:
+            _C.act_forward_inplace(out, _RELU, 0.0)
+        return out
     out = empty(pool.out_shape, x.dtype, "y")
     indices = empty(pool.out_shape, np.int32, "indices")
     if not pool.empty:
-        _C.max_pool2d_indices_forward(_contiguous(x, "x"), out, indices, *pool.args())
+        _C.max_pool2d_indices_forward(_contiguous(x, "x"), out, indices, *pool.args(), relu)
     return out, indices
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, indices=None):
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, indices=None, activation=None,
+                        y=None):
     """dx: each window's gradient goes to its first maximum in row-major order (the last NaN if the
     window holds NaNs), PyTorch's rule; the choice is recomputed from x, or taken from `indices` (from
-    max_pool2d(..., return_indices=True); PyTorch's int64 indices work too), which is faster."""
+    max_pool2d(..., return_indices=True); PyTorch's int64 indices work too), which is faster.
+
+    activation="relu" differentiates max_pool2d(..., activation="relu"), whose output y must be given: dy
+    is masked by y > 0 first."""
     x = _input(x)
+    relu = _relu(activation)
     pool = _pool(x.shape, kernel_size, stride, padding, dilation)
     dy = _grad_input(dy, x, pool.out_shape)
+    if relu:
+        if y is None:
+            raise ValueError("y: activation='relu' needs the forward's output y")
+        y = _contiguous(_grad_input(y, x, pool.out_shape), "y")
     if indices is None:
+        if relu:
+            dy = activation_backward_from_output(dy, y, "relu")
         return _backward(_MAX, dy, x, pool)
     indices = np.asarray(indices)
     if indices.dtype.kind not in "iu":
@@ -135,7 +165,8 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, 
         indices = indices.astype(np.int32)
     dx = empty(x.shape, x.dtype, "dx")
     if not pool.empty:
-        _C.max_pool2d_indices_backward(_contiguous(dy, "dy"), _contiguous(indices, "indices"), dx, *pool.args())
+        _C.max_pool2d_indices_backward(_contiguous(dy, "dy"), _contiguous(indices, "indices"), dx, *pool.args(),
+                                       y if relu else None)
     return dx
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._act import act_forward, act_grad_from_output
+
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward", "lp_pool2d",
            "lp_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward"]
 
@@ -72,12 +74,20 @@ def _max_scan(x, kernel_size, stride, padding, dilation):
     return best, choice, (k, s, p, d, out)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indices=False):
+def _check_activation(activation):
+    if activation not in (None, "relu"):
+        raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, activation=None):
     """Maximum over each (dilated) window; padded positions never win; NaN in a window gives NaN.
 
     With return_indices=True also returns, as int32, the offset ih*W + iw inside its (H, W) plane of the
-    element the scan picked for each output (PyTorch's indices), for max_pool2d_backward(indices=...)."""
+    element the scan picked for each output (PyTorch's indices), for max_pool2d_backward(indices=...).
+    activation="relu": relu of the maxima (the indices those of the maxima)."""
+    _check_activation(activation)
     best, choice, (k, s, p, d, out) = _max_scan(x, kernel_size, stride, padding, dilation)
+    best = act_forward(best, activation)
     if not return_indices:
         return best
     # tap number t = i*kw + j of output (oh, ow) -> input row/column of that tap
@@ -90,9 +100,16 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, return_indice
     return best, np.where(choice < 0, -1, ih * np.asarray(x).shape[3] + iw).astype(np.int32)
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, indices=None):
+def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, indices=None, activation=None,
+                        y=None):
     """dx: each window's dy goes to the one element the scan chose (see the module docstring), or to the
-    plane offsets in `indices` when given (as max_pool2d(..., return_indices=True) returns them)."""
+    plane offsets in `indices` when given (as max_pool2d(..., return_indices=True) returns them).
+    activation="relu": dy is first multiplied by relu'(y) = [y > 0], y the forward's output."""
+    _check_activation(activation)
+    if activation is not None:
+        if y is None:
+            raise ValueError("y: activation='relu' needs the forward's output y")
+        dy = np.asarray(dy) * act_grad_from_output(np.asarray(y), activation)
     x = np.asarray(x)
     if indices is not None:
         n, c, h, w = x.shape
