@@ -60,6 +60,36 @@ def test_fused_bn_relu_is_bitwise_the_unfused_pair():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bn_relu_pool_is_bitwise_the_unfused_layers(threads):
+    # BatchNorm2d, ReLU, MaxPool2d: the normalization, then the pooling with the ReLU on its output (the
+    # convnet_bn pattern), against the three modules one by one, in training and in evaluation.
+    nnx.manual_seed(2)
+    fused = models.convnet_bn()
+    plain = models.convnet_bn()
+    plain.load_state_dict(fused.state_dict())
+    plain.fuse = False
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((6, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 6)
+    before = nnx.get_num_threads()
+    nnx.set_num_threads(threads)
+    try:
+        assert models.convnet_bn()[:4](nnx.Tensor(x, requires_grad=True))._op == "max_pool2d+relu"
+        out_f, g_f = _run(fused, x, y, nnx.ops)
+        out_p, g_p = _run(plain, x, y, nnx.ops)
+        np.testing.assert_array_equal(out_f, out_p)
+        for a, b in zip(g_f, g_p):
+            np.testing.assert_array_equal(a, b)
+        for k, v in fused.state_dict().items():
+            np.testing.assert_array_equal(np.asarray(v), np.asarray(plain.state_dict()[k]))
+        fused.eval()
+        plain.eval()
+        with nnx.no_grad():
+            np.testing.assert_array_equal(fused(x).numpy(), plain(x).numpy())
+    finally:
+        nnx.set_num_threads(before)
+
+
 def test_state_dict_keys_as_pytorch():
     keys = set(nn.Sequential(nn.BatchNorm2d(3)).state_dict())
     assert keys == {"0.weight", "0.bias", "0.running_mean", "0.running_var", "0.num_batches_tracked"}

@@ -1,7 +1,7 @@
 """Sequential and ModuleList."""
 from __future__ import annotations
 
-from .layers import Conv2d, LeakyReLU, Linear, MaxPool2d, ReLU, Sigmoid, Tanh, _BatchNorm
+from .layers import BatchNorm2d, Conv2d, LeakyReLU, Linear, MaxPool2d, ReLU, Sigmoid, Tanh, _BatchNorm
 from .module import Module, _structure
 
 # Activations that GEMM/conv can apply in their epilogue while the output tile is still in cache.
@@ -43,11 +43,11 @@ class ModuleList(Module):
 class Sequential(ModuleList):
     """Runs its modules in order. A Linear or Conv2d directly followed by ReLU, Sigmoid, Tanh or LeakyReLU
     runs as one fused op (bias and activation applied by the kernel's epilogue) with the same result, and
-    so does a BatchNorm directly followed by ReLU (one pass writes relu(bn(x))). Conv2d, ReLU, MaxPool2d
-    (without padding) runs as the convolution, then the pooling with the ReLU applied to its output: the
-    same values (relu commutes with the maximum), and the backward reads the ReLU's mask on the pooled
-    array, a quarter of the convolution's output for 2x2. Set `fuse = False` on an instance to run every
-    module separately."""
+    so does a BatchNorm directly followed by ReLU (one pass writes relu(bn(x))). Conv2d or BatchNorm2d,
+    then ReLU, then MaxPool2d (without padding) runs as the convolution or normalization, then the pooling
+    with the ReLU applied to its output: the same values (relu commutes with the maximum), and the backward
+    reads the ReLU's mask on the pooled array, a quarter of the layer's output for 2x2. Set `fuse = False`
+    on an instance to run every module separately."""
 
     fuse = True
 
@@ -65,7 +65,7 @@ class Sequential(ModuleList):
         while i < len(layers):
             m = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if (self.fuse and type(m) is Conv2d and type(nxt) is ReLU and i + 2 < len(layers)
+            if (self.fuse and type(m) in (Conv2d, BatchNorm2d) and type(nxt) is ReLU and i + 2 < len(layers)
                     and type(layers[i + 2]) is MaxPool2d and layers[i + 2].padding in (0, (0, 0))):
                 x = layers[i + 2](m(x), activation="relu")
                 i += 3
