@@ -8,6 +8,7 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/pool_shape.h"
 #include "bindings/record.h"
 #include "common/threads.h"
 #include "pool/pool.h"
@@ -21,7 +22,8 @@ constexpr int kMax = static_cast<int>(PoolKind::max), kAvg = static_cast<int>(Po
 // A pair as the user most likely wrote it: one number when both are equal.
 std::string show(int64_t a, int64_t b) { return a == b ? std::to_string(a) : pair_str(a, b); }
 
-// Builds and validates the shape of a pooling of x (N, C, H, W) into y (N, C, OH, OW).
+}  // namespace
+
 Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t kh, int64_t kw, int64_t sh,
                        int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
   Pool2dShape s{};
@@ -59,6 +61,8 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
               "pooling: output/gradient shape does not match the input and parameters");
   return s;
 }
+
+namespace {
 
 template <class T>
 void forward(int kind, const py::array& x, py::array& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw,

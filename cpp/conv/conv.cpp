@@ -842,10 +842,54 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
   }
 }
 
+template <class T>
+void conv2d_forward_each_image(const ConvGeom& g, const T* x, const T* w, const T* b, Act act, T slope,
+                               ConvAlgo algo, int nthreads, const std::function<void(int64_t, const T*)>& image) {
+  if (g.N == 0) return;
+  if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t img = g.K * g.PQ(), xin = g.C * g.H * g.W;
+  if (algo == ConvAlgo::direct) {
+    const int64_t scratch = kern.direct_scratch(g);
+    for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
+      T* s = workspace_as<T>(kWsConvCol, scratch);
+      T* yn = workspace_as<T>(kWsConvAux, img);
+      kern.direct_fwd(g, x + n * xin, w, b, yn, act, slope, s);
+      image(n, yn);
+    });
+    return;
+  }
+  if (algo == ConvAlgo::implicit) {  // forward_implicit's steps, each image's output into the thread's buffer
+    const auto& ig = kern.igemm_for(g);
+    const int64_t scratch = ig.scratch(g);
+    const int64_t kp = conv_igemm_channels(g, ig.kblock);
+    T* wpack = workspace_as<T>(kWsConvPack, g.groups * kp * (g.CgRS() + 1) + kern.igemm_offsets_elems(g));
+    T* bpack = wpack + g.groups * kp * g.CgRS();
+    T* offs = bpack + g.groups * kp;
+    ig.pack(g, w, b, wpack, bpack);
+    kern.igemm_offsets(g, offs);
+    for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
+      T* s = workspace_as<T>(kWsConvCol, scratch);
+      T* yn = workspace_as<T>(kWsConvAux, img);
+      ig.fwd(g, x + n * xin, wpack, bpack, offs, yn, act, slope, s);
+      image(n, yn);
+    });
+    return;
+  }
+  T* y = workspace_as<T>(kWsMisc, static_cast<size_t>(g.N * img));
+  conv2d_forward(g, x, w, b, y, act, slope, algo, nthreads);
+  parallel_for_each(g.N, kConvUnitGrain, nthreads, [&](int64_t n) { image(n, y + n * img); });
+}
+
 template void conv2d_forward<float>(const ConvGeom&, const float*, const float*, const float*, float*, Act, float,
                                     ConvAlgo, int);
 template void conv2d_forward<double>(const ConvGeom&, const double*, const double*, const double*, double*, Act,
                                      double, ConvAlgo, int);
+template void conv2d_forward_each_image<float>(const ConvGeom&, const float*, const float*, const float*, Act, float,
+                                               ConvAlgo, int, const std::function<void(int64_t, const float*)>&);
+template void conv2d_forward_each_image<double>(const ConvGeom&, const double*, const double*, const double*, Act,
+                                                double, ConvAlgo, int,
+                                                const std::function<void(int64_t, const double*)>&);
 template void conv2d_backward<float>(const ConvGeom&, const float*, const float*, const float*, const float*, Act,
                                      float, float*, float*, float*, ConvAlgo, int);
 template void conv2d_backward<double>(const ConvGeom&, const double*, const double*, const double*,

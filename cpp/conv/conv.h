@@ -15,6 +15,7 @@
 //   on the shape, each chunk into its own buffer, the chunks then added in index order.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "common/epilogue.h"
@@ -92,5 +93,15 @@ void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
 template <class T>
 void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, const T* y, Act act, T slope,
                      T* dx, T* dw, T* db, ConvAlgo algo, int nthreads);
+
+// conv2d_forward without y: each image's output (K, P, Q), act(conv(x_n, w) + b), is handed to
+// image(n, y_n) on the thread that computed it, from a buffer of that thread's that the next image
+// overwrites. For a consumer that reduces it at once (a pooling): the direct and implicit algorithms run
+// image by image, so the output never leaves the cache; the others compute the whole batch into the
+// calling thread's kWsMisc workspace first. image must not use kWsConvCol, kWsConvAux or kWsMisc. The
+// same values as conv2d_forward, bit for bit.
+template <class T>
+void conv2d_forward_each_image(const ConvGeom& g, const T* x, const T* w, const T* b, Act act, T slope,
+                               ConvAlgo algo, int nthreads, const std::function<void(int64_t, const T*)>& image);
 
 }  // namespace nnx

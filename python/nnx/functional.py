@@ -124,6 +124,31 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=N
                                    else f"conv2d+{activation}"), slot)
 
 
+def conv2d_max_pool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, kernel_size=2, pool_stride=None,
+                      activation=None) -> Tensor:
+    """max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), kernel_size, pool_stride,
+    activation=activation) in one op: the convolution's output is pooled image by image while it is in cache,
+    never stored (neither backward needs it: the pooling's takes its indices and, with the ReLU, its own
+    output). The backward runs max_pool2d_backward then conv2d_backward. Same bits as the two ops."""
+    x, w = _t(x), _t(w)
+    b = None if b is None else _t(b)
+    be = _backend
+    geom = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    bd = None if b is None else b.data
+    y, idx = _fn(be, "conv2d_max_pool2d")(x.data, w.data, bd, **geom, kernel_size=kernel_size,
+                                          pool_stride=pool_stride, activation=activation)
+    act_kw = {} if activation is None else {"activation": activation, "y": y}
+
+    def backward(g):
+        needs = (x.requires_grad, w.requires_grad, b is not None and b.requires_grad)
+        return _fn(be, "conv2d_max_pool2d_backward")(g, x.data, w.data, bd, **geom, kernel_size=kernel_size,
+                                                     pool_stride=pool_stride, indices=idx, needs=needs, **act_kw)
+
+    parents = (x, w) if b is None else (x, w, b)
+    return Tensor._make(y, parents, backward, "conv2d+max_pool2d" if activation is None
+                        else f"conv2d+max_pool2d+{activation}")
+
+
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, activation=None) -> Tensor:
     """Max pooling. When a backward will follow, the forward also returns which element each window
     took, so the backward only scatters dy instead of searching every window again. activation="relu"

@@ -306,7 +306,10 @@ def _pool_out(kw):
 def build_max_pool2d(draw, rng, dtype):
     kw, shape, k, pad = _pool_kw(draw, rng, dtype, True, True)
     kw["return_indices"] = draw(st.booleans())
-    return Case(kw, floats=("x",), ranked=("x",), bad=_pool_bad(shape, k, pad))
+    if draw(st.booleans()):
+        kw["activation"] = draw(st.sampled_from([None, "relu"]))
+    bad = _pool_bad(shape, k, pad) + [("activation", "tanh", ValueError)]
+    return Case(kw, floats=("x",), ranked=("x",), bad=bad)
 
 
 def build_max_pool2d_backward(draw, rng, dtype):
@@ -331,8 +334,56 @@ def build_max_pool2d_backward(draw, rng, dtype):
     det = {"dy": "all"}
     if ints:
         det["indices"] = "all"
-    return Case(kw, k=max(1, k[0] * k[1]), floats=("dy", "x"), ints=ints, ranked=("dy", "x"), determined=det,
-                bad=bad)
+    floats = ("dy", "x")
+    if draw(st.booleans()):  # the backward of max_pool2d(..., activation="relu"), from its output y
+        fwd = {key: v for key, v in kw.items() if key not in ("dy", "indices")}
+        kw["activation"], kw["y"] = "relu", ref.max_pool2d(**fwd, activation="relu")
+        floats += ("y",)
+        det["y"] = "all"
+        bad.append(("activation", "tanh", ValueError))
+    return Case(kw, k=max(1, k[0] * k[1]), floats=floats, ints=ints, ranked=("dy", "x"), determined=det, bad=bad)
+
+
+def _conv_pool_kw(draw, rng, dtype):
+    """conv2d_max_pool2d's arguments: a conv case whose inputs are multiples of 1/4 (the convolution's
+    outputs then exact in both precisions, so the maxima and their indices, ties included, are the
+    reference's exactly; Winograd's transforms would round, so it is not drawn), and a pooling of its output."""
+    kw, (n, c, h, wd, k, cg, r, s), floats, bad = _conv_kw(draw, rng, dtype)
+    for key in floats:
+        kw[key] = (np.round(kw[key] * 4) / 4).astype(dtype)
+    del kw["activation"], kw["negative_slope"]
+    conv = {key: v for key, v in kw.items() if key != "algorithm"}
+    if kw["algorithm"] == "winograd" or (kw["algorithm"] == "auto" and ops.conv2d_algorithm(
+            kw["x"].shape, kw["w"].shape, kw["stride"], kw["padding"], kw["dilation"], kw["groups"]) == "winograd"):
+        kw["algorithm"] = "im2col"
+    p, q = ref.conv2d(**conv).shape[2:]
+    kh, kw_ = draw(st.integers(1, min(3, p))), draw(st.integers(1, min(3, q)))
+    kw["kernel_size"] = _param(draw, (kh, kw_))
+    if draw(st.booleans()):
+        kw["pool_stride"] = _param(draw, (draw(st.integers(1, 3)), draw(st.integers(1, 3))))
+    kw["activation"] = draw(st.sampled_from([None, "relu"]))
+    bad = [b for b in bad if b[0] != "activation"] + [
+        ("kernel_size", 0, ValueError), ("kernel_size", (p + 1, 1), ValueError), ("pool_stride", 0, ValueError),
+        ("activation", "tanh", ValueError)]
+    return kw, cg * r * s, floats, bad
+
+
+def build_conv2d_max_pool2d(draw, rng, dtype):
+    kw, k, floats, bad = _conv_pool_kw(draw, rng, dtype)
+    return Case(kw, k=k, floats=floats, ranked=("x", "w", "b"), determined={"w": [1], "b": "all"}, bad=bad)
+
+
+def build_conv2d_max_pool2d_backward(draw, rng, dtype):
+    kw, k, floats, bad = _conv_pool_kw(draw, rng, dtype)
+    y, idx = ops.conv2d_max_pool2d(**kw)
+    kw["dy"], kw["indices"] = _arr(rng, y.shape, dtype), idx
+    if kw["activation"] is not None:
+        kw["y"] = y
+    kw["needs"] = tuple(draw(st.lists(st.booleans(), min_size=3, max_size=3)))
+    det = {"w": [1], "b": "all", "dy": "all", "indices": "all"}
+    n, _, h, w = kw["x"].shape
+    return Case(kw, k=max(k, n * h * w, 1), floats=("dy",) + floats, ints=("indices",), ranked=("x", "w", "b", "dy"),
+                determined=det, bad=bad)
 
 
 def build_avg_pool2d(draw, rng, dtype):
@@ -441,6 +492,7 @@ BUILDERS = {
     "linear_backward": build_linear_backward, "conv2d": build_conv2d, "conv2d_backward": build_conv2d_backward,
     "conv2d_algorithm": build_conv2d_algorithm, "conv2d_dx_path": build_conv2d_algorithm,
     "max_pool2d": build_max_pool2d, "max_pool2d_backward": build_max_pool2d_backward,
+    "conv2d_max_pool2d": build_conv2d_max_pool2d, "conv2d_max_pool2d_backward": build_conv2d_max_pool2d_backward,
     "avg_pool2d": build_avg_pool2d, "avg_pool2d_backward": build_avg_pool2d_backward,
     "lp_pool2d": build_lp_pool2d, "lp_pool2d_backward": build_lp_pool2d_backward,
     "global_avg_pool2d": build_global_avg_pool2d, "global_avg_pool2d_backward": build_global_avg_pool2d_backward,

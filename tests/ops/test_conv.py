@@ -613,3 +613,80 @@ def test_winograd_weight_gradient_falls_back_when_its_partials_are_large(rng):
     fy, fdx = winograd_floors("winograd", dy, x, w, dict(padding=1))
     assert_close(dx, want_dx, np.float32, k=256 * 9, name="dx", floor=fdx)
     assert_close(dw, want_dw, np.float32, k=16 * 49, name="dw")
+
+
+# --- a convolution followed by max pooling in one op ----------------------------------------------------
+
+POOLED = [("lenet1", 2, None), ("lenet2", 2, 2), ("resnet3x3", 3, 2), ("strided3x3", 2, 1), ("odd", (2, 3), (1, 2)),
+          ("groups2", 2, None), ("wide_direct", 3, 3), ("wide_implicit", 2, 2), ("big_image", 2, None),
+          ("depthwise", 2, None)]
+
+
+@pytest.mark.parametrize("case,k,s", POOLED)
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_conv2d_max_pool2d_is_bitwise_the_two_ops(isa, dtype, rng, case, k, s, activation):
+    # Image by image (direct, implicit) or from the whole batch (the other algorithms), the pooled values
+    # and indices are those of conv2d then max_pool2d, bit for bit, for any thread count; and its backward
+    # those of the two backwards. Against the reference too.
+    xs, ws, kw = CASES[case]
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[:1], dtype)
+    for algo in [a for a in ALGOS if _applies(a, ws, kw)]:
+        z = ops.conv2d(x, w, b, algorithm=algo, **kw)
+        want, want_idx = ops.max_pool2d(z, k, s, return_indices=True, activation=activation)
+        dy = random(rng, want.shape, dtype)
+        dz = ops.max_pool2d_backward(dy, z, k, s, indices=want_idx, activation=activation, y=want)
+        want_grads = ops.conv2d_backward(dz, x, w, b, algorithm=algo, **kw)
+        for threads in (1, 2, 3):
+            nnx.set_num_threads(threads)
+            try:
+                y, idx = ops.conv2d_max_pool2d(x, w, b, kernel_size=k, pool_stride=s, activation=activation,
+                                               algorithm=algo, **kw)
+                grads = ops.conv2d_max_pool2d_backward(dy, x, w, b, kernel_size=k, pool_stride=s, indices=idx,
+                                                       activation=activation, y=y, algorithm=algo, **kw)
+            finally:
+                nnx.set_num_threads(1)
+            np.testing.assert_array_equal(y, want, err_msg=f"{algo}, {threads} threads")
+            np.testing.assert_array_equal(idx, want_idx)
+            for g, wg in zip(grads, want_grads):
+                np.testing.assert_array_equal(g, wg)
+    y_ref, idx_ref = ref.conv2d_max_pool2d(x, w, b, kernel_size=k, pool_stride=s, activation=activation, **kw)
+    assert_close(y, y_ref, dtype, k=_k(ws, z.shape))
+    grads_ref = ref.conv2d_max_pool2d_backward(dy, x, w, b, kernel_size=k, pool_stride=s, indices=idx_ref,
+                                               activation=activation, y=y_ref, **kw)
+    if np.array_equal(idx, idx_ref):  # float32 rounding may pick another maximum among near-ties
+        for g, r in zip(grads, grads_ref):
+            assert_close(g, r, dtype, k=_k(ws, z.shape))
+
+
+def test_conv2d_max_pool2d_gradcheck_float64(rng):
+    x, w, b = rng.standard_normal((2, 2, 9, 8)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    for act in (None, "relu"):
+        for backend in (ops, ref):
+            def f(x, w, b):
+                return backend.conv2d_max_pool2d(x, w, b, padding=1, kernel_size=2, activation=act)[0]
+
+            def back(dy, x, w, b):
+                y, idx = backend.conv2d_max_pool2d(x, w, b, padding=1, kernel_size=2, activation=act)
+                return backend.conv2d_max_pool2d_backward(dy, x, w, b, padding=1, kernel_size=2, indices=idx,
+                                                          activation=act, y=y)
+
+            nnx.gradcheck(f, (x, w, b), back)
+
+
+def test_conv2d_max_pool2d_errors(rng):
+    x, w = random(rng, (1, 2, 6, 6), np.float32), random(rng, (3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="kernel_size"):
+        ops.conv2d_max_pool2d(x, w, kernel_size=5)  # the window is larger than the 4x4 convolution output
+    with pytest.raises(ValueError, match="activation"):
+        ops.conv2d_max_pool2d(x, w, kernel_size=2, activation="tanh")
+    with pytest.raises(ValueError, match="w"):
+        ops.conv2d_max_pool2d(x, random(rng, (3, 1, 3, 3), np.float32), kernel_size=2)
+    y, idx = ops.conv2d_max_pool2d(x, w, kernel_size=2)
+    out, ind = np.empty_like(y), np.empty_like(idx)
+    plan = ops.conv._plan(x, w, None, 1, 0, 1, 1, "auto")
+    for bad_out, bad_idx, kh in [(out[:, :1], ind, 2), (out, ind.astype(np.int64), 2), (out, ind, 0),
+                                 (out, ind[:, :, :1], 2)]:
+        with pytest.raises(ValueError):
+            nnx._C.conv2d_max_pool2d(x, w, None, bad_out, bad_idx, plan, 0, 0.01, kh, 2, 2, 2, False)
+    empty_y, empty_idx = ops.conv2d_max_pool2d(x[:0], w, kernel_size=2)
+    assert empty_y.shape == (0, 3, 2, 2) and empty_idx.shape == (0, 3, 2, 2)

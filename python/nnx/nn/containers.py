@@ -46,7 +46,8 @@ class Sequential(ModuleList):
     so does a BatchNorm directly followed by ReLU (one pass writes relu(bn(x))). Conv2d or BatchNorm2d,
     then ReLU, then MaxPool2d (without padding) runs as the convolution or normalization, then the pooling
     with the ReLU applied to its output: the same values (relu commutes with the maximum), and the backward
-    reads the ReLU's mask on the pooled array, a quarter of the layer's output for 2x2. Set `fuse = False`
+    reads the ReLU's mask on the pooled array, a quarter of the layer's output for 2x2. A Conv2d's output is
+    then pooled image by image as it is computed, never stored (F.conv2d_max_pool2d). Set `fuse = False`
     on an instance to run every module separately."""
 
     fuse = True
@@ -67,7 +68,11 @@ class Sequential(ModuleList):
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             if (self.fuse and type(m) in (Conv2d, BatchNorm2d) and type(nxt) is ReLU and i + 2 < len(layers)
                     and type(layers[i + 2]) is MaxPool2d and layers[i + 2].padding in (0, (0, 0))):
-                x = layers[i + 2](m(x), activation="relu")
+                pool = layers[i + 2]
+                if type(m) is Conv2d and pool.dilation in (1, (1, 1)):
+                    x = m(x, activation="relu", pool=(pool.kernel_size, pool.stride))
+                else:
+                    x = pool(m(x), activation="relu")
                 i += 3
             elif self.fuse and type(m) in (Linear, Conv2d) and type(nxt) in _FUSABLE:
                 slope = getattr(nxt, "negative_slope", 0.01)

@@ -72,7 +72,12 @@ class Conv2d(Module):
             bound = 1.0 / math.sqrt(fan_in)
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x, activation=None, negative_slope: float = 0.01):
+    def forward(self, x, activation=None, negative_slope: float = 0.01, pool=None):
+        # pool=(kernel_size, stride): followed by max pooling (nn.Sequential's Conv2d, ReLU, MaxPool2d), the
+        # activation (None or "relu") then applied to the maxima: F.conv2d_max_pool2d.
+        if pool is not None:
+            return F.conv2d_max_pool2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                       self.groups, kernel_size=pool[0], pool_stride=pool[1], activation=activation)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                         activation=activation, negative_slope=negative_slope)
 

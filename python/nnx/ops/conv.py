@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from .._backend import _C
 from .._args import contiguous, empty, float_array, pair, same_dtype, to_int
 from .gemm import activation_code
+from .pool import _pool, _relu, max_pool2d_backward
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm", "conv2d_dx_path"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_algorithm", "conv2d_dx_path", "conv2d_max_pool2d",
+           "conv2d_max_pool2d_backward"]
 
 # The algorithm names: defined once in C++ (cpp/conv/conv.h, ConvAlgo), exported by the bindings.
 ALGORITHMS = _C.CONV_ALGORITHMS
@@ -139,3 +143,40 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
         _C.conv2d_backward(contiguous(dy, "dy"), contiguous(x, "x"), contiguous(w, "w"), y, dx, dw, db, plan, act,
                            float(negative_slope))
     return dx, dw, db
+
+
+def conv2d_max_pool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size, pool_stride=None,
+                      activation=None, algorithm="auto"):
+    """(y, indices) = max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), kernel_size, pool_stride,
+    return_indices=True, activation=activation): a convolution followed by max pooling (no padding or
+    dilation; activation None or "relu", applied to the maxima), the convolution's output pooled image by
+    image while it is in cache instead of stored. The backward is max_pool2d_backward (indices, and y with
+    the ReLU) then conv2d_backward: conv2d_max_pool2d_backward."""
+    x, w, b = _inputs(x, w, b)
+    plan = _plan(x, w, b, stride, padding, dilation, groups, algorithm)
+    if pool_stride is not None:
+        pair(pool_stride, "pool_stride", 1)  # the pooling's own check would name it "stride"
+    pool = _pool(plan.out_shape, kernel_size, pool_stride, 0, 1)
+    relu = _relu(activation)
+    out = empty(pool.out_shape, x.dtype, "y")
+    indices = empty(pool.out_shape, np.int32, "indices")
+    if out.size:
+        _C.conv2d_max_pool2d(contiguous(x, "x"), contiguous(w, "w"), None if b is None else contiguous(b, "b"), out,
+                             indices, plan, 0, 0.01, *pool.k, *pool.s, relu)
+    return out, indices
+
+
+def conv2d_max_pool2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size,
+                               pool_stride=None, indices, activation=None, y=None, needs=(True, True, True),
+                               algorithm="auto"):
+    """(dx, dw, db) of conv2d_max_pool2d from its indices (and, with activation="relu", its output y):
+    max_pool2d_backward into the convolution's output gradient, then conv2d_backward."""
+    x, w, b = _inputs(x, w, b)
+    plan = _plan(x, w, b, stride, padding, dilation, groups, algorithm)
+    if pool_stride is not None:
+        pair(pool_stride, "pool_stride", 1)
+    # The pooling's backward reads only its input's shape and dtype (the indices say where dy goes): a
+    # zero-strided stand-in for the convolution's output, which was never stored.
+    z = np.broadcast_to(np.zeros((), x.dtype), plan.out_shape)
+    dz = max_pool2d_backward(dy, z, kernel_size, pool_stride, indices=indices, activation=activation, y=y)
+    return conv2d_backward(dz, x, w, b, stride, padding, dilation, groups, needs=needs, algorithm=algorithm)

@@ -15,8 +15,9 @@ import numpy as np
 
 from .._args import float_array, pair, same_dtype
 from ._act import act_forward, act_grad_from_output
+from .pool import max_pool2d, max_pool2d_backward
 
-__all__ = ["conv2d", "conv2d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_max_pool2d", "conv2d_max_pool2d_backward"]
 
 
 def _geometry(x, w, stride, padding, dilation, groups):
@@ -100,3 +101,21 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
         return np.ascontiguousarray(a, dtype=x.dtype) if (need and a is not None) else None
 
     return out(dx, needs[0]), out(dw, needs[1]), out(db, len(needs) > 2 and needs[2])
+
+
+def conv2d_max_pool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size, pool_stride=None,
+                      activation=None):
+    """(y, indices) = max_pool2d(conv2d(x, w, b, ...), kernel_size, pool_stride, return_indices=True,
+    activation=activation): a convolution followed by max pooling without padding or dilation."""
+    return max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), kernel_size, pool_stride,
+                      return_indices=True, activation=activation)
+
+
+def conv2d_max_pool2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size,
+                               pool_stride=None, indices, activation=None, y=None, needs=(True, True, True)):
+    """(dx, dw, db) of conv2d_max_pool2d: max_pool2d_backward (from the indices), then conv2d_backward."""
+    x, w = float_array(x, "x"), float_array(w, "w")
+    _, _, _, p, q = _geometry(x, w, stride, padding, dilation, groups)
+    z = np.broadcast_to(np.zeros((), x.dtype), (x.shape[0], w.shape[0], p, q))
+    dz = max_pool2d_backward(dy, z, kernel_size, pool_stride, indices=indices, activation=activation, y=y)
+    return conv2d_backward(dz, x, w, b, stride, padding, dilation, groups, needs=needs)
