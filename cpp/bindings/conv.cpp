@@ -6,9 +6,9 @@
 
 #include "bindings/array_view.h"
 #include "bindings/bindings.h"
+#include "bindings/pool_shape.h"
 #include "bindings/record.h"
 #include "common/threads.h"
-#include "bindings/pool_shape.h"
 #include "conv/conv.h"
 #include "conv/winograd.h"
 
