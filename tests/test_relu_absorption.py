@@ -111,3 +111,45 @@ def test_sum_absorbs_relu_with_broadcasting_and_keeps_integer_sums_apart():
     np.testing.assert_array_equal(x.grad, [[0.0, 1.0], [1.0, 1.0]])
     held = x + 0.5  # held by a variable: relu makes a new array
     assert F.relu(held)._op == "relu" and held.data[0, 0] == -1.5
+
+
+def _pool_step(name, dtype, mode, padding=0):
+    """max_pool2d(relu(producer(...)), 2) then a loss. mode: "temporary" (the pooling may take the ReLU's
+    mask over), "held" (relu's result held by a variable: it may not), "apart" (nothing fused)."""
+    p = {k: Tensor(v.copy(), requires_grad=True) for k, v in _inputs(dtype).items() if k != "fw"}
+    make = _producers()[name]
+    if mode == "temporary":
+        out = F.max_pool2d(F.relu(make(p)), 2, padding=padding)
+    elif mode == "held":
+        h = F.relu(make(p))
+        out = F.max_pool2d(h, 2, padding=padding)
+    else:
+        t = make(p)
+        out = F.max_pool2d(F.relu(t), 2, padding=padding)
+    loss = (out * Tensor(np.linspace(-1, 1, out.data.size).reshape(out.shape).astype(dtype))).sum()
+    loss.backward()
+    return out._op, out.data.copy(), {k: v.grad.copy() for k, v in p.items() if v.grad is not None}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["batch_norm", "conv2d", "add"])
+def test_max_pool_takes_over_the_relu_mask_bitwise(name, dtype):
+    # PyTorch's tutorial form max_pool2d(relu(conv(x)), 2): the pooling masks its gradient by its relu'd
+    # output, and the op before it no longer masks (its relu'd array is not read again): the same bits.
+    op_t, out_t, grads_t = _pool_step(name, dtype, "temporary")
+    op_h, out_h, grads_h = _pool_step(name, dtype, "held")
+    op_a, out_a, grads_a = _pool_step(name, dtype, "apart")
+    op_p, _, grads_p = _pool_step(name, dtype, "temporary", padding=1)  # windows on padding: not taken over
+    assert op_t == "max_pool2d+relu" and op_h == op_a == op_p == "max_pool2d"
+    assert (out_t == 0).any() and (out_t > 0).any()
+    for out in (out_h, out_a):
+        np.testing.assert_array_equal(out_t, out)
+    for grads in (grads_h, grads_a):
+        assert grads.keys() == grads_t.keys() and "x" in grads_t
+        for k in grads_t:
+            np.testing.assert_array_equal(grads_t[k], grads[k], err_msg=k)
+    with F.use_backend(nnx.reference):
+        _, out_r, grads_r = _pool_step(name, np.float64, "temporary")
+    assert_close(out_t, out_r, dtype, k=60)
+    for k in grads_t:
+        assert_close(grads_t[k], grads_r[k], dtype, k=200, name=k)

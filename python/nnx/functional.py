@@ -149,11 +149,31 @@ def conv2d_max_pool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, k
                         else f"conv2d+max_pool2d+{activation}")
 
 
+def _takes_over_relu(x, refs: int, padding) -> bool:
+    # x: the temporary result of an op whose relu was absorbed (F.relu above), as in PyTorch's
+    # `F.max_pool2d(F.relu(self.conv1(x)), 2)`. refs: sys.getrefcount(x) as max_pool2d took it. Nothing else
+    # may hold x (its gradient then comes from this pooling alone), no window may lie on padding (relu of the
+    # maximum is then the maximum of the relus), and the anomaly mode must be off.
+    slot = x._relu_slot
+    return (slot.activation == "relu" and slot.y is x.data and _SOLE_REFS is not None and refs <= _SOLE_REFS[0]
+            and not _anomaly.active and padding in (0, (0, 0)))
+
+
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, activation=None) -> Tensor:
     """Max pooling. When a backward will follow, the forward also returns which element each window
     took, so the backward only scatters dy instead of searching every window again. activation="relu"
     gives relu of the maxima (the pooling of relu(x) where every window holds a real element), its
-    backward masking dy by the pooled output."""
+    backward masking dy by the pooled output.
+
+    x the temporary result of a fused relu (`max_pool2d(relu(conv2d(...)), 2)`): the pooling takes over the
+    ReLU's mask, read on the pooled output in its backward instead of on the whole of x in the op's (x's
+    values are already relu'd; the same gradients, bit for bit)."""
+    refs = sys.getrefcount(x)  # first, as _refs_of_argument takes it
+    if (activation is None and type(x) is Tensor and x._relu_slot is not None and x.requires_grad
+            and is_grad_enabled() and _takes_over_relu(x, refs, padding)):
+        x._relu_slot.activation = None  # the op's backward no longer masks: this pooling's does
+        x._relu_slot = None
+        activation = "relu"
     x = _t(x)
     kw = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
     if activation is not None:
@@ -248,8 +268,7 @@ def relu(x) -> Tensor:
     if type(x) is Tensor and x._relu_slot is not None and _absorbs_relu(x, refs):
         slot = x._relu_slot
         _fn(slot.backend, "relu_")(slot.y)
-        slot.activation = "relu"
-        x._relu_slot = None
+        slot.activation = "relu"  # the slot stays on x: a max pooling taking x next may take the mask over
         if x._op:
             x._op += "+relu"
         return x
