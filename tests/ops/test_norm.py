@@ -348,3 +348,31 @@ def test_errors():
         ops.layer_norm(x, (2, 2), np.ones(4, np.float32))
     with pytest.raises(TypeError, match="x: expected a float32 or float64 array"):
         ops.layer_norm(np.zeros((2, 2), np.int8), 2)
+
+
+@pytest.mark.parametrize("shape", [(64, 256), (4, 3, 5, 5), (2, 7)])
+@pytest.mark.parametrize("act", [None, "relu"])
+@pytest.mark.parametrize("training", [True, False])
+def test_backward_fast_paths_give_the_general_paths_bits(rng, shape, act, training):
+    # The layers' plain arguments take a shorter path to the kernel (needs=None or a tuple of bools); a list
+    # of needs takes the general one: the same arrays, bit for bit.
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    y, mean, invstd = ops.batch_norm(x, w, b, None, None, True, 0.1, 1e-5, activation=act, return_stats=True)
+    kw = dict(training=training, activation=act, y=y, mean=mean, invstd=invstd)
+    fast = ops.batch_norm_backward(dy, x, w, b, **kw)
+    fast_t = ops.batch_norm_backward(dy, x, w, b, needs=(True, False, True), **kw)
+    general = ops.batch_norm_backward(dy, x, w, b, needs=[True, True, True], **kw)
+    for a, g in zip(fast, general):
+        np.testing.assert_array_equal(a, g)
+    assert fast_t[1] is None
+    np.testing.assert_array_equal(fast_t[0], general[0])
+    if len(shape) == 2 and act is None and training:
+        d = shape[1]
+        _, m, s = ops.layer_norm(x, d, w, b, 1e-5, return_stats=True)
+        fast = ops.layer_norm_backward(dy, x, (d,), w, b, 1e-5, mean=m, invstd=s)
+        general = ops.layer_norm_backward(dy, x, (d,), w, b, 1e-5, mean=m, invstd=s, needs=[True, True, True])
+        for a, g in zip(fast, general):
+            np.testing.assert_array_equal(a, g)
