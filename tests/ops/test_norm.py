@@ -371,7 +371,9 @@ def test_backward_fast_paths_give_the_general_paths_bits(rng, shape, act, traini
     np.testing.assert_array_equal(fast_t[0], general[0])
     if len(shape) == 2 and act is None and training:
         d = shape[1]
-        _, m, s = ops.layer_norm(x, d, w, b, 1e-5, return_stats=True)
+        y, m, s = ops.layer_norm(x, d, w, b, 1e-5, return_stats=True)
+        for a, g in zip((y, m, s), ops.layer_norm(x, [d], w, b, 1e-5, return_stats=True)):  # a list: general
+            np.testing.assert_array_equal(a, g)
         fast = ops.layer_norm_backward(dy, x, (d,), w, b, 1e-5, mean=m, invstd=s)
         general = ops.layer_norm_backward(dy, x, (d,), w, b, 1e-5, mean=m, invstd=s, needs=[True, True, True])
         for a, g in zip(fast, general):

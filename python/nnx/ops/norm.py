@@ -314,6 +314,11 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the trailing `normalized_shape` axes of x
     (mean and biased variance per leading index). Returns y, or (y, mean, invstd) with return_stats=True
     (mean, invstd shaped like x's leading axes)."""
+    rd = _ln_plain_rows(x, normalized_shape, weight, bias)
+    if rd is not None and type(eps) is float and 0.0 <= eps < math.inf:  # LayerNorm's arguments: no more checks
+        y, mean, invstd = np.empty(rd, x.dtype), np.empty(rd[0], x.dtype), np.empty(rd[0], x.dtype)
+        _C.layer_norm(x, y, weight, bias, eps, mean, invstd)
+        return (y, mean, invstd) if return_stats else y
     x, shape, w, b, rd = _ln_args(x, normalized_shape, weight, bias)
     eps = _real(eps, "eps", 0.0)
     y = empty(x.shape, x.dtype, "y")
