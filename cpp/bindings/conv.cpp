@@ -120,26 +120,36 @@ std::vector<double> plan_attrs(const ConvPlan& p, int act, double slope) {
           double(act), slope, double(static_cast<int>(p.algo))};
 }
 
+// A forward's x, w and b (None: no bias), checked against the plan.
+template <class T>
+struct ForwardInputs {
+  View<const T> x, w, b;
+};
+
+template <class T>
+ForwardInputs<T> forward_inputs(const py::array& x, const py::array& w, const py::object& b, const PlanShapes& s) {
+  ForwardInputs<T> in{view_in<T>(x, "x", 4), view_in<T>(w, "w", 4), view_opt<T>(b, "b", 1)};
+  require_shape(in.x, s.x, 4, "x", "the plan's input");
+  require_shape(in.w, s.w, 4, "w", "the plan's filters");
+  require_contiguous(in.x, "x");
+  require_contiguous(in.w, "w");
+  if (in.b.data) {
+    require_shape(in.b, s.b, 1, "b", "one bias per output channel");
+    require_contiguous(in.b, "b");
+  }
+  return in;
+}
+
 template <class T>
 void forward_py(const py::array& x, const py::array& w, const py::object& b, py::array& y, const ConvPlan& plan,
                 int act, double slope) {
   const ConvGeom& g = plan.g;
   const PlanShapes s(g);
-  auto X = view_in<T>(x, "x", 4);
-  auto Wt = view_in<T>(w, "w", 4);
-  auto B = view_opt<T>(b, "b", 1);
+  const ForwardInputs<T> in = forward_inputs<T>(x, w, b, s);
   auto Y = view_out<T>(y, "out", 4);
-  require_shape(X, s.x, 4, "x", "the plan's input");
-  require_shape(Wt, s.w, 4, "w", "the plan's filters");
   require_shape(Y, s.y, 4, "out", "the output");
-  require_contiguous(X, "x");
-  require_contiguous(Wt, "w");
-  if (B.data) {
-    require_shape(B, s.b, 1, "b", "one bias per output channel");
-    require_contiguous(B, "b");
-  }
   Act ac = act_of(act);
-  const T *px = X.data, *pw = Wt.data, *pb = B.data;
+  const T *px = in.x.data, *pw = in.w.data, *pb = in.b.data;
   T* py_ = Y.data;
   const T sl = static_cast<T>(slope);
   const ConvAlgo a = plan.algo;
@@ -155,18 +165,8 @@ void forward_max_pool_py(const py::array& x, const py::array& w, const py::objec
                          int64_t sh, int64_t sw, bool relu) {
   const ConvGeom& g = plan.g;
   const PlanShapes s(g);
-  auto X = view_in<T>(x, "x", 4);
-  auto Wt = view_in<T>(w, "w", 4);
-  auto B = view_opt<T>(b, "b", 1);
+  const ForwardInputs<T> in = forward_inputs<T>(x, w, b, s);
   auto Y = view_out<T>(out, "out", 4);
-  require_shape(X, s.x, 4, "x", "the plan's input");
-  require_shape(Wt, s.w, 4, "w", "the plan's filters");
-  require_contiguous(X, "x");
-  require_contiguous(Wt, "w");
-  if (B.data) {
-    require_shape(B, s.b, 1, "b", "one bias per output channel");
-    require_contiguous(B, "b");
-  }
   const Pool2dShape all = pool_shape(static_cast<int>(PoolKind::max), s.y, Y.shape, kh, kw, sh, sw, 0, 0, 1, 1);
   NNX_REQUIRE(indices.dtype().kind() == 'i' && indices.itemsize() == 4, "indices: expected an int32 array");
   NNX_REQUIRE(indices.ndim() == 4 && (indices.flags() & py::array::c_style) && indices.writeable(),
@@ -175,7 +175,7 @@ void forward_max_pool_py(const py::array& x, const py::array& w, const py::objec
   Pool2dShape one = all;  // one image's planes
   one.planes = g.K;
   Act ac = act_of(act);
-  const T *px = X.data, *pw = Wt.data, *pb = B.data;
+  const T *px = in.x.data, *pw = in.w.data, *pb = in.b.data;
   T* po = Y.data;
   int32_t* pi = static_cast<int32_t*>(indices.mutable_data());
   const T sl = static_cast<T>(slope);

@@ -320,20 +320,35 @@ void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, A
   });
 }
 
+// Where forward_direct and forward_implicit, which run image by image, put image n's output: into y, or
+// (y null: conv2d_forward_each_image) into a buffer of the running thread's handed to `image` at once.
 template <class T>
-void forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
+struct ImageOut {
+  T* y;
+  const std::function<void(int64_t, const T*)>* image;
+  int64_t img;  // elements of one image's output, K P Q
+  T* dst(int64_t n) const { return y ? y + n * img : workspace_as<T>(kWsConvAux, img); }
+  void done(int64_t n, const T* yn) const {
+    if (image) (*image)(n, yn);
+  }
+};
+
+template <class T>
+void forward_direct(const ConvGeom& g, const T* x, const T* w, const T* b, const ImageOut<T>& out, Act act, T slope,
                     int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const int64_t scratch = kern.direct_scratch(g);
   for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
-    kern.direct_fwd(g, x + n * g.C * g.H * g.W, w, b, y + n * g.K * g.PQ(), act, slope, s);
+    T* yn = out.dst(n);
+    kern.direct_fwd(g, x + n * g.C * g.H * g.W, w, b, yn, act, slope, s);
+    out.done(n, yn);
   });
 }
 
 template <class T>
-void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
-                      int nthreads) {
+void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, const ImageOut<T>& out, Act act,
+                      T slope, int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const auto& ig = kern.igemm_for(g);
   const int64_t scratch = ig.scratch(g);
@@ -345,8 +360,15 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* 
   kern.igemm_offsets(g, offs);
   for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
-    ig.fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, offs, y + n * g.K * g.PQ(), act, slope, s);
+    T* yn = out.dst(n);
+    ig.fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, offs, yn, act, slope, s);
+    out.done(n, yn);
   });
+}
+
+template <class T>
+void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope, int nthreads) {
+  forward_implicit(g, x, w, b, ImageOut<T>{y, nullptr, g.K * g.PQ()}, act, slope, nthreads);
 }
 
 template <class T>
@@ -787,7 +809,9 @@ void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
   if (g.N == 0) return;
   if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
   switch (algo) {
-    case ConvAlgo::direct: forward_direct(g, x, w, b, y, act, slope, nthreads); break;
+    case ConvAlgo::direct:
+      forward_direct(g, x, w, b, ImageOut<T>{y, nullptr, g.K * g.PQ()}, act, slope, nthreads);
+      break;
     case ConvAlgo::depthwise: forward_depthwise(g, x, w, b, y, act, slope, nthreads); break;
     case ConvAlgo::implicit: forward_implicit(g, x, w, b, y, act, slope, nthreads); break;
     case ConvAlgo::winograd: conv_winograd_forward(g, x, w, false, b, y, act, slope, nthreads); break;
@@ -847,33 +871,11 @@ void conv2d_forward_each_image(const ConvGeom& g, const T* x, const T* w, const 
                                ConvAlgo algo, int nthreads, const std::function<void(int64_t, const T*)>& image) {
   if (g.N == 0) return;
   if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
-  const ConvUkernels<T>& kern = conv_ukernels<T>();
-  const int64_t img = g.K * g.PQ(), xin = g.C * g.H * g.W;
-  if (algo == ConvAlgo::direct) {
-    const int64_t scratch = kern.direct_scratch(g);
-    for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
-      T* s = workspace_as<T>(kWsConvCol, scratch);
-      T* yn = workspace_as<T>(kWsConvAux, img);
-      kern.direct_fwd(g, x + n * xin, w, b, yn, act, slope, s);
-      image(n, yn);
-    });
-    return;
-  }
-  if (algo == ConvAlgo::implicit) {  // forward_implicit's steps, each image's output into the thread's buffer
-    const auto& ig = kern.igemm_for(g);
-    const int64_t scratch = ig.scratch(g);
-    const int64_t kp = conv_igemm_channels(g, ig.kblock);
-    T* wpack = workspace_as<T>(kWsConvPack, g.groups * kp * (g.CgRS() + 1) + kern.igemm_offsets_elems(g));
-    T* bpack = wpack + g.groups * kp * g.CgRS();
-    T* offs = bpack + g.groups * kp;
-    ig.pack(g, w, b, wpack, bpack);
-    kern.igemm_offsets(g, offs);
-    for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
-      T* s = workspace_as<T>(kWsConvCol, scratch);
-      T* yn = workspace_as<T>(kWsConvAux, img);
-      ig.fwd(g, x + n * xin, wpack, bpack, offs, yn, act, slope, s);
-      image(n, yn);
-    });
+  const int64_t img = g.K * g.PQ();
+  if (algo == ConvAlgo::direct || algo == ConvAlgo::implicit) {
+    const ImageOut<T> out{nullptr, &image, img};
+    if (algo == ConvAlgo::direct) forward_direct(g, x, w, b, out, act, slope, nthreads);
+    else forward_implicit(g, x, w, b, out, act, slope, nthreads);
     return;
   }
   T* y = workspace_as<T>(kWsMisc, static_cast<size_t>(g.N * img));

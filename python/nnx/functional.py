@@ -124,7 +124,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=N
                                    else f"conv2d+{activation}"), slot)
 
 
-def conv2d_max_pool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, kernel_size=2, pool_stride=None,
+def conv2d_max_pool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size, pool_stride=None,
                       activation=None) -> Tensor:
     """max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), kernel_size, pool_stride,
     activation=activation) in one op: the convolution's output is pooled image by image while it is in cache,

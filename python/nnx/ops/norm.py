@@ -276,13 +276,13 @@ def _ln_plain_rows(x, normalized_shape, weight, bias):
     if type(x) is not np.ndarray or x.ndim != 2 or x.dtype not in FLOAT_DTYPES:
         return None
     d = x.shape[1]
-    if not (normalized_shape == d and type(normalized_shape) is int
+    if not (type(normalized_shape) is int and normalized_shape == d
             or type(normalized_shape) is tuple and normalized_shape == (d,) and type(normalized_shape[0]) is int):
         return None
     f = x.flags
     if not (f.c_contiguous and f.aligned) or d == 0:
         return None
-    if (weight is not None and not _plain(weight, (d,), x.dtype)) or (bias is not None and not _plain(bias, (d,), x.dtype)):
+    if weight is not None and not _plain(weight, (d,), x.dtype) or bias is not None and not _plain(bias, (d,), x.dtype):
         return None
     return x.shape
 
