@@ -649,14 +649,16 @@ def test_conv2d_max_pool2d_is_bitwise_the_two_ops(isa, dtype, rng, case, k, s, a
             np.testing.assert_array_equal(idx, want_idx)
             for g, wg in zip(grads, want_grads):
                 np.testing.assert_array_equal(g, wg)
-    y_ref, _ = ref.conv2d_max_pool2d(x, w, b, kernel_size=k, pool_stride=s, activation=activation, **kw)
-    assert_close(y, y_ref, dtype, k=_k(ws, z.shape))
-    # The reference's backward from nnx's indices and output: rounding may pick another of two near-equal
-    # maxima, or put a maximum near 0 on the other side of the ReLU's mask.
-    grads_ref = ref.conv2d_max_pool2d_backward(dy, x, w, b, kernel_size=k, pool_stride=s, indices=idx,
-                                               activation=activation, y=y, **kw)
-    for g, r in zip(grads, grads_ref):
-        assert_close(g, r, dtype, k=_k(ws, z.shape))
+        # Against the reference, its backward from nnx's indices and output (rounding may pick another of two
+        # near-equal maxima, or put a maximum near 0 on the other side of the ReLU's mask); Winograd's rounding
+        # follows its transforms' intermediate values (winograd_floors).
+        fy, fdx = winograd_floors(algo, dz, x, w, kw)
+        y_ref, _ = ref.conv2d_max_pool2d(x, w, b, kernel_size=k, pool_stride=s, activation=activation, **kw)
+        assert_close(y, y_ref, dtype, k=_k(ws, z.shape), name=f"y {algo}", floor=fy)
+        grads_ref = ref.conv2d_max_pool2d_backward(dy, x, w, b, kernel_size=k, pool_stride=s, indices=idx,
+                                                   activation=activation, y=y, **kw)
+        for name, g, r, fl in zip(("dx", "dw", "db"), grads, grads_ref, (fdx, 0.0, 0.0)):
+            assert_close(g, r, dtype, k=_k(ws, z.shape), name=f"{name} {algo}", floor=fl)
 
 
 def test_conv2d_max_pool2d_gradcheck_float64(rng):
