@@ -157,36 +157,29 @@ void forward_py(const py::array& x, const py::array& w, const py::object& b, py:
              [=](int nt) { conv2d_forward<T>(g, px, pw, pb, py_, ac, sl, a, nt); });
 }
 
-// max_pool2d (no padding or dilation; relu: of the maxima) of conv2d's output, image by image
+// max_pool2d (no padding or dilation; relu: of the maxima) of conv2d(x, w) + b, image by image
 // (conv2d_forward_each_image), into out and indices; the convolution's output is never written out.
 template <class T>
 void forward_max_pool_py(const py::array& x, const py::array& w, const py::object& b, py::array& out,
-                         py::array& indices, const ConvPlan& plan, int act, double slope, int64_t kh, int64_t kw,
-                         int64_t sh, int64_t sw, bool relu) {
+                         py::array& indices, const ConvPlan& plan, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                         bool relu) {
   const ConvGeom& g = plan.g;
   const PlanShapes s(g);
   const ForwardInputs<T> in = forward_inputs<T>(x, w, b, s);
   auto Y = view_out<T>(out, "out", 4);
-  const Pool2dShape all = pool_shape(static_cast<int>(PoolKind::max), s.y, Y.shape, kh, kw, sh, sw, 0, 0, 1, 1);
-  NNX_REQUIRE(indices.dtype().kind() == 'i' && indices.itemsize() == 4, "indices: expected an int32 array");
-  NNX_REQUIRE(indices.ndim() == 4 && (indices.flags() & py::array::c_style) && indices.writeable(),
-              "indices: expected a writable C-contiguous 4-D array");
-  for (int i = 0; i < 4; ++i) NNX_REQUIRE(indices.shape(i) == Y.shape[i], "indices: expected the shape of out");
-  Pool2dShape one = all;  // one image's planes
-  one.planes = g.K;
-  Act ac = act_of(act);
+  Pool2dShape one = pool_shape(static_cast<int>(PoolKind::max), s.y, Y.shape, kh, kw, sh, sw, 0, 0, 1, 1);
+  one.planes = g.K;  // one image's planes
+  int32_t* pi = indices_ptr(indices, Y.shape, true);
   const T *px = in.x.data, *pw = in.w.data, *pb = in.b.data;
   T* po = Y.data;
-  int32_t* pi = static_cast<int32_t*>(indices.mutable_data());
-  const T sl = static_cast<T>(slope);
   const ConvAlgo a = plan.algo;
-  std::vector<double> attrs = plan_attrs(plan, act, slope);
+  std::vector<double> attrs = plan_attrs(plan, 0, 0.0);
   attrs.insert(attrs.end(), {double(kh), double(kw), double(sh), double(sw), double(relu)});
   run_kernel("conv2d_max_pool2d", {{x, Use::read}, {w, Use::read}, {b, Use::read}, {out, Use::write},
                                    {indices, Use::write}},
              std::move(attrs), [=](int nt) {
                const int64_t per = g.K * one.OH * one.OW;
-               conv2d_forward_each_image<T>(g, px, pw, pb, ac, sl, a, nt, [&](int64_t n, const T* yn) {
+               conv2d_forward_each_image<T>(g, px, pw, pb, Act::none, T(0), a, nt, [&](int64_t n, const T* yn) {
                  if (relu) max_pool2d_relu_forward_indices<T>(one, yn, po + n * per, pi + n * per, 1);
                  else max_pool2d_forward_indices<T>(one, yn, po + n * per, pi + n * per, 1);
                });
@@ -312,14 +305,14 @@ void bind_conv(py::module_& m) {
         "out = act(conv2d(x, w) + b); all arrays C-contiguous with the plan's shapes, out preallocated.");
   m.def("conv2d_max_pool2d",
         [](const py::array& x, const py::array& w, const py::object& b, py::array& out, py::array& indices,
-           const ConvPlan& plan, int act, double slope, int64_t kh, int64_t kw, int64_t sh, int64_t sw, bool relu) {
-          if (is_f32(x)) forward_max_pool_py<float>(x, w, b, out, indices, plan, act, slope, kh, kw, sh, sw, relu);
-          else forward_max_pool_py<double>(x, w, b, out, indices, plan, act, slope, kh, kw, sh, sw, relu);
+           const ConvPlan& plan, int64_t kh, int64_t kw, int64_t sh, int64_t sw, bool relu) {
+          if (is_f32(x)) forward_max_pool_py<float>(x, w, b, out, indices, plan, kh, kw, sh, sw, relu);
+          else forward_max_pool_py<double>(x, w, b, out, indices, plan, kh, kw, sh, sw, relu);
         },
-        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("out"), py::arg("indices"), py::arg("plan"), py::arg("act"),
-        py::arg("slope"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("relu"),
-        "out, indices = max_pool2d(act(conv2d(x, w) + b), (kh, kw), (sh, sw), return_indices=True), relu of the "
-        "maxima with relu=True; the convolution's output is pooled image by image, never stored.");
+        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("out"), py::arg("indices"), py::arg("plan"), py::arg("kh"),
+        py::arg("kw"), py::arg("sh"), py::arg("sw"), py::arg("relu"),
+        "out, indices = max_pool2d(conv2d(x, w) + b, (kh, kw), (sh, sw), return_indices=True), relu of the maxima "
+        "with relu=True; the convolution's output is pooled image by image, never stored.");
   m.def("conv2d_backward",
         [](const py::array& dy, const py::array& x, const py::array& w, const py::object& y, const py::object& dx,
            const py::object& dw, const py::object& db, const ConvPlan& plan, int act, double slope) {

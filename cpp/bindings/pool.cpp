@@ -62,6 +62,16 @@ Pool2dShape pool_shape(int kind, const int64_t* xs, const int64_t* ys, int64_t k
   return s;
 }
 
+int32_t* indices_ptr(py::array& a, const int64_t* shape, bool writable) {
+  if (a.dtype().kind() != 'i' || a.itemsize() != 4)  // the message only on failure: str(dtype) runs Python
+    throw py::value_error("indices: expected an int32 array, got " + std::string(py::str(a.dtype())));
+  NNX_REQUIRE(a.ndim() == 4, "indices: expected 4 dimensions");
+  for (int i = 0; i < 4; ++i) NNX_REQUIRE(a.shape(i) == shape[i], "indices: expected the shape of the output");
+  NNX_REQUIRE((a.flags() & py::array::c_style) != 0, "indices: expected a C-contiguous array");
+  NNX_REQUIRE(!writable || a.writeable(), "indices: output array is read-only");
+  return static_cast<int32_t*>(writable ? a.mutable_data() : const_cast<void*>(a.data()));
+}
+
 namespace {
 
 template <class T>
@@ -114,16 +124,6 @@ void backward(int kind, const py::array& dy, const py::array& x, py::array& dx, 
              });
 }
 
-// int32 (N, C, OH, OW) C-contiguous index array matching `shape`.
-int32_t* indices_ptr(py::array& a, const int64_t* shape, bool writable) {
-  if (a.dtype().kind() != 'i' || a.itemsize() != 4)  // the message only on failure: str(dtype) runs Python
-    throw py::value_error("indices: expected an int32 array, got " + std::string(py::str(a.dtype())));
-  NNX_REQUIRE(a.ndim() == 4, "indices: expected 4 dimensions");
-  for (int i = 0; i < 4; ++i) NNX_REQUIRE(a.shape(i) == shape[i], "indices: expected the shape of the output");
-  NNX_REQUIRE((a.flags() & py::array::c_style) != 0, "indices: expected a C-contiguous array");
-  NNX_REQUIRE(!writable || a.writeable(), "indices: output array is read-only");
-  return static_cast<int32_t*>(writable ? a.mutable_data() : const_cast<void*>(a.data()));
-}
 
 template <class T>
 void max_indices_forward(const py::array& x, py::array& y, py::array& idx, int64_t kh, int64_t kw, int64_t sh,

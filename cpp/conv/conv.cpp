@@ -327,6 +327,7 @@ struct ImageOut {
   T* y;
   const std::function<void(int64_t, const T*)>* image;
   int64_t img;  // elements of one image's output, K P Q
+  static ImageOut into(T* y, const ConvGeom& g) { return ImageOut{y, nullptr, g.K * g.PQ()}; }
   T* dst(int64_t n) const { return y ? y + n * img : workspace_as<T>(kWsConvAux, img); }
   void done(int64_t n, const T* yn) const {
     if (image) (*image)(n, yn);
@@ -364,11 +365,6 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, con
     ig.fwd(g, x + n * g.C * g.H * g.W, wpack, bpack, offs, yn, act, slope, s);
     out.done(n, yn);
   });
-}
-
-template <class T>
-void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope, int nthreads) {
-  forward_implicit(g, x, w, b, ImageOut<T>{y, nullptr, g.K * g.PQ()}, act, slope, nthreads);
 }
 
 template <class T>
@@ -757,7 +753,7 @@ void backward_data_implicit(const ConvGeom& g, const T* dz, const T* w, T* dx, i
         T* dst = wt + ((gi * Cg + c) * Kg + k) * RS;
         for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
       }
-  forward_implicit(t, dz, wt, static_cast<const T*>(nullptr), dx, Act::none, T(0), nthreads);
+  forward_implicit(t, dz, wt, static_cast<const T*>(nullptr), ImageOut<T>::into(dx, t), Act::none, T(0), nthreads);
 }
 
 // dx by Winograd over dz: the transposed geometry's forward, the filters flipped and transposed as the
@@ -809,11 +805,9 @@ void conv2d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y,
   if (g.N == 0) return;
   if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
   switch (algo) {
-    case ConvAlgo::direct:
-      forward_direct(g, x, w, b, ImageOut<T>{y, nullptr, g.K * g.PQ()}, act, slope, nthreads);
-      break;
+    case ConvAlgo::direct: forward_direct(g, x, w, b, ImageOut<T>::into(y, g), act, slope, nthreads); break;
     case ConvAlgo::depthwise: forward_depthwise(g, x, w, b, y, act, slope, nthreads); break;
-    case ConvAlgo::implicit: forward_implicit(g, x, w, b, y, act, slope, nthreads); break;
+    case ConvAlgo::implicit: forward_implicit(g, x, w, b, ImageOut<T>::into(y, g), act, slope, nthreads); break;
     case ConvAlgo::winograd: conv_winograd_forward(g, x, w, false, b, y, act, slope, nthreads); break;
     case ConvAlgo::gemm1x1: forward_gemm(g, x, w, b, y, act, slope, true, nthreads); break;
     default: forward_gemm(g, x, w, b, y, act, slope, false, nthreads); break;
@@ -873,7 +867,7 @@ void conv2d_forward_each_image(const ConvGeom& g, const T* x, const T* w, const 
   if (algo == ConvAlgo::automatic) algo = conv_pick_algorithm(g);
   const int64_t img = g.K * g.PQ();
   if (algo == ConvAlgo::direct || algo == ConvAlgo::implicit) {
-    const ImageOut<T> out{nullptr, &image, img};
+    const ImageOut<T> out{nullptr, &image, img};  // no y: each image into the thread's buffer, then image()
     if (algo == ConvAlgo::direct) forward_direct(g, x, w, b, out, act, slope, nthreads);
     else forward_implicit(g, x, w, b, out, act, slope, nthreads);
     return;

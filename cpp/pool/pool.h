@@ -60,8 +60,8 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_
 // the ReLU's mask is read on the pooled output, a quarter of the conv output for 2x2, in the backward.
 template <class T>
 void max_pool2d_relu_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t* indices, int nthreads);
-// Its backward: dy masked by y > 0 (y: that forward's output) into the calling thread's kWsPool workspace,
-// then max_pool2d_backward_indices. Returns false as that does.
+// Its backward: dy masked by y > 0 (y: that forward's output), a block of planes at a time into the running
+// thread's kWsPool workspace, then max_pool2d_backward_indices on the block. Returns false as that does.
 template <class T>
 bool max_pool2d_relu_backward_indices(const Pool2dShape& s, const T* dy, const T* y, const int32_t* indices, T* dx,
                                       int nthreads);

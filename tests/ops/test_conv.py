@@ -690,6 +690,6 @@ def test_conv2d_max_pool2d_errors(rng):
     for bad_out, bad_idx, kh in [(out[:, :1], ind, 2), (out, ind.astype(np.int64), 2), (out, ind, 0),
                                  (out, ind[:, :, :1], 2)]:
         with pytest.raises(ValueError):
-            nnx._C.conv2d_max_pool2d(x, w, None, bad_out, bad_idx, plan, 0, 0.01, kh, 2, 2, 2, False)
+            nnx._C.conv2d_max_pool2d(x, w, None, bad_out, bad_idx, plan, kh, 2, 2, 2, False)
     empty_y, empty_idx = ops.conv2d_max_pool2d(x[:0], w, kernel_size=2)
     assert empty_y.shape == (0, 3, 2, 2) and empty_idx.shape == (0, 3, 2, 2)

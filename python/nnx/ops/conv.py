@@ -145,6 +145,13 @@ def conv2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1, groups=1,
     return dx, dw, db
 
 
+def _pooling_of(plan, kernel_size, pool_stride):
+    """The max pooling (no padding or dilation) of the plan's output, its parameters checked."""
+    if pool_stride is not None:
+        pair(pool_stride, "pool_stride", 1)  # the pooling's own check would name it "stride"
+    return _pool(plan.out_shape, kernel_size, pool_stride, 0, 1)
+
+
 def conv2d_max_pool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size, pool_stride=None,
                       activation=None, algorithm="auto"):
     """(y, indices) = max_pool2d(conv2d(x, w, b, stride, padding, dilation, groups), kernel_size, pool_stride,
@@ -154,15 +161,13 @@ def conv2d_max_pool2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, *
     the ReLU) then conv2d_backward: conv2d_max_pool2d_backward."""
     x, w, b = _inputs(x, w, b)
     plan = _plan(x, w, b, stride, padding, dilation, groups, algorithm)
-    if pool_stride is not None:
-        pair(pool_stride, "pool_stride", 1)  # the pooling's own check would name it "stride"
-    pool = _pool(plan.out_shape, kernel_size, pool_stride, 0, 1)
+    pool = _pooling_of(plan, kernel_size, pool_stride)
     relu = _relu(activation)
     out = empty(pool.out_shape, x.dtype, "y")
     indices = empty(pool.out_shape, np.int32, "indices")
     if out.size:
         _C.conv2d_max_pool2d(contiguous(x, "x"), contiguous(w, "w"), None if b is None else contiguous(b, "b"), out,
-                             indices, plan, 0, 0.01, *pool.k, *pool.s, relu)
+                             indices, plan, *pool.k, *pool.s, relu)
     return out, indices
 
 
@@ -173,8 +178,7 @@ def conv2d_max_pool2d_backward(dy, x, w, b=None, stride=1, padding=0, dilation=1
     max_pool2d_backward into the convolution's output gradient, then conv2d_backward."""
     x, w, b = _inputs(x, w, b)
     plan = _plan(x, w, b, stride, padding, dilation, groups, algorithm)
-    if pool_stride is not None:
-        pair(pool_stride, "pool_stride", 1)
+    _pooling_of(plan, kernel_size, pool_stride)
     # The pooling's backward reads only its input's shape and dtype (the indices say where dy goes): a
     # zero-strided stand-in for the convolution's output, which was never stored.
     z = np.broadcast_to(np.zeros((), x.dtype), plan.out_shape)
