@@ -25,9 +25,14 @@ constexpr GemmBlocking kDgemmBlockingPortable{4, 4, 256, 64, 2048};
 constexpr GemmBlocking kSgemmBlockingAvx2{6, 16, 256, 144, 4080};
 constexpr GemmBlocking kDgemmBlockingAvx2{6, 8, 256, 72, 4080};
 
-// AVX-512 (32 zmm registers): a 12x32 / 12x16 tile would use more of them; 6x32 keeps the kernel the
-// same shape as the AVX2 one.
-constexpr GemmBlocking kSgemmBlockingAvx512{6, 32, 256, 144, 4096};
+// AVX-512 (32 zmm registers). Float: 8 x 32, 16 accumulators, 10 loads (2 of B, 8 broadcasts of A) per 16
+// multiply-adds where 6 x 32 took 8 per 12. Measured against 6 x 32 on the Xeon with full-width 512-bit FMA
+// (bench/test_gemm.py's shapes, medians, 5 alternated runs of two builds): 1 thread 1.00-1.10x (256^3 1.10x,
+// 64 x 3136 x 576 1.09x, 576 x 256 x 128 0.98x), 2 threads 0.98-1.11x (1024^3 1.10x); 12 x 32 gained on
+// the squares (1024^3 1.14x) but lost 0.95x where M = 64 (its last tile a third full), 14 x 32 lost on most.
+// Unmeasured on CPUs that split 512-bit operations (Zen 4), where fewer loads per multiply-add should not
+// cost. A tile's shape never changes the order of a sum (k within KC blocks), so the bits stay the same.
+constexpr GemmBlocking kSgemmBlockingAvx512{8, 32, 256, 144, 4096};
 constexpr GemmBlocking kDgemmBlockingAvx512{6, 16, 256, 72, 4096};
 
 // AVX-512 for narrow products (C at most one vector wide, e.g. 16 float columns) on CPUs with full-width

@@ -1,4 +1,4 @@
-// AVX-512 micro-kernels: the AVX2 kernel with zmm registers (sgemm 6x32, dgemm 6x16), and for narrow products
+// AVX-512 micro-kernels: the AVX2 kernel with zmm registers (sgemm 8x32, dgemm 6x16), and for narrow products
 // on CPUs with full-width 512-bit FMA pipes a one-vector tile (sgemm 16x16, dgemm 16x8; gemm.cpp's
 // gemm_ukernels_for). Filled into the tables only when the CPU has AVX-512 F/DQ/BW/VL (common/isa_table.h);
 // the tests' `isa` fixture runs them on AVX-512 machines beside the AVX2 and portable kernels.
@@ -42,14 +42,14 @@ constexpr GemmBlocking kS = kSgemmBlockingAvx512;
 constexpr GemmBlocking kD = kDgemmBlockingAvx512;
 constexpr GemmBlocking kSN = kSgemmBlockingAvx512Narrow;
 constexpr GemmBlocking kDN = kDgemmBlockingAvx512Narrow;
-static_assert(kS.mr == 6 && kS.nr == 32 && kD.mr == 6 && kD.nr == 16, "tile names below");
+static_assert(kS.mr == 8 && kS.nr == 32 && kD.mr == 6 && kD.nr == 16, "tile names below");
 static_assert(kSN.mr == 16 && kSN.nr == 16 && kDN.mr == 16 && kDN.nr == 8, "tile names below");
 
 }  // namespace
 
 template <>
 void gemm_ukernels_fill_avx512<float>(GemmUkernels<float>& table) {
-  table = tile_table<Avx512Float, kS.mr, kS.nr / Avx512Float::W>(kS, "sgemm_ukernel_avx512_6x32");
+  table = tile_table<Avx512Float, kS.mr, kS.nr / Avx512Float::W>(kS, "sgemm_ukernel_avx512_8x32");
 }
 
 template <>
