@@ -43,7 +43,7 @@ struct ConvGeom {
 //   implicit:  implicit GEMM, SIMD over output channels: (pixels x channels) = (pixels x taps) (taps x
 //              channels), the first operand read from x through offsets instead of im2col columns; for
 //              few input channels and at least 16 filters, where output rows are too short to fill
-//              the direct kernel's vectors. Its dx is the direct kernel's (stride 1) or im2col's.
+//              the direct kernel's vectors. Its dx: see ConvDxPath.
 //   winograd:  3x3 or 5x5, stride 1, no dilation, one group: Winograd F(4x4) or F(2x2) tiles (by shape,
 //              conv_winograd_tile; winograd.h), 36 (3x3) or 64 (5x5) multiply-adds per 4x4 outputs, channel
 //              and filter instead of 144 or 400, or 16 or 36 per 2x2 instead of 36 or 100; its dx is the same
@@ -70,10 +70,12 @@ bool conv_algo_applies(ConvAlgo a, const ConvGeom& g, std::string* why);
 ConvAlgo conv_pick_algorithm(const ConvGeom& g);
 
 // How conv2d_backward computes dx for a plan's algorithm (direct and implicit choose per shape among
-// direct, implicit and kvec by a modelled cost; strided layers go through col2im).
+// direct, implicit and kvec by a modelled cost; strided layers between implicit, in phases, and col2im).
 //   col2im:    GEMM of the filters with dz into columns, scattered back (im2col, gemm1x1, strided);
 //   direct:    stride 1: the direct kernel over dz zero-padded by the kernel's extent, flipped filters;
 //   implicit:  stride 1: the implicit GEMM of that transposed convolution (SIMD along the channels);
+//              strided (dilation 1): the same per phase, each residue class of dx's rows and columns being
+//              a stride-1 correlation of dz with the filter taps of that class (conv.cpp's DxPhases);
 //   kvec:      stride 1: per dx element, only the taps that land on dz, SIMD along the filters;
 //   depthwise: the depthwise algorithm's own;
 //   winograd:  3x3 or 5x5 stride 1 with padding at most R - 1 (a transposed padding of at least 0):

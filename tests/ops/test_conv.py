@@ -14,6 +14,7 @@ CASES = {
     "lenet2": ((3, 6, 14, 14), (16, 6, 5, 5), {}),
     "resnet3x3": ((2, 8, 10, 10), (8, 8, 3, 3), dict(padding=1)),
     "strided3x3": ((2, 8, 11, 11), (16, 8, 3, 3), dict(stride=2, padding=1)),
+    "strided_phases": ((2, 16, 11, 11), (24, 16, 3, 3), dict(stride=2, padding=1)),  # its dx in phases
     "1x1": ((2, 16, 5, 7), (8, 16, 1, 1), {}),
     "stem7x7": ((2, 3, 19, 19), (8, 3, 7, 7), dict(stride=2, padding=3)),
     "depthwise": ((2, 8, 9, 9), (8, 1, 3, 3), dict(padding=1, groups=8)),
@@ -312,7 +313,8 @@ def test_dx_as_transposed_implicit_gemm(rng, kw):
                   lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, algorithm="implicit", **kw))
 
 
-@pytest.mark.parametrize("case", ["wide_direct", "wide_implicit", "lenet1", "lenet2", "strided3x3", "odd"])
+@pytest.mark.parametrize("case", ["wide_direct", "wide_implicit", "lenet1", "lenet2", "strided3x3", "odd",
+                                  "strided_phases"])
 @pytest.mark.parametrize("algo", ["direct", "implicit"])
 def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
     """The AVX-512 conv kernels block differently but sum every output in the AVX2 kernels' order, so
@@ -369,7 +371,8 @@ def forced_dx_path():
 def test_every_stride1_dx_path_matches_reference(isa, dtype, rng, case, path, forced_dx_path):
     """Each way of computing a stride-1 dx (direct's full correlation, the transposed implicit GEMM, kvec's
     sum over the filters of only the taps on dz), forced where it applies, against the reference; strided
-    cases fall back to col2im whatever is forced."""
+    cases run the implicit GEMM in phases where it is forced (groups2, stride (1, 2)) and otherwise fall
+    back to the automatic choice."""
     xs, ws, kw = CASES[case]
     x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[:1], dtype)
     dy = random(rng, ref.conv2d(x, w, b, **kw).shape, dtype)
@@ -412,11 +415,20 @@ def test_dx_path_choice(forced_dx_path):
     assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1, algorithm="implicit") == "direct"
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1, algorithm="implicit") == "implicit"
     assert ops.conv2d_dx_path((64, 32, 14, 14), (64, 32, 5, 5), padding=2, algorithm="implicit") == "implicit"
-    assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1) == "col2im"
+    # Strided: in phases where every phase has taps and 16-channel blocks are at least 3/4 full
+    assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1) == "implicit"  # ResNet-20
+    assert ops.conv2d_dx_path((64, 12, 32, 32), (24, 12, 3, 3), stride=2, padding=1) == "implicit"
+    assert ops.conv2d_dx_path((64, 8, 32, 32), (16, 8, 3, 3), stride=2, padding=1) == "col2im"
+    assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 1, 1), stride=2) == "col2im"  # 3 phases of 4 without taps
+    assert ops.conv2d_dx_path((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "col2im"
+    assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, dilation=2, padding=2) == "col2im"
     assert ops.conv2d_dx_path((64, 256, 16, 16), (64, 256, 1, 1)) == "col2im"
     forced_dx_path("kvec")
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "kvec"  # forced, even on a Winograd plan
-    assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1) == "col2im"  # stride 1 only
+    assert ops.conv2d_dx_path((64, 8, 32, 32), (16, 8, 3, 3), stride=2, padding=1) == "col2im"  # stride 1 only
+    forced_dx_path("implicit")  # in phases on any strided layer without dilation, but never dilated
+    assert ops.conv2d_dx_path((64, 8, 32, 32), (16, 8, 3, 3), stride=2, padding=1) == "implicit"
+    assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, dilation=2, padding=2) == "col2im"
     forced_dx_path("winograd")  # applies to 3x3 / 5x5 stride-1 layers whose padding is at most R - 1
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=3) != "winograd"
@@ -436,6 +448,63 @@ def test_kvec_dx_is_thread_count_invariant(rng, forced_dx_path):
         for t in (1, 2, 3):
             nnx.set_num_threads(t)
             outs.append(ops.conv2d_backward(dy, x, w, None, algorithm="implicit", needs=(True, False, False))[0])
+    finally:
+        nnx.set_num_threads(before)
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])
+
+
+# Strided layers whose dx runs in phases (conv.cpp's DxPhases): strides 2 and 3 and mixed, paddings from none to
+# beyond the kernel, kernels smaller than the stride (phases without taps: zeros), larger than it, even and
+# odd sizes, an image narrower than the stride, and groups.
+PHASE_CASES = [
+    ((2, 16, 11, 11), (24, 16, 3, 3), dict(stride=2, padding=1)),
+    ((2, 6, 12, 12), (8, 6, 5, 5), dict(stride=2, padding=2)),
+    ((2, 4, 8, 9), (4, 4, 4, 4), dict(stride=2, padding=1)),
+    ((2, 3, 13, 11), (4, 3, 3, 2), dict(stride=3, padding=1)),
+    ((2, 5, 10, 11), (7, 5, 3, 3), dict(stride=(2, 3), padding=(0, 1))),
+    ((2, 6, 9, 9), (6, 6, 3, 3), dict(stride=(2, 1), padding=(1, 0))),
+    ((1, 4, 7, 8), (3, 4, 1, 1), dict(stride=2)),
+    ((2, 8, 10, 10), (8, 4, 1, 1), dict(stride=3, groups=2)),
+    ((2, 4, 6, 6), (4, 2, 3, 3), dict(stride=2, padding=3, groups=2)),
+    ((1, 4, 1, 5), (4, 4, 3, 3), dict(stride=2, padding=1)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(PHASE_CASES)))
+def test_strided_dx_in_phases_matches_reference(isa, dtype, rng, case, forced_dx_path):
+    xs, ws, kw = PHASE_CASES[case]
+    x, w = random(rng, xs, dtype), random(rng, ws, dtype)
+    dy = random(rng, ref.conv2d(x, w, None, **kw).shape, dtype)
+    forced_dx_path("implicit")
+    assert ops.conv2d_dx_path(xs, ws, algorithm="implicit", **kw) == "implicit"
+    for algo in ("direct", "implicit"):
+        got = ops.conv2d_backward(dy, x, w, None, algorithm=algo, needs=(True, False, False), **kw)[0]
+        assert_close(got, ref.conv2d_backward(dy, x, w, None, **kw)[0], dtype, k=max(1, _k(ws, dy.shape)),
+                     name=f"{algo} dx")
+
+
+@pytest.mark.parametrize("case", [0, 3, 7])
+def test_strided_dx_in_phases_float64_gradcheck_and_threads(rng, case, forced_dx_path):
+    """In phases: float64 to 1e-10 of the reference, the C++ backward against finite differences, and the same
+    bits at 1, 2 and 3 threads (each image's dx is one thread's, its sums in tap order)."""
+    xs, ws, kw = PHASE_CASES[case]
+    forced_dx_path("implicit")
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws) * 0.3
+    dy = rng.standard_normal(ref.conv2d(x, w, None, **kw).shape)
+    got = ops.conv2d_backward(dy, x, w, None, algorithm="implicit", needs=(True, False, False), **kw)[0]
+    np.testing.assert_allclose(got, ref.conv2d_backward(dy, x, w, None, **kw)[0], rtol=1e-10, atol=1e-10)
+    nnx.gradcheck(lambda x, w: ops.conv2d(x, w, None, algorithm="implicit", **kw), (x[:1], w),
+                  lambda dy, x, w: ops.conv2d_backward(dy, x, w, None, algorithm="implicit", needs=(True, True, False),
+                                                       **kw)[:2])
+    xf = random(rng, (5,) + xs[1:], np.float32)
+    wf, dyf = w.astype(np.float32), random(rng, (5,) + dy.shape[1:], np.float32)
+    before = nnx.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            nnx.set_num_threads(t)
+            outs.append(ops.conv2d_backward(dyf, xf, wf, None, algorithm="implicit", needs=(True, False, False),
+                                            **kw)[0])
     finally:
         nnx.set_num_threads(before)
     assert all(np.array_equal(outs[0], o) for o in outs[1:])
