@@ -77,6 +77,9 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
   // NNX_ISA=avx2) 0.93-1.20x: 64x1024x3136 with B = W^T 1.12x, 64x3136x1024 1.09x, 32x4096x288 0.93x but
   // with B = W^T 1.20x. The same tiles and sums, so the same bits.
   const bool sliver_at_a_time = M <= MC;
+  // A small B read in place by its rows (see in_place_b) rather than packed, sliver by sliver.
+  const bool in_place_b = strided_a && kr.ukernel_strided_ab && cs_b == 1 &&
+                          K * N * static_cast<int64_t>(sizeof(T)) <= kInPlaceBMaxBytes;
 
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
@@ -84,7 +87,7 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
       const int64_t kc = std::min(KC, K - pc);
       const T beta_pc = pc == 0 ? beta : T(1);
       const bool last = pc + kc == K;
-      if (!sliver_at_a_time) kr.pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bufb);
+      if (!sliver_at_a_time && !in_place_b) kr.pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bufb);
       for (int64_t ic = 0; ic < M; ic += MC) {  // one block when sliver_at_a_time
         const int64_t mc = std::min(MC, M - ic);
         const T* ablock = a + ic * rs_a + pc * cs_a;
@@ -92,14 +95,19 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t n = std::min(NR, nc - jr);
           const T* bp = bufb + jr * kc;
-          if (sliver_at_a_time) {
+          const bool b_in_place = in_place_b && n == NR;
+          if (b_in_place) {
+            bp = b + pc * rs_b + (jc + jr);
+          } else if (sliver_at_a_time || in_place_b) {  // in_place_b: the last, partial sliver
             kr.pack_b(kc, n, b + pc * rs_b + (jc + jr) * cs_b, rs_b, cs_b, bufb);
             bp = bufb;
           }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t m = std::min(MR, mc - ir);
             T* ct = c + (ic + ir) * rs_c + (jc + jr) * cs_c;
-            if (strided_a)
+            if (b_in_place)
+              kr.ukernel_strided_ab(kc, ablock + ir * rs_a, rs_a, cs_a, bp, rs_b, ct, rs_c, cs_c, m, n, alpha, beta_pc);
+            else if (strided_a)
               kr.ukernel_strided_a(kc, ablock + ir * rs_a, rs_a, cs_a, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);
             else
               (stream_c ? kr.ukernel_stream_c : kr.ukernel)(kc, bufa + ir * kc, bp, ct, rs_c, cs_c, m, n, alpha, beta_pc);

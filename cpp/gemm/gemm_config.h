@@ -64,4 +64,10 @@ constexpr long kStreamCMinBytes = 4L << 20;
 // a column). Measured on Zen3: 4096x16x256 runs 2x faster, 64x120x400 about 8% faster.
 constexpr int kStridedAMaxSlivers = 8;
 
+// Where A is read in place and all of B (K x N, rows contiguous) is at most this many bytes, B is read in place
+// too: its full slivers are not packed (gemm.cpp's gemm_block, ukernel.h's ukernel_strided_ab; the AVX-512
+// tables). Measured against packing (Xeon, 1 thread, best of 5 x 4 alternated runs, M x N x K): 64 x 128 x 64
+// 1.12x, 16 x 256 x 32 1.11x, 64 x 120 x 64 1.03x, 32^3 1.03x, 64^3 and 96^3 even. The same sums.
+constexpr long kInPlaceBMaxBytes = 32L << 10;
+
 }  // namespace nnx

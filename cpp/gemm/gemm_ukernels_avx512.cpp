@@ -34,8 +34,12 @@ GemmUkernels<typename V::T> tile_table(const GemmBlocking& bl, const char* name)
                                int64_t n, T alpha, T beta) {
     ukernel_simd<V, MR, NV, false, true>(k, a, 0, 0, b, c, rs_c, cs_c, m, n, alpha, beta);
   };
+  GemmUkernelStridedAB<T> strided_ab = [](int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const T* b, int64_t ldb,
+                                          T* c, int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, T alpha, T beta) {
+    ukernel_simd<V, MR, NV, true, false, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta, ldb);
+  };
   return GemmUkernels<T>{bl,   packed, strided, pack_a_panels<MR, T>, pack_b_transposed<NR>, epilogue_tile<T>,
-                         name, stream_c};
+                         name, stream_c, strided_ab};
 }
 
 constexpr GemmBlocking kS = kSgemmBlockingAvx512;

@@ -16,6 +16,9 @@
 // ukernel_strided_a: the same with A read in place, A(i, p) = a[i * rs_a + p * cs_a] for i < m (rows
 //   past m are never touched). Same arithmetic in the same order, so both give bitwise equal tiles; it
 //   saves packing when each sliver of A meets only a few slivers of B (narrow N).
+// ukernel_strided_ab: ukernel_strided_a with B read in place as well, row p of the k x NR sliver at b + p * ldb
+//   (n == NR: no padding to read; any alignment). For a small B (gemm.cpp's kInPlaceBMaxBytes), whose packing
+//   would cost as much as a fraction of the product. Absent (nullptr) where the table has none.
 //
 // pack_a(mc, kc, a, rs_a, cs_a, out): packs the mc x kc block A(i, p) = a[i * rs_a + p * cs_a] into
 //   ceil(mc / MR) slivers of MR * kc elements each (sliver s holds rows s*MR ..), zero-padding the rows
@@ -36,6 +39,9 @@ using GemmUkernel = void (*)(int64_t k, const T* a, const T* b, T* c, int64_t rs
 template <class T>
 using GemmUkernelStridedA = void (*)(int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const T* b, T* c,
                                      int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, T alpha, T beta);
+template <class T>
+using GemmUkernelStridedAB = void (*)(int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const T* b, int64_t ldb, T* c,
+                                      int64_t rs_c, int64_t cs_c, int64_t m, int64_t n, T alpha, T beta);
 template <class T>
 using GemmPackA = void (*)(int64_t mc, int64_t kc, const T* a, int64_t rs_a, int64_t cs_a, T* out);
 template <class T>
@@ -58,6 +64,7 @@ struct GemmUkernels {
   GemmEpilogue<T> epilogue;
   const char* name;  // the micro-kernel's name, e.g. "sgemm_ukernel_avx2_6x16"
   GemmUkernel<T> ukernel_stream_c = nullptr;
+  GemmUkernelStridedAB<T> ukernel_strided_ab = nullptr;
 };
 
 // One fill per ISA (the dispatch idiom of common/isa_table.h), each defined in the file compiled for that

@@ -14,10 +14,11 @@ namespace {
 // repeat row m - 1 and are dropped at the store); otherwise a is a packed sliver (rs_a, cs_a ignored).
 // kStreamC: a full tile with beta == 0 goes to memory with non-temporal stores, past the caches (the
 // ukernel_stream_c contract of ukernel.h: each row of the tile starts on a cache line); the same values.
-template <class V, int MR, int NV, bool kStridedA, bool kStreamC = false>
+// kStridedB (with kStridedA): B read in place too, row p of the sliver at b + p * ldb (any alignment).
+template <class V, int MR, int NV, bool kStridedA, bool kStreamC = false, bool kStridedB = false>
 void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, int64_t cs_a,
                   const typename V::T* __restrict b, typename V::T* c, int64_t rs_c, int64_t cs_c,
-                  int64_t m, int64_t n, typename V::T alpha, typename V::T beta) {
+                  int64_t m, int64_t n, typename V::T alpha, typename V::T beta, int64_t ldb = NV * V::W) {
   using T = typename V::T;
   using vec = typename V::vec;
   constexpr int W = V::W;
@@ -46,7 +47,7 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
     for (int64_t p = 0; p < k; ++p) {
       vec bv[NV];
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) bv[j] = V::load(b + j * W);
+      for (int j = 0; j < NV; ++j) bv[j] = kStridedB ? V::loadu(b + j * W) : V::load(b + j * W);
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         vec av = V::set1(ar[i][off]);
@@ -54,7 +55,7 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
         for (int j = 0; j < NV; ++j) acc[i][j] = V::fma(av, bv[j], acc[i][j]);
       }
       off += cs_a;
-      b += NR;
+      b += kStridedB ? ldb : NR;
     }
   } else {
 #pragma GCC unroll 4

@@ -121,6 +121,25 @@ def test_gemm_streamed_c_gives_the_cached_bits(isa, dtype, rng, offset):
     assert_close(one, (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype), dtype, k=k)
 
 
+@pytest.mark.parametrize("m,n,k", [(64, 64, 64), (37, 40, 29), (300, 70, 16), (8, 256, 32), (5, 33, 1)])
+def test_gemm_in_place_b_gives_the_packed_bits(isa, dtype, rng, m, n, k):
+    """A small B with contiguous rows, beside an A read in place (few slivers of B), is read in place as well
+    on the AVX-512 tables (gemm_config.h, kInPlaceBMaxBytes): its full slivers unpacked, a partial last one
+    packed, M past one MC block. The same product with B laid out by columns (so packed): the same bits."""
+    a, b = random(rng, (m, k), dtype), random(rng, (k, n), dtype)
+    b_cols = np.asfortranarray(b)
+    got, packed = np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
+    _C.gemm(a, b, got, 1.0, 0.0)
+    _C.gemm(a, b_cols, packed, 1.0, 0.0)
+    np.testing.assert_array_equal(got, packed)
+    assert_close(got, (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype), dtype, k=k)
+    c0 = random(rng, (m, n), dtype)
+    got, packed = c0.copy(), c0.copy()
+    _C.gemm(a, b, got, 0.5, 2.0)
+    _C.gemm(a, b_cols, packed, 0.5, 2.0)
+    np.testing.assert_array_equal(got, packed)
+
+
 @pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh"])
 def test_linear_forward_backward(isa, dtype, rng, activation):
     x, w, b = random(rng, (33, 17), dtype), random(rng, (10, 17), dtype), random(rng, (10,), dtype)
