@@ -77,8 +77,20 @@ bool conv_algo_applies(ConvAlgo a, const ConvGeom& g, std::string* why) {
   }
 }
 
-// Taps (C/groups x R x S) up to which the implicit GEMM beats im2col (see conv_pick_algorithm).
-constexpr int64_t kImplicitMaxTaps = 1024;
+// Taps (C/groups x R x S) up to which the implicit GEMM beats im2col (see conv_pick_algorithm): 1024 for a
+// tile at the 32-byte rate (measured on Zen 4), 4096 where it runs at twice that (full-width 512-bit pipes,
+// measured on the Xeon). The latter also bounds the taps of one phase of a strided dx (dx_phases_apply).
+constexpr int64_t kImplicitMaxTaps = 1024, kImplicitMaxTapsWide = 4096;
+
+static int64_t implicit_max_taps(const ConvGeom& g) {
+  return conv_ukernels<float>().igemm_for(g).rate > 1 ? kImplicitMaxTapsWide : kImplicitMaxTaps;
+}
+
+// The implicit GEMM's weight gradient adds each image's products into dwT (taps x Kp per group): up to this
+// many bytes of it, where it stays in L2; past them the GEMM's weight gradient (im2col's) instead. Measured
+// (Xeon, 2 MiB of L2, 1 thread, float32, 3x3 stride 2, implicit against the GEMM): dwT 0.28 MiB 1.16-1.33x,
+// 0.63 MiB 1.23x, 1.12 MiB 1.09x / 0.99x (8x8 maps), 2.25 MiB 1.04x, 2.53 MiB 0.96x, 4.5 MiB 0.50x, 9 MiB 0.38x.
+constexpr int64_t kImplicitDwMaxBytes = int64_t{2304} << 10;
 
 ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   if (g.Cg() == 1 && g.groups > 1) return ConvAlgo::depthwise;
@@ -137,17 +149,25 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
     if (g.R == 3 && (channels >= 64 || (channels >= 32 && g.Q >= 6) || (channels >= 16 && g.Q >= 8)))
       return ConvAlgo::winograd;
   }
-  // Up to 1024 taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the columns.
+  // Up to implicit_max_taps: the implicit GEMM skips im2col's copies and the GEMM's packing of the columns.
   // Measured 1.2-1.4x faster than im2col for 64-channel 3x3 and the TensorFlow-tutorial 32->64 5x5 layer
-  // (AVX-512 Zen 4, 1 thread, interleaved runs); with more taps its dx and dw fell behind (128 and 256
-  // channels, 3x3). Strided layers too (CPU time per call, 1 thread, forward / weight gradient, ms:
+  // (AVX-512 Zen 4, 1 thread, interleaved runs), where with more taps its dx and dw fell behind (128 and 256
+  // channels, 3x3). With the wide tile of full-width 512-bit pipes, the strided dx in phases and the weight
+  // gradient through the GEMM past kImplicitDwMaxBytes (Xeon, 1 thread, forward / dx / dw against im2col,
+  // ms; stride 1: 64 -> 64 7x7 on 32x32 (3136 taps) 22.3 / 23.2 / 25.7 against 42.8 / 58.6 / 43.0, 128 ->
+  // 128 4x4 on 16x16 17.0 / 15.7 / 21.9 against 26.6 / 36.8 / 30.8, 256 -> 256 3x3 dilated 2 on 16x16 35.0 /
+  // 35.8 / 52.3 against 46.6 / 66.2 / 62.6; stride 2:) 128 -> 256
+  // 3x3 stride 2 on 28x28 (1152 taps, 32 images) 29.9 / 34.6 / 35.0 against 37.6 / 44.0 / 40.9; 256 -> 512
+  // on 14x14 (2304 taps, 16 images) 16.5 / 27.1 / (the GEMM's) against 19.9 / 28.2 / 27.1; a 64-channel
+  // 7x7 stride-2 layer on 64x64 (3136 taps, 8 images) 24.6 / 28.3 / 25.0 against 44.9 / 58.1 / 43.9; 512 ->
+  // 512 on 8x8 (4608 taps) even (14.2 / 25.9 against 13.9 / 25.9). Strided layers too (CPU time per call, 1 thread, forward / weight gradient, ms:
   // ResNet-20's 16->32 3x3 s2 2.17 / 2.65 against im2col's 3.58 / 3.91, 32->64 1.96 / 2.70 against 2.93 /
   // 3.20, a 7x7 s2 stem 0.95 / 1.43 against 1.32 / 1.59), except 1x1 kernels, a plain subsampling GEMM
   // (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes), unless the implicit
   // GEMM's tile for these filters runs at twice the 32-byte rate (full-width 512-bit pipes: those
   // projections' forward and weight gradient 0.62 / 0.44 ms against im2col's 0.83 / 0.53, Xeon, 1 thread).
   const bool strided_1x1 = g.sh * g.sw > 1 && g.R * g.S == 1;
-  if (g.Kg() >= 16 && g.CgRS() <= kImplicitMaxTaps &&
+  if (g.Kg() >= 16 && g.CgRS() <= implicit_max_taps(g) &&
       (!strided_1x1 || conv_ukernels<float>().igemm_for_channels(g.Kg()).rate > 1))
     return ConvAlgo::implicit;
   return ConvAlgo::im2col;
@@ -575,6 +595,12 @@ void backward_weights_implicit(const ConvGeom& g, const T* x, const T* dz, T* dw
                });
 }
 
+// Whether the implicit GEMM's dwT stays within kImplicitDwMaxBytes: Kg counted in blocks of 16, the narrow
+// tile's in every table, so that the choice (and with it the bits) depends on the shape and dtype alone.
+bool implicit_dw_fits(const ConvGeom& g, size_t elem) {
+  return g.groups * g.CgRS() * ceil_div(g.Kg(), 16) * 16 * static_cast<int64_t>(elem) <= kImplicitDwMaxBytes;
+}
+
 // The partial sums of a Winograd dw, one transformed gradient (alpha^2 K C) per chunk of images: above this
 // the weight gradient goes through the implicit GEMM or im2col instead (512 -> 512 3x3 would hold 16 chunks
 // of 16 MiB).
@@ -705,7 +731,7 @@ inline void dx_phase_axis(int64_t a, int64_t stride, int64_t pad, int64_t R, int
 
 inline bool dx_phases_apply(const ConvGeom& g) {
   return g.dh == 1 && g.dw == 1 && g.sh * g.sw <= DxPhases::kMax &&
-         g.Kg() * ceil_div(g.R, g.sh) * ceil_div(g.S, g.sw) <= kImplicitMaxTaps;
+         g.Kg() * ceil_div(g.R, g.sh) * ceil_div(g.S, g.sw) <= kImplicitMaxTapsWide;
 }
 
 // Whether a strided dx runs in phases rather than through col2im: every phase has filter taps (a 1x1 stride-2
@@ -1021,9 +1047,8 @@ void conv2d_backward(const ConvGeom& g, const T* dy, const T* x, const T* w, con
         if (algo == ConvAlgo::direct) backward_weights_direct(g, x, dz, dw, nthreads);
         else if (algo == ConvAlgo::winograd && winograd_dw_fits(g, sizeof(T)))
           backward_weights_winograd(g, x, dz, dw, nthreads);
-        else if (algo == ConvAlgo::winograd && g.CgRS() > kImplicitMaxTaps)
-          backward_weights_gemm(g, x, dz, dw, false, nthreads);
-        else backward_weights_implicit(g, x, dz, dw, nthreads);
+        else if (implicit_dw_fits(g, sizeof(T))) backward_weights_implicit(g, x, dz, dw, nthreads);
+        else backward_weights_gemm(g, x, dz, dw, false, nthreads);
       }
       break;
     default: {

@@ -225,7 +225,12 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((16, 256, 14, 14), (256, 256, 5, 5), padding=2) == "winograd"
     assert ops.conv2d_algorithm((16, 256, 7, 7), (256, 256, 5, 5), padding=2) == ("winograd" if wide else "implicit")
     assert ops.conv2d_algorithm((16, 256, 5, 5), (256, 256, 5, 5), padding=2) == "im2col"  # 3 tiles a row
-    assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == "im2col"  # 1152 taps
+    # The implicit GEMM up to 1024 taps at the 32-byte rate, 4096 with the wide tile of full-width 512-bit pipes
+    assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == (
+        "implicit" if wide else "im2col")  # 1152 taps
+    assert ops.conv2d_algorithm((16, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1) == (
+        "implicit" if wide else "im2col")  # 2304 taps
+    assert ops.conv2d_algorithm((16, 512, 8, 8), (512, 512, 3, 3), stride=2, padding=1) == "im2col"  # 4608 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
     assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "implicit"
@@ -401,6 +406,22 @@ def test_kvec_dx_float64_and_gradcheck(rng, kw, forced_dx_path):
         np.testing.assert_allclose(got, ref.conv2d_backward(dy, x, w, b, **kw)[0], rtol=1e-10, atol=1e-10)
     nnx.gradcheck(lambda x, w, b: ops.conv2d(x, w, b, algorithm="direct", **kw), (x[:1], w, b),
                   lambda dy, x, w, b: ops.conv2d_backward(dy, x, w, b, algorithm="direct", **kw))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_implicit_weight_gradient_past_l2_goes_through_the_gemm(rng, dtype):
+    """The implicit GEMM's weight gradient accumulates dwT (taps x filters) image by image; past 2.25 MiB of it
+    (conv.cpp's kImplicitDwMaxBytes) the layer takes im2col's GEMM weight gradient instead: the bits of
+    algorithm="im2col", close to the reference. Below it, its own (other sums, also close)."""
+    for (c, k), gemm in (((256, 512), True), ((64, 64), False)):
+        x, w = random(rng, (2, c, 5, 6), dtype), random(rng, (k, c, 3, 3), dtype)
+        dy = random(rng, (2, k, 3, 3), dtype)
+        kw = dict(stride=2, padding=1)
+        got = ops.conv2d_backward(dy, x, w, None, algorithm="implicit", needs=(False, True, False), **kw)[1]
+        via_gemm = ops.conv2d_backward(dy, x, w, None, algorithm="im2col", needs=(False, True, False), **kw)[1]
+        if gemm:
+            np.testing.assert_array_equal(got, via_gemm)
+        assert_close(got, ref.conv2d_backward(dy, x, w, None, **kw)[1], dtype, k=2 * 3 * 3, name="dw")
 
 
 def test_dx_path_choice(forced_dx_path):

@@ -21,8 +21,12 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   cpp/conv/simd/winograd.inc, one GEMM per transform point on the GEMM family's micro-kernel; its dx is the
   same algorithm over dy, its dw the sum over tiles of the transformed dy and x, one GEMM per transform
   point, transformed back;
-- "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024, strided
-  ones included (their dx goes through im2col's col2im), except 1x1 kernels with a stride;
+- "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024 (4096 on
+  CPUs with full-width 512-bit FMA pipes, whose wide tile runs at twice the rate), strided ones included,
+  except 1x1 kernels with a stride (unless the wide tile takes them); a strided dx runs the implicit GEMM in
+  phases (each residue class of dx's rows and columns a stride-1 correlation of dy with that class's taps)
+  where every phase has taps and blocks of 16 channels are 3/4 full, else col2im; the weight gradient goes
+  through im2col's GEMM once its partial sums pass 2.25 MiB;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
 dw and db are always reduced over fixed chunks of images, so results do not depend on the thread count.
 Any algorithm can be forced with `algorithm=`, which the tests use to check each against the reference.
