@@ -87,10 +87,11 @@ static int64_t implicit_max_taps(const ConvGeom& g) {
 }
 
 // The implicit GEMM's weight gradient adds each image's products into dwT (taps x Kp per group): up to this
-// many bytes of it, where it stays in L2; past them the GEMM's weight gradient (im2col's) instead. Measured
-// (Xeon, 2 MiB of L2, 1 thread, float32, 3x3 stride 2, implicit against the GEMM): dwT 0.28 MiB 1.16-1.33x,
-// 0.63 MiB 1.23x, 1.12 MiB 1.09x / 0.99x (8x8 maps), 2.25 MiB 1.04x, 2.53 MiB 0.96x, 4.5 MiB 0.50x, 9 MiB 0.38x.
-constexpr int64_t kImplicitDwMaxBytes = int64_t{2304} << 10;
+// many bytes of it; past them the GEMM's weight gradient (im2col's, with its large-dw chunks and tiles,
+// kDwGemmLargeBytes) instead. Measured (Xeon, 2 MiB of L2, float32, 3x3 stride 2, dw alone, the GEMM's time
+// over the implicit GEMM's, 1 / 2 threads): dwT 0.28 MiB 1.15-1.30x / 1.13-1.40x, 0.63 MiB 1.15x / 1.22x,
+// 1.12 MiB 0.90x on 28x28 maps and 0.56x on 8x8, 2.25 MiB 0.56x, 4.5 MiB (before the large-dw tiles) 0.50x.
+constexpr int64_t kImplicitDwMaxBytes = int64_t{1} << 20;
 
 ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   if (g.Cg() == 1 && g.groups > 1) return ConvAlgo::depthwise;
@@ -226,10 +227,10 @@ struct Tile {
   int64_t pq0, len;  // first output pixel (in image n0) and number of columns
 };
 
-Tiling make_tiling(const ConvGeom& g, size_t elem, bool whole_images_ok, int64_t n_images) {
+Tiling make_tiling(const ConvGeom& g, size_t elem, bool whole_images_ok, int64_t n_images, int64_t min_cols = 48) {
   const int64_t target_bytes = 512 * 1024;
   int64_t cols = target_bytes / (g.CgRS() * static_cast<int64_t>(elem));
-  cols = std::max<int64_t>(cols, 48);
+  cols = std::max<int64_t>(cols, min_cols);
   Tiling t;
   if (g.PQ() <= cols) {
     t.nb = whole_images_ok ? std::max<int64_t>(1, std::min(cols / g.PQ(), n_images)) : 1;
@@ -418,6 +419,24 @@ const T* activation_grad(const ConvGeom& g, const T* dy, const T* y, Act act, T 
 // which they are added) are the same for any thread count.
 int64_t images_per_chunk(int64_t N) { return std::max<int64_t>(1, (N + 15) / 16); }
 
+// The GEMM's weight gradient of a large dw (Kg x CgRS per group, more than kDwGemmLargeBytes): each chunk of
+// images sums into a dw-sized buffer and each tile of columns reads and writes all of it, so both are made
+// few: chunks of images holding at most kDwGemmPartialsBytes of partial sums in all, tiles of at least
+// kDwGemmMinCols columns (the GEMM's depth). Both depend on the shape alone, so the sums do on nothing else.
+// Measured (Xeon, 1 thread, 3x3 stride 2, dw alone, ms, before / after; before, 16 images made 16 chunks of
+// one image each and 49- or 16-deep GEMMs): 256 -> 512 on 14x14 27.9 / 22.6, 512 -> 512 on 8x8 37.1 / 14.0,
+// 128 -> 256 on 8x8 (32 images) 6.1 / 4.2, 256 -> 256 on 16x16 26.2 / 14.4, 192 -> 384 on 14x14 34.6 / 21.7
+// (PyTorch's aten: 18.8 and 17.5 ms on the first two).
+constexpr int64_t kDwGemmLargeBytes = int64_t{1} << 20, kDwGemmPartialsBytes = int64_t{8} << 20;
+constexpr int64_t kDwGemmMinCols = 256;
+
+int64_t dw_gemm_images_per_chunk(const ConvGeom& g, size_t elem) {
+  const int64_t bytes = g.K * g.CgRS() * static_cast<int64_t>(elem);
+  if (bytes <= kDwGemmLargeBytes) return images_per_chunk(g.N);
+  const int64_t chunks = std::clamp<int64_t>(kDwGemmPartialsBytes / bytes, 1, 16);
+  return ceil_div(g.N, chunks);
+}
+
 // dw = sum over chunks of ipc images (in index order) of partial[chunk], where chunk_fn(n0, count, partial,
 // gemm_threads) writes the chunk's sum (overwriting partial).
 template <class T, class F>
@@ -495,9 +514,10 @@ void backward_data_gemm(const ConvGeom& g, const T* dz, const T* w, T* dx, bool 
 template <class T>
 void backward_weights_gemm(const ConvGeom& g, const T* x, const T* dz, T* dw, bool plain1x1, int nthreads) {
   const int64_t Kg = g.Kg(), CgRS = g.CgRS();
-  const int64_t ipc = images_per_chunk(g.N);
+  const int64_t ipc = dw_gemm_images_per_chunk(g, sizeof(T));
+  const bool large = g.K * CgRS * static_cast<int64_t>(sizeof(T)) > kDwGemmLargeBytes;
   reduce_chunks<T>(g.K * CgRS, g.N, ipc, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int gthreads) {
-    Tiling t = make_tiling(g, sizeof(T), !plain1x1, cnt);
+    Tiling t = make_tiling(g, sizeof(T), !plain1x1, cnt, large ? kDwGemmMinCols : 48);
     if (plain1x1) t = Tiling{1, 1, g.PQ(), cnt};
     T* col = plain1x1 ? nullptr : workspace_as<T>(kWsConvCol, CgRS * t.cols);
     T* buf = t.nb > 1 ? workspace_as<T>(kWsConvAux, Kg * t.cols) : nullptr;

@@ -43,7 +43,7 @@ struct ConvGeom {
 //   implicit:  implicit GEMM, SIMD over output channels: (pixels x channels) = (pixels x taps) (taps x
 //              channels), the first operand read from x through offsets instead of im2col columns; for
 //              at least 16 filters and up to 1024 taps (4096 with full-width 512-bit pipes), the layers
-//              Winograd does not take (conv_pick_algorithm). Its dx: see ConvDxPath; its dw past 2.25 MiB
+//              Winograd does not take (conv_pick_algorithm). Its dx: see ConvDxPath; its dw past 1 MiB
 //              of partial sums is im2col's GEMM.
 //   winograd:  3x3 or 5x5, stride 1, no dilation, one group: Winograd F(4x4) or F(2x2) tiles (by shape,
 //              conv_winograd_tile; winograd.h), 36 (3x3) or 64 (5x5) multiply-adds per 4x4 outputs, channel

@@ -410,18 +410,28 @@ def test_kvec_dx_float64_and_gradcheck(rng, kw, forced_dx_path):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_implicit_weight_gradient_past_l2_goes_through_the_gemm(rng, dtype):
-    """The implicit GEMM's weight gradient accumulates dwT (taps x filters) image by image; past 2.25 MiB of it
-    (conv.cpp's kImplicitDwMaxBytes) the layer takes im2col's GEMM weight gradient instead: the bits of
-    algorithm="im2col", close to the reference. Below it, its own (other sums, also close)."""
-    for (c, k), gemm in (((256, 512), True), ((64, 64), False)):
-        x, w = random(rng, (2, c, 5, 6), dtype), random(rng, (k, c, 3, 3), dtype)
-        dy = random(rng, (2, k, 3, 3), dtype)
-        kw = dict(stride=2, padding=1)
-        got = ops.conv2d_backward(dy, x, w, None, algorithm="implicit", needs=(False, True, False), **kw)[1]
-        via_gemm = ops.conv2d_backward(dy, x, w, None, algorithm="im2col", needs=(False, True, False), **kw)[1]
-        if gemm:
-            np.testing.assert_array_equal(got, via_gemm)
-        assert_close(got, ref.conv2d_backward(dy, x, w, None, **kw)[1], dtype, k=2 * 3 * 3, name="dw")
+    """The implicit GEMM's weight gradient accumulates dwT (taps x filters) image by image; past 1 MiB of it
+    (conv.cpp's kImplicitDwMaxBytes) the layer takes im2col's GEMM weight gradient instead, in the large-dw
+    chunks and tiles (kDwGemmLargeBytes): the bits of algorithm="im2col" at 1, 2 and 3 threads, close to the
+    reference. Below it, its own (other sums, also close)."""
+    before = nnx.get_num_threads()
+    try:
+        for (c, k), gemm in (((256, 512), True), ((64, 64), False)):
+            x, w = random(rng, (3, c, 5, 6), dtype), random(rng, (k, c, 3, 3), dtype)
+            dy = random(rng, (3, k, 3, 3), dtype)
+            kw = dict(stride=2, padding=1)
+            outs = []
+            for t in (1, 2, 3):
+                nnx.set_num_threads(t)
+                outs.append(ops.conv2d_backward(dy, x, w, None, algorithm="implicit", needs=(False, True, False),
+                                                **kw)[1])
+            via_gemm = ops.conv2d_backward(dy, x, w, None, algorithm="im2col", needs=(False, True, False), **kw)[1]
+            assert all(np.array_equal(outs[0], o) for o in outs[1:])
+            if gemm:
+                np.testing.assert_array_equal(outs[0], via_gemm)
+            assert_close(outs[0], ref.conv2d_backward(dy, x, w, None, **kw)[1], dtype, k=3 * 3 * 3, name="dw")
+    finally:
+        nnx.set_num_threads(before)
 
 
 def test_dx_path_choice(forced_dx_path):
