@@ -1,6 +1,7 @@
 """The conv layers of bench/network_ab.py's ResNet-20, BatchNorm network and LeNet-5 (batch 64) and the wider layers
 of ImageNet-style networks (batch 16), forward + backward, at 1 thread, nnx against PyTorch interleaved (5 rounds
-of 4 calls each), timed in process CPU time, the steadier figure on a shared machine. The backward computes dw and db, and dx except for a network's first layer.
+of 4 calls each), timed in process CPU time, the steadier figure on a shared machine. The backward computes dw
+and db, and dx except for a network's first layer.
 
     python bench/conv_layers_ab.py        # prints a markdown table
     python bench/conv_layers_ab.py --passes [--isa avx2 avx512] [--layers 'resnet 16>16 32x32' ...]
@@ -34,10 +35,10 @@ LAYERS = {
     "lenet c1 1>6 5x5": ((N, 1, 28, 28), 6, 5, 1, 2, False),
     "lenet c2 6>16 5x5": ((N, 6, 14, 14), 16, 5, 1, 0, True),
     # Wider layers of ImageNet-style networks (ResNet-18/34's stem, downsampling and last stage), 16 images
-    "wide stem 3>64 7x7 s2": ((16, 3, 112, 112), 64, 7, 2, 3, False),
-    "wide 128>256 s2 28x28": ((16, 128, 28, 28), 256, 3, 2, 1, True),
-    "wide 256>512 s2 14x14": ((16, 256, 14, 14), 512, 3, 2, 1, True),
-    "wide 512>512 7x7": ((16, 512, 7, 7), 512, 3, 1, 1, True),
+    "wide stem 3>64 7x7 s2 N16": ((16, 3, 112, 112), 64, 7, 2, 3, False),
+    "wide 128>256 s2 28x28 N16": ((16, 128, 28, 28), 256, 3, 2, 1, True),
+    "wide 256>512 s2 14x14 N16": ((16, 256, 14, 14), 512, 3, 2, 1, True),
+    "wide 512>512 7x7 N16": ((16, 512, 7, 7), 512, 3, 1, 1, True),
 }
 
 
@@ -68,7 +69,7 @@ def passes(names, isas, rounds, which=("fwd", "dx", "dw")):
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     cols = " | ".join(f"nnx {i} ms | GFLOP/s (peak)" for i in isas)
-    print(f"| layer (batch 64; wide: 16) | pass | algo | {cols} | torch ms | torch GFLOP/s | " +
+    print(f"| layer (64 images or N) | pass | algo | {cols} | torch ms | torch GFLOP/s | " +
           " | ".join(f"torch/{i}" for i in isas) + " |")
     print("|---|---|---|" + "---|---|" * len(isas) + "---|---|" + "---|" * len(isas))
     for name in names:
@@ -131,7 +132,7 @@ def whole(names):
     nnx.set_num_threads(1)
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    print("| layer (batch 64; wide: 16) | algo | nnx ms | nnx GFLOP/s | torch ms | torch/nnx |\n|---|---|---|---|---|---|")
+    print("| layer (64 images or N) | algo | nnx ms | nnx GFLOP/s | torch ms | torch/nnx |\n|---|---|---|---|---|---|")
     for name in names:
         xs, k, r, st, pad, need_dx = LAYERS[name]
         x, w, b, p, dy = _tensors(rng, xs, k, r, st, pad)

@@ -154,18 +154,17 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // Measured 1.2-1.4x faster than im2col for 64-channel 3x3 and the TensorFlow-tutorial 32->64 5x5 layer
   // (AVX-512 Zen 4, 1 thread, interleaved runs), where with more taps its dx and dw fell behind (128 and 256
   // channels, 3x3). With the wide tile of full-width 512-bit pipes, the strided dx in phases and the weight
-  // gradient through the GEMM past kImplicitDwMaxBytes (Xeon, 1 thread, forward / dx / dw against im2col,
-  // ms; stride 1: 64 -> 64 7x7 on 32x32 (3136 taps) 22.3 / 23.2 / 25.7 against 42.8 / 58.6 / 43.0, 128 ->
-  // 128 4x4 on 16x16 17.0 / 15.7 / 21.9 against 26.6 / 36.8 / 30.8, 256 -> 256 3x3 dilated 2 on 16x16 35.0 /
-  // 35.8 / 52.3 against 46.6 / 66.2 / 62.6; stride 2:) 128 -> 256
-  // 3x3 stride 2 on 28x28 (1152 taps, 32 images) 29.9 / 34.6 / 35.0 against 37.6 / 44.0 / 40.9; 256 -> 512
-  // on 14x14 (2304 taps, 16 images) 16.5 / 27.1 / (the GEMM's) against 19.9 / 28.2 / 27.1; a 64-channel
-  // 7x7 stride-2 layer on 64x64 (3136 taps, 8 images) 24.6 / 28.3 / 25.0 against 44.9 / 58.1 / 43.9; 512 ->
-  // 512 on 8x8 (4608 taps) even (14.2 / 25.9 against 13.9 / 25.9). Strided layers too (CPU time per call, 1 thread, forward / weight gradient, ms:
-  // ResNet-20's 16->32 3x3 s2 2.17 / 2.65 against im2col's 3.58 / 3.91, 32->64 1.96 / 2.70 against 2.93 /
-  // 3.20, a 7x7 s2 stem 0.95 / 1.43 against 1.32 / 1.59), except 1x1 kernels, a plain subsampling GEMM
-  // (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes), unless the implicit
-  // GEMM's tile for these filters runs at twice the 32-byte rate (full-width 512-bit pipes: those
+  // gradient through the GEMM past kImplicitDwMaxBytes, it stays ahead up to 4096 taps (Xeon, 1 thread,
+  // forward / dx / dw against im2col's, ms): 64 -> 64 7x7 on 32x32 (3136 taps) 22.3 / 23.2 / 25.7 against
+  // 42.8 / 58.6 / 43.0; 128 -> 128 4x4 on 16x16 17.0 / 15.7 / 21.9 against 26.6 / 36.8 / 30.8; 256 -> 256 3x3
+  // dilated 2 on 16x16 35.0 / 35.8 / 52.3 against 46.6 / 66.2 / 62.6; 128 -> 256 3x3 stride 2 on 28x28 (1152
+  // taps, 32 images) 29.9 / 34.6 / 35.0 against 37.6 / 44.0 / 40.9; 256 -> 512 stride 2 on 14x14 (2304 taps,
+  // 16 images) 16.5 / 27.1 / (the GEMM's) against 19.9 / 28.2 / 27.1; 512 -> 512 stride 2 on 8x8 (4608 taps)
+  // even (14.2 / 25.9 against 13.9 / 25.9). Strided layers too (CPU time per call, 1 thread, forward / weight
+  // gradient, ms: ResNet-20's 16->32 3x3 s2 2.17 / 2.65 against im2col's 3.58 / 3.91, 32->64 1.96 / 2.70
+  // against 2.93 / 3.20, a 7x7 s2 stem 0.95 / 1.43 against 1.32 / 1.59), except 1x1 kernels, a plain
+  // subsampling GEMM (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes), unless the
+  // implicit GEMM's tile for these filters runs at twice the 32-byte rate (full-width 512-bit pipes: those
   // projections' forward and weight gradient 0.62 / 0.44 ms against im2col's 0.83 / 0.53, Xeon, 1 thread).
   const bool strided_1x1 = g.sh * g.sw > 1 && g.R * g.S == 1;
   if (g.Kg() >= 16 && g.CgRS() <= implicit_max_taps(g) &&
@@ -907,7 +906,8 @@ void backward_data_phases(const ConvGeom& g, const T* dz, const T* w, T* dx, int
           for (int64_t u = 0; u < p.ru; ++u)
             for (int64_t v = 0; v < p.sv; ++v)
               wt[(((gi * Cg + c) * Kg + k) * p.ru + u) * p.sv + v] =
-                  w[(((gi * Kg + k) * Cg + c) * g.R + p.r0 + g.sh * (p.ru - 1 - u)) * g.S + p.s0 + g.sw * (p.sv - 1 - v)];
+                  w[(((gi * Kg + k) * Cg + c) * g.R + p.r0 + g.sh * (p.ru - 1 - u)) * g.S + p.s0 +
+                    g.sw * (p.sv - 1 - v)];
     T* wpack = pack + p.taps_at;
     T* bpack = wpack + g.groups * kp * t.CgRS();
     ig.pack(t, wt, nullptr, wpack, bpack);
