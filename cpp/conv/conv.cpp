@@ -88,7 +88,7 @@ static int64_t implicit_max_taps(const ConvGeom& g) {
 
 // The implicit GEMM's weight gradient adds each image's products into dwT (taps x Kp per group): up to this
 // many bytes of it; past them the GEMM's weight gradient (im2col's, with its large-dw chunks and tiles,
-// kDwGemmLargeBytes) instead. Measured (Xeon, 2 MiB of L2, float32, 3x3 stride 2, dw alone, the GEMM's time
+// kLargeFiltersBytes) instead. Measured (Xeon, 2 MiB of L2, float32, 3x3 stride 2, dw alone, the GEMM's time
 // over the implicit GEMM's, 1 / 2 threads): dwT 0.28 MiB 1.15-1.30x / 1.13-1.40x, 0.63 MiB 1.15x / 1.22x,
 // 1.12 MiB 0.90x on 28x28 maps and 0.56x on 8x8, 2.25 MiB 0.56x, 4.5 MiB (before the large-dw tiles) 0.50x.
 constexpr int64_t kImplicitDwMaxBytes = int64_t{1} << 20;
@@ -226,6 +226,18 @@ struct Tile {
   int64_t pq0, len;  // first output pixel (in image n0) and number of columns
 };
 
+// Layers whose filters (K x CgRS) pass kLargeFiltersBytes run their GEMMs (forward, dx, dw) on tiles at least
+// kDeepTileCols columns deep, several small images a tile: a tile's GEMM reads (or, for dw, reads and writes)
+// all the filters, which the 512 KiB of columns a tile is otherwise sized to (48 columns for 2304 taps) would
+// not pay for. Measured on im2col (Xeon, 1 thread, 3x3 stride 2, 16 images, forward / dx, ms, before / after):
+// 512 -> 512 on 8x8 13.1 / 12.5 and 24.5 / 16.2 (PyTorch's dx 18.2), 256 -> 512 on 14x14 19.2 / 15.1 and 27.9 /
+// 21.5, 256 -> 256 on 16x16 11.0 / 11.1 and 17.4 / 14.8; the dw figures at kDwGemmPartialsBytes.
+constexpr int64_t kLargeFiltersBytes = int64_t{1} << 20, kDeepTileCols = 256;
+
+inline int64_t tile_min_cols(const ConvGeom& g, size_t elem) {
+  return g.K * g.CgRS() * static_cast<int64_t>(elem) > kLargeFiltersBytes ? kDeepTileCols : 48;
+}
+
 Tiling make_tiling(const ConvGeom& g, size_t elem, bool whole_images_ok, int64_t n_images, int64_t min_cols = 48) {
   const int64_t target_bytes = 512 * 1024;
   int64_t cols = target_bytes / (g.CgRS() * static_cast<int64_t>(elem));
@@ -309,7 +321,7 @@ template <class T>
 void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope, bool plain1x1,
                   int nthreads) {
   const int64_t Kg = g.Kg(), CgRS = g.CgRS(), PQ = g.PQ();
-  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N);
+  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N, tile_min_cols(g, sizeof(T)));
   if (plain1x1) t = Tiling{1, 1, PQ, g.N};  // x itself is the column matrix: one GEMM per image
   for_each_unit(t.tiles, nthreads, true, [&](int64_t i, int gthreads) {
     Tile tl = tile_at(g, t, 0, g.N, i);
@@ -418,20 +430,19 @@ const T* activation_grad(const ConvGeom& g, const T* dy, const T* y, Act act, T 
 // which they are added) are the same for any thread count.
 int64_t images_per_chunk(int64_t N) { return std::max<int64_t>(1, (N + 15) / 16); }
 
-// The GEMM's weight gradient of a large dw (Kg x CgRS per group, more than kDwGemmLargeBytes): each chunk of
-// images sums into a dw-sized buffer and each tile of columns reads and writes all of it, so both are made
-// few: chunks of images holding at most kDwGemmPartialsBytes of partial sums in all, tiles of at least
-// kDwGemmMinCols columns (the GEMM's depth). Both depend on the shape alone, so the sums do on nothing else.
+// The GEMM's weight gradient of a large dw (more than kLargeFiltersBytes): each chunk of images sums into a
+// dw-sized buffer and each tile of columns reads and writes all of it, so both are made few: chunks of images
+// holding at most kDwGemmPartialsBytes of partial sums in all, tiles of at least kDeepTileCols columns (the
+// GEMM's depth). Both depend on the shape alone, so the sums do on nothing else.
 // Measured (Xeon, 1 thread, 3x3 stride 2, dw alone, ms, before / after; before, 16 images made 16 chunks of
 // one image each and 49- or 16-deep GEMMs): 256 -> 512 on 14x14 27.9 / 22.6, 512 -> 512 on 8x8 37.1 / 14.0,
 // 128 -> 256 on 8x8 (32 images) 6.1 / 4.2, 256 -> 256 on 16x16 26.2 / 14.4, 192 -> 384 on 14x14 34.6 / 21.7
 // (PyTorch's aten: 18.8 and 17.5 ms on the first two).
-constexpr int64_t kDwGemmLargeBytes = int64_t{1} << 20, kDwGemmPartialsBytes = int64_t{8} << 20;
-constexpr int64_t kDwGemmMinCols = 256;
+constexpr int64_t kDwGemmPartialsBytes = int64_t{8} << 20;
 
 int64_t dw_gemm_images_per_chunk(const ConvGeom& g, size_t elem) {
   const int64_t bytes = g.K * g.CgRS() * static_cast<int64_t>(elem);
-  if (bytes <= kDwGemmLargeBytes) return images_per_chunk(g.N);
+  if (bytes <= kLargeFiltersBytes) return images_per_chunk(g.N);
   const int64_t chunks = std::clamp<int64_t>(kDwGemmPartialsBytes / bytes, 1, 16);
   return ceil_div(g.N, chunks);
 }
@@ -480,7 +491,7 @@ void bias_grad(const ConvGeom& g, const T* dz, T* db, int nthreads) {
 template <class T>
 void backward_data_gemm(const ConvGeom& g, const T* dz, const T* w, T* dx, bool plain1x1, int nthreads) {
   const int64_t Kg = g.Kg(), Cg = g.Cg(), CgRS = g.CgRS(), HW = g.H * g.W, img = g.C * HW;
-  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N);
+  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N, tile_min_cols(g, sizeof(T)));
   if (plain1x1) t = Tiling{1, 1, g.PQ(), g.N};
   // Units own whole images so col2im's scatter-adds into dx never race and keep one order.
   const int64_t units = t.nb > 1 ? t.tiles : g.N;
@@ -514,9 +525,8 @@ template <class T>
 void backward_weights_gemm(const ConvGeom& g, const T* x, const T* dz, T* dw, bool plain1x1, int nthreads) {
   const int64_t Kg = g.Kg(), CgRS = g.CgRS();
   const int64_t ipc = dw_gemm_images_per_chunk(g, sizeof(T));
-  const bool large = g.K * CgRS * static_cast<int64_t>(sizeof(T)) > kDwGemmLargeBytes;
   reduce_chunks<T>(g.K * CgRS, g.N, ipc, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int gthreads) {
-    Tiling t = make_tiling(g, sizeof(T), !plain1x1, cnt, large ? kDwGemmMinCols : 48);
+    Tiling t = make_tiling(g, sizeof(T), !plain1x1, cnt, tile_min_cols(g, sizeof(T)));
     if (plain1x1) t = Tiling{1, 1, g.PQ(), cnt};
     T* col = plain1x1 ? nullptr : workspace_as<T>(kWsConvCol, CgRS * t.cols);
     T* buf = t.nb > 1 ? workspace_as<T>(kWsConvAux, Kg * t.cols) : nullptr;
@@ -760,8 +770,11 @@ inline bool dx_phases_apply(const ConvGeom& g) {
 // against col2im (Xeon, full-width AVX-512, 1 thread, float32, 3x3 stride 2 padding 1, batch 64 unless said):
 // ResNet-20's 16 -> 32 on 32x32 1.20x, 32 -> 64 on 16x16 1.13x, 12 -> 24 (batch 32) 1.09x, 24 -> 48 on 16x16
 // 1.02x, bench/test_conv.py's 64 -> 128 on 32x32 (batch 16) 1.03x; 2 threads 1.07-1.26x, float64 1.20-1.23x.
+// On small outputs a phase is a tile or two of pixels against all its filters, and col2im's GEMM on tiles of
+// several images (kDeepTileCols) did better: 256 -> 512 on 7x7 outputs 0.90x, 128 -> 256 on 4x4 0.87x, 256 ->
+// 256 on 8x8 1.01x, ResNet-20's 32 -> 64 on 8x8 1.11x; so the phases need 64 output pixels.
 inline bool dx_by_phases(const ConvGeom& g) {
-  return dx_phases_apply(g) && g.R >= g.sh && g.S >= g.sw && lane_fill(g.Cg(), 16) >= 0.75;
+  return dx_phases_apply(g) && g.R >= g.sh && g.S >= g.sw && lane_fill(g.Cg(), 16) >= 0.75 && g.PQ() >= 64;
 }
 
 inline DxPhases dx_phases(const ConvGeom& g) {

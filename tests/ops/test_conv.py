@@ -413,7 +413,8 @@ def test_implicit_weight_gradient_past_l2_goes_through_the_gemm(rng, dtype):
     """The implicit GEMM's weight gradient accumulates dwT (taps x filters) image by image; past 1 MiB of it
     (conv.cpp's kImplicitDwMaxBytes) the layer takes im2col's GEMM weight gradient instead, in the large-dw
     chunks and tiles (kDwGemmLargeBytes): the bits of algorithm="im2col" at 1, 2 and 3 threads, close to the
-    reference. Below it, its own (other sums, also close)."""
+    reference. Below it, its own (other sums, also close). And im2col's forward and dx of filters past 1 MiB, on
+    tiles of several images."""
     before = nnx.get_num_threads()
     try:
         for (c, k), gemm in (((256, 512), True), ((64, 64), False)):
@@ -430,6 +431,16 @@ def test_implicit_weight_gradient_past_l2_goes_through_the_gemm(rng, dtype):
             if gemm:
                 np.testing.assert_array_equal(outs[0], via_gemm)
             assert_close(outs[0], ref.conv2d_backward(dy, x, w, None, **kw)[1], dtype, k=3 * 3 * 3, name="dw")
+            # Filters past 1 MiB: im2col's forward and dx on tiles of several images (kDeepTileCols)
+            assert_close(ops.conv2d(x, w, None, algorithm="im2col", **kw), ref.conv2d(x, w, None, **kw), dtype,
+                         k=c * 9, name="y")
+            dxs = []
+            for t in (1, 2):
+                nnx.set_num_threads(t)
+                dxs.append(ops.conv2d_backward(dy, x, w, None, algorithm="im2col", needs=(True, False, False),
+                                               **kw)[0])
+            np.testing.assert_array_equal(dxs[0], dxs[1])
+            assert_close(dxs[0], ref.conv2d_backward(dy, x, w, None, **kw)[0], dtype, k=k * 9, name="dx")
     finally:
         nnx.set_num_threads(before)
 

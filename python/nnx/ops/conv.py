@@ -25,9 +25,10 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   CPUs with full-width 512-bit FMA pipes, whose wide tile runs at twice the rate), strided ones included,
   except 1x1 kernels with a stride (unless the wide tile takes them); a strided dx runs the implicit GEMM in
   phases (each residue class of dx's rows and columns a stride-1 correlation of dy with that class's taps)
-  where every phase has taps and blocks of 16 channels are 3/4 full, else col2im; the weight gradient goes
-  through im2col's GEMM once its partial sums pass 1 MiB;
-- else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM; dx through col2im).
+  where every phase has taps, blocks of 16 channels are 3/4 full and the output has at least 64 pixels, else
+  col2im; the weight gradient goes through im2col's GEMM once its partial sums pass 1 MiB;
+- else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM, tiles of at least 256 columns
+  where the filters pass 1 MiB; dx through col2im).
 dw and db are always reduced over fixed chunks of images, so results do not depend on the thread count.
 Any algorithm can be forced with `algorithm=`, which the tests use to check each against the reference.
 """
