@@ -93,6 +93,18 @@ static int64_t implicit_max_taps(const ConvGeom& g) {
 // 1.12 MiB 0.90x on 28x28 maps and 0.56x on 8x8, 2.25 MiB 0.56x, 4.5 MiB (before the large-dw tiles) 0.50x.
 constexpr int64_t kImplicitDwMaxBytes = int64_t{1} << 20;
 
+// Layers whose filters (K x CgRS) pass kLargeFiltersBytes run their GEMMs (forward, dx, dw) on tiles at least
+// kDeepTileCols columns deep, several small images a tile: a tile's GEMM reads (or, for dw, reads and writes)
+// all the filters, which the 512 KiB of columns a tile is otherwise sized to (48 columns for 2304 taps) would
+// not pay for. Measured on im2col (Xeon, 1 thread, 3x3 stride 2, 16 images, forward / dx, ms, before / after):
+// 512 -> 512 on 8x8 13.1 / 12.5 and 24.5 / 16.2 (PyTorch's dx 18.2), 256 -> 512 on 14x14 19.2 / 15.1 and 27.9 /
+// 21.5, 256 -> 256 on 16x16 11.0 / 11.1 and 17.4 / 14.8; the dw figures at kDwGemmPartialsBytes.
+constexpr int64_t kLargeFiltersBytes = int64_t{1} << 20, kDeepTileCols = 256;
+
+inline int64_t tile_min_cols(const ConvGeom& g, size_t elem) {
+  return g.K * g.CgRS() * static_cast<int64_t>(elem) > kLargeFiltersBytes ? kDeepTileCols : 48;
+}
+
 ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   if (g.Cg() == 1 && g.groups > 1) return ConvAlgo::depthwise;
   if (is_plain_1x1(g)) return ConvAlgo::gemm1x1;
@@ -166,8 +178,12 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // subsampling GEMM (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes), unless the
   // implicit GEMM's tile for these filters runs at twice the 32-byte rate (full-width 512-bit pipes: those
   // projections' forward and weight gradient 0.62 / 0.44 ms against im2col's 0.83 / 0.53, Xeon, 1 thread).
+  // But where large filters (kLargeFiltersBytes) meet small outputs (under 64 pixels), im2col's deep tiles of
+  // several images won the forward (256 -> 512 stride 2 on 7x7 outputs 15.1 against 16.4 ms; on 8x8 0.93x,
+  // as every larger output measured), and its dx and dw go through the GEMM there anyway.
   const bool strided_1x1 = g.sh * g.sw > 1 && g.R * g.S == 1;
-  if (g.Kg() >= 16 && g.CgRS() <= implicit_max_taps(g) &&
+  const bool small_output_large_filters = g.PQ() < 64 && tile_min_cols(g, sizeof(float)) > 48;
+  if (g.Kg() >= 16 && g.CgRS() <= implicit_max_taps(g) && !small_output_large_filters &&
       (!strided_1x1 || conv_ukernels<float>().igemm_for_channels(g.Kg()).rate > 1))
     return ConvAlgo::implicit;
   return ConvAlgo::im2col;
@@ -225,18 +241,6 @@ struct Tile {
   int64_t n0, nimg;  // first image and number of images (nimg > 1: whole images)
   int64_t pq0, len;  // first output pixel (in image n0) and number of columns
 };
-
-// Layers whose filters (K x CgRS) pass kLargeFiltersBytes run their GEMMs (forward, dx, dw) on tiles at least
-// kDeepTileCols columns deep, several small images a tile: a tile's GEMM reads (or, for dw, reads and writes)
-// all the filters, which the 512 KiB of columns a tile is otherwise sized to (48 columns for 2304 taps) would
-// not pay for. Measured on im2col (Xeon, 1 thread, 3x3 stride 2, 16 images, forward / dx, ms, before / after):
-// 512 -> 512 on 8x8 13.1 / 12.5 and 24.5 / 16.2 (PyTorch's dx 18.2), 256 -> 512 on 14x14 19.2 / 15.1 and 27.9 /
-// 21.5, 256 -> 256 on 16x16 11.0 / 11.1 and 17.4 / 14.8; the dw figures at kDwGemmPartialsBytes.
-constexpr int64_t kLargeFiltersBytes = int64_t{1} << 20, kDeepTileCols = 256;
-
-inline int64_t tile_min_cols(const ConvGeom& g, size_t elem) {
-  return g.K * g.CgRS() * static_cast<int64_t>(elem) > kLargeFiltersBytes ? kDeepTileCols : 48;
-}
 
 Tiling make_tiling(const ConvGeom& g, size_t elem, bool whole_images_ok, int64_t n_images, int64_t min_cols = 48) {
   const int64_t target_bytes = 512 * 1024;

@@ -228,8 +228,10 @@ def test_algorithm_choice():
     # The implicit GEMM up to 1024 taps at the 32-byte rate, 4096 with the wide tile of full-width 512-bit pipes
     assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == (
         "implicit" if wide else "im2col")  # 1152 taps
-    assert ops.conv2d_algorithm((16, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1) == (
+    assert ops.conv2d_algorithm((16, 256, 16, 16), (256, 256, 3, 3), stride=2, padding=1) == (
         "implicit" if wide else "im2col")  # 2304 taps
+    # but im2col's deep tiles where filters past 1 MiB meet outputs under 64 pixels (7x7 here)
+    assert ops.conv2d_algorithm((16, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1) == "im2col"
     assert ops.conv2d_algorithm((16, 512, 8, 8), (512, 512, 3, 3), stride=2, padding=1) == "im2col"  # 4608 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
