@@ -99,10 +99,14 @@ constexpr int64_t kImplicitDwMaxBytes = int64_t{1} << 20;
 // not pay for. Measured on im2col (Xeon, 1 thread, 3x3 stride 2, 16 images, forward / dx, ms, before / after):
 // 512 -> 512 on 8x8 13.1 / 12.5 and 24.5 / 16.2 (PyTorch's dx 18.2), 256 -> 512 on 14x14 19.2 / 15.1 and 27.9 /
 // 21.5, 256 -> 256 on 16x16 11.0 / 11.1 and 17.4 / 14.8; the dw figures at kDwGemmPartialsBytes.
-constexpr int64_t kLargeFiltersBytes = int64_t{1} << 20, kDeepTileCols = 256;
+constexpr int64_t kLargeFiltersBytes = int64_t{1} << 20, kDeepTileCols = 256, kTileMinCols = 48;
+
+inline bool large_filters(const ConvGeom& g, size_t elem) {
+  return g.K * g.CgRS() * static_cast<int64_t>(elem) > kLargeFiltersBytes;
+}
 
 inline int64_t tile_min_cols(const ConvGeom& g, size_t elem) {
-  return g.K * g.CgRS() * static_cast<int64_t>(elem) > kLargeFiltersBytes ? kDeepTileCols : 48;
+  return large_filters(g, elem) ? kDeepTileCols : kTileMinCols;
 }
 
 ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
@@ -182,7 +186,7 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // several images won the forward (256 -> 512 stride 2 on 7x7 outputs 15.1 against 16.4 ms; on 8x8 0.93x,
   // as every larger output measured), and its dx and dw go through the GEMM there anyway.
   const bool strided_1x1 = g.sh * g.sw > 1 && g.R * g.S == 1;
-  const bool small_output_large_filters = g.PQ() < 64 && tile_min_cols(g, sizeof(float)) > 48;
+  const bool small_output_large_filters = g.PQ() < 64 && large_filters(g, sizeof(float));
   if (g.Kg() >= 16 && g.CgRS() <= implicit_max_taps(g) && !small_output_large_filters &&
       (!strided_1x1 || conv_ukernels<float>().igemm_for_channels(g.Kg()).rate > 1))
     return ConvAlgo::implicit;
@@ -242,10 +246,10 @@ struct Tile {
   int64_t pq0, len;  // first output pixel (in image n0) and number of columns
 };
 
-Tiling make_tiling(const ConvGeom& g, size_t elem, bool whole_images_ok, int64_t n_images, int64_t min_cols = 48) {
+Tiling make_tiling(const ConvGeom& g, size_t elem, bool whole_images_ok, int64_t n_images) {
   const int64_t target_bytes = 512 * 1024;
   int64_t cols = target_bytes / (g.CgRS() * static_cast<int64_t>(elem));
-  cols = std::max<int64_t>(cols, min_cols);
+  cols = std::max<int64_t>(cols, tile_min_cols(g, elem));
   Tiling t;
   if (g.PQ() <= cols) {
     t.nb = whole_images_ok ? std::max<int64_t>(1, std::min(cols / g.PQ(), n_images)) : 1;
@@ -325,7 +329,7 @@ template <class T>
 void forward_gemm(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope, bool plain1x1,
                   int nthreads) {
   const int64_t Kg = g.Kg(), CgRS = g.CgRS(), PQ = g.PQ();
-  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N, tile_min_cols(g, sizeof(T)));
+  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N);
   if (plain1x1) t = Tiling{1, 1, PQ, g.N};  // x itself is the column matrix: one GEMM per image
   for_each_unit(t.tiles, nthreads, true, [&](int64_t i, int gthreads) {
     Tile tl = tile_at(g, t, 0, g.N, i);
@@ -445,9 +449,8 @@ int64_t images_per_chunk(int64_t N) { return std::max<int64_t>(1, (N + 15) / 16)
 constexpr int64_t kDwGemmPartialsBytes = int64_t{8} << 20;
 
 int64_t dw_gemm_images_per_chunk(const ConvGeom& g, size_t elem) {
-  const int64_t bytes = g.K * g.CgRS() * static_cast<int64_t>(elem);
-  if (bytes <= kLargeFiltersBytes) return images_per_chunk(g.N);
-  const int64_t chunks = std::clamp<int64_t>(kDwGemmPartialsBytes / bytes, 1, 16);
+  if (!large_filters(g, elem)) return images_per_chunk(g.N);
+  const int64_t chunks = std::clamp<int64_t>(kDwGemmPartialsBytes / (g.K * g.CgRS() * int64_t(elem)), 1, 16);
   return ceil_div(g.N, chunks);
 }
 
@@ -495,7 +498,7 @@ void bias_grad(const ConvGeom& g, const T* dz, T* db, int nthreads) {
 template <class T>
 void backward_data_gemm(const ConvGeom& g, const T* dz, const T* w, T* dx, bool plain1x1, int nthreads) {
   const int64_t Kg = g.Kg(), Cg = g.Cg(), CgRS = g.CgRS(), HW = g.H * g.W, img = g.C * HW;
-  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N, tile_min_cols(g, sizeof(T)));
+  Tiling t = make_tiling(g, sizeof(T), !plain1x1, g.N);
   if (plain1x1) t = Tiling{1, 1, g.PQ(), g.N};
   // Units own whole images so col2im's scatter-adds into dx never race and keep one order.
   const int64_t units = t.nb > 1 ? t.tiles : g.N;
@@ -530,7 +533,7 @@ void backward_weights_gemm(const ConvGeom& g, const T* x, const T* dz, T* dw, bo
   const int64_t Kg = g.Kg(), CgRS = g.CgRS();
   const int64_t ipc = dw_gemm_images_per_chunk(g, sizeof(T));
   reduce_chunks<T>(g.K * CgRS, g.N, ipc, dw, nthreads, [&](int64_t n0, int64_t cnt, T* dst, int gthreads) {
-    Tiling t = make_tiling(g, sizeof(T), !plain1x1, cnt, tile_min_cols(g, sizeof(T)));
+    Tiling t = make_tiling(g, sizeof(T), !plain1x1, cnt);
     if (plain1x1) t = Tiling{1, 1, g.PQ(), cnt};
     T* col = plain1x1 ? nullptr : workspace_as<T>(kWsConvCol, CgRS * t.cols);
     T* buf = t.nb > 1 ? workspace_as<T>(kWsConvAux, Kg * t.cols) : nullptr;
@@ -741,14 +744,14 @@ double dx_cols_on_dz_pairs(const ConvGeom& g) {
 // multiplied that the phase cannot use (col2im's GEMM does the same products, then scatters the columns).
 // For stride 1 there is one phase, and this is backward_data_implicit's transposed convolution.
 struct DxPhase {
-  int64_t a, r0, ru, da, hi;  // rows: residue, first filter row, filter rows, dz offset, dx rows
-  int64_t b, s0, sv, db, wj;  // columns likewise
-  int64_t taps_at;            // offset of the phase's packed filters
+  int64_t r0, ru, da, hi;  // rows: first filter row, filter rows, dz offset, dx rows of the residue
+  int64_t s0, sv, db, wj;  // columns likewise
+  int64_t taps_at;         // offset of the phase's packed filters
 };
 
 struct DxPhases {
   static constexpr int kMax = 16;  // sh * sw at most
-  DxPhase p[kMax];
+  DxPhase p[kMax];                 // phase (a, b) at a * sw + b
   int n = 0;
   int64_t pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
 };
@@ -786,7 +789,6 @@ inline DxPhases dx_phases(const ConvGeom& g) {
   for (int64_t a = 0; a < g.sh; ++a)
     for (int64_t b = 0; b < g.sw; ++b) {
       DxPhase& p = ps.p[ps.n++];
-      p.a = a, p.b = b;
       dx_phase_axis(a, g.sh, g.ph, g.R, g.H, &p.r0, &p.ru, &p.da, &p.hi);
       dx_phase_axis(b, g.sw, g.pw, g.S, g.W, &p.s0, &p.sv, &p.db, &p.wj);
       if (p.ru == 0 || p.sv == 0 || p.hi == 0 || p.wj == 0) continue;
@@ -970,7 +972,7 @@ void backward_data_phases(const ConvGeom& g, const T* dz, const T* w, T* dx, int
       for (int64_t c = 0; c < g.C; ++c)
         for (int64_t i2 = 0; i2 < hi; ++i2) {
           T* drow = dxn + c * HW + (g.sh * i2 + a) * g.W;
-          if (g.sw == 2) {
+          if (g.sw == 2) {  // pairs written together: the general loop's strided passes took 1.04-1.12x as long
             const T* o0 = out + (c * hi + i2) * row[0].wj;
             const T* o1 = out + out_elems + (c * hi + i2) * row[1].wj;
             const int64_t pairs = row[1].wj;  // W even: wj0 == wj1; W odd: wj0 == wj1 + 1
