@@ -26,7 +26,9 @@ struct Epilogue {
   bool empty() const { return bias == nullptr && act == Act::none; }
 };
 
-// Scalar activation, the definition every vectorised version must agree with. The helpers of this header
+// Scalar activation, each code's definition. The fused epilogues' relu and leaky relu agree with it bit for
+// bit; their sigmoid and tanh run through the activation family's vector kernels instead (the bits of
+// ops.sigmoid / ops.tanh, within the ops contract's tolerance of these). The helpers of this header
 // are `static` so that each translation unit keeps its own copy: one compiled for AVX2 must never be the
 // one a portable caller links to (scripts/check_isa_symbols.py checks this).
 template <class T>

@@ -49,7 +49,7 @@ using GemmPackB = void (*)(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int
 
 // epilogue(ep, row0, col0, m, n, c, rs_c, cs_c): apply_epilogue on an m x n tile of C whose first element
 //   is C(row0, col0) of the whole product, vectorised for the ISA; returns false (touching nothing) for
-//   the cases it leaves to apply_epilogue.
+//   the cases it leaves to gemm.cpp's epilogue_rest (sigmoid, tanh, a strided C).
 template <class T>
 using GemmEpilogue = bool (*)(const Epilogue<T>& ep, int64_t row0, int64_t col0, int64_t m, int64_t n, T* c,
                               int64_t rs_c, int64_t cs_c);

@@ -149,6 +149,22 @@ def test_linear_forward_backward(isa, dtype, rng, activation):
              dtype, k=33)
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("m,n,k", [(256, 256, 300), (37, 10, 33), (1, 45, 20), (45, 1, 20), (3, 200, 17),
+                                   (20, 5, 0)])
+def test_fused_sigmoid_tanh_give_the_activation_ops_bits(isa, dtype, rng, activation, m, n, k):
+    """The GEMM's fused sigmoid / tanh run the activation family's kernels on the summed tile, so they give the
+    bits of ops.sigmoid / ops.tanh on the unfused product at every position of C: tiles of either operand order
+    (3 x 200 is computed transposed), the narrow tiles, one-row and one-column products, and K = 0."""
+    x, w, b = random(rng, (m, k), dtype), random(rng, (n, k), dtype), random(rng, (n,), dtype)
+    fused = ops.linear(x, w, b, activation=activation)
+    np.testing.assert_array_equal(fused, getattr(ops, activation)(ops.linear(x, w, b)))
+    # The sums' rounding passes through the activation (slope up to 1) at the scale of the sums, not of the
+    # squashed outputs: compared with that floor.
+    z = ref.linear(x, w, b)
+    assert_close(fused, ref.linear(x, w, b, activation=activation), dtype, k=max(k, 1), floor=np.abs(z).max())
+
+
 def test_linear_skips_unneeded_gradients(rng):
     x, w = random(rng, (4, 3), np.float64), random(rng, (2, 3), np.float64)
     dx, dw, db = ops.linear_backward(np.ones((4, 2)), x, w, None, needs=(False, True, True))
