@@ -109,9 +109,28 @@ inline int64_t tile_min_cols(const ConvGeom& g, size_t elem) {
   return large_filters(g, elem) ? kDeepTileCols : kTileMinCols;
 }
 
+// Winograd transforms (and packs) all K x C filters on every call, alpha^2 points of them, whatever the batch;
+// its savings grow with the tiles the call computes. It needs at least kWinoMinTiles output tiles in the batch
+// (N x tiles per image), kWinoMinTilesLargeU where those transformed filters pass kWinoLargeUBytes (out of L2
+// and then memory-bound). Measured (Xeon, 1 thread, forward / forward + dx + dw against the best of the
+// implicit GEMM and im2col): at 16 tiles it lost 1.24-1.31x / up to 1.33x on 3x3 (32 -> 32 on 16x16 and 64 ->
+// 64, 128 -> 128 on 16x16, one image; 64 -> 64 and 128 -> 128 on 8x8, four) and 1.22-1.35x on 5x5 (32 -> 64 on
+// 14x14, one image; 16 -> 32, 64 -> 64 on 8x8, 32 -> 64 on 7x7, four), 2.2-3.8x on 4 tiles (batch-1 inference
+// of 8x8 maps), and from 32 tiles it won every case (1.2-2.2x) but 512 -> 512 on 4x4 maps (16.8 MB of
+// F(2x2, 3x3) filters): 2.1x slower at 32 tiles, even at 64.
+constexpr int64_t kWinoMinTiles = 32, kWinoMinTilesLargeU = 64;
+constexpr int64_t kWinoLargeUBytes = int64_t{8} << 20;
+
+static bool winograd_enough_tiles(const ConvGeom& g) {
+  const int64_t u_bytes = int64_t{wino_points(g)} * g.K * g.C * static_cast<int64_t>(sizeof(float));
+  const int64_t tiles = g.N * wino_tiles_p(g) * wino_tiles_q(g);
+  return tiles >= (u_bytes > kWinoLargeUBytes ? kWinoMinTilesLargeU : kWinoMinTiles);
+}
+
 ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   if (g.Cg() == 1 && g.groups > 1) return ConvAlgo::depthwise;
   if (is_plain_1x1(g)) return ConvAlgo::gemm1x1;
+  const bool winograd = conv_winograd_applies(g, nullptr) && winograd_enough_tiles(g);
   // 5x5 on F(4x4, 5x5) tiles (64 multiplies per 16 outputs, channel and filter, against 400 direct): from 8
   // channels each way and 4 outputs a row it beat the implicit GEMM and direct (1 thread, full-width AVX-512
   // Xeon, forward + dx + dw, 64 images, fastest of 5 alternated calls, ms): 8 -> 16 on 16x16 2.18 against
@@ -121,7 +140,7 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // 32x32 4.60 against 4.01; 1 -> 32 on 28x28 5.84 against 1.74), and on 2-wide outputs (16 channels, 6x6
   // without padding, 0.36 against 0.18). The AVX2 table needs more channels (wino45_min_channels and
   // wino45_min_channel_sum, conv_ukernels_avx2.cpp).
-  if (conv_winograd_applies(g, nullptr) && g.R == 5 && conv_winograd_tile(g) == 4 && g.Q >= 4) {
+  if (winograd && g.R == 5 && conv_winograd_tile(g) == 4 && g.Q >= 4) {
     const auto& kern = conv_ukernels<float>();
     if (std::min(g.C, g.K) >= kern.wino45_min_channels && g.C + g.K >= kern.wino45_min_channel_sum)
       return ConvAlgo::winograd;
@@ -158,7 +177,7 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // 512 channels on 4x4, 16 images, even), with 32 from 6x6 maps up (1.3x; on 5x5 0.89x), with 16 from 8x8
   // up (1.19x; on 6x6 0.80x, on 7x7 even; ResNet-20's 16-channel 32x32 layer 1.3x), and with fewer than 16
   // channels it lost (8 -> 16 on 16x16 0.80x).
-  if (conv_winograd_applies(g, nullptr)) {
+  if (winograd) {
     const int64_t channels = std::min(g.C, g.K), tq = wino_tiles(g.Q, 2);
     if (g.R == 5 && conv_winograd_tile(g) == 2 && channels >= 16 && channels * tq >= 128 &&
         tq >= conv_ukernels<float>().wino5_min_tiles_q)
@@ -184,9 +203,12 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // projections' forward and weight gradient 0.62 / 0.44 ms against im2col's 0.83 / 0.53, Xeon, 1 thread).
   // But where large filters (kLargeFiltersBytes) meet small outputs (under 64 pixels), im2col's deep tiles of
   // several images won the forward (256 -> 512 stride 2 on 7x7 outputs 15.1 against 16.4 ms; on 8x8 0.93x,
-  // as every larger output measured), and its dx and dw go through the GEMM there anyway.
+  // as every larger output measured), and its dx and dw go through the GEMM there anyway. So did batches of
+  // under 256 output pixels in all, where the implicit GEMM's per-call packing of the filters weighs (1
+  // thread, forward, microseconds, against im2col's: 256 -> 256 3x3 on 8x8, one image 787 / 589, two 1268 /
+  // 1164, four 2189 / 2314; 128 -> 256 on 8x8, one image 343 / 274).
   const bool strided_1x1 = g.sh * g.sw > 1 && g.R * g.S == 1;
-  const bool small_output_large_filters = g.PQ() < 64 && large_filters(g, sizeof(float));
+  const bool small_output_large_filters = (g.PQ() < 64 || g.N * g.PQ() < 256) && large_filters(g, sizeof(float));
   if (g.Kg() >= 16 && g.CgRS() <= implicit_max_taps(g) && !small_output_large_filters &&
       (!strided_1x1 || conv_ukernels<float>().igemm_for_channels(g.Kg()).rate > 1))
     return ConvAlgo::implicit;

@@ -233,6 +233,22 @@ def test_algorithm_choice():
     # but im2col's deep tiles where filters past 1 MiB meet outputs under 64 pixels (7x7 here)
     assert ops.conv2d_algorithm((16, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1) == "im2col"
     assert ops.conv2d_algorithm((16, 512, 8, 8), (512, 512, 3, 3), stride=2, padding=1) == "im2col"  # 4608 taps
+    # and where the whole batch has under 256 output pixels (the filters' packing per call weighs)
+    assert ops.conv2d_algorithm((1, 256, 8, 8), (256, 256, 3, 3), padding=1) == "im2col"
+    assert ops.conv2d_algorithm((4, 256, 8, 8), (256, 256, 3, 3), padding=1) == "winograd"
+    assert ops.conv2d_algorithm((4, 256, 16, 16), (512, 256, 3, 3), stride=2, padding=1) == (
+        "implicit" if wide else "im2col")
+    assert ops.conv2d_algorithm((2, 256, 16, 16), (512, 256, 3, 3), stride=2, padding=1) == "im2col"
+    # Winograd transforms every filter per call: it needs 32 output tiles in the batch (64 past 8 MiB of them)
+    assert ops.conv2d_algorithm((1, 64, 8, 8), (64, 64, 3, 3), padding=1) == "implicit"  # 4 tiles of 4x4
+    assert ops.conv2d_algorithm((7, 64, 8, 8), (64, 64, 3, 3), padding=1) == "implicit"  # 28 tiles
+    assert ops.conv2d_algorithm((8, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd"  # 32 tiles
+    assert ops.conv2d_algorithm((1, 64, 16, 16), (64, 64, 3, 3), padding=1) == "implicit"  # 16 tiles
+    assert ops.conv2d_algorithm((2, 64, 16, 16), (64, 64, 3, 3), padding=1) == "winograd"
+    assert ops.conv2d_algorithm((1, 32, 14, 14), (64, 32, 5, 5), padding=2) == "implicit"  # 16 tiles, 5x5
+    assert ops.conv2d_algorithm((2, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"
+    assert ops.conv2d_algorithm((8, 512, 4, 4), (512, 512, 3, 3), padding=1) == "im2col"  # 32 of 2x2, 16.8 MB
+    assert ops.conv2d_algorithm((16, 512, 4, 4), (512, 512, 3, 3), padding=1) == "winograd"  # 64
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
     assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "implicit"
