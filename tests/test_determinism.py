@@ -130,6 +130,10 @@ CONV_CASES = {
     "winograd_5x5": ((7, 32, 14, 14), (64, 32, 5, 5), dict(padding=2), "winograd"),  # F(4x4, 5x5)
     "winograd_5x5_wide": ((3, 136, 9, 9), (136, 136, 5, 5), dict(padding=2), "winograd"),  # F(2x2, 5x5)
     "im2col_big_image": ((3, 4, 61, 63), (8, 4, 3, 3), dict(padding=1), "im2col"),  # several tiles per image
+    # Fewer images than threads: the implicit forward splits each image's channel blocks between threads (3
+    # blocks of up to 32 filters here, the last part-filled; strided: the tap runs of the padding rows).
+    "implicit_one_image": ((1, 24, 13, 11), (80, 24, 3, 3), dict(padding=1), "implicit"),
+    "implicit_two_images_strided": ((2, 16, 15, 15), (72, 16, 3, 3), dict(stride=2, padding=1), "implicit"),
 }
 
 

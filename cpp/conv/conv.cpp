@@ -421,6 +421,25 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, con
   T* offs = bpack + g.groups * kp;
   ig.pack(g, w, b, wpack, bpack);
   kern.igemm_offsets(g, offs);
+  // Fewer images than threads (batch-1 inference): each image's channel blocks are split between threads
+  // instead, each running its blocks' tiles over the whole image (padding its own copy of it). Every output
+  // is still its taps' sum in tap order, so the bits are those of one thread. One image, 2 threads against
+  // one image a thread (Xeon, microseconds): 64 -> 128 3x3 on 16x16 255 -> 153, 3 -> 64 on 32x32 56 -> 33.
+  const int64_t kb = ig.kblock, blocks = kp / kb;
+  if (g.groups == 1 && g.N < nthreads && out.image == nullptr && blocks >= 2) {
+    const int64_t parts = std::min<int64_t>(blocks, ceil_div(nthreads, g.N));
+    const int64_t per = ceil_div(blocks, parts);
+    parallel_for_each(g.N * parts, Grain{1}, nthreads, [&](int64_t u) {
+      const int64_t n = u / parts, kb0 = (u % parts) * per, kb1 = std::min(blocks, kb0 + per);
+      if (kb0 >= kb1) return;
+      ConvGeom part = g;
+      part.K = std::min(g.K, kb1 * kb) - kb0 * kb;
+      T* s = workspace_as<T>(kWsConvCol, scratch);
+      ig.fwd(part, x + n * g.C * g.H * g.W, wpack + kb0 * kb * g.CgRS(), bpack + kb0 * kb, offs,
+             out.dst(n) + kb0 * kb * g.PQ(), act, slope, s);
+    });
+    return;
+  }
   for_each_unit(g.N, nthreads, false, [&](int64_t n, int) {
     T* s = workspace_as<T>(kWsConvCol, scratch);
     T* yn = out.dst(n);
