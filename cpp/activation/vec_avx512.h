@@ -1,6 +1,6 @@
 // The vector interface of activation/activation_generic.h on AVX-512 registers: 16 x float (VecF32Avx512) and 8 x
-// double (VecF64Avx512), with exp / expm1 / tanh by the same reduction and polynomials as vecmath_avx2.h, operation
-// for operation, and the same scaling by 2^n (one vscalefps where AVX2 builds the power in the exponent field: an
+// double (VecF64Avx512), with exp / expm1 / tanh by the same reduction and polynomials as vecmath_avx2.h (the float
+// tanh: activation/tanh_rational.h), operation for operation, and the same scaling by 2^n (one vscalefps where AVX2 builds the power in the exponent field: an
 // exact power either way, rounded once into the result), so a value gets the same bits from either ISA's kernels.
 // Ragged tails use mask registers. Include only from *_avx512.cpp files; the types live in the ISA-named namespace
 // so no portable code can link to them.
@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <type_traits>
+
+#include "activation/tanh_rational.h"
 
 namespace nnx {
 namespace avx512 {
@@ -52,12 +54,16 @@ inline __m512 expm1_nonpos_f32(__m512 x) {  // x <= 0 (or NaN)
   return _mm512_fmadd_ps(s, p, _mm512_sub_ps(s, _mm512_set1_ps(1.f)));
 }
 
-inline __m512 tanh_f32(__m512 x) {  // tanh|x| = -m / (m + 2), m = expm1(-2|x|); the sign put back
-  const __m512 sign = _mm512_set1_ps(-0.f);
-  __m512 a = _mm512_andnot_ps(sign, x);
-  __m512 m = expm1_nonpos_f32(_mm512_mul_ps(a, _mm512_set1_ps(-2.f)));
-  __m512 t = _mm512_div_ps(_mm512_xor_ps(m, sign), _mm512_add_ps(m, _mm512_set1_ps(2.f)));
-  return _mm512_or_ps(t, _mm512_and_ps(sign, x));
+inline __m512 tanh_f32(__m512 x) {  // activation/tanh_rational.h
+  x = _mm512_max_ps(_mm512_set1_ps(-kTanhClamp), _mm512_min_ps(_mm512_set1_ps(kTanhClamp), x));
+  const __m512 t = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(kTanhP[0]), q = _mm512_set1_ps(kTanhQ[0]);
+  for (int i = 1; i < 5; ++i) {
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(kTanhP[i]));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(kTanhQ[i]));
+  }
+  const __m512 y = _mm512_div_ps(_mm512_mul_ps(x, p), q);
+  return _mm512_max_ps(_mm512_set1_ps(-1.f), _mm512_min_ps(_mm512_set1_ps(1.f), y));
 }
 
 // ---------------- double ----------------

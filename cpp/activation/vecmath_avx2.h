@@ -1,5 +1,6 @@
 // AVX2 + FMA vector math for the activation and loss kernels: exp, expm1 on (-inf, 0], tanh, for
-// 8 floats or 4 doubles. Include only from *_avx2.cpp files (compiled with -mavx2 -mfma).
+// 8 floats or 4 doubles (the float tanh: activation/tanh_rational.h). Include only from *_avx2.cpp files
+// (compiled with -mavx2 -mfma).
 //
 // exp(x) = 2^n e^r with n = round(x / ln2) and r = x - n ln2 (Cody-Waite: ln2 split in a high part that
 // makes n * ln2_hi exact and a low correction), |r| <= ln2 / 2. e^r - 1 is its Taylor polynomial
@@ -13,6 +14,8 @@
 // second operand when the pair is unordered, so a NaN x passes through the clamp and the arithmetic.
 #pragma once
 #include <immintrin.h>
+
+#include "activation/tanh_rational.h"
 
 namespace nnx {
 namespace avx2 {
@@ -60,13 +63,16 @@ inline __m256 expm1_nonpos_f32(__m256 x) {  // x <= 0 (or NaN)
   return _mm256_fmadd_ps(s, p, _mm256_sub_ps(s, _mm256_set1_ps(1.f)));
 }
 
-inline __m256 tanh_f32(__m256 x) {
-  // tanh|x| = -m / (m + 2) with m = expm1(-2|x|) in [-1, 0]: bounded, and accurate near 0.
-  const __m256 sign = _mm256_set1_ps(-0.f);
-  __m256 a = _mm256_andnot_ps(sign, x);
-  __m256 m = expm1_nonpos_f32(_mm256_mul_ps(a, _mm256_set1_ps(-2.f)));
-  __m256 t = _mm256_div_ps(_mm256_xor_ps(m, sign), _mm256_add_ps(m, _mm256_set1_ps(2.f)));
-  return _mm256_or_ps(t, _mm256_and_ps(sign, x));
+inline __m256 tanh_f32(__m256 x) {  // activation/tanh_rational.h; AVX-512's twin, operation for operation
+  x = _mm256_max_ps(_mm256_set1_ps(-kTanhClamp), _mm256_min_ps(_mm256_set1_ps(kTanhClamp), x));
+  const __m256 t = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(kTanhP[0]), q = _mm256_set1_ps(kTanhQ[0]);
+  for (int i = 1; i < 5; ++i) {
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(kTanhP[i]));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(kTanhQ[i]));
+  }
+  const __m256 y = _mm256_div_ps(_mm256_mul_ps(x, p), q);
+  return _mm256_max_ps(_mm256_set1_ps(-1.f), _mm256_min_ps(_mm256_set1_ps(1.f), y));
 }
 
 // ---------------- double ----------------

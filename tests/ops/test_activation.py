@@ -100,6 +100,20 @@ def test_sigmoid_tanh_accuracy_near_zero_and_large(isa, dtype):
     assert_close(ops.elu(-np.abs(x)), np.expm1(-np.abs(x).astype(np.float64)), dtype, rtol=tol, name="elu")
 
 
+def test_float32_tanh_dense(isa):
+    """The float tanh of the vector kernels (a rational function, cpp/activation/tanh_rational.h) on 2 million
+    values from 1e-30 to 12, both signs: within 4e-7 of tanh (6 float ulp near 1, its measured worst), odd to
+    the bit, and ±0, ±inf and NaN kept as tanh keeps them."""
+    mag = np.concatenate([np.geomspace(1e-30, 12, 1 << 20), np.linspace(0, 12, 1 << 20)]).astype(np.float32)
+    y, y_neg = ops.tanh(mag), ops.tanh(-mag)
+    assert_close(y, np.tanh(mag.astype(np.float64)), np.float32, rtol=4e-7, name="tanh")
+    np.testing.assert_array_equal(y_neg, -y)
+    assert np.all(np.abs(y) <= 1)
+    special = ops.tanh(np.array([0.0, -0.0, np.inf, -np.inf, np.nan], np.float32))
+    np.testing.assert_array_equal(special[:4], [0.0, -0.0, 1.0, -1.0])
+    assert np.signbit(special[1]) and not np.signbit(special[0]) and np.isnan(special[4])
+
+
 SOFTMAX_CASES = [((1,), -1), ((5,), 0), ((13, 1), -1), ((4, 37), -1), ((4, 37), 0), ((3, 5, 7), 0), ((3, 5, 7), 1),
                  ((3, 5, 7), -1), ((2, 3, 4, 5), 0), ((2, 3, 4, 5), 1), ((2, 3, 4, 5), 2), ((2, 3, 4, 5), -1),
                  ((2, 6, 300), 1), ((3, 1, 9), 1), ((0, 4), -1), ((4, 0), -1), ((4, 0), 0), ((2, 1000), 1)]
