@@ -53,6 +53,7 @@ struct Layout {
 template <class T>
 struct PackedPanel {
   GemmUkernelStridedA<T> ukernel;
+  GemmUkernelStridedA<T> row_ukernel;  // the same on one row, or null (RnnUkernels::step_ukernel_row)
   int64_t MR, NR, KC;
   const T* buf;
   int64_t K, N, Np;  // Np: N rounded up to whole slivers
@@ -69,7 +70,8 @@ PackedPanel<T> pack_panel(const RnnUkernels<T>& k, int64_t K, int64_t N, const T
   const int64_t Np = round_up(N, bl.nr);
   T* buf = workspace_as<T>(kWsMisc, static_cast<size_t>(Np * K));
   for (int64_t pc = 0; pc < K; pc += KC) pack(std::min(KC, K - pc), N, b + pc * rs_b, rs_b, cs_b, buf + pc * Np);
-  return PackedPanel<T>{own ? k.step_ukernel : g.ukernel_strided_a, bl.mr, bl.nr, KC, buf, K, N, Np};
+  return PackedPanel<T>{own ? k.step_ukernel : g.ukernel_strided_a, own ? k.step_ukernel_row : nullptr,
+                        bl.mr, bl.nr, KC, buf, K, N, Np};
 }
 
 // C (m x N, rows ldc apart) = A (m x K, rows lda apart, read in place) B + beta C, B packed. Slivers of B
@@ -84,9 +86,15 @@ void rows_times_panel(const PackedPanel<T>& p, int64_t m, const T* a, int64_t ld
     for (int64_t jr = 0; jr < p.N; jr += p.NR) {
       const T* bp = p.buf + pc * p.Np + jr * kc;
       const int64_t n = std::min(p.NR, p.N - jr);
-      for (int64_t ir = 0; ir < m; ir += p.MR)
-        p.ukernel(kc, a + ir * lda + pc, lda, 1, bp, c + ir * ldc + jr, ldc, 1, std::min(p.MR, m - ir), n, T(1),
-                  beta_pc);
+      for (int64_t ir = 0; ir < m; ir += p.MR) {
+        const int64_t rows = std::min(p.MR, m - ir);
+        if (p.row_ukernel && 2 * rows <= p.MR) {  // a short block: its rows one at a time (same bits)
+          for (int64_t i = ir; i < ir + rows; ++i)
+            p.row_ukernel(kc, a + i * lda + pc, lda, 1, bp, c + i * ldc + jr, ldc, 1, 1, n, T(1), beta_pc);
+        } else {
+          p.ukernel(kc, a + ir * lda + pc, lda, 1, bp, c + ir * ldc + jr, ldc, 1, rows, n, T(1), beta_pc);
+        }
+      }
     }
   }
 }

@@ -177,6 +177,7 @@ RnnUkernels<typename V::T> make_table(const char* name) {
   t.gru_backward = gru_backward<V>;
   t.step_blocking = GemmBlocking{0, 0, 0, 0, 0};
   t.step_ukernel = nullptr;  // the GEMM family's (an ISA fill may set its own)
+  t.step_ukernel_row = nullptr;
   t.step_pack_b = nullptr;
   return t;
 }

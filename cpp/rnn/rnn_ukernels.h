@@ -50,6 +50,10 @@ struct RnnUkernels {
   GemmBlocking step_blocking;
   GemmUkernelStridedA<T> step_ukernel;
   GemmPackB<T> step_pack_b;
+  // step_ukernel on one row (the same template with a 1-row tile; null where step_ukernel is): every element the
+  // same multiply-add chain over the same packed panel, so the bits of the full tile. A tile of 8 rows repeats
+  // the last row of a shorter block, 8 times the work for one sequence (batch-1 inference).
+  GemmUkernelStridedA<T> step_ukernel_row;
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in rnn_ukernels_<isa>.cpp.

@@ -27,6 +27,12 @@ void step_ukernel_8x2v(int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const 
   ukernel_simd<StepVec<T>, kStepMR, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
 }
 
+template <class T>
+void step_ukernel_1x2v(int64_t k, const T* a, int64_t rs_a, int64_t cs_a, const T* b, T* c, int64_t rs_c,
+                       int64_t cs_c, int64_t m, int64_t n, T alpha, T beta) {
+  ukernel_simd<StepVec<T>, 1, 2, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta);
+}
+
 }  // namespace
 
 template <class T>
@@ -36,6 +42,7 @@ void rnn_ukernels_fill_avx512(RnnUkernels<T>& table) {
   constexpr int NR = 2 * StepVec<T>::W;
   table.step_blocking = GemmBlocking{kStepMR, NR, 256, 0, 0};
   table.step_ukernel = step_ukernel_8x2v<T>;
+  table.step_ukernel_row = step_ukernel_1x2v<T>;
   table.step_pack_b = pack_b_panels<NR, T>;
 }
 

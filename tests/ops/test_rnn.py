@@ -183,6 +183,31 @@ def test_bitwise_identical_for_any_thread_count(rng, cell, batch_first):
             assert np.isfinite(a).all() and a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_sequence_alone_gives_its_bits_in_a_batch(isa, dtype, rng, cell):
+    """The per-step product runs blocks of 8 rows as one tile and short blocks row by row (1 sequence, or the last
+    3 of 11): each row is the same multiply-add chain either way, so a sequence's outputs and data gradients are
+    bitwise those it gets inside a batch."""
+    name, kw = _op(cell)
+    T, N, I, H = 5, 11, 7, 40
+    args = _case(rng, cell, T, N, I, H, dtype)
+    dys = _grads_out(rng, cell, T, N, H, dtype)
+    out = getattr(ops, name)(*args, return_workspace=True, **kw)
+    grads = getattr(ops, name + "_backward")(*dys, *args, workspace=out[-1], **kw)
+    n_states = len(dys) - 1
+    for n in (0, 9):
+        one = (args[0][:, n:n + 1],) + tuple(a[n:n + 1] for a in args[1:1 + n_states]) + args[1 + n_states:]
+        dy1 = (dys[0][:, n:n + 1],) + tuple(d[n:n + 1] for d in dys[1:])
+        o1 = getattr(ops, name)(*one, return_workspace=True, **kw)
+        g1 = getattr(ops, name + "_backward")(*dy1, *one, workspace=o1[-1], **kw)
+        np.testing.assert_array_equal(o1[0][:, 0], out[0][:, n])  # y
+        for s in range(n_states):  # h_n (and c_n)
+            np.testing.assert_array_equal(o1[1 + s][0], out[1 + s][n])
+        np.testing.assert_array_equal(g1[0][:, 0], grads[0][:, n])  # dx
+        for s in range(n_states):  # dh0 (and dc0)
+            np.testing.assert_array_equal(g1[1 + s][0], grads[1 + s][n])
+
+
 def test_lengths_match_running_each_sequence_alone(rng):
     """A padded row of the batch gives what its unpadded sequence gives on its own."""
     args = _case(rng, "lstm", 6, 3, 4, 5, np.float64)
