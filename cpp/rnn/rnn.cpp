@@ -77,26 +77,41 @@ PackedPanel<T> pack_panel(const RnnUkernels<T>& k, int64_t K, int64_t N, const T
 // C (m x N, rows ldc apart) = A (m x K, rows lda apart, read in place) B + beta C, B packed. Slivers of B
 // outer, row tiles inner: each sliver is read from L2 once and reused from L1 by every row tile. Every
 // element is one micro-kernel sum over the same KC blocks wherever its rows fall, so a row's result does
-// not depend on which rows are computed with it.
+// not depend on which rows are computed with it. With nthreads > 1 (a call whose sequences are fewer than its
+// threads) the slivers are split between threads, at least kStepProductGrain multiply-adds each; every element
+// is still computed by one kernel call, so the bits do not depend on the split.
+constexpr int64_t kStepProductGrain = int64_t{1} << 16;
+
 template <class T>
-void rows_times_panel(const PackedPanel<T>& p, int64_t m, const T* a, int64_t lda, T beta, T* c, int64_t ldc) {
-  for (int64_t pc = 0; pc < p.K; pc += p.KC) {
-    const int64_t kc = std::min(p.KC, p.K - pc);
-    const T beta_pc = pc == 0 ? beta : T(1);
-    for (int64_t jr = 0; jr < p.N; jr += p.NR) {
-      const T* bp = p.buf + pc * p.Np + jr * kc;
-      const int64_t n = std::min(p.NR, p.N - jr);
-      for (int64_t ir = 0; ir < m; ir += p.MR) {
-        const int64_t rows = std::min(p.MR, m - ir);
-        if (p.row_ukernel && 2 * rows <= p.MR) {  // a short block: its rows one at a time (same bits)
-          for (int64_t i = ir; i < ir + rows; ++i)
-            p.row_ukernel(kc, a + i * lda + pc, lda, 1, bp, c + i * ldc + jr, ldc, 1, 1, n, T(1), beta_pc);
-        } else {
-          p.ukernel(kc, a + ir * lda + pc, lda, 1, bp, c + ir * ldc + jr, ldc, 1, rows, n, T(1), beta_pc);
+void rows_times_panel(const PackedPanel<T>& p, int64_t m, const T* a, int64_t lda, T beta, T* c, int64_t ldc,
+                      int nthreads = 1) {
+  auto slivers = [&](int64_t s0, int64_t s1) {
+    const int64_t j0 = s0 * p.NR, j1 = std::min(p.N, s1 * p.NR);
+    for (int64_t pc = 0; pc < p.K; pc += p.KC) {
+      const int64_t kc = std::min(p.KC, p.K - pc);
+      const T beta_pc = pc == 0 ? beta : T(1);
+      for (int64_t jr = j0; jr < j1; jr += p.NR) {
+        const T* bp = p.buf + pc * p.Np + jr * kc;
+        const int64_t n = std::min(p.NR, p.N - jr);
+        for (int64_t ir = 0; ir < m; ir += p.MR) {
+          const int64_t rows = std::min(p.MR, m - ir);
+          if (p.row_ukernel && 2 * rows <= p.MR) {  // a short block: its rows one at a time (same bits)
+            for (int64_t i = ir; i < ir + rows; ++i)
+              p.row_ukernel(kc, a + i * lda + pc, lda, 1, bp, c + i * ldc + jr, ldc, 1, 1, n, T(1), beta_pc);
+          } else {
+            p.ukernel(kc, a + ir * lda + pc, lda, 1, bp, c + ir * ldc + jr, ldc, 1, rows, n, T(1), beta_pc);
+          }
         }
       }
     }
+  };
+  const int64_t nsl = ceil_div(p.N, p.NR);
+  if (nthreads <= 1) {
+    slivers(0, nsl);
+    return;
   }
+  const Grain grain{std::max<int64_t>(1, kStepProductGrain / std::max<int64_t>(1, p.K * p.NR * m))};
+  parallel_for(nsl, grain, nthreads, slivers);
 }
 
 // Sequences of a call worth a thread: each runs steps * GH * (I + H) multiply-adds, so even a handful
@@ -104,6 +119,15 @@ void rows_times_panel(const PackedPanel<T>& p, int64_t m, const T* a, int64_t ld
 Grain sequences_grain(int64_t steps, int64_t GH, int64_t H) {
   const int64_t flops = std::max<int64_t>(1, 2 * steps * GH * H);
   return Grain{std::max<int64_t>(1, (int64_t{1} << 20) / flops)};
+}
+
+// The threads a call's sequences occupy: parallel_for's ranges of whole row tiles that get rows. Where that is
+// one, the sequences run on the calling thread and each step's product takes the call's threads instead.
+int sequence_threads(int64_t N, Grain grain, int nthreads, int64_t MR) {
+  const int nt = threads_for(N, grain.units, nthreads);
+  if (nt <= 1) return 1;
+  const int64_t per = round_up(ceil_div(N, nt), MR);
+  return static_cast<int>(ceil_div(N, per));
 }
 
 // The bias gradients: the per-sequence rows the backward's gate pass accumulated (rnn_ukernels.h, db),
@@ -201,6 +225,7 @@ struct Seq {
   const RnnUkernels<T>* k;
   T* dbias;       // backward: the per-sequence bias-gradient rows, or null (no bias gradient wanted)
   bool need_dh0;  // backward: false skips step 0's product dG_0 W_hh (dh0 not wanted)
+  int step_threads = 1;  // threads of each step's product: the call's, where its sequences run on one thread
 };
 
 // Forward through all steps for sequences [b, e): per step the recurrent product of these rows, then
@@ -217,9 +242,9 @@ void forward_rows(const Seq<T>& s, int64_t b, int64_t e) {
     T* ht = s.y + r0 * H;
     T* ght = s.extra + r0 * GH;  // GRU: hidden side W_hh h (+ b_hn), kept apart since r multiplies its n block
     if (s.cell == RnnCell::gru) {
-      rows_times_panel(s.w, m, hp, ldh, T(0), ght, q * GH);
+      rows_times_panel(s.w, m, hp, ldh, T(0), ght, q * GH, s.step_threads);
     } else {
-      rows_times_panel(s.w, m, hp, ldh, T(1), gt, q * GH);  // onto the input projection
+      rows_times_panel(s.w, m, hp, ldh, T(1), gt, q * GH, s.step_threads);  // onto the input projection
     }
     for (int64_t r = 0; r < m; ++r) {
       T* h = ht + r * q * H;
@@ -288,7 +313,7 @@ void backward_rows(const Seq<T>& s, const T* dy, T* carry, T* pass, T* dc, int64
       }
     }
     // dh of step t - 1 (at t == 0: dh0, which only pass + this product gives; skipped when not wanted)
-    if (t > 0 || s.need_dh0) rows_times_panel(s.w, m, ght, q * GH, T(1), pr, H);
+    if (t > 0 || s.need_dh0) rows_times_panel(s.w, m, ght, q * GH, T(1), pr, H, s.step_threads);
     std::swap(cr, pr);
   }
 }
@@ -341,10 +366,15 @@ void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, c
 
   const RnnUkernels<T>& k = rnn_ukernels<T>();
   // Per step gates += h_{t-1} W_hh^T: B(k, j) = W_hh(j, k).
-  const Seq<T> s{cell, rm, steps, N, H, GH, h0, c0, b_hh, lengths, gates, extra, y, pack_panel(k, H, GH, w_hh, 1, H),
-                 &k, nullptr, false};
-  parallel_for(N, sequences_grain(steps, GH, H), nthreads,
-               [&](int64_t b, int64_t e) { forward_rows(s, b, e); }, s.w.MR);
+  const PackedPanel<T> w = pack_panel(k, H, GH, w_hh, 1, H);
+  const Grain seq_grain = sequences_grain(steps, GH, H);
+  const int seq_threads = sequence_threads(N, seq_grain, nthreads, w.MR);
+  const Seq<T> s{cell, rm, steps, N, H, GH, h0, c0, b_hh, lengths, gates, extra, y, w, &k, nullptr, false,
+                 seq_threads <= 1 ? nthreads : 1};
+  if (seq_threads <= 1)
+    forward_rows(s, 0, N);
+  else
+    parallel_for(N, seq_grain, nthreads, [&](int64_t b, int64_t e) { forward_rows(s, b, e); }, w.MR);
   for (int64_t n = 0; n < N; ++n) {  // h_n, c_n: the states after each row's last step
     const int64_t last = (lengths ? lengths[n] : steps) - 1;
     std::memcpy(h_n + n * H, y + rm.row(last, n) * H, sizeof(T) * H);
@@ -377,10 +407,16 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
   const RnnUkernels<T>& k = rnn_ukernels<T>();
   // Per step dh_{t-1} += dG_t W_hh: B = W_hh as stored. The Seq's y is read only.
   T* dbias = db_ih || db_hh ? ws + L.dbias : nullptr;
-  const Seq<T> s{cell, rm, steps, N, H, GH, h0, c0, nullptr, lengths, gates, extra, const_cast<T*>(y),
-                 pack_panel(k, GH, H, w_hh, H, 1), &k, dbias, dh0 != nullptr};
-  parallel_for(N, sequences_grain(steps, GH, H), nthreads,
-               [&](int64_t b, int64_t e) { backward_rows(s, dy, carry, pass, dc, b, e); }, s.w.MR);
+  const PackedPanel<T> w = pack_panel(k, GH, H, w_hh, H, 1);
+  const Grain seq_grain = sequences_grain(steps, GH, H);
+  const int seq_threads = sequence_threads(N, seq_grain, nthreads, w.MR);
+  const Seq<T> s{cell, rm, steps, N, H, GH, h0, c0, nullptr, lengths, gates, extra, const_cast<T*>(y), w, &k, dbias,
+                 dh0 != nullptr, seq_threads <= 1 ? nthreads : 1};
+  if (seq_threads <= 1)
+    backward_rows(s, dy, carry, pass, dc, 0, N);
+  else
+    parallel_for(N, seq_grain, nthreads,
+                 [&](int64_t b, int64_t e) { backward_rows(s, dy, carry, pass, dc, b, e); }, w.MR);
   const T* dh_first = steps % 2 == 0 ? carry : pass;  // each step swapped the two
   if (dh0) std::memcpy(dh0, dh_first, sizeof(T) * NH);
   if (lstm && dc0) std::memcpy(dc0, dc, sizeof(T) * NH);

@@ -184,6 +184,31 @@ def test_bitwise_identical_for_any_thread_count(rng, cell, batch_first):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("N", [1, 3])
+def test_few_sequences_split_each_step_between_threads(rng, cell, N):
+    """With fewer sequences than a thread's share, each step's product splits its columns between the threads
+    instead (H = 200: 25 slivers of 32 gate columns); the same bits at 1, 2, 3 and 16 threads."""
+    name, kw = _op(cell)
+    T, I, H = 4, 12, 200
+    args = _case(rng, cell, T, N, I, H, np.float32)
+    dys = _grads_out(rng, cell, T, N, H, np.float32)
+    before = nnx.get_num_threads()
+    runs = []
+    try:
+        for t in (1, 2, 3, 16):
+            nnx.set_num_threads(t)
+            out = getattr(ops, name)(*args, return_workspace=True, **kw)
+            grads = getattr(ops, name + "_backward")(*dys, *args, workspace=out[-1], **kw)
+            runs.append([a for a in out[:-1] + grads if a is not None])
+    finally:
+        nnx.set_num_threads(before)
+    assert_close(runs[0][0], getattr(ref, name)(*args, **kw)[0], np.float32, k=H)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_a_sequence_alone_gives_its_bits_in_a_batch(isa, dtype, rng, cell):
     """The per-step product runs blocks of 8 rows as one tile and short blocks row by row (1 sequence, or the last
     3 of 11): each row is the same multiply-add chain either way, so a sequence's outputs and data gradients are
