@@ -117,14 +117,12 @@ def train_case(name):
     return f"train {name} (batch {batch}, {opt})", a, b
 
 
-def infer_case(name, batch):
+def _no_grad_calls(m, mt, x):
+    """Two callables running nnx's model m and PyTorch's mt on the array x in evaluation mode, without autograd."""
     import nnx
     import torch
-    nnx.manual_seed(0)
-    m = _model(name, "nnx").eval()
-    torch.manual_seed(0)
-    mt = _model(name, "torch").eval()
-    x = np.random.default_rng(0).standard_normal((batch,) + INFER[name]).astype(np.float32)
+    m.eval()
+    mt.eval()
     tx = torch.from_numpy(x)
 
     def a():
@@ -134,27 +132,29 @@ def infer_case(name, batch):
     def b():
         with torch.no_grad():
             mt(tx)
-    return f"infer {name} (batch {batch})", a, b
+    return a, b
+
+
+def infer_case(name, batch):
+    import nnx
+    import torch
+    nnx.manual_seed(0)
+    m = _model(name, "nnx")
+    torch.manual_seed(0)
+    mt = _model(name, "torch")
+    x = np.random.default_rng(0).standard_normal((batch,) + INFER[name]).astype(np.float32)
+    return (f"infer {name} (batch {batch})",) + _no_grad_calls(m, mt, x)
 
 
 def rnn_case(cell, steps, inputs, hidden):
     import nnx
     import torch
     nnx.manual_seed(0)
-    m = getattr(nnx.nn, cell)(inputs, hidden, batch_first=True).eval()
+    m = getattr(nnx.nn, cell)(inputs, hidden, batch_first=True)
     torch.manual_seed(0)
-    mt = getattr(torch.nn, cell)(inputs, hidden, batch_first=True).eval()
+    mt = getattr(torch.nn, cell)(inputs, hidden, batch_first=True)
     x = np.random.default_rng(0).standard_normal((1, steps, inputs)).astype(np.float32)
-    tx = torch.from_numpy(x)
-
-    def a():
-        with nnx.no_grad():
-            m(nnx.Tensor(x))
-
-    def b():
-        with torch.no_grad():
-            mt(tx)
-    return f"rnn {cell} {inputs}->{hidden}, {steps} steps (one sequence)", a, b
+    return (f"rnn {cell} {inputs}->{hidden}, {steps} steps (one sequence)",) + _no_grad_calls(m, mt, x)
 
 
 def measure(a, b, blocks: int, steps: int) -> tuple:

@@ -29,6 +29,21 @@ def _grads_out(rng, cell, T, N, H, dtype):
         rng.standard_normal((N, H)).astype(dtype) for _ in range(n_states))
 
 
+def _forward_backward_at(name, args, dys, kw, thread_counts):
+    """The op's outputs and gradients (those not None) at each thread count."""
+    before = nnx.get_num_threads()
+    runs = []
+    try:
+        for t in thread_counts:
+            nnx.set_num_threads(t)
+            out = getattr(ops, name)(*args, return_workspace=True, **kw)
+            grads = getattr(ops, name + "_backward")(*dys, *args, workspace=out[-1], **kw)
+            runs.append([a for a in out[:-1] + grads if a is not None])
+    finally:
+        nnx.set_num_threads(before)
+    return runs
+
+
 CELLS = ["rnn", "rnn_relu", "lstm", "gru"]
 # (T, N, I, H): a ragged H (vector tails), a single step, a single row, H a multiple of 8.
 SHAPES = [(5, 3, 4, 13), (1, 2, 3, 5), (7, 1, 9, 8), (4, 6, 16, 16)]
@@ -168,16 +183,7 @@ def test_bitwise_identical_for_any_thread_count(rng, cell, batch_first):
     if batch_first:
         args = (np.ascontiguousarray(args[0].swapaxes(0, 1)),) + args[1:]
         dys = (np.ascontiguousarray(dys[0].swapaxes(0, 1)),) + dys[1:]
-    before = nnx.get_num_threads()
-    runs = []
-    try:
-        for t in (1, 2, 3):
-            nnx.set_num_threads(t)
-            out = getattr(ops, name)(*args, return_workspace=True, **kw)
-            grads = getattr(ops, name + "_backward")(*dys, *args, workspace=out[-1], **kw)
-            runs.append([a for a in out[:-1] + grads if a is not None])
-    finally:
-        nnx.set_num_threads(before)
+    runs = _forward_backward_at(name, args, dys, kw, (1, 2, 3))
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert np.isfinite(a).all() and a.tobytes() == b.tobytes()
@@ -192,16 +198,7 @@ def test_few_sequences_split_each_step_between_threads(rng, cell, N):
     T, I, H = 4, 12, 200
     args = _case(rng, cell, T, N, I, H, np.float32)
     dys = _grads_out(rng, cell, T, N, H, np.float32)
-    before = nnx.get_num_threads()
-    runs = []
-    try:
-        for t in (1, 2, 3, 16):
-            nnx.set_num_threads(t)
-            out = getattr(ops, name)(*args, return_workspace=True, **kw)
-            grads = getattr(ops, name + "_backward")(*dys, *args, workspace=out[-1], **kw)
-            runs.append([a for a in out[:-1] + grads if a is not None])
-    finally:
-        nnx.set_num_threads(before)
+    runs = _forward_backward_at(name, args, dys, kw, (1, 2, 3, 16))
     assert_close(runs[0][0], getattr(ref, name)(*args, **kw)[0], np.float32, k=H)
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
