@@ -1,7 +1,8 @@
 // The vector interface of activation/activation_generic.h on AVX-512 registers: 16 x float (VecF32Avx512) and 8 x
 // double (VecF64Avx512), with exp / expm1 / tanh by the same reduction and polynomials as vecmath_avx2.h (the float
-// tanh: activation/tanh_rational.h), operation for operation, and the same scaling by 2^n (one vscalefps where AVX2 builds the power in the exponent field: an
-// exact power either way, rounded once into the result), so a value gets the same bits from either ISA's kernels.
+// tanh: activation/tanh_rational.h), operation for operation, and the same scaling by 2^n (one vscalefps where
+// AVX2 builds the power in the exponent field: an exact power either way, rounded once into the result), so a
+// value gets the same bits from either ISA's kernels.
 // Ragged tails use mask registers. Include only from *_avx512.cpp files; the types live in the ISA-named namespace
 // so no portable code can link to them.
 #pragma once

@@ -11,8 +11,9 @@ namespace nnx {
 namespace {
 
 // Returns false, doing nothing, where the caller must finish the tile itself (gemm.cpp's epilogue_rest):
-// sigmoid and tanh (the activation family's kernels) and strided C. It deliberately calls no inline function of a shared header:
-// such a function compiled here with AVX2 flags could be the copy the linker keeps for baseline callers.
+// sigmoid and tanh (the activation family's kernels) and strided C. It deliberately calls no inline function
+// of a shared header: such a function compiled here with AVX2 flags could be the copy the linker keeps for
+// baseline callers.
 template <class T>
 bool epilogue_tile(const Epilogue<T>& ep, int64_t row0, int64_t col0, int64_t m, int64_t n, T* c,
                    int64_t rs_c, int64_t cs_c) {

@@ -262,8 +262,8 @@ inline T finish_gemv(T sum, T alpha, T beta, const T* cj, const Epilogue<T>& ep,
   return v;
 }
 
-constexpr int64_t kGemvGather = 2048;
-constexpr int64_t kGemvBytesPerThread = int64_t{256} << 10;  // longest strided `a` gathered onto the stack for the dot form
+constexpr int64_t kGemvGather = 2048;  // longest strided `a` gathered onto the stack for the dot form
+constexpr int64_t kGemvBytesPerThread = int64_t{256} << 10;  // of B, at least, per thread (gemv_row)
 
 // B's columns contiguous (rs_b == 1, e.g. a weight matrix W used as W^T): one dot product per output.
 template <class T>

@@ -18,7 +18,7 @@ namespace NNX_OPTIM_NS {
 // whose gradient stays zero (a dead ReLU) otherwise decays its momentum into the subnormals, where
 // momentum * b rounds back to the smallest subnormal forever, and every later step pays a microcode assist
 // on each such element: LeNet-5's opt.step() went from 0.07-0.09 to 0.37 ms after 1000 steps of batch 1, 27K
-// of its 61K buffers subnormal. nnx.reference.optim flushes the same values. NaN passes (both compares false).
+// of its 61K buffers subnormal. nnx.reference.optim flushes the same values. NaN passes (its compare is false).
 // One compare of |x| and a select: the two compares joined by && were a branch, which kept every loop that
 // flushes from vectorising (Adam ran scalar, 7.5 ns a parameter: 3.2x PyTorch's time on 666K parameters).
 template <class T>
