@@ -91,7 +91,7 @@ def _model(name, framework):
         return build(name, framework)
     import nnx
     import torch
-    return globals()[dict(vgg="vgg", mobile="mobile", mlp="mlp")[name]](nnx.nn if framework == "nnx" else torch.nn)
+    return {"vgg": vgg, "mobile": mobile, "mlp": mlp}[name](nnx.nn if framework == "nnx" else torch.nn)
 
 
 # ------------------------------------------------------------------------------------------------ cases

@@ -1,13 +1,15 @@
 // The vector interface of act/activation_generic.h on AVX2 + FMA registers: 8 x float (VecF32Avx2) and 4 x double
-// (VecF64Avx2), with the polynomial exp / expm1 / tanh of vecmath_avx2.h. Shared by the families whose
-// element-wise kernels are written against that interface (activations, normalization, recurrent gates). Include only
-// from *_avx2.cpp files; the types live in the ISA-named namespace so no portable code can link to them.
+// (VecF64Avx2), with the polynomial exp / expm1 (and double tanh) of vecmath_avx2.h and the float tanh of
+// tanh_rational.h. Shared by the families whose element-wise kernels are written against that interface
+// (activations, normalization, recurrent gates). Include only from *_avx2.cpp files; the types live in the
+// ISA-named namespace so no portable code can link to them.
 #pragma once
 #include <immintrin.h>
 
 #include <cstdint>
 #include <type_traits>
 
+#include "activation/tanh_rational.h"
 #include "activation/vecmath_avx2.h"
 
 namespace nnx {
@@ -43,7 +45,7 @@ struct VecF32Avx2 {
   static R select(M m, R a, R b) { return _mm256_blendv_ps(b, a, m); }
   static R exp(R a) { return exp_f32(a); }
   static R expm1_nonpos(R a) { return expm1_nonpos_f32(a); }
-  static R tanh(R a) { return tanh_f32(a); }
+  static R tanh(R a) { return tanh_rational<VecF32Avx2>(a); }
   static T hsum(R a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -1,6 +1,6 @@
 // The vector interface of activation/activation_generic.h on AVX-512 registers: 16 x float (VecF32Avx512) and 8 x
 // double (VecF64Avx512), with exp / expm1 / tanh by the same reduction and polynomials as vecmath_avx2.h (the float
-// tanh: activation/tanh_rational.h), operation for operation, and the same scaling by 2^n (one vscalefps where
+// tanh: activation/tanh_rational.h, one template for both), operation for operation, and the same scaling by 2^n (one vscalefps where
 // AVX2 builds the power in the exponent field: an exact power either way, rounded once into the result), so a
 // value gets the same bits from either ISA's kernels.
 // Ragged tails use mask registers. Include only from *_avx512.cpp files; the types live in the ISA-named namespace
@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "activation/tanh_rational.h"
+
 
 namespace nnx {
 namespace avx512 {
@@ -53,18 +54,6 @@ inline __m512 expm1_nonpos_f32(__m512 x) {  // x <= 0 (or NaN)
   __m512 p = expm1_poly_f32(r);
   __m512 s = _mm512_scalef_ps(_mm512_set1_ps(1.f), n);  // 2^n, exactly the AVX2 twin's exponent-field power
   return _mm512_fmadd_ps(s, p, _mm512_sub_ps(s, _mm512_set1_ps(1.f)));
-}
-
-inline __m512 tanh_f32(__m512 x) {  // activation/tanh_rational.h
-  x = _mm512_max_ps(_mm512_set1_ps(-kTanhClamp), _mm512_min_ps(_mm512_set1_ps(kTanhClamp), x));
-  const __m512 t = _mm512_mul_ps(x, x);
-  __m512 p = _mm512_set1_ps(kTanhP[0]), q = _mm512_set1_ps(kTanhQ[0]);
-  for (int i = 1; i < 5; ++i) {
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(kTanhP[i]));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(kTanhQ[i]));
-  }
-  const __m512 y = _mm512_div_ps(_mm512_mul_ps(x, p), q);
-  return _mm512_max_ps(_mm512_set1_ps(-1.f), _mm512_min_ps(_mm512_set1_ps(1.f), y));
 }
 
 // ---------------- double ----------------
@@ -138,7 +127,7 @@ struct VecF32Avx512 {
   static R select(M m, R a, R b) { return _mm512_mask_blend_ps(m, b, a); }
   static R exp(R a) { return exp_f32(a); }
   static R expm1_nonpos(R a) { return expm1_nonpos_f32(a); }
-  static R tanh(R a) { return tanh_f32(a); }
+  static R tanh(R a) { return tanh_rational<VecF32Avx512>(a); }
   static T hsum(R a) {  // the AVX2 order: halves added, then that 8-lane vector reduced as VecF32Avx2 does
     __m256 h = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));

@@ -1,6 +1,6 @@
-// AVX2 + FMA vector math for the activation and loss kernels: exp, expm1 on (-inf, 0], tanh, for
-// 8 floats or 4 doubles (the float tanh: activation/tanh_rational.h). Include only from *_avx2.cpp files
-// (compiled with -mavx2 -mfma).
+// AVX2 + FMA vector math for the activation and loss kernels: exp and expm1 on (-inf, 0] for 8 floats or
+// 4 doubles, tanh for 4 doubles (the float tanh is activation/tanh_rational.h's, over vec_avx2.h's interface).
+// Include only from *_avx2.cpp files (compiled with -mavx2 -mfma).
 //
 // exp(x) = 2^n e^r with n = round(x / ln2) and r = x - n ln2 (Cody-Waite: ln2 split in a high part that
 // makes n * ln2_hi exact and a low correction), |r| <= ln2 / 2. e^r - 1 is its Taylor polynomial
@@ -15,7 +15,6 @@
 #pragma once
 #include <immintrin.h>
 
-#include "activation/tanh_rational.h"
 
 namespace nnx {
 namespace avx2 {
@@ -61,18 +60,6 @@ inline __m256 expm1_nonpos_f32(__m256 x) {  // x <= 0 (or NaN)
   __m256 p = expm1_poly_f32(r);
   __m256 s = pow2i_f32(n);
   return _mm256_fmadd_ps(s, p, _mm256_sub_ps(s, _mm256_set1_ps(1.f)));
-}
-
-inline __m256 tanh_f32(__m256 x) {  // activation/tanh_rational.h; AVX-512's twin, operation for operation
-  x = _mm256_max_ps(_mm256_set1_ps(-kTanhClamp), _mm256_min_ps(_mm256_set1_ps(kTanhClamp), x));
-  const __m256 t = _mm256_mul_ps(x, x);
-  __m256 p = _mm256_set1_ps(kTanhP[0]), q = _mm256_set1_ps(kTanhQ[0]);
-  for (int i = 1; i < 5; ++i) {
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(kTanhP[i]));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(kTanhQ[i]));
-  }
-  const __m256 y = _mm256_div_ps(_mm256_mul_ps(x, p), q);
-  return _mm256_max_ps(_mm256_set1_ps(-1.f), _mm256_min_ps(_mm256_set1_ps(1.f), y));
 }
 
 // ---------------- double ----------------

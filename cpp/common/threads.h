@@ -36,16 +36,32 @@ constexpr Grain kElementwiseGrain{1 << 15};
 // Results are thread-count independent whenever body's result for an element does not depend on where its
 // range starts; families whose sums cross elements reduce in fixed-size chunks (parallel_for_each) instead.
 // An exception thrown by body is rethrown on the calling thread after the loop.
+// The length of parallel_for's ranges over n units for nt threads, and how many ranges hold units (align can
+// leave threads without any: 3 rows in whole tiles of 8 are one range). With one, the body runs on the calling
+// thread, outside any parallel region, so a parallel loop inside it still gets the threads (the recurrent
+// family's per-step products for a call of one to a few sequences).
+inline int64_t parallel_for_range(int64_t n, int nt, int64_t align) {
+  const int64_t per = (n + nt - 1) / nt;
+  return (per + align - 1) / align * align;
+}
+
+inline int parallel_for_ranges(int64_t n, Grain grain, int nthreads, int64_t align = 1) {
+  if (n <= 0) return 0;
+  const int nt = threads_for(n, std::max<int64_t>(grain.units, 1), nthreads);
+  if (nt <= 1) return 1;
+  const int64_t per = parallel_for_range(n, nt, align);
+  return static_cast<int>((n + per - 1) / per);
+}
+
 template <class F>
 void parallel_for(int64_t n, Grain grain, int nthreads, F body, int64_t align = 1) {
   if (n <= 0) return;
   const int nt = threads_for(n, std::max<int64_t>(grain.units, 1), nthreads);
-  if (nt <= 1) {
+  const int64_t per = nt <= 1 ? n : parallel_for_range(n, nt, align);
+  if (per >= n) {
     body(int64_t{0}, n);
     return;
   }
-  int64_t per = (n + nt - 1) / nt;
-  per = (per + align - 1) / align * align;
   std::exception_ptr err = nullptr;
 #if defined(NNX_OPENMP)
 #pragma omp parallel for num_threads(nt) schedule(static)

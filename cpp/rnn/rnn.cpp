@@ -121,13 +121,10 @@ Grain sequences_grain(int64_t steps, int64_t GH, int64_t H) {
   return Grain{std::max<int64_t>(1, (int64_t{1} << 20) / flops)};
 }
 
-// The threads a call's sequences occupy: parallel_for's ranges of whole row tiles that get rows. Where that is
-// one, the sequences run on the calling thread and each step's product takes the call's threads instead.
-int sequence_threads(int64_t N, Grain grain, int nthreads, int64_t MR) {
-  const int nt = threads_for(N, grain.units, nthreads);
-  if (nt <= 1) return 1;
-  const int64_t per = round_up(ceil_div(N, nt), MR);
-  return static_cast<int>(ceil_div(N, per));
+// The threads of each step's product: the call's where its sequences make one range of whole row tiles
+// (parallel_for then runs them on the calling thread), else one, the sequences being split instead.
+int step_product_threads(int64_t N, Grain grain, int nthreads, int64_t MR) {
+  return parallel_for_ranges(N, grain, nthreads, MR) <= 1 ? nthreads : 1;
 }
 
 // The bias gradients: the per-sequence rows the backward's gate pass accumulated (rnn_ukernels.h, db),
@@ -368,13 +365,9 @@ void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, c
   // Per step gates += h_{t-1} W_hh^T: B(k, j) = W_hh(j, k).
   const PackedPanel<T> w = pack_panel(k, H, GH, w_hh, 1, H);
   const Grain seq_grain = sequences_grain(steps, GH, H);
-  const int seq_threads = sequence_threads(N, seq_grain, nthreads, w.MR);
   const Seq<T> s{cell, rm, steps, N, H, GH, h0, c0, b_hh, lengths, gates, extra, y, w, &k, nullptr, false,
-                 seq_threads <= 1 ? nthreads : 1};
-  if (seq_threads <= 1)
-    forward_rows(s, 0, N);
-  else
-    parallel_for(N, seq_grain, nthreads, [&](int64_t b, int64_t e) { forward_rows(s, b, e); }, w.MR);
+                 step_product_threads(N, seq_grain, nthreads, w.MR)};
+  parallel_for(N, seq_grain, nthreads, [&](int64_t b, int64_t e) { forward_rows(s, b, e); }, w.MR);
   for (int64_t n = 0; n < N; ++n) {  // h_n, c_n: the states after each row's last step
     const int64_t last = (lengths ? lengths[n] : steps) - 1;
     std::memcpy(h_n + n * H, y + rm.row(last, n) * H, sizeof(T) * H);
@@ -409,14 +402,10 @@ void rnn_backward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, 
   T* dbias = db_ih || db_hh ? ws + L.dbias : nullptr;
   const PackedPanel<T> w = pack_panel(k, GH, H, w_hh, H, 1);
   const Grain seq_grain = sequences_grain(steps, GH, H);
-  const int seq_threads = sequence_threads(N, seq_grain, nthreads, w.MR);
   const Seq<T> s{cell, rm, steps, N, H, GH, h0, c0, nullptr, lengths, gates, extra, const_cast<T*>(y), w, &k, dbias,
-                 dh0 != nullptr, seq_threads <= 1 ? nthreads : 1};
-  if (seq_threads <= 1)
-    backward_rows(s, dy, carry, pass, dc, 0, N);
-  else
-    parallel_for(N, seq_grain, nthreads,
-                 [&](int64_t b, int64_t e) { backward_rows(s, dy, carry, pass, dc, b, e); }, w.MR);
+                 dh0 != nullptr, step_product_threads(N, seq_grain, nthreads, w.MR)};
+  parallel_for(N, seq_grain, nthreads,
+               [&](int64_t b, int64_t e) { backward_rows(s, dy, carry, pass, dc, b, e); }, w.MR);
   const T* dh_first = steps % 2 == 0 ? carry : pass;  // each step swapped the two
   if (dh0) std::memcpy(dh0, dh_first, sizeof(T) * NH);
   if (lstm && dc0) std::memcpy(dc0, dc, sizeof(T) * NH);
