@@ -26,9 +26,26 @@ def check(f, *inputs, **kw):
     (lambda a, b: a @ b, [(2, 3, 5), (5, 4)]),      # batched matmul, broadcast weight
     (lambda a, b: a @ b, [(5,), (5, 3)]),           # vector @ matrix
     (lambda a, b: a @ b, [(3, 5), (5,)]),           # matrix @ vector
+    (lambda a, b: a @ b, [(2, 1, 3, 5), (4, 5, 2)]),  # batches broadcast against each other
+    (lambda a, b: a @ b.transpose(1, 2), [(3, 4, 5), (3, 2, 5)]),  # attention's q @ k^T
 ])
 def test_binary_ops(f, shapes):
     check(f, *[rand(*s) for s in shapes])
+
+
+def test_matmul_runs_the_gemm_and_integers_numpy():
+    a = Tensor(R.standard_normal((3, 4, 5)).astype(np.float32), requires_grad=True)
+    b = Tensor(R.standard_normal((5, 6)).astype(np.float32), requires_grad=True)
+    y = a @ b
+    np.testing.assert_array_equal(y.data, nnx.ops.matmul(a.data, b.data))
+    g = R.standard_normal(y.shape).astype(np.float32)
+    y.backward(g)
+    da, db = nnx.ops.matmul_backward(g, a.data, b.data)
+    np.testing.assert_array_equal(a.grad, da)
+    np.testing.assert_array_equal(b.grad, db)
+    assert a.matmul(b).shape == (3, 4, 6)
+    i = Tensor(np.arange(6).reshape(2, 3)) @ Tensor(np.ones((3, 2), np.int64))
+    assert i.dtype == np.int64 and i.data.tolist() == [[3, 3], [12, 12]]
 
 
 def test_division_by_tensor():

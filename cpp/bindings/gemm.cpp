@@ -37,6 +37,22 @@ void gemm_py(const py::array& a, const py::array& b, py::array& c, double alpha,
              });
 }
 
+template <class T>
+void matmul_batch_py(const py::array& a, const py::array& b, py::array& c, double alpha) {
+  auto A = view_in<T>(a, "a", 3);
+  auto B = view_in<T>(b, "b", 3);
+  auto C = view_out<T>(c, "out", 3);
+  NNX_REQUIRE(A.shape[0] == B.shape[0] && A.shape[0] == C.shape[0], "matmul_batch: batch sizes differ");
+  NNX_REQUIRE(A.shape[2] == B.shape[1], "matmul_batch: inner dimensions differ");
+  NNX_REQUIRE(C.shape[1] == A.shape[1] && C.shape[2] == B.shape[2], "matmul_batch: output shape mismatch");
+  const T al = static_cast<T>(alpha);
+  run_kernel("matmul_batch", {{a, Use::read}, {b, Use::read}, {c, Use::write}}, {alpha}, [=](int nt) {
+    gemm_batch<T>(A.shape[0], A.shape[1], B.shape[2], A.shape[2], al, A.data, A.strides[0], A.strides[1],
+                  A.strides[2], B.data, B.strides[0], B.strides[1], B.strides[2], C.data, C.strides[0], C.strides[1],
+                  C.strides[2], nt);
+  });
+}
+
 }  // namespace
 
 void bind_gemm(py::module_& m) {
@@ -68,6 +84,13 @@ void bind_gemm(py::module_& m) {
         },
         py::arg("a"), py::arg("b"), py::arg("alpha"), py::arg("max_elems"),
         "A new C-contiguous alpha * a @ b (a, b 2-D float arrays of one dtype, any strides).");
+  m.def("matmul_batch", [](const py::array& a, const py::array& b, py::array& out, double alpha) {
+          if (is_f32(a)) matmul_batch_py<float>(a, b, out, alpha);
+          else matmul_batch_py<double>(a, b, out, alpha);
+        },
+        py::arg("a"), py::arg("b"), py::arg("out"), py::arg("alpha") = 1.0,
+        "out[i] = alpha * a[i] @ b[i] for 3-D float arrays of one dtype (a, b any strides, 0 included; out "
+        "C-contiguous).");
 }
 
 }  // namespace nnx

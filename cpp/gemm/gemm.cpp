@@ -462,10 +462,35 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, in
 }
 
 template <class T>
+void gemm_batch(int64_t batch, int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t bs_a, int64_t rs_a,
+                int64_t cs_a, const T* b, int64_t bs_b, int64_t rs_b, int64_t cs_b, T* c, int64_t bs_c, int64_t rs_c,
+                int64_t cs_c, int nthreads) {
+  if (batch <= 0 || M <= 0 || N <= 0) return;
+  const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
+  const int nt = threads_for(batch * flops, kFlopsPerThread, nthreads);
+  // Whole products per thread when every thread gets the same number of them (or so many that one more is
+  // little): an attention layer's (sequence x sequence) products are too small to split well one by one.
+  if (nt > 1 && (batch % nt == 0 || batch >= 4 * nt)) {
+    parallel_for_each(batch, Grain{1}, nt, [&](int64_t i) {
+      gemm<T>(M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, cs_b, T(0), c + i * bs_c, rs_c, cs_c, 1);
+    });
+    return;
+  }
+  for (int64_t i = 0; i < batch; ++i)
+    gemm<T>(M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, cs_b, T(0), c + i * bs_c, rs_c, cs_c,
+            nthreads);
+}
+
+template <class T>
 const char* gemm_ukernel_name() {
   return gemm_ukernels<T>().name;
 }
 
+template void gemm_batch<float>(int64_t, int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, int64_t,
+                                const float*, int64_t, int64_t, int64_t, float*, int64_t, int64_t, int64_t, int);
+template void gemm_batch<double>(int64_t, int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
+                                 int64_t, const double*, int64_t, int64_t, int64_t, double*, int64_t, int64_t, int64_t,
+                                 int);
 template void gemm<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*,
                           int64_t, int64_t, float, float*, int64_t, int64_t, int, const Epilogue<float>&);
 template void gemm<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,

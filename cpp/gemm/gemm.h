@@ -29,6 +29,16 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha,
           T beta, T* c, int64_t rs_c, int64_t cs_c,
           int nthreads, const Epilogue<T>& epilogue = Epilogue<T>());
 
+// C[i] = alpha * A[i] * B[i] for i < batch, A[i] at a + i * bs_a (likewise B, C; bs_a or bs_b may be 0, one
+// matrix for every product), beta = 0 and no epilogue. Each product is gemm's, so its bits are those of the
+// same gemm call alone; threads take whole products when there are enough of them to share out evenly,
+// otherwise each product splits as gemm does.
+template <class T>
+void gemm_batch(int64_t batch, int64_t M, int64_t N, int64_t K, T alpha,
+                const T* a, int64_t bs_a, int64_t rs_a, int64_t cs_a,
+                const T* b, int64_t bs_b, int64_t rs_b, int64_t cs_b,
+                T* c, int64_t bs_c, int64_t rs_c, int64_t cs_c, int nthreads);
+
 // Name of the micro-kernel the active ISA uses for this type, e.g. "sgemm_ukernel_avx2_6x16".
 template <class T>
 const char* gemm_ukernel_name();

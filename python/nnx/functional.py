@@ -98,6 +98,19 @@ def linear(x, w, b=None, activation=None, negative_slope: float = 0.01) -> Tenso
                                    else f"linear+{activation}"), slot)
 
 
+def matmul(a, b) -> Tensor:
+    """a @ b as torch.matmul: matrix products over the last two axes, leading axes a broadcast batch, a 1-D
+    operand a row (a) or a column (b). Float tensors of one dtype (Tensor's @ sends others to NumPy)."""
+    a, b = _t(a), _t(b)
+    be = _backend
+    ad, bd = a.data, b.data
+
+    def backward(g):
+        return _fn(be, "matmul_backward")(g, ad, bd, needs=(a.requires_grad, b.requires_grad))
+
+    return Tensor._make(_fn(be, "matmul")(ad, bd), (a, b), backward, "matmul")
+
+
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
            negative_slope: float = 0.01) -> Tensor:
     """2-D convolution (cross-correlation) as torch.nn.functional.conv2d, NCHW, w (K, C/groups, R, S),

@@ -231,7 +231,11 @@ class Tensor(TensorMethods):
     def __matmul__(self, other):
         o = self._operand(other)
         a, b = self, o
+        if a.dtype == b.dtype and a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):
+            from . import functional as F
+            return F.matmul(a, b)  # the packed GEMM (nnx.ops.matmul)
 
+        # Other dtypes (integers, mixed precisions) as NumPy multiplies them.
         def backward(g):
             ad, bd = a.data, b.data
             # Promote 1-D operands to matrices as np.matmul does, then drop the added axis again.
@@ -250,6 +254,9 @@ class Tensor(TensorMethods):
             return ga, gb
 
         return Tensor._make(a.data @ b.data, (a, b), backward, "matmul")
+
+    def matmul(self, other):
+        return self @ other
 
     def __rmatmul__(self, other):
         return self._operand(other) @ self

@@ -151,6 +151,40 @@ def build_gemm_backward(draw, rng, dtype):
     return Case(kw, k=max(m, n, k), floats=("dy",) + floats, ranked=("dy", "a", "b"), determined=det, bad=bad)
 
 
+def _matmul_kw(draw, rng, dtype):
+    """Operands of 1 to 4 axes with NumPy's matmul rules: leading axes broadcast (some of each operand's set to
+    1), a 1-D a a row, a 1-D b a column."""
+    m, n, k = _dims(draw, 3, 0, 7)
+    nda, ndb = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    batch = _dims(draw, max(nda, ndb, 2) - 2, 1, 3)
+
+    def lead(nd):
+        dims = batch[len(batch) - (nd - 2):] if nd > 2 else ()
+        return tuple(1 if draw(st.booleans()) else d for d in dims)
+
+    a_shape = (k,) if nda == 1 else lead(nda) + (m, k)
+    b_shape = (k,) if ndb == 1 else lead(ndb) + (k, n)
+    kw = {"a": _arr(rng, a_shape, dtype), "b": _arr(rng, b_shape, dtype)}
+    out_shape = np.matmul(np.empty(a_shape), np.empty(b_shape)).shape
+    det = {"b": [max(ndb - 2, 0)]}
+    bad = [("a", np.zeros((), dtype), ValueError), ("b", np.zeros((), dtype), ValueError)]
+    return kw, (m, n, k, max(1, math.prod(batch))), out_shape, det, bad
+
+
+def build_matmul(draw, rng, dtype):
+    kw, (m, n, k, nb), _, det, bad = _matmul_kw(draw, rng, dtype)
+    return Case(kw, k=k, floats=("a", "b"), determined=det, bad=bad)
+
+
+def build_matmul_backward(draw, rng, dtype):
+    kw, (m, n, k, nb), out_shape, det, bad = _matmul_kw(draw, rng, dtype)
+    kw["dy"] = _arr(rng, out_shape, dtype)
+    kw["needs"] = tuple(draw(st.lists(st.booleans(), min_size=2, max_size=2)))
+    det["dy"] = "all"
+    # db sums over every product's rows, the batch included.
+    return Case(kw, k=max(m, n, k) * nb, floats=("dy", "a", "b"), determined=det, bad=bad)
+
+
 def _linear_kw(draw, rng, dtype):
     n, i, o = draw(st.integers(0, 6)), draw(st.integers(0, 9)), draw(st.integers(0, 9))
     kw = {"x": _arr(rng, (n, i), dtype), "w": _arr(rng, (o, i), dtype),
@@ -489,7 +523,8 @@ def _pair_loss(name, backward):
 BUILDERS = {
     "maxout": _maxout(False), "maxout_backward": _maxout(True),
     "gemm": build_gemm, "gemm_backward": build_gemm_backward, "linear": build_linear,
-    "linear_backward": build_linear_backward, "conv2d": build_conv2d, "conv2d_backward": build_conv2d_backward,
+    "linear_backward": build_linear_backward, "matmul": build_matmul, "matmul_backward": build_matmul_backward,
+    "conv2d": build_conv2d, "conv2d_backward": build_conv2d_backward,
     "conv2d_algorithm": build_conv2d_algorithm, "conv2d_dx_path": build_conv2d_algorithm,
     "max_pool2d": build_max_pool2d, "max_pool2d_backward": build_max_pool2d_backward,
     "conv2d_max_pool2d": build_conv2d_max_pool2d, "conv2d_max_pool2d_backward": build_conv2d_max_pool2d_backward,

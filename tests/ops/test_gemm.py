@@ -303,3 +303,80 @@ def test_gemm_one_row(isa, dtype, rng, n, k, tb):
             assert all(o.tobytes() == outs[0].tobytes() for o in outs)
     finally:
         nnx.set_num_threads(threads)
+
+
+# matmul: NumPy's (and torch.matmul's) rules on the packed GEMM. Pairs of shapes: 2-D, 1-D operands, a batch
+# against a shared matrix (one folded GEMM), batches broadcast against each other, empty axes.
+MATMUL_SHAPES = [((5, 7), (7, 3)), ((7,), (7, 3)), ((5, 7), (7,)), ((7,), (7,)), ((4, 5, 7), (7, 3)),
+                 ((4, 5, 7), (4, 7, 3)), ((2, 1, 5, 7), (3, 7, 4)), ((5, 7), (2, 7, 3)), ((1, 5, 7), (3, 7, 2)),
+                 ((3, 5, 7), (7,)), ((7,), (3, 7, 2)), ((0, 5, 7), (7, 3)), ((5, 0), (0, 3)), ((2, 5, 7), (2, 7, 0))]
+
+
+@pytest.mark.parametrize("sa,sb", MATMUL_SHAPES)
+def test_matmul_matches_reference_and_numpy(isa, dtype, rng, sa, sb):
+    a, b = random(rng, sa, dtype), random(rng, sb, dtype)
+    y = check_op(ops.matmul, ref.matmul, (a, b), {}, dtype, k=sa[-1])
+    want = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert y.shape == want.shape and y.dtype == dtype and y.flags.c_contiguous
+    assert_close(y, want, dtype, k=sa[-1])
+    dy = random(rng, want.shape, dtype)
+    batch = max(1, int(np.prod(want.shape[:-2]))) if want.ndim > 2 else 1
+    da, db = check_op(ops.matmul_backward, ref.matmul_backward, (dy, a, b), {}, dtype, k=max(sa + sb) * batch)
+    assert da.shape == a.shape and db.shape == b.shape
+
+
+def test_matmul_strided_and_transposed_operands(isa, dtype, rng):
+    x = random(rng, (6, 9, 16), dtype)
+    kT = np.swapaxes(random(rng, (6, 11, 16), dtype), 1, 2)  # attention's q @ k^T: a transposed view
+    check_op(ops.matmul, ref.matmul, (x, kT), {}, dtype, k=16)
+    check_op(ops.matmul, ref.matmul, (x[:, ::2, ::-1], random(rng, (16, 5), dtype)), {}, dtype, k=16)
+    shared = np.broadcast_to(random(rng, (1, 16, 4), dtype), (6, 16, 4))  # zero batch stride
+    check_op(ops.matmul, ref.matmul, (x, shared), {}, dtype, k=16)
+    dy = random(rng, (6, 9, 4), dtype)
+    check_op(ops.matmul_backward, ref.matmul_backward, (dy, x, shared), {}, dtype, k=16 * 6)
+
+
+def test_matmul_errors():
+    f = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="b: expected 4 rows"):
+        ops.matmul(f, np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        ops.matmul(np.ones((2, 3, 4), np.float32), np.ones((3, 4, 2), np.float32))
+    with pytest.raises(ValueError, match="a: matmul needs at least 1-D"):
+        ops.matmul(np.float32(2.0), f)
+    with pytest.raises(TypeError, match="nnx does not mix"):
+        ops.matmul(f, np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"dy: expected shape \(3, 2\)"):
+        ops.matmul_backward(np.ones((3, 3), np.float32), f, np.ones((4, 2), np.float32))
+
+
+def test_matmul_backward_skips_unneeded_gradients(rng):
+    a, b = rng.standard_normal((3, 4, 5)), rng.standard_normal((5, 2))
+    da, db = ops.matmul_backward(np.ones((3, 4, 2)), a, b, needs=(False, True))
+    assert da is None
+    assert_close(db, np.einsum("bmk,bmn->kn", a, np.ones((3, 4, 2))))
+
+
+def test_reference_matmul_gradcheck(rng):
+    for sa, sb in [((3, 4), (4, 2)), ((4,), (2, 4, 3)), ((2, 1, 3, 4), (3, 4, 2)), ((2, 3, 4), (4,))]:
+        a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+        nnx.gradcheck(ref.matmul, (a, b), ref.matmul_backward)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_matmul_batch_same_bits_for_any_thread_count(dtype, rng, batch):
+    # Whole products per thread (8 over 2 threads), products split between threads (1, and 3 over 2): gemm's
+    # bits either way.
+    a, b = random(rng, (batch, 70, 130), dtype), random(rng, (batch, 130, 90), dtype)
+    before = nnx.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3, 16):
+            nnx.set_num_threads(t)
+            outs.append(ops.matmul(a, b))
+        for i in range(batch):
+            np.testing.assert_array_equal(outs[0][i], ops.gemm(a[i], b[i]))
+    finally:
+        nnx.set_num_threads(before)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])

@@ -2,9 +2,9 @@
 
 One module per kernel family; this package re-exports their public names (see DESIGN.md's contract).
 """
-from .gemm import gemm, gemm_backward, linear, linear_backward  # noqa: F401
+from .gemm import gemm, gemm_backward, linear, linear_backward, matmul, matmul_backward  # noqa: F401
 
-__all__ = ["gemm", "gemm_backward", "linear", "linear_backward"]
+__all__ = ["gemm", "gemm_backward", "linear", "linear_backward", "matmul", "matmul_backward"]
 
 
 def _export(module) -> None:

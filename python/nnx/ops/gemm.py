@@ -1,6 +1,8 @@
 """Matrix products: gemm and the linear (fully connected) layer, on the packed C++ GEMM."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._backend import _C
@@ -103,6 +105,100 @@ def gemm_backward(dy, a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, 
                 g = g.sum(axis=ax, keepdims=True)
         dc = np.ascontiguousarray(g, dtype=dy.dtype)
     return da, db, dc
+
+
+def _matmul_operands(a, b):
+    """(a2, b2, batch): a and b as NumPy's matmul sees them, a 1-D a as one row and a 1-D b as one column,
+    and the broadcast shape of their leading (batch) axes; clear errors for what matmul refuses."""
+    a, b = float_array(a, "a"), float_array(b, "b")
+    same_dtype(a=a, b=b)
+    for name, x in (("a", a), ("b", b)):
+        if x.ndim == 0:
+            raise ValueError(f"{name}: matmul needs at least 1-D operands, got a scalar (multiply with * instead)")
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    if b2.shape[-2] != a2.shape[-1]:
+        raise ValueError(f"b: expected {a2.shape[-1]} rows (a's last axis) to match a of shape {a.shape}, "
+                         f"got b of shape {b.shape}")
+    try:
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    except ValueError:
+        raise ValueError(f"b: its leading axes {b2.shape[:-2]} do not broadcast with a's {a2.shape[:-2]} "
+                         f"(a of shape {a.shape}, b of shape {b.shape})") from None
+    return a, b, a2, b2, batch
+
+
+def _batched_product(a2, b2, batch: tuple) -> np.ndarray:
+    """batch + (m, n) products a2 @ b2 of operands already broadcast-compatible: one GEMM when only a has
+    leading axes and its rows are one matrix (a layer applied to every position of a sequence), else one
+    product per batch index (the C++ loop shares them between threads)."""
+    m, k, n = a2.shape[-2], a2.shape[-1], b2.shape[-1]
+    if not batch:
+        return gemm(a2, b2)
+    if b2.ndim == 2 and a2.flags.c_contiguous:
+        return gemm(a2.reshape(math.prod(a2.shape[:-1]), k), b2).reshape(batch + (m, n))
+    count = math.prod(batch)
+    a3 = kernel_ready(np.broadcast_to(a2, batch + (m, k)).reshape(count, m, k))
+    b3 = kernel_ready(np.broadcast_to(b2, batch + (k, n)).reshape(count, k, n))
+    out = empty((count, m, n), a2.dtype, "y")
+    _C.matmul_batch(a3, b3, out, 1.0)
+    return out.reshape(batch + (m, n))
+
+
+def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """g summed over the leading axes along which an operand of `shape` was broadcast."""
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, s in enumerate(shape[:-2]) if s == 1 and g.shape[extra + i] != 1)
+    return g.sum(axis=axes).reshape(shape) if axes else g
+
+
+def matmul(a, b):
+    """a @ b with NumPy's (and torch.matmul's) rules, on the packed GEMM: 2-D operands are a matrix product,
+    a 1-D a is a row and a 1-D b a column (their added axis dropped from the result), and leading axes are
+    a batch of products, broadcast against each other. float32 or float64, one dtype; a new C-contiguous
+    array."""
+    if type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 and b.ndim == 2:
+        try:  # the common 2-D call straight to the extension (see gemm)
+            return _C.matmul(a, b, 1.0, SMALL_ALLOC)
+        except (TypeError, ValueError):
+            pass
+    a, b, a2, b2, batch = _matmul_operands(a, b)
+    out = _batched_product(a2, b2, batch)
+    if a.ndim == 1:
+        out = out[..., 0, :]
+    if b.ndim == 1:
+        out = out[..., 0]
+    return out if out.flags.c_contiguous else np.array(out, order="C")
+
+
+def matmul_backward(dy, a, b, *, needs=(True, True)):
+    """(da, db) of matmul: da = dy @ b^T and db = a^T @ dy, each summed over the batch axes its operand was
+    broadcast along; `needs` skips a gradient nobody uses (None in its place)."""
+    a, b, a2, b2, batch = _matmul_operands(a, b)
+    dy = float_array(dy, "dy")
+    same_dtype(dy=dy, a=a)
+    shape = batch + ((a2.shape[-2],) if a.ndim > 1 else ()) + ((b2.shape[-1],) if b.ndim > 1 else ())
+    if dy.shape != shape:
+        raise ValueError(f"dy: expected shape {shape} (that of a @ b), got {dy.shape}")
+    dy2 = dy.reshape(batch + (a2.shape[-2], b2.shape[-1]))  # the dropped axes back (a view)
+    da = db = None
+    if needs[0]:
+        da = _shaped(_sum_to(_batched_product(dy2, np.swapaxes(b2, -1, -2), batch), a2.shape), a.shape)
+    if needs[1]:
+        if b2.ndim == 2 and batch and dy2.flags.c_contiguous and a2.shape[:-2] == batch:
+            # b shared by the whole batch: its gradient sums over every row of every product, one GEMM deep.
+            rows = math.prod(a2.shape[:-1])
+            db = gemm(a2.reshape(rows, a2.shape[-1]), dy2.reshape(rows, dy2.shape[-1]), trans_a=True)
+        else:
+            db = _sum_to(_batched_product(np.swapaxes(a2, -1, -2), dy2, batch), b2.shape)
+        db = _shaped(db, b.shape)
+    return da, db
+
+
+def _shaped(g: np.ndarray, shape: tuple) -> np.ndarray:
+    # The array itself when it has the shape (a gradient that is not a view can become a leaf's .grad as it is).
+    g = g if g.shape == shape else g.reshape(shape)
+    return g if g.flags.c_contiguous else np.array(g, order="C")
 
 
 def _check_linear(x, w, b):

@@ -3,9 +3,9 @@
 Same public names and signatures as nnx.ops. Nothing here imports the compiled extension. The formulas
 are written as in a textbook, the chain rule spelled out, with no tricks for speed.
 """
-from .gemm import gemm, gemm_backward, linear, linear_backward  # noqa: F401
+from .gemm import gemm, gemm_backward, linear, linear_backward, matmul, matmul_backward  # noqa: F401
 
-__all__ = ["gemm", "gemm_backward", "linear", "linear_backward"]
+__all__ = ["gemm", "gemm_backward", "linear", "linear_backward", "matmul", "matmul_backward"]
 
 
 def _export(module) -> None:

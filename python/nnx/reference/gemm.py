@@ -46,6 +46,53 @@ def gemm_backward(dy, a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, 
     return np.ascontiguousarray(da), np.ascontiguousarray(db), dc
 
 
+def _promoted(a, b):
+    """a as rows and b as columns (1-D operands get a unit axis), checked as NumPy's matmul would."""
+    a, b = float_array(a, "a"), float_array(b, "b")
+    same_dtype(a=a, b=b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul needs at least 1-D operands, got a scalar")
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise ValueError(f"b: expected {a2.shape[-1]} rows to match a of shape {a.shape}, got {b.shape}")
+    return a, b, a2, b2
+
+
+def _sum_to(g, shape):
+    """g summed over the axes that broadcasting added or stretched from 1, down to `shape`."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for ax, size in enumerate(shape):
+        if size == 1 and g.shape[ax] != 1:
+            g = g.sum(axis=ax, keepdims=True)
+    return g
+
+
+def matmul(a, b):
+    """NumPy's matmul: sum over k of a[..., i, k] b[..., k, j], leading axes broadcast, 1-D operands as a row
+    (a) or a column (b) whose axis is dropped from the result."""
+    a, b, a2, b2 = _promoted(a, b)
+    out = np.matmul(a2, b2)
+    if a.ndim == 1:
+        out = out[..., 0, :]
+    if b.ndim == 1:
+        out = out[..., 0]
+    return np.asarray(out, dtype=a.dtype, order="C")
+
+
+def matmul_backward(dy, a, b, *, needs=(True, True)):
+    """Y = A B per batch index  =>  dA = dY B^T, dB = A^T dY, each summed over the batch axes its operand
+    was broadcast along."""
+    a, b, a2, b2 = _promoted(a, b)
+    out_rows = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1])
+    dy2 = np.asarray(dy).reshape(out_rows)
+    da = _sum_to(dy2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape) if needs[0] else None
+    db = _sum_to(np.swapaxes(a2, -1, -2) @ dy2, b2.shape).reshape(b.shape) if needs[1] else None
+    return (None if da is None else np.asarray(da, dtype=a.dtype, order="C"),
+            None if db is None else np.asarray(db, dtype=a.dtype, order="C"))
+
+
 def linear(x, w, b=None, *, activation=None, negative_slope=0.01):
     """y = act(x w^T + b): each output j is a weighted sum of the inputs plus a bias."""
     x, w = float_array(x, "x"), float_array(w, "w")
