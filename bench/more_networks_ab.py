@@ -2,7 +2,7 @@
 slow path that the named benchmarks miss shows up: other architectures and optimizers in training, batch-1
 inference, and recurrent inference on one sequence.
 
-    python bench/more_networks_ab.py --threads 1 2 [--groups train infer rnn] [--blocks 6] [--steps 2]
+    python bench/more_networks_ab.py --threads 1 2 [--groups train infer rnn tensor] [--blocks 6] [--steps 2]
 
 train  one step (forward, cross-entropy, backward, update), float32, random data:
          vgg        CIFAR VGG-style: 2 x (conv3x3 64 + BN + ReLU), pool, the same at 128 and 256, fc 4096-10; batch 64
@@ -14,6 +14,10 @@ train  one step (forward, cross-entropy, backward, update), float32, random data
 infer  model.eval() under no_grad, one image and 64: ResNet-20, the BatchNorm net and LeNet-5 of
        bench/network_ab.py, and vgg, mobile, mlp above
 rnn    eval-mode LSTM / GRU / tanh RNN over one sequence (batch-first): 28 -> 128 over 28 steps, 64 -> 256 over 64
+tensor one training step written with tensors and `@` instead of modules (the same code for both frameworks):
+         mlp_by_hand  relu(x @ W1 + b1) @ W2 + b2, 784-256-10; batch 128, SGD with momentum
+         attention    one head of self-attention, softmax(q k^T / sqrt(d)) v, a residual LayerNorm, mean over the
+                      sequence and a linear head; 32 sequences of 64 positions, width 128; SGD with momentum
 
 Block i runs `steps` calls of nnx, then `steps` of PyTorch; reported are each one's median time and torch
 time / nnx time (above 1: nnx is faster).
@@ -157,6 +161,54 @@ def rnn_case(cell, steps, inputs, hidden):
     return (f"rnn {cell} {inputs}->{hidden}, {steps} steps (one sequence)",) + _no_grad_calls(m, mt, x)
 
 
+def _tensor_step(name, fw):
+    """A training step of the `tensor` group written once over framework fw (nnx or torch)."""
+    import nnx
+    import torch
+    F = nnx.functional if fw is nnx else torch.nn.functional
+    rng = np.random.default_rng(5)
+
+    def param(*shape):
+        a = (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(np.float32)
+        return nnx.nn.Parameter(a) if fw is nnx else torch.nn.Parameter(torch.from_numpy(a))
+
+    def data(a):
+        return nnx.tensor(a) if fw is nnx else torch.from_numpy(a)
+
+    if name == "mlp_by_hand":
+        ps = [param(784, 256), param(256), param(256, 10), param(10)]
+        x, y = rng.standard_normal((128, 784)).astype(np.float32), rng.integers(0, 10, 128)
+
+        def forward(x):
+            w1, b1, w2, b2 = ps
+            return (x @ w1 + b1).relu() @ w2 + b2
+    else:
+        d = 128
+        ps = [param(d, d), param(d, d), param(d, d), param(d, d), param(d), param(d), param(d, 10)]
+        x, y = rng.standard_normal((32, 64, d)).astype(np.float32), rng.integers(0, 10, 32)
+
+        def forward(x):
+            wq, wk, wv, wo, g, b, head = ps
+            q, k, v = x @ wq, x @ wk, x @ wv
+            attn = F.softmax((q @ k.transpose(1, 2)) * (1.0 / np.sqrt(d)), dim=-1)
+            h = F.layer_norm(x + (attn @ v) @ wo, (d,), g, b)
+            return h.mean(1) @ head
+    opt = (nnx.optim.SGD if fw is nnx else torch.optim.SGD)(ps, lr=0.01, momentum=0.9)
+    x, y = data(x), (y if fw is nnx else torch.from_numpy(y))
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(forward(x), y).backward()
+        opt.step()
+    return step
+
+
+def tensor_case(name):
+    import nnx
+    import torch
+    return f"tensor {name}", _tensor_step(name, nnx), _tensor_step(name, torch)
+
+
 def measure(a, b, blocks: int, steps: int) -> tuple:
     for _ in range(3):  # warm-up: workspaces, plan caches, oneDNN primitives
         a()
@@ -174,7 +226,8 @@ def measure(a, b, blocks: int, steps: int) -> tuple:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--groups", nargs="+", default=["train", "infer", "rnn"], choices=["train", "infer", "rnn"])
+    ap.add_argument("--groups", nargs="+", default=["train", "infer", "rnn", "tensor"],
+                    choices=["train", "infer", "rnn", "tensor"])
     ap.add_argument("--blocks", type=int, default=6)
     ap.add_argument("--steps", type=int, default=2)
     args = ap.parse_args()
@@ -187,6 +240,8 @@ def main():
         cases += [lambda n=n, b=b: infer_case(n, b) for n in INFER for b in (1, 64)]
     if "rnn" in args.groups:
         cases += [lambda c=c: rnn_case(*c) for c in RNN]
+    if "tensor" in args.groups:
+        cases += [lambda n=n: tensor_case(n) for n in ("mlp_by_hand", "attention")]
     print(f"nnx against PyTorch {torch.__version__}, {args.blocks} interleaved blocks of {args.steps} calls, "
           f"medians (ISA {nnx.cpu_info()['active_isa']})")
     print("| case | threads | nnx ms | torch ms | torch/nnx |")
