@@ -32,7 +32,8 @@ enum WorkspaceSlot : int {
   kWsPool = 5,
   kWsMisc = 6,
   kWsConvPack = 7,
-  kWsSlots = 8
+  kWsGemmC = 8,  // gemm.cpp's C^T of a product computed transposed (the calling thread's)
+  kWsSlots = 9
 };
 
 }  // namespace nnx

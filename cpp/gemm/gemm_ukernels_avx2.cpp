@@ -57,14 +57,14 @@ template <>
 void gemm_ukernels_fill_avx2<float>(GemmUkernels<float>& table) {
   table = GemmUkernels<float>{kS, sgemm_ukernel_avx2_6x16, sgemm_ukernel_avx2_6x16_strided_a,
                               pack_a_panels<kS.mr, float>, pack_b_transposed<kS.nr>, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16",
-                              sgemm_ukernel_avx2_6x16_stream_c};
+                              sgemm_ukernel_avx2_6x16_stream_c, nullptr, transpose_blocks<float>};
 }
 
 template <>
 void gemm_ukernels_fill_avx2<double>(GemmUkernels<double>& table) {
   table = GemmUkernels<double>{kD, dgemm_ukernel_avx2_6x8, dgemm_ukernel_avx2_6x8_strided_a,
                                pack_a_panels<kD.mr, double>, pack_b_transposed<kD.nr>, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8",
-                               dgemm_ukernel_avx2_6x8_stream_c};
+                               dgemm_ukernel_avx2_6x8_stream_c, nullptr, transpose_blocks<double>};
 }
 
 }  // namespace nnx

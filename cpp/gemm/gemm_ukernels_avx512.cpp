@@ -39,7 +39,7 @@ GemmUkernels<typename V::T> tile_table(const GemmBlocking& bl, const char* name)
     ukernel_simd<V, MR, NV, true, false, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta, ldb);
   };
   return GemmUkernels<T>{bl,   packed, strided, pack_a_panels<MR, T>, pack_b_transposed<NR>, epilogue_tile<T>,
-                         name, stream_c, strided_ab};
+                         name, stream_c, strided_ab, transpose_blocks<T>};
 }
 
 constexpr GemmBlocking kS = kSgemmBlockingAvx512;

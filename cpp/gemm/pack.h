@@ -8,6 +8,16 @@
 namespace nnx {
 namespace {
 
+// dst (n x m, rows ld_dst apart) = src (m x n, rows ld_src apart) transposed, in 8 x 8 blocks so that both
+// sides stay within a few cache lines at a time. The scalar twin of pack_transposed_x86.h's transpose_blocks.
+template <class T>
+void transpose_portable(int64_t m, int64_t n, const T* src, int64_t ld_src, T* dst, int64_t ld_dst) {
+  for (int64_t i0 = 0; i0 < m; i0 += 8)
+    for (int64_t j0 = 0; j0 < n; j0 += 8)
+      for (int64_t j = j0; j < n && j < j0 + 8; ++j)
+        for (int64_t i = i0; i < m && i < i0 + 8; ++i) dst[j * ld_dst + i] = src[i * ld_src + j];
+}
+
 // Packs rows [0, m) of an MR-row sliver: out[p * MR + i] = src(i, p), rows m..MR-1 zero.
 // `rs` steps between the sliver's rows, `cs` along k.
 template <int MR, class T>

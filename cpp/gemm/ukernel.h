@@ -47,6 +47,11 @@ using GemmPackA = void (*)(int64_t mc, int64_t kc, const T* a, int64_t rs_a, int
 template <class T>
 using GemmPackB = void (*)(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int64_t cs_b, T* out);
 
+// transpose_c(m, n, src, ld_src, dst, ld_dst): dst[j * ld_dst + i] = src[i * ld_src + j] for i < m, j < n (gemm.cpp's
+//   product computed as C^T): pack.h's transpose_portable, or its x86 twin transpose_blocks.
+template <class T>
+using GemmTranspose = void (*)(int64_t m, int64_t n, const T* src, int64_t ld_src, T* dst, int64_t ld_dst);
+
 // epilogue(ep, row0, col0, m, n, c, rs_c, cs_c): apply_epilogue on an m x n tile of C whose first element
 //   is C(row0, col0) of the whole product, vectorised for the ISA; returns false (touching nothing) for
 //   the cases it leaves to gemm.cpp's epilogue_rest (sigmoid, tanh, a strided C).
@@ -65,6 +70,7 @@ struct GemmUkernels {
   const char* name;  // the micro-kernel's name, e.g. "sgemm_ukernel_avx2_6x16"
   GemmUkernel<T> ukernel_stream_c = nullptr;
   GemmUkernelStridedAB<T> ukernel_strided_ab = nullptr;
+  GemmTranspose<T> transpose_c = nullptr;
 };
 
 // One fill per ISA (the dispatch idiom of common/isa_table.h), each defined in the file compiled for that

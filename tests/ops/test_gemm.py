@@ -380,3 +380,24 @@ def test_matmul_batch_same_bits_for_any_thread_count(dtype, rng, batch):
         nnx.set_num_threads(before)
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
+
+
+# x @ W^T for 16-64 rows, computed as (W x^T)^T when W is large or N leaves a partial sliver (gemm.cpp's
+# transposed_c_pays): the same products in the same order as W x^T computed directly (120+ rows, not transposed),
+# so the same bits, with the epilogue's bias and activation, at any thread count.
+@pytest.mark.parametrize("m,k,n", [(16, 400, 120), (17, 33, 84), (33, 784, 512), (63, 300, 1100), (64, 120, 84),
+                                   (16, 4096, 10)])
+@pytest.mark.parametrize("activation", [None, "relu", "sigmoid"])
+def test_linear_transposed_product_gives_the_direct_bits(isa, dtype, rng, m, k, n, activation):
+    x, w, b = random(rng, (m, k), dtype), random(rng, (n, k), dtype), random(rng, (n,), dtype)
+    direct = ops.gemm(w, x, trans_b=True).T  # n >= 84 rows: the direct product
+    np.testing.assert_array_equal(ops.gemm(x, w, trans_b=True), direct)
+    y = ops.linear(x, w, b, activation=activation)
+    assert_close(y, ref.linear(x, w, b, activation=activation), dtype, k=k)
+    before = nnx.get_num_threads()
+    try:
+        for t in (1, 2, 3):
+            nnx.set_num_threads(t)
+            np.testing.assert_array_equal(ops.linear(x, w, b, activation=activation), y)
+    finally:
+        nnx.set_num_threads(before)
