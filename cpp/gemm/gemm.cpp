@@ -248,7 +248,6 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
 // thread in an order that depends on K alone, so results are bitwise identical for any thread count (they may
 // differ in the last bits from the same row computed inside a larger batch, as between ISAs).
 
-constexpr int64_t kGemvLanes = 16;   // independent partial sums of a dot product (fills the vector units)
 constexpr int64_t kGemvCols = 256;   // columns accumulated at once by the row-major form (on the stack)
 
 template <class T>
@@ -265,20 +264,17 @@ inline T finish_gemv(T sum, T alpha, T beta, const T* cj, const Epilogue<T>& ep,
 constexpr int64_t kGemvGather = 2048;  // longest strided `a` gathered onto the stack for the dot form
 constexpr int64_t kGemvBytesPerThread = int64_t{256} << 10;  // of B, at least, per thread (gemv_row)
 
-// B's columns contiguous (rs_b == 1, e.g. a weight matrix W used as W^T): one dot product per output.
+// B's columns contiguous (rs_b == 1, e.g. a weight matrix W used as W^T): one dot product per output, by the
+// table's dot_rows (gemv_dot.h), kGemvCols at a time.
 template <class T>
 void gemv_dot(int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, const T* b, int64_t cs_b, T beta, T* c,
               int64_t cs_c, const Epilogue<T>& ep) {
-  const int64_t kv = K / kGemvLanes * kGemvLanes;
-  for (int64_t j = j0; j < j1; ++j) {
-    const T* bj = b + j * cs_b;
-    T acc[kGemvLanes] = {};
-    for (int64_t k = 0; k < kv; k += kGemvLanes)
-      for (int64_t l = 0; l < kGemvLanes; ++l) acc[l] += a[k + l] * bj[k + l];
-    for (int64_t k = kv; k < K; ++k) acc[k - kv] += a[k] * bj[k];
-    for (int64_t w = kGemvLanes / 2; w >= 1; w /= 2)  // pairwise, in a fixed order
-      for (int64_t l = 0; l < w; ++l) acc[l] += acc[l + w];
-    c[j * cs_c] = finish_gemv(acc[0], alpha, beta, c + j * cs_c, ep, j);
+  const GemmDotRows<T> dot_rows = gemm_ukernels<T>().dot_rows;
+  T sums[kGemvCols];
+  for (int64_t jb = j0; jb < j1; jb += kGemvCols) {
+    const int64_t n = std::min(kGemvCols, j1 - jb);
+    dot_rows(n, K, a, b + jb * cs_b, cs_b, sums);
+    for (int64_t j = 0; j < n; ++j) c[(jb + j) * cs_c] = finish_gemv(sums[j], alpha, beta, c + (jb + j) * cs_c, ep, jb + j);
   }
 }
 

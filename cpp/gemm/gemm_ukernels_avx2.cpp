@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "gemm/epilogue_tile.h"
+#include "gemm/gemv_dot.h"
 #include "gemm/pack.h"
 #include "gemm/pack_transposed_x86.h"
 #include "gemm/ukernel.h"
@@ -57,14 +58,16 @@ template <>
 void gemm_ukernels_fill_avx2<float>(GemmUkernels<float>& table) {
   table = GemmUkernels<float>{kS, sgemm_ukernel_avx2_6x16, sgemm_ukernel_avx2_6x16_strided_a,
                               pack_a_panels<kS.mr, float>, pack_b_transposed<kS.nr>, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16",
-                              sgemm_ukernel_avx2_6x16_stream_c, nullptr, transpose_blocks<float>};
+                              sgemm_ukernel_avx2_6x16_stream_c, nullptr, transpose_blocks<float>,
+                              dot_rows_simd<Avx2Float>};
 }
 
 template <>
 void gemm_ukernels_fill_avx2<double>(GemmUkernels<double>& table) {
   table = GemmUkernels<double>{kD, dgemm_ukernel_avx2_6x8, dgemm_ukernel_avx2_6x8_strided_a,
                                pack_a_panels<kD.mr, double>, pack_b_transposed<kD.nr>, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8",
-                               dgemm_ukernel_avx2_6x8_stream_c, nullptr, transpose_blocks<double>};
+                               dgemm_ukernel_avx2_6x8_stream_c, nullptr, transpose_blocks<double>,
+                              dot_rows_simd<Avx2Double>};
 }
 
 }  // namespace nnx

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "gemm/epilogue_tile.h"
+#include "gemm/gemv_dot.h"
 #include "gemm/pack.h"
 #include "gemm/pack_transposed_x86.h"
 #include "gemm/ukernel.h"
@@ -39,7 +40,8 @@ GemmUkernels<typename V::T> tile_table(const GemmBlocking& bl, const char* name)
     ukernel_simd<V, MR, NV, true, false, true>(k, a, rs_a, cs_a, b, c, rs_c, cs_c, m, n, alpha, beta, ldb);
   };
   return GemmUkernels<T>{bl,   packed, strided, pack_a_panels<MR, T>, pack_b_transposed<NR>, epilogue_tile<T>,
-                         name, stream_c, strided_ab, transpose_blocks<T>};
+                         name, stream_c, strided_ab, transpose_blocks<T>,
+                         dot_rows_simd<V>};
 }
 
 constexpr GemmBlocking kS = kSgemmBlockingAvx512;

@@ -5,6 +5,7 @@
 #include <arm_neon.h>
 
 #include "gemm/epilogue_tile.h"
+#include "gemm/gemv_dot.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 #include "gemm/ukernel_simd.h"
@@ -70,14 +71,16 @@ template <>
 void gemm_ukernels_fill_neon<float>(GemmUkernels<float>& table) {
   table = GemmUkernels<float>{kS, sgemm_ukernel_neon_8x12, sgemm_ukernel_neon_8x12_strided_a,
                               pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_neon_8x12",
-                              nullptr, nullptr, transpose_portable<float>};
+                              nullptr, nullptr, transpose_portable<float>,
+                              dot_rows_portable<float>};
 }
 
 template <>
 void gemm_ukernels_fill_neon<double>(GemmUkernels<double>& table) {
   table = GemmUkernels<double>{kD, dgemm_ukernel_neon_8x6, dgemm_ukernel_neon_8x6_strided_a,
                                pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_neon_8x6",
-                              nullptr, nullptr, transpose_portable<double>};
+                              nullptr, nullptr, transpose_portable<double>,
+                              dot_rows_portable<double>};
 }
 
 }  // namespace nnx

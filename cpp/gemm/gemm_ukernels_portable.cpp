@@ -1,6 +1,7 @@
 // Portable C++ micro-kernels (the twins of the SIMD ones, same contract: ukernel.h), compiled for the
 // baseline ISA so they run on any CPU; the compiler vectorises the inner loops with what it may use.
 #include "gemm/epilogue_tile.h"
+#include "gemm/gemv_dot.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 
@@ -70,14 +71,16 @@ template <>
 void gemm_ukernels_fill_portable<float>(GemmUkernels<float>& table) {
   table = GemmUkernels<float>{kS, sgemm_ukernel_portable_4x8, sgemm_ukernel_portable_4x8_strided_a,
                               pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_portable_4x8",
-                              nullptr, nullptr, transpose_portable<float>};
+                              nullptr, nullptr, transpose_portable<float>,
+                              dot_rows_portable<float>};
 }
 
 template <>
 void gemm_ukernels_fill_portable<double>(GemmUkernels<double>& table) {
   table = GemmUkernels<double>{kD, dgemm_ukernel_portable_4x4, dgemm_ukernel_portable_4x4_strided_a,
                                pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_portable_4x4",
-                              nullptr, nullptr, transpose_portable<double>};
+                              nullptr, nullptr, transpose_portable<double>,
+                              dot_rows_portable<double>};
 }
 
 }  // namespace nnx

@@ -52,6 +52,11 @@ using GemmPackB = void (*)(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int
 template <class T>
 using GemmTranspose = void (*)(int64_t m, int64_t n, const T* src, int64_t ld_src, T* dst, int64_t ld_dst);
 
+// dot_rows(n, K, a, b, ldb, out): out[j] = sum over k of a[k] b[j * ldb + k] for j < n, each in gemv_dot.h's
+//   lanes and order (a batch-1 linear layer's x W^T, gemm.cpp's gemv_row).
+template <class T>
+using GemmDotRows = void (*)(int64_t n, int64_t K, const T* a, const T* b, int64_t ldb, T* out);
+
 // epilogue(ep, row0, col0, m, n, c, rs_c, cs_c): apply_epilogue on an m x n tile of C whose first element
 //   is C(row0, col0) of the whole product, vectorised for the ISA; returns false (touching nothing) for
 //   the cases it leaves to gemm.cpp's epilogue_rest (sigmoid, tanh, a strided C).
@@ -71,6 +76,7 @@ struct GemmUkernels {
   GemmUkernel<T> ukernel_stream_c = nullptr;
   GemmUkernelStridedAB<T> ukernel_strided_ab = nullptr;
   GemmTranspose<T> transpose_c = nullptr;
+  GemmDotRows<T> dot_rows = nullptr;
 };
 
 // One fill per ISA (the dispatch idiom of common/isa_table.h), each defined in the file compiled for that

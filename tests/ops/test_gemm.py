@@ -305,6 +305,15 @@ def test_gemm_one_row(isa, dtype, rng, n, k, tb):
         nnx.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("n,k", [(13, 37), (64, 784), (9, 16), (5, 3)])
+def test_one_row_dot_products_do_not_depend_on_their_neighbours(isa, dtype, rng, n, k):
+    # The dot form runs several outputs at once (gemv_dot.h): each output has the bits of its product alone.
+    a, w = random(rng, (1, k), dtype), random(rng, (n, k), dtype)
+    y = ops.gemm(a, w, trans_b=True)
+    for j in range(n):
+        assert y[0, j].tobytes() == ops.gemm(a, w[j:j + 1], trans_b=True)[0, 0].tobytes()
+
+
 # matmul: NumPy's (and torch.matmul's) rules on the packed GEMM. Pairs of shapes: 2-D, 1-D operands, a batch
 # against a shared matrix (one folded GEMM), batches broadcast against each other, empty axes.
 MATMUL_SHAPES = [((5, 7), (7, 3)), ((7,), (7, 3)), ((5, 7), (7,)), ((7,), (7,)), ((4, 5, 7), (7, 3)),
