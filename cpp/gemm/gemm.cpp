@@ -245,36 +245,45 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
 // ---- one-row products (a batch-1 layer): C (1 x N) = alpha * a (1 x K) B (K x N) + beta C, then the epilogue.
 // Packing B, as gemm_block does, reads and writes all of B once more than the product itself and costs as
 // much; these loops read B in place, in the direction it is contiguous. Each output element is summed by one
-// thread in an order that depends on K alone, so results are bitwise identical for any thread count (they may
-// differ in the last bits from the same row computed inside a larger batch, as between ISAs).
+// thread in an order that depends on K alone, so results are bitwise identical for any thread count.
 
 constexpr int64_t kGemvCols = 256;   // columns accumulated at once by the row-major form (on the stack)
+constexpr int64_t kDotCols = 64;     // outputs of each row summed at once by the dot form (on the stack)
+// Rows taken by the dot form (B's columns contiguous: a linear layer's x W^T, W read once for all the rows; the
+// GEMM packs all of W, transposed, for a few rows). Measured against the GEMM (Xeon, full-width AVX-512, 1
+// thread, median us, x W^T + b): 784 -> 512 at 2 / 4 / 8 / 12 rows 75.7 / 78.4 / 80.3 / 126.4 before; below 16
+// rows kTransposedCMinRows's transposed product has a mostly empty tile.
+constexpr int64_t kDotRowsMaxM = 15;
 
 template <class T>
-inline T finish_gemv(T sum, T alpha, T beta, const T* cj, const Epilogue<T>& ep, int64_t j) {
+inline T finish_gemv(T sum, T alpha, T beta, const T* cij, const Epilogue<T>& ep, int64_t i, int64_t j) {
   T v = alpha * sum;
-  if (beta != T(0)) v += beta * *cj;
+  if (beta != T(0)) v += beta * *cij;
   if (!ep.empty()) {
-    if (ep.bias) v += ep.bias[ep.bias_per_row ? 0 : j];
+    if (ep.bias) v += ep.bias[ep.bias_per_row ? i : j];
     v = apply_act(ep.act, v, ep.slope);
   }
   return v;
 }
 
 constexpr int64_t kGemvGather = 2048;  // longest strided `a` gathered onto the stack for the dot form
-constexpr int64_t kGemvBytesPerThread = int64_t{256} << 10;  // of B, at least, per thread (gemv_row)
+constexpr int64_t kGemvBytesPerThread = int64_t{256} << 10;  // of B, at least, per thread (gemv_rows)
 
-// B's columns contiguous (rs_b == 1, e.g. a weight matrix W used as W^T): one dot product per output, by the
-// table's dot_rows (gemv_dot.h), kGemvCols at a time.
+// B's columns contiguous (rs_b == 1, e.g. a weight matrix W used as W^T): one dot product per output, M rows of
+// a (rs_a apart, contiguous along k) by columns j0 .. j1 - 1, by the table's dot_rows (gemv_dot.h).
 template <class T>
-void gemv_dot(int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, const T* b, int64_t cs_b, T beta, T* c,
-              int64_t cs_c, const Epilogue<T>& ep) {
+void gemv_dot(int64_t M, int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, int64_t rs_a, const T* b,
+              int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, const Epilogue<T>& ep) {
   const GemmDotRows<T> dot_rows = gemm_ukernels<T>().dot_rows;
-  T sums[kGemvCols];
-  for (int64_t jb = j0; jb < j1; jb += kGemvCols) {
-    const int64_t n = std::min(kGemvCols, j1 - jb);
-    dot_rows(n, K, a, b + jb * cs_b, cs_b, sums);
-    for (int64_t j = 0; j < n; ++j) c[(jb + j) * cs_c] = finish_gemv(sums[j], alpha, beta, c + (jb + j) * cs_c, ep, jb + j);
+  T sums[kDotRowsMaxM * kDotCols];
+  for (int64_t jb = j0; jb < j1; jb += kDotCols) {
+    const int64_t n = std::min(kDotCols, j1 - jb);
+    dot_rows(M, n, K, a, rs_a, b + jb * cs_b, cs_b, sums, n);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        T* cij = c + i * rs_c + (jb + j) * cs_c;
+        *cij = finish_gemv(sums[i * n + j], alpha, beta, cij, ep, i, jb + j);
+      }
   }
 }
 
@@ -291,22 +300,24 @@ void gemv_axpy(int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, int64_t c
       const T* bk = b + k * rs_b + jb;
       for (int64_t j = 0; j < n; ++j) acc[j] += ak * bk[j];
     }
-    for (int64_t j = 0; j < n; ++j) c[(jb + j) * cs_c] = finish_gemv(acc[j], alpha, beta, c + (jb + j) * cs_c, ep, jb + j);
+    for (int64_t j = 0; j < n; ++j) c[(jb + j) * cs_c] = finish_gemv(acc[j], alpha, beta, c + (jb + j) * cs_c, ep, 0, jb + j);
   }
 }
 
+// C (M x N, M <= kDotRowsMaxM) without packing, or false where the layout does not suit: several rows only in the
+// dot form (a's rows and B's columns contiguous along k); one row also with B's rows contiguous (the row-wise
+// form) or with a short strided `a` (a column of a wider matrix, e.g. one step's gate gradients of a batch-1
+// recurrent layer) gathered onto the stack, the same sums in the same order as a contiguous `a`.
 template <class T>
-bool gemv_row(int64_t N, int64_t K, T alpha, const T* a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b,
-              T beta, T* c, int64_t cs_c, int nthreads, const Epilogue<T>& ep) {
-  // Contiguous dot products first, then row-wise accumulation, then dot products of a short strided `a` (a
-  // column of a wider matrix, e.g. one step's gate gradients of a batch-1 recurrent layer) gathered onto the
-  // stack: the same sums in the same order as a contiguous `a`.
-  const bool dot = rs_b == 1 && (cs_a == 1 || (cs_b != 1 && K <= kGemvGather));
-  if (K <= 0 || !(dot || cs_b == 1)) return false;
+bool gemv_rows(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
+               int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
+               const Epilogue<T>& ep) {
+  const bool dot = rs_b == 1 && (cs_a == 1 || (M == 1 && cs_b != 1 && K <= kGemvGather));
+  if (K <= 0 || M > kDotRowsMaxM || !(dot || (M == 1 && cs_b == 1))) return false;
   // Columns per thread: at least kGemvBytesPerThread of B (the product streams B once, memory-bound: 1.6 MB of
   // 784 x 512 weights took 40 us where its flops alone would take 8), whole cache lines of C.
   const Grain grain{std::max<int64_t>(1, kGemvBytesPerThread / (K * static_cast<int64_t>(sizeof(T))))};
-  // Sigmoid and tanh as in the tiles (epilogue_rest), over each thread's stretch of the row once it is summed.
+  // Sigmoid and tanh as in the tiles (epilogue_rest), over each thread's stretch of a row once it is summed.
   const bool vector_act = ep.act == Act::sigmoid || ep.act == Act::tanh;
   Epilogue<T> ep_sum = ep, ep_act;
   if (vector_act) {
@@ -317,13 +328,14 @@ bool gemv_row(int64_t N, int64_t K, T alpha, const T* a, int64_t cs_a, const T* 
     if (dot && cs_a != 1) {
       T gathered[kGemvGather];
       for (int64_t k = 0; k < K; ++k) gathered[k] = a[k * cs_a];
-      gemv_dot(j0, j1, K, alpha, gathered, b, cs_b, beta, c, cs_c, ep_sum);
+      gemv_dot(1, j0, j1, K, alpha, gathered, K, b, cs_b, beta, c, rs_c, cs_c, ep_sum);
     } else if (dot) {
-      gemv_dot(j0, j1, K, alpha, a, b, cs_b, beta, c, cs_c, ep_sum);
+      gemv_dot(M, j0, j1, K, alpha, a, rs_a, b, cs_b, beta, c, rs_c, cs_c, ep_sum);
     } else {
       gemv_axpy(j0, j1, K, alpha, a, cs_a, b, rs_b, beta, c, cs_c, ep_sum);
     }
-    if (vector_act) epilogue_rest(ep_act, 0, j0, 1, j1 - j0, c + j0 * cs_c, 0, cs_c);
+    if (vector_act)
+      for (int64_t i = 0; i < M; ++i) epilogue_rest(ep_act, i, j0, 1, j1 - j0, c + i * rs_c + j0 * cs_c, 0, cs_c);
   }, 16);
   return true;
 }
@@ -447,17 +459,30 @@ bool transposed_c_pays(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t 
          M * N * static_cast<int64_t>(sizeof(T)) < kStreamCMinBytes;  // a C^T that stays in the caches
 }
 
+// The products of gemm_direct in register tiles (packed, or read in place where that pays).
+template <class T>
+void gemm_tiles(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
+                int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
+                const Epilogue<T>& ep);
+
 // gemm without the transposed-C choice (so the transposed product does not choose it again).
 template <class T>
 void gemm_direct(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
                  int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
                  const Epilogue<T>& ep) {
-  if (M == 1 && gemv_row(N, K, alpha, a, cs_a, b, rs_b, cs_b, beta, c, cs_c, nthreads, ep)) return;
+  if (gemv_rows(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep)) return;
   if (N == 1) {  // one column of C (a batch-1 recurrent step's W h): the transposed one-row product, C^T = B^T A^T
     Epilogue<T> ep_t = ep;
     ep_t.bias_per_row = !ep.bias_per_row;
-    if (gemv_row(M, K, alpha, b, rs_b, a, cs_a, rs_a, beta, c, rs_c, nthreads, ep_t)) return;
+    if (gemv_rows(int64_t{1}, M, K, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c, nthreads, ep_t)) return;
   }
+  gemm_tiles(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+}
+
+template <class T>
+void gemm_tiles(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
+                int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
+                const Epilogue<T>& ep) {
   const GemmUkernels<T>& table = gemm_ukernels_for<T>(M, N, cs_b);
   // kDeepKcMinCBytes: a C past the caches, read back once per KC block. The table is copied only then.
   const bool deep_kc = M * N * static_cast<int64_t>(sizeof(T)) > kDeepKcMinCBytes &&
@@ -506,24 +531,44 @@ void gemm_batch(int64_t batch, int64_t M, int64_t N, int64_t K, T alpha, const T
             nthreads);
 }
 
+// C through a scratch C^T where transposed_c_pays; false (nothing done) otherwise. `direct` computes C^T.
+template <class T, class Product>
+bool gemm_transposed_c(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
+                       int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
+                       const Epilogue<T>& ep, Product direct) {
+  const GemmUkernels<T>& active = gemm_ukernels<T>();
+  if (M <= 0 || N <= 0 || !transposed_c_pays(active, M, N, K, cs_a, rs_b, cs_b, beta, cs_c)) return false;
+  T* ct = workspace_as<T>(kWsGemmC, static_cast<size_t>(N * M));
+  Epilogue<T> ep_t = ep;
+  ep_t.bias_per_row = !ep.bias_per_row;
+  direct(N, M, K, alpha, b, cs_b, rs_b, a, cs_a, rs_a, T(0), ct, M, int64_t{1}, nthreads, ep_t);
+  // Threads take whole cache lines of C's rows.
+  parallel_for(N, Grain{std::max<int64_t>(1, kTransposeGrain.units / M)}, nthreads, [&](int64_t j0, int64_t j1) {
+    active.transpose_c(j1 - j0, M, ct + j0 * M, M, c + j0, rs_c);
+  }, 16);
+  return true;
+}
+
 template <class T>
 void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a,
           const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
           int nthreads, const Epilogue<T>& ep) {
   if (M <= 0 || N <= 0) return;
-  const GemmUkernels<T>& active = gemm_ukernels<T>();
-  if (transposed_c_pays(active, M, N, K, cs_a, rs_b, cs_b, beta, cs_c)) {
-    T* ct = workspace_as<T>(kWsGemmC, static_cast<size_t>(N * M));
-    Epilogue<T> ep_t = ep;
-    ep_t.bias_per_row = !ep.bias_per_row;
-    gemm_direct<T>(N, M, K, alpha, b, cs_b, rs_b, a, cs_a, rs_a, T(0), ct, M, 1, nthreads, ep_t);
-    // Threads take whole cache lines of C's rows.
-    parallel_for(N, Grain{std::max<int64_t>(1, kTransposeGrain.units / M)}, nthreads, [&](int64_t j0, int64_t j1) {
-      active.transpose_c(j1 - j0, M, ct + j0 * M, M, c + j0, rs_c);
-    }, 16);
+  if (gemm_transposed_c(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep,
+                        gemm_direct<T>))
     return;
-  }
   gemm_direct<T>(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+}
+
+template <class T>
+void gemm_tiled(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a,
+                const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
+                int nthreads, const Epilogue<T>& ep) {
+  if (M <= 0 || N <= 0) return;
+  if (gemm_transposed_c(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep,
+                        gemm_tiles<T>))
+    return;
+  gemm_tiles<T>(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
 }
 
 template <class T>
@@ -536,6 +581,10 @@ template void gemm_batch<float>(int64_t, int64_t, int64_t, int64_t, float, const
 template void gemm_batch<double>(int64_t, int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
                                  int64_t, const double*, int64_t, int64_t, int64_t, double*, int64_t, int64_t, int64_t,
                                  int);
+template void gemm_tiled<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*,
+                                int64_t, int64_t, float, float*, int64_t, int64_t, int, const Epilogue<float>&);
+template void gemm_tiled<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t, const double*,
+                                 int64_t, int64_t, double, double*, int64_t, int64_t, int, const Epilogue<double>&);
 template void gemm<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*,
                           int64_t, int64_t, float, float*, int64_t, int64_t, int, const Epilogue<float>&);
 template void gemm<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,

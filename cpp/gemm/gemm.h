@@ -29,6 +29,17 @@ void gemm(int64_t M, int64_t N, int64_t K, T alpha,
           T beta, T* c, int64_t rs_c, int64_t cs_c,
           int nthreads, const Epilogue<T>& epilogue = Epilogue<T>());
 
+// gemm with every element of C summed as the register tiles sum it (k in order within KC blocks) whatever M and
+// N: without the few-row products (up to 15 rows of A against B's columns contiguous along k, summed as dot
+// products in lanes, gemv_dot.h), so a row of C has the same bits computed alone and with any other rows. For
+// callers that promise that (the recurrent family's input projection: a sequence alone as in a batch).
+template <class T>
+void gemm_tiled(int64_t M, int64_t N, int64_t K, T alpha,
+                const T* a, int64_t rs_a, int64_t cs_a,
+                const T* b, int64_t rs_b, int64_t cs_b,
+                T beta, T* c, int64_t rs_c, int64_t cs_c,
+                int nthreads, const Epilogue<T>& epilogue = Epilogue<T>());
+
 // C[i] = alpha * A[i] * B[i] for i < batch, A[i] at a + i * bs_a (likewise B, C; bs_a or bs_b may be 0, one
 // matrix for every product), beta = 0 and no epilogue. Each product is gemm's, so its bits are those of the
 // same gemm call alone; threads take whole products when there are enough of them to share out evenly,

@@ -1,9 +1,13 @@
-// One-row products with B's columns contiguous along k (a batch-1 linear layer's x W^T): dot products of one
-// row a with n rows of W. Each sum runs in kGemvLanes partial sums (lane l takes k = l mod kGemvLanes, the
-// last K mod kGemvLanes terms added to lanes 0.. in order) combined pairwise in a fixed order, so an output's
-// value depends on K alone: not on which thread computes it nor on how many outputs are computed beside it.
-// The scalar form is the portable tables' entry and the model of the vector one, which runs several outputs at
-// once (their loads of a shared, independent multiply-add chains in flight) and multiply-adds in one rounding.
+// Products of a few rows with B's columns contiguous along k (a linear layer's x W^T for a batch of 1 to
+// kDotRowsMaxM rows): dot products of each row of a with n rows of W. Each sum runs in kGemvLanes partial sums
+// (lane l takes k = l mod kGemvLanes, the last K mod kGemvLanes terms added to lanes 0.. in order) combined
+// pairwise in a fixed order, so an output's value depends on K alone: not on which thread computes it, nor on
+// the other rows and outputs computed beside it (a row alone has the bits it has in a batch of up to
+// kDotRowsMaxM). The scalar form is the portable tables' entry and the model of the vector one, which runs a
+// block of rows by a block of outputs at once: each vector of W loaded once for the block's rows, each of a
+// once for its outputs, independent multiply-add chains in flight, each multiply-add rounded once (the last
+// K mod kGemvLanes terms too, against zeros in the other lanes: a lane left at -0 becomes +0 there), and the
+// lanes summed in registers in the portable form's order.
 // Include only from gemm_ukernels_<isa>.cpp (internal linkage, one copy per ISA).
 #pragma once
 #include <cmath>
@@ -13,6 +17,7 @@ namespace nnx {
 namespace {
 
 constexpr int kGemvLanes = 16;
+constexpr int64_t kDotPrefetch = 256;  // elements of W ahead of the multiply-adds (dot_rows_block)
 
 template <class T>
 inline T reduce_gemv_lanes(T (&acc)[kGemvLanes]) {
@@ -21,52 +26,99 @@ inline T reduce_gemv_lanes(T (&acc)[kGemvLanes]) {
   return acc[0];
 }
 
-// out[j] = sum over k < K of a[k] * b[j * ldb + k], for j < n.
+// out[i * ldo + j] = sum over k < K of a[i * lda + k] * b[j * ldb + k], for i < m, j < n.
 template <class T>
-void dot_rows_portable(int64_t n, int64_t K, const T* a, const T* b, int64_t ldb, T* out) {
+void dot_rows_portable(int64_t m, int64_t n, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* out,
+                       int64_t ldo) {
   const int64_t kv = K / kGemvLanes * kGemvLanes;
-  for (int64_t j = 0; j < n; ++j) {
-    const T* bj = b + j * ldb;
-    T acc[kGemvLanes] = {};
-    for (int64_t k = 0; k < kv; k += kGemvLanes)
-      for (int l = 0; l < kGemvLanes; ++l) acc[l] += a[k + l] * bj[k + l];
-    for (int64_t k = kv; k < K; ++k) acc[k - kv] += a[k] * bj[k];
-    out[j] = reduce_gemv_lanes(acc);
-  }
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      const T* ai = a + i * lda;
+      const T* bj = b + j * ldb;
+      T acc[kGemvLanes] = {};
+      for (int64_t k = 0; k < kv; k += kGemvLanes)
+        for (int l = 0; l < kGemvLanes; ++l) acc[l] += ai[k + l] * bj[k + l];
+      for (int64_t k = kv; k < K; ++k) acc[k - kv] += ai[k] * bj[k];
+      out[i * ldo + j] = reduce_gemv_lanes(acc);
+    }
 }
 
-// J outputs at once on vector traits V (gemm/ukernel_simd.h), kGemvLanes / V::W vectors of lanes each.
-template <class V, int J>
-inline void dot_rows_group(int64_t K, const typename V::T* a, const typename V::T* b, int64_t ldb,
-                           typename V::T* out) {
+// MI rows by J outputs at once on vector traits V (gemm/ukernel_simd.h), kGemvLanes / V::W vectors of lanes
+// each.
+template <class V, int MI, int J>
+inline void dot_rows_block(int64_t K, const typename V::T* a, int64_t lda, const typename V::T* b, int64_t ldb,
+                           typename V::T* out, int64_t ldo) {
   using T = typename V::T;
   constexpr int NV = kGemvLanes / V::W;
   static_assert(NV * V::W == kGemvLanes, "whole vectors of lanes");
   const int64_t kv = K / kGemvLanes * kGemvLanes;
-  typename V::vec acc[J][NV];
-  for (int j = 0; j < J; ++j)
-    for (int v = 0; v < NV; ++v) acc[j][v] = V::zero();
-  for (int64_t k = 0; k < kv; k += kGemvLanes) {
-    typename V::vec av[NV];
-    for (int v = 0; v < NV; ++v) av[v] = V::loadu(a + k + v * V::W);
+  typename V::vec acc[MI][J][NV];
+  for (int i = 0; i < MI; ++i)
     for (int j = 0; j < J; ++j)
-      for (int v = 0; v < NV; ++v) acc[j][v] = V::fma(av[v], V::loadu(b + j * ldb + k + v * V::W), acc[j][v]);
+      for (int v = 0; v < NV; ++v) acc[i][j][v] = V::zero();
+  for (int64_t k = 0; k < kv; k += kGemvLanes) {
+    // W's rows stream from the L2 or beyond, side by side: fetched kDotPrefetch elements ahead, which the
+    // hardware's prefetchers did not do for four rows at once.
+    for (int j = 0; j < J; ++j) __builtin_prefetch(b + j * ldb + k + kDotPrefetch);
+    typename V::vec bv[J][NV];
+    for (int j = 0; j < J; ++j)
+      for (int v = 0; v < NV; ++v) bv[j][v] = V::loadu(b + j * ldb + k + v * V::W);
+    for (int i = 0; i < MI; ++i)
+      for (int v = 0; v < NV; ++v) {
+        const typename V::vec av = V::loadu(a + i * lda + k + v * V::W);
+        for (int j = 0; j < J; ++j) acc[i][j][v] = V::fma(av, bv[j][v], acc[i][j][v]);
+      }
   }
-  for (int j = 0; j < J; ++j) {
-    T lanes[kGemvLanes];
-    for (int v = 0; v < NV; ++v) V::storeu(lanes + v * V::W, acc[j][v]);
-    const T* bj = b + j * ldb;
-    for (int64_t k = kv; k < K; ++k) lanes[k - kv] = std::fma(a[k], bj[k], lanes[k - kv]);
-    out[j] = reduce_gemv_lanes(lanes);
+  if (kv < K) {  // the last K mod kGemvLanes terms into lanes 0.., through zero-padded copies
+    T at[MI][kGemvLanes] = {}, bt[J][kGemvLanes] = {};
+    for (int64_t k = kv; k < K; ++k) {
+      for (int i = 0; i < MI; ++i) at[i][k - kv] = a[i * lda + k];
+      for (int j = 0; j < J; ++j) bt[j][k - kv] = b[j * ldb + k];
+    }
+    for (int i = 0; i < MI; ++i)
+      for (int j = 0; j < J; ++j)
+        for (int v = 0; v < NV; ++v)
+          acc[i][j][v] = V::fma(V::loadu(at[i] + v * V::W), V::loadu(bt[j] + v * V::W), acc[i][j][v]);
+  }
+  // The pairwise sum of the lanes: lane l plus lane l + kGemvLanes / 2 and so on, first across the vectors, then
+  // within one (V::sum_halves).
+  for (int i = 0; i < MI; ++i)
+    for (int j = 0; j < J; ++j) {
+      typename V::vec* r = acc[i][j];
+      for (int w = NV / 2; w >= 1; w /= 2)
+        for (int v = 0; v < w; ++v) r[v] = V::add(r[v], r[v + w]);
+      out[i * ldo + j] = V::sum_halves(r[0]);
+    }
+}
+
+// Blocks of kDotBlock<V> rows by as many outputs (4 x 4 accumulators of one vector each on AVX-512 float, 2 x 2 of
+// two on AVX2 float and AVX-512 double, one of four on AVX2 double), so a's and W's loads feed that many
+// multiply-adds.
+template <class V>
+constexpr int kDotBlock = 4 / (kGemvLanes / V::W) > 0 ? 4 / (kGemvLanes / V::W) : 1;
+
+// Every block of rows for J outputs: their J rows of W are read from memory once, then from the L1.
+template <class V, int J>
+inline void dot_rows_all_rows(int64_t m, int64_t K, const typename V::T* a, int64_t lda, const typename V::T* b,
+                              int64_t ldb, typename V::T* out, int64_t ldo) {
+  constexpr int MI = kDotBlock<V>;
+  int64_t i = 0;
+  for (; i + MI <= m; i += MI) dot_rows_block<V, MI, J>(K, a + i * lda, lda, b, ldb, out + i * ldo, ldo);
+  switch (m - i) {  // the last rows in one block (kDotBlock is at most 4)
+    case 3: dot_rows_block<V, 3, J>(K, a + i * lda, lda, b, ldb, out + i * ldo, ldo); break;
+    case 2: dot_rows_block<V, 2, J>(K, a + i * lda, lda, b, ldb, out + i * ldo, ldo); break;
+    case 1: dot_rows_block<V, 1, J>(K, a + i * lda, lda, b, ldb, out + i * ldo, ldo); break;
+    default: break;
   }
 }
 
 template <class V>
-void dot_rows_simd(int64_t n, int64_t K, const typename V::T* a, const typename V::T* b, int64_t ldb,
-                   typename V::T* out) {
+void dot_rows_simd(int64_t m, int64_t n, int64_t K, const typename V::T* a, int64_t lda, const typename V::T* b,
+                   int64_t ldb, typename V::T* out, int64_t ldo) {
+  constexpr int J = kDotBlock<V>;
   int64_t j = 0;
-  for (; j + 4 <= n; j += 4) dot_rows_group<V, 4>(K, a, b + j * ldb, ldb, out + j);
-  for (; j < n; ++j) dot_rows_group<V, 1>(K, a, b + j * ldb, ldb, out + j);
+  for (; j + J <= n; j += J) dot_rows_all_rows<V, J>(m, K, a, lda, b + j * ldb, ldb, out + j, ldo);
+  for (; j < n; ++j) dot_rows_all_rows<V, 1>(m, K, a, lda, b + j * ldb, ldb, out + j, ldo);
 }
 
 }  // namespace

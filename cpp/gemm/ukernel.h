@@ -52,10 +52,12 @@ using GemmPackB = void (*)(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int
 template <class T>
 using GemmTranspose = void (*)(int64_t m, int64_t n, const T* src, int64_t ld_src, T* dst, int64_t ld_dst);
 
-// dot_rows(n, K, a, b, ldb, out): out[j] = sum over k of a[k] b[j * ldb + k] for j < n, each in gemv_dot.h's
-//   lanes and order (a batch-1 linear layer's x W^T, gemm.cpp's gemv_row).
+// dot_rows(m, n, K, a, lda, b, ldb, out, ldo): out[i * ldo + j] = sum over k of a[i * lda + k] b[j * ldb + k] for
+//   i < m, j < n, each in gemv_dot.h's lanes and order (a linear layer's x W^T for a batch of a few rows,
+//   gemm.cpp's gemv_rows).
 template <class T>
-using GemmDotRows = void (*)(int64_t n, int64_t K, const T* a, const T* b, int64_t ldb, T* out);
+using GemmDotRows = void (*)(int64_t m, int64_t n, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* out,
+                             int64_t ldo);
 
 // epilogue(ep, row0, col0, m, n, c, rs_c, cs_c): apply_epilogue on an m x n tile of C whose first element
 //   is C(row0, col0) of the whole product, vectorised for the ISA; returns false (touching nothing) for

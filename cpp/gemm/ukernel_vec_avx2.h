@@ -19,6 +19,14 @@ struct Avx2Float {
   static vec set1(T x) { return _mm256_set1_ps(x); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   static vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+  static vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+  // Lane 0 of the halving sum: lane l plus lane l + 4, then + 2, then + 1 (gemv_dot.h's pairwise order).
+  static T sum_halves(vec v) {
+    v = _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 1));
+    v = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm256_cvtss_f32(v);
+  }
 };
 
 struct Avx2Double {
@@ -33,6 +41,12 @@ struct Avx2Double {
   static vec set1(T x) { return _mm256_set1_pd(x); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_pd(a, b, c); }
   static vec mul(vec a, vec b) { return _mm256_mul_pd(a, b); }
+  static vec add(vec a, vec b) { return _mm256_add_pd(a, b); }
+  static T sum_halves(vec v) {  // lane l plus lane l + 2, then + 1
+    v = _mm256_add_pd(v, _mm256_permute2f128_pd(v, v, 1));
+    v = _mm256_add_pd(v, _mm256_permute_pd(v, 0x5));
+    return _mm256_cvtsd_f64(v);
+  }
 };
 
 }  // namespace avx2

@@ -19,6 +19,15 @@ struct Avx512Float {
   static vec set1(T x) { return _mm512_set1_ps(x); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+  static vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
+  // Lane 0 of the halving sum: lane l plus lane l + 8, then + 4, + 2, + 1 (gemv_dot.h's pairwise order).
+  static T sum_halves(vec v) {
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_cvtss_f32(v);
+  }
 };
 
 struct Avx512Double {
@@ -33,6 +42,13 @@ struct Avx512Double {
   static vec set1(T x) { return _mm512_set1_pd(x); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
   static vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }
+  static vec add(vec a, vec b) { return _mm512_add_pd(a, b); }
+  static T sum_halves(vec v) {  // lane l plus lane l + 4, then + 2, + 1
+    v = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm512_add_pd(v, _mm512_shuffle_f64x2(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    v = _mm512_add_pd(v, _mm512_permute_pd(v, 0x55));
+    return _mm512_cvtsd_f64(v);
+  }
 };
 
 }  // namespace avx512

@@ -359,7 +359,8 @@ void rnn_forward(RnnCell cell, int64_t steps, int64_t N, int64_t I, int64_t H, c
     for (int64_t j = 0; j < GH; ++j) bias[j] = (b_ih ? b_ih[j] : T(0)) + (b_hh && j < hh_end ? b_hh[j] : T(0));
     ep_x.bias = bias;
   }
-  gemm<T>(R, GH, I, T(1), x, I, 1, w_ih, 1, I, T(0), gates, GH, 1, nthreads, ep_x);
+  // In tiles for any number of rows (gemm_tiled), so that a sequence alone has the bits it has in a batch.
+  gemm_tiled<T>(R, GH, I, T(1), x, I, 1, w_ih, 1, I, T(0), gates, GH, 1, nthreads, ep_x);
 
   const RnnUkernels<T>& k = rnn_ukernels<T>();
   // Per step gates += h_{t-1} W_hh^T: B(k, j) = W_hh(j, k).

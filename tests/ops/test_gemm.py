@@ -125,8 +125,9 @@ def test_gemm_streamed_c_gives_the_cached_bits(isa, dtype, rng, offset):
 def test_gemm_in_place_b_gives_the_packed_bits(isa, dtype, rng, m, n, k):
     """A small B with contiguous rows, beside an A read in place (few slivers of B), is read in place as well
     on the AVX-512 tables (gemm_config.h, kInPlaceBMaxBytes): its full slivers unpacked, a partial last one
-    packed, M past one MC block. The same product with B laid out by columns (so packed): the same bits."""
-    a, b = random(rng, (m, k), dtype), random(rng, (k, n), dtype)
+    packed, M past one MC block. The same product with B laid out by columns (so packed): the same bits. A is laid
+    out by columns too (read in place either way), or the few-row products would take the dot form (gemv_rows)."""
+    a, b = np.asfortranarray(random(rng, (m, k), dtype)), random(rng, (k, n), dtype)
     b_cols = np.asfortranarray(b)
     got, packed = np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
     _C.gemm(a, b, got, 1.0, 0.0)
@@ -306,12 +307,27 @@ def test_gemm_one_row(isa, dtype, rng, n, k, tb):
 
 
 @pytest.mark.parametrize("n,k", [(13, 37), (64, 784), (9, 16), (5, 3)])
-def test_one_row_dot_products_do_not_depend_on_their_neighbours(isa, dtype, rng, n, k):
-    # The dot form runs several outputs at once (gemv_dot.h): each output has the bits of its product alone.
-    a, w = random(rng, (1, k), dtype), random(rng, (n, k), dtype)
+@pytest.mark.parametrize("m", [1, 3, 8, 15])
+def test_few_row_dot_products_do_not_depend_on_their_neighbours(isa, dtype, rng, m, n, k):
+    # Up to 15 rows of x W^T run as dot products, blocks of rows by blocks of outputs at once (gemv_dot.h): each
+    # output has the bits of its product alone, so a row alone has the bits it has in the batch, at any thread
+    # count, the fused bias and activation included.
+    a, w, b = random(rng, (m, k), dtype), random(rng, (n, k), dtype), random(rng, (n,), dtype)
     y = ops.gemm(a, w, trans_b=True)
-    for j in range(n):
-        assert y[0, j].tobytes() == ops.gemm(a, w[j:j + 1], trans_b=True)[0, 0].tobytes()
+    assert_close(y, ref.gemm(a, w, trans_b=True), dtype, k=k)
+    for i, j in [(0, 0), (m - 1, n - 1), (m // 2, n // 3)]:
+        assert y[i, j].tobytes() == ops.gemm(a[i:i + 1], w[j:j + 1], trans_b=True)[0, 0].tobytes()
+    before = nnx.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            nnx.set_num_threads(t)
+            outs.append(ops.linear(a, w, b, activation="tanh"))
+            for i in range(m):
+                assert outs[-1][i].tobytes() == ops.linear(a[i:i + 1], w, b, activation="tanh")[0].tobytes()
+    finally:
+        nnx.set_num_threads(before)
+    assert all(o.tobytes() == outs[0].tobytes() for o in outs)
 
 
 # matmul: NumPy's (and torch.matmul's) rules on the packed GEMM. Pairs of shapes: 2-D, 1-D operands, a batch
