@@ -11,7 +11,7 @@ train  one step (forward, cross-entropy, backward, update), float32, random data
          mlp_tanh   784-256-256-10 with tanh and sigmoid (the lectures' MLP); batch 256
          lenet_tanh LeNet-5 as LeCun et al. 1998 drew it: tanh and average pooling; batch 64
          ln_adam    784-512-512-10 with LayerNorm and ReLU, trained by Adam; batch 128
-infer  model.eval() under no_grad, one image and 64: ResNet-20, the BatchNorm net and LeNet-5 of
+infer  model.eval() under no_grad, one image and 64 (and 8 for mlp): ResNet-20, the BatchNorm net and LeNet-5 of
        bench/network_ab.py, and vgg, mobile, mlp above
 rnn    eval-mode LSTM / GRU / tanh RNN over one sequence (batch-first): 28 -> 128 over 28 steps, 64 -> 256 over 64
 tensor one training step written with tensors and `@` instead of modules (the same code for both frameworks):
@@ -237,7 +237,7 @@ def main():
     if "train" in args.groups:
         cases += [lambda n=n: train_case(n) for n in TRAIN]
     if "infer" in args.groups:
-        cases += [lambda n=n, b=b: infer_case(n, b) for n in INFER for b in (1, 64)]
+        cases += [lambda n=n, b=b: infer_case(n, b) for n in INFER for b in ((1, 8, 64) if n == "mlp" else (1, 64))]
     if "rnn" in args.groups:
         cases += [lambda c=c: rnn_case(*c) for c in RNN]
     if "tensor" in args.groups:

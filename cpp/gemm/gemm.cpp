@@ -465,7 +465,7 @@ void gemm_tiles(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs
                 int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
                 const Epilogue<T>& ep);
 
-// gemm without the transposed-C choice (so the transposed product does not choose it again).
+// The product of gemm without the transposed-C choice (gemm_by), so the transposed product does not choose it again.
 template <class T>
 void gemm_direct(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
                  int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
@@ -531,44 +531,40 @@ void gemm_batch(int64_t batch, int64_t M, int64_t N, int64_t K, T alpha, const T
             nthreads);
 }
 
-// C through a scratch C^T where transposed_c_pays; false (nothing done) otherwise. `direct` computes C^T.
+// C = the product by `product` (gemm_direct or gemm_tiles), computed as C^T into a scratch and transposed into C
+// where transposed_c_pays.
 template <class T, class Product>
-bool gemm_transposed_c(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
-                       int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
-                       const Epilogue<T>& ep, Product direct) {
+void gemm_by(Product product, int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a,
+             const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
+             const Epilogue<T>& ep) {
+  if (M <= 0 || N <= 0) return;
   const GemmUkernels<T>& active = gemm_ukernels<T>();
-  if (M <= 0 || N <= 0 || !transposed_c_pays(active, M, N, K, cs_a, rs_b, cs_b, beta, cs_c)) return false;
+  if (!transposed_c_pays(active, M, N, K, cs_a, rs_b, cs_b, beta, cs_c)) {
+    product(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+    return;
+  }
   T* ct = workspace_as<T>(kWsGemmC, static_cast<size_t>(N * M));
   Epilogue<T> ep_t = ep;
   ep_t.bias_per_row = !ep.bias_per_row;
-  direct(N, M, K, alpha, b, cs_b, rs_b, a, cs_a, rs_a, T(0), ct, M, int64_t{1}, nthreads, ep_t);
+  product(N, M, K, alpha, b, cs_b, rs_b, a, cs_a, rs_a, T(0), ct, M, int64_t{1}, nthreads, ep_t);
   // Threads take whole cache lines of C's rows.
   parallel_for(N, Grain{std::max<int64_t>(1, kTransposeGrain.units / M)}, nthreads, [&](int64_t j0, int64_t j1) {
     active.transpose_c(j1 - j0, M, ct + j0 * M, M, c + j0, rs_c);
   }, 16);
-  return true;
 }
 
 template <class T>
 void gemm(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a,
           const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
           int nthreads, const Epilogue<T>& ep) {
-  if (M <= 0 || N <= 0) return;
-  if (gemm_transposed_c(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep,
-                        gemm_direct<T>))
-    return;
-  gemm_direct<T>(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+  gemm_by(gemm_direct<T>, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
 }
 
 template <class T>
 void gemm_tiled(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a,
                 const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
                 int nthreads, const Epilogue<T>& ep) {
-  if (M <= 0 || N <= 0) return;
-  if (gemm_transposed_c(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep,
-                        gemm_tiles<T>))
-    return;
-  gemm_tiles<T>(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+  gemm_by(gemm_tiles<T>, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
 }
 
 template <class T>
