@@ -242,17 +242,19 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
 #endif
 }
 
-// ---- one-row products (a batch-1 layer): C (1 x N) = alpha * a (1 x K) B (K x N) + beta C, then the epilogue.
+// ---- few-row products (a layer on 1 to kDotRowsMaxM samples): C (M x N) = alpha * a (M x K) B (K x N) + beta C,
+// then the epilogue.
 // Packing B, as gemm_block does, reads and writes all of B once more than the product itself and costs as
 // much; these loops read B in place, in the direction it is contiguous. Each output element is summed by one
 // thread in an order that depends on K alone, so results are bitwise identical for any thread count.
 
 constexpr int64_t kGemvCols = 256;   // columns accumulated at once by the row-major form (on the stack)
 constexpr int64_t kDotCols = 64;     // outputs of each row summed at once by the dot form (on the stack)
-// Rows taken by the dot form (B's columns contiguous: a linear layer's x W^T, W read once for all the rows; the
-// GEMM packs all of W, transposed, for a few rows). Measured against the GEMM (Xeon, full-width AVX-512, 1
-// thread, median us, x W^T + b): 784 -> 512 at 2 / 4 / 8 / 12 rows 75.7 / 78.4 / 80.3 / 126.4 before; below 16
-// rows kTransposedCMinRows's transposed product has a mostly empty tile.
+// Rows taken by the dot form (B's columns contiguous: a linear layer's x W^T, W read once for all the rows, where
+// the GEMM packs all of W, transposed, for a few rows). Measured (Xeon, full-width AVX-512, 1 thread, medians,
+// x W^T + b, us) against the GEMM: 784 -> 512 at 2 / 4 / 8 / 12 rows 75.7 / 78.4 / 80.3 / 126.4 by the GEMM,
+// 25 / 36-42 / 63-78 / 115-122 as dot products; 1024 -> 1024 at 4 / 8 / 12 rows 307 / 330 / 447 against 154 /
+// 251-275 / 319-397. From 16 rows kTransposedCMinRows's transposed product takes over.
 constexpr int64_t kDotRowsMaxM = 15;
 
 template <class T>
