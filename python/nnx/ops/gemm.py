@@ -108,8 +108,9 @@ def gemm_backward(dy, a, b, c=None, *, trans_a=False, trans_b=False, alpha=1.0, 
 
 
 def _matmul_operands(a, b):
-    """(a2, b2, batch): a and b as NumPy's matmul sees them, a 1-D a as one row and a 1-D b as one column,
-    and the broadcast shape of their leading (batch) axes; clear errors for what matmul refuses."""
+    """(a, b, a2, b2, batch): the operands as float arrays, then as NumPy's matmul sees them (a 1-D a as one row,
+    a 1-D b as one column), and the broadcast shape of their leading (batch) axes; clear errors for what matmul
+    refuses."""
     a, b = float_array(a, "a"), float_array(b, "b")
     same_dtype(a=a, b=b)
     for name, x in (("a", a), ("b", b)):
