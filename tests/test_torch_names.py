@@ -308,3 +308,20 @@ def test_module_apply_and_requires_grad_():
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["0.weight", "0.bias"]
     with pytest.raises(TypeError, match="fn"):
         model.apply(3)
+
+
+@needs_torch
+@pytest.mark.parametrize("sa,sb", [((4, 5), (5, 3)), ((2, 4, 5), (5, 3)), ((2, 4, 5), (2, 5, 3)), ((5,), (2, 5, 3)),
+                                   ((3, 1, 4, 5), (2, 5, 3))])
+def test_matmul_as_torch(sa, sb):
+    a, b = rnd(*sa, seed=1), rnd(*sb, seed=2)
+    ta, tb = nnx.Tensor(a, requires_grad=True), nnx.Tensor(b, requires_grad=True)
+    y = nnx.matmul(ta, tb)
+    y.backward(np.ones(y.shape))
+    qa, qb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    qy = torch.matmul(qa, qb)
+    qy.backward(torch.ones_like(qy))
+    np.testing.assert_allclose(y.data, qy.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ta.grad, qa.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tb.grad, qb.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(nnx.matmul(a, b).data, (ta @ tb).data)

@@ -15,6 +15,7 @@ from .random import manual_seed  # noqa: F401
 from .tensor import (Tensor, cat, enable_grad, flatten, from_numpy, is_grad_enabled, no_grad, stack,  # noqa: F401
                      tensor)
 from . import functional, nn, optim  # noqa: F401,E402
+from .functional import matmul  # noqa: F401,E402  (torch.matmul; Tensor @ runs it)
 from . import data, models  # noqa: F401,E402
 from .io import CheckpointError, load, save  # noqa: F401,E402
 from .train import History, evaluate, fit  # noqa: F401,E402
@@ -31,4 +32,4 @@ __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "
            "enable_grad", "is_grad_enabled", "functional", "nn", "optim", "data", "save", "load", "models",
            "fit", "evaluate", "History", "CheckpointError", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
            "AnomalyError", "distributed", "callbacks", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
-           "flatten", "from_numpy", "compile", "CompileError", "CompileWarning"]
+           "flatten", "from_numpy", "compile", "CompileError", "CompileWarning", "matmul"]
