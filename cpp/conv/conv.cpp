@@ -117,14 +117,20 @@ inline int64_t tile_min_cols(const ConvGeom& g, size_t elem) {
 // 64, 128 -> 128 on 16x16, one image; 64 -> 64 and 128 -> 128 on 8x8, four) and 1.22-1.35x on 5x5 (32 -> 64 on
 // 14x14, one image; 16 -> 32, 64 -> 64 on 8x8, 32 -> 64 on 7x7, four), 2.2-3.8x on 4 tiles (batch-1 inference
 // of 8x8 maps), and from 32 tiles it won every case (1.2-2.2x) but 512 -> 512 on 4x4 maps (16.8 MB of
-// F(2x2, 3x3) filters): 2.1x slower at 32 tiles, even at 64.
+// F(2x2, 3x3) filters): 2.1x slower at 32 tiles, even at 64. F(2x2, 3x3), which saves less than F(4x4, 3x3), also
+// needs 64 tiles from kWinoLargeU2Bytes of transformed filters (128 -> 256 and wider, on 8x8 maps): against im2col
+// at 32 and 48 tiles (2 and 3 images, 1 / 2 threads) forward 0.90-0.89x / 0.75-0.89x and forward + dx + dw
+// 0.94-1.0x / 0.50-0.95x (256 -> 512 at 2 images worst), even or ahead from 64 (256 -> 256, 4 images, forward
+// 1.29 / 1.44x); F(4x4, 3x3) won at 32 tiles with 2.4 MB (128 -> 128 on 16x16, 2 images: 1.38x / 1.0x).
 constexpr int64_t kWinoMinTiles = 32, kWinoMinTilesLargeU = 64;
-constexpr int64_t kWinoLargeUBytes = int64_t{8} << 20;
+constexpr int64_t kWinoLargeUBytes = int64_t{8} << 20, kWinoLargeU2Bytes = int64_t{2} << 20;
 
 static bool winograd_enough_tiles(const ConvGeom& g) {
   const int64_t u_bytes = int64_t{wino_points(g)} * g.K * g.C * static_cast<int64_t>(sizeof(float));
   const int64_t tiles = g.N * wino_tiles_p(g) * wino_tiles_q(g);
-  return tiles >= (u_bytes > kWinoLargeUBytes ? kWinoMinTilesLargeU : kWinoMinTiles);
+  const bool large = u_bytes > kWinoLargeUBytes ||
+                     (g.R == 3 && conv_winograd_tile(g) == 2 && u_bytes >= kWinoLargeU2Bytes);
+  return tiles >= (large ? kWinoMinTilesLargeU : kWinoMinTiles);
 }
 
 ConvAlgo conv_pick_algorithm(const ConvGeom& g) {

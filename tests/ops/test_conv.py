@@ -239,7 +239,8 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((4, 256, 16, 16), (512, 256, 3, 3), stride=2, padding=1) == (
         "implicit" if wide else "im2col")
     assert ops.conv2d_algorithm((2, 256, 16, 16), (512, 256, 3, 3), stride=2, padding=1) == "im2col"
-    # Winograd transforms every filter per call: it needs 32 output tiles in the batch (64 past 8 MiB of them)
+    # Winograd transforms every filter per call: it needs 32 output tiles in the batch (64 past 8 MiB of them,
+    # or 2 MiB of F(2x2, 3x3) ones)
     assert ops.conv2d_algorithm((1, 64, 8, 8), (64, 64, 3, 3), padding=1) == "implicit"  # 4 tiles of 4x4
     assert ops.conv2d_algorithm((7, 64, 8, 8), (64, 64, 3, 3), padding=1) == "implicit"  # 28 tiles
     assert ops.conv2d_algorithm((8, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd"  # 32 tiles
@@ -249,6 +250,10 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((2, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"
     assert ops.conv2d_algorithm((8, 512, 4, 4), (512, 512, 3, 3), padding=1) == "im2col"  # 32 of 2x2, 16.8 MB
     assert ops.conv2d_algorithm((16, 512, 4, 4), (512, 512, 3, 3), padding=1) == "winograd"  # 64
+    # F(2x2, 3x3) from 2 MiB of transformed filters (128 -> 256 and wider) needs 64 tiles too; F(4x4, 3x3) not
+    assert ops.conv2d_algorithm((2, 128, 8, 8), (256, 128, 3, 3), padding=1) == "im2col"  # 32 tiles, 2 MiB
+    assert ops.conv2d_algorithm((3, 256, 8, 8), (256, 256, 3, 3), padding=1) == "im2col"  # 48 tiles, 4 MiB
+    assert ops.conv2d_algorithm((2, 128, 16, 16), (128, 128, 3, 3), padding=1) == "winograd"  # F(4x4), 2.4 MB
     assert ops.conv2d_algorithm((16, 256, 16, 16), (64, 256, 1, 1)) == "gemm1x1"
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64) == "depthwise"
     assert ops.conv2d_algorithm((8, 3, 64, 64), (32, 3, 7, 7), stride=2, padding=3) == "implicit"
