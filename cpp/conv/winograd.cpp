@@ -45,7 +45,8 @@ constexpr int64_t kWinoDwMinTiles = 64;
 
 // A band of tile rows is worth a thread of its own.
 constexpr Grain kWinoBandGrain{1};
-// Filter pairs (k, c) transformed per thread, at least (each reads R^2 taps and writes alpha^2 points).
+// Filter pairs (k, c) transformed (each reads R^2 taps and writes alpha^2 points), or packed over the points, per
+// thread at least: ResNet-20's 16- to 64-channel layers stay on one thread.
 constexpr Grain kWinoFilterGrain{4096};
 
 int forced_tile = 0;  // conv_winograd_force_tile's, for tests
@@ -114,7 +115,7 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   parallel_for(K * C, kWinoFilterGrain, nthreads, [&](int64_t i0, int64_t i1) {
     kern.wino_weights[wi](g, w, flipped, u, taps, i0, i1);
   }, 16);
-  parallel_for_each(xis, Grain{1}, nthreads, [&](int64_t xi) {
+  parallel_for_each(xis, Grain{std::max<int64_t>(1, kWinoFilterGrain.units / (K * C))}, nthreads, [&](int64_t xi) {
     gk.pack_a(K, C, u + xi * ldu, C, 1, upack + xi * Kp * C);
   });
 
