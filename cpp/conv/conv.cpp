@@ -119,9 +119,10 @@ inline int64_t tile_min_cols(const ConvGeom& g, size_t elem) {
 // of 8x8 maps), and from 32 tiles it won every case (1.2-2.2x) but 512 -> 512 on 4x4 maps (16.8 MB of
 // F(2x2, 3x3) filters): 2.1x slower at 32 tiles, even at 64. F(2x2, 3x3), which saves less than F(4x4, 3x3), also
 // needs 64 tiles from kWinoLargeU2Bytes of transformed filters (128 -> 256 and wider, on 8x8 maps): against im2col
-// at 32 and 48 tiles (2 and 3 images, 1 / 2 threads) forward 0.90-0.89x / 0.75-0.89x and forward + dx + dw
-// 0.94-1.0x / 0.50-0.95x (256 -> 512 at 2 images worst), even or ahead from 64 (256 -> 256, 4 images, forward
-// 1.29 / 1.44x); F(4x4, 3x3) won at 32 tiles with 2.4 MB (128 -> 128 on 16x16, 2 images: 1.38x / 1.0x).
+// at 32 tiles (2 images, 1 / 2 threads) forward 0.88-0.90x / 0.75-0.89x, and at 32 and 48 tiles forward + dx + dw
+// 0.72-1.0x / 0.50-0.96x (256 -> 512 at 2 images worst), ahead from 64 (256 -> 256, 4 images, forward 1.29 /
+// 1.44x); F(4x4, 3x3) won at 32 tiles with 2.4 MB (128 -> 128 on 16x16, 2 images, forward + dx + dw: 1.38x / 1.0x
+// against the implicit GEMM).
 constexpr int64_t kWinoMinTiles = 32, kWinoMinTilesLargeU = 64;
 constexpr int64_t kWinoLargeUBytes = int64_t{8} << 20, kWinoLargeU2Bytes = int64_t{2} << 20;
 
