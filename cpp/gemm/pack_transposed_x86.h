@@ -87,18 +87,15 @@ void pack_b_transposed(int64_t kc, int64_t nc, const T* b, int64_t rs_b, int64_t
   if (full < nc) pack_b_panels<NR, T>(kc, nc - full, b + full * cs_b, rs_b, cs_b, out);
 }
 
-// transpose_portable in TransposeBlock's blocks (8 x 8 floats, 4 x 4 doubles), the edges element by element.
+// transpose_portable in TransposeBlock's blocks (8 x 8 floats, 4 x 4 doubles), the edges by transpose_portable.
 template <class T>
 void transpose_blocks(int64_t m, int64_t n, const T* src, int64_t ld_src, T* dst, int64_t ld_dst) {
   constexpr int B = TransposeBlock<T>::B;
   const int64_t mb = m / B * B, nb = n / B * B;
-  for (int64_t i0 = 0; i0 < mb; i0 += B) {
+  for (int64_t i0 = 0; i0 < mb; i0 += B)
     for (int64_t j0 = 0; j0 < nb; j0 += B) TransposeBlock<T>::run(src + i0 * ld_src + j0, ld_src, dst + j0 * ld_dst + i0, ld_dst);
-    for (int64_t j = nb; j < n; ++j)
-      for (int64_t i = i0; i < i0 + B; ++i) dst[j * ld_dst + i] = src[i * ld_src + j];
-  }
-  for (int64_t i = mb; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+  transpose_portable(mb, n - nb, src + nb, ld_src, dst + nb * ld_dst, ld_dst);  // the last columns
+  transpose_portable(m - mb, n, src + mb * ld_src, ld_src, dst + mb, ld_dst);   // the last rows
 }
 
 }  // namespace

@@ -76,6 +76,20 @@ def empty(shape, dtype, name: str) -> np.ndarray:
     return np.empty(shape, dtype=dtype)
 
 
+def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sums `g` over the axes along which an operand of `shape` was broadcast to g's shape (autograd's sums of
+    gradients, nnx.ops.matmul_backward's batch axes)."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
 def float_array(x, name: str) -> np.ndarray:
     """Returns `x` as a float32/float64 ndarray (no copy when it already is one)."""
     if not isinstance(x, np.ndarray):

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _capture
 from . import anomaly as _anomaly
+from ._args import unbroadcast as _unbroadcast
 
 # Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
 _grad_mode = threading.local()
@@ -53,19 +54,6 @@ class enable_grad(_GradMode):
     """Turns graph recording back on inside a no_grad block."""
 
     _mode = True
-
-
-def _unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sums `g` over the axes along which an operand of `shape` was broadcast to g's shape."""
-    if g.shape == shape:
-        return g
-    extra = g.ndim - len(shape)
-    if extra > 0:
-        g = g.sum(axis=tuple(range(extra)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
 
 
 def _tensor_type():

@@ -8,7 +8,7 @@ import numpy as np
 from .._backend import _C
 from ._fused import activation_backward_from_output
 from .._args import (FLOAT_DTYPES, SMALL_ALLOC, check_ndim, constant_ones, contiguous, empty, float_array, kernel_ready,
-                     same_dtype)
+                     same_dtype, unbroadcast)
 
 # Activations the fused epilogue of linear / conv2d takes, with their codes: defined once in C++
 # (cpp/common/epilogue.h, Act) and exported by the bindings.
@@ -146,13 +146,6 @@ def _batched_product(a2, b2, batch: tuple) -> np.ndarray:
     return out.reshape(batch + (m, n))
 
 
-def _sum_to(g: np.ndarray, shape: tuple) -> np.ndarray:
-    """g summed over the leading axes along which an operand of `shape` was broadcast."""
-    extra = g.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(extra + i for i, s in enumerate(shape[:-2]) if s == 1 and g.shape[extra + i] != 1)
-    return g.sum(axis=axes).reshape(shape) if axes else g
-
-
 def matmul(a, b):
     """a @ b with NumPy's (and torch.matmul's) rules, on the packed GEMM: 2-D operands are a matrix product,
     a 1-D a is a row and a 1-D b a column (their added axis dropped from the result), and leading axes are
@@ -184,14 +177,14 @@ def matmul_backward(dy, a, b, *, needs=(True, True)):
     dy2 = dy.reshape(batch + (a2.shape[-2], b2.shape[-1]))  # the dropped axes back (a view)
     da = db = None
     if needs[0]:
-        da = _shaped(_sum_to(_batched_product(dy2, np.swapaxes(b2, -1, -2), batch), a2.shape), a.shape)
+        da = _shaped(unbroadcast(_batched_product(dy2, np.swapaxes(b2, -1, -2), batch), a2.shape), a.shape)
     if needs[1]:
         if b2.ndim == 2 and batch and dy2.flags.c_contiguous and a2.shape[:-2] == batch:
             # b shared by the whole batch: its gradient sums over every row of every product, one GEMM deep.
             rows = math.prod(a2.shape[:-1])
             db = gemm(a2.reshape(rows, a2.shape[-1]), dy2.reshape(rows, dy2.shape[-1]), trans_a=True)
         else:
-            db = _sum_to(_batched_product(np.swapaxes(a2, -1, -2), dy2, batch), b2.shape)
+            db = unbroadcast(_batched_product(np.swapaxes(a2, -1, -2), dy2, batch), b2.shape)
         db = _shaped(db, b.shape)
     return da, db
 
