@@ -5,7 +5,8 @@ BLAS) and torch.mm, on the same arrays and thread count.
     python bench/report.py bench/test_gemm.py --threads 1 2
 
 Each group is named by dtype and shape: "gemm f32 MxNxK" computes an (M x K) @ (K x N) product;
-"linear-like" shapes with trans_b use b stored as (N x K), as a layer's weight is.
+"linear-like" shapes with trans_b use b stored as (N x K), as a layer's weight is. "matmul f32 ..." groups time
+ops.matmul (Tensor @) on batched products against np.matmul and torch.matmul.
 """
 from __future__ import annotations
 
@@ -75,3 +76,46 @@ def test_gemm_torch(benchmark, torch_or_skip, dtype, m, n, k, tb):
     ta, tb_ = torch.from_numpy(a), torch.from_numpy(b)
     record(benchmark, _group(dtype, m, n, k, tb), "torch", flops=2 * m * n * k)
     _run(benchmark, (lambda: torch.mm(ta, tb_.T)) if tb else (lambda: torch.mm(ta, tb_)), 2 * m * n * k)
+
+
+# ops.matmul (Tensor @): batches of products as attention computes them, and a batch of sequences times a
+# weight matrix (folded into one GEMM); against np.matmul and torch.matmul. (a shape, b shape, b transposed)
+#   (32,64,128) @ (32,128,64), b a transposed view   q @ k^T, 32 sequences of 64 positions, width 128
+#   (32,64,64) @ (32,64,128)                         softmax(scores) @ v
+#   (32,64,128) @ (128,128)                          x @ W_q for every position
+MATMUL_SHAPES = [((32, 64, 128), (32, 64, 128), True), ((32, 64, 64), (32, 64, 128), False),
+                 ((32, 64, 128), (128, 128), False)]
+
+
+def _matmul_case(sa, sb, bt):
+    a = rand(sa, np.float32, seed=1)
+    b = rand(sb, np.float32, seed=2)
+    if bt:
+        b = np.swapaxes(b, -1, -2)
+    out = np.matmul(np.empty(a.shape, np.float32), np.empty(b.shape, np.float32)).shape
+    flops = 2 * int(np.prod(out)) * a.shape[-1]
+    group = f"matmul f32 {sa}@{tuple(b.shape)}{' (b^T view)' if bt else ''}"
+    return a, b, flops, group
+
+
+@pytest.mark.parametrize("sa,sb,bt", MATMUL_SHAPES)
+def test_matmul_nnx(benchmark, sa, sb, bt):
+    a, b, flops, group = _matmul_case(sa, sb, bt)
+    record(benchmark, group, "nnx", flops=flops)
+    benchmark(lambda: ops.matmul(a, b))
+
+
+@pytest.mark.parametrize("sa,sb,bt", MATMUL_SHAPES)
+def test_matmul_numpy(benchmark, sa, sb, bt):
+    a, b, flops, group = _matmul_case(sa, sb, bt)
+    record(benchmark, group, "numpy", flops=flops)
+    benchmark(lambda: np.matmul(a, b))
+
+
+@pytest.mark.parametrize("sa,sb,bt", MATMUL_SHAPES)
+def test_matmul_torch(benchmark, torch_or_skip, sa, sb, bt):
+    torch = torch_or_skip
+    a, b, flops, group = _matmul_case(sa, sb, bt)
+    ta, tb_ = torch.from_numpy(a), torch.from_numpy(b)
+    record(benchmark, group, "torch", flops=flops)
+    benchmark(lambda: torch.matmul(ta, tb_))
