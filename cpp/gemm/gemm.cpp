@@ -97,15 +97,14 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
   // Narrow C: each sliver of A meets at most kStridedAMaxSlivers slivers of B, too few to pay for
   // packing it, so the micro-kernel reads A in place when A is contiguous in one direction.
   const bool strided_a = ceil_div(N, NR) <= kStridedAMaxSlivers && (cs_a == 1 || rs_a == 1);
-  // A block of rows that is one MC block (a batch-64 linear layer, an im2col conv of up to MC filters):
-  // each sliver of B is packed just before its micro-tiles run, so it is written to and read back from L1,
-  // where packing the whole KC x NC block first (4 MiB here) wrote it out past the L2 and read it back from
-  // L3. Measured against the whole block (1 thread, fastest of 3 x N alternated calls): 64x3136x1024 1.18x,
-  // 64x1024x3136 with B = W^T 1.16x, 32x4096x288 1.20x, 64x3136x576 1.14x, 144x2000x500 1.10x, 100x100x2000
-  // 1.00x; the convnet's and the BatchNorm net's training steps 1.07x. On the AVX2 table (same Xeon,
-  // NNX_ISA=avx2) 0.93-1.20x: 64x1024x3136 with B = W^T 1.12x, 64x3136x1024 1.09x, 32x4096x288 0.93x but
-  // with B = W^T 1.20x. The same tiles and sums, so the same bits.
-  const bool sliver_at_a_time = M <= MC;
+  // A block of rows that is one MC block (a batch-64 linear layer, an im2col conv of up to MC filters): B is
+  // packed a chunk of slivers (kPackBChunkBytes) at a time, just before its micro-tiles run, so the chunk is
+  // written to and read back from the L2, where packing the whole KC x NC block first (4 MiB here) wrote it
+  // out past the L2 and read it back from L3. A chunk rather than one sliver: a sliver's kc short rows, each
+  // on lines of its own, escape the hardware's stream prefetchers (gemm_config.h has the figures). The same
+  // tiles and sums, so the same bits.
+  const bool chunk_at_a_time = M <= MC;
+  const int64_t chunk = std::max<int64_t>(NR, kPackBChunkBytes / (KC * static_cast<int64_t>(sizeof(T))) / NR * NR);
   // A small B read in place by its rows (see in_place_b) rather than packed, sliver by sliver.
   const bool in_place_b = strided_a && kr.ukernel_strided_ab && cs_b == 1 &&
                           K * N * static_cast<int64_t>(sizeof(T)) <= kInPlaceBMaxBytes;
@@ -116,8 +115,8 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
       const int64_t kc = std::min(KC, K - pc);
       const T beta_pc = pc == 0 ? beta : T(1);
       const bool last = pc + kc == K;
-      if (!sliver_at_a_time && !in_place_b) kr.pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bufb);
-      for (int64_t ic = 0; ic < M; ic += MC) {  // one block when sliver_at_a_time
+      if (!chunk_at_a_time && !in_place_b) kr.pack_b(kc, nc, b + pc * rs_b + jc * cs_b, rs_b, cs_b, bufb);
+      for (int64_t ic = 0; ic < M; ic += MC) {  // one block when chunk_at_a_time
         const int64_t mc = std::min(MC, M - ic);
         const T* ablock = a + ic * rs_a + pc * cs_a;
         if (!strided_a) kr.pack_a(mc, kc, ablock, rs_a, cs_a, bufa);
@@ -127,9 +126,13 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
           const bool b_in_place = in_place_b && n == NR;
           if (b_in_place) {
             bp = b + pc * rs_b + (jc + jr);
-          } else if (sliver_at_a_time || in_place_b) {  // in_place_b: the last, partial sliver
+          } else if (in_place_b) {  // the last, partial sliver
             kr.pack_b(kc, n, b + pc * rs_b + (jc + jr) * cs_b, rs_b, cs_b, bufb);
             bp = bufb;
+          } else if (chunk_at_a_time) {
+            if (jr % chunk == 0)
+              kr.pack_b(kc, std::min(chunk, nc - jr), b + pc * rs_b + (jc + jr) * cs_b, rs_b, cs_b, bufb);
+            bp = bufb + (jr % chunk) * kc;
           }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t m = std::min(MR, mc - ir);

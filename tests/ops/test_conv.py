@@ -221,9 +221,10 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((64, 32, 7, 7), (64, 32, 5, 5), padding=2) == "winograd"
     assert ops.conv2d_algorithm((64, 32, 5, 5), (64, 32, 5, 5), padding=2) == "winograd"
     assert ops.conv2d_algorithm((64, 32, 4, 4), (64, 32, 5, 5), padding=2) == "winograd"
-    # wider 5x5 layers (F(2x2, 5x5)): >= 5 tiles of 2 a row (4 on the full-width AVX-512 table), else implicit
+    # wider 5x5 layers (F(2x2, 5x5)): >= 5 tiles of 2 a row (4 on the full-width AVX-512 table), else im2col
+    # (6400 taps: past the implicit GEMM's 1024 and 4096)
     assert ops.conv2d_algorithm((16, 256, 14, 14), (256, 256, 5, 5), padding=2) == "winograd"
-    assert ops.conv2d_algorithm((16, 256, 7, 7), (256, 256, 5, 5), padding=2) == ("winograd" if wide else "implicit")
+    assert ops.conv2d_algorithm((16, 256, 7, 7), (256, 256, 5, 5), padding=2) == ("winograd" if wide else "im2col")
     assert ops.conv2d_algorithm((16, 256, 5, 5), (256, 256, 5, 5), padding=2) == "im2col"  # 3 tiles a row
     # The implicit GEMM up to 1024 taps at the 32-byte rate, 4096 with the wide tile of full-width 512-bit pipes
     assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == (

@@ -203,10 +203,11 @@ def test_gemm_random_shapes(m, n, k, ta, tb, f64, seed):
 
 
 # Shapes that cross every blocking boundary of every ISA's configuration (cpp/gemm/gemm_config.h:
-# MR 4/6, NR 4/8/16, KC 256, MC 64..144, NC 2048..4080): M > MC, K > KC (and K = KC +- 1), N > NC, and
-# tiles one short of / one past MR and NR.
+# MR 4/6, NR 4/8/16, KC 256, MC 64..144, NC 2048..4080, kPackBChunkBytes): M > MC, K > KC (and K = KC +- 1),
+# N > NC, N over several chunks of B packed at a time (M <= MC; 416 and 240 columns a chunk here, the last
+# one partial), and tiles one short of / one past MR and NR.
 BOUNDARY_SHAPES = [(5, 15, 255), (7, 17, 257), (3, 9, 256), (6, 16, 1), (11, 33, 17), (145, 7, 513),
-                   (290, 20, 300), (2, 4100, 3), (13, 2049, 9), (25, 6, 784)]
+                   (290, 20, 300), (2, 4100, 3), (13, 2049, 9), (25, 6, 784), (40, 1000, 300), (64, 700, 520)]
 
 
 @pytest.mark.parametrize("m,n,k", BOUNDARY_SHAPES)
