@@ -340,6 +340,32 @@ void avg_2x2s2_avx2(const float* r0, const float* r1, float* y, int64_t n) {
   }
 }
 
+// The backward of max_2x2s2_indices from its indices, 8 outputs at a time: lane o's index compared with the four
+// offsets of its window; false (that block unwritten) when it is none of them. This table had used the portable
+// row kernel, which does not vectorise (a return inside its loop): LeNet-5's first pooling backward (64 x 6 x 28
+// x 28, 14 outputs a row, 1 thread, Zen 3, fastest of 100 calls) took 0.79 ms with it, 0.16 ms with this.
+bool max_2x2s2_backward_indices_avx2(const int32_t* idx, const float* dy, float* d0, float* d1, int64_t n,
+                                     int32_t off, int64_t W) {
+  const __m256i iota2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), one = _mm256_set1_epi32(1);
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t o = 0; o < n; o += 8) {
+    const int64_t r = n - o < 8 ? n - o : 8;
+    const __m256i live = first_lanes(r);
+    const __m256i id = r == 8 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + o))
+                              : _mm256_maskload_epi32(idx + o, live);
+    const __m256i ia = _mm256_add_epi32(_mm256_set1_epi32(off + static_cast<int32_t>(2 * o)), iota2);
+    const __m256i ic = _mm256_add_epi32(ia, _mm256_set1_epi32(static_cast<int32_t>(W)));
+    const __m256i pa = _mm256_cmpeq_epi32(id, ia), pb = _mm256_cmpeq_epi32(id, _mm256_add_epi32(ia, one));
+    const __m256i pc = _mm256_cmpeq_epi32(id, ic), pd = _mm256_cmpeq_epi32(id, _mm256_add_epi32(ic, one));
+    const __m256i any = _mm256_or_si256(_mm256_or_si256(pa, pb), _mm256_or_si256(pc, pd));
+    if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(any, live))) != 0) return false;
+    const __m256 g = _mm256_add_ps(zero, load_r(dy + o, r));  // 0 + dy, as the scatter into zeros gives
+    store_pairs(d0 + 2 * o, _mm256_and_ps(g, _mm256_castsi256_ps(pa)), _mm256_and_ps(g, _mm256_castsi256_ps(pb)), r);
+    store_pairs(d1 + 2 * o, _mm256_and_ps(g, _mm256_castsi256_ps(pc)), _mm256_and_ps(g, _mm256_castsi256_ps(pd)), r);
+  }
+  return true;
+}
+
 void avg_2x2s2_backward_avx2(const float* dy, float* d0, float* d1, int64_t n) {
   const __m256 four = _mm256_set1_ps(4.0f);
   for (int64_t o = 0; o < n; o += 8) {
@@ -363,7 +389,7 @@ void pool_ukernels_fill_avx2_f32(PoolUkernels<float>& table) {
                               max_2x2s2_avx2,
                               max_2x2s2_backward_avx2,
                               max_2x2s2_indices_plane<float, max_2x2s2_indices_avx2>,
-                              pool_ukernels_portable<float>().max_2x2s2_backward_indices,
+                              max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx2>,
                               nullptr,
                               avg_2x2s2_avx2,
                               avg_2x2s2_backward_avx2};
