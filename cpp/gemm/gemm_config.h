@@ -63,10 +63,10 @@ constexpr long kStreamCMinBytes = 4L << 20;
 // micro-tiles (gemm.cpp's gemm_block), so it stays in the L2 between its packing and its use. One sliver at a
 // time, as before, measured 1.14x the whole KC x NC block on the Xeon (2 MiB of L2; 64x3136x576), but on Zen 3
 // (512 KiB of L2, 1 thread, fastest of 30 calls, M x N x K, ms, one sliver / 32 KiB / 128 KiB / 384 KiB / the
-// whole block): 64x3136x576 5.8 / 5.8-6.5 / 3.9-4.3 / 4.1 / 3.8-3.9, 32x4096x288 1.7-2.3 / 1.5-2.5 / 1.6 /
+// whole block): 64x3136x576 5.8 / 5.8-6.5 / 3.9-4.3 / 4.1 / 3.8-3.9, 32x4096x288 1.7-2.3 / 1.5-2.5 / 1.6-1.7 /
 // 1.2-1.7 / 1.6-1.8, 64x3136x1024 10.4-10.8 / 8.0-10.2 / 7.5-7.6 / 6.8-8.1 / 6.6-7.3: a sliver's kc short rows,
 // each on lines of its own, escape the stream prefetchers, and prefetching the next sliver by hand gained
-// little (64x3136x576 6.0 -> 5.7). Which chunk a column falls in never changes its sums.
+// less (64x3136x576, three runs: 5.6-6.1 -> 4.9-5.7). Which chunk a column falls in never changes its sums.
 constexpr long kPackBChunkBytes = 256L << 10;
 
 // Narrow products: when C has at most this many NR-wide column slivers, each sliver of A is used too few
