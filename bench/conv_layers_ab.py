@@ -39,6 +39,8 @@ LAYERS = {
     "wide 128>256 s2 28x28 N16": ((16, 128, 28, 28), 256, 3, 2, 1, True),
     "wide 256>512 s2 14x14 N16": ((16, 256, 14, 14), 512, 3, 2, 1, True),
     "wide 512>512 7x7 N16": ((16, 512, 7, 7), 512, 3, 1, 1, True),
+    # bench/test_conv.py's strided case (a ResNet-18 downsampling layer on CIFAR-sized maps)
+    "strided 64>128 s2 32x32 N16": ((16, 64, 32, 32), 128, 3, 2, 1, True),
 }
 
 

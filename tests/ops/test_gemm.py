@@ -331,6 +331,19 @@ def test_few_row_dot_products_do_not_depend_on_their_neighbours(isa, dtype, rng,
     assert all(o.tobytes() == outs[0].tobytes() for o in outs)
 
 
+@pytest.mark.parametrize("n", [2, 4, 8, 9, 16, 17, 24, 33, 40, 196])
+def test_gemm_tail_columns_give_the_full_tiles_bits(isa, dtype, rng, n):
+    # C's last sliver, when it is narrower than the tile by a vector or more, runs a narrower tile
+    # (ukernel_simd.h): each of its columns must keep the bits it has inside a full tile of a wider product.
+    # (One column is a matrix-vector product with an order of its own: test_gemm_one_column.)
+    m, k, wide = 40, 300, 224
+    a, b = random(rng, (m, k), dtype), random(rng, (k, wide), dtype)
+    full = ops.gemm(a, b)
+    part = ops.gemm(a, np.ascontiguousarray(b[:, :n]))
+    assert_close(part, ref.gemm(a, b[:, :n]), dtype, k=k)
+    assert part.tobytes() == np.ascontiguousarray(full[:, :n]).tobytes()
+
+
 # matmul: NumPy's (and torch.matmul's) rules on the packed GEMM. Pairs of shapes: 2-D, 1-D operands, a batch
 # against a shared matrix (one folded GEMM), batches broadcast against each other, empty axes.
 MATMUL_SHAPES = [((5, 7), (7, 3)), ((7,), (7, 3)), ((5, 7), (7,)), ((7,), (7,)), ((4, 5, 7), (7, 3)),
