@@ -110,7 +110,9 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
     return;
   }
   // Edge tile or strided C: go through a buffer, with the same arithmetic as the full-tile path so an
-  // element's value never depends on whether its tile is full.
+  // element's value never depends on whether its tile is full. (The contract's m <= MR, n <= NR, told to the
+  // compiler: without it, GCC's range analysis of the narrower tiles' copies warns of writes past the buffer.)
+  if (m > MR || n > NR) __builtin_unreachable();
   alignas(64) T tile[MR * NR];
   if (beta == T(0)) {
 #pragma GCC unroll 16
