@@ -292,13 +292,15 @@ void ln_apply(const typename V::T* x, typename V::T* y, int64_t n, typename V::T
               const typename V::T* w, const typename V::T* b) {
   using R = typename V::R;
   const R mv = V::set1(mean), iv = V::set1(invstd);
-  for (int64_t i = 0; i < n; i += V::W) {
-    const int64_t cnt = n - i;
+  auto step = [&](int64_t i, int64_t cnt) {
     R v = V::mul(V::sub(load_part<V>(x + i, cnt, 0), mv), iv);
     if (w) v = V::mul(v, load_part<V>(w + i, cnt, 0));
     if (b) v = V::add(v, load_part<V>(b + i, cnt, 0));
     store_part<V>(y + i, v, cnt);
-  }
+  };
+  int64_t i = 0;  // whole vectors (the count a constant), then the ragged tail
+  for (; i + V::W <= n; i += V::W) step(i, V::W);
+  if (i < n) step(i, n - i);
 }
 
 template <class V>
@@ -306,14 +308,21 @@ void ln_grad_sums(const typename V::T* dy, const typename V::T* x, const typenam
                   typename V::T mean, typename V::T invstd, double* s1, double* s2) {
   using R = typename V::R;
   const R mv = V::set1(mean), iv = V::set1(invstd);
-  auto g = [&](int64_t i, int64_t c) {
-    R v = load_part<V>(dy + i, c, 0);
-    return w ? V::mul(v, load_part<V>(w + i, c, 0)) : v;
+  // Both sums in one pass over the row, each with reduce's four accumulators and order (so the bits of
+  // two reduce calls): two passes read dy and w twice and ran behind PyTorch on 8192 x 512 rows.
+  R a[4] = {V::zero(), V::zero(), V::zero(), V::zero()}, b[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+  auto step = [&](int k, int64_t i, int64_t c) {
+    R g = load_part<V>(dy + i, c, 0);
+    if (w) g = V::mul(g, load_part<V>(w + i, c, 0));
+    a[k] = V::add(a[k], g);
+    b[k] = V::add(b[k], V::mul(g, V::mul(V::sub(load_part<V>(x + i, c, mean), mv), iv)));
   };
-  *s1 = V::hsum(reduce<V>(n, g));
-  *s2 = V::hsum(reduce<V>(n, [&](int64_t i, int64_t c) {
-    return V::mul(g(i, c), V::mul(V::sub(load_part<V>(x + i, c, mean), mv), iv));
-  }));
+  int64_t i = 0;
+  for (; i + 4 * V::W <= n; i += 4 * V::W)
+    for (int k = 0; k < 4; ++k) step(k, i + k * V::W, V::W);
+  for (; i < n; i += V::W) step(0, i, n - i);
+  *s1 = V::hsum(V::add(V::add(a[0], a[1]), V::add(a[2], a[3])));
+  *s2 = V::hsum(V::add(V::add(b[0], b[1]), V::add(b[2], b[3])));
 }
 
 template <class V>
@@ -322,8 +331,7 @@ void ln_grad_apply(const typename V::T* dy, const typename V::T* x, const typena
                    typename V::T* dw_acc, typename V::T* db_acc) {
   using R = typename V::R;
   const R mv = V::set1(mean), iv = V::set1(invstd), c1v = V::set1(c1), c2v = V::set1(c2);
-  for (int64_t i = 0; i < n; i += V::W) {
-    const int64_t cnt = n - i;
+  auto step = [&](int64_t i, int64_t cnt) {
     const R d = load_part<V>(dy + i, cnt, 0);
     const R xh = V::mul(V::sub(load_part<V>(x + i, cnt, 0), mv), iv);
     if (dx) {
@@ -333,7 +341,11 @@ void ln_grad_apply(const typename V::T* dy, const typename V::T* x, const typena
     }
     if (dw_acc) store_part<V>(dw_acc + i, V::fmadd(d, xh, load_part<V>(dw_acc + i, cnt, 0)), cnt);
     if (db_acc) store_part<V>(db_acc + i, V::add(d, load_part<V>(db_acc + i, cnt, 0)), cnt);
-  }
+  };
+  // Whole vectors with the count a constant, so no lane test per load and store; then the ragged tail.
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) step(i, V::W);
+  if (i < n) step(i, n - i);
 }
 
 template <class V>
