@@ -516,6 +516,41 @@ void gemm_tiles(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs
                nthreads, ep, true);
 }
 
+// Products small enough to run straight through their tiles (batch_product_in_place): B within
+// kInPlaceBMaxBytes with its rows contiguous, K within one KC block, A contiguous along a row or a column, C's
+// rows contiguous, more than one row (one row is gemv_rows's), few slivers (A read in place, as gemm_block
+// does for narrow C), a table with ukernel_strided_ab.
+template <class T>
+bool batch_product_in_place_applies(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, int64_t rs_a,
+                                    int64_t cs_a, int64_t rs_b, int64_t cs_b, int64_t cs_c) {
+  return kr.ukernel_strided_ab != nullptr && M >= 2 && N >= 2 && K >= 1 && K <= kr.blocking.kc && cs_b == 1 &&
+         rs_b != 1 && (cs_a == 1 || rs_a == 1) && cs_c == 1 &&
+         K * N * static_cast<int64_t>(sizeof(T)) <= kInPlaceBMaxBytes &&
+         ceil_div(N, kr.blocking.nr) <= kStridedAMaxSlivers;
+}
+
+// C = alpha A B of one such product, the tiles gemm_block runs for it (B's full slivers read in place, its last
+// partial sliver packed into bufb, A in place, one KC block, beta 0): the same kernels and sums, so the same
+// bits, without gemm()'s per-product dispatch (table choice, transposition and threading tests, workspace),
+// which cost as much as the arithmetic of 32 products of 16 x 64 by 64 x 16 (Zen 4, 1 thread).
+template <class T>
+void batch_product_in_place(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
+                            int64_t rs_a, int64_t cs_a, const T* b, int64_t rs_b, T* c, int64_t rs_c, T* bufb) {
+  const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
+  for (int64_t jr = 0; jr < N; jr += NR) {
+    const int64_t n = std::min(NR, N - jr);
+    if (n < NR) kr.pack_b(K, n, b + jr, rs_b, int64_t{1}, bufb);
+    for (int64_t ir = 0; ir < M; ir += MR) {
+      const int64_t m = std::min(MR, M - ir);
+      T* ct = c + ir * rs_c + jr;
+      if (n == NR)
+        kr.ukernel_strided_ab(K, a + ir * rs_a, rs_a, cs_a, b + jr, rs_b, ct, rs_c, int64_t{1}, m, n, alpha, T(0));
+      else
+        kr.ukernel_strided_a(K, a + ir * rs_a, rs_a, cs_a, bufb, ct, rs_c, int64_t{1}, m, n, alpha, T(0));
+    }
+  }
+}
+
 template <class T>
 void gemm_batch(int64_t batch, int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t bs_a, int64_t rs_a,
                 int64_t cs_a, const T* b, int64_t bs_b, int64_t rs_b, int64_t cs_b, T* c, int64_t bs_c, int64_t rs_c,
@@ -523,12 +558,37 @@ void gemm_batch(int64_t batch, int64_t M, int64_t N, int64_t K, T alpha, const T
   if (batch <= 0 || M <= 0 || N <= 0) return;
   const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
   const int nt = threads_for(batch * flops, kFlopsPerThread, nthreads);
+  const GemmUkernels<T>* table = &gemm_ukernels<T>();
+#if defined(NNX_X86)
+  // Products narrower than the AVX-512 tile's slivers (an attention head's 16 x 16 scores): the one-vector
+  // table, whose slivers they fill, reads all of B in place where the wide tile packed a half-empty sliver.
+  if (active_isa() == Isa::avx512 && N < table->blocking.nr && N % gemm_ukernels_avx512_narrow<T>().blocking.nr == 0)
+    table = &gemm_ukernels_avx512_narrow<T>();
+#endif
+  const GemmUkernels<T>& kr = *table;
+  const bool in_place = batch_product_in_place_applies(kr, M, N, K, rs_a, cs_a, rs_b, cs_b, cs_c);
   // Whole products per thread when every thread gets the same number of them (or so many that one more is
   // little): an attention layer's (sequence x sequence) products are too small to split well one by one.
   if (nt > 1 && (batch % nt == 0 || batch >= 4 * nt)) {
-    parallel_for_each(batch, Grain{1}, nt, [&](int64_t i) {
-      gemm<T>(M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, cs_b, T(0), c + i * bs_c, rs_c, cs_c, 1);
+    parallel_for(batch, Grain{1}, nt, [&](int64_t i0, int64_t i1) {
+      T* bufb = in_place ? workspace_as<T>(kWsGemmB, static_cast<size_t>(kr.blocking.nr * K)) : nullptr;
+      for (int64_t i = i0; i < i1; ++i) {
+        if (in_place)
+          batch_product_in_place(kr, M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, c + i * bs_c, rs_c,
+                                 bufb);
+        else
+          gemm<T>(M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, cs_b, T(0), c + i * bs_c, rs_c, cs_c,
+                  1);
+      }
     });
+    return;
+  }
+  // One product at a time, each on every thread where it is large enough to split.
+  if (in_place && threads_for(flops, kFlopsPerThread, nthreads) <= 1) {
+    T* bufb = workspace_as<T>(kWsGemmB, static_cast<size_t>(kr.blocking.nr * K));
+    for (int64_t i = 0; i < batch; ++i)
+      batch_product_in_place(kr, M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, c + i * bs_c, rs_c,
+                             bufb);
     return;
   }
   for (int64_t i = 0; i < batch; ++i)

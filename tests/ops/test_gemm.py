@@ -375,6 +375,29 @@ def test_matmul_strided_and_transposed_operands(isa, dtype, rng):
     check_op(ops.matmul_backward, ref.matmul_backward, (dy, x, shared), {}, dtype, k=16 * 6)
 
 
+@pytest.mark.parametrize("sa,sb", [((32, 16, 64), (32, 64, 16)), ((8, 64, 64), (8, 64, 128)), ((5, 7, 9), (5, 9, 33)),
+                                   ((3, 17, 40), (3, 40, 50)), ((4, 40, 24), (4, 24, 16)), ((6, 2, 300), (6, 300, 5)),
+                                   ((3, 9, 7), (3, 7, 8))])
+def test_batched_matmul_gives_each_products_bits(isa, dtype, rng, sa, sb):
+    """A batch of small products runs straight through its tiles (gemm.cpp's batch_product_in_place: B read in
+    place, narrow products on the one-vector AVX-512 table), past the per-product dispatch: every product keeps
+    the bits of the same product alone (2-D, on the GEMM's general path), for 1 and 2 threads, with A also a
+    transposed view (read in place by columns)."""
+    a, b = random(rng, sa, dtype), random(rng, sb, dtype)
+    a_cols = np.swapaxes(np.swapaxes(a, 1, 2).copy(), 1, 2)
+    before = nnx.get_num_threads()
+    try:
+        for threads in (1, 2):
+            nnx.set_num_threads(threads)
+            for lhs in (a, a_cols):
+                got = ops.matmul(lhs, b)
+                for i in range(sa[0]):
+                    np.testing.assert_array_equal(got[i], ops.matmul(lhs[i], b[i]))
+    finally:
+        nnx.set_num_threads(before)
+    assert_close(got, np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(dtype), dtype, k=sa[-1])
+
+
 def test_matmul_errors():
     f = np.ones((3, 4), np.float32)
     with pytest.raises(ValueError, match="b: expected 4 rows"):

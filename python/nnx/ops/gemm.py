@@ -156,6 +156,14 @@ def matmul(a, b):
             return _C.matmul(a, b, 1.0, SMALL_ALLOC)
         except (TypeError, ValueError):
             pass
+    elif (type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 3 and b.ndim == 3 and a.dtype is b.dtype
+          and a.dtype in FLOAT_DTYPES and a.shape[0] == b.shape[0] and a.shape[2] == b.shape[1]
+          and a.flags.aligned and b.flags.aligned):
+        # A batch of products with one batch axis, as attention runs it: straight to the kernel, past the
+        # general path's broadcasting (17 of 40 us for 32 products of 16 x 64 by 64 x 16).
+        out = empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype, "y")
+        _C.matmul_batch(a, b, out, 1.0)
+        return out
     a, b, a2, b2, batch = _matmul_operands(a, b)
     out = _batched_product(a2, b2, batch)
     if a.ndim == 1:
