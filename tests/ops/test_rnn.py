@@ -191,12 +191,16 @@ def test_bitwise_identical_for_any_thread_count(rng, cell, batch_first):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("N", [1, 3])
-def test_few_sequences_split_each_step_between_threads(rng, cell, N):
+@pytest.mark.parametrize("H", [200, 256])
+def test_few_sequences_split_each_step_between_threads(rng, cell, N, H):
     """With fewer sequences than a thread's share, each step's product splits its columns between the threads
-    instead (H = 200: 25 slivers of 32 gate columns); the same bits at 1, 2, 3 and 16 threads."""
+    instead, one team for all the steps (rnn.cpp's forward_rows_team): H = 200 (25 slivers of 32 gate columns)
+    splits the slivers and then the units, H = 256 (gate blocks of whole slivers) gives each thread its own
+    units' columns; the same bits at 1, 2, 3 and 16 threads. The weights shrink with sqrt(H) so that the gates'
+    pre-activations keep H = 200's spread (wider ones saturate tanh, and its small outputs cancel)."""
     name, kw = _op(cell)
-    T, I, H = 4, 12, 200
-    args = _case(rng, cell, T, N, I, H, np.float32)
+    T, I = 4, 12
+    args = _case(rng, cell, T, N, I, H, np.float32, scale=0.5 * (200 / H) ** 0.5)
     dys = _grads_out(rng, cell, T, N, H, np.float32)
     runs = _forward_backward_at(name, args, dys, kw, (1, 2, 3, 16))
     assert_close(runs[0][0], getattr(ref, name)(*args, **kw)[0], np.float32, k=H)
