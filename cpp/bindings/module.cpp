@@ -1,7 +1,15 @@
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include "bindings/bindings.h"
+#include "common/block_cache.h"
 #include "common/cpu.h"
 #include "common/malloc_tuning.h"
 #include "common/threads.h"
@@ -9,6 +17,21 @@
 #include "gemm/gemm.h"
 
 namespace py = pybind11;
+
+namespace {
+
+// The base of a result whose memory came from the block cache: gives the block back when the array (and every
+// view of it) is gone.
+struct CachedBlock {
+  void* block = nullptr;
+  size_t capacity = 0;
+  CachedBlock() = default;
+  CachedBlock(const CachedBlock&) = delete;
+  CachedBlock& operator=(const CachedBlock&) = delete;
+  ~CachedBlock() { nnx::block_cache_give(block, capacity); }
+};
+
+}  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "nnx kernels (C++, OpenMP, SIMD)";
@@ -42,6 +65,42 @@ PYBIND11_MODULE(_C, m) {
     nnx::set_num_threads(n);
   });
   m.def("workspace_bytes", &nnx::workspace_bytes, "Bytes of kernel scratch memory held by all threads.");
+
+  py::class_<CachedBlock>(m, "CachedBlock",
+                          "The base of a large result (nnx._args.empty): its memory, given back to the block cache "
+                          "when the result and its views are gone.");
+  m.attr("BLOCK_CACHE_MIN_BYTES") = py::int_(nnx::kBlockCacheMinBytes);
+  m.def("empty_cached", [](const std::vector<py::ssize_t>& shape, const py::dtype& dt) {
+          size_t bytes = static_cast<size_t>(dt.itemsize());
+          for (py::ssize_t d : shape) {
+            if (d < 0) throw py::value_error("empty_cached: negative dimension");
+            if (__builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes) ||
+                bytes > static_cast<size_t>(PTRDIFF_MAX) / 2)
+              throw py::value_error("empty_cached: the array's size overflows");
+          }
+          auto owner = std::make_unique<CachedBlock>();
+          owner->block = nnx::block_cache_take(bytes, &owner->capacity);
+          if (owner->block == nullptr) throw std::bad_alloc();
+          void* data = owner->block;
+          std::vector<py::ssize_t> strides(shape.size());
+          py::ssize_t step = dt.itemsize();
+          for (size_t i = shape.size(); i-- > 0;) {
+            strides[i] = step;
+            step *= shape[i];
+          }
+          py::object base = py::cast(owner.release(), py::return_value_policy::take_ownership);
+          return py::array(dt, shape, strides, data, base);
+        },
+        py::arg("shape"), py::arg("dtype"),
+        "An uninitialised C-contiguous array whose memory comes from the block cache (common/block_cache.h).");
+  m.def("block_cache_kept_bytes", &nnx::block_cache_kept_bytes,
+        "Bytes of large-result blocks kept for reuse (no live array uses them).");
+  m.def("block_cache_limit", &nnx::block_cache_limit, "The most bytes of blocks the cache keeps for reuse.");
+  m.def("set_block_cache_limit", [](py::ssize_t n) {
+          if (n < 0) throw py::value_error("n: expected a byte count >= 0, got " + std::to_string(n));
+          nnx::block_cache_set_limit(static_cast<size_t>(n));
+        },
+        py::arg("n"), "Sets the cache's limit, freeing the kept blocks past it (0: keep none).");
 
   nnx::bind_gemm(m);
   nnx::bind_activation(m);

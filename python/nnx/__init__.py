@@ -7,7 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._backend import cpu_info, get_num_threads, set_isa, set_num_threads  # noqa: F401
+from ._backend import (block_cache_info, cpu_info, get_num_threads, set_block_cache_limit, set_isa,  # noqa: F401
+                       set_num_threads)
 from . import ops, reference  # noqa: F401
 from .anomaly import AnomalyError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly  # noqa: F401
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
@@ -27,7 +28,7 @@ from . import callbacks  # noqa: F401,E402
 from .callbacks import CSVLogger, EarlyStopping, ModelCheckpoint  # noqa: F401,E402
 from .compile import CompileError, CompileWarning, compile  # noqa: F401,E402,A001
 
-__all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "ops", "reference", "gradcheck",
+__all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "block_cache_info", "set_block_cache_limit", "ops", "reference", "gradcheck",
            "GradcheckError", "manual_seed", "__version__", "Tensor", "tensor", "cat", "stack", "no_grad",
            "enable_grad", "is_grad_enabled", "functional", "nn", "optim", "data", "save", "load", "models",
            "fit", "evaluate", "History", "CheckpointError", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",

@@ -66,13 +66,37 @@ def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
 SMALL_ALLOC = _CHECK_ABOVE // 16
 
 
+# Results of at least _LARGE_BYTES take their memory from the extension's block cache (cpp/common/block_cache.h:
+# glibc maps such blocks afresh and every page faults in zeroed, which cost a ReLU over 16 M floats more than the
+# ReLU). Set by nnx._backend when the extension loads; nnx.reference, which never loads it, keeps np.empty. Such
+# an array's base is a _BLOCK_BASE, which owns_memory counts as the array's own memory.
+_LARGE_BYTES = 32 << 20
+_large_empty = None
+_BLOCK_BASE = type(None)
+
+
+def owns_memory(a: np.ndarray) -> bool:
+    """Whether `a` owns its memory (no other array is a view of it or its base): np.empty's arrays and the
+    block cache's."""
+    b = a.base
+    return b is None or type(b) is _BLOCK_BASE
+
+
 def empty(shape, dtype, name: str) -> np.ndarray:
-    """np.empty after check_alloc: the result `name` of an op."""
+    """np.empty after check_alloc (or a block-cache array, for large results): the result `name` of an op."""
     if type(shape) is int:  # a vector (a bias's gradient): check_alloc's Integral test costs microseconds
         shape = (shape,)
-    if type(shape) is tuple and math.prod(shape) <= SMALL_ALLOC:  # the common small case, checked cheaply
-        return np.empty(shape, dtype=dtype)
+    if type(shape) is tuple:
+        count = math.prod(shape)
+        if count <= SMALL_ALLOC:  # the common small case, checked cheaply
+            if count < _LARGE_BYTES // 8 or _large_empty is None or count * np.dtype(dtype).itemsize < _LARGE_BYTES:
+                return np.empty(shape, dtype=dtype)
+            return _large_empty(shape, np.dtype(dtype))
     check_alloc(shape, dtype, name, "the result")
+    if _large_empty is not None:
+        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+        if math.prod(shape) * np.dtype(dtype).itemsize >= _LARGE_BYTES:
+            return _large_empty(shape, np.dtype(dtype))
     return np.empty(shape, dtype=dtype)
 
 

@@ -19,6 +19,14 @@ except ImportError as exc:  # pragma: no cover - only when the package was not b
         "(or build in place with scripts/dev_build.sh for development)"
     ) from exc
 
+from . import _args  # noqa: E402
+
+# Large op results from the block cache (nnx._args.empty).
+if _args._LARGE_BYTES != _C.BLOCK_CACHE_MIN_BYTES:  # pragma: no cover - the two facts must agree
+    raise ImportError("nnx._args._LARGE_BYTES differs from the extension's BLOCK_CACHE_MIN_BYTES")
+_args._BLOCK_BASE = _C.CachedBlock
+_args._large_empty = _C.empty_cached
+
 
 def cpu_info() -> dict:
     """Which instruction set the kernels use, which the CPU offers, threads and micro-kernel names."""
@@ -41,3 +49,17 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n: expected an int thread count, got {type(n).__name__}")
     _C.set_num_threads(n)
+
+
+def block_cache_info() -> dict:
+    """The block cache behind large results (at least 32 MiB: their memory is kept for the next result of that
+    size instead of being mapped afresh): bytes kept for reuse now and the limit."""
+    return {"kept_bytes": int(_C.block_cache_kept_bytes()), "limit_bytes": int(_C.block_cache_limit())}
+
+
+def set_block_cache_limit(n_bytes: int) -> None:
+    """Sets how many bytes of dead large results the block cache keeps (default 1 GiB, or NNX_BLOCK_CACHE_BYTES
+    at import); 0 frees what it keeps and keeps nothing from then on."""
+    if isinstance(n_bytes, bool) or not isinstance(n_bytes, int):
+        raise TypeError(f"n_bytes: expected an int byte count, got {type(n_bytes).__name__}")
+    _C.set_block_cache_limit(n_bytes)

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _capture
 from . import anomaly as _anomaly
-from ._args import unbroadcast as _unbroadcast
+from ._args import owns_memory, unbroadcast as _unbroadcast
 
 # Per thread, as in PyTorch: no_grad in one thread (say, an evaluation thread) leaves the others recording.
 _grad_mode = threading.local()
@@ -124,7 +124,7 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
             prev = grads.get(id(p))
             if prev is None:
                 grads[id(p)] = pg
-            elif not (type(prev) is np.ndarray and sys.getrefcount(prev) <= _SOLE_REFS and prev.base is None
+            elif not (type(prev) is np.ndarray and sys.getrefcount(prev) <= _SOLE_REFS and owns_memory(prev)
                       and _checks.add_inplace(prev, pg)):
                 grads[id(p)] = _checks.add(prev, pg)
         if waiting:
@@ -184,7 +184,7 @@ def _accumulate(leaf, g, shared: dict) -> None:
     # might be seen elsewhere (a view, an array handed to two parents, the caller's: ids in `shared`) or the
     # optimizers could not use it (not C-contiguous, other dtype).
     r = shared.get(id(g))
-    if (g.base is not None or (r is not None and r() is g) or g.dtype != leaf.dtype or type(g) is not np.ndarray
+    if (not owns_memory(g) or (r is not None and r() is g) or g.dtype != leaf.dtype or type(g) is not np.ndarray
             or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
         g = np.array(g, dtype=leaf.dtype, order="C")
     leaf.grad = g if leaf.grad is None else leaf.grad + g

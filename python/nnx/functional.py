@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from . import _capture
+from ._args import owns_memory
 from . import anomaly as _anomaly
 from . import losses as _losses
 from . import ops as _ops
@@ -270,7 +271,7 @@ def _absorbs_relu(x, refs: int) -> bool:
             or _refs_of_data(x) > _SOLE_REFS[1]):
         return False
     y = x.data
-    return (slot.y is y and y.base is None and y.flags.c_contiguous and y.flags.writeable
+    return (slot.y is y and owns_memory(y) and y.flags.c_contiguous and y.flags.writeable
             and y.dtype in (np.float32, np.float64))
 
 
