@@ -68,9 +68,10 @@ SMALL_ALLOC = _CHECK_ABOVE // 16
 
 # Results of at least _LARGE_BYTES take their memory from the extension's block cache (cpp/common/block_cache.h:
 # glibc maps such blocks afresh and every page faults in zeroed, which cost a ReLU over 16 M floats more than the
-# ReLU). Set by nnx._backend when the extension loads; nnx.reference, which never loads it, keeps np.empty. Such
-# an array's base is a _BLOCK_BASE, which owns_memory counts as the array's own memory.
-_LARGE_BYTES = 32 << 20
+# ReLU). All three are set by nnx._backend when the extension loads (_LARGE_BYTES from its kBlockCacheMinBytes);
+# nnx.reference, which never loads it, keeps np.empty. Such an array's base is a _BLOCK_BASE, which owns_memory
+# counts as the array's own memory.
+_LARGE_BYTES = 0
 _large_empty = None
 _BLOCK_BASE = type(None)
 
@@ -89,7 +90,7 @@ def empty(shape, dtype, name: str) -> np.ndarray:
     if type(shape) is tuple:
         count = math.prod(shape)
         if count <= SMALL_ALLOC:  # the common small case, checked cheaply
-            if count < _LARGE_BYTES // 8 or _large_empty is None or count * np.dtype(dtype).itemsize < _LARGE_BYTES:
+            if _large_empty is None or count < _LARGE_BYTES // 8 or count * np.dtype(dtype).itemsize < _LARGE_BYTES:
                 return np.empty(shape, dtype=dtype)
             return _large_empty(shape, np.dtype(dtype))
     check_alloc(shape, dtype, name, "the result")

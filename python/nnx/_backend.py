@@ -22,8 +22,7 @@ except ImportError as exc:  # pragma: no cover - only when the package was not b
 from . import _args  # noqa: E402
 
 # Large op results from the block cache (nnx._args.empty).
-if _args._LARGE_BYTES != _C.BLOCK_CACHE_MIN_BYTES:  # pragma: no cover - the two facts must agree
-    raise ImportError("nnx._args._LARGE_BYTES differs from the extension's BLOCK_CACHE_MIN_BYTES")
+_args._LARGE_BYTES = int(_C.BLOCK_CACHE_MIN_BYTES)
 _args._BLOCK_BASE = _C.CachedBlock
 _args._large_empty = _C.empty_cached
 
