@@ -567,33 +567,27 @@ void gemm_batch(int64_t batch, int64_t M, int64_t N, int64_t K, T alpha, const T
 #endif
   const GemmUkernels<T>& kr = *table;
   const bool in_place = batch_product_in_place_applies(kr, M, N, K, rs_a, cs_a, rs_b, cs_b, cs_c);
+  // Products [i0, i1), each on `threads` threads: straight through its tiles where it qualifies and would run on
+  // one thread anyway, else through gemm().
+  auto products = [&](int64_t i0, int64_t i1, int threads) {
+    const bool direct = in_place && threads_for(flops, kFlopsPerThread, threads) <= 1;
+    T* bufb = direct ? workspace_as<T>(kWsGemmB, static_cast<size_t>(kr.blocking.nr * K)) : nullptr;
+    for (int64_t i = i0; i < i1; ++i) {
+      if (direct)
+        batch_product_in_place(kr, M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, c + i * bs_c, rs_c,
+                               bufb);
+      else
+        gemm<T>(M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, cs_b, T(0), c + i * bs_c, rs_c, cs_c,
+                threads);
+    }
+  };
   // Whole products per thread when every thread gets the same number of them (or so many that one more is
   // little): an attention layer's (sequence x sequence) products are too small to split well one by one.
   if (nt > 1 && (batch % nt == 0 || batch >= 4 * nt)) {
-    parallel_for(batch, Grain{1}, nt, [&](int64_t i0, int64_t i1) {
-      T* bufb = in_place ? workspace_as<T>(kWsGemmB, static_cast<size_t>(kr.blocking.nr * K)) : nullptr;
-      for (int64_t i = i0; i < i1; ++i) {
-        if (in_place)
-          batch_product_in_place(kr, M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, c + i * bs_c, rs_c,
-                                 bufb);
-        else
-          gemm<T>(M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, cs_b, T(0), c + i * bs_c, rs_c, cs_c,
-                  1);
-      }
-    });
+    parallel_for(batch, Grain{1}, nt, [&](int64_t i0, int64_t i1) { products(i0, i1, 1); });
     return;
   }
-  // One product at a time, each on every thread where it is large enough to split.
-  if (in_place && threads_for(flops, kFlopsPerThread, nthreads) <= 1) {
-    T* bufb = workspace_as<T>(kWsGemmB, static_cast<size_t>(kr.blocking.nr * K));
-    for (int64_t i = 0; i < batch; ++i)
-      batch_product_in_place(kr, M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, c + i * bs_c, rs_c,
-                             bufb);
-    return;
-  }
-  for (int64_t i = 0; i < batch; ++i)
-    gemm<T>(M, N, K, alpha, a + i * bs_a, rs_a, cs_a, b + i * bs_b, rs_b, cs_b, T(0), c + i * bs_c, rs_c, cs_c,
-            nthreads);
+  products(0, batch, nthreads);  // one product at a time, each on every thread where it is large enough to split
 }
 
 // C = the product by `product` (gemm_direct or gemm_tiles), computed as C^T into a scratch and transposed into C

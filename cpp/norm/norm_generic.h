@@ -39,6 +39,15 @@ inline typename V::R reduce(int64_t n, F f) {
   return V::add(V::add(a0, a1), V::add(a2, a3));
 }
 
+// f(i, cnt) over [0, n) a vector at a time: whole vectors with cnt the constant V::W (so load_part and
+// store_part inside f test no lane count), then the ragged tail.
+template <class V, class F>
+inline void for_vectors(int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) f(i, int64_t{V::W});
+  if (i < n) f(i, n - i);
+}
+
 // Over `runs` runs of n elements, run r starting at x + r * stride.
 template <class V>
 void moments(const typename V::T* x, int64_t runs, int64_t n, int64_t stride, double* mean, double* m2) {
@@ -298,9 +307,7 @@ void ln_apply(const typename V::T* x, typename V::T* y, int64_t n, typename V::T
     if (b) v = V::add(v, load_part<V>(b + i, cnt, 0));
     store_part<V>(y + i, v, cnt);
   };
-  int64_t i = 0;  // whole vectors (the count a constant), then the ragged tail
-  for (; i + V::W <= n; i += V::W) step(i, V::W);
-  if (i < n) step(i, n - i);
+  for_vectors<V>(n, step);
 }
 
 template <class V>
@@ -342,10 +349,7 @@ void ln_grad_apply(const typename V::T* dy, const typename V::T* x, const typena
     if (dw_acc) store_part<V>(dw_acc + i, V::fmadd(d, xh, load_part<V>(dw_acc + i, cnt, 0)), cnt);
     if (db_acc) store_part<V>(db_acc + i, V::add(d, load_part<V>(db_acc + i, cnt, 0)), cnt);
   };
-  // Whole vectors with the count a constant, so no lane test per load and store; then the ragged tail.
-  int64_t i = 0;
-  for (; i + V::W <= n; i += V::W) step(i, V::W);
-  if (i < n) step(i, n - i);
+  for_vectors<V>(n, step);
 }
 
 template <class V>

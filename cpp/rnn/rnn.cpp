@@ -283,17 +283,14 @@ void forward_product(const Seq<T>& s, int64_t t, int64_t b, int64_t m, int64_t s
     panel_slivers(s.w, m, hp, ldh, T(1), s.gates + r0 * GH, q * GH, s0, s1);
 }
 
-// Forward through all steps for sequences [b, e): per step the recurrent product of these rows, then
-// their gate pass while the rows are still in cache.
+// Forward through all steps for sequences [b, e) on this thread: per step the recurrent product of these rows,
+// then their gate pass while the rows are still in cache. (Products worth splitting between threads go through
+// forward_rows_team.)
 template <class T>
 void forward_rows(const Seq<T>& s, int64_t b, int64_t e) {
   const int64_t m = e - b, nsl = ceil_div(s.w.N, s.w.NR);
   for (int64_t t = 0; t < s.steps; ++t) {
-    if (s.step_threads > 1)
-      parallel_for(nsl, panel_grain(s.w, m), s.step_threads,
-                   [&](int64_t s0, int64_t s1) { forward_product(s, t, b, m, s0, s1); });
-    else
-      forward_product(s, t, b, m, int64_t{0}, nsl);
+    forward_product(s, t, b, m, int64_t{0}, nsl);
     for (int64_t r = 0; r < m; ++r) forward_gates(s, t, b, r, int64_t{0}, s.H);
   }
 }
