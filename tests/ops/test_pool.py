@@ -244,6 +244,35 @@ def test_2x2_backward_from_indices(isa, dtype, rng, shape):
     assert got.tobytes() == scatter(foreign).tobytes()
 
 
+@pytest.mark.parametrize("shape,p", [((3, 2, 28, 28), 1), ((2, 3, 13, 17), 1), ((1, 2, 56, 56), 1),
+                                     ((2, 2, 5, 37), 0), ((1, 1, 3, 3), 1), ((2, 2, 4, 34), (1, 0)),
+                                     ((1, 2, 9, 3), (0, 1)), ((2, 2, 10, 10), 0), ((1, 1, 33, 65), 1)])
+def test_3x3s2_backward_from_indices(isa, dtype, rng, shape, p):
+    """3x3 stride 2 (overlapping windows: an element can take up to four gradients) from saved indices, the
+    forward's own and ones with -1 and a foreign offset, bit for bit against an independent NumPy
+    scatter-add in output order, -0.0 gradients included."""
+    x = random(rng, shape, dtype)
+    y, idx = ops.max_pool2d(x, 3, 2, p, return_indices=True)
+    dy = random(rng, y.shape, dtype)
+    dy.flat[::7] = -0.0
+    planes = shape[0] * shape[1]
+
+    def scatter(index):
+        want = np.zeros(x.shape, dtype).reshape(planes, -1)
+        for plane, (i, g) in enumerate(zip(index.reshape(planes, -1), dy.reshape(planes, -1))):
+            keep = i >= 0
+            np.add.at(want[plane], i[keep], g[keep])
+        return want.reshape(x.shape)
+
+    got = ops.max_pool2d_backward(dy, x, 3, 2, p, indices=idx)
+    assert got.tobytes() == scatter(idx).tobytes()
+    odd = idx.copy()
+    odd[0, 0, 0, 0] = -1               # passes no gradient: still its own window's kind of plane
+    odd[-1, -1, -1, -1] = 0            # names an element of another window (when it has more than one)
+    got = ops.max_pool2d_backward(dy, x, 3, 2, p, indices=odd)
+    assert got.tobytes() == scatter(odd).tobytes()
+
+
 def test_max_pool2d_indices_errors():
     x = np.ones((1, 1, 4, 4), np.float32)
     dy = np.ones((1, 1, 2, 2), np.float32)
