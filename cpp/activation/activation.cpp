@@ -16,8 +16,21 @@ namespace {
 constexpr int64_t kAlign = 64;
 // softmax rows are ~4 passes over memory each (max, exp-sum, scale; backward likewise).
 constexpr int64_t kSoftmaxElemsPerThread = kElementwiseGrain.units / 4;
-// Columns handed to one task when the softmax axis is not the last one.
-constexpr int64_t kColumnBlock = 256;
+// When the softmax axis is not the last one, threads split (outer index, column tile) units; each runs its
+// range as one kernel call per outer index, so the kernel can fetch ahead across its tiles.
+template <class F>
+void for_column_runs(int64_t outer, int64_t n, int64_t inner, int nthreads, F run) {
+  const int64_t tiles = (inner + kSoftmaxColTile - 1) / kSoftmaxColTile;
+  const Grain per_thread{std::max<int64_t>(1, kSoftmaxElemsPerThread / (n * std::min(kSoftmaxColTile, inner)))};
+  parallel_for(outer * tiles, per_thread, nthreads, [&](int64_t b, int64_t e) {
+    while (b < e) {
+      const int64_t o = b / tiles, t0 = b % tiles, t1 = std::min(tiles, t0 + (e - b));
+      const int64_t c0 = t0 * kSoftmaxColTile;
+      run(o * n * inner + c0, std::min(inner, t1 * kSoftmaxColTile) - c0);
+      b += t1 - t0;
+    }
+  });
+}
 
 }  // namespace
 
@@ -70,15 +83,8 @@ void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, 
     });
     return;
   }
-  const int64_t blocks = (inner + kColumnBlock - 1) / kColumnBlock;
-  const int64_t tasks = outer * blocks;
-  const Grain per_thread{std::max<int64_t>(1, kSoftmaxElemsPerThread / (n * std::min(kColumnBlock, inner)))};
-  auto task = [&](int64_t t) {
-    const int64_t o = t / blocks, c0 = (t % blocks) * kColumnBlock;
-    const int64_t off = o * n * inner + c0;
-    k.softmax_cols(x + off, y + off, n, inner, std::min(kColumnBlock, inner - c0), log);
-  };
-  parallel_for_each(tasks, per_thread, nthreads, task);
+  for_column_runs(outer, n, inner, nthreads,
+                  [&](int64_t off, int64_t width) { k.softmax_cols(x + off, y + off, n, inner, width, log); });
 }
 
 template <class T>
@@ -93,15 +99,9 @@ void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, 
     });
     return;
   }
-  const int64_t blocks = (inner + kColumnBlock - 1) / kColumnBlock;
-  const int64_t tasks = outer * blocks;
-  const Grain per_thread{std::max<int64_t>(1, kSoftmaxElemsPerThread / (n * std::min(kColumnBlock, inner)))};
-  auto task = [&](int64_t t) {
-    const int64_t o = t / blocks, c0 = (t % blocks) * kColumnBlock;
-    const int64_t off = o * n * inner + c0;
-    k.softmax_cols_backward(dy + off, x + off, dx + off, n, inner, std::min(kColumnBlock, inner - c0), log);
-  };
-  parallel_for_each(tasks, per_thread, nthreads, task);
+  for_column_runs(outer, n, inner, nthreads, [&](int64_t off, int64_t width) {
+    k.softmax_cols_backward(dy + off, x + off, dx + off, n, inner, width, log);
+  });
 }
 
 template <class T>

@@ -10,10 +10,12 @@
 // Ragged tails are loaded as a partial vector (padded lanes) so every element sees exactly the same
 // arithmetic as the full vectors (no scalar fallback with different rounding).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "activation/activation_ukernels.h"
 
@@ -272,7 +274,24 @@ void softmax_rows_backward(const typename V::T* dy, const typename V::T* x, type
 
 // Columns: the softmax axis has stride `stride`; up to kColTile adjacent columns are done together, their
 // running max / sum / dot kept in small L1 arrays, so each pass reads every row segment contiguously.
-constexpr int64_t kColTile = 256;
+constexpr int64_t kColTile = kSoftmaxColTile;
+
+// Asks for line j of the next tile's row segments (at p, past this tile) while this tile's exp pass computes
+// from cache: the hardware's stream prefetch does not follow n interleaved row streams, so without it the
+// memory idles through the exp and scale passes and the next tile's max pass waits on every row (channel
+// softmax of (64, 32, 56, 56) forward and backward: 1.4-1.5x at 1 thread, 1.25-1.4x at 2). One line a
+// vector, into L2, spreads the requests out; a burst of a row's lines at once did not help. A tile with no
+// next one (a call of one tile) runs the loop without them (f(std::false_type)): the loop it ran before.
+template <int kWrite = 0, class T>
+inline void prefetch_next_tile(const T* p, int64_t j, int64_t next_w) {
+  __builtin_prefetch(p + (j < next_w ? j : 0), kWrite, 2);
+}
+
+template <class F>
+inline void with_prefetch(bool on, F f) {
+  if (on) f(std::true_type{});
+  else f(std::false_type{});
+}
 
 template <class V>
 void softmax_cols(const typename V::T* x, typename V::T* y, int64_t n, int64_t stride, int64_t width, bool log) {
@@ -287,15 +306,22 @@ void softmax_cols(const typename V::T* x, typename V::T* y, int64_t n, int64_t s
       const T* xk = x + k * stride + c0;
       for (int64_t j = 0; j < w; j += V::W) V::store(m + j, V::max(V::load(m + j), load_part<V>(xk + j, w - j, ninf)));
     }
-    for (int64_t k = 0; k < n; ++k) {
-      const T* xk = x + k * stride + c0;
-      T* yk = y + k * stride + c0;
-      for (int64_t j = 0; j < w; j += V::W) {
-        R e = V::exp(V::sub(load_part<V>(xk + j, w - j, ninf), V::load(m + j)));
-        if (!log) store_part<V>(yk + j, e, w - j);
-        V::store(s + j, V::add(V::load(s + j), e));
+    const int64_t next_w = std::min(kColTile, width - c0 - w);
+    with_prefetch(next_w > 0, [&](auto fetch) {
+      for (int64_t k = 0; k < n; ++k) {
+        const T* xk = x + k * stride + c0;
+        T* yk = y + k * stride + c0;
+        for (int64_t j = 0; j < w; j += V::W) {
+          if constexpr (decltype(fetch)::value) {
+            prefetch_next_tile(xk + w, j, next_w);
+            prefetch_next_tile<1>(yk + w, j, next_w);
+          }
+          R e = V::exp(V::sub(load_part<V>(xk + j, w - j, ninf), V::load(m + j)));
+          if (!log) store_part<V>(yk + j, e, w - j);
+          V::store(s + j, V::add(V::load(s + j), e));
+        }
       }
-    }
+    });
     if (!log) {
       for (int64_t j = 0; j < w; ++j) s[j] = T(1) / s[j];
       for (int64_t k = 0; k < n; ++k) {
@@ -331,16 +357,24 @@ void softmax_cols_backward(const typename V::T* dy, const typename V::T* x, type
       for (int64_t j = 0; j < w; j += V::W) V::store(m + j, V::max(V::load(m + j), load_part<V>(xk + j, w - j, ninf)));
     }
     // s = sum exp(x - max) (kept in dx meanwhile); d = sum dy exp(x - max) (softmax) or sum dy (log_softmax).
-    for (int64_t k = 0; k < n; ++k) {
-      const int64_t off = k * stride + c0;
-      for (int64_t j = 0; j < w; j += V::W) {
-        R e = V::exp(V::sub(load_part<V>(x + off + j, w - j, ninf), V::load(m + j)));
-        R g = load_part<V>(dy + off + j, w - j, 0);
-        store_part<V>(dx + off + j, e, w - j);
-        V::store(s + j, V::add(V::load(s + j), e));
-        V::store(d + j, V::add(V::load(d + j), log ? g : V::mul(g, e)));
+    const int64_t next_w = std::min(kColTile, width - c0 - w);
+    with_prefetch(next_w > 0, [&](auto fetch) {
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t off = k * stride + c0;
+        for (int64_t j = 0; j < w; j += V::W) {
+          if constexpr (decltype(fetch)::value) {
+            prefetch_next_tile(x + off + w, j, next_w);
+            prefetch_next_tile(dy + off + w, j, next_w);
+            prefetch_next_tile<1>(dx + off + w, j, next_w);
+          }
+          R e = V::exp(V::sub(load_part<V>(x + off + j, w - j, ninf), V::load(m + j)));
+          R g = load_part<V>(dy + off + j, w - j, 0);
+          store_part<V>(dx + off + j, e, w - j);
+          V::store(s + j, V::add(V::load(s + j), e));
+          V::store(d + j, V::add(V::load(d + j), log ? g : V::mul(g, e)));
+        }
       }
-    }
+    });
     for (int64_t j = 0; j < w; ++j) {
       if (!log) d[j] /= s[j];
       s[j] = T(1) / s[j];

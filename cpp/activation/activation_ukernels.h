@@ -11,6 +11,10 @@
 
 namespace nnx {
 
+// Columns a softmax_cols tile holds: its running max and sum (and the backward's dot) stay in L1 arrays of
+// this many elements, and its n row segments in L2.
+constexpr int64_t kSoftmaxColTile = 256;
+
 template <class T>
 struct ActivationUkernels {
   const char* name;
@@ -20,7 +24,9 @@ struct ActivationUkernels {
   // `rows` contiguous rows of length n.
   void (*softmax_rows)(const T* x, T* y, int64_t rows, int64_t n, bool log);
   void (*softmax_rows_backward)(const T* dy, const T* x, T* dx, int64_t rows, int64_t n, bool log);
-  // `width` adjacent columns, each of n elements `stride` apart (softmax along a non-last axis).
+  // `width` adjacent columns, each of n elements `stride` apart (softmax along a non-last axis), in tiles of
+  // kSoftmaxColTile columns (the last one narrower): the fewer calls a range of columns takes, the more of
+  // its tiles find their rows already fetched (the kernels ask for tile t + 1 while computing tile t).
   void (*softmax_cols)(const T* x, T* y, int64_t n, int64_t stride, int64_t width, bool log);
   void (*softmax_cols_backward)(const T* dy, const T* x, T* dx, int64_t n, int64_t stride, int64_t width,
                                 bool log);
