@@ -31,9 +31,13 @@ def _dropout_cases(torch):
         x, dy = rand(shape, seed=1), rand(shape, seed=2)
         tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
         mask = torch.nn.functional.dropout(torch.ones_like(tx), P, True)
-        out.append((f"dropout fwd {size}", lambda x=x: ops.dropout(x, P, True, SEED),
+        # nnx as training runs it (bench/test_dropout.py's "nnx"): the forward saves the mask as bits, the
+        # backward reads them.
+        _, bits = ops.dropout(x, P, True, SEED, return_mask=True)
+        out.append((f"dropout fwd {size}", lambda x=x: ops.dropout(x, P, True, SEED, return_mask=True),
                     lambda tx=tx: torch.nn.functional.dropout(tx, P, True), 2 * x.nbytes))
-        out.append((f"dropout bwd {size}", lambda dy=dy, x=x: ops.dropout_backward(dy, x, P, True, SEED),
+        out.append((f"dropout bwd {size}", lambda dy=dy, x=x, bits=bits: ops.dropout_backward(dy, x, P, True, SEED,
+                                                                                            mask=bits),
                     lambda tdy=tdy, mask=mask: tdy * mask, 2 * x.nbytes))
     return out
 
