@@ -10,12 +10,18 @@ process CPU time at 1 thread (wall clock otherwise). PyTorch: its profiler's sel
 input shapes, which the profiler takes from the wall clock and inflates with its own overhead: on a loaded
 machine read its shares, not its totals (bench/conv_layers_ab.py --passes compares the conv passes in CPU
 time). After 3 warm-up steps. A profile, not an A/B: compare it with bench/network_ab.py's totals.
+Python's cyclic garbage collector is paused while the steps are timed (after a full collection): with
+PyTorch imported a full collection walks its ~170,000 objects in about 75 ms, and the one that fell in a
+6-step profile was charged to whichever op happened to allocate then (ResNet-20's 64 -> 10 linear, 12-15
+ms a step, where the op itself takes 0.03 ms).
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
+import gc
 import os
 import sys
 import time
@@ -77,11 +83,22 @@ class OpTimer:
             setattr(obj, name, fn)
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """A full collection first, then none until the block ends (see the module's docstring)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def profile_nnx(net, steps, clock):
     step = nnx_step(net)
     for _ in range(3):
         step()
-    with OpTimer(clock) as timer:
+    with gc_paused(), OpTimer(clock) as timer:
         t = clock()
         for _ in range(steps):
             step()
@@ -96,7 +113,8 @@ def profile_torch(net, steps):
     step = torch_step(net)
     for _ in range(3):
         step()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+    with gc_paused(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                             record_shapes=True) as prof:
         for _ in range(steps):
             step()
     rows = []
