@@ -87,21 +87,38 @@ void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, 
                   [&](int64_t off, int64_t width) { k.softmax_cols(x + off, y + off, n, inner, width, log); });
 }
 
+// Both backwards' split: rows (inner == 1) in contiguous ranges, columns in runs of tiles. src is x or y.
 template <class T>
-void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
-                      int nthreads) {
+void softmax_backward_split(const T* dy, const T* src, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
+                            int nthreads, decltype(ActivationUkernels<T>::softmax_rows_backward) rows_kernel,
+                            decltype(ActivationUkernels<T>::softmax_cols_backward) cols_kernel) {
   if (outer == 0 || n == 0 || inner == 0) return;
-  const auto& k = activation_ukernels<T>();
   if (inner == 1) {
     const Grain rows{std::max<int64_t>(1, kSoftmaxElemsPerThread / n)};
     parallel_for(outer, rows, nthreads, [&](int64_t b, int64_t e) {
-      k.softmax_rows_backward(dy + b * n, x + b * n, dx + b * n, e - b, n, log);
+      rows_kernel(dy + b * n, src + b * n, dx + b * n, e - b, n, log);
     });
     return;
   }
   for_column_runs(outer, n, inner, nthreads, [&](int64_t off, int64_t width) {
-    k.softmax_cols_backward(dy + off, x + off, dx + off, n, inner, width, log);
+    cols_kernel(dy + off, src + off, dx + off, n, inner, width, log);
   });
+}
+
+template <class T>
+void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
+                      int nthreads) {
+  const auto& k = activation_ukernels<T>();
+  softmax_backward_split(dy, x, dx, outer, n, inner, log, nthreads, k.softmax_rows_backward,
+                         k.softmax_cols_backward);
+}
+
+template <class T>
+void softmax_backward_from_output(const T* dy, const T* y, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
+                                  int nthreads) {
+  const auto& k = activation_ukernels<T>();
+  softmax_backward_split(dy, y, dx, outer, n, inner, log, nthreads, k.softmax_rows_backward_from_output,
+                         k.softmax_cols_backward_from_output);
 }
 
 template <class T>
@@ -126,6 +143,7 @@ const char* act_ukernel_name() {
   template void act_forward_inplace<T>(Act, T*, int64_t, T);                                                \
   template void softmax_forward<T>(const T*, T*, int64_t, int64_t, int64_t, bool, int);                     \
   template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, int);          \
+  template void softmax_backward_from_output<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, int); \
   template T log_sum_exp_shifted<T>(const T*, int64_t, T*);                                                           \
   template void softmax_rows<T>(const T*, T*, int64_t, int64_t);                                            \
   template const char* act_ukernel_name<T>();

@@ -44,6 +44,12 @@ template <class T>
 void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
                       int nthreads);
 
+// The same gradient from the forward OUTPUT y (softmax(x), or log_softmax(x) when log), which training keeps
+// anyway: softmax: dx = y (dy - sum(dy y)); log_softmax: dx = dy - exp(y) sum(dy). Nothing is recomputed.
+template <class T>
+void softmax_backward_from_output(const T* dy, const T* y, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
+                                  int nthreads);
+
 // For one contiguous row: m = max_j x_j (stored in *max_out) and the returned log(sum_j exp(x_j - m)),
 // kept apart so that a caller can form (x_k - m) - log(...) without cancelling against a large m.
 // Single-threaded, SIMD-dispatched; used by the cross-entropy loss.

@@ -289,6 +289,14 @@ inline void prefetch_next_tile(const T* p, int64_t j, int64_t next_w) {
 
 // f(std::true_type) when there is a next tile to fetch, else f(std::false_type): a call of one tile runs the
 // exp pass it ran before the prefetches (a test in that loop cost 1-tile calls up to 10%).
+// The backwards' two inputs (read) and their output (written), at the same offset.
+template <class T>
+inline void prefetch_next_tiles(const T* a, const T* b, T* out, int64_t j, int64_t next_w) {
+  prefetch_next_tile(a, j, next_w);
+  prefetch_next_tile(b, j, next_w);
+  prefetch_next_tile<1>(out, j, next_w);
+}
+
 template <class F>
 inline void with_prefetch(bool on, F f) {
   if (on) f(std::true_type{});
@@ -364,11 +372,7 @@ void softmax_cols_backward(const typename V::T* dy, const typename V::T* x, type
       for (int64_t k = 0; k < n; ++k) {
         const int64_t off = k * stride + c0;
         for (int64_t j = 0; j < w; j += V::W) {
-          if constexpr (decltype(fetch)::value) {
-            prefetch_next_tile(x + off + w, j, next_w);
-            prefetch_next_tile(dy + off + w, j, next_w);
-            prefetch_next_tile<1>(dx + off + w, j, next_w);
-          }
+          if constexpr (decltype(fetch)::value) prefetch_next_tiles(x + off + w, dy + off + w, dx + off + w, j, next_w);
           R e = V::exp(V::sub(load_part<V>(x + off + j, w - j, ninf), V::load(m + j)));
           R g = load_part<V>(dy + off + j, w - j, 0);
           store_part<V>(dx + off + j, e, w - j);
@@ -393,6 +397,56 @@ void softmax_cols_backward(const typename V::T* dy, const typename V::T* x, type
   }
 }
 
+// From the forward OUTPUT y (softmax: y = s; log_softmax: y = log s), nothing recomputed: softmax dx =
+// y (dy - sum(dy y)); log_softmax dx = dy - exp(y) sum(dy). Two passes over dy and y, no max and, for
+// softmax, no exponential (what training runs: nnx.functional keeps y).
+template <class V, class Red = TwoAccumulators<V>>
+void softmax_rows_backward_from_output(const typename V::T* dy, const typename V::T* y, typename V::T* dx,
+                                       int64_t rows, int64_t n, bool log) {
+  using R = typename V::R;
+  for (int64_t r = 0; r < rows; ++r, y += n, dy += n, dx += n) {
+    if (!log) {
+      const R dot = V::set1(Red::dot(dy, y, n));
+      map2<V>(y, dy, dx, n, [&](R s, R g) { return V::mul(s, V::sub(g, dot)); });
+    } else {
+      const R sdy = V::set1(Red::sum(dy, n));
+      map2<V>(y, dy, dx, n, [&](R l, R g) { return V::sub(g, V::mul(V::exp(l), sdy)); });
+    }
+  }
+}
+
+template <class V>
+void softmax_cols_backward_from_output(const typename V::T* dy, const typename V::T* y, typename V::T* dx,
+                                       int64_t n, int64_t stride, int64_t width, bool log) {
+  using T = typename V::T;
+  using R = typename V::R;
+  alignas(64) T d[kColTile];
+  for (int64_t c0 = 0; c0 < width; c0 += kColTile) {
+    const int64_t w = width - c0 < kColTile ? width - c0 : kColTile;
+    for (int64_t j = 0; j < kColTile; ++j) d[j] = T(0);
+    for (int64_t k = 0; k < n; ++k) {  // d = sum dy y (softmax) or sum dy (log_softmax), column by column
+      const int64_t off = k * stride + c0;
+      for (int64_t j = 0; j < w; j += V::W) {
+        R g = load_part<V>(dy + off + j, w - j, 0);
+        V::store(d + j, V::add(V::load(d + j), log ? g : V::mul(g, load_part<V>(y + off + j, w - j, 0))));
+      }
+    }
+    const int64_t next_w = std::min(kColTile, width - c0 - w);
+    with_prefetch(next_w > 0, [&](auto fetch) {
+      for (int64_t k = 0; k < n; ++k) {
+        const int64_t off = k * stride + c0;
+        for (int64_t j = 0; j < w; j += V::W) {
+          if constexpr (decltype(fetch)::value) prefetch_next_tiles(y + off + w, dy + off + w, dx + off + w, j, next_w);
+          R v = load_part<V>(y + off + j, w - j, 0);
+          R g = load_part<V>(dy + off + j, w - j, 0);
+          R dj = V::load(d + j);
+          store_part<V>(dx + off + j, log ? V::sub(g, V::mul(V::exp(v), dj)) : V::mul(v, V::sub(g, dj)), w - j);
+        }
+      }
+    });
+  }
+}
+
 template <class V>
 ActivationUkernels<typename V::T> make_table(const char* name) {
   ActivationUkernels<typename V::T> t;
@@ -404,6 +458,8 @@ ActivationUkernels<typename V::T> make_table(const char* name) {
   t.softmax_rows_backward = &softmax_rows_backward<V, TwoAccumulators<V>>;
   t.softmax_cols = &softmax_cols<V>;
   t.softmax_cols_backward = &softmax_cols_backward<V>;
+  t.softmax_rows_backward_from_output = &softmax_rows_backward_from_output<V, TwoAccumulators<V>>;
+  t.softmax_cols_backward_from_output = &softmax_cols_backward_from_output<V>;
   t.log_sum_exp_shifted = &log_sum_exp_shifted<V, TwoAccumulators<V>>;
   return t;
 }

@@ -30,6 +30,10 @@ struct ActivationUkernels {
   void (*softmax_cols)(const T* x, T* y, int64_t n, int64_t stride, int64_t width, bool log);
   void (*softmax_cols_backward)(const T* dy, const T* x, T* dx, int64_t n, int64_t stride, int64_t width,
                                 bool log);
+  // The two backwards from the forward output y instead of x (activation.h's softmax_backward_from_output).
+  void (*softmax_rows_backward_from_output)(const T* dy, const T* y, T* dx, int64_t rows, int64_t n, bool log);
+  void (*softmax_cols_backward_from_output)(const T* dy, const T* y, T* dx, int64_t n, int64_t stride,
+                                            int64_t width, bool log);
   // log(sum_j exp(x_j - m)) with m = max_j x_j stored in *max_out.
   T (*log_sum_exp_shifted)(const T* x, int64_t n, T* max_out);
 };

@@ -117,19 +117,28 @@ void softmax_py(const py::array& x, py::array& out, int axis, bool log) {
              [=](int nt) { softmax_forward<T>(px, py_, outer, n, inner, log, nt); });
 }
 
+// x: the forward input, or its output when from_output (softmax_backward_from_output).
 template <class T>
-void softmax_backward_py(const py::array& dy, const py::array& x, py::array& out, int axis, bool log) {
+void softmax_backward_py(const py::array& dy, const py::array& x, py::array& out, int axis, bool log,
+                         bool from_output) {
+  const char* xname = from_output ? "y" : "x";
   auto G = view_in<T>(dy, "dy");
-  auto X = view_in<T>(x, "x");
+  auto X = view_in<T>(x, xname);
   auto D = view_out<T>(out, "out");
-  require_same_contiguous(X, "x", G, "dy");
-  require_same_contiguous(X, "x", D, "out");
+  require_same_contiguous(X, xname, G, "dy");
+  require_same_contiguous(X, xname, D, "out");
   int64_t outer, n, inner;
   split_axis(X, axis, &outer, &n, &inner);
   const T *pg = G.data, *px = X.data;
   T* pd = D.data;
-  run_kernel("softmax_backward", {{dy, Use::read}, {x, Use::read}, {out, Use::write}}, {double(axis), double(log)},
-             [=](int nt) { softmax_backward<T>(pg, px, pd, outer, n, inner, log, nt); });
+  if (from_output)
+    run_kernel("softmax_backward_from_output", {{dy, Use::read}, {x, Use::read}, {out, Use::write}},
+               {double(axis), double(log)},
+               [=](int nt) { softmax_backward_from_output<T>(pg, px, pd, outer, n, inner, log, nt); });
+  else
+    run_kernel("softmax_backward", {{dy, Use::read}, {x, Use::read}, {out, Use::write}},
+               {double(axis), double(log)},
+               [=](int nt) { softmax_backward<T>(pg, px, pd, outer, n, inner, log, nt); });
 }
 
 }  // namespace
@@ -169,11 +178,18 @@ void bind_activation(py::module_& m) {
         py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("log") = false,
         "out = softmax(x) (or log_softmax with log=True) along a non-negative axis.");
   m.def("softmax_backward", [](const py::array& dy, const py::array& x, py::array& out, int axis, bool log) {
-          if (is_f32(x)) softmax_backward_py<float>(dy, x, out, axis, log);
-          else softmax_backward_py<double>(dy, x, out, axis, log);
+          if (is_f32(x)) softmax_backward_py<float>(dy, x, out, axis, log, false);
+          else softmax_backward_py<double>(dy, x, out, axis, log, false);
         },
         py::arg("dy"), py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("log") = false,
         "out = gradient of softmax (log_softmax) at the forward input x.");
+  m.def("softmax_backward_from_output",
+        [](const py::array& dy, const py::array& y, py::array& out, int axis, bool log) {
+          if (is_f32(y)) softmax_backward_py<float>(dy, y, out, axis, log, true);
+          else softmax_backward_py<double>(dy, y, out, axis, log, true);
+        },
+        py::arg("dy"), py::arg("y"), py::arg("out"), py::arg("axis"), py::arg("log") = false,
+        "out = gradient of softmax (log_softmax) through the forward output y = softmax(x) (log_softmax(x)).");
   m.def("act_forward_inplace", [](py::array& x, int act, double slope) {
           if (is_f32(x)) forward_inplace_py<float>(x, act, slope);
           else forward_inplace_py<double>(x, act, slope);

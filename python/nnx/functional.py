@@ -308,12 +308,21 @@ def elu(x, alpha: float = 1.0) -> Tensor:
     return _unary("elu", x, alpha=alpha)
 
 
+def _softmax(name: str, x, dim: int) -> Tensor:
+    """y = backend.name(x); the backward takes the gradient from y, which the graph keeps anyway, rather
+    than recomputing the softmax from x."""
+    x = _t(x)
+    b = _backend
+    y = _fn(b, name)(x.data, axis=dim)
+    return Tensor._make(y, (x,), lambda g: (_fn(b, name + "_backward")(g, None, axis=dim, y=y),), name)
+
+
 def softmax(x, dim: int = -1) -> Tensor:
-    return _unary("softmax", x, axis=dim)
+    return _softmax("softmax", x, dim)
 
 
 def log_softmax(x, dim: int = -1) -> Tensor:
-    return _unary("log_softmax", x, axis=dim)
+    return _softmax("log_softmax", x, dim)
 
 
 # ---------------------------------------------------------------------------- losses

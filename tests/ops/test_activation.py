@@ -29,8 +29,15 @@ def _check_softmax_backward(name, dy, x, axis, dtype, k):
     """dx = s (dy - sum(dy s)) (or dy - s sum(dy)) cancels where dy is close to the sum: both the kernel
     and a float32 reference then carry rounding errors of the size of the TERMS, not of the result. So
     the kernel is compared with the reference evaluated in float64 on the same inputs, within rtol times
-    (|dx| + the magnitude of the terms)."""
-    got = getattr(ops, name + "_backward")(dy, x, axis=axis)
+    (|dx| + the magnitude of the terms). Both kernels: from the input x, and from the output y (what
+    nnx.functional runs), which agree with the same reference within the same bound."""
+    y = getattr(ops, name)(x, axis=axis)
+    for got in (getattr(ops, name + "_backward")(dy, x, axis=axis),
+                getattr(ops, name + "_backward")(dy, None, axis=axis, y=y)):
+        _check_softmax_gradient(name, got, dy, x, axis, dtype, k)
+
+
+def _check_softmax_gradient(name, got, dy, x, axis, dtype, k):
     assert got.dtype == dtype and got.shape == x.shape and got.flags.c_contiguous
     if got.size == 0:
         return
@@ -284,7 +291,9 @@ def test_avx512_softmax_gives_the_avx2_bits(rng, n, axis):
         x, dy = x.T.copy(), dy.T.copy()
     _assert_avx512_gives_the_avx2_bits(
         lambda: tuple(f(x, axis=axis) for f in (ops.softmax, ops.log_softmax))
-        + tuple(f(dy, x, axis=axis) for f in (ops.softmax_backward, ops.log_softmax_backward)))
+        + tuple(f(dy, x, axis=axis) for f in (ops.softmax_backward, ops.log_softmax_backward))
+        + tuple(b(dy, None, axis=axis, y=f(x, axis=axis))
+                for f, b in ((ops.softmax, ops.softmax_backward), (ops.log_softmax, ops.log_softmax_backward))))
 
 
 @pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)

@@ -118,14 +118,23 @@ def _softmax(x, axis, log: bool) -> np.ndarray:
     return out
 
 
-def _softmax_backward(dy, x, axis, log: bool) -> np.ndarray:
-    x, ax = _softmax_input(x, axis)
+def _softmax_backward(dy, x, axis, log: bool, y=None) -> np.ndarray:
+    """From the forward input x, or from the forward output y when given (x is then not read; if given, its
+    shape must match)."""
+    if y is None:
+        x, ax = _softmax_input(x, axis)
+        src, name, kernel = x, "x", _C.softmax_backward
+    else:
+        y, ax = _softmax_input(y, axis)
+        if x is not None:
+            check_same_shape(y, "y", float_array(x, "x"), "x")
+        src, name, kernel = y, "y", _C.softmax_backward_from_output
     dy = float_array(dy, "dy")
-    same_dtype(dy=dy, x=x)
-    check_same_shape(x, "x", dy, "dy")
-    out = empty(x.shape, x.dtype, "dx")
-    v = _as_3d(x.shape, ax)
-    _C.softmax_backward(contiguous(dy, "dy").reshape(v), x.reshape(v), out.reshape(v), 1, log)
+    same_dtype(dy=dy, **{name: src})
+    check_same_shape(src, name, dy, "dy")
+    out = empty(src.shape, src.dtype, "dx")
+    v = _as_3d(src.shape, ax)
+    kernel(contiguous(dy, "dy").reshape(v), src.reshape(v), out.reshape(v), 1, log)
     return out
 
 
@@ -134,9 +143,10 @@ def softmax(x, axis=-1):
     return _softmax(x, axis, False)
 
 
-def softmax_backward(dy, x, axis=-1):
-    """Gradient of softmax at the forward input x: s * (dy - sum(dy * s))."""
-    return _softmax_backward(dy, x, axis, False)
+def softmax_backward(dy, x, axis=-1, *, y=None):
+    """Gradient of softmax at the forward input x: s * (dy - sum(dy * s)). With y = softmax(x), the forward
+    output training keeps, s is y and nothing is recomputed (x is then not read and may be None)."""
+    return _softmax_backward(dy, x, axis, False, y)
 
 
 def log_softmax(x, axis=-1):
@@ -144,6 +154,7 @@ def log_softmax(x, axis=-1):
     return _softmax(x, axis, True)
 
 
-def log_softmax_backward(dy, x, axis=-1):
-    """Gradient of log_softmax at the forward input x: dy - softmax(x) * sum(dy)."""
-    return _softmax_backward(dy, x, axis, True)
+def log_softmax_backward(dy, x, axis=-1, *, y=None):
+    """Gradient of log_softmax at the forward input x: dy - softmax(x) * sum(dy). With y = log_softmax(x),
+    softmax(x) is exp(y) and nothing else is recomputed (x is then not read and may be None)."""
+    return _softmax_backward(dy, x, axis, True, y)

@@ -84,9 +84,10 @@ def softmax(x, axis=-1):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def softmax_backward(dy, x, axis=-1):
-    """ds_i/dx_j = s_i (delta_ij - s_j), so dx_j = sum_i dy_i s_i (delta_ij - s_j) = s_j (dy_j - sum_i dy_i s_i)."""
-    s = softmax(x, axis)
+def softmax_backward(dy, x, axis=-1, *, y=None):
+    """ds_i/dx_j = s_i (delta_ij - s_j), so dx_j = sum_i dy_i s_i (delta_ij - s_j) = s_j (dy_j - sum_i dy_i s_i).
+    y: the forward output softmax(x), used as s when given (x is then not read)."""
+    s = softmax(x, axis) if y is None else y
     return s * (dy - np.sum(dy * s, axis=axis, keepdims=True))
 
 
@@ -97,7 +98,8 @@ def log_softmax(x, axis=-1):
         return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
 
 
-def log_softmax_backward(dy, x, axis=-1):
-    """d log s_i / dx_j = delta_ij - s_j, so dx_j = dy_j - s_j sum_i dy_i."""
-    s = softmax(x, axis)
+def log_softmax_backward(dy, x, axis=-1, *, y=None):
+    """d log s_i / dx_j = delta_ij - s_j, so dx_j = dy_j - s_j sum_i dy_i.
+    y: the forward output log_softmax(x); s = exp(y) when given (x is then not read)."""
+    s = softmax(x, axis) if y is None else np.exp(y)
     return dy - s * np.sum(dy, axis=axis, keepdims=True)
