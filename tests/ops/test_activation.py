@@ -124,7 +124,8 @@ def test_float32_tanh_dense(isa):
 SOFTMAX_CASES = [((1,), -1), ((5,), 0), ((13, 1), -1), ((4, 37), -1), ((4, 37), 0), ((3, 5, 7), 0), ((3, 5, 7), 1),
                  ((3, 5, 7), -1), ((2, 3, 4, 5), 0), ((2, 3, 4, 5), 1), ((2, 3, 4, 5), 2), ((2, 3, 4, 5), -1),
                  ((2, 6, 300), 1), ((3, 1, 9), 1), ((0, 4), -1), ((4, 0), -1), ((4, 0), 0), ((2, 1000), 1),
-                 ((3, 4, 1100), 1), ((2, 5, 20, 30), 1)]  # several 256-column tiles a call, and a ragged last one
+                 ((3, 4, 1100), 1), ((2, 5, 20, 30), 1),  # several 256-column tiles a call, and a ragged last one
+                 ((2, 3, 4500), 1), ((2, 300, 700), 1)]  # the backward from y: wide tiles, and narrow for many rows
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
