@@ -436,7 +436,7 @@ void softmax_cols_backward_from_output(const typename V::T* dy, const typename V
   const int64_t tile = wide_col_tile<T>(n);
   for (int64_t c0 = 0; c0 < width; c0 += tile) {
     const int64_t w = width - c0 < tile ? width - c0 : tile;
-    for (int64_t j = 0; j < w; ++j) d[j] = T(0);
+    for (int64_t j = 0; j < (w + V::W - 1) / V::W * V::W; ++j) d[j] = T(0);  // whole vectors: every lane read
     for (int64_t k = 0; k < n; ++k) {  // d = sum dy y (softmax) or sum dy (log_softmax), column by column
       const int64_t off = k * stride + c0;
       for (int64_t j = 0; j < w; j += V::W) {
