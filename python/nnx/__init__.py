@@ -29,8 +29,9 @@ from .callbacks import CSVLogger, EarlyStopping, ModelCheckpoint  # noqa: F401,E
 from .compile import CompileError, CompileWarning, compile  # noqa: F401,E402,A001
 
 __all__ = ["cpu_info", "get_num_threads", "set_num_threads", "set_isa", "block_cache_info", "set_block_cache_limit",
-           "ops", "reference", "gradcheck", "GradcheckError", "manual_seed", "__version__", "Tensor", "tensor", "cat", "stack", "no_grad",
-           "enable_grad", "is_grad_enabled", "functional", "nn", "optim", "data", "save", "load", "models",
-           "fit", "evaluate", "History", "CheckpointError", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
-           "AnomalyError", "distributed", "callbacks", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
-           "flatten", "from_numpy", "compile", "CompileError", "CompileWarning", "matmul"]
+           "ops", "reference", "gradcheck", "GradcheckError", "manual_seed", "__version__", "Tensor", "tensor",
+           "cat", "stack", "no_grad", "enable_grad", "is_grad_enabled", "functional", "nn", "optim", "data", "save",
+           "load", "models", "fit", "evaluate", "History", "CheckpointError", "detect_anomaly",
+           "set_detect_anomaly", "is_anomaly_enabled", "AnomalyError", "distributed", "callbacks", "EarlyStopping",
+           "ModelCheckpoint", "CSVLogger", "flatten", "from_numpy", "compile", "CompileError", "CompileWarning",
+           "matmul"]
