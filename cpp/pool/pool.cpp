@@ -492,10 +492,14 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_
     }
     std::memset(dxp, 0, sizeof(T) * in_plane);
     bool ok = true;
+    // One unsigned compare admits exactly [0, in_plane) (int32 indices reach at most 2^31 - 1). The bound is a
+    // local: the captured in_plane was re-read after every store through dxp, and with the two compares this
+    // loop ran 1.2x slower (64x6x28x28, 3x3 stride 2: 80 -> 66 us at 1 thread).
+    const uint32_t n_in = static_cast<uint32_t>(std::min<int64_t>(in_plane, int64_t(1) << 31));
     for (int64_t o = 0; o < out_plane; ++o) {
-      int32_t k = ip[o];
-      if (k < -1 || k >= in_plane) ok = false;
-      else if (k >= 0) dxp[k] += dyp[o];
+      const int32_t k = ip[o];
+      if (static_cast<uint32_t>(k) < n_in) dxp[k] += dyp[o];
+      else if (k != -1) ok = false;
     }
     if (!ok) {
 #if defined(NNX_OPENMP)
