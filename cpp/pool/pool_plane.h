@@ -47,5 +47,14 @@ void max_window_idx_by_stride(int32_t* idx, const float* x, int64_t n, int64_t s
   pool_ukernels_portable<float>().max_window_idx(idx, x, n, stride, taps, ntaps);
 }
 
+template <void (*S1)(float*, int32_t*, const float*, int64_t, const int64_t*, const int64_t*, int64_t),
+          void (*S2)(float*, int32_t*, const float*, int64_t, const int64_t*, const int64_t*, int64_t)>
+void max_window_argmax_by_stride(float* y, int32_t* idx, const float* x, int64_t n, int64_t stride,
+                                 const int64_t* taps, const int64_t* idx_taps, int64_t ntaps) {
+  if (stride == 1) return S1(y, idx, x, n, taps, idx_taps, ntaps);
+  if (stride == 2) return S2(y, idx, x, n, taps, idx_taps, ntaps);
+  pool_ukernels_portable<float>().max_window_argmax(y, idx, x, n, stride, taps, idx_taps, ntaps);
+}
+
 }  // namespace
 }  // namespace nnx

@@ -54,6 +54,12 @@ struct PoolUkernels {
   // idx[o] = taps[t] + o*stride of the element the scan picks. idx is a padded scratch row.
   void (*max_window_idx)(int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
                          int64_t ntaps);
+  // The forward with indices in one piece: y[o] = the scan's maximum and idx[o] = idx_taps[t] + o*stride
+  // for the tap t the scan picks. idx_taps are the same taps in the indices' coordinates (the unpadded
+  // plane's when x is a padded copy of it), so no scalar pass converts and looks up the picks afterwards.
+  // Writes y[0 .. n) and idx[0 .. n), nothing past them.
+  void (*max_window_argmax)(T* y, int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
+                            const int64_t* idx_taps, int64_t ntaps);
   // 2x2 windows, stride 2, no padding: r0/r1 are the two input rows of an output row of n outputs.
   // y[o] = scan of r0[2o], r0[2o+1], r1[2o], r1[2o+1].
   void (*max_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);

@@ -204,22 +204,29 @@ struct ArgmaxLanes {
   __m256 m;
   __m256i id;
   __m256i base;  // plane offset of each lane's output, before the tap's offset
-  void start(const float* x, const int64_t* taps, int64_t o, int64_t n) {
+  // itap: the tap's offset in the indices' coordinates (tap itself for max_window_idx).
+  void start(const float* x, int64_t tap, int64_t itap, int64_t o, int64_t n) {
     base = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(o * S)),
                             _mm256_mullo_epi32(WindowTap<S>::lane_outputs(), _mm256_set1_epi32(S)));
-    m = WindowTap<S>::load(x + taps[0], o, n);
-    id = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(taps[0])));
+    m = WindowTap<S>::load(x + tap, o, n);
+    id = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(itap)));
   }
-  void step(const float* x, int64_t tap, int64_t o, int64_t n) {
+  void step(const float* x, int64_t tap, int64_t itap, int64_t o, int64_t n) {
     __m256 v = WindowTap<S>::load(x + tap, o, n);
     __m256 take = takes(v, m);
     m = scan(m, v);
-    __m256i here = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(tap)));
+    __m256i here = _mm256_add_epi32(base, _mm256_set1_epi32(static_cast<int32_t>(itap)));
     id = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(id), _mm256_castsi256_ps(here), take));
   }
   void store(int32_t* idx) const {  // idx is a padded scratch row: full stores are fine
     __m256 out = WindowTap<S>::to_outputs(_mm256_castsi256_ps(id));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), _mm256_castps_si256(out));
+  }
+  void store_outputs(float* y, int32_t* idx, int64_t r) const {  // the first r (1..8) lanes only
+    store_r(y, WindowTap<S>::to_outputs(m), r);
+    const __m256i out = _mm256_castps_si256(WindowTap<S>::to_outputs(_mm256_castsi256_ps(id)));
+    if (r == 8) _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), out);
+    else _mm256_maskstore_epi32(idx, first_lanes(r), out);
   }
 };
 
@@ -228,20 +235,43 @@ void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* ta
   int64_t o = 0;
   for (; o + 8 < n; o += 16) {
     ArgmaxLanes<S> a, b;
-    a.start(x, taps, o, n);
-    b.start(x, taps, o + 8, n);
+    a.start(x, taps[0], taps[0], o, n);
+    b.start(x, taps[0], taps[0], o + 8, n);
     for (int64_t t = 1; t < ntaps; ++t) {
-      a.step(x, taps[t], o, n);
-      b.step(x, taps[t], o + 8, n);
+      a.step(x, taps[t], taps[t], o, n);
+      b.step(x, taps[t], taps[t], o + 8, n);
     }
     a.store(idx + o);
     b.store(idx + o + 8);
   }
   if (o < n) {
     ArgmaxLanes<S> a;
-    a.start(x, taps, o, n);
-    for (int64_t t = 1; t < ntaps; ++t) a.step(x, taps[t], o, n);
+    a.start(x, taps[0], taps[0], o, n);
+    for (int64_t t = 1; t < ntaps; ++t) a.step(x, taps[t], taps[t], o, n);
     a.store(idx + o);
+  }
+}
+
+template <int S>
+void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, const int64_t* taps,
+                         const int64_t* idx_taps, int64_t ntaps) {
+  int64_t o = 0;
+  for (; o + 8 < n; o += 16) {
+    ArgmaxLanes<S> a, b;
+    a.start(x, taps[0], idx_taps[0], o, n);
+    b.start(x, taps[0], idx_taps[0], o + 8, n);
+    for (int64_t t = 1; t < ntaps; ++t) {
+      a.step(x, taps[t], idx_taps[t], o, n);
+      b.step(x, taps[t], idx_taps[t], o + 8, n);
+    }
+    a.store_outputs(y + o, idx + o, 8);
+    b.store_outputs(y + o + 8, idx + o + 8, n - o - 8 < 8 ? n - o - 8 : 8);
+  }
+  if (o < n) {
+    ArgmaxLanes<S> a;
+    a.start(x, taps[0], idx_taps[0], o, n);
+    for (int64_t t = 1; t < ntaps; ++t) a.step(x, taps[t], idx_taps[t], o, n);
+    a.store_outputs(y + o, idx + o, n - o);
   }
 }
 
@@ -386,6 +416,7 @@ void pool_ukernels_fill_avx2_f32(PoolUkernels<float>& table) {
                               scatter_add_tap_avx2,
                               max_window_by_stride<max_window_s<1>, max_window_s<2>>,
                               max_window_idx_by_stride<max_window_idx_s<1>, max_window_idx_s<2>>,
+                              max_window_argmax_by_stride<max_window_argmax_s<1>, max_window_argmax_s<2>>,
                               max_2x2s2_avx2,
                               max_2x2s2_backward_avx2,
                               max_2x2s2_indices_plane<float, max_2x2s2_indices_avx2>,

@@ -1,5 +1,5 @@
 // AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the window kernels (max_window,
-// max_window_idx) with 16 outputs a vector, and the 2x2 stride-2 max windows of pool_ukernels_avx2.cpp and
+// max_window_idx, max_window_argmax) with 16 outputs a vector, and the 2x2 stride-2 max windows of pool_ukernels_avx2.cpp and
 // their backward from indices, with mask registers at the row tails (rows of more than 8 outputs 16 a
 // vector, Zmm16 below). AVX2's vmaskmov loads and stores are
 // slow on AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a
@@ -297,43 +297,69 @@ struct ArgmaxZmm {
   __m512i base;    // offset of each lane's output (o * S), before the tap's offset
   __m512 m;
   __m512i id;
-  ArgmaxZmm(const float* x, int64_t o, int64_t r, int64_t tap0) : lanes(r), p(x + o * S) {
+  // itap: the tap's offset in the indices' coordinates (tap itself for max_window_idx).
+  ArgmaxZmm(const float* x, int64_t o, int64_t r, int64_t tap0, int64_t itap0) : lanes(r), p(x + o * S) {
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(o * S)),
                             _mm512_mullo_epi32(iota, _mm512_set1_epi32(S)));
     m = lanes.load(p + tap0);
-    id = _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(tap0)));
+    id = _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(itap0)));
   }
-  void step(int64_t tap) {
+  void step(int64_t tap, int64_t itap) {
     const __m512 v = lanes.load(p + tap);
     const __mmask16 take = takes<Zmm16>(v, m);
     m = _mm512_mask_mov_ps(m, take, v);
-    id = _mm512_mask_blend_epi32(take, id, _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(tap))));
+    id = _mm512_mask_blend_epi32(take, id, _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(itap))));
   }
   // A full store (idx is a padded scratch row): the driver's scalar loads of idx that follow are then
   // forwarded from it, where after a masked store they would wait for it to retire.
   void store(int32_t* idx) const { _mm512_storeu_si512(idx, id); }
+  // Into the outputs: the block's lanes only.
+  void store_outputs(float* y, int32_t* idx) const {
+    _mm512_mask_storeu_ps(y, lanes.out, m);
+    _mm512_mask_storeu_epi32(idx, lanes.out, id);
+  }
 };
 
 template <int S>
 void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
   int64_t o = 0;
   for (; o + 16 < n; o += 32) {
-    ArgmaxZmm<S> a(x, o, 16, taps[0]), b(x, o + 16, n - o - 16 < 16 ? n - o - 16 : 16, taps[0]);
+    ArgmaxZmm<S> a(x, o, 16, taps[0], taps[0]), b(x, o + 16, n - o - 16 < 16 ? n - o - 16 : 16, taps[0], taps[0]);
     for (int64_t t = 1; t < ntaps; ++t) {
-      a.step(taps[t]);
-      b.step(taps[t]);
+      a.step(taps[t], taps[t]);
+      b.step(taps[t], taps[t]);
     }
     a.store(idx + o);
     b.store(idx + o + 16);
   }
   if (o < n) {
-    ArgmaxZmm<S> a(x, o, n - o, taps[0]);
-    for (int64_t t = 1; t < ntaps; ++t) a.step(taps[t]);
+    ArgmaxZmm<S> a(x, o, n - o, taps[0], taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) a.step(taps[t], taps[t]);
     a.store(idx + o);
   }
 }
 
+template <int S>
+void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, const int64_t* taps,
+                         const int64_t* idx_taps, int64_t ntaps) {
+  int64_t o = 0;
+  for (; o + 16 < n; o += 32) {
+    ArgmaxZmm<S> a(x, o, 16, taps[0], idx_taps[0]),
+        b(x, o + 16, n - o - 16 < 16 ? n - o - 16 : 16, taps[0], idx_taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) {
+      a.step(taps[t], idx_taps[t]);
+      b.step(taps[t], idx_taps[t]);
+    }
+    a.store_outputs(y + o, idx + o);
+    b.store_outputs(y + o + 16, idx + o + 16);
+  }
+  if (o < n) {
+    ArgmaxZmm<S> a(x, o, n - o, taps[0], idx_taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) a.step(taps[t], idx_taps[t]);
+    a.store_outputs(y + o, idx + o);
+  }
+}
 
 }  // namespace
 
@@ -341,6 +367,7 @@ void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
   table.name = "avx512";
   table.max_window = max_window_by_stride<max_window_s<1>, max_window_s<2>>;
   table.max_window_idx = max_window_idx_by_stride<max_window_idx_s<1>, max_window_idx_s<2>>;
+  table.max_window_argmax = max_window_argmax_by_stride<max_window_argmax_s<1>, max_window_argmax_s<2>>;
   table.max_2x2s2 = max_2x2s2_avx512;
   table.max_2x2s2_indices = max_2x2s2_indices_plane<float, max_2x2s2_indices_avx512>;
   table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx512>;

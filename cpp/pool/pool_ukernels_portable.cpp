@@ -63,6 +63,20 @@ void max_window_idx_portable(int32_t* idx, const T* x, int64_t n, int64_t stride
 }
 
 template <class T>
+void max_window_argmax_portable(T* y, int32_t* idx, const T* x, int64_t n, int64_t stride, const int64_t* taps,
+                                const int64_t* idx_taps, int64_t ntaps) {
+  for (int64_t o = 0; o < n; ++o) {
+    const T* xo = x + o * stride;
+    T m = xo[taps[0]];
+    int64_t pick = 0;
+    for (int64_t t = 1; t < ntaps; ++t)
+      if (pool_max_takes(xo[taps[t]], m)) m = xo[taps[t]], pick = t;
+    y[o] = m;
+    idx[o] = static_cast<int32_t>(idx_taps[pick] + o * stride);
+  }
+}
+
+template <class T>
 void max_2x2s2_portable(const T* r0, const T* r1, T* y, int64_t n) {
   for (int64_t o = 0; o < n; ++o) {
     T m = r0[2 * o];
@@ -142,6 +156,7 @@ void pool_ukernels_fill_portable(PoolUkernels<T>& table) {
                           scatter_add_tap_portable<T>,
                           max_window_portable<T>,
                           max_window_idx_portable<T>,
+                          max_window_argmax_portable<T>,
                           max_2x2s2_portable<T>,
                           max_2x2s2_backward_portable<T>,
                           max_2x2s2_indices_plane<T, max_2x2s2_indices_portable<T>>,

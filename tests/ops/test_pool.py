@@ -445,6 +445,11 @@ def test_random_shapes(n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, f64, portable
         y = check_op(ops.max_pool2d, ref.max_pool2d, (x, (kh, kw)), kw_max, dtype)
         dy = random(r, y.shape, dtype)
         check_op(ops.max_pool2d_backward, ref.max_pool2d_backward, (dy, x, (kh, kw)), kw_max, dtype, k=16)
+        # The training path: the picks (first maximum in scan order among ties) and their values.
+        y_i, idx = ops.max_pool2d(x, (kh, kw), return_indices=True, **kw_max)
+        y_r, idx_r = ref.max_pool2d(x, (kh, kw), return_indices=True, **kw_max)
+        np.testing.assert_array_equal(idx, idx_r)
+        np.testing.assert_array_equal(y_i, y_r)
         p2 = (min(ph, kh // 2), min(pw, kw // 2))
         if h + 2 * p2[0] >= kh and w + 2 * p2[1] >= kw:
             kw_avg = dict(stride=(sh, sw), padding=p2)
