@@ -1,12 +1,13 @@
 """Pooling benchmarks: nnx against PyTorch CPU and (small LeNet shapes only) the NumPy reference.
 
 Pooling is memory-bound, so the rate reported is GB/s of the arrays each pass must touch: forward reads x
-and writes y; max backward reads dy and x and writes dx (the work counted is the same for every
-implementation, whatever it reads); avg backward reads dy and writes dx. The max backward is timed as
-training runs it in both frameworks: from the indices the forward saved (nnx's int32 from
-max_pool2d(..., return_indices=True), which nnx.functional.max_pool2d keeps for its backward; PyTorch's
-int64). "nnx-recompute" is nnx's other max backward, which takes x instead of indices and finds each
-window's maximum again: more work, with no PyTorch counterpart (its ratio is to nnx's from indices).
+and writes y, and for max pooling the indices too (y's size: nnx's are int32); max backward reads dy and x
+and writes dx (the work counted is the same for every implementation, whatever it reads); avg backward
+reads dy and writes dx. Max pooling is timed as training runs it in both frameworks: the forward saving
+the indices (nnx.functional.max_pool2d calls max_pool2d(..., return_indices=True); PyTorch's autograd
+max_pool2d_with_indices, int64), the backward from them. "nnx-no-indices" is nnx's forward without them,
+as inference runs it (its ratio is to nnx's); "nnx-recompute" is nnx's other max backward, which takes x
+instead of indices and finds each window's maximum again: more work, with no PyTorch counterpart.
 
     python -m pytest bench/test_pool.py --benchmark-only --threads 2
 """
@@ -39,24 +40,29 @@ def _setup(case):
     return name, op, (k, s, p), x, dy
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + ["nnx-no-indices"])
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_pool_forward(benchmark, case, impl, torch_or_skip_if_torch):
     name, op, args, x, dy = _setup(case)
     shape = x.shape
     if impl == "numpy" and shape not in SMALL:
         pytest.skip("the NumPy reference is only timed on the small LeNet shapes")
-    if impl == "nnx":
-        fn = lambda: getattr(ops, op)(x, *args)  # noqa: E731
+    is_max = op == "max_pool2d"
+    if impl == "nnx-no-indices" and not is_max:
+        pytest.skip("only max pooling saves indices")
+    kw = dict(return_indices=True) if is_max and impl != "nnx-no-indices" else {}
+    if impl in ("nnx", "nnx-no-indices"):
+        fn = lambda: getattr(ops, op)(x, *args, **kw)  # noqa: E731
     elif impl == "numpy":
-        fn = lambda: getattr(ref, op)(x, *args)  # noqa: E731
+        fn = lambda: getattr(ref, op)(x, *args, **kw)  # noqa: E731
     else:
         torch = torch_or_skip_if_torch
         tx = torch.from_numpy(x)
-        tfn = getattr(torch.nn.functional, op)
+        tfn = torch.nn.functional.max_pool2d_with_indices if is_max else torch.nn.functional.avg_pool2d
         fn = lambda: tfn(tx, *args)  # noqa: E731
+    indices_bytes = dy.size * 4 if kw else 0
     record(benchmark, f"pool {name} fwd {'x'.join(map(str, shape))} f32", impl,
-           bytes_moved=x.nbytes + dy.nbytes)
+           bytes_moved=x.nbytes + dy.nbytes + indices_bytes)
     benchmark(fn)
 
 
@@ -113,3 +119,8 @@ def test_bench_results_agree():
         x, dy = x[:2], dy[:2]
         want = getattr(torch.nn.functional, op)(torch.from_numpy(x), *args).numpy()
         np.testing.assert_allclose(getattr(ops, op)(x, *args), want, rtol=1e-6, atol=1e-6)
+        if op == "max_pool2d":  # the training path: the same picks
+            y, idx = ops.max_pool2d(x, *args, return_indices=True)
+            _, want_idx = torch.nn.functional.max_pool2d_with_indices(torch.from_numpy(x), *args)
+            np.testing.assert_array_equal(idx, want_idx.numpy())
+            np.testing.assert_array_equal(y, want)
