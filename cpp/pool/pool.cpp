@@ -100,6 +100,12 @@ inline bool is_2x2s2(const Pool2dShape& s) {
          s.dw == 1;
 }
 
+// 3x3 windows, stride 2, no dilation, padding 0 or 1 on both axes (ResNet's and AlexNet's pooling).
+inline bool is_3x3s2_pad01(const Pool2dShape& s) {
+  return s.kh == 3 && s.kw == 3 && s.sh == 2 && s.sw == 2 && s.dh == 1 && s.dw == 1 && s.ph == s.pw &&
+         (s.ph == 0 || s.ph == 1);
+}
+
 // Zeroes what the 2x2 stride-2 kernels do not write: the last column/row when W/H is odd.
 template <class T>
 void zero_2x2s2_leftovers(const Pool2dShape& s, T* dxp) {
@@ -251,6 +257,19 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   const bool fast = is_2x2s2(s);
   const PaddedGeometry g(s);
   const bool prefetch = in_plane * static_cast<int64_t>(sizeof(T)) >= kPrefetchPlaneBytes;
+  if (is_3x3s2_pad01(s) && K.max_3x3s2_indices && s.OW <= kPool3x3s2MaxRow) {
+    // The forward with indices' plane kernel, its picks into a scratch plane: its y is the scan's value
+    // whatever it picked (a window over padding whose real elements are all -inf gives -inf either way).
+    parallel_for(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p0, int64_t p1) {
+      std::vector<int32_t> picks(out_plane);
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* xp = x + p * in_plane;
+        K.max_3x3s2_indices(xp, y + p * out_plane, picks.data(), s.H, s.W, s.OH, s.OW, s.ph,
+                            p + 1 < p1 && prefetch ? xp + in_plane : nullptr);
+      }
+    });
+    return;
+  }
   if (!fast && g.use) {
     parallel_for(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p0, int64_t p1) {
       PaddedScratch<T> w(g, false);
@@ -408,6 +427,26 @@ void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t*
   const bool fast = is_2x2s2(s);
   const PaddedGeometry g(s);
   const bool prefetch = in_plane * static_cast<int64_t>(sizeof(T)) >= kPrefetchPlaneBytes;
+  if (is_3x3s2_pad01(s) && K.max_3x3s2_indices && s.OW <= kPool3x3s2MaxRow) {
+    parallel_for(s.planes, plane_grain(in_plane + 2 * out_plane), nthreads, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const T* xp = x + p * in_plane;
+        T* yp = y + p * out_plane;
+        int32_t* ip = indices + p * out_plane;
+        const T* next = p + 1 < p1 && prefetch ? xp + in_plane : nullptr;
+        if (!K.max_3x3s2_indices(xp, yp, ip, s.H, s.W, s.OH, s.OW, s.ph, next)) continue;
+        // Some window picked -inf: the padding's, unless its real elements are all -inf. The clipped scan
+        // picks among the real ones (for a window inside the plane, the same pick).
+        for (int64_t o = 0; o < out_plane; ++o) {
+          if (yp[o] != -std::numeric_limits<T>::infinity()) continue;
+          const int64_t k = argmax_clipped(s, xp, o / s.OW, o % s.OW);
+          ip[o] = static_cast<int32_t>(k);
+          yp[o] = k >= 0 ? xp[k] : -std::numeric_limits<T>::infinity();
+        }
+      }
+    });
+    return;
+  }
   if (!fast && g.use) {
     // The taps in the unpadded plane: tap i*kw + j lies i*dh rows and j*dw columns from its output's window
     // origin there as in the padded copy, so the kernel writes plane offsets and values straight into the

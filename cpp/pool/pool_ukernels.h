@@ -31,6 +31,9 @@ inline int64_t pool_scatter_reach(int64_t n, int64_t stride) {
   return ((n + 7) / 8) * 8 * stride + 8;
 }
 
+// The widest output row max_3x3s2_indices takes (it keeps one input row's picks on the stack).
+constexpr int64_t kPool3x3s2MaxRow = 1024;
+
 // The small planes of max_2x2s2_backward_indices_small: outputs, and dx columns a row uses.
 constexpr int64_t kPoolSmallPlaneOutputs = 32;
 constexpr int64_t kPoolSmallPlaneRow = 16;
@@ -78,6 +81,13 @@ struct PoolUkernels {
   // piece (null where the ISA has none: the driver then scatters, as for other planes of short rows).
   bool (*max_2x2s2_backward_indices_small)(const int32_t* idx, const T* dy, T* dx, int64_t OH, int64_t OW,
                                            int64_t W);
+  // 3x3 windows, stride 2, padding pad (0 or 1) on both axes, a whole H x W plane of OH x OW outputs
+  // (OW <= kPool3x3s2MaxRow): y and idx as max_window_argmax gives them, padding never picked, except by
+  // a window whose real elements are all -inf. Returns whether some output is -inf, for the driver to redo
+  // those with the clipped scan. next (may be null): the plane to fetch into cache meanwhile, a share of its
+  // lines an output row. Null where the ISA has none: the driver then runs the window kernels.
+  bool (*max_3x3s2_indices)(const T* x, T* y, int32_t* idx, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                            int64_t pad, const T* next);
   // y[o] = (((r0[2o] + r0[2o+1]) + r1[2o]) + r1[2o+1]) / 4.
   void (*avg_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
   // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] / 4.

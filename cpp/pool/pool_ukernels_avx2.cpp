@@ -422,6 +422,7 @@ void pool_ukernels_fill_avx2_f32(PoolUkernels<float>& table) {
                               max_2x2s2_indices_plane<float, max_2x2s2_indices_avx2>,
                               max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx2>,
                               nullptr,
+                              nullptr,
                               avg_2x2s2_avx2,
                               avg_2x2s2_backward_avx2};
 }

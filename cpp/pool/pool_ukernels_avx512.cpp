@@ -361,6 +361,95 @@ void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, cons
   }
 }
 
+// max_3x3s2_indices, separably. A window's scan in row-major order (pool_max_takes) picks its last NaN if
+// it has one, else the first of its maxima; so does a scan of each row's three taps followed by a scan of
+// the rows' picks in row order. An input row below an output row's window is the top row of the next
+// one's: its picks are made once and carried on the stack. Against the 9-tap window kernel: 4 loads and 3
+// permutes per input row and 2 + 2 scan steps an output where that took 9 permutes and 9 steps.
+struct Pick {
+  __m512 m;      // the scan's value
+  __m512i at;    // plane offset of the element picked
+};
+
+inline void take(Pick& p, const Pick& q) {  // one scan step: q replaces p where pool_max_takes(q.m, p.m)
+  const __mmask16 k = takes<Zmm16>(q.m, p.m);
+  p.m = _mm512_mask_mov_ps(p.m, k, q.m);
+  p.at = _mm512_mask_mov_epi32(p.at, k, q.at);
+}
+
+// The lanes of columns c .. c + 15 inside a row W wide; the others are padding (-inf), never read.
+inline __mmask16 cols_inside(int64_t c, int64_t W) {
+  return static_cast<__mmask16>(Zmm16::first(W - c) & ~Zmm16::first(-c));
+}
+
+// A block's four loads of a row, columns c0, c0 + 16, c0 + 2 and c0 + 18 on: the same lanes on every row.
+struct BlockCols {
+  __mmask16 k[4];
+  void set(int64_t c0, int64_t W) {
+    for (int i = 0; i < 4; ++i) k[i] = cols_inside(c0 + (i & 1) * 16 + (i >> 1) * 2, W);
+  }
+};
+
+// The picks of input row r over columns c0 + 2l + {0, 1, 2}, lanes l = 0..15.
+inline Pick row_pick(const float* x, int64_t r, int64_t W, int64_t c0, const BlockCols& cols) {
+  const float* row = x + r * W + c0;
+  const __m512 pad = _mm512_set1_ps(-__builtin_inff());
+  const __m512 a = _mm512_mask_loadu_ps(pad, cols.k[0], row), b = _mm512_mask_loadu_ps(pad, cols.k[1], row + 16);
+  const __m512 a2 = _mm512_mask_loadu_ps(pad, cols.k[2], row + 2);
+  const __m512 b2 = _mm512_mask_loadu_ps(pad, cols.k[3], row + 18);
+  const __m512i at = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(r * W + c0)), Zmm16::iota2());
+  Pick p{Zmm16::evens(a, b), at};
+  take(p, Pick{Zmm16::odds(a, b), _mm512_add_epi32(at, _mm512_set1_epi32(1))});
+  take(p, Pick{Zmm16::evens(a2, b2), _mm512_add_epi32(at, _mm512_set1_epi32(2))});
+  return p;
+}
+
+bool max_3x3s2_indices_avx512(const float* x, float* y, int32_t* idx, int64_t H, int64_t W, int64_t OH,
+                              int64_t OW, int64_t pad, const float* next) {
+  const int64_t next_lines = next ? (H * W + 15) / 16 : 0;
+  alignas(64) float carry_m[kPool3x3s2MaxRow + 16];
+  alignas(64) int32_t carry_at[kPool3x3s2MaxRow + 16];
+  BlockCols cols[kPool3x3s2MaxRow / 16];
+  for (int64_t o0 = 0; o0 < OW; o0 += 16) cols[o0 / 16].set(2 * o0 - pad, W);
+  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  __mmask16 any_neg_inf = 0;
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const int64_t r0 = 2 * oh - pad;
+    const bool has0 = r0 >= 0 && r0 < H, has1 = r0 + 1 >= 0 && r0 + 1 < H, has2 = r0 + 2 >= 0 && r0 + 2 < H;
+    float* yr = y + oh * OW;
+    int32_t* ir = idx + oh * OW;
+    for (int64_t l = next_lines * oh / OH, l1 = next_lines * (oh + 1) / OH; l < l1; ++l)
+      _mm_prefetch(reinterpret_cast<const char*>(next + 16 * l), _MM_HINT_T0);
+    for (int64_t o0 = 0; o0 < OW; o0 += 16) {
+      const __mmask16 out = Zmm16::first(OW - o0);
+      const int64_t c0 = 2 * o0 - pad;
+      Pick p{neg_inf, _mm512_set1_epi32(-1)};
+      bool have = false;
+      if (has0) {  // the previous output row's bottom row when there was one
+        p = oh > 0 ? Pick{_mm512_load_ps(carry_m + o0), _mm512_load_si512(carry_at + o0)} : row_pick(x, r0, W, c0, cols[o0 / 16]);
+        have = true;
+      }
+      if (has1) {
+        const Pick q = row_pick(x, r0 + 1, W, c0, cols[o0 / 16]);
+        if (have) take(p, q);
+        else p = q;
+        have = true;
+      }
+      if (has2) {
+        const Pick q = row_pick(x, r0 + 2, W, c0, cols[o0 / 16]);
+        _mm512_store_ps(carry_m + o0, q.m);
+        _mm512_store_si512(carry_at + o0, q.at);
+        if (have) take(p, q);
+        else p = q;
+      }
+      _mm512_mask_storeu_ps(yr + o0, out, p.m);
+      _mm512_mask_storeu_epi32(ir + o0, out, p.at);
+      any_neg_inf |= _mm512_mask_cmp_ps_mask(out, p.m, neg_inf, _CMP_EQ_OQ);
+    }
+  }
+  return any_neg_inf != 0;
+}
+
 }  // namespace
 
 void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
@@ -372,6 +461,7 @@ void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
   table.max_2x2s2_indices = max_2x2s2_indices_plane<float, max_2x2s2_indices_avx512>;
   table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx512>;
   table.max_2x2s2_backward_indices_small = max_2x2s2_backward_indices_small_avx512;
+  table.max_3x3s2_indices = max_3x3s2_indices_avx512;
 }
 
 }  // namespace nnx

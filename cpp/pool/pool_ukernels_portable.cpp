@@ -162,6 +162,7 @@ void pool_ukernels_fill_portable(PoolUkernels<T>& table) {
                           max_2x2s2_indices_plane<T, max_2x2s2_indices_portable<T>>,
                           max_2x2s2_backward_indices_plane<T, max_2x2s2_backward_indices_portable<T>>,
                           nullptr,
+                          nullptr,
                           avg_2x2s2_portable<T>,
                           avg_2x2s2_backward_portable<T>};
 }

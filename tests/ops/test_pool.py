@@ -273,6 +273,25 @@ def test_3x3s2_backward_from_indices(isa, dtype, rng, shape, p):
     assert got.tobytes() == scatter(odd).tobytes()
 
 
+@pytest.mark.parametrize("shape,p", [((2, 3, 28, 28), 1), ((2, 2, 13, 17), 1), ((1, 2, 56, 70), 1),
+                                     ((2, 2, 13, 17), 0), ((1, 2, 12, 66), 0), ((1, 1, 3, 3), 1),
+                                     ((1, 1, 3, 3), 0), ((1, 1, 1, 1), 1), ((1, 1, 2, 5), 1), ((1, 1, 5, 2), 1)])
+def test_3x3s2_forward_indices(isa, dtype, rng, shape, p):
+    """3x3 stride 2 with padding 0 or 1 (nnx's plane kernel on AVX-512): the picks and their values bit for
+    bit against the reference, with ties, NaN, -inf windows over the padding and rows of several vectors."""
+    x = np.round(random(rng, shape, dtype) * 2) / 2  # ties
+    x[..., :3, :3] = -np.inf                          # windows over the padding with only -inf inside
+    x.flat[5::11] = np.nan
+    x.flat[::13] = -0.0
+    y, idx = ops.max_pool2d(x, 3, 2, p, return_indices=True)
+    y_ref, idx_ref = ref.max_pool2d(x, 3, 2, p, return_indices=True)
+    np.testing.assert_array_equal(idx, idx_ref)
+    assert y.tobytes() == x.reshape(x.shape[0], x.shape[1], -1)[
+        np.arange(x.shape[0])[:, None, None, None], np.arange(x.shape[1])[None, :, None, None], idx].tobytes()
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(ops.max_pool2d(x, 3, 2, p), y_ref)
+
+
 def test_max_pool2d_indices_errors():
     x = np.ones((1, 1, 4, 4), np.float32)
     dy = np.ones((1, 1, 2, 2), np.float32)
