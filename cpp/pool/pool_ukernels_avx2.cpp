@@ -230,31 +230,9 @@ struct ArgmaxLanes {
   }
 };
 
-template <int S>
-void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
-  int64_t o = 0;
-  for (; o + 8 < n; o += 16) {
-    ArgmaxLanes<S> a, b;
-    a.start(x, taps[0], taps[0], o, n);
-    b.start(x, taps[0], taps[0], o + 8, n);
-    for (int64_t t = 1; t < ntaps; ++t) {
-      a.step(x, taps[t], taps[t], o, n);
-      b.step(x, taps[t], taps[t], o + 8, n);
-    }
-    a.store(idx + o);
-    b.store(idx + o + 8);
-  }
-  if (o < n) {
-    ArgmaxLanes<S> a;
-    a.start(x, taps[0], taps[0], o, n);
-    for (int64_t t = 1; t < ntaps; ++t) a.step(x, taps[t], taps[t], o, n);
-    a.store(idx + o);
-  }
-}
-
-template <int S>
-void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, const int64_t* taps,
-                         const int64_t* idx_taps, int64_t ntaps) {
+// The blocks of a row of n outputs, two chains a pass; done(lanes, o, r) stores block o's first r lanes.
+template <int S, class Done>
+void argmax_blocks(const float* x, int64_t n, const int64_t* taps, const int64_t* idx_taps, int64_t ntaps, Done done) {
   int64_t o = 0;
   for (; o + 8 < n; o += 16) {
     ArgmaxLanes<S> a, b;
@@ -264,15 +242,27 @@ void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, cons
       a.step(x, taps[t], idx_taps[t], o, n);
       b.step(x, taps[t], idx_taps[t], o + 8, n);
     }
-    a.store_outputs(y + o, idx + o, 8);
-    b.store_outputs(y + o + 8, idx + o + 8, n - o - 8 < 8 ? n - o - 8 : 8);
+    done(a, o, 8);
+    done(b, o + 8, n - o - 8 < 8 ? n - o - 8 : 8);
   }
   if (o < n) {
     ArgmaxLanes<S> a;
     a.start(x, taps[0], idx_taps[0], o, n);
     for (int64_t t = 1; t < ntaps; ++t) a.step(x, taps[t], idx_taps[t], o, n);
-    a.store_outputs(y + o, idx + o, n - o);
+    done(a, o, n - o);
   }
+}
+
+template <int S>
+void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
+  argmax_blocks<S>(x, n, taps, taps, ntaps, [&](const ArgmaxLanes<S>& a, int64_t o, int64_t) { a.store(idx + o); });
+}
+
+template <int S>
+void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, const int64_t* taps,
+                         const int64_t* idx_taps, int64_t ntaps) {
+  argmax_blocks<S>(x, n, taps, idx_taps, ntaps,
+                   [&](const ArgmaxLanes<S>& a, int64_t o, int64_t r) { a.store_outputs(y + o, idx + o, r); });
 }
 
 
