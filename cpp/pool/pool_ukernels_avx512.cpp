@@ -321,9 +321,28 @@ struct ArgmaxZmm {
   }
 };
 
-// The blocks of a row of n outputs, two chains a pass; done(block, o) stores block o.
-template <int S, class Done>
-void argmax_blocks(const float* x, int64_t n, const int64_t* taps, const int64_t* idx_taps, int64_t ntaps, Done done) {
+template <int S>
+void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
+  int64_t o = 0;
+  for (; o + 16 < n; o += 32) {
+    ArgmaxZmm<S> a(x, o, 16, taps[0], taps[0]), b(x, o + 16, n - o - 16 < 16 ? n - o - 16 : 16, taps[0], taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) {
+      a.step(taps[t], taps[t]);
+      b.step(taps[t], taps[t]);
+    }
+    a.store(idx + o);
+    b.store(idx + o + 16);
+  }
+  if (o < n) {
+    ArgmaxZmm<S> a(x, o, n - o, taps[0], taps[0]);
+    for (int64_t t = 1; t < ntaps; ++t) a.step(taps[t], taps[t]);
+    a.store(idx + o);
+  }
+}
+
+template <int S>
+void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, const int64_t* taps,
+                         const int64_t* idx_taps, int64_t ntaps) {
   int64_t o = 0;
   for (; o + 16 < n; o += 32) {
     ArgmaxZmm<S> a(x, o, 16, taps[0], idx_taps[0]),
@@ -332,26 +351,14 @@ void argmax_blocks(const float* x, int64_t n, const int64_t* taps, const int64_t
       a.step(taps[t], idx_taps[t]);
       b.step(taps[t], idx_taps[t]);
     }
-    done(a, o);
-    done(b, o + 16);
+    a.store_outputs(y + o, idx + o);
+    b.store_outputs(y + o + 16, idx + o + 16);
   }
   if (o < n) {
     ArgmaxZmm<S> a(x, o, n - o, taps[0], idx_taps[0]);
     for (int64_t t = 1; t < ntaps; ++t) a.step(taps[t], idx_taps[t]);
-    done(a, o);
+    a.store_outputs(y + o, idx + o);
   }
-}
-
-template <int S>
-void max_window_idx_s(int32_t* idx, const float* x, int64_t n, const int64_t* taps, int64_t ntaps) {
-  argmax_blocks<S>(x, n, taps, taps, ntaps, [&](const ArgmaxZmm<S>& a, int64_t o) { a.store(idx + o); });
-}
-
-template <int S>
-void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, const int64_t* taps,
-                         const int64_t* idx_taps, int64_t ntaps) {
-  argmax_blocks<S>(x, n, taps, idx_taps, ntaps,
-                   [&](const ArgmaxZmm<S>& a, int64_t o) { a.store_outputs(y + o, idx + o); });
 }
 
 // max_3x3s2_indices, separably. A window's scan in row-major order (pool_max_takes) picks its last NaN if
