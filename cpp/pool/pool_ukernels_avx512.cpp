@@ -1,7 +1,7 @@
 // AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the window kernels (max_window,
-// max_window_idx, max_window_argmax) with 16 outputs a vector, and the 2x2 stride-2 max windows of pool_ukernels_avx2.cpp and
-// their backward from indices, with mask registers at the row tails (rows of more than 8 outputs 16 a
-// vector, Zmm16 below). AVX2's vmaskmov loads and stores are
+// max_window_idx, max_window_argmax) with 16 outputs a vector, the 3x3 stride-2 plane kernel, and the 2x2
+// stride-2 max windows of pool_ukernels_avx2.cpp and their backward from indices, with mask registers at the
+// row tails (rows of more than 8 outputs 16 a vector, Zmm16 below). AVX2's vmaskmov loads and stores are
 // slow on AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a
 // tail, or a tail alone); a k-masked load or store costs what a plain one does, and masked-off lanes never
 // fault. Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the
@@ -364,8 +364,10 @@ void max_window_argmax_s(float* y, int32_t* idx, const float* x, int64_t n, cons
 // max_3x3s2_indices, separably. A window's scan in row-major order (pool_max_takes) picks its last NaN if
 // it has one, else the first of its maxima; so does a scan of each row's three taps followed by a scan of
 // the rows' picks in row order. An input row below an output row's window is the top row of the next
-// one's: its picks are made once and carried on the stack. Against the 9-tap window kernel: 4 loads and 3
-// permutes per input row and 2 + 2 scan steps an output where that took 9 permutes and 9 steps.
+// one's: its picks are made once and carried on the stack. Per 16 outputs of a row: two new input rows of 4
+// loads, 3 permutes and 2 scan steps each, then 2 steps across the three rows, where the 9-tap window kernel
+// took 9 permutes and 8 steps (64x32x56x56 padding 1, 1 thread: 1.29x, and 1.07-1.11x more with the
+// column masks set once a plane and the next plane's prefetch).
 struct Pick {
   __m512 m;      // the scan's value
   __m512i at;    // plane offset of the element picked
@@ -390,7 +392,8 @@ struct BlockCols {
   }
 };
 
-// The picks of input row r over columns c0 + 2l + {0, 1, 2}, lanes l = 0..15.
+// The picks of input row r over columns c0 + 2l + {0, 1, 2}, lanes l = 0..15 (c0 is -1 at a padded row's
+// start: the masked-off lanes are never read).
 inline Pick row_pick(const float* x, int64_t r, int64_t W, int64_t c0, const BlockCols& cols) {
   const float* row = x + r * W + c0;
   const __m512 pad = _mm512_set1_ps(-__builtin_inff());
@@ -426,7 +429,8 @@ bool max_3x3s2_indices_avx512(const float* x, float* y, int32_t* idx, int64_t H,
       Pick p{neg_inf, _mm512_set1_epi32(-1)};
       bool have = false;
       if (has0) {  // the previous output row's bottom row when there was one
-        p = oh > 0 ? Pick{_mm512_load_ps(carry_m + o0), _mm512_load_si512(carry_at + o0)} : row_pick(x, r0, W, c0, cols[o0 / 16]);
+        p = oh > 0 ? Pick{_mm512_load_ps(carry_m + o0), _mm512_load_si512(carry_at + o0)}
+                   : row_pick(x, r0, W, c0, cols[o0 / 16]);
         have = true;
       }
       if (has1) {
