@@ -100,10 +100,12 @@ inline bool is_2x2s2(const Pool2dShape& s) {
          s.dw == 1;
 }
 
-// 3x3 windows, stride 2, no dilation, padding 0 or 1 on both axes (ResNet's and AlexNet's pooling).
-inline bool is_3x3s2_pad01(const Pool2dShape& s) {
+// Whether max_3x3s2_indices (pool_ukernels.h) runs these planes: 3x3 windows, stride 2, no dilation, padding
+// 0 or 1 on both axes (ResNet's and AlexNet's pooling), on an ISA that has it, rows within its stack row.
+template <class T>
+bool runs_3x3s2_plane(const Pool2dShape& s, const PoolUkernels<T>& K) {
   return s.kh == 3 && s.kw == 3 && s.sh == 2 && s.sw == 2 && s.dh == 1 && s.dw == 1 && s.ph == s.pw &&
-         (s.ph == 0 || s.ph == 1);
+         (s.ph == 0 || s.ph == 1) && K.max_3x3s2_indices && s.OW <= kPool3x3s2MaxRow;
 }
 
 // Zeroes what the 2x2 stride-2 kernels do not write: the last column/row when W/H is odd.
@@ -265,7 +267,7 @@ void max_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
   const bool fast = is_2x2s2(s);
   const PaddedGeometry g(s);
   const bool prefetch = in_plane * static_cast<int64_t>(sizeof(T)) >= kPrefetchPlaneBytes;
-  if (is_3x3s2_pad01(s) && K.max_3x3s2_indices && s.OW <= kPool3x3s2MaxRow) {
+  if (runs_3x3s2_plane(s, K)) {
     // The forward with indices' plane kernel, its picks into a scratch plane: its y is the scan's value
     // whatever it picked (a window over padding whose real elements are all -inf gives -inf either way).
     parallel_for(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p0, int64_t p1) {
@@ -435,7 +437,7 @@ void max_pool2d_forward_indices(const Pool2dShape& s, const T* x, T* y, int32_t*
   const bool fast = is_2x2s2(s);
   const PaddedGeometry g(s);
   const bool prefetch = in_plane * static_cast<int64_t>(sizeof(T)) >= kPrefetchPlaneBytes;
-  if (is_3x3s2_pad01(s) && K.max_3x3s2_indices && s.OW <= kPool3x3s2MaxRow) {
+  if (runs_3x3s2_plane(s, K)) {
     parallel_for(s.planes, plane_grain(in_plane + 2 * out_plane), nthreads, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const T* xp = x + p * in_plane;
