@@ -6,6 +6,7 @@
 
 #include "activation/activation_ukernels.h"
 #include "common/isa_table.h"
+#include "common/stream_store.h"
 #include "common/threads.h"
 
 namespace nnx {
@@ -47,29 +48,32 @@ template const ActivationUkernels<double>& activation_ukernels<double>();
 template <class T>
 void act_forward(Act fn, const T* x, T* y, int64_t n, T param, int nthreads) {
   const auto& k = activation_ukernels<T>();
-  parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) { k.forward(fn, x + b, y + b, e - b, param); },
-               kAlign);
+  const bool past = stores_past_caches(n * static_cast<int64_t>(sizeof(T)), x == y);
+  parallel_for(n, kElementwiseGrain, nthreads,
+               [&](int64_t b, int64_t e) { k.forward(fn, x + b, y + b, e - b, param, past); }, kAlign);
 }
 
 template <class T>
 void act_backward(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads) {
   const auto& k = activation_ukernels<T>();
+  const bool past = stores_past_caches(n * static_cast<int64_t>(sizeof(T)), dx == dy || dx == x);
   parallel_for(n, kElementwiseGrain, nthreads,
-               [&](int64_t b, int64_t e) { k.backward(fn, dy + b, x + b, dx + b, e - b, param); }, kAlign);
+               [&](int64_t b, int64_t e) { k.backward(fn, dy + b, x + b, dx + b, e - b, param, past); }, kAlign);
 }
 
 template <class T>
 void act_backward_from_output(Act act, const T* dy, const T* y, T* dz, int64_t n, T slope, int nthreads) {
   const auto& k = activation_ukernels<T>();
+  const bool past = stores_past_caches(n * static_cast<int64_t>(sizeof(T)), dz == dy || dz == y);
   parallel_for(n, kElementwiseGrain, nthreads,
-               [&](int64_t b, int64_t e) { k.backward_from_output(act, dy + b, y + b, dz + b, e - b, slope); },
+               [&](int64_t b, int64_t e) { k.backward_from_output(act, dy + b, y + b, dz + b, e - b, slope, past); },
                kAlign);
 }
 
 template <class T>
 void act_forward_inplace(Act act, T* x, int64_t n, T slope) {
   if (act == Act::none) return;
-  activation_ukernels<T>().forward(act, x, x, n, slope);
+  activation_ukernels<T>().forward(act, x, x, n, slope, false);
 }
 
 template <class T>
@@ -78,8 +82,9 @@ void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, 
   const auto& k = activation_ukernels<T>();
   if (inner == 1) {
     const Grain rows{std::max<int64_t>(1, kSoftmaxElemsPerThread / n)};
+    const bool past = stores_past_caches(outer * n * static_cast<int64_t>(sizeof(T)), x == y);
     parallel_for(outer, rows, nthreads, [&](int64_t b, int64_t e) {
-      k.softmax_rows(x + b * n, y + b * n, e - b, n, log);
+      k.softmax_rows(x + b * n, y + b * n, e - b, n, log, past);
     });
     return;
   }
@@ -87,16 +92,17 @@ void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, 
                   [&](int64_t off, int64_t width) { k.softmax_cols(x + off, y + off, n, inner, width, log); });
 }
 
-// Both backwards' split: rows (inner == 1) in contiguous ranges, columns in runs of tiles. src is x or y.
-template <class T>
+// Both backwards' split: rows (inner == 1) in contiguous ranges, columns in runs of tiles. src is x or y;
+// rows_kernel(dy, src, dx, rows, n) runs a range of rows.
+template <class T, class RowsKernel>
 void softmax_backward_split(const T* dy, const T* src, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
-                            int nthreads, decltype(ActivationUkernels<T>::softmax_rows_backward) rows_kernel,
+                            int nthreads, RowsKernel rows_kernel,
                             decltype(ActivationUkernels<T>::softmax_cols_backward) cols_kernel) {
   if (outer == 0 || n == 0 || inner == 0) return;
   if (inner == 1) {
     const Grain rows{std::max<int64_t>(1, kSoftmaxElemsPerThread / n)};
     parallel_for(outer, rows, nthreads, [&](int64_t b, int64_t e) {
-      rows_kernel(dy + b * n, src + b * n, dx + b * n, e - b, n, log);
+      rows_kernel(dy + b * n, src + b * n, dx + b * n, e - b, n);
     });
     return;
   }
@@ -109,16 +115,21 @@ template <class T>
 void softmax_backward(const T* dy, const T* x, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
                       int nthreads) {
   const auto& k = activation_ukernels<T>();
-  softmax_backward_split(dy, x, dx, outer, n, inner, log, nthreads, k.softmax_rows_backward,
-                         k.softmax_cols_backward);
+  auto rows = [&](const T* g, const T* src, T* d, int64_t r, int64_t len) {
+    k.softmax_rows_backward(g, src, d, r, len, log);
+  };
+  softmax_backward_split(dy, x, dx, outer, n, inner, log, nthreads, rows, k.softmax_cols_backward);
 }
 
 template <class T>
 void softmax_backward_from_output(const T* dy, const T* y, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
                                   int nthreads) {
   const auto& k = activation_ukernels<T>();
-  softmax_backward_split(dy, y, dx, outer, n, inner, log, nthreads, k.softmax_rows_backward_from_output,
-                         k.softmax_cols_backward_from_output);
+  const bool past = stores_past_caches(outer * n * inner * static_cast<int64_t>(sizeof(T)), dx == dy || dx == y);
+  auto rows = [&](const T* g, const T* src, T* d, int64_t r, int64_t len) {
+    k.softmax_rows_backward_from_output(g, src, d, r, len, log, past);
+  };
+  softmax_backward_split(dy, y, dx, outer, n, inner, log, nthreads, rows, k.softmax_cols_backward_from_output);
 }
 
 template <class T>
@@ -128,7 +139,7 @@ T log_sum_exp_shifted(const T* x, int64_t n, T* max_out) {
 
 template <class T>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t n) {
-  activation_ukernels<T>().softmax_rows(x, y, rows, n, false);
+  activation_ukernels<T>().softmax_rows(x, y, rows, n, false, false);
 }
 
 template <class T>

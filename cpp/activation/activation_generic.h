@@ -35,10 +35,49 @@ inline void store_part(typename V::T* p, typename V::R v, int64_t cnt) {
   else V::store_partial(p, v, cnt);
 }
 
-// y[i] = f(x[i])
+// The first elements before y reaches a whole-vector boundary, where streaming stores (V::stream) can start; n
+// when it never does (an address that is not a multiple of T's size).
+template <class V>
+inline int64_t stream_head(const typename V::T* y, int64_t n) {
+  constexpr int64_t kBytes = sizeof(typename V::R);
+  const auto addr = reinterpret_cast<uintptr_t>(y);
+  if (addr % sizeof(typename V::T)) return n;
+  return std::min<int64_t>(n, static_cast<int64_t>((kBytes - addr % kBytes) % kBytes / sizeof(typename V::T)));
+}
+
+// Elements a streaming map computes into an L1 buffer before it streams them out. Streaming stores issued
+// from the computing loop itself ran the exponential maps 1.15-2.3x slower than ordinary ones (Zen 4, 1 thread,
+// 16 M floats: sigmoid, its backward, softmax), as if each store waited for the loop's arithmetic; copied out a
+// buffer at a time they run like a copy.
+constexpr int64_t kStreamChunkBytes = 2048;
+
+// y[i] = f(x[i]) with the whole vectors from y's first vector boundary streamed (the few elements before and
+// after it stored as usual): for a light f, or an x in L1 (map1's buffer, softmax's row).
 template <class V, class F>
+inline void stream_map1(const typename V::T* x, typename V::T* y, int64_t n, F f) {
+  int64_t i = stream_head<V>(y, n);
+  if (i > 0) V::store_partial(y, f(V::load_partial(x, i, 0)), i);
+  for (; i + V::W <= n; i += V::W) V::stream(y + i, f(V::load(x + i)));
+  if (i < n) V::store_partial(y + i, f(V::load_partial(x + i, n - i, 0)), n - i);
+}
+
+// y[i] = f(x[i]); with kStream, y is written past the caches (common/stream_store.h) after a head that aligns it,
+// and the caller ends its streaming with V::stream_fence() (once: the fence waits for the stores to drain).
+template <class V, bool kStream = false, class F>
 inline void map1(const typename V::T* x, typename V::T* y, int64_t n, F f) {
   int64_t i = 0;
+  if constexpr (kStream) {
+    constexpr int64_t kChunk = kStreamChunkBytes / sizeof(typename V::T);
+    alignas(64) typename V::T buf[kChunk];
+    i = stream_head<V>(y, n);
+    map1<V>(x, y, i, f);
+    for (; i + kChunk <= n; i += kChunk) {
+      map1<V>(x + i, buf, kChunk, f);
+      stream_map1<V>(buf, y + i, kChunk, [](typename V::R v) { return v; });
+    }
+    map1<V>(x + i, y + i, n - i, f);
+    return;
+  }
   for (; i + 2 * V::W <= n; i += 2 * V::W) {
     auto a = f(V::load(x + i));
     auto b = f(V::load(x + i + V::W));
@@ -48,10 +87,22 @@ inline void map1(const typename V::T* x, typename V::T* y, int64_t n, F f) {
   for (; i < n; i += V::W) store_part<V>(y + i, f(load_part<V>(x + i, n - i, 0)), n - i);
 }
 
-// y[i] = f(a[i], b[i])
-template <class V, class F>
+// y[i] = f(a[i], b[i]); kStream as map1's.
+template <class V, bool kStream = false, class F>
 inline void map2(const typename V::T* a, const typename V::T* b, typename V::T* y, int64_t n, F f) {
   int64_t i = 0;
+  if constexpr (kStream) {
+    constexpr int64_t kChunk = kStreamChunkBytes / sizeof(typename V::T);
+    alignas(64) typename V::T buf[kChunk];
+    i = stream_head<V>(y, n);
+    map2<V>(a, b, y, i, f);
+    for (; i + kChunk <= n; i += kChunk) {
+      map2<V>(a + i, b + i, buf, kChunk, f);
+      stream_map1<V>(buf, y + i, kChunk, [](typename V::R v) { return v; });
+    }
+    map2<V>(a + i, b + i, y + i, n - i, f);
+    return;
+  }
   for (; i + V::W <= n; i += V::W) V::store(y + i, f(V::load(a + i), V::load(b + i)));
   if (i < n) store_part<V>(y + i, f(load_part<V>(a + i, n - i, 0), load_part<V>(b + i, n - i, 0)), n - i);
 }
@@ -65,86 +116,113 @@ inline typename V::R sigmoid(typename V::R v) {
   return V::select(V::ge(v, V::zero()), r, V::mul(e, r));
 }
 
-template <class V>
-void forward(Act fn, const typename V::T* x, typename V::T* y, int64_t n, typename V::T param) {
+template <class V, bool kStream>
+void forward_stores(Act fn, const typename V::T* x, typename V::T* y, int64_t n, typename V::T param) {
   using R = typename V::R;
   const R zero = V::zero(), p = V::set1(param);
   switch (fn) {
     case Act::none: std::memmove(y, x, sizeof(typename V::T) * n); break;
-    case Act::relu: map1<V>(x, y, n, [&](R v) { return V::max(zero, v); }); break;
+    case Act::relu: map1<V, kStream>(x, y, n, [&](R v) { return V::max(zero, v); }); break;
     case Act::leaky_relu:
-      map1<V>(x, y, n, [&](R v) { return V::select(V::gt(v, zero), v, V::mul(v, p)); });
+      map1<V, kStream>(x, y, n, [&](R v) { return V::select(V::gt(v, zero), v, V::mul(v, p)); });
       break;
-    case Act::sigmoid: map1<V>(x, y, n, [](R v) { return sigmoid<V>(v); }); break;
-    case Act::tanh: map1<V>(x, y, n, [](R v) { return V::tanh(v); }); break;
+    case Act::sigmoid: map1<V, kStream>(x, y, n, [](R v) { return sigmoid<V>(v); }); break;
+    case Act::tanh: map1<V, kStream>(x, y, n, [](R v) { return V::tanh(v); }); break;
     case Act::elu:
-      map1<V>(x, y, n, [&](R v) {
+      map1<V, kStream>(x, y, n, [&](R v) {
         return V::select(V::gt(v, zero), v, V::mul(p, V::expm1_nonpos(V::min(zero, v))));
       });
       break;
   }
 }
 
-template <class V>
-void backward(Act fn, const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t n,
-              typename V::T param) {
+template <class V, bool kStream>
+void backward_stores(Act fn, const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t n,
+                     typename V::T param) {
   using R = typename V::R;
   const R zero = V::zero(), one = V::set1(1), p = V::set1(param);
   switch (fn) {
     case Act::none: std::memmove(dx, dy, sizeof(typename V::T) * n); break;
     case Act::relu:
-      map2<V>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, zero); });
+      map2<V, kStream>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, zero); });
       break;
     case Act::leaky_relu:
-      map2<V>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, V::mul(g, p)); });
+      map2<V, kStream>(dy, x, dx, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, V::mul(g, p)); });
       break;
     // s (1 - s) and 1 - tanh^2 cancel where the curves flatten; e / (1 + e)^2 with e = exp(-|x|)
     // (sigmoid) and 4 e / (1 + e)^2 with e = exp(-2|x|) (tanh, = 1 / cosh^2) are exact rewrites that don't.
     case Act::sigmoid:
-      map2<V>(dy, x, dx, n, [&](R g, R v) {
+      map2<V, kStream>(dy, x, dx, n, [&](R g, R v) {
         R e = V::exp(V::sub(zero, V::abs(v)));
         R d = V::add(one, e);
         return V::div(V::mul(g, e), V::mul(d, d));
       });
       break;
     case Act::tanh:
-      map2<V>(dy, x, dx, n, [&](R g, R v) {
+      map2<V, kStream>(dy, x, dx, n, [&](R g, R v) {
         R e = V::exp(V::mul(V::set1(-2), V::abs(v)));
         R d = V::add(one, e);
         return V::div(V::mul(V::mul(g, V::set1(4)), e), V::mul(d, d));
       });
       break;
     case Act::elu:
-      map2<V>(dy, x, dx, n, [&](R g, R v) {
+      map2<V, kStream>(dy, x, dx, n, [&](R g, R v) {
         return V::select(V::gt(v, zero), g, V::mul(g, V::mul(p, V::exp(V::min(zero, v)))));
       });
       break;
   }
 }
 
-template <class V>
-void backward_from_output(Act act, const typename V::T* dy, const typename V::T* y, typename V::T* dz,
-                          int64_t n, typename V::T slope) {
+template <class V, bool kStream>
+void backward_from_output_stores(Act act, const typename V::T* dy, const typename V::T* y, typename V::T* dz,
+                                 int64_t n, typename V::T slope) {
   using R = typename V::R;
   const R zero = V::zero(), one = V::set1(1), p = V::set1(slope);
   switch (act) {
     case Act::none: std::memmove(dz, dy, sizeof(typename V::T) * n); break;
     case Act::relu:
-      map2<V>(dy, y, dz, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, zero); });
+      map2<V, kStream>(dy, y, dz, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, zero); });
       break;
     case Act::leaky_relu:
-      map2<V>(dy, y, dz, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, V::mul(g, p)); });
+      map2<V, kStream>(dy, y, dz, n, [&](R g, R v) { return V::select(V::gt(v, zero), g, V::mul(g, p)); });
       break;
     case Act::sigmoid:
-      map2<V>(dy, y, dz, n, [&](R g, R v) { return V::mul(V::mul(g, v), V::sub(one, v)); });
+      map2<V, kStream>(dy, y, dz, n, [&](R g, R v) { return V::mul(V::mul(g, v), V::sub(one, v)); });
       break;
     case Act::tanh:
-      map2<V>(dy, y, dz, n, [&](R g, R v) { return V::mul(g, V::sub(one, V::mul(v, v))); });
+      map2<V, kStream>(dy, y, dz, n, [&](R g, R v) { return V::mul(g, V::sub(one, V::mul(v, v))); });
       break;
     case Act::elu:  // not fusable (act_fusable); the bindings never pass it: the scalar definition, for completeness
       for (int64_t i = 0; i < n; ++i) dz[i] = dy[i] * act_grad_from_output(act, y[i], slope);
       break;
   }
+}
+
+// Runs body(std::false_type) (stores through the caches) or body(std::true_type) (streaming stores, then the
+// one fence) as past_caches says: the table's entries pick their stores with it (the driver's stores_past_caches).
+template <class V, class Body>
+inline void with_stores(bool past_caches, Body body) {
+  if (!past_caches) return body(std::false_type{});
+  body(std::true_type{});
+  V::stream_fence();
+}
+
+template <class V>
+void forward(Act fn, const typename V::T* x, typename V::T* y, int64_t n, typename V::T param, bool past_caches) {
+  with_stores<V>(past_caches, [&](auto s) { forward_stores<V, decltype(s)::value>(fn, x, y, n, param); });
+}
+
+template <class V>
+void backward(Act fn, const typename V::T* dy, const typename V::T* x, typename V::T* dx, int64_t n,
+              typename V::T param, bool past_caches) {
+  with_stores<V>(past_caches, [&](auto s) { backward_stores<V, decltype(s)::value>(fn, dy, x, dx, n, param); });
+}
+
+template <class V>
+void backward_from_output(Act act, const typename V::T* dy, const typename V::T* y, typename V::T* dz, int64_t n,
+                          typename V::T slope, bool past_caches) {
+  with_stores<V>(past_caches,
+                 [&](auto s) { backward_from_output_stores<V, decltype(s)::value>(act, dy, y, dz, n, slope); });
 }
 
 // ---- reductions over one contiguous row (two accumulators, fixed order) ----
@@ -235,22 +313,34 @@ typename V::T log_sum_exp_shifted(const typename V::T* x, int64_t n, typename V:
   return std::log(Red::template exp_shift_sum<false>(x, m, nullptr, n));
 }
 
+// Rows up to this many bytes stream their softmax (past_caches) from a buffer on the stack; longer ones (their
+// buffer would push x's row out of L1) go through the caches.
+constexpr int64_t kSoftmaxStreamRowBytes = 8192;
+
 template <class V, class Red = TwoAccumulators<V>>
-void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_t n, bool log) {
+void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_t n, bool log, bool past_caches) {
   using T = typename V::T;
   using R = typename V::R;
+  constexpr int64_t kStreamRow = kSoftmaxStreamRowBytes / sizeof(T);
+  alignas(64) T buf[kStreamRow];
   for (int64_t r = 0; r < rows; ++r, x += n, y += n) {
     T m = Red::max(x, n);
-    if (!log) {
+    if (!log && past_caches && n <= kStreamRow) {
+      // The exponentials into an L1 buffer, then scaled and streamed: y's lines are never read.
+      const R inv = V::set1(T(1) / Red::template exp_shift_sum<true>(x, m, buf, n));
+      stream_map1<V>(buf, y, n, [&](R e) { return V::mul(e, inv); });
+    } else if (!log) {
       T s = Red::template exp_shift_sum<true>(x, m, y, n);
       const R inv = V::set1(T(1) / s);
       map1<V>(y, y, n, [&](R e) { return V::mul(e, inv); });
     } else {
       // (x - max) - log(sum exp(x - max)), the reference's order of operations.
       const R mv = V::set1(m), ls = V::set1(std::log(Red::template exp_shift_sum<false>(x, m, nullptr, n)));
-      map1<V>(x, y, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });
+      if (past_caches) stream_map1<V>(x, y, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });
+      else map1<V>(x, y, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });
     }
   }
+  if (past_caches) V::stream_fence();
 }
 
 template <class V, class Red = TwoAccumulators<V>>
@@ -412,19 +502,27 @@ inline int64_t wide_col_tile(int64_t n) {
 // From the forward OUTPUT y (softmax: y = s; log_softmax: y = log s), nothing recomputed: softmax dx =
 // y (dy - sum(dy y)); log_softmax dx = dy - exp(y) sum(dy). Two passes over dy and y, no max and, for
 // softmax, no exponential (what training runs: nnx.functional keeps y).
-template <class V, class Red = TwoAccumulators<V>>
-void softmax_rows_backward_from_output(const typename V::T* dy, const typename V::T* y, typename V::T* dx,
-                                       int64_t rows, int64_t n, bool log) {
+template <class V, class Red, bool kStream>
+void softmax_rows_backward_from_output_stores(const typename V::T* dy, const typename V::T* y, typename V::T* dx,
+                                              int64_t rows, int64_t n, bool log) {
   using R = typename V::R;
   for (int64_t r = 0; r < rows; ++r, y += n, dy += n, dx += n) {
     if (!log) {
       const R dot = V::set1(Red::dot(dy, y, n));
-      map2<V>(y, dy, dx, n, [&](R s, R g) { return V::mul(s, V::sub(g, dot)); });
+      map2<V, kStream>(y, dy, dx, n, [&](R s, R g) { return V::mul(s, V::sub(g, dot)); });
     } else {
       const R sdy = V::set1(Red::sum(dy, n));
-      map2<V>(y, dy, dx, n, [&](R l, R g) { return V::sub(g, V::mul(V::exp(l), sdy)); });
+      map2<V, kStream>(y, dy, dx, n, [&](R l, R g) { return V::sub(g, V::mul(V::exp(l), sdy)); });
     }
   }
+}
+
+template <class V, class Red = TwoAccumulators<V>>
+void softmax_rows_backward_from_output(const typename V::T* dy, const typename V::T* y, typename V::T* dx,
+                                       int64_t rows, int64_t n, bool log, bool past_caches) {
+  with_stores<V>(past_caches, [&](auto s) {
+    softmax_rows_backward_from_output_stores<V, Red, decltype(s)::value>(dy, y, dx, rows, n, log);
+  });
 }
 
 template <class V>

@@ -18,11 +18,12 @@ constexpr int64_t kSoftmaxColTile = 256;
 template <class T>
 struct ActivationUkernels {
   const char* name;
-  void (*forward)(Act fn, const T* x, T* y, int64_t n, T param);
-  void (*backward)(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param);
-  void (*backward_from_output)(Act act, const T* dy, const T* y, T* dz, int64_t n, T slope);
+  // past_caches: the result is written with streaming stores (common/stream_store.h; the same values).
+  void (*forward)(Act fn, const T* x, T* y, int64_t n, T param, bool past_caches);
+  void (*backward)(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, bool past_caches);
+  void (*backward_from_output)(Act act, const T* dy, const T* y, T* dz, int64_t n, T slope, bool past_caches);
   // `rows` contiguous rows of length n.
-  void (*softmax_rows)(const T* x, T* y, int64_t rows, int64_t n, bool log);
+  void (*softmax_rows)(const T* x, T* y, int64_t rows, int64_t n, bool log, bool past_caches);
   void (*softmax_rows_backward)(const T* dy, const T* x, T* dx, int64_t rows, int64_t n, bool log);
   // `width` adjacent columns, each of n elements `stride` apart (softmax along a non-last axis), in tiles of
   // kSoftmaxColTile columns (the last one narrower): the fewer calls a range of columns takes, the more of
@@ -31,7 +32,8 @@ struct ActivationUkernels {
   void (*softmax_cols_backward)(const T* dy, const T* x, T* dx, int64_t n, int64_t stride, int64_t width,
                                 bool log);
   // The two backwards from the forward output y instead of x (activation.h's softmax_backward_from_output).
-  void (*softmax_rows_backward_from_output)(const T* dy, const T* y, T* dx, int64_t rows, int64_t n, bool log);
+  void (*softmax_rows_backward_from_output)(const T* dy, const T* y, T* dx, int64_t rows, int64_t n, bool log,
+                                            bool past_caches);
   void (*softmax_cols_backward_from_output)(const T* dy, const T* y, T* dx, int64_t n, int64_t stride,
                                             int64_t width, bool log);
   // log(sum_j exp(x_j - m)) with m = max_j x_j stored in *max_out.

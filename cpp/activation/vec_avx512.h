@@ -108,6 +108,9 @@ struct VecF32Avx512 {
   static __mmask16 lanes_below(int64_t cnt) { return static_cast<__mmask16>((1u << cnt) - 1u); }  // cnt < 16
   static R load(const T* p) { return _mm512_loadu_ps(p); }
   static void store(T* p, R v) { _mm512_storeu_ps(p, v); }
+  // Past the caches (non-temporal), p aligned to a whole vector; stream_fence() orders such stores before later ones.
+  static void stream(T* p, R v) { _mm512_stream_ps(p, v); }
+  static void stream_fence() { _mm_sfence(); }
   static R load_partial(const T* p, int64_t cnt, T pad) {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(pad), lanes_below(cnt), p);
   }
@@ -146,6 +149,8 @@ struct VecF64Avx512 {
   static __mmask8 lanes_below(int64_t cnt) { return static_cast<__mmask8>((1u << cnt) - 1u); }  // cnt < 8
   static R load(const T* p) { return _mm512_loadu_pd(p); }
   static void store(T* p, R v) { _mm512_storeu_pd(p, v); }
+  static void stream(T* p, R v) { _mm512_stream_pd(p, v); }
+  static void stream_fence() { _mm_sfence(); }
   static R load_partial(const T* p, int64_t cnt, T pad) {
     return _mm512_mask_loadu_pd(_mm512_set1_pd(pad), lanes_below(cnt), p);
   }

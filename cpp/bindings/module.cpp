@@ -12,6 +12,7 @@
 #include "common/block_cache.h"
 #include "common/cpu.h"
 #include "common/malloc_tuning.h"
+#include "common/stream_store.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "gemm/gemm.h"
@@ -70,6 +71,8 @@ PYBIND11_MODULE(_C, m) {
                           "The base of a large result (nnx._args.empty): its memory, given back to the block cache "
                           "when the result and its views are gone.");
   m.attr("BLOCK_CACHE_MIN_BYTES") = py::int_(nnx::kBlockCacheMinBytes);
+  // Results from this size up are written past the caches (common/stream_store.h); the tests read it.
+  m.attr("STREAM_STORE_MIN_BYTES") = py::int_(nnx::kStreamStoreMinBytes);
   m.def("empty_cached", [](const std::vector<py::ssize_t>& shape, const py::dtype& dt) {
           size_t bytes = static_cast<size_t>(dt.itemsize());
           for (py::ssize_t d : shape) {

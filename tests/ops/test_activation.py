@@ -313,3 +313,81 @@ def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
             out += (activation_backward_from_output(dy, y, name, kw.get("negative_slope", 0.01)),)
         return out
     _assert_avx512_gives_the_avx2_bits(run)
+
+
+# Results of at least STREAM_STORE_MIN_BYTES (cpp/common/stream_store.h) are written with streaming stores, from
+# an L1 buffer or straight from the arithmetic, after a head that brings them to a vector boundary: the same
+# values as through the caches. Each big result is checked against the reference; written by the raw kernels
+# into outputs that start 0 to 15 elements past a 64-byte boundary (every head length), it must keep the same
+# bits, and so must the same op on slices too small to stream (the first, one across the threads' split, the
+# last with its tail).
+STREAM_MIN = nnx._backend._C.STREAM_STORE_MIN_BYTES
+
+
+def _past_boundary(shape, dtype, k):
+    """An empty C-contiguous array whose data starts k elements past a 64-byte boundary."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + 64 + k * np.dtype(dtype).itemsize, np.uint8)
+    start = (-raw.ctypes.data) % 64 + k * np.dtype(dtype).itemsize
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
+def _same_bits_at_every_head(want, run, dtype):
+    for k in ((0, 1, 6, 15) if dtype == np.float32 else (0, 1, 3, 7)):
+        out = _past_boundary(want.shape, dtype, k)
+        run(out)
+        assert np.array_equal(out, want, equal_nan=True), f"output {k} elements past a 64-byte boundary"
+
+
+def _slices_agree(big, small_op, n):
+    for lo, hi in ((0, 1000), (n // 2 - 777, n // 2 + 555), (n - 1234, n)):
+        assert np.array_equal(big[lo:hi], small_op(slice(lo, hi)), equal_nan=True), (lo, hi)
+
+
+@pytest.mark.parametrize("name,kw", [("relu", {}), ("sigmoid", {}), ("elu", dict(alpha=0.5))], ids=str)
+def test_elementwise_results_past_the_caches(isa, dtype, name, kw):
+    # A light map and a heavy one (both through the L1 buffer), and one with a parameter.
+    n = STREAM_MIN // np.dtype(dtype).itemsize + 37
+    rng = np.random.default_rng(7)
+    x = random(rng, (n,), dtype, -6, 6)
+    x[:5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+    dy = random(rng, (n,), dtype)
+    f, rf, b, rb = _fn(name)
+    C = nnx._backend._C
+    code = C.ACTIVATION_CODES[name]
+    param = float(next(iter(kw.values()), {"leaky_relu": 0.01, "elu": 1.0}.get(name, 0.0)))  # the ops' default
+    with np.errstate(all="ignore"):
+        y = check_op(f, rf, (x,), kw, dtype, name=name)
+        dx = check_op(b, rb, (dy, x), kw, dtype, name=name + "_backward")
+    _same_bits_at_every_head(y, lambda out: C.act_forward(x, out, code, param), dtype)
+    _same_bits_at_every_head(dx, lambda out: C.act_backward(dy, x, out, code, param), dtype)
+    _slices_agree(y, lambda s: f(x[s], **kw), n)
+    _slices_agree(dx, lambda s: b(dy[s], x[s], **kw), n)
+    if name != "elu":  # the fused epilogues' backward from the output
+        dz = activation_backward_from_output(dy, y, name, param)
+        assert_close(dz, dy * act_grad_from_output(y, name, param), dtype)
+        _same_bits_at_every_head(dz, lambda out: C.act_backward_from_output(dy, y, out, code, param), dtype)
+        _slices_agree(dz, lambda s: activation_backward_from_output(dy[s], y[s], name, param), n)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("cols", [1000, 3001])  # softmax streams rows of up to 8 KiB from a buffer, longer ones not
+def test_softmax_rows_past_the_caches(isa, dtype, name, cols):
+    rows = STREAM_MIN // (np.dtype(dtype).itemsize * cols) + 3
+    rng = np.random.default_rng(8)
+    x = random(rng, (rows, cols), dtype, -8, 8)
+    dy = random(rng, x.shape, dtype)
+    f, rf, b, rb = _fn(name)
+    log, C = name == "log_softmax", nnx._backend._C
+    y = check_op(f, rf, (x,), dict(axis=1), dtype, k=cols, name=name)
+    dx = b(dy, None, axis=1, y=y)
+    _check_softmax_gradient(name, dx, dy, x, 1, dtype, cols)
+    v = (rows, cols, 1)
+    _same_bits_at_every_head(y, lambda out: C.softmax(x.reshape(v), out.reshape(v), 1, log), dtype)
+    _same_bits_at_every_head(
+        dx, lambda out: C.softmax_backward_from_output(dy.reshape(v), y.reshape(v), out.reshape(v), 1, log), dtype)
+    small = max(1, 4000 // cols)
+    for lo in (0, rows // 2, rows - small):
+        s = slice(lo, lo + small)
+        assert np.array_equal(y[s], f(x[s], axis=1))
+        assert np.array_equal(dx[s], b(dy[s], None, axis=1, y=y[s]))
