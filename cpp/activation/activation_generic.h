@@ -393,6 +393,9 @@ inline void with_prefetch(bool on, F f) {
   else f(std::false_type{});
 }
 
+// Its results go through the caches however large: the exponentials of a tile kept in a buffer and y's rows
+// streamed from it (common/stream_store.h) measured 0.84-0.94x, forward and backward from the output alike
+// (64x32x56x56 over the channels, 1 and 2 threads).
 template <class V>
 void softmax_cols(const typename V::T* x, typename V::T* y, int64_t n, int64_t stride, int64_t width, bool log) {
   using T = typename V::T;
