@@ -61,23 +61,32 @@ inline void stream_map1(const typename V::T* x, typename V::T* y, int64_t n, F f
   if (i < n) V::store_partial(y + i, f(V::load_partial(x + i, n - i, 0)), n - i);
 }
 
-// y[i] = f(x[i]); with kStream, y is written past the caches (common/stream_store.h) after a head that aligns it,
-// and the caller ends its streaming with V::stream_fence() (once: the fence waits for the stores to drain).
+// A map's n results written past the caches: compute(i, len, dst) writes those of elements [i, i + len) to dst.
+// The head up to y's first vector boundary and the tail go straight to y, the pieces between into an L1 buffer
+// and out with streaming stores; the caller ends its streaming with V::stream_fence() (once: the fence waits
+// for the stores to drain).
+template <class V, class Compute>
+inline void stream_pieces(typename V::T* y, int64_t n, Compute compute) {
+  constexpr int64_t kChunk = kStreamChunkBytes / sizeof(typename V::T);
+  alignas(64) typename V::T buf[kChunk];
+  int64_t i = stream_head<V>(y, n);
+  compute(int64_t{0}, i, y);
+  for (; i + kChunk <= n; i += kChunk) {
+    compute(i, kChunk, +buf);
+    stream_map1<V>(buf, y + i, kChunk, [](typename V::R v) { return v; });
+  }
+  compute(i, n - i, y + i);
+}
+
+// y[i] = f(x[i]); with kStream, y is written past the caches (common/stream_store.h) by stream_pieces.
 template <class V, bool kStream = false, class F>
 inline void map1(const typename V::T* x, typename V::T* y, int64_t n, F f) {
-  int64_t i = 0;
+  using T = typename V::T;
   if constexpr (kStream) {
-    constexpr int64_t kChunk = kStreamChunkBytes / sizeof(typename V::T);
-    alignas(64) typename V::T buf[kChunk];
-    i = stream_head<V>(y, n);
-    map1<V>(x, y, i, f);
-    for (; i + kChunk <= n; i += kChunk) {
-      map1<V>(x + i, buf, kChunk, f);
-      stream_map1<V>(buf, y + i, kChunk, [](typename V::R v) { return v; });
-    }
-    map1<V>(x + i, y + i, n - i, f);
+    stream_pieces<V>(y, n, [&](int64_t i, int64_t len, T* dst) { map1<V>(x + i, dst, len, f); });
     return;
   }
+  int64_t i = 0;
   for (; i + 2 * V::W <= n; i += 2 * V::W) {
     auto a = f(V::load(x + i));
     auto b = f(V::load(x + i + V::W));
@@ -90,19 +99,12 @@ inline void map1(const typename V::T* x, typename V::T* y, int64_t n, F f) {
 // y[i] = f(a[i], b[i]); kStream as map1's.
 template <class V, bool kStream = false, class F>
 inline void map2(const typename V::T* a, const typename V::T* b, typename V::T* y, int64_t n, F f) {
-  int64_t i = 0;
+  using T = typename V::T;
   if constexpr (kStream) {
-    constexpr int64_t kChunk = kStreamChunkBytes / sizeof(typename V::T);
-    alignas(64) typename V::T buf[kChunk];
-    i = stream_head<V>(y, n);
-    map2<V>(a, b, y, i, f);
-    for (; i + kChunk <= n; i += kChunk) {
-      map2<V>(a + i, b + i, buf, kChunk, f);
-      stream_map1<V>(buf, y + i, kChunk, [](typename V::R v) { return v; });
-    }
-    map2<V>(a + i, b + i, y + i, n - i, f);
+    stream_pieces<V>(y, n, [&](int64_t i, int64_t len, T* dst) { map2<V>(a + i, b + i, dst, len, f); });
     return;
   }
+  int64_t i = 0;
   for (; i + V::W <= n; i += V::W) V::store(y + i, f(V::load(a + i), V::load(b + i)));
   if (i < n) store_part<V>(y + i, f(load_part<V>(a + i, n - i, 0), load_part<V>(b + i, n - i, 0)), n - i);
 }
@@ -200,9 +202,10 @@ void backward_from_output_stores(Act act, const typename V::T* dy, const typenam
 
 // Runs body(std::false_type) (stores through the caches) or body(std::true_type) (streaming stores, then the
 // one fence) as past_caches says: the table's entries pick their stores with it (the driver's stores_past_caches).
+// A vector type whose stream() is an ordinary store (V::kStreams false: the portable one) always takes the first.
 template <class V, class Body>
 inline void with_stores(bool past_caches, Body body) {
-  if (!past_caches) return body(std::false_type{});
+  if (!(past_caches && V::kStreams)) return body(std::false_type{});
   body(std::true_type{});
   V::stream_fence();
 }
@@ -323,6 +326,7 @@ void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_
   using R = typename V::R;
   constexpr int64_t kStreamRow = kSoftmaxStreamRowBytes / sizeof(T);
   alignas(64) T buf[kStreamRow];
+  past_caches = past_caches && V::kStreams;
   for (int64_t r = 0; r < rows; ++r, x += n, y += n) {
     T m = Red::max(x, n);
     if (!log && past_caches && n <= kStreamRow) {

@@ -25,6 +25,7 @@ struct VecF32Avx2 {
   // Past the caches (non-temporal), p aligned to a whole vector; stream_fence() orders such stores before later ones.
   static void stream(T* p, R v) { _mm256_stream_ps(p, v); }
   static void stream_fence() { _mm_sfence(); }
+  static constexpr bool kStreams = true;
   static __m256i lanes_below(int64_t cnt) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cnt)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
@@ -72,6 +73,7 @@ struct VecF64Avx2 {
   static void store(T* p, R v) { _mm256_storeu_pd(p, v); }
   static void stream(T* p, R v) { _mm256_stream_pd(p, v); }
   static void stream_fence() { _mm_sfence(); }
+  static constexpr bool kStreams = true;
   static __m256i lanes_below(int64_t cnt) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(cnt), _mm256_setr_epi64x(0, 1, 2, 3));
   }

@@ -111,6 +111,7 @@ struct VecF32Avx512 {
   // Past the caches (non-temporal), p aligned to a whole vector; stream_fence() orders such stores before later ones.
   static void stream(T* p, R v) { _mm512_stream_ps(p, v); }
   static void stream_fence() { _mm_sfence(); }
+  static constexpr bool kStreams = true;
   static R load_partial(const T* p, int64_t cnt, T pad) {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(pad), lanes_below(cnt), p);
   }
@@ -151,6 +152,7 @@ struct VecF64Avx512 {
   static void store(T* p, R v) { _mm512_storeu_pd(p, v); }
   static void stream(T* p, R v) { _mm512_stream_pd(p, v); }
   static void stream_fence() { _mm_sfence(); }
+  static constexpr bool kStreams = true;
   static R load_partial(const T* p, int64_t cnt, T pad) {
     return _mm512_mask_loadu_pd(_mm512_set1_pd(pad), lanes_below(cnt), p);
   }

@@ -16,9 +16,11 @@ struct ScalarVec {
   static constexpr int W = 1;
   static R load(const T* p) { return *p; }
   static void store(T* p, R v) { *p = v; }
-  // No non-temporal store in portable C++: an ordinary one (the same values, through the caches).
+  // No non-temporal store in portable C++: an ordinary one, and kStreams false, so the kernels keep their cached
+  // path rather than buffer for nothing.
   static void stream(T* p, R v) { *p = v; }
   static void stream_fence() {}
+  static constexpr bool kStreams = false;
   // With one lane a partial vector is never needed (cnt >= 1 = W); defined for the interface.
   static R load_partial(const T* p, int64_t cnt, T pad) { return cnt > 0 ? *p : pad; }
   static void store_partial(T* p, R v, int64_t cnt) { if (cnt > 0) *p = v; }
