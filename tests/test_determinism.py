@@ -121,6 +121,8 @@ CONV_CASES = {
     "implicit_dx_small_maps": ((9, 32, 6, 6), (32, 32, 3, 3), dict(padding=1), "implicit"),
     "depthwise": ((20, 32, 16, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "depthwise"),
     "depthwise_mult2_s2": ((7, 8, 17, 15), (16, 1, 3, 3), dict(stride=2, padding=1, groups=8), "depthwise"),
+    # one filter per channel (channels in the lanes): 4 blocks of 8 floats and a partial one over the threads
+    "depthwise_lanes_s2": ((9, 35, 14, 13), (35, 1, 3, 3), dict(stride=2, padding=1, groups=35), "depthwise"),
     "gemm1x1": ((20, 64, 9, 9), (48, 64, 1, 1), {}, "gemm1x1"),
     # dw has 64*64*9 = 36864 elements: the sum over image chunks is split over threads as well.
     "im2col": ((18, 64, 10, 10), (64, 64, 3, 3), dict(padding=1), "im2col"),

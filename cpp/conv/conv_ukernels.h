@@ -62,6 +62,18 @@ struct ConvUkernels {
   // dw_k (R x S) += correlation of one image's dz plane k with its input plane k / m.
   void (*dwise_dw)(const ConvGeom& g, const T* x_plane, const T* dz_plane, T* dw_k, T* scratch);
   int64_t (*dwise_scratch)(const ConvGeom& g);  // dwise_fwd, dwise_dx and dwise_dw
+  // The same with the channels in the lanes, for one filter per channel (K == C): a block of nc <= lanes
+  // consecutive channels of one image (each pointer at the block's first plane), its filters (and bias) from
+  // dwise_lanes_pack's pack (once per call: ceil(C / lanes) blocks of (R*S + 1) * lanes elements; flipped for
+  // dx), pack_block the block's part of it.
+  void (*dwise_lanes_pack)(const ConvGeom& g, const T* w, const T* b, bool flipped, T* pack);
+  void (*dwise_lanes_fwd)(const ConvGeom& g, const T* x_block, const T* pack_block, int nc, T* y_block, Act act,
+                          T slope, T* scratch);
+  void (*dwise_lanes_dx)(const ConvGeom& g, const T* dz_block, const T* pack_block, int nc, T* dx_block, T* scratch);
+  // acc (R*S vectors of `lanes` values, tap t of channel c at acc[t * lanes + c]) += the block's weight gradient
+  // over one image.
+  void (*dwise_lanes_dw)(const ConvGeom& g, const T* x_block, const T* dz_block, int nc, T* acc, T* scratch);
+  int64_t (*dwise_lanes_scratch)(const ConvGeom& g);  // the three above
 
   // --- im2col (simd/im2col.inc): the copies around the GEMM of gemm.h.
   // col(row, j) for rows (c, r, s) of the group's Cg channels of one image (x points at its first channel)

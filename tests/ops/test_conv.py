@@ -27,6 +27,17 @@ CASES = {
     "one_pixel": ((1, 1, 1, 1), (1, 1, 1, 1), {}),
     "pad_beyond_kernel": ((2, 3, 6, 5), (4, 3, 2, 2), dict(padding=(3, 2))),
     "depthwise_pad_beyond": ((1, 2, 5, 4), (2, 1, 1, 2), dict(padding=2, groups=2)),
+    # One filter per channel runs with the channels in the lanes (simd/depthwise.inc): 11 channels = a whole
+    # block of 8 floats and a partial one (4 doubles: two and a partial); stride 2 (dx by pixel classes, some
+    # with no tap), stride 3 and a 7x7 filter (49 taps: weight-gradient groups of 9 and a short one),
+    # dilation, unequal strides and paddings, planes narrower than a vector.
+    "depthwise_s2": ((3, 11, 9, 10), (11, 1, 3, 3), dict(stride=2, padding=1, groups=11)),
+    "depthwise_7x7_s3": ((2, 13, 15, 16), (13, 1, 7, 7), dict(stride=3, padding=3, groups=13)),
+    "depthwise_dilated": ((2, 9, 12, 11), (9, 1, 3, 5), dict(stride=(1, 2), padding=(2, 3), dilation=(2, 1),
+                                                             groups=9)),
+    "depthwise_narrow": ((5, 17, 3, 2), (17, 1, 3, 3), dict(stride=2, padding=(1, 2), groups=17)),
+    # rows of 32 at stride 1: the per-plane forward and dx with the lanes' weight gradient
+    "depthwise_wide_rows": ((2, 3, 5, 32), (3, 1, 3, 3), dict(padding=1, groups=3)),
     "big_image": ((1, 4, 41, 43), (5, 4, 3, 3), dict(padding=1)),  # several column tiles per image
     # Wide register blocks of the AVX-512 kernels: 20 filters = a 12-filter block and a partial one
     # (direct), 4-filter weight-gradient blocks; 36 channels = 3 channel blocks, the last partial, and 63
