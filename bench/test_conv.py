@@ -32,6 +32,7 @@ SHAPES = {
     "pointwise-1x1": ((16, 256, 16, 16), 64, 1, 1, 0, 1, True),
     "stem-7x7-s2": ((8, 3, 64, 64), 32, 7, 2, 3, 1, True),
     "depthwise-3x3": ((16, 64, 32, 32), 64, 3, 1, 1, 64, True),
+    "depthwise-3x3-s2": ((16, 128, 16, 16), 128, 3, 2, 1, 128, True),  # a MobileNet downsampling layer
 }
 
 
