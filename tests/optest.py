@@ -56,6 +56,15 @@ def random(rng, shape, dtype, low=-1.0, high=1.0):
     return rng.uniform(low, high, size=shape).astype(dtype)
 
 
+def past_boundary(shape, dtype, k):
+    """An empty C-contiguous array whose data starts k elements past a 64-byte boundary (the kernels that write
+    large results past the caches align their streaming stores: every head length is a case)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + 64 + k * np.dtype(dtype).itemsize, np.uint8)
+    start = (-raw.ctypes.data) % 64 + k * np.dtype(dtype).itemsize
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
 def check_op(op, ref, args, kwargs=None, dtype=None, k: int = 1, name: str | None = None):
     """Runs nnx.ops.<op> and nnx.reference.<op> on the same arguments and compares every output."""
     kwargs = kwargs or {}

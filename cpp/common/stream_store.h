@@ -8,13 +8,17 @@
 // 0.5-0.6x at 2 MiB, 0.6-1.0x at 4 MiB, 1.0-1.3x from 8 MiB with one 0.82x at 24 MiB. So from this many bytes
 // of one call's result, the result of a call that does not write over its input (an in-place result's lines
 // are already cached: it read them).
-// The activation family streams this way (activation_generic.h's map1 / map2 and softmax rows); A/B in one process,
+// The activation family streams this way (activation_generic.h's map1 / map2 and softmax rows), and layer norm's
+// forward (norm_generic.h's ln_apply); A/B in one process,
 // 16 M floats, 1 thread: ReLU 1.42-1.48x, the ReLU and sigmoid backwards 1.40-1.46x, the softmax backward from
 // its output 1.23-1.25x, sigmoid and tanh (bound by their arithmetic) 0.98-1.04x; softmax rows of 1000 and 1024
 // 0.84-1.47x (ahead in 5 runs of 7), of 256 and 2000 0.91-0.97x, and 1.03-1.38x at 2 threads.
 // Where an element lands in memory never changes its value: the bits are those of ordinary stores.
 #pragma once
 #include <cstdint>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 namespace nnx {
 
@@ -22,6 +26,15 @@ constexpr int64_t kStreamStoreMinBytes = int64_t{16} << 20;
 
 inline bool stores_past_caches(int64_t result_bytes, bool in_place) {
   return !in_place && result_bytes >= kStreamStoreMinBytes;
+}
+
+// Orders a thread's streaming stores before its later stores, for a driver whose kernel entries stream piece by
+// piece (one call per row) and fence once per range of them. SSE's sfence is in every x86-64 CPU; elsewhere no
+// kernel streams.
+inline void stream_fence() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_sfence();
+#endif
 }
 
 }  // namespace nnx

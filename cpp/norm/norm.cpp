@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common/isa_table.h"
+#include "common/stream_store.h"
 #include "common/threads.h"
 #include "common/workspace.h"
 #include "norm/norm_ukernels.h"
@@ -304,14 +305,18 @@ void layer_norm_forward(const T* x, T* y, int64_t R, int64_t D, const T* weight,
   if (R <= 0) return;
   const auto& k = norm_ukernels<T>();
   const Grain rows{std::max<int64_t>(1, kElementwiseGrain.units / D)};
-  parallel_for_each(R, rows, nthreads, [&](int64_t r) {
-    double m, m2;
-    k.moments(x + r * D, 1, D, D, &m, &m2);
-    const T mt = static_cast<T>(m);
-    const T is = static_cast<T>(1.0 / std::sqrt(std::max(0.0, m2 / static_cast<double>(D)) + eps));
-    mean_out[r] = mt;
-    invstd_out[r] = is;
-    k.ln_apply(x + r * D, y + r * D, D, mt, is, weight, bias);
+  const bool past_caches = stores_past_caches(R * D * static_cast<int64_t>(sizeof(T)), x == y);
+  parallel_for(R, rows, nthreads, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      double m, m2;
+      k.moments(x + r * D, 1, D, D, &m, &m2);
+      const T mt = static_cast<T>(m);
+      const T is = static_cast<T>(1.0 / std::sqrt(std::max(0.0, m2 / static_cast<double>(D)) + eps));
+      mean_out[r] = mt;
+      invstd_out[r] = is;
+      k.ln_apply(x + r * D, y + r * D, D, mt, is, weight, bias, past_caches);
+    }
+    if (past_caches) stream_fence();
   });
 }
 

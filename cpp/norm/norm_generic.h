@@ -296,18 +296,28 @@ void grad_apply_rows(const typename V::T* dy, const typename V::T* x, const type
 }
 
 // ---------------------------------------------------------------- layer norm rows
+// The row is in L1 (moments just read it) and the arithmetic light, so past_caches streams straight from the
+// loop, from y's first vector boundary (act_generic::stream_head) on. A/B against cached stores, one process
+// (Zen 4): 8192 x 512 0.98x at 1 thread and 1.23x at 2, 16384 x 1024 1.15x and 1.10x.
 template <class V>
 void ln_apply(const typename V::T* x, typename V::T* y, int64_t n, typename V::T mean, typename V::T invstd,
-              const typename V::T* w, const typename V::T* b) {
+              const typename V::T* w, const typename V::T* b, bool past_caches) {
   using R = typename V::R;
   const R mv = V::set1(mean), iv = V::set1(invstd);
-  auto step = [&](int64_t i, int64_t cnt) {
+  auto value = [&](int64_t i, int64_t cnt) {
     R v = V::mul(V::sub(load_part<V>(x + i, cnt, 0), mv), iv);
     if (w) v = V::mul(v, load_part<V>(w + i, cnt, 0));
     if (b) v = V::add(v, load_part<V>(b + i, cnt, 0));
-    store_part<V>(y + i, v, cnt);
+    return v;
   };
-  for_vectors<V>(n, step);
+  if (past_caches && V::kStreams) {
+    int64_t i = act_generic::stream_head<V>(y, n);
+    if (i > 0) V::store_partial(y, value(0, i), i);
+    for (; i + V::W <= n; i += V::W) V::stream(y + i, value(i, V::W));
+    if (i < n) V::store_partial(y + i, value(i, n - i), n - i);
+    return;
+  }
+  for_vectors<V>(n, [&](int64_t i, int64_t cnt) { store_part<V>(y + i, value(i, cnt), cnt); });
 }
 
 template <class V>

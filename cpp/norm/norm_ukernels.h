@@ -38,8 +38,9 @@ struct NormUkernels {
                           const T* a, const T* b, const T* d);
 
   // ---- layer norm rows (weight/bias may be null)
-  // y = (x - mean) * invstd * w + b.
-  void (*ln_apply)(const T* x, T* y, int64_t n, T mean, T invstd, const T* w, const T* b);
+  // y = (x - mean) * invstd * w + b; past_caches: y written with streaming stores (common/stream_store.h; the
+  // caller fences), the same values.
+  void (*ln_apply)(const T* x, T* y, int64_t n, T mean, T invstd, const T* w, const T* b, bool past_caches);
   // *s1 = sum(dy * w), *s2 = sum(dy * w * xhat).
   void (*ln_grad_sums)(const T* dy, const T* x, const T* w, int64_t n, T mean, T invstd, double* s1, double* s2);
   // dx = invstd * (dy * w - c1 - xhat * c2) (dx may be null); dw_acc += dy * xhat, db_acc += dy (each may

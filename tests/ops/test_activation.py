@@ -6,7 +6,7 @@ import nnx
 from nnx import ops, reference as ref
 from nnx.ops._fused import activation_backward_from_output
 from nnx.reference._act import act_forward, act_grad_from_output
-from optest import assert_close, check_op, has_isa, random, rtol_for
+from optest import assert_close, check_op, has_isa, past_boundary, random, rtol_for
 
 # (name, kwargs) of every element-wise activation
 ELEMENTWISE = [("relu", {}), ("sigmoid", {}), ("tanh", {}), ("leaky_relu", {}), ("leaky_relu", dict(negative_slope=0.2)),
@@ -324,17 +324,9 @@ def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
 STREAM_MIN = nnx._backend._C.STREAM_STORE_MIN_BYTES
 
 
-def _past_boundary(shape, dtype, k):
-    """An empty C-contiguous array whose data starts k elements past a 64-byte boundary."""
-    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    raw = np.empty(size + 64 + k * np.dtype(dtype).itemsize, np.uint8)
-    start = (-raw.ctypes.data) % 64 + k * np.dtype(dtype).itemsize
-    return raw[start:start + size].view(dtype).reshape(shape)
-
-
 def _same_bits_at_every_head(want, run, dtype):
     for k in ((0, 1, 6, 15) if dtype == np.float32 else (0, 1, 3, 7)):
-        out = _past_boundary(want.shape, dtype, k)
+        out = past_boundary(want.shape, dtype, k)
         run(out)
         assert np.array_equal(out, want, equal_nan=True), f"output {k} elements past a 64-byte boundary"
 

@@ -5,7 +5,7 @@ import pytest
 
 import nnx
 from nnx import ops, reference as ref
-from optest import assert_close, random, rtol_for as optest_rtol
+from optest import assert_close, past_boundary, random, rtol_for as optest_rtol
 
 # (N, C, *spatial): (N, C) row blocks (several blocks, several column groups), planes smaller and larger
 # than one reduction chunk (4096), odd sizes that leave vector tails.
@@ -227,6 +227,26 @@ def test_layer_norm_matches_reference(isa, dtype, rng, shape, ns, affine):
         assert (g is None) == (a is None)
         if g is not None:
             np.testing.assert_array_equal(g, a)
+
+
+def test_layer_norm_results_past_the_caches(isa, dtype, rng):
+    # A result of STREAM_STORE_MIN_BYTES or more is written with streaming stores from each row's first vector
+    # boundary: rows of 517 start at every offset within a vector, and so does the output placed 0 .. 15
+    # elements past a 64-byte boundary. The same bits as smaller (cached) calls on slices of rows.
+    C = nnx._backend._C
+    d = 517
+    rows = C.STREAM_STORE_MIN_BYTES // (np.dtype(dtype).itemsize * d) + 3
+    x = random(rng, (rows, d), dtype, -2, 3)
+    w, b = random(rng, (d,), dtype, 0.5, 1.5), random(rng, (d,), dtype)
+    y, mean, invstd = ops.layer_norm(x, d, w, b, 1e-5, return_stats=True)
+    yr = ref.layer_norm(x[:2000], d, w, b, 1e-5)
+    assert_close(y[:2000], yr, dtype, d, "y")
+    for lo in (0, rows // 2 + 1, rows - 40):
+        assert np.array_equal(y[lo:lo + 40], ops.layer_norm(x[lo:lo + 40], d, w, b, 1e-5)), lo
+    for k in ((1, 6, 15) if dtype == np.float32 else (1, 3, 7)):
+        out = past_boundary(x.shape, dtype, k)
+        C.layer_norm(x, out, w, b, 1e-5, np.empty(rows, dtype), np.empty(rows, dtype))
+        assert np.array_equal(out, y), f"output {k} elements past a 64-byte boundary"
 
 
 def test_layer_norm_as_pytorch(rng):
