@@ -39,6 +39,27 @@ inline typename V::R reduce(int64_t n, F f) {
   return V::add(V::add(a0, a1), V::add(a2, a3));
 }
 
+// Sum over [0, n) of the squares of f(i, pad)'s vectors, with reduce's accumulators and order, each square fused
+// into its add (these kernels compile without contraction: CMakeLists.txt).
+template <class V, class F>
+inline typename V::R reduce_squares(int64_t n, F f) {
+  using R = typename V::R;
+  R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+  int64_t i = 0;
+  for (; i + 4 * V::W <= n; i += 4 * V::W) {
+    const R d0 = f(i, V::W), d1 = f(i + V::W, V::W), d2 = f(i + 2 * V::W, V::W), d3 = f(i + 3 * V::W, V::W);
+    a0 = V::fmadd(d0, d0, a0);
+    a1 = V::fmadd(d1, d1, a1);
+    a2 = V::fmadd(d2, d2, a2);
+    a3 = V::fmadd(d3, d3, a3);
+  }
+  for (; i < n; i += V::W) {
+    const R d = f(i, n - i);
+    a0 = V::fmadd(d, d, a0);
+  }
+  return V::add(V::add(a0, a1), V::add(a2, a3));
+}
+
 // f(i, cnt) over [0, n) a vector at a time: whole vectors with cnt the constant V::W (so load_part and
 // store_part inside f test no lane count), then the ragged tail.
 template <class V, class F>
@@ -66,10 +87,7 @@ void moments(const typename V::T* x, int64_t runs, int64_t n, int64_t stride, do
   R q = V::zero();
   for (int64_t r = 0; r < runs; ++r) {
     const T* p = x + r * stride;
-    q = V::add(q, reduce<V>(n, [&](int64_t i, int64_t c) {
-      const R d = V::sub(load_part<V>(p + i, c, mt), mv);
-      return V::mul(d, d);
-    }));
+    q = V::add(q, reduce_squares<V>(n, [&](int64_t i, int64_t c) { return V::sub(load_part<V>(p + i, c, mt), mv); }));
   }
   const double shift = m - static_cast<double>(mt);
   *mean = m;
@@ -306,6 +324,7 @@ void ln_apply(const typename V::T* x, typename V::T* y, int64_t n, typename V::T
   const R mv = V::set1(mean), iv = V::set1(invstd);
   auto value = [&](int64_t i, int64_t cnt) {
     R v = V::mul(V::sub(load_part<V>(x + i, cnt, 0), mv), iv);
+    if (w && b) return V::fmadd(v, load_part<V>(w + i, cnt, 0), load_part<V>(b + i, cnt, 0));
     if (w) v = V::mul(v, load_part<V>(w + i, cnt, 0));
     if (b) v = V::add(v, load_part<V>(b + i, cnt, 0));
     return v;
@@ -332,7 +351,7 @@ void ln_grad_sums(const typename V::T* dy, const typename V::T* x, const typenam
     R g = load_part<V>(dy + i, c, 0);
     if (w) g = V::mul(g, load_part<V>(w + i, c, 0));
     a[k] = V::add(a[k], g);
-    b[k] = V::add(b[k], V::mul(g, V::mul(V::sub(load_part<V>(x + i, c, mean), mv), iv)));
+    b[k] = V::fmadd(g, V::mul(V::sub(load_part<V>(x + i, c, mean), mv), iv), b[k]);
   };
   int64_t i = 0;
   for (; i + 4 * V::W <= n; i += 4 * V::W)
