@@ -23,41 +23,33 @@ namespace norm_generic {
 using act_generic::load_part;
 using act_generic::store_part;
 
-// Sum over [0, n) of f(i, pad) where f returns the vector of elements i .. i + W - 1 (`cnt` valid lanes).
-template <class V, class F>
-inline typename V::R reduce(int64_t n, F f) {
+// The sum over [0, n) of f(i, cnt), the vector of elements i .. i + W - 1 (`cnt` valid lanes), each added into
+// its accumulator by add(accumulator, vector).
+template <class V, class F, class Add>
+inline typename V::R reduce_by(int64_t n, F f, Add add) {
   using R = typename V::R;
   R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
   int64_t i = 0;
   for (; i + 4 * V::W <= n; i += 4 * V::W) {
-    a0 = V::add(a0, f(i, V::W));
-    a1 = V::add(a1, f(i + V::W, V::W));
-    a2 = V::add(a2, f(i + 2 * V::W, V::W));
-    a3 = V::add(a3, f(i + 3 * V::W, V::W));
+    a0 = add(a0, f(i, V::W));
+    a1 = add(a1, f(i + V::W, V::W));
+    a2 = add(a2, f(i + 2 * V::W, V::W));
+    a3 = add(a3, f(i + 3 * V::W, V::W));
   }
-  for (; i < n; i += V::W) a0 = V::add(a0, f(i, n - i));
+  for (; i < n; i += V::W) a0 = add(a0, f(i, n - i));
   return V::add(V::add(a0, a1), V::add(a2, a3));
 }
 
-// Sum over [0, n) of the squares of f(i, pad)'s vectors, with reduce's accumulators and order, each square fused
-// into its add (these kernels compile without contraction: CMakeLists.txt).
+template <class V, class F>
+inline typename V::R reduce(int64_t n, F f) {
+  return reduce_by<V>(n, f, [](typename V::R a, typename V::R v) { return V::add(a, v); });
+}
+
+// The sum of the squares, each square fused into its add (these kernels compile without contraction:
+// CMakeLists.txt).
 template <class V, class F>
 inline typename V::R reduce_squares(int64_t n, F f) {
-  using R = typename V::R;
-  R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
-  int64_t i = 0;
-  for (; i + 4 * V::W <= n; i += 4 * V::W) {
-    const R d0 = f(i, V::W), d1 = f(i + V::W, V::W), d2 = f(i + 2 * V::W, V::W), d3 = f(i + 3 * V::W, V::W);
-    a0 = V::fmadd(d0, d0, a0);
-    a1 = V::fmadd(d1, d1, a1);
-    a2 = V::fmadd(d2, d2, a2);
-    a3 = V::fmadd(d3, d3, a3);
-  }
-  for (; i < n; i += V::W) {
-    const R d = f(i, n - i);
-    a0 = V::fmadd(d, d, a0);
-  }
-  return V::add(V::add(a0, a1), V::add(a2, a3));
+  return reduce_by<V>(n, f, [](typename V::R a, typename V::R d) { return V::fmadd(d, d, a); });
 }
 
 // f(i, cnt) over [0, n) a vector at a time: whole vectors with cnt the constant V::W (so load_part and
