@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from network_ab import build  # noqa: E402
-from train_step_ab import training_step  # noqa: E402
+from train_step_ab import settle, training_step  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -216,6 +216,7 @@ def measure(a, b, blocks: int, steps: int) -> tuple:
     ta, tb = [], []
     for _ in range(blocks):
         for f, out in ((a, ta), (b, tb)):
+            settle(f)
             for _ in range(steps):
                 t = time.perf_counter()
                 f()

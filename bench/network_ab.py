@@ -13,7 +13,8 @@ batch 64, float32, the same architecture and thread count in both frameworks:
   lenet5    nnx.models.lenet5 (conv5x5-6 pad 2, pool, conv5x5-16, pool, fc 400-120-84-10); 28x28x1
   convnet   nnx.models.convnet (conv5x5-32, pool, conv5x5-64, pool, fc 3136-1024, dropout 0.4, fc 1024-10)
 
-Block i runs `steps` nnx steps, then `steps` PyTorch steps, so both see the same load on a shared machine;
+Block i runs `steps` nnx steps, then `steps` PyTorch steps, so both see the same load on a shared machine (each
+block after an untimed step: train_step_ab.SETTLE_CALLS);
 reported are the median step time of each, img/s, the ratio of the medians and the median (and IQR) of the
 per-block ratios. GFLOP/s counts the multiply-adds of the convolutions and linear layers only (2 flops
 each): forward, plus the weight gradient and the data gradient of every layer but the first (whose input
@@ -34,7 +35,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from train_step_ab import torch_lenet5, training_step  # noqa: E402
+from train_step_ab import settle, torch_lenet5, training_step  # noqa: E402
 
 BATCH = 64
 NETS = ("bn", "resnet20", "lenet5", "convnet")
@@ -171,6 +172,7 @@ def block_times(step, n: int) -> tuple:
     """Wall-clock and process CPU-time seconds of each of n steps. On a machine shared with other jobs the
     CPU time of a 1-thread run is the steadier figure (it leaves out the time the process waits for a
     core); with 2 threads it also counts the threads' spin-waiting, so there the wall clock is the figure."""
+    settle(step)
     wall, cpu = [], []
     for _ in range(n):
         t, c = time.perf_counter(), time.process_time()

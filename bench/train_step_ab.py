@@ -65,7 +65,21 @@ def torch_step(batch: int):
                          torch.nn.CrossEntropyLoss(), x, y)
 
 
+# Untimed calls at the start of each block, after the switch from the other framework. nnx and PyTorch each run
+# their own OpenMP runtime, and a runtime's threads spin-wait for a while after its last parallel region (libgomp's
+# default): on 2 cores the other framework's spinning threads take a core from the first timed step, which
+# then measures the two runtimes' contention, not a step. LeNet-5 at 2 threads (bench/network_ab.py, blocks of
+# 2 steps): 3.08 ms (nnx) and 7.87 ms (PyTorch) per step; blocks of 6: 2.39 and 6.39 ms.
+SETTLE_CALLS = 1
+
+
+def settle(step) -> None:
+    for _ in range(SETTLE_CALLS):
+        step()
+
+
 def block_times(step, n: int) -> list:
+    settle(step)
     out = []
     for _ in range(n):
         t = time.perf_counter()
