@@ -44,6 +44,9 @@ CASES = {
     # pixels / 45 taps = full 12-tiles, 4-tiles and a partial one (implicit).
     "wide_direct": ((2, 2, 9, 13), (20, 2, 3, 3), dict(padding=1)),
     "wide_implicit": ((2, 5, 7, 9), (36, 5, 3, 3), dict(padding=1)),
+    # 28 filters: one block of Zen 4's wide implicit tile (4 x 8 floats, 6 pixels or taps; 36 above stay narrow),
+    # partly empty, 63 pixels and 45 taps = whole 6-tiles and a partial one.
+    "wide_implicit_28": ((2, 5, 7, 9), (28, 5, 3, 3), dict(padding=1)),
 }
 
 
