@@ -55,6 +55,8 @@ CASES = {
     "conv2d": ((X4, W4, B4), {"padding": 1}),
     "conv2d_stride2": ((X4, W4, B4), {"stride": 2}),
     "conv2d_depthwise": ((X4, _r(6, 1, 3, 3), None), {"groups": 3}),
+    # one filter per channel: the lane kernels (simd/depthwise.inc), a partial block of channels, stride 2
+    "conv2d_depthwise_lanes": ((X4, _r(3, 1, 3, 3), _r(3)), {"groups": 3, "stride": 2, "padding": 1}),
     "conv2d_wide": ((X4, _r(20, 3, 3, 3), _r(20)), {"padding": 1}),  # wide AVX-512 register blocks
     "conv2d_winograd": ((X4, W4, B4), {"padding": 1, "algorithm": "winograd"}),  # nnx only: not a reference kwarg
     "conv2d_winograd5": ((X4, _r(4, 3, 5, 5), _r(4)), {"padding": 2, "algorithm": "winograd"}),
@@ -70,9 +72,11 @@ CASES = {
     # full-width table's transforms take two rows a vector and the odd one alone (NNX_CONV_WINO_PAIR_ROWS).
     "conv2d_winograd_rows8": ((_r(2, 3, 9, 32), W4, B4), {"padding": 1, "algorithm": "winograd"}),
     "conv2d_winograd5_rows7": ((_r(2, 3, 14, 14), _r(4, 3, 5, 5), _r(4)), {"padding": 2, "algorithm": "winograd"}),
-    # The implicit GEMM's two register tiles (conv_ukernels.h, igemm_for): 12 filters take the narrow channel
-    # block, 40 the wide one (two blocks, the second partly empty).
+    # The implicit GEMM's two register tiles (conv_ukernels.h, igemm_for_channels): 12 filters take the narrow
+    # channel block; 28 the wide one (one block, partly empty); 40 the wide one where it is faster per lane (the
+    # full-width table) and three narrow blocks where not (Zen 4's, whose wide block is 32 floats).
     "conv2d_implicit": ((X4, _r(12, 3, 3, 3), _r(12)), {"padding": 1, "algorithm": "implicit"}),
+    "conv2d_implicit28": ((X4, _r(28, 3, 3, 3), _r(28)), {"padding": 1, "algorithm": "implicit"}),
     "conv2d_implicit40": ((X4, _r(40, 3, 3, 3), _r(40)), {"stride": 2, "padding": 1, "algorithm": "implicit"}),
     "max_pool2d": ((X4,), {"kernel_size": 2}),
     "max_pool2d_3s2": ((X4,), {"kernel_size": 3, "stride": 2, "padding": 1}),
@@ -90,8 +94,9 @@ CASES = {
 
 
 def _op_name(case):
-    for suffix in ("_stride2", "_depthwise", "_wide", "_implicit40", "_implicit", "_winograd_rows8",
-                   "_winograd5_rows7", "_winograd5_130", "_winograd5", "_winograd4", "_winograd2", "_winograd130", "_winograd", "_3s2", "_eval", "_channels"):
+    for suffix in ("_stride2", "_depthwise_lanes", "_depthwise", "_wide", "_implicit28", "_implicit40", "_implicit",
+                   "_winograd_rows8", "_winograd5_rows7", "_winograd5_130", "_winograd5", "_winograd4", "_winograd2",
+                   "_winograd130", "_winograd", "_3s2", "_eval", "_channels"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case
