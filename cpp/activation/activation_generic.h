@@ -51,14 +51,22 @@ inline int64_t stream_head(const typename V::T* y, int64_t n) {
 // buffer at a time they run like a copy.
 constexpr int64_t kStreamChunkBytes = 2048;
 
-// y[i] = f(x[i]) with the whole vectors from y's first vector boundary streamed (the few elements before and
-// after it stored as usual): for a light f, or an x in L1 (map1's buffer, softmax's row).
+// y's n results, value(i, cnt) the vector of elements i .. i + cnt - 1 (cnt <= W), with the whole vectors from
+// y's first vector boundary streamed and the elements before and after it stored as usual (all of them when y
+// never reaches a boundary): for a light value, or inputs in L1.
+template <class V, class Value>
+inline void stream_values(typename V::T* y, int64_t n, Value value) {
+  const int64_t head = stream_head<V>(y, n);
+  for (int64_t j = 0; j < head; j += V::W) store_part<V>(y + j, value(j, std::min<int64_t>(V::W, head - j)), head - j);
+  int64_t i = head;
+  for (; i + V::W <= n; i += V::W) V::stream(y + i, value(i, int64_t{V::W}));
+  if (i < n) V::store_partial(y + i, value(i, n - i), n - i);
+}
+
+// y[i] = f(x[i]) through stream_values (map1's buffer, softmax's row).
 template <class V, class F>
 inline void stream_map1(const typename V::T* x, typename V::T* y, int64_t n, F f) {
-  int64_t i = stream_head<V>(y, n);
-  if (i > 0) V::store_partial(y, f(V::load_partial(x, i, 0)), i);
-  for (; i + V::W <= n; i += V::W) V::stream(y + i, f(V::load(x + i)));
-  if (i < n) V::store_partial(y + i, f(V::load_partial(x + i, n - i, 0)), n - i);
+  stream_values<V>(y, n, [&](int64_t i, int64_t cnt) { return f(load_part<V>(x + i, cnt, 0)); });
 }
 
 // A map's n results written past the caches: compute(i, len, dst) writes those of elements [i, i + len) to dst.

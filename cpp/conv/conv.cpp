@@ -473,20 +473,28 @@ bool depthwise_lanes(const ConvGeom& g, DwPass pass) {
   return !(g.sh == 1 && g.sw == 1 && full_rows);
 }
 
+// The depthwise lane kernels' per-image passes (forward, dx): w (and b) packed once by dwise_lanes_pack, then
+// fn(n, c0, nc, pack_block, scratch) for every image n and block of nc <= lanes channels from c0, over the threads.
+template <class T, class F>
+void for_each_lane_block(const ConvGeom& g, const T* w, const T* b, bool flipped, int nthreads, F fn) {
+  const ConvUkernels<T>& kern = conv_ukernels<T>();
+  const int64_t L = kern.lanes, blocks = (g.C + L - 1) / L, scratch = kern.dwise_lanes_scratch(g);
+  const int64_t packed = (g.R * g.S + 1) * L;
+  T* pack = workspace_as<T>(kWsConvPack, blocks * packed);
+  kern.dwise_lanes_pack(g, w, b, flipped, pack);
+  for_each_unit(g.N * blocks, nthreads, false, [&](int64_t u, int) {
+    const int64_t n = u / blocks, blk = u % blocks, c0 = blk * L;
+    fn(n, c0, static_cast<int>(std::min(L, g.C - c0)), pack + blk * packed, workspace_as<T>(kWsConvCol, scratch));
+  });
+}
+
 template <class T>
 void forward_depthwise(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                        int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   if (depthwise_lanes(g, DwPass::forward)) {
-    const int64_t L = kern.lanes, blocks = (g.C + L - 1) / L, scratch = kern.dwise_lanes_scratch(g);
-    const int64_t HW = g.H * g.W, RS = g.R * g.S;
-    T* pack = workspace_as<T>(kWsConvPack, blocks * (RS + 1) * L);
-    kern.dwise_lanes_pack(g, w, b, false, pack);
-    for_each_unit(g.N * blocks, nthreads, false, [&](int64_t u, int) {
-      const int64_t n = u / blocks, blk = u % blocks, c0 = blk * L;
-      T* s = workspace_as<T>(kWsConvCol, scratch);
-      kern.dwise_lanes_fwd(g, x + (n * g.C + c0) * HW, pack + blk * (RS + 1) * L,
-                           static_cast<int>(std::min(L, g.C - c0)), y + (n * g.K + c0) * g.PQ(), act, slope, s);
+    for_each_lane_block(g, w, b, false, nthreads, [&](int64_t n, int64_t c0, int nc, const T* pack, T* s) {
+      kern.dwise_lanes_fwd(g, x + (n * g.C + c0) * g.H * g.W, pack, nc, y + (n * g.K + c0) * g.PQ(), act, slope, s);
     });
     return;
   }
@@ -1085,16 +1093,11 @@ void backward_depthwise_lanes(const ConvGeom& g, const T* dz, const T* x, const 
   const ConvUkernels<T>& kern = conv_ukernels<T>();
   const int64_t L = kern.lanes, blocks = (g.C + L - 1) / L, scratch = kern.dwise_lanes_scratch(g);
   const int64_t HW = g.H * g.W, PQ = g.PQ(), RS = g.R * g.S;
-  if (dx) {
-    T* pack = workspace_as<T>(kWsConvPack, blocks * (RS + 1) * L);
-    kern.dwise_lanes_pack(g, w, static_cast<const T*>(nullptr), true, pack);
-    for_each_unit(g.N * blocks, nthreads, false, [&](int64_t u, int) {
-      const int64_t n = u / blocks, blk = u % blocks, c0 = blk * L;
-      T* s = workspace_as<T>(kWsConvCol, scratch);
-      kern.dwise_lanes_dx(g, dz + (n * g.K + c0) * PQ, pack + blk * (RS + 1) * L,
-                          static_cast<int>(std::min(L, g.C - c0)), dx + (n * g.C + c0) * HW, s);
-    });
-  }
+  if (dx)
+    for_each_lane_block(g, w, static_cast<const T*>(nullptr), true, nthreads,
+                        [&](int64_t n, int64_t c0, int nc, const T* pack, T* s) {
+                          kern.dwise_lanes_dx(g, dz + (n * g.K + c0) * PQ, pack, nc, dx + (n * g.C + c0) * HW, s);
+                        });
   if (dw)
     // One block of channels per unit, images in order: each dw element has one summation order for any threads.
     for_each_unit(blocks, nthreads, false, [&](int64_t blk, int) {
