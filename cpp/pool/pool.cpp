@@ -582,21 +582,28 @@ bool max_pool2d_backward_indices(const Pool2dShape& s, const T* dy, const int32_
 
 template <class T>
 void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
-  const TapColumns cols(s);
   const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
-  const bool fast = is_2x2s2(s);
   const T count = static_cast<T>(s.kh * s.kw);
+  if (is_2x2s2(s)) {
+    if (s.H == 2 * s.OH) {  // all planes' output rows as one run: a thread's range in one call
+      parallel_for(s.planes * s.OH, plane_grain(2 * s.W + s.OW), nthreads, [&](int64_t r0, int64_t r1) {
+        K.avg_2x2s2(x + 2 * r0 * s.W, y + r0 * s.OW, r1 - r0, s.OW, s.W);
+      });
+    } else {
+      parallel_for_each(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p) {
+        K.avg_2x2s2(x + p * in_plane, y + p * out_plane, s.OH, s.OW, s.W);
+      });
+    }
+    return;
+  }
+  const TapColumns cols(s);
   parallel_for_each(s.planes, plane_grain(in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* xp = x + p * in_plane;
     T* yp = y + p * out_plane;
     alignas(64) T acc[kChunk + kPoolRowPad];
     for (int64_t oh = 0; oh < s.OH; ++oh) {
       T* yr = yp + oh * s.OW;
-      if (fast) {
-        K.avg_2x2s2(xp + 2 * oh * s.W, xp + (2 * oh + 1) * s.W, yr, s.OW);
-        continue;
-      }
       for (int64_t o0 = 0; o0 < s.OW; o0 += kChunk) {
         int64_t o1 = std::min(s.OW, o0 + kChunk);
         std::fill(acc, acc + (o1 - o0) + kPoolRowPad, T(0));
@@ -611,20 +618,26 @@ void avg_pool2d_forward(const Pool2dShape& s, const T* x, T* y, int nthreads) {
 
 template <class T>
 void avg_pool2d_backward(const Pool2dShape& s, const T* dy, T* dx, int nthreads) {
-  const TapColumns cols(s);
   const PoolUkernels<T>& K = pool_ukernels<T>();
   const int64_t in_plane = s.H * s.W, out_plane = s.OH * s.OW;
-  const bool fast = is_2x2s2(s);
   const T count = static_cast<T>(s.kh * s.kw);
+  if (is_2x2s2(s)) {
+    if (s.H == 2 * s.OH && s.W == 2 * s.OW) {  // windows tile every plane: all rows as one run, nothing left over
+      parallel_for(s.planes * s.OH, plane_grain(4 * s.W + s.OW), nthreads, [&](int64_t r0, int64_t r1) {
+        K.avg_2x2s2_backward(dy + r0 * s.OW, dx + 2 * r0 * s.W, r1 - r0, s.OW, s.W);
+      });
+    } else {
+      parallel_for_each(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p) {
+        K.avg_2x2s2_backward(dy + p * out_plane, dx + p * in_plane, s.OH, s.OW, s.W);
+        zero_2x2s2_leftovers(s, dx + p * in_plane);
+      });
+    }
+    return;
+  }
+  const TapColumns cols(s);
   parallel_for_each(s.planes, plane_grain(2 * in_plane + out_plane), nthreads, [&](int64_t p) {
     const T* dyp = dy + p * out_plane;
     T* dxp = dx + p * in_plane;
-    if (fast) {
-      for (int64_t oh = 0; oh < s.OH; ++oh)
-        K.avg_2x2s2_backward(dyp + oh * s.OW, dxp + 2 * oh * s.W, dxp + (2 * oh + 1) * s.W, s.OW);
-      zero_2x2s2_leftovers(s, dxp);
-      return;
-    }
     std::memset(dxp, 0, sizeof(T) * in_plane);
     alignas(64) T g[kChunk + kPoolRowPad];
     for (int64_t oh = 0; oh < s.OH; ++oh) {

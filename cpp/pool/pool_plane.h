@@ -1,6 +1,6 @@
-// The plane forms of the 2x2 stride-2 row kernels with indices (pool_ukernels.h's max_2x2s2_indices and
-// max_2x2s2_backward_indices): one table call per plane, the rows looped here with the ISA's row kernel
-// inlined, so its constants are set up once per plane. LeNet's second pooling has 5-output rows, where a
+// The plane forms of the 2x2 stride-2 row kernels (pool_ukernels.h's max_2x2s2_indices,
+// max_2x2s2_backward_indices, avg_2x2s2 and its backward): one table call per plane or range of rows, the rows
+// looped here with the ISA's row kernel inlined, so its constants are set up once per call. LeNet's second pooling has 5-output rows, where a
 // call per row cost as much as the work. And the window kernels' dispatch by stride, alike for every ISA.
 //
 // Internal linkage (an anonymous namespace) in every translation unit that includes it: each ISA's copy
@@ -26,6 +26,17 @@ bool max_2x2s2_backward_indices_plane(const int32_t* idx, const T* dy, T* dx, in
              W))
       return false;
   return true;
+}
+
+// pool_ukernels.h's avg_2x2s2 and its backward from an ISA's row kernel, inlined into the loop over rows.
+template <class T, void (*Row)(const T*, const T*, T*, int64_t)>
+void avg_2x2s2_rows(const T* x, T* y, int64_t rows, int64_t n, int64_t W) {
+  for (int64_t i = 0; i < rows; ++i) Row(x + 2 * i * W, x + (2 * i + 1) * W, y + i * n, n);
+}
+
+template <class T, void (*Row)(const T*, T*, T*, int64_t)>
+void avg_2x2s2_backward_rows(const T* dy, T* dx, int64_t rows, int64_t n, int64_t W) {
+  for (int64_t i = 0; i < rows; ++i) Row(dy + i * n, dx + 2 * i * W, dx + (2 * i + 1) * W, n);
 }
 
 // The window kernels of pool_ukernels.h by stride: 1 and 2 to an ISA's kernels (templates on the stride),

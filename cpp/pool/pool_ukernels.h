@@ -88,10 +88,14 @@ struct PoolUkernels {
   // lines an output row. Null where the ISA has none: the driver then runs the window kernels.
   bool (*max_3x3s2_indices)(const T* x, T* y, int32_t* idx, int64_t H, int64_t W, int64_t OH, int64_t OW,
                             int64_t pad, const T* next);
-  // y[o] = (((r0[2o] + r0[2o+1]) + r1[2o]) + r1[2o+1]) / 4.
-  void (*avg_2x2s2)(const T* r0, const T* r1, T* y, int64_t n);
-  // d0[2o], d0[2o+1], d1[2o], d1[2o+1] = dy[o] / 4.
-  void (*avg_2x2s2_backward)(const T* dy, T* d0, T* d1, int64_t n);
+  // 2x2 windows, stride 2, no padding, `rows` output rows of n outputs at once: output row i (y + i n) from the
+  // input rows a = x + 2i W and b = x + (2i + 1) W, y[i n + o] = (((a[2o] + a[2o+1]) + b[2o]) + b[2o+1]) / 4.
+  // The rows of a plane, or of consecutive planes where each plane's H is 2 OH (their rows then follow one
+  // another at the same pitch): LeNet-sized planes have 5-output rows, where a call per row cost as much as the
+  // work (64x16x10x10: 47 us, 1 thread).
+  void (*avg_2x2s2)(const T* x, T* y, int64_t rows, int64_t n, int64_t W);
+  // Its backward: the four elements of window (i, o) in dx's rows 2i and 2i + 1 (columns < 2n) = dy[i n + o] / 4.
+  void (*avg_2x2s2_backward)(const T* dy, T* dx, int64_t rows, int64_t n, int64_t W);
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h): pool_ukernels_portable.cpp fills every entry for

@@ -1,10 +1,10 @@
 // AVX-512 pooling row kernels for float (contracts in pool_ukernels.h): the window kernels (max_window,
 // max_window_idx, max_window_argmax) with 16 outputs a vector, the 3x3 stride-2 plane kernel, and the 2x2
-// stride-2 max windows of pool_ukernels_avx2.cpp and their backward from indices, with mask registers at the
-// row tails (rows of more than 8 outputs 16 a vector, Zmm16 below). AVX2's vmaskmov loads and stores are
-// slow on AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full vector and a
-// tail, or a tail alone); a k-masked load or store costs what a plain one does, and masked-off lanes never
-// fault. Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the
+// stride-2 kernels of pool_ukernels_avx2.cpp (max, its backward from indices, average and its backward), with
+// mask registers at the row tails (rows of more than 8 outputs 16 a vector, Zmm16 below). AVX2's vmaskmov loads
+// and stores are slow on AMD Zen, and LeNet-sized rows are mostly tail (14 and 5 outputs per row: one full
+// vector and a tail, or a tail alone); a k-masked load or store costs what a plain one does, and masked-off
+// lanes never fault. Same lanes, same comparisons in the same order and the same indices as the AVX2 kernels, so the
 // results are identical. The other entries stay AVX2's (IsaTable derives this table from the AVX2 one).
 #include <immintrin.h>
 
@@ -51,6 +51,9 @@ struct Ymm8 {
   static F blend(M k, F a, F b) { return _mm256_mask_blend_ps(k, a, b); }
   static F zero_unless(M k, F a) { return _mm256_maskz_mov_ps(k, a); }
   static F plus_zero(F a) { return _mm256_add_ps(_mm256_setzero_ps(), a); }
+  static F addf(F a, F b) { return _mm256_add_ps(a, b); }
+  static F mulf(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F splat(float v) { return _mm256_set1_ps(v); }
   static I iota2() { return _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14); }
   static I set1(int32_t v) { return _mm256_set1_epi32(v); }
   static I add(I a, I b) { return _mm256_add_epi32(a, b); }
@@ -86,6 +89,9 @@ struct Zmm16 {
   static F blend(M k, F a, F b) { return _mm512_mask_blend_ps(k, a, b); }
   static F zero_unless(M k, F a) { return _mm512_maskz_mov_ps(k, a); }
   static F plus_zero(F a) { return _mm512_add_ps(_mm512_setzero_ps(), a); }
+  static F addf(F a, F b) { return _mm512_add_ps(a, b); }
+  static F mulf(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F splat(float v) { return _mm512_set1_ps(v); }
   static I iota2() { return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); }
   static I set1(int32_t v) { return _mm512_set1_epi32(v); }
   static I add(I a, I b) { return _mm512_add_epi32(a, b); }
@@ -178,6 +184,24 @@ __attribute__((always_inline)) inline bool max_2x2s2_backward_indices_block(cons
   return true;
 }
 
+// Outputs o .. o + r - 1 of avg_2x2s2_avx512: the AVX2 kernel's sums in its order, times a quarter.
+template <class V>
+__attribute__((always_inline)) inline void avg_2x2s2_block(const float* r0, const float* r1, float* y, int64_t o,
+                                                           int64_t r) {
+  typename V::F a, b, c, d;
+  load_2x2<V>(r0 + 2 * o, r1 + 2 * o, r, &a, &b, &c, &d);
+  V::store(y + o, V::first(r), V::mulf(V::addf(V::addf(V::addf(a, b), c), d), V::splat(0.25f)));
+}
+
+// Outputs o .. o + r - 1 of avg_2x2s2_backward_avx512.
+template <class V>
+__attribute__((always_inline)) inline void avg_2x2s2_backward_block(const float* dy, float* d0, float* d1, int64_t o,
+                                                                    int64_t r) {
+  const typename V::F g = V::mulf(V::load(V::first(r), dy + o), V::splat(0.25f));
+  store_pairs<V>(d0 + 2 * o, g, g, r);
+  store_pairs<V>(d1 + 2 * o, g, g, r);
+}
+
 // The row kernels: Zmm16 blocks for rows of more than 8 outputs, Ymm8 ones otherwise.
 void max_2x2s2_avx512(const float* r0, const float* r1, float* y, int64_t n) {
   if (n > 8) {
@@ -207,6 +231,22 @@ bool max_2x2s2_backward_indices_avx512(const int32_t* idx, const float* dy, floa
   for (int64_t o = 0; o < n; o += 8)
     if (!max_2x2s2_backward_indices_block<Ymm8>(idx, dy, d0, d1, o, n - o < 8 ? n - o : 8, off, W)) return false;
   return true;
+}
+
+void avg_2x2s2_avx512(const float* r0, const float* r1, float* y, int64_t n) {
+  if (n > 8) {
+    for (int64_t o = 0; o < n; o += 16) avg_2x2s2_block<Zmm16>(r0, r1, y, o, n - o < 16 ? n - o : 16);
+    return;
+  }
+  for (int64_t o = 0; o < n; o += 8) avg_2x2s2_block<Ymm8>(r0, r1, y, o, n - o < 8 ? n - o : 8);
+}
+
+void avg_2x2s2_backward_avx512(const float* dy, float* d0, float* d1, int64_t n) {
+  if (n > 8) {
+    for (int64_t o = 0; o < n; o += 16) avg_2x2s2_backward_block<Zmm16>(dy, d0, d1, o, n - o < 16 ? n - o : 16);
+    return;
+  }
+  for (int64_t o = 0; o < n; o += 8) avg_2x2s2_backward_block<Ymm8>(dy, d0, d1, o, n - o < 8 ? n - o : 8);
 }
 
 // max_2x2s2_backward_indices_small: the plane's indices and gradients in two registers each; each pair of
@@ -466,6 +506,8 @@ void pool_ukernels_fill_avx512_f32(PoolUkernels<float>& table) {
   table.max_2x2s2_backward_indices = max_2x2s2_backward_indices_plane<float, max_2x2s2_backward_indices_avx512>;
   table.max_2x2s2_backward_indices_small = max_2x2s2_backward_indices_small_avx512;
   table.max_3x3s2_indices = max_3x3s2_indices_avx512;
+  table.avg_2x2s2 = avg_2x2s2_rows<float, avg_2x2s2_avx512>;
+  table.avg_2x2s2_backward = avg_2x2s2_backward_rows<float, avg_2x2s2_backward_avx512>;
 }
 
 }  // namespace nnx

@@ -163,8 +163,8 @@ void pool_ukernels_fill_portable(PoolUkernels<T>& table) {
                           max_2x2s2_backward_indices_plane<T, max_2x2s2_backward_indices_portable<T>>,
                           nullptr,
                           nullptr,
-                          avg_2x2s2_portable<T>,
-                          avg_2x2s2_backward_portable<T>};
+                          avg_2x2s2_rows<T, avg_2x2s2_portable<T>>,
+                          avg_2x2s2_backward_rows<T, avg_2x2s2_backward_portable<T>>};
 }
 template void pool_ukernels_fill_portable<float>(PoolUkernels<float>&);
 template void pool_ukernels_fill_portable<double>(PoolUkernels<double>&);

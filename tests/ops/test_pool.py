@@ -16,6 +16,8 @@ MAX_CASES = [
     ((2, 3, 28, 28), 2, None, 0, 1),         # LeNet, 2x2/2 fast path
     ((2, 16, 10, 10), 2, 2, 0, 1),
     ((2, 5, 11, 13), 2, 2, 0, 1),            # odd H, W: last row/column in no window
+    ((2, 3, 6, 9), 2, None, 0, 1),           # even H, odd W: the planes' rows in one run, a column left over
+    ((2, 3, 7, 8), 2, None, 0, 1),           # odd H, even W: plane by plane
     ((1, 3, 5, 37), 2, None, 0, 1),          # widths around the SIMD tail
     ((1, 2, 4, 34), 2, None, 0, 1),
     ((2, 3, 13, 17), 3, 2, 1, 1),            # ResNet stem, overlapping windows
