@@ -122,12 +122,13 @@ struct ConvUkernels {
   // --- Winograd F(MxM, RxR) (simd/winograd.inc; conv/winograd.h), one entry per variant: index
   // wino_index(g), F(2x2, 3x3), F(2x2, 5x5), F(4x4, 3x3), F(4x4, 5x5); alpha = M + R - 1 and xi runs over the
   // alpha^2 points.
-  // u (alpha^2, K, C; planes wino_point_stride apart) = the filters transformed, G f G^T (flipped: conv2d's dx
-  // filters, see winograd.h), for the filter pairs (k, c) of flat index k C + c in [i0, i1): i0 a multiple of 16
-  // (so threads' ranges share no vector), i1 a multiple of 16 or K C. scratch: wino_filter_scratch elements, shared
-  // by the ranges (each writes only its own pairs' taps).
-  void (*wino_weights[kWinoVariants])(const ConvGeom& g, const T* w, bool flipped, T* u, T* scratch, int64_t i0,
-                                      int64_t i1);
+  // u (alpha^2 planes ldu >= round_up(K, mr) C apart) = the filters transformed, G f G^T (flipped: conv2d's dx
+  // filters, see winograd.h), each plane the GEMM's packed A operand (pack_a_panels's panels of mr <= 16 filters,
+  // the last padded with zero filters), for the packed indices [i0, i1) of the round_up(K, mr) C: i0 a multiple of
+  // 16 (so threads' ranges share no vector), i1 a multiple of 16 or the end. scratch: wino_filter_scratch
+  // elements, shared by the ranges (each writes only its own pairs' taps).
+  void (*wino_weights[kWinoVariants])(const ConvGeom& g, const T* w, bool flipped, T* u, int64_t ldu, int64_t mr,
+                                      T* scratch, int64_t i0, int64_t i1);
   int64_t (*wino_filter_scratch[kWinoVariants])(const ConvGeom& g);  // wino_weights and wino_weights_grad
   // The transformed input patches of tile rows gr0 .. gr0+nrows-1 of the batch x, as the GEMMs' packed B
   // operands: xi's at v + xi * xi_stride, slivers of nr tiles sl_stride apart, C rows of nr values each.

@@ -104,20 +104,16 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   const int wi = wino_index(g);
   const int xis = wino_points(g);
 
-  // The filters: transformed (alpha^2, K, C), then each point's packed as its GEMM's A operand.
-  const int64_t ldu = wino_point_stride(g);
-  T* u = workspace_as<T>(kWsConvAux2, xis * ldu + kern.wino_filter_scratch[wi](g));
-  T* upack = workspace_as<T>(kWsConvPack, xis * Kp * C);
-  // Both split between the threads (ranges of filters, then points): for a batch of a few images they are much of
-  // the call. With the bands below, at 2 threads, 4 images: 128 -> 128 on 16x16 0.95 -> 0.61 ms, 256 -> 256 on
-  // 8x8 2.05 -> 1.12 ms (both threads' shares were on one).
-  T* taps = u + xis * ldu;
-  parallel_for(K * C, kWinoFilterGrain, nthreads, [&](int64_t i0, int64_t i1) {
-    kern.wino_weights[wi](g, w, flipped, u, taps, i0, i1);
+  // The filters transformed, each point's straight into its GEMM's packed A operand (planes a cache line more than
+  // their Kp C apart, so that the transform's alpha^2 stores at one offset do not share an L1 set). Split between
+  // the threads in ranges of filters: for a batch of a few images it is much of the call (at 2 threads, 4 images:
+  // 128 -> 128 on 16x16 0.95 -> 0.61 ms, 256 -> 256 on 8x8 2.05 -> 1.12 ms, when both shares were on one).
+  const int64_t ldu = Kp * C + 64 / static_cast<int64_t>(sizeof(T));
+  T* upack = workspace_as<T>(kWsConvPack, xis * ldu + kern.wino_filter_scratch[wi](g));
+  T* taps = upack + xis * ldu;
+  parallel_for(Kp * C, kWinoFilterGrain, nthreads, [&](int64_t i0, int64_t i1) {
+    kern.wino_weights[wi](g, w, flipped, upack, ldu, MR, taps, i0, i1);
   }, 16);
-  parallel_for_each(xis, Grain{std::max<int64_t>(1, kWinoFilterGrain.units / (K * C))}, nthreads, [&](int64_t xi) {
-    gk.pack_a(K, C, u + xi * ldu, C, 1, upack + xi * Kp * C);
-  });
 
   // Bands of whole tile rows within the L2 budget. The GEMMs run whole slivers of NR tiles, so among the
   // sizes from half the budget up, the band whose tiles fill their slivers best (49 tiles in 2 slivers of
@@ -150,7 +146,7 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
     T* s = m + m_elems;
     kern.wino_input[wi](g, x, gr0, nrows, v, NR, sl_stride, v_xi, s);
     for (int xi = 0; xi < xis; ++xi) {
-      const T* ux = upack + xi * Kp * C;
+      const T* ux = upack + xi * ldu;
       for (int64_t sl = 0; sl < slivers; ++sl) {
         const T* vs = v + xi * v_xi + sl * sl_stride;
         T* ms = m + xi * m_xi + sl * NR;
