@@ -447,8 +447,58 @@ inline Pick row_pick(const float* x, int64_t r, int64_t W, int64_t c0, const Blo
   return p;
 }
 
+// Planes of at most 7 outputs a row (maps up to 14 columns wide with padding 1, 16 without: LeNet-sized), where
+// the kernel below spends a vector and its carried row on 5 outputs: two output rows a vector instead, row oh in
+// lanes 0-7 and oh + 1 in lanes 8-15. Each input row is one masked load (its window columns lie within 16 of the
+// first), and a pair of rows gives each tap's values of both halves in one permute. The same scan as
+// row_pick and the rows in order, so the same picks; a row past the plane's edge is -inf (index -1), which only
+// a window whose real elements are all -inf can keep, and that output is reported as the contract says.
+bool max_3x3s2_small_plane(const float* x, float* y, int32_t* idx, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                           int64_t pad) {
+  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  const __mmask16 cols = cols_inside(-pad, W);
+  const __m512i tap0 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2);
+  const __m512i tap1 = _mm512_add_epi32(tap0, one), tap2 = _mm512_add_epi32(tap0, two);
+  // Plane column of each lane's first tap: 2l - pad in both halves.
+  const __m512i col = _mm512_sub_epi32(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14),
+                                       _mm512_set1_epi32(static_cast<int32_t>(pad)));
+  const __mmask16 out_lo = Zmm16::first(OW);
+  const __mmask8 out8 = static_cast<__mmask8>(out_lo);
+  const __mmask16 out_both = static_cast<__mmask16>(out_lo | (out_lo << 8));
+  __mmask16 any_neg_inf = 0;
+  auto row = [&](int64_t r) { return r >= 0 && r < H ? _mm512_mask_loadu_ps(neg_inf, cols, x + r * W - pad) : neg_inf; };
+  // Taps of rows ra (lanes 0-7) and rb (lanes 8-15), scanned in window order.
+  auto pick2 = [&](__m512 a, __m512 b, int64_t ra, int64_t rb) {
+    const __m512i base = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(static_cast<int32_t>(ra * W)),
+                                                 _mm512_set1_epi32(static_cast<int32_t>(rb * W)));
+    const __m512i at = _mm512_add_epi32(base, col);
+    Pick p{_mm512_permutex2var_ps(a, tap0, b), at};
+    take(p, Pick{_mm512_permutex2var_ps(a, tap1, b), _mm512_add_epi32(at, one)});
+    take(p, Pick{_mm512_permutex2var_ps(a, tap2, b), _mm512_add_epi32(at, two)});
+    return p;
+  };
+  for (int64_t oh = 0; oh < OH; oh += 2) {
+    const int64_t r0 = 2 * oh - pad;
+    const __m512 x0 = row(r0), x1 = row(r0 + 1), x2 = row(r0 + 2), x3 = row(r0 + 3), x4 = row(r0 + 4);
+    Pick p = pick2(x0, x2, r0, r0 + 2);
+    take(p, pick2(x1, x3, r0 + 1, r0 + 3));
+    take(p, pick2(x2, x4, r0 + 2, r0 + 4));
+    _mm512_mask_storeu_ps(y + oh * OW, out_lo, p.m);
+    _mm512_mask_storeu_epi32(idx + oh * OW, out_lo, p.at);
+    const bool pair = oh + 1 < OH;
+    if (pair) {
+      _mm256_mask_storeu_ps(y + (oh + 1) * OW, out8, _mm512_extractf32x8_ps(p.m, 1));
+      _mm256_mask_storeu_epi32(idx + (oh + 1) * OW, out8, _mm512_extracti32x8_epi32(p.at, 1));
+    }
+    any_neg_inf |= _mm512_mask_cmp_ps_mask(pair ? out_both : out_lo, p.m, neg_inf, _CMP_EQ_OQ);
+  }
+  return any_neg_inf != 0;
+}
+
 bool max_3x3s2_indices_avx512(const float* x, float* y, int32_t* idx, int64_t H, int64_t W, int64_t OH,
                               int64_t OW, int64_t pad, const float* next) {
+  if (OW <= 7) return max_3x3s2_small_plane(x, y, idx, H, W, OH, OW, pad);
   const int64_t next_lines = next ? (H * W + 15) / 16 : 0;
   alignas(64) float carry_m[kPool3x3s2MaxRow + 16];
   alignas(64) int32_t carry_at[kPool3x3s2MaxRow + 16];

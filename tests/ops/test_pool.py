@@ -277,7 +277,11 @@ def test_3x3s2_backward_from_indices(isa, dtype, rng, shape, p):
 
 @pytest.mark.parametrize("shape,p", [((2, 3, 28, 28), 1), ((2, 2, 13, 17), 1), ((1, 2, 56, 70), 1),
                                      ((2, 2, 13, 17), 0), ((1, 2, 12, 66), 0), ((1, 1, 3, 3), 1),
-                                     ((1, 1, 3, 3), 0), ((1, 1, 1, 1), 1), ((1, 1, 2, 5), 1), ((1, 1, 5, 2), 1)])
+                                     ((1, 1, 3, 3), 0), ((1, 1, 1, 1), 1), ((1, 1, 2, 5), 1), ((1, 1, 5, 2), 1),
+                                     # up to 7 outputs a row (AVX-512: two output rows a vector), odd and
+                                     # even output rows, 7 outputs from 14 and 16 columns
+                                     ((2, 3, 10, 10), 1), ((2, 2, 14, 14), 1), ((1, 2, 9, 16), 0),
+                                     ((1, 2, 12, 11), 0)])
 def test_3x3s2_forward_indices(isa, dtype, rng, shape, p):
     """3x3 stride 2 with padding 0 or 1 (nnx's plane kernel on AVX-512): the picks and their values bit for
     bit against the reference, with ties, NaN, -inf windows over the padding and rows of several vectors."""
