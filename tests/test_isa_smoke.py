@@ -81,6 +81,10 @@ CASES = {
     "max_pool2d": ((X4,), {"kernel_size": 2}),
     "max_pool2d_3s2": ((X4,), {"kernel_size": 3, "stride": 2, "padding": 1}),
     "avg_pool2d": ((X4,), {"kernel_size": 2}),
+    # Even H: the 2x2 average runs all planes' output rows in one call; the 3x3 stride-2 maximum on rows of more
+    # than 7 outputs (one output row a vector; up to 7, as on X4, two a vector).
+    "avg_pool2d_rows": ((_r(2, 3, 8, 9),), {"kernel_size": 2}),
+    "max_pool2d_rows": ((_r(1, 2, 9, 40),), {"kernel_size": 3, "stride": 2, "padding": 1}),
     "lp_pool2d": ((np.abs(X4) + 0.1, 2.0, 3), {}),
     "global_avg_pool2d": ((X4,), {}),
     "batch_norm": ((X4, _r(3), _r(3)), {"training": True}),
@@ -96,7 +100,7 @@ CASES = {
 def _op_name(case):
     for suffix in ("_stride2", "_depthwise_lanes", "_depthwise", "_wide", "_implicit28", "_implicit40", "_implicit",
                    "_winograd_rows8", "_winograd5_rows7", "_winograd5_130", "_winograd5", "_winograd4", "_winograd2",
-                   "_winograd130", "_winograd", "_3s2", "_eval", "_channels"):
+                   "_winograd130", "_winograd", "_3s2", "_eval", "_channels", "_rows"):
         if case.endswith(suffix):
             return case[: -len(suffix)]
     return case
