@@ -35,7 +35,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from network_ab import build  # noqa: E402
+from network_ab import build, cifar_resnet  # noqa: E402
 from train_step_ab import settle, training_step  # noqa: E402
 
 
@@ -65,30 +65,7 @@ def resnet18(nn):
     256, 512 channels; stride 2 and a 1x1 projection at the start of the last three), global pooling, fc 512-10."""
     import nnx
     relu = nnx.functional.relu if nn is nnx.nn else __import__("torch").relu
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.short = None
-            if stride != 1 or cin != cout:
-                self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            h = relu(self.bn1(self.conv1(x)))
-            h = self.bn2(self.conv2(h))
-            return relu(h + (x if self.short is None else self.short(x)))
-
-    layers = [nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
-    cin = 64
-    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-        layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
-        cin = cout
-    pool = nn.GlobalAvgPool2d() if hasattr(nn, "GlobalAvgPool2d") else nn.AdaptiveAvgPool2d(1)
-    return nn.Sequential(*layers, pool, nn.Flatten(), nn.Linear(512, 10))
+    return cifar_resnet(nn, relu, 64, ((64, 1), (128, 2), (256, 2), (512, 2)), 2)
 
 
 def mlp(nn):

@@ -59,7 +59,10 @@ def _convnet(nn):
                          nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), nn.Dropout(0.4), nn.Linear(1024, 10))
 
 
-def _resnet20(nn, relu):
+def cifar_resnet(nn, relu, width: int, stages, blocks: int):
+    """He et al.'s CIFAR ResNet: conv3x3-`width` + BN + ReLU, then for each (channels, stride) of `stages`,
+    `blocks` basic blocks (the first with that stride and, where the shape changes, a 1x1 conv + BN projection
+    shortcut), global average pooling and a linear layer to 10 classes."""
     class Block(nn.Module):
         def __init__(self, cin, cout, stride):
             super().__init__()
@@ -76,15 +79,19 @@ def _resnet20(nn, relu):
             h = self.bn2(self.conv2(h))
             return relu(h + (x if self.short is None else self.short(x)))
 
-    layers = [nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-    cin = 16
-    for cout, stride in ((16, 1), (32, 2), (64, 2)):
-        for i in range(3):
+    layers = [nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    cin = width
+    for cout, stride in stages:
+        for i in range(blocks):
             layers.append(Block(cin, cout, stride if i == 0 else 1))
             cin = cout
     pool = nn.GlobalAvgPool2d() if hasattr(nn, "GlobalAvgPool2d") else nn.AdaptiveAvgPool2d(1)
-    layers += [pool, nn.Flatten(), nn.Linear(64, 10)]
+    layers += [pool, nn.Flatten(), nn.Linear(cin, 10)]
     return nn.Sequential(*layers)
+
+
+def _resnet20(nn, relu):
+    return cifar_resnet(nn, relu, 16, ((16, 1), (32, 2), (64, 2)), 3)
 
 
 def build(net: str, framework: str):
