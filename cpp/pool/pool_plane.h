@@ -1,7 +1,8 @@
 // The plane forms of the 2x2 stride-2 row kernels (pool_ukernels.h's max_2x2s2_indices,
 // max_2x2s2_backward_indices, avg_2x2s2 and its backward): one table call per plane or range of rows, the rows
-// looped here with the ISA's row kernel inlined, so its constants are set up once per call. LeNet's second pooling has 5-output rows, where a
-// call per row cost as much as the work. And the window kernels' dispatch by stride, alike for every ISA.
+// looped here with the ISA's row kernel inlined, so its constants are set up once per call. LeNet's second
+// pooling has 5-output rows, where a call per row cost as much as the work. And the window kernels' dispatch by
+// stride, alike for every ISA.
 //
 // Internal linkage (an anonymous namespace) in every translation unit that includes it: each ISA's copy
 // is compiled with that ISA's instructions and must never serve another ISA's caller.

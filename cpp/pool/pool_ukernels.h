@@ -100,7 +100,8 @@ struct PoolUkernels {
 
 // Fills of the one dispatch idiom (common/isa_table.h): pool_ukernels_portable.cpp fills every entry for
 // both types; pool_ukernels_avx2.cpp overrides the float entries (double keeps the portable kernels), and
-// pool_ukernels_avx512.cpp the float window kernels and 2x2 stride-2 max windows of those.
+// pool_ukernels_avx512.cpp the float window kernels, the 2x2 stride-2 kernels and the 3x3 stride-2 plane kernel
+// of those.
 template <class T>
 void pool_ukernels_fill_portable(PoolUkernels<T>& table);
 #if defined(NNX_X86)

@@ -451,8 +451,9 @@ inline Pick row_pick(const float* x, int64_t r, int64_t W, int64_t c0, const Blo
 // the kernel below spends a vector and its carried row on 5 outputs: two output rows a vector instead, row oh in
 // lanes 0-7 and oh + 1 in lanes 8-15. Each input row is one masked load (its window columns lie within 16 of the
 // first), and a pair of rows gives each tap's values of both halves in one permute. The same scan as
-// row_pick and the rows in order, so the same picks; a row past the plane's edge is -inf (index -1), which only
-// a window whose real elements are all -inf can keep, and that output is reported as the contract says.
+// row_pick and the rows in order, so the same picks. A row past the plane's edge is -inf, as the columns past it
+// are: only a window whose real elements are all -inf can keep such a pick, and that output is reported as the
+// contract says.
 bool max_3x3s2_small_plane(const float* x, float* y, int32_t* idx, int64_t H, int64_t W, int64_t OH, int64_t OW,
                            int64_t pad) {
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
@@ -467,7 +468,9 @@ bool max_3x3s2_small_plane(const float* x, float* y, int32_t* idx, int64_t H, in
   const __mmask8 out8 = static_cast<__mmask8>(out_lo);
   const __mmask16 out_both = static_cast<__mmask16>(out_lo | (out_lo << 8));
   __mmask16 any_neg_inf = 0;
-  auto row = [&](int64_t r) { return r >= 0 && r < H ? _mm512_mask_loadu_ps(neg_inf, cols, x + r * W - pad) : neg_inf; };
+  auto row = [&](int64_t r) {
+    return r >= 0 && r < H ? _mm512_mask_loadu_ps(neg_inf, cols, x + r * W - pad) : neg_inf;
+  };
   // Taps of rows ra (lanes 0-7) and rb (lanes 8-15), scanned in window order.
   auto pick2 = [&](__m512 a, __m512 b, int64_t ra, int64_t rb) {
     const __m512i base = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(static_cast<int32_t>(ra * W)),
