@@ -336,6 +336,7 @@ void layer_norm_backward(const T* dy, const T* x, T* dx, int64_t R, int64_t D, c
   const bool partials = dweight || dbias;
   T* acc = partials ? workspace_as<T>(kWsMisc, static_cast<size_t>(2 * blocks * D)) : nullptr;
   const Grain grain{std::max<int64_t>(1, kElementwiseGrain.units / (per * D))};
+  const bool past_caches = dx && stores_past_caches(R * D * static_cast<int64_t>(sizeof(T)), dx == dy || dx == x);
   parallel_for_each(blocks, grain, nthreads, [&](int64_t b) {
     T* aw = dweight ? acc + 2 * b * D : nullptr;
     T* ab = dbias ? acc + (2 * b + 1) * D : nullptr;
@@ -353,8 +354,11 @@ void layer_norm_backward(const T* dy, const T* x, T* dx, int64_t R, int64_t D, c
         c1 = static_cast<T>(s1 / static_cast<double>(D));
         c2 = static_cast<T>(s2 / static_cast<double>(D));
       }
-      k.ln_grad_apply(dyr, xr, weight, dx ? dx + r * D : nullptr, D, mean[r], invstd[r], c1, c2, aw, ab);
+      const bool more = r + 1 < R;
+      k.ln_grad_apply(dyr, xr, weight, dx ? dx + r * D : nullptr, D, mean[r], invstd[r], c1, c2, aw, ab, past_caches,
+                      more ? dyr + D : nullptr, more ? xr + D : nullptr);
     }
+    if (past_caches) stream_fence();
   });
   if (!partials) return;
   // Column sums over the blocks, always in block order.

@@ -347,24 +347,39 @@ void ln_grad_sums(const typename V::T* dy, const typename V::T* x, const typenam
   *s2 = V::hsum(V::add(V::add(b[0], b[1]), V::add(b[2], b[3])));
 }
 
+// The apply pass reads the row from L1 (ln_grad_sums just read it), so memory would idle through it: it asks for
+// the next row's dy and x (next_dy / next_x, or null) a line a step, and streams dx past the caches where
+// past_caches says so (the caller fences).
 template <class V>
 void ln_grad_apply(const typename V::T* dy, const typename V::T* x, const typename V::T* w, typename V::T* dx,
                    int64_t n, typename V::T mean, typename V::T invstd, typename V::T c1, typename V::T c2,
-                   typename V::T* dw_acc, typename V::T* db_acc) {
+                   typename V::T* dw_acc, typename V::T* db_acc, bool past_caches, const typename V::T* next_dy,
+                   const typename V::T* next_x) {
+  using T = typename V::T;
   using R = typename V::R;
+  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
   const R mv = V::set1(mean), iv = V::set1(invstd), c1v = V::set1(c1), c2v = V::set1(c2);
+  // The vector of dx at i; the weight and bias sums along the way.
   auto step = [&](int64_t i, int64_t cnt) {
+    if (next_dy && i % kLine == 0) {
+      __builtin_prefetch(next_dy + i, 0, 2);
+      __builtin_prefetch(next_x + i, 0, 2);
+    }
     const R d = load_part<V>(dy + i, cnt, 0);
     const R xh = V::mul(V::sub(load_part<V>(x + i, cnt, 0), mv), iv);
-    if (dx) {
-      const R g = w ? V::mul(d, load_part<V>(w + i, cnt, 0)) : d;
-      // invstd * (g - c1 - xhat * c2)
-      store_part<V>(dx + i, V::mul(iv, V::sub(V::sub(g, c1v), V::mul(xh, c2v))), cnt);
-    }
     if (dw_acc) store_part<V>(dw_acc + i, V::fmadd(d, xh, load_part<V>(dw_acc + i, cnt, 0)), cnt);
     if (db_acc) store_part<V>(db_acc + i, V::add(d, load_part<V>(db_acc + i, cnt, 0)), cnt);
+    const R g = w ? V::mul(d, load_part<V>(w + i, cnt, 0)) : d;
+    // invstd * (g - c1 - xhat * c2)
+    return V::mul(iv, V::sub(V::sub(g, c1v), V::mul(xh, c2v)));
   };
-  for_vectors<V>(n, step);
+  if (!dx) {
+    for_vectors<V>(n, [&](int64_t i, int64_t cnt) { step(i, cnt); });
+  } else if (past_caches && V::kStreams) {
+    act_generic::stream_values<V>(dx, n, step);
+  } else {
+    for_vectors<V>(n, [&](int64_t i, int64_t cnt) { store_part<V>(dx + i, step(i, cnt), cnt); });
+  }
 }
 
 template <class V>

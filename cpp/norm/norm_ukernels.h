@@ -44,9 +44,10 @@ struct NormUkernels {
   // *s1 = sum(dy * w), *s2 = sum(dy * w * xhat).
   void (*ln_grad_sums)(const T* dy, const T* x, const T* w, int64_t n, T mean, T invstd, double* s1, double* s2);
   // dx = invstd * (dy * w - c1 - xhat * c2) (dx may be null); dw_acc += dy * xhat, db_acc += dy (each may
-  // be null).
+  // be null). past_caches: dx written with streaming stores (the caller fences), the same values. next_dy /
+  // next_x: the next row's, fetched meanwhile (or null).
   void (*ln_grad_apply)(const T* dy, const T* x, const T* w, T* dx, int64_t n, T mean, T invstd, T c1, T c2,
-                        T* dw_acc, T* db_acc);
+                        T* dw_acc, T* db_acc, bool past_caches, const T* next_dy, const T* next_x);
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in norm_ukernels_<isa>.cpp.

@@ -249,6 +249,31 @@ def test_layer_norm_results_past_the_caches(isa, dtype, rng):
         assert np.array_equal(out, y), f"output {k} elements past a 64-byte boundary"
 
 
+def test_layer_norm_backward_past_the_caches(isa, dtype, rng):
+    # The backward's dx streams past the caches at STREAM_STORE_MIN_BYTES, as the forward's y, while each row's
+    # apply pass fetches the next row: the same dx bits as small (cached) calls on slices of rows, the weight and
+    # bias gradients as the reference's sums.
+    C = nnx._backend._C
+    d = 517
+    rows = C.STREAM_STORE_MIN_BYTES // (np.dtype(dtype).itemsize * d) + 3
+    x, dy = random(rng, (rows, d), dtype, -2, 3), random(rng, (rows, d), dtype)
+    w, b = random(rng, (d,), dtype, 0.5, 1.5), random(rng, (d,), dtype)
+    _, mean, invstd = ops.layer_norm(x, d, w, b, 1e-5, return_stats=True)
+    dx, dw, db = ops.layer_norm_backward(dy, x, d, w, b, 1e-5, mean=mean, invstd=invstd)
+    rdx, rdw, rdb = ref.layer_norm_backward(dy, x, d, w, b, 1e-5)
+    assert_close(dx[:2000], rdx[:2000], dtype, d, "dx")
+    assert_close(dw, rdw, dtype, rows, "dweight")
+    assert_close(db, rdb, dtype, rows, "dbias")
+    for lo in (0, rows // 2 + 1, rows - 40):
+        sl = slice(lo, lo + 40)
+        small = ops.layer_norm_backward(dy[sl], x[sl], d, w, b, 1e-5, mean=mean[sl], invstd=invstd[sl])[0]
+        assert np.array_equal(dx[sl], small), lo
+    for k in ((1, 6, 15) if dtype == np.float32 else (1, 3, 7)):
+        out = past_boundary(x.shape, dtype, k)
+        C.layer_norm_backward(dy, x, out, w, mean, invstd, None, None)
+        assert np.array_equal(out, dx), f"dx {k} elements past a 64-byte boundary"
+
+
 def test_layer_norm_as_pytorch(rng):
     torch = pytest.importorskip("torch")
     x = random(rng, (4, 3, 16), np.float64)
