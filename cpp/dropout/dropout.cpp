@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/isa_table.h"
+#include "common/stream_store.h"
 #include "common/threads.h"
 #include "dropout/dropout_ukernels.h"
 
@@ -39,13 +40,15 @@ template <class T>
 void dropout_apply(const T* x, T* y, int64_t n, DropoutKey key, uint32_t threshold, T scale, int nthreads) {
   const auto& k = dropout_ukernels<T>();
   constexpr int64_t kAlign = 64;  // ranges start on a cache line
+  const bool past_caches = stores_past_caches(n * static_cast<int64_t>(sizeof(T)), x == y);
   parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) {
     while (b < e) {
       const int64_t next_word = (b / (int64_t{1} << 32) + 1) * (int64_t{1} << 32);
       const int64_t stop = std::min(e, next_word);
-      k.apply(x + b, y + b, stop - b, static_cast<uint64_t>(b), key.k0, key.k1, threshold, scale);
+      k.apply(x + b, y + b, stop - b, static_cast<uint64_t>(b), key.k0, key.k1, threshold, scale, past_caches);
       b = stop;
     }
+    if (past_caches) stream_fence();
   }, kAlign);
 }
 
@@ -54,21 +57,26 @@ void dropout_apply_save(const T* x, T* y, uint8_t* bits, int64_t n, DropoutKey k
                         int nthreads) {
   const auto& k = dropout_ukernels<T>();
   constexpr int64_t kAlign = 64;  // ranges start on a cache line, and on a byte of bits
+  const bool past_caches = stores_past_caches(n * static_cast<int64_t>(sizeof(T)), x == y);
   parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) {
     while (b < e) {
       const int64_t next_word = (b / (int64_t{1} << 32) + 1) * (int64_t{1} << 32);
       const int64_t stop = std::min(e, next_word);
-      k.apply_save(x + b, y + b, bits + b / 8, stop - b, static_cast<uint64_t>(b), key.k0, key.k1, threshold, scale);
+      k.apply_save(x + b, y + b, bits + b / 8, stop - b, static_cast<uint64_t>(b), key.k0, key.k1, threshold, scale,
+                   past_caches);
       b = stop;
     }
+    if (past_caches) stream_fence();
   }, kAlign);
 }
 
 template <class T>
 void dropout_apply_bits(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale, int nthreads) {
   const auto& k = dropout_ukernels<T>();
+  const bool past_caches = stores_past_caches(n * static_cast<int64_t>(sizeof(T)), dy == dx);
   parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) {
-    k.apply_from_bits(dy + b, dx + b, bits + b / 8, e - b, scale);
+    k.apply_from_bits(dy + b, dx + b, bits + b / 8, e - b, scale, past_caches);
+    if (past_caches) stream_fence();
   }, 64);
 }
 

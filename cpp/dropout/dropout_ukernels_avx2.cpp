@@ -3,7 +3,9 @@
 // every element gets exactly the arithmetic of the full vectors.
 #include <immintrin.h>
 
+#include "activation/vec_avx2.h"
 #include "dropout/dropout_hash.h"
+#include "dropout/dropout_stream.h"
 #include "dropout/dropout_ukernels.h"
 
 namespace nnx {
@@ -51,7 +53,7 @@ inline uint8_t kept_byte(__m256i dropped_lanes, int64_t cnt) {
 
 // y = x * mask for elements start .. start + n - 1 and, when bits is not null, the kept bits (the forward
 // that saves its mask for the backward).
-void apply_save_avx2(const float* x, float* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
+void apply_save_run(const float* x, float* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
                     uint32_t threshold, float scale) {
   const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
   const __m256i hik1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
@@ -73,7 +75,7 @@ void apply_save_avx2(const float* x, float* y, uint8_t* bits, int64_t n, uint64_
   }
 }
 
-void apply_save_avx2(const double* x, double* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
+void apply_save_run(const double* x, double* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
                     uint32_t threshold, double scale) {
   const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
   const __m256i hik1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
@@ -91,13 +93,9 @@ void apply_save_avx2(const double* x, double* y, uint8_t* bits, int64_t n, uint6
   }
 }
 
-template <class T>
-void apply_avx2(const T* x, T* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold, T scale) {
-  apply_save_avx2(x, y, nullptr, n, start, k0, k1, threshold, scale);
-}
 
 // From saved bits: one byte per 8 elements, broadcast and tested against each lane's bit.
-void apply_from_bits_avx2(const float* dy, float* dx, const uint8_t* bits, int64_t n, float scale) {
+void apply_from_bits_run(const float* dy, float* dx, const uint8_t* bits, int64_t n, float scale) {
   const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
   const __m256 s = _mm256_set1_ps(scale);
   int64_t j = 0;
@@ -113,7 +111,7 @@ void apply_from_bits_avx2(const float* dy, float* dx, const uint8_t* bits, int64
   }
 }
 
-void apply_from_bits_avx2(const double* dy, double* dx, const uint8_t* bits, int64_t n, double scale) {
+void apply_from_bits_run(const double* dy, double* dx, const uint8_t* bits, int64_t n, double scale) {
   const __m256i sel0 = _mm256_setr_epi64x(1, 2, 4, 8), sel1 = _mm256_setr_epi64x(16, 32, 64, 128);
   const __m256d s = _mm256_set1_pd(scale);
   for (int64_t j = 0; j < n; j += 8) {
@@ -124,14 +122,37 @@ void apply_from_bits_avx2(const double* dy, double* dx, const uint8_t* bits, int
   }
 }
 
+// The table's entries: the kernels above a chunk at a time when the result goes past the caches.
+template <class T>
+void apply_save_avx2(const T* x, T* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
+                     uint32_t threshold, T scale, bool past_caches) {
+  dropout_stream::pieces<avx2::VecOf<T>>(y, n, past_caches, [&](int64_t i, int64_t len, T* dst) {
+    apply_save_run(x + i, dst, bits ? bits + i / 8 : nullptr, len, start + static_cast<uint64_t>(i), k0, k1,
+                   threshold, scale);
+  });
+}
+
+template <class T>
+void apply_avx2(const T* x, T* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold, T scale,
+                bool past_caches) {
+  apply_save_avx2<T>(x, y, nullptr, n, start, k0, k1, threshold, scale, past_caches);
+}
+
+template <class T>
+void apply_from_bits_avx2(const T* dy, T* dx, const uint8_t* bits, int64_t n, T scale, bool past_caches) {
+  dropout_stream::pieces<avx2::VecOf<T>>(dx, n, past_caches, [&](int64_t i, int64_t len, T* dst) {
+    apply_from_bits_run(dy + i, dst, bits + i / 8, len, scale);
+  });
+}
+
 }  // namespace
 
 template <class T>
 void dropout_ukernels_fill_avx2(DropoutUkernels<T>& table) {
   table.name = sizeof(T) == 4 ? "dropout_avx2_f32" : "dropout_avx2_f64";
   table.apply = apply_avx2<T>;
-  table.apply_save = apply_save_avx2;
-  table.apply_from_bits = apply_from_bits_avx2;
+  table.apply_save = apply_save_avx2<T>;
+  table.apply_from_bits = apply_from_bits_avx2<T>;
 }
 
 template void dropout_ukernels_fill_avx2<float>(DropoutUkernels<float>&);

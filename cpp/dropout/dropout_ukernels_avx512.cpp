@@ -5,7 +5,9 @@
 // tails go through masked loads and stores. float64 keeps the AVX2 kernels.
 #include <immintrin.h>
 
+#include "activation/vec_avx512.h"
 #include "dropout/dropout_hash.h"
+#include "dropout/dropout_stream.h"
 #include "dropout/dropout_ukernels.h"
 
 namespace nnx {
@@ -30,7 +32,7 @@ inline __mmask16 lanes_below(int64_t cnt) { return static_cast<__mmask16>((1u <<
 // x * (scale where kept, 0 elsewhere)
 inline __m512 scaled(__m512 x, __mmask16 k, __m512 s) { return _mm512_mul_ps(x, _mm512_maskz_mov_ps(k, s)); }
 
-void apply_save_avx512(const float* x, float* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
+void apply_save_run(const float* x, float* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
                        uint32_t threshold, float scale) {
   const __m512i vk0 = _mm512_set1_epi32(static_cast<int>(k0));
   const __m512i hik1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
@@ -58,12 +60,8 @@ void apply_save_avx512(const float* x, float* y, uint8_t* bits, int64_t n, uint6
   }
 }
 
-void apply_avx512(const float* x, float* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold,
-                  float scale) {
-  apply_save_avx512(x, y, nullptr, n, start, k0, k1, threshold, scale);
-}
 
-void apply_from_bits_avx512(const float* dy, float* dx, const uint8_t* bits, int64_t n, float scale) {
+void apply_from_bits_run(const float* dy, float* dx, const uint8_t* bits, int64_t n, float scale) {
   const __m512 s = _mm512_set1_ps(scale);
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
@@ -75,6 +73,27 @@ void apply_from_bits_avx512(const float* dy, float* dx, const uint8_t* bits, int
     const __mmask16 k = static_cast<__mmask16>(bits[j / 8] | (n - j > 8 ? bits[j / 8 + 1] << 8 : 0));
     _mm512_mask_storeu_ps(dx + j, lanes, scaled(_mm512_maskz_loadu_ps(lanes, dy + j), k, s));
   }
+}
+
+// The table's entries: the kernels above a chunk at a time when the result goes past the caches.
+void apply_save_avx512(const float* x, float* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
+                       uint32_t threshold, float scale, bool past_caches) {
+  dropout_stream::pieces<avx512::VecF32Avx512>(y, n, past_caches, [&](int64_t i, int64_t len, float* dst) {
+    apply_save_run(x + i, dst, bits ? bits + i / 8 : nullptr, len, start + static_cast<uint64_t>(i), k0, k1,
+                   threshold, scale);
+  });
+}
+
+void apply_avx512(const float* x, float* y, int64_t n, uint64_t start, uint32_t k0, uint32_t k1, uint32_t threshold,
+                  float scale, bool past_caches) {
+  apply_save_avx512(x, y, nullptr, n, start, k0, k1, threshold, scale, past_caches);
+}
+
+void apply_from_bits_avx512(const float* dy, float* dx, const uint8_t* bits, int64_t n, float scale,
+                            bool past_caches) {
+  dropout_stream::pieces<avx512::VecF32Avx512>(dx, n, past_caches, [&](int64_t i, int64_t len, float* dst) {
+    apply_from_bits_run(dy + i, dst, bits + i / 8, len, scale);
+  });
 }
 
 }  // namespace

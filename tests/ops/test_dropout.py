@@ -8,7 +8,7 @@ import pytest
 import nnx
 from nnx import nn, ops, reference as ref
 from nnx.reference.dropout import keep_mask
-from optest import random
+from optest import past_boundary, random
 
 SHAPES = [(1,), (7,), (8,), (9,), (15,), (16,), (17,), (3, 5), (64, 37), (2, 3, 5, 7), (70001,), (0,), (4, 0)]
 
@@ -152,6 +152,33 @@ def test_saved_mask_bits_match_reference_and_the_hash(isa, dtype, rng, shape, p)
     dx = ops.dropout_backward(dy, x, p, True, 777, mask=mask)
     np.testing.assert_array_equal(dx, ops.dropout_backward(dy, x, p, True, 777))
     np.testing.assert_array_equal(dx, ref.dropout_backward(dy, x, p, True, 777, mask=want_mask))
+
+
+def test_results_past_the_caches(isa, dtype, rng):
+    """Results of STREAM_STORE_MIN_BYTES or more are streamed past the caches a chunk at a time: the forward (with
+    and without its mask) and the backward from the mask give the reference's bits, also into outputs 0 .. 15
+    elements past a 64-byte boundary, and a ragged tail."""
+    C = nnx._backend._C
+    n = C.STREAM_STORE_MIN_BYTES // np.dtype(dtype).itemsize + 1003
+    x, dy = random(rng, (n,), dtype), random(rng, (n,), dtype)
+    want_y, want_mask = ref.dropout(x, 0.3, True, 4242, return_mask=True)
+    want_dx = ref.dropout_backward(dy, x, 0.3, True, 4242, mask=want_mask)
+    y, mask = ops.dropout(x, 0.3, True, 4242, return_mask=True)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(mask, want_mask)
+    np.testing.assert_array_equal(ops.dropout(x, 0.3, True, 4242), want_y)
+    np.testing.assert_array_equal(ops.dropout_backward(dy, x, 0.3, True, 4242, mask=mask), want_dx)
+    np.testing.assert_array_equal(ops.dropout_backward(dy, x, 0.3, True, 4242), want_dx)
+    for k in ((1, 6, 15) if dtype == np.float32 else (1, 3, 7)):
+        out = past_boundary((n,), dtype, k)
+        C.dropout(x, out, 0.3, 4242)
+        np.testing.assert_array_equal(out, want_y, err_msg=f"y {k} elements past a 64-byte boundary")
+        out_mask = np.empty_like(mask)
+        C.dropout_save(x, out, out_mask, 0.3, 4242)
+        np.testing.assert_array_equal(out, want_y)
+        np.testing.assert_array_equal(out_mask, want_mask)
+        C.dropout_from_mask(dy, mask, out, 0.3)
+        np.testing.assert_array_equal(out, want_dx, err_msg=f"dx {k} elements past a 64-byte boundary")
 
 
 def test_saved_mask_in_evaluation_and_across_threads(rng):
