@@ -283,7 +283,8 @@ def test_avx512_softmax_gives_the_avx2_bits(rng, n, axis):
     backwards bitwise equal to AVX2's on every tail length, with extreme values among them."""
     rows = 5
     x = random(rng, (rows, n), np.float32) * 8
-    x[1, :] = np.array([88.5, -88.5, 100.0, -100.0, 1e4, -1e4, 0.0, -0.0, 1e-30] * n, np.float32)[:n]
+    x[1, :] = np.array([88.5, -88.5, 100.0, -100.0, 1e4, -1e4, 0.0, -0.0, 1e-30, -103.9, -104.3, -104.6] * n,
+                       np.float32)[:n]
     x[2, n // 2] = np.inf
     x[3, (n - 1) // 3] = np.nan
     x[4, -1] = -np.inf
@@ -302,7 +303,9 @@ def test_avx512_softmax_gives_the_avx2_bits(rng, n, axis):
 def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
     """The float32 AVX-512 kernels compute each element as an AVX2 lane does (same polynomial, same
     steps), including extreme values and the ragged tails of masked loads: bitwise equal outputs."""
-    vals = np.array([0.0, -0.0, 1e-30, 88.5, -88.5, 100.0, -100.0, 1e4, -1e4, np.inf, -np.inf, np.nan], np.float32)
+    # -103.9 .. -104.7: exp's last subnormal and the first results AVX-512 zeroes by mask (vec_avx512.h).
+    vals = np.array([0.0, -0.0, 1e-30, 88.5, -88.5, 100.0, -100.0, 1e4, -1e4, np.inf, -np.inf, np.nan,
+                     -103.9, -104.3, -104.5, -104.7], np.float32)
     x = np.concatenate([vals, random(rng, (n,), np.float32) * 8])[:n]
     dy = random(rng, x.shape, np.float32)
 
@@ -313,6 +316,16 @@ def test_avx512_elementwise_gives_the_avx2_bits(rng, name, kw, n):
             out += (activation_backward_from_output(dy, y, name, kw.get("negative_slope", 0.01)),)
         return out
     _assert_avx512_gives_the_avx2_bits(run)
+
+
+def test_avx512_double_exp_near_underflow_gives_the_avx2_bits():
+    """float64 exp around its last subnormal (e^-744.4 .. e^-745.2) and the results AVX-512 zeroes by mask (from
+    e^-745.5): sigmoid and elu, and softmax rows spanning that range, bitwise as AVX2's."""
+    x = np.array([-744.0, -744.4, -745.0, -745.1, -745.2, -745.4, -745.5, -745.6, -750.0, -800.0, 0.0, np.nan],
+                 np.float64)
+    rows = np.stack([x, x[::-1].copy()])
+    _assert_avx512_gives_the_avx2_bits(
+        lambda: (ops.sigmoid(x), ops.elu(x), ops.softmax(rows, axis=-1), ops.log_softmax(rows, axis=-1)))
 
 
 # Results of at least STREAM_STORE_MIN_BYTES (cpp/common/stream_store.h) are written with streaming stores, from
