@@ -133,8 +133,8 @@ void softmax_backward_from_output(const T* dy, const T* y, T* dx, int64_t outer,
 }
 
 template <class T>
-T log_sum_exp_shifted(const T* x, int64_t n, T* max_out) {
-  return activation_ukernels<T>().log_sum_exp_shifted(x, n, max_out);
+void log_sum_exp_rows(const T* x, int64_t rows, int64_t n, T* lse, T* max_out) {
+  activation_ukernels<T>().log_sum_exp_rows(x, rows, n, lse, max_out);
 }
 
 template <class T>
@@ -155,7 +155,7 @@ const char* act_ukernel_name() {
   template void softmax_forward<T>(const T*, T*, int64_t, int64_t, int64_t, bool, int);                     \
   template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, int);          \
   template void softmax_backward_from_output<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, int); \
-  template T log_sum_exp_shifted<T>(const T*, int64_t, T*);                                                           \
+  template void log_sum_exp_rows<T>(const T*, int64_t, int64_t, T*, T*);                                                           \
   template void softmax_rows<T>(const T*, T*, int64_t, int64_t);                                            \
   template const char* act_ukernel_name<T>();
 NNX_ACT_INSTANTIATE(float)

@@ -50,11 +50,11 @@ template <class T>
 void softmax_backward_from_output(const T* dy, const T* y, T* dx, int64_t outer, int64_t n, int64_t inner, bool log,
                                   int nthreads);
 
-// For one contiguous row: m = max_j x_j (stored in *max_out) and the returned log(sum_j exp(x_j - m)),
+// For `rows` contiguous rows of n: m = max_j x_j (into max_out[r]) and log(sum_j exp(x_j - m)) (into lse[r]),
 // kept apart so that a caller can form (x_k - m) - log(...) without cancelling against a large m.
 // Single-threaded, SIMD-dispatched; used by the cross-entropy loss.
 template <class T>
-T log_sum_exp_shifted(const T* x, int64_t n, T* max_out);
+void log_sum_exp_rows(const T* x, int64_t rows, int64_t n, T* lse, T* max_out);
 
 // softmax of `rows` contiguous rows of length n, single-threaded, SIMD-dispatched.
 template <class T>

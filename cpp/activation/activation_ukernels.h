@@ -36,8 +36,8 @@ struct ActivationUkernels {
                                             bool past_caches);
   void (*softmax_cols_backward_from_output)(const T* dy, const T* y, T* dx, int64_t n, int64_t stride,
                                             int64_t width, bool log);
-  // log(sum_j exp(x_j - m)) with m = max_j x_j stored in *max_out.
-  T (*log_sum_exp_shifted)(const T* x, int64_t n, T* max_out);
+  // Per row of `rows` contiguous rows of n: lse[r] = log(sum_j exp(x_j - m)) with m = max_j x_j in max_out[r].
+  void (*log_sum_exp_rows)(const T* x, int64_t rows, int64_t n, T* lse, T* max_out);
 };
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in act_ukernels_<isa>.cpp.

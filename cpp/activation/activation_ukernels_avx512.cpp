@@ -119,7 +119,7 @@ void activation_ukernels_fill_avx512(ActivationUkernels<T>& table) {
     table.softmax_rows = &act_generic::softmax_rows<V, PairedHalves>;
     table.softmax_rows_backward = &act_generic::softmax_rows_backward<V, PairedHalves>;
     table.softmax_rows_backward_from_output = &act_generic::softmax_rows_backward_from_output<V, PairedHalves>;
-    table.log_sum_exp_shifted = &act_generic::log_sum_exp_shifted<V, PairedHalves>;
+    table.log_sum_exp_rows = &act_generic::log_sum_exp_rows<V, PairedHalves>;
     // Columns reduce lane by lane (each lane its own column), so the wide vectors change no sum.
     table.softmax_cols = &act_generic::softmax_cols<V>;
     table.softmax_cols_backward = &act_generic::softmax_cols_backward<V>;

@@ -1,6 +1,6 @@
 // Loss drivers. Element-wise sums run on the loss micro-kernels (loss_ukernels.h, portable / AVX2); the
 // row-wise exponentials of cross-entropy and the sigmoid of BCE's gradient on the activation family's
-// SIMD micro-kernels (log_sum_exp_shifted, softmax_rows, act_forward); the hinge loss and the simple
+// SIMD micro-kernels (log_sum_exp_rows, softmax_rows, act_forward); the hinge loss and the simple
 // gradients are plain C++ loops.
 #include "loss/loss.h"
 
@@ -58,14 +58,15 @@ int64_t loss_num_partials(int64_t rows, int64_t cols) {
 
 template <class T>
 double cross_entropy_sum(const T* z, const int64_t* target, int64_t N, int64_t C, double* partials, int nthreads) {
+  constexpr int64_t kBlock = 64;  // rows whose logs are taken together (log_sum_exp_rows)
   return chunked_sum(N, C, partials, nthreads, [&](int64_t b, int64_t e) {
     double acc = 0.0;
-    for (int64_t i = b; i < e; ++i) {
-      const T* zi = z + i * C;
-      T m;
-      T ls = log_sum_exp_shifted<T>(zi, C, &m);
+    T ls[kBlock], m[kBlock];
+    for (int64_t i0 = b; i0 < e; i0 += kBlock) {
+      const int64_t nb = std::min(kBlock, e - i0);
+      log_sum_exp_rows<T>(z + i0 * C, nb, C, ls, m);
       // -log_softmax(z)_t = log(sum exp(z - m)) - (z_t - m): no cancellation against a large m.
-      acc += static_cast<double>(ls - (zi[target[i]] - m));
+      for (int64_t j = 0; j < nb; ++j) acc += static_cast<double>(ls[j] - (z[(i0 + j) * C + target[i0 + j]] - m[j]));
     }
     return acc;
   });
