@@ -1,5 +1,7 @@
 #include "common/cpu.h"
 
+#include "common/stream_store.h"
+
 #include <atomic>
 #include <cstdlib>
 
@@ -62,6 +64,11 @@ bool wide_vector_fma() {
     return fma512_rate_ratio() > 1.4;
   }();
   return wide;
+}
+
+int64_t stream_chunk_bytes() {  // common/stream_store.h
+  static const int64_t bytes = wide_vector_fma() ? 512 : kStreamChunkMaxBytes;
+  return bytes;
 }
 
 Isa detected_isa() {
