@@ -14,7 +14,7 @@ import nnx
 from nnx import nn, optim
 from nnx import reference as ref
 
-from optest import assert_close, winograd_floors
+from optest import assert_close, winograd_dw_floor, winograd_floors
 
 RNG = np.random.default_rng(7)
 
@@ -116,9 +116,11 @@ def test_forward_backward_against_reference(case, dtype):
     got, want = getattr(nnx.ops, name)(*args, **kwargs), getattr(ref, name)(*args, **ref_kwargs)
     dy = np.ones_like(want) if np.ndim(want) == 0 else _r(*np.shape(want), dtype=dtype)
     dy = np.asarray(dy, dtype=dtype)
-    floors = (0.0, 0.0)
+    floors = (0.0, 0.0, 0.0)
     if name == "conv2d":  # Winograd rounds with the sizes of the terms, not of the result
-        floors = winograd_floors(kwargs.get("algorithm"), dy, args[0], args[1], ref_kwargs)
+        algo = kwargs.get("algorithm")
+        floors = (*winograd_floors(algo, dy, args[0], args[1], ref_kwargs),
+                  winograd_dw_floor(algo, dy, args[0], args[1], ref_kwargs))
     assert_close(got, want, dtype=dtype, k=64, name=f"{case} forward", floor=floors[0])
     g_got = getattr(nnx.ops, name + "_backward")(dy, *args, **kwargs)
     g_want = getattr(ref, name + "_backward")(dy, *args, **ref_kwargs)
@@ -129,7 +131,7 @@ def test_forward_backward_against_reference(case, dtype):
             assert g is None
         else:
             assert_close(g, w, dtype=dtype, k=256, name=f"{case} backward, gradient {i}",
-                         floor=floors[1] if i == 0 else 0.0)
+                         floor=floors[i + 1] if i < 2 else 0.0)
 
 
 @pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
