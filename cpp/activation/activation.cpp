@@ -155,7 +155,7 @@ const char* act_ukernel_name() {
   template void softmax_forward<T>(const T*, T*, int64_t, int64_t, int64_t, bool, int);                     \
   template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, int);          \
   template void softmax_backward_from_output<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool, int); \
-  template void log_sum_exp_rows<T>(const T*, int64_t, int64_t, T*, T*);                                                           \
+  template void log_sum_exp_rows<T>(const T*, int64_t, int64_t, T*, T*);                                    \
   template void softmax_rows<T>(const T*, T*, int64_t, int64_t);                                            \
   template const char* act_ukernel_name<T>();
 NNX_ACT_INSTANTIATE(float)

@@ -1,9 +1,9 @@
 #include "common/cpu.h"
 
-#include "common/stream_store.h"
-
 #include <atomic>
 #include <cstdlib>
+
+#include "common/stream_store.h"
 
 namespace nnx {
 namespace {

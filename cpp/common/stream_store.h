@@ -33,8 +33,9 @@ inline bool stores_past_caches(int64_t result_bytes, bool in_place) {
 // 2048 (streaming stores issued from the computing loop itself ran the exponential maps 1.15-2.3x slower, 1
 // thread, 16 M floats). The full-width AVX-512 Xeon (cpu.h's wide_vector_fma) interleaves its bursts of
 // streaming stores with the arithmetic more finely: 512 bytes, with activation_generic.h's map prefetch, against
-// 2048 (one process, alternated calls, 1 thread, 16 M floats): sigmoid 1.25x, tanh 1.33x, ReLU 1.08x; 64 x 32 x
-// 56 x 56 1.02-1.09x; 256 bytes 1.21x, 1.25x, 1.09x. Where a chunk ends never changes a value.
+// 2048 without it (one process, alternated calls, 1 thread, 16 M floats): sigmoid 1.29x, tanh 1.29x, ReLU 1.15x;
+// 64 x 32 x 56 x 56 sigmoid 1.32x, tanh 1.18x, ReLU even; 256 bytes measured a little below 512 (sigmoid 1.21x
+// against 1.25x, tanh 1.25x against 1.33x in one run). Where a chunk ends never changes a value.
 constexpr int64_t kStreamChunkMaxBytes = 2048;
 int64_t stream_chunk_bytes();
 

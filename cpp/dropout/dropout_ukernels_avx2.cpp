@@ -93,7 +93,6 @@ void apply_save_run(const double* x, double* y, uint8_t* bits, int64_t n, uint64
   }
 }
 
-
 // From saved bits: one byte per 8 elements, broadcast and tested against each lane's bit.
 void apply_from_bits_run(const float* dy, float* dx, const uint8_t* bits, int64_t n, float scale) {
   const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);

@@ -37,7 +37,7 @@ inline __mmask16 lanes_below(int64_t cnt) { return static_cast<__mmask16>((1u <<
 inline __m512 scaled(__m512 x, __mmask16 k, __m512 s) { return _mm512_mul_ps(x, _mm512_maskz_mov_ps(k, s)); }
 
 void apply_save_run(const float* x, float* y, uint8_t* bits, int64_t n, uint64_t start, uint32_t k0, uint32_t k1,
-                       uint32_t threshold, float scale) {
+                    uint32_t threshold, float scale) {
   const __m512i vk0 = _mm512_set1_epi32(static_cast<int>(k0));
   const __m512i hik1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(start >> 32) + k1));
   const __m512i thr = _mm512_set1_epi32(static_cast<int>(threshold));

@@ -98,9 +98,8 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
   // packing it, so the micro-kernel reads A in place when A is contiguous in one direction; along its columns
   // (rs_a == 1) only for up to two slivers or an A of kStridedAColumnsMaxBytes (gemm_config.h).
   const int64_t slivers = ceil_div(N, NR);
-  const bool strided_a =
-      slivers <= kStridedAMaxSlivers &&
-      (cs_a == 1 || (rs_a == 1 && (slivers <= 2 || M * K * static_cast<int64_t>(sizeof(T)) <= kStridedAColumnsMaxBytes)));
+  const bool small_a = M * K * static_cast<int64_t>(sizeof(T)) <= kStridedAColumnsMaxBytes;
+  const bool strided_a = slivers <= kStridedAMaxSlivers && (cs_a == 1 || (rs_a == 1 && (slivers <= 2 || small_a)));
   // A block of rows that is one MC block (a batch-64 linear layer, an im2col conv of up to MC filters): B is
   // packed a chunk of slivers (kPackBChunkBytes) at a time, just before its micro-tiles run, so the chunk is
   // written to and read back from the L2, where packing the whole KC x NC block first (4 MiB here) wrote it

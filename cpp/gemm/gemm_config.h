@@ -77,10 +77,10 @@ constexpr int kStridedAMaxSlivers = 8;
 // puts every k of a panel on a line of its own, and the slivers re-read them: past the L1 they come from L2, and
 // strides of a multiple of 1 KiB fold them onto a few L1 sets (a conv dx's W^T, 2304 taps: a 9 KiB stride, 4 of
 // 64 sets). So with 3 or more slivers A is read in place along its columns only while all of it fits this many
-// bytes. Measured on the Xeon (1 thread, alternated calls, A^T view times B, M x N x K, packed against in place):
-// 2304 x 245 x 512 1.23x (the 256 -> 512 stride-2 conv's dx on 14x14 maps: 19.8 -> 16.8 ms), 1000 x 100 x 1000
-// 1.24x, 512 x 256 x 128 1.07x, 256 x 256 x 64 1.07x, 576 x 256 x 64 1.06x; but 120 x 84 x 64 (30 KiB) 0.81x, 64 x
-// 96 x 64 0.86x, 84 x 120 x 64 0.96x, where A stays in L1 anyway. The same sums either way.
+// bytes. Measured on the Xeon (1 thread, alternated calls, A^T view times B, M x N x K, this rule against in place):
+// 2304 x 245 x 512 1.22x (the 256 -> 512 stride-2 conv's dx on 14x14 maps: 21.3 -> 17.2 ms), 1000 x 100 x 1000
+// 1.21x, 512 x 256 x 128 1.06x, 256 x 256 x 64 1.09x, 576 x 256 x 64 1.07x; packing every such A lost where A stays
+// in L1 anyway: 120 x 84 x 64 (30 KiB) 0.81x, 64 x 96 x 64 0.86x, 84 x 120 x 64 0.96x. The same sums either way.
 constexpr long kStridedAColumnsMaxBytes = 32L << 10;
 
 // Where A is read in place and all of B (K x N, rows contiguous) is at most this many bytes, B is read in place
