@@ -393,16 +393,10 @@ void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_
       const R inv = V::set1(T(1) / s);
       map1<V>(y, y, n, [&](R e) { return V::mul(e, inv); });
     } else if (n <= kLogBlockRowElems && rows - r > 1) {
-      // A block of short rows: their logs apart from their sums (log_block).
+      // A block of short rows: their logs apart from their sums (row 0's max, already in m, is found again).
       const int64_t nb = std::min<int64_t>(kLogBlockRows, rows - r);
       T mb[kLogBlockRows], lb[kLogBlockRows];
-      mb[0] = m;
-      lb[0] = Red::template exp_shift_sum<false>(x, m, nullptr, n);
-      for (int64_t b = 1; b < nb; ++b) {
-        mb[b] = Red::max(x + b * n, n);
-        lb[b] = Red::template exp_shift_sum<false>(x + b * n, mb[b], nullptr, n);
-      }
-      log_block(lb, nb);
+      log_sum_exp_rows<V, Red>(x, nb, n, lb, mb);
       for (int64_t b = 0; b < nb; ++b) {
         const R mv = V::set1(mb[b]), ls = V::set1(lb[b]);
         if (past_caches) stream_map1<V>(x + b * n, y + b * n, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });

@@ -6,9 +6,18 @@
 // broadcasts of A per k step.
 #pragma once
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 namespace nnx {
 namespace {
+
+// Whether V has load_first / store_first (the first cnt < W lanes).
+template <class V, class = void>
+struct HasPartialStores : std::false_type {};
+template <class V>
+struct HasPartialStores<V, std::void_t<decltype((void)V::load_first(std::declval<const typename V::T*>(), int64_t{}))>>
+    : std::true_type {};
 
 // kStridedA: A is read in place, A(i, p) = a[i * rs_a + p * cs_a] (rows >= m are never read: they
 // repeat row m - 1 and are dropped at the store); otherwise a is a packed sliver (rs_a, cs_a ignored).
@@ -109,6 +118,31 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
         }
     }
     return;
+  }
+  // An edge tile of a row-major C, on traits with partial loads and stores (V::load_first / store_first: the
+  // x86 ones): its rows and columns straight from the registers, with the full tile's arithmetic. Through the
+  // buffer below, the copy of a row's n < NR columns compiled to `rep movsq`, a string copy that costs tens of
+  // cycles to start: half the time of a 6-column edge tile (8 products of 100 x 50 by 50 x 70, Xeon).
+  if constexpr (HasPartialStores<V>::value) {
+    if (cs_c == 1) {
+      const vec vb = V::set1(beta);
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        if (i >= m) break;
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) {
+          T* ci = c + i * rs_c + j * W;
+          const int64_t cnt = n - j * W;
+          if (cnt >= W) {
+            V::storeu(ci, beta == T(0) ? V::mul(va, acc[i][j]) : V::fma(va, acc[i][j], V::mul(vb, V::loadu(ci))));
+          } else if (cnt > 0) {
+            V::store_first(ci, beta == T(0) ? V::mul(va, acc[i][j])
+                                            : V::fma(va, acc[i][j], V::mul(vb, V::load_first(ci, cnt))), cnt);
+          }
+        }
+      }
+      return;
+    }
   }
   // Edge tile or strided C: go through a buffer, with the same arithmetic as the full-tile path so an
   // element's value never depends on whether its tile is full. (The contract's m <= MR, n <= NR, told to the

@@ -4,6 +4,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace nnx {
 namespace avx2 {
 
@@ -16,6 +18,13 @@ struct Avx2Float {
   static vec loadu(const T* p) { return _mm256_loadu_ps(p); }
   static void storeu(T* p, vec v) { _mm256_storeu_ps(p, v); }
   static void stream(T* p, vec v) { _mm256_stream_ps(p, v); }
+  // The first cnt lanes at p (0 < cnt < W), memory past them neither read nor written (loaded as 0): the last
+  // columns of an edge tile (ukernel_simd.h).
+  static vec load_first(const T* p, int64_t cnt) { return _mm256_maskload_ps(p, first(cnt)); }
+  static void store_first(T* p, vec v, int64_t cnt) { _mm256_maskstore_ps(p, first(cnt), v); }
+  static __m256i first(int64_t cnt) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cnt)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
   static vec set1(T x) { return _mm256_set1_ps(x); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   static vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
@@ -38,6 +47,11 @@ struct Avx2Double {
   static vec loadu(const T* p) { return _mm256_loadu_pd(p); }
   static void storeu(T* p, vec v) { _mm256_storeu_pd(p, v); }
   static void stream(T* p, vec v) { _mm256_stream_pd(p, v); }
+  static vec load_first(const T* p, int64_t cnt) { return _mm256_maskload_pd(p, first(cnt)); }
+  static void store_first(T* p, vec v, int64_t cnt) { _mm256_maskstore_pd(p, first(cnt), v); }
+  static __m256i first(int64_t cnt) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(cnt), _mm256_setr_epi64x(0, 1, 2, 3));
+  }
   static vec set1(T x) { return _mm256_set1_pd(x); }
   static vec fma(vec a, vec b, vec c) { return _mm256_fmadd_pd(a, b, c); }
   static vec mul(vec a, vec b) { return _mm256_mul_pd(a, b); }

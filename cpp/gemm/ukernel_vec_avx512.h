@@ -4,6 +4,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace nnx {
 namespace avx512 {
 
@@ -16,6 +18,11 @@ struct Avx512Float {
   static vec loadu(const T* p) { return _mm512_loadu_ps(p); }
   static void storeu(T* p, vec v) { _mm512_storeu_ps(p, v); }
   static void stream(T* p, vec v) { _mm512_stream_ps(p, v); }
+  // The first cnt lanes at p (0 < cnt < W), memory past them neither read nor written (loaded as 0): the last
+  // columns of an edge tile (ukernel_simd.h).
+  static vec load_first(const T* p, int64_t cnt) { return _mm512_maskz_loadu_ps(first(cnt), p); }
+  static void store_first(T* p, vec v, int64_t cnt) { _mm512_mask_storeu_ps(p, first(cnt), v); }
+  static __mmask16 first(int64_t cnt) { return static_cast<__mmask16>((1u << cnt) - 1); }
   static vec set1(T x) { return _mm512_set1_ps(x); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   static vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
@@ -39,6 +46,9 @@ struct Avx512Double {
   static vec loadu(const T* p) { return _mm512_loadu_pd(p); }
   static void storeu(T* p, vec v) { _mm512_storeu_pd(p, v); }
   static void stream(T* p, vec v) { _mm512_stream_pd(p, v); }
+  static vec load_first(const T* p, int64_t cnt) { return _mm512_maskz_loadu_pd(first(cnt), p); }
+  static void store_first(T* p, vec v, int64_t cnt) { _mm512_mask_storeu_pd(p, first(cnt), v); }
+  static __mmask8 first(int64_t cnt) { return static_cast<__mmask8>((1u << cnt) - 1); }
   static vec set1(T x) { return _mm512_set1_pd(x); }
   static vec fma(vec a, vec b, vec c) { return _mm512_fmadd_pd(a, b, c); }
   static vec mul(vec a, vec b) { return _mm512_mul_pd(a, b); }

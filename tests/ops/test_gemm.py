@@ -218,6 +218,27 @@ def test_gemm_blocking_boundaries(isa, dtype, rng, m, n, k):
     check_op(ops.gemm, ref.gemm, (b, a.T, c.T), dict(alpha=0.5, beta=-1.5), dtype, k=k)
 
 
+@pytest.mark.parametrize("m,n,k", [(100, 70, 50), (13, 37, 300), (9, 6, 257), (17, 3, 8)])
+@pytest.mark.parametrize("beta", [0.0, -1.5])
+def test_gemm_edge_tiles_write_only_c_and_give_the_full_tiles_bits(isa, dtype, rng, m, n, k, beta):
+    """Edge tiles (rows past the last whole MR, columns past the last whole NR; the x86 kernels store them with
+    masked stores) write C and nothing past it; and each element has the bits it gets inside a full tile: the
+    product padded with 48 more columns and 16 more rows (multiples of every table's MR and NR past these
+    shapes' edges) agrees bitwise on the first m x n."""
+    a, b = random(rng, (m + 16, k), dtype), random(rng, (k, n + 48), dtype)
+    c0 = random(rng, (m + 16, n + 48), dtype)
+    big = c0.copy()
+    _C.gemm(a, b, big, 0.5, beta)
+    buf = np.full(m * n + 32, np.inf, dtype)
+    c = buf[16:16 + m * n].reshape(m, n)
+    c[:] = c0[:m, :n]
+    _C.gemm(a[:m], np.ascontiguousarray(b[:, :n]), c, 0.5, beta)
+    np.testing.assert_array_equal(c, big[:m, :n])
+    assert np.all(buf[:16] == np.inf) and np.all(buf[16 + m * n:] == np.inf), "an element past C was written"
+    want = 0.5 * (a[:m].astype(np.float64) @ b[:, :n].astype(np.float64)) + beta * c0[:m, :n]
+    assert_close(c, want.astype(dtype), dtype, k=k)
+
+
 def test_gemm_bias_per_row_and_column(isa, dtype, rng):
     """The epilogue (bias + activation) through the raw kernel binding, bias per row and per column."""
     from nnx import _C
