@@ -4,8 +4,8 @@
 // V provides: T, R (register), M (mask), W (lanes); load/store/set1/zero; load_partial(p, cnt, pad) /
 // store_partial(p, v, cnt) for the first cnt < W lanes; add/sub/mul/div; max/min with
 // the x86 rule "an unordered pair returns the second operand" (so max(zero, x) keeps a NaN x);
-// abs; gt/ge -> M; select(m, a, b) = m ? a : b; exp; expm1_nonpos (argument <= 0 or NaN); tanh;
-// hsum/hmax (horizontal, fixed lane order).
+// abs; neg_abs (-|x|); gt/ge -> M; select(m, a, b) = m ? a : b; exp; exp_nonpos and expm1_nonpos (argument
+// <= 0 or NaN); tanh; hsum/hmax (horizontal, fixed lane order).
 //
 // Ragged tails are loaded as a partial vector (padded lanes) so every element sees exactly the same
 // arithmetic as the full vectors (no scalar fallback with different rounding).
@@ -134,11 +134,12 @@ inline void map2(const typename V::T* a, const typename V::T* b, typename V::T* 
 
 template <class V>
 inline typename V::R sigmoid(typename V::R v) {
-  // e = exp(-|v|) <= 1, so neither branch can overflow: 1/(1+e) for v >= 0, e/(1+e) for v < 0.
+  // e = exp(-|v|) <= 1, so neither branch can overflow: 1/(1+e) for v >= 0, e/(1+e) for v < 0, one division
+  // of the numerator chosen first (as common/epilogue.h's scalar form). The exponential's argument is never
+  // positive, which spares its overflow clamp.
   const auto one = V::set1(1);
-  auto e = V::exp(V::sub(V::zero(), V::abs(v)));
-  auto r = V::div(one, V::add(one, e));
-  return V::select(V::ge(v, V::zero()), r, V::mul(e, r));
+  auto e = V::exp_nonpos(V::neg_abs(v));
+  return V::div(V::select(V::ge(v, V::zero()), one, e), V::add(one, e));
 }
 
 template <class V, bool kStream>

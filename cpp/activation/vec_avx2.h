@@ -44,10 +44,12 @@ struct VecF32Avx2 {
   static R max(R a, R b) { return _mm256_max_ps(a, b); }
   static R min(R a, R b) { return _mm256_min_ps(a, b); }
   static R abs(R a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.f), a); }
+  static R neg_abs(R a) { return _mm256_or_ps(_mm256_set1_ps(-0.f), a); }
   static M gt(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
   static M ge(R a, R b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
   static R select(M m, R a, R b) { return _mm256_blendv_ps(b, a, m); }
   static R exp(R a) { return exp_f32(a); }
+  static R exp_nonpos(R a) { return exp_no_overflow_f32(a); }
   static R expm1_nonpos(R a) { return expm1_nonpos_f32(a); }
   static R tanh(R a) { return tanh_rational<VecF32Avx2>(a); }
   static T hsum(R a) {
@@ -92,10 +94,12 @@ struct VecF64Avx2 {
   static R max(R a, R b) { return _mm256_max_pd(a, b); }
   static R min(R a, R b) { return _mm256_min_pd(a, b); }
   static R abs(R a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+  static R neg_abs(R a) { return _mm256_or_pd(_mm256_set1_pd(-0.0), a); }
   static M gt(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
   static M ge(R a, R b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
   static R select(M m, R a, R b) { return _mm256_blendv_pd(b, a, m); }
   static R exp(R a) { return exp_f64(a); }
+  static R exp_nonpos(R a) { return exp_no_overflow_f64(a); }
   static R expm1_nonpos(R a) { return expm1_nonpos_f64(a); }
   static R tanh(R a) { return tanh_f64(a); }
   static T hsum(R a) {

@@ -40,9 +40,9 @@ inline void reduce_ln2_f32(__m512 x, __m512* n, __m512* r) {
 // polynomial's last bit.
 constexpr float kExpZeroBelowF32 = -104.5f;
 
-inline __m512 exp_f32(__m512 x) {
-  // max/min with the bound first: a NaN x (unordered pair) comes out as the second operand, x.
-  x = _mm512_max_ps(_mm512_set1_ps(-115.f), _mm512_min_ps(_mm512_set1_ps(89.f), x));
+// e^x for x <= 89 (or NaN); exp_f32 below clamps larger x first. No lower clamp: the lanes it would have
+// kept finite (x < -115, -inf) are zeroed by the mask below whatever n and r become.
+inline __m512 exp_no_overflow_f32(__m512 x) {
   __m512 n, r;
   reduce_ln2_f32(x, &n, &r);
   // (1 + p) 2^n in one instruction. The AVX2 twin scales by two powers of two, 2^(n/2) inside its fused
@@ -54,6 +54,11 @@ inline __m512 exp_f32(__m512 x) {
   // cross-entropy of (65536, 10): 100 ns a row, 13 at 16 classes). NaN lanes (unordered: not less) stay.
   const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpZeroBelowF32), _CMP_NLT_UQ);
   return _mm512_maskz_scalef_ps(live, _mm512_add_ps(expm1_poly_f32(r), _mm512_set1_ps(1.f)), n);
+}
+
+inline __m512 exp_f32(__m512 x) {
+  // min with the bound first: a NaN x (unordered pair) comes out as the second operand, x.
+  return exp_no_overflow_f32(_mm512_min_ps(_mm512_set1_ps(89.f), x));
 }
 
 inline __m512 expm1_nonpos_f32(__m512 x) {  // x <= 0 (or NaN)
@@ -86,13 +91,14 @@ inline void reduce_ln2_f64(__m512d x, __m512d* n, __m512d* r) {
 // e^-745.5 = 2^-1075.5, under half the least subnormal double (2^-1074): the result is 0.
 constexpr double kExpZeroBelowF64 = -745.5;
 
-inline __m512d exp_f64(__m512d x) {
-  x = _mm512_max_pd(_mm512_set1_pd(-760.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
+inline __m512d exp_no_overflow_f64(__m512d x) {  // x <= 710 (or NaN), as exp_no_overflow_f32
   __m512d n, r;
   reduce_ln2_f64(x, &n, &r);
   const __mmask8 live = _mm512_cmp_pd_mask(x, _mm512_set1_pd(kExpZeroBelowF64), _CMP_NLT_UQ);  // as exp_f32
   return _mm512_maskz_scalef_pd(live, _mm512_add_pd(expm1_poly_f64(r), _mm512_set1_pd(1.0)), n);
 }
+
+inline __m512d exp_f64(__m512d x) { return exp_no_overflow_f64(_mm512_min_pd(_mm512_set1_pd(710.0), x)); }
 
 inline __m512d expm1_nonpos_f64(__m512d x) {
   x = _mm512_max_pd(_mm512_set1_pd(-700.0), x);
@@ -139,10 +145,12 @@ struct VecF32Avx512 {
   static R max(R a, R b) { return _mm512_max_ps(a, b); }
   static R min(R a, R b) { return _mm512_min_ps(a, b); }
   static R abs(R a) { return _mm512_andnot_ps(_mm512_set1_ps(-0.f), a); }
+  static R neg_abs(R a) { return _mm512_or_ps(_mm512_set1_ps(-0.f), a); }
   static M gt(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
   static M ge(R a, R b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }
   static R select(M m, R a, R b) { return _mm512_mask_blend_ps(m, b, a); }
   static R exp(R a) { return exp_f32(a); }
+  static R exp_nonpos(R a) { return exp_no_overflow_f32(a); }
   static R expm1_nonpos(R a) { return expm1_nonpos_f32(a); }
   static R tanh(R a) { return tanh_rational<VecF32Avx512>(a); }
   static T hsum(R a) {  // the AVX2 order: halves added, then that 8-lane vector reduced as VecF32Avx2 does
@@ -180,10 +188,12 @@ struct VecF64Avx512 {
   static R max(R a, R b) { return _mm512_max_pd(a, b); }
   static R min(R a, R b) { return _mm512_min_pd(a, b); }
   static R abs(R a) { return _mm512_andnot_pd(_mm512_set1_pd(-0.0), a); }
+  static R neg_abs(R a) { return _mm512_or_pd(_mm512_set1_pd(-0.0), a); }
   static M gt(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
   static M ge(R a, R b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
   static R select(M m, R a, R b) { return _mm512_mask_blend_pd(m, b, a); }
   static R exp(R a) { return exp_f64(a); }
+  static R exp_nonpos(R a) { return exp_no_overflow_f64(a); }
   static R expm1_nonpos(R a) { return expm1_nonpos_f64(a); }
   static R tanh(R a) { return tanh_f64(a); }
   static T hsum(R a) {

@@ -35,10 +35,12 @@ struct ScalarVec {
   static R max(R a, R b) { return a > b ? a : b; }
   static R min(R a, R b) { return a < b ? a : b; }
   static R abs(R a) { return std::fabs(a); }
+  static R neg_abs(R a) { return -std::fabs(a); }
   static M gt(R a, R b) { return a > b; }
   static M ge(R a, R b) { return a >= b; }
   static R select(M m, R a, R b) { return m ? a : b; }
   static R exp(R a) { return std::exp(a); }
+  static R exp_nonpos(R a) { return std::exp(a); }
   static R expm1_nonpos(R a) { return std::expm1(a); }
   static R tanh(R a) { return std::tanh(a); }
   static T hsum(R a) { return a; }

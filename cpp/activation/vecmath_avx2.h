@@ -42,15 +42,21 @@ inline void reduce_ln2_f32(__m256 x, __m256* n, __m256* r) {
   *r = _mm256_fnmadd_ps(*n, _mm256_set1_ps(-2.12194440e-4f), t);
 }
 
-inline __m256 exp_f32(__m256 x) {
-  // Below -115 the result is 0 and above 89 it is inf after rounding; clamping keeps n in range.
-  x = _mm256_max_ps(_mm256_set1_ps(-115.f), _mm256_min_ps(_mm256_set1_ps(89.f), x));
+// e^x for x <= 89 (or NaN), as exp_f32 below: an argument known not to overflow (sigmoid's -|x|) skips its
+// upper clamp.
+inline __m256 exp_no_overflow_f32(__m256 x) {
+  x = _mm256_max_ps(_mm256_set1_ps(-115.f), x);
   __m256 n, r;
   reduce_ln2_f32(x, &n, &r);
   __m256 p = expm1_poly_f32(r);
   __m256 n1 = _mm256_floor_ps(_mm256_mul_ps(n, _mm256_set1_ps(0.5f)));
   __m256 s1 = pow2i_f32(n1), s2 = pow2i_f32(_mm256_sub_ps(n, n1));
   return _mm256_mul_ps(_mm256_fmadd_ps(p, s1, s1), s2);
+}
+
+inline __m256 exp_f32(__m256 x) {
+  // Below -115 the result is 0 and above 89 it is inf after rounding; clamping keeps n in range.
+  return exp_no_overflow_f32(_mm256_min_ps(_mm256_set1_ps(89.f), x));
 }
 
 inline __m256 expm1_nonpos_f32(__m256 x) {  // x <= 0 (or NaN)
@@ -86,8 +92,8 @@ inline void reduce_ln2_f64(__m256d x, __m256d* n, __m256d* r) {
   *r = _mm256_fnmadd_pd(*n, _mm256_set1_pd(1.90821492927058770002e-10), t);
 }
 
-inline __m256d exp_f64(__m256d x) {
-  x = _mm256_max_pd(_mm256_set1_pd(-760.0), _mm256_min_pd(_mm256_set1_pd(710.0), x));
+inline __m256d exp_no_overflow_f64(__m256d x) {  // x <= 710 (or NaN)
+  x = _mm256_max_pd(_mm256_set1_pd(-760.0), x);
   __m256d n, r;
   reduce_ln2_f64(x, &n, &r);
   __m256d p = expm1_poly_f64(r);
@@ -95,6 +101,8 @@ inline __m256d exp_f64(__m256d x) {
   __m256d s1 = pow2i_f64(n1), s2 = pow2i_f64(_mm256_sub_pd(n, n1));
   return _mm256_mul_pd(_mm256_fmadd_pd(p, s1, s1), s2);
 }
+
+inline __m256d exp_f64(__m256d x) { return exp_no_overflow_f64(_mm256_min_pd(_mm256_set1_pd(710.0), x)); }
 
 inline __m256d expm1_nonpos_f64(__m256d x) {
   x = _mm256_max_pd(_mm256_set1_pd(-700.0), x);
