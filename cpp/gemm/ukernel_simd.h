@@ -99,7 +99,15 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
 
   const vec va = V::set1(alpha);
   if (m == MR && n == NR && cs_c == 1) {
-    if (beta == T(0)) {
+    if (beta == T(0) && alpha == T(1)) {  // 1 * x is x: the product as summed (a tile's 16 multiplies spared)
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) {
+          if constexpr (kStreamC) V::stream(c + i * rs_c + j * W, acc[i][j]);
+          else V::storeu(c + i * rs_c + j * W, acc[i][j]);
+        }
+    } else if (beta == T(0)) {
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
