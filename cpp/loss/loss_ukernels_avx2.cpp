@@ -60,18 +60,28 @@ inline double hsum_pd(__m256d v) {
   return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
+// Four accumulators of 4 doubles: with two, each multiply-add waited for the last (4 cycles a step), as long as
+// the step's loads from memory took (Xeon, 1 thread, against two: 64 K floats 1.44x, 16 M 1.17x, 50 M 1.13x).
 double mse_sum_avx2_f32(const float* p, const float* t, int64_t n) {
-  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
+  // Differences of floats are exact in double, as in the portable twin.
+  auto diff = [](const float* x, const float* y) {
+    return _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x)), _mm256_cvtps_pd(_mm_loadu_ps(y)));
+  };
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    // Differences of floats are exact in double, as in the portable twin.
-    __m256 pv = _mm256_loadu_ps(p + i), tv = _mm256_loadu_ps(t + i);
-    __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(pv)), _mm256_cvtps_pd(_mm256_castps256_ps128(tv)));
-    __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(pv, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(tv, 1)));
+  for (; i + 16 <= n; i += 16) {
+    const __m256d d0 = diff(p + i, t + i), d1 = diff(p + i + 4, t + i + 4);
+    const __m256d d2 = diff(p + i + 8, t + i + 8), d3 = diff(p + i + 12, t + i + 12);
     a0 = _mm256_fmadd_pd(d0, d0, a0);
     a1 = _mm256_fmadd_pd(d1, d1, a1);
+    a2 = _mm256_fmadd_pd(d2, d2, a2);
+    a3 = _mm256_fmadd_pd(d3, d3, a3);
   }
-  double s = hsum_pd(_mm256_add_pd(a0, a1));
+  for (; i + 4 <= n; i += 4) {
+    const __m256d d = diff(p + i, t + i);
+    a0 = _mm256_fmadd_pd(d, d, a0);
+  }
+  double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
   for (; i < n; ++i) {
     double d = double(p[i]) - double(t[i]);
     s += d * d;
