@@ -106,11 +106,18 @@ double mse_sum_avx2_f64(const double* p, const double* t, int64_t n) {
   return s;
 }
 
+// The sum asks for z's and t's lines this many bytes ahead: its arithmetic (an exponential, a division and a
+// polynomial a step) left the hardware's prefetch behind, and a sum from memory ran at half its speed in cache.
+template <class T>
+constexpr int64_t kBcePrefetchElems = 8192 / sizeof(T);
+
 double bce_sum_avx2_f32(const float* z, const float* t, int64_t n) {
   const __m256 sign = _mm256_set1_ps(-0.f), zero = _mm256_setzero_ps();
   __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
+    __builtin_prefetch(z + i + kBcePrefetchElems<float>, 0, 2);
+    __builtin_prefetch(t + i + kBcePrefetchElems<float>, 0, 2);
     __m256 zv = _mm256_loadu_ps(z + i), tv = _mm256_loadu_ps(t + i);
     __m256 u = avx2::exp_f32(_mm256_or_ps(zv, sign));  // exp(-|z|)
     __m256 term = _mm256_add_ps(_mm256_fnmadd_ps(zv, tv, _mm256_max_ps(zv, zero)), log1p_unit_f32(u));
@@ -126,6 +133,8 @@ double bce_sum_avx2_f64(const double* z, const double* t, int64_t n) {
   __m256d a0 = _mm256_setzero_pd();
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
+    __builtin_prefetch(z + i + kBcePrefetchElems<double>, 0, 2);
+    __builtin_prefetch(t + i + kBcePrefetchElems<double>, 0, 2);
     __m256d zv = _mm256_loadu_pd(z + i), tv = _mm256_loadu_pd(t + i);
     __m256d u = avx2::exp_f64(_mm256_or_pd(zv, sign));
     a0 = _mm256_add_pd(a0, _mm256_add_pd(_mm256_fnmadd_pd(zv, tv, _mm256_max_pd(zv, zero)), log1p_unit_f64(u)));
