@@ -78,11 +78,13 @@ def test_modules():
     assert "pieces=4" in repr(m)
 
 
-# Shapes whose vector axis (the elements after `axis`) is 1 (one lane), shorter than a vector, a whole
-# number of vectors and ragged: every path of the C++ kernels, on every ISA this CPU runs.
+# Shapes whose vector axis (the elements after `axis`) is 1 (one lane; with 2 or 4 pieces the AVX2 float kernel's
+# groups side by side), shorter than a vector, a whole number of vectors and ragged: every path of the C++
+# kernels, on every ISA this CPU runs.
 @pytest.mark.parametrize("shape, pieces, axis", [((4, 6), 2, 1), ((3, 6, 3), 3, 1), ((2, 4, 8), 2, 1),
                                                   ((2, 6, 5, 5), 2, 1), ((2, 9, 17), 3, 1), ((1, 40, 33), 5, 1),
-                                                  ((3, 4, 2, 7), 4, 1)])
+                                                  ((3, 4, 2, 7), 4, 1), ((5, 8), 4, 1), ((7, 12), 4, 1),
+                                                  ((3, 14), 2, 1), ((9, 2), 2, 1)])
 def test_kernels_equal_reference_on_every_isa(isa, dtype, shape, pieces, axis):
     rng = np.random.default_rng(7)
     x = random(rng, shape, dtype)
@@ -107,6 +109,27 @@ def test_nan_inf_and_signed_zero_follow_the_reference(isa):
     np.testing.assert_array_equal(ops.maxout_backward(dy, x, 2, 1), reference.maxout_backward(dy, x, 2, 1))
     _, idx = ops.maxout(x, 2, 1, return_indices=True)
     np.testing.assert_array_equal(idx, reference.maxout(x, 2, 1, return_indices=True)[1])
+
+
+@pytest.mark.parametrize("pieces", [2, 4])
+def test_one_element_rows_nan_inf_ties_and_signed_zero_follow_the_reference(isa, pieces):
+    # Groups of `pieces` adjacent elements (inner == 1: the AVX2 float kernel's groups side by side in a
+    # register), 31 groups (whole registers and a ragged tail): every position of a NaN, an inf, a tie and -0.0
+    # before +0.0 within a group, among random values.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((31, pieces)).astype(np.float32)
+    specials = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+    for g in range(31):
+        j, v = g % pieces, specials[g % len(specials)]
+        x[g, j] = v
+        if g % 3 == 0:
+            x[g, (j + 1) % pieces] = x[g, j]  # a tie (or a second NaN)
+    dy = rng.standard_normal((31, 1)).astype(np.float32)
+    want = reference.maxout_backward(dy, x, pieces, 1)
+    got = ops.maxout_backward(dy, x, pieces, 1)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(ops.maxout(x, pieces, 1), reference.maxout(x, pieces, 1))
 
 
 def test_same_bits_for_any_thread_count(dtype):
