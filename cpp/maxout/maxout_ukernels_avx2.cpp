@@ -44,7 +44,7 @@ void backward_grouped_f32(const float* dy, const float* x, float* dx, int64_t ro
     }
     // dy of each group in its lanes: the kGroups values loaded (8 or 16 bytes), spread by a lane permute.
     const __m128 d =
-        K == 4 ? _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(dy + r))) : _mm_loadu_ps(dy + r);
+        K == 4 ? _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(dy + r))) : _mm_loadu_ps(dy + r);
     const __m256 g = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), group_of_lane);
     _mm256_storeu_ps(dx + r * K, _mm256_and_ps(_mm256_cmp_ps(w, piece_of_lane, _CMP_EQ_OQ), g));
   }
