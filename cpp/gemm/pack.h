@@ -54,6 +54,21 @@ inline void pack_sliver(int64_t m, int64_t kc, const T* __restrict a, int64_t rs
 
 template <int MR, class T>
 void pack_a_panels(int64_t mc, int64_t kc, const T* a, int64_t rs_a, int64_t cs_a, T* out) {
+  const int64_t full = mc / MR * MR;
+  if (rs_a == 1 && full > 0) {
+    // A's columns are contiguous (A = x^T, a weight gradient's x^T dy): a few columns at a time, dealt out to
+    // every panel. Panel by panel, each k step read MR values a column apart on a line of its own, kc lines
+    // per panel, and every line again for the next panel. One column at a time instead, the panels' MR-value
+    // pieces (a multiple of 4 KiB apart) all fall on one L1 set and evict each other's half-written lines.
+    constexpr int64_t kColumns = 8;
+    for (int64_t p0 = 0; p0 < kc; p0 += kColumns) {
+      const int64_t p1 = p0 + kColumns < kc ? p0 + kColumns : kc;
+      for (int64_t i0 = 0; i0 < full; i0 += MR)
+        for (int64_t p = p0; p < p1; ++p) std::memcpy(out + i0 * kc + p * MR, a + p * cs_a + i0, sizeof(T) * MR);
+    }
+    if (full < mc) pack_sliver<MR>(mc - full, kc, a + full, rs_a, cs_a, out + full * kc);
+    return;
+  }
   for (int64_t i0 = 0; i0 < mc; i0 += MR) {
     int64_t m = mc - i0 < MR ? mc - i0 : MR;
     pack_sliver<MR>(m, kc, a + i0 * rs_a, rs_a, cs_a, out);
