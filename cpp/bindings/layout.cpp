@@ -1,7 +1,8 @@
 // Bindings of the layout kernels (cpp/layout): copy_into, add_into, sum_into and zero_fill, through run_kernel
-// so that a captured step records them. The ops layer calls copy_into and zero_fill only while a step is
-// captured (nnx.ops._checks), eager steps keeping NumPy's copies, which give the same bits; Tensor's sum of two
-// arrays and autograd's sum of a tensor's gradients call sum_into and add_into (threaded, no allocation).
+// so that a captured step records them. The ops layer calls copy_into and zero_fill while a step is captured
+// (nnx.ops._checks), and copy_into for a transposed view made contiguous; its other eager copies are NumPy's,
+// which give the same bits. Tensor's sum of two arrays and autograd's sum of a tensor's gradients call sum_into
+// and add_into (threaded, no allocation).
 #include <pybind11/numpy.h>
 
 #include <cstdint>

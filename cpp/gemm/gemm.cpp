@@ -639,6 +639,11 @@ const char* gemm_ukernel_name() {
   return gemm_ukernels<T>().name;
 }
 
+template <class T>
+void transpose_matrix(int64_t m, int64_t n, const T* src, int64_t ld_src, T* dst, int64_t ld_dst) {
+  gemm_ukernels<T>().transpose_c(m, n, src, ld_src, dst, ld_dst);
+}
+
 template void gemm_batch<float>(int64_t, int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, int64_t,
                                 const float*, int64_t, int64_t, int64_t, float*, int64_t, int64_t, int64_t, int);
 template void gemm_batch<double>(int64_t, int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
@@ -653,6 +658,8 @@ template void gemm<float>(int64_t, int64_t, int64_t, float, const float*, int64_
 template void gemm<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
                            const double*, int64_t, int64_t, double, double*, int64_t, int64_t, int,
                            const Epilogue<double>&);
+template void transpose_matrix<float>(int64_t, int64_t, const float*, int64_t, float*, int64_t);
+template void transpose_matrix<double>(int64_t, int64_t, const double*, int64_t, double*, int64_t);
 template const char* gemm_ukernel_name<float>();
 template const char* gemm_ukernel_name<double>();
 template const GemmUkernels<float>& gemm_ukernels<float>();

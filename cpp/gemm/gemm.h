@@ -50,6 +50,12 @@ void gemm_batch(int64_t batch, int64_t M, int64_t N, int64_t K, T alpha,
                 const T* b, int64_t bs_b, int64_t rs_b, int64_t cs_b,
                 T* c, int64_t bs_c, int64_t rs_c, int64_t cs_c, int nthreads);
 
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < m, j < n: the active ISA's blocked transpose (the table's
+// transpose_c, 8 x 8 floats or 4 x 4 doubles in registers), on the calling thread. Loads, shuffles and stores
+// only, so a bit copy whatever the values (the layout family copies transposed views with it).
+template <class T>
+void transpose_matrix(int64_t m, int64_t n, const T* src, int64_t ld_src, T* dst, int64_t ld_dst);
+
 // Name of the micro-kernel the active ISA uses for this type, e.g. "sgemm_ukernel_avx2_6x16".
 template <class T>
 const char* gemm_ukernel_name();

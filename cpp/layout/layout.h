@@ -2,8 +2,9 @@
 // let the few NumPy steps inside a step (a transpose or slice made contiguous for the next op, the gradient of
 // a slice, an all-zero initial state, a residual add and the sum of a tensor's two gradients) run as kernel
 // calls that a captured step (nnx.compile) records and replays, threaded. Elementwise and memory bound, so
-// one portable implementation and no ISA table; each element is copied or added once, so results do not
-// depend on the thread count.
+// one portable implementation and no ISA table of their own; only a copy of a transposed view (its two innermost
+// axes swapped) borrows the GEMM's blocked transpose (gemm.h's transpose_matrix). Each element is copied or added
+// once, so results do not depend on the thread count.
 #pragma once
 #include <cstdint>
 
@@ -19,7 +20,8 @@ struct StridedPair {
   int64_t dst[kLayoutMaxDims] = {0};
 };
 
-// dst[i] = src[i] for every index i of g.shape (bit copies: T is an unsigned integer of the item size).
+// dst[i] = src[i] for every index i of g.shape (bit copies: T is an unsigned integer of the item size; 4- and
+// 8-byte items whose two innermost axes are swapped between src and dst are copied by blocked transposes).
 template <class T>
 void layout_copy(const T* src, T* dst, const StridedPair& g, int nthreads);
 

@@ -30,6 +30,29 @@ def test_copy_into_matches_numpy_for_any_strides(rng, dtype):
         assert np.array_equal(dst, v)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint64])
+def test_transposed_views_copy_in_blocks_with_numpys_bits(rng, isa, dtype):
+    # Views whose two innermost axes are swapped take the blocked transpose (layout.cpp's copy_transposed):
+    # whole 8 x 8 blocks, edges of every width, batches with gaps between their matrices, strided outputs.
+    for shape, axes in [((8, 8), (1, 0)), ((130, 67), (1, 0)), ((3, 65, 129), (0, 2, 1)), ((2, 3, 33, 17), (0, 1, 3, 2)),
+                        ((4, 9, 70), (0, 2, 1)), ((7, 9), (1, 0))]:
+        a = (rng.standard_normal((2,) + shape) * 1000).astype(dtype)
+        for v in (a[0].transpose(axes), a[::2].transpose((0,) + tuple(i + 1 for i in axes))):
+            want = np.ascontiguousarray(v).tobytes()
+            out = np.full(v.shape, 3, dtype)
+            _C.copy_into(v, out)
+            assert out.tobytes() == want
+            assert _checks.contiguous(v).tobytes() == want
+            wide = np.zeros(v.shape[:-1] + (v.shape[-1] + 5,), dtype)
+            _C.copy_into(v, wide[..., 2:-3])
+            assert wide[..., 2:-3].tobytes() == want and not wide[..., :2].any() and not wide[..., -3:].any()
+    if dtype is np.float32:  # NaN payloads are copied, not quieted
+        bits = np.arange(0x7F800001, 0x7F800001 + 64 * 40, dtype=np.uint32).reshape(64, 40)
+        out = np.empty((40, 64), np.float32)
+        _C.copy_into(bits.view(np.float32).T, out)
+        assert np.array_equal(out.view(np.uint32), bits.T)
+
+
 def test_add_into_and_zero_fill_give_numpys_bits(rng, dtype):
     src = rng.standard_normal((5, 8)).astype(dtype)
     full = np.empty((5, 3, 8), dtype)

@@ -7,8 +7,9 @@ import numpy as np
 
 from .._backend import _C
 from ._fused import activation_backward_from_output
-from .._args import (FLOAT_DTYPES, SMALL_ALLOC, check_ndim, constant_ones, contiguous, empty, float_array, kernel_ready,
-                     same_dtype, unbroadcast)
+from .._args import (FLOAT_DTYPES, SMALL_ALLOC, check_ndim, constant_ones, empty, float_array, kernel_ready, same_dtype,
+                     unbroadcast)
+from ._checks import contiguous
 
 # Activations the fused epilogue of linear / conv2d takes, with their codes: defined once in C++
 # (cpp/common/epilogue.h, Act) and exported by the bindings.
@@ -187,9 +188,12 @@ def matmul_backward(dy, a, b, *, needs=(True, True)):
     if needs[0]:
         da = _shaped(unbroadcast(_batched_product(dy2, np.swapaxes(b2, -1, -2), batch), a2.shape), a.shape)
     if needs[1]:
-        if b2.ndim == 2 and batch and dy2.flags.c_contiguous and a2.shape[:-2] == batch:
-            # b shared by the whole batch: its gradient sums over every row of every product, one GEMM deep.
+        if b2.ndim == 2 and batch and a2.shape[:-2] == batch:
+            # b shared by the whole batch: its gradient sums over every row of every product, one GEMM deep. A dy
+            # that is not contiguous (handed back through a transpose, as attention's k^T) is copied for it: a
+            # product per batch index and their sum took twice as long (32 of 128 x 64 x 128, 1 thread).
             rows = math.prod(a2.shape[:-1])
+            dy2 = contiguous(dy2, "dy")
             db = gemm(a2.reshape(rows, a2.shape[-1]), dy2.reshape(rows, dy2.shape[-1]), trans_a=True)
         else:
             db = unbroadcast(_batched_product(np.swapaxes(a2, -1, -2), dy2, batch), b2.shape)
