@@ -52,10 +52,9 @@ inline int64_t stream_head(const typename V::T* y, int64_t n) {
 // stream_chunk_bytes) they run like a copy.
 constexpr int64_t kStreamChunkBytes = kStreamChunkMaxBytes;
 
-// A map asks for x's line this many bytes ahead while it computes: its exponentials left the hardware's
+// A map asks for x's line kPrefetchAheadBytes ahead while it computes: its exponentials left the hardware's
 // prefetch behind the loads (Xeon, 1 thread, 16 M floats, streamed, against none: sigmoid 1.16x, tanh 1.18x,
 // ReLU 1.08x at 8 KiB ahead; 1.08-1.12x at 4 KiB, 16 KiB as 8; in cache 0.99-1.03x).
-constexpr int64_t kMapPrefetchBytes = 8192;
 
 // y's n results, value(i, cnt) the vector of elements i .. i + cnt - 1 (cnt <= W), with the whole vectors from
 // y's first vector boundary streamed and the elements before and after it stored as usual (all of them when y
@@ -110,7 +109,7 @@ inline void map1(const typename V::T* x, typename V::T* y, int64_t n, F f) {
   }
   int64_t i = 0;
   for (; i + 2 * V::W <= n; i += 2 * V::W) {
-    __builtin_prefetch(x + i + kMapPrefetchBytes / static_cast<int64_t>(sizeof(typename V::T)), 0, 2);
+    __builtin_prefetch(x + i + kPrefetchAheadBytes / static_cast<int64_t>(sizeof(typename V::T)), 0, 2);
     auto a = f(V::load(x + i));
     auto b = f(V::load(x + i + V::W));
     V::store(y + i, a);
@@ -282,16 +281,14 @@ inline void prefetch_row_step(const T* next, int64_t i) {
 }
 
 // What a row kernel asks for while it computes the row at x (prefetch_row_step's next): the elements at least
-// kRowAheadBytes on, a row's length of them, whatever row they fall in. The next row alone was too close for short
+// kPrefetchAheadBytes on, a row's length of them, whatever row they fall in. The next row alone was too close for short
 // rows (softmax of 96 M floats, 1 thread, one process alternating with that: rows of 128 1.20-1.62x, of 256
 // 1.50-1.53x, of 512 1.47x, of 1024 1.15x; 2 KiB ahead 1.32-1.49x). Asked for past the last row too, where they
 // are the caller's next rows (cross-entropy sums 4 rows of 1000 a call: 0.87-0.90x when it stopped at the last
 // row) or, at the array's end, nothing (a prefetch never faults).
-constexpr int64_t kRowAheadBytes = 8192;
-
 template <class T>
 inline const T* row_ahead(const T* x, int64_t n) {
-  return x + std::max<int64_t>(n, kRowAheadBytes / static_cast<int64_t>(sizeof(T)));
+  return x + std::max<int64_t>(n, kPrefetchAheadBytes / static_cast<int64_t>(sizeof(T)));
 }
 
 // y = exp(x - shift) (y may be nullptr: not stored); returns sum(y). next: as prefetch_row_step.
@@ -397,17 +394,8 @@ void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_
   past_caches = past_caches && V::kStreams;
   for (int64_t r = 0; r < rows; ++r, x += n, y += n) {
     const T* next = row_ahead(x, n);
-    T m = Red::max(x, n);
-    if (!log && past_caches && n <= kStreamRow) {
-      // The exponentials into an L1 buffer, then scaled and streamed: y's lines are never read.
-      const R inv = V::set1(T(1) / Red::template exp_shift_sum<true>(x, m, buf, n, next));
-      stream_map1<V>(buf, y, n, [&](R e) { return V::mul(e, inv); });
-    } else if (!log) {
-      T s = Red::template exp_shift_sum<true>(x, m, y, n, next);
-      const R inv = V::set1(T(1) / s);
-      map1<V>(y, y, n, [&](R e) { return V::mul(e, inv); });
-    } else if (n <= kLogBlockRowElems && rows - r > 1) {
-      // A block of short rows: their logs apart from their sums (row 0's max, already in m, is found again).
+    if (log && n <= kLogBlockRowElems && rows - r > 1) {
+      // A block of short rows: their maxima and logs apart from their sums, then the rows.
       const int64_t nb = std::min<int64_t>(kLogBlockRows, rows - r);
       T mb[kLogBlockRows], lb[kLogBlockRows];
       log_sum_exp_rows<V, Red>(x, nb, n, lb, mb);
@@ -417,6 +405,17 @@ void softmax_rows(const typename V::T* x, typename V::T* y, int64_t rows, int64_
         else map1<V>(x + b * n, y + b * n, n, [&](R v) { return V::sub(V::sub(v, mv), ls); });
       }
       r += nb - 1, x += (nb - 1) * n, y += (nb - 1) * n;
+      continue;
+    }
+    const T m = Red::max(x, n);
+    if (!log && past_caches && n <= kStreamRow) {
+      // The exponentials into an L1 buffer, then scaled and streamed: y's lines are never read.
+      const R inv = V::set1(T(1) / Red::template exp_shift_sum<true>(x, m, buf, n, next));
+      stream_map1<V>(buf, y, n, [&](R e) { return V::mul(e, inv); });
+    } else if (!log) {
+      T s = Red::template exp_shift_sum<true>(x, m, y, n, next);
+      const R inv = V::set1(T(1) / s);
+      map1<V>(y, y, n, [&](R e) { return V::mul(e, inv); });
     } else {
       // (x - max) - log(sum exp(x - max)), the reference's order of operations.
       const R mv = V::set1(m), ls = V::set1(std::log(Red::template exp_shift_sum<false>(x, m, nullptr, n, next)));

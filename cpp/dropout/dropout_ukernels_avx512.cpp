@@ -27,9 +27,9 @@ inline __mmask16 kept(uint32_t lo, __m512i k0, __m512i hik1, __m512i thr) {
   return _mm512_cmpge_epu32_mask(h, thr);
 }
 
-// x (dy) is asked for this many floats (8 KiB) ahead, a line a step, as the activation maps do
-// (activation_generic.h's kMapPrefetchBytes): the hashes left the hardware's prefetch behind.
-constexpr int64_t kPrefetchAhead = 2048;
+// x (dy) is asked for this many floats (common/stream_store.h's kPrefetchAheadBytes) ahead, a line a step, as the
+// activation maps do: the hashes left the hardware's prefetch behind.
+constexpr int64_t kPrefetchAhead = kPrefetchAheadBytes / static_cast<int64_t>(sizeof(float));
 
 inline __mmask16 lanes_below(int64_t cnt) { return static_cast<__mmask16>((1u << cnt) - 1u); }  // cnt < 16
 

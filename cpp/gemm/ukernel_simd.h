@@ -19,6 +19,18 @@ template <class V>
 struct HasPartialStores<V, std::void_t<decltype((void)V::load_first(std::declval<const typename V::T*>(), int64_t{}))>>
     : std::true_type {};
 
+// The value a tile writes for accumulator acc: alpha * acc where beta is 0 (C not read), else alpha * acc +
+// beta * c_old as one product and one fused multiply-add. Every path of the epilogue below (full tiles, masked
+// edges, the buffer) writes through these two, so an element's bits never depend on which path its tile took.
+template <class V>
+inline typename V::vec tile_value(typename V::vec va, typename V::vec acc) {
+  return V::mul(va, acc);
+}
+template <class V>
+inline typename V::vec tile_value(typename V::vec va, typename V::vec acc, typename V::vec vb, typename V::vec c_old) {
+  return V::fma(va, acc, V::mul(vb, c_old));
+}
+
 // kStridedA: A is read in place, A(i, p) = a[i * rs_a + p * cs_a] (rows >= m are never read: they
 // repeat row m - 1 and are dropped at the store); otherwise a is a packed sliver (rs_a, cs_a ignored).
 // kStreamC: a full tile with beta == 0 goes to memory with non-temporal stores, past the caches (the
@@ -114,8 +126,8 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
       for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
         for (int j = 0; j < NV; ++j) {
-          if constexpr (kStreamC) V::stream(c + i * rs_c + j * W, V::mul(va, acc[i][j]));
-          else V::storeu(c + i * rs_c + j * W, V::mul(va, acc[i][j]));
+          if constexpr (kStreamC) V::stream(c + i * rs_c + j * W, tile_value<V>(va, acc[i][j]));
+          else V::storeu(c + i * rs_c + j * W, tile_value<V>(va, acc[i][j]));
         }
     } else {
       const vec vb = V::set1(beta);
@@ -124,7 +136,7 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
 #pragma GCC unroll 4
         for (int j = 0; j < NV; ++j) {
           T* ci = c + i * rs_c + j * W;
-          V::storeu(ci, V::fma(va, acc[i][j], V::mul(vb, V::loadu(ci))));
+          V::storeu(ci, tile_value<V>(va, acc[i][j], vb, V::loadu(ci)));
         }
     }
     return;
@@ -132,7 +144,7 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
   // An edge tile of a row-major C, on traits with partial loads and stores (V::load_first / store_first: the
   // x86 ones): its rows and columns straight from the registers, with the full tile's arithmetic. Through the
   // buffer below, the copy of a row's n < NR columns compiled to `rep movsq`, a string copy that costs tens of
-  // cycles to start: half the time of a 6-column edge tile (8 products of 100 x 50 by 50 x 70, Xeon).
+  // cycles to start: nearly half the time of a 6-column edge tile (8 products of 100 x 50 by 50 x 70, Xeon).
   if constexpr (HasPartialStores<V>::value) {
     if (cs_c == 1) {
       const vec vb = V::set1(beta);
@@ -144,10 +156,10 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
           T* ci = c + i * rs_c + j * W;
           const int64_t cnt = n - j * W;
           if (cnt >= W) {
-            V::storeu(ci, beta == T(0) ? V::mul(va, acc[i][j]) : V::fma(va, acc[i][j], V::mul(vb, V::loadu(ci))));
+            V::storeu(ci, beta == T(0) ? tile_value<V>(va, acc[i][j]) : tile_value<V>(va, acc[i][j], vb, V::loadu(ci)));
           } else if (cnt > 0) {
-            V::store_first(ci, beta == T(0) ? V::mul(va, acc[i][j])
-                                            : V::fma(va, acc[i][j], V::mul(vb, V::load_first(ci, cnt))), cnt);
+            V::store_first(ci, beta == T(0) ? tile_value<V>(va, acc[i][j])
+                                            : tile_value<V>(va, acc[i][j], vb, V::load_first(ci, cnt)), cnt);
           }
         }
       }
@@ -163,7 +175,7 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) V::storeu(tile + i * NR + j * W, V::mul(va, acc[i][j]));
+      for (int j = 0; j < NV; ++j) V::storeu(tile + i * NR + j * W, tile_value<V>(va, acc[i][j]));
   } else {
     for (int i = 0; i < MR * NR; ++i) tile[i] = T(0);
     for (int64_t i = 0; i < m; ++i)
@@ -174,7 +186,7 @@ void ukernel_simd(int64_t k, const typename V::T* __restrict a, int64_t rs_a, in
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) {
         T* ti = tile + i * NR + j * W;
-        V::storeu(ti, V::fma(va, acc[i][j], V::mul(vb, V::loadu(ti))));
+        V::storeu(ti, tile_value<V>(va, acc[i][j], vb, V::loadu(ti)));
       }
   }
   for (int64_t i = 0; i < m; ++i)

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "activation/vecmath_avx2.h"
+#include "common/stream_store.h"
 #include "loss/loss_ukernels.h"
 
 namespace nnx {
@@ -106,10 +107,10 @@ double mse_sum_avx2_f64(const double* p, const double* t, int64_t n) {
   return s;
 }
 
-// The sum asks for z's and t's lines this many bytes ahead: its arithmetic (an exponential, a division and a
+// The sum asks for z's and t's lines kPrefetchAheadBytes ahead: its arithmetic (an exponential, a division and a
 // polynomial a step) left the hardware's prefetch behind, and a sum from memory ran at half its speed in cache.
 template <class T>
-constexpr int64_t kBcePrefetchElems = 8192 / sizeof(T);
+constexpr int64_t kBcePrefetchElems = kPrefetchAheadBytes / static_cast<int64_t>(sizeof(T));
 
 double bce_sum_avx2_f32(const float* z, const float* t, int64_t n) {
   const __m256 sign = _mm256_set1_ps(-0.f), zero = _mm256_setzero_ps();
