@@ -45,7 +45,8 @@ void for_row_chunks(int64_t rows, int64_t cols, int nthreads, F body) {
 template <class T>
 const LossUkernels<T>& loss_ukernels() {
   static const IsaTable<LossUkernels<T>> table(
-      IsaFills<LossUkernels<T>>{loss_ukernels_fill_portable<T>, NNX_X86_FILL(loss_ukernels_fill_avx2<T>)});
+      IsaFills<LossUkernels<T>>{loss_ukernels_fill_portable<T>, NNX_X86_FILL(loss_ukernels_fill_avx2<T>),
+                                NNX_X86_FILL(loss_ukernels_fill_avx512<T>)});
   return table.active();
 }
 

@@ -1,7 +1,8 @@
 // Per-ISA micro-kernels of the loss family: single-threaded sums over one chunk of elements, always
-// accumulated in double (so float32 losses over millions of elements keep float32 accuracy). The
-// portable twins are in loss_ukernels_portable.cpp, the AVX2 versions in loss_ukernels_avx2.cpp (AVX-512
-// CPUs run them too); loss.cpp picks the active ISA's table per call and splits the chunks across threads.
+// accumulated in double (so float32 losses over millions of elements keep float32 accuracy). The portable twins
+// are in loss_ukernels_portable.cpp, the AVX2 versions in loss_ukernels_avx2.cpp, and an AVX-512 BCE sum with the
+// AVX2 one's bits in loss_ukernels_avx512.cpp (AVX-512 CPUs run the AVX2 MSE sum); loss.cpp picks the active
+// ISA's table per call and splits the chunks across threads.
 #pragma once
 #include <cstdint>
 
@@ -22,6 +23,8 @@ void loss_ukernels_fill_portable(LossUkernels<T>& table);
 #if defined(NNX_X86)
 template <class T>
 void loss_ukernels_fill_avx2(LossUkernels<T>& table);
+template <class T>
+void loss_ukernels_fill_avx512(LossUkernels<T>& table);  // on top of the AVX2 table: the BCE sum
 #endif
 
 // The table of the active ISA (portable first, overridden by what the CPU has; looked up per call).

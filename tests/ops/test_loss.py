@@ -173,3 +173,21 @@ def test_hypothesis_random_shapes(n, c, data):
         _check_loss(pname, _pair_args(rng, pname, (n, c), dtype), {}, dtype, k=n * c)
     finally:
         nnx.set_isa(before)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 15, 16, 17, 23, 24, 31, 33, 1000, 4097, 100003])
+def test_avx512_bce_sum_gives_the_avx2_bits(dtype, rng, n):
+    # loss_ukernels_avx512.cpp keeps the AVX2 kernel's lanes and order of additions: the same double sum,
+    # through every tail (a 16- or 8-float step, a 4-double step, the scalar rest), with values at the
+    # exponential's and the log's edges.
+    from nnx._backend import _C
+    from test_activation import _assert_avx512_gives_the_avx2_bits
+
+    z = (rng.standard_normal(n) * rng.choice([1.0, 30.0, 200.0], n)).astype(dtype)
+    t = rng.random(n).astype(dtype)
+    z[: min(n, 6)] = np.array([0.0, -0.0, -110.0, 110.0, 0.3466, -750.0], dtype)[: min(n, 6)]
+
+    def sums():
+        return (np.float64(_C.bce_with_logits_sum(z, t, None, 1.0)), np.float64(_C.bce_with_logits_sum(z, t, None, n or 1)))
+
+    _assert_avx512_gives_the_avx2_bits(sums)

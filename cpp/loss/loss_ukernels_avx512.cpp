@@ -1,0 +1,131 @@
+// AVX-512 loss micro-kernels: the binary cross-entropy with logits sum, 16 floats / 8 doubles a step, with the
+// AVX2 kernel's bits (loss_ukernels_avx2.cpp): the same formula lane by lane (the exponential of vec_avx512.h,
+// whose bits are the AVX2 one's, and the same log1p), and the same sums in the same order. The AVX2 float sum
+// keeps two accumulators of 4 doubles, the terms 8s .. 8s + 3 of step s in the first and 8s + 4 .. 8s + 7 in
+// the second; here the two are the halves of one zmm, and a 16-float step adds its two 8-term halves one after
+// the other, as two AVX2 steps would. The double sum's one accumulator of 4 takes a step's two halves likewise.
+// Where the AVX2 kernel was bound by its arithmetic (1.1 ns an element in cache, 30% of copy bandwidth from
+// memory), twice the lanes per instruction. The mean-squared-error sum stays AVX2's (bound by memory).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "activation/vec_avx512.h"
+#include "common/stream_store.h"
+#include "loss/loss_ukernels.h"
+
+namespace nnx {
+namespace {
+
+// log1p(u) for u = exp(-|z|) in [0, 1], as loss_ukernels_avx2.cpp's log1p_unit_f32 (its comment has the method).
+inline __m512 log1p_unit_f32(__m512 u) {
+  const __mmask16 big = _mm512_cmp_ps_mask(u, _mm512_set1_ps(0.41421356237f), _CMP_GT_OQ);
+  const __m512 num = _mm512_mask_sub_ps(u, big, u, _mm512_set1_ps(1.f));
+  const __m512 den = _mm512_add_ps(u, _mm512_mask_blend_ps(big, _mm512_set1_ps(2.f), _mm512_set1_ps(3.f)));
+  const __m512 s = _mm512_div_ps(num, den);
+  const __m512 z = _mm512_mul_ps(s, s);
+  __m512 q = _mm512_set1_ps(1.f / 9.f);
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.f / 7.f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.f / 5.f));
+  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.f / 3.f));
+  const __m512 two_s = _mm512_add_ps(s, s);
+  const __m512 r = _mm512_fmadd_ps(_mm512_mul_ps(two_s, z), q, two_s);
+  return _mm512_add_ps(r, _mm512_maskz_mov_ps(big, _mm512_set1_ps(0.693147180559945309f)));
+}
+
+inline __m512d log1p_unit_f64(__m512d u) {
+  const __mmask8 big = _mm512_cmp_pd_mask(u, _mm512_set1_pd(0.41421356237309505), _CMP_GT_OQ);
+  const __m512d num = _mm512_mask_sub_pd(u, big, u, _mm512_set1_pd(1.0));
+  const __m512d den = _mm512_add_pd(u, _mm512_mask_blend_pd(big, _mm512_set1_pd(2.0), _mm512_set1_pd(3.0)));
+  const __m512d s = _mm512_div_pd(num, den);
+  const __m512d z = _mm512_mul_pd(s, s);
+  __m512d q = _mm512_set1_pd(1.0 / 21.0);
+  for (int k = 19; k >= 3; k -= 2) q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / k));
+  const __m512d two_s = _mm512_add_pd(s, s);
+  const __m512d r = _mm512_fmadd_pd(_mm512_mul_pd(two_s, z), q, two_s);
+  return _mm512_add_pd(r, _mm512_maskz_mov_pd(big, _mm512_set1_pd(0.69314718055994530942)));
+}
+
+// max(z, 0) - z t + log1p(exp(-|z|)), lane by lane.
+inline __m512 bce_terms(__m512 zv, __m512 tv) {
+  const __m512 u = avx512::exp_f32(_mm512_or_ps(zv, _mm512_set1_ps(-0.f)));
+  return _mm512_add_ps(_mm512_fnmadd_ps(zv, tv, _mm512_max_ps(zv, _mm512_setzero_ps())), log1p_unit_f32(u));
+}
+inline __m512d bce_terms(__m512d zv, __m512d tv) {
+  const __m512d u = avx512::exp_f64(_mm512_or_pd(zv, _mm512_set1_pd(-0.0)));
+  return _mm512_add_pd(_mm512_fnmadd_pd(zv, tv, _mm512_max_pd(zv, _mm512_setzero_pd())), log1p_unit_f64(u));
+}
+
+template <class T>
+double bce_term_scalar(T z, T t) {
+  return static_cast<double>(std::max(z, T(0)) - z * t + std::log1p(std::exp(-std::fabs(z))));
+}
+
+// The AVX2 kernels' final reduction: the 4 lanes' sum as (l0 + l2) + (l1 + l3).
+inline double hsum4(__m256d v) {
+  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+constexpr int64_t kPrefetchFloats = kPrefetchAheadBytes / static_cast<int64_t>(sizeof(float));
+constexpr int64_t kPrefetchDoubles = kPrefetchAheadBytes / static_cast<int64_t>(sizeof(double));
+
+double bce_sum_avx512_f32(const float* z, const float* t, int64_t n) {
+  __m512d acc = _mm512_setzero_pd();  // [AVX2's a0 | a1]
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    // A line of z and of t a step: 16 floats are one line.
+    __builtin_prefetch(z + i + kPrefetchFloats, 0, 2);
+    __builtin_prefetch(t + i + kPrefetchFloats, 0, 2);
+    const __m512 term = bce_terms(_mm512_loadu_ps(z + i), _mm512_loadu_ps(t + i));
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(term)));
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(term), 1))));
+  }
+  if (i + 8 <= n) {  // AVX2's last whole step of 8
+    const __mmask16 k = 0xFF;
+    const __m512 term = bce_terms(_mm512_maskz_loadu_ps(k, z + i), _mm512_maskz_loadu_ps(k, t + i));
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(term)));
+    i += 8;
+  }
+  double s = hsum4(_mm256_add_pd(_mm512_castpd512_pd256(acc), _mm512_extractf64x4_pd(acc, 1)));
+  for (; i < n; ++i) s += bce_term_scalar(z[i], t[i]);
+  return s;
+}
+
+double bce_sum_avx512_f64(const double* z, const double* t, int64_t n) {
+  __m256d acc = _mm256_setzero_pd();  // AVX2's a0
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __builtin_prefetch(z + i + kPrefetchDoubles, 0, 2);
+    __builtin_prefetch(t + i + kPrefetchDoubles, 0, 2);
+    const __m512d term = bce_terms(_mm512_loadu_pd(z + i), _mm512_loadu_pd(t + i));
+    acc = _mm256_add_pd(acc, _mm512_castpd512_pd256(term));
+    acc = _mm256_add_pd(acc, _mm512_extractf64x4_pd(term, 1));
+  }
+  if (i + 4 <= n) {
+    const __mmask8 k = 0x0F;
+    const __m512d term = bce_terms(_mm512_maskz_loadu_pd(k, z + i), _mm512_maskz_loadu_pd(k, t + i));
+    acc = _mm256_add_pd(acc, _mm512_castpd512_pd256(term));
+    i += 4;
+  }
+  double s = hsum4(acc);
+  for (; i < n; ++i) s += bce_term_scalar(z[i], t[i]);
+  return s;
+}
+
+}  // namespace
+
+// The AVX-512 table: the AVX2 table (filled below it) with the BCE sum replaced.
+template <>
+void loss_ukernels_fill_avx512<float>(LossUkernels<float>& table) {
+  table.name = "loss_avx512_f32";
+  table.bce_with_logits_sum = &bce_sum_avx512_f32;
+}
+template <>
+void loss_ukernels_fill_avx512<double>(LossUkernels<double>& table) {
+  table.name = "loss_avx512_f64";
+  table.bce_with_logits_sum = &bce_sum_avx512_f64;
+}
+
+}  // namespace nnx
