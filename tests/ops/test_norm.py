@@ -229,6 +229,23 @@ def test_layer_norm_matches_reference(isa, dtype, rng, shape, ns, affine):
             np.testing.assert_array_equal(g, a)
 
 
+def test_layer_norm_backward_of_a_view_dy_is_that_of_its_copy(dtype, rng):
+    # The gradient of a mean over positions reaches a sequence model's LayerNorm broadcast (a stride-0 view), and a
+    # transpose hands back a strided one: either gives the bits of the same dy made contiguous, and the reference's
+    # values.
+    x = random(rng, (4, 6, 24), dtype, -2, 3)
+    w, b = random(rng, (24,), dtype, 0.5, 1.5), random(rng, (24,), dtype)
+    _, mean, invstd = ops.layer_norm(x, 24, w, b, 1e-5, return_stats=True)
+    assert mean.shape == invstd.shape == (4, 6)
+    for dy in (np.broadcast_to(random(rng, (4, 1, 24), dtype), x.shape), random(rng, (6, 4, 24), dtype).transpose(1, 0, 2)):
+        got = ops.layer_norm_backward(dy, x, 24, w, b, 1e-5, mean=mean, invstd=invstd)
+        plain = ops.layer_norm_backward(np.ascontiguousarray(dy), x, 24, w, b, 1e-5, mean=mean, invstd=invstd)
+        want = ref.layer_norm_backward(dy, x, 24, w, b, 1e-5)
+        for g, p, r, k in zip(got, plain, want, (24, 24, 24)):
+            np.testing.assert_array_equal(g, p)
+            assert_close(g, r, dtype, k, "grad")
+
+
 def test_layer_norm_results_past_the_caches(isa, dtype, rng):
     # A result of STREAM_STORE_MIN_BYTES or more is written with streaming stores from each row's first vector
     # boundary: rows of 517 start at every offset within a vector, and so does the output placed 0 .. 15
