@@ -32,8 +32,9 @@ enum WorkspaceSlot : int {
   kWsPool = 5,
   kWsMisc = 6,
   kWsConvPack = 7,
-  kWsGemmC = 8,  // gemm.cpp's C^T of a product computed transposed (the calling thread's)
-  kWsSlots = 9
+  kWsGemmC = 8,      // gemm.cpp's C^T of a product computed transposed (the calling thread's)
+  kWsGemmSplitK = 9,  // gemm.cpp's second half of a product summed in two halves of K (the calling thread's)
+  kWsSlots = 10
 };
 
 }  // namespace nnx

@@ -13,8 +13,9 @@
 //
 // Determinism: every C element is summed over k in increasing order inside the micro-kernel, in KC
 // blocks that depend only on K; threads own disjoint rectangles of C whose edges are multiples of
-// MR / NR, so no tile changes shape with the thread count. Hence results are bitwise identical for any
-// number of threads.
+// MR / NR, so no tile changes shape with the thread count. A deep product with a small C is summed as two
+// halves of K (gemm_split_k), chosen by the shape alone and added in one order. Hence results are bitwise
+// identical for any number of threads.
 #include "gemm/gemm.h"
 
 #include <algorithm>
@@ -215,11 +216,99 @@ inline bool swap_operands(int64_t M, int64_t N, int64_t K, int64_t MR, int64_t N
 // Below this many flops per thread, starting threads costs more than it saves.
 constexpr int64_t kFlopsPerThread = 1 << 20;
 
+// A deep product with a small C (a weight gradient over many positions: x^T dy of 2048 positions by 128 x 128):
+// threads that split M and N each pack their rows of A and all of B (or the reverse), half as much packing again
+// as arithmetic's share at 2 threads. It is summed as two halves of K instead, the first into C (with beta), the
+// second into a scratch then added, each half by its own part of the threads, which pack only their half's
+// operands. The halves depend on K alone and C0 + C1 is added in that order, so the bits depend on the shape and
+// never on the thread count (they are not those of one undivided sum). Measured against the undivided product
+// (Xeon, one process alternating the builds' calls, medians, x^T dy, M x N x K): 2 threads 128 x 128 x 2048 1.22x,
+// 256 x 256 x 1024 1.10x, 128 x 64 x 4096 1.22x; 1 thread 0.98-1.00x (the added pass). The scratch and that pass
+// stay in L2.
+constexpr int64_t kSplitKMinDepth = 1024;
+constexpr int64_t kSplitKMaxCBytes = int64_t{256} << 10;
+
+inline bool split_k_pays(int64_t M, int64_t N, int64_t K, size_t elem) {
+  return K >= kSplitKMinDepth && M * N * static_cast<int64_t>(elem) <= kSplitKMaxCBytes &&
+         2 * M * N * K >= 4 * kFlopsPerThread;
+}
+
+// Splits the product over threads (see choose_grid) and runs gemm_block on each thread's block (of rows [i0, i1)
+// and columns [j0, j1) of C), on the nt threads of a team whose member this is (t).
+template <class T>
+void gemm_grid_member(const GemmUkernels<T>& kr, int nt, int t, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
+                      int64_t rs_a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c,
+                      int64_t cs_c, const Epilogue<T>& ep, bool stream_c) {
+  int tm = 1, tn = 1;
+  choose_grid(nt, M, N, K, kr.blocking.mr, kr.blocking.nr, &tm, &tn);
+  if (t >= tm * tn) return;
+  int64_t i0, i1, j0, j1;
+  split_range(M, kr.blocking.mr, tm, t / tn, &i0, &i1);
+  split_range(N, kr.blocking.nr, tn, t % tn, &j0, &j1);
+  gemm_block(kr, i1 - i0, j1 - j0, K, alpha, a + i0 * rs_a, rs_a, cs_a, b + j0 * cs_b, rs_b, cs_b, beta,
+             c + i0 * rs_c + j0 * cs_c, rs_c, cs_c, ep, i0, j0, stream_c);
+}
+
+// C = alpha (A0 B0 + A1 B1) + beta C over K's two halves (split_k_pays), then the epilogue.
+template <class T>
+void gemm_split_k(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a,
+                  int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
+                  int nthreads, const Epilogue<T>& ep) {
+  const int64_t k0 = round_up(ceil_div(K, 2), 8);
+  T* c1 = workspace_as<T>(kWsGemmSplitK, static_cast<size_t>(M * N));
+  const Epilogue<T> none;
+  auto half = [&](int h, int nt, int t) {
+    if (h == 0)
+      gemm_grid_member(kr, nt, t, M, N, k0, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, none, false);
+    else
+      gemm_grid_member(kr, nt, t, M, N, K - k0, alpha, a + k0 * cs_a, rs_a, cs_a, b + k0 * rs_b, rs_b, cs_b, T(0),
+                       c1, N, int64_t{1}, none, false);
+  };
+  auto add_rows = [&](int64_t r0, int64_t r1) {  // C += C1 in rows [r0, r1), then their epilogue
+    for (int64_t i = r0; i < r1; ++i) {
+      T* ci = c + i * rs_c;
+      const T* di = c1 + i * N;
+      for (int64_t j = 0; j < N; ++j) ci[j * cs_c] += di[j];
+    }
+    if (!ep.empty() && r1 > r0) epilogue_rest(ep, r0, int64_t{0}, r1 - r0, N, c + r0 * rs_c, rs_c, cs_c);
+  };
+  const int nt = threads_for(2 * M * N * K, kFlopsPerThread, nthreads);
+#if defined(NNX_OPENMP)
+  if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+    {
+      const int team = omp_get_num_threads(), t = omp_get_thread_num();
+      if (team == 1) {
+        half(0, 1, 0);
+        half(1, 1, 0);
+      } else {  // threads [0, team / 2) sum the first half, the others the second
+        const int first = team / 2;
+        if (t < first) half(0, first, t);
+        else half(1, team - first, t - first);
+      }
+#pragma omp barrier
+      int64_t r0, r1;
+      split_range(M, 1, team, t, &r0, &r1);
+      add_rows(r0, r1);
+    }
+    return;
+  }
+#endif
+  half(0, 1, 0);
+  half(1, 1, 0);
+  add_rows(0, M);
+}
+
 // Splits the product over threads (see choose_grid) and runs gemm_block on each thread's block.
 template <class T>
 void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T alpha, const T* a,
                   int64_t rs_a, int64_t cs_a, const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c,
-                  int64_t rs_c, int64_t cs_c, int nthreads, const Epilogue<T>& ep, bool stream_c = false) {
+                  int64_t rs_c, int64_t cs_c, int nthreads, const Epilogue<T>& ep, bool stream_c = false,
+                  bool split_k = true) {
+  if (split_k && !stream_c && split_k_pays(M, N, K, sizeof(T))) {
+    gemm_split_k(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+    return;
+  }
   const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
   const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
   const int nt = threads_for(flops, kFlopsPerThread, nthreads);
@@ -467,8 +556,9 @@ bool transposed_c_pays(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t 
          M * N * static_cast<int64_t>(sizeof(T)) < kStreamCMinBytes;  // a C^T that stays in the caches
 }
 
-// The products of gemm_direct in register tiles (packed, or read in place where that pays).
-template <class T>
+// The products of gemm_direct in register tiles (packed, or read in place where that pays). kRowsAlone: for
+// gemm_tiled, whose rows must not depend on M, so never summed in halves of K (split_k_pays looks at M).
+template <class T, bool kRowsAlone = false>
 void gemm_tiles(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
                 int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
                 const Epilogue<T>& ep);
@@ -487,7 +577,7 @@ void gemm_direct(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t r
   gemm_tiles(M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
 }
 
-template <class T>
+template <class T, bool kRowsAlone>
 void gemm_tiles(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a, const T* b,
                 int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c, int nthreads,
                 const Epilogue<T>& ep) {
@@ -505,12 +595,14 @@ void gemm_tiles(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs
   if (swap_operands(M, N, K, MR, NR)) {
     Epilogue<T> ep_t = ep;
     ep_t.bias_per_row = !ep.bias_per_row;
-    gemm_threads(kr, N, M, K, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c, nthreads, ep_t);
+    gemm_threads(kr, N, M, K, alpha, b, cs_b, rs_b, a, cs_a, rs_a, beta, c, cs_c, rs_c, nthreads, ep_t, false,
+                 !kRowsAlone);
     return;
   }
   const int64_t lead = stream_c_lead(kr, M, N, K, beta, c, rs_c, cs_c, ep);
   if (lead < 0) {
-    gemm_threads(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+    gemm_threads(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep, false,
+                 !kRowsAlone);
     return;
   }
   // The columns before C's first cache-line boundary as usual, the rest with rows that start on one.
@@ -631,7 +723,7 @@ template <class T>
 void gemm_tiled(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t rs_a, int64_t cs_a,
                 const T* b, int64_t rs_b, int64_t cs_b, T beta, T* c, int64_t rs_c, int64_t cs_c,
                 int nthreads, const Epilogue<T>& ep) {
-  gemm_by(gemm_tiles<T>, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
+  gemm_by(gemm_tiles<T, true>, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
 }
 
 template <class T>

@@ -11,8 +11,10 @@
 // - beta == 0 never reads C (C may hold NaN or garbage), as in BLIS.
 // - K == 0 gives C = beta * C (and applies the epilogue).
 // - The epilogue (bias, activation) is applied to each tile of C after alpha/beta.
-// - Threads split the M and N loops, never K: every element of C is summed in the same order for any
-//   thread count, so results are bitwise identical for any `nthreads`.
+// - Threads split the M and N loops. K is split only by the shape: a deep product with a small C (K >= 1024,
+//   C <= 256 KiB, gemm.cpp's split_k_pays) is summed as two fixed halves of K, the second added to the first.
+//   Every element of C is summed in the same order for any thread count, so results are bitwise identical
+//   for any `nthreads`.
 // - `nthreads` is an upper bound; 1 runs on the calling thread (for callers that are already parallel).
 // - The driver takes its packing buffers from nnx::workspace (slots kWsGemmA / kWsGemmB).
 #pragma once

@@ -484,3 +484,32 @@ def test_linear_transposed_product_gives_the_direct_bits(isa, dtype, rng, m, k, 
             np.testing.assert_array_equal(ops.linear(x, w, b, activation=activation), y)
     finally:
         nnx.set_num_threads(before)
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+def test_deep_products_summed_in_halves_of_k(isa, dtype, rng, trans_a):
+    # K >= 1024 with a C of at most 256 KiB (gemm.cpp's split_k_pays): two fixed halves of K, the second added to the
+    # first, then the epilogue. Against float64 sums, with beta and alpha, a bias and an activation; the same bits for
+    # any thread count, including teams split unevenly (3 threads) and more threads than the halves' tiles.
+    M, N, K = 40, 70, 1500
+    a = random(rng, (K, M) if trans_a else (M, K), dtype)
+    b, c = random(rng, (K, N), dtype), random(rng, (M, N), dtype)
+    opa = a.T if trans_a else a
+    want = 0.5 * (opa.astype(np.float64) @ b.astype(np.float64)) - 1.5 * c
+    w, bias = random(rng, (N, K), dtype), random(rng, (N,), dtype)
+    want_linear = np.maximum(opa.astype(np.float64) @ w.astype(np.float64).T + bias, 0)
+    before = nnx.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3, 16):
+            nnx.set_num_threads(t)
+            got = ops.gemm(a, b, c, trans_a=trans_a, alpha=0.5, beta=-1.5)
+            lin = ops.linear(np.ascontiguousarray(opa), w, bias, activation="relu")
+            assert_close(got, want, dtype, K)
+            assert_close(lin, want_linear, dtype, K)
+            outs.append((got, lin))
+    finally:
+        nnx.set_num_threads(before)
+    for got, lin in outs[1:]:
+        np.testing.assert_array_equal(got, outs[0][0])
+        np.testing.assert_array_equal(lin, outs[0][1])
