@@ -18,43 +18,30 @@
 namespace nnx {
 namespace {
 
-// log1p(u) for u = exp(-|z|) in [0, 1], as loss_ukernels_avx2.cpp's log1p_unit_f32 (its comment has the method).
-inline __m512 log1p_unit_f32(__m512 u) {
-  const __mmask16 big = _mm512_cmp_ps_mask(u, _mm512_set1_ps(0.41421356237f), _CMP_GT_OQ);
-  const __m512 num = _mm512_mask_sub_ps(u, big, u, _mm512_set1_ps(1.f));
-  const __m512 den = _mm512_add_ps(u, _mm512_mask_blend_ps(big, _mm512_set1_ps(2.f), _mm512_set1_ps(3.f)));
-  const __m512 s = _mm512_div_ps(num, den);
-  const __m512 z = _mm512_mul_ps(s, s);
-  __m512 q = _mm512_set1_ps(1.f / 9.f);
-  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.f / 7.f));
-  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.f / 5.f));
-  q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(1.f / 3.f));
-  const __m512 two_s = _mm512_add_ps(s, s);
-  const __m512 r = _mm512_fmadd_ps(_mm512_mul_ps(two_s, z), q, two_s);
-  return _mm512_add_ps(r, _mm512_maskz_mov_ps(big, _mm512_set1_ps(0.693147180559945309f)));
+// log1p(u) for u = exp(-|z|) in [0, 1], as loss_ukernels_avx2.cpp's log1p_unit_f32 / _f64 (its comment has the
+// method): atanh's series to s^8 for float, s^20 for double, over the vector traits V of vec_avx512.h.
+template <class V>
+inline typename V::R log1p_unit(typename V::R u) {
+  using T = typename V::T;
+  using R = typename V::R;
+  constexpr int kTop = sizeof(T) == 4 ? 9 : 21;  // the series' last odd power + 1
+  const auto big = V::gt(u, V::set1(T(0.41421356237309505)));
+  const R num = V::select(big, V::sub(u, V::set1(T(1))), u);
+  const R den = V::add(u, V::select(big, V::set1(T(3)), V::set1(T(2))));
+  const R s = V::div(num, den);
+  const R z = V::mul(s, s);
+  R q = V::set1(T(1) / T(kTop));
+  for (int k = kTop - 2; k >= 3; k -= 2) q = V::fmadd(q, z, V::set1(T(1) / T(k)));
+  const R two_s = V::add(s, s);
+  const R r = V::fmadd(V::mul(two_s, z), q, two_s);
+  return V::add(r, V::select(big, V::set1(T(0.69314718055994530942)), V::zero()));
 }
 
-inline __m512d log1p_unit_f64(__m512d u) {
-  const __mmask8 big = _mm512_cmp_pd_mask(u, _mm512_set1_pd(0.41421356237309505), _CMP_GT_OQ);
-  const __m512d num = _mm512_mask_sub_pd(u, big, u, _mm512_set1_pd(1.0));
-  const __m512d den = _mm512_add_pd(u, _mm512_mask_blend_pd(big, _mm512_set1_pd(2.0), _mm512_set1_pd(3.0)));
-  const __m512d s = _mm512_div_pd(num, den);
-  const __m512d z = _mm512_mul_pd(s, s);
-  __m512d q = _mm512_set1_pd(1.0 / 21.0);
-  for (int k = 19; k >= 3; k -= 2) q = _mm512_fmadd_pd(q, z, _mm512_set1_pd(1.0 / k));
-  const __m512d two_s = _mm512_add_pd(s, s);
-  const __m512d r = _mm512_fmadd_pd(_mm512_mul_pd(two_s, z), q, two_s);
-  return _mm512_add_pd(r, _mm512_maskz_mov_pd(big, _mm512_set1_pd(0.69314718055994530942)));
-}
-
-// max(z, 0) - z t + log1p(exp(-|z|)), lane by lane.
-inline __m512 bce_terms(__m512 zv, __m512 tv) {
-  const __m512 u = avx512::exp_f32(_mm512_or_ps(zv, _mm512_set1_ps(-0.f)));
-  return _mm512_add_ps(_mm512_fnmadd_ps(zv, tv, _mm512_max_ps(zv, _mm512_setzero_ps())), log1p_unit_f32(u));
-}
-inline __m512d bce_terms(__m512d zv, __m512d tv) {
-  const __m512d u = avx512::exp_f64(_mm512_or_pd(zv, _mm512_set1_pd(-0.0)));
-  return _mm512_add_pd(_mm512_fnmadd_pd(zv, tv, _mm512_max_pd(zv, _mm512_setzero_pd())), log1p_unit_f64(u));
+// max(z, 0) - z t + log1p(exp(-|z|)), lane by lane; max(z, 0) - z t rounded once, as AVX2's fnmadd rounds it.
+template <class V>
+inline typename V::R bce_terms(typename V::R zv, typename V::R tv) {
+  const typename V::R u = V::exp(V::neg_abs(zv));
+  return V::add(V::fmadd(V::sub(V::zero(), zv), tv, V::max(zv, V::zero())), log1p_unit<V>(u));
 }
 
 template <class T>
@@ -78,13 +65,13 @@ double bce_sum_avx512_f32(const float* z, const float* t, int64_t n) {
     // A line of z and of t a step: 16 floats are one line.
     __builtin_prefetch(z + i + kPrefetchFloats, 0, 2);
     __builtin_prefetch(t + i + kPrefetchFloats, 0, 2);
-    const __m512 term = bce_terms(_mm512_loadu_ps(z + i), _mm512_loadu_ps(t + i));
+    const __m512 term = bce_terms<avx512::VecF32Avx512>(_mm512_loadu_ps(z + i), _mm512_loadu_ps(t + i));
     acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(term)));
     acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(term), 1))));
   }
   if (i + 8 <= n) {  // AVX2's last whole step of 8
     const __mmask16 k = 0xFF;
-    const __m512 term = bce_terms(_mm512_maskz_loadu_ps(k, z + i), _mm512_maskz_loadu_ps(k, t + i));
+    const __m512 term = bce_terms<avx512::VecF32Avx512>(_mm512_maskz_loadu_ps(k, z + i), _mm512_maskz_loadu_ps(k, t + i));
     acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(term)));
     i += 8;
   }
@@ -99,13 +86,13 @@ double bce_sum_avx512_f64(const double* z, const double* t, int64_t n) {
   for (; i + 8 <= n; i += 8) {
     __builtin_prefetch(z + i + kPrefetchDoubles, 0, 2);
     __builtin_prefetch(t + i + kPrefetchDoubles, 0, 2);
-    const __m512d term = bce_terms(_mm512_loadu_pd(z + i), _mm512_loadu_pd(t + i));
+    const __m512d term = bce_terms<avx512::VecF64Avx512>(_mm512_loadu_pd(z + i), _mm512_loadu_pd(t + i));
     acc = _mm256_add_pd(acc, _mm512_castpd512_pd256(term));
     acc = _mm256_add_pd(acc, _mm512_extractf64x4_pd(term, 1));
   }
   if (i + 4 <= n) {
     const __mmask8 k = 0x0F;
-    const __m512d term = bce_terms(_mm512_maskz_loadu_pd(k, z + i), _mm512_maskz_loadu_pd(k, t + i));
+    const __m512d term = bce_terms<avx512::VecF64Avx512>(_mm512_maskz_loadu_pd(k, z + i), _mm512_maskz_loadu_pd(k, t + i));
     acc = _mm256_add_pd(acc, _mm512_castpd512_pd256(term));
     i += 4;
   }
