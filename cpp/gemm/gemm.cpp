@@ -309,7 +309,6 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
     gemm_split_k(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, nthreads, ep);
     return;
   }
-  const int64_t MR = kr.blocking.mr, NR = kr.blocking.nr;
   const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
   const int nt = threads_for(flops, kFlopsPerThread, nthreads);
   if (nt <= 1) {
@@ -318,20 +317,9 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
   }
 #if defined(NNX_OPENMP)
 #pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    // The team may be smaller than asked for; the grid follows the team actually running.
-    const int team = omp_get_num_threads();
-    int tm = 1, tn = 1;
-    choose_grid(team, M, N, K, MR, NR, &tm, &tn);
-    const int t = omp_get_thread_num();
-    if (t < tm * tn) {
-      int64_t i0, i1, j0, j1;
-      split_range(M, MR, tm, t / tn, &i0, &i1);
-      split_range(N, NR, tn, t % tn, &j0, &j1);
-      gemm_block(kr, i1 - i0, j1 - j0, K, alpha, a + i0 * rs_a, rs_a, cs_a, b + j0 * cs_b, rs_b, cs_b,
-                 beta, c + i0 * rs_c + j0 * cs_c, rs_c, cs_c, ep, i0, j0, stream_c);
-    }
-  }
+  // The team may be smaller than asked for; the grid follows the team actually running.
+  gemm_grid_member(kr, omp_get_num_threads(), omp_get_thread_num(), M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b,
+                   beta, c, rs_c, cs_c, ep, stream_c);
 #else
   gemm_block(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, ep, 0, 0, stream_c);
 #endif

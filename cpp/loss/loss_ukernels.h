@@ -4,6 +4,8 @@
 // AVX2 one's bits in loss_ukernels_avx512.cpp (AVX-512 CPUs run the AVX2 MSE sum); loss.cpp picks the active
 // ISA's table per call and splits the chunks across threads.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace nnx {
@@ -16,6 +18,17 @@ struct LossUkernels {
   // sum_i max(z_i, 0) - z_i t_i + log1p(exp(-|z_i|))
   double (*bce_with_logits_sum)(const T* z, const T* t, int64_t n);
 };
+
+// One term of the BCE-with-logits sum, max(z, 0) - z t + log1p(exp(-|z|)) (the exponential of a non-positive
+// number only; log1p keeps the tail accurate when exp(-|z|) is tiny): the portable sum, and the vector sums' tails.
+// In an anonymous namespace, as gemm/pack.h's copies: each ISA's file compiles its own (the AVX2 one may contract
+// z t into a fused multiply-add), and none is linked into another's path, where it could run on a CPU without it.
+namespace {
+template <class T>
+inline double bce_term_scalar(T z, T t) {
+  return static_cast<double>(std::max(z, T(0)) - z * t + std::log1p(std::exp(-std::fabs(z))));
+}
+}  // namespace
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in loss_ukernels_<isa>.cpp.
 template <class T>

@@ -45,11 +45,6 @@ inline __m256d log1p_unit_f64(__m256d u) {
   return _mm256_add_pd(r, _mm256_and_pd(big, _mm256_set1_pd(0.69314718055994530942)));
 }
 
-template <class T>
-double bce_term_scalar(T z, T t) {
-  return static_cast<double>(std::max(z, T(0)) - z * t + std::log1p(std::exp(-std::fabs(z))));
-}
-
 // Adds the 8 floats of v to two double accumulators.
 inline void acc_f32(__m256 v, __m256d* a, __m256d* b) {
   *a = _mm256_add_pd(*a, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));

@@ -44,11 +44,6 @@ inline typename V::R bce_terms(typename V::R zv, typename V::R tv) {
   return V::add(V::fmadd(V::sub(V::zero(), zv), tv, V::max(zv, V::zero())), log1p_unit<V>(u));
 }
 
-template <class T>
-double bce_term_scalar(T z, T t) {
-  return static_cast<double>(std::max(z, T(0)) - z * t + std::log1p(std::exp(-std::fabs(z))));
-}
-
 // The AVX2 kernels' final reduction: the 4 lanes' sum as (l0 + l2) + (l1 + l3).
 inline double hsum4(__m256d v) {
   const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));

@@ -30,11 +30,7 @@ double mse_sum_portable(const T* p, const T* t, int64_t n) {
 template <class T>
 double bce_sum_portable(const T* z, const T* t, int64_t n) {
   double acc = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const T zi = z[i];
-    // exp of a non-positive number only; log1p keeps the tail accurate when exp(-|z|) is tiny.
-    acc += static_cast<double>(std::max(zi, T(0)) - zi * t[i] + std::log1p(std::exp(-std::fabs(zi))));
-  }
+  for (int64_t i = 0; i < n; ++i) acc += bce_term_scalar(z[i], t[i]);
   return acc;
 }
 

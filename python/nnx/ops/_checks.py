@@ -21,7 +21,8 @@ def _recordable(x: np.ndarray) -> bool:
 
 def _swapped_last_axes(x: np.ndarray) -> bool:
     # A transposed view (x.T, a batch of k^T): the copy kernel transposes it in blocks, where NumPy's copy
-    # reads a line per element (120 us for 1 MiB of float32, against about 25).
+    # reads a line per element (a (32, 64, 128) float32 view: 85 us against 53; a (2048, 128) array's .T: 257
+    # against 104).
     return x.ndim >= 2 and x.itemsize in (4, 8) and x.strides[-2] == x.itemsize and x.shape[-1] >= 8 and x.shape[-2] >= 8
 
 
