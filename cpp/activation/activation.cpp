@@ -62,6 +62,19 @@ void act_backward(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, in
 }
 
 template <class T>
+void act_backward_one_dy(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads) {
+  constexpr int64_t kPiece = 1024;  // elements of the buffer: 4 or 8 KiB, in L1 beside x's and dx's lines
+  const auto& k = activation_ukernels<T>();
+  const T g = *dy;
+  const bool past = stores_past_caches(n * static_cast<int64_t>(sizeof(T)), dx == x);
+  parallel_for(n, kElementwiseGrain, nthreads, [&](int64_t b, int64_t e) {
+    alignas(64) T buf[kPiece];
+    std::fill(buf, buf + std::min(kPiece, e - b), g);
+    for (int64_t i = b; i < e; i += kPiece) k.backward(fn, buf, x + i, dx + i, std::min(kPiece, e - i), param, past);
+  }, kAlign);
+}
+
+template <class T>
 void act_backward_from_output(Act act, const T* dy, const T* y, T* dz, int64_t n, T slope, int nthreads) {
   const auto& k = activation_ukernels<T>();
   const bool past = stores_past_caches(n * static_cast<int64_t>(sizeof(T)), dz == dy || dz == y);
@@ -150,6 +163,7 @@ const char* act_ukernel_name() {
 #define NNX_ACT_INSTANTIATE(T)                                                                              \
   template void act_forward<T>(Act, const T*, T*, int64_t, T, int);                                       \
   template void act_backward<T>(Act, const T*, const T*, T*, int64_t, T, int);                            \
+  template void act_backward_one_dy<T>(Act, const T*, const T*, T*, int64_t, T, int);                     \
   template void act_backward_from_output<T>(Act, const T*, const T*, T*, int64_t, T, int);                  \
   template void act_forward_inplace<T>(Act, T*, int64_t, T);                                                \
   template void softmax_forward<T>(const T*, T*, int64_t, int64_t, int64_t, bool, int);                     \

@@ -23,6 +23,12 @@ void act_forward(Act fn, const T* x, T* y, int64_t n, T param, int nthreads);
 template <class T>
 void act_backward(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads);
 
+// dx = dy[0] * f'(x): one upstream value for every element (the gradient of a sum or a mean), never spread into
+// an array of n: pieces of x run against an L1 buffer of it, through act_backward's micro-kernel, so the bits
+// are those of act_backward with that value in every element of dy.
+template <class T>
+void act_backward_one_dy(Act fn, const T* dy, const T* x, T* dx, int64_t n, T param, int nthreads);
+
 // The fused-epilogue backward: dz = dy * act'(z) written through the forward output y = act(z)
 // (relu: [y > 0], leaky_relu: 1 or slope, sigmoid: y (1 - y), tanh: 1 - y^2, none: 1).
 template <class T>

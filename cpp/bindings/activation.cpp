@@ -52,13 +52,20 @@ void backward_py(const py::array& dy, const py::array& x, py::array& out, int co
   auto G = view_in<T>(dy, "dy");
   auto X = view_in<T>(x, "x");
   auto D = view_out<T>(out, "out");
-  require_same_contiguous(X, "x", G, "dy");
+  // One dy for every element (the ops layer's form of a broadcast scalar gradient): act_backward_one_dy.
+  const bool one_dy = G.size() == 1 && X.size() > 1;
+  if (!one_dy) require_same_contiguous(X, "x", G, "dy");
   require_same_contiguous(X, "x", D, "out");
   Act fn = act_fn(code);
   const T *pg = G.data, *px = X.data;
   T* pd = D.data;
   const int64_t n = X.size();
   const T pa = static_cast<T>(param);
+  if (one_dy) {
+    run_kernel("act_backward_one_dy", {{dy, Use::read}, {x, Use::read}, {out, Use::write}}, {double(code), param},
+               [=](int nt) { act_backward_one_dy<T>(fn, pg, px, pd, n, pa, nt); });
+    return;
+  }
   run_kernel("act_backward", {{dy, Use::read}, {x, Use::read}, {out, Use::write}}, {double(code), param},
              [=](int nt) { act_backward<T>(fn, pg, px, pd, n, pa, nt); });
 }
@@ -163,7 +170,7 @@ void bind_activation(py::module_& m) {
           else backward_py<double>(dy, x, out, act, param);
         },
         py::arg("dy"), py::arg("x"), py::arg("out"), py::arg("act"), py::arg("param") = 0.0,
-        "out = dy * act'(x), act' at the forward input x.");
+        "out = dy * act'(x), act' at the forward input x (dy of one element: that value for every element).");
   m.def("act_backward_from_output",
         [](const py::array& dy, const py::array& y, py::array& out, int act, double slope) {
           if (is_f32(y)) backward_from_output_py<float>(dy, y, out, act, slope);

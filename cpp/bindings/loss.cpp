@@ -163,6 +163,17 @@ py::object elementwise_py(const py::array& p, const py::array& t, bool bce, cons
                         });
 }
 
+// The sum of all of x's elements (C-contiguous, any shape): Tensor.sum and mean of a whole tensor.
+template <class T>
+py::object sum_elements_py(const py::array& x, const py::object& out, double divisor) {
+  auto X = view_in<T>(x, "x", -1);
+  NNX_REQUIRE(X.contiguous(), "x: expected a C-contiguous array");
+  const T* px = X.data;
+  const int64_t n = X.size();
+  return reduce_into<T>("sum_elements", {{x, Use::read}}, out, divisor,
+                        [=](int nt) { return sum_elements<T>(px, n, partials_for(n, 1), nt); });
+}
+
 template <class T>
 void elementwise_backward_py(const py::array& p, const py::array& t, double scale, py::array& out, bool bce) {
   auto P = view_in<T>(p, "input");
@@ -218,6 +229,11 @@ void bind_loss(py::module_& m) {
           else elementwise_backward_py<double>(p, t, scale, out, false);
         },
         py::arg("input"), py::arg("target"), py::arg("scale"), py::arg("out"), "out = scale * 2 (input - target).");
+  m.def("sum_elements", [](const py::array& x, const py::object& out, double divisor) {
+          return is_f32(x) ? sum_elements_py<float>(x, out, divisor) : sum_elements_py<double>(x, out, divisor);
+        },
+        py::arg("x"), py::arg("out") = py::none(), py::arg("divisor") = 1.0,
+        "Sum of all elements of a C-contiguous float array (double), or (T)(sum / divisor) written to out.");
   m.def("bce_with_logits_sum", [](const py::array& p, const py::array& t, const py::object& out, double divisor) {
           return is_f32(p) ? elementwise_py<float>(p, t, true, out, divisor)
                            : elementwise_py<double>(p, t, true, out, divisor);

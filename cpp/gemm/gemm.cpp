@@ -215,6 +215,8 @@ inline bool swap_operands(int64_t M, int64_t N, int64_t K, int64_t MR, int64_t N
 
 // Below this many flops per thread, starting threads costs more than it saves.
 constexpr int64_t kFlopsPerThread = 1 << 20;
+// Or elements of C per thread, for products whose stores outweigh their arithmetic (gemm_threads).
+constexpr int64_t kCElementsPerThread = int64_t{1} << 17;
 
 // A deep product with a small C (a weight gradient over many positions: x^T dy of 2048 positions by 128 x 128):
 // threads that split M and N each pack their rows of A and all of B (or the reverse), half as much packing again
@@ -310,7 +312,11 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
     return;
   }
   const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
-  const int nt = threads_for(flops, kFlopsPerThread, nthreads);
+  // A thread per kFlopsPerThread, or per kCElementsPerThread of C where writing C outweighs the arithmetic (K of 1
+  // or a few: a one-sample weight gradient's outer product). Xeon, 1 / 2 threads, us: 1024 x 1024 x 1 192 / 116,
+  // 512 x 512 x 1 49 / 50 (C's stores bound both), 256 x 256 x 1 11 / 17-20 (so below the limit).
+  const int nt = std::max(threads_for(flops, kFlopsPerThread, nthreads),
+                          threads_for(M * N, kCElementsPerThread, nthreads));
   if (nt <= 1) {
     gemm_block(kr, M, N, K, alpha, a, rs_a, cs_a, b, rs_b, cs_b, beta, c, rs_c, cs_c, ep, 0, 0, stream_c);
     return;
@@ -372,19 +378,15 @@ void gemv_dot(int64_t M, int64_t j0, int64_t j1, int64_t K, T alpha, const T* a,
   }
 }
 
-// B's rows contiguous (cs_b == 1): the row of C accumulates a[k] * B(k, :) for k in order.
+// B's rows contiguous (cs_b == 1): the row of C accumulates a[k] * B(k, :) for k in order (the table's axpy_row).
 template <class T>
 void gemv_axpy(int64_t j0, int64_t j1, int64_t K, T alpha, const T* a, int64_t cs_a, const T* b, int64_t rs_b,
                T beta, T* c, int64_t cs_c, const Epilogue<T>& ep) {
+  const GemmAxpyRow<T> axpy_row = gemm_ukernels<T>().axpy_row;
   T acc[kGemvCols];
   for (int64_t jb = j0; jb < j1; jb += kGemvCols) {
     const int64_t n = std::min(kGemvCols, j1 - jb);
-    for (int64_t j = 0; j < n; ++j) acc[j] = T(0);
-    for (int64_t k = 0; k < K; ++k) {
-      const T ak = a[k * cs_a];
-      const T* bk = b + k * rs_b + jb;
-      for (int64_t j = 0; j < n; ++j) acc[j] += ak * bk[j];
-    }
+    axpy_row(n, K, a, cs_a, b + jb, rs_b, acc);
     for (int64_t j = 0; j < n; ++j) c[(jb + j) * cs_c] = finish_gemv(acc[j], alpha, beta, c + (jb + j) * cs_c, ep, 0, jb + j);
   }
 }

@@ -59,7 +59,7 @@ void gemm_ukernels_fill_avx2<float>(GemmUkernels<float>& table) {
   table = GemmUkernels<float>{kS, sgemm_ukernel_avx2_6x16, sgemm_ukernel_avx2_6x16_strided_a,
                               pack_a_panels<kS.mr, float>, pack_b_transposed<kS.nr>, epilogue_tile<float>, "sgemm_ukernel_avx2_6x16",
                               sgemm_ukernel_avx2_6x16_stream_c, nullptr, transpose_blocks<float>,
-                              dot_rows_simd<Avx2Float>};
+                              dot_rows_simd<Avx2Float>, axpy_row_simd<Avx2Float>};
 }
 
 template <>
@@ -67,7 +67,7 @@ void gemm_ukernels_fill_avx2<double>(GemmUkernels<double>& table) {
   table = GemmUkernels<double>{kD, dgemm_ukernel_avx2_6x8, dgemm_ukernel_avx2_6x8_strided_a,
                                pack_a_panels<kD.mr, double>, pack_b_transposed<kD.nr>, epilogue_tile<double>, "dgemm_ukernel_avx2_6x8",
                                dgemm_ukernel_avx2_6x8_stream_c, nullptr, transpose_blocks<double>,
-                              dot_rows_simd<Avx2Double>};
+                              dot_rows_simd<Avx2Double>, axpy_row_simd<Avx2Double>};
 }
 
 }  // namespace nnx

@@ -41,7 +41,7 @@ GemmUkernels<typename V::T> tile_table(const GemmBlocking& bl, const char* name)
   };
   return GemmUkernels<T>{bl,   packed, strided, pack_a_panels<MR, T>, pack_b_transposed<NR>, epilogue_tile<T>,
                          name, stream_c, strided_ab, transpose_blocks<T>,
-                         dot_rows_simd<V>};
+                         dot_rows_simd<V>, axpy_row_simd<V>};
 }
 
 constexpr GemmBlocking kS = kSgemmBlockingAvx512;

@@ -72,7 +72,7 @@ void gemm_ukernels_fill_neon<float>(GemmUkernels<float>& table) {
   table = GemmUkernels<float>{kS, sgemm_ukernel_neon_8x12, sgemm_ukernel_neon_8x12_strided_a,
                               pack_a_panels<kS.mr, float>, pack_b_panels<kS.nr, float>, epilogue_tile<float>, "sgemm_ukernel_neon_8x12",
                               nullptr, nullptr, transpose_portable<float>,
-                              dot_rows_portable<float>};
+                              dot_rows_portable<float>, axpy_row_portable<float>};
 }
 
 template <>
@@ -80,7 +80,7 @@ void gemm_ukernels_fill_neon<double>(GemmUkernels<double>& table) {
   table = GemmUkernels<double>{kD, dgemm_ukernel_neon_8x6, dgemm_ukernel_neon_8x6_strided_a,
                                pack_a_panels<kD.mr, double>, pack_b_panels<kD.nr, double>, epilogue_tile<double>, "dgemm_ukernel_neon_8x6",
                               nullptr, nullptr, transpose_portable<double>,
-                              dot_rows_portable<double>};
+                              dot_rows_portable<double>, axpy_row_portable<double>};
 }
 
 }  // namespace nnx

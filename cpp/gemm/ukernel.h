@@ -55,6 +55,11 @@ using GemmTranspose = void (*)(int64_t m, int64_t n, const T* src, int64_t ld_sr
 // dot_rows(m, n, K, a, lda, b, ldb, out, ldo): out[i * ldo + j] = sum over k of a[i * lda + k] b[j * ldb + k] for
 //   i < m, j < n, each in gemv_dot.h's lanes and order (a linear layer's x W^T for a batch of a few rows,
 //   gemm.cpp's gemv_rows).
+// axpy_row(n, K, a, cs_a, b, rs_b, out): out[j] = sum over k < K, in increasing order, of a[k * cs_a] b[k * rs_b + j]
+//   for j < n (one row times a row-major B: gemm.cpp's gemv_rows), gemv_dot.h's axpy_row_portable or its vector form.
+template <class T>
+using GemmAxpyRow = void (*)(int64_t n, int64_t K, const T* a, int64_t cs_a, const T* b, int64_t rs_b, T* out);
+
 template <class T>
 using GemmDotRows = void (*)(int64_t m, int64_t n, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb, T* out,
                              int64_t ldo);
@@ -79,6 +84,7 @@ struct GemmUkernels {
   GemmUkernelStridedAB<T> ukernel_strided_ab = nullptr;
   GemmTranspose<T> transpose_c = nullptr;
   GemmDotRows<T> dot_rows = nullptr;
+  GemmAxpyRow<T> axpy_row = nullptr;
 };
 
 // One fill per ISA (the dispatch idiom of common/isa_table.h), each defined in the file compiled for that

@@ -100,6 +100,12 @@ void mse_backward(const T* p, const T* t, int64_t n, T scale, T* dp, int nthread
 }
 
 template <class T>
+double sum_elements(const T* x, int64_t n, double* partials, int nthreads) {
+  const auto& k = loss_ukernels<T>();
+  return chunked_sum(n, 1, partials, nthreads, [&](int64_t b, int64_t e) { return k.sum(x + b, e - b); });
+}
+
+template <class T>
 double bce_with_logits_sum(const T* z, const T* t, int64_t n, double* partials, int nthreads) {
   const auto& k = loss_ukernels<T>();
   return chunked_sum(n, 1, partials, nthreads,
@@ -159,6 +165,7 @@ void multiclass_hinge_backward(const T* s, const int64_t* target, int64_t N, int
   template double cross_entropy_sum<T>(const T*, const int64_t*, int64_t, int64_t, double*, int);            \
   template void cross_entropy_backward<T>(const T*, const int64_t*, int64_t, int64_t, T, T*, int);           \
   template double mse_sum<T>(const T*, const T*, int64_t, double*, int);                                    \
+  template double sum_elements<T>(const T*, int64_t, double*, int);                                         \
   template void mse_backward<T>(const T*, const T*, int64_t, T, T*, int);                                   \
   template double bce_with_logits_sum<T>(const T*, const T*, int64_t, double*, int);                        \
   template void bce_with_logits_backward<T>(const T*, const T*, int64_t, T, T*, int);                       \

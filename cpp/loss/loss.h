@@ -31,6 +31,10 @@ double mse_sum(const T* p, const T* t, int64_t n, double* partials, int nthreads
 template <class T>
 void mse_backward(const T* p, const T* t, int64_t n, T scale, T* dp, int nthreads);
 
+// sum x over n elements (a tensor's sum or mean of all its elements, nnx.ops.sum / mean).
+template <class T>
+double sum_elements(const T* x, int64_t n, double* partials, int nthreads);
+
 // sum max(z, 0) - z t + log1p(exp(-|z|)) over n elements (stable for any |z|).
 template <class T>
 double bce_with_logits_sum(const T* z, const T* t, int64_t n, double* partials, int nthreads);

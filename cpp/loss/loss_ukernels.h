@@ -1,7 +1,7 @@
 // Per-ISA micro-kernels of the loss family: single-threaded sums over one chunk of elements, always
 // accumulated in double (so float32 losses over millions of elements keep float32 accuracy). The portable twins
 // are in loss_ukernels_portable.cpp, the AVX2 versions in loss_ukernels_avx2.cpp, and an AVX-512 BCE sum with the
-// AVX2 one's bits in loss_ukernels_avx512.cpp (AVX-512 CPUs run the AVX2 MSE sum); loss.cpp picks the active
+// AVX2 one's bits and an AVX-512 plain sum in loss_ukernels_avx512.cpp (AVX-512 CPUs run the AVX2 MSE sum); loss.cpp picks the active
 // ISA's table per call and splits the chunks across threads.
 #pragma once
 #include <algorithm>
@@ -17,6 +17,8 @@ struct LossUkernels {
   double (*mse_sum)(const T* p, const T* t, int64_t n);
   // sum_i max(z_i, 0) - z_i t_i + log1p(exp(-|z_i|))
   double (*bce_with_logits_sum)(const T* z, const T* t, int64_t n);
+  // sum_i x_i (Tensor.sum and mean of all elements: nnx.ops.sum, sum_elements in loss.h)
+  double (*sum)(const T* x, int64_t n);
 };
 
 // One term of the BCE-with-logits sum, max(z, 0) - z t + log1p(exp(-|z|)) (the exponential of a non-positive

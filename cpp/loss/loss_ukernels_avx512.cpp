@@ -96,18 +96,56 @@ double bce_sum_avx512_f64(const double* z, const double* t, int64_t n) {
   return s;
 }
 
+// The plain sum: loss_ukernels_avx2.cpp's (pairs of floats added in float, then in double), twice as wide. Not
+// the AVX2 kernel's bits (its lanes take other elements); like every loss sum, they depend on the ISA and n only.
+double sum_avx512_f32(const float* x, int64_t n) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+  auto lo = [](__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); };
+  auto hi = [](__m512 v) { return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))); };
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512 p0 = _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + i + 16));
+    const __m512 p1 = _mm512_add_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(x + i + 48));
+    a0 = _mm512_add_pd(a0, lo(p0));
+    a1 = _mm512_add_pd(a1, hi(p0));
+    a2 = _mm512_add_pd(a2, lo(p1));
+    a3 = _mm512_add_pd(a3, hi(p1));
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
+  double s = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+  for (; i < n; ++i) s += double(x[i]);
+  return s;
+}
+
+double sum_avx512_f64(const double* x, int64_t n) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm512_add_pd(a0, _mm512_loadu_pd(x + i));
+    a1 = _mm512_add_pd(a1, _mm512_loadu_pd(x + i + 8));
+    a2 = _mm512_add_pd(a2, _mm512_loadu_pd(x + i + 16));
+    a3 = _mm512_add_pd(a3, _mm512_loadu_pd(x + i + 24));
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm512_add_pd(a0, _mm512_loadu_pd(x + i));
+  double s = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+
 }  // namespace
 
-// The AVX-512 table: the AVX2 table (filled below it) with the BCE sum replaced.
+// The AVX-512 table: the AVX2 table (filled below it) with the BCE sum and the plain sum replaced.
 template <>
 void loss_ukernels_fill_avx512<float>(LossUkernels<float>& table) {
   table.name = "loss_avx512_f32";
   table.bce_with_logits_sum = &bce_sum_avx512_f32;
+  table.sum = &sum_avx512_f32;
 }
 template <>
 void loss_ukernels_fill_avx512<double>(LossUkernels<double>& table) {
   table.name = "loss_avx512_f64";
   table.bce_with_logits_sum = &bce_sum_avx512_f64;
+  table.sum = &sum_avx512_f64;
 }
 
 }  // namespace nnx

@@ -28,6 +28,20 @@ double mse_sum_portable(const T* p, const T* t, int64_t n) {
 }
 
 template <class T>
+double sum_portable(const T* x, int64_t n) {
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    a0 += double(x[i]);
+    a1 += double(x[i + 1]);
+    a2 += double(x[i + 2]);
+    a3 += double(x[i + 3]);
+  }
+  for (; i < n; ++i) a0 += double(x[i]);
+  return (a0 + a1) + (a2 + a3);
+}
+
+template <class T>
 double bce_sum_portable(const T* z, const T* t, int64_t n) {
   double acc = 0.0;
   for (int64_t i = 0; i < n; ++i) acc += bce_term_scalar(z[i], t[i]);
@@ -39,7 +53,7 @@ double bce_sum_portable(const T* z, const T* t, int64_t n) {
 template <class T>
 void loss_ukernels_fill_portable(LossUkernels<T>& table) {
   table = LossUkernels<T>{sizeof(T) == 4 ? "loss_portable_f32" : "loss_portable_f64", &mse_sum_portable<T>,
-                          &bce_sum_portable<T>};
+                          &bce_sum_portable<T>, &sum_portable<T>};
 }
 template void loss_ukernels_fill_portable<float>(LossUkernels<float>&);
 template void loss_ukernels_fill_portable<double>(LossUkernels<double>&);

@@ -187,7 +187,11 @@ def _accumulate(leaf, g, shared: dict) -> None:
     if (not owns_memory(g) or (r is not None and r() is g) or g.dtype != leaf.dtype or type(g) is not np.ndarray
             or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
         g = np.array(g, dtype=leaf.dtype, order="C")
-    leaf.grad = g if leaf.grad is None else leaf.grad + g
+    if leaf.grad is None:
+        leaf.grad = g
+    else:  # a second backward before zero_grad (gradient accumulation): the threaded sum kernel, NumPy's bits
+        from .ops import _checks
+        leaf.grad = _checks.add(leaf.grad, g)
     if leaf._grad_hooks:
         rec = _capture.current()
         if rec is not None:  # nnx.compile: a replay would not run the hook (e.g. a data-parallel all-reduce)

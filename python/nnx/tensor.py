@@ -23,6 +23,10 @@ from . import autograd as _autograd
 from ._tensor_methods import TensorMethods, _axis, _keep
 from .autograd import _unbroadcast, enable_grad, is_grad_enabled, no_grad  # noqa: F401
 
+# Tensor.sum() and mean() of all elements in these dtypes are one kernel call (nnx.ops.sum / mean).
+_KERNEL_SUM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _to_array(data, dtype=None) -> np.ndarray:
     if isinstance(data, Tensor):
         data = data.data
@@ -300,12 +304,31 @@ class Tensor(TensorMethods):
                 g = np.expand_dims(g, axis)
             return (np.broadcast_to(g, shape),)
 
+        if axis is None and self.dtype in _KERNEL_SUM_DTYPES:
+            return Tensor._make(self._all_elements("sum", keepdims), (self,), backward, "sum")
         return Tensor._make(np.asarray(self.data.sum(axis=axis, keepdims=keepdims)), (self,), backward, "sum")
 
     def mean(self, axis=None, keepdims: bool = False, *, dim=None, keepdim=None):
         axis, keepdims = _axis(dim, axis, "axis"), _keep(keepdim, keepdims)
+        if axis is None and self.dtype in _KERNEL_SUM_DTYPES:
+            shape, n = self.shape, self.data.size
+            # The gradient of dy / n in every element, dy / n rounded once as the scaled sum's backward rounds it.
+            return Tensor._make(self._all_elements("mean", keepdims), (self,),
+                                lambda g: (np.broadcast_to(g * np.asarray(1.0 / max(n, 1), dtype=g.dtype), shape),),
+                                "mean")
         n = self.data.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
+
+    def _all_elements(self, op: str, keepdims: bool) -> np.ndarray:
+        """The sum or mean of all elements through the backend's op (nnx.ops: one threaded pass, summed in double);
+        NumPy's where a backend has none."""
+        from . import functional as F
+        fn = getattr(F._backend, op, None)
+        if fn is not None:
+            out = fn(self.data)
+        else:
+            out = np.asarray(self.data.sum() if op == "sum" else self.data.sum() / self.dtype.type(max(self.data.size, 1)))
+        return out.reshape((1,) * self.ndim) if keepdims else out
 
     # ----------------------------------------------------------------- shape
     def reshape(self, *shape):

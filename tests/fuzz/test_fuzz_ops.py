@@ -520,6 +520,20 @@ def _pair_loss(name, backward):
     return build
 
 
+def _whole_sum(backward):
+    """sum / mean of all of x's elements (any shape, 0-d and empty included); the backward takes a scalar dy."""
+    def build(draw, rng, dtype):
+        shape = _dims(draw, draw(st.integers(0, 4)), 0, 5)
+        kw = {"x": _arr(rng, shape, dtype, -3, 3)}
+        # Terms of both signs cancel: differences below rtol times the terms' size (3 per element) pass.
+        k = max(1, int(np.prod(shape)))
+        if backward:
+            kw["dy"] = _dy_scalar(draw, rng, dtype)
+            return Case(kw, k=k, floats=("x",), bad=[("dy", np.ones((2, 1)), ValueError), ("dy", "1", TypeError)])
+        return Case(kw, k=k, floats=("x",), floor="x")
+    return build
+
+
 BUILDERS = {
     "maxout": _maxout(False), "maxout_backward": _maxout(True),
     "gemm": build_gemm, "gemm_backward": build_gemm_backward, "linear": build_linear,
@@ -550,6 +564,8 @@ for _name in _RNN_GATES:
     BUILDERS[_name] = _recurrent(_name, False)
     BUILDERS[_name + "_backward"] = _recurrent(_name, True)
 BUILDERS["embedding"], BUILDERS["embedding_backward"] = _embedding(False), _embedding(True)
+for _name in ("sum", "mean"):
+    BUILDERS[_name], BUILDERS[_name + "_backward"] = _whole_sum(False), _whole_sum(True)
 
 OPS = sorted(ops.__all__)
 

@@ -82,6 +82,30 @@ def test_elementwise_any_layout(isa, dtype, rng, name, kw):
 
 
 @pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)
+@pytest.mark.parametrize("shape", [(2,), (1023,), (1025,), (3, 700), (5, 64, 33), (300001,)], ids=str)
+def test_scalar_broadcast_dy_gives_the_bits_of_its_copy(isa, dtype, rng, name, kw, shape):
+    # A sum's or mean's gradient reaches an activation's backward as one value broadcast over x (every stride 0);
+    # the kernel reads that value for every element (act_backward_one_dy) instead of a copy spread over x's
+    # size: the same bits as the copy, at 1 and 3 threads, across its 1024-element pieces and threads' ranges.
+    x = random(rng, shape, dtype, -6, 6)
+    b = getattr(ops, name + "_backward")
+    before = nnx.get_num_threads()
+    try:
+        for value in (0.37, -2.5):
+            dy = np.broadcast_to(np.asarray(value, dtype), shape)
+            want = b(np.ascontiguousarray(dy), x, **kw)
+            for threads in (1, 3):
+                nnx.set_num_threads(threads)
+                got = b(dy, x, **kw)
+                assert got.dtype == dtype and got.flags.c_contiguous
+                assert np.array_equal(got, want, equal_nan=True), f"{name}_backward of a broadcast {value}"
+    finally:
+        nnx.set_num_threads(before)
+    assert_close(b(np.broadcast_to(np.asarray(0.37, dtype), shape), x, **kw),
+                 getattr(ref, name + "_backward")(np.full(shape, 0.37, dtype), x, **kw), dtype)
+
+
+@pytest.mark.parametrize("name,kw", ELEMENTWISE, ids=EW_IDS)
 def test_elementwise_extreme_values(isa, dtype, name, kw):
     vals = [0.0, -0.0, 1e-30, -1e-30, 1e-6, -1e-6, 0.5, -0.5, 20.0, -20.0, 88.5, -88.5, 100.0, -100.0, 709.0, -709.0,
             800.0, -800.0, 1e4, -1e4, np.inf, -np.inf, np.nan]

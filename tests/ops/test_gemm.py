@@ -305,15 +305,18 @@ def test_gemm_one_column(isa, dtype, rng, m, k):
         nnx.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("n,k", [(256, 784), (10, 33), (300, 15)])
+@pytest.mark.parametrize("n,k", [(256, 784), (10, 33), (300, 15), (129, 7), (17, 300), (1000, 2), (8, 5)])
 @pytest.mark.parametrize("tb", [False, True])
 def test_gemm_one_row(isa, dtype, rng, n, k, tb):
-    # A batch-1 layer: one-row products read B in place (dot products for W^T, row updates for row-major B).
+    # A batch-1 layer: one-row products read B in place (dot products for W^T, row updates for row-major B: 8
+    # vectors of outputs at a time, then one, then the first lanes of one: gemv_dot.h's axpy_row).
     a = random(rng, (1, k), dtype)
     b = random(rng, (n, k) if tb else (k, n), dtype)
     c = random(rng, (1, n), dtype)
     check_op(ops.gemm, ref.gemm, (a, b), dict(trans_b=tb), dtype, k=k)
     check_op(ops.gemm, ref.gemm, (a, b, c), dict(trans_b=tb, alpha=-0.5, beta=2.0), dtype, k=k)
+    a_strided = random(rng, (1, 2 * k), dtype)[:, ::2]  # a row taken every other element
+    check_op(ops.gemm, ref.gemm, (a_strided, b), dict(trans_b=tb), dtype, k=k)
     w, bias = random(rng, (n, k), dtype), random(rng, (n,), dtype)
     threads = nnx.get_num_threads()
     try:

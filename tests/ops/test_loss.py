@@ -46,6 +46,40 @@ def test_pair_losses_match_reference(isa, dtype, rng, name, shape):
     _check_loss(name, _pair_args(rng, name, shape, dtype), {}, dtype, k=int(np.prod(shape)))
 
 
+WHOLE_SHAPES = [(), (1,), (7,), (3, 5), (0,), (4, 0), (4095,), (4097,), (100003,), (5, 64, 33)]
+
+
+@pytest.mark.parametrize("name", ["sum", "mean"])
+@pytest.mark.parametrize("shape", WHOLE_SHAPES, ids=str)
+def test_whole_sums_match_reference(isa, dtype, rng, name, shape):
+    # Terms of one sign, so that the float64 reference bounds the kernel's rounding relative to the result.
+    x = random(rng, shape, dtype, 0.5, 3)
+    k = max(1, int(np.prod(shape)))
+    got = check_op(getattr(ops, name), getattr(ref, name), (x,), {}, dtype, k=k, name=name)
+    assert got.shape == () and got.dtype == dtype
+    if name == "mean" and x.size == 0:
+        assert np.isnan(got)  # 0 / 0, as NumPy and PyTorch
+    check_op(getattr(ops, name + "_backward"), getattr(ref, name + "_backward"), (0.7, x), {}, dtype, k=k,
+             name=name + "_backward")
+    if x.ndim:  # a transposed or reversed view: summed from a contiguous copy
+        check_op(getattr(ops, name), getattr(ref, name), (x.T if x.ndim > 1 else x[::-1],), {}, dtype, k=k, name=name)
+
+
+@pytest.mark.parametrize("n", [4095, 4097, 100003, 1 << 20])
+def test_whole_sums_same_bits_for_any_thread_count(isa, dtype, rng, n):
+    # Chunks of a fixed size, each summed by one thread, their sums added in chunk order.
+    x = random(rng, (n,), dtype, -3, 3)
+    before = nnx.get_num_threads()
+    try:
+        seen = set()
+        for threads in (1, 2, 3, 5):
+            nnx.set_num_threads(threads)
+            seen.add(ops.sum(x).tobytes() + ops.mean(x).tobytes())
+    finally:
+        nnx.set_num_threads(before)
+    assert len(seen) == 1
+
+
 def test_losses_any_layout(isa, dtype, rng):
     big = random(rng, (40, 30), dtype, -3, 3)
     t = rng.integers(0, 40, 60)[::2]  # (30,) strided int64 targets

@@ -35,13 +35,24 @@ def _forward(x, code: int, param: float = 0.0) -> np.ndarray:
     return out
 
 
+def _one_value(dy: np.ndarray):
+    """The one value a broadcast dy repeats (a sum's or mean's gradient: every stride 0), as a one-element view of
+    its memory, which the kernel reads for every element instead of a copy spread over dx's size; else None."""
+    if dy.size > 1 and type(dy) is np.ndarray and dy.flags.aligned and not any(dy.strides):
+        return dy[(slice(0, 1),) * dy.ndim].reshape(1)
+    return None
+
+
 def _backward(dy, x, code: int, param: float = 0.0) -> np.ndarray:
     dy = float_array(dy, "dy")
     x = float_array(x, "x")
     same_dtype(dy=dy, x=x)
     check_same_shape(x, "x", dy, "dy")
     out = empty(x.shape, x.dtype, "dx")
-    _C.act_backward(contiguous(dy, "dy").reshape(-1), contiguous(x, "x").reshape(-1), out.reshape(-1), code, param)
+    g = _one_value(dy)
+    if g is None:
+        g = contiguous(dy, "dy").reshape(-1)
+    _C.act_backward(g, contiguous(x, "x").reshape(-1), out.reshape(-1), code, param)
     return out
 
 

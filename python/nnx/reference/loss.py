@@ -16,6 +16,7 @@ __all__ = [
     "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_backward",
     "multiclass_hinge_loss", "multiclass_hinge_loss_backward",
+    "sum", "sum_backward", "mean", "mean_backward",
 ]
 
 
@@ -99,3 +100,24 @@ def multiclass_hinge_loss_backward(dy, scores, target, margin=1.0, reduction="me
     grad = active.copy()
     grad[rows, target] = -active.sum(axis=1)
     return (grad * _scale(dy, n, reduction)).astype(scores.dtype)
+
+
+def sum(x):  # noqa: A001 - PyTorch's name; this module never calls the builtin
+    """The sum of all elements, in float64, returned in x's dtype."""
+    return np.asarray(np.sum(x, dtype=np.float64), dtype=x.dtype)
+
+
+def sum_backward(dy, x):
+    """d(sum)/dx_i = 1 for every element, times the upstream dy."""
+    return np.full(x.shape, float(np.asarray(dy)), dtype=x.dtype)
+
+
+def mean(x):
+    """The sum over the number of elements (NaN for an empty x: 0 / 0)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.sum(x, dtype=np.float64) / np.float64(x.size), dtype=x.dtype)
+
+
+def mean_backward(dy, x):
+    """d(mean)/dx_i = 1 / n for every element, times the upstream dy."""
+    return np.full(x.shape, float(np.asarray(dy)) / x.size if x.size else 0.0, dtype=x.dtype)
