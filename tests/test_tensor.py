@@ -215,7 +215,7 @@ def test_shared_gradient_arrays_are_not_aliased():
 
 
 # ------------------------------------------------------------------ large sums: the sum kernels
-BIG = (64, 16, 4, 8)  # 32768 elements: above nnx.ops._checks._KERNEL_SUM_MIN, so summed by the kernel
+BIG = (64, 16, 4, 8)  # 32768 elements: above nnx._args.ELEMENTWISE_KERNEL_MIN, so summed by the kernel
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -234,6 +234,35 @@ def test_large_sum_has_numpys_bits_and_gradient(dtype):
     t = Tensor(a) + Tensor(b.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2))
     assert np.array_equal(t.data, a + b, equal_nan=True)
     assert np.array_equal((Tensor(a) + Tensor(b[0])).data, a + b[0], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_times_number_has_numpys_bits_and_gradient(dtype):
+    # A large tensor times a number runs on the scale kernel (IEEE products: NumPy's bits), and a sum's or mean's
+    # gradient stays one broadcast value through it, down to the activation kernel that reads it in place.
+    a = rand(*BIG).astype(dtype)
+    a[0, 0, 0, :4] = [np.inf, -0.0, np.nan, 1e-45]
+    clean = rand(*BIG).astype(dtype)
+    before = nnx.get_num_threads()
+    try:
+        for threads in (1, 2):
+            nnx.set_num_threads(threads)
+            ta = Tensor(a, requires_grad=True)
+            for out, s in ((ta * 0.3, 0.3), (1.7 * ta, 1.7)):
+                want = a * np.asarray(s, dtype)
+                assert out.data.dtype == dtype and np.array_equal(out.data.view(np.uint8), want.view(np.uint8))
+            g = rand(*BIG).astype(dtype)
+            (ta * 0.3).backward(g)
+            assert np.array_equal(ta.grad, g * np.asarray(0.3, dtype))
+            tb = Tensor(clean, requires_grad=True)
+            (tb * 0.3).sum().backward()
+            assert np.array_equal(tb.grad, np.full(BIG, 0.3, dtype))
+            tc = Tensor(clean, requires_grad=True)
+            (tc.relu() * -2.5).mean().backward()
+            step = np.asarray(1.0 / clean.size, dtype) * np.asarray(-2.5, dtype)
+            assert np.array_equal(tc.grad, np.where(clean > 0, step, dtype(0)))
+    finally:
+        nnx.set_num_threads(before)
 
 
 def test_gradient_sums_in_place_only_into_arrays_nobody_else_holds():

@@ -100,6 +100,28 @@ void sum_into(const py::array& a, const py::array& b, py::array& out) {
   else throw py::type_error("a: expected a float32 or float64 array, got " + std::string(py::str(a.dtype())));
 }
 
+template <class T>
+void scale_typed(const py::array& a, double s, py::array& out) {
+  const T* pa = static_cast<const T*>(a.data());
+  T* po = static_cast<T*>(out.mutable_data());
+  const T st = static_cast<T>(s);
+  const int64_t n = a.size();
+  run_kernel("layout_scale", {{a, Use::read}, {out, Use::write}}, {s},
+             [=](int nt) { layout_scale<T>(pa, st, po, n, nt); });
+}
+
+void scale_into(const py::array& a, double s, py::array& out) {
+  NNX_REQUIRE(out.writeable(), "out: output array is read-only");
+  for (const py::array* arr : std::initializer_list<const py::array*>{&a, &out}) {
+    NNX_REQUIRE(arr->flags() & py::array::c_style, "a, out: expected C-contiguous arrays");
+    NNX_REQUIRE(arr->dtype().equal(a.dtype()), "out: expected the dtype of a");
+    NNX_REQUIRE(arr->size() == a.size(), "out: expected the size of a");
+  }
+  if (is_f32(a)) scale_typed<float>(a, s, out);
+  else if (a.dtype().kind() == 'f' && a.itemsize() == 8) scale_typed<double>(a, s, out);
+  else throw py::type_error("a: expected a float32 or float64 array, got " + std::string(py::str(a.dtype())));
+}
+
 void zero_fill(py::array& dst) {
   NNX_REQUIRE(dst.writeable(), "dst: output array is read-only");
   NNX_REQUIRE(dst.flags() & py::array::c_style, "dst: expected a C-contiguous array");
@@ -117,6 +139,8 @@ void bind_layout(py::module_& m) {
         "dst[...] += src for float arrays of one shape and dtype, any strides (dst's elements distinct).");
   m.def("sum_into", &sum_into, py::arg("a"), py::arg("b"), py::arg("out"),
         "out[...] = a + b for C-contiguous float arrays of one shape and dtype (out may be a or b).");
+  m.def("scale_into", &scale_into, py::arg("a"), py::arg("s"), py::arg("out"),
+        "out[...] = a * s for C-contiguous float arrays of one size and dtype, s rounded to it (out may be a).");
   m.def("zero_fill", &zero_fill, py::arg("dst"), "Sets every byte of a C-contiguous array to 0.");
 }
 

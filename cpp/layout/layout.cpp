@@ -129,6 +129,13 @@ void layout_sum(const T* a, const T* b, T* out, int64_t n, int nthreads) {
 }
 
 template <class T>
+void layout_scale(const T* a, T s, T* out, int64_t n, int nthreads) {
+  parallel_for(n, kElementwiseGrain, nthreads, [=](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) out[i] = a[i] * s;
+  });
+}
+
+template <class T>
 void layout_zero(T* dst, int64_t n, int nthreads) {
   parallel_for(n, kElementwiseGrain, nthreads, [=](int64_t b, int64_t e) {
     std::memset(static_cast<void*>(dst + b), 0, static_cast<size_t>(e - b) * sizeof(T));
@@ -143,6 +150,8 @@ template void layout_add<float>(const float*, float*, const StridedPair&, int);
 template void layout_add<double>(const double*, double*, const StridedPair&, int);
 template void layout_sum<float>(const float*, const float*, float*, int64_t, int);
 template void layout_sum<double>(const double*, const double*, double*, int64_t, int);
+template void layout_scale<float>(const float*, float, float*, int64_t, int);
+template void layout_scale<double>(const double*, double, double*, int64_t, int);
 template void layout_zero<uint8_t>(uint8_t*, int64_t, int);
 template void layout_zero<float>(float*, int64_t, int);
 template void layout_zero<double>(double*, int64_t, int);

@@ -65,6 +65,11 @@ def check_alloc(shape, dtype, name: str, what: str = "an array") -> None:
 # Elements of a result small enough to allocate without check_alloc (empty's common case).
 SMALL_ALLOC = _CHECK_ABOVE // 16
 
+# Element-wise sums and products of whole arrays in Tensor arithmetic and autograd (a residual add, the sum of a
+# tensor's gradients, a tensor times a number): from this many elements a threaded kernel call (nnx.ops._checks,
+# cpp/layout); below it NumPy's, whose fixed cost is lower. IEEE sums and products either way: the same bits.
+ELEMENTWISE_KERNEL_MIN = 1 << 14
+
 
 # Results of at least _LARGE_BYTES take their memory from the extension's block cache (cpp/common/block_cache.h:
 # glibc maps such blocks afresh and every page faults in zeroed, which cost a ReLU over 16 M floats more than the

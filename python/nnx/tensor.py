@@ -21,7 +21,16 @@ from . import _capture
 from . import anomaly as _anomaly
 from . import autograd as _autograd
 from ._tensor_methods import TensorMethods, _axis, _keep
+from ._args import ELEMENTWISE_KERNEL_MIN
 from .autograd import _unbroadcast, enable_grad, is_grad_enabled, no_grad  # noqa: F401
+
+def _scaled(g: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """g * s for a 0-d s: one value broadcast over a shape (every stride 0) stays one, its product broadcast."""
+    if type(g) is np.ndarray and g.size > 1 and not any(g.strides):
+        return np.broadcast_to(np.asarray(g[(0,) * g.ndim] * s), g.shape)
+    from .ops import _checks
+    return _checks.scale(g, s)
+
 
 # Tensor.sum() and mean() of all elements in these dtypes are one kernel call (nnx.ops.sum / mean).
 _KERNEL_SUM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -201,6 +210,14 @@ class Tensor(TensorMethods):
     def __mul__(self, other):
         o = self._operand(other)
         a, b = self, o
+        if (o.data.ndim == 0 and a.data.size >= ELEMENTWISE_KERNEL_MIN and not isinstance(other, Tensor)
+                and o.dtype == a.dtype):
+            # A large tensor times a number (a constant of the program): the scale kernel, and a gradient that stays
+            # one broadcast value where g is one (a sum's or mean's), for the kernels that read such a dy in place.
+            from .ops import _checks
+            s = o.data
+            return Tensor._make(_checks.scale(a.data, s), (a, o),
+                                lambda g: (_scaled(g, s) if a.requires_grad else None, None), "mul")
         return Tensor._make(a.data * b.data, (a, b),
                             lambda g: (g * b.data if a.requires_grad else None,
                                        g * a.data if b.requires_grad else None), "mul")

@@ -49,10 +49,10 @@ def zeros(shape, dtype, name: str = "array") -> np.ndarray:
 
 
 # Sums of two arrays, for Tensor's + and autograd's sum of a tensor's gradients (a residual block's two
-# branches): of one shape and float dtype, C-contiguous, and at least this many elements, they are a kernel
-# call (threaded; an IEEE sum, so the bits are NumPy's); smaller ones stay NumPy's, whose fixed cost is lower.
-# While a step is captured every such sum is a kernel call, so that nnx.compile can record it.
-_KERNEL_SUM_MIN = 1 << 14
+# branches): of one shape and float dtype, C-contiguous, and at least _args.ELEMENTWISE_KERNEL_MIN elements, they
+# are a kernel call (threaded; an IEEE sum, so the bits are NumPy's); smaller ones stay NumPy's. While a step is
+# captured every such sum is a kernel call, so that nnx.compile can record it.
+_KERNEL_SUM_MIN = _args.ELEMENTWISE_KERNEL_MIN
 
 
 def _kernel_summable(a, b) -> bool:
@@ -69,6 +69,17 @@ def add(a, b):
         _C.sum_into(a, b, out)
         return out
     return a + b
+
+
+def scale(a, s):
+    """a * s for a 0-d s of a's dtype, a new array: the kernel where add's would run (threaded; IEEE products, so
+    NumPy's bits), NumPy's multiply otherwise."""
+    if (type(a) is np.ndarray and a.dtype.kind == "f" and a.itemsize in (4, 8) and a.flags.c_contiguous
+            and a.flags.aligned and s.dtype == a.dtype and (a.size >= _KERNEL_SUM_MIN or _capture.current() is not None)):
+        out = np.empty_like(a)
+        _C.scale_into(a, float(s), out)
+        return out
+    return a * s
 
 
 def add_inplace(dst, src) -> bool:
