@@ -305,6 +305,22 @@ def test_gemm_one_column(isa, dtype, rng, m, k):
         nnx.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("m,n,k", [(300, 100, 1), (64, 784, 3), (17, 16, 4), (129, 130, 2)])
+def test_shallow_products_row_by_row_give_the_tiles_bits(isa, dtype, rng, m, n, k):
+    # Depth 1 to 4 (an outer product: a one-sample weight gradient) runs row by row (gemm.cpp's shallow_rows) where
+    # B's rows are contiguous; stored by columns, B takes the register tiles. Each element is the same multiply-add
+    # chain either way.
+    from nnx._backend import _C
+    a, b = random(rng, (m, k), dtype), random(rng, (k, n), dtype)
+    b_by_columns = np.ascontiguousarray(b.T).T
+    for alpha in (1.0, -0.7):
+        rows, tiles = np.empty((m, n), dtype), np.empty((m, n), dtype)
+        _C.gemm(a, b, rows, alpha, 0.0)
+        _C.gemm(a, b_by_columns, tiles, alpha, 0.0)
+        assert np.array_equal(rows, tiles)
+        assert_close(rows, alpha * (a.astype(np.float64) @ b.astype(np.float64)), dtype, k=k)
+
+
 @pytest.mark.parametrize("n,k", [(256, 784), (10, 33), (300, 15), (129, 7), (17, 300), (1000, 2), (8, 5)])
 @pytest.mark.parametrize("tb", [False, True])
 def test_gemm_one_row(isa, dtype, rng, n, k, tb):
