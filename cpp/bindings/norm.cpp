@@ -167,7 +167,9 @@ void ln_backward_py(const py::array& dy, const py::array& x, const py::object& d
   auto G = view_in<T>(dy, "dy", 2);
   const int64_t R = X.shape[0], D = X.shape[1];
   require_shape(X, "x", {R, D});
-  require_shape(G, "dy", {R, D});
+  // dy (R, D), or one row (1, D) for every row of x (layer_norm_backward's ldy = 0).
+  const int64_t ldy = G.ndim == 2 && G.shape[0] == 1 && R != 1 ? 0 : D;
+  require_shape(G, "dy", {ldy == 0 ? 1 : R, D});
   T* DX = arr_out<T>(dx, "dx", X);
   const T* w = vec_in<T>(weight, "weight", D);
   const T* m = vec_in<T>(mean, "mean", R);
@@ -178,7 +180,7 @@ void ln_backward_py(const py::array& dy, const py::array& x, const py::object& d
   run_kernel("layer_norm_backward",
              {{dy, Use::read}, {x, Use::read}, {weight, Use::read}, {mean, Use::read}, {invstd, Use::read},
               {dx, Use::write}, {dweight, Use::write}, {dbias, Use::write}},
-             {double(R), double(D)}, [=](int nt) { layer_norm_backward<T>(pg, px, DX, R, D, w, m, is, dw, db, nt); });
+             {double(R), double(D)}, [=](int nt) { layer_norm_backward<T>(pg, ldy, px, DX, R, D, w, m, is, dw, db, nt); });
 }
 
 }  // namespace

@@ -321,8 +321,8 @@ void layer_norm_forward(const T* x, T* y, int64_t R, int64_t D, const T* weight,
 }
 
 template <class T>
-void layer_norm_backward(const T* dy, const T* x, T* dx, int64_t R, int64_t D, const T* weight, const T* mean,
-                         const T* invstd, T* dweight, T* dbias, int nthreads) {
+void layer_norm_backward(const T* dy, int64_t ldy, const T* x, T* dx, int64_t R, int64_t D, const T* weight,
+                         const T* mean, const T* invstd, T* dweight, T* dbias, int nthreads) {
   if (R <= 0 || D <= 0) {
     for (int64_t i = 0; i < D; ++i) {
       if (dweight) dweight[i] = T(0);
@@ -345,7 +345,7 @@ void layer_norm_backward(const T* dy, const T* x, T* dx, int64_t R, int64_t D, c
       if (ab) ab[i] = T(0);
     }
     for (int64_t r = b * per; r < std::min(R, (b + 1) * per); ++r) {
-      const T* dyr = dy + r * D;
+      const T* dyr = dy + r * ldy;
       const T* xr = x + r * D;
       T c1 = 0, c2 = 0;
       if (dx) {
@@ -356,7 +356,7 @@ void layer_norm_backward(const T* dy, const T* x, T* dx, int64_t R, int64_t D, c
       }
       const bool more = r + 1 < R;
       k.ln_grad_apply(dyr, xr, weight, dx ? dx + r * D : nullptr, D, mean[r], invstd[r], c1, c2, aw, ab, past_caches,
-                      more ? dyr + D : nullptr, more ? xr + D : nullptr);
+                      more && ldy != 0 ? dyr + ldy : nullptr, more ? xr + D : nullptr);
     }
     if (past_caches) stream_fence();
   });
@@ -388,8 +388,8 @@ const char* norm_ukernel_name() {
                                        const T*, const T*, const T*, bool, T*, T*, int);                    \
   template void layer_norm_forward<T>(const T*, T*, int64_t, int64_t, const T*, const T*, double, T*, T*,   \
                                       int);                                                                 \
-  template void layer_norm_backward<T>(const T*, const T*, T*, int64_t, int64_t, const T*, const T*,        \
-                                       const T*, T*, T*, int);                                              \
+  template void layer_norm_backward<T>(const T*, int64_t, const T*, T*, int64_t, int64_t, const T*,        \
+                                       const T*, const T*, T*, T*, int);                                    \
   template const char* norm_ukernel_name<T>();
 NNX_NORM_INSTANTIATE(float)
 NNX_NORM_INSTANTIATE(double)

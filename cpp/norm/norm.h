@@ -49,10 +49,12 @@ void layer_norm_forward(const T* x, T* y, int64_t R, int64_t D, const T* weight,
                         T* mean_out, T* invstd_out, int nthreads);
 
 // Backward: dx (may be null) = invstd * (g - mean(g) - xhat * mean(g * xhat)) per row, g = dy * weight;
-// dweight = sum over rows of dy * xhat, dbias = sum over rows of dy (each may be null).
+// dweight = sum over rows of dy * xhat, dbias = sum over rows of dy (each may be null). dy's rows lie ldy apart:
+// D, or 0 for one row of dy shared by every row (the gradient of a sum or mean of the output, never spread over R
+// rows).
 template <class T>
-void layer_norm_backward(const T* dy, const T* x, T* dx, int64_t R, int64_t D, const T* weight, const T* mean,
-                         const T* invstd, T* dweight, T* dbias, int nthreads);
+void layer_norm_backward(const T* dy, int64_t ldy, const T* x, T* dx, int64_t R, int64_t D, const T* weight,
+                         const T* mean, const T* invstd, T* dweight, T* dbias, int nthreads);
 
 template <class T>
 const char* norm_ukernel_name();

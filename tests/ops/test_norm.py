@@ -237,13 +237,25 @@ def test_layer_norm_backward_of_a_view_dy_is_that_of_its_copy(dtype, rng):
     w, b = random(rng, (24,), dtype, 0.5, 1.5), random(rng, (24,), dtype)
     _, mean, invstd = ops.layer_norm(x, 24, w, b, 1e-5, return_stats=True)
     assert mean.shape == invstd.shape == (4, 6)
-    for dy in (np.broadcast_to(random(rng, (4, 1, 24), dtype), x.shape), random(rng, (6, 4, 24), dtype).transpose(1, 0, 2)):
-        got = ops.layer_norm_backward(dy, x, 24, w, b, 1e-5, mean=mean, invstd=invstd)
-        plain = ops.layer_norm_backward(np.ascontiguousarray(dy), x, 24, w, b, 1e-5, mean=mean, invstd=invstd)
+    # One row for every row (a sum's or mean's gradient) runs as that row alone (layer_norm_backward's ldy = 0).
+    for dy in (np.broadcast_to(random(rng, (4, 1, 24), dtype), x.shape), random(rng, (6, 4, 24), dtype).transpose(1, 0, 2),
+               np.broadcast_to(random(rng, (24,), dtype), x.shape), np.broadcast_to(np.asarray(0.4, dtype), x.shape)):
         want = ref.layer_norm_backward(dy, x, 24, w, b, 1e-5)
-        for g, p, r, k in zip(got, plain, want, (24, 24, 24)):
-            np.testing.assert_array_equal(g, p)
-            assert_close(g, r, dtype, k, "grad")
+        for needs in (None, (True, True, True)):  # the layers' fast path, and the general one (nnx.functional's)
+            got = ops.layer_norm_backward(dy, x, 24, w, b, 1e-5, mean=mean, invstd=invstd, needs=needs)
+            plain = ops.layer_norm_backward(np.ascontiguousarray(dy), x, 24, w, b, 1e-5, mean=mean, invstd=invstd,
+                                            needs=needs)
+            for g, p, r, k in zip(got, plain, want, (24, 24, 24)):
+                np.testing.assert_array_equal(g, p)
+                assert_close(g, r, dtype, k, "grad")
+    # Normalised over the last two axes: the repeated row is 6 x 24.
+    w2, b2 = random(rng, (6, 24), dtype, 0.5, 1.5), random(rng, (6, 24), dtype)
+    dy = np.broadcast_to(random(rng, (6, 24), dtype), x.shape)
+    got = ops.layer_norm_backward(dy, x, (6, 24), w2, b2, 1e-5)
+    plain = ops.layer_norm_backward(np.ascontiguousarray(dy), x, (6, 24), w2, b2, 1e-5)
+    for g, p, r in zip(got, plain, ref.layer_norm_backward(dy, x, (6, 24), w2, b2, 1e-5)):
+        np.testing.assert_array_equal(g, p)
+        assert_close(g, r, dtype, 144, "grad")
 
 
 def test_layer_norm_results_past_the_caches(isa, dtype, rng):

@@ -269,6 +269,16 @@ def _normalized(x, normalized_shape) -> tuple:
     return shape
 
 
+def _dy_rows(dy: np.ndarray, normalized_ndim: int, rd: tuple) -> np.ndarray:
+    """dy as layer_norm_backward's rows: (R, D) C-contiguous, or the one row (1, D) that every row repeats where
+    all of dy's leading strides are 0 (the gradient of the output's sum or mean, a broadcast), which the kernel
+    reads for each row instead of a copy of R rows."""
+    lead = dy.ndim - normalized_ndim
+    if rd[0] > 1 and lead > 0 and type(dy) is np.ndarray and not any(dy.strides[:lead]):
+        return contiguous(dy[(0,) * lead], "dy").reshape(1, rd[1])
+    return _rows(contiguous(dy, "dy"), rd)
+
+
 def _ln_plain_rows(x, normalized_shape, weight, bias):
     """(rows, features) when x is a plain array (C-contiguous, 2-D, or a batch of sequences (N, T, D) and the
     like) normalised over its last axis and weight, bias are None or plain vectors of its dtype: what LayerNorm
@@ -352,12 +362,13 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, bias=None, eps=1e-
         if (type(dy) is np.ndarray and dy.shape == x.shape and dy.dtype == x.dtype and _plain(mean, lead, x.dtype)
                 and _plain(invstd, lead, x.dtype)):
             # A batch of sequences, or a dy that is a view (the gradient of a mean over positions arrives
-            # broadcast): the same kernel on the rows, dy made contiguous once.
-            dy = contiguous(dy, "dy")
+            # broadcast): the same kernel on the rows, dy made contiguous once; one row of dy shared by all rows
+            # (the gradient of the output's sum or mean: every leading stride 0) passed as that row alone.
+            dy = _dy_rows(dy, 1, rd)
             dx = np.empty(x.shape, x.dtype)
             dw = None if weight is None else np.empty(rd[1], x.dtype)
             db = None if bias is None else np.empty(rd[1], x.dtype)
-            _C.layer_norm_backward(dy.reshape(rd), x.reshape(rd), dx.reshape(rd), weight, mean.reshape(-1),
+            _C.layer_norm_backward(dy, x.reshape(rd), dx.reshape(rd), weight, mean.reshape(-1),
                                    invstd.reshape(-1), dw, db)
             return dx, dw, db
     x, shape, w, b, rd = _ln_args(x, normalized_shape, weight, bias)
@@ -377,7 +388,7 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, bias=None, eps=1e-
     dx = empty(x.shape, x.dtype, "dx") if nx else None
     dw = np.empty(shape, x.dtype) if nw and w is not None else None
     db = np.empty(shape, x.dtype) if nb and b is not None else None
-    _C.layer_norm_backward(_rows(contiguous(dy, "dy"), rd), _rows(contiguous(x, "x"), rd),
+    _C.layer_norm_backward(_dy_rows(dy, len(shape), rd), _rows(contiguous(x, "x"), rd),
                            None if dx is None else _rows(dx, rd), _flat(w), _flat(mean), _flat(invstd), _flat(dw),
                            _flat(db))
     return dx, dw, db
