@@ -17,6 +17,7 @@ from nnx import ops, reference as ref
 
 CE_SHAPES = [(4096, 1000), (65536, 10)]
 ELEMENTWISE_N = [1 << 24]
+SUM_N = [1 << 18, 1 << 24]  # 1 MiB of float32 (in L2) and 64 MiB
 
 
 def _ce_inputs(n, c):
@@ -78,3 +79,21 @@ def test_elementwise_loss(benchmark, name, n, impl):
         call = lambda: fn(pt, qt)  # noqa: E731
     record(benchmark, f"loss {name} f32 {n >> 20}M", impl, bytes_moved=p.nbytes + q.nbytes)
     benchmark.pedantic(call, rounds=5, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("impl", ["nnx", "numpy", "torch"])
+@pytest.mark.parametrize("n", SUM_N)
+def test_sum(benchmark, n, impl):
+    # The sum of all elements (Tensor.sum): nnx.ops.sum (the loss family's chunked double sum), NumPy's own
+    # float32 sum (what Tensor.sum ran before; nnx.reference.sum sums in float64), torch.sum.
+    x = rand((n,), np.float32, seed=3)
+    torch = _torch(impl)
+    if impl == "nnx":
+        call = lambda: ops.sum(x)  # noqa: E731
+    elif impl == "numpy":
+        call = x.sum
+    else:
+        xt = torch.from_numpy(x)
+        call = lambda: torch.sum(xt)  # noqa: E731
+    record(benchmark, f"reduce sum f32 {n}", impl, bytes_moved=x.nbytes)
+    benchmark.pedantic(call, rounds=20, iterations=1, warmup_rounds=2)

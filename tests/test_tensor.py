@@ -265,6 +265,21 @@ def test_large_times_number_has_numpys_bits_and_gradient(dtype):
         nnx.set_num_threads(before)
 
 
+@pytest.mark.parametrize("shape", [(3, 4), BIG])
+def test_accumulated_gradient_never_changes_an_array_the_caller_kept(shape):
+    # A second backward before zero_grad adds into leaf.grad; in place only where nothing else holds that array.
+    x = Tensor(rand(*shape), requires_grad=True)
+    (x * 2.0).sum().backward()
+    kept = x.grad
+    (x * 3.0).sum().backward()
+    assert np.array_equal(kept, np.full(shape, 2.0)) and x.grad is not kept
+    assert np.array_equal(x.grad, np.full(shape, 5.0))
+    before = id(x.grad)
+    (x * 0.5).sum().backward()  # no one else holds x.grad now: a large one is summed into it (the kernel's add)
+    assert np.array_equal(x.grad, np.full(shape, 5.5))
+    assert (id(x.grad) == before) == (x.data.size >= nnx._args.ELEMENTWISE_KERNEL_MIN)
+
+
 def test_gradient_sums_in_place_only_into_arrays_nobody_else_holds():
     # y's two consumers hand it gradients; the engine may sum them into one of them only when no one else
     # holds it. Here one of them is the caller's own gradient array (add's backward hands g on unchanged),

@@ -30,6 +30,25 @@ template <class T>
 inline double bce_term_scalar(T z, T t) {
   return static_cast<double>(std::max(z, T(0)) - z * t + std::log1p(std::exp(-std::fabs(z))));
 }
+
+// The plain sum of doubles on the vector traits V of activation/vec_<isa>.h: four accumulators of V::W lanes (one
+// would wait on its own additions), the rest one by one. The AVX2 and AVX-512 tables' float64 sum.
+template <class V>
+double sum_doubles(const double* x, int64_t n) {
+  constexpr int W = V::W;
+  auto a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+  int64_t i = 0;
+  for (; i + 4 * W <= n; i += 4 * W) {
+    a0 = V::add(a0, V::load(x + i));
+    a1 = V::add(a1, V::load(x + i + W));
+    a2 = V::add(a2, V::load(x + i + 2 * W));
+    a3 = V::add(a3, V::load(x + i + 3 * W));
+  }
+  for (; i + W <= n; i += W) a0 = V::add(a0, V::load(x + i));
+  double s = V::hsum(V::add(V::add(a0, a1), V::add(a2, a3)));
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
 }  // namespace
 
 // Fills of the one dispatch idiom (common/isa_table.h), each in loss_ukernels_<isa>.cpp.

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "activation/vec_avx2.h"
 #include "activation/vecmath_avx2.h"
 #include "common/stream_store.h"
 #include "loss/loss_ukernels.h"
@@ -119,20 +120,6 @@ double sum_avx2_f32(const float* x, int64_t n) {
   return s;
 }
 
-double sum_avx2_f64(const double* x, int64_t n) {
-  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd(), a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_add_pd(a0, _mm256_loadu_pd(x + i));
-    a1 = _mm256_add_pd(a1, _mm256_loadu_pd(x + i + 4));
-    a2 = _mm256_add_pd(a2, _mm256_loadu_pd(x + i + 8));
-    a3 = _mm256_add_pd(a3, _mm256_loadu_pd(x + i + 12));
-  }
-  for (; i + 4 <= n; i += 4) a0 = _mm256_add_pd(a0, _mm256_loadu_pd(x + i));
-  double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
-  for (; i < n; ++i) s += x[i];
-  return s;
-}
 
 // The sum asks for z's and t's lines kPrefetchAheadBytes ahead: its arithmetic (an exponential, a division and a
 // polynomial a step) left the hardware's prefetch behind, and a sum from memory ran at half its speed in cache.
@@ -180,7 +167,7 @@ void loss_ukernels_fill_avx2<float>(LossUkernels<float>& table) {
 }
 template <>
 void loss_ukernels_fill_avx2<double>(LossUkernels<double>& table) {
-  table = LossUkernels<double>{"loss_avx2_f64", &mse_sum_avx2_f64, &bce_sum_avx2_f64, &sum_avx2_f64};
+  table = LossUkernels<double>{"loss_avx2_f64", &mse_sum_avx2_f64, &bce_sum_avx2_f64, &sum_doubles<avx2::VecF64Avx2>};
 }
 
 }  // namespace nnx

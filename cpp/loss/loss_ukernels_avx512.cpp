@@ -117,20 +117,6 @@ double sum_avx512_f32(const float* x, int64_t n) {
   return s;
 }
 
-double sum_avx512_f64(const double* x, int64_t n) {
-  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm512_add_pd(a0, _mm512_loadu_pd(x + i));
-    a1 = _mm512_add_pd(a1, _mm512_loadu_pd(x + i + 8));
-    a2 = _mm512_add_pd(a2, _mm512_loadu_pd(x + i + 16));
-    a3 = _mm512_add_pd(a3, _mm512_loadu_pd(x + i + 24));
-  }
-  for (; i + 8 <= n; i += 8) a0 = _mm512_add_pd(a0, _mm512_loadu_pd(x + i));
-  double s = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
-  for (; i < n; ++i) s += x[i];
-  return s;
-}
 
 }  // namespace
 
@@ -145,7 +131,7 @@ template <>
 void loss_ukernels_fill_avx512<double>(LossUkernels<double>& table) {
   table.name = "loss_avx512_f64";
   table.bce_with_logits_sum = &bce_sum_avx512_f64;
-  table.sum = &sum_avx512_f64;
+  table.sum = &sum_doubles<avx512::VecF64Avx512>;
 }
 
 }  // namespace nnx

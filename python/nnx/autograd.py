@@ -187,11 +187,16 @@ def _accumulate(leaf, g, shared: dict) -> None:
     if (not owns_memory(g) or (r is not None and r() is g) or g.dtype != leaf.dtype or type(g) is not np.ndarray
             or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
         g = np.array(g, dtype=leaf.dtype, order="C")
-    if leaf.grad is None:
+    prev = leaf.grad
+    if prev is None:
         leaf.grad = g
-    else:  # a second backward before zero_grad (gradient accumulation): the threaded sum kernel, NumPy's bits
+    else:  # a second backward before zero_grad (gradient accumulation): the threaded sum kernels, NumPy's bits
         from .ops import _checks
-        leaf.grad = _checks.add(leaf.grad, g)
+        # Into leaf.grad itself where nothing else holds it (as the engine sums a tensor's gradients above):
+        # an array the caller kept from an earlier backward is never changed under it.
+        if not (type(prev) is np.ndarray and sys.getrefcount(prev) <= _SOLE_REFS and owns_memory(prev)
+                and _checks.add_inplace(prev, g)):
+            leaf.grad = _checks.add(prev, g)
     if leaf._grad_hooks:
         rec = _capture.current()
         if rec is not None:  # nnx.compile: a replay would not run the hook (e.g. a data-parallel all-reduce)
