@@ -312,9 +312,10 @@ void gemm_threads(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T 
     return;
   }
   const int64_t flops = 2 * M * N * std::max<int64_t>(K, 1);
-  // A thread per kFlopsPerThread, or per kCElementsPerThread of C where writing C outweighs the arithmetic (K of 1
-  // or a few: a one-sample weight gradient's outer product). Xeon, 1 / 2 threads, us: 1024 x 1024 x 1 192 / 116,
-  // 512 x 512 x 1 49 / 50 (C's stores bound both), 256 x 256 x 1 11 / 17-20 (so below the limit).
+  // A thread per kFlopsPerThread, or per kCElementsPerThread of C where writing C outweighs the arithmetic (K of a
+  // few; depths 1 to 4 with B's rows contiguous go row by row instead, shallow_rows). Measured on the tiles before
+  // shallow_rows took those (Xeon, 1 / 2 threads, us): 1024 x 1024 x 1 192 / 116, 512 x 512 x 1 49 / 50 (C's stores
+  // bound both), 256 x 256 x 1 11 / 17-20 (so below the limit).
   const int nt = std::max(threads_for(flops, kFlopsPerThread, nthreads),
                           threads_for(M * N, kCElementsPerThread, nthreads));
   if (nt <= 1) {

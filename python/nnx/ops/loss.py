@@ -135,8 +135,8 @@ def multiclass_hinge_loss_backward(dy, scores, target, margin=1.0, reduction="me
 
 
 # ---- the sum and mean of all of a tensor's elements (Tensor.sum / mean): the loss family's chunked double sum of
-# the elements themselves. NumPy's float32 sum runs its pairwise blocks scalar (1 MB in about 40 us where this
-# takes about 10, Xeon, 1 thread) and on one thread only.
+# the elements themselves. NumPy's float32 sum of 1 MiB took 40 us where this takes 12.6 (torch.sum 12.5; Xeon, 1
+# thread), and NumPy's runs on one thread only.
 
 def sum(x):  # noqa: A001 - PyTorch's name; this module never calls the builtin
     """The sum of all of x's elements, a 0-d array of x's dtype (summed in double)."""
