@@ -120,7 +120,6 @@ double sum_avx2_f32(const float* x, int64_t n) {
   return s;
 }
 
-
 // The sum asks for z's and t's lines kPrefetchAheadBytes ahead: its arithmetic (an exponential, a division and a
 // polynomial a step) left the hardware's prefetch behind, and a sum from memory ran at half its speed in cache.
 template <class T>

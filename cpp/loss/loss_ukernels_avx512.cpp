@@ -117,7 +117,6 @@ double sum_avx512_f32(const float* x, int64_t n) {
   return s;
 }
 
-
 }  // namespace
 
 // The AVX-512 table: the AVX2 table (filled below it) with the BCE sum and the plain sum replaced.

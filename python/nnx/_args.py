@@ -106,6 +106,12 @@ def empty(shape, dtype, name: str) -> np.ndarray:
     return np.empty(shape, dtype=dtype)
 
 
+def repeats_one_value(a) -> bool:
+    """Whether a is an ndarray of more than one element that repeats one value, every stride 0: a sum's or
+    mean's gradient broadcast over the summed shape."""
+    return type(a) is np.ndarray and a.size > 1 and not any(a.strides)
+
+
 def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     """Sums `g` over the axes along which an operand of `shape` was broadcast to g's shape (autograd's sums of
     gradients, nnx.ops.matmul_backward's batch axes)."""

@@ -21,12 +21,12 @@ from . import _capture
 from . import anomaly as _anomaly
 from . import autograd as _autograd
 from ._tensor_methods import TensorMethods, _axis, _keep
-from ._args import ELEMENTWISE_KERNEL_MIN
+from ._args import ELEMENTWISE_KERNEL_MIN, repeats_one_value
 from .autograd import _unbroadcast, enable_grad, is_grad_enabled, no_grad  # noqa: F401
 
 def _scaled(g: np.ndarray, s: np.ndarray) -> np.ndarray:
     """g * s for a 0-d s: one value broadcast over a shape (every stride 0) stays one, its product broadcast."""
-    if type(g) is np.ndarray and g.size > 1 and not any(g.strides):
+    if repeats_one_value(g):
         return np.broadcast_to(np.asarray(g[(0,) * g.ndim] * s), g.shape)
     from .ops import _checks
     return _checks.scale(g, s)

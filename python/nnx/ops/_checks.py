@@ -51,15 +51,18 @@ def zeros(shape, dtype, name: str = "array") -> np.ndarray:
 # Sums of two arrays, for Tensor's + and autograd's sum of a tensor's gradients (a residual block's two
 # branches): of one shape and float dtype, C-contiguous, and at least _args.ELEMENTWISE_KERNEL_MIN elements, they
 # are a kernel call (threaded; an IEEE sum, so the bits are NumPy's); smaller ones stay NumPy's. While a step is
-# captured every such sum is a kernel call, so that nnx.compile can record it.
-_KERNEL_SUM_MIN = _args.ELEMENTWISE_KERNEL_MIN
+# captured every such sum is a kernel call, so that nnx.compile can record it. A tensor times a number likewise.
+
+
+def _kernel_operand(a) -> bool:
+    """A float32 or float64 ndarray, C-contiguous and aligned, large enough for the kernel (or captured)."""
+    return (type(a) is np.ndarray and a.dtype.kind == "f" and a.itemsize in (4, 8) and a.flags.c_contiguous
+            and a.flags.aligned and (a.size >= _args.ELEMENTWISE_KERNEL_MIN or _capture.current() is not None))
 
 
 def _kernel_summable(a, b) -> bool:
-    return (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype == b.dtype and a.dtype.kind == "f"
-            and a.itemsize in (4, 8) and a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous
-            and a.flags.aligned and b.flags.aligned
-            and (a.size >= _KERNEL_SUM_MIN or _capture.current() is not None))
+    return (_kernel_operand(a) and type(b) is np.ndarray and b.dtype == a.dtype and b.shape == a.shape
+            and b.flags.c_contiguous and b.flags.aligned)
 
 
 def add(a, b):
@@ -74,8 +77,7 @@ def add(a, b):
 def scale(a, s):
     """a * s for a 0-d s of a's dtype, a new array: the kernel where add's would run (threaded; IEEE products, so
     NumPy's bits), NumPy's multiply otherwise."""
-    if (type(a) is np.ndarray and a.dtype.kind == "f" and a.itemsize in (4, 8) and a.flags.c_contiguous
-            and a.flags.aligned and s.dtype == a.dtype and (a.size >= _KERNEL_SUM_MIN or _capture.current() is not None)):
+    if _kernel_operand(a) and s.dtype == a.dtype:
         out = np.empty_like(a)
         _C.scale_into(a, float(s), out)
         return out

@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from .._args import check_axis, check_same_shape, contiguous, empty, float_array, same_dtype
+from .._args import check_axis, check_same_shape, contiguous, empty, float_array, repeats_one_value, same_dtype
 
 __all__ = [
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",
@@ -38,7 +38,7 @@ def _forward(x, code: int, param: float = 0.0) -> np.ndarray:
 def _one_value(dy: np.ndarray):
     """The one value a broadcast dy repeats (a sum's or mean's gradient: every stride 0), as a one-element view of
     its memory, which the kernel reads for every element instead of a copy spread over dx's size; else None."""
-    if dy.size > 1 and type(dy) is np.ndarray and dy.flags.aligned and not any(dy.strides):
+    if repeats_one_value(dy) and dy.flags.aligned:
         return dy[(slice(0, 1),) * dy.ndim].reshape(1)
     return None
 

@@ -138,12 +138,17 @@ def multiclass_hinge_loss_backward(dy, scores, target, margin=1.0, reduction="me
 # the elements themselves. NumPy's float32 sum of 1 MiB took 40 us where this takes 12.6 (torch.sum 12.5; Xeon, 1
 # thread), and NumPy's runs on one thread only.
 
-def sum(x):  # noqa: A001 - PyTorch's name; this module never calls the builtin
-    """The sum of all of x's elements, a 0-d array of x's dtype (summed in double)."""
+def _sum_over(x, count: bool) -> np.ndarray:
+    """The 0-d (x's dtype) sum of x's elements, divided by their number where count (an empty x: 0 / 0 = NaN)."""
     x = contiguous(float_array(x, "x"), "x")
     out = np.empty((), dtype=x.dtype)
-    _C.sum_elements(x, out, 1.0)
+    _C.sum_elements(x, out, float(x.size) if count else 1.0)
     return out
+
+
+def sum(x):  # noqa: A001 - PyTorch's name; this module never calls the builtin
+    """The sum of all of x's elements, a 0-d array of x's dtype (summed in double)."""
+    return _sum_over(x, False)
 
 
 def sum_backward(dy, x):
@@ -154,10 +159,7 @@ def sum_backward(dy, x):
 
 def mean(x):
     """The mean of all of x's elements, a 0-d array of x's dtype (NaN for an empty x, as NumPy and PyTorch)."""
-    x = contiguous(float_array(x, "x"), "x")
-    out = np.empty((), dtype=x.dtype)
-    _C.sum_elements(x, out, float(x.size))
-    return out
+    return _sum_over(x, True)
 
 
 def mean_backward(dy, x):
