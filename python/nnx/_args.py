@@ -112,6 +112,16 @@ def repeats_one_value(a) -> bool:
     return type(a) is np.ndarray and a.size > 1 and not any(a.strides)
 
 
+def one_value_as(g, shape: tuple) -> np.ndarray:
+    """g's one element (a 0-d or one-element array) viewed as `shape`, every stride 0, read-only: what
+    np.broadcast_to(g, shape) gives, for a quarter of its cost (a sum's gradient, once per backward)."""
+    if type(g) is not np.ndarray or g.size != 1 or g.ndim > len(shape):
+        return np.broadcast_to(g, shape)
+    v = np.ndarray(shape, g.dtype, g, 0, (0,) * len(shape))
+    v.setflags(write=False)
+    return v
+
+
 def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     """Sums `g` over the axes along which an operand of `shape` was broadcast to g's shape (autograd's sums of
     gradients, nnx.ops.matmul_backward's batch axes)."""

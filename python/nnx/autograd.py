@@ -86,7 +86,7 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
         if root.data.size != 1:
             raise RuntimeError(f"backward: grad can be omitted only for a single-element tensor, "
                                f"got shape {root.shape}")
-        grad = np.ones_like(root.data)
+        grad = np.array(1, root.data.dtype).reshape(root.data.shape)  # np.ones_like's value, for a third of its cost
         shared = {}
     else:
         grad = np.asarray(grad.data if isinstance(grad, _tensor_type()) else grad, dtype=root.dtype)
@@ -183,26 +183,36 @@ def _accumulate(leaf, g, shared: dict) -> None:
     # The leaf keeps the array a backward made for it (most are fresh kernel outputs), copied only when it
     # might be seen elsewhere (a view, an array handed to two parents, the caller's: ids in `shared`) or the
     # optimizers could not use it (not C-contiguous, other dtype).
-    r = shared.get(id(g))
-    if (not owns_memory(g) or (r is not None and r() is g) or g.dtype != leaf.dtype or type(g) is not np.ndarray
-            or not (g.flags.c_contiguous and g.flags.aligned and g.flags.writeable)):
-        g = np.array(g, dtype=leaf.dtype, order="C")
     prev = leaf.grad
     if prev is None:
+        r = shared.get(id(g))
+        if (type(g) is not np.ndarray or not owns_memory(g) or (r is not None and r() is g) or g.dtype != leaf.dtype
+                or not _owned_layout(g.flags)):
+            g = np.array(g, dtype=leaf.dtype, order="C")
         leaf.grad = g
     else:  # a second backward before zero_grad (gradient accumulation): the threaded sum kernels, NumPy's bits
         from .ops import _checks
+        if type(g) is not np.ndarray or g.dtype != leaf.dtype:
+            g = np.asarray(g, dtype=leaf.dtype)
         # Into leaf.grad itself where nothing else holds it (as the engine sums a tensor's gradients above):
-        # an array the caller kept from an earlier backward is never changed under it.
+        # an array the caller kept from an earlier backward is never changed under it. g itself is only read.
         if not (type(prev) is np.ndarray and sys.getrefcount(prev) <= _SOLE_REFS and owns_memory(prev)
                 and _checks.add_inplace(prev, g)):
-            leaf.grad = _checks.add(prev, g)
+            g = _checks.add(prev, g)
+            if type(g) is not np.ndarray or not _owned_layout(g.flags):
+                g = np.array(g, dtype=leaf.dtype, order="C")
+            leaf.grad = g
     if leaf._grad_hooks:
         rec = _capture.current()
         if rec is not None:  # nnx.compile: a replay would not run the hook (e.g. a data-parallel all-reduce)
             rec.refuse("a gradient-ready hook (e.g. a distributed all-reduce) runs Python between kernels")
     for hook in leaf._grad_hooks:
         hook(leaf)
+
+
+def _owned_layout(f) -> bool:
+    # What the optimizers' in-place updates need of a .grad (f: its flags, read once).
+    return f.c_contiguous and f.aligned and f.writeable
 
 
 def _freed_graph(g):  # pragma: no cover - only a marker, never called

@@ -21,13 +21,13 @@ from . import _capture
 from . import anomaly as _anomaly
 from . import autograd as _autograd
 from ._tensor_methods import TensorMethods, _axis, _keep
-from ._args import ELEMENTWISE_KERNEL_MIN, repeats_one_value
+from ._args import ELEMENTWISE_KERNEL_MIN, one_value_as, repeats_one_value
 from .autograd import _unbroadcast, enable_grad, is_grad_enabled, no_grad  # noqa: F401
 
 def _scaled(g: np.ndarray, s: np.ndarray) -> np.ndarray:
     """g * s for a 0-d s: one value broadcast over a shape (every stride 0) stays one, its product broadcast."""
     if repeats_one_value(g):
-        return np.broadcast_to(np.asarray(g[(0,) * g.ndim] * s), g.shape)
+        return one_value_as(np.asarray(g[(0,) * g.ndim] * s), g.shape)
     from .ops import _checks
     return _checks.scale(g, s)
 
@@ -317,7 +317,9 @@ class Tensor(TensorMethods):
         shape = self.shape
 
         def backward(g):
-            if not keepdims and axis is not None:
+            if axis is None:
+                return (one_value_as(g, shape),)
+            if not keepdims:
                 g = np.expand_dims(g, axis)
             return (np.broadcast_to(g, shape),)
 
@@ -330,9 +332,10 @@ class Tensor(TensorMethods):
         if axis is None and self.dtype in _KERNEL_SUM_DTYPES:
             shape, n = self.shape, self.data.size
             # The gradient of dy / n in every element, dy / n rounded once as the scaled sum's backward rounds it.
-            return Tensor._make(self._all_elements("mean", keepdims), (self,),
-                                lambda g: (np.broadcast_to(g * np.asarray(1.0 / max(n, 1), dtype=g.dtype), shape),),
-                                "mean")
+            def backward(g):
+                return (one_value_as(np.asarray(g * np.asarray(1.0 / max(n, 1), dtype=g.dtype)), shape),)
+
+            return Tensor._make(self._all_elements("mean", keepdims), (self,), backward, "mean")
         n = self.data.size if axis is None else int(np.prod([self.shape[a] for a in np.atleast_1d(axis)]))
         return self.sum(axis=axis, keepdims=keepdims) * (1.0 / max(n, 1))
 

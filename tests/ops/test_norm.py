@@ -452,3 +452,15 @@ def test_backward_fast_paths_give_the_general_paths_bits(rng, shape, act, traini
         general = ops.layer_norm_backward(dy, x, (d,), w, b, 1e-5, mean=m, invstd=s, needs=[True, True, True])
         for a, g in zip(fast, general):
             np.testing.assert_array_equal(a, g)
+        # A tuple of needs (nnx.functional's) takes the fast path too, as rows or as a batch of sequences: the
+        # arrays asked for, the general path's bits, None for the others.
+        seq = (shape[0] // 2, 2, d)
+        for needs in ((True, False, True), (False, True, False), (True, True, True)):
+            for xs, dys, ms, ss in ((x, dy, m, s), (x.reshape(seq), dy.reshape(seq), m.reshape(seq[:2]),
+                                                    s.reshape(seq[:2]))):
+                part = ops.layer_norm_backward(dys, xs, (d,), w, b, 1e-5, mean=ms, invstd=ss, needs=needs)
+                for a, g, n in zip(part, general, needs):
+                    if n:
+                        np.testing.assert_array_equal(a.reshape(g.shape), g)
+                    else:
+                        assert a is None

@@ -85,9 +85,16 @@ def scale(a, s):
 
 
 def add_inplace(dst, src) -> bool:
-    """dst += src when the kernel applies and dst is writeable; returns whether it was done (the caller then
-    computes dst + src itself)."""
-    if dst.flags.writeable and _kernel_summable(dst, src):
+    """dst += src where dst is a writeable ndarray and src an ndarray of its shape and float dtype: the kernel where
+    add's would run, else NumPy's in-place add (small arrays, a src that is a view: the same IEEE sums, so the same
+    bits, without a new array); returns whether it was done (the caller then computes dst + src itself)."""
+    if not dst.flags.writeable:
+        return False
+    if _kernel_summable(dst, src):
         _C.add_into(src, dst)
+        return True
+    if (type(dst) is np.ndarray and type(src) is np.ndarray and dst.dtype == src.dtype and dst.dtype.kind == "f"
+            and dst.shape == src.shape and _capture.current() is None):
+        np.add(dst, src, out=dst)
         return True
     return False

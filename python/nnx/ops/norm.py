@@ -348,14 +348,13 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, bias=None, eps=1e-
     """(dx, dweight, dbias) of layer_norm: per row dx = invstd * (g - mean(g) - xhat * mean(g * xhat)) with
     g = dy * weight; dweight = sum over rows of dy * xhat, dbias = sum of dy."""
     rd = _ln_plain_rows(x, normalized_shape, weight, bias)
-    if rd is not None and needs is None and type(eps) is float and 0.0 <= eps < math.inf:
+    if rd is not None and type(eps) is float and 0.0 <= eps < math.inf:
+        nx, nw, nb = _needs(needs)
+        dw = np.empty(rd[1], x.dtype) if nw and weight is not None else None
+        db = np.empty(rd[1], x.dtype) if nb and bias is not None else None
         if x.ndim == 2 and _plain(dy, rd, x.dtype) and _plain(mean, rd[:1], x.dtype) and _plain(invstd, rd[:1], x.dtype):
             # The arrays LayerNorm's backward passes (plain rows and statistics): straight to the kernel.
-            dx, dw, db = np.empty(rd, x.dtype), None, None
-            if weight is not None:
-                dw = np.empty(rd[1], x.dtype)
-            if bias is not None:
-                db = np.empty(rd[1], x.dtype)
+            dx = np.empty(rd, x.dtype) if nx else None
             _C.layer_norm_backward(dy, x, dx, weight, mean, invstd, dw, db)
             return dx, dw, db
         lead = x.shape[:-1]
@@ -364,12 +363,9 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, bias=None, eps=1e-
             # A batch of sequences, or a dy that is a view (the gradient of a mean over positions arrives
             # broadcast): the same kernel on the rows, dy made contiguous once; one row of dy shared by all rows
             # (the gradient of the output's sum or mean: every leading stride 0) passed as that row alone.
-            dy = _dy_rows(dy, 1, rd)
-            dx = np.empty(x.shape, x.dtype)
-            dw = None if weight is None else np.empty(rd[1], x.dtype)
-            db = None if bias is None else np.empty(rd[1], x.dtype)
-            _C.layer_norm_backward(dy, x.reshape(rd), dx.reshape(rd), weight, mean.reshape(-1),
-                                   invstd.reshape(-1), dw, db)
+            dx = np.empty(x.shape, x.dtype) if nx else None
+            _C.layer_norm_backward(_dy_rows(dy, 1, rd), x.reshape(rd), None if dx is None else dx.reshape(rd), weight,
+                                   mean.reshape(-1), invstd.reshape(-1), dw, db)
             return dx, dw, db
     x, shape, w, b, rd = _ln_args(x, normalized_shape, weight, bias)
     dy = float_array(dy, "dy")
