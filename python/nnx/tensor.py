@@ -80,11 +80,14 @@ class Tensor(TensorMethods):
         out = Tensor(data)
         if _anomaly.active:
             _anomaly.check_forward(out, out.data, parents, op)
-        if is_grad_enabled() and any(p.requires_grad for p in parents):
-            out.requires_grad = True
-            out._parents = tuple(parents)
-            out._backward = backward
-            out._op = op
+        if is_grad_enabled():
+            for p in parents:  # any(...) of a generator costs more than the rest of this function
+                if p.requires_grad:
+                    out.requires_grad = True
+                    out._parents = tuple(parents)
+                    out._backward = backward
+                    out._op = op
+                    break
         return out
 
     @property

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._backend import _C
-from .._args import contiguous, empty
+from .._args import empty
+from ._checks import contiguous
 
 # Epilogue codes: defined once in C++ (cpp/common/epilogue.h, Act), exported by the bindings.
 _CODES = {None: 0, **_C.EPILOGUE_ACTIVATIONS}

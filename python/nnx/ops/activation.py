@@ -8,7 +8,8 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from .._args import check_axis, check_same_shape, contiguous, empty, float_array, repeats_one_value, same_dtype
+from .._args import check_axis, check_same_shape, empty, float_array, repeats_one_value, same_dtype
+from ._checks import contiguous
 
 __all__ = [
     "relu", "relu_backward", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward",

@@ -40,7 +40,8 @@ import functools
 import numpy as np
 
 from .._backend import _C
-from .._args import contiguous, empty, float_array, pair, same_dtype, to_int
+from .._args import empty, float_array, pair, same_dtype, to_int
+from ._checks import contiguous
 from .gemm import activation_code
 from .pool import _pool, _relu, max_pool2d_backward
 

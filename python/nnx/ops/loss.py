@@ -13,8 +13,8 @@ import numbers
 import numpy as np
 
 from .._backend import _C
-from .._args import (check_ndim, check_reduction, check_same_shape, class_targets, contiguous, empty, float_array,
-                      same_dtype)
+from .._args import check_ndim, check_reduction, check_same_shape, class_targets, empty, float_array, same_dtype
+from ._checks import contiguous
 
 __all__ = [
     "cross_entropy", "cross_entropy_backward", "mse_loss", "mse_loss_backward",
