@@ -90,8 +90,14 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
   // pay the C load/store of the micro-kernel for little arithmetic (K = 320 becomes 160 + 160, not
   // 256 + 64). KC depends on K alone, so the summation order still depends on nothing but K.
   const int64_t KC = round_up(ceil_div(K, ceil_div(K, bl.kc)), 8);
-  const int64_t MC = round_up(ceil_div(M, ceil_div(M, bl.mc)), MR);
   const int64_t NC = round_up(ceil_div(N, ceil_div(N, bl.nc)), NR);
+  // All of the block's rows as one MC block where their KC-deep panel of A fits kPackAPanelMaxBytes and the
+  // packed KC x NC block of B would take kPackBWholeMaxBytes or more: B is then packed a chunk at a time (see
+  // chunk_at_a_time below).
+  const int64_t elem = static_cast<int64_t>(sizeof(T));
+  const bool one_a_panel =
+      round_up(M, MR) * KC * elem <= kPackAPanelMaxBytes && std::min(N, NC) * KC * elem >= kPackBWholeMaxBytes;
+  const int64_t MC = one_a_panel ? round_up(M, MR) : round_up(ceil_div(M, ceil_div(M, bl.mc)), MR);
   T* bufa = workspace_as<T>(kWsGemmA, static_cast<size_t>(MC * KC));
   T* bufb = workspace_as<T>(kWsGemmB, static_cast<size_t>(NC * KC));
   const bool has_ep = !ep.empty();
@@ -101,7 +107,7 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
   const int64_t slivers = ceil_div(N, NR);
   const bool small_a = M * K * static_cast<int64_t>(sizeof(T)) <= kStridedAColumnsMaxBytes;
   const bool strided_a = slivers <= kStridedAMaxSlivers && (cs_a == 1 || (rs_a == 1 && (slivers <= 2 || small_a)));
-  // A block of rows that is one MC block (a batch-64 linear layer, an im2col conv of up to MC filters): B is
+  // A block of rows that is one MC block (a batch-64 to 256 linear layer, an im2col conv of up to MC filters): B is
   // packed a chunk of slivers (kPackBChunkBytes) at a time, just before its micro-tiles run, so the chunk is
   // written to and read back from the L2, where packing the whole KC x NC block first (4 MiB here) wrote it
   // out past the L2 and read it back from L3. A chunk rather than one sliver: a sliver's kc short rows, each

@@ -69,6 +69,15 @@ constexpr long kStreamCMinBytes = 4L << 20;
 // less (64x3136x576, three runs: 5.6-6.1 -> 4.9-5.7). Which chunk a column falls in never changes its sums.
 constexpr long kPackBChunkBytes = 256L << 10;
 
+// Rows of A whose KC-deep panel takes at most kPackAPanelMaxBytes are packed as one MC block (MC is then M) where
+// B's packed KC x NC block would take kPackBWholeMaxBytes or more, so that B is packed a chunk at a time for them
+// too: a whole block that large is written out past half the L2 and read back for each MC block. Measured on the
+// Xeon (alternated calls, medians of 9): a 4096 -> 1024 linear layer at batch 256 (256 x 4096 x 1024, B^T) 1.04x
+// at 1 thread, 256 x 1024 x 4096 1.05x at 1 and 2 threads, 256 x 512 x 2048 1.05x / 1.01x; 256 x 256 x 1024 (a
+// 1 MiB block) 0.99-1.01x. The same tiles and sums, so the same bits.
+constexpr long kPackAPanelMaxBytes = 256L << 10;
+constexpr long kPackBWholeMaxBytes = 1L << 20;
+
 // Narrow products: when C has at most this many NR-wide column slivers, each sliver of A is used too few
 // times to pay for packing it, and the micro-kernel reads A in place (if A is contiguous along a row or
 // a column). Measured on Zen3: 4096x16x256 runs 2x faster, 64x120x400 about 8% faster.
