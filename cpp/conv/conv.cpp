@@ -464,13 +464,22 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, con
 // two-vector blocks, of 32 columns and more: measured (Zen 4, 1 thread, batch 32), the lanes' time over the
 // per-plane kernels' was 1.0-1.35 on 32x32 and 112x112 maps, 0.8-1.3 on 14x14 to 56x56, 0.35-0.6 on 8x8 and 7x7,
 // 0.15-0.45 at stride 2; for the weight gradient 0.12-1.0 everywhere (no reduction across lanes per tap and image).
+// Where the per-plane kernels run 64-byte vectors and the lane kernels 32-byte ones (the table for CPUs whose
+// 512-bit multiply-adds run at twice the 256-bit rate: direct_wide 2), the per-plane forward is ahead from 10
+// columns and its dx from 28: measured on the Xeon (3x3, batch 16-64, 1 and 2
+// threads, the lanes' time over the per-plane kernels'), forward 1.10 on 10x10, 1.36-1.44 on 12x12, 1.5-1.9 on
+// 14x14 to 24x24, 2.1-2.4 on 28x28 and 56x56, but 0.80-0.96 on 8x8, 0.75 on 7x7, 0.36 on 4x4; dx 0.59-0.95 below
+// 28 columns, 1.02-1.03 on 28x28, 1.24-1.36 on 56x56.
 enum class DwPass { forward, data, weights };
+constexpr int64_t kDwPlaneMinColsWideForward = 10, kDwPlaneMinColsWideData = 28;
 
 bool depthwise_lanes(const ConvGeom& g, DwPass pass) {
   if (g.Kg() != 1) return false;
-  if (pass == DwPass::weights) return true;
-  const bool full_rows = pass == DwPass::forward ? g.Q >= 32 && g.Q % 16 == 0 : g.W >= 32 && g.W % 16 == 0;
-  return !(g.sh == 1 && g.sw == 1 && full_rows);
+  if (pass == DwPass::weights || g.sh != 1 || g.sw != 1) return true;
+  const int64_t cols = pass == DwPass::forward ? g.Q : g.W;
+  if (conv_ukernels<float>().direct_wide > 1)
+    return cols < (pass == DwPass::forward ? kDwPlaneMinColsWideForward : kDwPlaneMinColsWideData);
+  return !(cols >= 32 && cols % 16 == 0);
 }
 
 // The depthwise lane kernels' per-image passes (forward, dx): w (and b) packed once by dwise_lanes_pack, then

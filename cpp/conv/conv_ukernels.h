@@ -52,6 +52,9 @@ struct ConvUkernels {
   // the speed that gives over one vector per multiply-add, as measured (conv_dx_path's cost model reads it).
   int kvec_wide;
   double kvec_wide_rate;
+  // Output columns per multiply-add of the direct and per-plane depthwise kernels, in 32-byte vectors (2 on the
+  // table for full-width 512-bit pipes; simd/direct.inc's kDirectWide): conv.cpp's depthwise_lanes reads it.
+  int direct_wide;
 
   // --- depthwise (simd/depthwise.inc): C/groups == 1, m = K/C filters per channel.
   // For input plane c of one image, y planes c*m .. c*m+m-1 (each P x Q) = act(conv(x_plane, w[c*m+i]) + b).
