@@ -1,0 +1,108 @@
+"""nn.utils.fuse_conv_bn_eval / fuse_conv_bn: a BatchNorm2d in evaluation mode folded into the Conv2d before it,
+checked against the two modules run one after the other (and the float64 fold against the reference backend)."""
+import numpy as np
+import pytest
+
+import nnx
+from nnx import functional as F, models, nn
+
+
+def _randomize(bn, rng):
+    # Running statistics and an affine map away from their initial 0 / 1, so that every term of the fold counts.
+    c = bn.num_features
+    bn.running_mean[:] = rng.standard_normal(c)
+    bn.running_var[:] = rng.uniform(0.2, 3.0, c)
+    if bn.weight is not None:
+        bn.weight.data[:] = rng.uniform(0.5, 1.5, c)
+        bn.bias.data[:] = rng.standard_normal(c)
+    return bn
+
+
+def _eval(model, x):
+    with nnx.no_grad():
+        return model(nnx.tensor(x)).numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias, affine, geom", [(True, True, dict(stride=1, padding=1)),
+                                                (False, True, dict(stride=2, padding=0, dilation=2)),
+                                                (True, False, dict(padding=1, groups=2)),
+                                                (False, False, dict(padding=2, groups=4))])
+def test_fused_conv_is_conv_then_batch_norm(dtype, bias, affine, geom):
+    rng = np.random.default_rng(0)
+    nnx.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3, bias=bias, dtype=dtype, **geom).eval()
+    bn = _randomize(nn.BatchNorm2d(8, eps=1e-3, affine=affine, dtype=dtype), rng).eval()
+    fused = nn.utils.fuse_conv_bn_eval(conv, bn)
+    x = rng.standard_normal((3, 4, 11, 11)).astype(dtype)
+    want = _eval(nn.Sequential(conv, bn), x)
+    got = _eval(fused, x)
+    assert got.dtype == dtype and fused.weight.dtype == dtype and fused.bias is not None
+    assert (fused.stride, fused.padding, fused.dilation, fused.groups) == (conv.stride, conv.padding, conv.dilation,
+                                                                           conv.groups)
+    # The fold in float64, rounded once: float32 results agree to its rounding, float64 ones to 1e-12.
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    # The original modules are untouched.
+    np.testing.assert_array_equal(_eval(nn.Sequential(conv, bn), x), want)
+    with F.use_backend(nnx.reference):  # the folded filters through the reference convolution too
+        np.testing.assert_allclose(_eval(fused, x), want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_fold_formula_for_one_channel():
+    # Independent arithmetic for a 1x1 convolution of one channel: bn(w x + b) = gamma (w x + b - mean) / sqrt(var
+    # + eps) + beta, i.e. filter w gamma / sqrt(var + eps), bias (b - mean) gamma / sqrt(var + eps) + beta.
+    conv = nn.Conv2d(1, 1, 1, dtype=np.float64).eval()
+    conv.weight.data[:] = 2.0
+    conv.bias.data[:] = 0.5
+    bn = nn.BatchNorm2d(1, eps=0.0, dtype=np.float64).eval()
+    bn.running_mean[:] = 1.5
+    bn.running_var[:] = 4.0
+    bn.weight.data[:] = 3.0
+    bn.bias.data[:] = -1.0
+    fused = nn.utils.fuse_conv_bn_eval(conv, bn)
+    assert fused.weight.data.ravel().tolist() == [3.0]  # 2 * 3 / 2
+    assert fused.bias.data.tolist() == [-2.5]  # (0.5 - 1.5) * 3 / 2 - 1
+
+
+def test_fuse_conv_bn_folds_every_pair_of_nested_sequentials():
+    rng = np.random.default_rng(1)
+    nnx.manual_seed(1)
+    model = models.convnet_bn()  # Conv2d, BatchNorm2d, ReLU, MaxPool2d twice, then the classifier
+    inner = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 6, 1),
+                          nn.BatchNorm2d(6))
+    outer = nn.Sequential(inner, nn.Conv2d(6, 4, 3), nn.ReLU(), nn.BatchNorm2d(4))  # a BN after a ReLU: kept
+    for m in (model, outer):
+        for bn in m.modules():
+            if type(bn) is nn.BatchNorm2d:
+                _randomize(bn, rng)
+        m.eval()
+    for m, shape, bns_left in ((model, (5, 1, 28, 28), 0), (outer, (2, 3, 9, 9), 1)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        want = _eval(m, x)
+        fused = nn.utils.fuse_conv_bn(m)
+        assert fused is not m
+        assert sum(type(b) is nn.BatchNorm2d for b in fused.modules()) == bns_left
+        assert sum(type(b) is nn.BatchNorm2d for b in m.modules()) > bns_left  # the original keeps its layers
+        np.testing.assert_allclose(_eval(fused, x), want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+        np.testing.assert_array_equal(_eval(m, x), want)
+    same = nn.utils.fuse_conv_bn(outer, inplace=True)
+    assert same is outer and sum(type(b) is nn.BatchNorm2d for b in outer.modules()) == 1
+
+
+def test_fuse_conv_bn_errors():
+    conv, bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
+    with pytest.raises(ValueError, match="evaluation mode"):
+        nn.utils.fuse_conv_bn_eval(conv, bn)
+    conv.eval()
+    bn.eval()
+    with pytest.raises(TypeError, match="Conv2d and a BatchNorm2d"):
+        nn.utils.fuse_conv_bn_eval(conv, nn.BatchNorm1d(3).eval())
+    with pytest.raises(ValueError, match="normalises 4 channels"):
+        nn.utils.fuse_conv_bn_eval(conv, nn.BatchNorm2d(4).eval())
+    with pytest.raises(ValueError, match="no running statistics"):
+        nn.utils.fuse_conv_bn_eval(conv, nn.BatchNorm2d(3, track_running_stats=False).eval())
+    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+        nn.utils.fuse_conv_bn(nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)))
+    with pytest.raises(TypeError, match="nnx.nn.Module"):
+        nn.utils.fuse_conv_bn([conv, bn])
