@@ -142,13 +142,9 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
                     waiting[id(p)] = left - 1
                     if left == 1 and id(p) in grads:
                         _accumulate(p, grads.pop(id(p)), shared)
-        if not retain_graph:
+        if not retain_graph:  # this node's backward has run: its closure and links to its parents go
             node._backward = _freed_graph
-    # Parents are kept referenced by the order list until here; drop the links when freeing.
-    if not retain_graph:
-        for node in order:
-            if node._backward is _freed_graph:
-                node._parents = ()
+            node._parents = ()
 
 def _topological_order(root) -> tuple:
     """Every tensor of the graph that requires grad, parents before children (iterative DFS), and for
