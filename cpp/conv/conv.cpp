@@ -466,10 +466,10 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, con
 // 0.15-0.45 at stride 2; for the weight gradient 0.12-1.0 everywhere (no reduction across lanes per tap and image).
 // Where the per-plane kernels run 64-byte vectors and the lane kernels 32-byte ones (the table for CPUs whose
 // 512-bit multiply-adds run at twice the 256-bit rate: direct_wide 2), the per-plane forward is ahead from 10
-// columns and its dx from 28: measured on the Xeon (3x3, batch 16-64, 1 and 2
-// threads, the lanes' time over the per-plane kernels'), forward 1.10 on 10x10, 1.36-1.44 on 12x12, 1.5-1.9 on
-// 14x14 to 24x24, 2.1-2.4 on 28x28 and 56x56, but 0.80-0.96 on 8x8, 0.75 on 7x7, 0.36 on 4x4; dx 0.59-0.95 below
-// 28 columns, 1.02-1.03 on 28x28, 1.24-1.36 on 56x56.
+// columns and its dx from 28: measured on the Xeon (3x3, batch 16-64, 1 and 2 threads, the lanes' time over the
+// per-plane kernels'), forward 1.10 on 10x10, 1.36-1.44 on 12x12, 1.5-1.9 on 14x14 to 24x24, 2.1-2.5 on 28x28 and
+// 56x56, but 0.80-0.96 on 8x8, 0.75 on 7x7, 0.36 on 4x4; dx 0.59-0.95 below 28 columns, 1.02-1.08 on 28x28,
+// 1.24-1.36 on 56x56.
 enum class DwPass { forward, data, weights };
 constexpr int64_t kDwPlaneMinColsWideForward = 10, kDwPlaneMinColsWideData = 28;
 

@@ -99,8 +99,9 @@ double bce_sum_avx512_f64(const double* z, const double* t, int64_t n) {
 // The plain sum: as loss_ukernels_avx2.cpp's, floats first added in float, then in double, but four lines to a
 // float partial (the AVX2 kernel adds pairs): half the conversions to double, which bound the loop where x sits in
 // the L2 (1 MiB: 12.3 -> 10.6 us on the Xeon of sessions 29-33; PyTorch's float sum 12.0). A partial of four floats
-// rounds at most three times; the sum stays far inside float32's 1e-4 of the double reference. Not the AVX2 kernel's
-// bits (its lanes take other elements); like every loss sum, they depend on the ISA and n only.
+// rounds at most three times; the sum stays far inside float32's 1e-4 of the double reference (but four values
+// past a quarter of FLT_MAX overflow in it, where pairs overflowed past a half). Not the AVX2 kernel's bits (its
+// lanes take other elements); like every loss sum, they depend on the ISA and n only.
 double sum_avx512_f32(const float* x, int64_t n) {
   __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
   auto lo = [](__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); };
