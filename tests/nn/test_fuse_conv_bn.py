@@ -106,3 +106,14 @@ def test_fuse_conv_bn_errors():
         nn.utils.fuse_conv_bn(nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)))
     with pytest.raises(TypeError, match="nnx.nn.Module"):
         nn.utils.fuse_conv_bn([conv, bn])
+
+
+def test_fused_sequential_indices_and_state_dict():
+    # The BatchNorm2d leaves the Sequential: the layers after it move up one index, state_dict keys with them.
+    nnx.manual_seed(2)
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 2, 1)).eval()
+    fused = nn.utils.fuse_conv_bn(m)
+    assert [type(layer) for layer in fused] == [nn.Conv2d, nn.ReLU, nn.Conv2d]
+    keys = set(fused.state_dict())
+    assert keys == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    np.testing.assert_array_equal(fused.state_dict()["2.weight"], m.state_dict()["3.weight"])

@@ -79,8 +79,9 @@ def fuse_conv_bn_eval(conv: Conv2d, bn: BatchNorm2d) -> Conv2d:
 def fuse_conv_bn(model: Module, inplace: bool = False) -> Module:
     """The model in evaluation mode with every Conv2d directly followed by a BatchNorm2d inside a Sequential (at any
     depth) replaced by their fuse_conv_bn_eval, the BatchNorm2d removed, so a ReLU after it fuses into the
-    convolution too. A copy unless inplace=True. A Conv2d and BatchNorm2d that a custom forward calls one after
-    the other are not found: fold them with fuse_conv_bn_eval and put nnx.nn.Identity() in the BatchNorm's place."""
+    convolution too; the layers after it in that Sequential move up an index (their state_dict keys with them). A
+    copy unless inplace=True. A Conv2d and BatchNorm2d that a custom forward calls one after the other are not
+    found: fold them with fuse_conv_bn_eval and put nnx.nn.Identity() in the BatchNorm's place."""
     if not isinstance(model, Module):
         raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")
     if model.training:
