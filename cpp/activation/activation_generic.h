@@ -178,21 +178,21 @@ void backward_stores(Act fn, const typename V::T* dy, const typename V::T* x, ty
     // (sigmoid) and 4 e / (1 + e)^2 with e = exp(-2|x|) (tanh, = 1 / cosh^2) are exact rewrites that don't.
     case Act::sigmoid:
       map2<V, kStream>(dy, x, dx, n, [&](R g, R v) {
-        R e = V::exp(V::sub(zero, V::abs(v)));
+        R e = V::exp_nonpos(V::sub(zero, V::abs(v)));
         R d = V::add(one, e);
         return V::div(V::mul(g, e), V::mul(d, d));
       });
       break;
     case Act::tanh:
       map2<V, kStream>(dy, x, dx, n, [&](R g, R v) {
-        R e = V::exp(V::mul(V::set1(-2), V::abs(v)));
+        R e = V::exp_nonpos(V::mul(V::set1(-2), V::abs(v)));
         R d = V::add(one, e);
         return V::div(V::mul(V::mul(g, V::set1(4)), e), V::mul(d, d));
       });
       break;
     case Act::elu:
       map2<V, kStream>(dy, x, dx, n, [&](R g, R v) {
-        return V::select(V::gt(v, zero), g, V::mul(g, V::mul(p, V::exp(V::min(zero, v)))));
+        return V::select(V::gt(v, zero), g, V::mul(g, V::mul(p, V::exp_nonpos(V::min(zero, v)))));
       });
       break;
   }
@@ -291,7 +291,8 @@ inline const T* row_ahead(const T* x, int64_t n) {
   return x + std::max<int64_t>(n, kPrefetchAheadBytes / static_cast<int64_t>(sizeof(T)));
 }
 
-// y = exp(x - shift) (y may be nullptr: not stored); returns sum(y). next: as prefetch_row_step.
+// y = exp(x - shift) (y may be nullptr: not stored); returns sum(y). next: as prefetch_row_step. shift is the row's
+// max, so x - shift <= 0 (or NaN) and the exponential skips its overflow clamp (V::exp_nonpos: the same bits).
 template <class V, bool kStore>
 typename V::T exp_shift_sum(const typename V::T* x, typename V::T shift, typename V::T* y, int64_t n,
                             const typename V::T* next = nullptr) {
@@ -302,15 +303,15 @@ typename V::T exp_shift_sum(const typename V::T* x, typename V::T shift, typenam
   int64_t i = 0;
   for (; i + 2 * V::W <= n; i += 2 * V::W) {
     prefetch_row_step<T, 2 * V::W>(next, i);
-    auto e0 = V::exp(V::sub(V::load(x + i), sh));
-    auto e1 = V::exp(V::sub(V::load(x + i + V::W), sh));
+    auto e0 = V::exp_nonpos(V::sub(V::load(x + i), sh));
+    auto e1 = V::exp_nonpos(V::sub(V::load(x + i + V::W), sh));
     if (kStore) { V::store(y + i, e0); V::store(y + i + V::W, e1); }
     s0 = V::add(s0, e0);
     s1 = V::add(s1, e1);
   }
   for (; i < n; i += V::W) {
     // Padding with -inf makes the padded lanes exp(-inf) = 0 in the sum.
-    auto e = V::exp(V::sub(load_part<V>(x + i, n - i, ninf), sh));
+    auto e = V::exp_nonpos(V::sub(load_part<V>(x + i, n - i, ninf), sh));
     if (kStore) store_part<V>(y + i, e, n - i);
     s0 = V::add(s0, e);
   }
@@ -503,7 +504,7 @@ void softmax_cols(const typename V::T* x, typename V::T* y, int64_t n, int64_t s
             prefetch_next_tile(xk + w, j, next_w);
             prefetch_next_tile<1>(yk + w, j, next_w);
           }
-          R e = V::exp(V::sub(load_part<V>(xk + j, w - j, ninf), V::load(m + j)));
+          R e = V::exp_nonpos(V::sub(load_part<V>(xk + j, w - j, ninf), V::load(m + j)));
           if (!log) store_part<V>(yk + j, e, w - j);
           V::store(s + j, V::add(V::load(s + j), e));
         }
@@ -550,7 +551,7 @@ void softmax_cols_backward(const typename V::T* dy, const typename V::T* x, type
         const int64_t off = k * stride + c0;
         for (int64_t j = 0; j < w; j += V::W) {
           if constexpr (decltype(fetch)::value) prefetch_next_tiles(x + off + w, dy + off + w, dx + off + w, j, next_w);
-          R e = V::exp(V::sub(load_part<V>(x + off + j, w - j, ninf), V::load(m + j)));
+          R e = V::exp_nonpos(V::sub(load_part<V>(x + off + j, w - j, ninf), V::load(m + j)));
           R g = load_part<V>(dy + off + j, w - j, 0);
           store_part<V>(dx + off + j, e, w - j);
           V::store(s + j, V::add(V::load(s + j), e));

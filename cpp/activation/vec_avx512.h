@@ -30,8 +30,11 @@ inline __m512 expm1_poly_f32(__m512 r) {  // e^r - 1 for |r| <= ln2/2
 }
 
 inline void reduce_ln2_f32(__m512 x, __m512* n, __m512* r) {
-  *n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // n = round(x / ln2) to nearest even by adding and subtracting 1.5 * 2^23, which for |x / ln2| < 2^22 leaves
+  // exactly the vroundscaleps (AVX2: vroundps) result, -inf and NaN included. Two operations on either vector
+  // port where vroundscaleps is two on port 0 alone, the port sigmoid's division holds.
+  const __m512 shifter = _mm512_set1_ps(12582912.f);
+  *n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), shifter), shifter);
   __m512 t = _mm512_fnmadd_ps(*n, _mm512_set1_ps(0.693359375f), x);
   *r = _mm512_fnmadd_ps(*n, _mm512_set1_ps(-2.12194440e-4f), t);
 }
