@@ -11,9 +11,35 @@
 namespace nnx {
 namespace {
 
-// Calls row(src_offset, dst_offset, inner, src_step, dst_step) for every row of the innermost axis.
+// g with its axes of length 1 dropped and each axis merged into the one inside it wherever both arrays step over
+// the pair as over one axis (the usual case: both C-contiguous, one axis of all the elements). Without it a
+// conv weight's gradient (K, C, 3, 3) added into its .grad went as rows of 3 elements, each with its own index
+// arithmetic: 0.73 ms for (256, 128, 3, 3), NumPy's in-place add 0.05 ms (Xeon, 1 thread).
+StridedPair merged_axes(const StridedPair& g) {
+  StridedPair m;
+  for (int d = 0; d < g.ndim; ++d) {
+    if (g.shape[d] == 0) return g;  // nothing to visit: for_rows returns at once
+    if (g.shape[d] == 1) continue;
+    const int last = m.ndim - 1;
+    if (m.ndim > 0 && m.src[last] == g.src[d] * g.shape[d] && m.dst[last] == g.dst[d] * g.shape[d]) {
+      m.shape[last] *= g.shape[d];
+      m.src[last] = g.src[d];
+      m.dst[last] = g.dst[d];
+      continue;
+    }
+    m.shape[m.ndim] = g.shape[d];
+    m.src[m.ndim] = g.src[d];
+    m.dst[m.ndim] = g.dst[d];
+    ++m.ndim;
+  }
+  return m;  // ndim 0 where every axis had length 1: one element
+}
+
+// Calls row(src_offset, dst_offset, inner, src_step, dst_step) for every row of the innermost axis (of the
+// merged axes: merged_axes).
 template <class Row>
-void for_rows(const StridedPair& g, int nthreads, Row row) {
+void for_rows(const StridedPair& given, int nthreads, Row row) {
+  const StridedPair g = merged_axes(given);
   if (g.ndim == 0) {
     row(int64_t{0}, int64_t{0}, int64_t{1}, int64_t{0}, int64_t{0});
     return;

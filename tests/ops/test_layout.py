@@ -67,6 +67,28 @@ def test_add_into_and_zero_fill_give_numpys_bits(rng, dtype):
     assert full.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_add_and_copy_merge_axes_that_step_as_one(rng, dtype):
+    # layout.cpp's merged_axes: axes that both arrays step over as one are visited as one (a conv weight's
+    # (K, C, 3, 3) gradient is one row, not K*C rows of 3), axes of length 1 dropped; layouts where only some
+    # axes merge (a slice of the middle axis, a reversed outer axis, a broadcast source) keep the rest.
+    base = (rng.standard_normal((4, 6, 3, 3)) * 100).astype(dtype)
+    cases = [(base, np.zeros_like(base)),                                    # all one axis
+             (base[:, 1:5], np.zeros((4, 4, 3, 3), dtype)),                  # inner two merge, outer apart
+             (base[::-1], np.zeros_like(base)),                              # reversed outer axis
+             (base[:, :, :1], np.zeros((4, 6, 1, 3), dtype)),                # a length-1 axis in the middle
+             (base[None, :, None], np.zeros((1, 4, 1, 6, 3, 3), dtype)),     # length-1 axes around
+             (np.broadcast_to(base[:1, :1], base.shape), np.zeros_like(base)),  # stride-0 source axes
+             (base, np.zeros((4, 6, 3, 6), dtype)[..., ::2])]                # strided destination
+    for src, dst in cases:
+        want = dst + src
+        _C.add_into(src, dst)
+        assert dst.tobytes() == want.tobytes()
+        again = np.full(src.shape, 7, dtype)
+        _C.copy_into(src, again)
+        assert again.tobytes() == np.ascontiguousarray(src).tobytes()
+
+
 def test_results_do_not_depend_on_threads(rng):
     src = rng.standard_normal((300, 700)).astype(np.float32).T  # larger than one thread's grain
     outs, before = [], nnx.get_num_threads()
