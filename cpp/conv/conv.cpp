@@ -54,6 +54,16 @@ static double implicit_rate(int64_t channels, int64_t pixels) {
   return lane_fill(channels, ig.kblock) * lane_fill(pixels, ig.mr) * ig.rate;
 }
 
+// implicit_rate for dx (the tile over dz into dx's channels and pixels), from the table's dx calibration
+// (ConvUkernels::Igemm::dx_rate, igemm_dx_large_image_rate).
+constexpr int64_t kIgemmDxSmallImagePixels = 400;
+static double implicit_dx_rate(int64_t channels, int64_t pixels) {
+  const auto& kern = conv_ukernels<float>();
+  const auto& ig = kern.igemm_for_channels(channels);
+  const double size = pixels > kIgemmDxSmallImagePixels ? kern.igemm_dx_large_image_rate : 1.0;
+  return lane_fill(channels, ig.kblock) * lane_fill(pixels, ig.mr) * ig.dx_rate * size;
+}
+
 static bool is_plain_1x1(const ConvGeom& g) {
   return g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
@@ -809,7 +819,7 @@ bool transposed_geom(const ConvGeom& g, ConvGeom* t) {
 bool dx_by_implicit(const ConvGeom& g) {
   ConvGeom t;
   if (!transposed_geom(g, &t)) return false;
-  return implicit_rate(g.Cg(), g.H * g.W) > lane_fill(g.W, 16);
+  return implicit_dx_rate(g.Cg(), g.H * g.W) > lane_fill(g.W, 16);
 }
 
 // Filter rows whose tap lands on dz (not on its padding), averaged over dx's rows: what the direct kernel
@@ -908,8 +918,8 @@ inline ConvGeom dx_phase_geom(const ConvGeom& g, const DxPhases& ps, const DxPha
 
 ConvDxPath dx_forced = ConvDxPath::automatic;
 
-// The largest dz of one image (Kg x P x Q elements; 32 KB of float32) for which kvec is considered.
-constexpr int64_t kKvecMaxDzElems = 8192;
+// The largest dz of one image for which kvec is considered: P x Q pixels, and Kg x P x Q elements (64 KB of float32).
+constexpr int64_t kKvecMaxDzPixels = 400, kKvecMaxDzElems = 16384;
 
 }  // namespace
 
@@ -942,15 +952,18 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   double best = Kg * rows * static_cast<double>(g.S) / 8.0 / lane_fill(g.W, 16);
   ConvDxPath path = ConvDxPath::direct;
   if (dx_by_implicit(g)) {
-    best = Kg * static_cast<double>(g.R * g.S) / 8.0 / implicit_rate(g.Cg(), g.H * g.W) + 1.0;
+    best = Kg * static_cast<double>(g.R * g.S) / 8.0 / implicit_dx_rate(g.Cg(), g.H * g.W) + 1.0;
     path = ConvDxPath::implicit;
   }
   // kvec reads an image's whole dz (Kg planes) for every pixel pair of its dx rows; the model holds while
   // that stays in L1. Past it kvec lost to direct (1 thread, full-width AVX-512 Xeon, 64 images, 16
   // filters, 5x5 padding 2, ms): 6 channels on 24x24 (dz 37 KB) 1.62 against 1.53, on 28x28 (50 KB) 2.26
   // against 1.62, 3 channels on 32x32 with 32 filters (131 KB) 6.0 against 2.5; below it kvec won or tied
-  // (LeNet's conv2, 6 KB: 0.33 against 0.46; 20x20, 26 KB: 1.07 against 1.22; 16x16, 16 KB: even).
-  if (g.Kg() * g.P * g.Q > kKvecMaxDzElems) return path;
+  // (LeNet's conv2, 6 KB: 0.33 against 0.46; 20x20, 26 KB: 1.07 against 1.22; 16x16, 16 KB: even). Its size
+  // in pixels was the better bound: 3-8 channels from 64 filters (dz 49-64 KB) on 14x14 and 16x16, kvec
+  // 1.1-1.75x faster than direct; on 28x28 and 32x32 behind or even whatever the filters (the 180-layer
+  // sweep of conv_ukernels_zmm_avx512.cpp's dx rates).
+  if (g.P * g.Q > kKvecMaxDzPixels || g.Kg() * g.P * g.Q > kKvecMaxDzElems) return path;
   const auto& kern = conv_ukernels<float>();
   const double kvec_rate = g.Kg() % (8 * kern.kvec_wide) == 0 ? kern.kvec_wide_rate : 1.0;
   const double kvec = 1.3 * std::ceil(Kg / 8.0) / kvec_rate * rows * dx_cols_on_dz_pairs(g) + 1.0;

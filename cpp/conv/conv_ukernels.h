@@ -109,7 +109,13 @@ struct ConvUkernels {
     // model of its cost against the direct kernels'. 2 for the wide tile of full-width 512-bit pipes
     // (two 64-byte multiply-adds per broadcast input), else 1.
     double rate;
+    // The same rate for conv.cpp's dx model (the tile over dz, where dx is the implicit GEMM of the transposed
+    // convolution), as measured against the direct dx kernel on images up to kIgemmDxSmallImagePixels pixels:
+    // rate unless the table measured otherwise (conv_ukernels_zmm_avx512.cpp).
+    double dx_rate;
   } igemm[2];
+  // The implicit tiles' dx rate on larger images, as a fraction of dx_rate (the same measurements).
+  double igemm_dx_large_image_rate;
   // The wide tile for groups of more channels than the narrow block holds (so its lanes are not half
   // empty): measured 1.29-1.47x faster than the narrow one on ResNet-20's 16->32 and 32->64 stride-2 layers on
   // a CPU with full-width 512-bit FMA pipes, where LeNet-5's 16-channel conv2 lost 0.86-0.90x with it.

@@ -17,6 +17,14 @@
 #define NNX_CONV_IG_WIDE_NV 2
 #define NNX_CONV_IG_WIDE_BLOCK_BYTES 128
 #define NNX_CONV_IG_WIDE_RATE 2
+// The dx model's rates (conv.cpp's conv_dx_path), fitted to 1-thread timings of the direct, implicit and kvec
+// dx of 180 layers (3-64 channels by 16-64 filters, 8x8 to 32x32, 3x3 and 5x5, stride 1; this Xeon): against
+// the direct kernel the narrow tile ran 1.27x and the wide one 0.78x the modelled rates on images of up to 16x16,
+// and both 0.6-0.7 of that on 28x28 and 32x32 (where the direct dx runs wide tiles or whole rows). With the
+// tiles' nominal rates the model picked a path 5% or more slower for 38 of the 180, up to 1.75x.
+#define NNX_CONV_IG_DX_RATE 1.27
+#define NNX_CONV_IG_WIDE_DX_RATE 1.56
+#define NNX_CONV_IG_DX_LARGE_IMAGE_RATE 0.6
 #define NNX_CONV_DIRECT_KB 8
 // The direct forward (and dx) in 32-column tiles of two 64-byte vectors where the padded row holds them:
 // LeNet-5's conv1 forward 1.18x, ResNet-20's 3 -> 16 stem 1.26x (1 thread); same bits. Up to 6 filters
