@@ -64,6 +64,21 @@ static double implicit_dx_rate(int64_t channels, int64_t pixels) {
   return lane_fill(channels, ig.kblock) * lane_fill(pixels, ig.mr) * ig.dx_rate * size;
 }
 
+// The direct forward kernel's useful lanes per cycle along an output row of Q, over its 16-column tiles of 32-byte
+// vectors: Q of round_up(Q, 16), and where the table has wider tiles (direct_wide: 32 columns of 64-byte vectors,
+// twice the lanes a cycle), the whole ones of them count double. A row of 32 or 64 outputs runs at twice a
+// 16-column row's rate there: measured (full-width AVX-512 Xeon, 1 thread, 64 images, forward + weight gradient)
+// 3 -> 32 and 3 -> 64 3x3 on 32x32 1.31-1.35x faster direct than the implicit GEMM (forward alone 1.6-1.7x), 1 ->
+// 32 and 1 -> 64 5x5 1.35-1.48x, 8 -> 64 3x3 on 64x64 1.09x; on 28x28 (wide tiles with 4 columns idle) the implicit
+// GEMM stayed ahead or even, as the 16-column model says.
+static double direct_row_rate(int64_t Q) {
+  const int64_t wide = conv_ukernels<float>().direct_wide;
+  const int64_t whole_wide = wide > 1 ? Q / (16 * wide) : 0;
+  const int64_t rest = Q - whole_wide * 16 * wide;
+  const double time = static_cast<double>(whole_wide * 16 + (rest + 15) / 16 * 16);
+  return static_cast<double>(Q) / time;
+}
+
 static bool is_plain_1x1(const ConvGeom& g) {
   return g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
 }
@@ -176,9 +191,9 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
     // implicit. With full-width 512-bit pipes (the wide tile's rate 2) that stem goes implicit (1 thread,
     // forward / weight gradient: 0.83 / 1.25 ms against direct's 1.10 / 1.31), as do 8 -> 32 and 4 -> 64 3x3
     // on 16x16 (0.55 / 0.64 against 0.71 / 1.01; 0.75 / 0.95 against 0.79 / 1.18), and ResNet's 3 -> 16 stem
-    // stays direct (0.67 / 0.89 against 0.90 / 0.91).
+    // stays direct (0.67 / 0.89 against 0.90 / 0.91). Rows of whole wide tiles: direct_row_rate.
     const double taps = static_cast<double>(g.CgRS()) / 8.0;
-    const double direct_cost = taps / lane_fill(g.Q, 16);
+    const double direct_cost = taps / direct_row_rate(g.Q);
     const double implicit_cost = taps / implicit_rate(g.Kg(), g.PQ()) + 1.0;
     return implicit_cost < direct_cost ? ConvAlgo::implicit : ConvAlgo::direct;
   }
