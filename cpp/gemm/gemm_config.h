@@ -97,5 +97,10 @@ constexpr long kStridedAColumnsMaxBytes = 32L << 10;
 // tables). Measured against packing (Xeon, 1 thread, best of 5 x 4 alternated runs, M x N x K): 64 x 128 x 64
 // 1.12x, 16 x 256 x 32 1.11x, 64 x 120 x 64 1.03x, 32^3 1.03x, 64^3 and 96^3 even. The same sums.
 constexpr long kInPlaceBMaxBytes = 32L << 10;
+// B is read in place at any size where A has at most this many MR-row slivers (A read in place or packed): each
+// of B's slivers then meets at most two micro-tiles, and packing it (a read, a write and a read back) cost more
+// than the tiles' own reads of its rows. A linear layer's weight gradient dy^T x for 10 outputs (10 x 256 x 1024,
+// B 1 MiB) and a dx of 16 filters; figures at gemm.cpp's in_place_b. The same sums.
+constexpr int kInPlaceBMaxASlivers = 2;
 
 }  // namespace nnx
