@@ -141,6 +141,41 @@ def test_gemm_in_place_b_gives_the_packed_bits(isa, dtype, rng, m, n, k):
     np.testing.assert_array_equal(got, packed)
 
 
+@pytest.mark.parametrize("m,n,k", [(10, 256, 1024), (16, 200, 700), (9, 1000, 64), (2, 96, 513), (16, 2048, 40)])
+@pytest.mark.parametrize("a_layout", ["rows", "columns"])
+def test_gemm_few_rows_read_large_b_in_place_with_the_packed_bits(isa, dtype, rng, m, n, k, a_layout):
+    """Where A has at most two MR-row slivers, B is read in place at any size (gemm_config.h,
+    kInPlaceBMaxASlivers), A read in place or packed (a linear layer's weight gradient dy^T x, a small batch's dx);
+    not where B's rows are 8 KiB apart (2048 floats). K past one KC block, a partial last sliver of B. The same
+    product with B's elements two apart along its rows (so packed; laid out by columns it would take the few-row
+    dot form for a row-major A): the same bits, at beta 0 and 2, and on two threads."""
+    a = random(rng, (m, k), dtype)
+    a = np.asfortranarray(a) if a_layout == "columns" else a
+    b = random(rng, (k, n), dtype)
+    b_cols = np.zeros((k, 2 * n), dtype)[:, ::2]
+    b_cols[...] = b
+    got, packed = np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
+    _C.gemm(a, b, got, 1.0, 0.0)
+    _C.gemm(a, b_cols, packed, 1.0, 0.0)
+    np.testing.assert_array_equal(got, packed)
+    assert_close(got, (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype), dtype, k=k)
+    c0 = random(rng, (m, n), dtype)
+    got, packed = c0.copy(), c0.copy()
+    _C.gemm(a, b, got, 0.5, 2.0)
+    _C.gemm(a, b_cols, packed, 0.5, 2.0)
+    np.testing.assert_array_equal(got, packed)
+    before = nnx.get_num_threads()
+    try:
+        nnx.set_num_threads(2)
+        two = np.full((m, n), np.nan, dtype)
+        _C.gemm(a, b, two, 0.5, 0.0)
+    finally:
+        nnx.set_num_threads(before)
+    one = np.full((m, n), np.nan, dtype)
+    _C.gemm(a, b, one, 0.5, 0.0)
+    np.testing.assert_array_equal(two, one)
+
+
 @pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "sigmoid", "tanh"])
 def test_linear_forward_backward(isa, dtype, rng, activation):
     x, w, b = random(rng, (33, 17), dtype), random(rng, (10, 17), dtype), random(rng, (10,), dtype)
