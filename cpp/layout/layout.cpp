@@ -35,8 +35,9 @@ StridedPair merged_axes(const StridedPair& g) {
   return m;  // ndim 0 where every axis had length 1: one element
 }
 
-// Calls row(src_offset, dst_offset, inner, src_step, dst_step) for every row of the innermost axis (of the
-// merged axes: merged_axes).
+// Calls row(src_offset, dst_offset, len, src_step, dst_step) for every row of the innermost axis (of the merged
+// axes: merged_axes), a row longer than kElementwiseGrain in pieces of that length, so that the threads share
+// one long row (all of a contiguous array) as they share many short ones.
 template <class Row>
 void for_rows(const StridedPair& given, int nthreads, Row row) {
   const StridedPair g = merged_axes(given);
@@ -49,9 +50,11 @@ void for_rows(const StridedPair& given, int nthreads, Row row) {
   int64_t rows = 1;
   for (int d = 0; d < last; ++d) rows *= g.shape[d];
   if (rows == 0 || inner == 0) return;
-  const Grain grain{std::max<int64_t>(1, kElementwiseGrain.units / inner)};
-  parallel_for(rows, grain, nthreads, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
+  const int64_t piece = std::min(inner, kElementwiseGrain.units), pieces = (inner + piece - 1) / piece;
+  const Grain grain{std::max<int64_t>(1, kElementwiseGrain.units / piece)};
+  parallel_for(rows * pieces, grain, nthreads, [&](int64_t b, int64_t e) {
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t r = u / pieces, q0 = (u % pieces) * piece;
       int64_t rest = r, so = 0, dof = 0;
       for (int d = last - 1; d >= 0; --d) {
         const int64_t i = rest % g.shape[d];
@@ -59,7 +62,7 @@ void for_rows(const StridedPair& given, int nthreads, Row row) {
         so += i * g.src[d];
         dof += i * g.dst[d];
       }
-      row(so, dof, inner, g.src[last], g.dst[last]);
+      row(so + q0 * g.src[last], dof + q0 * g.dst[last], std::min(piece, inner - q0), g.src[last], g.dst[last]);
     }
   });
 }
