@@ -61,6 +61,19 @@ class enable_grad(_GradMode):
     _mode = True
 
 
+_checks_module = None
+
+
+def _ops_checks():
+    """nnx.ops._checks (the sum kernels), imported on first use: nnx.ops imports this module's users. Kept in a
+    global, since an import statement in the engine's per-call path cost about 0.6 us each time."""
+    global _checks_module
+    if _checks_module is None:
+        from .ops import _checks
+        _checks_module = _checks
+    return _checks_module
+
+
 def _tensor_type():
     from .tensor import Tensor  # the Tensor class imports this module
 
@@ -99,7 +112,7 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
             raise ValueError(f"grad: expected shape {root.shape}, got {grad.shape}")
         shared = {id(grad): _ref(grad)}  # the caller's array: never becomes a leaf's .grad itself
 
-    from .ops import _checks  # the sum kernels (imported here: nnx.ops imports this module's users)
+    _checks = _ops_checks()  # the sum kernels
 
     order, waiting = _topological_order(root)
     grads = {id(root): grad}
@@ -192,7 +205,7 @@ def _accumulate(leaf, g, shared: dict) -> None:
             g = np.array(g, dtype=leaf.dtype, order="C")
         leaf.grad = g
     else:  # a second backward before zero_grad (gradient accumulation): the threaded sum kernels, NumPy's bits
-        from .ops import _checks
+        _checks = _ops_checks()
         if type(g) is not np.ndarray or g.dtype != leaf.dtype:
             g = np.asarray(g, dtype=leaf.dtype)
         # Into leaf.grad itself where nothing else holds it (as the engine sums a tensor's gradients above):

@@ -24,11 +24,24 @@ from ._tensor_methods import TensorMethods, _axis, _keep
 from ._args import ELEMENTWISE_KERNEL_MIN, one_value_as, repeats_one_value
 from .autograd import _unbroadcast, enable_grad, is_grad_enabled, no_grad  # noqa: F401
 
+_functional_module = None
+
+
+def _functional():
+    """nnx.functional, imported on first use (it imports this module). Kept in a global: an import statement in a
+    method's per-call path cost about 0.6 us each time."""
+    global _functional_module
+    if _functional_module is None:
+        from . import functional
+        _functional_module = functional
+    return _functional_module
+
+
 def _scaled(g: np.ndarray, s: np.ndarray) -> np.ndarray:
     """g * s for a 0-d s: one value broadcast over a shape (every stride 0) stays one, its product broadcast."""
     if repeats_one_value(g):
         return one_value_as(np.asarray(g[(0,) * g.ndim] * s), g.shape)
-    from .ops import _checks
+    _checks = _autograd._ops_checks()
     return _checks.scale(g, s)
 
 
@@ -187,8 +200,8 @@ class Tensor(TensorMethods):
         return Tensor(other)
 
     def __add__(self, other):
-        from .ops import _checks  # the sum kernel for large same-shape arrays (same bits as NumPy's)
-        from . import functional as F
+        _checks = _autograd._ops_checks()  # the sum kernel for large same-shape arrays (same bits as NumPy's)
+        F = _functional()
         o = self._operand(other)
         # The sum offers to absorb a following relu, as a residual block's relu(out + identity) is written
         # (functional._ReluSlot): the relu then runs in place on it and this backward masks g by y > 0.
@@ -217,7 +230,7 @@ class Tensor(TensorMethods):
                 and o.dtype == a.dtype):
             # A large tensor times a number (a constant of the program): the scale kernel, and a gradient that stays
             # one broadcast value where g is one (a sum's or mean's), for the kernels that read such a dy in place.
-            from .ops import _checks
+            _checks = _autograd._ops_checks()
             s = o.data
             return Tensor._make(_checks.scale(a.data, s), (a, o),
                                 lambda g: (_scaled(g, s) if a.requires_grad else None, None), "mul")
@@ -256,7 +269,7 @@ class Tensor(TensorMethods):
         o = self._operand(other)
         a, b = self, o
         if a.dtype == b.dtype and a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):
-            from . import functional as F
+            F = _functional()
             return F.matmul(a, b)  # the packed GEMM (nnx.ops.matmul)
 
         # Other dtypes (integers, mixed precisions) as NumPy multiplies them.
@@ -303,15 +316,15 @@ class Tensor(TensorMethods):
         return Tensor._make(np.abs(x), (self,), lambda g: (g * np.sign(x),), "abs")
 
     def relu(self):
-        from . import functional as F
+        F = _functional()
         return F.relu(self)
 
     def sigmoid(self):
-        from . import functional as F
+        F = _functional()
         return F.sigmoid(self)
 
     def tanh(self):
-        from . import functional as F
+        F = _functional()
         return F.tanh(self)
 
     # ----------------------------------------------------------------- reductions
@@ -345,8 +358,7 @@ class Tensor(TensorMethods):
     def _all_elements(self, op: str, keepdims: bool) -> np.ndarray:
         """The sum or mean of all elements through the backend's op (nnx.ops: one threaded pass, summed in double);
         NumPy's where a backend has none."""
-        from . import functional as F
-        fn = getattr(F._backend, op, None)
+        fn = getattr(_functional()._backend, op, None)
         if fn is not None:
             out = fn(self.data)
         else:
@@ -405,7 +417,7 @@ class Tensor(TensorMethods):
             if _capture.current() is not None and _basic_index(index) and x.dtype.kind == "f":
                 # nnx.compile: zeros and the add as recorded kernel calls (same bits as below), so a replay
                 # redoes them. A basic index (ints, slices) selects each element at most once.
-                from .ops import _checks
+                _checks = _autograd._ops_checks()
                 full = _checks.zeros(x.shape, x.dtype, "grad")
                 _checks._C.add_into(np.asarray(g, dtype=x.dtype), full[index])
                 return (full,)
@@ -424,7 +436,7 @@ def _reshaped(a: np.ndarray, shape) -> np.ndarray:
     is a recorded kernel call instead, so a replay redoes it (same bits)."""
     out = a.reshape(shape)
     if out.size and _capture.current() is not None and not np.may_share_memory(out, a):
-        from .ops import _checks
+        _checks = _autograd._ops_checks()
         out = _checks.contiguous(a, "x").reshape(shape)
     return out
 
@@ -439,7 +451,7 @@ def _concatenated(arrays: list, axis: int) -> np.ndarray:
     ax = int(axis) % a0.ndim
     if any(a.shape[:ax] + a.shape[ax + 1:] != a0.shape[:ax] + a0.shape[ax + 1:] for a in arrays):
         return np.concatenate(arrays, axis=axis)  # NumPy's error
-    from .ops import _checks
+    _checks = _autograd._ops_checks()
     shape = a0.shape[:ax] + (sum(a.shape[ax] for a in arrays),) + a0.shape[ax + 1:]
     out = _checks.empty(shape, a0.dtype, "cat")
     start = 0
