@@ -121,6 +121,22 @@ def test_gemm_streamed_c_gives_the_cached_bits(isa, dtype, rng, offset):
     assert_close(one, (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype), dtype, k=k)
 
 
+def _assert_packed_bits(rng, a, b, b_packed):
+    """_C.gemm of a by b (read in place) gives the bits of a by b_packed (b's values in a layout that is packed), at
+    alpha 1 beta 0 and at alpha 0.5 beta 2; and agrees with the float64 product."""
+    (m, k), n, dtype = a.shape, b.shape[1], a.dtype
+    got, packed = np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
+    _C.gemm(a, b, got, 1.0, 0.0)
+    _C.gemm(a, b_packed, packed, 1.0, 0.0)
+    np.testing.assert_array_equal(got, packed)
+    assert_close(got, (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype), dtype, k=k)
+    c0 = random(rng, (m, n), dtype)
+    got, packed = c0.copy(), c0.copy()
+    _C.gemm(a, b, got, 0.5, 2.0)
+    _C.gemm(a, b_packed, packed, 0.5, 2.0)
+    np.testing.assert_array_equal(got, packed)
+
+
 @pytest.mark.parametrize("m,n,k", [(64, 64, 64), (37, 40, 29), (300, 70, 16), (8, 256, 32), (5, 33, 1)])
 def test_gemm_in_place_b_gives_the_packed_bits(isa, dtype, rng, m, n, k):
     """A small B with contiguous rows, beside an A read in place (few slivers of B), is read in place as well
@@ -129,16 +145,7 @@ def test_gemm_in_place_b_gives_the_packed_bits(isa, dtype, rng, m, n, k):
     out by columns too (read in place either way), or the few-row products would take the dot form (gemv_rows)."""
     a, b = np.asfortranarray(random(rng, (m, k), dtype)), random(rng, (k, n), dtype)
     b_cols = np.asfortranarray(b)
-    got, packed = np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
-    _C.gemm(a, b, got, 1.0, 0.0)
-    _C.gemm(a, b_cols, packed, 1.0, 0.0)
-    np.testing.assert_array_equal(got, packed)
-    assert_close(got, (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype), dtype, k=k)
-    c0 = random(rng, (m, n), dtype)
-    got, packed = c0.copy(), c0.copy()
-    _C.gemm(a, b, got, 0.5, 2.0)
-    _C.gemm(a, b_cols, packed, 0.5, 2.0)
-    np.testing.assert_array_equal(got, packed)
+    _assert_packed_bits(rng, a, b, b_cols)
 
 
 @pytest.mark.parametrize("m,n,k", [(10, 256, 1024), (16, 200, 700), (9, 1000, 64), (2, 96, 513), (16, 2048, 40)])
@@ -154,16 +161,7 @@ def test_gemm_few_rows_read_large_b_in_place_with_the_packed_bits(isa, dtype, rn
     b = random(rng, (k, n), dtype)
     b_cols = np.zeros((k, 2 * n), dtype)[:, ::2]
     b_cols[...] = b
-    got, packed = np.full((m, n), np.nan, dtype), np.full((m, n), np.nan, dtype)
-    _C.gemm(a, b, got, 1.0, 0.0)
-    _C.gemm(a, b_cols, packed, 1.0, 0.0)
-    np.testing.assert_array_equal(got, packed)
-    assert_close(got, (a.astype(np.float64) @ b.astype(np.float64)).astype(dtype), dtype, k=k)
-    c0 = random(rng, (m, n), dtype)
-    got, packed = c0.copy(), c0.copy()
-    _C.gemm(a, b, got, 0.5, 2.0)
-    _C.gemm(a, b_cols, packed, 0.5, 2.0)
-    np.testing.assert_array_equal(got, packed)
+    _assert_packed_bits(rng, a, b, b_cols)
     before = nnx.get_num_threads()
     try:
         nnx.set_num_threads(2)
