@@ -19,10 +19,9 @@ def batches(shape, n, classes=10, seed=1):
 
 class _Residual(nn.Module):
     # relu(x + relu(bn(conv(x)))): the residual sum and the sum of x's two gradients are kernel calls when large
-    # enough (nnx.ops._checks), so such a step can be captured. The inner relu fuses into the BatchNorm in the
-    # eager run (functional.relu on a temporary) but not while a capture records (the recording holds every
-    # array a kernel touched, so relu cannot tell that nothing else holds it): the bit-identity test below
-    # then compares the fused eager step with the unfused captured one.
+    # enough (nnx.ops._checks), so such a step can be captured. The inner relu fuses into the BatchNorm
+    # (functional.relu on a temporary), in the eager run and while a capture records too (the recording describes
+    # the results it made in the plan's blocks instead of holding them, so relu sees that nothing else does).
     def __init__(self, c):
         super().__init__()
         self.conv, self.bn = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
@@ -197,6 +196,52 @@ def test_inference_of_a_model_in_eval_mode():
         assert isinstance(got, nnx.Tensor) and not got.requires_grad
         assert same_bits(want, got.numpy())
     assert {s["state"] for s in predict.stats()} == {"plan"}
+
+
+def test_inference_plan_reuses_the_memory_of_dropped_results():
+    """Op results made during a capture take their memory from the plan's blocks (Plan.empty), and a result dropped
+    during the capture gives its block back for a later one, as malloc does for the eager step: a stack of 12
+    layers whose activations (128 KiB each) die one after another holds a few of them, not 12, and replays the
+    eager bits for new inputs."""
+    nnx.manual_seed(0)
+    layers = []
+    for _ in range(6):
+        layers += [nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()]
+    model = nn.Sequential(*layers).eval()
+    predict = nnx.compile(model, strict=True)
+    act_bytes = 16 * 8 * 16 * 16 * 4
+    for seed in range(4):
+        x = np.random.default_rng(seed).standard_normal((16, 8, 16, 16)).astype(np.float32)
+        with nnx.no_grad():
+            want = model(x).numpy()
+        assert same_bits(want, predict(x).numpy())
+    (st,) = predict.stats()
+    assert st["state"] == "plan"
+    assert st["plan_bytes"] <= 5 * act_bytes  # the input, the output and the blocks the layers pass along
+    assert predict._cache[st["key"]].analysis.plan.arena_bytes <= 4 * act_bytes
+
+
+def test_results_made_during_a_capture_own_their_memory():
+    """nnx._args.owns_memory counts a capture's results as owners (autograd then keeps a fresh gradient rather than
+    copying it, and the kernels may work in place on it), as it does np.empty's and the block cache's."""
+    from nnx import _args, _capture
+
+    plan = nnx._C.Plan()
+
+    class _Rec:
+        pass
+
+    rec = _Rec()
+    rec.plan = plan
+    _capture.set_current(rec)
+    try:
+        a = _args.empty((3, 4), np.float32, "y")
+    finally:
+        _capture.set_current(None)
+    assert type(a.base) is nnx._C.CaptureBlock and _args.owns_memory(a) and not _args.owns_memory(a[1:])
+    assert plan.arena_bytes >= a.nbytes
+    a[...] = 1.5
+    assert a.sum() == 18.0
 
 
 def test_outputs_are_fresh_arrays():

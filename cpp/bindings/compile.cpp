@@ -2,9 +2,17 @@
 // bindings/record.h), keeps every array they touch alive, and replays them without the GIL.
 // The checks that make a recording safe to replay (every kernel input produced by an earlier kernel or
 // declared as step input / state, two recordings alike) are made in Python, on log().
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <new>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -18,10 +26,84 @@ namespace {
 
 thread_local Recorder* tl_recorder = nullptr;
 
+// The memory of the op results made while a step is captured (nnx._args.empty during a capture): blocks owned by
+// the plan, since its calls write them by address on every replay. A result dropped during the capture gives its
+// block back, and a later result of the same byte count takes it, as malloc would have in the eager step: without
+// that a plan kept every intermediate array apart, and a ResNet-20 inference at batch 64 ran 44.6 ms compiled
+// against 33.4 eager (1 thread; the eager step finds freed memory still in the caches). Reuse follows the capture's
+// own order of results and releases, which the replay repeats, so no call overwrites a value a later call reads.
+class CaptureArena {
+ public:
+  CaptureArena() = default;
+  CaptureArena(const CaptureArena&) = delete;
+  CaptureArena& operator=(const CaptureArena&) = delete;
+  ~CaptureArena() {
+    for (const auto& b : blocks_) std::free(reinterpret_cast<void*>(b.first));
+  }
+
+  // A block of at least `bytes`: the smallest free one up to twice that (the most recently given back among
+  // equals), else a new one; *capacity receives its size, which give() needs back.
+  void* take(size_t bytes, size_t* capacity) {
+    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    auto it = free_.lower_bound(rounded);
+    if (it != free_.end() && it->first <= 2 * rounded) {
+      void* p = it->second;
+      *capacity = it->first;
+      free_.erase(it);
+      return p;
+    }
+    void* p = std::aligned_alloc(64, rounded);
+    if (p == nullptr) throw std::bad_alloc();
+    blocks_.emplace(reinterpret_cast<uintptr_t>(p), rounded);
+    held_ += rounded;
+    *capacity = rounded;
+    return p;
+  }
+  void give(void* p, size_t capacity) { free_.emplace_hint(free_.lower_bound(capacity), capacity, p); }
+
+  // Whether [p, p + bytes) lies in one of the blocks.
+  bool holds(const void* p, size_t bytes) const {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    auto it = blocks_.upper_bound(a);
+    if (it == blocks_.begin()) return false;
+    --it;
+    return a + bytes <= it->first + it->second;
+  }
+  size_t held_bytes() const { return held_; }
+
+ private:
+  std::map<uintptr_t, size_t> blocks_;   // start -> capacity
+  std::multimap<size_t, void*> free_;    // capacity -> block, not in use
+  size_t held_ = 0;
+};
+
+// The base of a result whose memory is a capture's block: gives the block back when the result and its views are
+// gone, and keeps the arena (and so the block) alive until then.
+struct CaptureBlock {
+  std::shared_ptr<CaptureArena> arena;
+  void* p = nullptr;
+  size_t capacity = 0;
+  CaptureBlock() = default;
+  CaptureBlock(const CaptureBlock&) = delete;
+  CaptureBlock& operator=(const CaptureBlock&) = delete;
+  ~CaptureBlock() {
+    if (arena) arena->give(p, capacity);
+  }
+};
+
+// An array the log describes instead of holding: one in the arena, which the plan keeps alive anyway (holding the
+// array itself would keep its block from being given back).
+struct ArenaView {
+  const void* data;
+  py::dtype dtype;
+  std::vector<py::ssize_t> shape, strides;
+};
+
 struct LoggedCall {
   std::string op;
   std::vector<double> attrs;
-  std::vector<std::pair<py::object, char>> arrays;
+  std::vector<std::pair<py::object, char>> arrays;  // the array, or None where views[i] describes it
+  std::vector<ArenaView> views;
 };
 
 class PyPlan final : public Recorder {
@@ -32,13 +114,53 @@ class PyPlan final : public Recorder {
 
   void record(const char* op, const ArrayUse* arrays, size_t count, std::vector<double> attrs,
               KernelCall call) override {
-    LoggedCall c{op, std::move(attrs), {}};
-    for (size_t i = 0; i < count; ++i)
-      if (arrays[i].array && !arrays[i].array.is_none())
-        c.arrays.emplace_back(py::reinterpret_borrow<py::object>(arrays[i].array), static_cast<char>(arrays[i].use));
+    LoggedCall c{op, std::move(attrs), {}, {}};
+    for (size_t i = 0; i < count; ++i) {
+      if (!arrays[i].array || arrays[i].array.is_none()) continue;
+      auto obj = py::reinterpret_borrow<py::object>(arrays[i].array);
+      const char use = static_cast<char>(arrays[i].use);
+      if (py::isinstance<py::array>(obj)) {
+        auto a = py::reinterpret_borrow<py::array>(obj);
+        if (a.size() > 0 && a.nbytes() > 0 && arena_->holds(a.data(), 1)) {
+          ArenaView v{a.data(), a.dtype(), {}, {}};
+          for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+            v.shape.push_back(a.shape(d));
+            v.strides.push_back(a.strides(d));
+          }
+          c.views.push_back(std::move(v));
+          c.arrays.emplace_back(py::none(), use);
+          continue;
+        }
+      }
+      c.views.push_back(ArenaView{nullptr, py::dtype("float32"), {}, {}});
+      c.arrays.emplace_back(std::move(obj), use);
+    }
     log_.push_back(std::move(c));
     plan_.add(op, std::move(call));
   }
+
+  // An uninitialised C-contiguous array in the arena (nnx._args.empty while this plan records).
+  py::array empty(const std::vector<py::ssize_t>& shape, const py::dtype& dt) {
+    size_t bytes = static_cast<size_t>(dt.itemsize());
+    for (py::ssize_t d : shape) {
+      if (d < 0) throw py::value_error("empty: negative dimension");
+      if (__builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes) || bytes > static_cast<size_t>(PTRDIFF_MAX) / 2)
+        throw py::value_error("empty: the array's size overflows");
+    }
+    auto owner = std::make_unique<CaptureBlock>();
+    owner->p = arena_->take(bytes, &owner->capacity);
+    owner->arena = arena_;
+    void* data = owner->p;
+    std::vector<py::ssize_t> strides(shape.size());
+    py::ssize_t step = dt.itemsize();
+    for (size_t i = shape.size(); i-- > 0;) {
+      strides[i] = step;
+      step *= shape[i];
+    }
+    py::object base = py::cast(owner.release(), py::return_value_policy::take_ownership);
+    return py::array(dt, shape, strides, data, base);
+  }
+  size_t arena_bytes() const { return arena_->held_bytes(); }
 
   void refuse(const std::string& why) override { refusals_.push_back(why); }
 
@@ -53,9 +175,20 @@ class PyPlan final : public Recorder {
 
   py::list log() const {
     py::list out;
+    // Arena arrays come back as views of their blocks, each keeping the arena alive while it lives.
+    auto keep = [this] {
+      return py::capsule(new std::shared_ptr<CaptureArena>(arena_),
+                         [](void* p) { delete static_cast<std::shared_ptr<CaptureArena>*>(p); });
+    };
     for (const LoggedCall& c : log_) {
       py::list arrays;
-      for (const auto& a : c.arrays) arrays.append(py::make_tuple(a.first, std::string(1, a.second)));
+      for (size_t i = 0; i < c.arrays.size(); ++i) {
+        const auto& a = c.arrays[i];
+        const ArenaView& v = c.views[i];
+        py::object arr = a.first;
+        if (v.data != nullptr) arr = py::array(v.dtype, v.shape, v.strides, v.data, keep());
+        arrays.append(py::make_tuple(arr, std::string(1, a.second)));
+      }
       out.append(py::make_tuple(c.op, py::tuple(py::cast(c.attrs)), arrays));
     }
     return out;
@@ -90,6 +223,7 @@ class PyPlan final : public Recorder {
   size_t size() const { return plan_.size(); }
 
  private:
+  std::shared_ptr<CaptureArena> arena_ = std::make_shared<CaptureArena>();
   Plan plan_;
   std::vector<LoggedCall> log_;
   std::vector<std::string> refusals_;
@@ -100,8 +234,15 @@ class PyPlan final : public Recorder {
 Recorder* active_recorder() { return tl_recorder; }
 
 void bind_compile(py::module_& m) {
+  py::class_<CaptureBlock>(m, "CaptureBlock",
+                           "The base of an op result made while a step is captured: its memory, a block of the "
+                           "plan's, given back for reuse within the capture when the result and its views are gone.");
   py::class_<PyPlan>(m, "Plan", "Kernel calls recorded from one run of a step (nnx.compile), replayable.")
       .def(py::init<>())
+      .def("empty", &PyPlan::empty, py::arg("shape"), py::arg("dtype"),
+           "An uninitialised C-contiguous array in the plan's memory (an op result made during the capture).")
+      .def_property_readonly("arena_bytes", &PyPlan::arena_bytes,
+                             "Bytes of the blocks the plan holds for the results made during its capture.")
       .def("begin", &PyPlan::begin, "Records the kernel calls made on this thread from now on.")
       .def("end", &PyPlan::end, "Stops recording.")
       .def("log", &PyPlan::log, "[(op, attrs, [(array, use 'r'|'w'|'u'), ...]), ...] in call order.")

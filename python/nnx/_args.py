@@ -79,19 +79,30 @@ ELEMENTWISE_KERNEL_MIN = 1 << 14
 _LARGE_BYTES = 0
 _large_empty = None
 _BLOCK_BASE = type(None)
+# While nnx.compile captures a step, op results take their memory from the plan's blocks instead (Plan.empty in
+# cpp/bindings/compile.cpp), reused as results are dropped; their base is a _CAPTURE_BASE. Both set by
+# nnx._backend (_capture_state: nnx._capture's thread-local state), so that this module imports nothing of nnx.
+_CAPTURE_BASE = type(None)
+_capture_state = None
 
 
 def owns_memory(a: np.ndarray) -> bool:
-    """Whether `a` owns its memory (no other array is a view of it or its base): np.empty's arrays and the
-    block cache's."""
+    """Whether `a` owns its memory (no other array is a view of it or its base): np.empty's arrays, the block
+    cache's and those of a step being captured (_CAPTURE_BASE)."""
     b = a.base
-    return b is None or type(b) is _BLOCK_BASE
+    return b is None or type(b) is _BLOCK_BASE or type(b) is _CAPTURE_BASE
 
 
 def empty(shape, dtype, name: str) -> np.ndarray:
-    """np.empty after check_alloc (or a block-cache array, for large results): the result `name` of an op."""
+    """np.empty after check_alloc (or a block-cache array, for large results; the capture's plan's memory while
+    nnx.compile captures a step): the result `name` of an op."""
     if type(shape) is int:  # a vector (a bias's gradient): check_alloc's Integral test costs microseconds
         shape = (shape,)
+    rec = None if _capture_state is None else _capture_state.recording
+    if rec is not None:
+        check_alloc(shape, dtype, name, "the result")
+        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+        return rec.plan.empty(list(shape), np.dtype(dtype))
     if type(shape) is tuple:
         count = math.prod(shape)
         if count <= SMALL_ALLOC:  # the common small case, checked cheaply

@@ -20,10 +20,13 @@ except ImportError as exc:  # pragma: no cover - only when the package was not b
     ) from exc
 
 from . import _args  # noqa: E402
+from . import _capture  # noqa: E402
 
-# Large op results from the block cache (nnx._args.empty).
+# Large op results from the block cache (nnx._args.empty); a capture's results from its plan.
 _args._LARGE_BYTES = int(_C.BLOCK_CACHE_MIN_BYTES)
 _args._BLOCK_BASE = _C.CachedBlock
+_args._CAPTURE_BASE = _C.CaptureBlock
+_args._capture_state = _capture._local
 _args._large_empty = _C.empty_cached
 
 

@@ -43,6 +43,7 @@ sequence with the plan and refuses on a difference.
 from __future__ import annotations
 
 import functools
+import gc
 import threading
 import time
 import warnings
@@ -433,9 +434,16 @@ class CompiledStep:
         rec.plan.set_tuning(self.tune_threads)
         _capture.set_current(rec)
         rec.plan.begin()
+        # The op results of the capture share the plan's blocks as they are dropped (nnx._args.empty, Plan.empty):
+        # releases only by reference counts, in the step's own order, so that two recordings of one step release
+        # alike (the cycle collector would free cyclic garbage at moments of its own).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             result = self._run_fn(call, kwargs)
         finally:
+            if collecting:
+                gc.enable()
             rec.plan.end()
             _capture.set_current(None)
         try:
