@@ -5,12 +5,37 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace nnx {
 namespace py = pybind11;
+
+// The bytes of a C-contiguous array of `shape` and `dt`, refused when a dimension is negative or the product
+// overflows (`who` names the caller in the error).
+inline size_t c_array_bytes(const std::vector<py::ssize_t>& shape, const py::dtype& dt, const char* who) {
+  size_t bytes = static_cast<size_t>(dt.itemsize());
+  for (py::ssize_t d : shape) {
+    if (d < 0) throw py::value_error(std::string(who) + ": negative dimension");
+    if (__builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes) || bytes > static_cast<size_t>(PTRDIFF_MAX) / 2)
+      throw py::value_error(std::string(who) + ": the array's size overflows");
+  }
+  return bytes;
+}
+
+// A C-contiguous array of `shape` and `dt` over memory at `data`, kept alive by `base` (which owns it).
+inline py::array c_array_on(void* data, const std::vector<py::ssize_t>& shape, const py::dtype& dt, py::object base) {
+  std::vector<py::ssize_t> strides(shape.size());
+  py::ssize_t step = dt.itemsize();
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = step;
+    step *= shape[i];
+  }
+  return py::array(dt, shape, strides, data, base);
+}
 
 template <class T>
 struct View {

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "bindings/array_view.h"
 #include "bindings/bindings.h"
 #include "bindings/record.h"
 #include "common/threads.h"
@@ -141,24 +142,12 @@ class PyPlan final : public Recorder {
 
   // An uninitialised C-contiguous array in the arena (nnx._args.empty while this plan records).
   py::array empty(const std::vector<py::ssize_t>& shape, const py::dtype& dt) {
-    size_t bytes = static_cast<size_t>(dt.itemsize());
-    for (py::ssize_t d : shape) {
-      if (d < 0) throw py::value_error("empty: negative dimension");
-      if (__builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes) || bytes > static_cast<size_t>(PTRDIFF_MAX) / 2)
-        throw py::value_error("empty: the array's size overflows");
-    }
+    const size_t bytes = c_array_bytes(shape, dt, "empty");
     auto owner = std::make_unique<CaptureBlock>();
     owner->p = arena_->take(bytes, &owner->capacity);
     owner->arena = arena_;
     void* data = owner->p;
-    std::vector<py::ssize_t> strides(shape.size());
-    py::ssize_t step = dt.itemsize();
-    for (size_t i = shape.size(); i-- > 0;) {
-      strides[i] = step;
-      step *= shape[i];
-    }
-    py::object base = py::cast(owner.release(), py::return_value_policy::take_ownership);
-    return py::array(dt, shape, strides, data, base);
+    return c_array_on(data, shape, dt, py::cast(owner.release(), py::return_value_policy::take_ownership));
   }
   size_t arena_bytes() const { return arena_->held_bytes(); }
 

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "bindings/array_view.h"
 #include "bindings/bindings.h"
 #include "common/block_cache.h"
 #include "common/cpu.h"
@@ -74,25 +75,12 @@ PYBIND11_MODULE(_C, m) {
   // Results from this size up are written past the caches (common/stream_store.h); the tests read it.
   m.attr("STREAM_STORE_MIN_BYTES") = py::int_(nnx::kStreamStoreMinBytes);
   m.def("empty_cached", [](const std::vector<py::ssize_t>& shape, const py::dtype& dt) {
-          size_t bytes = static_cast<size_t>(dt.itemsize());
-          for (py::ssize_t d : shape) {
-            if (d < 0) throw py::value_error("empty_cached: negative dimension");
-            if (__builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes) ||
-                bytes > static_cast<size_t>(PTRDIFF_MAX) / 2)
-              throw py::value_error("empty_cached: the array's size overflows");
-          }
+          const size_t bytes = nnx::c_array_bytes(shape, dt, "empty_cached");
           auto owner = std::make_unique<CachedBlock>();
           owner->block = nnx::block_cache_take(bytes, &owner->capacity);
           if (owner->block == nullptr) throw std::bad_alloc();
           void* data = owner->block;
-          std::vector<py::ssize_t> strides(shape.size());
-          py::ssize_t step = dt.itemsize();
-          for (size_t i = shape.size(); i-- > 0;) {
-            strides[i] = step;
-            step *= shape[i];
-          }
-          py::object base = py::cast(owner.release(), py::return_value_policy::take_ownership);
-          return py::array(dt, shape, strides, data, base);
+          return nnx::c_array_on(data, shape, dt, py::cast(owner.release(), py::return_value_policy::take_ownership));
         },
         py::arg("shape"), py::arg("dtype"),
         "An uninitialised C-contiguous array whose memory comes from the block cache (common/block_cache.h).");
