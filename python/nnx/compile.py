@@ -16,6 +16,10 @@ A recording is accepted only when
     control flow that showed up between them);
   - replaying the second one from the state before it reproduces the eager call bit for bit (parameters,
     optimizer state, outputs), which catches in-place NumPy changes to state inside the step.
+While a step is captured, op results take their memory from the plan (nnx._args.empty -> Plan.empty), and a
+result dropped during the capture gives its block back for a later result of at most twice its size, as malloc
+does for the eager step: the plan holds about the eager step's working set, not every intermediate array apart.
+The capture runs with Python's cycle collector off, so that two recordings release their results alike.
 Later calls with the same signature copy the inputs into the captured input buffers, let each optimizer write
 its hyperparameters (learning rate, step counts) into the arrays its kernels read, replay the kernel calls in
 C++ without the GIL, set each parameter's .grad to its captured gradient array and return copies of the
