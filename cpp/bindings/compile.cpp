@@ -1,5 +1,6 @@
 // nnx.compile's plan object: records the kernel calls of a step while it runs eagerly (as the Recorder of
-// bindings/record.h), keeps every array they touch alive, and replays them without the GIL.
+// bindings/record.h), keeps every array they touch alive (the op results made during the capture in blocks of its
+// own, CaptureArena; the others by holding them), and replays them without the GIL.
 // The checks that make a recording safe to replay (every kernel input produced by an earlier kernel or
 // declared as step input / state, two recordings alike) are made in Python, on log().
 #include <pybind11/numpy.h>

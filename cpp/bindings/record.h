@@ -1,6 +1,6 @@
 // The one path from a binding to its kernel: run_kernel. Eagerly it releases the GIL and calls the kernel;
 // while nnx.compile captures a step on this thread, it also hands the call to the Recorder, which appends it
-// to the step's Plan (compile/plan.h) and keeps the arrays it touches alive.
+// to the step's Plan (compile/plan.h) and keeps the arrays it touches alive (bindings/compile.cpp).
 //
 // A binding checks its arguments first, then calls
 //   run_kernel("op", {{x, Use::read}, {y, Use::write}}, {scalar, ...}, [=](int nt) { kernel<T>(..., nt); });

@@ -2,7 +2,8 @@
 // holding the raw pointers, sizes and scalars it was called with, replayed in order without Python.
 //
 // Contract: a plan neither allocates nor owns the arrays behind its pointers; whoever records it keeps them
-// alive for as long as the plan may run (bindings/compile.cpp holds the NumPy arrays). Each call receives the
+// alive for as long as the plan may run (bindings/compile.cpp holds the NumPy arrays, and owns the blocks of the
+// op results made during the capture, which it reuses as the capture drops them). Each call receives the
 // thread count at replay time and fetches its workspace when it runs (workspaces are per thread, and a plan
 // may be replayed from another thread than the one that recorded it). A call that finds its inputs invalid
 // (e.g. a class index out of range in new targets) throws; the replay stops there and the exception
