@@ -933,8 +933,9 @@ inline ConvGeom dx_phase_geom(const ConvGeom& g, const DxPhases& ps, const DxPha
 
 ConvDxPath dx_forced = ConvDxPath::automatic;
 
-// The largest dz of one image for which kvec is considered: P x Q pixels, and Kg x P x Q elements (64 KB of float32).
-constexpr int64_t kKvecMaxDzPixels = 400, kKvecMaxDzElems = 16384;
+// The largest dz of one image for which kvec is considered: P x Q pixels, and Kg x P x Q elements (32 KB of float32;
+// 64 KB on the full-width table, whose CPUs measured it with an L1 of 48 KB: direct_wide > 1).
+constexpr int64_t kKvecMaxDzPixels = 400, kKvecMaxDzElems = 8192, kKvecMaxDzElemsWide = 16384;
 
 }  // namespace
 
@@ -978,8 +979,9 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   // in pixels was the better bound: 3-8 channels from 64 filters (dz 49-64 KB) on 14x14 and 16x16, kvec
   // 1.1-1.75x faster than direct; on 28x28 and 32x32 behind or even whatever the filters (the 180-layer
   // sweep of conv_ukernels_zmm_avx512.cpp's dx rates).
-  if (g.P * g.Q > kKvecMaxDzPixels || g.Kg() * g.P * g.Q > kKvecMaxDzElems) return path;
   const auto& kern = conv_ukernels<float>();
+  const int64_t max_elems = kern.direct_wide > 1 ? kKvecMaxDzElemsWide : kKvecMaxDzElems;
+  if (g.P * g.Q > kKvecMaxDzPixels || g.Kg() * g.P * g.Q > max_elems) return path;
   const double kvec_rate = g.Kg() % (8 * kern.kvec_wide) == 0 ? kern.kvec_wide_rate : 1.0;
   const double kvec = 1.3 * std::ceil(Kg / 8.0) / kvec_rate * rows * dx_cols_on_dz_pairs(g) + 1.0;
   return kvec < best ? ConvDxPath::kvec : path;
