@@ -116,13 +116,11 @@ void gemm_block(const GemmUkernels<T>& kr, int64_t M, int64_t N, int64_t K, T al
   const bool chunk_at_a_time = M <= MC;
   const int64_t chunk = std::max<int64_t>(NR, kPackBChunkBytes / (KC * static_cast<int64_t>(sizeof(T))) / NR * NR);
   // A small B read in place by its rows (see in_place_b) rather than packed, sliver by sliver; so is any B that at
-  // most kInPlaceBMaxASlivers slivers of A meet, with a packed A read through the same kernel (its sliver is A(i,
-  // p) = a[i + p * MR]).
-  // Not where B's rows lie a multiple of 8 KiB apart: a sliver's rows then share a few L1 sets (16 x 2048 x 512
-  // 0.83x and 16 x 4096 x 1024 0.71x in place).
-  const bool few_a_slivers = ceil_div(M, MR) <= kInPlaceBMaxASlivers && (rs_b * static_cast<int64_t>(sizeof(T))) % 8192 != 0;
+  // most kInPlaceBMaxASlivers slivers of A meet (rows not kInPlaceBSetConflictStride apart), with a packed A read
+  // through the same kernel (its sliver is A(i, p) = a[i + p * MR]).
+  const bool few_a_slivers = ceil_div(M, MR) <= kInPlaceBMaxASlivers && rs_b * elem % kInPlaceBSetConflictStride != 0;
   const bool in_place_b = kr.ukernel_strided_ab && cs_b == 1 &&
-                          ((strided_a && K * N * static_cast<int64_t>(sizeof(T)) <= kInPlaceBMaxBytes) || few_a_slivers);
+                          ((strided_a && K * N * elem <= kInPlaceBMaxBytes) || few_a_slivers);
 
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);

@@ -101,6 +101,9 @@ constexpr long kInPlaceBMaxBytes = 32L << 10;
 // of B's slivers then meets at most two micro-tiles, and packing it (a read, a write and a read back) cost more
 // than the tiles' own reads of its rows. A linear layer's weight gradient dy^T x for 10 outputs (10 x 256 x 1024,
 // B 1 MiB) and a dx of 16 filters; figures at gemm.cpp's in_place_b. The same sums.
+// Not where B's rows lie a multiple of this many bytes apart: a sliver's rows then share a few L1 sets (16 x 2048 x
+// 512 0.83x and 16 x 4096 x 1024 0.71x in place).
 constexpr int kInPlaceBMaxASlivers = 2;
+constexpr long kInPlaceBSetConflictStride = 8192;
 
 }  // namespace nnx
