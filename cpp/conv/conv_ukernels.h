@@ -77,6 +77,20 @@ struct ConvUkernels {
   // over one image.
   void (*dwise_lanes_dw)(const ConvGeom& g, const T* x_block, const T* dz_block, int nc, T* acc, T* scratch);
   int64_t (*dwise_lanes_scratch)(const ConvGeom& g);  // the three above
+  // The forward on flat planes (simd/depthwise_flat.inc), where conv.cpp's dwise_flat_fits: output vectors of
+  // flat_lanes pixels, whatever rows they span, one masked load and multiply-add a tap. plan
+  // (dwise_flat_plan_elems(g) elements, once per call): the tap offsets and lane masks. For channels c0 ..
+  // c0 + nc - 1 of one image (x_img, y_img at its first planes), y planes c*m .. c*m + m - 1 = act(conv + b).
+  void (*dwise_flat_plan)(const ConvGeom& g, T* plan);
+  int64_t (*dwise_flat_plan_elems)(const ConvGeom& g);
+  void (*dwise_flat_fwd)(const ConvGeom& g, const T* plan, const T* x_img, int64_t c0, int64_t nc, const T* w,
+                         const T* b, T* y_img, Act act, T slope, T* scratch);
+  int64_t (*dwise_flat_scratch)(const ConvGeom& g);
+  int flat_lanes;
+  // Whether its masked loads are instructions (AVX2, AVX-512; lane by lane in the portable build), and whether
+  // strided layers take it too (through their phases), as measured per table: conv.cpp's dwise_flat_forward.
+  bool flat_masked_loads;
+  bool dwise_flat_strided;
 
   // --- im2col (simd/im2col.inc): the copies around the GEMM of gemm.h.
   // col(row, j) for rows (c, r, s) of the group's Cg channels of one image (x points at its first channel)

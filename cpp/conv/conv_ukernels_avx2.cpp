@@ -8,6 +8,10 @@
 // (on 7x7 4.4 against 8.9).
 #define NNX_CONV_WINO45_MIN_CHANNELS 16
 #define NNX_CONV_WINO45_MIN_CHANNEL_SUM 48
+// The flat depthwise forward against the lane kernels at stride 2 on this table (1 thread, batch 64, 3x3, the Xeon
+// with NNX_ISA=avx2, ms): 1.95 against 1.40 (64 channels, 32x32), 1.11 against 0.68 (128, 16x16); at stride 1 it
+// won 2.5x on 32x32 and ran even on 16x16 and 8x8, 0.92x on 56x56.
+#define NNX_CONV_DW_FLAT_STRIDED 0
 #include "conv/simd/table.inc"
 
 namespace nnx {

@@ -27,7 +27,16 @@ CASES = {
     "one_pixel": ((1, 1, 1, 1), (1, 1, 1, 1), {}),
     "pad_beyond_kernel": ((2, 3, 6, 5), (4, 3, 2, 2), dict(padding=(3, 2))),
     "depthwise_pad_beyond": ((1, 2, 5, 4), (2, 1, 1, 2), dict(padding=2, groups=2)),
-    # One filter per channel runs with the channels in the lanes (simd/depthwise.inc): 11 channels = a whole
+    # The depthwise forward on flat planes (simd/depthwise_flat.inc), where it applies: vectors of outputs that
+    # span rows (8x8: two rows a 16-float vector), stride 2 through the phases with odd widths, two filters a
+    # channel and a 5x5 filter, padding wider than the filter's half (stride 1, planes Q wider than W), unequal
+    # strides (rows through phases, columns in place).
+    "depthwise_flat_8x8": ((3, 20, 8, 8), (20, 1, 3, 3), dict(padding=1, groups=20)),
+    "depthwise_flat_s2_odd": ((2, 6, 15, 13), (12, 1, 5, 5), dict(stride=2, padding=2, groups=6)),
+    "depthwise_flat_pad_wide": ((2, 4, 6, 5), (4, 1, 3, 3), dict(padding=2, groups=4)),
+    "depthwise_flat_s21": ((2, 5, 9, 7), (5, 1, 3, 3), dict(stride=(2, 1), padding=1, groups=5)),
+    # The backward passes of one filter per channel, and the forward where the flat planes do not apply (sw Q <
+    # W), run with the channels in the lanes (simd/depthwise.inc): 11 channels = a whole
     # block of 8 floats and a partial one (4 doubles: two and a partial); stride 2 (dx by pixel classes, some
     # with no tap), stride 3 and a 7x7 filter (49 taps: weight-gradient groups of 9 and a short one),
     # dilation, unequal strides and paddings, planes narrower than a vector.
@@ -842,3 +851,23 @@ def test_conv2d_max_pool2d_errors(rng):
             nnx._C.conv2d_max_pool2d(x, w, None, bad_out, bad_idx, plan, kh, 2, 2, 2, False)
     empty_y, empty_idx = ops.conv2d_max_pool2d(x[:0], w, kernel_size=2)
     assert empty_y.shape == (0, 3, 2, 2) and empty_idx.shape == (0, 3, 2, 2)
+
+
+def test_depthwise_flat_plan_follows_the_geometry(dtype, rng):
+    """The flat depthwise forward keeps the last plan (lane masks, tap offsets) a thread made: calls that alternate
+    between geometries, and ones that change only the batch or the channels, must each get their own layer's
+    result, the bits of a first call."""
+    layers = [((2, 6, 8, 8), dict(padding=1)), ((1, 6, 8, 8), dict(padding=1, stride=2)),
+              ((3, 9, 8, 8), dict(padding=1)), ((2, 6, 7, 9), dict(padding=1)), ((2, 6, 8, 8), dict(padding=2)),
+              # the same output shape from another padding: only the padding tells these two apart
+              ((1, 6, 9, 8), dict(stride=(3, 1), padding=(0, 1))), ((1, 6, 9, 8), dict(stride=(3, 1), padding=1))]
+    args = []
+    for xs, kw in layers:
+        x, w, b = random(rng, xs, dtype), random(rng, (xs[1], 1, 3, 3), dtype), random(rng, (xs[1],), dtype)
+        args.append((x, w, b, dict(kw, groups=xs[1])))
+    first = [ops.conv2d(x, w, b, algorithm="depthwise", **kw) for x, w, b, kw in args]
+    for (x, w, b, kw), y in zip(args, first):
+        assert_close(y, ref.conv2d(x, w, b, **kw), dtype, k=9, name="depthwise flat")
+    for (x, w, b, kw), y in reversed(list(zip(args, first))):
+        np.testing.assert_array_equal(ops.conv2d(x, w, b, algorithm="depthwise", **kw), y)
+
