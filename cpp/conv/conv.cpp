@@ -537,8 +537,10 @@ bool dwise_flat_forward(const ConvGeom& g) {
 }
 
 // The flat forward's plan (lane masks and tap offsets) depends on the plane's geometry only: each thread keeps
-// the last one it made, so a network's repeated calls on one layer make it once (it costs as much as the
-// layer's forward on one 32x32 image).
+// the last kDwFlatKeptPlans it made (a network's depthwise layers, called in turn), so repeated calls on a layer
+// make it once (for 32x32 it costs about a quarter of the layer's forward on one image).
+constexpr int kDwFlatKeptPlans = 8;
+
 template <class T>
 const T* dwise_flat_plan_for(const ConvUkernels<T>& kern, const ConvGeom& g) {
   struct Kept {
@@ -546,18 +548,22 @@ const T* dwise_flat_plan_for(const ConvUkernels<T>& kern, const ConvGeom& g) {
     ConvGeom g{};
     std::vector<T> plan;
   };
-  thread_local Kept kept;
-  auto same = [&](const ConvGeom& a) {
-    return a.H == g.H && a.W == g.W && a.P == g.P && a.Q == g.Q && a.R == g.R && a.S == g.S && a.sh == g.sh &&
-           a.sw == g.sw && a.ph == g.ph && a.pw == g.pw && a.dh == g.dh && a.dw == g.dw;
+  thread_local Kept kept[kDwFlatKeptPlans];
+  thread_local int next = 0;  // the one to replace: the oldest
+  auto same = [&](const Kept& k) {
+    const ConvGeom& a = k.g;
+    return k.kern == &kern && a.H == g.H && a.W == g.W && a.P == g.P && a.Q == g.Q && a.R == g.R && a.S == g.S &&
+           a.sh == g.sh && a.sw == g.sw && a.ph == g.ph && a.pw == g.pw && a.dh == g.dh && a.dw == g.dw;
   };
-  if (kept.kern != &kern || !same(kept.g)) {
-    kept.plan.assign(static_cast<size_t>(kern.dwise_flat_plan_elems(g)), T(0));
-    kern.dwise_flat_plan(g, kept.plan.data());
-    kept.kern = &kern;
-    kept.g = g;
-  }
-  return kept.plan.data();
+  for (const Kept& k : kept)
+    if (same(k)) return k.plan.data();
+  Kept& k = kept[next];
+  next = (next + 1) % kDwFlatKeptPlans;
+  k.plan.assign(static_cast<size_t>(kern.dwise_flat_plan_elems(g)), T(0));
+  kern.dwise_flat_plan(g, k.plan.data());
+  k.kern = &kern;
+  k.g = g;
+  return k.plan.data();
 }
 
 // Output planes per unit of the flat forward: units of about kDwFlatUnitOutputs outputs (an 8x8 plane alone is

@@ -854,13 +854,14 @@ def test_conv2d_max_pool2d_errors(rng):
 
 
 def test_depthwise_flat_plan_follows_the_geometry(dtype, rng):
-    """The flat depthwise forward keeps the last plan (lane masks, tap offsets) a thread made: calls that alternate
+    """The flat depthwise forward keeps the last plans (lane masks, tap offsets) a thread made: calls that alternate
     between geometries, and ones that change only the batch or the channels, must each get their own layer's
-    result, the bits of a first call."""
+    result, the bits of a first call; more layers than it keeps plans (8), so some are made again."""
     layers = [((2, 6, 8, 8), dict(padding=1)), ((1, 6, 8, 8), dict(padding=1, stride=2)),
               ((3, 9, 8, 8), dict(padding=1)), ((2, 6, 7, 9), dict(padding=1)), ((2, 6, 8, 8), dict(padding=2)),
               # the same output shape from another padding: only the padding tells these two apart
-              ((1, 6, 9, 8), dict(stride=(3, 1), padding=(0, 1))), ((1, 6, 9, 8), dict(stride=(3, 1), padding=1))]
+              ((1, 6, 9, 8), dict(stride=(3, 1), padding=(0, 1))), ((1, 6, 9, 8), dict(stride=(3, 1), padding=1)),
+              ((2, 4, 5, 5), dict(padding=1)), ((2, 4, 6, 6), dict(padding=1)), ((2, 4, 6, 6), dict(padding=(1, 2)))]
     args = []
     for xs, kw in layers:
         x, w, b = random(rng, xs, dtype), random(rng, (xs[1], 1, 3, 3), dtype), random(rng, (xs[1],), dtype)
