@@ -39,9 +39,11 @@ struct ConvGeom {
 //              the GEMM of gemm.h; tiles span several whole images when images are small.
 //   direct:    few input channels: SIMD over output pixels of a row, all filter taps in registers;
 //              for stride 1 its dx is a direct convolution too (flipped filters over the padded dz).
-//   depthwise: C/groups == 1 (each output channel reads one input channel): with one filter per channel, SIMD
-//              across a block of channels (each vector one pixel's channels); with more, per-plane SIMD kernels
-//              (also the forward and dx at stride 1 on output rows of 32, 48, .. columns).
+//   depthwise: C/groups == 1 (each output channel reads one input channel): the forward on flat planes where
+//              it applies (simd/depthwise_flat.inc: vectors of outputs across rows, a masked load a tap; conv.cpp's
+//              dwise_flat_forward); otherwise, and for the backward, with one filter per channel SIMD across a block
+//              of channels (each vector one pixel's channels); with more, per-plane SIMD kernels (also the forward
+//              and dx at stride 1 on output rows of 32, 48, .. columns).
 //   implicit:  implicit GEMM, SIMD over output channels: (pixels x channels) = (pixels x taps) (taps x
 //              channels), the first operand read from x through offsets instead of im2col columns; for
 //              at least 16 filters and up to 1024 taps (4096 with full-width 512-bit pipes), the layers

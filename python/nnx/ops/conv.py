@@ -1,7 +1,10 @@
 """2-D convolution on the C++ kernels (cpp/conv): NCHW, PyTorch's conv2d semantics.
 
 The algorithm is chosen per shape (see `conv2d_algorithm`):
-- "depthwise" for one input channel per group (groups > 1);
+- "depthwise" for one input channel per group (groups > 1); its forward runs on flat planes (a vector of
+  outputs across rows, one masked load a tap) at stride 1 or 2 where stride times the output's width reaches
+  the input's (padding of half the filter; stride 1 only with AVX2), else, like its backward, across channels
+  or plane by plane;
 - "gemm1x1" for 1x1 kernels with stride 1 and no padding (one GEMM per image on x itself);
 - for stride 1 with at most 8 input channels per group and C/groups*R*S <= 256, "direct" or "implicit",
   whichever a cost model (multiply-adds over the fraction of vector lanes kept busy, plus implicit's
