@@ -485,8 +485,9 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, con
 }
 
 // Whether a depthwise pass runs the lane kernels (channels in the lanes; one filter per channel) rather than the
-// per-plane ones (the forward asks only where the flat planes do not apply: dwise_flat_forward). The per-plane forward and dx are ahead only at stride 1 on output rows that fill their
-// two-vector blocks, of 32 columns and more: measured (Zen 4, 1 thread, batch 32), the lanes' time over the
+// per-plane ones (the forward asks only where the flat planes do not apply: dwise_flat_forward). The per-plane
+// forward and dx are ahead only at stride 1 on output rows that fill their two-vector blocks, of 32 columns and
+// more: measured (Zen 4, 1 thread, batch 32), the lanes' time over the
 // per-plane kernels' was 1.0-1.35 on 32x32 and 112x112 maps, 0.8-1.3 on 14x14 to 56x56, 0.35-0.6 on 8x8 and 7x7,
 // 0.15-0.45 at stride 2; for the weight gradient 0.12-1.0 everywhere (no reduction across lanes per tap and image).
 // Where the per-plane kernels run 64-byte vectors and the lane kernels 32-byte ones (the table for CPUs whose
@@ -525,10 +526,11 @@ void for_each_lane_block(const ConvGeom& g, const T* w, const T* b, bool flipped
 // Whether the depthwise forward runs on flat planes (simd/depthwise_flat.inc): where a lane that reads outside
 // the plane it reads is padding (sw Q >= W), its plan of lane masks stays small, the table's masked loads are
 // instructions, and, with a stride, where the table takes strides (1 or 2: other strides build their phases
-// element by element). Measured against the per-plane and lane kernels (Xeon, full-width table, 1 thread,
-// 3x3 with padding 1 and ReLU, ms): batch 64, 32 channels on 32x32 1.26 -> 0.93; 64 on 32x32 at stride 2
-// 2.00 -> 1.09; 128 on 16x16 1.50 -> 0.90, at stride 2 1.00 -> 0.93; 256 on 8x8 1.47 -> 0.54; batch 32, 512 on
-// 7x7 1.35 -> 0.52, 32 on 112x112 16.8 -> 9.8. On the 32-byte AVX-512 table (NNX_WIDE_FMA=0) 1.05-2.9x.
+// element by element). Against the per-plane and lane kernels (Xeon, full-width table, 3x3 with padding 1, bias
+// and ReLU; one process alternating the two builds, medians, 1 thread, ms): batch 64, 32 channels on 32x32 1.35
+// -> 0.98; 64 on 32x32 at stride 2 2.23 -> 1.32; 128 on 16x16 1.61 -> 0.99, at stride 2 1.04 -> 0.97; 256 on 8x8
+// 1.56 -> 0.57; batch 32, 512 on 7x7 1.37 -> 0.61, 32 on 112x112 16.2 -> 10.8. On the 32-byte AVX-512 table
+// (NNX_WIDE_FMA=0, separate processes) 1.05-2.9x.
 bool dwise_flat_forward(const ConvGeom& g) {
   const ConvUkernels<float>& kern = conv_ukernels<float>();
   const bool strided = g.sh != 1 || g.sw != 1;

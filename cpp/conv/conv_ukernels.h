@@ -77,7 +77,7 @@ struct ConvUkernels {
   // over one image.
   void (*dwise_lanes_dw)(const ConvGeom& g, const T* x_block, const T* dz_block, int nc, T* acc, T* scratch);
   int64_t (*dwise_lanes_scratch)(const ConvGeom& g);  // the three above
-  // The forward on flat planes (simd/depthwise_flat.inc), where conv.cpp's dwise_flat_fits: output vectors of
+  // The forward on flat planes (simd/depthwise_flat.inc), where conv.cpp's dwise_flat_forward: output vectors of
   // flat_lanes pixels, whatever rows they span, one masked load and multiply-add a tap. plan
   // (dwise_flat_plan_elems(g) elements, once per call): the tap offsets and lane masks. For channels c0 ..
   // c0 + nc - 1 of one image (x_img, y_img at its first planes), y planes c*m .. c*m + m - 1 = act(conv + b).
