@@ -1216,8 +1216,29 @@ void backward_depthwise_lanes(const ConvGeom& g, const T* dz, const T* x, const 
     });
 }
 
+// dx of a stride-1 layer with one filter per channel as the flat forward (forward_depthwise_flat) of dz with the
+// flipped filters: a stride-1 convolution padded by (R - 1) dh - ph rows and (S - 1) dw - pw columns, whose output
+// is x's shape. Each dx element sums its taps in the flipped filter's order, as the lane kernels' dx does. Where
+// that padding is not negative and the flat forward applies to it; false (nothing done) otherwise.
+template <class T>
+bool backward_depthwise_flat_dx(const ConvGeom& g, const T* dz, const T* w, T* dx, int nthreads) {
+  if (g.Kg() != 1 || g.sh != 1 || g.sw != 1) return false;
+  ConvGeom t = g;
+  t.H = g.P, t.W = g.Q, t.P = g.H, t.Q = g.W;
+  t.ph = (g.R - 1) * g.dh - g.ph, t.pw = (g.S - 1) * g.dw - g.pw;
+  if (t.ph < 0 || t.pw < 0 || !dwise_flat_forward(t)) return false;
+  const int64_t RS = g.R * g.S;
+  T* flipped = workspace_as<T>(kWsConvPack, g.C * RS);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t i = 0; i < RS; ++i) flipped[c * RS + i] = w[c * RS + RS - 1 - i];
+  forward_depthwise_flat(t, dz, flipped, static_cast<const T*>(nullptr), dx, Act::none, T(0), nthreads);
+  return true;
+}
+
 template <class T>
 void backward_depthwise(const ConvGeom& g, const T* dz, const T* x, const T* w, T* dx, T* dw, int nthreads) {
+  if (dx && backward_depthwise_flat_dx(g, dz, w, dx, nthreads)) dx = nullptr;
+  if (!dx && !dw) return;
   const bool lanes_dx = dx && depthwise_lanes(g, DwPass::data), lanes_dw = dw && depthwise_lanes(g, DwPass::weights);
   if (lanes_dx || lanes_dw)
     backward_depthwise_lanes(g, dz, x, w, lanes_dx ? dx : nullptr, lanes_dw ? dw : nullptr, nthreads);
