@@ -86,6 +86,14 @@ struct ConvUkernels {
   void (*dwise_flat_fwd)(const ConvGeom& g, const T* plan, const T* x_img, int64_t c0, int64_t nc, const T* w,
                          const T* b, T* y_img, Act act, T slope, T* scratch);
   int64_t (*dwise_flat_scratch)(const ConvGeom& g);
+  // dx at stride 2 (no dilation, one filter per channel, ceil(W / 2) == Q) by dx's four phases, each a flat
+  // forward over dz with its taps, interleaved into dx's plane c of one image. plan: dwise_flat_dx2_plan's
+  // (dwise_flat_dx2_plan_elems(g) elements, once per call).
+  void (*dwise_flat_dx2_plan)(const ConvGeom& g, T* plan);
+  int64_t (*dwise_flat_dx2_plan_elems)(const ConvGeom& g);
+  void (*dwise_flat_dx2)(const ConvGeom& g, const T* plan, const T* dz_plane, const T* w_c, T* dx_plane,
+                         T* scratch);
+  int64_t (*dwise_flat_dx2_scratch)(const ConvGeom& g);
   int flat_lanes;
   // Whether its masked loads are instructions (AVX2, AVX-512; lane by lane in the portable build), and whether
   // strided layers take it too (through their phases), as measured per table: conv.cpp's dwise_flat_forward.

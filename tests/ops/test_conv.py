@@ -37,6 +37,8 @@ CASES = {
     "depthwise_flat_s2_odd": ((2, 6, 15, 13), (12, 1, 5, 5), dict(stride=2, padding=2, groups=6)),
     "depthwise_flat_pad_wide": ((2, 4, 6, 5), (4, 1, 3, 3), dict(padding=2, groups=4)),
     "depthwise_flat_s21": ((2, 5, 9, 7), (5, 1, 3, 3), dict(stride=(2, 1), padding=1, groups=5)),
+    # dx at stride 2 by its phases (conv.cpp's backward_depthwise_flat_dx2): odd width and a 5x5 filter
+    "depthwise_flat_dx2_odd": ((2, 7, 8, 9), (7, 1, 5, 5), dict(stride=2, padding=2, groups=7)),
     # The backward passes of one filter per channel, and the forward where the flat planes do not apply (sw Q <
     # W), run with the channels in the lanes (simd/depthwise.inc): 11 channels = a whole
     # block of 8 floats and a partial one (4 doubles: two and a partial); stride 2 (dx by pixel classes, some
