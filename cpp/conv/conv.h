@@ -41,9 +41,11 @@ struct ConvGeom {
 //              for stride 1 its dx is a direct convolution too (flipped filters over the padded dz).
 //   depthwise: C/groups == 1 (each output channel reads one input channel): the forward on flat planes where
 //              it applies (simd/depthwise_flat.inc: vectors of outputs across rows, a masked load a tap; conv.cpp's
-//              dwise_flat_forward); otherwise, and for the backward, with one filter per channel SIMD across a block
-//              of channels (each vector one pixel's channels); with more, per-plane SIMD kernels (also the forward
-//              and dx at stride 1 on output rows of 32, 48, .. columns).
+//              dwise_flat_forward), and with one filter per channel its dx too (at stride 1 the flat forward over
+//              dz, at stride 2 on the AVX-512 tables four phases of it); otherwise, and for the weight gradient,
+//              with one filter per channel SIMD across a block of channels (each vector one pixel's channels); with
+//              more, per-plane SIMD kernels (also the forward and dx at stride 1 on output rows of 32, 48, ..
+//              columns).
 //   implicit:  implicit GEMM, SIMD over output channels: (pixels x channels) = (pixels x taps) (taps x
 //              channels), the first operand read from x through offsets instead of im2col columns; for
 //              at least 16 filters and up to 1024 taps (4096 with full-width 512-bit pipes), the layers
