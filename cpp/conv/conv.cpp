@@ -487,9 +487,9 @@ void forward_implicit(const ConvGeom& g, const T* x, const T* w, const T* b, con
 // Whether a depthwise pass runs the lane kernels (channels in the lanes; one filter per channel) rather than the
 // per-plane ones (the forward asks only where the flat planes do not apply: dwise_flat_forward). The per-plane
 // forward and dx are ahead only at stride 1 on output rows that fill their two-vector blocks, of 32 columns and
-// more: measured (Zen 4, 1 thread, batch 32), the lanes' time over the
-// per-plane kernels' was 1.0-1.35 on 32x32 and 112x112 maps, 0.8-1.3 on 14x14 to 56x56, 0.35-0.6 on 8x8 and 7x7,
-// 0.15-0.45 at stride 2; for the weight gradient 0.12-1.0 everywhere (no reduction across lanes per tap and image).
+// more: measured (Zen 4, 1 thread, batch 32), the lanes' time over the per-plane kernels' was 1.0-1.35 on 32x32
+// and 112x112 maps, 0.8-1.3 on 14x14 to 56x56, 0.35-0.6 on 8x8 and 7x7, 0.15-0.45 at stride 2; for the weight
+// gradient 0.12-1.0 everywhere (no reduction across lanes per tap and image).
 // Where the per-plane kernels run 64-byte vectors and the lane kernels 32-byte ones (the table for CPUs whose
 // 512-bit multiply-adds run at twice the 256-bit rate: direct_wide 2), the per-plane forward is ahead from 10
 // columns and its dx from 28: measured on the Xeon (3x3, batch 16-64, 1 and 2 threads, the lanes' time over the
