@@ -103,12 +103,15 @@ bool conv_algo_applies(ConvAlgo a, const ConvGeom& g, std::string* why) {
 }
 
 // Taps (C/groups x R x S) up to which the implicit GEMM beats im2col (see conv_pick_algorithm): 1024 for a
-// tile at the 32-byte rate (measured on Zen 4), 4096 where it runs at twice that (full-width 512-bit pipes,
-// measured on the Xeon). The latter also bounds the taps of one phase of a strided dx (dx_phases_apply).
+// tile at the 32-byte rate (measured on Zen 4 before its dx model was fitted), 4096 where it runs at twice that
+// (full-width 512-bit pipes, measured on the Xeon), or the table's own bound (igemm_max_taps: Zen 4's, measured
+// since, conv_ukernels_avx512.cpp). 4096 also bounds the taps of one phase of a strided dx (dx_phases_apply).
 constexpr int64_t kImplicitMaxTaps = 1024, kImplicitMaxTapsWide = 4096;
 
 static int64_t implicit_max_taps(const ConvGeom& g) {
-  return conv_ukernels<float>().igemm_for(g).rate > 1 ? kImplicitMaxTapsWide : kImplicitMaxTaps;
+  const auto& kern = conv_ukernels<float>();
+  if (kern.igemm_max_taps > 0) return kern.igemm_max_taps;
+  return kern.igemm_for(g).rate > 1 ? kImplicitMaxTapsWide : kImplicitMaxTaps;
 }
 
 // The implicit GEMM's weight gradient adds each image's products into dwT (taps x Kp per group): up to this
@@ -969,9 +972,14 @@ inline bool dx_phases_apply(const ConvGeom& g) {
 // 1.02x, bench/test_conv.py's 64 -> 128 on 32x32 (batch 16) 1.03x; 2 threads 1.07-1.26x, float64 1.20-1.23x.
 // On small outputs a phase is a tile or two of pixels against all its filters, and col2im's GEMM on tiles of
 // several images (kDeepTileCols) did better: 256 -> 512 on 7x7 outputs 0.90x, 128 -> 256 on 4x4 0.87x, 256 ->
-// 256 on 8x8 1.01x, ResNet-20's 32 -> 64 on 8x8 1.11x; so the phases need 64 output pixels.
+// 256 on 8x8 1.01x, ResNet-20's 32 -> 64 on 8x8 1.11x; so the phases need 64 output pixels there (the table's
+// dx_phases_min_pixels, and dx_phases_min_pixels_many_taps for layers of more than kImplicitMaxTaps taps: Zen 4's
+// differ, conv_ukernels_avx512.cpp).
 inline bool dx_by_phases(const ConvGeom& g) {
-  return dx_phases_apply(g) && g.R >= g.sh && g.S >= g.sw && lane_fill(g.Cg(), 16) >= 0.75 && g.PQ() >= 64;
+  const auto& kern = conv_ukernels<float>();
+  const int64_t min_pixels =
+      g.CgRS() > kImplicitMaxTaps ? kern.dx_phases_min_pixels_many_taps : kern.dx_phases_min_pixels;
+  return dx_phases_apply(g) && g.R >= g.sh && g.S >= g.sw && lane_fill(g.Cg(), 16) >= 0.75 && g.PQ() >= min_pixels;
 }
 
 inline DxPhases dx_phases(const ConvGeom& g) {
@@ -1001,10 +1009,6 @@ inline ConvGeom dx_phase_geom(const ConvGeom& g, const DxPhases& ps, const DxPha
 }
 
 ConvDxPath dx_forced = ConvDxPath::automatic;
-
-// The largest dz of one image for which kvec is considered: P x Q pixels, and Kg x P x Q elements (32 KB of float32;
-// 64 KB on the full-width table, whose CPUs measured it with an L1 of 48 KB: direct_wide > 1).
-constexpr int64_t kKvecMaxDzPixels = 400, kKvecMaxDzElems = 8192, kKvecMaxDzElemsWide = 16384;
 
 }  // namespace
 
@@ -1047,11 +1051,11 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   // (LeNet's conv2, 6 KB: 0.33 against 0.46; 20x20, 26 KB: 1.07 against 1.22; 16x16, 16 KB: even). Its size
   // in pixels was the better bound: 3-8 channels from 64 filters (dz 49-64 KB) on 14x14 and 16x16, kvec
   // 1.1-1.75x faster than direct; on 28x28 and 32x32 behind or even whatever the filters (the 180-layer
-  // sweep of conv_ukernels_zmm_avx512.cpp's dx rates).
+  // sweep of conv_ukernels_zmm_avx512.cpp's dx rates). The bounds, and kvec's rate, are the table's
+  // (kvec_max_dz_pixels, kvec_max_dz_elems, kvec_dx_rate): Zen 4's measured otherwise (conv_ukernels_avx512.cpp).
   const auto& kern = conv_ukernels<float>();
-  const int64_t max_elems = kern.direct_wide > 1 ? kKvecMaxDzElemsWide : kKvecMaxDzElems;
-  if (g.P * g.Q > kKvecMaxDzPixels || g.Kg() * g.P * g.Q > max_elems) return path;
-  const double kvec_rate = g.Kg() % (8 * kern.kvec_wide) == 0 ? kern.kvec_wide_rate : 1.0;
+  if (g.P * g.Q > kern.kvec_max_dz_pixels || g.Kg() * g.P * g.Q > kern.kvec_max_dz_elems) return path;
+  const double kvec_rate = (g.Kg() % (8 * kern.kvec_wide) == 0 ? kern.kvec_wide_rate : 1.0) * kern.kvec_dx_rate;
   const double kvec = 1.3 * std::ceil(Kg / 8.0) / kvec_rate * rows * dx_cols_on_dz_pairs(g) + 1.0;
   return kvec < best ? ConvDxPath::kvec : path;
 }

@@ -52,6 +52,10 @@ struct ConvUkernels {
   // the speed that gives over one vector per multiply-add, as measured (conv_dx_path's cost model reads it).
   int kvec_wide;
   double kvec_wide_rate;
+  // kvec's rate over the dx model's for it (conv_dx_path; fitted per table like Igemm::dx_rate), and the largest
+  // dz of one image the model lets it take: P x Q pixels and Kg x P x Q elements.
+  double kvec_dx_rate;
+  int64_t kvec_max_dz_pixels, kvec_max_dz_elems;
   // Output columns per multiply-add of the direct and per-plane depthwise kernels, in 32-byte vectors (2 on the
   // table for full-width 512-bit pipes; simd/direct.inc's kDirectWide): conv.cpp's depthwise_lanes reads it.
   int direct_wide;
@@ -138,6 +142,12 @@ struct ConvUkernels {
   } igemm[2];
   // The implicit tiles' dx rate on larger images, as a fraction of dx_rate (the same measurements).
   double igemm_dx_large_image_rate;
+  // Taps (C/groups x R x S) up to which conv_pick_algorithm takes the implicit GEMM over im2col; 0: by the tile's
+  // rate (conv.cpp's implicit_max_taps).
+  int64_t igemm_max_taps;
+  // The fewest output pixels (P x Q) with which a strided dx runs in phases (conv.cpp's dx_by_phases), for layers
+  // of up to kImplicitMaxTaps taps and for those of more.
+  int64_t dx_phases_min_pixels, dx_phases_min_pixels_many_taps;
   // The wide tile for groups of more channels than the narrow block holds (so its lanes are not half
   // empty): measured 1.29-1.47x faster than the narrow one on ResNet-20's 16->32 and 32->64 stride-2 layers on
   // a CPU with full-width 512-bit FMA pipes, where LeNet-5's 16-channel conv2 lost 0.86-0.90x with it.

@@ -25,6 +25,8 @@
 #define NNX_CONV_IG_DX_RATE 1.27
 #define NNX_CONV_IG_WIDE_DX_RATE 1.56
 #define NNX_CONV_IG_DX_LARGE_IMAGE_RATE 0.6
+// kvec's dz bound: 64 KB of float32, as measured with this Xeon's 48 KB of L1 (conv.cpp's conv_dx_path).
+#define NNX_CONV_KVEC_MAX_DZ_ELEMS 16384
 #define NNX_CONV_DIRECT_KB 8
 // The direct forward (and dx) in 32-column tiles of two 64-byte vectors where the padded row holds them:
 // LeNet-5's conv1 forward 1.18x, ResNet-20's 3 -> 16 stem 1.26x (1 thread); same bits. Up to 6 filters

@@ -253,11 +253,15 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((16, 256, 14, 14), (256, 256, 5, 5), padding=2) == "winograd"
     assert ops.conv2d_algorithm((16, 256, 7, 7), (256, 256, 5, 5), padding=2) == ("winograd" if wide else "im2col")
     assert ops.conv2d_algorithm((16, 256, 5, 5), (256, 256, 5, 5), padding=2) == "im2col"  # 3 tiles a row
-    # The implicit GEMM up to 1024 taps at the 32-byte rate, 4096 with the wide tile of full-width 512-bit pipes
+    # The implicit GEMM up to 1024 taps on the AVX2 and portable tables, 4096 on the AVX-512 ones (the wide tile of
+    # full-width 512-bit pipes; Zen 4's measured bound, cpp/conv/conv_ukernels_avx512.cpp)
+    upto4096 = nnx.cpu_info()["active_isa"] == "avx512"
     assert ops.conv2d_algorithm((16, 256, 8, 8), (128, 128, 3, 3), padding=1, groups=2) == (
-        "implicit" if wide else "im2col")  # 1152 taps
+        "implicit" if upto4096 else "im2col")  # 1152 taps
     assert ops.conv2d_algorithm((16, 256, 16, 16), (256, 256, 3, 3), stride=2, padding=1) == (
-        "implicit" if wide else "im2col")  # 2304 taps
+        "implicit" if upto4096 else "im2col")  # 2304 taps
+    assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 7, 7), padding=3) == (
+        "implicit" if upto4096 else "im2col")  # 3136 taps
     # but im2col's deep tiles where filters past 1 MiB meet outputs under 64 pixels (7x7 here)
     assert ops.conv2d_algorithm((16, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1) == "im2col"
     assert ops.conv2d_algorithm((16, 512, 8, 8), (512, 512, 3, 3), stride=2, padding=1) == "im2col"  # 4608 taps
@@ -265,7 +269,7 @@ def test_algorithm_choice():
     assert ops.conv2d_algorithm((1, 256, 8, 8), (256, 256, 3, 3), padding=1) == "im2col"
     assert ops.conv2d_algorithm((4, 256, 8, 8), (256, 256, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_algorithm((4, 256, 16, 16), (512, 256, 3, 3), stride=2, padding=1) == (
-        "implicit" if wide else "im2col")
+        "implicit" if upto4096 else "im2col")
     assert ops.conv2d_algorithm((2, 256, 16, 16), (512, 256, 3, 3), stride=2, padding=1) == "im2col"
     # Winograd transforms every filter per call: it needs 32 output tiles in the batch (64 past 8 MiB of them,
     # or 2 MiB of F(2x2, 3x3) ones)
@@ -372,7 +376,7 @@ def test_dx_as_transposed_implicit_gemm(rng, kw):
 @pytest.mark.parametrize("case", ["wide_direct", "wide_implicit", "lenet1", "lenet2", "strided3x3", "odd",
                                   "strided_phases"])
 @pytest.mark.parametrize("algo", ["direct", "implicit"])
-def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
+def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo, forced_dx_path):
     """The AVX-512 conv kernels block differently but sum every output in the AVX2 kernels' order, so
     conv.cpp may pick either table per shape: forward and every gradient are bitwise equal. Two exceptions
     on CPUs with full-width 512-bit FMA, which only agree to rounding: the kvec dx sums filters k and k + 8
@@ -387,6 +391,10 @@ def test_avx512_kernels_give_the_avx2_bits(dtype, rng, case, algo):
     out, dx_path = {}, {}
     before = nnx.cpu_info()["active_isa"]
     try:
+        # Which dx path the model picks is the table's (conv_ukernels_<isa>.cpp's rates); the bits compared are the
+        # kernels', so both tables run the AVX2 table's path (the phases, for strided_phases).
+        nnx.set_isa("avx2")
+        forced_dx_path("implicit" if case == "strided_phases" else ops.conv2d_dx_path(xs, ws, algorithm=algo, **kw))
         for isa in ("avx2", "avx512"):
             nnx.set_isa(isa)
             y = ops.conv2d(x, w, b, algorithm=algo, activation="relu", **kw)
@@ -497,19 +505,35 @@ def test_implicit_weight_gradient_past_l2_goes_through_the_gemm(rng, dtype):
 
 
 def test_dx_path_choice(forced_dx_path):
-    """The modelled choice of conv.cpp's conv_dx_path on the layers it was fitted to (1 thread, AVX-512)."""
+    """The modelled choice of conv.cpp's conv_dx_path on the layers it was fitted to (1 thread, AVX-512), with the
+    rates and kvec bounds of the active table (Zen 4's table, AVX-512 on 256-bit halves, has its own)."""
+    info = nnx.cpu_info()
+    zen4 = info["active_isa"] == "avx512" and not info["wide_vector_fma"]
     assert ops.conv2d_dx_path((64, 6, 14, 14), (16, 6, 5, 5)) == "kvec"             # LeNet conv2: half its taps on padding
-    # kvec only while an image's dz fits in 32 KB (L1): 16 x 28 x 28 floats do not
-    assert ops.conv2d_dx_path((64, 6, 28, 28), (16, 6, 5, 5), padding=2) == "direct"
-    assert ops.conv2d_dx_path((64, 3, 32, 32), (32, 3, 5, 5), padding=2) == "direct"
+    # kvec only while an image's dz fits in 32 KB (L1): 16 x 28 x 28 floats do not; on Zen 4 up to 1024 pixels
+    # and 256 KB, where it measured as fast as the direct kernel or faster
+    assert ops.conv2d_dx_path((64, 6, 28, 28), (16, 6, 5, 5), padding=2) == ("kvec" if zen4 else "direct")
+    assert ops.conv2d_dx_path((64, 8, 28, 28), (16, 8, 5, 5), padding=2, algorithm="implicit") == (
+        "kvec" if zen4 else "direct")  # (a Winograd plan otherwise)
+    assert ops.conv2d_dx_path((64, 3, 32, 32), (32, 3, 5, 5), padding=2) == ("kvec" if zen4 else "direct")
+    assert ops.conv2d_dx_path((64, 3, 48, 48), (32, 3, 5, 5), padding=2) == "direct"
     assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "winograd"  # Winograd plans
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_dx_path((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"
-    assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1, algorithm="implicit") == "direct"
+    # (Zen 4: the implicit GEMM 1.5x faster than the direct kernel there)
+    assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1, algorithm="implicit") == (
+        "implicit" if zen4 else "direct")
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1, algorithm="implicit") == "implicit"
     assert ops.conv2d_dx_path((64, 32, 14, 14), (64, 32, 5, 5), padding=2, algorithm="implicit") == "implicit"
     # Strided: in phases where every phase has taps and 16-channel blocks are at least 3/4 full
     assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1) == "implicit"  # ResNet-20
+    # from 64 output pixels; on Zen 4 from 16 up to 1024 taps, from 100 past them
+    assert ops.conv2d_dx_path((64, 32, 12, 12), (64, 32, 3, 3), stride=2, padding=1) == (
+        "implicit" if zen4 else "col2im")
+    assert ops.conv2d_dx_path((16, 256, 16, 16), (512, 256, 3, 3), stride=2, padding=1, algorithm="implicit") == (
+        "col2im" if zen4 else "implicit")
+    assert ops.conv2d_dx_path((16, 128, 20, 20), (128, 128, 3, 3), stride=2, padding=1, algorithm="implicit") == \
+        "implicit"
     assert ops.conv2d_dx_path((64, 12, 32, 32), (24, 12, 3, 3), stride=2, padding=1) == "implicit"
     assert ops.conv2d_dx_path((64, 8, 32, 32), (16, 8, 3, 3), stride=2, padding=1) == "col2im"
     assert ops.conv2d_dx_path((64, 16, 32, 32), (32, 16, 1, 1), stride=2) == "col2im"  # 3 phases of 4 without taps
