@@ -533,12 +533,14 @@ void for_each_lane_block(const ConvGeom& g, const T* w, const T* b, bool flipped
 // and ReLU; one process alternating the two builds, medians, 1 thread, ms): batch 64, 32 channels on 32x32 1.35
 // -> 0.98; 64 on 32x32 at stride 2 2.23 -> 1.32; 128 on 16x16 1.61 -> 0.99, at stride 2 1.04 -> 0.97; 256 on 8x8
 // 1.56 -> 0.57; batch 32, 512 on 7x7 1.37 -> 0.61, 32 on 112x112 16.2 -> 10.8. On the 32-byte AVX-512 table
-// (NNX_WIDE_FMA=0, separate processes) 1.05-2.9x.
+// (NNX_WIDE_FMA=0, separate processes) 1.05-2.9x; on Zen 4 that table's strided forward needs rows of at most 48
+// (NNX_CONV_DW_FLAT_STRIDED_MAX_WIDTH, conv_ukernels_avx512.cpp).
 bool dwise_flat_forward(const ConvGeom& g) {
   const ConvUkernels<float>& kern = conv_ukernels<float>();
   const bool strided = g.sh != 1 || g.sw != 1;
-  return g.Cg() == 1 && kern.flat_masked_loads && (!strided || (kern.dwise_flat_strided && g.sw <= 2)) &&
-         g.sw * g.Q >= g.W && ceil_div(g.PQ(), kern.flat_lanes) * g.R * g.S <= (int64_t{1} << 20);
+  const bool stride_taken = !strided || (g.W <= kern.dwise_flat_strided_max_width && g.sw <= 2);
+  return g.Cg() == 1 && kern.flat_masked_loads && stride_taken && g.sw * g.Q >= g.W &&
+         ceil_div(g.PQ(), kern.flat_lanes) * g.R * g.S <= (int64_t{1} << 20);
 }
 
 // The flat forward's plan (lane masks and tap offsets) depends on the plane's geometry only: each thread keeps

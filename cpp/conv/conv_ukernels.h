@@ -99,10 +99,11 @@ struct ConvUkernels {
                          T* scratch);
   int64_t (*dwise_flat_dx2_scratch)(const ConvGeom& g);
   int flat_lanes;
-  // Whether its masked loads are instructions (AVX2, AVX-512; lane by lane in the portable build), and whether
-  // strided layers take it too (through their phases), as measured per table: conv.cpp's dwise_flat_forward.
+  // Whether its masked loads are instructions (AVX2, AVX-512; lane by lane in the portable build), and the widest
+  // input rows with which strided layers take it too (through their phases; 0: none), as measured per table:
+  // conv.cpp's dwise_flat_forward.
   bool flat_masked_loads;
-  bool dwise_flat_strided;
+  int64_t dwise_flat_strided_max_width;
 
   // --- im2col (simd/im2col.inc): the copies around the GEMM of gemm.h.
   // col(row, j) for rows (c, r, s) of the group's Cg channels of one image (x points at its first channel)

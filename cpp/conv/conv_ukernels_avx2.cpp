@@ -11,7 +11,7 @@
 // The flat depthwise forward against the lane kernels at stride 2 on this table (1 thread, batch 64, 3x3, the Xeon
 // with NNX_ISA=avx2, ms): 1.95 against 1.40 (64 channels, 32x32), 1.11 against 0.68 (128, 16x16); at stride 1 it
 // won 2.5x on 32x32 and ran even on 16x16 and 8x8, 0.92x on 56x56.
-#define NNX_CONV_DW_FLAT_STRIDED 0
+#define NNX_CONV_DW_FLAT_STRIDED_MAX_WIDTH 0
 #include "conv/simd/table.inc"
 
 namespace nnx {

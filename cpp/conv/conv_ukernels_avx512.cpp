@@ -51,6 +51,12 @@
 // 128 1.03 / 1.42, 32 -> 64 1.18 / 1.19, 96 -> 96 1.10 / 1.14; on 64, 32 -> 64 1.16 / 1.16, 64 -> 128 even, 24
 // -> 48 0.95 / 0.91).
 #define NNX_CONV_IG_MAX_TAPS 4096
+// The flat depthwise forward at stride 2 on rows of up to 48 (simd/depthwise_flat.inc; its phases are built row by
+// row): against the lane kernels (3x3, bias and ReLU, one process alternating the builds, medians, 1 / 2 threads)
+// 1.45x / 1.09x on 64 channels of 32x32 (batch 64), 1.19x / 1.05x on 48 of 48x48, 1.35x / 1.14x on 64 of 40x40
+// (batch 32), but 0.84x / 0.92x on 96 of 56x56, 0.93x / 0.88x on 144 of 56x56, 0.81-0.84x / 0.88-0.89x on 32
+// and 64 of 112x112 (batch 16).
+#define NNX_CONV_DW_FLAT_STRIDED_MAX_WIDTH 48
 #define NNX_CONV_DX_PHASES_MIN_PIXELS 16
 #define NNX_CONV_DX_PHASES_MIN_PIXELS_MANY_TAPS 100
 #include "common/cpu.h"
