@@ -34,7 +34,9 @@
 // 1.17x the best time, worst 1.75x and 2.29x: the direct dx, modelled as fast a lane as the implicit GEMM's, ran
 // 1.5-2.2x its time from 16 channels up), these for 35 and 7 (1.025x and 1.004x; worst 1.64x and 1.22x). kvec
 // ran at the model's rate for the others, and won up to 32x32 (dz up to 256 KB: 64 filters on 32x32), where
-// the Xeon's bounds had kept it to 20x20.
+// the Xeon's bounds had kept it to 20x20. bench/conv_path_sweep.py's grids, before / after: dx 1.19x / 1.02x the
+// best time (85 / 21 of 180 layers 5% or more slower, worst 2.70x / 1.49x), dx-heldout 1.19x / 1.015x (49 / 13 of
+// 96, worst 2.00x / 1.27x).
 #define NNX_CONV_IG_DX_RATE 1.3
 #define NNX_CONV_IG_WIDE_DX_RATE 1.4
 #define NNX_CONV_KVEC_DX_RATE 1.3
