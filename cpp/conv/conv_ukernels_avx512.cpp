@@ -29,12 +29,13 @@
 #define NNX_CONV_KVEC_CB 12
 // The dx model's rates (conv.cpp's conv_dx_path), fitted to 1-thread timings of the direct, implicit and kvec dx of
 // 240 layers on Zen 4 (3-64 channels by 16-64 filters, 8x8 to 32x32, 3x3 and 5x5, stride 1, 1-64 images of about
-// 0.3 GFLOP) and checked on 240 others (4-96 channels by 10-96 filters, 7x7 to 24x24, 3x3 to 7x7): the tiles' and
-// Xeon's rates picked a path 5% or more slower than the best for 106 and 94 of them (geometric mean 1.18x and
-// 1.17x the best time, worst 1.75x and 2.29x: the direct dx, modelled as fast a lane as the implicit GEMM's, ran
-// 1.5-2.2x its time from 16 channels up), these for 35 and 7 (1.025x and 1.004x; worst 1.64x and 1.22x). kvec
-// ran at the model's rate for the others, and won up to 32x32 (dz up to 256 KB: 64 filters on 32x32), where
-// the Xeon's bounds had kept it to 20x20. bench/conv_path_sweep.py's grids, before / after: dx 1.19x / 1.02x the
+// 0.3 GFLOP) and checked on 240 others (4-96 channels by 10-96 filters, 7x7 to 24x24, 3x3 to 7x7): the tiles'
+// nominal rates with kvec's Xeon-fitted rate and bounds picked a path 5% or more slower than the best for 106 and 94
+// of them (geometric mean 1.18x and 1.17x the best time, worst 1.75x and 2.29x: the direct dx, modelled as fast a
+// lane as the implicit GEMM's, ran 1.5-2.2x its time from 16 channels up), these for 35 and 7 (1.025x and 1.004x;
+// worst 1.64x and 1.22x). kvec ran here at the model's nominal rate (kvec_dx_rate 1.3 undoes the 1 / 1.3 fitted on
+// the Xeon) and won up to 32x32 (dz up to 256 KB: 64 filters on 32x32), where the Xeon's bounds had kept it to
+// 20x20. bench/conv_path_sweep.py's grids, before / after: dx 1.19x / 1.02x the
 // best time (85 / 21 of 180 layers 5% or more slower, worst 2.70x / 1.49x), dx-heldout 1.19x / 1.015x (49 / 13 of
 // 96, worst 2.00x / 1.27x).
 #define NNX_CONV_IG_DX_RATE 1.3
@@ -47,7 +48,7 @@
 // 91.3, 128 -> 128 4x4 on 16x16 17.2 / 19.0 / 20.5 against 23.0 / 23.9 / 27.0, 256 -> 256 3x3 dilated 2 on 16x16
 // 42.1 / 43.1 / 49.7 against 47.9 / 48.9 / 49.9, 128 -> 128 3x3 stride 2 on 32x32 11.9 / 13.2 / 12.5 against
 // 16.4 / 15.6 / 16.2; the forward was ahead or even on every layer tried from 1152 to 3136 taps (stride 2 on 8x8
-// to 16x16 outputs: 0.95-1.0 of im2col's time). Their strided dx in phases needs 100 output pixels from 1024 taps
+// to 16x16 outputs: 0.95-1.0 of im2col's time). Their strided dx in phases needs 100 output pixels past 1024 taps
 // (col2im's time over the phases' on 64: 128 -> 256 0.95 / 0.87 at 1 / 2 threads, 256 -> 256 0.99 / 0.89, 256
 // -> 512 0.91 / 0.82, 160 -> 160 0.85 / 0.72; on 100 and more 1.07-1.15); below 1024 taps 16 (on 16 to 49: 64 ->
 // 128 1.03 / 1.42, 32 -> 64 1.18 / 1.19, 96 -> 96 1.10 / 1.14; on 64, 32 -> 64 1.16 / 1.16, 64 -> 128 even, 24
