@@ -3,7 +3,8 @@
 The algorithm is chosen per shape (see `conv2d_algorithm`):
 - "depthwise" for one input channel per group (groups > 1); its forward runs on flat planes (a vector of
   outputs across rows, one masked load a tap) at stride 1 or 2 where stride times the output's width reaches
-  the input's (padding of half the filter; stride 1 only with AVX2), else across channels or plane by plane;
+  the input's (padding of half the filter; stride 1 only with AVX2, and stride 2 on input rows of at most 48 on
+  Zen 4's AVX-512 table), else across channels or plane by plane;
   with one filter per channel its dx is that forward over the output gradient at stride 1, and at stride 2
   (AVX-512) four such phases interleaved; the weight gradient runs across channels;
 - "gemm1x1" for 1x1 kernels with stride 1 and no padding (one GEMM per image on x itself);
@@ -26,12 +27,13 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   same algorithm over dy, its dw the sum over tiles of the transformed dy and x, one GEMM per transform
   point, transformed back;
 - "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024 (4096 on
-  CPUs with full-width 512-bit FMA pipes, whose wide tile runs at twice the rate), strided ones included,
-  except 1x1 kernels with a stride (unless the wide tile takes them) and filters past 1 MiB on outputs under
-  64 pixels; a strided dx runs the implicit GEMM in
+  the AVX-512 tables: CPUs with full-width 512-bit FMA pipes, whose wide tile runs at twice the rate, and Zen
+  4's, as measured there), strided ones included, except 1x1 kernels with a stride (unless the wide tile takes
+  them) and filters past 1 MiB on outputs under 64 pixels; a strided dx runs the implicit GEMM in
   phases (each residue class of dx's rows and columns a stride-1 correlation of dy with that class's taps)
-  where every phase has taps, blocks of 16 channels are 3/4 full and the output has at least 64 pixels, else
-  col2im; the weight gradient goes through im2col's GEMM once its partial sums pass 1 MiB;
+  where every phase has taps, blocks of 16 channels are 3/4 full and the output has at least 64 pixels (on
+  Zen 4's table 16 up to 1024 taps, 100 past them), else col2im; the weight gradient goes through im2col's
+  GEMM once its partial sums pass 1 MiB;
 - else "im2col" (L2-sized tiles of columns in a reused workspace + the GEMM, tiles of at least 256 columns
   where the filters pass 1 MiB; dx through col2im).
 dw and db are always reduced over fixed chunks of images, so results do not depend on the thread count.
