@@ -42,15 +42,15 @@ struct ConvGeom {
 //   depthwise: C/groups == 1 (each output channel reads one input channel): the forward on flat planes where
 //              it applies (simd/depthwise_flat.inc: vectors of outputs across rows, a masked load a tap; conv.cpp's
 //              dwise_flat_forward), and with one filter per channel its dx too (at stride 1 the flat forward over
-//              dz, at stride 2 on the AVX-512 tables four phases of it); otherwise, and for the weight gradient,
-//              with one filter per channel SIMD across a block of channels (each vector one pixel's channels); with
-//              more, per-plane SIMD kernels (also the forward and dx at stride 1 on output rows of 32, 48, ..
-//              columns).
+//              dz, at stride 2 on the AVX-512 tables, where the strided forward runs flat, four phases of it);
+//              otherwise, and for the weight gradient, with one filter per channel SIMD across a block of
+//              channels (each vector one pixel's channels); with more, per-plane SIMD kernels (also the forward
+//              and dx at stride 1 on output rows of 32, 48, .. columns).
 //   implicit:  implicit GEMM, SIMD over output channels: (pixels x channels) = (pixels x taps) (taps x
 //              channels), the first operand read from x through offsets instead of im2col columns; for
-//              at least 16 filters and up to 1024 taps (4096 with full-width 512-bit pipes), the layers
-//              Winograd does not take (conv_pick_algorithm). Its dx: see ConvDxPath; its dw past 1 MiB
-//              of partial sums is im2col's GEMM.
+//              at least 16 filters and up to 1024 taps (4096 on the AVX-512 tables: the table's igemm_max_taps
+//              or its tile's rate), the layers Winograd does not take (conv_pick_algorithm). Its dx: see
+//              ConvDxPath; its dw past 1 MiB of partial sums is im2col's GEMM.
 //   winograd:  3x3 or 5x5, stride 1, no dilation, one group: Winograd F(4x4) or F(2x2) tiles (by shape,
 //              conv_winograd_tile; winograd.h), 36 (3x3) or 64 (5x5) multiply-adds per 4x4 outputs, channel
 //              and filter instead of 144 or 400, or 16 or 36 per 2x2 instead of 36 or 100; its dx is the same

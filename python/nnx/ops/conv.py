@@ -6,7 +6,8 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
   the input's (padding of half the filter; stride 1 only with AVX2, and stride 2 on input rows of at most 48 on
   Zen 4's AVX-512 table), else across channels or plane by plane;
   with one filter per channel its dx is that forward over the output gradient at stride 1, and at stride 2
-  (AVX-512) four such phases interleaved; the weight gradient runs across channels;
+  (AVX-512, where the strided forward runs flat) four such phases interleaved; the weight gradient runs across
+  channels;
 - "gemm1x1" for 1x1 kernels with stride 1 and no padding (one GEMM per image on x itself);
 - for stride 1 with at most 8 input channels per group and C/groups*R*S <= 256, "direct" or "implicit",
   whichever a cost model (multiply-adds over the fraction of vector lanes kept busy, plus implicit's
