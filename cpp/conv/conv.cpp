@@ -236,14 +236,18 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // subsampling GEMM (ResNet's stride-2 projections: 1.45 ms against im2col's 1.32 for both passes), unless the
   // implicit GEMM's tile for these filters runs at twice the 32-byte rate (full-width 512-bit pipes: those
   // projections' forward and weight gradient 0.62 / 0.44 ms against im2col's 0.83 / 0.53, Xeon, 1 thread).
-  // But where large filters (kLargeFiltersBytes) meet small outputs (under 64 pixels), im2col's deep tiles of
-  // several images won the forward (256 -> 512 stride 2 on 7x7 outputs 15.1 against 16.4 ms; on 8x8 0.93x,
-  // as every larger output measured), and its dx and dw go through the GEMM there anyway. So did batches of
-  // under 256 output pixels in all, where the implicit GEMM's per-call packing of the filters weighs (1
-  // thread, forward, microseconds, against im2col's: 256 -> 256 3x3 on 8x8, one image 787 / 589, two 1268 /
-  // 1164, four 2189 / 2314; 128 -> 256 on 8x8, one image 343 / 274).
+  // Where large filters (kLargeFiltersBytes) meet a batch of under 256 output pixels in all, im2col's deep tiles of
+  // several images win the forward: the implicit GEMM packs all the filters per call for little work. (The dx and
+  // dw of such layers go through the GEMM under either algorithm.) Measured (Zen 4, forward, im2col's time over
+  // the implicit GEMM's, 1 / 2 threads): 4x4 outputs, 128 -> 256 up to 512 -> 512 stride 2, 0.69-0.98x /
+  // 0.53-0.82x at 1 and 4 images; 256 -> 512 stride 2 on 8x8 outputs 0.95-0.97x / 0.85-0.90x at 1 and 2 images
+  // (256 -> 256 stride 1 there 0.91-1.09x). From 256 pixels on, small outputs no longer favour
+  // im2col now that the implicit GEMM's pixel tiles are of nearly equal size (no tail tile of repeated pixels):
+  // 7x7 outputs (128 -> 256, 256 -> 512) 1.07-1.28x at 16 and 64 images, 6x6 (192 -> 384) 1.13x / 1.23x,
+  // 4x4 1.03-1.10x / 1.04-1.10x. (With the tail tile, on the Xeon, 256 -> 512 on 7x7 outputs had measured 15.1
+  // ms im2col against 16.4, and this rule had sent every output under 64 pixels to im2col.)
   const bool strided_1x1 = g.sh * g.sw > 1 && g.R * g.S == 1;
-  const bool small_output_large_filters = (g.PQ() < 64 || g.N * g.PQ() < 256) && large_filters(g, sizeof(float));
+  const bool small_output_large_filters = g.N * g.PQ() < 256 && large_filters(g, sizeof(float));
   if (g.Kg() >= 16 && g.CgRS() <= implicit_max_taps(g) && !small_output_large_filters &&
       (!strided_1x1 || conv_ukernels<float>().igemm_for_channels(g.Kg()).rate > 1))
     return ConvAlgo::implicit;

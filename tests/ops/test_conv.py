@@ -262,10 +262,14 @@ def test_algorithm_choice():
         "implicit" if upto4096 else "im2col")  # 2304 taps
     assert ops.conv2d_algorithm((16, 64, 32, 32), (64, 64, 7, 7), padding=3) == (
         "implicit" if upto4096 else "im2col")  # 3136 taps
-    # but im2col's deep tiles where filters past 1 MiB meet outputs under 64 pixels (7x7 here)
-    assert ops.conv2d_algorithm((16, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1) == "im2col"
+    # small outputs too, the implicit GEMM's pixel tiles being of nearly equal size (7x7 here)
+    assert ops.conv2d_algorithm((16, 256, 14, 14), (512, 256, 3, 3), stride=2, padding=1) == (
+        "implicit" if upto4096 else "im2col")
+    assert ops.conv2d_algorithm((16, 128, 14, 14), (256, 128, 3, 3), stride=2, padding=1) == (
+        "implicit" if upto4096 else "im2col")  # 1152 taps, filters past 1 MiB
     assert ops.conv2d_algorithm((16, 512, 8, 8), (512, 512, 3, 3), stride=2, padding=1) == "im2col"  # 4608 taps
-    # and where the whole batch has under 256 output pixels (the filters' packing per call weighs)
+    # but im2col's deep tiles where filters past 1 MiB meet a batch of under 256 output pixels (the filters'
+    # packing per call weighs)
     assert ops.conv2d_algorithm((1, 256, 8, 8), (256, 256, 3, 3), padding=1) == "im2col"
     assert ops.conv2d_algorithm((4, 256, 8, 8), (256, 256, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_algorithm((4, 256, 16, 16), (512, 256, 3, 3), stride=2, padding=1) == (

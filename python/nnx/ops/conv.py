@@ -30,7 +30,8 @@ The algorithm is chosen per shape (see `conv2d_algorithm`):
 - "implicit" also for other layers with at least 16 filters per group and C/groups*R*S <= 1024 (4096 on
   the AVX-512 tables: CPUs with full-width 512-bit FMA pipes, whose wide tile runs at twice the rate, and Zen
   4's, as measured there), strided ones included, except 1x1 kernels with a stride (unless the wide tile takes
-  them) and filters past 1 MiB on outputs under 64 pixels; a strided dx runs the implicit GEMM in
+  them) and filters past 1 MiB in batches of under 256 output pixels in all (there im2col's deep tiles of
+  several images win); a strided dx runs the implicit GEMM in
   phases (each residue class of dx's rows and columns a stride-1 correlation of dy with that class's taps)
   where every phase has taps, blocks of 16 channels are 3/4 full and the output has at least 64 pixels (on
   Zen 4's table 16 up to 1024 taps, 100 past them), else col2im; the weight gradient goes through im2col's
