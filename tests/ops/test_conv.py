@@ -472,6 +472,32 @@ def test_kvec_dx_float64_and_gradcheck(rng, kw, forced_dx_path):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 7, 11, 13, 25])
+def test_implicit_forward_tiles_of_every_size(dtype, rng, width):
+    """The implicit GEMM splits an image's output pixels into tiles of nearly equal size, none past the table's MR
+    (6 or 12): outputs of 1 x width pixels (and width x width) reach every tile size. Each output is its taps' sum
+    in tap order whatever its tile, so the AVX2 table (tiles of 6) and the AVX-512 one (12) agree bitwise, and
+    both agree with the reference."""
+    isas = ["avx2", "avx512"] if has_isa("avx512") else ["avx2"] if has_isa("avx2") else [nnx.cpu_info()["active_isa"]]
+    before = nnx.cpu_info()["active_isa"]
+    for shape in ((3, 16, 1, width), (2, 16, width, width)):
+        x = random(rng, shape, dtype)
+        for filters in (16, 48):  # the narrow tile (one 16-channel block) and the wide one
+            w, b = random(rng, (filters, 16, 1, 3), dtype), random(rng, (filters,), dtype)
+            kw = dict(padding=(0, 1))
+            outs = []
+            try:
+                for isa in isas:
+                    nnx.set_isa(isa)
+                    outs.append(ops.conv2d(x, w, b, algorithm="implicit", **kw))
+            finally:
+                nnx.set_isa(before)
+            assert_close(outs[0], ref.conv2d(x, w, b, **kw), dtype, k=16 * 3, name=f"conv2d {shape} -> {filters}")
+            for y in outs[1:]:
+                assert np.array_equal(y, outs[0]), f"{shape} -> {filters}: the tables' tiles differ in bits"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_implicit_weight_gradient_past_l2_goes_through_the_gemm(rng, dtype):
     """The implicit GEMM's weight gradient accumulates dwT (taps x filters) image by image; past 1 MiB of it
     (conv.cpp's kImplicitDwMaxBytes) the layer takes im2col's GEMM weight gradient instead, in the large-dw
