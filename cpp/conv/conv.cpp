@@ -241,11 +241,13 @@ ConvAlgo conv_pick_algorithm(const ConvGeom& g) {
   // dw of such layers go through the GEMM under either algorithm.) Measured (Zen 4, forward, im2col's time over
   // the implicit GEMM's, 1 / 2 threads): 4x4 outputs, 128 -> 256 up to 512 -> 512 stride 2, 0.69-0.98x /
   // 0.53-0.82x at 1 and 4 images; 256 -> 512 stride 2 on 8x8 outputs 0.95-0.97x / 0.85-0.90x at 1 and 2 images
-  // (256 -> 256 stride 1 there 0.91-1.09x). From 256 pixels on, small outputs no longer favour
-  // im2col now that the implicit GEMM's pixel tiles are of nearly equal size (no tail tile of repeated pixels):
-  // 7x7 outputs (128 -> 256, 256 -> 512) 1.07-1.28x at 16 and 64 images, 6x6 (192 -> 384) 1.13x / 1.23x,
-  // 4x4 1.03-1.10x / 1.04-1.10x. (With the tail tile, on the Xeon, 256 -> 512 on 7x7 outputs had measured 15.1
-  // ms im2col against 16.4, and this rule had sent every output under 64 pixels to im2col.)
+  // (256 -> 256 stride 1 there 0.91-1.09x). The rule goes by pixels alone, so 7x7 and 6x6 outputs at 1 and 4
+  // images stay with im2col, though the implicit GEMM measured 1.07-1.33x / 0.95-1.19x there. From 256 pixels
+  // on, small outputs no longer favour im2col now that the implicit GEMM's pixel tiles are of nearly equal size
+  // (no tail tile of repeated pixels): 7x7 outputs (128 -> 256, 256 -> 512) 1.10-1.28x at 16 and 64 images, 6x6
+  // (192 -> 384) 1.13x / 1.23x, 4x4 1.03-1.10x / 1.04-1.10x. (With the tail tile, on the Xeon, 256 -> 512 on 7x7
+  // outputs had measured 15.1 ms im2col against 16.4, and this rule had sent every output under 64 pixels to
+  // im2col.)
   const bool strided_1x1 = g.sh * g.sw > 1 && g.R * g.S == 1;
   const bool small_output_large_filters = g.N * g.PQ() < 256 && large_filters(g, sizeof(float));
   if (g.Kg() >= 16 && g.CgRS() <= implicit_max_taps(g) && !small_output_large_filters &&
