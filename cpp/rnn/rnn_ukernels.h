@@ -49,6 +49,11 @@ struct RnnUkernels {
                        T* db);
   GemmBlocking step_blocking;
   GemmUkernelStridedA<T> step_ukernel;
+  // The x86 tables pack with the GEMM's transposing pack (pack_transposed_x86.h), as their GEMM tables do: the
+  // forward's B is W_hh transposed (B(k, j) = W_hh(j, k)), built from 8 x 8 blocks transposed in registers.
+  // Element by element it had been an eighth of a batch-1 LSTM's forward (64 -> 256 over 64 steps, perf, Zen 4,
+  // 1 thread), done on one thread while the other waited; that LSTM ran 1.12x / 1.25x faster without it (1 / 2
+  // threads).
   GemmPackB<T> step_pack_b;
   // step_ukernel on one row (the same template with a 1-row tile; null where step_ukernel is): every element the
   // same multiply-add chain over the same packed panel, so the bits of the full tile. A tile of 8 rows repeats

@@ -41,10 +41,6 @@ void rnn_ukernels_fill_avx2(RnnUkernels<T>& table) {
   table.step_blocking = GemmBlocking{bl.mr, bl.nr, bl.kc, 0, 0};
   table.step_ukernel = step_ukernel_avx2<T, bl.mr>;
   table.step_ukernel_row = step_ukernel_avx2<T, 1>;
-  // The forward packs W_hh transposed (B(k, j) = W_hh(j, k)), once per call: from 8 x 8 blocks transposed in
-  // registers. Element by element it had been an eighth of a batch-1 LSTM's forward (64 -> 256 over 64 steps,
-  // perf, Zen 4, 1 thread), done on one thread while the other waited; that LSTM ran 1.12x / 1.25x faster
-  // without it (1 / 2 threads).
   table.step_pack_b = pack_b_transposed<bl.nr, T>;
 }
 
