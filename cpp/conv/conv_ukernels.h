@@ -176,10 +176,10 @@ struct ConvUkernels {
   // operands: xi's at v + xi * xi_stride, slivers of nr tiles sl_stride apart, C rows of nr values each.
   void (*wino_input[kWinoVariants])(const ConvGeom& g, const T* x, int64_t gr0, int64_t nrows, T* v, int64_t nr,
                         int64_t sl_stride, int64_t xi_stride, T* scratch);
-  // Those tile rows of y = act(A^T M A + b), from the products m (row k of xi's at m + xi * xi_stride +
-  // k * ldm, one column per tile).
+  // Those tile rows of y = act(A^T M A + b) in filters k0 .. k1-1, from the products m (row k of xi's at m +
+  // xi * xi_stride + k * ldm, one column per tile).
   void (*wino_output[kWinoVariants])(const ConvGeom& g, const T* m, int64_t ldm, int64_t xi_stride, int64_t gr0,
-                         int64_t nrows, const T* b, T* y, Act act, T slope, T* scratch);
+                         int64_t nrows, int64_t k0, int64_t k1, const T* b, T* y, Act act, T slope, T* scratch);
   int64_t (*wino_scratch[kWinoVariants])(const ConvGeom& g);  // wino_input and wino_output
   // For the weight gradient: the band's M x M blocks of dz transformed, A dY A^T (filter k, point xi, tile t at
   // out[xi * xi_stride + k * ld + t]), and dw (K, C, R, R) = G^T dU G from their products with the inputs'

@@ -49,6 +49,11 @@ constexpr Grain kWinoBandGrain{1};
 // thread at least: ResNet-20's 16- to 64-channel layers stay on one thread.
 constexpr Grain kWinoFilterGrain{4096};
 
+// The input transform's cost per tile, input channel and point, in the GEMMs' multiply-adds (F(4x4, 3x3):
+// about 12 adds per point over 36 points, against a GEMM column's one multiply-add per filter): what a
+// forward's filters split between threads spends again in each part (conv_winograd_forward).
+constexpr double kWinoInputCost = 8;
+
 int forced_tile = 0;  // conv_winograd_force_tile's, for tests
 
 // The transform points' planes are written (input) and read (output) side by side: a stride of a multiple of
@@ -120,24 +125,46 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   // 32 waste 23% of the multiply-adds, 63 tiles 2%); the largest of equals.
   const int64_t budget_tiles = std::max<int64_t>(NR, wino_band_bytes(g) / int64_t(sizeof(T)) / (xis * (C + Kp)));
   const int64_t max_rows = std::clamp<int64_t>(budget_tiles / TQ, 1, tile_rows);
-  int64_t rows = max_rows;
+  int64_t rows = max_rows, rows_at = max_rows;
   double best_fill = 0;
   for (int64_t r = max_rows; r >= std::max<int64_t>(1, max_rows / 2); --r) {
     const double tiles = static_cast<double>(std::min(r, tile_rows) * TQ);
     const double fill = tiles / static_cast<double>(round_up(static_cast<int64_t>(tiles), NR));
     if (fill > best_fill + 1e-9) best_fill = fill, rows = r;
   }
-  // A few images' tile rows in one band would leave the other threads idle: then a band for each thread. Which
-  // band a tile falls in never changes its sums, so neither does the thread count.
-  if (ceil_div(tile_rows, rows) < nthreads) rows = ceil_div(tile_rows, std::min<int64_t>(nthreads, tile_rows));
+  // Fewer bands than threads (a few images): smaller bands, or each band's filters split between threads (every
+  // part transforms the band's input again), whichever keeps the threads' GEMMs fullest. Bands cut below a
+  // sliver of tiles left it part-empty: 8 images of 8x8 (64 -> 64, F(4x4)) are 32 tiles, one sliver of the 8 x
+  // 32 tile; two bands of 16 ran two half-empty slivers, no faster at 2 threads than one band at 1. The
+  // cost of a unit, in multiply-adds per input channel and point: its slivers' NR columns times its filters,
+  // plus kWinoInputCost per tile for the input's transform. Which band and which part a tile's filter falls in
+  // never change its sums, so neither does the thread count.
+  int64_t kparts = 1;
+  if (ceil_div(tile_rows, rows) < nthreads) {
+    const int64_t kmr = Kp / MR;
+    double best = 0;
+    for (int64_t r = rows; r >= 1; --r) {
+      const int64_t nb = ceil_div(tile_rows, r), tiles = std::min(r, tile_rows) * TQ;
+      for (int64_t kp = 1; kp <= kmr; ++kp) {
+        const double unit = double(ceil_div(tiles, NR) * NR * ceil_div(kmr, kp) * MR) + kWinoInputCost * double(tiles);
+        const double wall = double(ceil_div(nb * kp, int64_t{nthreads})) * unit;
+            if (best == 0 || wall < best * (1 - 1e-9)) best = wall, rows_at = r, kparts = kp;
+      }
+    }
+    rows = rows_at;
+  }
   const int64_t bands = (tile_rows + rows - 1) / rows;
+  const int64_t kmr_per = ceil_div(Kp / MR, kparts);  // micro-tile rows of filters a part multiplies
   const int64_t max_slivers = (rows * TQ + NR - 1) / NR;
   const int64_t sl_stride = round_up(C * NR, 16);  // keeps every sliver 64-byte aligned (aligned B loads)
   const int64_t v_elems = xis * (max_slivers * sl_stride + kPlanePad<T>);
   const int64_t m_elems = xis * (Kp * max_slivers * NR + kPlanePad<T>);
   const int64_t scratch = v_elems + m_elems + kern.wino_scratch[wi](g);
 
-  parallel_for_each(bands, kWinoBandGrain, nthreads, [&](int64_t band) {
+  parallel_for_each(bands * kparts, kWinoBandGrain, nthreads, [&](int64_t unit) {
+    const int64_t band = unit / kparts, part = unit % kparts;
+    const int64_t kr0 = std::min(Kp, part * kmr_per * MR), kr1 = std::min(Kp, kr0 + kmr_per * MR);
+    if (kr0 >= kr1) return;
     const int64_t gr0 = band * rows, nrows = std::min(rows, tile_rows - gr0);
     const int64_t slivers = (nrows * TQ + NR - 1) / NR, ldm = slivers * NR;
     const int64_t v_xi = slivers * sl_stride + kPlanePad<T>, m_xi = Kp * ldm + kPlanePad<T>;
@@ -150,11 +177,11 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
       for (int64_t sl = 0; sl < slivers; ++sl) {
         const T* vs = v + xi * v_xi + sl * sl_stride;
         T* ms = m + xi * m_xi + sl * NR;
-        for (int64_t k0 = 0; k0 < Kp; k0 += MR)
+        for (int64_t k0 = kr0; k0 < kr1; k0 += MR)
           gk.ukernel(C, ux + k0 * C, vs, ms + k0 * ldm, ldm, 1, MR, NR, T(1), T(0));
       }
     }
-    kern.wino_output[wi](g, m, ldm, m_xi, gr0, nrows, b, y, act, slope, s);
+    kern.wino_output[wi](g, m, ldm, m_xi, gr0, nrows, kr0, std::min(K, kr1), b, y, act, slope, s);
   });
 }
 
