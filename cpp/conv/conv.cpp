@@ -891,8 +891,14 @@ int64_t winograd_du_elems(const ConvGeom& g) { return wino_points(g) * wino_poin
 // Measured against 16 chunks (1 / 2 threads, fastest of 15 calls): ResNet-20's 64-channel 8x8 layer 1.55 /
 // 1.38x, its 32-channel 16x16 layer 1.13 / 1.21x, 16 channels on 32x32 and 5x5 32 -> 64 on 14x14 unchanged.
 // 128 tiles in 2 chunks gained 8% / 6% more on the 8x8 layer, but only two threads could share its chunks.
+// Since threads also share a chunk's transforms and points (conv_winograd_dw_chunk), 2 chunks at least rather than
+// 4 (Zen 4, 1 / 2 threads, medians of 6 alternated runs): 8 images of 8x8, 64 channels 1.34 / 1.35x, 128
+// channels 1.40 / 1.42x; 16 images of 8x8 1.16 / 1.16x; 4 images of 16x16 1.15 / 1.16x; 8 images 32 channels on
+// 16x16 1.04 / 1.07x; 64 images and 16 channels on 32x32 about 1.0x. One chunk lost at 2 threads where the
+// shared chunk needs a few bands (8 images of 16x16, 32 channels: 0.77x, its threads meeting at each band's two
+// parallel loops).
 constexpr int64_t kWinoDwChunkTiles = 128;
-constexpr int64_t kWinoDwMinChunks = 4;
+constexpr int64_t kWinoDwMinChunks = 2;
 
 int64_t winograd_dw_images_per_chunk(const ConvGeom& g) {
   const int64_t tiles = wino_tiles_p(g) * wino_tiles_q(g);

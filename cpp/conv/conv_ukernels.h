@@ -173,7 +173,9 @@ struct ConvUkernels {
                                       T* scratch, int64_t i0, int64_t i1);
   int64_t (*wino_filter_scratch[kWinoVariants])(const ConvGeom& g);  // wino_weights and wino_weights_grad
   // The transformed input patches of tile rows gr0 .. gr0+nrows-1 of the batch x, as the GEMMs' packed B
-  // operands: xi's at v + xi * xi_stride, slivers of nr tiles sl_stride apart, C rows of nr values each.
+  // operands: xi's at v + xi * xi_stride, slivers of nr tiles sl_stride apart, C rows of nr values each. Only
+  // the tiles' columns are written (a part-filled last sliver's other columns are the caller's), so threads may
+  // fill one sliver's columns side by side.
   void (*wino_input[kWinoVariants])(const ConvGeom& g, const T* x, int64_t gr0, int64_t nrows, T* v, int64_t nr,
                         int64_t sl_stride, int64_t xi_stride, T* scratch);
   // Those tile rows of y = act(A^T M A + b) in filters k0 .. k1-1, from the products m (row k of xi's at m +

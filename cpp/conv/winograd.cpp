@@ -6,6 +6,8 @@
 // band's transformed inputs and products stay in the L2.
 #include "conv/winograd.h"
 
+#include <numeric>
+
 #include <algorithm>
 
 #include "common/int_math.h"
@@ -42,6 +44,8 @@ int64_t wino_band_bytes(const ConvGeom& g) {
 // (+-1.5% between two runs of one build); 96 tiles gained as much on the wide layers, and near 200 lost on the
 // narrow ones (32 channels on 16x16 0.96x against about 100).
 constexpr int64_t kWinoDwMinTiles = 64;
+// Tile rows of a weight gradient's band worth a thread of their own in its transforms.
+constexpr Grain kWinoDwRowGrain{4};
 
 // A band of tile rows is worth a thread of its own.
 constexpr Grain kWinoBandGrain{1};
@@ -172,6 +176,11 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
     T* m = v + v_elems;
     T* s = m + m_elems;
     kern.wino_input[wi](g, x, gr0, nrows, v, NR, sl_stride, v_xi, s);
+    // The GEMMs run whole slivers: a part-filled last one is zero past its tiles.
+    if (const int64_t tail = (nrows * TQ) % NR)
+      for (int xi = 0; xi < xis; ++xi)
+        for (int64_t c = 0; c < C; ++c)
+          std::fill_n(v + xi * v_xi + (slivers - 1) * sl_stride + c * NR + tail, NR - tail, T(0));
     for (int xi = 0; xi < xis; ++xi) {
       const T* ux = upack + xi * ldu;
       for (int64_t sl = 0; sl < slivers; ++sl) {
@@ -198,18 +207,26 @@ void conv_winograd_dw_chunk(const ConvGeom& g, const T* x, const T* dz, int64_t 
   const int64_t ld = round_up(rows * TQ, 16);
   const int64_t v_xi = C * ld + kPlanePad<T>, y_xi = K * ld + kPlanePad<T>;
   const int64_t slab = std::max(kern.wino_scratch[wi](g), kern.wino_dy_scratch[wi](g));
-  T* v = workspace_as<T>(kWsConvCol, xis * (v_xi + y_xi) + slab);
+  T* v = workspace_as<T>(kWsConvCol, xis * (v_xi + y_xi));
   T* yh = v + xis * v_xi;
-  T* s = yh + xis * y_xi;
+  // The threads share a chunk: the band's transforms split by tile rows (each range's columns of the one
+  // sliver, from a multiple of 16 values on), then the points' products split between them. A point's product
+  // is its own sum, whoever computes it, so the bits are those of one thread.
+  const int64_t row_align = 16 / std::gcd<int64_t>(16, TQ);
   for (int64_t r0 = 0; r0 < tile_rows; r0 += rows) {
     const int64_t gr0 = n0 * TP + r0, nrows = std::min(rows, tile_rows - r0), ntiles = nrows * TQ;
     // The inputs' transforms as one sliver of all the band's tiles: v[xi][c][t].
-    kern.wino_input[wi](g, x, gr0, nrows, v, ld, C * ld, v_xi, s);
-    kern.wino_dy[wi](g, dz, gr0, nrows, yh, ld, y_xi, s);
+    parallel_for(nrows, kWinoDwRowGrain, nthreads, [&](int64_t lo, int64_t hi) {
+      T* s = workspace_as<T>(kWsConvAux, slab);
+      kern.wino_input[wi](g, x, gr0 + lo, hi - lo, v + lo * TQ, ld, C * ld, v_xi, s);
+      kern.wino_dy[wi](g, dz, gr0 + lo, hi - lo, yh + lo * TQ, ld, y_xi, s);
+    }, row_align);
     // dU[xi] (K x C) += Yh[xi] (K x tiles) V[xi]^T (tiles x C), the bands in order.
-    for (int xi = 0; xi < xis; ++xi)
-      gemm<T>(K, C, ntiles, T(1), yh + xi * y_xi, ld, 1, v + xi * v_xi, 1, ld, r0 == 0 ? T(0) : T(1),
-              du + xi * wino_point_stride(g), C, 1, nthreads);
+    parallel_for(xis, Grain{1}, nthreads, [&](int64_t x0, int64_t x1) {
+      for (int64_t xi = x0; xi < x1; ++xi)
+        gemm<T>(K, C, ntiles, T(1), yh + xi * y_xi, ld, 1, v + xi * v_xi, 1, ld, r0 == 0 ? T(0) : T(1),
+                du + xi * wino_point_stride(g), C, 1, 1);
+    });
   }
 }
 
