@@ -912,6 +912,47 @@ def test_conv2d_max_pool2d_errors(rng):
     assert empty_y.shape == (0, 3, 2, 2) and empty_idx.shape == (0, 3, 2, 2)
 
 
+@pytest.mark.parametrize("case", [(3, 1, 1, "relu"), (3, 1, 2, None), (5, 2, 1, "leaky_relu"), (5, 2, 2, "tanh")])
+@pytest.mark.parametrize("height", [8, 13, 30])
+def test_depthwise_forward_by_rows_matches_the_flat_vectors(dtype, rng, case, height):
+    """At stride 1 with same-size outputs the flat depthwise forward runs blocks of output rows (simd/
+    depthwise_flat.inc, flat_rows_block: each input row's shifted loads serve every output row that reads it) where
+    its rows fill their vectors, else vectors of consecutive outputs across rows (flat_block). Both sum each
+    output's taps in tap order, zeros where a tap lies on the padding: so a plane of 16 columns (8 in float64), by
+    rows, gives bit for bit the outputs of the same plane cut to its first 12 (5) columns and zero past them, by
+    flat vectors; forward and the stride-1 dx (the same forward over dz), every table, 3x3 and 5x5, one and two
+    filters a channel, row blocks' tails (heights 8, 13, 30); and both agree with the reference."""
+    r, pad, mult, act = case
+    wide, narrow = (16, 12) if dtype == np.float32 else (8, 5)
+    c = 3
+    w, b = random(rng, (c * mult, 1, r, r), dtype), random(rng, (c * mult,), dtype)
+    x = random(rng, (2, c, height, wide), dtype)
+    x[..., narrow:] = 0
+    dy = random(rng, (2, c * mult, height, wide), dtype)
+    dy[..., narrow:] = 0
+    kw = dict(padding=pad, groups=c)
+    if act:
+        kw["activation"] = act
+    xn, dyn = np.ascontiguousarray(x[..., :narrow]), np.ascontiguousarray(dy[..., :narrow])
+    before = nnx.cpu_info()["active_isa"]
+    try:
+        for isa in ("avx2", "avx512"):
+            if not has_isa(isa):
+                continue
+            nnx.set_isa(isa)
+            y, yn = ops.conv2d(x, w, b, **kw), ops.conv2d(xn, w, b, **kw)
+            assert np.array_equal(y[..., :narrow], yn), f"{isa}: rows and flat vectors differ in bits"
+            assert_close(y, ref.conv2d(x, w, b, **kw), dtype, k=r * r, name=f"{isa} depthwise forward")
+            if act is None:  # the dx of the plain layer: dz = dy
+                dx = ops.conv2d_backward(dy, x, w, b, needs=(True, False, False), **kw)[0]
+                dxn = ops.conv2d_backward(dyn, xn, w, b, needs=(True, False, False), **kw)[0]
+                assert np.array_equal(dx[..., :narrow], dxn), f"{isa}: the dx by rows and by flat vectors differ"
+                assert_close(dx, ref.conv2d_backward(dy, x, w, b, **kw)[0], dtype, k=r * r * mult,
+                             name=f"{isa} depthwise dx")
+    finally:
+        nnx.set_isa(before)
+
+
 def test_depthwise_flat_plan_follows_the_geometry(dtype, rng):
     """The flat depthwise forward keeps the last plans (lane masks, tap offsets) a thread made: calls that alternate
     between geometries, and ones that change only the batch or the channels, must each get their own layer's
