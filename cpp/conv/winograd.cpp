@@ -6,9 +6,8 @@
 // band's transformed inputs and products stay in the L2.
 #include "conv/winograd.h"
 
-#include <numeric>
-
 #include <algorithm>
+#include <numeric>
 
 #include "common/int_math.h"
 #include "common/threads.h"
@@ -53,9 +52,10 @@ constexpr Grain kWinoBandGrain{1};
 // thread at least: ResNet-20's 16- to 64-channel layers stay on one thread.
 constexpr Grain kWinoFilterGrain{4096};
 
-// The input transform's cost per tile, input channel and point, in the GEMMs' multiply-adds (F(4x4, 3x3):
-// about 12 adds per point over 36 points, against a GEMM column's one multiply-add per filter): what a
-// forward's filters split between threads spends again in each part (conv_winograd_forward).
+// The input transform's cost per tile, input channel and point, in the GEMMs' multiply-adds (a GEMM column costs
+// one per filter): what a forward's filters split between threads spends again in each part
+// (conv_winograd_forward). An estimate from the transform's few adds per point, not fitted; it only has to rank
+// a band split against a filter split.
 constexpr double kWinoInputCost = 8;
 
 int forced_tile = 0;  // conv_winograd_force_tile's, for tests
@@ -152,7 +152,7 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
       for (int64_t kp = 1; kp <= kmr; ++kp) {
         const double unit = double(ceil_div(tiles, NR) * NR * ceil_div(kmr, kp) * MR) + kWinoInputCost * double(tiles);
         const double wall = double(ceil_div(nb * kp, int64_t{nthreads})) * unit;
-            if (best == 0 || wall < best * (1 - 1e-9)) best = wall, rows_at = r, kparts = kp;
+        if (best == 0 || wall < best * (1 - 1e-9)) best = wall, rows_at = r, kparts = kp;
       }
     }
     rows = rows_at;

@@ -934,11 +934,12 @@ def test_depthwise_forward_by_rows_matches_the_flat_vectors(dtype, rng, case, he
     if act:
         kw["activation"] = act
     xn, dyn = np.ascontiguousarray(x[..., :narrow]), np.ascontiguousarray(dy[..., :narrow])
+    isas = [isa for isa in ("avx2", "avx512") if has_isa(isa)]
+    if not isas:
+        pytest.skip("no table with the flat depthwise forward on this CPU")
     before = nnx.cpu_info()["active_isa"]
     try:
-        for isa in ("avx2", "avx512"):
-            if not has_isa(isa):
-                continue
+        for isa in isas:
             nnx.set_isa(isa)
             y, yn = ops.conv2d(x, w, b, **kw), ops.conv2d(xn, w, b, **kw)
             assert np.array_equal(y[..., :narrow], yn), f"{isa}: rows and flat vectors differ in bits"
