@@ -129,7 +129,7 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   // 32 waste 23% of the multiply-adds, 63 tiles 2%); the largest of equals.
   const int64_t budget_tiles = std::max<int64_t>(NR, wino_band_bytes(g) / int64_t(sizeof(T)) / (xis * (C + Kp)));
   const int64_t max_rows = std::clamp<int64_t>(budget_tiles / TQ, 1, tile_rows);
-  int64_t rows = max_rows, rows_at = max_rows;
+  int64_t rows = max_rows;
   double best_fill = 0;
   for (int64_t r = max_rows; r >= std::max<int64_t>(1, max_rows / 2); --r) {
     const double tiles = static_cast<double>(std::min(r, tile_rows) * TQ);
@@ -146,6 +146,7 @@ void conv_winograd_forward(const ConvGeom& g, const T* x, const T* w, bool flipp
   int64_t kparts = 1;
   if (ceil_div(tile_rows, rows) < nthreads) {
     const int64_t kmr = Kp / MR;
+    int64_t rows_at = rows;
     double best = 0;
     for (int64_t r = rows; r >= 1; --r) {
       const int64_t nb = ceil_div(tile_rows, r), tiles = std::min(r, tile_rows) * TQ;
