@@ -1171,14 +1171,16 @@ void backward_data_phases(const ConvGeom& g, const T* dz, const T* w, T* dx, int
     if (p.ru * p.sv * p.hi * p.wj == 0) continue;
     const ConvGeom t = dx_phase_geom(g, ps, p);
     T* wt = workspace_as<T>(kWsConvAux2, g.C * t.CgRS());
+    // The phase's taps of each filter, flipped: tap (u, v) is w's (r0 + sh (ru - 1 - u), s0 + sw (sv - 1 - v)).
+    const int64_t last = (p.r0 + g.sh * (p.ru - 1)) * g.S + p.s0 + g.sw * (p.sv - 1);
+    T* dst = wt;
     for (int64_t gi = 0; gi < g.groups; ++gi)
       for (int64_t c = 0; c < Cg; ++c)
-        for (int64_t k = 0; k < Kg; ++k)
-          for (int64_t u = 0; u < p.ru; ++u)
-            for (int64_t v = 0; v < p.sv; ++v)
-              wt[(((gi * Cg + c) * Kg + k) * p.ru + u) * p.sv + v] =
-                  w[(((gi * Kg + k) * Cg + c) * g.R + p.r0 + g.sh * (p.ru - 1 - u)) * g.S + p.s0 +
-                    g.sw * (p.sv - 1 - v)];
+        for (int64_t k = 0; k < Kg; ++k) {
+          const T* src = w + ((gi * Kg + k) * Cg + c) * g.R * g.S + last;
+          for (int64_t u = 0; u < p.ru; ++u, src -= g.sh * g.S)
+            for (int64_t v = 0; v < p.sv; ++v) *dst++ = src[-g.sw * v];
+        }
     T* wpack = pack + p.taps_at;
     T* bpack = wpack + g.groups * kp * t.CgRS();
     ig.pack(t, wt, nullptr, wpack, bpack);
@@ -1221,25 +1223,19 @@ void backward_data_phases(const ConvGeom& g, const T* dz, const T* w, T* dx, int
         ig.fwd(t, origin, wpack, bpack, bpack + g.groups * kp, ob, Act::none, T(0), s);
       }
       // The dx rows of residue a, their columns interleaved from the phases: one contiguous write per row.
-      for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t i2 = 0; i2 < hi; ++i2) {
-          T* drow = dxn + c * HW + (g.sh * i2 + a) * g.W;
-          if (g.sw == 2) {  // pairs written together: the general loop's strided passes took 1.04-1.12x as long
-            const T* o0 = out + (c * hi + i2) * row[0].wj;
-            const T* o1 = out + out_elems + (c * hi + i2) * row[1].wj;
-            const int64_t pairs = row[1].wj;  // W even: wj0 == wj1; W odd: wj0 == wj1 + 1
-            for (int64_t j = 0; j < pairs; ++j) {
-              drow[2 * j] = o0[j];
-              drow[2 * j + 1] = o1[j];
-            }
-            if (row[0].wj > pairs) drow[2 * pairs] = o0[pairs];
-          } else {
-            for (int64_t b = 0; b < g.sw; ++b) {
-              const T* ob = out + b * out_elems + (c * hi + i2) * row[b].wj;
-              for (int64_t j = 0; j < row[b].wj; ++j) drow[g.sw * j + b] = ob[j];
-            }
-          }
+      for (int64_t c = 0; c < g.C; ++c) {
+        T* drow = dxn + c * HW + a * g.W;
+        if (g.sw == 2) {
+          kern.interleave_columns2(out + c * hi * row[0].wj, row[0].wj, out + out_elems + c * hi * row[1].wj,
+                                   row[1].wj, hi, row[0].wj, row[1].wj, drow, g.sh * g.W);
+          continue;
         }
+        for (int64_t i2 = 0; i2 < hi; ++i2, drow += g.sh * g.W)
+          for (int64_t b = 0; b < g.sw; ++b) {
+            const T* ob = out + b * out_elems + (c * hi + i2) * row[b].wj;
+            for (int64_t j = 0; j < row[b].wj; ++j) drow[g.sw * j + b] = ob[j];
+          }
+      }
     }
   });
 }

@@ -146,6 +146,11 @@ struct ConvUkernels {
   // Taps (C/groups x R x S) up to which conv_pick_algorithm takes the implicit GEMM over im2col; 0: by the tile's
   // rate (conv.cpp's implicit_max_taps).
   int64_t igemm_max_taps;
+  // The strided dx by phases at a column stride of 2 (conv.cpp's backward_data_phases): `rows` rows of dx (ld_out
+  // apart) from its two column phases' rows (ld_e and ld_o apart), out[2j] = e[j] (j < ne), out[2j + 1] = o[j]
+  // (j < no), ne == no or no + 1.
+  void (*interleave_columns2)(const T* e, int64_t ld_e, const T* o, int64_t ld_o, int64_t rows, int64_t ne,
+                              int64_t no, T* out, int64_t ld_out);
   // The fewest output pixels (P x Q) with which a strided dx runs in phases (conv.cpp's dx_by_phases), for layers
   // of up to kImplicitMaxTaps taps and for those of more.
   int64_t dx_phases_min_pixels, dx_phases_min_pixels_many_taps;
