@@ -7,7 +7,8 @@ The model (nnx.models.lenet5() by default; or resnet20, bn, vgg, mobile, mlp: th
 bench/network_ab.py and bench/more_networks_ab.py) is put in eval mode and exported once with a free batch axis
 by nnx.onnx.export; onnxruntime applies its own graph optimisations (a BatchNorm folded into the convolution
 before it, activations fused), which nnx's eval mode does not; --fold-bn times nnx's model after
-nnx.nn.utils.fuse_conv_bn (the file is exported from the model as trained either way), and --compile runs it
+nnx.nn.utils.fuse_conv_bn with an example input, so the pairs that custom forwards call are folded too (the
+file is exported from the model as trained either way), and --compile runs it
 as nnx.compile(model), whose replays of the recorded kernel calls skip the Python between the layers;
 both run the same float32 inputs. For each thread count and batch size, block i times `reps` forward
 passes of nnx (model(x) under no_grad), then `reps` onnxruntime session.run calls, so both see the same
@@ -116,8 +117,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"{args.model}.onnx")
         nnx.onnx.export(model, np.zeros((1,) + tuple(shape), np.float32), path)
-        if args.fold_bn:
-            model = nnx.nn.utils.fuse_conv_bn(model)
+        if args.fold_bn:  # the pairs in custom forwards (ResNet-20's blocks) found by a run on an example
+            example = np.random.default_rng(0).standard_normal((1,) + tuple(shape)).astype(np.float32)
+            model = nnx.nn.utils.fuse_conv_bn(model, example_input=example)
         if args.compile:
             model = nnx.compile(model)
         label = args.model + "".join(f" (nnx: {what})" for what, on in (

@@ -117,3 +117,83 @@ def test_fused_sequential_indices_and_state_dict():
     keys = set(fused.state_dict())
     assert keys == {"0.weight", "0.bias", "2.weight", "2.bias"}
     np.testing.assert_array_equal(fused.state_dict()["2.weight"], m.state_dict()["3.weight"])
+
+
+class _Block(nn.Module):
+    """A ResNet basic block as written in its papers' code: the pairs are called from forward, not a Sequential."""
+
+    def __init__(self, c, shortcut=False):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.short = nn.Sequential(nn.Conv2d(c, c, 1), nn.BatchNorm2d(c)) if shortcut else None
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        return F.relu(h + (x if self.short is None else self.short(x)))
+
+
+class _Reads(nn.Module):
+    """Pairs the example run must not fold: conv1's output is also added to the result, conv2 is called twice."""
+
+    def __init__(self, c, leak=False):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 1), nn.BatchNorm2d(c)
+        self.leak = leak
+
+    def forward(self, x):
+        y = self.conv1(x)
+        if self.leak:  # conv1's output read as an array, which the recorded graph does not see
+            return self.bn1(y) + nnx.tensor(y.numpy())
+        z = self.bn1(y) + y
+        return self.bn2(self.conv2(self.conv2(z)))
+
+
+def _prepared(model, rng):
+    for bn in model.modules():
+        if type(bn) is nn.BatchNorm2d:
+            _randomize(bn, rng)
+    return model.eval()
+
+
+def _bns(model):
+    return sum(type(b) is nn.BatchNorm2d for b in model.modules())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fuse_conv_bn_with_an_example_folds_the_pairs_a_forward_calls(dtype):
+    rng = np.random.default_rng(2)
+    nnx.manual_seed(2)
+    model = _prepared(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                                    _Block(8), _Block(8, shortcut=True), nn.GlobalAvgPool2d(), nn.Flatten(),
+                                    nn.Linear(8, 5)).to(dtype), rng)
+    x = rng.standard_normal((2, 3, 10, 10)).astype(dtype)
+    want = _eval(model, x)
+    by_position = nn.utils.fuse_conv_bn(model)
+    assert _bns(by_position) == 4  # the stem and the shortcut's pair, in Sequentials; the blocks' four not
+    fused = nn.utils.fuse_conv_bn(model, example_input=x)
+    assert _bns(fused) == 0 and _bns(model) == 6
+    assert sum(type(m) is nn.Identity for m in fused.modules()) == 4  # the blocks' BatchNorms
+    assert type(fused[2].bn1) is nn.Identity and fused[2].conv1.bias is not None  # the stem's BatchNorm went
+    got = _eval(fused, x)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    x2 = rng.standard_normal((3, 3, 12, 12)).astype(dtype)  # other shapes: the folded filters, not a recording
+    np.testing.assert_allclose(_eval(fused, x2), _eval(model, x2), rtol=tol, atol=tol * np.abs(want).max())
+    assert set(fused.state_dict()) == {k for k in by_position.state_dict() if ".bn1." not in k and ".bn2." not in k} | {
+        "2.conv1.bias", "2.conv2.bias", "3.conv1.bias", "3.conv2.bias"}
+
+
+def test_fuse_conv_bn_with_an_example_leaves_pairs_whose_conv_output_is_read_elsewhere():
+    rng = np.random.default_rng(3)
+    nnx.manual_seed(3)
+    model = _prepared(_Reads(4), rng)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    fused = nn.utils.fuse_conv_bn(model, example_input=x)
+    assert _bns(fused) == 2  # conv1's output is also added; conv2 runs twice
+    np.testing.assert_array_equal(_eval(fused, x), _eval(model, x))
+    leaky = _prepared(_Reads(4, leak=True), rng)
+    with pytest.raises(RuntimeError, match="does not reproduce the original"):
+        nn.utils.fuse_conv_bn(leaky, example_input=x)

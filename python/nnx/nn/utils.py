@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, enable_grad, no_grad
 from .containers import Sequential
-from .layers import BatchNorm2d, Conv2d
-from .module import Module, Parameter
+from .layers import BatchNorm2d, Conv2d, Identity
+from .module import Module, Parameter, _structure
 
 __all__ = ["clip_grad_norm_", "fuse_conv_bn_eval", "fuse_conv_bn"]
 
@@ -76,12 +76,19 @@ def fuse_conv_bn_eval(conv: Conv2d, bn: BatchNorm2d) -> Conv2d:
     return fused
 
 
-def fuse_conv_bn(model: Module, inplace: bool = False) -> Module:
-    """The model in evaluation mode with every Conv2d directly followed by a BatchNorm2d inside a Sequential (at any
-    depth) replaced by their fuse_conv_bn_eval, the BatchNorm2d removed, so a ReLU after it fuses into the
-    convolution too; the layers after it in that Sequential move up an index (their state_dict keys with them). A
-    copy unless inplace=True. A Conv2d and BatchNorm2d that a custom forward calls one after the other are not
-    found: fold them with fuse_conv_bn_eval and put nnx.nn.Identity() in the BatchNorm's place."""
+def fuse_conv_bn(model: Module, inplace: bool = False, example_input=None) -> Module:
+    """The model (in evaluation mode) with every Conv2d directly followed by a BatchNorm2d folded into one Conv2d
+    (fuse_conv_bn_eval). A copy unless inplace=True.
+
+    Inside a Sequential (at any depth) the pair is found by position: the BatchNorm2d is removed, so a ReLU after
+    it fuses into the convolution too, and the layers after it in that Sequential move up an index (their
+    state_dict keys with them). A Conv2d and BatchNorm2d that a custom forward calls one after the other (a
+    ResNet's blocks) are found by running the model once on example_input (an array or Tensor, or a tuple of
+    them, as the model takes): a pair is folded where the BatchNorm2d's input is that Conv2d's output and nothing
+    else reads it, each module called once. The Conv2d is replaced by the fused one and the BatchNorm2d by
+    nnx.nn.Identity() (its state_dict keys go). What the run records is the path the example took: a forward
+    whose Python branches on values could take another, so the fused model is checked against the original on
+    the example and a RuntimeError raised where they disagree."""
     if not isinstance(model, Module):
         raise TypeError(f"model: expected an nnx.nn.Module, got {type(model).__name__}")
     if model.training:
@@ -102,4 +109,109 @@ def fuse_conv_bn(model: Module, inplace: bool = False) -> Module:
                 i += 1
         if len(out) != len(layers):
             m._layers = out
+    if example_input is not None:
+        _fuse_traced(model, example_input)
     return model
+
+
+def _as_inputs(model: Module, example_input) -> tuple:
+    """The example as the model's positional arguments, every floating array a Tensor of the model's dtype that
+    requires a gradient (so each op on it records its parents)."""
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    dtype, out = model._param_dtype(), []
+    for a in args:
+        if isinstance(a, Tensor):
+            a = a.data
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            a = Tensor(a.astype(dtype or a.dtype, copy=False), requires_grad=True)
+        out.append(a)
+    return tuple(out)
+
+
+def _tensors(out):
+    if isinstance(out, Tensor):
+        yield out
+    elif isinstance(out, (tuple, list)):
+        for o in out:
+            yield from _tensors(o)
+
+
+def _arrays(out) -> list:
+    return [t.data for t in _tensors(out)]
+
+
+def _fuse_traced(model: Module, example_input) -> None:
+    """fuse_conv_bn's pairs in custom forwards, found by one run of the model on the example (see there)."""
+    args = _as_inputs(model, example_input)
+    calls = {}  # id(module) -> [module, number of calls, input, output]
+    original = Module.__call__
+
+    def record(self, *a, **kw):
+        out = original(self, *a, **kw)
+        if type(self) in (Conv2d, BatchNorm2d):
+            entry = calls.setdefault(id(self), [self, 0, None, None])
+            entry[1] += 1
+            entry[2], entry[3] = (a[0] if len(a) == 1 and not kw else None), out
+        return out
+
+    Module.__call__ = record
+    try:
+        with enable_grad():
+            outputs = model(*args)
+    finally:
+        Module.__call__ = original
+    want = _arrays(outputs)
+    # How many ops read each tensor of the graph the run recorded (every op's parents, each op counted once).
+    readers, seen = {}, set()
+    stack = list(_tensors(outputs))
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        for p in t._parents:
+            readers[id(p)] = readers.get(id(p), 0) + 1
+            stack.append(p)
+    returned = {id(t) for t in _tensors(outputs)}
+    made_by = {id(e[3]): e for e in calls.values() if type(e[0]) is Conv2d and e[1] == 1}
+    where = {}  # id(module) -> (parent, attribute name, list index or None)
+    for parent in model.modules():
+        for name, value in vars(parent).items():
+            if isinstance(value, Module):
+                where[id(value)] = (parent, name, None)
+            elif isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        where[id(item)] = (parent, name, i)
+    folded = 0
+    for bn, n, x, _ in calls.values():
+        if type(bn) is not BatchNorm2d or n != 1 or bn.running_mean is None or x is None:
+            continue
+        conv_entry = made_by.get(id(x))
+        if conv_entry is None or readers.get(id(x)) != 1 or id(x) in returned:
+            continue
+        conv = conv_entry[0]
+        if id(conv) not in where or id(bn) not in where or conv.out_channels != bn.num_features:
+            continue
+        _replace(where[id(conv)], fuse_conv_bn_eval(conv, bn))
+        _replace(where[id(bn)], Identity())
+        folded += 1
+    if folded:
+        with no_grad():
+            got = _arrays(model(*_as_inputs(model, example_input)))
+        for g, w in zip(got, want):
+            scale = float(np.abs(w).max()) if w.size else 0.0
+            tol = (1e-3 if w.dtype == np.float32 else 1e-9) * max(scale, 1.0)
+            if g.shape != w.shape or not np.allclose(g, w, rtol=0, atol=tol):
+                raise RuntimeError("fuse_conv_bn: the model with its folded pairs does not reproduce the original "
+                                   "on example_input (its forward reads a Conv2d's output elsewhere, or branches "
+                                   "on values); fold the pairs by hand with fuse_conv_bn_eval")
+
+
+def _replace(slot, module: Module) -> None:
+    parent, name, index = slot
+    if index is None:
+        setattr(parent, name, module)
+    else:
+        getattr(parent, name)[index] = module
+        _structure[0] += 1  # as Module.__setattr__ does: a cached parameter walk may have changed
