@@ -1,5 +1,5 @@
 """The block cache behind large op results (cpp/common/block_cache.h, nnx._args.empty): results of at least
-32 MiB take their memory from it and give it back when they and their views are gone, so the next result of
+16 MiB (the size from which kernels write with streaming stores) take their memory from it and give it back when they and their views are gone, so the next result of
 that size does not page-fault its memory in afresh. Results stay ordinary writeable C-contiguous arrays."""
 import numpy as np
 import pytest
@@ -93,3 +93,21 @@ def test_autograd_accumulates_into_a_cached_gradient(limit):
     w = nnx.Tensor(np.ones(LARGE, np.float32), requires_grad=True)
     ((w * 2.0).sum() + (w * 3.0).sum()).backward()
     np.testing.assert_array_equal(w.grad, np.full(LARGE, 5.0, np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_results_that_stream_start_on_a_cache_line(dtype):
+    # layer_norm's and softmax's rows are streamed past the caches from this size on, which wants every row on a
+    # cache line (cpp/common/block_cache.h); the heap's blocks start 16 bytes past one as often as not. The values
+    # are the reference's wherever the result lands.
+    rows = _C.BLOCK_CACHE_MIN_BYTES // (512 * np.dtype(dtype).itemsize)
+    x = np.random.default_rng(0).standard_normal(rows * 512 + 4)[4:].astype(dtype).reshape(rows, 512)
+    w, b = np.linspace(0.5, 1.5, 512).astype(dtype), np.linspace(-1, 1, 512).astype(dtype)
+    y, mean, invstd = ops.layer_norm(x, 512, w, b, return_stats=True)
+    dx, dw, db = ops.layer_norm_backward(x[::-1].copy(), x, 512, w, b, mean=mean, invstd=invstd)
+    s = ops.softmax(x, -1)
+    for a in (y, dx, s):
+        assert type(a.base) is _C.CachedBlock and a.ctypes.data % 64 == 0
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(y, ref.layer_norm(x, 512, w, b), rtol=tol, atol=tol)
+    np.testing.assert_allclose(s, ref.softmax(x, -1), rtol=tol, atol=tol * 1e-3)

@@ -190,7 +190,7 @@ def _bn_backward_plain(dy, x, weight, bias, running_mean, running_var, training,
     if training and v[0] * v[2] <= 1 and c > 0:
         return None  # the general path raises
     nx, nw, nb = needs or (True, True, True)
-    dx = np.empty(x.shape, dt) if nx else None
+    dx = empty(x.shape, dt, "dx") if nx else None
     dw = np.empty(c, dt) if nw and weight is not None else None
     db = np.empty(c, dt) if nb and bias is not None else None
     _C.batch_norm_backward(dy.reshape(v), x.reshape(v), y, None if dx is None else dx.reshape(v), weight, mean, invstd,
@@ -327,7 +327,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, return_
     (mean, invstd shaped like x's leading axes)."""
     rd = _ln_plain_rows(x, normalized_shape, weight, bias)
     if rd is not None and type(eps) is float and 0.0 <= eps < math.inf:  # LayerNorm's arguments: no more checks
-        y, mean, invstd = np.empty(x.shape, x.dtype), np.empty(rd[0], x.dtype), np.empty(rd[0], x.dtype)
+        y, mean, invstd = empty(x.shape, x.dtype, "y"), np.empty(rd[0], x.dtype), np.empty(rd[0], x.dtype)
         if x.ndim == 2:
             _C.layer_norm(x, y, weight, bias, eps, mean, invstd)
         else:  # rows of a batch of sequences: the statistics shaped like its leading axes
@@ -354,7 +354,7 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, bias=None, eps=1e-
         db = np.empty(rd[1], x.dtype) if nb and bias is not None else None
         if x.ndim == 2 and _plain(dy, rd, x.dtype) and _plain(mean, rd[:1], x.dtype) and _plain(invstd, rd[:1], x.dtype):
             # The arrays LayerNorm's backward passes (plain rows and statistics): straight to the kernel.
-            dx = np.empty(rd, x.dtype) if nx else None
+            dx = empty(rd, x.dtype, "dx") if nx else None
             _C.layer_norm_backward(dy, x, dx, weight, mean, invstd, dw, db)
             return dx, dw, db
         lead = x.shape[:-1]
@@ -363,7 +363,7 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, bias=None, eps=1e-
             # A batch of sequences, or a dy that is a view (the gradient of a mean over positions arrives
             # broadcast): the same kernel on the rows, dy made contiguous once; one row of dy shared by all rows
             # (the gradient of the output's sum or mean: every leading stride 0) passed as that row alone.
-            dx = np.empty(x.shape, x.dtype) if nx else None
+            dx = empty(x.shape, x.dtype, "dx") if nx else None
             _C.layer_norm_backward(_dy_rows(dy, 1, rd), x.reshape(rd), None if dx is None else dx.reshape(rd), weight,
                                    mean.reshape(-1), invstd.reshape(-1), dw, db)
             return dx, dw, db
