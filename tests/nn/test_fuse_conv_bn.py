@@ -195,5 +195,8 @@ def test_fuse_conv_bn_with_an_example_leaves_pairs_whose_conv_output_is_read_els
     assert _bns(fused) == 2  # conv1's output is also added; conv2 runs twice
     np.testing.assert_array_equal(_eval(fused, x), _eval(model, x))
     leaky = _prepared(_Reads(4, leak=True), rng)
+    want, conv1, bn1 = _eval(leaky, x), leaky.conv1, leaky.bn1
     with pytest.raises(RuntimeError, match="does not reproduce the original"):
-        nn.utils.fuse_conv_bn(leaky, example_input=x)
+        nn.utils.fuse_conv_bn(leaky, example_input=x, inplace=True)
+    assert leaky.conv1 is conv1 and leaky.bn1 is bn1  # left as it was
+    np.testing.assert_array_equal(_eval(leaky, x), want)

@@ -183,7 +183,7 @@ def _fuse_traced(model: Module, example_input) -> None:
                 for i, item in enumerate(value):
                     if isinstance(item, Module):
                         where[id(item)] = (parent, name, i)
-    folded = 0
+    undo = []  # (slot, module it held): the model as it was, should the check below fail
     for bn, n, x, _ in calls.values():
         if type(bn) is not BatchNorm2d or n != 1 or bn.running_mean is None or x is None:
             continue
@@ -193,16 +193,18 @@ def _fuse_traced(model: Module, example_input) -> None:
         conv = conv_entry[0]
         if id(conv) not in where or id(bn) not in where or conv.out_channels != bn.num_features:
             continue
+        undo += [(where[id(conv)], conv), (where[id(bn)], bn)]
         _replace(where[id(conv)], fuse_conv_bn_eval(conv, bn))
         _replace(where[id(bn)], Identity())
-        folded += 1
-    if folded:
+    if undo:
         with no_grad():
             got = _arrays(model(*_as_inputs(model, example_input)))
         for g, w in zip(got, want):
             scale = float(np.abs(w).max()) if w.size else 0.0
             tol = (1e-3 if w.dtype == np.float32 else 1e-9) * max(scale, 1.0)
             if g.shape != w.shape or not np.allclose(g, w, rtol=0, atol=tol):
+                for slot, module in undo:  # inplace=True: leave the caller's model as it was
+                    _replace(slot, module)
                 raise RuntimeError("fuse_conv_bn: the model with its folded pairs does not reproduce the original "
                                    "on example_input (its forward reads a Conv2d's output elsewhere, or branches "
                                    "on values); fold the pairs by hand with fuse_conv_bn_eval")
