@@ -1,6 +1,7 @@
 """The block cache behind large op results (cpp/common/block_cache.h, nnx._args.empty): results of at least
-16 MiB (the size from which kernels write with streaming stores) take their memory from it and give it back when they and their views are gone, so the next result of
-that size does not page-fault its memory in afresh. Results stay ordinary writeable C-contiguous arrays."""
+16 MiB (the size from which kernels write with streaming stores) take their memory from it, on a cache line, and
+give it back when they and their views are gone, so the next result of that size does not page-fault its memory
+in afresh. Results stay ordinary writeable C-contiguous arrays."""
 import numpy as np
 import pytest
 
@@ -101,7 +102,7 @@ def test_row_results_that_stream_start_on_a_cache_line(dtype):
     # cache line (cpp/common/block_cache.h); the heap's blocks start 16 bytes past one as often as not. The values
     # are the reference's wherever the result lands.
     rows = _C.BLOCK_CACHE_MIN_BYTES // (512 * np.dtype(dtype).itemsize)
-    x = np.random.default_rng(0).standard_normal(rows * 512 + 4)[4:].astype(dtype).reshape(rows, 512)
+    x = np.random.default_rng(0).standard_normal(rows * 512 + 4).astype(dtype)[4:].reshape(rows, 512)  # off a line
     w, b = np.linspace(0.5, 1.5, 512).astype(dtype), np.linspace(-1, 1, 512).astype(dtype)
     y, mean, invstd = ops.layer_norm(x, 512, w, b, return_stats=True)
     dx, dw, db = ops.layer_norm_backward(x[::-1].copy(), x, 512, w, b, mean=mean, invstd=invstd)

@@ -73,7 +73,8 @@ ELEMENTWISE_KERNEL_MIN = 1 << 14
 
 # Results of at least _LARGE_BYTES take their memory from the extension's block cache (cpp/common/block_cache.h:
 # glibc maps such blocks afresh and every page faults in zeroed, which cost a ReLU over 16 M floats more than the
-# ReLU; and the kernels write such results with streaming stores, which want them to start on a cache line). All three are set by nnx._backend when the extension loads (_LARGE_BYTES from its kBlockCacheMinBytes);
+# ReLU; and the kernels write such results with streaming stores, which want them to start on a cache line). All
+# three are set by nnx._backend when the extension loads (_LARGE_BYTES from its kBlockCacheMinBytes);
 # nnx.reference, which never loads it, keeps np.empty. Such an array's base is a _BLOCK_BASE, which owns_memory
 # counts as the array's own memory.
 _LARGE_BYTES = 0
