@@ -1084,18 +1084,20 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   if (algo == ConvAlgo::winograd && winograd_dx) return ConvDxPath::winograd;
   if (!stride1) return dx_by_phases(g) ? ConvDxPath::implicit : ConvDxPath::col2im;
   // Modelled cost per dx element in 8-lane multiply-adds. direct: the filter rows on dz, every column, over
-  // the lanes its 16-wide row tiles keep busy. implicit: every tap, over its lanes along the channels.
+  // the lanes its 16-wide row tiles keep busy, at the table's direct_dx_rate. implicit: every tap, over its lanes
+  // along the channels, where it applies and costs less.
   // kvec: the taps on dz of a pixel pair, Kg rounded up to whole vectors, at 1/1.3 of the others' rate
   // (a weight load per 2 multiply-adds; fitted to 1-thread AVX-512 timings: 0.45 ms against direct's 0.52
   // on LeNet's conv2, 1.14x implicit's time on 64 channels 8x8, 1.07x on the BatchNorm net's 32 -> 64
   // 5x5), plus about one multiply-add's time for the horizontal sum; kvec_wide_rate as fast where the
   // table's multiply-adds span kvec_wide vectors and Kg fills them.
+  const auto& kern = conv_ukernels<float>();
   const double rows = dx_rows_on_dz(g), Kg = static_cast<double>(g.Kg());
-  double best = Kg * rows * static_cast<double>(g.S) / 8.0 / lane_fill(g.W, 16);
+  double best = Kg * rows * static_cast<double>(g.S) / 8.0 / lane_fill(g.W, 16) / kern.direct_dx_rate;
   ConvDxPath path = ConvDxPath::direct;
   if (dx_by_implicit(g)) {
-    best = Kg * static_cast<double>(g.R * g.S) / 8.0 / implicit_dx_rate(g.Cg(), g.H * g.W) + 1.0;
-    path = ConvDxPath::implicit;
+    const double implicit = Kg * static_cast<double>(g.R * g.S) / 8.0 / implicit_dx_rate(g.Cg(), g.H * g.W) + 1.0;
+    if (implicit < best) best = implicit, path = ConvDxPath::implicit;
   }
   // kvec reads an image's whole dz (Kg planes) for every pixel pair of its dx rows; the model holds while
   // that stays in L1. Past it kvec lost to direct (1 thread, full-width AVX-512 Xeon, 64 images, 16
@@ -1106,7 +1108,6 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   // 1.1-1.75x faster than direct; on 28x28 and 32x32 behind or even whatever the filters (the 180-layer
   // sweep of conv_ukernels_zmm_avx512.cpp's dx rates). The bounds, and kvec's rate, are the table's
   // (kvec_max_dz_pixels, kvec_max_dz_elems, kvec_dx_rate): Zen 4's measured otherwise (conv_ukernels_avx512.cpp).
-  const auto& kern = conv_ukernels<float>();
   if (g.P * g.Q > kern.kvec_max_dz_pixels || g.Kg() * g.P * g.Q > kern.kvec_max_dz_elems) return path;
   const double kvec_rate = (g.Kg() % (8 * kern.kvec_wide) == 0 ? kern.kvec_wide_rate : 1.0) * kern.kvec_dx_rate;
   const double kvec = 1.3 * std::ceil(Kg / 8.0) / kvec_rate * rows * dx_cols_on_dz_pairs(g) + 1.0;

@@ -546,12 +546,14 @@ def test_dx_path_choice(forced_dx_path):
     assert ops.conv2d_dx_path((64, 6, 28, 28), (16, 6, 5, 5), padding=2) == ("kvec" if zen4 else "direct")
     assert ops.conv2d_dx_path((64, 8, 28, 28), (16, 8, 5, 5), padding=2, algorithm="implicit") == (
         "kvec" if zen4 else "direct")  # (a Winograd plan otherwise)
-    assert ops.conv2d_dx_path((64, 3, 32, 32), (32, 3, 5, 5), padding=2) == ("kvec" if zen4 else "direct")
+    # (Zen 4: since the direct dx keeps its accumulators in registers, 4.0 ms against kvec's 5.0 here)
+    assert ops.conv2d_dx_path((64, 3, 32, 32), (32, 3, 5, 5), padding=2) == "direct"
     assert ops.conv2d_dx_path((64, 3, 48, 48), (32, 3, 5, 5), padding=2) == "direct"
     assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1) == "winograd"  # Winograd plans
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_dx_path((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"
-    # (Zen 4: the implicit GEMM 1.5x faster than the direct kernel there)
+    # (Zen 4: the implicit GEMM was 1.5x faster than the direct kernel there; since the direct dx keeps its
+    # accumulators in registers it is 1.2x slower, 3.4 ms against 2.9, a miss the model keeps)
     assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1, algorithm="implicit") == (
         "implicit" if zen4 else "direct")
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1, algorithm="implicit") == "implicit"
