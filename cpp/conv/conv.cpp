@@ -614,7 +614,10 @@ template <class T>
 void forward_depthwise(const ConvGeom& g, const T* x, const T* w, const T* b, T* y, Act act, T slope,
                        int nthreads) {
   const ConvUkernels<T>& kern = conv_ukernels<T>();
-  if (dwise_flat_forward(g)) return forward_depthwise_flat(g, x, w, b, y, act, slope, nthreads);
+  // (Narrow strided rows with one filter per channel: the lane kernels, conv_ukernels.h.)
+  const bool strided = g.sh != 1 || g.sw != 1;
+  if (dwise_flat_forward(g) && (!strided || g.Kg() != 1 || g.W >= kern.dwise_flat_strided_fwd_min_width))
+    return forward_depthwise_flat(g, x, w, b, y, act, slope, nthreads);
   if (depthwise_lanes(g, DwPass::forward)) {
     for_each_lane_block(g, w, b, false, nthreads, [&](int64_t n, int64_t c0, int nc, const T* pack, T* s) {
       kern.dwise_lanes_fwd(g, x + (n * g.C + c0) * g.H * g.W, pack, nc, y + (n * g.K + c0) * g.PQ(), act, slope, s);

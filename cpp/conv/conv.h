@@ -41,7 +41,8 @@ struct ConvGeom {
 //              for stride 1 its dx is a direct convolution too (flipped filters over the padded dz).
 //   depthwise: C/groups == 1 (each output channel reads one input channel): the forward on flat planes where
 //              it applies (simd/depthwise_flat.inc: vectors of outputs across rows, a masked load a tap; conv.cpp's
-//              dwise_flat_forward), and with one filter per channel its dx too (at stride 1 the flat forward over
+//              dwise_flat_forward; strided, on rows from the table's dwise_flat_strided_fwd_min_width), and with
+//              one filter per channel its dx too (at stride 1 the flat forward over
 //              dz, at stride 2 on the AVX-512 tables, where the strided forward runs flat, four phases of it);
 //              otherwise, and for the weight gradient, with one filter per channel SIMD across a block of
 //              channels (each vector one pixel's channels); with more, per-plane SIMD kernels (also the forward

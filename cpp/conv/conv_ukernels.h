@@ -106,6 +106,9 @@ struct ConvUkernels {
   // conv.cpp's dwise_flat_forward.
   bool flat_masked_loads;
   int64_t dwise_flat_strided_max_width;
+  // The narrowest input rows with which a strided forward with one filter per channel takes the flat planes
+  // rather than the lane kernels (conv.cpp's forward_depthwise).
+  int64_t dwise_flat_strided_fwd_min_width;
 
   // --- im2col (simd/im2col.inc): the copies around the GEMM of gemm.h.
   // col(row, j) for rows (c, r, s) of the group's Cg channels of one image (x points at its first channel)

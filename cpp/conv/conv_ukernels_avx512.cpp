@@ -67,6 +67,14 @@
 // (batch 32), but 0.84x / 0.92x on 96 of 56x56, 0.93x / 0.88x on 144 of 56x56, 0.81-0.84x / 0.88-0.89x on 32
 // and 64 of 112x112 (batch 16).
 #define NNX_CONV_DW_FLAT_STRIDED_MAX_WIDTH 48
+// ... and its forward on rows of at least 15: below, the lane kernels (3x3 at stride 2, bias and ReLU, batch 64,
+// one process alternating the builds, medians, 1 / 2 threads, ms) 0.37 / 0.20 against 0.74 / 0.38 on 256 channels
+// of 8x8, 0.44 / 0.20 against 0.99 / 0.50 on 512 of 4x4, 0.22 / 0.12 against 0.47 / 0.24 on 160 of 7x7, 0.32 /
+// 0.17 against 0.46 / 0.31 on 128 of 10x10, 0.57 / 0.29 against 0.71 / 0.36 on 128 of 14x14; on 15x15 and 16x16
+// even or the flat planes ahead (0.64-0.65 against 0.66-0.73 at 1 thread), from 22x22 ahead (1.02 against 1.21-1.26,
+// 64x64x32x32 1.03 against 1.64-1.75). Their dx by phases stays on the flat planes, ahead on these small rows too
+// (0.72 against 0.83-0.86 on 8x8, 0.99 against 1.07 on 4x4, 1 thread).
+#define NNX_CONV_DW_FLAT_STRIDED_FWD_MIN_WIDTH 15
 #define NNX_CONV_DX_PHASES_MIN_PIXELS 16
 #define NNX_CONV_DX_PHASES_MIN_PIXELS_MANY_TAPS 100
 #include "common/cpu.h"

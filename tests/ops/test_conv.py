@@ -30,13 +30,14 @@ CASES = {
     # The depthwise forward on flat planes (simd/depthwise_flat.inc), where it applies: vectors of outputs that
     # span rows (8x8: two rows a 16-float vector), stride 2 through the phases with odd widths, two filters a
     # channel and a 5x5 filter, padding wider than the filter's half (stride 1, planes Q wider than W), unequal
-    # strides (rows through phases, columns in place). At stride 1 the dx is the same flat forward over dz with the
+    # strides (rows through phases, columns in place; with one filter per channel strided rows of 15 and more, as
+    # narrower ones run the lane kernels on Zen 4's table). At stride 1 the dx is the same flat forward over dz with the
     # flipped filters (conv.cpp's backward_depthwise_flat_dx); depthwise_pad_beyond's padding past the filter
     # keeps the older dx.
     "depthwise_flat_8x8": ((3, 20, 8, 8), (20, 1, 3, 3), dict(padding=1, groups=20)),
     "depthwise_flat_s2_odd": ((2, 6, 15, 13), (12, 1, 5, 5), dict(stride=2, padding=2, groups=6)),
     "depthwise_flat_pad_wide": ((2, 4, 6, 5), (4, 1, 3, 3), dict(padding=2, groups=4)),
-    "depthwise_flat_s21": ((2, 5, 9, 7), (5, 1, 3, 3), dict(stride=(2, 1), padding=1, groups=5)),
+    "depthwise_flat_s21": ((2, 5, 9, 15), (5, 1, 3, 3), dict(stride=(2, 1), padding=1, groups=5)),
     # dx at stride 2 by its phases (conv.cpp's backward_depthwise_flat_dx2): odd width and a 5x5 filter
     "depthwise_flat_dx2_odd": ((2, 7, 8, 9), (7, 1, 5, 5), dict(stride=2, padding=2, groups=7)),
     # The backward passes of one filter per channel, and the forward where the flat planes do not apply (sw Q <
