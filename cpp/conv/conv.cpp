@@ -1088,7 +1088,7 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   if (!stride1) return dx_by_phases(g) ? ConvDxPath::implicit : ConvDxPath::col2im;
   // Modelled cost per dx element in 8-lane multiply-adds. direct: the filter rows on dz, every column, over
   // the lanes its 16-wide row tiles keep busy, at the table's direct_dx_rate. implicit: every tap, over its lanes
-  // along the channels, where it applies and costs less.
+  // along the channels, where it applies (and, on tables that weigh the two, costs less).
   // kvec: the taps on dz of a pixel pair, Kg rounded up to whole vectors, at 1/1.3 of the others' rate
   // (a weight load per 2 multiply-adds; fitted to 1-thread AVX-512 timings: 0.45 ms against direct's 0.52
   // on LeNet's conv2, 1.14x implicit's time on 64 channels 8x8, 1.07x on the BatchNorm net's 32 -> 64
@@ -1100,7 +1100,7 @@ ConvDxPath conv_dx_path(const ConvGeom& g, ConvAlgo algo) {
   ConvDxPath path = ConvDxPath::direct;
   if (dx_by_implicit(g)) {
     const double implicit = Kg * static_cast<double>(g.R * g.S) / 8.0 / implicit_dx_rate(g.Cg(), g.H * g.W) + 1.0;
-    if (implicit < best) best = implicit, path = ConvDxPath::implicit;
+    if (!kern.direct_dx_against_implicit || implicit < best) best = implicit, path = ConvDxPath::implicit;
   }
   // kvec reads an image's whole dz (Kg planes) for every pixel pair of its dx rows; the model holds while
   // that stays in L1. Past it kvec lost to direct (1 thread, full-width AVX-512 Xeon, 64 images, 16

@@ -56,8 +56,10 @@ struct ConvUkernels {
   // dz of one image the model lets it take: P x Q pixels and Kg x P x Q elements.
   double kvec_dx_rate;
   int64_t kvec_max_dz_pixels, kvec_max_dz_elems;
-  // The direct dx's rate over the dx model's for it (conv_dx_path; fitted per table like kvec_dx_rate).
+  // The direct dx's rate over the dx model's for it (conv_dx_path; fitted per table like kvec_dx_rate), and
+  // whether the model weighs it against the implicit GEMM (otherwise the implicit GEMM wherever it applies).
   double direct_dx_rate;
+  bool direct_dx_against_implicit;
   // Output columns per multiply-add of the direct and per-plane depthwise kernels, in 32-byte vectors (2 on the
   // table for full-width 512-bit pipes; simd/direct.inc's kDirectWide): conv.cpp's depthwise_lanes reads it.
   int direct_wide;

@@ -42,12 +42,14 @@
 #define NNX_CONV_IG_WIDE_DX_RATE 1.4
 #define NNX_CONV_KVEC_DX_RATE 1.3
 // The direct dx at 1.15x the model's rate since it keeps its accumulators in registers (simd/direct.inc's
-// fwd_rows_outlined; 1.35-1.65x faster from 8 channels up): bench/conv_path_sweep.py's grids before / after, the
+// fwd_rows_outlined; 1.35-1.65x faster from 8 channels up), and weighed against the implicit GEMM where that
+// applies (it had been taken unconditionally): bench/conv_path_sweep.py's grids before / after, the
 // pick's time over the best's, dx 1.028x / 1.006x (34 / 7 of 180 layers 5% or more slower, worst 1.48x / 1.18x;
 // with the rate at 1.3, 1.028x, 35), dx-heldout 1.018x (13 of 96, worst 1.27x) after.
 #ifndef NNX_CONV_DIRECT_DX_RATE
 #define NNX_CONV_DIRECT_DX_RATE 1.15
 #endif
+#define NNX_CONV_DIRECT_DX_AGAINST_IMPLICIT true
 #define NNX_CONV_KVEC_MAX_DZ_PIXELS 1024
 #define NNX_CONV_KVEC_MAX_DZ_ELEMS 65536
 // The implicit GEMM up to 4096 taps, as on the full-width table: against im2col (1 thread, forward / dx / dw, ms,
