@@ -31,8 +31,8 @@ CASES = {
     # span rows (8x8: two rows a 16-float vector), stride 2 through the phases with odd widths, two filters a
     # channel and a 5x5 filter, padding wider than the filter's half (stride 1, planes Q wider than W), unequal
     # strides (rows through phases, columns in place; with one filter per channel strided rows of 15 and more, as
-    # narrower ones run the lane kernels on Zen 4's table). At stride 1 the dx is the same flat forward over dz with the
-    # flipped filters (conv.cpp's backward_depthwise_flat_dx); depthwise_pad_beyond's padding past the filter
+    # narrower ones run the lane kernels on Zen 4's table). At stride 1 the dx is the same flat forward over dz
+    # with the flipped filters (conv.cpp's backward_depthwise_flat_dx); depthwise_pad_beyond's padding past the filter
     # keeps the older dx.
     "depthwise_flat_8x8": ((3, 20, 8, 8), (20, 1, 3, 3), dict(padding=1, groups=20)),
     "depthwise_flat_s2_odd": ((2, 6, 15, 13), (12, 1, 5, 5), dict(stride=2, padding=2, groups=6)),
@@ -41,7 +41,8 @@ CASES = {
     # dx at stride 2 by its phases (conv.cpp's backward_depthwise_flat_dx2): odd width and a 5x5 filter
     "depthwise_flat_dx2_odd": ((2, 7, 8, 9), (7, 1, 5, 5), dict(stride=2, padding=2, groups=7)),
     # The backward passes of one filter per channel, and the forward where the flat planes do not apply (sw Q <
-    # W), run with the channels in the lanes (simd/depthwise.inc): 11 channels = a whole
+    # W; on Zen 4's table also strided rows under 15), run with the channels in the lanes (simd/depthwise.inc):
+    # 11 channels = a whole
     # block of 8 floats and a partial one (4 doubles: two and a partial); stride 2 (dx by pixel classes, some
     # with no tap), stride 3 and a 7x7 filter (49 taps: weight-gradient groups of 9 and a short one),
     # dilation, unequal strides and paddings, planes narrower than a vector.
@@ -554,7 +555,7 @@ def test_dx_path_choice(forced_dx_path):
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1) == "winograd"
     assert ops.conv2d_dx_path((64, 32, 14, 14), (64, 32, 5, 5), padding=2) == "winograd"
     # (Zen 4: the implicit GEMM was 1.5x faster than the direct kernel there; since the direct dx keeps its
-    # accumulators in registers it is 1.2x slower, 3.4 ms against 2.9, a miss the model keeps)
+    # accumulators in registers the implicit GEMM is 1.2x slower, 3.4 ms against 2.9: a miss the model keeps)
     assert ops.conv2d_dx_path((64, 16, 32, 32), (16, 16, 3, 3), padding=1, algorithm="implicit") == (
         "implicit" if zen4 else "direct")
     assert ops.conv2d_dx_path((64, 64, 8, 8), (64, 64, 3, 3), padding=1, algorithm="implicit") == "implicit"
