@@ -7,7 +7,8 @@ the fastest's, then the geometric mean of that ratio and the count of layers whe
     python bench/conv_path_sweep.py stem        # few-channel layers: direct against implicit, forward + dw
 
 `dx` and `stem` are the grids cpp/conv/conv_ukernels_zmm_avx512.cpp's dx rates and conv.cpp's direct_row_rate
-were fitted on (the thirty-fourth session, docs/history.md); `dx-heldout` is a grid of other channel counts and map sizes.
+were fitted on (the thirty-fourth session, docs/history.md); `dx-heldout` is a grid of other channel counts and map
+sizes.
 One thread unless OMP_NUM_THREADS says otherwise; medians of 7 calls per candidate, float32, random data.
 """
 from __future__ import annotations

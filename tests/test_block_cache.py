@@ -111,4 +111,5 @@ def test_row_results_that_stream_start_on_a_cache_line(dtype):
         assert type(a.base) is _C.CachedBlock and a.ctypes.data % 64 == 0
     tol = 1e-4 if dtype == np.float32 else 1e-9
     np.testing.assert_allclose(y, ref.layer_norm(x, 512, w, b), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, ref.layer_norm_backward(x[::-1].copy(), x, 512, w, b)[0], rtol=tol, atol=tol)
     np.testing.assert_allclose(s, ref.softmax(x, -1), rtol=tol, atol=tol * 1e-3)

@@ -46,9 +46,7 @@
 // applies (it had been taken unconditionally): bench/conv_path_sweep.py's grids before / after, the
 // pick's time over the best's, dx 1.028x / 1.006x (34 / 7 of 180 layers 5% or more slower, worst 1.48x / 1.18x;
 // with the rate at 1.3, 1.028x, 35), dx-heldout 1.018x (13 of 96, worst 1.27x) after.
-#ifndef NNX_CONV_DIRECT_DX_RATE
 #define NNX_CONV_DIRECT_DX_RATE 1.15
-#endif
 #define NNX_CONV_DIRECT_DX_AGAINST_IMPLICIT true
 #define NNX_CONV_KVEC_MAX_DZ_PIXELS 1024
 #define NNX_CONV_KVEC_MAX_DZ_ELEMS 65536
